@@ -1,0 +1,92 @@
+# Cosmic AI inference: every task of the project is a target here. `make help` lists them.
+# The two commands of a fresh clone: `make demo` (main job, local backend) and `make test`.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+COSMIC := $(BIN)/cosmic
+STAMP := $(VENV)/.installed
+SWEEP ?= sweeps/batch_size.yaml
+export PYTHONUNBUFFERED := 1
+# Keep CPU benchmarks honest on small machines: torch and onnxruntime pick their own threads.
+export MPLBACKEND := Agg
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets with what they do
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip >/dev/null
+	# torch first, pinned to the CPU build (on these machines a wheel on disk; elsewhere the
+	# PyTorch CPU index keeps the install small, see README).
+	$(BIN)/pip install "torch==2.13.0"
+	$(BIN)/pip install -e ".[dev,lab]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create .venv and install the package with its dev and lab extras
+
+.PHONY: demo
+demo: $(STAMP) ## MAIN JOB: data -> model (trained once, cached) -> ONNX -> state machine on the local backend -> summary + figures
+	$(COSMIC) demo
+
+.PHONY: test
+test: $(STAMP) ## run the linter, the test suite and every notebook with its default parameters
+	$(BIN)/ruff check cosmic_utils lambda tests scripts
+	$(BIN)/pytest -n 2 -q
+
+.PHONY: test-all
+test-all: $(STAMP) ## the test suite including the slow tests
+	$(BIN)/pytest -n 2 -q -m ""
+
+.PHONY: lint
+lint: $(STAMP) ## ruff over the package, handlers, tests and scripts
+	$(BIN)/ruff check cosmic_utils lambda tests scripts
+
+.PHONY: data
+data: $(STAMP) ## render a 0.2 GB dataset of 25 MB partitions from the real catalogue (data/generated/)
+	$(COSMIC) data prepare --gb 0.2 --partition-mb 25
+
+.PHONY: model
+model: $(STAMP) ## train the default model on the bundled galaxies (cached) and export it to ONNX
+	$(COSMIC) model train
+	$(COSMIC) model export
+
+.PHONY: bench
+bench: $(STAMP) ## benchmarks: renderer, partition I/O, engines x batch sizes vs the published loop (prints ratios)
+	$(COSMIC) data bench
+	$(COSMIC) bench --json runs/bench/bench.json
+
+.PHONY: sweep
+sweep: $(STAMP) ## run a papermill sweep grid: make sweep SWEEP=sweeps/batch_size.yaml
+	$(COSMIC) sweep $(SWEEP)
+
+.PHONY: figures
+figures: $(STAMP) ## redraw every figure of the report from stored records (no experiment re-run)
+	$(COSMIC) figures
+
+.PHONY: reliability
+reliability: $(STAMP) ## bad inputs and injected faults, with the outcome of each (nothing lost)
+	$(COSMIC) reliability
+
+.PHONY: notebooks-sync
+notebooks-sync: $(STAMP) ## regenerate the .ipynb notebooks (without outputs) from their paired py:percent scripts
+	$(BIN)/jupytext --sync notebooks/*.py
+
+.PHONY: lab
+lab: $(STAMP) ## start JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks/
+
+.PHONY: clean
+clean: ## remove generated data, runs, build outputs and caches (keeps .venv and models/)
+	rm -rf data/generated runs build .pytest_cache .ruff_cache
+
+.PHONY: distclean
+distclean: clean ## also remove the virtual environment and cached models
+	rm -rf $(VENV) models

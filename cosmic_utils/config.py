@@ -1,0 +1,92 @@
+"""Every path the project uses, in one place.
+
+The project root is found, in order, from the ``COSMIC_ROOT`` environment variable, else from
+the location of this package when it sits in a checkout (editable install), else the current
+working directory. Each folder below can be moved on its own with an environment variable
+(``COSMIC_DATA_DIR``, ``COSMIC_RUNS_DIR`` ...), e.g. to keep several GB of generated partitions
+on a scratch disk. Nothing here creates folders at import time; call :func:`ensure_dirs`.
+
+Units used across the project live here too, so no module types them again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# ---------------------------------------------------------------- units
+#: One sample as the published work counts it: a 5x32x32 float32 image plus 5 float64
+#: magnitudes. The redshift label travels with the sample but is not counted.
+SAMPLE_BYTES: int = 5 * 32 * 32 * 4 + 5 * 8  # 20,520
+#: Data sizes in GB mean 1e9 bytes unless a figure says GiB.
+GB: int = 10**9
+#: Partition sizes follow the published partitions, which count a "MB" as 2**20 bytes
+#: (a "25 MB" partition holds 1,278 samples).
+PARTITION_MB: int = 2**20
+BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
+
+
+def _find_root() -> Path:
+    env = os.environ.get("COSMIC_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").exists() and (here / "cosmic_utils").is_dir():
+        return here
+    return Path.cwd().resolve()
+
+
+def _dir(env_name: str, default: Path) -> Path:
+    value = os.environ.get(env_name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+PROJECT_ROOT: Path = _find_root()
+#: Bundled, committed data (the SDSS catalogue with its licence, small reference records).
+DATA_DIR: Path = _dir("COSMIC_DATA_DIR", PROJECT_ROOT / "data")
+CATALOG_DIR: Path = DATA_DIR / "sdss_mgs"
+TRAIN_CATALOG: Path = CATALOG_DIR / "sdss_mgs_train.txt"
+VALID_CATALOG: Path = CATALOG_DIR / "sdss_mgs_valid.txt"
+#: Published numbers kept as data (copied from the Cosmic AI work and the seed project).
+REFERENCE_DIR: Path = DATA_DIR / "reference"
+#: Small measured run records shipped with the repository so `make figures` needs no re-run.
+RECORDS_DIR: Path = _dir("COSMIC_RECORDS_DIR", DATA_DIR / "records")
+#: Generated partitions (git-ignored; can be several GB).
+GENERATED_DIR: Path = _dir("COSMIC_GENERATED_DIR", DATA_DIR / "generated")
+#: Trained / converted model artifacts (git-ignored cache).
+MODELS_DIR: Path = _dir("COSMIC_MODELS_DIR", PROJECT_ROOT / "models")
+DEFAULT_MODEL_DIR: Path = MODELS_DIR / "default"
+#: Every run writes under runs/<run-id>/ (git-ignored): records, predictions, summary, notebooks.
+RUNS_DIR: Path = _dir("COSMIC_RUNS_DIR", PROJECT_ROOT / "runs")
+SWEEPS_DIR: Path = RUNS_DIR / "sweeps"
+FIGURES_DIR: Path = _dir("COSMIC_FIGURES_DIR", PROJECT_ROOT / "figures")
+NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
+LAMBDA_DIR: Path = PROJECT_ROOT / "lambda"
+STEPFUNCTIONS_DIR: Path = PROJECT_ROOT / "stepfunctions"
+SWEEP_GRIDS_DIR: Path = PROJECT_ROOT / "sweeps"
+#: Build outputs (Lambda zip packages, wheels for Lambda's Linux).
+BUILD_DIR: Path = _dir("COSMIC_BUILD_DIR", PROJECT_ROOT / "build")
+
+
+def ensure_dirs() -> None:
+    """Create the writable folders (generated data, models, runs, figures, build)."""
+    for path in (GENERATED_DIR, MODELS_DIR, RUNS_DIR, FIGURES_DIR, BUILD_DIR, RECORDS_DIR):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def samples_per_partition(partition_mb: float) -> int:
+    """Samples in a partition of ``partition_mb`` published-MB (2**20 bytes), at least one.
+
+    The count is the smallest whole number of samples whose bytes reach the target, rounded
+    to the nearest sample: 10 -> 511, 25 -> 1,278, 100 -> 5,110.
+    """
+    if partition_mb <= 0:
+        raise ValueError(f"partition size must be positive, got {partition_mb} MB")
+    return max(1, int(partition_mb * PARTITION_MB / SAMPLE_BYTES + 0.5))
+
+
+def samples_for_gb(gb: float) -> int:
+    """Samples in ``gb`` GB (1e9 bytes) of data, counted as the published work does."""
+    if gb <= 0:
+        raise ValueError(f"data size must be positive, got {gb} GB")
+    return max(1, int(gb * GB / SAMPLE_BYTES + 0.5))
