@@ -1,0 +1,148 @@
+"""Read the bundled SDSS Main Galaxy Sample catalogue and resample it to any size.
+
+The catalogue (``data/sdss_mgs/*.txt``, see its README) is whitespace-separated with one ``#``
+header line naming 19 columns: ``zs`` (spectroscopic redshift, the label), the five AB model
+magnitudes ``u g r i z``, four colours, and the 1-sigma error of each magnitude and colour.
+
+Scaling up (:func:`resample_catalog`): datasets of many GB need millions of galaxies, the
+catalogue has 7,500. We draw rows with replacement and jitter each magnitude by a Gaussian
+with that row's own error (``eu``...``ez``), i.e. we draw another plausible observation of
+the same galaxy, then recompute the colours from the jittered magnitudes. The label ``zs`` is
+copied unchanged (the galaxy's redshift does not change with the noise of its photometry) and
+the error columns are kept. Draws come from ``numpy.random.default_rng(seed)``, so the same
+``(rows, n, seed)`` gives the same table; the seed may be an int, a sequence of ints or a
+``SeedSequence`` (the dataset builder seeds each partition with ``(seed, partition_id)`` so
+partitions can be made in any order, or in parallel, with the same result).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cosmic_utils import config
+
+COLUMNS: tuple[str, ...] = (
+    "zs", "u", "g", "r", "i", "z", "u-g", "g-r", "r-i", "i-z",
+    "eu", "eg", "er", "ei", "ez", "eu-g", "eg-r", "er-i", "ei-z",
+)
+MAG_COLUMNS: tuple[str, ...] = ("u", "g", "r", "i", "z")
+ERR_COLUMNS: tuple[str, ...] = ("eu", "eg", "er", "ei", "ez")
+COLOUR_COLUMNS: tuple[str, ...] = ("u-g", "g-r", "r-i", "i-z")
+LABEL_COLUMN: str = "zs"
+
+SeedLike = int | Sequence[int] | np.random.SeedSequence | None
+
+
+class CatalogError(ValueError):
+    """The catalogue file is missing or malformed (the message names the file and problem)."""
+
+
+def load_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read one catalogue file into a DataFrame with the 19 columns (float64), in file order.
+
+    Raises :class:`CatalogError` naming the file for a missing file, a missing header, missing
+    columns, non-numeric or non-finite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"catalogue {path}: file not found")
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline()
+    if not first.startswith("#"):
+        raise CatalogError(f"catalogue {path}: first line must be a '#' header naming the columns, got {first[:60]!r}")
+    names = first.lstrip("#").split()
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        raise CatalogError(f"catalogue {path}: missing columns {missing} (header names {names})")
+    if len(set(names)) != len(names):
+        raise CatalogError(f"catalogue {path}: duplicate column names in header {names}")
+    try:
+        df = pd.read_csv(path, sep=r"\s+", skiprows=1, header=None, names=names, comment="#",
+                         dtype="float64", engine="c")
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise CatalogError(f"catalogue {path}: cannot parse: {exc}") from exc
+    if df.empty:
+        raise CatalogError(f"catalogue {path}: no rows")
+    df = df.loc[:, list(COLUMNS)]
+    values = df.to_numpy()
+    if not np.isfinite(values).all():
+        bad = np.argwhere(~np.isfinite(values))
+        row, col = bad[0]
+        raise CatalogError(f"catalogue {path}: {len(bad)} missing / non-finite values, first in column "
+                           f"{COLUMNS[col]!r} of data row {int(row) + 1}")
+    errs = df.loc[:, list(ERR_COLUMNS)].to_numpy()
+    if (errs < 0).any():
+        raise CatalogError(f"catalogue {path}: negative magnitude errors")
+    df.attrs["source"] = str(path)
+    return df
+
+
+def train_catalog() -> pd.DataFrame:
+    """The training file (``config.TRAIN_CATALOG``, 5,000 galaxies)."""
+    return load_catalog(config.TRAIN_CATALOG)
+
+
+def valid_catalog() -> pd.DataFrame:
+    """The validation file (``config.VALID_CATALOG``, 2,500 galaxies): reported metrics use it."""
+    return load_catalog(config.VALID_CATALOG)
+
+
+def catalog_by_name(name: str) -> pd.DataFrame:
+    """``"train"`` / ``"valid"`` or a path to a catalogue file."""
+    if name == "train":
+        return train_catalog()
+    if name in ("valid", "validation"):
+        return valid_catalog()
+    return load_catalog(name)
+
+
+def magnitudes(df: pd.DataFrame) -> np.ndarray:
+    """AB magnitudes u,g,r,i,z as float64 ``[N, 5]``."""
+    return np.ascontiguousarray(df.loc[:, list(MAG_COLUMNS)].to_numpy(dtype=np.float64))
+
+
+def magnitude_errors(df: pd.DataFrame) -> np.ndarray:
+    """1-sigma magnitude errors eu..ez as float64 ``[N, 5]``."""
+    return np.ascontiguousarray(df.loc[:, list(ERR_COLUMNS)].to_numpy(dtype=np.float64))
+
+
+def redshifts(df: pd.DataFrame) -> np.ndarray:
+    """The spectroscopic redshift label as float32 ``[N]``."""
+    return np.ascontiguousarray(df[LABEL_COLUMN].to_numpy(dtype=np.float32))
+
+
+def colours(mags: np.ndarray) -> np.ndarray:
+    """Adjacent-band colours u-g, g-r, r-i, i-z from ``[N, 5]`` magnitudes."""
+    mags = np.asarray(mags, dtype=np.float64)
+    return mags[:, :-1] - mags[:, 1:]
+
+
+def resample_catalog(df: pd.DataFrame, n: int, seed: SeedLike = 0, jitter: bool = True) -> pd.DataFrame:
+    """``n`` rows drawn with replacement from ``df``, magnitudes jittered within their errors.
+
+    Each drawn row's magnitudes get independent Gaussian offsets with that row's ``e*`` as
+    sigma; colours are recomputed; ``zs`` and the error columns are copied. A ``source_row``
+    column gives the index of the original row. Reproducible for a given ``seed``.
+    """
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    if len(df) == 0:
+        raise CatalogError("cannot resample an empty catalogue")
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise CatalogError(f"catalogue {df.attrs.get('source', '<DataFrame>')}: missing columns {missing}")
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(df), size=n)
+    out = df.iloc[rows].loc[:, list(COLUMNS)].reset_index(drop=True).copy()
+    if jitter:
+        mags = magnitudes(out) + rng.standard_normal((n, len(MAG_COLUMNS))) * magnitude_errors(out)
+        out.loc[:, list(MAG_COLUMNS)] = mags
+        out.loc[:, list(COLOUR_COLUMNS)] = colours(mags)
+    out["source_row"] = rows.astype(np.int64)
+    out.attrs = dict(df.attrs)
+    return out

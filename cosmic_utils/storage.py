@@ -1,0 +1,442 @@
+"""One storage interface over a local folder and ``s3://bucket/prefix``.
+
+Everything that moves partitions, manifests, predictions or records goes through
+:func:`open_storage` so the same code runs against a laptop folder, the local backend's moto
+server and real S3. Choices:
+
+- Keys are relative and ``/``-separated (``part-00000.cpart``, ``preds/part-00000.csv``). A key
+  that is absolute, has an empty segment or a ``..`` / ``.`` segment is rejected with
+  :class:`InvalidKeyError` before anything touches the disk or the network, so a key taken
+  from a request can never escape the root.
+- S3 listings use the boto3 paginator (``list_objects_v2``), so they never stop at 1,000 keys
+  (a bug of the published pipeline). Uploads / downloads use boto3's managed transfer
+  (multipart above 8 MB, parallel parts) rather than a single ``put_object``.
+- Local writes are atomic: a temp file in the same folder, then ``os.replace``; a reader never
+  sees half a partition. Temp files (``.<name>.tmp-*``) are skipped by ``list_keys``.
+- A missing object raises :class:`MissingObjectError` (also a ``FileNotFoundError``) and a
+  missing bucket :class:`StorageError`; both name the URI.
+- The S3 client is created with boto3's default configuration (credentials chain, region)
+  unless one is passed; ``endpoint_url`` (or ``COSMIC_S3_ENDPOINT_URL``) points it at a moto
+  server. boto3 is imported lazily, so local-only use does not pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+ENDPOINT_ENV: str = "COSMIC_S3_ENDPOINT_URL"
+
+
+class StorageError(Exception):
+    """A storage operation failed (missing bucket, permission, network...)."""
+
+
+class MissingObjectError(StorageError, FileNotFoundError):
+    """The key does not exist."""
+
+
+class InvalidKeyError(StorageError, ValueError):
+    """The key is absolute or tries to leave the storage root."""
+
+
+def validate_key(key: str, allow_empty: bool = False) -> str:
+    """Return ``key`` if it is a safe relative ``/``-separated key, else raise InvalidKeyError."""
+    if not isinstance(key, str):
+        raise InvalidKeyError(f"storage key must be a string, got {type(key).__name__}")
+    if key == "":
+        if allow_empty:
+            return key
+        raise InvalidKeyError("storage key is empty")
+    if "\\" in key or "\x00" in key:
+        raise InvalidKeyError(f"storage key {key!r} contains a backslash or NUL byte")
+    if key.startswith("/") or (len(key) > 1 and key[1] == ":"):
+        raise InvalidKeyError(f"storage key {key!r} is absolute; keys are relative to the storage root")
+    parts = key.rstrip("/").split("/") if allow_empty else key.split("/")
+    for part in parts:
+        if part in ("..", "."):
+            raise InvalidKeyError(f"storage key {key!r} contains a '{part}' segment (path traversal is not allowed)")
+        if part == "":
+            raise InvalidKeyError(f"storage key {key!r} has an empty segment")
+    return key
+
+
+class Storage(ABC):
+    """A flat key -> bytes store rooted at a folder or an S3 prefix."""
+
+    #: The URI the storage was opened with, normalised (``/abs/path`` or ``s3://bucket/prefix``).
+    root_uri: str
+
+    @abstractmethod
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """All keys under ``prefix`` (a key prefix, not necessarily a folder), sorted."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """The whole object."""
+
+    @abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (fewer at the end of the object)."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Create or replace an object."""
+
+    @abstractmethod
+    def upload_file(self, local_path: str | os.PathLike[str], key: str) -> None:
+        """Copy a local file to ``key`` (S3: managed multipart transfer)."""
+
+    @abstractmethod
+    def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
+        """Copy ``key`` to a local file (written atomically)."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether the object exists."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object (no error when it does not exist)."""
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """Size of the object in bytes."""
+
+    @abstractmethod
+    def uri(self, key: str = "") -> str:
+        """The full URI of a key (``/abs/path/key`` or ``s3://bucket/prefix/key``)."""
+
+    def read_text(self, key: str, encoding: str = "utf-8") -> str:
+        return self.read_bytes(key).decode(encoding)
+
+    def write_text(self, key: str, text: str, encoding: str = "utf-8") -> None:
+        self.write_bytes(key, text.encode(encoding))
+
+    def local_path(self, key: str) -> Path | None:
+        """A local filesystem path for ``key`` when the storage is local (for memmaps), else None."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root_uri!r})"
+
+
+# ------------------------------------------------------------------ local folder
+class LocalStorage(Storage):
+    """Keys are files under ``root`` (created on the first write)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.root_uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*validate_key(key).split("/"))
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        if prefix:
+            validate_key(prefix, allow_empty=True)
+        if not self.root.is_dir():
+            return []
+        keys: list[str] = []
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            rel = Path(dirpath).relative_to(self.root)
+            for fname in filenames:
+                if fname.startswith(".") and ".tmp-" in fname:
+                    continue  # an atomic write in progress
+                key = (rel / fname).as_posix() if rel.parts else fname
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def _missing(self, key: str) -> MissingObjectError:
+        return MissingObjectError(f"no such object: {self.uri(key)}")
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise self._missing(key) from exc
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if start < 0 or length < 0:
+            raise ValueError(f"bad range start={start} length={length} for {self.uri(key)}")
+        try:
+            with open(self._path(key), "rb") as fh:
+                fh.seek(start)
+                return fh.read(length)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise self._missing(key) from exc
+
+    def _atomic_target(self, key: str) -> tuple[Path, Path]:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        os.close(fd)
+        return path, Path(tmp)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path, tmp = self._atomic_target(key)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            _publish(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def upload_file(self, local_path: str | os.PathLike[str], key: str) -> None:
+        src = Path(local_path)
+        if not src.is_file():
+            raise MissingObjectError(f"no such local file to upload: {src}")
+        path, tmp = self._atomic_target(key)
+        try:
+            shutil.copyfile(src, tmp)
+            _publish(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
+        src = self._path(key)
+        if not src.is_file():
+            raise self._missing(key)
+        _atomic_copy(src, Path(local_path))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise self._missing(key) from exc
+
+    def uri(self, key: str = "") -> str:
+        return str(self._path(key)) if key else self.root_uri
+
+
+def _publish(tmp: Path | str, dst: Path) -> None:
+    """Give a finished temp file ordinary permissions (mkstemp makes it 0600) and rename it."""
+    os.chmod(tmp, _FILE_MODE)
+    os.replace(tmp, dst)
+
+
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE: int = _default_mode()
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        _publish(tmp, dst)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------ S3
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix/`` -> ``("bucket", "some/prefix")``."""
+    if not uri.startswith("s3://"):
+        raise StorageError(f"not an S3 URI: {uri!r}")
+    rest = uri[5:]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise StorageError(f"S3 URI has no bucket: {uri!r}")
+    prefix = prefix.strip("/")
+    if prefix:
+        validate_key(prefix)
+    return bucket, prefix
+
+
+def make_s3_client(endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client with the default configuration; ``endpoint_url`` for moto servers."""
+    import boto3
+
+    endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+class S3Storage(Storage):
+    """Keys are objects ``prefix/key`` in ``bucket``."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None, endpoint_url: str | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client if client is not None else make_s3_client(endpoint_url)
+        self.root_uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+
+    def _full(self, key: str) -> str:
+        validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{self._full(key)}" if key else self.root_uri
+
+    def _translate(self, exc: Exception, key: str | None) -> StorageError:
+        from botocore.exceptions import ClientError
+
+        where = self.uri(key) if key else self.root_uri
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            if code == "NoSuchBucket" or (code in ("404", "NotFound") and key is None):
+                return StorageError(f"S3 bucket {self.bucket!r} does not exist ({where})")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                if key is not None and self._bucket_missing():
+                    return StorageError(f"S3 bucket {self.bucket!r} does not exist ({where})")
+                return MissingObjectError(f"no such object: {where}")
+            if code in ("AccessDenied", "403", "Forbidden"):
+                return StorageError(f"access denied to {where}")
+            return StorageError(f"S3 error {code} on {where}: {err.get('Message', exc)}")
+        if "NoSuchBucket" in str(exc):  # boto3's managed transfer wraps the ClientError
+            return StorageError(f"S3 bucket {self.bucket!r} does not exist ({where})")
+        return StorageError(f"S3 request for {where} failed: {exc}")
+
+    def _bucket_missing(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            return str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchBucket", "NotFound")
+        return False
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        if prefix:
+            validate_key(prefix, allow_empty=True)
+        base = f"{self.prefix}/" if self.prefix else ""
+        keys: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
+                for obj in page.get("Contents", []):
+                    keys.append(obj["Key"][len(base):])
+        except Exception as exc:  # translated into a StorageError naming the URI
+            raise self._translate(exc, None) from exc
+        return sorted(keys)
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+            return resp["Body"].read()
+        except InvalidKeyError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if start < 0 or length < 0:
+            raise ValueError(f"bad range start={start} length={length} for {self.uri(key)}")
+        if length == 0:
+            return b""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key),
+                                          Range=f"bytes={start}-{start + length - 1}")
+            return resp["Body"].read()
+        except InvalidKeyError:
+            raise
+        except Exception as exc:
+            from botocore.exceptions import ClientError
+
+            if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # start beyond the end: nothing there, as a local read would say
+            raise self._translate(exc, key) from exc
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+        except InvalidKeyError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def upload_file(self, local_path: str | os.PathLike[str], key: str) -> None:
+        src = Path(local_path)
+        if not src.is_file():
+            raise MissingObjectError(f"no such local file to upload: {src}")
+        full = self._full(key)
+        try:
+            self.client.upload_file(str(src), self.bucket, full)
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
+        dst = Path(local_path)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        full = self._full(key)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+        os.close(fd)
+        try:
+            self.client.download_file(self.bucket, full, tmp)
+            _publish(tmp, dst)
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+            return True
+        except InvalidKeyError:
+            raise
+        except Exception as exc:
+            err = self._translate(exc, key)
+            if isinstance(err, MissingObjectError):
+                return False
+            raise err from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        except InvalidKeyError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def size(self, key: str) -> int:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"])
+        except InvalidKeyError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+
+def open_storage(uri: str | os.PathLike[str], s3_client: Any = None, endpoint_url: str | None = None) -> Storage:
+    """Open a local folder (a path or ``file://`` URI) or ``s3://bucket/prefix``.
+
+    Opening is lazy: nothing is created or contacted until the first operation.
+    """
+    if isinstance(uri, Storage):
+        return uri
+    text = os.fspath(uri)
+    if text.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(text)
+        return S3Storage(bucket, prefix, client=s3_client, endpoint_url=endpoint_url)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if "://" in text:
+        raise StorageError(f"unsupported storage URI {text!r} (use a local path or s3://bucket/prefix)")
+    return LocalStorage(text)
+
+
+def join_key(*parts: str) -> str:
+    """Join key segments with '/', validating the result."""
+    return validate_key(str(PurePosixPath(*[p.strip("/") for p in parts if p])))
