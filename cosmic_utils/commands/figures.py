@@ -1,0 +1,23 @@
+"""``cosmic figures``: redraw every figure of the report from stored records (no experiment re-run)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("figures", help="redraw every figure from stored records into figures/")
+    p.add_argument("--out", type=Path, help="output folder (default: figures/)")
+    p.add_argument("--only", nargs="+", help="figure names to draw (default: all)")
+    p.set_defaults(func=_figures)
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from cosmic_utils import plots
+
+    paths = plots.make_all_figures(out_dir=args.out, only=args.only)
+    for p in paths:
+        print(p)
+    print(f"{len(paths)} files written")
+    return 0

@@ -1,0 +1,29 @@
+"""``cosmic sweep GRID.yaml``: run a papermill grid sweep (resumable), print the combinations' status."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sweep", help="run a notebook once per combination of a grid file (papermill)")
+    p.add_argument("grid", type=Path, help="grid file, e.g. sweeps/batch_size.yaml")
+    p.add_argument("--dry-run", action="store_true", help="list the combinations and their folders, run nothing")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep only combinations with this value (repeatable)")
+    p.add_argument("--kernel", help="Jupyter kernel (default: the grid's, else python3)")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from cosmic_utils import sweep
+
+    rows = sweep.run_sweep(args.grid, dry_run=args.dry_run, only=args.only, kernel=args.kernel)
+    for r in rows:
+        extra = f"  {r['error'].splitlines()[0][:120]}" if r["error"] else ""
+        print(f"{r['status']:>8}  {r['slug']}  {r['output_dir']}{extra}")
+    failed = sum(r["status"] == "failed" for r in rows)
+    print(f"{len(rows)} combinations: " + ", ".join(
+        f"{s} {sum(r['status'] == s for r in rows)}" for s in ("done", "skipped", "failed", "planned")))
+    return 1 if failed else 0

@@ -1,0 +1,110 @@
+"""Papermill sweeps: one folder per combination, resumable, failures recorded, unique slugs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from cosmic_utils import sweep
+
+
+def _notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('x = 1\nlabel = "a"\noutput_dir = ""')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "from pathlib import Path\n"
+        "if x == 3:\n    raise ValueError('boom at x=3')\n"
+        "Path(output_dir, 'records.csv').write_text(f'x,label\\n{x},{label}\\n')\n")
+    nb.cells = [params, body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _grid(tmp_path: Path, grid: dict, name: str = "tiny") -> Path:
+    nb = _notebook(tmp_path / "tiny.ipynb")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "notebook": str(nb), "parameters": {"label": "fixed"},
+                                    "grid": grid}))
+    return path
+
+
+def test_sweep_runs_resumes_and_records_failures(tmp_path: Path) -> None:
+    grid = _grid(tmp_path, {"x": [1, 2, 3]})
+    out = tmp_path / "sweeps"
+    rows = sweep.run_sweep(grid, sweeps_dir=out)
+    status = {r["x"]: r["status"] for r in rows}
+    assert status == {1: "done", 2: "done", 3: "failed"}
+    d1 = out / "tiny" / sweep.slug({"x": 1})
+    assert (d1 / "_done.json").exists() and (d1 / "tiny.ipynb").exists()
+    assert (d1 / "records.csv").read_text().splitlines()[1] == "1,fixed"
+    failed = json.loads((out / "tiny" / sweep.slug({"x": 3}) / "_failed.json").read_text())
+    assert "boom at x=3" in failed["error"] and failed["parameters"]["x"] == 3
+    # second run: done combinations are skipped, the failed one is tried again
+    again = {r["x"]: r["status"] for r in sweep.run_sweep(grid, sweeps_dir=out)}
+    assert again == {1: "skipped", 2: "skipped", 3: "failed"}
+    on_disk = {r["slug"]: r["status"] for r in sweep.sweep_status("tiny", out)}
+    assert sorted(on_disk.values()) == ["done", "done", "failed"]
+
+
+def test_dry_run_and_only(tmp_path: Path) -> None:
+    grid = _grid(tmp_path, {"x": [1, 2], "label": ["p", "q"]}, name="dry")
+    # label is both fixed and in the grid -> error naming the file
+    with pytest.raises(ValueError, match="dry.yaml"):
+        sweep.run_sweep(grid, dry_run=True, sweeps_dir=tmp_path)
+    grid = _grid(tmp_path, {"x": [1, 2, 4]}, name="dry2")
+    rows = sweep.run_sweep(grid, dry_run=True, sweeps_dir=tmp_path / "s")
+    assert [r["status"] for r in rows] == ["planned"] * 3
+    assert not (tmp_path / "s").exists()
+    only = sweep.run_sweep(grid, dry_run=True, only=["x=2"], sweeps_dir=tmp_path / "s")
+    assert [r["x"] for r in only] == [2]
+    with pytest.raises(ValueError, match="not a parameter"):
+        sweep.run_sweep(grid, dry_run=True, only=["y=2"], sweeps_dir=tmp_path / "s")
+
+
+def test_slugs_are_unique_and_readable() -> None:
+    assert sweep.slug({"batch_size": 64}) == "batch_size-64"
+    assert sweep.slug({"b_x": 2, "a": "onnx"}) == "a-onnx__b_x-2"
+    combos = [{"v": "a/b"}, {"v": "a_b"}, {"v": "a-b"}, {"v": 1}, {"v": 1.0}, {"v": "1"}, {"v": True}]
+    slugs = [sweep.slug(c) for c in combos]
+    assert len(set(slugs)) == len(slugs), slugs
+    assert all("/" not in s for s in slugs)
+    assert len(sweep.slug({"k": "x" * 300})) < 100
+
+
+def test_grid_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nnotebook: n.ipynb\ngrid: {a: 3}\n")
+    with pytest.raises(ValueError, match="bad.yaml.*'a'"):
+        sweep.load_grid(bad)
+    bad.write_text("notebook: n.ipynb\ngrid: {a: [1]}\n")
+    with pytest.raises(ValueError, match="missing field 'name'"):
+        sweep.load_grid(bad)
+
+
+def test_shipped_grids_parse() -> None:
+    from cosmic_utils import config
+
+    names = {p.stem for p in config.SWEEP_GRIDS_DIR.glob("*.yaml")}
+    assert {"batch_size", "partition_size", "data_size", "lambda_memory", "engine"} <= names
+    for p in config.SWEEP_GRIDS_DIR.glob("*.yaml"):
+        g = sweep.load_grid(p)
+        assert g.notebook.name == "03_lambda_sweep.ipynb"
+        combos = g.combinations()
+        assert combos and len({sweep.slug(c) for c in combos}) == len(combos)
+        keys = set(g.parameters) | set(g.grid)
+        assert keys <= {"backend", "batch_size", "partition_mb", "data_gb", "memory_mb", "engine", "max_concurrency"}
+
+
+def test_sweep_cli_dry_run(capsys) -> None:
+    from cosmic_utils import cli, config
+
+    assert cli.main(["sweep", str(config.SWEEP_GRIDS_DIR / "batch_size.yaml"), "--dry-run", "--only",
+                     "batch_size=64"]) == 0
+    out = capsys.readouterr().out
+    assert "planned  batch_size-64" in out and "1 combinations" in out
