@@ -1,0 +1,184 @@
+"""``cosmic run`` (local or aws backend, redrive), ``cosmic deploy`` (and ``--dry-run``), ``cosmic teardown``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cosmic_utils import config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("run", help="run the state machine over a dataset (backend local or aws)")
+    p.add_argument("--backend", choices=["local", "aws"], default="local",
+                   help="local: embedded moto server runs the same ASL (default); aws: your account")
+    p.add_argument("--data", help="dataset folder or s3://bucket/prefix of .cpart partitions")
+    p.add_argument("--model", default=None, help=f"model artifact folder or s3:// (default {config.DEFAULT_MODEL_DIR})")
+    p.add_argument("--results", default=None,
+                   help="s3://bucket/prefix for items, records, predictions (default: a bucket inside moto for local)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<run-id>); its name is the run id")
+    p.add_argument("--run-id", default=None, help="run id (default: the --out folder name)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--partition-limit", type=int, default=None)
+    p.add_argument("--max-concurrency", type=int, default=16)
+    p.add_argument("--world-size", type=int, default=None, help="spread partitions over this many invocations")
+    p.add_argument("--engine", default="onnx")
+    p.add_argument("--threads", type=int, default=None, help="engine threads per invocation (default: all CPUs)")
+    p.add_argument("--memory-mb", type=int, default=3008, help="configured memory of the Inference function")
+    p.add_argument("--timeout-s", type=int, default=900, help="timeout of the Inference function")
+    p.add_argument("--tolerated-failure-percentage", type=float, default=10.0)
+    p.add_argument("--request", type=Path, default=None, help="a run request JSON file (flags override nothing)")
+    p.add_argument("--seed-payload", type=Path, default=None,
+                   help="the seed project's payload JSON (translated; its script fields are refused); needs --model")
+    p.add_argument("--redrive", metavar="RUN_ID", default=None,
+                   help="re-run only the failed partitions of runs/RUN_ID (or a run folder) and merge")
+    p.add_argument("--prefix", default="cosmic", help="deployment name prefix (aws resources)")
+    p.add_argument("--region", default=None)
+    p.add_argument("--stage-data", action="store_true", help="local: upload the dataset into moto S3 first")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run)
+
+    d = subparsers.add_parser("deploy", help="deploy (create or update) the pipeline to AWS; --dry-run prints the plan")
+    _deploy_args(d)
+    d.add_argument("--dry-run", action="store_true", help="print what would be created and a cost ceiling")
+    d.add_argument("--partitions", type=int, default=None, help="partitions of a run, for the dry-run cost ceiling")
+    d.add_argument("--no-deps", action="store_true", help="package without dependencies (testing only)")
+    d.set_defaults(func=_deploy)
+
+    t = subparsers.add_parser("teardown", help="remove everything `cosmic deploy` created")
+    _deploy_args(t)
+    t.add_argument("--keep-results", action="store_true", help="keep the results bucket and its runs")
+    t.set_defaults(func=_teardown)
+
+
+def _deploy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", required=True, help="s3://bucket/prefix where runs write")
+    p.add_argument("--data", action="append", default=[], help="s3:// dataset location(s) the functions may read")
+    p.add_argument("--model", action="append", default=[], help="s3:// model artifact location(s)")
+    p.add_argument("--prefix", default="cosmic")
+    p.add_argument("--region", default=None)
+    p.add_argument("--memory-mb", type=int, default=3008)
+    p.add_argument("--timeout-s", type=int, default=900)
+
+
+def _request_from_args(args: argparse.Namespace) -> Any:
+    from cosmic_utils.backends.local import LOCAL_RESULTS_URI
+    from cosmic_utils.pipeline.request import parse_request
+
+    if args.request:
+        return parse_request(args.request.read_text())
+    if args.seed_payload:
+        from cosmic_utils.pipeline.request import from_seed_payload
+
+        if not args.model:
+            raise SystemExit("cosmic run --seed-payload: --model is required (the seed payload has no model location)")
+        return from_seed_payload(json.loads(args.seed_payload.read_text()), model=str(args.model),
+                                 run_id=args.run_id or (args.out.name if args.out else None))
+    if not args.data:
+        raise SystemExit("cosmic run: --data is required (or --request FILE)")
+    run_id = args.run_id or (args.out.name if args.out else None)
+    if not run_id:
+        raise SystemExit("cosmic run: give --out runs/RUN_ID or --run-id")
+    results = args.results or (LOCAL_RESULTS_URI if args.backend == "local" else None)
+    if results is None:
+        raise SystemExit("cosmic run --backend aws: --results s3://bucket/prefix is required")
+    fields: dict[str, Any] = {
+        "run_id": run_id, "data": str(args.data), "model": str(args.model or config.DEFAULT_MODEL_DIR),
+        "results": results, "batch_size": args.batch_size, "max_concurrency": args.max_concurrency,
+        "engine": args.engine, "memory_mb": args.memory_mb, "timeout_s": args.timeout_s,
+        "tolerated_failure_percentage": args.tolerated_failure_percentage,
+    }
+    if args.partition_limit is not None:
+        fields["partition_limit"] = args.partition_limit
+    if args.world_size is not None:
+        fields["world_size"] = args.world_size
+    if args.threads is not None:
+        fields["threads"] = args.threads
+    return parse_request(fields)
+
+
+def print_summary(summary: dict[str, Any], out: Any = None) -> None:
+    """A short human-readable view of summary.json."""
+    out = out or sys.stdout
+    thr = summary.get("throughput") or {}
+    bill = summary.get("billing") or {}
+    acc = summary.get("accuracy") or {}
+    cost = summary.get("cost") or {}
+
+    def f(v: Any, fmt: str = ".4g") -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    print(f"run {summary.get('run_id')} ({summary.get('backend')}): execution {summary.get('execution_status')}", file=out)
+    print(f"  partitions {summary.get('partitions')}: ok {summary.get('partitions_ok')}, "
+          f"failed {summary.get('partitions_failed')}", file=out)
+    for fail in summary.get("failed", [])[:10]:
+        print(f"    FAILED {fail['partition_id']}: {fail['error']}", file=out)
+    print(f"  data {f(summary.get('data_gb'))} GB, {summary.get('samples')} samples, wall {f(summary.get('wall_s'))} s",
+          file=out)
+    print(f"  throughput end-to-end {f(thr.get('end_to_end_gb_s'))} GB/s; per-worker (published) "
+          f"{f(thr.get('per_worker_gb_s'))} GB/s", file=out)
+    print(f"  billed {bill.get('billed_ms_total')} ms, {f(bill.get('gb_seconds'))} GB-s "
+          f"at {bill.get('memory_mb_configured')} MB; cost {f(cost.get('total_usd'))} USD", file=out)
+    if acc.get("labelled_samples"):
+        print(f"  accuracy: MAE {f(acc.get('mae'))}, sigma_NMAD {f(acc.get('sigma_nmad'))}, "
+              f"outliers(>0.15) {f(acc.get('outlier_015'))}", file=out)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cosmic_utils.pipeline import runner
+
+    common = {"backend": args.backend, "prefix": args.prefix, "region": args.region,
+              "progress": not args.no_progress}
+    if args.redrive:
+        result = runner.redrive(args.redrive, **common)
+        if result.status == "NOTHING_TO_REDRIVE":
+            print(f"run {result.run_dir.name}: no failed partitions, nothing to redrive")
+            return 0
+    else:
+        from cosmic_utils.pipeline.request import RequestError
+
+        try:
+            request = _request_from_args(args)
+        except RequestError as exc:
+            print(f"cosmic run: {exc}", file=sys.stderr)
+            return 2
+        run_dir = args.out or config.RUNS_DIR / request.run_id
+        result = runner.run_pipeline(request, run_dir=run_dir, stage_data=args.stage_data, **common)
+    print_summary(result.summary)
+    print(f"  outputs: {result.run_dir}")
+    return 0 if result.status == "SUCCEEDED" else 1
+
+
+def _config(args: argparse.Namespace, with_deps: bool = True) -> Any:
+    from cosmic_utils.backends.aws import DeployConfig
+
+    return DeployConfig(results_uri=args.results, prefix=args.prefix, read_uris=[*args.data, *args.model],
+                        memory_mb=args.memory_mb, timeout_s=args.timeout_s, with_deps=with_deps)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from cosmic_utils.backends import aws
+
+    cfg = _config(args, with_deps=not args.no_deps)
+    if args.dry_run:
+        print(json.dumps(aws.plan(cfg, partitions=args.partitions), indent=2))
+        return 0
+    deployment = aws.AwsBackend(region=args.region).deploy(cfg)
+    for resource, action in deployment.actions.items():
+        print(f"{action:>9}  {resource}")
+    print(f"state machine: {deployment.state_machine_arn}")
+    return 0
+
+
+def _teardown(args: argparse.Namespace) -> int:
+    from cosmic_utils.backends import aws
+
+    done = aws.AwsBackend(region=args.region).teardown(_config(args), delete_results=not args.keep_results)
+    for resource, action in done.items():
+        print(f"{action:>9}  {resource}")
+    if not done:
+        print("nothing to remove")
+    return 0

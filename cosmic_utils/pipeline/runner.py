@@ -1,0 +1,346 @@
+"""Run the pipeline on a backend and collect its records: what ``cosmic run`` and notebook 03 call.
+
+:func:`run_pipeline` deploys (create-or-update), starts one execution with the validated request,
+shows a tqdm bar of partitions done (by polling the records prefix), and when the execution ends
+writes under the run folder (``runs/<run_id>/`` by default):
+
+* ``request.json``  the request as executed;
+* ``partitions.json`` the partition list Init wrote (what the run must account for);
+* ``records/<partition>.json`` and ``records.csv`` (one row per partition, the columns of
+  docs/architecture.md "Run records", plus request_id, key and REPORT-line figures);
+* ``predictions/`` the per-partition predictions;
+* ``summary.json`` recomputed here with the same :func:`~cosmic_utils.pipeline.steps.summarize_records`
+  as the Summarize step, after attaching billed durations from CloudWatch REPORT lines and the
+  execution's own wall clock; the Summarize step's version is kept as ``summary_in_execution``.
+
+:func:`redrive` re-runs only the failed partitions of a run (same run id, so a retried
+partition overwrites only its own outputs) and merges the new records into the same folder; a
+run without failures is left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cosmic_utils import config
+from cosmic_utils.pipeline.items import RunLayout
+from cosmic_utils.pipeline.request import RunRequest, parse_request
+from cosmic_utils.pipeline.steps import summarize_records
+
+log = logging.getLogger(__name__)
+
+#: records.csv columns, in order (docs/architecture.md "Run records"), then extras.
+RECORD_COLUMNS: tuple[str, ...] = (
+    "run_id", "partition_id", "status", "error", "samples", "data_bytes", "download_s", "load_s",
+    "inference_s", "upload_s", "duration_s", "billed_duration_ms", "peak_rss_mb", "memory_mb",
+    "cold_start", "engine", "batch_size", "backend", "worker_id",
+)
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "request_id", "key", "file_bytes", "model_load_s", "max_memory_used_mb", "init_duration_ms",
+    "billed_source", "started_at", "attempt",
+)
+
+
+@dataclass
+class RunResult:
+    """Where a run's outputs are and its summary."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    status: str
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return list(self.summary.get("failed", []))
+
+
+# ------------------------------------------------------------------ billing from REPORT lines
+def attach_reports(records: list[dict[str, Any]], report_lines: Iterable[str]) -> None:
+    """Fill ``billed_duration_ms`` (and memory figures) of records from REPORT lines, by request id.
+
+    An invocation that processed several partitions (world_size) is billed once; its billed
+    duration is split over its records in proportion to their handler durations.
+    """
+    from cosmic_utils.cloudwatch import reports_by_request
+
+    reports = reports_by_request(report_lines)
+    by_req: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        if rec.get("request_id"):
+            by_req[str(rec["request_id"])].append(rec)
+    for req_id, recs in by_req.items():
+        rep = reports.get(req_id)
+        if rep is None:
+            continue
+        total = sum(float(r.get("duration_s") or 0.0) for r in recs) or float(len(recs))
+        for r in recs:
+            share = (float(r.get("duration_s") or 0.0) or 1.0) / total if total else 1.0 / len(recs)
+            r["billed_duration_ms"] = int(math.ceil(rep.billed_duration_ms * share))
+            r["max_memory_used_mb"] = rep.max_memory_used_mb
+            r["init_duration_ms"] = rep.init_duration_ms
+            r["memory_mb"] = rep.memory_size_mb
+            r["billed_source"] = "report"
+
+
+def write_records_csv(records: Iterable[Mapping[str, Any]], path: Path) -> int:
+    """records.csv with the contract's columns first; returns the row count."""
+    import csv
+
+    rows = sorted(records, key=lambda r: str(r.get("partition_id")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*RECORD_COLUMNS, *EXTRA_COLUMNS], extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in writer.fieldnames})
+    return len(rows)
+
+
+def _read_run_records(run_dir: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in sorted((run_dir / "records").glob("*.json")):
+        rec = json.loads(path.read_text())
+        out[str(rec["partition_id"])] = rec
+    return out
+
+
+# ------------------------------------------------------------------ backends
+def _open_backend(stack: ExitStack, backend: str, request: RunRequest, concurrency: int | None,
+                  region: str | None, run_dir: Path) -> tuple[Any, str]:
+    if backend == "local":
+        from cosmic_utils.backends import moto_hook
+        from cosmic_utils.backends.local import LocalStack
+
+        conc = concurrency or moto_hook.default_concurrency(request.max_concurrency)
+        local = stack.enter_context(LocalStack(concurrency=conc))
+        stack.callback(local.copy_logs, run_dir / "lambda-logs")
+        return local.backend(), "local"
+    if backend == "aws":
+        from cosmic_utils.backends.aws import AwsBackend
+
+        return AwsBackend(region=region), "aws"
+    raise ValueError(f"unknown backend {backend!r}; expected 'local' or 'aws'")
+
+
+def _progress(total: int | None, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="partitions", unit="part", disable=not enabled, leave=True)
+
+
+def _execution_name(run_id: str, attempt: int) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{run_id[:56]}-{attempt}-{stamp}"[:80]
+
+
+def execute(
+    request: RunRequest,
+    *,
+    backend: str = "local",
+    run_dir: Path | None = None,
+    prefix: str = "cosmic",
+    concurrency: int | None = None,
+    region: str | None = None,
+    with_deps: bool | None = None,
+    stage_data: bool = False,
+    progress: bool = True,
+    timeout_s: float | None = None,
+    previous: Mapping[str, Mapping[str, Any]] | None = None,
+    attempt: int = 1,
+) -> RunResult:
+    """Deploy, run one execution of ``request`` and collect everything into ``run_dir``.
+
+    ``previous`` (records by partition id, for a redrive) are restored into an empty results
+    store (a fresh local moto) and merged with the new records.
+    """
+    from cosmic_utils.backends.aws import DeployConfig
+    from cosmic_utils.storage import open_storage
+
+    run_dir = Path(run_dir or config.RUNS_DIR / request.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        be, label = _open_backend(stack, backend, request, concurrency, region, run_dir)
+        if label == "local":
+            from cosmic_utils.backends.local import LOCAL_DATA_BUCKET, LOCAL_RESULTS_URI, stage_folder
+
+            updates: dict[str, Any] = {}
+            if not request.results.startswith("s3://"):
+                updates["results"] = LOCAL_RESULTS_URI
+            if stage_data and not request.data.startswith("s3://"):
+                be.client("s3")  # bucket created by stage_folder
+                updates["data"] = stage_folder(be, Path(request.data), LOCAL_DATA_BUCKET, request.run_id)
+            if updates:
+                request = request.model_copy(update=updates)
+        if not request.results.startswith("s3://"):
+            raise ValueError(f"results {request.results!r}: the state machine's ItemReader needs s3://bucket/prefix")
+        if label == "aws":
+            local = [f"{n}={u!r}" for n, u in (("data", request.data), ("model", request.model))
+                     if not u.startswith("s3://")]
+            if local:
+                raise ValueError(f"backend aws: {', '.join(local)} must be s3:// locations Lambda can read")
+        cfg = DeployConfig(
+            results_uri=request.results, prefix=prefix,
+            read_uris=[u for u in (request.data, request.model) if u.startswith("s3://")],
+            memory_mb=request.memory_mb, timeout_s=request.timeout_s,
+            with_deps=(label == "aws") if with_deps is None else with_deps, backend_label=label,
+            build_dir=run_dir.parent / ".build" / label if label == "local" else None,
+        )
+        deployment = be.deploy(cfg)
+        results = open_storage(request.results, s3_client=be.client("s3"))
+        layout = RunLayout(request.run_id)
+        if previous is None:
+            # A fresh run owns its run id: outputs left by an earlier run with the same id (on S3)
+            # must not be mistaken for this run's records.
+            for key in results.list_keys(f"{layout.root}/"):
+                results.delete(key)
+        else:
+            # A redrive: the partition list and the good records of the first run must be there
+            # for Summarize (a fresh local moto starts empty; on AWS they are still in S3).
+            if not results.exists(layout.partitions) and (run_dir / "partitions.json").exists():
+                results.write_text(layout.partitions, (run_dir / "partitions.json").read_text())
+            for pid, rec in previous.items():
+                if rec.get("status") == "ok" and not results.exists(layout.record(pid)):
+                    results.write_text(layout.record(pid), json.dumps(rec))
+        (run_dir / "request.json").write_text(request.model_dump_json(indent=2))
+        name = _execution_name(request.run_id, attempt)
+        before = be.count_keys(results.uri(layout.records_prefix.rstrip("/")))
+        t_start = datetime.now(timezone.utc)
+        arn = be.start_execution(deployment.state_machine_arn, request.to_json(), name)
+        total = len(request.partitions) if request.partitions else request.partition_limit
+        bar = _progress(total, progress)
+
+        def poll() -> None:
+            if bar.total is None and results.exists(layout.partitions):
+                bar.total = len(request.partitions) if request.partitions else \
+                    len(json.loads(results.read_text(layout.partitions)))
+                bar.refresh()
+            done = be.count_keys(results.uri(layout.records_prefix.rstrip("/"))) - (before if previous else 0)
+            bar.update(max(0, done - bar.n))
+
+        try:
+            desc = be.wait_execution(arn, poll_s=1.0 if label == "local" else 3.0, timeout_s=timeout_s, on_poll=poll)
+        finally:
+            bar.close()
+        status = str(desc["status"])
+        start, stop = desc.get("startDate"), desc.get("stopDate")
+        wall_s = (stop - start).total_seconds() if start and stop else None
+        if not results.exists(layout.partitions):  # Init failed: nothing ran
+            summary = {"run_id": request.run_id, "backend": label, "execution_status": status,
+                       "execution_arn": arn, "execution_error": desc.get("error"),
+                       "execution_cause": desc.get("cause"), "partitions": 0, "partitions_ok": 0,
+                       "partitions_failed": 0, "failed": [], "wall_s": wall_s}
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            return RunResult(run_dir, summary, status)
+        expected = json.loads(results.read_text(layout.partitions))
+        (run_dir / "partitions.json").write_text(json.dumps(expected, indent=1))
+        fresh = [json.loads(results.read_text(k)) for k in results.list_keys(layout.records_prefix)]
+        reports = list(be.report_lines(cfg.names.function("inference"), t_start))
+        attach_reports(fresh, reports)
+        wanted = {str(e["partition_id"]) for e in expected}
+        merged: dict[str, dict[str, Any]] = {}
+        for rec in fresh:
+            rec["billed_source"] = rec.get("billed_source") or "estimated"
+            rec["attempt"] = attempt
+            merged[str(rec["partition_id"])] = rec
+        for pid, rec in (previous or {}).items():
+            if rec.get("status") == "ok":  # kept as it was: a redrive re-ran only the others
+                merged[pid] = dict(rec)
+        merged = {pid: rec for pid, rec in merged.items() if pid in wanted}
+        rec_dir = run_dir / "records"
+        rec_dir.mkdir(exist_ok=True)
+        for pid, rec in merged.items():
+            (rec_dir / f"{pid}.json").write_text(json.dumps(rec))
+        write_records_csv(merged.values(), run_dir / "records.csv")
+        pred_dir = run_dir / "predictions"
+        pred_dir.mkdir(exist_ok=True)
+        for key in results.list_keys(layout.predictions_prefix):
+            (pred_dir / key.rsplit("/", 1)[-1]).write_bytes(results.read_bytes(key))
+        in_exec = json.loads(results.read_text(layout.summary)) if results.exists(layout.summary) else None
+        prev_summary = _load_json(run_dir / "summary.json") if previous is not None else None
+        extra: dict[str, Any] = {
+            "execution_status": status,
+            "execution_arn": arn,
+            "execution_error": desc.get("error"),
+            "summary_in_execution": in_exec,
+            "wall_s_note": "Step Functions execution wall clock (startDate to stopDate)",
+            "report_lines": len(reports),
+        }
+        if prev_summary is not None:
+            history = list(prev_summary.get("executions", [])) or [
+                {"execution_arn": prev_summary.get("execution_arn"), "wall_s": prev_summary.get("wall_s"),
+                 "status": prev_summary.get("execution_status")}]
+            extra["executions"] = history + [{"execution_arn": arn, "wall_s": wall_s, "status": status}]
+            extra["redrives"] = int(prev_summary.get("redrives", 0)) + 1
+            wall_total = sum(float(e.get("wall_s") or 0.0) for e in extra["executions"])
+        else:
+            extra["executions"] = [{"execution_arn": arn, "wall_s": wall_s, "status": status}]
+            extra["redrives"] = 0
+            wall_total = wall_s
+        original = parse_request(json.loads((run_dir / "request.original.json").read_text())) \
+            if (run_dir / "request.original.json").exists() else request
+        summary = summarize_records(merged.values(), expected, original, wall_total, extra)
+        summary["backend"] = label
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return RunResult(run_dir, summary, status)
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_pipeline(request: RunRequest | Mapping[str, Any], **kwargs: Any) -> RunResult:
+    """Run ``request`` (validated here) on ``backend`` ("local" or "aws"); see :func:`execute`."""
+    req = parse_request(request)
+    run_dir = Path(kwargs.pop("run_dir", None) or config.RUNS_DIR / req.run_id)
+    if run_dir.exists() and (run_dir / "records").exists():
+        shutil.rmtree(run_dir / "records")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "request.original.json").write_text(req.model_dump_json(indent=2))
+    return execute(req, run_dir=run_dir, **kwargs)
+
+
+def failed_partitions(run_dir: Path) -> list[str]:
+    """Keys of the partitions of a run that failed or left no record."""
+    expected = json.loads((run_dir / "partitions.json").read_text())
+    records = _read_run_records(run_dir)
+    return [e["key"] for e in expected
+            if records.get(e["partition_id"], {}).get("status") != "ok"]
+
+
+def redrive(run: str | Path, **kwargs: Any) -> RunResult:
+    """Re-run only the failed partitions of a run and merge into the same run folder.
+
+    ``run`` is a run id (under runs/) or a run folder. A run without failures is left as is.
+    """
+    run_dir = Path(run) if Path(run).is_dir() else config.RUNS_DIR / str(run)
+    if not (run_dir / "request.json").exists():
+        raise FileNotFoundError(f"{run_dir}: no request.json; is this a run folder?")
+    summary = _load_json(run_dir / "summary.json") or {}
+    failed = failed_partitions(run_dir)
+    if not failed:
+        log.info("run %s: every partition succeeded; nothing to redrive", run_dir.name)
+        return RunResult(run_dir, summary, "NOTHING_TO_REDRIVE")
+    if len(failed) > 10_000:
+        raise ValueError(f"run {run_dir.name}: {len(failed):,} failed partitions; a redrive carries at most "
+                         "10,000 keys in the execution input (256 KiB): re-run the whole run instead")
+    original_path = run_dir / "request.original.json"
+    original = parse_request(json.loads((original_path if original_path.exists() else run_dir / "request.json")
+                                        .read_text()))
+    world = min(original.world_size, len(failed)) if original.world_size else None
+    executed = parse_request(json.loads((run_dir / "request.json").read_text()))
+    req = original.model_copy(update={"partitions": failed, "partition_limit": None, "world_size": world,
+                                      "results": executed.results if kwargs.get("backend") == "aws"
+                                      else original.results})
+    req = parse_request(req.model_dump(mode="json"))
+    attempt = 1 + max((int(r.get("attempt") or 1) for r in _read_run_records(run_dir).values()), default=1)
+    return execute(req, run_dir=run_dir, previous=_read_run_records(run_dir), attempt=attempt, **kwargs)

@@ -1,0 +1,120 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 Lambda sweep point: one pipeline run (Step Functions + Lambda) at one configuration
+#
+# One combination of a sweep (`cosmic sweep sweeps/*.yaml` runs this notebook once per grid point
+# with papermill): prepare the dataset (cached), make sure a model artifact exists, run the state
+# machine on the chosen backend, and leave `records.csv`, `summary.json` and `request.json` in
+# `output_dir`. On `backend="local"` the same ASL runs in moto's interpreter and the handlers run in
+# child processes on this machine (docs/pipeline.md), so its timings describe this machine, not
+# Lambda; `backend="aws"` runs in your account (deploy first: `cosmic deploy`).
+#
+# Throughput is reported two ways, labelled: end-to-end (data / wall clock of the execution) and
+# the published per-worker figure (sum over invocations of their data / their own inference time).
+
+# %% tags=["parameters"]
+backend: str = "local"  # help: "local" (embedded moto, default) or "aws" (your account; needs results)
+batch_size: int = 64  # help: samples per engine call inside each Lambda
+partition_mb: float = 0.5  # help: partition size in published MB (2**20 bytes; 25 -> 1,278 samples)
+data_gb: float = 0.002  # help: dataset size in GB (1e9 bytes, label not counted)
+memory_mb: int = 2048  # help: configured memory of the Inference function (records and cost)
+engine: str = "onnx"  # help: inference engine inside Lambda ("onnx" or "onnx-int8")
+max_concurrency: int = 2  # help: Distributed Map MaxConcurrency
+world_size: int = 0  # help: spread partitions over this many invocations (0 = one partition per invocation)
+output_dir: str = ""  # help: run folder ("" = runs/lambda_sweep/<parameters slug>)
+model_dir: str = ""  # help: model artifact folder or s3:// ("" = the project's default model)
+results: str = ""  # help: s3://bucket/prefix for items/records (required for aws; "" = moto bucket locally)
+data_location: str = ""  # help: dataset folder or s3:// ("" = prepare under data/generated)
+seed: int = 0  # help: dataset seed
+
+# %%
+import json
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from cosmic_utils import config, dataset
+from cosmic_utils.commands.run import print_summary
+from cosmic_utils.pipeline import runner
+from cosmic_utils.pipeline.request import parse_request
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+slug = re.sub(r"[^A-Za-z0-9._-]", "-",
+              f"{backend}-b{batch_size}-p{partition_mb:g}-d{data_gb:g}-m{memory_mb}-{engine}-c{max_concurrency}"
+              f"-w{world_size}")
+run_dir = Path(output_dir) if output_dir else config.RUNS_DIR / "lambda_sweep" / slug
+run_dir.mkdir(parents=True, exist_ok=True)
+print("run folder:", run_dir)
+
+# %% [markdown]
+# ## Data (prepared once per size and seed, then reused) and the model artifact
+
+# %%
+if data_location:
+    data = data_location
+else:
+    data_path = dataset.default_dataset_dir(data_gb, partition_mb, seed=seed)
+    if not dataset.is_dataset(data_path):
+        dataset.prepare_dataset(data_path, data_gb, partition_mb, seed=seed, progress=False)
+    data = str(data_path)
+model = model_dir or str(config.DEFAULT_MODEL_DIR)
+if not model.startswith("s3://") and not (Path(model) / "artifact.json").exists():
+    # No trained model yet (`make demo` trains one): an untrained artifact of the same network and
+    # ONNX graph gives valid timings and costs, but its accuracy is meaningless, and is labelled so.
+    from cosmic_utils.artifact import create_untrained_artifact
+
+    logging.warning("no model artifact at %s: using an UNTRAINED one (timings valid, accuracy meaningless)", model)
+    model = str(config.MODELS_DIR / "untrained")
+    if not (Path(model) / "artifact.json").exists():
+        create_untrained_artifact(model, seed=0)
+print("data:", data, "| model:", model)
+
+# %% [markdown]
+# ## Run the state machine
+
+# %%
+request = parse_request({
+    "run_id": re.sub(r"[^A-Za-z0-9._-]", "-", run_dir.name)[:64].lstrip("-._") or "sweep",
+    "data": data, "model": model,
+    "results": results or "s3://cosmic-local-results/runs",
+    "batch_size": batch_size, "engine": engine, "max_concurrency": max_concurrency,
+    "memory_mb": memory_mb, "world_size": world_size or None,
+    "tags": {"partition_mb": f"{partition_mb:g}", "data_gb": f"{data_gb:g}", "notebook": "03_lambda_sweep"},
+})
+result = runner.run_pipeline(request, backend=backend, run_dir=run_dir, progress=False)
+print_summary(result.summary)
+
+# %% [markdown]
+# ## Per-partition records (one row per partition)
+
+# %%
+records = pd.read_csv(run_dir / "records.csv")
+records[["partition_id", "status", "samples", "download_s", "load_s", "inference_s", "upload_s", "duration_s",
+         "billed_duration_ms", "peak_rss_mb", "cold_start", "worker_id"]]
+
+# %%
+summary = json.loads((run_dir / "summary.json").read_text())
+pd.Series({
+    "partitions ok / all": f"{summary['partitions_ok']} / {summary['partitions']}",
+    "end-to-end GB/s (data / execution wall clock)": summary["throughput"]["end_to_end_gb_s"],
+    "per-worker GB/s (published: sum of data / own inference time)": summary["throughput"]["per_worker_gb_s"],
+    "billed GB-s (configured memory x billed duration)": summary["billing"]["gb_seconds"],
+    "cost USD (Lambda + Step Functions + S3)": (summary.get("cost") or {}).get("total_usd"),
+    "sigma_NMAD": summary["accuracy"].get("sigma_nmad"),
+})
