@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,24 @@ def _isolated_outputs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     base = tmp_path_factory.mktemp("cosmic")
     monkeypatch.setenv("COSMIC_RUNS_DIR", str(base / "runs"))
     monkeypatch.setenv("COSMIC_FIGURES_DIR", str(base / "figures"))
+
+
+@pytest.fixture(scope="session")
+def untrained_artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One random-weights artifact of the full network (with ONNX), shared by every test.
+
+    Exporting the full model to ONNX takes tens of seconds, so it is built once per test
+    session and shared across pytest-xdist workers through a file lock in the common base
+    temporary folder. Tests must treat it as read-only (copy it to modify it).
+    """
+    from filelock import FileLock
+
+    from cosmic_utils.artifact import create_untrained_artifact
+
+    root = tmp_path_factory.getbasetemp()
+    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    target = shared / "untrained-artifact"
+    with FileLock(str(shared / "untrained-artifact.lock")):
+        if not (target / "artifact.json").exists():
+            create_untrained_artifact(target, seed=0, with_onnx=True)
+    return target

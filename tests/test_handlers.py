@@ -275,11 +275,9 @@ def test_accuracy_sums_merge_to_global_metrics() -> None:
 
 
 @pytest.fixture(scope="module")
-def untrained_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real network (random weights) exported to ONNX once for this module (~20 s)."""
-    from cosmic_utils.artifact import create_untrained_artifact
-
-    return Path(create_untrained_artifact(tmp_path_factory.mktemp("models") / "untrained", seed=0).path)
+def untrained_artifact(untrained_artifact_dir: Path) -> Path:
+    """The real network (random weights) exported to ONNX, shared by the session (conftest)."""
+    return untrained_artifact_dir
 
 
 def test_inference_handler_with_the_real_onnx_model(s3: Any, untrained_artifact: Path) -> None:

@@ -1,0 +1,32 @@
+"""``cosmic demo``: the main job on the local backend (see :mod:`cosmic_utils.demo`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("demo", help="the main job: data -> model -> local state machine -> summary, figures")
+    p.add_argument("--data-gb", type=float, default=0.2, help="dataset size in GB (default 0.2)")
+    p.add_argument("--partition-mb", type=float, default=25.0, help="partition size in MB (default 25)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--max-concurrency", type=int, default=4)
+    p.add_argument("--train-config", default="default", help="training configuration (default | quick)")
+    p.add_argument("--no-figures", action="store_true", help="skip redrawing the figures")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cosmic_utils.commands.run import print_summary
+    from cosmic_utils.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(data_gb=args.data_gb, partition_mb=args.partition_mb, batch_size=args.batch_size,
+                     max_concurrency=args.max_concurrency, train_config=args.train_config,
+                     figures=not args.no_figures)
+    summary = run_demo(cfg)
+    print_summary(summary)
+    print("step timings (s):", json.dumps(summary["demo_timings_s"]))
+    print("run folder:", summary["run_dir"])
+    return 0 if summary.get("partitions_failed", 0) == 0 else 1
