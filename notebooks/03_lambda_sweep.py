@@ -94,7 +94,7 @@ request = parse_request({
     "data": data, "model": model,
     "results": results or "s3://cosmic-local-results/runs",
     "batch_size": batch_size, "engine": engine, "max_concurrency": max_concurrency,
-    "memory_mb": memory_mb, "world_size": world_size or None,
+    "memory_mb": memory_mb, "world_size": world_size or None, "overwrite": True,
     "tags": {"partition_mb": f"{partition_mb:g}", "data_gb": f"{data_gb:g}", "notebook": "03_lambda_sweep"},
 })
 result = runner.run_pipeline(request, backend=backend, run_dir=run_dir, progress=False)

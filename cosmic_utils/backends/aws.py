@@ -33,6 +33,7 @@ from typing import Any
 
 from cosmic_utils.backends import iam, packaging
 from cosmic_utils.pipeline import asl
+from cosmic_utils.pipeline.request import ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ class DeployConfig:
     log_retention_days: int = 14
     s3_upload_threshold: int = packaging.DIRECT_UPLOAD_LIMIT_BYTES
     packages: dict[str, packaging.Package] | None = None
+    #: The allow-list Init enforces on every request (locations; ``s3://bucket/prefix`` or local
+    #: folders). ``None``: ``read_uris`` and ``[results_uri]``, the same scope as the IAM policy.
+    allowed_read: list[str] | None = None
+    allowed_results: list[str] | None = None
 
     @property
     def names(self) -> Names:
@@ -208,7 +213,12 @@ class AwsBackend:
             "Handler": "handler.handler",
             "MemorySize": int(memory),
             "Timeout": int(timeout),
-            "Environment": {"Variables": {"COSMIC_BACKEND": cfg.backend_label}},
+            "Environment": {"Variables": {
+                "COSMIC_BACKEND": cfg.backend_label,
+                ALLOWED_READ_ENV: json.dumps(sorted(cfg.read_uris if cfg.allowed_read is None else cfg.allowed_read)),
+                ALLOWED_RESULTS_ENV: json.dumps(
+                    sorted([cfg.results_uri] if cfg.allowed_results is None else cfg.allowed_results)),
+            }},
             "Description": f"cosmic pipeline {name} ({cfg.prefix})",
         }
 

@@ -16,6 +16,7 @@ read path the aws backend uses.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -97,6 +98,29 @@ class LocalStack:
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                         aws_session_token="testing", region_name=REGION)
         return AwsBackend(session, endpoint_url=self.endpoint_url, region=REGION)
+
+    def set_faults(self, faults: list[dict[str, Any]] | None) -> None:
+        """Install a fault plan (reliability tests): a list of ``{"kind", "function", "partition",
+        "times"}`` (see :mod:`.lambda_runtime`); ``None`` or ``[]`` removes it. Faults are the
+        backend's configuration, delivered to children through a file only the backend writes,
+        never through the run request. Charges already used are forgotten."""
+        if self.runtime is None:
+            raise RuntimeError("LocalStack is not started")
+        plan = self.runtime.fault_plan
+        shutil.rmtree(plan.parent, ignore_errors=True)
+        if faults:
+            plan.parent.mkdir(parents=True, exist_ok=True)
+            numbered = [{"id": f"f{i}", **f} for i, f in enumerate(faults)]
+            plan.write_text(json.dumps({"faults": numbered}, indent=1))
+
+    def fired_faults(self) -> list[dict[str, Any]]:
+        """The faults that fired since the plan was set (one entry per hit)."""
+        if self.runtime is None:
+            return []
+        log_path = self.runtime.fault_plan.parent / "fault-state" / "fired.jsonl"
+        if not log_path.exists():
+            return []
+        return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
 
     def s3_client(self) -> Any:
         return self.backend().client("s3")

@@ -13,7 +13,12 @@ pinned moto (5.2.5), with :func:`_invoke_in_child`, which
 * enforces the function's configured Timeout (the child is killed, the error is
   ``Sandbox.Timedout``), measures the child's peak RSS, and writes START / END / REPORT lines
   shaped like Lambda's into moto's CloudWatch Logs, so the runner reads billed durations with
-  the same parser on both backends.
+  the same parser on both backends;
+* when the backend gave it a fault plan (:attr:`LocalLambdaRuntime.fault_plan`, a file the
+  backend owns; see :mod:`.lambda_runtime`), answers matching invocations with HTTP 429
+  ``TooManyRequestsException`` (throttling: the Step Functions interpreter sees
+  ``Lambda.TooManyRequestsException`` and the Task's Retry applies) and hands the plan's path to
+  the children, which inject crashes, timeouts and upload errors.
 
 Everything else of moto's invoke path (the HTTP API, the Step Functions interpreter calling it,
 FunctionError handling) is untouched. :func:`check_moto` asserts the patched method still has the
@@ -78,6 +83,16 @@ def check_moto() -> Any:
     if moto.__version__ != MOTO_VERSION:
         log.warning("moto %s is not the pinned %s; the hook's checks passed", moto.__version__, MOTO_VERSION)
     return cls
+
+
+def _throttled(message: str) -> Exception:
+    """What Lambda's Invoke API answers when the account is out of concurrency (HTTP 429)."""
+    from moto.core.exceptions import JsonRESTError
+
+    class TooManyRequestsException(JsonRESTError):
+        code = 429
+
+    return TooManyRequestsException("TooManyRequestsException", message)
 
 
 class _Container:
@@ -160,6 +175,9 @@ class LocalLambdaRuntime:
         self._lock = threading.Lock()
         self.invocations = 0
         self.cold_starts = 0
+        self.throttled = 0
+        #: The fault plan file the children read (written by LocalStack.set_faults); absent = no faults.
+        self.fault_plan = self.workdir / "faults" / "plan.json"
 
     # ---------------------------------------------------------------- code and environment
     def code_dir(self, fn: Any) -> Path:
@@ -192,12 +210,34 @@ class LocalLambdaRuntime:
         })
         if self.block_torch:
             env["COSMIC_BLOCK_TORCH"] = "1"
+        env[lambda_runtime.FAULT_PLAN_ENV] = str(self.fault_plan)
         return env
+
+    def _maybe_throttle(self, fn: Any, event: Any) -> None:
+        """Raise 429 for an invocation the fault plan throttles (before any container is used)."""
+        faults = [f for f in lambda_runtime.read_fault_plan(str(self.fault_plan)) if f["kind"] == "throttle"]
+        if not faults:
+            return
+        try:
+            body = json.loads(event) if isinstance(event, (str, bytes)) else (event or {})
+            keys = [p.get("key", "") for p in ((body.get("item") or {}).get("partitions") or [])]
+        except (ValueError, AttributeError):
+            keys = []
+        pids = [lambda_runtime.partition_id_of(k) for k in keys] or [None]
+        for fault in faults:
+            for pid in pids:
+                if lambda_runtime.fault_matches(fault, str(fn.function_name), pid) and \
+                        lambda_runtime.take_fault(str(self.fault_plan), fault, f"{fn.function_name}:{pid}"):
+                    self.throttled += 1
+                    raise _throttled(f"Rate exceeded (injected throttle of {fn.function_name})")
 
     # ---------------------------------------------------------------- invoke
     def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
         """What moto's ``_invoke_lambda`` returns: (payload, errored, logs)."""
-        key = (str(fn.function_arn), str(fn.code_sha_256))
+        self._maybe_throttle(fn, event)
+        # A configuration update (environment, memory, timeout) retires warm containers, as on Lambda.
+        config_key = json.dumps([fn.environment_vars or {}, str(fn.memory_size), str(fn.timeout)], sort_keys=True)
+        key = (str(fn.function_arn), str(fn.code_sha_256), hashlib.sha256(config_key.encode()).hexdigest()[:16])
         timeout_s = float(fn.timeout or 3)
         request_id = str(uuid.uuid4())
         with self.semaphore:
@@ -258,6 +298,12 @@ class LocalLambdaRuntime:
     def close(self) -> None:
         with self._lock:
             containers, self._all, self._idle = self._all, [], {}
+        for c in containers:  # EOF to every child first, so they all exit at once
+            try:
+                if c.proc.stdin and c.proc.poll() is None:
+                    c.proc.stdin.close()
+            except OSError:
+                pass
         for c in containers:
             c.close()
 

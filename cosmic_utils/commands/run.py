@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", default="cosmic", help="deployment name prefix (aws resources)")
     p.add_argument("--region", default=None)
     p.add_argument("--stage-data", action="store_true", help="local: upload the dataset into moto S3 first")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier run with the same run id (refused otherwise)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
 
@@ -97,6 +99,8 @@ def _request_from_args(args: argparse.Namespace) -> Any:
         fields["world_size"] = args.world_size
     if args.threads is not None:
         fields["threads"] = args.threads
+    if args.overwrite:
+        fields["overwrite"] = True
     return parse_request(fields)
 
 
@@ -146,7 +150,13 @@ def _run(args: argparse.Namespace) -> int:
             print(f"cosmic run: {exc}", file=sys.stderr)
             return 2
         run_dir = args.out or config.RUNS_DIR / request.run_id
-        result = runner.run_pipeline(request, run_dir=run_dir, stage_data=args.stage_data, **common)
+        if args.overwrite and not request.overwrite:
+            request = request.model_copy(update={"overwrite": True})
+        try:
+            result = runner.run_pipeline(request, run_dir=run_dir, stage_data=args.stage_data, **common)
+        except runner.RunExistsError as exc:
+            print(f"cosmic run: {exc}", file=sys.stderr)
+            return 2
     print_summary(result.summary)
     print(f"  outputs: {result.run_dir}")
     return 0 if result.status == "SUCCEEDED" else 1

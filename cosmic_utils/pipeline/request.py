@@ -44,13 +44,22 @@ SEED_FIELDS: tuple[str, ...] = (
 )
 
 
+#: Environment variables (set by the deploy code in every function's configuration) holding the
+#: deployment's allow-list: JSON lists of locations a request may read from / write results to.
+#: Absent = no allow-list (handlers called by hand in tests); present = enforced by Init.
+ALLOWED_READ_ENV = "COSMIC_ALLOWED_READ"
+ALLOWED_RESULTS_ENV = "COSMIC_ALLOWED_RESULTS"
+
+
 class RequestError(ValueError):
     """A run request that cannot be accepted; the message names the fields and the problem."""
 
 
 def _is_location(value: str) -> bool:
     if value.startswith("s3://"):
-        bucket = value[5:].split("/", 1)[0]
+        bucket, _, prefix = value[5:].partition("/")
+        if any(part in ("..", ".") for part in prefix.split("/")):
+            return False  # s3://bucket/a/../b: a prefix never walks up
         return bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket))
     return bool(value) and "\x00" not in value and "://" not in value
 
@@ -82,6 +91,8 @@ class RunRequest(BaseModel):
     timeout_s: int = Field(default=900, ge=TIMEOUT_S_RANGE[0], le=TIMEOUT_S_RANGE[1])
     predictions_format: Literal["csv", "npz"] = "csv"
     tags: dict[str, str] = Field(default_factory=dict, description="free labels for sweeps (partition_mb ...)")
+    overwrite: bool = Field(default=False, description="replace the results of an earlier run with this run id")
+    redrive: bool = Field(default=False, description="re-run the listed partitions of an existing run (runner.redrive)")
 
     @field_validator("data", "model", "results")
     @classmethod
@@ -104,9 +115,13 @@ class RunRequest(BaseModel):
             return None
         if not value:
             raise ValueError("partitions, when given, must list at least one key")
+        from cosmic_utils.storage import InvalidKeyError, validate_key
+
         for key in value:
-            if not key or key.startswith("/") or ".." in key.split("/"):
-                raise ValueError(f"partition key {key!r} must be relative to the data location")
+            try:
+                validate_key(key)
+            except InvalidKeyError as exc:
+                raise ValueError(f"partition key {key!r} must be relative to the data location: {exc}") from None
         if len(set(value)) != len(value):
             raise ValueError("partitions lists a key twice")
         return value
@@ -125,11 +140,54 @@ class RunRequest(BaseModel):
                 f"world_size ({self.world_size}) exceeds partition_limit ({self.partition_limit}):"
                 " some workers would get no partition"
             )
+        if self.redrive and not self.partitions:
+            raise ValueError("redrive: the partitions to re-run must be listed in 'partitions'")
         return self
 
     def to_json(self) -> str:
         """The request as JSON (what an execution receives as input)."""
         return self.model_dump_json()
+
+
+def _within(location: str, allowed: str) -> bool:
+    """Whether ``location`` is ``allowed`` or below it (whole path segments: ``s3://b/runs`` allows
+    ``s3://b/runs/x``, not ``s3://b/runs2``). Local folders are compared after resolving ``..`` and
+    symbolic links, so a path cannot walk out of an allowed folder."""
+    if location.startswith("s3://") != allowed.startswith("s3://"):
+        return False
+    if not location.startswith("s3://"):
+        from pathlib import Path
+
+        location, allowed = str(Path(location).resolve()), str(Path(allowed).resolve())
+    loc, base = location.rstrip("/"), allowed.rstrip("/")
+    return loc == base or loc.startswith(base + "/")
+
+
+def check_allowed(request: RunRequest, allowed_read: list[str] | None, allowed_results: list[str] | None) -> None:
+    """Refuse a request whose data, model or results location is outside the deployment's allow-list.
+
+    ``None`` means no list (nothing is checked); an empty list allows nothing. The message names
+    the field, the location and what is allowed. The IAM policy enforces the same limits on AWS;
+    this check turns an AccessDenied deep inside a worker into a clear refusal before anything runs.
+    """
+    problems = []
+    for field, allowed in (("data", allowed_read), ("model", allowed_read), ("results", allowed_results)):
+        if allowed is None:
+            continue
+        value = getattr(request, field)
+        if not any(_within(value, a) for a in allowed):
+            problems.append(f"field {field!r}: {value!r} is outside what this deployment allows ({sorted(allowed)})")
+    if problems:
+        raise RequestError("run request refused: " + "; ".join(problems))
+
+
+def allow_list_from_env(env: Mapping[str, str]) -> tuple[list[str] | None, list[str] | None]:
+    """The deployment's allow-list from a function's environment (see :data:`ALLOWED_READ_ENV`)."""
+    out: list[list[str] | None] = []
+    for name in (ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV):
+        raw = env.get(name)
+        out.append(None if raw is None else [str(x) for x in json.loads(raw)])
+    return out[0], out[1]
 
 
 def _format_errors(exc: ValidationError) -> str:

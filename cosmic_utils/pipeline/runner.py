@@ -115,12 +115,18 @@ def _read_run_records(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ backends
+class RunExistsError(FileExistsError):
+    """The run id (or run folder) already holds results; the message says how to proceed."""
+
+
 def _open_backend(stack: ExitStack, backend: str, request: RunRequest, concurrency: int | None,
-                  region: str | None, run_dir: Path) -> tuple[Any, str]:
+                  region: str | None, run_dir: Path, local_stack: Any = None) -> tuple[Any, str]:
     if backend == "local":
         from cosmic_utils.backends import moto_hook
         from cosmic_utils.backends.local import LocalStack
 
+        if local_stack is not None:  # a server shared by several runs (the reliability harness)
+            return local_stack.backend(), "local"
         conc = concurrency or moto_hook.default_concurrency(request.max_concurrency)
         local = stack.enter_context(LocalStack(concurrency=conc))
         stack.callback(local.copy_logs, run_dir / "lambda-logs")
@@ -157,11 +163,17 @@ def execute(
     timeout_s: float | None = None,
     previous: Mapping[str, Mapping[str, Any]] | None = None,
     attempt: int = 1,
+    local_stack: Any = None,
+    allowed_read: list[str] | None = None,
+    allowed_results: list[str] | None = None,
 ) -> RunResult:
     """Deploy, run one execution of ``request`` and collect everything into ``run_dir``.
 
     ``previous`` (records by partition id, for a redrive) are restored into an empty results
-    store (a fresh local moto) and merged with the new records.
+    store (a fresh local moto) and merged with the new records. ``local_stack`` runs on an
+    already started :class:`~cosmic_utils.backends.local.LocalStack` instead of a new one.
+    ``allowed_read`` / ``allowed_results`` set the deployment's allow-list (default: the request's
+    own locations, and on the local backend its own folders), which Init enforces.
     """
     from cosmic_utils.backends.aws import DeployConfig
     from cosmic_utils.storage import open_storage
@@ -169,7 +181,7 @@ def execute(
     run_dir = Path(run_dir or config.RUNS_DIR / request.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        be, label = _open_backend(stack, backend, request, concurrency, region, run_dir)
+        be, label = _open_backend(stack, backend, request, concurrency, region, run_dir, local_stack)
         if label == "local":
             from cosmic_utils.backends.local import LOCAL_DATA_BUCKET, LOCAL_RESULTS_URI, stage_folder
 
@@ -188,9 +200,14 @@ def execute(
                      if not u.startswith("s3://")]
             if local:
                 raise ValueError(f"backend aws: {', '.join(local)} must be s3:// locations Lambda can read")
+        if allowed_read is None:
+            allowed_read = [request.data, request.model]
+        if allowed_results is None:
+            allowed_results = [request.results]
         cfg = DeployConfig(
             results_uri=request.results, prefix=prefix,
             read_uris=[u for u in (request.data, request.model) if u.startswith("s3://")],
+            allowed_read=list(allowed_read), allowed_results=list(allowed_results),
             memory_mb=request.memory_mb, timeout_s=request.timeout_s,
             with_deps=(label == "aws") if with_deps is None else with_deps, backend_label=label,
             build_dir=run_dir.parent / ".build" / label if label == "local" else None,
@@ -199,9 +216,14 @@ def execute(
         results = open_storage(request.results, s3_client=be.client("s3"))
         layout = RunLayout(request.run_id)
         if previous is None:
-            # A fresh run owns its run id: outputs left by an earlier run with the same id (on S3)
-            # must not be mistaken for this run's records.
-            for key in results.list_keys(f"{layout.root}/"):
+            # A fresh run owns its run id: outputs left by an earlier run with the same id are
+            # replaced only on request (overwrite); otherwise the run is refused before it starts.
+            left = results.list_keys(f"{layout.root}/")
+            if left and not request.overwrite:
+                raise RunExistsError(
+                    f"run id {request.run_id!r} already has {len(left)} objects under {results.uri(layout.root)}: "
+                    "choose another run id, redrive it (cosmic run --redrive) or overwrite (--overwrite)")
+            for key in left:
                 results.delete(key)
         else:
             # A redrive: the partition list and the good records of the first run must be there
@@ -302,8 +324,17 @@ def run_pipeline(request: RunRequest | Mapping[str, Any], **kwargs: Any) -> RunR
     """Run ``request`` (validated here) on ``backend`` ("local" or "aws"); see :func:`execute`."""
     req = parse_request(request)
     run_dir = Path(kwargs.pop("run_dir", None) or config.RUNS_DIR / req.run_id)
-    if run_dir.exists() and (run_dir / "records").exists():
-        shutil.rmtree(run_dir / "records")
+    taken = [n for n in ("summary.json", "records") if (run_dir / n).exists()]
+    if taken and not req.overwrite:
+        raise RunExistsError(
+            f"run folder {run_dir} already holds {', '.join(taken)} of an earlier run: choose another run id or "
+            f"--out, redrive it (cosmic run --redrive {run_dir.name}) or overwrite (--overwrite)")
+    if taken:
+        for name in ("records", "predictions", "lambda-logs"):
+            if (run_dir / name).exists():
+                shutil.rmtree(run_dir / name)
+        for name in ("summary.json", "records.csv", "partitions.json", "request.json"):
+            (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "request.original.json").write_text(req.model_dump_json(indent=2))
     return execute(req, run_dir=run_dir, **kwargs)
@@ -339,6 +370,7 @@ def redrive(run: str | Path, **kwargs: Any) -> RunResult:
     world = min(original.world_size, len(failed)) if original.world_size else None
     executed = parse_request(json.loads((run_dir / "request.json").read_text()))
     req = original.model_copy(update={"partitions": failed, "partition_limit": None, "world_size": world,
+                                      "redrive": True, "overwrite": False,
                                       "results": executed.results if kwargs.get("backend") == "aws"
                                       else original.results})
     req = parse_request(req.model_dump(mode="json"))

@@ -71,7 +71,18 @@ def _now_iso() -> str:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MB (2**20 bytes); Linux ru_maxrss is in KiB."""
+    """Peak resident memory of this process so far, MB (2**20 bytes).
+
+    ``VmHWM`` from /proc/self/status where available: ``ru_maxrss`` would include the parent's peak
+    when this process was started by fork + exec (the local backend's handler processes).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -134,12 +145,41 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
         keys = keys[: request.partition_limit]
     if not keys:
         raise DataError(f"no .cpart partitions found under {request.data}")
+    by_id: dict[str, str] = {}
     out = []
     for key in keys:
-        entry: dict[str, Any] = {"partition_id": partition_id_for(key), "key": key}
+        pid = partition_id_for(key)
+        if pid in by_id:  # e.g. a/b.cpart and a__b.cpart: their records would overwrite each other
+            raise DataError(f"dataset {request.data}: partitions {by_id[pid]!r} and {key!r} both have the "
+                            f"partition id {pid!r}; rename one so every partition keeps its own record")
+        by_id[pid] = key
+        entry: dict[str, Any] = {"partition_id": pid, "key": key}
         entry.update(expected.get(key, {"samples": None, "bytes": None, "sha256": None}))
         out.append(entry)
     return out
+
+
+class RunExistsError(DataError):
+    """The run id already has results and the request is neither an overwrite nor a redrive."""
+
+
+def check_run_id_free(request: RunRequest, results: Any) -> None:
+    """Refuse a fresh run whose run id already has records or a summary under the results location.
+
+    A redrive (``request.redrive``) re-runs listed partitions of that run on purpose and an
+    ``overwrite`` replaces it; anything else would silently mix two runs' outputs.
+    """
+    if request.overwrite or request.redrive:
+        return
+    layout = RunLayout(request.run_id)
+    try:
+        taken = results.exists(layout.summary) or bool(results.list_keys(layout.records_prefix))
+    except Exception as exc:
+        raise _infra(f"checking run id {request.run_id} under {request.results}", exc) from exc
+    if taken:
+        raise RunExistsError(
+            f"run id {request.run_id!r} already has results under {results.uri(layout.root)}: choose another "
+            "run id, redrive it (cosmic run --redrive) or set overwrite (cosmic run --overwrite)")
 
 
 def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -149,11 +189,15 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     256 KiB state limit) carries the validated request and where the items are, for the Map's
     ItemReader (``items.bucket`` / ``items.key`` when results are on S3).
     """
+    from cosmic_utils.pipeline.request import allow_list_from_env, check_allowed
+
     request = parse_request(event.get("request", event) if isinstance(event, Mapping) else event)
+    check_allowed(request, *allow_list_from_env(os.environ))
     layout = RunLayout(request.run_id)
+    results = _storage(request.results)
+    check_run_id_free(request, results)
     entries = list_partitions(request)
     items = build_items(entries, request.world_size)
-    results = _storage(request.results)
     try:
         # A redrive (explicit partitions) keeps the run's full partition list, so Summarize still
         # accounts for every partition of the run, not only the re-run ones.
@@ -172,7 +216,7 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     log.info("run %s: %d partitions in %d items", request.run_id, len(entries), len(items))
     # The explicit partition list (a redrive) is in items.json now; dropping it keeps the state,
     # and every Map child's input, small.
-    state_request = request.model_copy(update={"partitions": None}).model_dump(mode="json")
+    state_request = request.model_copy(update={"partitions": None, "redrive": False}).model_dump(mode="json")
     return {
         "request": state_request,
         "items": where,
@@ -209,6 +253,42 @@ def _model_dir(model: str) -> Path:
     return target
 
 
+class ModelError(DataError):
+    """The model artifact is missing, corrupt or of an unsupported version (not transient: no retry)."""
+
+
+def verify_model(folder: Path, engine: str, location: str | None = None) -> None:
+    """Check the artifact with :meth:`cosmic_utils.artifact.ModelArtifact.load` before any engine uses it.
+
+    ``artifact.json`` must exist and have a supported ``format_version``; the ONNX graph the engine
+    runs must exist and match its sha256 (``model.pt`` is not checked: Lambda never downloads it).
+    Raises :class:`ModelError`, which the Inference step records as the failure of every partition
+    of the item, so a bad model shows up as a failed list with the reason rather than as retries.
+    """
+    from cosmic_utils.artifact import ArtifactError, ModelArtifact, sha256_file
+
+    try:
+        art = ModelArtifact.load(folder, verify=False)
+        roles = ["onnx"] + (["onnx_int8"] if engine == "onnx-int8" and "onnx_int8" in art.files else [])
+        for role in roles:
+            entry = art.files.get(role)
+            if entry is None:
+                raise ArtifactError(f"model artifact {folder}: lists no {role} file (run `cosmic model export`)")
+            path = folder / str(entry["path"])
+            if not path.is_file():
+                raise ArtifactError(f"model artifact {folder}: {role} file {entry['path']} not found")
+            want = entry.get("sha256")
+            if not want:
+                raise ArtifactError(f"model artifact {folder}: files.{role} has no sha256")
+            got = sha256_file(path)
+            if got != want:
+                raise ArtifactError(f"model artifact {folder}: {entry['path']} sha256 mismatch "
+                                    f"(artifact.json says {str(want)[:12]}..., file is {got[:12]}...)")
+    except ArtifactError as exc:
+        where = f" ({location})" if location and location != str(folder) else ""
+        raise ModelError(f"{exc}{where}") from exc
+
+
 def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
     """The engine for this request, created once per warm container (module-level cache).
 
@@ -219,9 +299,14 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
         return _ENGINES[key], 0.0, False
     t0 = time.perf_counter()
     try:
+        folder = _model_dir(request.model)
+    except Exception as exc:
+        raise _infra(f"downloading model {request.model}", exc) from exc
+    verify_model(folder, request.engine, request.model)
+    try:
         from cosmic_utils.inference.engines import create_engine
 
-        engine = create_engine(request.engine, _model_dir(request.model), threads=request.threads)
+        engine = create_engine(request.engine, folder, threads=request.threads)
     except Exception as exc:
         raise _infra(f"loading model {request.model} with engine {request.engine}", exc) from exc
     _ENGINES.clear()  # one model per container: a new request model replaces the old one
@@ -337,7 +422,7 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
         except PartitionError as exc:
             raise DataError(str(exc)) from exc
         rec["load_s"] = time.perf_counter() - t0
-        engine, model_load_s, _ = get_engine(request)
+        engine, model_load_s, _ = get_engine(request)  # ModelError (a DataError) -> failure record
         rec["model_load_s"] = model_load_s
         import numpy as np
 
@@ -354,9 +439,15 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
             raise DataError(f"partition {entry['key']}: inference failed: {type(exc).__name__}: {exc}") from exc
         z_pred = np.concatenate(preds) if preds else np.zeros(0, np.float32)
         rec["inference_s"] = time.perf_counter() - t0
-        if z_pred.shape[0] != part.samples or not np.all(np.isfinite(z_pred)):
+        if z_pred.shape[0] != part.samples:
             raise DataError(f"partition {entry['key']}: engine returned {z_pred.shape[0]} predictions "
-                            f"for {part.samples} samples or non-finite values")
+                            f"for {part.samples} samples")
+        bad = int((~np.isfinite(z_pred)).sum())
+        if bad:
+            rows = np.flatnonzero(~np.isfinite(z_pred))[:5].tolist()
+            rec["nonfinite_predictions"] = bad
+            raise DataError(f"partition {entry['key']}: {bad} of {part.samples} predictions are not finite "
+                            f"(NaN/inf), rows {rows}{' ...' if bad > 5 else ''}; predictions not written")
         rec["samples"] = part.samples
         rec["data_bytes"] = part.samples * config.SAMPLE_BYTES
         rec["accuracy"] = accuracy_sums(z_pred, part.redshift)
@@ -365,7 +456,17 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
         try:
             results.write_bytes(layout.predictions(entry["partition_id"], request.predictions_format), body)
         except Exception as exc:
-            raise _infra(f"writing predictions of {entry['key']}", exc) from exc
+            err = _infra(f"writing predictions of {entry['key']}", exc)
+            # Best effort: leave a failure record with the reason. A retry that succeeds overwrites it;
+            # if every retry fails, the failed list says why instead of "no record".
+            rec.update(status="failed", error=str(err), samples=0, data_bytes=0,
+                       duration_s=time.perf_counter() - t_start, peak_rss_mb=peak_rss_mb())
+            rec.pop("accuracy", None)
+            try:
+                results.write_text(layout.record(entry["partition_id"]), json.dumps(rec))
+            except Exception:  # the results store is down: "no record" will say so
+                pass
+            raise err from exc
         rec["upload_s"] = time.perf_counter() - t0
     except DataError as exc:
         rec.update(status="failed", error=str(exc), samples=0, data_bytes=0)
