@@ -37,7 +37,7 @@ def untrained_artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.getbasetemp()
     shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
-    target = shared / "untrained-artifact"
+    target = shared / "shared-artifacts" / "untrained"
     with FileLock(str(shared / "untrained-artifact.lock")):
         if not (target / "artifact.json").exists():
             create_untrained_artifact(target, seed=0, with_onnx=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cosmic_utils import catalog
-from cosmic_utils.artifact import ModelArtifact, create_untrained_artifact
+from cosmic_utils.artifact import ModelArtifact
 from cosmic_utils.export import Preprocess, RedshiftPredictor, onnx_predict
 from cosmic_utils.preprocess import Preprocessing, default_preprocessing, fit_preprocessing, identity
 from cosmic_utils.render import render_cutouts
@@ -24,8 +24,9 @@ def cutouts() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> ModelArtifact:
-    return create_untrained_artifact(tmp_path_factory.mktemp("onnx") / "untrained", seed=0, with_onnx=True)
+def artifact(untrained_artifact_dir: Path) -> ModelArtifact:
+    """The session's shared random-weights artifact (conftest), read-only."""
+    return ModelArtifact.load(untrained_artifact_dir)
 
 
 @pytest.mark.parametrize("kind", ["identity", "default", "fitted", "magnitudes"])

@@ -9,15 +9,16 @@ import pandas as pd
 import pytest
 
 from cosmic_utils import catalog, config
-from cosmic_utils.artifact import ArtifactNotFoundError, ModelArtifact, create_untrained_artifact
+from cosmic_utils.artifact import ArtifactNotFoundError, ModelArtifact
 from cosmic_utils.cli import main
 from cosmic_utils.predict import PredictError, predict_catalog, read_photometry
 from cosmic_utils.render import render_cutouts
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> ModelArtifact:
-    return create_untrained_artifact(tmp_path_factory.mktemp("pred") / "untrained", seed=0, with_onnx=True)
+def artifact(untrained_artifact_dir: Path) -> ModelArtifact:
+    """The session's shared random-weights artifact (conftest), read-only."""
+    return ModelArtifact.load(untrained_artifact_dir)
 
 
 def _write(path: Path, df: pd.DataFrame) -> Path:
