@@ -436,7 +436,7 @@ def fig_redshift(recs: dict[str, pd.DataFrame]) -> plt.Figure:
         ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("z_spec")
     ax.set_ylabel("z_pred")
-    ax.set_title("Redshift: predicted vs spectroscopic (measured)")
+    ax.set_title("z_pred vs z_spec (measured)")
     return fig
 
 
