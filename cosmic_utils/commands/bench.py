@@ -1,0 +1,74 @@
+"""``cosmic bench``: engines x batch sizes against the published loop (see :mod:`cosmic_utils.bench`).
+
+``cosmic bench --json runs/bench/bench.json`` (what ``make bench`` runs) takes a few minutes on
+2 cores; ``--quick`` under a minute or two. ``--stream-gb 1`` adds the streaming memory check
+(renders the dataset once, or reuses ``--dataset``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _csv_ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _csv(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="engines x batch sizes vs the published loop, accuracy checks, peak RSS")
+    p.add_argument("--json", default=None, help="write the result document here (default runs/bench/bench.json; --quick: bench_quick.json)")
+    p.add_argument("--model", default=None, help="model artifact folder (default models/default; an untrained "
+                   "artifact, clearly labelled, when that does not exist)")
+    p.add_argument("--engines", type=_csv, default=None,
+                   help="comma-separated engines (default: all of torch-eager,torch,torch-bf16,torch-int8,onnx,onnx-int8)")
+    p.add_argument("--batch-sizes", type=_csv_ints, default=None, help="comma-separated batch sizes (default 32,64,128,256,512)")
+    p.add_argument("--samples", type=int, default=None, help="samples per (engine, batch size) pass (default 512, at least 2 batches)")
+    p.add_argument("--repeats", type=int, default=None, help="interleaved passes; the best counts (default 3)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads of every engine (default: all CPUs)")
+    p.add_argument("--check-rows", type=int, default=None, help="validation galaxies for the accuracy checks (default 2500)")
+    p.add_argument("--checks-json", default=None, help="where to write the accuracy checks "
+                   "(default engine_checks.json next to --json; --quick: engine_checks_quick.json)")
+    p.add_argument("--quick", action="store_true", help="batch sizes 32 and 256, 256 samples, one pass, 500 check rows")
+    p.add_argument("--stream-gb", type=float, default=None, help="also stream this many GB in a fresh process and "
+                   "record its peak RSS (target < 1.5 GB)")
+    p.add_argument("--dataset", default=None, help="dataset folder to reuse for --stream-gb")
+    p.add_argument("--stream-engine", default=None, help="engine of the streaming check (default onnx, the Lambda engine)")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from cosmic_utils.bench import BenchConfig, format_table, run_bench
+
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the exporter's INFO chatter (untrained fallback)
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    kw = dict(
+        model_dir=Path(args.model) if args.model else None, engines=args.engines, batch_sizes=args.batch_sizes,
+        samples=args.samples, repeats=args.repeats, threads=args.threads, check_rows=args.check_rows,
+        json_out=Path(args.json) if args.json else None, checks_out=Path(args.checks_json) if args.checks_json else None,
+        stream_gb=args.stream_gb, stream_dataset=Path(args.dataset) if args.dataset else None,
+        stream_engine=args.stream_engine,
+    )
+    if args.quick:
+        cfg = BenchConfig.quick_config(**kw)
+    else:
+        cfg = BenchConfig(**{k: v for k, v in kw.items() if v is not None})
+    doc = run_bench(cfg)
+    print(format_table(doc))
+    print(json.dumps(doc["summary"], indent=2))
+    return 0

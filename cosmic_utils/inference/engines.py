@@ -1,0 +1,211 @@
+"""Inference engines behind one interface, and the choice of the default engine.
+
+Every engine takes the *raw* arrays as stored in partitions and returns redshifts::
+
+    engine = create_engine("onnx", "models/default", threads=None)
+    z = engine.predict(image, magnitude)   # float32 [N,5,32,32], float64 [N,5] -> float32 [N]
+    engine.name, engine.precision, engine.threads, engine.close()
+
+and applies the artifact's preprocessing itself (the ONNX graph holds it; the torch engines
+call the artifact's numpy preprocessing), so all engines see the same inputs.
+
+Engines (``ENGINE_NAMES``):
+
+========== ========= ============================================================================
+name       precision what runs
+========== ========= ============================================================================
+torch-eager fp32     the eager ``ViTAstro`` under ``inference_mode`` (reference for the checks)
+torch      fp32      ``FastAstro``: folded BatchNorm, merged 1x1 convs, channels-last CNN, SDPA
+torch-bf16 bf16      ``FastAstro`` in bfloat16 (AMX / AVX-512 BF16 CPUs)
+torch-int8 int8      ``FastAstro`` with dynamically quantised int8 Linear layers (torch.ao)
+onnx       fp32      ONNX Runtime, all graph optimisations (no torch: what Lambda runs)
+onnx-int8  int8      ONNX Runtime on a dynamically quantised copy of the graph (MatMulInteger)
+========== ========= ============================================================================
+
+This module does not import torch (the inference Lambda imports it); :func:`create_engine`
+imports :mod:`cosmic_utils.inference.torch_engines` only when a torch engine is asked for.
+
+Default engine: reduced-precision engines must pass an accuracy check against fp32 on the
+validation set before they are used by default (``cosmic bench`` writes the results to
+``runs/bench/engine_checks.json`` and the speeds to ``runs/bench/bench.json``);
+:func:`default_engine` picks the fastest engine that passed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosmic_utils import config
+
+log = logging.getLogger(__name__)
+
+TORCH_ENGINE_NAMES: tuple[str, ...] = ("torch-eager", "torch", "torch-bf16", "torch-int8")
+ONNX_ENGINE_NAMES: tuple[str, ...] = ("onnx", "onnx-int8")
+ENGINE_NAMES: tuple[str, ...] = TORCH_ENGINE_NAMES + ONNX_ENGINE_NAMES
+#: Precision of each engine (fp32 engines need no accuracy check).
+ENGINE_PRECISION: dict[str, str] = {
+    "torch-eager": "fp32", "torch": "fp32", "torch-bf16": "bf16", "torch-int8": "int8",
+    "onnx": "fp32", "onnx-int8": "int8",
+}
+#: Where ``cosmic bench`` writes its accuracy checks and speeds.
+ENGINE_CHECKS_PATH: Path = config.RUNS_DIR / "bench" / "engine_checks.json"
+BENCH_PATH: Path = config.RUNS_DIR / "bench" / "bench.json"
+#: Accuracy rule for a reduced-precision engine: |sigma_NMAD(engine) / sigma_NMAD(fp32) - 1|.
+NMAD_TOLERANCE_REL: float = 0.02
+
+IMAGE_SHAPE: tuple[int, int, int] = (5, 32, 32)
+N_MAGNITUDES: int = 5
+
+
+def resolve_threads(threads: int | None) -> int:
+    """Intra-op threads: the given number, else the CPUs this process may run on."""
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        return int(threads)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Engine(ABC):
+    """One way to run the model. Subclasses set ``name``, ``precision``, ``framework``."""
+
+    name: str = "engine"
+    precision: str = "fp32"
+    framework: str = ""
+    threads: int = 1
+
+    @abstractmethod
+    def predict(self, image: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+        """Raw ``image`` float32 [N,5,32,32] and ``magnitude`` float64 [N,5] -> redshift float32 [N]."""
+
+    def close(self) -> None:
+        """Release the runtime (sessions, thread pools). Idempotent."""
+        return None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.precision} threads={self.threads}>"
+
+    @staticmethod
+    def check_inputs(image: Any, magnitude: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Validate shapes (raising ``ValueError`` naming the array) and return numpy arrays."""
+        image = np.asarray(image)
+        magnitude = np.asarray(magnitude)
+        if image.ndim != 4 or tuple(image.shape[1:]) != IMAGE_SHAPE:
+            raise ValueError(f"image must have shape [N, 5, 32, 32], got {list(image.shape)}")
+        if magnitude.shape != (image.shape[0], N_MAGNITUDES):
+            raise ValueError(f"magnitude must have shape [{image.shape[0]}, 5], got {list(magnitude.shape)}")
+        if image.dtype != np.float32:
+            image = image.astype(np.float32)
+        if magnitude.dtype != np.float64:
+            magnitude = magnitude.astype(np.float64)
+        return image, magnitude
+
+
+# --------------------------------------------------------------------------- artifacts
+def artifact_meta(artifact_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``artifact.json`` of a model artifact folder."""
+    path = Path(artifact_dir) / "artifact.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"model artifact {artifact_dir}: artifact.json not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"model artifact {path}: artifact.json is not valid JSON: {exc}") from exc
+
+
+def _artifact_dir(artifact_or_dir: Any) -> Path:
+    """A folder from a path or from an artifact object with a ``path`` / ``directory``."""
+    if isinstance(artifact_or_dir, (str, os.PathLike)):
+        return Path(artifact_or_dir)
+    for attr in ("path", "directory", "dir", "root"):
+        value = getattr(artifact_or_dir, attr, None)
+        if isinstance(value, (str, os.PathLike)):
+            return Path(value)
+    raise TypeError(f"expected an artifact folder or artifact object, got {type(artifact_or_dir).__name__}")
+
+
+def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = None) -> Engine:
+    """The engine ``name`` (see ``ENGINE_NAMES``; ``"default"`` picks :func:`default_engine`)
+    on the model artifact ``artifact_or_dir`` (default ``config.DEFAULT_MODEL_DIR``)."""
+    folder = _artifact_dir(artifact_or_dir if artifact_or_dir is not None else config.DEFAULT_MODEL_DIR)
+    if name == "default":
+        name = default_engine()
+    if name in ONNX_ENGINE_NAMES:
+        from cosmic_utils.inference.onnx_engine import OnnxEngine
+
+        return OnnxEngine.from_artifact(folder, threads=threads, int8=(name == "onnx-int8"))
+    if name in TORCH_ENGINE_NAMES:
+        from cosmic_utils.inference.torch_engines import TORCH_ENGINES
+
+        return TORCH_ENGINES[name](folder, threads=threads)
+    raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+
+
+# --------------------------------------------------------------------------- default choice
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def passing_engines(checks_path: str | os.PathLike[str] | None = None) -> set[str]:
+    """Engines allowed by default: every fp32 engine, plus reduced-precision engines whose
+    recorded accuracy check (``engine_checks.json``) passed on a *trained* model."""
+    allowed = {n for n, p in ENGINE_PRECISION.items() if p == "fp32"}
+    data = _read_json(Path(checks_path or ENGINE_CHECKS_PATH))
+    checks = data.get("checks", []) if isinstance(data, dict) else []
+    for check in checks:
+        if isinstance(check, dict) and check.get("passed") and check.get("trained_model", True):
+            allowed.add(str(check.get("engine")))
+    return allowed
+
+
+def default_engine(
+    checks_path: str | os.PathLike[str] | None = None,
+    bench_path: str | os.PathLike[str] | None = None,
+    batch_size: int = 256,
+    candidates: Iterable[str] | None = None,
+) -> str:
+    """The fastest engine (bench samples/s at ``batch_size``) among those that passed their check.
+
+    Without a bench record: ``"torch"`` when torch is installed, else ``"onnx"``.
+    ``candidates`` limits the choice (e.g. ``ONNX_ENGINE_NAMES`` inside Lambda).
+    """
+    allowed = passing_engines(checks_path)
+    if candidates is not None:
+        allowed &= set(candidates)
+    data = _read_json(Path(bench_path or BENCH_PATH))
+    rows = data.get("rows", []) if isinstance(data, dict) else (data or [])
+    speeds: dict[str, float] = {}
+    for row in rows:
+        if not isinstance(row, dict) or row.get("engine") not in allowed:
+            continue
+        if int(row.get("batch_size", -1)) != batch_size:
+            continue
+        speeds[row["engine"]] = max(speeds.get(row["engine"], 0.0), float(row.get("samples_per_s") or 0.0))
+    if speeds:
+        return max(speeds, key=lambda k: speeds[k])
+    import importlib.util
+
+    fallback = "torch" if importlib.util.find_spec("torch") is not None else "onnx"
+    if candidates is not None and fallback not in allowed:
+        return sorted(allowed)[0] if allowed else "onnx"
+    return fallback

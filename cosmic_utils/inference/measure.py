@@ -1,0 +1,341 @@
+"""Measurements shared by every local run: timers, latency percentiles, peak RSS, machine
+information, the fp32 matmul peak, and the tidy run records (``runs/local/<run-id>/records.csv``).
+
+Why these choices:
+
+* **Peak RSS per run.** ``ru_maxrss`` only ever grows over a process's life, so a bench that
+  loads several engines would report the largest one for all. :class:`PeakRSS` resets the
+  kernel's high-water mark (``/proc/self/clear_refs`` with ``5``, Linux >= 4.0) at the start of
+  a run and reads ``VmHWM`` at its end; where that is not possible it samples ``psutil`` RSS
+  every 5 ms in a thread (which can miss a spike shorter than that; the record says which).
+* **Matmul peak.** The achievable fp32 rate of *this* machine on *these* threads, measured as
+  the best of a few large ``torch.mm`` calls, is the yardstick for "fraction of peak"
+  (vendor peak figures assume all-core turbo and AVX-512 frequencies that a shared 2-core VM
+  does not sustain).
+* **Library versions without importing them.** ``importlib.metadata`` reads versions, so
+  recording ``torch_version`` does not import torch into a torch-free process.
+
+This module does not import torch at module level (the streaming runner uses it next to the
+ONNX engine); :func:`matmul_peak_gflops` imports it when called.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import os
+import platform
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosmic_utils import config
+
+#: Columns of ``runs/local/<run-id>/records.csv`` (docs/architecture.md, "Run records"), in order.
+RECORD_COLUMNS: tuple[str, ...] = (
+    "kind", "engine", "precision", "batch_size", "threads", "samples", "data_bytes", "data_gb",
+    "wall_s", "samples_per_s", "gb_per_s", "model_load_s", "first_batch_s", "batch_p50_ms",
+    "batch_p95_ms", "peak_rss_mb", "device", "cpu_model", "torch_version", "onnxruntime_version",
+    "timestamp", "run_id",
+)
+#: Flops of one forward pass per sample (matrix multiplies and convolutions, multiply-add = 2),
+#: as counted by ``cosmic_utils.model.astromae.count_flops``; used when torch is absent.
+FLOPS_PER_SAMPLE: float = 221.5e6
+LOCAL_RUNS_DIR: Path = config.RUNS_DIR / "local"
+
+
+# --------------------------------------------------------------------------- timing
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds`` (``time.perf_counter``)."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.seconds = 0.0
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def percentile_ms(seconds: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of durations in seconds, in milliseconds (NaN if empty)."""
+    if len(seconds) == 0:
+        return float("nan")
+    return float(np.percentile(np.asarray(seconds, dtype=np.float64), q) * 1e3)
+
+
+# --------------------------------------------------------------------------- memory
+def current_rss_mb() -> float:
+    """Resident set size of this process now, in MB (2**20 bytes)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _read_hwm_mb() -> float | None:
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakRSS:
+    """Peak resident memory (MB) of this process between ``__enter__`` and ``__exit__``.
+
+    ``method`` is ``"vmhwm"`` (kernel high-water mark, exact) or ``"sampled"`` (5 ms polling).
+    """
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+        self.method = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, current_rss_mb())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak_mb = current_rss_mb()
+        if _reset_hwm() and _read_hwm_mb() is not None:
+            self.method = "vmhwm"
+        else:
+            self.method = "sampled"
+            self._thread = threading.Thread(target=self._poll, name="peak-rss", daemon=True)
+            self._thread.start()
+        return self
+
+    def read(self) -> float:
+        """The peak so far (MB)."""
+        if self.method == "vmhwm":
+            hwm = _read_hwm_mb()
+            if hwm is not None:
+                self.peak_mb = max(self.peak_mb, hwm)
+        else:
+            self.peak_mb = max(self.peak_mb, current_rss_mb())
+        return self.peak_mb
+
+    def __exit__(self, *exc: object) -> None:
+        self.read()
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+
+
+# --------------------------------------------------------------------------- machine
+def library_version(name: str) -> str:
+    """Installed version of a distribution ("" when absent), without importing it."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def cpu_model() -> str:
+    """The CPU model string (``/proc/cpuinfo`` model name, else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """CPU feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+#: Flags that decide which reduced-precision paths the CPU runs natively.
+INTERESTING_FLAGS: tuple[str, ...] = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_fp16",
+)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, usable cores, memory, SIMD flags and library versions of this machine."""
+    flags = cpu_flags()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        cpus = os.cpu_count() or 1
+    try:
+        import psutil
+
+        mem_gb = psutil.virtual_memory().total / 1e9
+    except ImportError:  # pragma: no cover
+        mem_gb = float("nan")
+    return {
+        "cpu_model": cpu_model(),
+        "cpus": cpus,
+        "memory_gb": round(mem_gb, 2),
+        "flags": [f for f in INTERESTING_FLAGS if f in flags],
+        "platform": platform.platform(),
+        "python_version": platform.python_version(),
+        "numpy_version": library_version("numpy"),
+        "torch_version": library_version("torch"),
+        "onnxruntime_version": library_version("onnxruntime"),
+        "onnx_version": library_version("onnx"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
+    }
+
+
+def matmul_peak_gflops(threads: int | None = None, n: int = 2048, repeats: int = 5,
+                       dtype: str = "float32") -> float:
+    """Best achieved GFLOP/s of ``torch.mm`` on two ``n x n`` matrices on ``threads`` threads.
+
+    ``dtype`` "float32" (the yardstick of every "fraction of peak") or "bfloat16".
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
+        b = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
+        with torch.inference_mode():
+            torch.mm(a, b)
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                torch.mm(a, b)
+                best = min(best, time.perf_counter() - t0)
+        return 2.0 * n**3 / best / 1e9
+    finally:
+        torch.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------- records
+def new_run_id(prefix: str = "local") -> str:
+    """``<prefix>-YYYYmmdd-HHMMSS-<6 hex>`` (UTC), unique and sortable."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunMeasurement:
+    """What one local run measured (turned into a record row by :meth:`record`)."""
+
+    engine: str
+    precision: str
+    batch_size: int
+    threads: int
+    samples: int = 0
+    wall_s: float = 0.0
+    model_load_s: float = 0.0
+    first_batch_s: float = float("nan")
+    batch_seconds: list[float] = field(default_factory=list)
+    peak_rss_mb: float = float("nan")
+    kind: str = "local_cpu"
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def record(self, run_id: str, info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One tidy row with :data:`RECORD_COLUMNS` first, then any ``extra`` columns."""
+        info = info or machine_info()
+        data_bytes = self.samples * config.SAMPLE_BYTES
+        row: dict[str, Any] = {
+            "kind": self.kind,
+            "engine": self.engine,
+            "precision": self.precision,
+            "batch_size": int(self.batch_size),
+            "threads": int(self.threads),
+            "samples": int(self.samples),
+            "data_bytes": int(data_bytes),
+            "data_gb": data_bytes / config.GB,
+            "wall_s": self.wall_s,
+            "samples_per_s": self.samples_per_s,
+            "gb_per_s": data_bytes / config.GB / self.wall_s if self.wall_s > 0 else float("nan"),
+            "model_load_s": self.model_load_s,
+            "first_batch_s": self.first_batch_s,
+            "batch_p50_ms": percentile_ms(self.batch_seconds, 50),
+            "batch_p95_ms": percentile_ms(self.batch_seconds, 95),
+            "peak_rss_mb": self.peak_rss_mb,
+            "device": self.device,
+            "cpu_model": info.get("cpu_model", ""),
+            "torch_version": info.get("torch_version", ""),
+            "onnxruntime_version": info.get("onnxruntime_version", ""),
+            "timestamp": utc_now(),
+            "run_id": run_id,
+        }
+        row.update(self.extra)
+        return row
+
+
+def write_records(rows: Iterable[Mapping[str, Any]], run_dir: str | os.PathLike[str] | None = None,
+                  run_id: str | None = None) -> Path:
+    """Write rows to ``<run_dir>/records.csv`` (default ``runs/local/<run_id>/``); returns the path.
+
+    Columns: :data:`RECORD_COLUMNS` first, then extra keys in first-seen order. Appends (same
+    header) when the file exists, so a run can add rows as it goes.
+    """
+    rows = [dict(r) for r in rows]
+    if run_dir is None:
+        run_dir = LOCAL_RUNS_DIR / (run_id or new_run_id())
+    path = Path(run_dir) / "records.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(RECORD_COLUMNS)
+    for r in rows:
+        columns.extend(k for k in r if k not in columns)
+    if path.exists():
+        with open(path, newline="") as fh:
+            existing = next(csv.reader(fh), [])
+        if existing:
+            columns = existing + [c for c in columns if c not in existing]
+            if columns != existing:  # new columns: rewrite with the wider header
+                import pandas as pd
+
+                old = pd.read_csv(path)
+                new = pd.concat([old, pd.DataFrame(rows)], ignore_index=True, sort=False)
+                new.reindex(columns=columns).to_csv(path, index=False)
+                return path
+            with open(path, "a", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore").writerows(rows)
+            return path
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,145 @@
+"""The published local inference loop, reproduced as the in-run baseline of every comparison.
+
+What the Cosmic AI code does on a CPU (and what this module does, step for step):
+
+1. build the model and load its weights, ``model.eval()``;
+2. ``torch.load`` a ``.pt`` partition holding a ``TensorDataset`` (image, magnitude, redshift);
+3. iterate a ``DataLoader(dataset, batch_size, shuffle=False)`` (default collate, no workers);
+4. under ``torch.no_grad()`` call the eager fp32 model ``model([image, magnitude])`` per batch and
+   collect ``outputs.cpu().numpy()``.
+
+Nothing else: no ``inference_mode``, no thread tuning beyond torch's default (one thread per
+core), no layout or fusion changes. The one addition is the artifact's preprocessing (the torch
+:class:`cosmic_utils.export.Preprocess`, applied per batch), so the baseline computes exactly
+what every engine computes; for the published model it is the identity.
+
+Timing: ``data_load_s`` is the ``torch.load``; ``wall_s`` is the DataLoader loop alone, so the
+baseline's samples/s compares with an engine looping over arrays already in memory (both
+exclude reading the file; the streaming runs include reading).
+
+``.pt`` files are loaded with ``weights_only=True`` plus ``TensorDataset`` as the one allowed
+class (as :mod:`cosmic_utils.pt_io` does): the same cost as the published unrestricted
+``torch.load``, without running arbitrary pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cosmic_utils.inference.measure import PeakRSS, RunMeasurement
+
+__all__ = ["PublishedLoopResult", "load_published_model", "load_pt_dataset", "run_published_loop", "write_pt"]
+
+
+@dataclass
+class PublishedLoopResult:
+    """Predictions and the measurement of one pass of the published loop."""
+
+    z_pred: np.ndarray
+    measurement: RunMeasurement
+    data_load_s: float
+
+
+def write_pt(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray,
+             redshift: np.ndarray | None = None) -> Path:
+    """Write arrays as a published-style ``.pt`` TensorDataset (what the published loop reads)."""
+    from cosmic_utils.pt_io import write_pt_partition
+
+    if redshift is None:
+        redshift = np.full(len(image), np.nan, dtype=np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_pt_partition(path, image, magnitude, redshift)
+    return path
+
+
+def load_pt_dataset(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` of a ``.pt`` TensorDataset (restricted unpickler, TensorDataset allowed)."""
+    from torch.utils.data import TensorDataset
+
+    with torch.serialization.safe_globals([TensorDataset]):
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if isinstance(obj, (tuple, list)):
+        obj = TensorDataset(*obj)
+    if not hasattr(obj, "__getitem__") or not hasattr(obj, "__len__"):
+        raise ValueError(f"{path}: expected a TensorDataset, got {type(obj).__name__}")
+    return obj
+
+
+def load_published_model(model_or_dir: nn.Module | str | os.PathLike[str]) -> tuple[nn.Module, Any]:
+    """The eager ``ViTAstro`` (eval mode) and the artifact's preprocessing (None for a module)."""
+    if isinstance(model_or_dir, nn.Module):
+        return model_or_dir.eval(), None
+    from cosmic_utils.inference.engines import artifact_meta
+    from cosmic_utils.inference.torch_engines import load_torch_model
+    from cosmic_utils.preprocess import Preprocessing
+
+    pre = Preprocessing.from_dict(artifact_meta(model_or_dir).get("preprocessing"))
+    return load_torch_model(model_or_dir), pre
+
+
+def run_published_loop(
+    pt_path: str | os.PathLike[str],
+    model_or_dir: nn.Module | str | os.PathLike[str],
+    batch_size: int = 256,
+    threads: int | None = None,
+    max_batches: int | None = None,
+    model: tuple[nn.Module, Any] | None = None,
+) -> PublishedLoopResult:
+    """One pass of the published loop over a ``.pt`` file (see the module docstring).
+
+    ``threads``: torch's intra-op threads (default: leave torch's default). ``model``: an already
+    loaded ``(model, preprocessing)`` pair to reuse across passes (``model_load_s`` is then 0).
+    """
+    from torch.utils.data import DataLoader
+
+    from cosmic_utils.export import Preprocess
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        net, pre = model if model is not None else load_published_model(model_or_dir)
+        net.eval()
+        preprocess = Preprocess(pre).eval()
+        load_s = 0.0 if model is not None else time.perf_counter() - t0
+        t1 = time.perf_counter()
+        dataset = load_pt_dataset(pt_path)
+        data_load_s = time.perf_counter() - t1
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        outputs: list[np.ndarray] = []
+        batch_seconds: list[float] = []
+        first = float("nan")
+        samples = 0
+        t2 = time.perf_counter()
+        with torch.no_grad():
+            tb = time.perf_counter()
+            for i, batch in enumerate(loader):
+                image, magnitude = batch[0], batch[1]
+                x, m = preprocess(image, magnitude)
+                out = net([x, m])
+                outputs.append(out.cpu().numpy().reshape(-1))
+                now = time.perf_counter()
+                batch_seconds.append(now - tb)
+                tb = now
+                if i == 0:
+                    first = now - t2
+                samples += int(image.shape[0])
+                if max_batches is not None and i + 1 >= max_batches:
+                    break
+        wall = time.perf_counter() - t2
+    m = RunMeasurement(
+        engine="published-loop", precision="fp32", batch_size=batch_size, threads=torch.get_num_threads(),
+        samples=samples, wall_s=wall, model_load_s=load_s, first_batch_s=first, batch_seconds=batch_seconds,
+        peak_rss_mb=rss.peak_mb, extra={"data_load_s": data_load_s, "peak_rss_method": rss.method},
+    )
+    z = np.concatenate(outputs).astype(np.float32) if outputs else np.empty(0, np.float32)
+    return PublishedLoopResult(z_pred=z, measurement=m, data_load_s=data_load_s)

@@ -1,0 +1,131 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 Local baseline: engines x batch size x data size on this CPU
+#
+# Streams rendered SDSS galaxies (`.cpart` partitions) through each inference engine and writes
+# one run record per (engine, batch size, data size) to `runs/local/<run-id>/records.csv`
+# (columns in docs/architecture.md). The published loop (`torch.load` of a `.pt` TensorDataset +
+# `DataLoader` + eager fp32 model) runs on the same data as the in-run baseline.
+#
+# Two sweeps: batch size (on a `batch_sweep_gb` dataset) and data size (`data_gb_min` up to
+# `data_gb_max`, batch 256). Defaults are tiny so CI executes this in about a minute; for the
+# report use e.g. `papermill ... -p batch_sweep_gb 0.1 -p data_gb_max 1.0 -p batch_sizes "[32,64,128,256,512]"`.
+# Throughput here is end to end for the stream (reading partitions included, model load excluded
+# and recorded separately as `model_load_s`).
+
+# %% tags=["parameters"]
+batch_sizes: list = [32, 256]  # help: batch sizes of the batch-size sweep
+batch_sweep_gb: float = 0.002  # help: dataset size (GB, 1e9 bytes) of the batch-size sweep (report: 0.1)
+data_gb_min: float = 0.002  # help: smallest dataset of the data-size sweep (GB; report: 0.1)
+data_gb_max: float = 0.004  # help: largest dataset of the data-size sweep (GB; report: 1.0 or more)
+data_sweep_batch_size: int = 256  # help: batch size of the data-size sweep
+engines: list = ["torch", "onnx"]  # help: engines to run (see cosmic_utils.inference.ENGINE_NAMES)
+include_published_loop: bool = True  # help: also run the published torch.load + DataLoader loop
+partition_mb: float = 25.0  # help: partition size in 2**20-byte MB (25 MB -> 1,278 samples)
+threads: int = 0  # help: engine intra-op threads (0 = all CPUs)
+model_dir: str = ""  # help: model artifact folder ("" = models/default, else an UNTRAINED stand-in, labelled)
+output_dir: str = ""  # help: folder for records.csv and figures ("" = runs/local/<run-id>)
+seed: int = 0  # help: seed of the rendered datasets
+
+# %%
+import logging
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from cosmic_utils import config
+from cosmic_utils.bench import resolve_model
+from cosmic_utils.dataset import default_dataset_dir, is_dataset, load_dataset, prepare_dataset
+from cosmic_utils.inference.measure import machine_info, new_run_id, write_records
+from cosmic_utils.inference.published_loop import run_published_loop, write_pt
+from cosmic_utils.inference.streaming import run_local
+
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+logging.getLogger("cosmic_utils").setLevel(logging.INFO)
+run_id = new_run_id("local")
+out = Path(output_dir) if output_dir else config.RUNS_DIR / "local" / run_id
+out.mkdir(parents=True, exist_ok=True)
+n_threads = threads or None
+model, trained = resolve_model(model_dir or None, with_onnx=any(e.startswith("onnx") for e in engines))
+print(f"run {run_id} -> {out}\nmodel {model} ({'trained' if trained else 'UNTRAINED stand-in: speeds only'})")
+pd.Series(machine_info()).to_frame("this machine")
+
+
+# %%
+def dataset_of(gb: float) -> Path:
+    """A rendered dataset of ``gb`` GB (made once, reused by later runs)."""
+    folder = default_dataset_dir(gb, partition_mb, seed)
+    if not is_dataset(folder):
+        prepare_dataset(folder, gb=gb, partition_mb=partition_mb, seed=seed, progress=False)
+    return folder
+
+
+def published_row(dataset: Path, batch_size: int, gb: float) -> dict:
+    """The published loop on the same data, written as a .pt TensorDataset first."""
+    part = load_dataset(dataset, verify=False)
+    pt = write_pt(out / "published.pt", part.image, part.magnitude, part.redshift)
+    res = run_published_loop(pt, model, batch_size=batch_size, threads=n_threads)
+    pt.unlink()
+    row = res.measurement.record(run_id)
+    row.update(sweep_gb=gb, dataset=str(dataset), model_dir=str(model))
+    return row
+
+
+rows = []
+sweep_data = dataset_of(batch_sweep_gb)
+for bs in batch_sizes:
+    for engine in engines:
+        rows.append(run_local(engine, sweep_data, batch_size=bs, model_dir=model, threads=n_threads, run_id=run_id,
+                              write=False, extra={"sweep": "batch_size", "sweep_gb": batch_sweep_gb}))
+    if include_published_loop:
+        rows.append({**published_row(sweep_data, bs, batch_sweep_gb), "sweep": "batch_size"})
+batch_df = pd.DataFrame(rows)
+batch_df.pivot_table(index="batch_size", columns="engine", values="samples_per_s").round(1)
+
+# %% [markdown]
+# ## Data-size sweep (batch `data_sweep_batch_size`)
+
+# %%
+sizes = [data_gb_min * 2**k for k in range(64) if data_gb_min * 2**k < data_gb_max] + [max(data_gb_min, data_gb_max)]
+size_rows = []
+for gb in sizes:
+    data = dataset_of(gb)
+    for engine in engines:
+        size_rows.append(run_local(engine, data, batch_size=data_sweep_batch_size, model_dir=model, threads=n_threads,
+                                   run_id=run_id, write=False, extra={"sweep": "data_size", "sweep_gb": gb}))
+size_df = pd.DataFrame(size_rows)
+size_df[["engine", "data_gb", "samples", "wall_s", "samples_per_s", "gb_per_s", "first_batch_s", "peak_rss_mb"]].round(4)
+
+# %%
+records_path = write_records(rows + size_rows, run_dir=out)
+print(f"{len(rows) + len(size_rows)} records -> {records_path}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+for engine, grp in batch_df.groupby("engine"):
+    axes[0].plot(grp["batch_size"], grp["samples_per_s"], marker="o", label=engine)
+axes[0].set(xscale="log", xlabel="batch size", ylabel="samples / s (measured)",
+            title=f"batch sweep, {batch_sweep_gb:g} GB, {batch_df['threads'].iloc[0]} threads")
+axes[0].legend()
+for engine, grp in size_df.groupby("engine"):
+    axes[1].plot(grp["data_gb"], grp["gb_per_s"], marker="o", label=engine)
+axes[1].set(xscale="log", xlabel="data (GB)", ylabel="GB / s (measured, end to end)", title="data-size sweep")
+axes[1].legend()
+fig.tight_layout()
+fig.savefig(out / "local_baseline.png", dpi=120)
