@@ -38,7 +38,7 @@ demo: $(STAMP) ## MAIN JOB: data -> model (trained once, cached) -> ONNX -> stat
 
 .PHONY: test
 test: $(STAMP) ## run the linter, the test suite and every notebook with its default parameters
-	$(BIN)/ruff check cosmic_utils lambda tests scripts
+	$(BIN)/ruff check cosmic_utils lambda tests
 	$(BIN)/pytest -n 2 -q
 
 .PHONY: test-all
@@ -46,8 +46,8 @@ test-all: $(STAMP) ## the test suite including the slow tests
 	$(BIN)/pytest -n 2 -q -m ""
 
 .PHONY: lint
-lint: $(STAMP) ## ruff over the package, handlers, tests and scripts
-	$(BIN)/ruff check cosmic_utils lambda tests scripts
+lint: $(STAMP) ## ruff over the package, handlers and tests
+	$(BIN)/ruff check cosmic_utils lambda tests
 
 .PHONY: data
 data: $(STAMP) ## render a 0.2 GB dataset of 25 MB partitions from the real catalogue (data/generated/)
