@@ -142,9 +142,13 @@ def load_pipeline_summaries(runs_dir: Path | None = None, records_dir: Path | No
 
 def load_sweeps(sweeps_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sweep records and summaries with the sweep name, slug and parameters as columns."""
-    base = Path(sweeps_dir or config.SWEEPS_DIR)
+    bases = [Path(sweeps_dir)] if sweeps_dir else [config.SWEEPS_DIR, config.RECORDS_DIR / "sweeps"]
+    combos: dict[tuple[str, str], Path] = {}
+    for base in bases:  # runs/sweeps first; the shipped copy fills in what runs/ lacks
+        for combo in sorted(p for p in base.glob("*/*") if p.is_dir()):
+            combos.setdefault((combo.parent.name, combo.name), combo)
     rec_frames, summaries = [], []
-    for combo in sorted(p for p in base.glob("*/*") if p.is_dir()):
+    for combo in combos.values():
         params: dict[str, Any] = {}
         done = combo / "_done.json"
         if done.exists():
@@ -364,3 +368,48 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
         row["memory_mb"] = row.get("memory_mb", row["memory_mb_configured"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
+                 pipeline_runs: list[str] | None = None) -> list[Path]:
+    """Copy the small measured records of finished runs into ``data/records/`` (committed).
+
+    ``make figures`` on a fresh clone then shows measured values without re-running anything.
+    Copies: the newest ``runs/bench/bench.json`` and ``engine_checks.json``; every local engine
+    run's ``records.csv`` (concatenated, one row per run) as ``local_cpu.csv`` / ``local_gpu.csv``;
+    for each pipeline run (default: every run folder with a ``summary.json``) its per-partition
+    ``records.csv`` and ``summary.json`` as ``pipeline_<run-id>.csv`` / ``pipeline_<run-id>_summary.json``.
+    Nothing is edited: files are copied byte for byte, or concatenated row-wise.
+    """
+    import shutil
+
+    runs = Path(runs_dir or config.RUNS_DIR)
+    recs = Path(records_dir or config.RECORDS_DIR)
+    recs.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name in ("bench.json", "engine_checks.json"):
+        src = runs / "bench" / name
+        if src.is_file():
+            written.append(Path(shutil.copyfile(src, recs / name)))
+    local = _read_csvs(sorted(runs.glob("local/*/records.csv")))
+    if not local.empty and "kind" in local.columns:
+        for kind, rows in local.groupby("kind"):
+            out = recs / f"{kind}.csv"
+            rows.to_csv(out, index=False)
+            written.append(out)
+    for combo in sorted(p for p in config.SWEEPS_DIR.glob("*/*") if (p / "_done.json").is_file()):
+        dst = recs / "sweeps" / combo.parent.name / combo.name
+        for name in ("_done.json", "records.csv", "summary.json", "request.json"):
+            src = combo / name
+            if src.is_file():
+                dst.mkdir(parents=True, exist_ok=True)
+                written.append(Path(shutil.copyfile(src, dst / name)))
+    names = pipeline_runs or sorted(p.parent.name for p in runs.glob("*/summary.json")
+                                    if p.parent.name not in _NOT_PIPELINE)
+    for name in names:
+        folder = runs / name
+        for src, dst in ((folder / "records.csv", recs / f"pipeline_{name}.csv"),
+                         (folder / "summary.json", recs / f"pipeline_{name}_summary.json")):
+            if src.is_file():
+                written.append(Path(shutil.copyfile(src, dst)))
+    return written
