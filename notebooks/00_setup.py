@@ -23,7 +23,7 @@
 
 # %% tags=["parameters"]
 data_gb: float = 0.01  # help: dataset size in GB (1e9 bytes; 20,520 bytes per sample)
-partition_mb: float = 2.0  # help: partition size in published MB (2**20 bytes; 25 -> 1,278 samples)
+partition_mb: float = 2.0  # help: partition size in published MB (2**20 bytes; 25 to 1,278 samples)
 seed: int = 0  # help: seed of the resampling and rendering
 source: str = "valid"  # help: catalogue the dataset is drawn from ("valid" or "train")
 train_config: str = "quick"  # help: "quick" (seconds, for checks) or "default" (the main job's model, ~10 min)

@@ -36,10 +36,10 @@ data_gb_max: float = 0.004  # help: largest dataset of the data-size sweep (GB; 
 data_sweep_batch_size: int = 256  # help: batch size of the data-size sweep
 engines: list = ["torch", "onnx"]  # help: engines to run (see cosmic_utils.inference.ENGINE_NAMES)
 include_published_loop: bool = True  # help: also run the published torch.load + DataLoader loop
-partition_mb: float = 25.0  # help: partition size in 2**20-byte MB (25 MB -> 1,278 samples)
-threads: int = 0  # help: engine intra-op threads (0 = all CPUs)
-model_dir: str = ""  # help: model artifact folder ("" = models/default, else an UNTRAINED stand-in, labelled)
-output_dir: str = ""  # help: folder for records.csv and figures ("" = runs/local/<run-id>)
+partition_mb: float = 25.0  # help: partition size in 2**20-byte MB (25 MB to 1,278 samples)
+threads: int = 0  # help: engine intra-op threads (0: all CPUs)
+model_dir: str = ""  # help: model artifact folder (empty: models/default, else an UNTRAINED stand-in, labelled)
+output_dir: str = ""  # help: folder for records.csv and figures (empty: runs/local/<run-id>)
 seed: int = 0  # help: seed of the rendered datasets
 
 # %%

@@ -32,8 +32,8 @@ data_gb: float = 0.002  # help: dataset size in GB (1e9 bytes; report: 1.0)
 precisions: list = ["fp32", "bf16", "fp16"]  # help: fp32 and/or autocast bf16 / fp16
 include_published_loop: bool = True  # help: also time the published DataLoader loop on the GPU
 repeats: int = 2  # help: passes per point; the best counts
-model_dir: str = ""  # help: model artifact folder ("" = models/default, else an UNTRAINED stand-in, labelled)
-output_dir: str = ""  # help: folder for records.csv ("" = runs/local/<run-id>)
+model_dir: str = ""  # help: model artifact folder (empty: models/default, else an UNTRAINED stand-in, labelled)
+output_dir: str = ""  # help: folder for records.csv (empty: runs/local/<run-id>)
 partition_mb: float = 25.0  # help: partition size of the dataset (2**20-byte MB)
 seed: int = 0  # help: seed of the rendered dataset
 

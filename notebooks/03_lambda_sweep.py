@@ -29,16 +29,16 @@
 # %% tags=["parameters"]
 backend: str = "local"  # help: "local" (embedded moto, default) or "aws" (your account; needs results)
 batch_size: int = 64  # help: samples per engine call inside each Lambda
-partition_mb: float = 0.5  # help: partition size in published MB (2**20 bytes; 25 -> 1,278 samples)
+partition_mb: float = 0.5  # help: partition size in published MB (2**20 bytes; 25 to 1,278 samples)
 data_gb: float = 0.002  # help: dataset size in GB (1e9 bytes, label not counted)
 memory_mb: int = 2048  # help: configured memory of the Inference function (records and cost)
 engine: str = "onnx"  # help: inference engine inside Lambda ("onnx" or "onnx-int8")
 max_concurrency: int = 2  # help: Distributed Map MaxConcurrency
-world_size: int = 0  # help: spread partitions over this many invocations (0 = one partition per invocation)
-output_dir: str = ""  # help: run folder ("" = runs/lambda_sweep/<parameters slug>)
-model_dir: str = ""  # help: model artifact folder or s3:// ("" = the project's default model)
-results: str = ""  # help: s3://bucket/prefix for items/records (required for aws; "" = moto bucket locally)
-data_location: str = ""  # help: dataset folder or s3:// ("" = prepare under data/generated)
+world_size: int = 0  # help: spread partitions over this many invocations (0: one partition per invocation)
+output_dir: str = ""  # help: run folder (empty: runs/lambda_sweep/<parameters slug>)
+model_dir: str = ""  # help: model artifact folder or s3:// (empty: the project's default model)
+results: str = ""  # help: s3://bucket/prefix for items/records (required for aws; empty: a moto bucket locally)
+data_location: str = ""  # help: dataset folder or s3:// (empty: prepare under data/generated)
 seed: int = 0  # help: dataset seed
 
 # %%

@@ -22,7 +22,7 @@
 # Measured, published, simulated and projected values are labelled as such on every figure.
 
 # %% tags=["parameters"]
-output_dir: str = ""  # help: where figures go ("" = the project's figures/ folder)
+output_dir: str = ""  # help: where figures go (empty: the project's figures/ folder)
 memory_mb: int = 3008  # help: configured Lambda memory used to cost pipeline records that lack one
 assumed_published_memory_mb: int = 10240  # help: configured memory ASSUMED for the seed project's runs
 sim_seed: int = 0  # help: seed of the scale simulator
