@@ -42,32 +42,44 @@ class CatalogError(ValueError):
     """The catalogue file is missing or malformed (the message names the file and problem)."""
 
 
+def read_header_table(path: str | os.PathLike[str], required: Sequence[str], what: str = "columns",
+                      error: type[Exception] = CatalogError) -> pd.DataFrame:
+    """Read a whitespace-separated table whose first line is a ``#`` header naming its columns.
+
+    The shared reader of the catalogue format (training files and ``cosmic predict`` input).
+    ``required`` columns must be present (``what`` names them in the message); every value is
+    parsed as float64. Problems raise ``error`` with a message naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"catalogue {path}: file not found")
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline()
+    if not first.startswith("#"):
+        raise error(f"catalogue {path}: first line must be a '#' header naming the columns, got {first[:60]!r}")
+    names = first.lstrip("#").split()
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise error(f"catalogue {path}: missing {what} {missing} (header names {names})")
+    if len(set(names)) != len(names):
+        raise error(f"catalogue {path}: duplicate column names in header {names}")
+    try:
+        df = pd.read_csv(path, sep=r"\s+", skiprows=1, header=None, names=names, comment="#",
+                         dtype="float64", engine="c")
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise error(f"catalogue {path}: cannot parse: {exc}") from exc
+    if df.empty:
+        raise error(f"catalogue {path}: no rows")
+    return df
+
+
 def load_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read one catalogue file into a DataFrame with the 19 columns (float64), in file order.
 
     Raises :class:`CatalogError` naming the file for a missing file, a missing header, missing
     columns, non-numeric or non-finite values.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CatalogError(f"catalogue {path}: file not found")
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline()
-    if not first.startswith("#"):
-        raise CatalogError(f"catalogue {path}: first line must be a '#' header naming the columns, got {first[:60]!r}")
-    names = first.lstrip("#").split()
-    missing = [c for c in COLUMNS if c not in names]
-    if missing:
-        raise CatalogError(f"catalogue {path}: missing columns {missing} (header names {names})")
-    if len(set(names)) != len(names):
-        raise CatalogError(f"catalogue {path}: duplicate column names in header {names}")
-    try:
-        df = pd.read_csv(path, sep=r"\s+", skiprows=1, header=None, names=names, comment="#",
-                         dtype="float64", engine="c")
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise CatalogError(f"catalogue {path}: cannot parse: {exc}") from exc
-    if df.empty:
-        raise CatalogError(f"catalogue {path}: no rows")
+    df = read_header_table(path, COLUMNS)
     df = df.loc[:, list(COLUMNS)]
     values = df.to_numpy()
     if not np.isfinite(values).all():

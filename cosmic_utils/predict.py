@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from cosmic_utils import config
+from cosmic_utils.catalog import read_header_table
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +60,7 @@ class PredictResult:
 def read_photometry(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a catalogue in the data/sdss_mgs format; requires ``u g r i z`` (``zs``, errors optional)."""
     path = Path(path)
-    if not path.is_file():
-        raise PredictError(f"catalogue {path}: file not found")
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline()
-    if not first.startswith("#"):
-        raise PredictError(f"catalogue {path}: the first line must be a '#' header naming the columns")
-    names = first.lstrip("#").split()
-    missing = [c for c in MAG_COLUMNS if c not in names]
-    if missing:
-        raise PredictError(f"catalogue {path}: missing magnitude columns {missing} (header: {names})")
-    try:
-        df = pd.read_csv(path, sep=r"\s+", skiprows=1, header=None, names=names, comment="#", dtype="float64")
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise PredictError(f"catalogue {path}: cannot parse: {exc}") from exc
-    if df.empty:
-        raise PredictError(f"catalogue {path}: no rows")
+    df = read_header_table(path, MAG_COLUMNS, what="magnitude columns", error=PredictError)
     mags = df.loc[:, list(MAG_COLUMNS)].to_numpy()
     if not np.isfinite(mags).all():
         row = int(np.argwhere(~np.isfinite(mags))[0][0])
