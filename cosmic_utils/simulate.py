@@ -496,11 +496,17 @@ def published_lambda_durations(reference_dir: Path | None = None) -> list[dict[s
     return out
 
 
-def read_engine_speedup(paths: Sequence[Path] | None = None, batch_sizes: Sequence[int] = (256, 512)) -> float | None:
+#: Engines that run inside Lambda (ONNX Runtime + numpy; torch does not fit the zip).
+LAMBDA_ENGINES: tuple[str, ...] = ("onnx", "onnx-int8")
+
+
+def read_engine_speedup(paths: Sequence[Path] | None = None, batch_sizes: Sequence[int] = (256, 512),
+                        engines: Sequence[str] | None = LAMBDA_ENGINES) -> float | None:
     """The measured engine speedup over the published loop (``ratio_vs_published_loop``) from bench.json.
 
     Looks in runs/bench/bench.json then data/records/bench.json; takes the best ratio among rows
-    at the given batch sizes. None when no bench file exists.
+    at the given batch sizes, of the engines that can run in Lambda (``engines``; None = any) and
+    that passed their accuracy check. None when no bench file has such a row.
     """
     candidates = paths or (config.RUNS_DIR / "bench" / "bench.json", config.RECORDS_DIR / "bench.json")
     for p in candidates:
@@ -511,11 +517,16 @@ def read_engine_speedup(paths: Sequence[Path] | None = None, batch_sizes: Sequen
         rows = data.get("rows", data.get("results", data)) if isinstance(data, dict) else data
         ratios = []
         for r in rows if isinstance(rows, list) else []:
-            if isinstance(r, dict) and r.get("ratio_vs_published_loop") and int(r.get("batch_size", 0)) in batch_sizes:
-                ratios.append(float(r["ratio_vs_published_loop"]))
+            if not (isinstance(r, dict) and r.get("ratio_vs_published_loop")):
+                continue
+            if int(r.get("batch_size", 0)) not in batch_sizes or r.get("check_passed") is False:
+                continue
+            if engines is not None and r.get("engine") not in engines:
+                continue
+            ratios.append(float(r["ratio_vs_published_loop"]))
         if ratios:
             return max(ratios)
-        log.info("%s has no ratio_vs_published_loop at batch %s", p, list(batch_sizes))
+        log.info("%s has no usable ratio_vs_published_loop at batch %s", p, list(batch_sizes))
     return None
 
 

@@ -99,9 +99,15 @@ def test_projection_and_right_sizing(tmp_path) -> None:
     hard = simulate.right_size_memory(1, 25, deadline_s=0.1)
     assert not hard["meets_deadline"]
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"rows": [{"batch_size": 256, "ratio_vs_published_loop": 2.5},
-                                          {"batch_size": 32, "ratio_vs_published_loop": 9.0}]}))
+    bench.write_text(json.dumps({"rows": [
+        {"engine": "onnx", "batch_size": 256, "ratio_vs_published_loop": 1.4},
+        {"engine": "onnx-int8", "batch_size": 256, "ratio_vs_published_loop": 2.5},
+        {"engine": "onnx-int8", "batch_size": 512, "ratio_vs_published_loop": 2.7, "check_passed": False},
+        {"engine": "torch-bf16", "batch_size": 256, "ratio_vs_published_loop": 3.8},
+        {"engine": "onnx", "batch_size": 32, "ratio_vs_published_loop": 9.0}]}))
+    # only engines that run in Lambda, at the large batches, and that passed their accuracy check
     assert simulate.read_engine_speedup([bench]) == 2.5
+    assert simulate.read_engine_speedup([bench], engines=None) == 3.8
     assert simulate.read_engine_speedup([tmp_path / "missing.json"]) is None
 
 
