@@ -40,7 +40,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -193,9 +193,16 @@ class ModelArtifact:
             art.verify()
         return art
 
-    def verify(self) -> None:
-        """Check that every listed file exists and has the recorded sha256."""
-        for role, entry in self.files.items():
+    def verify(self, roles: Sequence[str] | None = None) -> None:
+        """Check that the listed files (all, or only ``roles``) exist and have the recorded sha256.
+
+        A role asked for but not listed, a missing file, a missing or wrong sha256 each raise
+        :class:`ArtifactError` naming the artifact, the file and the problem.
+        """
+        for role in roles if roles is not None else list(self.files):
+            entry = self.files.get(role)
+            if entry is None:
+                raise ArtifactError(f"model artifact {self.path}: lists no {role} file (run `cosmic model export`)")
             file = self.path / entry["path"]
             if not file.is_file():
                 raise ArtifactNotFoundError(f"model artifact {self.path}: {role} file {entry['path']} not found")
@@ -206,7 +213,8 @@ class ModelArtifact:
             if actual != expected:
                 raise ArtifactError(
                     f"model artifact {self.path}: checksum mismatch for {entry['path']} ({role}): "
-                    f"artifact.json says sha256 {expected}, the file has {actual} (corrupt or replaced file)")
+                    f"sha256 mismatch (artifact.json says {str(expected)[:12]}..., file is {actual[:12]}...; "
+                    "corrupt or replaced file)")
 
     def has(self, role: str) -> bool:
         """Whether the artifact lists a file for ``role`` (``"state_dict"`` / ``"onnx"``)."""

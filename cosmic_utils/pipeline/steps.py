@@ -265,25 +265,12 @@ def verify_model(folder: Path, engine: str, location: str | None = None) -> None
     Raises :class:`ModelError`, which the Inference step records as the failure of every partition
     of the item, so a bad model shows up as a failed list with the reason rather than as retries.
     """
-    from cosmic_utils.artifact import ArtifactError, ModelArtifact, sha256_file
+    from cosmic_utils.artifact import ArtifactError, ModelArtifact
 
     try:
         art = ModelArtifact.load(folder, verify=False)
         roles = ["onnx"] + (["onnx_int8"] if engine == "onnx-int8" and "onnx_int8" in art.files else [])
-        for role in roles:
-            entry = art.files.get(role)
-            if entry is None:
-                raise ArtifactError(f"model artifact {folder}: lists no {role} file (run `cosmic model export`)")
-            path = folder / str(entry["path"])
-            if not path.is_file():
-                raise ArtifactError(f"model artifact {folder}: {role} file {entry['path']} not found")
-            want = entry.get("sha256")
-            if not want:
-                raise ArtifactError(f"model artifact {folder}: files.{role} has no sha256")
-            got = sha256_file(path)
-            if got != want:
-                raise ArtifactError(f"model artifact {folder}: {entry['path']} sha256 mismatch "
-                                    f"(artifact.json says {str(want)[:12]}..., file is {got[:12]}...)")
+        art.verify(roles)
     except ArtifactError as exc:
         where = f" ({location})" if location and location != str(folder) else ""
         raise ModelError(f"{exc}{where}") from exc
