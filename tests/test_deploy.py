@@ -207,8 +207,8 @@ def test_real_package_runs_in_isolation(tmp_path: Path) -> None:
     import sys
 
     from test_handlers import make_dataset
-    from test_local_backend import write_tiny_artifact
 
+    from cosmic_utils.reliability import write_tiny_artifact
     from cosmic_utils.storage import open_storage
 
     try:

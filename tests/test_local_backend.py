@@ -20,40 +20,8 @@ from test_handlers import make_dataset  # tests/ is on sys.path under pytest
 
 from cosmic_utils.backends import moto_hook
 from cosmic_utils.pipeline import runner
+from cosmic_utils.reliability import write_tiny_artifact
 from cosmic_utils.storage import open_storage
-
-
-def write_tiny_artifact(folder: Path) -> Path:
-    """A model artifact (artifact.json + model.onnx) whose graph is tiny but has the real signature:
-    image float32 [B,5,32,32], magnitude float64 [B,5] -> redshift float32 [B]."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", 5, 32, 32])
-    mag = helper.make_tensor_value_info("magnitude", TensorProto.DOUBLE, ["B", 5])
-    out = helper.make_tensor_value_info("redshift", TensorProto.FLOAT, ["B"])
-    nodes = [
-        helper.make_node("Cast", ["magnitude"], ["mag_f"], to=TensorProto.FLOAT),
-        helper.make_node("Gather", ["mag_f", "band"], ["r_band"], axis=1),
-        helper.make_node("ReduceMean", ["image"], ["img_mean"], axes=[1, 2, 3], keepdims=0),
-        helper.make_node("Mul", ["img_mean", "zero"], ["img_zero"]),
-        helper.make_node("Mul", ["r_band", "scale"], ["z0"]),
-        helper.make_node("Add", ["z0", "img_zero"], ["redshift"]),
-    ]
-    inits = [helper.make_tensor("band", TensorProto.INT64, [], [2]),
-             helper.make_tensor("scale", TensorProto.FLOAT, [], [0.01]),
-             helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])]
-    graph = helper.make_graph(nodes, "tiny", [image, mag], [out], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, folder / "model.onnx")
-    sha = hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
-    meta = {"format_version": 1, "name": "tiny-test", "created": "2026-01-01T00:00:00+00:00",
-            "architecture": "tiny-test", "preprocessing": {}, "config": {}, "training_data_sha256": None,
-            "metrics": {}, "files": {"onnx": {"path": "model.onnx", "sha256": sha}}}
-    (folder / "artifact.json").write_text(json.dumps(meta, indent=1))
-    return folder
 
 
 @pytest.fixture(scope="module")
