@@ -520,13 +520,18 @@ def read_rows_at(read_at: ReadAt, header: PartitionHeader, start: int, stop: int
     return Partition(image=out["image"], magnitude=out["magnitude"], redshift=out["redshift"], meta=header.meta)
 
 
+def _open_local(path: str | os.PathLike[str], label: str) -> tuple[ReadAt, int, Callable[[], None]]:
+    """:func:`_file_reader` for ``path``; a missing file raises :class:`PartitionError` naming it."""
+    try:
+        return _file_reader(Path(path))
+    except FileNotFoundError as exc:
+        raise _error(label, f"file not found: {path}") from exc
+
+
 def read_header(path: str | os.PathLike[str], name: str | None = None) -> PartitionHeader:
     """The validated header of a local partition file (reads only the first few hundred bytes)."""
     label = _display_name(path, name)
-    try:
-        read_at, size, close = _file_reader(Path(path))
-    except FileNotFoundError as exc:
-        raise _error(label, f"file not found: {path}") from exc
+    read_at, size, close = _open_local(path, label)
     try:
         return read_header_at(read_at, label, total_bytes=size)
     finally:
@@ -536,7 +541,7 @@ def read_header(path: str | os.PathLike[str], name: str | None = None) -> Partit
 def read_rows(path: str | os.PathLike[str], start: int, stop: int, name: str | None = None) -> Partition:
     """Rows ``start:stop`` of a local partition file, reading only those bytes."""
     label = _display_name(path, name)
-    read_at, size, close = _file_reader(Path(path))
+    read_at, size, close = _open_local(path, label)
     try:
         header = read_header_at(read_at, label, total_bytes=size)
         return read_rows_at(read_at, header, start, min(stop, header.samples))
@@ -566,10 +571,7 @@ def iter_batches(
         size = total_bytes
     else:
         label = _display_name(source, name)
-        try:
-            read_at, size, close = _file_reader(Path(source))
-        except FileNotFoundError as exc:
-            raise _error(label, f"file not found: {source}") from exc
+        read_at, size, close = _open_local(source, label)
     try:
         header = read_header_at(read_at, label, total_bytes=size)
         for start in range(0, header.samples, batch_size):

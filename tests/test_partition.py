@@ -274,3 +274,13 @@ def test_writable_arrays() -> None:
     view = read_partition(data, writable=False)
     assert not view.image.flags.writeable
     assert np.array_equal(view.image, image)
+
+
+def test_local_readers_name_a_missing_file(tmp_path: Path) -> None:
+    from cosmic_utils.partition import PartitionError, iter_batches, read_header, read_rows
+
+    missing = tmp_path / "part-00042.cpart"
+    for call in (lambda: read_header(missing), lambda: read_rows(missing, 0, 1),
+                 lambda: next(iter_batches(missing, 4))):
+        with pytest.raises(PartitionError, match="part-00042.cpart.*file not found"):
+            call()
