@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,3 +44,18 @@ def untrained_artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not (target / "artifact.json").exists():
             create_untrained_artifact(target, seed=0, with_onnx=True)
     return target
+
+
+@pytest.fixture()
+def moto_aws_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The aws backend (us-east-1) inside moto's in-process mock, with dummy credentials only."""
+    from moto import mock_aws
+
+    from cosmic_utils.backends import aws
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(var, "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield aws.AwsBackend(region="us-east-1")

@@ -24,15 +24,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, packaging.Pa
 
 
 @pytest.fixture()
-def backend(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from moto import mock_aws
-
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(var, "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield aws.AwsBackend(region="us-east-1")
+def backend(moto_aws_backend: Any) -> Any:
+    return moto_aws_backend
 
 
 def _cfg(packages: dict[str, packaging.Package], **kw: Any) -> aws.DeployConfig:

@@ -104,15 +104,8 @@ def test_dry_run_documents_are_least_privilege() -> None:
 
 
 @pytest.fixture()
-def moto_backend(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from moto import mock_aws
-
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(var, "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield aws.AwsBackend(region="us-east-1")
+def moto_backend(moto_aws_backend: Any) -> Any:
+    return moto_aws_backend
 
 
 @pytest.fixture(scope="module")
