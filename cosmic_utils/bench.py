@@ -19,7 +19,10 @@ threads, so the ratios are honest even when absolute speeds drift):
 3. **Speed**: for each batch size, the same ``samples`` rows go through the published loop
    (``torch.load`` of a ``.pt`` + ``DataLoader`` + eager model under ``no_grad``; the load is
    timed separately) and through each engine (``engine.predict`` per batch on arrays in
-   memory). Passes are interleaved (published, engine 1, engine 2, ... then again) ``repeats``
+   memory). The published loop runs in a fresh ``spawn``-ed child process
+   (:class:`~cosmic_utils.inference.published_loop.PublishedLoopWorker`) so it keeps glibc's
+   default allocator while the engines' process is tuned (:mod:`cosmic_utils.inference.tuning`);
+   parent and child take turns. Passes are interleaved (published, engine 1, engine 2, ... then again) ``repeats``
    times and the best pass of each counts, which keeps the comparison fair when other
    processes share the cores. ``ratio_vs_published_loop`` divides by the published loop at
    the same batch size in the same run.
@@ -232,7 +235,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run the bench described by ``cfg``; returns (and writes) the result document."""
     import torch
 
-    from cosmic_utils.inference.published_loop import load_published_model, run_published_loop, write_pt
+    from cosmic_utils.inference.published_loop import PublishedLoopWorker, write_pt
 
     t_start = time.perf_counter()
     cfg.run_id = cfg.run_id or new_run_id("bench")
@@ -293,11 +296,12 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     tp = time.perf_counter()
 
     # speed
-    net, pre = load_published_model(model_dir)
     bench_names = [n for n in engines if n in cfg.engines]
     rows: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="cosmic-bench-") as tmp:
+    # the baseline in a fresh child process: untuned allocator, as the published script ran
+    with tempfile.TemporaryDirectory(prefix="cosmic-bench-") as tmp, \
+            PublishedLoopWorker(model_dir, threads) as published:
         for bs in cfg.batch_sizes:
             n = max(int(cfg.samples), 2 * bs)
             n = (n + bs - 1) // bs * bs
@@ -310,9 +314,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             pub_extra: dict[str, Any] = {}
             for e in bench_names:  # warm-up: one batch each
                 engines[e].predict(image[:bs], mag[:bs])
-            run_published_loop(pt, model_dir, batch_size=bs, threads=threads, max_batches=1, model=(net, pre))
+            published.run(pt, bs, max_batches=1)
             for _ in range(max(1, cfg.repeats)):
-                res = run_published_loop(pt, model_dir, batch_size=bs, threads=threads, model=(net, pre))
+                res = published.run(pt, bs)
                 m = res.measurement
                 walls.setdefault("published-loop", []).append(m.wall_s)
                 if "published-loop" not in best or m.wall_s < best["published-loop"][0]:

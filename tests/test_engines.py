@@ -4,6 +4,8 @@ published loop runs on a .pt file; the bench runs end to end on a tiny grid."""
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +53,11 @@ def reference(artifact: Path, batch: tuple[np.ndarray, np.ndarray]) -> np.ndarra
 
 @pytest.mark.parametrize("name", [n for n in ENGINE_NAMES if n != "torch-eager"])
 def test_engine_agrees_with_eager_fp32(name: str, artifact: Path, batch: tuple[np.ndarray, np.ndarray],
-                                       reference: np.ndarray) -> None:
+                                       reference: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    if name == "torch-compile":  # one compiled shape (32) serves 24 and 3 rows, both zero-padded
+        from cosmic_utils.inference.torch_engines import TorchCompiledEngine
+
+        monkeypatch.setattr(TorchCompiledEngine, "default_chunk", 32)
     with create_engine(name, artifact, threads=2) as eng:
         assert isinstance(eng, Engine) and eng.name == name and eng.precision == ENGINE_PRECISION[name]
         z = eng.predict(*batch)
@@ -141,6 +147,44 @@ def test_published_loop_on_pt(artifact: Path, batch: tuple[np.ndarray, np.ndarra
     assert m.samples == 24 and len(m.batch_seconds) == 3 and m.engine == "published-loop"
     assert res.data_load_s >= 0 and m.wall_s > 0 and m.peak_rss_mb > 0
     np.testing.assert_allclose(res.z_pred, reference, atol=1e-5)
+
+
+def test_compiled_engine_shapes_are_padded_powers_of_two() -> None:
+    from cosmic_utils.inference.torch_engines import TorchCompiledEngine
+
+    eng = object.__new__(TorchCompiledEngine)  # the shape policy alone, nothing compiled
+    eng.chunk = 128
+    assert [eng._shape(n) for n in (1, 31, 32, 33, 64, 65, 100, 128)] == [32, 32, 32, 64, 64, 128, 128, 128]
+    eng.chunk = 16  # a chunk below the smallest shape: one shape, never a recompile per tail
+    assert {eng._shape(n) for n in (1, 7, 16)} == {32}
+
+
+def test_compiled_engine_is_not_a_silent_default(tmp_path: Path) -> None:
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"rows": [{"engine": "torch-compile", "batch_size": 256, "samples_per_s": 2000.0},
+                                          {"engine": "torch", "batch_size": 256, "samples_per_s": 900.0}]}))
+    none = tmp_path / "none.json"
+    assert default_engine(checks_path=none, bench_path=bench) == "torch"
+    assert default_engine(checks_path=none, bench_path=bench, candidates=("torch", "torch-compile")) == "torch-compile"
+
+
+def test_published_loop_worker_runs_in_an_untuned_child(artifact: Path, batch: tuple[np.ndarray, np.ndarray],
+                                                       reference: np.ndarray, tmp_path: Path) -> None:
+    from cosmic_utils.inference.published_loop import PublishedLoopWorker, write_pt
+    from cosmic_utils.inference.tuning import keep_freed_memory, malloc_tuned
+
+    keep_freed_memory()  # this process is tuned, as it is once a torch engine exists
+    pt = write_pt(tmp_path / "part.pt", *batch)
+    with PublishedLoopWorker(artifact, threads=1) as worker:
+        assert worker.child_state["malloc_tuned"] is False and worker.child_state["pid"] != os.getpid()
+        res = worker.run(pt, batch_size=10)
+        assert res.measurement.samples == 24 and len(res.measurement.batch_seconds) == 3
+        np.testing.assert_allclose(res.z_pred, reference, atol=1e-5)
+        with pytest.raises(RuntimeError, match="missing.pt"):
+            worker.run(tmp_path / "missing.pt", batch_size=10)
+        assert worker.run(pt, batch_size=24, max_batches=1).measurement.samples == 24  # still serving
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert malloc_tuned()
 
 
 @pytest.mark.slow

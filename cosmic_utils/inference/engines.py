@@ -11,16 +11,17 @@ call the artifact's numpy preprocessing), so all engines see the same inputs.
 
 Engines (``ENGINE_NAMES``):
 
-========== ========= ============================================================================
-name       precision what runs
-========== ========= ============================================================================
-torch-eager fp32     the eager ``ViTAstro`` under ``inference_mode`` (reference for the checks)
-torch      fp32      ``FastAstro``: folded BatchNorm, merged 1x1 convs, channels-last CNN, SDPA
-torch-bf16 bf16      ``FastAstro`` in bfloat16 (AMX / AVX-512 BF16 CPUs)
-torch-int8 int8      ``FastAstro`` with dynamically quantised int8 Linear layers (torch.ao)
-onnx       fp32      ONNX Runtime, all graph optimisations (no torch: what Lambda runs)
-onnx-int8  int8      ONNX Runtime on a dynamically quantised copy of the graph (MatMulInteger)
-========== ========= ============================================================================
+============= ========= =========================================================================
+name          precision what runs
+============= ========= =========================================================================
+torch-eager   fp32      the eager ``ViTAstro`` under ``inference_mode`` (reference for the checks)
+torch         fp32      ``FastAstro``: folded BatchNorm, merged 1x1 convs, channels-last CNN, SDPA
+torch-compile fp32      ``FastAstro`` compiled by TorchInductor (fused loops; ~20 s compile per shape)
+torch-bf16    bf16      ``FastAstro`` in bfloat16 (AMX / AVX-512 BF16 CPUs)
+torch-int8    int8      ``FastAstro`` with dynamically quantised int8 Linear layers (torch.ao)
+onnx          fp32      ONNX Runtime, all graph optimisations (no torch: what Lambda runs)
+onnx-int8     int8      ONNX Runtime on a dynamically quantised copy of the graph (MatMulInteger)
+============= ========= =========================================================================
 
 This module does not import torch (the inference Lambda imports it); :func:`create_engine`
 imports :mod:`cosmic_utils.inference.torch_engines` only when a torch engine is asked for.
@@ -47,12 +48,15 @@ from cosmic_utils import config
 
 log = logging.getLogger(__name__)
 
-TORCH_ENGINE_NAMES: tuple[str, ...] = ("torch-eager", "torch", "torch-bf16", "torch-int8")
+TORCH_ENGINE_NAMES: tuple[str, ...] = ("torch-eager", "torch", "torch-compile", "torch-bf16", "torch-int8")
 ONNX_ENGINE_NAMES: tuple[str, ...] = ("onnx", "onnx-int8")
 ENGINE_NAMES: tuple[str, ...] = TORCH_ENGINE_NAMES + ONNX_ENGINE_NAMES
+#: Engines that compile on creation (~20 s per batch shape on 2 cores): used only when named,
+#: never picked by :func:`default_engine`, which also serves short runs (the demo, a sweep point).
+COMPILED_ENGINE_NAMES: tuple[str, ...] = ("torch-compile",)
 #: Precision of each engine (fp32 engines need no accuracy check).
 ENGINE_PRECISION: dict[str, str] = {
-    "torch-eager": "fp32", "torch": "fp32", "torch-bf16": "bf16", "torch-int8": "int8",
+    "torch-eager": "fp32", "torch": "fp32", "torch-compile": "fp32", "torch-bf16": "bf16", "torch-int8": "int8",
     "onnx": "fp32", "onnx-int8": "int8",
 }
 #: Where ``cosmic bench`` writes its accuracy checks and speeds.
@@ -187,11 +191,14 @@ def default_engine(
     """The fastest engine (bench samples/s at ``batch_size``) among those that passed their check.
 
     Without a bench record: ``"torch"`` when torch is installed, else ``"onnx"``.
-    ``candidates`` limits the choice (e.g. ``ONNX_ENGINE_NAMES`` inside Lambda).
+    ``candidates`` limits the choice (e.g. ``ONNX_ENGINE_NAMES`` inside Lambda); engines that
+    compile on creation (``COMPILED_ENGINE_NAMES``) are considered only when listed there.
     """
     allowed = passing_engines(checks_path)
     if candidates is not None:
         allowed &= set(candidates)
+    else:
+        allowed -= set(COMPILED_ENGINE_NAMES)
     data = _read_json(Path(bench_path or BENCH_PATH))
     rows = data.get("rows", []) if isinstance(data, dict) else (data or [])
     speeds: dict[str, float] = {}

@@ -17,6 +17,11 @@ Timing: ``data_load_s`` is the ``torch.load``; ``wall_s`` is the DataLoader loop
 baseline's samples/s compares with an engine looping over arrays already in memory (both
 exclude reading the file; the streaming runs include reading).
 
+In ``cosmic bench`` the loop runs in a fresh child process (:class:`PublishedLoopWorker`,
+``spawn``, never ``fork``): the engines tune the allocator of their own process
+(:mod:`cosmic_utils.inference.tuning`), and the published script ran with glibc's defaults, so
+the baseline must not inherit the tuning. Parent and child take turns, never computing at once.
+
 ``.pt`` files are loaded with ``weights_only=True`` plus ``TensorDataset`` as the one allowed
 class (as :mod:`cosmic_utils.pt_io` does): the same cost as the published unrestricted
 ``torch.load``, without running arbitrary pickled code.
@@ -36,7 +41,8 @@ from torch import nn
 
 from cosmic_utils.inference.measure import PeakRSS, RunMeasurement
 
-__all__ = ["PublishedLoopResult", "load_published_model", "load_pt_dataset", "run_published_loop", "write_pt"]
+__all__ = ["PublishedLoopResult", "PublishedLoopWorker", "load_published_model", "load_pt_dataset",
+           "run_published_loop", "write_pt"]
 
 
 @dataclass
@@ -143,3 +149,94 @@ def run_published_loop(
     )
     z = np.concatenate(outputs).astype(np.float32) if outputs else np.empty(0, np.float32)
     return PublishedLoopResult(z_pred=z, measurement=m, data_load_s=data_load_s)
+
+
+# --------------------------------------------------------------------------- child process
+def _worker_main(conn: Any, model_dir: str, threads: int | None) -> None:
+    """Child process body of :class:`PublishedLoopWorker`: load once, run passes on request."""
+    try:
+        if threads:
+            torch.set_num_threads(int(threads))
+        from cosmic_utils.inference.tuning import malloc_tuned
+
+        model = load_published_model(model_dir)
+        conn.send(("ready", {"pid": os.getpid(), "malloc_tuned": malloc_tuned(),
+                             "threads": torch.get_num_threads()}))
+    except BaseException as exc:  # report, then exit
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        pt_path, batch_size, max_batches = msg
+        try:
+            res = run_published_loop(pt_path, model_dir, batch_size=batch_size, threads=threads,
+                                     max_batches=max_batches, model=model)
+            conn.send(("ok", res))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class PublishedLoopWorker:
+    """The published loop in a fresh ``spawn``-ed interpreter, driven pass by pass.
+
+    ``with PublishedLoopWorker(model_dir, threads) as w: w.run(pt, batch_size)`` returns a
+    :class:`PublishedLoopResult` exactly as :func:`run_published_loop` would, measured in a
+    process that imported nothing of the engines and never tuned its allocator (module doc).
+    The model is loaded once in the child. The parent waits while the child computes, so the
+    two never share the cores. Errors in the child are raised here as ``RuntimeError``.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike[str], threads: int | None = None,
+                 start_timeout_s: float = 300.0) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_worker_main, args=(child, str(model_dir), threads),
+                                 name="published-loop", daemon=True)
+        self._proc.start()
+        child.close()
+        if not self._conn.poll(start_timeout_s):
+            self.close()
+            raise RuntimeError(f"published-loop worker did not start within {start_timeout_s:.0f} s")
+        #: what the child reports about itself: pid, malloc_tuned (always False), threads
+        self.child_state: dict[str, Any] = self._expect("ready")
+
+    def _expect(self, want: str) -> Any:
+        try:
+            kind, payload = self._conn.recv()
+        except EOFError:
+            raise RuntimeError(f"published-loop worker exited (code {self._proc.exitcode})") from None
+        if kind != want:
+            raise RuntimeError(f"published-loop worker: {payload}")
+        return payload
+
+    def run(self, pt_path: str | os.PathLike[str], batch_size: int,
+            max_batches: int | None = None) -> PublishedLoopResult:
+        """One pass of the published loop over ``pt_path`` in the child."""
+        self._conn.send((str(pt_path), int(batch_size), max_batches))
+        return self._expect("ok")
+
+    def close(self) -> None:
+        """Stop the child (idempotent)."""
+        if self._proc.is_alive():
+            try:
+                self._conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(5)
+        self._conn.close()
+
+    def __enter__(self) -> PublishedLoopWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
