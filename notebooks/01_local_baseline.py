@@ -53,7 +53,7 @@ from cosmic_utils import config
 from cosmic_utils.bench import resolve_model
 from cosmic_utils.dataset import default_dataset_dir, is_dataset, load_dataset, prepare_dataset
 from cosmic_utils.inference.measure import machine_info, new_run_id, write_records
-from cosmic_utils.inference.published_loop import run_published_loop, write_pt
+from cosmic_utils.inference.published_loop import PublishedLoopWorker, write_pt
 from cosmic_utils.inference.streaming import run_local
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -77,10 +77,12 @@ def dataset_of(gb: float) -> Path:
 
 
 def published_row(dataset: Path, batch_size: int, gb: float) -> dict:
-    """The published loop on the same data, written as a .pt TensorDataset first."""
+    """The published loop on the same data, written as a .pt TensorDataset first. It runs in a
+    fresh child process: the torch engines tuned this process's allocator (docs/inference.md)."""
     part = load_dataset(dataset, verify=False)
     pt = write_pt(out / "published.pt", part.image, part.magnitude, part.redshift)
-    res = run_published_loop(pt, model, batch_size=batch_size, threads=n_threads)
+    with PublishedLoopWorker(model, threads=n_threads) as worker:
+        res = worker.run(pt, batch_size=batch_size)
     pt.unlink()
     row = res.measurement.record(run_id)
     row.update(sweep_gb=gb, dataset=str(dataset), model_dir=str(model))

@@ -153,7 +153,9 @@ def run_published_loop(
 
 # --------------------------------------------------------------------------- child process
 def _worker_main(conn: Any, model_dir: str, threads: int | None) -> None:
-    """Child process body of :class:`PublishedLoopWorker`: load once, run passes on request."""
+    """Child process body of :class:`PublishedLoopWorker`: load once, run passes on request.
+    Messages: ``(pt_path, batch_size, max_batches)`` -> ``("ok", PublishedLoopResult)`` or
+    ``("error", text)``; ``None`` ends the child. Only paths and numbers travel, never code."""
     try:
         if threads:
             torch.set_num_threads(int(threads))
@@ -182,25 +184,35 @@ def _worker_main(conn: Any, model_dir: str, threads: int | None) -> None:
 
 
 class PublishedLoopWorker:
-    """The published loop in a fresh ``spawn``-ed interpreter, driven pass by pass.
+    """The published loop in a fresh Python interpreter, driven pass by pass.
 
     ``with PublishedLoopWorker(model_dir, threads) as w: w.run(pt, batch_size)`` returns a
     :class:`PublishedLoopResult` exactly as :func:`run_published_loop` would, measured in a
     process that imported nothing of the engines and never tuned its allocator (module doc).
-    The model is loaded once in the child. The parent waits while the child computes, so the
-    two never share the cores. Errors in the child are raised here as ``RuntimeError``.
+    The child is ``python -m cosmic_utils.inference.published_loop --serve FD ...`` talking over
+    a socket pair (a subprocess rather than ``multiprocessing``'s ``spawn``, which would re-run
+    the caller's ``__main__`` script and fails in scripts without a ``__main__`` guard). The
+    model is loaded once in the child. The parent waits while the child computes, so the two
+    never share the cores. Errors in the child are raised here as ``RuntimeError``.
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], threads: int | None = None,
                  start_timeout_s: float = 300.0) -> None:
-        import multiprocessing as mp
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
 
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker_main, args=(child, str(model_dir), threads),
-                                 name="published-loop", daemon=True)
-        self._proc.start()
+        parent, child = socket.socketpair()
+        root = Path(__file__).resolve().parents[2]  # the folder holding cosmic_utils/
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "cosmic_utils.inference.published_loop", "--serve", str(child.fileno()),
+             str(Path(model_dir).resolve()), str(int(threads or 0))],
+            pass_fds=(child.fileno(),), env=env,
+        )
         child.close()
+        self._conn = Connection(parent.detach())
         if not self._conn.poll(start_timeout_s):
             self.close()
             raise RuntimeError(f"published-loop worker did not start within {start_timeout_s:.0f} s")
@@ -210,8 +222,8 @@ class PublishedLoopWorker:
     def _expect(self, want: str) -> Any:
         try:
             kind, payload = self._conn.recv()
-        except EOFError:
-            raise RuntimeError(f"published-loop worker exited (code {self._proc.exitcode})") from None
+        except (EOFError, ConnectionResetError):
+            raise RuntimeError(f"published-loop worker exited (code {self._proc.poll()})") from None
         if kind != want:
             raise RuntimeError(f"published-loop worker: {payload}")
         return payload
@@ -224,15 +236,18 @@ class PublishedLoopWorker:
 
     def close(self) -> None:
         """Stop the child (idempotent)."""
-        if self._proc.is_alive():
+        import subprocess
+
+        if self._proc.poll() is None:
             try:
                 self._conn.send(None)
-            except (BrokenPipeError, OSError):
+            except OSError:
                 pass
-            self._proc.join(10)
-            if self._proc.is_alive():
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
                 self._proc.kill()
-                self._proc.join(5)
+                self._proc.wait(5)
         self._conn.close()
 
     def __enter__(self) -> PublishedLoopWorker:
@@ -240,3 +255,28 @@ class PublishedLoopWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _serve(argv: list[str]) -> int:
+    """``--serve FD MODEL_DIR THREADS``: the child side of :class:`PublishedLoopWorker`."""
+    from multiprocessing.connection import Connection
+
+    fd, model_dir, threads = int(argv[0]), argv[1], int(argv[2])
+    conn = Connection(fd)
+    try:
+        _worker_main(conn, model_dir, threads or None)
+    finally:
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        # run the imported module's copy, so results pickle as cosmic_utils...PublishedLoopResult
+        from cosmic_utils.inference.published_loop import _serve as serve
+
+        sys.exit(serve(sys.argv[2:]))
+    sys.exit("usage: python -m cosmic_utils.inference.published_loop --serve FD MODEL_DIR THREADS "
+             "(started by PublishedLoopWorker)")
