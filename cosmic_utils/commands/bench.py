@@ -12,6 +12,8 @@ import json
 import logging
 from pathlib import Path
 
+from cosmic_utils.inference.engines import ENGINE_NAMES
+
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model artifact folder (default models/default; an untrained "
                    "artifact, clearly labelled, when that does not exist)")
     p.add_argument("--engines", type=_csv, default=None,
-                   help="comma-separated engines (default: all of torch-eager,torch,torch-bf16,torch-int8,onnx,onnx-int8)")
+                   help=f"comma-separated engines (default: all of {','.join(ENGINE_NAMES)})")
     p.add_argument("--batch-sizes", type=_csv_ints, default=None, help="comma-separated batch sizes (default 32,64,128,256,512)")
     p.add_argument("--samples", type=int, default=None, help="samples per (engine, batch size) pass (default 512, at least 2 batches)")
     p.add_argument("--repeats", type=int, default=None, help="interleaved passes; the best counts (default 3)")
