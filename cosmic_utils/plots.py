@@ -93,9 +93,13 @@ def _plain_log(ax: plt.Axes, axis: str = "both") -> None:
         a.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def _legend(ax: plt.Axes) -> None:
+def _legend(ax: plt.Axes, outside: bool = False) -> None:
+    """Legend inside the axes, or to their right (``outside``: for plots with many series)."""
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", frameon=True)
+        if outside:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=True)
+        else:
+            ax.legend(loc="best", frameon=True)
 
 
 def save(fig: plt.Figure, name: str, out_dir: Path | None = None) -> list[Path]:
@@ -160,7 +164,7 @@ def fig_throughput_vs_batch(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     ax.set_xlabel("batch size")
     ax.set_ylabel("throughput (GB/s)")
     ax.set_title("Throughput vs batch size")
-    _legend(ax)
+    _legend(ax, outside=True)  # one line per engine: inside it would hide the lines
     return fig
 
 

@@ -188,8 +188,11 @@ def test_published_loop_worker_runs_in_an_untuned_child(artifact: Path, batch: t
 
 
 @pytest.mark.slow
-def test_bench_end_to_end(artifact: Path, tmp_path: Path) -> None:
+def test_bench_end_to_end(artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cosmic_utils.bench import BenchConfig, format_table, run_bench
+    from cosmic_utils.inference import measure
+
+    monkeypatch.setattr(measure, "LOCAL_RUNS_DIR", tmp_path / "runs" / "local")  # keep the repo's runs/ clean
 
     cfg = BenchConfig(model_dir=artifact, engines=("torch", "onnx"), batch_sizes=(8,), samples=16, repeats=1,
                       threads=2, check_rows=24, json_out=tmp_path / "bench.json", run_id="bench-test")
@@ -204,3 +207,4 @@ def test_bench_end_to_end(artifact: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "engine_checks.json").read_text())["trained_model"] is False
     assert "UNTRAINED" in format_table(doc)
     assert "summary" in doc and doc["summary"]["batch_size"] == 8
+    assert (tmp_path / "runs" / "local" / "bench-test" / "records.csv").is_file()
