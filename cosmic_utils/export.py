@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cosmic_utils.model.astromae import ViTAstro, build_model
+from cosmic_utils.model.astromae import build_model
 from cosmic_utils.preprocess import Preprocessing, magnitude_matrix
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,13 @@ class Preprocess(nn.Module):
 
 
 class RedshiftPredictor(nn.Module):
-    """Preprocess + ``ViTAstro``: raw ``(image, magnitude)`` -> redshift float32 ``[B]``."""
+    """Preprocess + ``ViTAstro``: raw ``(image, magnitude)`` -> redshift float32 ``[B]``.
 
-    def __init__(self, model: ViTAstro | None = None, preprocessing: Preprocessing | None = None) -> None:
+    ``model`` may also be any network called the same way, ``model(x, m)`` (the compiled torch
+    engine wraps :class:`cosmic_utils.inference.torch_engines.FastAstro` in it).
+    """
+
+    def __init__(self, model: nn.Module | None = None, preprocessing: Preprocessing | None = None) -> None:
         super().__init__()
         self.preprocess = Preprocess(preprocessing)
         self.model = model if model is not None else build_model()
