@@ -19,7 +19,7 @@ threads, so the ratios are honest even when absolute speeds drift):
 3. **Speed**: for each batch size, the same ``samples`` rows go through the published loop
    (``torch.load`` of a ``.pt`` + ``DataLoader`` + eager model under ``no_grad``; the load is
    timed separately) and through each engine (``engine.predict`` per batch on arrays in
-   memory). The published loop runs in a fresh ``spawn``-ed child process
+   memory). The published loop runs in a fresh Python process
    (:class:`~cosmic_utils.inference.published_loop.PublishedLoopWorker`) so it keeps glibc's
    default allocator while the engines' process is tuned (:mod:`cosmic_utils.inference.tuning`);
    parent and child take turns. Passes are interleaved (published, engine 1, engine 2, ... then again) ``repeats``

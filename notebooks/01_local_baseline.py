@@ -76,17 +76,22 @@ def dataset_of(gb: float) -> Path:
     return folder
 
 
-def published_row(dataset: Path, batch_size: int, gb: float) -> dict:
-    """The published loop on the same data, written as a .pt TensorDataset first. It runs in a
-    fresh child process: the torch engines tuned this process's allocator (docs/inference.md)."""
+def published_rows(dataset: Path, sizes: list, gb: float) -> list:
+    """The published loop on the same data at every batch size: written once as a .pt
+    TensorDataset, run in one fresh child process (the torch engines tuned this process's
+    allocator, docs/inference.md)."""
     part = load_dataset(dataset, verify=False)
     pt = write_pt(out / "published.pt", part.image, part.magnitude, part.redshift)
-    with PublishedLoopWorker(model, threads=n_threads) as worker:
-        res = worker.run(pt, batch_size=batch_size)
-    pt.unlink()
-    row = res.measurement.record(run_id)
-    row.update(sweep_gb=gb, dataset=str(dataset), model_dir=str(model))
-    return row
+    found = []
+    try:
+        with PublishedLoopWorker(model, threads=n_threads) as worker:
+            for size in sizes:
+                row = worker.run(pt, batch_size=size).measurement.record(run_id)
+                row.update(sweep_gb=gb, dataset=str(dataset), model_dir=str(model), sweep="batch_size")
+                found.append(row)
+    finally:
+        pt.unlink()
+    return found
 
 
 rows = []
@@ -95,8 +100,8 @@ for bs in batch_sizes:
     for engine in engines:
         rows.append(run_local(engine, sweep_data, batch_size=bs, model_dir=model, threads=n_threads, run_id=run_id,
                               write=False, extra={"sweep": "batch_size", "sweep_gb": batch_sweep_gb}))
-    if include_published_loop:
-        rows.append({**published_row(sweep_data, bs, batch_sweep_gb), "sweep": "batch_size"})
+if include_published_loop:
+    rows.extend(published_rows(sweep_data, batch_sizes, batch_sweep_gb))
 batch_df = pd.DataFrame(rows)
 batch_df.pivot_table(index="batch_size", columns="engine", values="samples_per_s").round(1)
 

@@ -17,8 +17,8 @@ Timing: ``data_load_s`` is the ``torch.load``; ``wall_s`` is the DataLoader loop
 baseline's samples/s compares with an engine looping over arrays already in memory (both
 exclude reading the file; the streaming runs include reading).
 
-In ``cosmic bench`` the loop runs in a fresh child process (:class:`PublishedLoopWorker`,
-``spawn``, never ``fork``): the engines tune the allocator of their own process
+In ``cosmic bench`` the loop runs in a fresh Python process (:class:`PublishedLoopWorker`, a new
+interpreter, never a ``fork`` of this one): the engines tune the allocator of their own process
 (:mod:`cosmic_utils.inference.tuning`), and the published script ran with glibc's defaults, so
 the baseline must not inherit the tuning. Parent and child take turns, never computing at once.
 
