@@ -1,0 +1,119 @@
+"""What CPU this process runs on: model, architecture and the ISA features that change numerics.
+
+Float32 kernels, bf16 and int8 paths differ between CPU families (an AVX2-only AMD EPYC, an
+AVX-512 + AMX Intel Xeon, an arm64 Graviton), so every bench and run record carries this probe,
+and a reduced-precision engine's accuracy check is tied to the CPU type it passed on
+(:func:`cpu_type`). Standard library only: this module runs inside Lambda too.
+
+Environment caps that make a capable CPU take a narrower code path (see docs/portability.md)
+are recorded as well (``isa_caps``), because a run under ``ONEDNN_MAX_CPU_ISA=AVX2`` is an
+AVX2 measurement whatever ``/proc/cpuinfo`` says.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+#: x86-64 flags (as /proc/cpuinfo spells them) that decide which reduced-precision and
+#: vector paths the CPU runs natively.
+X86_FLAGS: tuple[str, ...] = (
+    "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+    "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
+)
+
+#: arm64 features (/proc/cpuinfo "Features") that matter for the same question.
+ARM_FLAGS: tuple[str, ...] = ("asimd", "asimddp", "fphp", "asimdhp", "sve", "sve2", "bf16", "i8mm")
+
+#: Environment variables that cap the vector ISA of torch / oneDNN / MKL / ONNX Runtime.
+ISA_CAP_VARIABLES: tuple[str, ...] = (
+    "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_CBWR", "ORT_DISABLE_AVX512",
+)
+
+
+def _cpuinfo_fields() -> dict[str, str]:
+    """First value of each ``key: value`` line of /proc/cpuinfo (empty off Linux)."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        if ":" not in line:
+            if not line.strip() and fields:
+                break  # the first processor block is enough
+            continue
+        key, value = line.split(":", 1)
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _isa_level(arch: str, flags: set[str]) -> str:
+    """A short label of the widest numerics-relevant ISA: ``amx``, ``avx512``, ``avx2``, ``arm64-sve``..."""
+    if arch in {"x86_64", "amd64"}:
+        if {"amx_tile", "amx_int8"} <= flags or "amx_bf16" in flags:
+            return "amx"
+        if "avx512f" in flags:
+            return "avx512"
+        if "avx2" in flags:
+            return "avx2"
+        return "sse"
+    if arch in {"aarch64", "arm64"}:
+        return "arm64-sve" if "sve" in flags else "arm64"
+    return arch or "unknown"
+
+
+@lru_cache(maxsize=1)
+def cpu_probe() -> dict[str, Any]:
+    """Model, vendor, architecture, numerics-relevant flags, ISA level and ISA caps of this CPU.
+
+    Keys: ``cpu_model``, ``cpu_vendor``, ``arch``, ``cpu_flags`` (space-separated, sorted
+    subset of :data:`X86_FLAGS` / :data:`ARM_FLAGS`), ``isa`` (:func:`_isa_level`),
+    ``isa_caps`` (``NAME=value`` of every cap variable set, ``;``-separated), ``cpus``
+    (usable cores), ``cpu_type`` (the key accuracy checks are cached under).
+    """
+    fields = _cpuinfo_fields()
+    arch = platform.machine().lower()
+    raw = set((fields.get("flags") or fields.get("Features") or "").split())
+    known = X86_FLAGS if arch in {"x86_64", "amd64"} else ARM_FLAGS
+    flags = sorted(f for f in known if f in raw)
+    model = fields.get("model name") or fields.get("Model") or platform.processor() or arch
+    vendor = fields.get("vendor_id") or fields.get("CPU implementer") or ""
+    caps = ";".join(f"{k}={os.environ[k]}" for k in ISA_CAP_VARIABLES if os.environ.get(k))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    isa = _isa_level(arch, set(flags))
+    probe = {
+        "cpu_model": model,
+        "cpu_vendor": vendor,
+        "arch": arch,
+        "cpu_flags": " ".join(flags),
+        "isa": isa,
+        "isa_caps": caps,
+        "cpus": cpus,
+    }
+    probe["cpu_type"] = cpu_type(probe)
+    return probe
+
+
+def cpu_type(probe: dict[str, Any] | None = None) -> str:
+    """The key a reduced-precision accuracy result is valid for: arch, ISA level, flags and caps.
+
+    Two machines with the same key run the same kernel paths in ONNX Runtime and torch, so an
+    accuracy check that passed on one holds on the other; anything else re-checks.
+    """
+    p = probe if probe is not None else cpu_probe()
+    caps = f"|caps:{p['isa_caps']}" if p.get("isa_caps") else ""
+    return f"{p['arch']}|{p['isa']}|{p['cpu_flags'].replace(' ', ',')}{caps}"
+
+
+def has_flags(*names: str) -> bool:
+    """Whether this CPU reports every one of ``names`` (spelled as in /proc/cpuinfo)."""
+    present = set(cpu_probe()["cpu_flags"].split())
+    return all(n in present for n in names)
