@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cosmic_utils.model.astromae import LN_EPS, NormalCell, ViTAstro, build_model
@@ -266,7 +265,7 @@ def layernorm_eps_deviations(model: nn.Module) -> dict[str, float]:
         width = module.normalized_shape[-1]
         z = torch.from_numpy(hash_unit(np.arange(4 * width, dtype=np.uint64), 2001)).reshape(4, width)
         z = (z - z.mean(-1, keepdim=True)) / z.std(-1, correction=0, keepdim=True)
-        x = (0.01 + math.sqrt(LN_EPS) * z).float()
+        x = (0.01 + math.sqrt(LN_EPS) * z).to(module.weight.dtype)
         with torch.no_grad():
             got = module(x).double()
         xd = x.double()
@@ -283,7 +282,7 @@ def batchnorm_eps_deviations(model: nn.Module) -> dict[str, float]:
 
     The fixture's running variances are >= 1, where eps moves the output by only ~eps/2 (the
     fixture check cannot see 1e-5 vs 1e-6). A copy of each BatchNorm with zero running variance
-    outputs ``(x - mean) / sqrt(eps) * w + b``, so eps sets the gain directly.
+    (and zero running mean) outputs ``x / sqrt(eps) * w + b``, so eps sets the gain directly.
     """
     dev: dict[str, float] = {}
     for name, module in model.named_modules():
@@ -291,14 +290,16 @@ def batchnorm_eps_deviations(model: nn.Module) -> dict[str, float]:
             continue
         probe = copy.deepcopy(module).eval()
         probe.running_var.zero_()
+        probe.running_mean.zero_()  # a nonzero mean would cancel against the bias at gain 1/sqrt(eps)
+        dtype = probe.weight.dtype
         channels = probe.num_features
-        x = torch.from_numpy(hash_unit(np.arange(2 * channels * 9, dtype=np.uint64), 2002)).reshape(2, channels, 3, 3)
-        x = (probe.running_mean.double()[None, :, None, None] + 1e-3 * x).float()
+        x = torch.from_numpy(hash_unit(np.arange(2 * channels * 9, dtype=np.uint64), 2002))
+        x = x.reshape(2, channels, 3, 3).to(dtype)
         with torch.no_grad():
             got = probe(x).double()
         shape = (1, channels, 1, 1)
-        ref = ((x.double() - probe.running_mean.double().reshape(shape)) / math.sqrt(PUBLISHED_BN_EPS)
-               * probe.weight.detach().double().reshape(shape) + probe.bias.detach().double().reshape(shape))
+        ref = (x.double() / math.sqrt(PUBLISHED_BN_EPS) * probe.weight.detach().double().reshape(shape)
+               + probe.bias.detach().double().reshape(shape))
         dev[f"{name} at zero variance"] = float(((got - ref).abs().max() / ref.abs().mean()).item())
     return dev
 
