@@ -40,7 +40,9 @@ def test_numpy_and_torch_preprocessing_agree(kind: str, cutouts: tuple[np.ndarra
         x_t, m_t = Preprocess(pre)(torch.from_numpy(image), torch.from_numpy(mags))
     assert x_np.dtype == np.float32 and m_np.dtype == np.float64
     assert x_t.dtype == torch.float32 and m_t.dtype == torch.float64
-    np.testing.assert_allclose(x_t.numpy(), x_np, rtol=2e-7, atol=1e-7)
+    # float32 asinh of numpy (libm, <= 2 ulp) and of torch (SLEEF or libm by CPU, <= 2 ulp): 4 ulp
+    # together, on any CPU (this machine: 2 ulp on every ISA cap); not an rtol set on one CPU
+    np.testing.assert_array_max_ulp(x_t.numpy(), x_np, maxulp=4)
     np.testing.assert_allclose(m_t.numpy(), m_np, rtol=1e-15, atol=1e-13)
     if kind == "identity":
         assert np.array_equal(x_np, image) and np.array_equal(m_np, mags)

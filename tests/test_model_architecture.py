@@ -171,23 +171,13 @@ def test_forward_call_styles_agree() -> None:
 def test_sensitivity_to_inputs(forward_fixture: dict[str, Any]) -> None:
     """Both inputs matter, by the amounts the published code showed (max |change| over the batch).
 
-    A change is a difference of two outputs of about 16 (in redshift units of the hash
-    weights), each within FIXTURE_TOL/2 of the exact value on this CPU and on the fixture's:
-    so the tolerance is 2 * FIXTURE_TOL * max |output|, not a fixed atol (the AMD EPYC of
-    issue 11 missed a fixed 2e-5 by 5 %).
+    Deviation: the miss over 2 * max |output| (a change is a difference of two float32 outputs
+    of about 16), not a fixed atol; that tolerance stays >= 40x below the effects themselves.
     """
-    model = _fixture_model()
-    image, magnitude = fixture_inputs()
-    with torch.no_grad():
-        base = model([image, magnitude])
-        zero_image = model([torch.zeros_like(image), magnitude])
-        brighter = model([image, magnitude + 0.1])
-    sens = forward_fixture["sensitivity"]
-    for changed, key in ((zero_image, "output change with a zero image"),
-                         (brighter, "output change with magnitudes + 0.1")):
-        atol = 2 * FIXTURE_TOL * float(torch.maximum(base.abs(), changed.abs()).max())
-        np.testing.assert_allclose((changed - base).abs().max().item(), sens[key], rtol=0, atol=atol)
-        assert sens[key] > 100 * atol  # the tolerance stays far below the effect it checks
+    devs = numerics.sensitivity_deviations(_fixture_model(), forward_fixture)
+    assert len(devs) == 2 and mismatches(devs) == []
+    scale = 2 * max(abs(v) for v in forward_fixture["expected_output"]) * 1.1  # zero-image outputs move ~6 %
+    assert min(forward_fixture["sensitivity"].values()) > 40 * FIXTURE_TOL * scale
 
 
 def test_layernorm_eps_on_flat_tokens() -> None:
@@ -221,7 +211,7 @@ def test_checks_reject_wrong_variant(variant: str, forward_fixture: dict[str, An
 
 # --------------------------------------------------------------------------- other CPU paths
 
-_CAPPED_SELECTION = "published_fixture or sensitivity or flat_tokens or zero_variance or call_styles or cap_in_effect"
+_CAPPED_SELECTION = "published_fixture or sensitivity or flat_tokens or zero_variance or cap_in_effect"
 
 
 def test_isa_cap_in_effect() -> None:
