@@ -179,6 +179,8 @@ def _deploy(args: argparse.Namespace) -> int:
     deployment = aws.AwsBackend(region=args.region).deploy(cfg)
     for resource, action in deployment.actions.items():
         print(f"{action:>9}  {resource}")
+    for resource, why in deployment.left_alone.items():
+        print(f"{why}  {resource}")
     print(f"state machine: {deployment.state_machine_arn}")
     return 0
 
