@@ -423,10 +423,10 @@ def _read_source(source: Any, name: str) -> bytes | bytearray | memoryview:
         path = Path(source)
         try:
             fd = open_regular(path, name)
+        except NotRegularFileError as exc:  # before FileNotFoundError, its base class
+            raise _error(name, f"not a regular file: {exc}") from exc
         except FileNotFoundError as exc:
             raise _error(name, f"file not found: {path}") from exc
-        except NotRegularFileError as exc:
-            raise _error(name, f"not a regular file: {exc}") from exc
         except OSError as exc:
             raise _error(name, f"cannot read {path}: {exc}") from exc
         try:
@@ -545,10 +545,10 @@ def _open_local(path: str | os.PathLike[str], label: str) -> tuple[ReadAt, int, 
 
     try:
         return _file_reader(Path(path))
+    except NotRegularFileError as exc:  # before FileNotFoundError, its base class
+        raise _error(label, f"not a regular file: {exc}") from exc
     except FileNotFoundError as exc:
         raise _error(label, f"file not found: {path}") from exc
-    except NotRegularFileError as exc:
-        raise _error(label, f"not a regular file: {exc}") from exc
 
 
 def read_header(path: str | os.PathLike[str], name: str | None = None) -> PartitionHeader:

@@ -199,6 +199,8 @@ class LocalStorage(Storage):
     def read_bytes(self, key: str) -> bytes:
         try:
             return read_regular(self._path(key), self.uri(key))
+        except NotRegularFileError:
+            raise
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise self._missing(key) from exc
 
@@ -207,6 +209,8 @@ class LocalStorage(Storage):
             raise ValueError(f"bad range start={start} length={length} for {self.uri(key)}")
         try:
             fd = open_regular(self._path(key), self.uri(key))
+        except NotRegularFileError:
+            raise
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise self._missing(key) from exc
         try:
