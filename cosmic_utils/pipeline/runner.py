@@ -48,7 +48,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )
 EXTRA_COLUMNS: tuple[str, ...] = (
     "request_id", "key", "file_bytes", "model_load_s", "max_memory_used_mb", "init_duration_ms",
-    "billed_source", "started_at", "attempt",
+    "billed_source", "started_at", "attempt", "execution_id", "model_sha256",
 )
 
 
@@ -311,6 +311,9 @@ def execute(
             "wall_s_note": "Step Functions execution wall clock (startDate to stopDate)",
             "report_lines": len(reports),
         }
+        for key in ("unlisted", "unlisted_keys"):  # files the manifest does not list: ignored, reported
+            if in_exec and in_exec.get(key):
+                extra[key] = in_exec[key]
         if prev_summary is not None:
             history = list(prev_summary.get("executions", [])) or [
                 {"execution_arn": prev_summary.get("execution_arn"), "wall_s": prev_summary.get("wall_s"),

@@ -545,7 +545,7 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
     only records of the run's execution chain.
     """
     from cosmic_utils.partition import PartitionError, read_partition
-    from cosmic_utils.storage import MissingObjectError, StorageError
+    from cosmic_utils.storage import MissingObjectError, NotRegularFileError, StorageError
 
     layout = RunLayout(request.run_id)
     rec = _record_base(request, entry, worker_id, context, cold)
@@ -558,6 +558,8 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
         t0 = time.perf_counter()
         try:
             blob = data.read_bytes(entry["key"])
+        except NotRegularFileError as exc:  # a FIFO / device / directory: never read, that partition fails
+            raise DataError(f"partition {entry['key']}: {exc}") from exc
         except MissingObjectError as exc:
             raise DataError(f"partition {entry['key']}: missing from {request.data} ({exc})") from exc
         except StorageError as exc:
