@@ -808,11 +808,14 @@ def load_test(workdir: Path, partitions: int = 2000, max_concurrency: int = 8, c
         "inference_peak_rss_mb": result.summary.get("timing", {}).get("max_peak_rss_mb"),
         "harness_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "partitions_per_s": partitions / run_s if run_s > 0 else None,
+        "s_per_1000_partitions": 1000.0 * run_s / partitions if partitions else None,
+        "summary_partitions_ok": result.summary.get("partitions_ok"),
         "status": result.status,
     }
-    out.outcome = (f"run {result.status.lower()} in {run_s:.0f} s ({partitions / run_s:.1f} partitions/s); "
-                   f"Summarize peak RSS {summarize_rss} MB")
-    out.passed = result.status == "SUCCEEDED" and acc["ok"] == partitions and acc["lost"] == 0
+    out.outcome = (f"run {result.status.lower()} in {run_s:.0f} s ({partitions / run_s:.1f} partitions/s, "
+                   f"{1000.0 * run_s / partitions:.0f} s per 1,000); Summarize peak RSS {summarize_rss} MB")
+    out.passed = result.status == "SUCCEEDED" and acc["ok"] == partitions and acc["lost"] == 0 and \
+        result.summary.get("partitions_ok") == partitions
     return out
 
 
