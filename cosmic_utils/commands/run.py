@@ -179,6 +179,11 @@ def _deploy(args: argparse.Namespace) -> int:
     from cosmic_utils.backends import aws
 
     cfg = _config(args, with_deps=not args.no_deps)
+    try:
+        aws.check_locations(cfg)  # wildcards, bucket names, results overlapping data: before anything
+    except aws.DeployError as exc:
+        print(f"cosmic deploy: {exc}", file=sys.stderr)
+        return 2
     if args.dry_run:
         print(json.dumps(aws.plan(cfg, partitions=args.partitions), indent=2))
         return 0
