@@ -17,7 +17,7 @@ from cosmic_utils.pipeline.request import RequestError, parse_request
 from cosmic_utils.reliability import partition_bytes
 from cosmic_utils.storage import NotRegularFileError, open_storage
 
-BASE = {"run_id": "r", "data": "/d", "model": "/m", "results": "s3://results-bucket/runs"}
+BASE = {"run_id": "r", "data": "/d", "model": "/m", "results": "s3://example-results/runs"}
 
 
 # ------------------------------------------------------------------ request
@@ -43,12 +43,11 @@ def test_request_integral_float_still_accepted() -> None:
 
 # ------------------------------------------------------------------ deploy locations and IAM
 @pytest.mark.parametrize("reads,results,says", [
-    (["s3://*"], "s3://results-bucket/runs", "wildcard"),
-    (["s3://data-bucket/a?"], "s3://results-bucket/runs", "wildcard"),
-    (["s3://data-bucket/parts"], "s3://results-bucket/*", "wildcard"),
-    (["s3:///parts"], "s3://results-bucket/runs", "empty bucket name"),
-    (["s3://Data_Bucket/parts"], "s3://results-bucket/runs", "naming rules"),
-    (["s3://192.168.1.1/parts"], "s3://results-bucket/runs", "IP address"),
+    (["s3://*"], "s3://example-results/runs", "wildcard"),
+    (["s3://data-bucket/a?"], "s3://example-results/runs", "wildcard"),
+    (["s3://data-bucket/parts"], "s3://example-results/*", "wildcard"),
+    (["s3:///parts"], "s3://example-results/runs", "empty bucket name"),
+    (["s3://example-Bad_Bucket/parts"], "s3://example-results/runs", "naming rules"),
     (["s3://data-bucket/parts"], "s3://data-bucket/parts", "overlaps"),
     (["s3://data-bucket/parts"], "s3://data-bucket", "overlaps"),
     (["s3://data-bucket"], "s3://data-bucket/results", "overlaps"),
@@ -66,13 +65,13 @@ def test_sibling_prefixes_are_not_an_overlap() -> None:
 
 def test_check_least_privilege_catches_each_case() -> None:
     pol = iam.lambda_policy(region="r", account="1", prefix="p", read_uris=["s3://data-bucket/parts"],
-                            results_uri="s3://results-bucket/runs")
-    assert iam.check_least_privilege(pol, "s3://results-bucket/runs") == []
+                            results_uri="s3://example-results/runs")
+    assert iam.check_least_privilege(pol, "s3://example-results/runs") == []
     wild = {"Statement": [{"Sid": "R", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*/*"}]}
     assert any("wildcard" in p for p in iam.check_least_privilege(wild))
     outside = {"Statement": [{"Sid": "W", "Effect": "Allow", "Action": ["s3:PutObject"],
-                              "Resource": "arn:aws:s3:::results-bucket/other/*"}]}
-    assert any("outside the results" in p for p in iam.check_least_privilege(outside, "s3://results-bucket/runs"))
+                              "Resource": "arn:aws:s3:::example-results/other/*"}]}
+    assert any("outside the results" in p for p in iam.check_least_privilege(outside, "s3://example-results/runs"))
     same = iam.lambda_policy(region="r", account="1", prefix="p", read_uris=["s3://data-bucket/parts"],
                              results_uri="s3://data-bucket/parts")
     assert any("overlaps" in p for p in iam.check_least_privilege(same))
@@ -89,22 +88,22 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, packaging.Pa
 def test_deploy_never_modifies_a_bucket_it_did_not_create(moto_aws_backend: Any,
                                                          packages: dict[str, packaging.Package]) -> None:
     s3 = moto_aws_backend.client("s3")
-    s3.create_bucket(Bucket="shared-bucket")  # someone else's bucket, no public-access block, no SSE
-    cfg = aws.DeployConfig(results_uri="s3://shared-bucket/runs", prefix="unit",
+    s3.create_bucket(Bucket="unit-shared")  # someone else's bucket, no public-access block, no SSE
+    cfg = aws.DeployConfig(results_uri="s3://unit-shared/runs", prefix="unit",
                            read_uris=["s3://data-bucket/parts"], packages=packages, with_deps=False)
     dep = moto_aws_backend.deploy(cfg)
-    assert dep.actions["s3 bucket shared-bucket"].startswith("existing, not modified")
+    assert dep.actions["s3 bucket unit-shared"].startswith("existing, not modified")
     assert dep.left_alone["s3 bucket data-bucket"].startswith("not modified")
     with pytest.raises(Exception, match="NoSuchPublicAccessBlockConfiguration"):
-        s3.get_public_access_block(Bucket="shared-bucket")
-    assert not _has_tags(s3, "shared-bucket")
+        s3.get_public_access_block(Bucket="unit-shared")
+    assert not _has_tags(s3, "unit-shared")
     # our own bucket: created once, then "unchanged" only when nothing was written
-    own = aws.DeployConfig(results_uri="s3://own-results-bucket/runs", prefix="unit",
+    own = aws.DeployConfig(results_uri="s3://unit-own-results/runs", prefix="unit",
                            read_uris=["s3://data-bucket/parts"], packages=packages, with_deps=False)
-    assert moto_aws_backend.deploy(own).actions["s3 bucket own-results-bucket"] == "created"
-    assert moto_aws_backend.deploy(own).actions["s3 bucket own-results-bucket"] == "unchanged"
-    s3.delete_bucket_encryption(Bucket="own-results-bucket")
-    assert moto_aws_backend.deploy(own).actions["s3 bucket own-results-bucket"] == "updated"
+    assert moto_aws_backend.deploy(own).actions["s3 bucket unit-own-results"] == "created"
+    assert moto_aws_backend.deploy(own).actions["s3 bucket unit-own-results"] == "unchanged"
+    s3.delete_bucket_encryption(Bucket="unit-own-results")
+    assert moto_aws_backend.deploy(own).actions["s3 bucket unit-own-results"] == "updated"
 
 
 def _has_tags(s3: Any, bucket: str) -> bool:
@@ -116,7 +115,7 @@ def _has_tags(s3: Any, bucket: str) -> bool:
 
 
 def test_deploy_with_wildcard_data_creates_nothing(moto_aws_backend: Any, packages: dict[str, packaging.Package]) -> None:
-    cfg = aws.DeployConfig(results_uri="s3://results-bucket/runs", prefix="unit", read_uris=["s3://*"],
+    cfg = aws.DeployConfig(results_uri="s3://example-results/runs", prefix="unit", read_uris=["s3://*"],
                            packages=packages, with_deps=False)
     with pytest.raises(aws.DeployError, match="wildcard"):
         moto_aws_backend.deploy(cfg)

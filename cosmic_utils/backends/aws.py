@@ -192,7 +192,13 @@ class AwsBackend:
             actions[key] = "created"
             return
         if not self._bucket_is_ours(bucket, owner):
-            actions[key] = "existing, not modified (not created by this deployment)"
+            note = "existing, not modified (not created by this deployment)"
+            try:  # reading is not modifying: say so when results would land in a bucket that is not private
+                block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+                private = all(block.values())
+            except Exception:
+                private = False
+            actions[key] = note if private else note + "; WARNING: its public access is not fully blocked"
             return
         actions[key] = "updated" if self._configure_bucket(bucket, only_if_drifted=True) else "unchanged"
 
