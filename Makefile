@@ -79,6 +79,12 @@ records: $(STAMP) ## copy the measured records of finished runs (runs/) into dat
 reliability: $(STAMP) ## bad inputs and injected faults, with the outcome of each (nothing lost)
 	$(COSMIC) reliability
 
+.PHONY: load
+LOAD_PARTITIONS ?= 10000
+LOAD_CONCURRENCY ?= 8
+load: $(STAMP) ## load run only: LOAD_PARTITIONS (default 10,000, the Map's concurrency ceiling) tiny partitions on the local backend; nothing lost, Summarize RSS, s per 1,000 partitions
+	$(COSMIC) reliability --load-only --load-partitions $(LOAD_PARTITIONS) --load-concurrency $(LOAD_CONCURRENCY) --out runs/load
+
 .PHONY: notebooks-sync
 notebooks-sync: $(STAMP) ## regenerate the .ipynb notebooks (without outputs) from their paired py:percent scripts
 	$(BIN)/jupytext --sync notebooks/*.py

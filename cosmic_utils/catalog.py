@@ -18,7 +18,7 @@ partitions can be made in any order, or in parallel, with the same result).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,14 +63,48 @@ def read_header_table(path: str | os.PathLike[str], required: Sequence[str], wha
         raise error(f"catalogue {path}: missing {what} {missing} (header names {names})")
     if len(set(names)) != len(names):
         raise error(f"catalogue {path}: duplicate column names in header {names}")
+    _check_rows(path, len(names), error)
     try:
         df = pd.read_csv(path, sep=r"\s+", skiprows=1, header=None, names=names, comment="#",
-                         dtype="float64", engine="c")
+                         dtype="float64", engine="c", index_col=False)
     except (ValueError, pd.errors.ParserError) as exc:
-        raise error(f"catalogue {path}: cannot parse: {exc}") from exc
+        raise error(f"catalogue {path}: cannot parse: {_first_bad_value(path, names) or exc}") from exc
     if df.empty:
         raise error(f"catalogue {path}: no rows")
     return df
+
+
+def _data_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of every data line (1-based file line numbers; the header is line 1;
+    blank lines and ``#`` comments skipped, an inline ``#`` ends the line as for the parser)."""
+    with open(path, encoding="utf-8") as fh:
+        fh.readline()
+        for lineno, line in enumerate(fh, start=2):
+            fields = line.split("#", 1)[0].split()
+            if fields:
+                yield lineno, fields
+
+
+def _check_rows(path: Path, ncols: int, error: type[Exception]) -> None:
+    """Refuse a row with more or fewer fields than the header declares, naming its line.
+
+    Why: given column names, pandas fills a short row with NaN and, worse, turns the extra leading
+    fields of a long row into an index, shifting every value of that row into the wrong column.
+    """
+    for lineno, fields in _data_lines(path):
+        if len(fields) != ncols:
+            raise error(f"catalogue {path}: line {lineno} has {len(fields)} fields, the header declares {ncols}")
+
+
+def _first_bad_value(path: Path, names: Sequence[str]) -> str | None:
+    """Where the first value that is not a number is (for the error message), or None."""
+    for lineno, fields in _data_lines(path):
+        for name, value in zip(names, fields, strict=False):
+            try:
+                float(value)
+            except ValueError:
+                return f"line {lineno}, column {name!r}: {value!r} is not a number"
+    return None
 
 
 def load_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:

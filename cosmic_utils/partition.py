@@ -418,16 +418,31 @@ def _read_source(source: Any, name: str) -> bytes | bytearray | memoryview:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return source
     if isinstance(source, (str, os.PathLike)):
+        from cosmic_utils.storage import NotRegularFileError, open_regular
+
         path = Path(source)
         try:
-            size = path.stat().st_size
-            buf = bytearray(size)
-            with open(path, "rb") as fh:
-                got = fh.readinto(buf)
+            fd = open_regular(path, name)
+        except NotRegularFileError as exc:  # before FileNotFoundError, its base class
+            raise _error(name, f"not a regular file: {exc}") from exc
         except FileNotFoundError as exc:
             raise _error(name, f"file not found: {path}") from exc
         except OSError as exc:
             raise _error(name, f"cannot read {path}: {exc}") from exc
+        try:
+            size = os.fstat(fd).st_size
+            # The header is read and checked against the file's real size before the file's
+            # buffer is allocated: a header that claims more (or less) than the file is refused.
+            first = os.pread(fd, PREFIX_BYTES, 0)
+            need = header_length(first, name) if len(first) == PREFIX_BYTES else len(first)
+            parse_header(first + os.pread(fd, max(0, need - PREFIX_BYTES), PREFIX_BYTES), name, total_bytes=size)
+            buf = bytearray(size)
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                got = fh.readinto(buf)
+        except OSError as exc:
+            raise _error(name, f"cannot read {path}: {exc}") from exc
+        finally:
+            os.close(fd)
         return buf if got == size else buf[:got]
     if hasattr(source, "read"):
         return source.read()
@@ -478,7 +493,9 @@ ReadAt = Callable[[int, int], bytes]
 
 
 def _file_reader(path: Path) -> tuple[ReadAt, int, Callable[[], None]]:
-    fd = os.open(path, os.O_RDONLY)
+    from cosmic_utils.storage import open_regular
+
+    fd = open_regular(path)  # regular files only: a FIFO or device has no size to check against
     size = os.fstat(fd).st_size
 
     def read_at(offset: int, length: int) -> bytes:
@@ -499,6 +516,8 @@ def read_header_at(read_at: ReadAt, name: str, total_bytes: int | None = None) -
     """Parse the header through a ``read_at`` function (two small reads)."""
     first = read_at(0, PREFIX_BYTES)
     need = header_length(first, name)
+    if total_bytes is not None and need > total_bytes:
+        raise _error(name, f"truncated: header says the JSON header ends at byte {need:,}, file has {total_bytes:,}")
     return parse_header(first + read_at(PREFIX_BYTES, need - PREFIX_BYTES), name, total_bytes=total_bytes)
 
 
@@ -522,8 +541,12 @@ def read_rows_at(read_at: ReadAt, header: PartitionHeader, start: int, stop: int
 
 def _open_local(path: str | os.PathLike[str], label: str) -> tuple[ReadAt, int, Callable[[], None]]:
     """:func:`_file_reader` for ``path``; a missing file raises :class:`PartitionError` naming it."""
+    from cosmic_utils.storage import NotRegularFileError
+
     try:
         return _file_reader(Path(path))
+    except NotRegularFileError as exc:  # before FileNotFoundError, its base class
+        raise _error(label, f"not a regular file: {exc}") from exc
     except FileNotFoundError as exc:
         raise _error(label, f"file not found: {path}") from exc
 

@@ -492,6 +492,189 @@ def _fault(name: str, what: str, faults: list[dict[str, Any]], expect_failed: bo
     return scenario
 
 
+# ------------------------------------------------------------------ issue 13: run and model identity, IAM, readers
+def concurrent_writers(h: Harness) -> Outcome:
+    """Two runs into one run folder at once: the second is refused naming the holder's pid."""
+    import threading
+
+    from cosmic_utils.pipeline.lock import LOCK_NAME, RunLockedError
+
+    t0 = time.perf_counter()
+    out = Outcome("concurrent_writers", "run identity", "two `cosmic run` into the same --out at once")
+    data = h.workdir / "inputs" / "good"
+    run_dir = h.workdir / "runs" / "rel-concurrent"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    box: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: box.update(result=h.run(h.request("rel-concurrent", data))[0]))
+    first.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and not ((run_dir / LOCK_NAME).exists() and (run_dir / LOCK_NAME).read_text().strip()):
+        time.sleep(0.05)
+    from cosmic_utils.pipeline import runner
+
+    refused = ""
+    try:
+        runner.run_pipeline(h.request("rel-concurrent-2", h.workdir / "inputs" / "elsewhere-2"), backend="local",
+                            run_dir=run_dir, progress=False, local_stack=h.stack)
+    except RunLockedError as exc:
+        refused = str(exc)
+    first.join()
+    _finish(out, t0, ["part-00000", "part-00001", "part-00002"], run_dir, box.get("result"), expect_failed=set())
+    out.error = _short(refused) or "NOT refused"
+    out.outcome = f"second writer refused (RunLockedError); first run {out.ok} ok"
+    out.passed = out.passed and f"process {os.getpid()}" in refused and out.ok == 3
+    return out
+
+
+def overwrite_direct_crash(h: Harness) -> Outcome:
+    """The reproduction: StartExecution with overwrite=true over an earlier run, one partition crashes."""
+    from cosmic_utils.storage import open_storage
+
+    t0 = time.perf_counter()
+    out = Outcome("overwrite_counts_only_own_records", "run identity",
+                  "direct StartExecution with overwrite=true over an earlier ok run; partition 1 crashes")
+    data = h.workdir / "inputs" / "good"
+    h.run(h.request("rel-overwrite", data))
+    be = h.stack.backend()
+    h.stack.set_faults([{"kind": "crash", "partition": "part-00001"}])
+    try:
+        arn = be.start_execution(be.find_state_machine("cosmic-pipeline"),
+                                 json.dumps(h.request("rel-overwrite", data, overwrite=True)),
+                                 f"rel-overwrite-direct-{time.time_ns()}")
+        desc = be.wait_execution(arn, poll_s=0.5, timeout_s=300)
+    finally:
+        out.faults_fired = len(h.stack.fired_faults())
+        h.stack.set_faults(None)
+    results = open_storage(LOCAL_RESULTS, s3_client=be.client("s3"))
+    summary = json.loads(results.read_text("rel-overwrite/summary.json"))
+    failed = {f["partition_id"]: f["error"] for f in summary.get("failed", [])}
+    out.partitions, out.ok, out.failed = 3, int(summary.get("partitions_ok", 0)), len(failed)
+    out.lost = 3 - out.ok - out.failed
+    out.outcome = (f"execution {desc['status'].lower()}; summary {out.ok}/3 ok, {out.failed} failed; "
+                   f"{summary.get('records_of_other_executions_ignored', 0)} records of other executions ignored")
+    out.error = _short(failed.get("part-00001", ""))
+    out.seconds = time.perf_counter() - t0
+    out.passed = out.ok == 2 and set(failed) == {"part-00001"} and summary.get("execution_chain") == [arn]
+    return out
+
+
+def model_replaced(h: Harness) -> Outcome:
+    """A model replaced at the same location between two runs on warm workers is used at once."""
+    t0 = time.perf_counter()
+    out = Outcome("model_replaced_in_place", "model identity",
+                  "second run after the model at the same location was replaced (warm workers)")
+    model = h.folder("model-replaced")
+    write_tiny_artifact(model, scale=0.01)
+    data = h.workdir / "inputs" / "good"
+    first, dir1 = h.run(h.request("rel-model-a", data, model=model))
+    write_tiny_artifact(model, scale=0.02)
+    sha2 = hashlib.sha256((model / "artifact.json").read_bytes()).hexdigest()
+    second, dir2 = h.run(h.request("rel-model-b", data, model=model))
+    ids = ["part-00000", "part-00001", "part-00002"]
+    _finish(out, t0, ids, dir2, second, expect_failed=set())
+    ratios, shas = [], set()
+    for pid in ids:
+        z1 = np.loadtxt(dir1 / "predictions" / f"{pid}.csv", delimiter=",", skiprows=1, usecols=2, ndmin=1)
+        z2 = np.loadtxt(dir2 / "predictions" / f"{pid}.csv", delimiter=",", skiprows=1, usecols=2, ndmin=1)
+        ratios.append(float(np.median(z2 / z1)))
+        shas.add(json.loads((dir2 / "records" / f"{pid}.json").read_text()).get("model_sha256"))
+    warm = sum(not json.loads((dir2 / "records" / f"{p}.json").read_text()).get("cold_start") for p in ids)
+    out.outcome = (f"second run: predictions x{np.median(ratios):.3f} of the first (new model x2.000), "
+                   f"records model_sha256 {'= new' if shas == {sha2} else shas}; {warm} warm starts")
+    out.passed = out.passed and shas == {sha2} and all(abs(r - 2.0) < 1e-3 for r in ratios) and \
+        second.summary.get("model_sha256") == sha2 and first.summary.get("model_sha256") != sha2
+    return out
+
+
+def _deploy_refusal(name: str, what: str, reads: list[str], results: str, expect: str) -> Callable[[Harness], Outcome]:
+    def scenario(h: Harness) -> Outcome:
+        from cosmic_utils.backends import aws
+
+        t0 = time.perf_counter()
+        out = Outcome(name, "bad input: deploy", what)
+        try:
+            aws.check_locations(aws.DeployConfig(results_uri=results, read_uris=reads))
+        except aws.DeployError as exc:
+            return _refused(out, t0, exc, expect)
+        out.outcome = "ACCEPTED (should have been refused)"
+        return out
+    scenario.__name__ = name
+    return scenario
+
+
+def manifest_bad_key(h: Harness) -> Outcome:
+    """A manifest key '../x' is that partition's failure record; the redrive of the others goes on."""
+    from cosmic_utils.pipeline.steps import invalid_partition_id
+
+    t0 = time.perf_counter()
+    out = Outcome("manifest_bad_key", "bad input: partition",
+                  "manifest key '../x.cpart' for partition 1, and partition 2 crashes; then redrive")
+    data = h.folder("bad-key")
+    make_dataset(data, 3)
+    raw = json.loads((data / "manifest.json").read_text())
+    raw["entries"][1]["key"] = "../x.cpart"
+    (data / "manifest.json").write_text(json.dumps(raw))
+    (data / "part-00001.cpart").unlink()
+    bad = invalid_partition_id("../x.cpart")
+    ids = ["part-00000", bad, "part-00002"]
+    result, run_dir = h.run(h.request("rel-bad-key", data), faults=[{"kind": "crash", "partition": "part-00002"}])
+    out.faults_fired = len(h.fired)
+    _finish(out, t0, ids, run_dir, result, expect_failed={bad, "part-00002"}, expect_in_error="'..' segment")
+    again = h.redrive(run_dir)
+    acc = account(run_dir, ids)
+    out.redrive = f"{again.status.lower()}: {acc['ok']} ok, {acc['failed']} failed (the bad key), {acc['lost']} lost"
+    out.passed = out.passed and acc["ok"] == 2 and acc["failed"] == 1 and acc["lost"] == 0 and \
+        "'..' segment" in acc["failed_reasons"].get(bad, "")
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def unlisted_file(h: Harness) -> Outcome:
+    """A .cpart file in the data folder that the manifest does not list is never processed, and counted."""
+    t0 = time.perf_counter()
+    out = Outcome("unlisted_file", "bad input: partition", "a .cpart file present but not in the manifest")
+    data = h.folder("unlisted")
+    ids = make_dataset(data, 3)
+    (data / "extra.cpart").write_bytes(partition_bytes(4, 99))
+    result, run_dir = h.run(h.request("rel-unlisted", data))
+    _finish(out, t0, ids, run_dir, result, expect_failed=set())
+    unlisted = result.summary.get("summary_in_execution", {}) or {}
+    n = int(unlisted.get("unlisted") or 0)
+    out.outcome = f"run {result.status.lower()}; {out.ok} ok; {n} unlisted file(s) ignored: {unlisted.get('unlisted_keys')}"
+    out.passed = out.passed and out.ok == 3 and n == 1 and not (run_dir / "records" / "extra.json").exists()
+    return out
+
+
+def partition_fifo(h: Harness) -> Outcome:
+    """A partition that is a FIFO (opening it would block forever) is that partition's failure."""
+    t0 = time.perf_counter()
+    out = Outcome("partition_fifo", "bad input: partition", "partition 1 is a FIFO, not a regular file")
+    data = h.folder("fifo")
+    ids = make_dataset(data, 3)
+    (data / "part-00001.cpart").unlink()
+    os.mkfifo(data / "part-00001.cpart")
+    result, run_dir = h.run(h.request("rel-fifo", data))
+    return _finish(out, t0, ids, run_dir, result, expect_failed={"part-00001"}, expect_in_error="not a regular file")
+
+
+def catalogue_extra_field(h: Harness) -> Outcome:
+    """A catalogue row with one field more than the header declares is refused with its line number."""
+    from cosmic_utils.catalog import COLUMNS, CatalogError, load_catalog
+
+    t0 = time.perf_counter()
+    out = Outcome("catalogue_extra_field", "bad input: catalogue", "line 3 of a catalogue has 20 fields for 19 columns")
+    path = h.folder("catalogue") / "cat.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = " ".join(["0.1"] + ["18.0"] * 9 + ["0.05"] * 9)
+    path.write_text("# " + " ".join(COLUMNS) + "\n" + row + "\n7 " + row + "\n")
+    try:
+        load_catalog(path)
+    except CatalogError as exc:
+        return _refused(out, t0, exc, "line 3 has 20 fields")
+    out.outcome = "ACCEPTED (should have been refused)"
+    return out
+
+
 SCENARIOS: list[Callable[[Harness], Outcome]] = [
     _bad_partition("truncated", "file cut to half its size (manifest has the full size)", "truncated"),
     _bad_partition("corrupt", "first 64 bytes overwritten with random bytes", "bad magic"),
@@ -534,6 +717,26 @@ SCENARIOS: list[Callable[[Harness], Outcome]] = [
     _fault("crash_with_world_size", "crash on partition 1 of a 3-partition invocation (world_size=1)",
            [{"kind": "crash", "partition": "part-00001"}], True, "no record", world_size=1,
            failed_ids=("part-00001", "part-00002")),
+    # issue 13: run and model identity, IAM, readers
+    concurrent_writers,
+    overwrite_direct_crash,
+    model_replaced,
+    _request_refusal("batch_size_bool", '"batch_size": true (was taken as 1)', {"batch_size": True},
+                     "must be a number, got bool"),
+    _request_refusal("tolerance_nan", "tolerated_failure_percentage NaN", {"tolerated_failure_percentage": float("nan")},
+                     "must be finite"),
+    _deploy_refusal("deploy_wildcard_data", "deploy --data 's3://*'", ["s3://*"], "s3://example-results/runs",
+                    "wildcard"),
+    _deploy_refusal("deploy_results_is_data", "results location = data location",
+                    ["s3://data-bucket/parts"], "s3://data-bucket/parts", "overlaps"),
+    _deploy_refusal("deploy_results_contains_data", "results location is the data bucket's root",
+                    ["s3://data-bucket/parts"], "s3://data-bucket", "overlaps"),
+    _deploy_refusal("deploy_bad_bucket_name", "bucket name 'example-Bad_Bucket'", ["s3://example-Bad_Bucket/parts"],
+                    "s3://example-results/runs", "naming rules"),
+    manifest_bad_key,
+    unlisted_file,
+    partition_fifo,
+    catalogue_extra_field,
 ]
 
 
@@ -605,11 +808,14 @@ def load_test(workdir: Path, partitions: int = 2000, max_concurrency: int = 8, c
         "inference_peak_rss_mb": result.summary.get("timing", {}).get("max_peak_rss_mb"),
         "harness_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "partitions_per_s": partitions / run_s if run_s > 0 else None,
+        "s_per_1000_partitions": 1000.0 * run_s / partitions if partitions else None,
+        "summary_partitions_ok": result.summary.get("partitions_ok"),
         "status": result.status,
     }
-    out.outcome = (f"run {result.status.lower()} in {run_s:.0f} s ({partitions / run_s:.1f} partitions/s); "
-                   f"Summarize peak RSS {summarize_rss} MB")
-    out.passed = result.status == "SUCCEEDED" and acc["ok"] == partitions and acc["lost"] == 0
+    out.outcome = (f"run {result.status.lower()} in {run_s:.0f} s ({partitions / run_s:.1f} partitions/s, "
+                   f"{1000.0 * run_s / partitions:.0f} s per 1,000); Summarize peak RSS {summarize_rss} MB")
+    out.passed = result.status == "SUCCEEDED" and acc["ok"] == partitions and acc["lost"] == 0 and \
+        result.summary.get("partitions_ok") == partitions
     return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
@@ -38,6 +39,43 @@ class StorageError(Exception):
 
 class MissingObjectError(StorageError, FileNotFoundError):
     """The key does not exist."""
+
+
+class NotRegularFileError(MissingObjectError):
+    """A local key names a FIFO, device, socket or directory (or a link to one): never read, since
+    opening a FIFO blocks and a device has no end; a data problem of that key, not an outage."""
+
+
+def open_regular(path: str | os.PathLike[str], label: str | None = None) -> int:
+    """Open ``path`` read-only without blocking and return the fd, only if it is a regular file.
+
+    ``O_NONBLOCK`` keeps ``open`` on a FIFO from waiting for a writer; the type is checked on the
+    opened fd (``fstat``), so a symbolic link to a device is refused too and nothing can be swapped in
+    between check and read. Raises FileNotFoundError or :class:`NotRegularFileError`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("FIFO" if stat.S_ISFIFO(mode) else "character device" if stat.S_ISCHR(mode)
+                    else "block device" if stat.S_ISBLK(mode) else "directory" if stat.S_ISDIR(mode)
+                    else "socket" if stat.S_ISSOCK(mode) else "special file")
+            raise NotRegularFileError(f"{label or path} is a {kind}, not a regular file; only regular files are read")
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | os.PathLike[str], label: str | None = None) -> bytes:
+    """The whole content of a regular file (see :func:`open_regular`), sized by ``fstat`` of the open fd."""
+    fd = open_regular(path, label)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
 
 
 class InvalidKeyError(StorageError, ValueError):
@@ -160,7 +198,9 @@ class LocalStorage(Storage):
 
     def read_bytes(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            return read_regular(self._path(key), self.uri(key))
+        except NotRegularFileError:
+            raise
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise self._missing(key) from exc
 
@@ -168,11 +208,17 @@ class LocalStorage(Storage):
         if start < 0 or length < 0:
             raise ValueError(f"bad range start={start} length={length} for {self.uri(key)}")
         try:
-            with open(self._path(key), "rb") as fh:
-                fh.seek(start)
-                return fh.read(length)
+            fd = open_regular(self._path(key), self.uri(key))
+        except NotRegularFileError:
+            raise
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise self._missing(key) from exc
+        try:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                fh.seek(start)
+                return fh.read(length)
+        finally:
+            os.close(fd)
 
     def _atomic_target(self, key: str) -> tuple[Path, Path]:
         path = self._path(key)

@@ -120,7 +120,13 @@ def test_results_bucket_private_and_encrypted(moto_backend: aws.AwsBackend, pack
     if pre_existing:
         s3.create_bucket(Bucket="sec-results-bucket")
     cfg = aws.DeployConfig(results_uri=RESULTS, prefix="sec", read_uris=[DATA, MODEL], packages=packages)
-    moto_backend.deploy(cfg)
+    dep = moto_backend.deploy(cfg)
+    if pre_existing:  # issue 13: a bucket deploy did not create is never modified, and deploy says so
+        assert dep.actions["s3 bucket sec-results-bucket"].startswith("existing, not modified")
+        assert "public access is not fully blocked" in dep.actions["s3 bucket sec-results-bucket"]
+        with pytest.raises(Exception, match="NoSuchPublicAccessBlockConfiguration"):
+            s3.get_public_access_block(Bucket="sec-results-bucket")
+        return
     block = s3.get_public_access_block(Bucket="sec-results-bucket")["PublicAccessBlockConfiguration"]
     assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
                      "RestrictPublicBuckets": True}

@@ -8,7 +8,10 @@ not re-uploaded: the zips are deterministic and compared by CodeSha256):
 
 * two IAM roles with least-privilege inline policies (:mod:`.iam`);
 * the results bucket (created when missing, tagged as ours, public access blocked, SSE-S3
-  encryption on); data buckets are the user's and are never created or modified;
+  encryption on); a bucket deploy did not create (no ``cosmic:deployment`` tag of this prefix),
+  and every data bucket, is never modified: deploy reports it as "existing, not modified";
+* every location is validated first (:func:`cosmic_utils.backends.iam.location_problems`:
+  bucket-name rules, no wildcards, results never overlapping data or model);
 * three Lambda functions from zip packages (:mod:`.packaging`), uploaded through S3 above 50 MB,
   waited on with boto3's ``function_active_v2`` / ``function_updated_v2`` waiters;
 * their log groups with a retention; the state machine from ``stepfunctions/pipeline.asl.json``
@@ -118,6 +121,8 @@ class Deployment:
     function_arns: dict[str, str]
     role_arns: dict[str, str]
     actions: dict[str, str]
+    #: Resources deploy uses but never modifies (data and model buckets), with why.
+    left_alone: dict[str, str] = field(default_factory=dict)
 
 
 def _code(exc: Exception) -> str:
@@ -146,7 +151,10 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ IAM
     def _ensure_role(self, name: str, service: str, policy_name: str, policy: dict[str, Any],
-                     actions: dict[str, str]) -> str:
+                     actions: dict[str, str], results_uri: str | None = None) -> str:
+        problems = iam.check_least_privilege(policy, results_uri)
+        if problems:  # checked before anything is created
+            raise DeployError(f"policy {policy_name} is not least-privilege: {problems}")
         client = self.client("iam")
         trust = json.dumps(iam.trust_policy(service))
         try:
@@ -157,18 +165,21 @@ class AwsBackend:
             arn = client.create_role(RoleName=name, AssumeRolePolicyDocument=trust,
                                      Tags=[{"Key": OWNER_TAG, "Value": name}])["Role"]["Arn"]
             actions[f"iam role {name}"] = "created"
-        problems = iam.check_least_privilege(policy)
-        if problems:
-            raise DeployError(f"policy {policy_name} is not least-privilege: {problems}")
         client.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=iam.to_json(policy))
         return str(arn)
 
     # ------------------------------------------------------------------ S3
     def _ensure_bucket(self, bucket: str, owner: str, actions: dict[str, str]) -> None:
+        """Create the results bucket when missing; configure only a bucket this deployment created.
+
+        An existing bucket without our owner tag belongs to someone else (perhaps it holds the
+        data): its settings are never touched and the action says so. Our own bucket's settings are
+        re-applied only when they drifted ("updated"), so "unchanged" is the truth.
+        """
         s3 = self.client("s3")
+        key = f"s3 bucket {bucket}"
         try:
             s3.head_bucket(Bucket=bucket)
-            actions[f"s3 bucket {bucket}"] = "unchanged"
         except Exception as exc:
             if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise DeployError(f"bucket {bucket}: {exc}") from exc
@@ -177,12 +188,43 @@ class AwsBackend:
                 kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
             s3.create_bucket(**kwargs)
             s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": OWNER_TAG, "Value": owner}]})
-            actions[f"s3 bucket {bucket}"] = "created"
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True})
-        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+            self._configure_bucket(bucket)
+            actions[key] = "created"
+            return
+        if not self._bucket_is_ours(bucket, owner):
+            note = "existing, not modified (not created by this deployment)"
+            try:  # reading is not modifying: say so when results would land in a bucket that is not private
+                block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+                private = all(block.values())
+            except Exception:
+                private = False
+            actions[key] = note if private else note + "; WARNING: its public access is not fully blocked"
+            return
+        actions[key] = "updated" if self._configure_bucket(bucket, only_if_drifted=True) else "unchanged"
+
+    def _configure_bucket(self, bucket: str, only_if_drifted: bool = False) -> bool:
+        """Public access blocked and SSE-S3 on; returns whether anything was written."""
+        s3 = self.client("s3")
+        block = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                 "RestrictPublicBuckets": True}
+        rules = [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        changed = False
+        try:
+            current_block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        except Exception:
+            current_block = None
+        if not only_if_drifted or current_block != block:
+            s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
+            changed = True
+        try:
+            current_rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+            algo = current_rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        except Exception:
+            algo = None
+        if not only_if_drifted or algo != "AES256":
+            s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+            changed = True
+        return changed
 
     def _bucket_is_ours(self, bucket: str, owner: str) -> bool:
         try:
@@ -313,15 +355,18 @@ class AwsBackend:
     def deploy(self, cfg: DeployConfig) -> Deployment:
         """Create or update everything; returns ARNs and what changed."""
         names = cfg.names
+        check_locations(cfg)
         account = self.account()
         actions: dict[str, str] = {}
         self._ensure_bucket(cfg.results_bucket, cfg.prefix, actions)
+        left_alone = {f"s3 bucket {iam._split(u)[0]}": "not modified (data/model bucket: read only)"
+                      for u in cfg.read_uris if u.startswith("s3://") and iam._split(u)[0] != cfg.results_bucket}
         function_arns = {n: f"arn:aws:lambda:{self.region}:{account}:function:{names.function(n)}"
                          for n in packaging.FUNCTIONS}
         lambda_role = self._ensure_role(names.lambda_role, "lambda.amazonaws.com", f"{names.lambda_role}-policy",
                                         iam.lambda_policy(region=self.region, account=account, prefix=cfg.prefix,
                                                           read_uris=cfg.read_uris, results_uri=cfg.results_uri),
-                                        actions)
+                                        actions, cfg.results_uri)
         states_role = self._ensure_role(names.states_role, "states.amazonaws.com", f"{names.states_role}-policy",
                                         iam.states_policy(region=self.region, account=account,
                                                           function_arns=function_arns.values(),
@@ -337,7 +382,8 @@ class AwsBackend:
             "SummarizeFunctionArn": function_arns["summarize"],
         })
         sm_arn = self._ensure_state_machine(cfg, definition, states_role, actions)
-        return Deployment(sm_arn, function_arns, {"lambda": lambda_role, "states": states_role}, actions)
+        return Deployment(sm_arn, function_arns, {"lambda": lambda_role, "states": states_role}, actions,
+                          left_alone)
 
     def teardown(self, cfg: DeployConfig, delete_results: bool = True) -> dict[str, str]:
         """Remove what deploy created: state machine, functions, log groups, roles, our bucket."""
@@ -434,12 +480,20 @@ class AwsBackend:
             return
 
 
+def check_locations(cfg: DeployConfig) -> None:
+    """Refuse a deployment whose locations are invalid, use wildcards or overlap (DeployError names each)."""
+    problems = iam.location_problems(cfg.read_uris, cfg.results_uri)
+    if problems:
+        raise DeployError("deployment refused: " + "; ".join(problems))
+
+
 def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None = None) -> dict[str, Any]:
     """The dry run: what deploy would create and the cost ceiling of a run (no AWS call).
 
     The ceiling assumes every invocation runs to its configured timeout at its configured memory.
     """
     names = cfg.names
+    check_locations(cfg)
     account = "<account>"
     region = "<region>"
     function_arns = [f"arn:aws:lambda:{region}:{account}:function:{names.function(n)}" for n in packaging.FUNCTIONS]

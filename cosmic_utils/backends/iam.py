@@ -10,11 +10,20 @@ Two roles, each with one inline policy:
 
 No ``Action: "*"`` and no ``Resource: "*"`` anywhere: every statement names the buckets,
 prefixes, functions, log groups or state machine of this deployment.
+
+Locations are validated before any policy is written (:func:`location_problems`): a bucket name
+must follow S3's naming rules, no location may contain a wildcard (``*`` or ``?``: ``s3://*``
+would otherwise become ``arn:aws:s3:::*/*``, every object of every bucket), and the results
+location may neither equal, contain nor sit inside a data or model location (results are
+writable: an overlap would make the data writable). :func:`check_least_privilege` re-checks the
+finished policy for the same mistakes, so a policy built any other way is caught too.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,6 +62,72 @@ def _list_statement(sid: str, uris: Iterable[str]) -> list[dict[str, Any]]:
     return out
 
 
+#: S3 bucket naming rules (general purpose buckets): 3-63 characters of lowercase letters, digits,
+#: dots and hyphens, starting and ending with a letter or digit.
+BUCKET_PATTERN = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+#: Actions that write or delete objects.
+WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectAcl", "s3:*", "*")
+
+
+def bucket_name_problem(bucket: str) -> str | None:
+    """Why ``bucket`` is not a valid S3 bucket name (None if it is)."""
+    if not bucket:
+        return "empty bucket name"
+    if not re.fullmatch(BUCKET_PATTERN, bucket):
+        return (f"bucket name {bucket!r} breaks the S3 naming rules (3-63 characters: lowercase letters, digits, "
+                "dots and hyphens, starting and ending with a letter or digit)")
+    if ".." in bucket or ".-" in bucket or "-." in bucket:
+        return f"bucket name {bucket!r} has adjacent dots or a dot next to a hyphen"
+    try:
+        ipaddress.IPv4Address(bucket)
+        return f"bucket name {bucket!r} is formatted as an IP address"
+    except ValueError:
+        pass
+    if bucket.startswith(("xn--", "sthree-")) or bucket.endswith(("-s3alias", "--ol-s3")):
+        return f"bucket name {bucket!r} uses a prefix or suffix S3 reserves"
+    return None
+
+
+def location_problem(uri: str, what: str) -> str | None:
+    """Why ``uri`` (``s3://bucket[/prefix]``) cannot be part of a deployment (None if it can)."""
+    if any(c in uri for c in "*?"):
+        return f"{what} {uri!r} contains a wildcard ('*' or '?'); name the bucket and prefix exactly"
+    if not uri.startswith("s3://"):
+        return f"{what} {uri!r} is not an s3://bucket/prefix location"
+    bucket, prefix = _split(uri)
+    problem = bucket_name_problem(bucket)
+    if problem:
+        return f"{what} {uri!r}: {problem}"
+    if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+        return f"{what} {uri!r}: the prefix has an empty, '.' or '..' segment"
+    return None
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether two s3:// locations overlap: equal, or one is inside the other (whole segments)."""
+    ba, pa = _split(a)
+    bb, pb = _split(b)
+    if ba != bb:
+        return False
+    return not pa or not pb or pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/")
+
+
+def location_problems(read_uris: Iterable[str], results_uri: str) -> list[str]:
+    """Every problem of a deployment's locations (empty list: fine); see the module docstring."""
+    reads = [u for u in read_uris if u.startswith("s3://") or any(c in u for c in "*?")]
+    problems = [p for p in (location_problem(u, "data/model location") for u in reads) if p]
+    res = location_problem(results_uri, "results location")
+    if res:
+        problems.append(res)
+    else:
+        for u in reads:
+            if location_problem(u, "") is None and _overlap(results_uri, u):
+                problems.append(f"results location {results_uri!r} overlaps the data/model location {u!r} (equal, "
+                                "inside or containing it): results are writable, so the data would be too; "
+                                "use a separate prefix or bucket for results")
+    return problems
+
+
 def lambda_policy(*, region: str, account: str, prefix: str, read_uris: Iterable[str],
                   results_uri: str) -> dict[str, Any]:
     """The Lambda functions' policy: data/model read, results read-write, own logs."""
@@ -88,18 +163,53 @@ def states_policy(*, region: str, account: str, function_arns: Iterable[str], st
     ]}
 
 
-def check_least_privilege(policy: dict[str, Any]) -> list[str]:
-    """Problems of a policy: wildcard actions or resources."""
+def _s3_object_arn(resource: str) -> tuple[str, str] | None:
+    """``(bucket, prefix)`` of an S3 object ARN ``arn:aws:s3:::bucket/prefix/*`` (None otherwise)."""
+    if not resource.startswith("arn:aws:s3:::"):
+        return None
+    rest = resource[len("arn:aws:s3:::"):]
+    bucket, _, key = rest.partition("/")
+    return bucket, key[:-2] if key.endswith("/*") else ("" if key == "*" else key)
+
+
+def check_least_privilege(policy: dict[str, Any], results_uri: str | None = None) -> list[str]:
+    """Problems of a policy: wildcard actions or resources, a wildcard in an S3 bucket or prefix
+    (``arn:aws:s3:::*/*``), an object write that overlaps an object read of another statement (results
+    equal to / inside / containing the data), and, given ``results_uri``, a write outside it."""
     problems = []
+    reads: list[tuple[str, str, str]] = []
+    writes: list[tuple[str, str, str]] = []
     for stmt in policy.get("Statement", []):
+        sid = str(stmt.get("Sid"))
         actions = stmt.get("Action", [])
         actions = [actions] if isinstance(actions, str) else actions
         resources = stmt.get("Resource", [])
         resources = [resources] if isinstance(resources, str) else resources
         if any(a == "*" or a.endswith(":*") for a in actions):
-            problems.append(f"{stmt.get('Sid')}: wildcard action {actions}")
+            problems.append(f"{sid}: wildcard action {actions}")
         if "*" in resources:
-            problems.append(f"{stmt.get('Sid')}: Resource '*'")
+            problems.append(f"{sid}: Resource '*'")
+        writes_here = any(a in WRITE_ACTIONS for a in actions)
+        for r in resources:
+            arn = _s3_object_arn(r) if r.startswith("arn:aws:s3:::") else None
+            if r.startswith("arn:aws:s3:::"):
+                bucket = r[len("arn:aws:s3:::"):].partition("/")[0]
+                inner = r[len("arn:aws:s3:::"):][:-2] if r.endswith("/*") else r[len("arn:aws:s3:::"):]
+                if not bucket or any(c in inner for c in "*?"):
+                    problems.append(f"{sid}: wildcard or empty bucket in S3 resource {r!r}")
+                    continue
+            if arn is None or "/" not in r[len("arn:aws:s3:::"):]:
+                continue  # a bucket ARN (ListBucket) or not S3
+            (writes if writes_here else reads).append((sid, *arn))
+    for sid, bucket, prefix in writes:
+        if results_uri is not None:
+            rb, rp = _split(results_uri)
+            if bucket != rb or not (prefix == rp or prefix.startswith(rp + "/") or not rp):
+                problems.append(f"{sid}: write on s3://{bucket}/{prefix} outside the results location {results_uri}")
+        for rsid, rbucket, rprefix in reads:
+            if _overlap(f"s3://{bucket}/{prefix}", f"s3://{rbucket}/{rprefix}"):
+                problems.append(f"{sid}: write on s3://{bucket}/{prefix} overlaps {rsid}'s read-only "
+                                f"s3://{rbucket}/{rprefix} (results must not equal, contain or sit in the data)")
     return problems
 
 

@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="partitions of the load test (0 skips it; default 2,000)")
     p.add_argument("--load-concurrency", type=int, default=8, help="MaxConcurrency of the load run (default 8)")
     p.add_argument("--only", default=None, help="comma-separated scenario names (default: all)")
+    p.add_argument("--load-only", action="store_true", help="run only the load test (make load)")
     p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
     p.set_defaults(func=_reliability)
 
@@ -42,7 +43,8 @@ def _reliability(args: argparse.Namespace) -> int:
 
     try:
         names = args.only.split(",") if args.only else None
-        outcomes = reliability.run_scenarios(work / "scenarios", names=names, progress=show)
+        outcomes = [] if args.load_only else reliability.run_scenarios(work / "scenarios", names=names,
+                                                                        progress=show)
         if args.load_partitions > 0:
             print(f"load test: {args.load_partitions:,} partitions, MaxConcurrency {args.load_concurrency} ...",
                   flush=True)
@@ -60,7 +62,8 @@ def _reliability(args: argparse.Namespace) -> int:
         if o.scenario == "load":
             d = o.details
             print(f"load: {o.partitions:,} partitions in {d.get('run_s', 0):.1f} s "
-                  f"({d.get('partitions_per_s') or 0:.1f}/s; execution wall {d.get('execution_wall_s')} s); "
+                  f"({d.get('partitions_per_s') or 0:.1f}/s, {d.get('s_per_1000_partitions') or 0:.1f} s per 1,000; "
+                  f"execution wall {d.get('execution_wall_s')} s); "
                   f"peak RSS: Summarize {d.get('summarize_peak_rss_mb')} MB, inference child "
                   f"{d.get('inference_peak_rss_mb') or 0:.0f} MB, harness {d.get('harness_peak_rss_mb', 0):.0f} MB")
     print(f"written: {csv_path}, {md_path} ({time.perf_counter() - t0:.0f} s)")

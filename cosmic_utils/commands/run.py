@@ -136,8 +136,14 @@ def _run(args: argparse.Namespace) -> int:
 
     common = {"backend": args.backend, "prefix": args.prefix, "region": args.region,
               "progress": not args.no_progress}
+    from cosmic_utils.pipeline.lock import RunLockedError
+
     if args.redrive:
-        result = runner.redrive(args.redrive, **common)
+        try:
+            result = runner.redrive(args.redrive, **common)
+        except RunLockedError as exc:  # another process is writing this run folder
+            print(f"cosmic run: {exc}", file=sys.stderr)
+            return 2
         if result.status == "NOTHING_TO_REDRIVE":
             print(f"run {result.run_dir.name}: no failed partitions, nothing to redrive")
             return 0
@@ -154,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
             request = request.model_copy(update={"overwrite": True})
         try:
             result = runner.run_pipeline(request, run_dir=run_dir, stage_data=args.stage_data, **common)
-        except runner.RunExistsError as exc:
+        except (runner.RunExistsError, RunLockedError) as exc:
             print(f"cosmic run: {exc}", file=sys.stderr)
             return 2
     print_summary(result.summary)
@@ -173,12 +179,19 @@ def _deploy(args: argparse.Namespace) -> int:
     from cosmic_utils.backends import aws
 
     cfg = _config(args, with_deps=not args.no_deps)
+    try:
+        aws.check_locations(cfg)  # wildcards, bucket names, results overlapping data: before anything
+    except aws.DeployError as exc:
+        print(f"cosmic deploy: {exc}", file=sys.stderr)
+        return 2
     if args.dry_run:
         print(json.dumps(aws.plan(cfg, partitions=args.partitions), indent=2))
         return 0
     deployment = aws.AwsBackend(region=args.region).deploy(cfg)
     for resource, action in deployment.actions.items():
         print(f"{action:>9}  {resource}")
+    for resource, why in deployment.left_alone.items():
+        print(f"{why}  {resource}")
     print(f"state machine: {deployment.state_machine_arn}")
     return 0
 

@@ -9,6 +9,7 @@ Inference, Summarize, the runner and the tests agree:
 <results>/<run_id>/records/<partition>.json   one timing record per partition (ok or failed)
 <results>/<run_id>/predictions/<partition>.csv|.npz
 <results>/<run_id>/summary.json
+<results>/<run_id>/executions.json            the execution chain whose records count (run identity)
 ```
 
 A partition id is the partition's key without ``.cpart`` and with ``/`` turned into ``__``, so it
@@ -69,6 +70,11 @@ class RunLayout:
     @property
     def summary(self) -> str:
         return f"{self.run_id}/summary.json"
+
+    @property
+    def executions(self) -> str:
+        """The run's execution chain (first execution, then each redrive): only their records count."""
+        return f"{self.run_id}/executions.json"
 
 
 def split_even(entries: Sequence[Any], workers: int | None) -> list[list[Any]]:

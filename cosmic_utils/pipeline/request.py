@@ -18,6 +18,7 @@ Pure pydantic, no torch, no boto3: this module runs inside every Lambda.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -82,7 +83,7 @@ class RunRequest(BaseModel):
     engine: str = Field(default="onnx", description=f"inference engine, one of {LAMBDA_ENGINES}")
     threads: int | None = Field(default=None, ge=1, le=64, description="engine intra-op threads")
     max_concurrency: int = Field(default=16, ge=1, le=10_000, description="Map MaxConcurrency")
-    tolerated_failure_percentage: float = Field(default=10.0, ge=0.0, le=100.0)
+    tolerated_failure_percentage: float = Field(default=10.0, ge=0.0, le=100.0, allow_inf_nan=False)
     world_size: int | None = Field(
         default=None, ge=1, le=10_000,
         description="spread partitions evenly over this many invocations; None = one per invocation",
@@ -93,6 +94,25 @@ class RunRequest(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict, description="free labels for sweeps (partition_mb ...)")
     overwrite: bool = Field(default=False, description="replace the results of an earlier run with this run id")
     redrive: bool = Field(default=False, description="re-run the listed partitions of an existing run (runner.redrive)")
+
+    @field_validator("batch_size", "partition_limit", "threads", "max_concurrency", "world_size", "memory_mb",
+                     "timeout_s", "tolerated_failure_percentage", mode="before")
+    @classmethod
+    def _strict_number(cls, value: Any, info: Any) -> Any:
+        # pydantic's lax mode takes True as 1 and "8" or 8.0 as 8: a request that says
+        # "batch_size": true is a mistake, never a batch of one. Numbers must be JSON numbers,
+        # integers for the integer fields, finite for the others.
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number, got {type(value).__name__} {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be finite, got {value!r}")
+        if info.field_name != "tolerated_failure_percentage" and isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"must be an integer, got {value!r}")
+            return int(value)
+        return value
 
     @field_validator("data", "model", "results")
     @classmethod

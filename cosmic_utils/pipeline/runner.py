@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from cosmic_utils import config
-from cosmic_utils.pipeline.items import RunLayout
+from cosmic_utils.pipeline.items import RunLayout, partition_id_for
+from cosmic_utils.pipeline.lock import run_lock
 from cosmic_utils.pipeline.request import RunRequest, parse_request
 from cosmic_utils.pipeline.steps import summarize_records
 
@@ -47,7 +48,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )
 EXTRA_COLUMNS: tuple[str, ...] = (
     "request_id", "key", "file_bytes", "model_load_s", "max_memory_used_mb", "init_duration_ms",
-    "billed_source", "started_at", "attempt",
+    "billed_source", "started_at", "attempt", "execution_id", "model_sha256",
 )
 
 
@@ -215,6 +216,7 @@ def execute(
         deployment = be.deploy(cfg)
         results = open_storage(request.results, s3_client=be.client("s3"))
         layout = RunLayout(request.run_id)
+        redriven = {partition_id_for(k) for k in (request.partitions or [])}
         if previous is None:
             # A fresh run owns its run id: outputs left by an earlier run with the same id are
             # replaced only on request (overwrite); otherwise the run is refused before it starts.
@@ -230,8 +232,9 @@ def execute(
             # for Summarize (a fresh local moto starts empty; on AWS they are still in S3).
             if not results.exists(layout.partitions) and (run_dir / "partitions.json").exists():
                 results.write_text(layout.partitions, (run_dir / "partitions.json").read_text())
+            _restore_chain(results, layout, run_dir, previous)
             for pid, rec in previous.items():
-                if rec.get("status") == "ok" and not results.exists(layout.record(pid)):
+                if _kept(pid, rec, redriven) and not results.exists(layout.record(pid)):
                     results.write_text(layout.record(pid), json.dumps(rec))
         (run_dir / "request.json").write_text(request.model_dump_json(indent=2))
         name = _execution_name(request.run_id, attempt)
@@ -265,17 +268,25 @@ def execute(
             return RunResult(run_dir, summary, status)
         expected = json.loads(results.read_text(layout.partitions))
         (run_dir / "partitions.json").write_text(json.dumps(expected, indent=1))
+        from cosmic_utils.pipeline.steps import execution_chain
+
+        chain = execution_chain(results, request.run_id)
+        if chain is not None:
+            (run_dir / "executions.json").write_text(json.dumps({"run_id": request.run_id, "executions": chain}))
         fresh = [json.loads(results.read_text(k)) for k in results.list_keys(layout.records_prefix)]
+        # Only records of this run's execution chain (an earlier run under the same id is not ours).
+        fresh = [r for r in fresh if chain is None or str(r.get("execution_id")) in chain]
         reports = list(be.report_lines(cfg.names.function("inference"), t_start))
         attach_reports(fresh, reports)
         wanted = {str(e["partition_id"]) for e in expected}
         merged: dict[str, dict[str, Any]] = {}
         for rec in fresh:
             rec["billed_source"] = rec.get("billed_source") or "estimated"
-            rec["attempt"] = attempt
+            if rec.get("attempt") is None:
+                rec["attempt"] = attempt
             merged[str(rec["partition_id"])] = rec
         for pid, rec in (previous or {}).items():
-            if rec.get("status") == "ok":  # kept as it was: a redrive re-ran only the others
+            if _kept(pid, rec, redriven):  # kept as it was: a redrive re-ran only the others
                 merged[pid] = dict(rec)
         merged = {pid: rec for pid, rec in merged.items() if pid in wanted}
         rec_dir = run_dir / "records"
@@ -285,8 +296,11 @@ def execute(
         write_records_csv(merged.values(), run_dir / "records.csv")
         pred_dir = run_dir / "predictions"
         pred_dir.mkdir(exist_ok=True)
+        ok_ids = {pid for pid, rec in merged.items() if rec.get("status") == "ok"}
         for key in results.list_keys(layout.predictions_prefix):
-            (pred_dir / key.rsplit("/", 1)[-1]).write_bytes(results.read_bytes(key))
+            name = key.rsplit("/", 1)[-1]
+            if name.rsplit(".", 1)[0] in ok_ids:  # never a stale file of a partition that failed now
+                (pred_dir / name).write_bytes(results.read_bytes(key))
         in_exec = json.loads(results.read_text(layout.summary)) if results.exists(layout.summary) else None
         prev_summary = _load_json(run_dir / "summary.json") if previous is not None else None
         extra: dict[str, Any] = {
@@ -297,6 +311,9 @@ def execute(
             "wall_s_note": "Step Functions execution wall clock (startDate to stopDate)",
             "report_lines": len(reports),
         }
+        for key in ("unlisted", "unlisted_keys"):  # files the manifest does not list: ignored, reported
+            if in_exec and in_exec.get(key):
+                extra[key] = in_exec[key]
         if prev_summary is not None:
             history = list(prev_summary.get("executions", [])) or [
                 {"execution_arn": prev_summary.get("execution_arn"), "wall_s": prev_summary.get("wall_s"),
@@ -310,10 +327,31 @@ def execute(
             wall_total = wall_s
         original = parse_request(json.loads((run_dir / "request.original.json").read_text())) \
             if (run_dir / "request.original.json").exists() else request
-        summary = summarize_records(merged.values(), expected, original, wall_total, extra)
+        summary = summarize_records(merged.values(), expected, original, wall_total, extra, executions=chain)
         summary["backend"] = label
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return RunResult(run_dir, summary, status)
+
+
+def _kept(pid: str, rec: Mapping[str, Any], redriven: set[str]) -> bool:
+    """Whether a redrive keeps an earlier record as it is: every ok record, and the failure record of
+    a partition the redrive did not re-run (a refused manifest key, which no retry can fix)."""
+    return rec.get("status") == "ok" or pid not in redriven
+
+
+def _restore_chain(results: Any, layout: RunLayout, run_dir: Path,
+                   previous: Mapping[str, Mapping[str, Any]]) -> None:
+    """Put the run's execution chain back into an empty results store before a redrive (a fresh
+    local moto starts empty), so Init appends to it and Summarize still counts the kept records.
+    A run folder from before run identity has no chain: its kept records' ids (or ``None``) seed it."""
+    if results.exists(layout.executions):
+        return
+    saved = _load_json(run_dir / "executions.json")
+    chain = [str(x) for x in (saved or {}).get("executions", [])]
+    for rec in previous.values():
+        if rec.get("status") == "ok" and str(rec.get("execution_id")) not in chain:
+            chain.append(str(rec.get("execution_id")))
+    results.write_text(layout.executions, json.dumps({"run_id": layout.run_id, "executions": chain}))
 
 
 def _load_json(path: Path) -> dict[str, Any] | None:
@@ -324,6 +362,11 @@ def run_pipeline(request: RunRequest | Mapping[str, Any], **kwargs: Any) -> RunR
     """Run ``request`` (validated here) on ``backend`` ("local" or "aws"); see :func:`execute`."""
     req = parse_request(request)
     run_dir = Path(kwargs.pop("run_dir", None) or config.RUNS_DIR / req.run_id)
+    with run_lock(run_dir):  # a second writer into this folder is refused with our pid
+        return _run_locked(req, run_dir, **kwargs)
+
+
+def _run_locked(req: RunRequest, run_dir: Path, **kwargs: Any) -> RunResult:
     taken = [n for n in ("summary.json", "records") if (run_dir / n).exists()]
     if taken and not req.overwrite:
         raise RunExistsError(
@@ -344,8 +387,10 @@ def failed_partitions(run_dir: Path) -> list[str]:
     """Keys of the partitions of a run that failed or left no record."""
     expected = json.loads((run_dir / "partitions.json").read_text())
     records = _read_run_records(run_dir)
+    # A refused manifest key (invalid_key) fails the same way every time and could not even be named
+    # in a redrive request: it stays failed, and never blocks the redrive of the others.
     return [e["key"] for e in expected
-            if records.get(e["partition_id"], {}).get("status") != "ok"]
+            if records.get(e["partition_id"], {}).get("status") != "ok" and not e.get("invalid_key")]
 
 
 def redrive(run: str | Path, **kwargs: Any) -> RunResult:
@@ -356,6 +401,11 @@ def redrive(run: str | Path, **kwargs: Any) -> RunResult:
     run_dir = Path(run) if Path(run).is_dir() else config.RUNS_DIR / str(run)
     if not (run_dir / "request.json").exists():
         raise FileNotFoundError(f"{run_dir}: no request.json; is this a run folder?")
+    with run_lock(run_dir):  # a second writer into this folder is refused with our pid
+        return _redrive_locked(run_dir, **kwargs)
+
+
+def _redrive_locked(run_dir: Path, **kwargs: Any) -> RunResult:
     summary = _load_json(run_dir / "summary.json") or {}
     failed = failed_partitions(run_dir)
     if not failed:

@@ -109,12 +109,16 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
 
     Lists the data location with pagination (never stops at 1,000 keys) and, when the dataset
     has a ``manifest.json``, takes sizes and checksums from it: a manifest entry whose file is
-    missing stays in the list (its worker writes a failure record), a file the manifest does not
-    know is included without expectations. ``request.partitions`` selects keys explicitly;
-    ``partition_limit`` keeps the first N in key order.
+    missing stays in the list (its worker writes a failure record). With a manifest, a ``.cpart``
+    file the manifest does not list is *unlisted*: never processed, counted in
+    :func:`unlisted_partitions` (docs/pipeline.md "Files not in the manifest"); without a manifest
+    every listed file is a partition. A manifest key that is not a safe relative key (``../x``,
+    absolute, backslash, empty) stays in the list with an ``invalid_key`` reason: Init writes its
+    failure record instead of sending it to a worker. ``request.partitions`` selects keys
+    explicitly; ``partition_limit`` keeps the first N in key order.
     """
     from cosmic_utils.manifest import MANIFEST_NAME, Manifest, ManifestError
-    from cosmic_utils.storage import StorageError
+    from cosmic_utils.storage import InvalidKeyError, StorageError, validate_key
 
     storage = data if data is not None else _storage(request.data)
     try:
@@ -131,7 +135,7 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
             raise DataError(f"dataset {request.data}: {exc}") from exc
         for e in manifest.entries:
             expected[e.key] = {"samples": e.samples, "bytes": e.bytes, "sha256": e.sha256}
-    keys = sorted(set(listed) | set(expected))
+    keys = sorted(set(expected) if has_manifest else set(listed))
     if request.partitions is not None:
         unknown = sorted(set(request.partitions) - set(keys))
         if unknown:
@@ -148,15 +152,44 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
     by_id: dict[str, str] = {}
     out = []
     for key in keys:
-        pid = partition_id_for(key)
+        try:
+            validate_key(key)
+            invalid = None
+        except InvalidKeyError as exc:
+            invalid = str(exc)
+        pid = partition_id_for(key) if invalid is None else invalid_partition_id(key)
         if pid in by_id:  # e.g. a/b.cpart and a__b.cpart: their records would overwrite each other
             raise DataError(f"dataset {request.data}: partitions {by_id[pid]!r} and {key!r} both have the "
                             f"partition id {pid!r}; rename one so every partition keeps its own record")
         by_id[pid] = key
         entry: dict[str, Any] = {"partition_id": pid, "key": key}
         entry.update(expected.get(key, {"samples": None, "bytes": None, "sha256": None}))
+        if invalid is not None:
+            entry["invalid_key"] = invalid
         out.append(entry)
     return out
+
+
+def invalid_partition_id(key: str) -> str:
+    """A file-name-safe partition id for a manifest key that is refused (``../x``, ``/abs``, ``""``):
+    the key itself cannot name a record file, so the id is derived from its digest."""
+    import hashlib
+
+    return "invalid-key-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def unlisted_partitions(request: RunRequest, data: Any | None = None) -> list[str]:
+    """``.cpart`` files under the data location that its manifest does not list (never processed).
+
+    Empty when the dataset has no manifest (then every file is a partition)."""
+    from cosmic_utils.manifest import MANIFEST_NAME, Manifest
+
+    storage = data if data is not None else _storage(request.data)
+    every = storage.list_keys()
+    if MANIFEST_NAME not in every:
+        return []
+    known = {e.key for e in Manifest.read(storage).entries}
+    return sorted(k for k in every if k.endswith(".cpart") and k not in known)
 
 
 class RunExistsError(DataError):
@@ -196,15 +229,29 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     layout = RunLayout(request.run_id)
     results = _storage(request.results)
     check_run_id_free(request, results)
-    entries = list_partitions(request)
-    items = build_items(entries, request.world_size)
+    execution = _register_execution(request, results, event.get("execution") if isinstance(event, Mapping) else None)
+    data = _storage(request.data)
+    entries = list_partitions(request, data)
+    try:
+        unlisted = unlisted_partitions(request, data)
+    except Exception:  # the listing worked a moment ago; the count is informative only
+        unlisted = []
+    bad = [e for e in entries if e.get("invalid_key")]
+    good = [e for e in entries if not e.get("invalid_key")]
+    items = build_items(good, request.world_size)
     try:
         # A redrive (explicit partitions) keeps the run's full partition list, so Summarize still
         # accounts for every partition of the run, not only the re-run ones.
         if request.partitions is None or not results.exists(layout.partitions):
             results.write_text(layout.partitions, json.dumps(
-                [dict(e, worker_id=item["worker_id"]) for item in items for e in item["partitions"]]))
+                [dict(e, worker_id=item["worker_id"]) for item in items for e in item["partitions"]]
+                + [dict(e, worker_id=None) for e in bad]))
         results.write_text(layout.items, json.dumps(items))
+        for e in bad:  # a refused key is a data problem of that partition: its failure record, no retry
+            rec = _record_base(request, e, -1, context, False)
+            rec.update(status="failed", error=f"partition key {e['key']!r} refused: {e['invalid_key']}",
+                       execution_id=execution["id"], attempt=execution["attempt"])
+            results.write_text(layout.record(e["partition_id"]), json.dumps(rec))
     except Exception as exc:
         raise _infra(f"writing the item list to {request.results}", exc) from exc
     where: dict[str, Any] = {"uri": results.uri(layout.items)}
@@ -220,24 +267,124 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     return {
         "request": state_request,
         "items": where,
+        "execution": execution,
         "partitions": len(entries),
+        "invalid_keys": len(bad),
+        "unlisted": len(unlisted),
+        "unlisted_keys": unlisted[:20],
         "workers": len(items),
     }
 
 
+def _register_execution(request: RunRequest, results: Any, execution: Any) -> dict[str, Any]:
+    """Record this execution in the run's chain (``executions.json``); returns ``{"id", "attempt"}``.
+
+    A fresh run (or an overwrite) starts a new chain and deletes the records and predictions an
+    earlier execution left under the run id; a redrive appends to the chain. Summarize counts only
+    records whose ``execution_id`` is in the chain, so an overwrite can never count the earlier
+    run's records, whatever the request says. ``attempt`` is the position in the chain (1 = first
+    execution, 2 = first redrive ...). Without an execution id (a handler called by hand) the id
+    is ``None`` and Summarize does not filter.
+    """
+    layout = RunLayout(request.run_id)
+    exec_id = None
+    if isinstance(execution, Mapping) and execution.get("id"):
+        exec_id = str(execution["id"])
+    try:
+        chain: list[str] = []
+        if request.redrive and results.exists(layout.executions):
+            chain = [str(x) for x in json.loads(results.read_text(layout.executions)).get("executions", [])]
+        elif request.overwrite:
+            for prefix in (layout.records_prefix, layout.predictions_prefix):
+                for key in results.list_keys(prefix):
+                    results.delete(key)
+            if results.exists(layout.summary):
+                results.delete(layout.summary)
+        if exec_id is not None and exec_id not in chain:
+            chain.append(exec_id)
+        if exec_id is not None:
+            results.write_text(layout.executions, json.dumps({"run_id": request.run_id, "executions": chain}))
+    except Exception as exc:
+        raise _infra(f"recording execution {exec_id} of run {request.run_id} under {request.results}", exc) from exc
+    attempt = chain.index(exec_id) + 1 if exec_id in chain else 1
+    return {"id": exec_id, "attempt": attempt}
+
+
+def execution_chain(results: Any, run_id: str) -> list[str] | None:
+    """The execution ids whose records belong to run ``run_id`` (None: no chain recorded)."""
+    layout = RunLayout(run_id)
+    if not results.exists(layout.executions):
+        return None
+    return [str(x) for x in json.loads(results.read_text(layout.executions)).get("executions", [])]
+
+
 # ------------------------------------------------------------------ Inference
-_ENGINES: dict[tuple[str, str, int | None], Any] = {}
+_ENGINES: dict[tuple[str, str, str, int | None], Any] = {}
 _INVOCATIONS = 0
+#: Model identity per location: (cheap fingerprint, sha256 of artifact.json). See :func:`model_identity`.
+_MODEL_IDS: dict[str, tuple[Any, str]] = {}
 
 
-def _model_dir(model: str) -> Path:
-    """A local folder holding the artifact; S3 artifacts are downloaded once to /tmp."""
+def _local_fingerprint(folder: Path) -> tuple[Any, ...]:
+    """inode, size and mtime of every regular file of an artifact folder: any replacement of
+    artifact.json or a model file changes it (a copy over the same name changes mtime/size, a
+    rename-into-place changes the inode)."""
+    out = []
+    with os.scandir(folder) as it:
+        for entry in sorted(it, key=lambda e: e.name):
+            if entry.is_file():
+                st = entry.stat()
+                out.append((entry.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def model_identity(model: str) -> tuple[str, Any]:
+    """``(sha256, fingerprint)`` of the artifact at ``model``, re-checked cheaply on every call.
+
+    The identity is the sha256 of ``artifact.json``, which pins the sha256 of every model file
+    (checked by :func:`verify_model` whenever the engine is (re)loaded). The cheap check: on S3 the
+    ETag of ``artifact.json`` (one HeadObject); locally inode + size + mtime of the folder's files.
+    Only when the fingerprint changed is ``artifact.json`` read and hashed again, so a model
+    replaced at the same location is noticed at the next partition, even in a warm worker.
+    """
+    import hashlib
+
+    if model.startswith("s3://"):
+        store = _storage(model)
+        head = store.client.head_object(Bucket=store.bucket, Key=store._full("artifact.json"))
+        fingerprint: Any = str(head.get("ETag") or "")
+    else:
+        fingerprint = _local_fingerprint(Path(model))
+    cached = _MODEL_IDS.get(model)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1], fingerprint
+    if model.startswith("s3://"):
+        raw = _storage(model).read_bytes("artifact.json")
+    else:
+        raw = (Path(model) / "artifact.json").read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    _MODEL_IDS[model] = (fingerprint, sha)
+    return sha, fingerprint
+
+
+def model_sha256_of(request: RunRequest) -> str | None:
+    """The sha256 of the model the cached engine for ``request`` was loaded from (None if unknown)."""
+    for (model, sha, engine, threads) in _ENGINES:
+        if (model, engine, threads) == (request.model, request.engine, request.threads):
+            return sha
+    return None
+
+
+def _model_dir(model: str, sha256: str | None = None) -> Path:
+    """A local folder holding the artifact; S3 artifacts are downloaded once to /tmp, per artifact
+    identity (``sha256`` of artifact.json), so a replaced model is downloaded again."""
     if not model.startswith("s3://"):
         return Path(model)
     import hashlib
     import tempfile
 
-    target = Path(tempfile.gettempdir()) / f"cosmic-model-{hashlib.sha256(model.encode()).hexdigest()[:16]}"
+    tag = hashlib.sha256(f"{model}\n{sha256 or ''}".encode()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"cosmic-model-{tag}"
     done = target / ".complete"
     if done.exists():
         return target
@@ -281,12 +428,20 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
 
     Returns ``(engine, load_seconds, loaded_now)``.
     """
-    key = (request.model, request.engine, request.threads)
-    if key in _ENGINES:
-        return _ENGINES[key], 0.0, False
     t0 = time.perf_counter()
     try:
-        folder = _model_dir(request.model)
+        sha, _ = model_identity(request.model)
+    except FileNotFoundError as exc:  # no artifact.json there: verify_model names the problem
+        if not request.model.startswith("s3://"):
+            verify_model(Path(request.model), request.engine, request.model)
+        raise _infra(f"reading model {request.model}", exc) from exc
+    except Exception as exc:  # S3 unreachable / object missing: as a failed download always was
+        raise _infra(f"downloading model {request.model} (HeadObject artifact.json)", exc) from exc
+    key = (request.model, sha, request.engine, request.threads)
+    if key in _ENGINES:
+        return _ENGINES[key], 0.0, False
+    try:
+        folder = _model_dir(request.model, sha)
     except Exception as exc:
         raise _infra(f"downloading model {request.model}", exc) from exc
     verify_model(folder, request.engine, request.model)
@@ -296,7 +451,7 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
         engine = create_engine(request.engine, folder, threads=request.threads)
     except Exception as exc:
         raise _infra(f"loading model {request.model} with engine {request.engine}", exc) from exc
-    _ENGINES.clear()  # one model per container: a new request model replaces the old one
+    _ENGINES.clear()  # one model per container: a new request model (or a replaced one) replaces the old
     _ENGINES[key] = engine
     return engine, time.perf_counter() - t0, True
 
@@ -381,22 +536,30 @@ def _record_base(request: RunRequest, entry: Mapping[str, Any], worker_id: int, 
 
 
 def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any,
-                      cold: bool, data: Any, results: Any) -> dict[str, Any]:
+                      cold: bool, data: Any, results: Any,
+                      execution: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run one partition end to end and write its predictions and record. Returns the record.
 
     Data problems end in a failure record; infrastructure problems raise InfrastructureError.
+    ``execution`` (``{"id", "attempt"}`` from Init) is stamped on the record: Summarize counts
+    only records of the run's execution chain.
     """
     from cosmic_utils.partition import PartitionError, read_partition
-    from cosmic_utils.storage import MissingObjectError, StorageError
+    from cosmic_utils.storage import MissingObjectError, NotRegularFileError, StorageError
 
     layout = RunLayout(request.run_id)
     rec = _record_base(request, entry, worker_id, context, cold)
+    rec["execution_id"] = (execution or {}).get("id")
+    rec["attempt"] = (execution or {}).get("attempt")
+    rec["model_sha256"] = None
     t_start = time.perf_counter()
     expected = {k: entry.get(k) for k in ("samples", "bytes", "sha256") if entry.get(k) is not None} or None
     try:
         t0 = time.perf_counter()
         try:
             blob = data.read_bytes(entry["key"])
+        except NotRegularFileError as exc:  # a FIFO / device / directory: never read, that partition fails
+            raise DataError(f"partition {entry['key']}: {exc}") from exc
         except MissingObjectError as exc:
             raise DataError(f"partition {entry['key']}: missing from {request.data} ({exc})") from exc
         except StorageError as exc:
@@ -411,6 +574,7 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
         rec["load_s"] = time.perf_counter() - t0
         engine, model_load_s, _ = get_engine(request)  # ModelError (a DataError) -> failure record
         rec["model_load_s"] = model_load_s
+        rec["model_sha256"] = model_sha256_of(request)
         import numpy as np
 
         t0 = time.perf_counter()
@@ -486,7 +650,7 @@ def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     ok = failed = 0
     for i, entry in enumerate(entries):
         rec = process_partition(request, entry, int(item.get("worker_id", 0)), context,
-                                cold and i == 0, data, results)
+                                cold and i == 0, data, results, execution=event.get("execution"))
         ok += rec["status"] == "ok"
         failed += rec["status"] != "ok"
     return {"ok": ok, "failed": failed}
@@ -513,8 +677,13 @@ class RunAggregate:
     their reasons, and a merged histogram with at most 2*HIST_LIMIT/HIST_BIN+1 bins.
     """
 
-    def __init__(self, expected: Iterable[Mapping[str, Any]]) -> None:
+    def __init__(self, expected: Iterable[Mapping[str, Any]], executions: Iterable[str] | None = None) -> None:
         self.expected: dict[str, Mapping[str, Any]] = {e["partition_id"]: e for e in expected}
+        #: The run's execution chain; a record of any other execution is not counted (None: no filter).
+        self.executions: set[str] | None = None if executions is None else {str(x) for x in executions}
+        self.other_execution = 0
+        #: ok partitions per model_sha256 (a handful of models at most: bounded).
+        self.models: dict[str, int] = defaultdict(int)
         self.seen: set[str] = set()
         self.stale = 0
         self.ok = 0
@@ -537,6 +706,9 @@ class RunAggregate:
 
     def add(self, rec: Mapping[str, Any]) -> None:
         pid = str(rec.get("partition_id"))
+        if self.executions is not None and str(rec.get("execution_id")) not in self.executions:
+            self.other_execution += 1  # e.g. the earlier run's record under an overwritten run id
+            return
         if pid not in self.expected or pid in self.seen:
             self.stale += 1
             return
@@ -558,6 +730,7 @@ class RunAggregate:
             self.failed.append({"partition_id": pid, "key": rec.get("key"), "error": rec.get("error") or "failed"})
             return
         self.ok += 1
+        self.models[str(rec.get("model_sha256") or "unknown")] += 1
         nbytes = int(rec.get("data_bytes") or 0)
         self.samples += int(rec.get("samples") or 0)
         self.data_bytes += nbytes
@@ -626,13 +799,15 @@ def summarize_records(
     request: RunRequest,
     wall_s: float | None,
     extra: Mapping[str, Any] | None = None,
+    executions: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """The run summary from records (streamed) and the partition list Init wrote.
 
     Pure function: Summarize calls it inside the state machine and the runner calls it again
     after attaching billed durations from CloudWatch REPORT lines or merging a redrive.
+    ``executions`` (the run's execution chain) limits what counts to records of those executions.
     """
-    agg = RunAggregate(expected)
+    agg = RunAggregate(expected, executions)
     for rec in records:
         agg.add(rec)
     failed = agg.failed + agg.missing()
@@ -651,6 +826,10 @@ def summarize_records(
         "partitions_failed": len(failed),
         "failed": sorted(failed, key=lambda f: str(f["partition_id"])),
         "stale_records_ignored": agg.stale,
+        "execution_chain": sorted(agg.executions) if agg.executions is not None else None,
+        "records_of_other_executions_ignored": agg.other_execution,
+        "model_sha256": next(iter(agg.models)) if len(agg.models) == 1 else None,
+        "models": [{"model_sha256": m, "partitions_ok": n} for m, n in sorted(agg.models.items())],
         "workers": len(agg.workers),
         "samples": agg.samples,
         "data_bytes": agg.data_bytes,
@@ -694,6 +873,10 @@ def summarize_records(
         }
     except Exception as exc:  # the price table is optional inside Lambda; the summary is not
         summary["cost"] = {"error": f"cost model unavailable: {exc}"}
+    if len(agg.models) > 1:
+        summary["models_note"] = (f"the ok partitions of this run were produced by {len(agg.models)} different "
+                                  "models (a model was replaced during the run or between a run and its redrive); "
+                                  "each record's model_sha256 says which")
     if extra:
         summary.update(extra)
     return _nan_to_none(summary)
@@ -736,8 +919,15 @@ def summarize_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     extra: dict[str, Any] = {"execution_id": execution.get("id")}
     if state.get("map_error"):
         extra["map_error"] = state["map_error"]
+    if state.get("unlisted"):
+        extra["unlisted"] = state["unlisted"]
+        extra["unlisted_keys"] = state.get("unlisted_keys", [])
     try:
-        summary = summarize_records(iter_records(results, request.run_id), expected, request, wall_s, extra)
+        chain = execution_chain(results, request.run_id)
+        if chain is not None and execution.get("id") and str(execution["id"]) not in chain:
+            chain = [str(execution["id"])]  # superseded by a later overwrite: count only our own records
+        summary = summarize_records(iter_records(results, request.run_id), expected, request, wall_s, extra,
+                                    executions=chain)
         results.write_text(layout.summary, json.dumps(summary, indent=2))
     except InfrastructureError:
         raise
