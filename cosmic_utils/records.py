@@ -370,6 +370,15 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
     return pd.DataFrame(rows)
 
 
+def _ship_file(src: Path, dst: Path) -> Path:
+    """Copy a text record to ``dst`` with this machine's absolute paths made portable (bytes otherwise kept)."""
+    from cosmic_utils.provenance import portable_text
+
+    text = src.read_bytes().decode("utf-8")
+    dst.write_bytes(portable_text(text).encode("utf-8"))
+    return dst
+
+
 def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
                  pipeline_runs: list[str] | None = None) -> list[Path]:
     """Copy the small measured records of finished runs into ``data/records/`` (committed).
@@ -379,10 +388,10 @@ def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
     run's ``records.csv`` (concatenated, one row per run) as ``local_cpu.csv`` / ``local_gpu.csv``;
     for each pipeline run (default: every run folder with a ``summary.json``) its per-partition
     ``records.csv`` and ``summary.json`` as ``pipeline_<run-id>.csv`` / ``pipeline_<run-id>_summary.json``.
-    Nothing is edited: files are copied byte for byte, or concatenated row-wise.
+    Numbers are never edited: files are copied, or concatenated row-wise, with one rewrite:
+    absolute paths of this machine become project-relative (``$TMPDIR/...``, ``~/...`` outside
+    the project; :func:`cosmic_utils.provenance.portable_text`), so the shipped records travel.
     """
-    import shutil
-
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
     recs.mkdir(parents=True, exist_ok=True)
@@ -390,20 +399,20 @@ def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
     for name in ("bench.json", "engine_checks.json"):
         src = runs / "bench" / name
         if src.is_file():
-            written.append(Path(shutil.copyfile(src, recs / name)))
+            written.append(_ship_file(src, recs / name))
     local = _read_csvs(sorted(runs.glob("local/*/records.csv")))
     if not local.empty and "kind" in local.columns:
         for kind, rows in local.groupby("kind"):
             out = recs / f"{kind}.csv"
             rows.to_csv(out, index=False)
-            written.append(out)
+            written.append(_ship_file(out, out))
     for combo in sorted(p for p in config.SWEEPS_DIR.glob("*/*") if (p / "_done.json").is_file()):
         dst = recs / "sweeps" / combo.parent.name / combo.name
         for name in ("_done.json", "records.csv", "summary.json", "request.json"):
             src = combo / name
             if src.is_file():
                 dst.mkdir(parents=True, exist_ok=True)
-                written.append(Path(shutil.copyfile(src, dst / name)))
+                written.append(_ship_file(src, dst / name))
     names = pipeline_runs or sorted(p.parent.name for p in runs.glob("*/summary.json")
                                     if p.parent.name not in _NOT_PIPELINE)
     for name in names:
@@ -411,5 +420,5 @@ def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
         for src, dst in ((folder / "records.csv", recs / f"pipeline_{name}.csv"),
                          (folder / "summary.json", recs / f"pipeline_{name}_summary.json")):
             if src.is_file():
-                written.append(Path(shutil.copyfile(src, dst)))
+                written.append(_ship_file(src, dst))
     return written

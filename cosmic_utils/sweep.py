@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from cosmic_utils import config
+from cosmic_utils.provenance import stamped
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,12 @@ def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep continues
         info = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:4000], "parameters": params,
                 "seconds": time.time() - started, "finished": datetime.now(timezone.utc).isoformat()}
-        (out_dir / FAILED_MARKER).write_text(json.dumps(info, indent=2, default=_json_default), encoding="utf-8")
+        (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
         log.warning("sweep %s: %s failed: %s", grid.name, out_dir.name, info["error"].splitlines()[0][:200])
         return info
     info = {"status": "done", "parameters": params, "seconds": time.time() - started,
             "finished": datetime.now(timezone.utc).isoformat()}
-    (out_dir / DONE_MARKER).write_text(json.dumps(info, indent=2, default=_json_default), encoding="utf-8")
+    (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
     return info
 
 

@@ -36,6 +36,7 @@ from cosmic_utils import config
 from cosmic_utils.pipeline.items import RunLayout
 from cosmic_utils.pipeline.request import RunRequest, parse_request
 from cosmic_utils.pipeline.steps import summarize_records
+from cosmic_utils.provenance import stamped
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def execute(
                        "execution_arn": arn, "execution_error": desc.get("error"),
                        "execution_cause": desc.get("cause"), "partitions": 0, "partitions_ok": 0,
                        "partitions_failed": 0, "failed": [], "wall_s": wall_s}
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
             return RunResult(run_dir, summary, status)
         expected = json.loads(results.read_text(layout.partitions))
         (run_dir / "partitions.json").write_text(json.dumps(expected, indent=1))
@@ -312,7 +313,7 @@ def execute(
             if (run_dir / "request.original.json").exists() else request
         summary = summarize_records(merged.values(), expected, original, wall_total, extra)
         summary["backend"] = label
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
     return RunResult(run_dir, summary, status)
 
 
