@@ -159,7 +159,7 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     planned), ``seconds``, ``error``. ``only`` (``["batch_size=64"]``) keeps the combinations whose
     value's text equals the given one. ``dry_run`` lists the plan without executing anything.
     """
-    from tqdm.auto import tqdm
+    from cosmic_utils.progress import progress
 
     grid = load_grid(grid_path)
     if not dry_run and not grid.notebook.exists():
@@ -175,7 +175,7 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"{grid.source}: two combinations map to the same folder; check the grid values")
     rows: list[dict[str, Any]] = []
-    bar = tqdm(list(zip(combos, slugs, strict=True)), desc=f"sweep {grid.name}", unit="run", disable=dry_run)
+    bar = progress(list(zip(combos, slugs, strict=True)), desc=f"sweep {grid.name}", unit="run", disable=dry_run)
     for combo, name in bar:
         out_dir = base / name
         row = {**combo, "slug": name, "output_dir": str(out_dir), "seconds": 0.0, "error": ""}

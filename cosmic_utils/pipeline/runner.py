@@ -1,7 +1,7 @@
 """Run the pipeline on a backend and collect its records: what ``cosmic run`` and notebook 03 call.
 
 :func:`run_pipeline` deploys (create-or-update), starts one execution with the validated request,
-shows a tqdm bar of partitions done (by polling the records prefix), and when the execution ends
+shows a progress bar (cosmic_utils.progress) of partitions done (by polling the records prefix), and when the execution ends
 writes under the run folder (``runs/<run_id>/`` by default):
 
 * ``request.json``  the request as executed;
@@ -140,9 +140,9 @@ def _open_backend(stack: ExitStack, backend: str, request: RunRequest, concurren
 
 
 def _progress(total: int | None, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from cosmic_utils.progress import progress
 
-    return tqdm(total=total, desc="partitions", unit="part", disable=not enabled, leave=True)
+    return progress(total=total, desc="partitions", unit="part", disable=not enabled, leave=True)
 
 
 def _execution_name(run_id: str, attempt: int) -> str:
