@@ -397,7 +397,8 @@ def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
     """Copy the small measured records of finished runs into ``data/records/`` (committed).
 
     ``make figures`` on a fresh clone then shows measured values without re-running anything.
-    Copies: the newest ``runs/bench/bench.json`` and ``engine_checks.json``; every local engine
+    Copies: the newest ``runs/bench/bench.json`` and ``engine_checks.json``; the reliability table
+    (``runs/reliability/reliability.csv``, ``.md``, ``reliability_provenance.json``); every local engine
     run's ``records.csv`` (concatenated, one row per run) as ``local_cpu.csv`` / ``local_gpu.csv``;
     for each pipeline run (default: every run folder with a ``summary.json``) its per-partition
     ``records.csv`` and ``summary.json`` as ``pipeline_<run-id>.csv`` / ``pipeline_<run-id>_summary.json``;
@@ -410,8 +411,10 @@ def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
     recs = Path(records_dir or config.RECORDS_DIR)
     recs.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name in ("bench.json", "engine_checks.json"):
-        src = runs / "bench" / name
+    for folder, name in (("bench", "bench.json"), ("bench", "engine_checks.json"),
+                         ("reliability", "reliability.csv"), ("reliability", "reliability.md"),
+                         ("reliability", "reliability_provenance.json")):
+        src = runs / folder / name
         if src.is_file():
             written.append(_ship_file(src, recs / name))
     local = _read_csvs(sorted(runs.glob("local/*/records.csv")))
