@@ -71,6 +71,10 @@ sweep: $(STAMP) ## run a papermill sweep grid: make sweep SWEEP=sweeps/batch_siz
 figures: $(STAMP) ## redraw every figure of the report from stored records (no experiment re-run)
 	$(COSMIC) figures
 
+.PHONY: readme
+readme: $(STAMP) ## rewrite the README's "What it measures" table from the shipped records (data/records/)
+	$(COSMIC) readme
+
 .PHONY: records
 records: $(STAMP) ## copy the measured records of finished runs (runs/) into data/records/, then redraw the figures
 	$(COSMIC) figures --ship-records

@@ -70,6 +70,7 @@ from cosmic_utils.inference.measure import (
     utc_now,
     write_records,
 )
+from cosmic_utils.provenance import stamped
 
 log = logging.getLogger(__name__)
 
@@ -399,10 +400,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     suffix = "_quick" if cfg.quick else ""
     json_out = Path(cfg.json_out) if cfg.json_out else config.RUNS_DIR / "bench" / f"bench{suffix}.json"
     json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(json.dumps(doc, indent=2, default=_json_default))
+    json_out.write_text(json.dumps(stamped(doc), indent=2, default=_json_default))
     checks_out = Path(cfg.checks_out) if cfg.checks_out else json_out.parent / f"engine_checks{suffix}.json"
-    checks_out.write_text(json.dumps({"run_id": cfg.run_id, "created": utc_now(), "model_dir": str(model_dir),
-                                      "trained_model": trained, "checks": checks}, indent=2, default=_json_default))
+    checks_out.write_text(json.dumps(stamped({"run_id": cfg.run_id, "created": utc_now(), "model_dir": str(model_dir),
+                                              "trained_model": trained, "checks": checks}),
+                                     indent=2, default=_json_default))
     write_records(records, run_id=cfg.run_id)
     return doc
 

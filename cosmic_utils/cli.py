@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sweep",     # cosmic sweep GRID.yaml
     "cost",      # cosmic cost ... ; cosmic simulate ...
     "figures",   # cosmic figures
+    "readme",    # cosmic readme [--check]: the README table from data/records
     "demo",      # cosmic demo: the main job
     "reliability",  # cosmic reliability
 )

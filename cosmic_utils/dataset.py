@@ -105,9 +105,9 @@ def _write_dataset(
     entries: list[ManifestEntry] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from cosmic_utils.progress import progress as progress_bar
 
-        bar = tqdm(total=sum(counts), unit="gal", unit_scale=True, desc=f"render -> {store.root_uri}")
+        bar = progress_bar(total=sum(counts), unit="gal", unit_scale=True, desc=f"render -> {store.root_uri}")
     try:
         for k, count in enumerate(counts):
             rows = rows_for(k, count)

@@ -225,9 +225,9 @@ class Manifest:
         report = VerifyReport(checked=0)
         iterator: Iterable[ManifestEntry] = self.entries
         if progress:
-            from tqdm.auto import tqdm
+            from cosmic_utils.progress import progress as progress_bar
 
-            iterator = tqdm(self.entries, desc="verify", unit="part")
+            iterator = progress_bar(self.entries, desc="verify", unit="part")
         for entry in iterator:
             report.checked += 1
             try:

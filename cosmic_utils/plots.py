@@ -102,13 +102,27 @@ def _legend(ax: plt.Axes, outside: bool = False) -> None:
             ax.legend(loc="best", frameon=True)
 
 
-def save(fig: plt.Figure, name: str, out_dir: Path | None = None) -> list[Path]:
-    """Write ``name``.png and ``name``.pdf into the figures folder; returns the paths."""
+#: Metadata written into each format. Everything time- or version-dependent is dropped (None
+#: removes a key), so ``make figures`` on an unchanged checkout writes the same bytes and git stays
+#: clean: PDF CreationDate (the only timestamp matplotlib writes by default), the Producer/Creator
+#: and PNG Software strings (they name the matplotlib version), SVG Date. SOURCE_DATE_EPOCH is
+#: not needed.
+SAVE_METADATA: dict[str, dict[str, Any]] = {
+    "png": {"Software": None},
+    "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
+    "svg": {"Date": None, "Creator": None},
+}
+
+
+def save(fig: plt.Figure, name: str, out_dir: Path | None = None,
+         formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Write ``name``.png and ``name``.pdf into the figures folder, byte-reproducibly; returns the paths."""
     out = Path(out_dir or config.FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    for p in paths:
-        fig.savefig(p)
+    paths = [out / f"{name}.{fmt}" for fmt in formats]
+    for p, fmt in zip(paths, formats, strict=True):
+        with matplotlib.rc_context({"svg.hashsalt": "cosmic-figures", "pdf.compression": 6}):
+            fig.savefig(p, format=fmt, metadata=SAVE_METADATA.get(fmt))
     plt.close(fig)
     return paths
 

@@ -110,9 +110,9 @@ def convert_pt(
     entries: list[ManifestEntry] = []
     iterator: Any = files
     if progress:
-        from tqdm.auto import tqdm
+        from cosmic_utils.progress import progress as progress_bar
 
-        iterator = tqdm(files, unit="file", desc="convert .pt")
+        iterator = progress_bar(files, unit="file", desc="convert .pt")
     import tempfile
 
     for k, pt in enumerate(iterator):

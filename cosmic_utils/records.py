@@ -140,9 +140,16 @@ def load_pipeline_summaries(runs_dir: Path | None = None, records_dir: Path | No
     return pd.DataFrame(rows)
 
 
-def load_sweeps(sweeps_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sweep records and summaries with the sweep name, slug and parameters as columns."""
-    bases = [Path(sweeps_dir)] if sweeps_dir else [config.SWEEPS_DIR, config.RECORDS_DIR / "sweeps"]
+def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sweep records and summaries with the sweep name, slug and parameters as columns.
+
+    Reads ``sweeps_dir`` (default runs/sweeps) and then the shipped ``<records_dir>/sweeps``
+    (default data/records/sweeps; only when ``records_dir`` is given if ``sweeps_dir`` is), so a
+    fresh clone without runs/ draws the same sweep figures as the machine that shipped them.
+    """
+    bases = [Path(sweeps_dir or config.SWEEPS_DIR)]
+    if records_dir is not None or sweeps_dir is None:
+        bases.append(Path(records_dir or config.RECORDS_DIR) / "sweeps")
     combos: dict[tuple[str, str], Path] = {}
     for base in bases:  # runs/sweeps first; the shipped copy fills in what runs/ lacks
         for combo in sorted(p for p in base.glob("*/*") if p.is_dir()):
@@ -194,24 +201,30 @@ def load_predictions(runs_dir: Path | None = None, records_dir: Path | None = No
     cands = [*recs.glob("predictions*.csv"), *runs.glob("*/predictions*.csv"), *runs.glob("*/*/predictions*.csv"),
              *runs.glob("*/predictions"), *runs.glob("*/*/predictions")]
     for p in sorted(cands, key=lambda q: q.stat().st_mtime, reverse=True):
-        try:
-            if p.is_dir():  # one CSV per partition (the pipeline's layout)
-                parts = sorted(p.glob("*.csv"))
-                if not parts:
-                    continue
-                df = pd.concat([pd.read_csv(q) for q in parts], ignore_index=True)
-            else:
-                df = pd.read_csv(p)
-        except (OSError, ValueError, pd.errors.ParserError):
-            continue
-        spec = next((c for c in Z_SPEC_NAMES if c in df.columns), None)
-        pred = next((c for c in Z_PRED_NAMES if c in df.columns), None)
-        if spec and pred and spec != pred:
-            out = pd.DataFrame({"z_spec": df[spec], "z_pred": df[pred]}).dropna()
-            if not out.empty:
-                out["source_file"] = str(p)
-                return out
+        out = _read_predictions(p)
+        if not out.empty:
+            out["source_file"] = str(p)
+            return out
     return pd.DataFrame()
+
+
+def _read_predictions(p: Path) -> pd.DataFrame:
+    """``z_spec``, ``z_pred`` of a predictions CSV or a folder of per-partition CSVs (empty if none)."""
+    try:
+        if p.is_dir():  # one CSV per partition (the pipeline's layout)
+            parts = sorted(p.glob("*.csv"))
+            if not parts:
+                return pd.DataFrame()
+            df = pd.concat([pd.read_csv(q) for q in parts], ignore_index=True)
+        else:
+            df = pd.read_csv(p)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return pd.DataFrame()
+    spec = next((c for c in Z_SPEC_NAMES if c in df.columns), None)
+    pred = next((c for c in Z_PRED_NAMES if c in df.columns), None)
+    if not (spec and pred and spec != pred):
+        return pd.DataFrame()
+    return pd.DataFrame({"z_spec": df[spec], "z_pred": df[pred]}).dropna().reset_index(drop=True)
 
 
 # ------------------------------------------------------------------ published
@@ -297,7 +310,7 @@ def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = No
         out["aws"] = pipe[pipe["backend"].astype(str) == "aws"].reset_index(drop=True)
     else:
         out["aws"] = pd.DataFrame()
-    out["sweeps"], out["sweep_summary"] = load_sweeps(sweeps_dir or runs / "sweeps")
+    out["sweeps"], out["sweep_summary"] = load_sweeps(sweeps_dir or runs / "sweeps", recs)
     out["bench"] = load_bench(runs, recs)
     out["predictions"] = load_predictions(runs, recs)
     val = recs / "simulator_validation.csv"
@@ -370,40 +383,53 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
     return pd.DataFrame(rows)
 
 
+def _ship_file(src: Path, dst: Path) -> Path:
+    """Copy a text record to ``dst`` with this machine's absolute paths made portable (bytes otherwise kept)."""
+    from cosmic_utils.provenance import portable_text
+
+    text = src.read_bytes().decode("utf-8")
+    dst.write_bytes(portable_text(text).encode("utf-8"))
+    return dst
+
+
 def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
                  pipeline_runs: list[str] | None = None) -> list[Path]:
     """Copy the small measured records of finished runs into ``data/records/`` (committed).
 
     ``make figures`` on a fresh clone then shows measured values without re-running anything.
-    Copies: the newest ``runs/bench/bench.json`` and ``engine_checks.json``; every local engine
+    Copies: the newest ``runs/bench/bench.json`` and ``engine_checks.json``; the reliability table
+    (``runs/reliability/reliability.csv``, ``.md``, ``reliability_provenance.json``); every local engine
     run's ``records.csv`` (concatenated, one row per run) as ``local_cpu.csv`` / ``local_gpu.csv``;
     for each pipeline run (default: every run folder with a ``summary.json``) its per-partition
-    ``records.csv`` and ``summary.json`` as ``pipeline_<run-id>.csv`` / ``pipeline_<run-id>_summary.json``.
-    Nothing is edited: files are copied byte for byte, or concatenated row-wise.
+    ``records.csv`` and ``summary.json`` as ``pipeline_<run-id>.csv`` / ``pipeline_<run-id>_summary.json``;
+    the newest pipeline run's predictions (``z_spec``, ``z_pred`` only) as ``predictions_<run-id>.csv``.
+    Numbers are never edited: files are copied, or concatenated row-wise, with one rewrite:
+    absolute paths of this machine become project-relative (``$TMPDIR/...``, ``~/...`` outside
+    the project; :func:`cosmic_utils.provenance.portable_text`), so the shipped records travel.
     """
-    import shutil
-
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
     recs.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name in ("bench.json", "engine_checks.json"):
-        src = runs / "bench" / name
+    for folder, name in (("bench", "bench.json"), ("bench", "engine_checks.json"),
+                         ("reliability", "reliability.csv"), ("reliability", "reliability.md"),
+                         ("reliability", "reliability_provenance.json")):
+        src = runs / folder / name
         if src.is_file():
-            written.append(Path(shutil.copyfile(src, recs / name)))
+            written.append(_ship_file(src, recs / name))
     local = _read_csvs(sorted(runs.glob("local/*/records.csv")))
     if not local.empty and "kind" in local.columns:
         for kind, rows in local.groupby("kind"):
             out = recs / f"{kind}.csv"
             rows.to_csv(out, index=False)
-            written.append(out)
+            written.append(_ship_file(out, out))
     for combo in sorted(p for p in config.SWEEPS_DIR.glob("*/*") if (p / "_done.json").is_file()):
         dst = recs / "sweeps" / combo.parent.name / combo.name
         for name in ("_done.json", "records.csv", "summary.json", "request.json"):
             src = combo / name
             if src.is_file():
                 dst.mkdir(parents=True, exist_ok=True)
-                written.append(Path(shutil.copyfile(src, dst / name)))
+                written.append(_ship_file(src, dst / name))
     names = pipeline_runs or sorted(p.parent.name for p in runs.glob("*/summary.json")
                                     if p.parent.name not in _NOT_PIPELINE)
     for name in names:
@@ -411,5 +437,15 @@ def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
         for src, dst in ((folder / "records.csv", recs / f"pipeline_{name}.csv"),
                          (folder / "summary.json", recs / f"pipeline_{name}_summary.json")):
             if src.is_file():
-                written.append(Path(shutil.copyfile(src, dst)))
+                written.append(_ship_file(src, dst))
+    # z_spec / z_pred of the newest run with predictions (two columns; feeds the redshift figure)
+    for name in reversed(names):
+        preds = _read_predictions(runs / name / "predictions")
+        if not preds.empty:
+            for old in recs.glob("predictions_*.csv"):
+                old.unlink()
+            out = recs / f"predictions_{name}.csv"
+            preds.to_csv(out, index=False)
+            written.append(out)
+            break
     return written

@@ -44,6 +44,7 @@ import numpy as np
 from cosmic_utils.manifest import Manifest, ManifestEntry
 from cosmic_utils.partition import encode_partition, partition_name
 from cosmic_utils.pipeline.items import partition_id_for
+from cosmic_utils.provenance import portable, portable_text, provenance
 
 log = logging.getLogger(__name__)
 
@@ -828,10 +829,14 @@ def write_table(outcomes: list[Outcome], out_dir: Path) -> tuple[Path, Path]:
         writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
         writer.writeheader()
         for o in outcomes:
-            writer.writerow(o.row())
-    md_path.write_text(markdown_table(outcomes))
-    (out_dir / "reliability.json").write_text(json.dumps([{**o.row(), "details": o.details} for o in outcomes],
-                                                         indent=1, default=str))
+            writer.writerow(portable(o.row()))
+    # Scenario folders live under a temp dir: records say $TMPDIR/..., not this machine's path.
+    md_path.write_text(portable_text(markdown_table(outcomes)))
+    (out_dir / "reliability.json").write_text(json.dumps(
+        portable([{**o.row(), "details": json.loads(json.dumps(o.details, default=str))} for o in outcomes]),
+        indent=1, default=str))
+    # the machine the timings (the load run) were measured on, for the README table
+    (out_dir / "reliability_provenance.json").write_text(json.dumps(provenance(), indent=1) + "\n")
     return csv_path, md_path
 
 

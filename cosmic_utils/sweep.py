@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from cosmic_utils import config
+from cosmic_utils.provenance import stamped
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,12 @@ def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep continues
         info = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:4000], "parameters": params,
                 "seconds": time.time() - started, "finished": datetime.now(timezone.utc).isoformat()}
-        (out_dir / FAILED_MARKER).write_text(json.dumps(info, indent=2, default=_json_default), encoding="utf-8")
+        (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
         log.warning("sweep %s: %s failed: %s", grid.name, out_dir.name, info["error"].splitlines()[0][:200])
         return info
     info = {"status": "done", "parameters": params, "seconds": time.time() - started,
             "finished": datetime.now(timezone.utc).isoformat()}
-    (out_dir / DONE_MARKER).write_text(json.dumps(info, indent=2, default=_json_default), encoding="utf-8")
+    (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
     return info
 
 
@@ -158,7 +159,7 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     planned), ``seconds``, ``error``. ``only`` (``["batch_size=64"]``) keeps the combinations whose
     value's text equals the given one. ``dry_run`` lists the plan without executing anything.
     """
-    from tqdm.auto import tqdm
+    from cosmic_utils.progress import progress
 
     grid = load_grid(grid_path)
     if not dry_run and not grid.notebook.exists():
@@ -174,7 +175,7 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"{grid.source}: two combinations map to the same folder; check the grid values")
     rows: list[dict[str, Any]] = []
-    bar = tqdm(list(zip(combos, slugs, strict=True)), desc=f"sweep {grid.name}", unit="run", disable=dry_run)
+    bar = progress(list(zip(combos, slugs, strict=True)), desc=f"sweep {grid.name}", unit="run", disable=dry_run)
     for combo, name in bar:
         out_dir = base / name
         row = {**combo, "slug": name, "output_dir": str(out_dir), "seconds": 0.0, "error": ""}

@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from cosmic_utils import catalog, config
 from cosmic_utils.artifact import ArtifactError, ModelArtifact, add_onnx, sha256_file, write_artifact
@@ -58,6 +57,7 @@ from cosmic_utils.export import RedshiftPredictor
 from cosmic_utils.metrics import knn_baseline, redshift_metrics
 from cosmic_utils.model.astromae import ViTAstro, build_model, freeze_transformer
 from cosmic_utils.preprocess import Preprocessing, fit_preprocessing
+from cosmic_utils.progress import progress as progress_bar
 from cosmic_utils.render import RENDERER_VERSION, render_cutouts
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def cached_features(model: ViTAstro, image: np.ndarray, batch_size: int = 256,
     cnn = np.empty((len(image), model.inception_model.vis_inception[CNN_HEAD_START].in_features), dtype=np.float32)
     convs = model.inception_model.vis_inception[:CNN_HEAD_START]
     try:
-        for start in tqdm(range(0, len(image), batch_size), desc="frozen features", disable=not progress,
+        for start in progress_bar(range(0, len(image), batch_size), desc="frozen features", disable=not progress,
                           leave=False):
             x = torch.from_numpy(np.ascontiguousarray(image[start:start + batch_size]))
             tokens = model.patch_embed(x)
@@ -278,7 +278,7 @@ class HeadTrainer:
         z = torch.from_numpy(fit["z"].astype(np.float32))
         history: list[dict[str, float]] = []
         best: tuple[float, int, dict[str, Tensor]] | None = None
-        bar = tqdm(total=total, desc=f"train {cfg.name}", disable=not progress, unit="step")
+        bar = progress_bar(total=total, desc=f"train {cfg.name}", disable=not progress, unit="step")
         self.model.train()
         try:
             for epoch in range(cfg.epochs):

@@ -40,3 +40,17 @@ def test_ship_records_copies_runs_unchanged(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(config, "SWEEPS_DIR", tmp_path / "nothing")
     sweep_recs, _ = records.load_sweeps()
     assert sweep_recs["param_batch_size"].tolist() == [32]
+
+
+def test_ship_records_ships_the_newest_predictions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs, recs = tmp_path / "runs", tmp_path / "records"
+    monkeypatch.setattr(config, "SWEEPS_DIR", runs / "sweeps")
+    for name, z in (("demo-1", 0.1), ("demo-2", 0.2)):
+        (runs / name / "predictions").mkdir(parents=True)
+        (runs / name / "summary.json").write_text(json.dumps({"run_id": name}))
+        pd.DataFrame({"redshift": [z], "z_pred": [z + 0.01], "row": [0]}).to_csv(
+            runs / name / "predictions" / "part-0.csv", index=False)
+    records.ship_records(runs_dir=runs, records_dir=recs)
+    shipped = pd.read_csv(recs / "predictions_demo-2.csv")
+    assert shipped.columns.tolist() == ["z_spec", "z_pred"] and shipped["z_spec"].tolist() == [0.2]
+    assert not (recs / "predictions_demo-1.csv").exists()

@@ -202,6 +202,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=1) + "\n")
+        from cosmic_utils.provenance import stamped
+
+        out.write_text(json.dumps(stamped(res), indent=1) + "\n")
         print(f"wrote {out}")
     return 0

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils import config
+from cosmic_utils.provenance import portable, provenance
 
 #: Columns of ``runs/local/<run-id>/records.csv`` (docs/architecture.md, "Run records"), in order.
 RECORD_COLUMNS: tuple[str, ...] = (
@@ -309,9 +310,12 @@ def write_records(rows: Iterable[Mapping[str, Any]], run_dir: str | os.PathLike[
     """Write rows to ``<run_dir>/records.csv`` (default ``runs/local/<run_id>/``); returns the path.
 
     Columns: :data:`RECORD_COLUMNS` first, then extra keys in first-seen order. Appends (same
-    header) when the file exists, so a run can add rows as it goes.
+    header) when the file exists, so a run can add rows as it goes. Every row gets the
+    provenance columns (git commit, library versions, CPU probe) and project-relative paths,
+    so the file can be shipped to data/records/ as it is.
     """
-    rows = [dict(r) for r in rows]
+    prov = provenance()
+    rows = [{**portable(dict(r)), **{k: v for k, v in prov.items() if k not in r}} for r in rows]
     if run_dir is None:
         run_dir = LOCAL_RUNS_DIR / (run_id or new_run_id())
     path = Path(run_dir) / "records.csv"

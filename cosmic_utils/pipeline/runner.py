@@ -1,7 +1,7 @@
 """Run the pipeline on a backend and collect its records: what ``cosmic run`` and notebook 03 call.
 
 :func:`run_pipeline` deploys (create-or-update), starts one execution with the validated request,
-shows a tqdm bar of partitions done (by polling the records prefix), and when the execution ends
+shows a progress bar (cosmic_utils.progress) of partitions done (by polling the records prefix), and when the execution ends
 writes under the run folder (``runs/<run_id>/`` by default):
 
 * ``request.json``  the request as executed;
@@ -37,6 +37,7 @@ from cosmic_utils.pipeline.items import RunLayout, partition_id_for
 from cosmic_utils.pipeline.lock import run_lock
 from cosmic_utils.pipeline.request import RunRequest, parse_request
 from cosmic_utils.pipeline.steps import summarize_records
+from cosmic_utils.provenance import stamped
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,9 @@ def _open_backend(stack: ExitStack, backend: str, request: RunRequest, concurren
 
 
 def _progress(total: int | None, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from cosmic_utils.progress import progress
 
-    return tqdm(total=total, desc="partitions", unit="part", disable=not enabled, leave=True)
+    return progress(total=total, desc="partitions", unit="part", disable=not enabled, leave=True)
 
 
 def _execution_name(run_id: str, attempt: int) -> str:
@@ -264,7 +265,7 @@ def execute(
                        "execution_arn": arn, "execution_error": desc.get("error"),
                        "execution_cause": desc.get("cause"), "partitions": 0, "partitions_ok": 0,
                        "partitions_failed": 0, "failed": [], "wall_s": wall_s}
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
             return RunResult(run_dir, summary, status)
         expected = json.loads(results.read_text(layout.partitions))
         (run_dir / "partitions.json").write_text(json.dumps(expected, indent=1))
@@ -329,7 +330,7 @@ def execute(
             if (run_dir / "request.original.json").exists() else request
         summary = summarize_records(merged.values(), expected, original, wall_total, extra, executions=chain)
         summary["backend"] = label
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
     return RunResult(run_dir, summary, status)
 
 

@@ -1,0 +1,163 @@
+"""Where a record came from, and records that travel between machines.
+
+A record shipped in ``data/records/`` is read on other machines (a fresh clone, CI, a reviewer's
+laptop), so it must say what produced it and must not carry the writing machine's folders:
+
+* :func:`provenance` - the git commit (short sha and a dirty flag), the library versions that
+  change numbers (python, numpy, torch, onnxruntime) and the CPU probe of
+  :func:`cosmic_utils.cpu.cpu_probe`. Every record writer calls it, so the fields are the same in
+  a bench JSON, a local-run CSV row, a pipeline summary and a sweep marker.
+* :func:`portable` / :func:`portable_text` - rewrite absolute paths under the project root to
+  project-relative ones (``/home/me/cosmic/models/default`` -> ``models/default``), and paths
+  under the temporary folder or the home folder to ``$TMPDIR/...`` / ``~/...``. Paths the user
+  gave relative stay as given; any other absolute path (a scratch disk) is kept, since it is
+  what the user typed.
+
+Standard library only; it never raises (a record is still written when git is absent).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from cosmic_utils import config
+from cosmic_utils.cpu import cpu_probe
+
+#: CPU-probe fields every record carries (cpu_vendor / arch / cpu_type are derivable or redundant).
+PROBE_FIELDS: tuple[str, ...] = ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpus")
+#: Distributions whose versions change measured numbers.
+LIBRARIES: tuple[str, ...] = ("numpy", "torch", "onnxruntime")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+@lru_cache(maxsize=4)
+def git_commit(root: str | None = None) -> tuple[str, bool]:
+    """``(short sha, dirty)`` of the checkout at ``root`` (default the project root).
+
+    ``("", False)`` when it is not a git checkout or git is missing (an installed wheel, Lambda).
+    Dirty means tracked files differ from the commit (untracked files do not count: run outputs
+    are git-ignored anyway).
+    """
+    where = root or str(config.PROJECT_ROOT)
+    try:
+        sha = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=False)
+        if sha.returncode != 0 or not sha.stdout.strip():
+            return "", False
+        status = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=30, check=False)
+        return sha.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "", False
+
+
+def provenance() -> dict[str, Any]:
+    """Flat provenance fields for a record: git commit, library versions, CPU probe.
+
+    Flat (no nesting) so the same keys work as CSV columns and JSON fields.
+    """
+    sha, dirty = git_commit()
+    out: dict[str, Any] = {"git_commit": sha, "git_dirty": dirty, "python_version": platform.python_version()}
+    out.update({f"{lib}_version": _version(lib) for lib in LIBRARIES})
+    probe = cpu_probe()
+    out.update({k: probe.get(k, "") for k in PROBE_FIELDS})
+    return out
+
+
+# ----------------------------------------------------------------------- portable paths
+def _roots(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """``(absolute prefix, replacement)`` pairs, longest prefix first.
+
+    The project root maps to "" (project-relative), the temp folder to ``$TMPDIR``, the home
+    folder to ``~``. Both the resolved and the as-given spelling of each folder are listed
+    (``/tmp`` may be a link, the root may be reached through one).
+    """
+    pairs: list[tuple[str, str]] = list(extra)
+    for folder, repl in ((config.PROJECT_ROOT, ""), (Path(tempfile.gettempdir()), "$TMPDIR"),
+                         (Path("/tmp"), "$TMPDIR"), (Path.home(), "~")):
+        for spelled in {str(folder), os.path.realpath(folder)}:
+            if spelled not in ("", "/") and len(spelled) > 1:
+                pairs.append((spelled.rstrip("/"), repl))
+    seen: dict[str, str] = {}
+    for prefix, repl in pairs:
+        seen.setdefault(prefix, repl)
+    return sorted(seen.items(), key=lambda kv: -len(kv[0]))
+
+
+def portable_text(text: str, extra_roots: Iterable[tuple[str, str]] = ()) -> str:
+    """``text`` with every machine-specific absolute path prefix rewritten (see module docstring).
+
+    Works on free text too (error messages that quote a path): a prefix is replaced only where it
+    is a whole path component (followed by ``/``, a quote, a separator or the end), so
+    ``/tmpfoo`` is left alone. ``<root>/x`` becomes ``x``; ``<root>`` alone becomes ``.``.
+    ``extra_roots`` adds ``(prefix, replacement)`` pairs, e.g. the root of another machine when
+    cleaning records it wrote.
+    """
+    for prefix, repl in _roots(extra_roots):
+        if prefix not in text:
+            continue
+        pattern = re.compile(re.escape(prefix) + r"(/|(?=[\"',;:)\]\s]|$))")
+
+        def sub(m: re.Match[str], repl: str = repl) -> str:
+            if m.group(1) == "/":
+                return f"{repl}/" if repl else ""
+            return repl or "."
+
+        text = pattern.sub(sub, text)
+    return text
+
+
+def portable(obj: Any, extra_roots: Iterable[tuple[str, str]] = ()) -> Any:
+    """A copy of a JSON-like value (dicts, lists, strings, paths) with :func:`portable_text` applied."""
+    extra = list(extra_roots)
+    if isinstance(obj, str):
+        return portable_text(obj, extra)
+    if isinstance(obj, os.PathLike):
+        return portable_text(os.fspath(obj), extra)
+    if isinstance(obj, Mapping):
+        return {k: portable(v, extra) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v, extra) for v in obj]
+    return obj
+
+
+def portable_path(path: str | os.PathLike[str]) -> str:
+    """One path as a record should store it: project-relative when under the project root."""
+    return portable_text(os.fspath(path))
+
+
+#: Absolute-path shapes that must never appear in a shipped record (tests grep for them).
+ABSOLUTE_PATH_PATTERNS: tuple[str, ...] = (r"/home/", r"/work/", r"/tmp/", r"/root/", r"/Users/", r"/private/var/",
+                                           r"\b[A-Za-z]:\\")
+
+
+def find_absolute_paths(text: str) -> list[str]:
+    """Snippets of ``text`` that look like an absolute path of the writing machine."""
+    hits = []
+    pats = [*ABSOLUTE_PATH_PATTERNS, re.escape(str(config.PROJECT_ROOT))]
+    for pat in pats:
+        for m in re.finditer(r"(?<![\w.$])" + pat, text):
+            hits.append(text[max(0, m.start() - 20): m.end() + 40])
+    return hits
+
+
+def stamped(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON record ready to write: paths made portable, ``provenance`` added (kept if present)."""
+    out = portable(dict(record))
+    out.setdefault("provenance", provenance())
+    return out
