@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cosmic_utils import cli_types
+
 log = logging.getLogger(__name__)
 
 
@@ -28,10 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="render GB of resampled SDSS galaxies into partitions + manifest")
     p.add_argument("--out", default=None, help="local folder or s3://bucket/prefix "
                    "(default: data/generated/sdss_{gb}gb_{mb}mb_s{seed})")
-    p.add_argument("--gb", type=float, default=None,
+    p.add_argument("--gb", type=cli_types.positive_float, default=None,
                    help="data size in GB (1e9 bytes of 20,520-byte samples); required unless --catalog-only")
-    p.add_argument("--partition-mb", type=float, default=25.0, help="partition size in 2**20-byte MB (25 -> 1,278 samples)")
-    p.add_argument("--seed", type=int, default=0, help="seed of resampling and rendering")
+    p.add_argument("--partition-mb", type=cli_types.positive_float, default=25.0, help="partition size in 2**20-byte MB (25 -> 1,278 samples)")
+    p.add_argument("--seed", type=cli_types.nonnegative_int, default=0, help="seed of resampling and rendering")
     p.add_argument("--source", choices=("valid", "train"), default="valid",
                    help="catalogue to resample (valid: galaxies a model trained on 'train' never saw)")
     p.add_argument("--catalog-only", action="store_true",
@@ -50,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.set_defaults(func=_verify)
 
     b = sub.add_parser("bench", help="renderer cutouts/s, partition write/read MB/s, peak RSS (< 1 min)")
-    b.add_argument("--samples", type=int, default=4000, help="cutouts to render for the rate")
-    b.add_argument("--threads", type=int, default=None, help="renderer threads (default: up to 4)")
+    b.add_argument("--samples", type=cli_types.positive_int, default=4000, help="cutouts to render for the rate")
+    b.add_argument("--threads", type=cli_types.positive_int, default=None, help="renderer threads (default: up to 4)")
     b.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     b.set_defaults(func=_bench)
 
