@@ -109,31 +109,27 @@ def signals_deferred() -> Iterator[list[int]]:
                 signal.signal(sig, handler)
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """The project's named error classes: anything a user can cause through input or setup."""
-    from cosmic_utils.artifact import ArtifactError
-    from cosmic_utils.catalog import CatalogError
-    from cosmic_utils.manifest import ManifestError
-    from cosmic_utils.partition import PartitionError
-    from cosmic_utils.pipeline.request import RequestError
-    from cosmic_utils.pipeline.steps import DataError, InfrastructureError
-    from cosmic_utils.predict import PredictError
-    from cosmic_utils.storage import StorageError
+#: The project's named error classes: anything a user can cause through input or setup.
+USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("cosmic_utils.artifact", "ArtifactError"), ("cosmic_utils.catalog", "CatalogError"),
+    ("cosmic_utils.manifest", "ManifestError"), ("cosmic_utils.partition", "PartitionError"),
+    ("cosmic_utils.pipeline.request", "RequestError"), ("cosmic_utils.pipeline.steps", "DataError"),
+    ("cosmic_utils.pipeline.steps", "InfrastructureError"), ("cosmic_utils.predict", "PredictError"),
+    ("cosmic_utils.storage", "StorageError"), ("cosmic_utils.model.checkpoint", "CheckpointError"),
+    ("cosmic_utils.preprocess", "PreprocessingError"), ("cosmic_utils.backends.aws", "DeployError"),
+    ("cosmic_utils.backends.packaging", "PackagingError"), ("cosmic_utils.backends.moto_hook", "MotoHookError"),
+    ("cosmic_utils.export", "ExportError"), ("cosmic_utils.pipeline.asl", "DefinitionError"),
+)
 
-    types: list[type[BaseException]] = [ArtifactError, CatalogError, ManifestError, PartitionError, RequestError,
-                                         DataError, InfrastructureError, PredictError, StorageError, CommandError,
-                                         OSError]
-    for module, name in (("cosmic_utils.model.checkpoint", "CheckpointError"),
-                         ("cosmic_utils.preprocess", "PreprocessingError"),
-                         ("cosmic_utils.backends.aws", "DeployError"),
-                         ("cosmic_utils.backends.packaging", "PackagingError"),
-                         ("cosmic_utils.backends.moto_hook", "MotoHookError"),
-                         ("cosmic_utils.export", "ExportError"),
-                         ("cosmic_utils.pipeline.asl", "DefinitionError")):
-        try:
-            types.append(getattr(__import__(module, fromlist=[name]), name))
-        except Exception:  # noqa: BLE001 - an optional dependency (torch) may be absent
-            continue
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """The classes of :data:`USER_ERRORS` whose module is loaded (an exception of a class whose
+    module was never imported cannot exist, so nothing heavy such as torch is imported here)."""
+    types: list[type[BaseException]] = [CommandError, OSError]
+    for module, name in USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            types.append(cls)
     return tuple(types)
 
 
@@ -144,11 +140,7 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
         return USAGE, text
     if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
         text = f"{text}: {exc.filename}"
-    try:
-        known = _user_error_types()
-    except Exception:  # noqa: BLE001 - classification must never mask the error itself
-        known = (OSError,)
-    if isinstance(exc, known):
+    if isinstance(exc, _user_error_types()):
         return FAILED, text
     module = type(exc).__module__ or ""
     if module.startswith(("botocore", "boto3", "s3transfer")):  # credentials, missing bucket, access denied
