@@ -1,7 +1,8 @@
 """``cosmic data``: prepare | convert-pt | verify | bench.
 
 - ``prepare``: render a dataset of real SDSS galaxies (resampled) into partitions + manifest.
-- ``convert-pt``: published ``.pt`` TensorDataset partitions -> ``.cpart`` dataset.
+- ``convert-pt``: published ``.pt`` TensorDataset partitions -> ``.cpart`` dataset (every readable
+  file; the unreadable ones are listed, exit 3).
 - ``verify``: check every partition of a dataset against its manifest (exit 1 and list the bad).
 - ``bench``: renderer cutouts/s, partition write/read MB/s, noise calibration, peak RSS.
 """
@@ -93,11 +94,23 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from cosmic_utils.pt_io import convert_pt
+    from cosmic_utils import exits
+    from cosmic_utils.pt_io import ConvertError, convert_pt
 
-    manifest = convert_pt(args.src, args.out, progress=True)
+    prog = "cosmic data convert-pt"
+    try:
+        manifest = convert_pt(args.src, args.out, progress=sys.stderr.isatty())
+    except ConvertError as exc:
+        exits.print_failures(prog, exc.failures, what="file", id_key="file")
+        raise
+    failures = manifest.extra.get("failed_files") or []
     print(f"converted {manifest.partitions} partitions, {manifest.total_samples:,} samples -> {args.out}")
-    return 0
+    if failures:
+        exits.print_failures(prog, failures, what="file", id_key="file")
+        print(f"{prog}: {len(failures)} of {len(failures) + manifest.partitions} files could not be converted "
+              "(listed above and in the manifest's failed_files); the dataset holds the others", file=sys.stderr)
+        return exits.PARTIAL
+    return exits.OK
 
 
 def _verify(args: argparse.Namespace) -> int:
