@@ -156,7 +156,7 @@ def convert_pt(
                 part = read_pt_partition(pt)
             except PartitionError as exc:
                 failures.append({"file": str(pt), "error": str(exc)})
-                log.info("skipped %s: %s", pt, exc)
+                log.debug("skipped %s: %s", pt, exc)
                 continue
             k = len(entries)
             key = partition_name(k)

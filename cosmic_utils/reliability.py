@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from cosmic_utils import reliability_exits
 from cosmic_utils.manifest import Manifest, ManifestEntry
 from cosmic_utils.partition import encode_partition, partition_name
 from cosmic_utils.pipeline.items import partition_id_for
@@ -534,6 +535,8 @@ SCENARIOS: list[Callable[[Harness], Outcome]] = [
     _fault("crash_with_world_size", "crash on partition 1 of a 3-partition invocation (world_size=1)",
            [{"kind": "crash", "partition": "part-00001"}], True, "no record", world_size=1,
            failed_ids=("part-00001", "part-00002")),
+    # issue 13: exit status and interruption (cosmic_utils.reliability_exits: the command line as a user types it)
+    *reliability_exits.SCENARIOS,
 ]
 
 

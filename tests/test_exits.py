@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +19,6 @@ import pytest
 from cosmic_utils import cli_types, exits
 from cosmic_utils.cli import main
 from cosmic_utils.reliability import make_dataset, write_tiny_artifact
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "1.0", "1e3", "true", "", "nan", " 2x"])
@@ -124,71 +118,45 @@ def test_nonfinite_predictions_are_written_empty_and_exit_3(tmp_path: Path,
     assert rows[0].split(",")[-1] == "z_pred" and all(r.endswith(",") for r in rows[1:])
 
 
-def _children(pid: int) -> list[int]:
-    import psutil
+@pytest.mark.parametrize("name", ["exit_out_of_range_arguments", "exit_missing_inputs", "exit_predict_nonfinite",
+                                  "exit_convert_pt_partial"])
+def test_reliability_scenarios_in_process(name: str, tmp_path: Path) -> None:
+    """The scenarios that need no local backend (the harness is built, never started)."""
+    from cosmic_utils import reliability_exits
+    from cosmic_utils.reliability import Harness
 
-    try:
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _alive(pids: list[int]) -> list[int]:
-    import psutil
-
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
+    if name == "exit_convert_pt_partial":
+        pytest.importorskip("torch")
+    scenario = next(s for s in reliability_exits.SCENARIOS if s.__name__ == name)
+    out = scenario(Harness(tmp_path))
+    assert out.passed and out.lost == 0, out.row()
 
 
 def test_ctrl_c_keeps_finished_partitions_and_redrive_completes(tmp_path: Path) -> None:
+    from cosmic_utils.reliability_exits import child_env, cli_child, run_and_interrupt
+
     data, tmp, runs = tmp_path / "data", tmp_path / "tmp", tmp_path / "runs"
     tmp.mkdir()
     make_dataset(data, 5, samples=4)
     model = write_tiny_artifact(tmp_path / "model")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "COSMIC_RUNS_DIR": str(runs)}
-    cmd = [sys.executable, "-m", "cosmic_utils.cli", "run", "--data", str(data), "--model", str(model),
-           "--run-id", "intr", "--batch-size", "4", "--threads", "1", "--max-concurrency", "1", "--memory-mb", "512",
-           "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t0 = time.monotonic()
-    kids: list[int] = []
-    try:  # wait until the first partition finished: the inference child started its second invocation
-        while time.monotonic() - t0 < 120 and proc.poll() is None:
-            kids = sorted(set(kids) | set(_children(proc.pid)))
-            logs = list(tmp.glob("cosmic-local-*/lambda/*inference*.log"))
-            if logs and logs[0].read_text(errors="replace").count("START RequestId") >= 2:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        kids = sorted(set(kids) | set(_children(proc.pid)))
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == exits.SIGINT_STATUS, err[-2000:]
-    assert "Traceback" not in err and "cosmic run: interrupted (SIGINT)" in err
-    assert kids and _alive(kids) == []
-    assert not [p.name for p in tmp.iterdir() if p.name.startswith("cosmic-")]
+    env = child_env(tmp, runs)
+    run = run_and_interrupt(["--data", str(data), "--model", str(model), "--run-id", "intr", "--batch-size", "4",
+                             "--threads", "1", "--max-concurrency", "1", "--memory-mb", "512", "--no-progress"],
+                            env, tmp_path, signal.SIGINT)
+    assert run.status == exits.SIGINT_STATUS, run.err[-2000:]
+    assert not run.traceback and "cosmic run: interrupted (SIGINT)" in run.err
+    assert run.children and run.alive_children == [] and run.leftovers == []
     run_dir = runs / "intr"
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["interrupted"]["signal"] == "SIGINT"
+    assert summary["interrupted"]["signal"] == "SIGINT" and summary["interrupted"]["partitions_kept"] >= 1
     kept = [json.loads(p.read_text()) for p in (run_dir / "records").glob("*.json")]
-    assert summary["interrupted"]["partitions_kept"] >= 1
     assert sum(r["status"] == "ok" for r in kept) == summary["partitions_ok"] >= 1
-    assert "INTERRUPTED" in out
+    assert "INTERRUPTED" in run.out
     # redrive by run id from another directory
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = subprocess.run([sys.executable, "-m", "cosmic_utils.cli", "run", "--redrive", "intr", "--no-progress"],
-                          env=env, cwd=elsewhere, capture_output=True, text=True, timeout=180)
-    assert done.returncode == exits.OK, done.stderr[-2000:]
+    done = cli_child(["run", "--redrive", "intr", "--no-progress"], env, elsewhere)
+    assert done.status == exits.OK, done.err[-2000:]
     final = json.loads((run_dir / "summary.json").read_text())
     assert final["partitions"] == final["partitions_ok"] == 5 and "interrupted" not in final
     assert not [p.name for p in tmp.iterdir() if p.name.startswith("cosmic-")]
