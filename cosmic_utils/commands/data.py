@@ -3,7 +3,7 @@
 - ``prepare``: render a dataset of real SDSS galaxies (resampled) into partitions + manifest.
 - ``convert-pt``: published ``.pt`` TensorDataset partitions -> ``.cpart`` dataset (every readable
   file; the unreadable ones are listed, exit 3).
-- ``verify``: check every partition of a dataset against its manifest (exit 1 and list the bad).
+- ``verify``: check every partition of a dataset against its manifest (exit 3 and list the bad).
 - ``bench``: renderer cutouts/s, partition write/read MB/s, noise calibration, peak RSS.
 """
 
@@ -64,8 +64,9 @@ def _prepare(args: argparse.Namespace) -> int:
     from cosmic_utils.dataset import default_dataset_dir, prepare_catalog_partitions, prepare_dataset
 
     if args.gb is None and not args.catalog_only:
-        print("error: --gb is required (or use --catalog-only)", file=sys.stderr)
-        return 2
+        from cosmic_utils.exits import UsageError
+
+        raise UsageError("--gb is required (or use --catalog-only)")
     if args.catalog_only:
         default = config.GENERATED_DIR / f"sdss_catalog_{args.source}_{args.partition_mb:g}mb_s{args.seed}"
     else:
@@ -114,15 +115,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from cosmic_utils.manifest import Manifest, ManifestError
-    from cosmic_utils.storage import StorageError, open_storage
+    from cosmic_utils.manifest import Manifest
+    from cosmic_utils.storage import open_storage
 
-    try:
-        store = open_storage(args.dataset)
-        manifest = Manifest.read(store)
-    except (ManifestError, StorageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    store = open_storage(args.dataset)
+    manifest = Manifest.read(store)  # ManifestError / StorageError: one line, exit 1 (cli.main)
     report = manifest.verify(store, deep=not args.shallow, progress=sys.stderr.isatty())
     # Partitions on disk the manifest does not list are worth a warning (a listing would see them).
     listed = {e.key for e in manifest.entries}
@@ -131,8 +128,10 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"warning: {store.uri(key)} is not in the manifest", file=sys.stderr)
     print(f"{store.root_uri}: {report}")
     if not report.ok:
-        print("bad partitions: " + " ".join(sorted(report.bad)), file=sys.stderr)
-        return 1
+        from cosmic_utils import exits
+
+        exits.print_failures("cosmic data verify", [{"partition_id": k, "error": v} for k, v in sorted(report.bad.items())])
+        return exits.PARTIAL
     return 0
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
-from cosmic_utils import cli_types
+from cosmic_utils import cli_types, exits
 
 
 def register(subparsers: Any) -> None:
@@ -31,4 +32,12 @@ def _demo(args: argparse.Namespace) -> int:
     print_summary(summary)
     print("step timings (s):", json.dumps(summary["demo_timings_s"]))
     print("run folder:", summary["run_dir"])
-    return 0 if summary.get("partitions_failed", 0) == 0 else 1
+    failed = summary.get("failed") or []
+    if failed or summary.get("partitions_failed"):
+        exits.print_failures("cosmic demo", failed)
+        return exits.PARTIAL
+    if summary.get("execution_status") not in (None, "SUCCEEDED") or not summary.get("partitions"):
+        print(f"cosmic demo: error: execution {summary.get('execution_status')}: "
+              f"{summary.get('execution_cause') or summary.get('execution_error')}", file=sys.stderr)
+        return exits.FAILED
+    return exits.OK
