@@ -3,6 +3,11 @@
 Each module in :mod:`cosmic_utils.commands` exposes ``register(subparsers)`` which adds its
 sub-command(s) and sets ``func`` on the parsed namespace. Commands import their heavy
 dependencies (torch, moto) inside their functions so ``cosmic --help`` stays fast.
+
+Exit status (:mod:`cosmic_utils.exits`, README "Exit status"): 0 success, 1 refused / failed,
+2 usage error, 3 partial (some partitions, files or sweep points failed, each printed),
+130 Ctrl-C, 143 SIGTERM. :func:`main` applies it for every command: an exception a user can cause
+is printed as ``cosmic <cmd>: error: <message>`` (the traceback only with ``-v``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
+
+from cosmic_utils import exits
 
 #: Sub-command modules, in the order `cosmic --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -34,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cosmic",
         description="Redshift inference on SDSS galaxy cutouts, locally and on AWS Lambda.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the Python traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -44,21 +53,61 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not part of this build
             raise
         module.register(subparsers)
+    _add_verbose(parser)
     return parser
 
 
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """Accept ``-v`` after the command too (``cosmic run ... -v``), without overriding ``cosmic -v``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                if not any("-v" in a.option_strings for a in sub._actions):
+                    sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                     help="debug logging, and the Python traceback of an error")
+                _add_verbose(sub)
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``cosmic run``, ``cosmic data prepare``...: the prefix of every error line."""
+    parts = ["cosmic"]
+    for key in ("command", "data_command", "model_command"):
+        value = getattr(args, key, None)
+        if value:
+            parts.append(str(value))
+    return " ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    result = args.func(args)
-    return int(result or 0)
+    restore = exits.install_signal_handlers()
+    prog, verbose = "cosmic", False
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)  # usage errors: argparse prints them and exits 2
+        verbose = bool(args.verbose)
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return exits.USAGE
+        prog = command_name(args)
+        return int(args.func(args) or 0)
+    except exits.Interrupted as exc:
+        print(f"{prog}: interrupted ({exc.signal_name})", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted (SIGINT)", file=sys.stderr)
+        return exits.SIGINT_STATUS
+    except Exception as exc:  # noqa: BLE001 - every error ends as one line and a status
+        if verbose:
+            traceback.print_exc()
+        status, text = exits.describe_error(exc)
+        print(f"{prog}: error: {text}", file=sys.stderr)
+        return status
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -128,16 +128,33 @@ def save(fig: plt.Figure, name: str, out_dir: Path | None = None,
 
 
 def _sweep_runs(recs: dict[str, pd.DataFrame], sweep: str) -> pd.DataFrame:
-    """Per-combination table of one sweep (see records.runs_table)."""
+    """Per-combination table of one sweep (see records.runs_table), successful points only.
+
+    A point marked failed by the sweep (``point_status``) or with fewer ok partitions than
+    partitions is left out with a warning: its throughput and cost would describe part of the
+    data as if it were all of it.
+    """
     from cosmic_utils.records import runs_table
 
     sw = recs.get("sweeps", pd.DataFrame())
     if sw.empty or "sweep" not in sw.columns:
         return pd.DataFrame()
     sub = sw[sw["sweep"] == sweep]
+    if "point_status" in sub.columns:
+        bad = sorted(set(sub.loc[sub["point_status"] == "failed", "slug"].astype(str)))
+        if bad:
+            log.warning("sweep %s: %d failed point(s) not plotted: %s", sweep, len(bad), ", ".join(bad))
+        sub = sub[sub["point_status"] != "failed"]
     if sub.empty:
         return pd.DataFrame()
-    return runs_table(sub, recs.get("sweep_summary"), group=("sweep", "slug"))
+    runs = runs_table(sub, recs.get("sweep_summary"), group=("sweep", "slug"))
+    if not runs.empty and {"partitions", "partitions_ok"} <= set(runs.columns):
+        partial = runs["partitions_ok"] < runs["partitions"]
+        if partial.any():
+            log.warning("sweep %s: point(s) with failed partitions not plotted: %s", sweep,
+                        ", ".join(map(str, runs.loc[partial, "slug"])))
+        runs = runs[~partial]
+    return runs
 
 
 def _gb_s(bps: pd.Series) -> pd.Series:

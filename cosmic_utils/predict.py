@@ -55,6 +55,8 @@ class PredictResult:
     engine: str
     model_dir: Path
     timings: dict[str, float] = field(default_factory=dict)
+    #: Rows whose prediction is NaN/inf: written as an empty ``z_pred`` and never scored.
+    nonfinite_rows: list[int] = field(default_factory=list)
 
 
 def read_photometry(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -78,11 +80,25 @@ def predict_arrays(image: np.ndarray, magnitude: np.ndarray, model_dir: str | os
     """Run ``engine`` of :mod:`cosmic_utils.inference.engines` on raw arrays -> float32 ``[N]``."""
     from cosmic_utils.inference.engines import create_engine
 
-    out = np.empty(len(image), dtype=np.float32)
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise PredictError(f"batch size must be a whole number >= 1, got {batch_size!r}")
+    if len(image) != len(magnitude):
+        raise PredictError(f"{len(image)} images but {len(magnitude)} magnitude rows")
+    # NaN-filled, and every row's write is checked: a row the loop never reached can never be
+    # read as a prediction (np.empty once handed out uninitialised memory as redshifts).
+    out = np.full(len(image), np.nan, dtype=np.float32)
+    written = np.zeros(len(image), dtype=bool)
     with create_engine(engine, model_dir, threads=threads) as eng:
-        for start in range(0, len(image), batch_size):
-            out[start:start + batch_size] = eng.predict(image[start:start + batch_size],
-                                                        magnitude[start:start + batch_size])
+        for start in range(0, len(image), int(batch_size)):
+            stop = min(start + int(batch_size), len(image))
+            z = np.asarray(eng.predict(image[start:stop], magnitude[start:stop])).reshape(-1)
+            if len(z) != stop - start:
+                raise PredictError(f"engine {engine} returned {len(z)} predictions for rows {start}..{stop - 1} "
+                                   f"({stop - start} rows)")
+            out[start:stop] = z
+            written[start:stop] = True
+    if not written.all():
+        raise PredictError(f"rows {np.flatnonzero(~written)[:10].tolist()} were never predicted")
     return out
 
 
@@ -132,13 +148,20 @@ def predict_catalog(
     labelled = np.isfinite(df["zs"].to_numpy()) if "zs" in df.columns else np.zeros(len(df), dtype=bool)
     if "zs" in df.columns:
         preds["z_spec"] = df["zs"].to_numpy(dtype=np.float64)
-    preds["z_pred"] = z_pred
+    finite = np.isfinite(z_pred)
+    bad_rows = np.flatnonzero(~finite).tolist()
+    if bad_rows:
+        log.error("%d of %d predictions are not finite (rows %s%s); written as empty z_pred, not scored",
+                  len(bad_rows), len(z_pred), bad_rows[:10], " ..." if len(bad_rows) > 10 else "")
+    # A non-finite prediction is never written as a number: NaN -> empty field, inf -> empty too.
+    preds["z_pred"] = np.where(finite, z_pred, np.nan)
     if out_csv is not None:
         out = Path(out_csv)
         out.parent.mkdir(parents=True, exist_ok=True)
-        preds.to_csv(out, index=False, float_format="%.6f")
+        preds.to_csv(out, index=False, float_format="%.6f", na_rep="")
+    labelled &= finite
     table = None
-    if labelled.any():  # score the rows with a finite z_spec (NaN means unknown)
+    if labelled.any():  # score the rows with a finite z_spec (NaN means unknown) and a finite prediction
         train_df = None
         if with_knn and config.TRAIN_CATALOG.is_file():
             from cosmic_utils.catalog import train_catalog
@@ -147,13 +170,15 @@ def predict_catalog(
         scored = df.loc[labelled]
         table = accuracy_table(scored["zs"].to_numpy(), {f"{folder.name} ({engine})": z_pred[labelled]},
                                train_df=train_df, valid_df=scored if train_df is not None else None)
-    return PredictResult(predictions=preds, table=table, engine=engine, model_dir=folder, timings=timings)
+    return PredictResult(predictions=preds, table=table, engine=engine, model_dir=folder, timings=timings,
+                         nonfinite_rows=bad_rows)
 
 
 def describe(result: PredictResult) -> dict[str, Any]:
     """A small JSON-ready summary of a prediction run."""
     out: dict[str, Any] = {"model": str(result.model_dir), "engine": result.engine,
-                           "galaxies": int(len(result.predictions)), **result.timings}
+                           "galaxies": int(len(result.predictions)), **result.timings,
+                           "nonfinite_predictions": len(result.nonfinite_rows)}
     if result.table is not None:
         out["metrics"] = result.table.to_dict(orient="records")
     return out

@@ -67,7 +67,8 @@ def read_pt_partition(path: str | os.PathLike[str]) -> Partition:
         with torch.serialization.safe_globals([TensorDataset]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        raise PartitionError(f"partition {name}: cannot load .pt file: {str(exc).splitlines()[0]}") from exc
+        first = (str(exc).splitlines() or [""])[0] or type(exc).__name__  # an empty file: a bare EOFError
+        raise PartitionError(f"partition {name}: cannot load .pt file: {first}") from exc
     tensors = _unpack(obj, name)
     if len(tensors) not in (2, 3):
         raise PartitionError(f"partition {name}: .pt holds {len(tensors)} tensors, expected 3 (image, magnitude, redshift)")
@@ -97,44 +98,96 @@ def find_pt_files(path_or_dir: str | os.PathLike[str]) -> list[Path]:
     raise FileNotFoundError(f"no such file or folder: {src}")
 
 
+class ConvertError(PartitionError):
+    """No ``.pt`` file could be converted (each file's reason is in ``failures``); nothing was written."""
+
+    def __init__(self, message: str, failures: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+def _local_target(out: Path) -> Path:
+    """Refuse a target folder that already holds files (a conversion never mixes two datasets)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PartitionError(f"output {out} already exists and is not an empty folder; "
+                             "choose a new --out (nothing was converted)")
+    return out
+
+
 def convert_pt(
     path_or_dir: str | os.PathLike[str], out: str | os.PathLike[str] | Storage, progress: bool = False,
     s3_client: Any = None,
 ) -> Manifest:
     """Convert one ``.pt`` file or a folder of them into a ``.cpart`` dataset with a manifest.
 
-    Partitions keep their sample counts (one ``.pt`` -> one ``.cpart``, in sorted file order).
+    Every readable file is converted (one ``.pt`` -> one ``.cpart``, numbered in sorted file
+    order over the files that converted); an unreadable one is skipped and listed with its reason
+    in ``manifest.extra["failed_files"]`` (``[{"file", "error"}]``), so one bad file never stops
+    the others. The result is all or nothing: a local dataset is written into a hidden temporary
+    sibling folder and renamed into place with its manifest; on S3 the manifest, written last,
+    is what makes the partitions a dataset. When no file converts, nothing is written and
+    :class:`ConvertError` lists every file's reason.
     """
+    import shutil
+    import tempfile
+
     files = find_pt_files(path_or_dir)
-    store = out if isinstance(out, Storage) else open_storage(out, s3_client=s3_client)
+    final: Path | None = None
+    staging: Path | None = None
+    if isinstance(out, Storage):
+        store = out
+    elif str(out).startswith("s3://"):
+        store = open_storage(out, s3_client=s3_client)
+    else:
+        final = _local_target(Path(out).expanduser().resolve())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.converting-", dir=final.parent))
+        store = open_storage(staging)
     entries: list[ManifestEntry] = []
+    failures: list[dict[str, str]] = []
     iterator: Any = files
     if progress:
         from cosmic_utils.progress import progress as progress_bar
 
         iterator = progress_bar(files, unit="file", desc="convert .pt")
-    import tempfile
-
-    for k, pt in enumerate(iterator):
-        part = read_pt_partition(pt)
-        key = partition_name(k)
-        meta = {**part.meta, "partition_id": k}
-        local = store.local_path(key)
-        if local is not None:
-            info = write_partition(local, part.image, part.magnitude, part.redshift, meta)
-        else:
-            fd, tmp = tempfile.mkstemp(suffix=".cpart")
-            os.close(fd)
+    try:
+        for pt in iterator:
             try:
-                info = write_partition(tmp, part.image, part.magnitude, part.redshift, meta)
-                store.upload_file(tmp, key)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-        entries.append(ManifestEntry(k, key, info.samples, info.nbytes, info.sha256, f"pt:{pt.name}", None))
-        log.info("converted %s -> %s (%d samples)", pt, store.uri(key), info.samples)
-    manifest = Manifest(entries=entries, source=f"pt:{Path(path_or_dir).name}",
-                        extra={"pt_files": [str(p) for p in files]})
-    manifest.write(store)
+                part = read_pt_partition(pt)
+            except PartitionError as exc:
+                failures.append({"file": str(pt), "error": str(exc)})
+                log.debug("skipped %s: %s", pt, exc)
+                continue
+            k = len(entries)
+            key = partition_name(k)
+            meta = {**part.meta, "partition_id": k}
+            local = store.local_path(key)
+            if local is not None:
+                info = write_partition(local, part.image, part.magnitude, part.redshift, meta)
+            else:
+                fd, tmp = tempfile.mkstemp(suffix=".cpart")
+                os.close(fd)
+                try:
+                    info = write_partition(tmp, part.image, part.magnitude, part.redshift, meta)
+                    store.upload_file(tmp, key)
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
+            entries.append(ManifestEntry(k, key, info.samples, info.nbytes, info.sha256, f"pt:{pt.name}", None))
+            log.info("converted %s -> %s (%d samples)", pt, store.uri(key), info.samples)
+        if not entries:
+            raise ConvertError(f"none of the {len(files)} .pt files under {path_or_dir} could be "
+                               f"converted; nothing was written", failures)
+        manifest = Manifest(entries=entries, source=f"pt:{Path(path_or_dir).name}",
+                            extra={"pt_files": [str(p) for p in files], "failed_files": failures})
+        manifest.write(store)
+        if final is not None and staging is not None:
+            if final.exists():
+                final.rmdir()  # empty (checked above); a race that filled it makes this fail loudly
+            os.replace(staging, final)
+            staging = None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 

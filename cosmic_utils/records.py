@@ -157,11 +157,16 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
     rec_frames, summaries = [], []
     for combo in combos.values():
         params: dict[str, Any] = {}
-        done = combo / "_done.json"
-        if done.exists():
-            info = _read_json(done) or {}
-            params = {k: v for k, v in (info.get("parameters") or {}).items() if k != "output_dir"}
-        tags = {"sweep": combo.parent.name, "slug": combo.name, **{f"param_{k}": v for k, v in params.items()}}
+        # point_status: done | failed (notebook error or failed partitions: sweep.run_failures) | incomplete
+        point_status = "incomplete"
+        for marker, status in (("_done.json", "done"), ("_failed.json", "failed")):
+            if (combo / marker).exists():
+                info = _read_json(combo / marker) or {}
+                params = {k: v for k, v in (info.get("parameters") or {}).items() if k != "output_dir"}
+                point_status = status
+                break
+        tags = {"sweep": combo.parent.name, "slug": combo.name, "point_status": point_status,
+                **{f"param_{k}": v for k, v in params.items()}}
         df = _read_csvs(combo.rglob("records.csv"), **tags)
         if df.empty:
             df = _json_records(combo, **tags)

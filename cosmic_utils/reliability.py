@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from cosmic_utils import reliability_exits
 from cosmic_utils.manifest import Manifest, ManifestEntry
 from cosmic_utils.partition import encode_partition, partition_name
 from cosmic_utils.pipeline.items import partition_id_for
@@ -738,6 +739,8 @@ SCENARIOS: list[Callable[[Harness], Outcome]] = [
     unlisted_file,
     partition_fifo,
     catalogue_extra_field,
+    # issue 13: exit status and interruption (cosmic_utils.reliability_exits: the command line as a user types it)
+    *reliability_exits.SCENARIOS,
 ]
 
 

@@ -15,6 +15,11 @@ The notebook receives ``output_dir`` (that folder) and writes its records there;
 notebook is saved there as ``<notebook name>``; the kernel runs in the notebook's own folder, as
 when the notebook is opened in Jupyter. A failure is written to ``_failed.json`` (with the
 error) and the sweep goes on with the next combination.
+
+A combination whose notebook ran but whose pipeline run has failed partitions (``summary.json``
+in its folder: ``partitions_failed > 0``, or an execution that did not succeed) is a **failed**
+point too, never a success: its ``_failed.json`` lists every failed partition with its reason,
+``cosmic sweep`` prints it and exits 3, and the figures leave it out (plots.py).
 """
 
 from __future__ import annotations
@@ -117,6 +122,34 @@ def _json_default(value: Any) -> str:
     return str(value)
 
 
+def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
+    """Why the pipeline run in ``out_dir`` is not a clean success, from its ``summary.json``.
+
+    Returns ``(message, failed partitions)``, or None when the run succeeded with every partition
+    ok, or when the folder holds no summary (a notebook that is not a pipeline run).
+    """
+    path = out_dir / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable summary.json: {exc}", []
+    failed = list(summary.get("failed") or [])
+    n_failed = int(summary.get("partitions_failed") or len(failed))
+    status = str(summary.get("execution_status") or "")
+    if summary.get("interrupted"):
+        return f"run interrupted ({summary['interrupted'].get('signal')})", failed
+    if n_failed:
+        first = failed[0] if failed else {}
+        return (f"{n_failed} of {summary.get('partitions')} partitions failed (first: {first.get('partition_id')}: "
+                f"{' '.join(str(first.get('error') or '').split())[:300]})"), failed
+    if status and status != "SUCCEEDED" or not summary.get("partitions"):
+        cause = " ".join(str(summary.get("execution_cause") or summary.get("execution_error") or "").split())
+        return f"execution {status or 'without partitions'}: {cause[:300]}", failed
+    return None
+
+
 def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
                     kernel: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Execute the notebook for one combination into ``out_dir``; writes the done/failed marker."""
@@ -130,14 +163,28 @@ def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
         pm.execute_notebook(str(grid.notebook), str(out_dir / grid.notebook.name), parameters=params,
                             kernel_name=kernel or grid.kernel, progress_bar=progress, cwd=str(grid.notebook.parent))
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep continues
-        info = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:4000], "parameters": params,
-                "seconds": time.time() - started, "finished": datetime.now(timezone.utc).isoformat()}
-        (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
-        log.warning("sweep %s: %s failed: %s", grid.name, out_dir.name, info["error"].splitlines()[0][:200])
-        return info
+        failures = run_failures(out_dir)  # the run's own reason beats the notebook's traceback
+        error = failures[0] if failures else f"{type(exc).__name__}: {exc}"
+        return _failed(grid, out_dir, params, started, error, failures[1] if failures else [])
+    failures = run_failures(out_dir)
+    if failures is not None:
+        return _failed(grid, out_dir, params, started, failures[0], failures[1])
     info = {"status": "done", "parameters": params, "seconds": time.time() - started,
             "finished": datetime.now(timezone.utc).isoformat()}
     (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
+    return info
+
+
+def _failed(grid: Grid, out_dir: Path, params: Mapping[str, Any], started: float, error: str,
+            partitions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``_failed.json`` (the point's reason and every failed partition) and return it."""
+    info = {"status": "failed", "error": error[:4000], "parameters": dict(params),
+            "failed_partitions": [{"partition_id": f.get("partition_id"), "error": f.get("error")} for f in partitions],
+            "seconds": time.time() - started, "finished": datetime.now(timezone.utc).isoformat()}
+    (out_dir / DONE_MARKER).unlink(missing_ok=True)
+    (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default),
+                                         encoding="utf-8")
+    log.warning("sweep %s: %s failed: %s", grid.name, out_dir.name, (error.splitlines() or [""])[0][:200])
     return info
 
 

@@ -101,6 +101,23 @@ result = runner.run_pipeline(request, backend=backend, run_dir=run_dir, progress
 print_summary(result.summary)
 
 # %% [markdown]
+# ## Did every partition succeed?
+#
+# A sweep point with a failed partition is a failed point: its throughput and cost would describe
+# part of the data as if it were all of it. Each failed partition is listed with its reason, and
+# the notebook stops here with an error, so papermill, `cosmic sweep` (exit status 3) and the
+# figures (which leave failed points out) all see it; `sweep.run_failures` reads the same summary.
+
+# %%
+failed = result.summary.get("failed") or []
+for item in failed:
+    print(f"FAILED {item['partition_id']}: {item['error']}")
+if failed or result.status != "SUCCEEDED":
+    raise RuntimeError(f"sweep point {run_dir.name}: execution {result.status}, {len(failed)} of "
+                       f"{result.summary.get('partitions')} partitions failed (listed above)")
+print(f"sweep point ok: {result.summary['partitions_ok']} of {result.summary['partitions']} partitions")
+
+# %% [markdown]
 # ## Per-partition records (one row per partition)
 
 # %%

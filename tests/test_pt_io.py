@@ -90,3 +90,41 @@ def test_bad_contents(tmp_path: Path) -> None:
         read_pt_partition(tmp_path / "missing.pt")
     with pytest.raises(FileNotFoundError):
         convert_pt(tmp_path / "empty_dir_that_is_missing", tmp_path / "out")
+
+
+def test_folder_with_bad_files_converts_the_rest_and_exits_3(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from cosmic_utils.cli import main
+
+    src = tmp_path / "pt"
+    src.mkdir()
+    write_pt_partition(src / "a.pt", *_arrays(3, 0))
+    (src / "b.pt").write_bytes(b"not a pickle at all")
+    write_pt_partition(src / "c.pt", *_arrays(4, 1))
+    (src / "d.pt").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main(["data", "convert-pt", str(src), "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("cosmic data convert-pt: file ")]
+    assert len(lines) == 2 and "b.pt failed: partition b.pt: cannot load" in lines[0] and "d.pt" in lines[1]
+    manifest = Manifest.read(out)
+    assert [e.source for e in manifest.entries] == ["pt:a.pt", "pt:c.pt"] and manifest.verify(out).ok
+    assert [f["file"].rsplit("/", 1)[-1] for f in manifest.extra["failed_files"]] == ["b.pt", "d.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "pt"]  # no staging folder left
+
+
+def test_folder_without_a_readable_file_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cosmic_utils.cli import main
+
+    src = tmp_path / "pt"
+    src.mkdir()
+    (src / "x.pt").write_bytes(b"junk")
+    assert main(["data", "convert-pt", str(src), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "file " in err and "x.pt failed" in err and "none of the 1 .pt files" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pt"]
+    write_pt_partition(src / "x.pt", *_arrays(2, 0))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "f").write_text("x")
+    assert main(["data", "convert-pt", str(src), "--out", str(tmp_path / "busy")]) == 1
+    assert "already exists" in capsys.readouterr().err

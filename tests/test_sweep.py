@@ -108,3 +108,48 @@ def test_sweep_cli_dry_run(capsys) -> None:
                      "batch_size=64"]) == 0
     out = capsys.readouterr().out
     assert "planned  batch_size-64" in out and "1 combinations" in out
+
+
+def test_point_with_failed_partitions_is_failed_and_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook that ran but whose pipeline run lost partitions is a failed point, not a success."""
+    from cosmic_utils import cli, config
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('x = 1\noutput_dir = ""')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "import json\nfrom pathlib import Path\n"
+        "failed = [{'partition_id': 'part-00001', 'error': 'checksum mismatch'}] if x == 2 else []\n"
+        "Path(output_dir, 'summary.json').write_text(json.dumps({'execution_status': 'SUCCEEDED', 'partitions': 3,\n"
+        "    'partitions_ok': 3 - len(failed), 'partitions_failed': len(failed), 'failed': failed}))\n")
+    nb.cells = [params, body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    grid = tmp_path / "pts.yaml"
+    grid.write_text(yaml.safe_dump({"name": "pts", "notebook": str(tmp_path / "nb.ipynb"), "grid": {"x": [1, 2]}}))
+    monkeypatch.setattr(config, "SWEEPS_DIR", tmp_path / "sweeps")
+    assert cli.main(["sweep", str(grid)]) == 3
+    captured = capsys.readouterr()
+    assert "cosmic sweep: point x-2 failed: 1 of 3 partitions failed (first: part-00001: checksum mismatch)" \
+        in captured.err
+    point = tmp_path / "sweeps" / "pts" / "x-2"
+    info = json.loads((point / "_failed.json").read_text())
+    assert info["failed_partitions"] == [{"partition_id": "part-00001", "error": "checksum mismatch"}]
+    assert not (point / "_done.json").exists() and (tmp_path / "sweeps" / "pts" / "x-1" / "_done.json").exists()
+
+
+def test_failed_points_are_not_plotted(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from cosmic_utils import plots
+
+    def rows(slug: str, status: list[str], point: str) -> list[dict]:
+        return [{"sweep": "batch_size", "slug": slug, "point_status": point, "partition_id": f"p{i}", "status": s,
+                 "samples": 4, "data_bytes": 82080, "duration_s": 1.0, "billed_duration_ms": 1000, "memory_mb": 1024,
+                 "batch_size": 64} for i, s in enumerate(status)]
+
+    sweeps = pd.DataFrame(rows("ok", ["ok", "ok"], "done") + rows("partial", ["ok", "failed"], "done")
+                          + rows("marked", ["ok", "ok"], "failed"))
+    runs = plots._sweep_runs({"sweeps": sweeps}, "batch_size")
+    assert list(runs["slug"]) == ["ok"]

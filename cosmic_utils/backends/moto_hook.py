@@ -104,6 +104,9 @@ class _Container:
         self.proc = subprocess.Popen(
             [sys.executable, lambda_runtime.__file__, str(code_dir), handler],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log_file, env=env, text=True,
+            # Own session: a terminal's Ctrl-C reaches the runner only, which stops the execution
+            # and then ends the children itself (abort) instead of each dying mid-write.
+            start_new_session=True,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -148,6 +151,19 @@ class _Container:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def kill(self) -> None:
+        """End the child now (SIGTERM, then SIGKILL after 2 s): an interrupted run does not wait."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.terminate()
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            except OSError:
+                pass
+        self.close()
+
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -175,6 +191,8 @@ class LocalLambdaRuntime:
         self._lock = threading.Lock()
         self.invocations = 0
         self.cold_starts = 0
+        #: Set by :meth:`abort` (an interrupted run): invocations are answered with an error at once.
+        self.stopping = False
         self.throttled = 0
         #: The fault plan file the children read (written by LocalStack.set_faults); absent = no faults.
         self.fault_plan = self.workdir / "faults" / "plan.json"
@@ -234,6 +252,8 @@ class LocalLambdaRuntime:
     # ---------------------------------------------------------------- invoke
     def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
         """What moto's ``_invoke_lambda`` returns: (payload, errored, logs)."""
+        if self.stopping:
+            return json.dumps({"errorType": "Runtime.Stopped", "errorMessage": "the run was interrupted"}), True, ""
         self._maybe_throttle(fn, event)
         # A configuration update (environment, memory, timeout) retires warm containers, as on Lambda.
         config_key = json.dumps([fn.environment_vars or {}, str(fn.memory_size), str(fn.timeout)], sort_keys=True)
@@ -295,6 +315,18 @@ class LocalLambdaRuntime:
             log.debug("could not write logs for %s: %s", fn.function_name, exc)
         return json.dumps(payload), error, logs
 
+    def abort(self) -> None:
+        """Refuse new invocations and end every child now (the run was interrupted)."""
+        self.stopping = True
+        with self._lock:
+            containers, self._all, self._idle = self._all, [], {}
+        for c in containers:
+            c.kill()
+
+    def resume(self) -> None:
+        """Accept invocations again after :meth:`abort` (a server shared by several runs)."""
+        self.stopping = False
+
     def close(self) -> None:
         with self._lock:
             containers, self._all, self._idle = self._all, [], {}
@@ -341,6 +373,18 @@ def uninstall() -> None:
     if _ORIGINAL is not None:
         models.LambdaFunction._invoke_lambda = _ORIGINAL
     _ORIGINAL = _RUNTIME = None
+
+
+def abort_invocations() -> None:
+    """Stop the installed runtime's children now (no-op when the hook is not installed)."""
+    if _RUNTIME is not None:
+        _RUNTIME.abort()
+
+
+def resume_invocations() -> None:
+    """Undo :func:`abort_invocations` for a runtime that serves further runs."""
+    if _RUNTIME is not None:
+        _RUNTIME.resume()
 
 
 def default_concurrency(max_concurrency: int, per_core: int = 2) -> int:

@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from cosmic_utils import cli_types
 from cosmic_utils.inference.engines import ENGINE_NAMES
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engines", type=_csv, default=None,
                    help=f"comma-separated engines (default: all of {','.join(ENGINE_NAMES)})")
     p.add_argument("--batch-sizes", type=_csv_ints, default=None, help="comma-separated batch sizes (default 32,64,128,256,512)")
-    p.add_argument("--samples", type=int, default=None, help="samples per (engine, batch size) pass (default 512, at least 2 batches)")
-    p.add_argument("--repeats", type=int, default=None, help="interleaved passes; the best counts (default 3)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads of every engine (default: all CPUs)")
-    p.add_argument("--check-rows", type=int, default=None, help="validation galaxies for the accuracy checks (default 2500)")
+    p.add_argument("--samples", type=cli_types.positive_int, default=None, help="samples per (engine, batch size) pass (default 512, at least 2 batches)")
+    p.add_argument("--repeats", type=cli_types.positive_int, default=None, help="interleaved passes; the best counts (default 3)")
+    p.add_argument("--threads", type=cli_types.positive_int, default=None, help="intra-op threads of every engine (default: all CPUs)")
+    p.add_argument("--check-rows", type=cli_types.positive_int, default=None, help="validation galaxies for the accuracy checks (default 2500)")
     p.add_argument("--checks-json", default=None, help="where to write the accuracy checks "
                    "(default engine_checks.json next to --json; --quick: engine_checks_quick.json)")
     p.add_argument("--quick", action="store_true", help="batch sizes 32 and 256, 256 samples, one pass, 500 check rows")
-    p.add_argument("--stream-gb", type=float, default=None, help="also stream this many GB in a fresh process and "
+    p.add_argument("--stream-gb", type=cli_types.positive_float, default=None, help="also stream this many GB in a fresh process and "
                    "record its peak RSS (target < 1.5 GB)")
     p.add_argument("--dataset", default=None, help="dataset folder to reuse for --stream-gb")
     p.add_argument("--stream-engine", default=None, help="engine of the streaming check (default onnx, the Lambda engine)")

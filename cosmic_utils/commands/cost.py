@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cosmic_utils import cli_types
+
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     def fmt(v: Any) -> str:
@@ -30,31 +32,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prices", type=Path, help="YAML file overriding (part of) the price table")
     p.add_argument("--published", action="store_true",
                    help="recompute the seed project's table (published formulas) with the billed cost next to it")
-    p.add_argument("--assumed-memory-mb", type=float, default=None,
+    p.add_argument("--assumed-memory-mb", type=cli_types.positive_float, default=None,
                    help="configured memory assumed for the published runs (default 10240, the published size)")
     p.add_argument("--records", type=Path, help="records.csv of a pipeline run (one row per partition)")
-    p.add_argument("--memory-mb", type=float, help="configured memory of the Inference function (with --records)")
+    p.add_argument("--memory-mb", type=cli_types.positive_float, help="configured memory of the Inference function (with --records)")
     p.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
-    p.add_argument("--wall-s", type=float, help="Step Functions wall clock of the run (end-to-end figures)")
+    p.add_argument("--wall-s", type=cli_types.positive_float, help="Step Functions wall clock of the run (end-to-end figures)")
     p.set_defaults(func=_cost)
 
     s = subparsers.add_parser("simulate", help="predict wall clock and cost at any data size (scale simulator)")
-    s.add_argument("--gb", type=float, nargs="+", default=[1.0], help="data sizes (GB = 1e9 bytes)")
-    s.add_argument("--partition-mb", type=float, nargs="+", default=[25.0], help="partition sizes (2**20-byte MB)")
-    s.add_argument("--memory-mb", type=float, nargs="+", default=[10240.0], help="configured Lambda memory sizes")
-    s.add_argument("--concurrency", type=int, default=1000, help="account Lambda concurrency (default quota 1000)")
-    s.add_argument("--max-concurrency", type=int, default=0, help="Map MaxConcurrency (0: none)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--gb", type=cli_types.positive_float, nargs="+", default=[1.0], help="data sizes (GB = 1e9 bytes)")
+    s.add_argument("--partition-mb", type=cli_types.positive_float, nargs="+", default=[25.0], help="partition sizes (2**20-byte MB)")
+    s.add_argument("--memory-mb", type=cli_types.positive_float, nargs="+", default=[10240.0], help="configured Lambda memory sizes")
+    s.add_argument("--concurrency", type=cli_types.positive_int, default=1000, help="account Lambda concurrency (default quota 1000)")
+    s.add_argument("--max-concurrency", type=cli_types.nonnegative_int, default=0, help="Map MaxConcurrency (0: none)")
+    s.add_argument("--seed", type=cli_types.nonnegative_int, default=0)
     s.add_argument("--validate", action="store_true",
                    help="fit on part of the published runs, print the per-row table and the median abs error")
     s.add_argument("--save", action="store_true", help="with --validate: write data/records/simulator_validation.*")
     s.add_argument("--project", action="store_true",
                    help="PROJECTION: our duration/cost per GB per memory size from the published Lambda durations")
-    s.add_argument("--speedup", type=float, help="engine speedup over the published loop (default: from bench.json)")
-    s.add_argument("--deadline-s", type=float, help="also print the cheapest memory size meeting this wall clock")
+    s.add_argument("--speedup", type=cli_types.positive_float, help="engine speedup over the published loop (default: from bench.json)")
+    s.add_argument("--deadline-s", type=cli_types.positive_float, help="also print the cheapest memory size meeting this wall clock")
     s.add_argument("--records", type=Path,
                    help="per-partition records.csv (local or AWS run) to draw partition timings from")
-    s.add_argument("--non-inference-s", type=float,
+    s.add_argument("--non-inference-s", type=cli_types.nonnegative_float,
                    help="with --project: non-inference seconds of a 75 MB partition (default: the published)")
     s.set_defaults(func=_simulate)
 

@@ -1,8 +1,9 @@
 """``cosmic data``: prepare | convert-pt | verify | bench.
 
 - ``prepare``: render a dataset of real SDSS galaxies (resampled) into partitions + manifest.
-- ``convert-pt``: published ``.pt`` TensorDataset partitions -> ``.cpart`` dataset.
-- ``verify``: check every partition of a dataset against its manifest (exit 1 and list the bad).
+- ``convert-pt``: published ``.pt`` TensorDataset partitions -> ``.cpart`` dataset (every readable
+  file; the unreadable ones are listed, exit 3).
+- ``verify``: check every partition of a dataset against its manifest (exit 3 and list the bad).
 - ``bench``: renderer cutouts/s, partition write/read MB/s, noise calibration, peak RSS.
 """
 
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cosmic_utils import cli_types
+
 log = logging.getLogger(__name__)
 
 
@@ -28,10 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="render GB of resampled SDSS galaxies into partitions + manifest")
     p.add_argument("--out", default=None, help="local folder or s3://bucket/prefix "
                    "(default: data/generated/sdss_{gb}gb_{mb}mb_s{seed})")
-    p.add_argument("--gb", type=float, default=None,
+    p.add_argument("--gb", type=cli_types.positive_float, default=None,
                    help="data size in GB (1e9 bytes of 20,520-byte samples); required unless --catalog-only")
-    p.add_argument("--partition-mb", type=float, default=25.0, help="partition size in 2**20-byte MB (25 -> 1,278 samples)")
-    p.add_argument("--seed", type=int, default=0, help="seed of resampling and rendering")
+    p.add_argument("--partition-mb", type=cli_types.positive_float, default=25.0, help="partition size in 2**20-byte MB (25 -> 1,278 samples)")
+    p.add_argument("--seed", type=cli_types.nonnegative_int, default=0, help="seed of resampling and rendering")
     p.add_argument("--source", choices=("valid", "train"), default="valid",
                    help="catalogue to resample (valid: galaxies a model trained on 'train' never saw)")
     p.add_argument("--catalog-only", action="store_true",
@@ -50,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.set_defaults(func=_verify)
 
     b = sub.add_parser("bench", help="renderer cutouts/s, partition write/read MB/s, peak RSS (< 1 min)")
-    b.add_argument("--samples", type=int, default=4000, help="cutouts to render for the rate")
-    b.add_argument("--threads", type=int, default=None, help="renderer threads (default: up to 4)")
+    b.add_argument("--samples", type=cli_types.positive_int, default=4000, help="cutouts to render for the rate")
+    b.add_argument("--threads", type=cli_types.positive_int, default=None, help="renderer threads (default: up to 4)")
     b.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     b.set_defaults(func=_bench)
 
@@ -61,8 +64,9 @@ def _prepare(args: argparse.Namespace) -> int:
     from cosmic_utils.dataset import default_dataset_dir, prepare_catalog_partitions, prepare_dataset
 
     if args.gb is None and not args.catalog_only:
-        print("error: --gb is required (or use --catalog-only)", file=sys.stderr)
-        return 2
+        from cosmic_utils.exits import UsageError
+
+        raise UsageError("--gb is required (or use --catalog-only)")
     if args.catalog_only:
         default = config.GENERATED_DIR / f"sdss_catalog_{args.source}_{args.partition_mb:g}mb_s{args.seed}"
     else:
@@ -91,23 +95,31 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from cosmic_utils.pt_io import convert_pt
+    from cosmic_utils import exits
+    from cosmic_utils.pt_io import ConvertError, convert_pt
 
-    manifest = convert_pt(args.src, args.out, progress=True)
+    prog = "cosmic data convert-pt"
+    try:
+        manifest = convert_pt(args.src, args.out, progress=sys.stderr.isatty())
+    except ConvertError as exc:
+        exits.print_failures(prog, exc.failures, what="file", id_key="file")
+        raise
+    failures = manifest.extra.get("failed_files") or []
     print(f"converted {manifest.partitions} partitions, {manifest.total_samples:,} samples -> {args.out}")
-    return 0
+    if failures:
+        exits.print_failures(prog, failures, what="file", id_key="file")
+        print(f"{prog}: {len(failures)} of {len(failures) + manifest.partitions} files could not be converted "
+              "(listed above and in the manifest's failed_files); the dataset holds the others", file=sys.stderr)
+        return exits.PARTIAL
+    return exits.OK
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from cosmic_utils.manifest import Manifest, ManifestError
-    from cosmic_utils.storage import StorageError, open_storage
+    from cosmic_utils.manifest import Manifest
+    from cosmic_utils.storage import open_storage
 
-    try:
-        store = open_storage(args.dataset)
-        manifest = Manifest.read(store)
-    except (ManifestError, StorageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    store = open_storage(args.dataset)
+    manifest = Manifest.read(store)  # ManifestError / StorageError: one line, exit 1 (cli.main)
     report = manifest.verify(store, deep=not args.shallow, progress=sys.stderr.isatty())
     # Partitions on disk the manifest does not list are worth a warning (a listing would see them).
     listed = {e.key for e in manifest.entries}
@@ -116,8 +128,10 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"warning: {store.uri(key)} is not in the manifest", file=sys.stderr)
     print(f"{store.root_uri}: {report}")
     if not report.ok:
-        print("bad partitions: " + " ".join(sorted(report.bad)), file=sys.stderr)
-        return 1
+        from cosmic_utils import exits
+
+        exits.print_failures("cosmic data verify", [{"partition_id": k, "error": v} for k, v in sorted(report.bad.items())])
+        return exits.PARTIAL
     return 0
 
 

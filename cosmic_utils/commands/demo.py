@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
+
+from cosmic_utils import cli_types, exits
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="the main job: data -> model -> local state machine -> summary, figures")
-    p.add_argument("--data-gb", type=float, default=0.2, help="dataset size in GB (default 0.2)")
-    p.add_argument("--partition-mb", type=float, default=25.0, help="partition size in MB (default 25)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--max-concurrency", type=int, default=4)
+    p.add_argument("--data-gb", type=cli_types.positive_float, default=0.2, help="dataset size in GB (default 0.2)")
+    p.add_argument("--partition-mb", type=cli_types.positive_float, default=25.0, help="partition size in MB (default 25)")
+    p.add_argument("--batch-size", type=cli_types.positive_int, default=256)
+    p.add_argument("--max-concurrency", type=cli_types.positive_int, default=4)
     p.add_argument("--train-config", default="default", help="training configuration (default | quick)")
     p.add_argument("--no-figures", action="store_true", help="skip redrawing the figures")
     p.set_defaults(func=_demo)
@@ -29,4 +32,12 @@ def _demo(args: argparse.Namespace) -> int:
     print_summary(summary)
     print("step timings (s):", json.dumps(summary["demo_timings_s"]))
     print("run folder:", summary["run_dir"])
-    return 0 if summary.get("partitions_failed", 0) == 0 else 1
+    failed = summary.get("failed") or []
+    if failed or summary.get("partitions_failed"):
+        exits.print_failures("cosmic demo", failed)
+        return exits.PARTIAL
+    if summary.get("execution_status") not in (None, "SUCCEEDED") or not summary.get("partitions"):
+        print(f"cosmic demo: error: execution {summary.get('execution_status')}: "
+              f"{summary.get('execution_cause') or summary.get('execution_error')}", file=sys.stderr)
+        return exits.FAILED
+    return exits.OK

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from cosmic_utils import cli_types
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="export model.onnx (preprocessing + network) and check it against torch")
     e.add_argument("--model", default=None, help="artifact folder (default: models/default)")
-    e.add_argument("--rows", type=int, default=None, help="validation rows for the check (default: all 2,500)")
+    e.add_argument("--rows", type=cli_types.positive_int, default=None, help="validation rows for the check (default: all 2,500)")
     e.set_defaults(func=_export)
 
     p = sub.add_parser("load-published", help="wrap the published checkpoint as a model artifact")
@@ -57,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v = sub.add_parser("evaluate", help="validation metrics (+ kNN row), predictions CSV and figures")
     v.add_argument("--model", default=None, help="artifact folder (default: models/default)")
     v.add_argument("--engine", default="torch-eager", help="engine for the predictions (default torch-eager)")
-    v.add_argument("--seed", type=int, default=None, help="render seed (default: the artifact's validation seed)")
-    v.add_argument("--rows", type=int, default=None, help="first N validation rows only")
+    v.add_argument("--seed", type=cli_types.nonnegative_int, default=None, help="render seed (default: the artifact's validation seed)")
+    v.add_argument("--rows", type=cli_types.positive_int, default=None, help="first N validation rows only")
     v.add_argument("--json", default=None, help="also write the metrics table as JSON here")
     v.set_defaults(func=_evaluate)
 

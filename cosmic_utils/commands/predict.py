@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from cosmic_utils import cli_types
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="predict redshifts for a catalogue file (renders its cutouts)")
@@ -19,27 +21,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output CSV: row, z_spec (if known), z_pred")
     p.add_argument("--model", default=None, help="model artifact folder (default: models/default; "
                    "run `cosmic model train` to create it)")
-    p.add_argument("--seed", type=int, default=0, help="render seed of the cutouts (0: the seed of the reported "
+    p.add_argument("--seed", type=cli_types.nonnegative_int, default=0, help="render seed of the cutouts (0: the seed of the reported "
                    "validation metrics)")
     p.add_argument("--engine", default="onnx", help="inference engine: onnx (default), onnx-int8, torch, "
                    "torch-eager, ... (see cosmic_utils.inference.engines)")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per engine call")
-    p.add_argument("--threads", type=int, default=None, help="engine threads (default: all available cores)")
+    p.add_argument("--batch-size", type=cli_types.positive_int, default=256, help="samples per engine call")
+    p.add_argument("--threads", type=cli_types.positive_int, default=None, help="engine threads (default: all available cores)")
     p.add_argument("--json", default=None, help="also write a JSON summary (timings, metrics) here")
     p.set_defaults(func=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from cosmic_utils.artifact import ArtifactError
+    from cosmic_utils import exits
     from cosmic_utils.metrics import format_table
-    from cosmic_utils.predict import PredictError, describe, predict_catalog
+    from cosmic_utils.predict import describe, predict_catalog
 
-    try:
-        result = predict_catalog(args.catalog, args.out, model=args.model, seed=args.seed, engine=args.engine,
-                                 batch_size=args.batch_size, threads=args.threads)
-    except (ArtifactError, PredictError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    result = predict_catalog(args.catalog, args.out, model=args.model, seed=args.seed, engine=args.engine,
+                             batch_size=args.batch_size, threads=args.threads)
     n = len(result.predictions)
     print(f"{n} galaxies -> {args.out} (model {result.model_dir}, engine {result.engine}, render seed {args.seed}; "
           f"render {result.timings['render_s']:.1f} s, predict {result.timings['predict_s']:.1f} s)")
@@ -48,4 +46,10 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(describe(result), fh, indent=2)
-    return 0
+    bad = result.nonfinite_rows
+    if bad:
+        print(f"cosmic predict: {len(bad)} of {n} predictions are not finite (NaN/inf): rows "
+              f"{', '.join(map(str, bad[:20]))}{' ...' if len(bad) > 20 else ''}; written as empty z_pred in "
+              f"{args.out} and left out of the accuracy table", file=sys.stderr)
+        return exits.PARTIAL
+    return exits.OK

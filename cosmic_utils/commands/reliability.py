@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cosmic_utils import config
+from cosmic_utils import cli_types, config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                   "a table of outcomes (nothing lost)")
     p.add_argument("--out", type=Path, default=config.RUNS_DIR / "reliability",
                    help="where reliability.csv / .md go (default runs/reliability)")
-    p.add_argument("--load-partitions", type=int, default=2000,
+    p.add_argument("--load-partitions", type=cli_types.nonnegative_int, default=2000,
                    help="partitions of the load test (0 skips it; default 2,000)")
-    p.add_argument("--load-concurrency", type=int, default=8, help="MaxConcurrency of the load run (default 8)")
+    p.add_argument("--load-concurrency", type=cli_types.positive_int, default=8, help="MaxConcurrency of the load run (default 8)")
     p.add_argument("--only", default=None, help="comma-separated scenario names (default: all)")
     p.add_argument("--load-only", action="store_true", help="run only the load test (make load)")
     p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")

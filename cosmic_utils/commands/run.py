@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils import config
+from cosmic_utils import cli_types, config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,15 +21,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="s3://bucket/prefix for items, records, predictions (default: a bucket inside moto for local)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<run-id>); its name is the run id")
     p.add_argument("--run-id", default=None, help="run id (default: the --out folder name)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--partition-limit", type=int, default=None)
-    p.add_argument("--max-concurrency", type=int, default=16)
-    p.add_argument("--world-size", type=int, default=None, help="spread partitions over this many invocations")
+    p.add_argument("--batch-size", type=cli_types.positive_int, default=256)
+    p.add_argument("--partition-limit", type=cli_types.positive_int, default=None)
+    p.add_argument("--max-concurrency", type=cli_types.positive_int, default=16)
+    p.add_argument("--world-size", type=cli_types.positive_int, default=None, help="spread partitions over this many invocations")
     p.add_argument("--engine", default="onnx")
-    p.add_argument("--threads", type=int, default=None, help="engine threads per invocation (default: all CPUs)")
-    p.add_argument("--memory-mb", type=int, default=3008, help="configured memory of the Inference function")
-    p.add_argument("--timeout-s", type=int, default=900, help="timeout of the Inference function")
-    p.add_argument("--tolerated-failure-percentage", type=float, default=10.0)
+    p.add_argument("--threads", type=cli_types.positive_int, default=None, help="engine threads per invocation (default: all CPUs)")
+    p.add_argument("--memory-mb", type=cli_types.positive_int, default=3008, help="configured memory of the Inference function")
+    p.add_argument("--timeout-s", type=cli_types.positive_int, default=900, help="timeout of the Inference function")
+    p.add_argument("--tolerated-failure-percentage", type=cli_types.percentage, default=10.0)
     p.add_argument("--request", type=Path, default=None, help="a run request JSON file (flags override nothing)")
     p.add_argument("--seed-payload", type=Path, default=None,
                    help="the seed project's payload JSON (translated; its script fields are refused); needs --model")
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = subparsers.add_parser("deploy", help="deploy (create or update) the pipeline to AWS; --dry-run prints the plan")
     _deploy_args(d)
     d.add_argument("--dry-run", action="store_true", help="print what would be created and a cost ceiling")
-    d.add_argument("--partitions", type=int, default=None, help="partitions of a run, for the dry-run cost ceiling")
+    d.add_argument("--partitions", type=cli_types.positive_int, default=None, help="partitions of a run, for the dry-run cost ceiling")
     d.add_argument("--no-deps", action="store_true", help="package without dependencies (testing only)")
     d.set_defaults(func=_deploy)
 
@@ -62,12 +62,13 @@ def _deploy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=[], help="s3:// model artifact location(s)")
     p.add_argument("--prefix", default="cosmic")
     p.add_argument("--region", default=None)
-    p.add_argument("--memory-mb", type=int, default=3008)
-    p.add_argument("--timeout-s", type=int, default=900)
+    p.add_argument("--memory-mb", type=cli_types.positive_int, default=3008)
+    p.add_argument("--timeout-s", type=cli_types.positive_int, default=900)
 
 
 def _request_from_args(args: argparse.Namespace) -> Any:
     from cosmic_utils.backends.local import LOCAL_RESULTS_URI
+    from cosmic_utils.exits import UsageError
     from cosmic_utils.pipeline.request import parse_request
 
     if args.request:
@@ -76,17 +77,17 @@ def _request_from_args(args: argparse.Namespace) -> Any:
         from cosmic_utils.pipeline.request import from_seed_payload
 
         if not args.model:
-            raise SystemExit("cosmic run --seed-payload: --model is required (the seed payload has no model location)")
+            raise UsageError("--seed-payload needs --model (the seed payload has no model location)")
         return from_seed_payload(json.loads(args.seed_payload.read_text()), model=str(args.model),
                                  run_id=args.run_id or (args.out.name if args.out else None))
     if not args.data:
-        raise SystemExit("cosmic run: --data is required (or --request FILE)")
+        raise UsageError("--data is required (or --request FILE)")
     run_id = args.run_id or (args.out.name if args.out else None)
     if not run_id:
-        raise SystemExit("cosmic run: give --out runs/RUN_ID or --run-id")
+        raise UsageError("give --out runs/RUN_ID or --run-id")
     results = args.results or (LOCAL_RESULTS_URI if args.backend == "local" else None)
     if results is None:
-        raise SystemExit("cosmic run --backend aws: --results s3://bucket/prefix is required")
+        raise UsageError("--backend aws needs --results s3://bucket/prefix")
     fields: dict[str, Any] = {
         "run_id": run_id, "data": str(args.data), "model": str(args.model or config.DEFAULT_MODEL_DIR),
         "results": results, "batch_size": args.batch_size, "max_concurrency": args.max_concurrency,
@@ -116,6 +117,12 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
         return "n/a" if v is None else format(v, fmt)
 
     print(f"run {summary.get('run_id')} ({summary.get('backend')}): execution {summary.get('execution_status')}", file=out)
+    if summary.get("interrupted"):
+        intr = summary["interrupted"]
+        print(f"  INTERRUPTED by {intr.get('signal')}: {intr.get('partitions_kept')} finished partitions kept; "
+              f"complete it with: cosmic run --redrive {intr.get('run_dir') or summary.get('run_id')}", file=out)
+    if summary.get("execution_error") and not summary.get("partitions"):
+        print(f"  execution error: {execution_reason(summary)}", file=out)
     print(f"  partitions {summary.get('partitions')}: ok {summary.get('partitions_ok')}, "
           f"failed {summary.get('partitions_failed')}", file=out)
     for fail in summary.get("failed", [])[:10]:
@@ -131,41 +138,68 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
               f"outliers(>0.15) {f(acc.get('outlier_015'))}", file=out)
 
 
+def execution_reason(summary: dict[str, Any]) -> str:
+    """``ErrorType: message`` of a failed execution (the Lambda error payload's message when there is one)."""
+    error = summary.get("execution_error") or "execution failed"
+    cause = summary.get("execution_cause") or ""
+    try:
+        cause = json.loads(cause).get("errorMessage") or cause
+    except (ValueError, AttributeError):
+        pass
+    return " ".join(f"{error}: {cause}".split()) if cause else str(error)
+
+
+def run_exit_status(result: Any, prog: str = "cosmic run", err: Any = None) -> int:
+    """The exit status of a finished run (README "Exit status"), printing every failure on stderr.
+
+    0: the execution succeeded and every partition is ok; 3: one or more partitions failed (each
+    printed: id and first reason; ``--redrive`` re-runs them); 1: the execution failed before any
+    partition was accounted for (Init refused it, a timeout...), its reason printed.
+    """
+    from cosmic_utils import exits
+
+    err = err or sys.stderr
+    summary = result.summary
+    failed = summary.get("failed") or []
+    if failed or int(summary.get("partitions_failed") or 0):
+        exits.print_failures(prog, failed, out=err)
+        print(f"{prog}: {len(failed)} of {summary.get('partitions')} partitions failed; re-run them with "
+              f"cosmic run --redrive {result.run_dir}", file=err)
+        return exits.PARTIAL
+    if result.status != "SUCCEEDED" or not summary.get("partitions"):
+        print(f"{prog}: error: execution {result.status}: {execution_reason(summary)}", file=err)
+        return exits.FAILED
+    return exits.OK
+
+
 def _run(args: argparse.Namespace) -> int:
+    from cosmic_utils import exits
     from cosmic_utils.pipeline import runner
 
     common = {"backend": args.backend, "prefix": args.prefix, "region": args.region,
               "progress": not args.no_progress}
-    from cosmic_utils.pipeline.lock import RunLockedError
-
-    if args.redrive:
-        try:
+    try:
+        if args.redrive:
             result = runner.redrive(args.redrive, **common)
-        except RunLockedError as exc:  # another process is writing this run folder
-            print(f"cosmic run: {exc}", file=sys.stderr)
-            return 2
-        if result.status == "NOTHING_TO_REDRIVE":
-            print(f"run {result.run_dir.name}: no failed partitions, nothing to redrive")
-            return 0
-    else:
-        from cosmic_utils.pipeline.request import RequestError
-
-        try:
+            if result.status == "NOTHING_TO_REDRIVE":
+                print(f"run {result.run_dir.name}: no failed partitions, nothing to redrive")
+                return exits.OK
+        else:
             request = _request_from_args(args)
-        except RequestError as exc:
-            print(f"cosmic run: {exc}", file=sys.stderr)
-            return 2
-        run_dir = args.out or config.RUNS_DIR / request.run_id
-        if args.overwrite and not request.overwrite:
-            request = request.model_copy(update={"overwrite": True})
-        try:
+            run_dir = args.out or config.RUNS_DIR / request.run_id
+            if args.overwrite and not request.overwrite:
+                request = request.model_copy(update={"overwrite": True})
             result = runner.run_pipeline(request, run_dir=run_dir, stage_data=args.stage_data, **common)
-        except (runner.RunExistsError, RunLockedError) as exc:
-            print(f"cosmic run: {exc}", file=sys.stderr)
-            return 2
+    except runner.RunInterrupted as exc:
+        if exc.result is not None:
+            print_summary(exc.result.summary)
+            print(f"  outputs: {exc.result.run_dir}")
+        print(f"cosmic run: interrupted ({exc.signal_name}); finished partitions are kept: complete the run "
+              f"with `cosmic run --redrive {exc.run_dir}`", file=sys.stderr)
+        return exc.status
     print_summary(result.summary)
     print(f"  outputs: {result.run_dir}")
-    return 0 if result.status == "SUCCEEDED" else 1
+    return run_exit_status(result)
 
 
 def _config(args: argparse.Namespace, with_deps: bool = True) -> Any:

@@ -17,13 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from cosmic_utils import sweep
+    from cosmic_utils import exits, sweep
 
     rows = sweep.run_sweep(args.grid, dry_run=args.dry_run, only=args.only, kernel=args.kernel)
     for r in rows:
-        extra = f"  {r['error'].splitlines()[0][:120]}" if r["error"] else ""
-        print(f"{r['status']:>8}  {r['slug']}  {r['output_dir']}{extra}")
-    failed = sum(r["status"] == "failed" for r in rows)
+        print(f"{r['status']:>8}  {r['slug']}  {r['output_dir']}")
     print(f"{len(rows)} combinations: " + ", ".join(
         f"{s} {sum(r['status'] == s for r in rows)}" for s in ("done", "skipped", "failed", "planned")))
-    return 1 if failed else 0
+    failed = [r for r in rows if r["status"] == "failed"]
+    # A failed point (notebook error, or a run with failed partitions) is never reported as done.
+    exits.print_failures("cosmic sweep", failed, what="point", id_key="slug")
+    return exits.PARTIAL if failed else exits.OK

@@ -16,6 +16,13 @@ writes under the run folder (``runs/<run_id>/`` by default):
 :func:`redrive` re-runs only the failed partitions of a run (same run id, so a retried
 partition overwrites only its own outputs) and merges the new records into the same folder; a
 run without failures is left untouched.
+
+Interruption (Ctrl-C, SIGTERM: :class:`cosmic_utils.exits.Interrupted`): the execution is stopped
+(``StopExecution``), the local backend's handler processes are ended, the records of every
+partition that finished are collected as usual, ``summary.json`` says ``"interrupted"``, and
+:class:`RunInterrupted` is raised (exit 130 / 143). Further signals are held until that cleanup is
+done. ``cosmic run --redrive`` then re-runs the unfinished partitions (or the whole request when
+Init had not listed them yet).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
@@ -32,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils import config
+from cosmic_utils import config, exits
 from cosmic_utils.pipeline.items import RunLayout, partition_id_for
 from cosmic_utils.pipeline.lock import run_lock
 from cosmic_utils.pipeline.request import RunRequest, parse_request
@@ -121,6 +129,32 @@ class RunExistsError(FileExistsError):
     """The run id (or run folder) already holds results; the message says how to proceed."""
 
 
+class RunNotFoundError(FileNotFoundError):
+    """``--redrive RUN``: no run folder by that id or path; the message lists where it looked."""
+
+
+class RunInterrupted(exits.Interrupted):
+    """The run was stopped by SIGINT / SIGTERM; ``result`` holds what finished (None before Init)."""
+
+    def __init__(self, signum: int, run_dir: Path, result: RunResult | None) -> None:
+        super().__init__(signum, f"run {run_dir.name} interrupted")
+        self.run_dir = run_dir
+        self.result = result
+
+
+def _stop_after_interrupt(be: Any, arn: str, label: str, signal_name: str) -> None:
+    """StopExecution (best effort: it may have ended meanwhile) and, locally, end the handler processes."""
+    if label == "local":
+        from cosmic_utils.backends import moto_hook
+
+        moto_hook.abort_invocations()
+    try:
+        be.client("stepfunctions").stop_execution(executionArn=arn, error="Interrupted",
+                                                  cause=f"cosmic run interrupted by {signal_name}")
+    except Exception as exc:  # noqa: BLE001 - already finished, or the service is unreachable
+        log.warning("could not stop execution %s: %s", arn, exc)
+
+
 def _open_backend(stack: ExitStack, backend: str, request: RunRequest, concurrency: int | None,
                   region: str | None, run_dir: Path, local_stack: Any = None) -> tuple[Any, str]:
     if backend == "local":
@@ -182,7 +216,10 @@ def execute(
 
     run_dir = Path(run_dir or config.RUNS_DIR / request.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
+    interrupted: exits.Interrupted | None = None
+    # Entered first, left last: once interrupted, signals stay held until the backend is closed.
+    hold = ExitStack()
+    with hold, ExitStack() as stack:
         be, label = _open_backend(stack, backend, request, concurrency, region, run_dir, local_stack)
         if label == "local":
             from cosmic_utils.backends.local import LOCAL_DATA_BUCKET, LOCAL_RESULTS_URI, stage_folder
@@ -255,6 +292,20 @@ def execute(
 
         try:
             desc = be.wait_execution(arn, poll_s=1.0 if label == "local" else 3.0, timeout_s=timeout_s, on_poll=poll)
+        except KeyboardInterrupt as exc:
+            interrupted = exc if isinstance(exc, exits.Interrupted) else exits.Interrupted()
+            hold.enter_context(exits.signals_deferred())
+            log.warning("run %s: %s; stopping the execution and keeping the finished partitions",
+                        request.run_id, interrupted.signal_name)
+            _stop_after_interrupt(be, arn, label, interrupted.signal_name)
+            if local_stack is not None:  # a shared server keeps serving other runs
+                stack.callback(_resume_local)
+            desc = be.describe_execution(arn)
+            for _ in range(20):  # StopExecution is asynchronous: give it a moment to show ABORTED
+                if desc["status"] != "RUNNING":
+                    break
+                time.sleep(0.25)
+                desc = be.describe_execution(arn)
         finally:
             bar.close()
         status = str(desc["status"])
@@ -265,7 +316,11 @@ def execute(
                        "execution_arn": arn, "execution_error": desc.get("error"),
                        "execution_cause": desc.get("cause"), "partitions": 0, "partitions_ok": 0,
                        "partitions_failed": 0, "failed": [], "wall_s": wall_s}
+            if interrupted is not None:
+                summary["interrupted"] = _interrupted_note(interrupted, run_dir, 0)
             (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
+            if interrupted is not None:
+                raise RunInterrupted(interrupted.signum, run_dir, RunResult(run_dir, summary, status))
             return RunResult(run_dir, summary, status)
         expected = json.loads(results.read_text(layout.partitions))
         (run_dir / "partitions.json").write_text(json.dumps(expected, indent=1))
@@ -330,7 +385,15 @@ def execute(
             if (run_dir / "request.original.json").exists() else request
         summary = summarize_records(merged.values(), expected, original, wall_total, extra, executions=chain)
         summary["backend"] = label
+        if interrupted is not None:
+            kept = sum(1 for r in merged.values() if r.get("status") == "ok")
+            summary["interrupted"] = _interrupted_note(interrupted, run_dir, kept)
+            for fail in summary.get("failed", []):
+                if str(fail.get("partition_id")) not in merged:
+                    fail["error"] = f"not finished: the run was interrupted ({interrupted.signal_name})"
         (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
+    if interrupted is not None:
+        raise RunInterrupted(interrupted.signum, run_dir, RunResult(run_dir, summary, status))
     return RunResult(run_dir, summary, status)
 
 
@@ -353,6 +416,19 @@ def _restore_chain(results: Any, layout: RunLayout, run_dir: Path,
         if rec.get("status") == "ok" and str(rec.get("execution_id")) not in chain:
             chain.append(str(rec.get("execution_id")))
     results.write_text(layout.executions, json.dumps({"run_id": layout.run_id, "executions": chain}))
+
+
+def _resume_local() -> None:
+    from cosmic_utils.backends import moto_hook
+
+    moto_hook.resume_invocations()
+
+
+def _interrupted_note(exc: exits.Interrupted, run_dir: Path, kept: int) -> dict[str, Any]:
+    """What summary.json says about an interrupted run (``"interrupted"``)."""
+    return {"status": "interrupted", "signal": exc.signal_name, "partitions_kept": kept,
+            "at": datetime.now(timezone.utc).isoformat(), "run_dir": str(run_dir),
+            "resume": f"cosmic run --redrive {run_dir}"}
 
 
 def _load_json(path: Path) -> dict[str, Any] | None:
@@ -384,6 +460,22 @@ def _run_locked(req: RunRequest, run_dir: Path, **kwargs: Any) -> RunResult:
     return execute(req, run_dir=run_dir, **kwargs)
 
 
+def resolve_run_dir(run: str | Path) -> Path:
+    """The run folder of ``run``: a path (anything with a separator, or an existing run folder
+    relative to the current directory) or a run id under ``config.RUNS_DIR``, from any directory."""
+    text = str(run)
+    as_path = Path(text).expanduser()
+    by_id = config.RUNS_DIR / text
+    looks_like_path = as_path.is_absolute() or "/" in text or text.startswith(".")
+    candidates = [as_path] if looks_like_path else [by_id, as_path]
+    for cand in candidates:
+        if cand.is_dir() and any((cand / n).exists() for n in ("request.json", "request.original.json")):
+            return cand.resolve()
+    tried = ", ".join(str(c.resolve()) for c in candidates)
+    raise RunNotFoundError(f"no run folder {text!r} (looked for request.json in {tried}); give a run id under "
+                           f"{config.RUNS_DIR} or the run folder's path")
+
+
 def failed_partitions(run_dir: Path) -> list[str]:
     """Keys of the partitions of a run that failed or left no record."""
     expected = json.loads((run_dir / "partitions.json").read_text())
@@ -397,17 +489,25 @@ def failed_partitions(run_dir: Path) -> list[str]:
 def redrive(run: str | Path, **kwargs: Any) -> RunResult:
     """Re-run only the failed partitions of a run and merge into the same run folder.
 
-    ``run`` is a run id (under runs/) or a run folder. A run without failures is left as is.
+    ``run`` is a run id (under ``config.RUNS_DIR``, from any directory) or a run folder path. A
+    run without failures is left as is. A run interrupted before Init listed its partitions (no
+    ``partitions.json``) is run again whole, under the same run id.
     """
-    run_dir = Path(run) if Path(run).is_dir() else config.RUNS_DIR / str(run)
-    if not (run_dir / "request.json").exists():
-        raise FileNotFoundError(f"{run_dir}: no request.json; is this a run folder?")
+    run_dir = resolve_run_dir(run)
     with run_lock(run_dir):  # a second writer into this folder is refused with our pid
         return _redrive_locked(run_dir, **kwargs)
 
 
 def _redrive_locked(run_dir: Path, **kwargs: Any) -> RunResult:
     summary = _load_json(run_dir / "summary.json") or {}
+    original_path = run_dir / "request.original.json"
+    original = parse_request(json.loads((original_path if original_path.exists() else run_dir / "request.json")
+                                        .read_text()))
+    if not (run_dir / "partitions.json").exists():
+        log.info("run %s: never listed its partitions (interrupted or refused early); running it whole", run_dir.name)
+        # Nothing of it was accounted for, so nothing can be overwritten: Init may take the run id again.
+        req = parse_request(original.model_copy(update={"overwrite": True}).model_dump(mode="json"))
+        return execute(req, run_dir=run_dir, previous={}, attempt=2, **kwargs)
     failed = failed_partitions(run_dir)
     if not failed:
         log.info("run %s: every partition succeeded; nothing to redrive", run_dir.name)
@@ -415,11 +515,9 @@ def _redrive_locked(run_dir: Path, **kwargs: Any) -> RunResult:
     if len(failed) > 10_000:
         raise ValueError(f"run {run_dir.name}: {len(failed):,} failed partitions; a redrive carries at most "
                          "10,000 keys in the execution input (256 KiB): re-run the whole run instead")
-    original_path = run_dir / "request.original.json"
-    original = parse_request(json.loads((original_path if original_path.exists() else run_dir / "request.json")
-                                        .read_text()))
     world = min(original.world_size, len(failed)) if original.world_size else None
-    executed = parse_request(json.loads((run_dir / "request.json").read_text()))
+    executed_path = run_dir / "request.json"
+    executed = parse_request(json.loads(executed_path.read_text())) if executed_path.exists() else original
     req = original.model_copy(update={"partitions": failed, "partition_limit": None, "world_size": world,
                                       "redrive": True, "overwrite": False,
                                       "results": executed.results if kwargs.get("backend") == "aws"

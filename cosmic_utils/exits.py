@@ -1,0 +1,165 @@
+"""The exit-status contract of every ``cosmic`` command, and how signals become exceptions.
+
+A number this project prints ends up in a report, so the exit status must say whether it can be
+trusted. Every command follows one table (README "Exit status", docs/reliability.md):
+
+====  ======================================================================================
+ 0    everything asked for succeeded
+ 1    the command refused to run or failed as a whole (bad file, missing model or bucket,
+      a run whose execution failed before any partition ran, an internal error)
+ 2    usage error: an argument is missing, malformed or out of range (argparse's own status)
+ 3    partial: the command ran, but some partitions / files / sweep points failed; each is
+      printed on stderr, one line with its id and its first failure reason
+130   interrupted by Ctrl-C (SIGINT); finished work is kept (``cosmic run --redrive`` resumes)
+143   terminated by SIGTERM; as 130
+====  ======================================================================================
+
+:func:`cosmic_utils.cli.main` applies it centrally: commands return 0 / 3 (or raise), and an
+exception a user can cause (a named error class of the project, a missing file, a cloud error)
+is printed as ``cosmic <cmd>: error: <message>`` without a traceback unless ``-v``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TextIO
+
+OK = 0
+FAILED = 1
+USAGE = 2
+PARTIAL = 3
+SIGINT_STATUS = 128 + int(signal.SIGINT)    # 130
+SIGTERM_STATUS = 128 + int(signal.SIGTERM)  # 143
+
+
+class UsageError(Exception):
+    """Arguments that cannot work together (exit 2); argparse handles the rest of usage errors."""
+
+
+class CommandError(Exception):
+    """The command refuses to run or failed as a whole (exit 1); the message says why."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; a KeyboardInterrupt so every ``except KeyboardInterrupt`` cleans up.
+
+    ``status`` is the conventional ``128 + signal number`` (130 for Ctrl-C, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int = int(signal.SIGINT), message: str = "") -> None:
+        self.signum = int(signum)
+        super().__init__(message or f"interrupted ({self.signal_name})")
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    @property
+    def status(self) -> int:
+        return 128 + self.signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> Callable[[], None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread; returns a restore function.
+
+    Outside the main thread (signals cannot be handled there) nothing is installed.
+    """
+    saved: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved[sig] = signal.signal(sig, _raise_interrupted)
+        except ValueError:  # not the main thread
+            break
+
+    def restore() -> None:
+        for sig, handler in saved.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
+    return restore
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """Hold SIGINT / SIGTERM while cleanup runs (a second Ctrl-C must not leave children behind).
+
+    Signals that arrive meanwhile are recorded in the yielded list, not raised.
+    """
+    arrived: list[int] = []
+    saved: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved[sig] = signal.signal(sig, lambda s, f: arrived.append(s))
+        except ValueError:
+            break
+    try:
+        yield arrived
+    finally:
+        for sig, handler in saved.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
+
+
+#: The project's named error classes: anything a user can cause through input or setup.
+USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("cosmic_utils.artifact", "ArtifactError"), ("cosmic_utils.catalog", "CatalogError"),
+    ("cosmic_utils.manifest", "ManifestError"), ("cosmic_utils.partition", "PartitionError"),
+    ("cosmic_utils.pipeline.request", "RequestError"), ("cosmic_utils.pipeline.steps", "DataError"),
+    ("cosmic_utils.pipeline.steps", "InfrastructureError"), ("cosmic_utils.predict", "PredictError"),
+    ("cosmic_utils.storage", "StorageError"), ("cosmic_utils.model.checkpoint", "CheckpointError"),
+    ("cosmic_utils.preprocess", "PreprocessingError"), ("cosmic_utils.backends.aws", "DeployError"),
+    ("cosmic_utils.backends.packaging", "PackagingError"), ("cosmic_utils.backends.moto_hook", "MotoHookError"),
+    ("cosmic_utils.export", "ExportError"), ("cosmic_utils.pipeline.asl", "DefinitionError"),
+    ("cosmic_utils.pipeline.lock", "RunLockedError"),
+)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """The classes of :data:`USER_ERRORS` whose module is loaded (an exception of a class whose
+    module was never imported cannot exist, so nothing heavy such as torch is imported here)."""
+    types: list[type[BaseException]] = [CommandError, OSError]
+    for module, name in USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            types.append(cls)
+    return tuple(types)
+
+
+def describe_error(exc: BaseException) -> tuple[int, str]:
+    """(exit status, one-line message) for an exception that reached the command line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, UsageError):
+        return USAGE, text
+    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
+        text = f"{text}: {exc.filename}"
+    if isinstance(exc, _user_error_types()):
+        return FAILED, text
+    module = type(exc).__module__ or ""
+    if module.startswith(("botocore", "boto3", "s3transfer")):  # credentials, missing bucket, access denied
+        return FAILED, f"{type(exc).__name__}: {text}"
+    if isinstance(exc, (ValueError, TypeError, KeyError)) and module.startswith("cosmic_utils"):
+        return FAILED, text
+    if isinstance(exc, ValueError):  # e.g. a value checked deep inside a library call
+        return FAILED, f"{type(exc).__name__}: {text}"
+    return FAILED, f"internal error {type(exc).__name__}: {text} (rerun with -v for the traceback)"
+
+
+def print_failures(prog: str, failed: Iterable[Mapping[str, Any]], what: str = "partition",
+                   id_key: str = "partition_id", out: TextIO | None = None) -> int:
+    """One stderr line per failure: ``<prog>: <what> <id> failed: <first reason>``; returns the count."""
+    out = out or sys.stderr
+    n = 0
+    for item in failed:
+        reason = " ".join(str(item.get("error") or "no reason recorded").split())
+        print(f"{prog}: {what} {item.get(id_key)} failed: {reason}", file=out)
+        n += 1
+    return n
