@@ -123,10 +123,58 @@ def test_prefetch_issues_next_load_before_current_compute() -> None:
     assert list(prefetched([], load)) == []
 
 
+class _FakeEvent:
+    def record(self, stream: object = None) -> None:
+        return None
+
+    def synchronize(self) -> None:
+        return None
+
+
+class _FakeStream:
+    def __init__(self, device: object = None) -> None:
+        self.waited: list[object] = []
+
+    def wait_event(self, event: object) -> None:
+        assert isinstance(event, _FakeEvent)
+        self.waited.append(event)
+
+
+def test_predict_path_on_a_cpu_stand_in(monkeypatch: pytest.MonkeyPatch, untrained_artifact_dir) -> None:
+    """The whole predict path (pinned staging, double buffer, FastAstro choice, batching, numpy
+    out) with the CUDA calls replaced by CPU stand-ins: same redshifts as the eager engine."""
+    import contextlib
+
+    compute = _FakeStream()
+    real_device, real_autocast = torch.device, torch.autocast
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "stand-in")
+    monkeypatch.setattr(torch.cuda, "Stream", _FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: compute)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, stream: None)
+    monkeypatch.setattr(cuda_engine.torch, "device", lambda name: real_device("cpu"))
+    monkeypatch.setattr(cuda_engine.torch, "autocast", lambda dev, dtype: real_autocast("cpu", dtype=dtype))
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 5, 32, 32), dtype=np.float32)
+    image.setflags(write=False)  # partitions arrive as read-only memory maps
+    mag = 18 + 4 * rng.random((40, 5))
+    with engines.create_engine("torch-eager", untrained_artifact_dir, threads=2) as ref:
+        z_ref = ref.predict(image, mag)
+    with cuda_engine.CudaEngine.from_artifact(untrained_artifact_dir, precision="fp32", batch_size=16) as eng:
+        assert (eng.name, eng.kind, eng.device_name, eng.network) == ("torch-cuda", "local_gpu", "stand-in", "fast")
+        z = eng.predict(image, mag)
+    assert len(compute.waited) == 3  # 40 rows in batches of 16: three uploads, each awaited once
+    assert z.dtype == np.float32 and z.shape == (40,)
+    np.testing.assert_allclose(z, z_ref, rtol=0, atol=1e-4 * (float(np.abs(z_ref).max()) + 1e-3))
+
+
 @pytest.mark.skipif(NO_CUDA, reason="needs a CUDA device")
 @pytest.mark.parametrize("name, atol", [("torch-cuda", 1e-3), ("torch-cuda-bf16", 0.1), ("torch-cuda-fp16", 0.05)])
-def test_cuda_engine_agrees_with_cpu(tmp_path, name: str, atol: float) -> None:  # pragma: no cover - GPU only
-    model_dir, _ = bench.resolve_model(None, with_onnx=False)
+def test_cuda_engine_agrees_with_cpu(untrained_artifact_dir, name: str, atol: float) -> None:  # pragma: no cover
+    model_dir = untrained_artifact_dir
     rng = np.random.default_rng(0)
     image = rng.random((300, 5, 32, 32), dtype=np.float32)
     mag = 18 + 4 * rng.random((300, 5))
