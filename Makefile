@@ -89,6 +89,10 @@ LOAD_CONCURRENCY ?= 8
 load: $(STAMP) ## load run only: LOAD_PARTITIONS (default 10,000, the Map's concurrency ceiling) tiny partitions on the local backend; nothing lost, Summarize RSS, s per 1,000 partitions
 	$(COSMIC) reliability --load-only --load-partitions $(LOAD_PARTITIONS) --load-concurrency $(LOAD_CONCURRENCY) --out runs/load
 
+.PHONY: gpu-baseline
+gpu-baseline: $(STAMP) ## on a CUDA machine: notebook 02 at report parameters + cosmic bench of the torch-cuda engines -> data/records/gpu_baseline-<time>
+	PYTHON=$(BIN)/python scripts/gpu_baseline.sh
+
 .PHONY: notebooks-sync
 notebooks-sync: $(STAMP) ## regenerate the .ipynb notebooks (without outputs) from their paired py:percent scripts
 	$(BIN)/jupytext --sync notebooks/*.py

@@ -53,12 +53,14 @@ import numpy as np
 
 from cosmic_utils import config
 from cosmic_utils.inference.engines import (
+    CUDA_ENGINE_NAMES,
     ENGINE_NAMES,
     ENGINE_PRECISION,
     NMAD_TOLERANCE_REL,
     Engine,
     artifact_meta,
     create_engine,
+    cuda_available,
     resolve_threads,
 )
 from cosmic_utils.inference.measure import (
@@ -197,6 +199,17 @@ def accuracy_check(name: str, z: np.ndarray, z_ref: np.ndarray, z_spec: np.ndarr
 
 
 # --------------------------------------------------------------------------- timing passes
+def cuda_skips(names: Sequence[str]) -> dict[str, str]:
+    """Engine name -> reason for the CUDA engines in ``names`` when no CUDA device is present
+    (printed, so a bench on a CPU machine says why it has no GPU rows); empty otherwise."""
+    wanted = [n for n in names if n in CUDA_ENGINE_NAMES]
+    if not wanted or cuda_available():
+        return {}
+    reason = "no CUDA device is present (torch.cuda.is_available() is False)"
+    print(f"cosmic bench: skipping {', '.join(wanted)}: {reason}", file=sys.stderr)
+    return {n: f"EngineUnavailableError: {reason}" for n in wanted}
+
+
 def _engine_pass(engine: Engine, image: np.ndarray, magnitude: np.ndarray, batch_size: int) -> tuple[float, list[float]]:
     lat: list[float] = []
     t0 = time.perf_counter()
@@ -262,7 +275,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     names = list(dict.fromkeys(["torch-eager", *cfg.engines]))
     engines: dict[str, Engine] = {}
     load_s: dict[str, float] = {}
-    skipped: dict[str, str] = {}
+    skipped: dict[str, str] = cuda_skips(names)
+    names = [n for n in names if n not in skipped]
     for name in names:
         t0 = time.perf_counter()
         try:
@@ -355,6 +369,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                     model_load_s=load_s.get(e, 0.0), first_batch_s=(pub_extra.get("first_batch_s") if e == "published-loop"
                                                                     else (lat[0] if lat else float("nan"))),
                     batch_seconds=lat, peak_rss_mb=float("nan"),
+                    kind=getattr(engines.get(e), "kind", "local_cpu"), device=getattr(engines.get(e), "device_name", "cpu"),
                     extra={"source": "bench", "ratio_vs_published_loop": sps / pub_sps, "gflops": gflops,
                            "peak_fraction": gflops / peak, "model_dir": str(model_dir), "trained_model": trained,
                            **({"data_load_s": pub_extra.get("data_load_s")} if e == "published-loop" else {})},

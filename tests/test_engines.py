@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cosmic_utils.inference.engines import (
+    CUDA_ENGINE_NAMES,
     ENGINE_NAMES,
     ENGINE_PRECISION,
     Engine,
@@ -51,7 +52,8 @@ def reference(artifact: Path, batch: tuple[np.ndarray, np.ndarray]) -> np.ndarra
         return eng.predict(*batch)
 
 
-@pytest.mark.parametrize("name", [n for n in ENGINE_NAMES if n != "torch-eager"])
+@pytest.mark.parametrize("name", [n for n in ENGINE_NAMES if n != "torch-eager"  # CUDA engines: tests/test_cuda_engine.py
+                                  and n not in CUDA_ENGINE_NAMES])
 def test_engine_agrees_with_eager_fp32(name: str, artifact: Path, batch: tuple[np.ndarray, np.ndarray],
                                        reference: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     if name == "torch-compile":  # one compiled shape (32) serves 24 and 3 rows, both zero-padded

@@ -21,7 +21,13 @@ torch-bf16    bf16      ``FastAstro`` in bfloat16 (AMX / AVX-512 BF16 CPUs)
 torch-int8    int8      ``FastAstro`` with dynamically quantised int8 Linear layers (torch.ao)
 onnx          fp32      ONNX Runtime, all graph optimisations (no torch: what Lambda runs)
 onnx-int8     int8      ONNX Runtime on a dynamically quantised copy of the graph (MatMulInteger)
+torch-cuda    fp32      the model on a CUDA device, pinned-memory prefetch on a side stream
+torch-cuda-bf16 bf16    ``torch-cuda`` under bf16 autocast
+torch-cuda-fp16 fp16    ``torch-cuda`` under fp16 autocast
 ============= ========= =========================================================================
+
+The CUDA engines (:mod:`cosmic_utils.inference.cuda_engine`) raise :class:`EngineUnavailableError`
+on a machine without a CUDA device and are never picked by :func:`default_engine` there.
 
 This module does not import torch (the inference Lambda imports it); :func:`create_engine`
 imports :mod:`cosmic_utils.inference.torch_engines` only when a torch engine is asked for.
@@ -50,7 +56,8 @@ log = logging.getLogger(__name__)
 
 TORCH_ENGINE_NAMES: tuple[str, ...] = ("torch-eager", "torch", "torch-compile", "torch-bf16", "torch-int8")
 ONNX_ENGINE_NAMES: tuple[str, ...] = ("onnx", "onnx-int8")
-ENGINE_NAMES: tuple[str, ...] = TORCH_ENGINE_NAMES + ONNX_ENGINE_NAMES
+CUDA_ENGINE_NAMES: tuple[str, ...] = ("torch-cuda", "torch-cuda-bf16", "torch-cuda-fp16")
+ENGINE_NAMES: tuple[str, ...] = TORCH_ENGINE_NAMES + ONNX_ENGINE_NAMES + CUDA_ENGINE_NAMES
 #: Engines that compile on creation (~20 s per batch shape on 2 cores): used only when named,
 #: never picked by :func:`default_engine`, which also serves short runs (the demo, a sweep point).
 COMPILED_ENGINE_NAMES: tuple[str, ...] = ("torch-compile",)
@@ -58,6 +65,7 @@ COMPILED_ENGINE_NAMES: tuple[str, ...] = ("torch-compile",)
 ENGINE_PRECISION: dict[str, str] = {
     "torch-eager": "fp32", "torch": "fp32", "torch-compile": "fp32", "torch-bf16": "bf16", "torch-int8": "int8",
     "onnx": "fp32", "onnx-int8": "int8",
+    "torch-cuda": "fp32", "torch-cuda-bf16": "bf16", "torch-cuda-fp16": "fp16",
 }
 #: Where ``cosmic bench`` writes its accuracy checks and speeds.
 ENGINE_CHECKS_PATH: Path = config.RUNS_DIR / "bench" / "engine_checks.json"
@@ -67,6 +75,21 @@ NMAD_TOLERANCE_REL: float = 0.02
 
 IMAGE_SHAPE: tuple[int, int, int] = (5, 32, 32)
 N_MAGNITUDES: int = 5
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine cannot run on this machine (e.g. no CUDA device); the message says why."""
+
+
+def cuda_available() -> bool:
+    """Whether torch is installed and sees a CUDA device (imports torch only when installed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def resolve_threads(threads: int | None) -> int:
@@ -159,6 +182,10 @@ def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = 
         from cosmic_utils.inference.torch_engines import TORCH_ENGINES
 
         return TORCH_ENGINES[name](folder, threads=threads)
+    if name in CUDA_ENGINE_NAMES:
+        from cosmic_utils.inference.cuda_engine import CudaEngine
+
+        return CudaEngine.from_artifact(folder, threads=threads, precision=ENGINE_PRECISION[name])
     raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
 
 
@@ -199,6 +226,8 @@ def default_engine(
         allowed &= set(candidates)
     else:
         allowed -= set(COMPILED_ENGINE_NAMES)
+    if allowed & set(CUDA_ENGINE_NAMES) and not cuda_available():
+        allowed -= set(CUDA_ENGINE_NAMES)  # a bench file from a GPU machine must not pick them here
     data = _read_json(Path(bench_path or BENCH_PATH))
     rows = data.get("rows", []) if isinstance(data, dict) else (data or [])
     speeds: dict[str, float] = {}

@@ -285,6 +285,7 @@ def run_local(
         engine=engine.name, precision=engine.precision, batch_size=batch_size, threads=engine.threads,
         samples=res.samples, wall_s=res.wall_s, model_load_s=load_s, first_batch_s=res.first_batch_s,
         batch_seconds=res.batch_seconds, peak_rss_mb=rss.peak_mb,
+        kind=getattr(engine, "kind", "local_cpu"), device=getattr(engine, "device_name", "cpu"),
         extra={"partitions": res.partitions, "read_wait_s": res.read_wait_s, "prefetch": prefetch_depth,
                "peak_rss_method": rss.method, "model_dir": str(model_dir), "dataset": str(dataset),
                **(extra or {})},
