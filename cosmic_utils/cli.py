@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "figures",   # cosmic figures
     "demo",      # cosmic demo: the main job
     "reliability",  # cosmic reliability
+    "logs",      # cosmic logs RUN: CloudWatch errors of failed partitions
 )
 
 

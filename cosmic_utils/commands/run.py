@@ -120,6 +120,8 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
           f"failed {summary.get('partitions_failed')}", file=out)
     for fail in summary.get("failed", [])[:10]:
         print(f"    FAILED {fail['partition_id']}: {fail['error']}", file=out)
+        if fail.get("cloudwatch_error"):
+            print(f"      cloudwatch: {fail['cloudwatch_error']} (request {fail.get('request_id')})", file=out)
     print(f"  data {f(summary.get('data_gb'))} GB, {summary.get('samples')} samples, wall {f(summary.get('wall_s'))} s",
           file=out)
     print(f"  throughput end-to-end {f(thr.get('end_to_end_gb_s'))} GB/s; per-worker (published) "
