@@ -13,13 +13,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                    help="keep only combinations with this value (repeatable)")
     p.add_argument("--kernel", help="Jupyter kernel (default: the grid's, else python3)")
+    p.add_argument("--max-usd", type=float, default=None,
+                   help="per point: a point whose projected cost is above this is refused before it starts")
     p.set_defaults(func=_sweep)
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from cosmic_utils import sweep
 
-    rows = sweep.run_sweep(args.grid, dry_run=args.dry_run, only=args.only, kernel=args.kernel)
+    extra = {"max_usd": args.max_usd} if args.max_usd is not None else None
+    rows = sweep.run_sweep(args.grid, dry_run=args.dry_run, only=args.only, kernel=args.kernel,
+                           extra_parameters=extra)
     for r in rows:
         extra = f"  {r['error'].splitlines()[0][:120]}" if r["error"] else ""
         print(f"{r['status']:>8}  {r['slug']}  {r['output_dir']}{extra}")
