@@ -12,6 +12,7 @@ The worst case (every invocation to its timeout, retried) is :func:`cosmic_utils
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -50,7 +51,6 @@ class RunProjection:
 
 def project_run(request: Any, s3_client: Any = None) -> RunProjection:
     """The projection of ``request`` (a RunRequest) from its dataset's manifest."""
-    from cosmic_utils import simulate
     from cosmic_utils.manifest import Manifest
     from cosmic_utils.storage import open_storage
 
@@ -64,7 +64,25 @@ def project_run(request: Any, s3_client: Any = None) -> RunProjection:
     n = max(1, len(entries))
     mb = sum(e.data_bytes for e in entries) / config.PARTITION_MB / n if entries else 0.0
     data_gb = sum(e.data_bytes for e in entries) / config.GB
-    invocations = min(n, request.world_size) if getattr(request, "world_size", None) else n
+    return _project(len(entries), mb, data_gb, float(request.memory_mb), int(request.max_concurrency or 0),
+                    getattr(request, "world_size", None))
+
+
+def project_point(data_gb: float, partition_mb: float, memory_mb: float, max_concurrency: int = 0,
+                  world_size: int | None = None) -> RunProjection:
+    """The projection of a sweep point from its parameters (before its dataset exists)."""
+    from cosmic_utils import simulate
+
+    n = simulate.partitions_for(data_gb, partition_mb)
+    return _project(n, partition_mb, data_gb, float(memory_mb), int(max_concurrency or 0), world_size)
+
+
+def _project(partitions: int, mb: float, data_gb: float, memory_mb: float, max_concurrency: int,
+             world_size: int | None) -> RunProjection:
+    from cosmic_utils import simulate
+
+    n = max(1, partitions)
+    invocations = min(n, world_size) if world_size else n
     item_mb = mb * n / invocations
     fitted = simulate.load_fitted()
     timing, orch = fitted if fitted else (simulate.PartitionTiming(), simulate.Orchestration())
@@ -72,11 +90,10 @@ def project_run(request: Any, s3_client: Any = None) -> RunProjection:
     if speedup:
         timing = replace(timing, inference_s_per_mb=timing.inference_s_per_mb / speedup,
                          inference_samples_s_per_mb=tuple(x / speedup for x in timing.inference_samples_s_per_mb))
-    orch = replace(orch, max_concurrency=int(request.max_concurrency or 0))
-    sim = simulate.simulate_run(data_gb, item_mb, float(request.memory_mb), timing=timing, orch=orch,
-                                n_partitions=invocations)
-    return RunProjection(partitions=len(entries), invocations=invocations, data_gb=data_gb, partition_mb=mb,
-                         memory_mb=float(request.memory_mb), wall_s=float(sim.wall_s),
+    orch = replace(orch, max_concurrency=max_concurrency)
+    sim = simulate.simulate_run(data_gb, item_mb, memory_mb, timing=timing, orch=orch, n_partitions=invocations)
+    return RunProjection(partitions=partitions, invocations=invocations, data_gb=data_gb, partition_mb=mb,
+                         memory_mb=memory_mb, wall_s=float(sim.wall_s),
                          cost_usd=float(sim.cost_usd), engine_speedup=speedup, fitted=fitted is not None)
 
 
@@ -90,3 +107,18 @@ def check_budget(projection: RunProjection, max_usd: float | None) -> None:
         raise BudgetExceeded(f"refused: projected cost {projection.cost_usd:.4g} USD "
                              f"(~{projection.wall_s:.0f} s, {projection.partitions} partitions at "
                              f"{projection.memory_mb:.0f} MB) is above the budget --max-usd {max_usd:g}")
+
+
+def project_sweep(parameters: Mapping[str, Any], combinations: Iterable[Mapping[str, Any]],
+                  ) -> list[tuple[dict[str, Any], RunProjection | None]]:
+    """Each sweep point's projection from its parameters (None when it lacks data_gb/partition_mb)."""
+    out: list[tuple[dict[str, Any], RunProjection | None]] = []
+    for combo in combinations:
+        p = {**parameters, **combo}
+        if p.get("data_gb") is None or p.get("partition_mb") is None:
+            out.append((dict(combo), None))
+            continue
+        out.append((dict(combo), project_point(float(p["data_gb"]), float(p["partition_mb"]),
+                                               float(p.get("memory_mb") or 2048), int(p.get("max_concurrency") or 0),
+                                               int(p.get("world_size") or 0) or None)))
+    return out

@@ -64,3 +64,18 @@ def test_sweep_passes_a_budget_to_every_point(tmp_path: Path) -> None:
     rows = sweep.run_sweep(grid, sweeps_dir=tmp_path / "s", extra_parameters={"max_usd": 0.25})
     assert rows[0]["status"] == "done"
     assert (Path(rows[0]["output_dir"]) / "b.txt").read_text() == "0.25"
+
+
+def test_cosmic_sweep_projects_and_refuses_over_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cosmic_utils.cli import main
+
+    grid = _grid_file(tmp_path, {"backend": "aws", "results": "s3://cosmic-example-results/runs",
+                                 "data_gb": 1.0, "memory_mb": 3008},
+                      {"partition_mb": [25, 100]})
+    assert main(["sweep", str(grid), "--dry-run", "--max-usd", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "PROJECTION of the sweep g" in out and out.count("partitions)") == 2
+    assert main(["sweep", str(grid), "--max-usd", "0.0000001"]) == 2
+    captured = capsys.readouterr()
+    assert "2 point(s) projected above --max-usd 1e-07" in captured.err
+    assert not (config.SWEEPS_DIR / "g").exists()  # nothing ran, not even the dry run's folders

@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from cosmic_utils import sweep
 
+    refused = _project(args)
+    if refused is not None:
+        return refused
     extra = {"max_usd": args.max_usd} if args.max_usd is not None else None
     rows = sweep.run_sweep(args.grid, dry_run=args.dry_run, only=args.only, kernel=args.kernel,
                            extra_parameters=extra)
@@ -31,3 +34,32 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"{len(rows)} combinations: " + ", ".join(
         f"{s} {sum(r['status'] == s for r in rows)}" for s in ("done", "skipped", "failed", "planned")))
     return 1 if failed else 0
+
+
+def _project(args: argparse.Namespace) -> int | None:
+    """aws grids (or with --max-usd): each point's projection and the total; 2 when a point is over budget."""
+    import sys
+
+    from cosmic_utils import sweep
+    from cosmic_utils.projection import project_sweep
+
+    grid = sweep.load_grid(args.grid)
+    points = project_sweep(grid.parameters, grid.combinations())
+    if args.max_usd is None and not any({**grid.parameters, **c}.get("backend") == "aws" for c, _ in points):
+        return None
+    total = 0.0
+    over = []
+    for combo, proj in points:
+        if proj is None:
+            print(f"  {sweep.slug(combo)}: no projection (data_gb / partition_mb not in the grid)")
+            continue
+        total += proj.cost_usd
+        print(f"  {sweep.slug(combo)}: ~{proj.cost_usd:.4g} USD, ~{proj.wall_s:.0f} s ({proj.partitions} partitions)")
+        if args.max_usd is not None and proj.cost_usd > args.max_usd:
+            over.append(f"{sweep.slug(combo)} ({proj.cost_usd:.4g} USD)")
+    print(f"PROJECTION of the sweep {grid.name}: ~{total:.4g} USD over {len(points)} points")
+    if over:
+        print(f"cosmic sweep: refused: {len(over)} point(s) projected above --max-usd {args.max_usd:g}: "
+              + ", ".join(over), file=sys.stderr)
+        return 2
+    return None
