@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmic_utils import config
-from cosmic_utils.cloudwatch import LambdaError, failed_partition_errors
+from cosmic_utils.cloudwatch import LambdaError, errors_by_partition, failed_partition_errors
 
 #: Margin around an execution's start/stop: log events carry the container's clock.
 WINDOW_MARGIN_MS = 60_000
@@ -99,19 +99,34 @@ def failure_logs(run: str | Path, backend: Any = None, prefix: str | None = None
     parsed = next((p for p in (parse_execution_arn(a) for a in arns) if p), None)
     region = region or (parsed[0] if parsed else None)
     prefix = prefix or (parsed[1] if parsed else "cosmic")
-    if backend is None:
-        from cosmic_utils.backends.aws import AwsBackend
-
-        backend = AwsBackend(region=region)
-    from cosmic_utils.backends.aws import Names
+    from cosmic_utils.backends.aws import AwsBackend, Names
 
     function = Names(prefix).function("inference")
     if not failed:
         return FailureLogs(str(summary.get("run_id", run_dir.name)), function, region, (None, None), [], {})
+    local = sorted((run_dir / "lambda-logs").glob("*-inference.log"))
+    if summary.get("backend") == "local" and local:  # the container logs the local backend copied
+        by_part, unmatched = errors_by_partition(local_log_events(local), [str(f["partition_id"]) for f in failed])
+        return FailureLogs(str(summary.get("run_id", run_dir.name)), local[0].stem, None, (None, None), failed,
+                           by_part, unmatched)
+    backend = backend or AwsBackend(region=region)
     window = execution_window(backend.client("stepfunctions"), arns)
     by_part, unmatched = failed_partition_errors(backend.client("logs"), function,
                                                  [str(f["partition_id"]) for f in failed], *window)
     return FailureLogs(str(summary.get("run_id", run_dir.name)), function, region, window, failed, by_part, unmatched)
+
+
+def local_log_events(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """The lines of local container logs as log events (one stream per file, line order as time).
+
+    Containers of one function share a file, so a line is tied to its invocation by the request id
+    it carries (``[LEVEL]`` lines and error lines do; see :mod:`cosmic_utils.backends.lambda_runtime`).
+    """
+    events: list[dict[str, Any]] = []
+    for path in paths:
+        for i, line in enumerate(path.read_text(errors="replace").splitlines()):
+            events.append({"logStreamName": path.name, "timestamp": i, "message": line})
+    return events
 
 
 def annotate_failed(failed: list[dict[str, Any]], by_partition: Mapping[str, list[LambdaError]]) -> None:

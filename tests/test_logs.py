@@ -126,3 +126,32 @@ def test_run_summary_gets_cloudwatch_error_column(moto_aws_backend: Any) -> None
     _attach_cloudwatch_errors(moto_aws_backend, "cosmic-inference", failed, t, t)
     assert failed[0]["cloudwatch_error"] == "Sandbox.Timedout: Task timed out after 900.00 seconds"
     assert failed[0]["log_stream"] == "s" and "cloudwatch_error" not in failed[1]
+
+
+def test_cosmic_logs_on_a_local_run_with_an_injected_failure(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A local run whose partition fails on every attempt: its error is found in the container logs."""
+    from test_handlers import make_dataset  # tests/ is on sys.path under pytest
+
+    from cosmic_utils.backends.local import LocalStack
+    from cosmic_utils.cli import main
+    from cosmic_utils.pipeline import runner
+    from cosmic_utils.reliability import write_tiny_artifact
+    from cosmic_utils.storage import open_storage
+
+    model = write_tiny_artifact(tmp_path / "model")
+    make_dataset(open_storage(tmp_path / "data"), 3, samples=10)
+    run_dir = tmp_path / "runs" / "inj"
+    with LocalStack(concurrency=2) as stack:
+        stack.set_faults([{"kind": "upload_error", "partition": "part-00001", "times": 99}])
+        result = runner.run_pipeline(
+            {"run_id": "inj", "data": str(tmp_path / "data"), "model": str(model),
+             "results": "s3://cosmic-local-results/runs", "batch_size": 4, "max_concurrency": 2,
+             "memory_mb": 1024, "timeout_s": 60, "threads": 1},
+            backend="local", run_dir=run_dir, progress=False, timeout_s=300, local_stack=stack)
+        stack.copy_logs(run_dir / "lambda-logs")
+    assert [f["partition_id"] for f in result.summary["failed"]] == ["part-00001"]
+    assert main(["logs", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "part-00001" in out and "InfrastructureError" in out and "injected fault" in out
+    assert "part-00000" not in out and "part-00002" not in out
