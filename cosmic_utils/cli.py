@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "readme",    # cosmic readme [--check]: the README table from data/records
     "demo",      # cosmic demo: the main job
     "reliability",  # cosmic reliability
+    "logs",      # cosmic logs RUN: CloudWatch errors of failed partitions
 )
 
 

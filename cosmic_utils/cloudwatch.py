@@ -1,4 +1,4 @@
-"""Parse Lambda's CloudWatch ``REPORT`` lines.
+"""Parse Lambda's CloudWatch log lines: ``REPORT`` lines (billing) and error lines (``cosmic logs``).
 
 Every invocation ends with one line such as::
 
@@ -12,8 +12,9 @@ request id; the local backend writes lines of the same shape, so both use this p
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -96,3 +97,157 @@ def parse_report_lines(lines: Iterable[str]) -> list[Report]:
 def reports_by_request(lines: Iterable[str]) -> dict[str, Report]:
     """REPORT lines keyed by request id (the last one wins)."""
     return {r.request_id: r for r in parse_report_lines(lines)}
+
+
+# ------------------------------------------------------------------ errors of failed invocations
+#: The line the Inference handler logs before its partitions (``steps.inference_step``): the only
+#: link from a partition that left no record to the invocation (request id) that ran it.
+PARTITIONS_MARK = "cosmic partitions:"
+
+_REQUEST_IN_LINE = [
+    re.compile(r"^(?:START|END|REPORT) RequestId:\s*(?P<rid>[0-9A-Za-z-]+)"),
+    re.compile(r"^\[[A-Z]+\]\t[^\t]+\t(?P<rid>[0-9a-f]{8}-[0-9a-f-]{27,})\t"),  # [LEVEL]\tts\trid\tmsg
+    re.compile(r"^\S+Z\s+(?P<rid>[0-9a-f]{8}-[0-9a-f-]{27,})\s"),  # ts rid Task timed out ...
+]
+_TIMEOUT = re.compile(r"Task timed out after [\d.]+ seconds")
+_TYPED = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Timedout|Timeout)[\w.]*):\s*(?P<msg>.*)$", re.S)
+_REPORT_STATUS = re.compile(r"Status:\s*(?P<status>\w+)(?:\s+Error Type:\s*(?P<type>[\w.]+))?")
+
+
+@dataclass(frozen=True)
+class LambdaError:
+    """The error one invocation logged: what ``cosmic logs`` puts next to a failed partition."""
+
+    request_id: str
+    error_type: str
+    error_message: str
+    log_stream: str | None = None
+    timestamp_ms: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def one_line(self) -> str:
+        return (f"{self.error_type}: {self.error_message[:300]} (request {self.request_id}, "
+                f"log stream {self.log_stream})")
+
+
+def request_id_of(message: str) -> str | None:
+    """The request id a Lambda log line names (START/END/REPORT, ``[LEVEL]`` lines, timeouts), or None."""
+    text = message.strip()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return None
+        rid = obj.get("requestId") if isinstance(obj, dict) else None
+        return str(rid) if rid else None
+    for pattern in _REQUEST_IN_LINE:
+        m = pattern.search(text)
+        if m:
+            return m.group("rid")
+    return None
+
+
+def parse_error_line(message: str) -> tuple[str, str] | None:
+    """``(error_type, error_message)`` of a log line that reports a failed invocation, else None.
+
+    Recognised: the runtime's JSON error (``errorType``/``errorMessage``, also inside the JSON log
+    format), an ``[ERROR]`` line (``[ERROR] Type: message`` of an unhandled exception, or a logged
+    error), ``Task timed out after N seconds``, and a REPORT line with ``Status: timeout|error``.
+    """
+    text = message.strip()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        if obj.get("errorType") or obj.get("errorMessage"):
+            return str(obj.get("errorType") or "Error"), str(obj.get("errorMessage") or "")
+        if str(obj.get("level", "")).upper() == "ERROR":
+            return "ERROR", str(obj.get("message", ""))
+        return None
+    m = _TIMEOUT.search(text)
+    if m:
+        return "Sandbox.Timedout", m.group(0)
+    if text.startswith("[ERROR]"):
+        body = text[len("[ERROR]"):].lstrip()
+        parts = body.split("\t")
+        if len(parts) >= 3 and request_id_of(text):  # [ERROR]\tts\trequest-id\tmessage (a logged error)
+            body = "\t".join(parts[2:])
+        first, _, rest = body.partition("\nTraceback")
+        t = _TYPED.match(first.strip())
+        if t:
+            return t.group("type"), t.group("msg").strip()
+        return "ERROR", first.strip()
+    if text.startswith("REPORT"):
+        s = _REPORT_STATUS.search(text)
+        if s and s.group("status").lower() != "success":
+            return s.group("type") or f"Runtime.{s.group('status').capitalize()}", text
+    return None
+
+
+def errors_by_partition(events: Iterable[Mapping[str, Any]], partition_ids: Iterable[str],
+                        ) -> tuple[dict[str, list[LambdaError]], list[LambdaError]]:
+    """Match logged errors to partitions through the request id of the invocation that ran them.
+
+    ``events`` are ``filter_log_events`` events (``message``, ``logStreamName``, ``timestamp``).
+    A line without a request id belongs to the invocation last started in its stream (one
+    container runs one invocation at a time). Returns the errors of each of ``partition_ids`` (a
+    partition retried after a crash has one per attempt) and the errors no partition can be tied to.
+    """
+    wanted = set(partition_ids)
+    current: dict[str, str] = {}
+    parts_of: dict[str, set[str]] = {}
+    errors: dict[str, LambdaError] = {}
+    for ev in sorted(events, key=lambda e: (str(e.get("logStreamName")), int(e.get("timestamp") or 0))):
+        msg = str(ev.get("message", ""))
+        stream = str(ev.get("logStreamName") or "")
+        rid = request_id_of(msg)
+        if msg.startswith("START RequestId:") and rid:
+            current[stream] = rid
+        rid = rid or current.get(stream)
+        if rid is None:
+            continue
+        if PARTITIONS_MARK in msg:
+            words = msg.split(PARTITIONS_MARK, 1)[1].split()
+            parts_of.setdefault(rid, set()).update(p for p in (words[0] if words else "").split(",") if p)
+        found = parse_error_line(msg)
+        if found and (rid not in errors or errors[rid].error_type == "ERROR"):
+            errors[rid] = LambdaError(rid, found[0], found[1], stream or None,
+                                      int(ev["timestamp"]) if ev.get("timestamp") is not None else None)
+    by_part: dict[str, list[LambdaError]] = {p: [] for p in wanted}
+    tied: set[str] = set()
+    for rid, err in errors.items():
+        for pid in parts_of.get(rid, ()):
+            if pid in wanted:
+                by_part[pid].append(err)
+                tied.add(rid)
+    unmatched = [e for rid, e in errors.items() if rid not in tied and not parts_of.get(rid)]
+    return by_part, unmatched
+
+
+def fetch_log_events(logs_client: Any, log_group: str, start_ms: int | None = None,
+                     end_ms: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every event of ``log_group`` in ``[start_ms, end_ms]`` (paginated ``filter_log_events``);
+    nothing when the log group does not exist."""
+    kwargs: dict[str, Any] = {"logGroupName": log_group}
+    if start_ms is not None:
+        kwargs["startTime"] = int(start_ms)
+    if end_ms is not None:
+        kwargs["endTime"] = int(end_ms)
+    try:
+        for page in logs_client.get_paginator("filter_log_events").paginate(**kwargs):
+            yield from page.get("events", [])
+    except logs_client.exceptions.ResourceNotFoundException:
+        return
+
+
+def failed_partition_errors(logs_client: Any, function_name: str, partition_ids: Iterable[str],
+                            start_ms: int | None = None, end_ms: int | None = None,
+                            ) -> tuple[dict[str, list[LambdaError]], list[LambdaError]]:
+    """The CloudWatch errors of ``partition_ids`` from the log group of ``function_name``."""
+    events = fetch_log_events(logs_client, f"/aws/lambda/{function_name}", start_ms, end_ms)
+    return errors_by_partition(events, partition_ids)

@@ -31,7 +31,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -92,8 +92,14 @@ def load_grid(path: str | Path) -> Grid:
     nb = Path(data["notebook"])
     if not nb.is_absolute():
         nb = config.PROJECT_ROOT / nb
-    return Grid(name=name, notebook=nb, parameters=dict(params), grid={k: list(v) for k, v in grid.items()},
-                kernel=str(data.get("kernel", "python3")), source=path)
+    out = Grid(name=name, notebook=nb, parameters=dict(params), grid={k: list(v) for k, v in grid.items()},
+               kernel=str(data.get("kernel", "python3")), source=path)
+    for combo in out.combinations():  # aws: results named by the user, never a default bucket
+        point = {**out.parameters, **combo}
+        if point.get("backend") == "aws" and not str(point.get("results") or "").startswith("s3://"):
+            raise ValueError(f"{path}: backend aws needs 'results: s3://bucket/prefix' (in parameters or grid); "
+                             f"got {point.get('results')!r} for {combo}")
+    return out
 
 
 def _fmt(value: Any) -> str:
@@ -199,7 +205,8 @@ def _parse_only(only: Sequence[str] | None) -> dict[str, str]:
 
 
 def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] | None = None,
-              sweeps_dir: Path | None = None, kernel: str | None = None) -> list[dict[str, Any]]:
+              sweeps_dir: Path | None = None, kernel: str | None = None,
+              extra_parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run every combination of a grid file (resumable); returns one row per combination.
 
     Row keys: the grid parameters, ``slug``, ``output_dir``, ``status`` (done | skipped | failed |
@@ -209,6 +216,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     from cosmic_utils.progress import progress
 
     grid = load_grid(grid_path)
+    if extra_parameters:  # e.g. max_usd from `cosmic sweep --max-usd`: the same for every point
+        grid = replace(grid, parameters={**grid.parameters, **extra_parameters})
     if not dry_run and not grid.notebook.exists():
         raise FileNotFoundError(f"{grid.source}: notebook {grid.notebook} does not exist")
     base = Path(sweeps_dir or config.SWEEPS_DIR) / grid.name

@@ -40,6 +40,9 @@ model_dir: str = ""  # help: model artifact folder or s3:// (empty: the project'
 results: str = ""  # help: s3://bucket/prefix for items/records (required for aws; empty: a moto bucket locally)
 data_location: str = ""  # help: dataset folder or s3:// (empty: prepare under data/generated)
 seed: int = 0  # help: dataset seed
+data_upload: str = ""  # help: aws: s3://bucket/prefix where a local dataset is uploaded (once per size, partition size, seed)
+model_upload: str = ""  # help: aws: s3://bucket/prefix where a local model artifact is uploaded (under its sha256)
+max_usd: float = 0.0  # help: refuse the run when its projected cost is above this many USD (0: no budget)
 
 # %%
 import json
@@ -58,6 +61,8 @@ logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(messag
 slug = re.sub(r"[^A-Za-z0-9._-]", "-",
               f"{backend}-b{batch_size}-p{partition_mb:g}-d{data_gb:g}-m{memory_mb}-{engine}-c{max_concurrency}"
               f"-w{world_size}")
+if backend == "aws" and not results.startswith("s3://"):  # never a bucket invented in the user's account
+    raise ValueError(f"backend aws: parameter results={results!r} must be s3://bucket/prefix (your results bucket)")
 run_dir = Path(output_dir) if output_dir else config.RUNS_DIR / "lambda_sweep" / slug
 run_dir.mkdir(parents=True, exist_ok=True)
 print("run folder:", run_dir)
@@ -83,20 +88,43 @@ if not model.startswith("s3://") and not (Path(model) / "artifact.json").exists(
     model = str(config.MODELS_DIR / "untrained")
     if not (Path(model) / "artifact.json").exists():
         create_untrained_artifact(model, seed=0)
+if backend == "aws" and not data.startswith("s3://"):  # Lambda reads S3: upload once, reused by later points
+    from cosmic_utils.upload import upload_dataset
+
+    if not data_upload.startswith("s3://"):
+        raise ValueError(f"backend aws: data {data!r} is local; set data_upload=s3://bucket/prefix or data_location=s3://")
+    data = upload_dataset(data, f"{data_upload.rstrip('/')}/{Path(data).name}").uri
+if backend == "aws" and not model.startswith("s3://"):
+    from cosmic_utils.upload import upload_model
+
+    if not model_upload.startswith("s3://"):
+        raise ValueError(f"backend aws: model {model!r} is local; set model_upload=s3://bucket/prefix or model_dir=s3://")
+    model = upload_model(model, model_upload).uri
 print("data:", data, "| model:", model)
+
+# %% [markdown]
+# ## Projected cost and wall clock (before anything starts; `max_usd` refuses a run above it)
+
+# %%
+from cosmic_utils.backends.local import LOCAL_RESULTS_URI
+from cosmic_utils.projection import check_budget, project_run
+
+request = parse_request({
+    "run_id": re.sub(r"[^A-Za-z0-9._-]", "-", run_dir.name)[:64].lstrip("-._") or "sweep",
+    "data": data, "model": model,
+    "results": results or LOCAL_RESULTS_URI,
+    "batch_size": batch_size, "engine": engine, "max_concurrency": max_concurrency,
+    "memory_mb": memory_mb, "world_size": world_size or None, "overwrite": True,
+    "tags": {"partition_mb": f"{partition_mb:g}", "data_gb": f"{data_gb:g}", "notebook": "03_lambda_sweep"},
+})
+projection = project_run(request)
+print(projection.one_line())
+check_budget(projection, max_usd or None)
 
 # %% [markdown]
 # ## Run the state machine
 
 # %%
-request = parse_request({
-    "run_id": re.sub(r"[^A-Za-z0-9._-]", "-", run_dir.name)[:64].lstrip("-._") or "sweep",
-    "data": data, "model": model,
-    "results": results or "s3://cosmic-local-results/runs",
-    "batch_size": batch_size, "engine": engine, "max_concurrency": max_concurrency,
-    "memory_mb": memory_mb, "world_size": world_size or None, "overwrite": True,
-    "tags": {"partition_mb": f"{partition_mb:g}", "data_gb": f"{data_gb:g}", "notebook": "03_lambda_sweep"},
-})
 result = runner.run_pipeline(request, backend=backend, run_dir=run_dir, progress=False)
 print_summary(result.summary)
 

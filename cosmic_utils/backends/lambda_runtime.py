@@ -35,6 +35,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import json
+import logging
 import os
 import resource
 import sys
@@ -182,6 +183,29 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+class _RequestIdFilter(logging.Filter):
+    """Stamps the current invocation's request id on every log record, as Lambda's runtime does."""
+
+    request_id = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.aws_request_id = self.request_id
+        return True
+
+
+def _lambda_log_handler() -> _RequestIdFilter:
+    """Log lines in Lambda's text format (``[LEVEL]\tts\trequest-id\tmessage``) on stderr, the container
+    log, so a local log reads like a CloudWatch one (`cosmic logs` parses both)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+                                           "%Y-%m-%dT%H:%M:%S"))
+    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
+    rid = _RequestIdFilter()
+    handler.addFilter(rid)
+    logging.getLogger().addHandler(handler)
+    return rid
+
+
 def main(argv: list[str]) -> int:
     code_dir, spec = argv[1], argv[2]
     proto = os.fdopen(os.dup(1), "w", buffering=1)
@@ -203,6 +227,7 @@ def main(argv: list[str]) -> int:
     plan_path = os.environ.get(FAULT_PLAN_ENV)
     if plan_path:
         _install_fault_hooks(plan_path)
+    rid = _lambda_log_handler()
     proto.write(json.dumps({"ready": True, "init_ms": (time.perf_counter() - t0) * 1000.0}) + "\n")
     for line in sys.stdin:
         if not line.strip():
@@ -210,6 +235,7 @@ def main(argv: list[str]) -> int:
         msg = json.loads(line)
         ctx = LambdaContext(msg.get("request_id", ""), int(msg.get("timeout_ms", 900_000)))
         t0 = time.perf_counter()
+        rid.request_id = ctx.aws_request_id
         print(f"START RequestId: {ctx.aws_request_id} Version: $LATEST", file=sys.stderr, flush=True)
         try:
             payload = handler(msg.get("event"), ctx)
@@ -218,6 +244,9 @@ def main(argv: list[str]) -> int:
             out = {"ok": False, "error": {"errorMessage": str(exc), "errorType": type(exc).__name__,
                                           "stackTrace": traceback.format_exc().splitlines()}}
             traceback.print_exc()
+            # The runtime's error line (Lambda's JSON shape, with the request id): what `cosmic logs` reads.
+            print(json.dumps({"errorType": out["error"]["errorType"], "errorMessage": out["error"]["errorMessage"],
+                              "requestId": ctx.aws_request_id}), file=sys.stderr, flush=True)
         out["duration_ms"] = (time.perf_counter() - t0) * 1000.0
         out["max_rss_mb"] = _max_rss_mb()
         sys.stderr.flush()

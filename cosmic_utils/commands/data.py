@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--shallow", action="store_true", help="checksums and header only (skip the finite-value scan)")
     v.set_defaults(func=_verify)
 
+    u = sub.add_parser("upload", help="upload a prepared dataset (partitions + manifest) to s3://; only what differs")
+    u.add_argument("dataset", type=Path, help="prepared dataset folder (manifest.json + partitions)")
+    u.add_argument("dest", help="s3://bucket/prefix")
+    u.set_defaults(func=_upload)
+
     b = sub.add_parser("bench", help="renderer cutouts/s, partition write/read MB/s, peak RSS (< 1 min)")
     b.add_argument("--samples", type=cli_types.positive_int, default=4000, help="cutouts to render for the rate")
     b.add_argument("--threads", type=cli_types.positive_int, default=None, help="renderer threads (default: up to 4)")
@@ -220,4 +225,23 @@ def _bench(args: argparse.Namespace) -> int:
 
         out.write_text(json.dumps(stamped(res), indent=1) + "\n")
         print(f"wrote {out}")
+    return 0
+
+
+def _upload(args: argparse.Namespace) -> int:
+    """Print the dataset's s3 URI to pass as ``--data``."""
+    from cosmic_utils.manifest import ManifestError
+    from cosmic_utils.storage import StorageError
+    from cosmic_utils.upload import UploadError, describe, upload_dataset
+
+    try:
+        report = upload_dataset(args.dataset, args.dest)
+    except (ManifestError, UploadError, FileNotFoundError) as exc:
+        print(f"cosmic data upload: {exc}", file=sys.stderr)
+        return 2
+    except StorageError as exc:
+        print(f"cosmic data upload: {exc}", file=sys.stderr)
+        return 1
+    print(describe(report), file=sys.stderr)
+    print(report.uri)
     return 0

@@ -56,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-onnx", action="store_true", help="write model.pt only")
     p.set_defaults(func=_load_published)
 
+    u = sub.add_parser("upload", help="upload an artifact to s3://bucket/prefix/<sha256[:16]>/ (verified, idempotent)")
+    u.add_argument("model_dir", type=Path, help="model artifact folder (artifact.json + files)")
+    u.add_argument("dest", help="s3://bucket/prefix; the artifact goes under <prefix>/<sha256[:16]>/")
+    u.set_defaults(func=_upload)
+
     v = sub.add_parser("evaluate", help="validation metrics (+ kNN row), predictions CSV and figures")
     v.add_argument("--model", default=None, help="artifact folder (default: models/default)")
     v.add_argument("--engine", default="torch-eager", help="engine for the predictions (default torch-eager)")
@@ -254,4 +259,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"predictions -> {pred_path}\nfigures -> {', '.join(str(p) for p in paths)}")
     if args.json:
         Path(args.json).write_text(json.dumps(table.to_dict(orient="records"), indent=2))
+    return 0
+
+
+def _upload(args: argparse.Namespace) -> int:
+    """Print the versioned s3 URI to pass as ``--model``."""
+    from cosmic_utils.artifact import ArtifactError
+    from cosmic_utils.storage import StorageError
+    from cosmic_utils.upload import UploadError, describe, upload_model
+
+    try:
+        report = upload_model(args.model_dir, args.dest)
+    except (ArtifactError, UploadError, StorageError) as exc:
+        print(f"cosmic model upload: {exc}", file=sys.stderr)
+        return 2 if not isinstance(exc, StorageError) else 1
+    print(describe(report), file=sys.stderr)
+    print(report.uri)
     return 0

@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the results of an earlier run with the same run id (refused otherwise)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--max-usd", type=cli_types.positive_float, default=None,
+                   help="refuse (exit 1) a run whose projected cost is above this budget, before anything starts")
     p.set_defaults(func=_run)
 
     d = subparsers.add_parser("deploy", help="deploy (create or update) the pipeline to AWS; --dry-run prints the plan")
@@ -127,6 +129,8 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
           f"failed {summary.get('partitions_failed')}", file=out)
     for fail in summary.get("failed", [])[:10]:
         print(f"    FAILED {fail['partition_id']}: {fail['error']}", file=out)
+        if fail.get("cloudwatch_error"):
+            print(f"      cloudwatch: {fail['cloudwatch_error']} (request {fail.get('request_id')})", file=out)
     print(f"  data {f(summary.get('data_gb'))} GB, {summary.get('samples')} samples, wall {f(summary.get('wall_s'))} s",
           file=out)
     print(f"  throughput end-to-end {f(thr.get('end_to_end_gb_s'))} GB/s; per-worker (published) "
@@ -186,6 +190,9 @@ def _run(args: argparse.Namespace) -> int:
                 return exits.OK
         else:
             request = _request_from_args(args)
+            refused = _project(request, args.backend, args.max_usd)
+            if refused is not None:
+                return refused
             run_dir = args.out or config.RUNS_DIR / request.run_id
             if args.overwrite and not request.overwrite:
                 request = request.model_copy(update={"overwrite": True})
@@ -200,6 +207,29 @@ def _run(args: argparse.Namespace) -> int:
     print_summary(result.summary)
     print(f"  outputs: {result.run_dir}")
     return run_exit_status(result)
+
+
+def _project(request: Any, backend: str, max_usd: float | None) -> int | None:
+    """Print the projected cost and wall clock (aws, or whenever a budget is given); 2 when over budget."""
+    if backend != "aws" and max_usd is None:
+        return None
+    from cosmic_utils.projection import BudgetExceeded, check_budget, project_run
+
+    try:
+        projection = project_run(request)
+    except Exception as exc:  # no manifest readable: a budget cannot be checked, so it is not run
+        if max_usd is None:
+            print(f"cosmic run: no projection ({exc})", file=sys.stderr)
+            return None
+        print(f"cosmic run: --max-usd {max_usd:g} cannot be checked: {exc}", file=sys.stderr)
+        return 1  # refused (exit-status contract: 1)
+    print(projection.one_line())
+    try:
+        check_budget(projection, max_usd)
+    except (BudgetExceeded, ValueError) as exc:
+        print(f"cosmic run: {exc}", file=sys.stderr)
+        return 1  # refused (exit-status contract: 1)
+    return None
 
 
 def _config(args: argparse.Namespace, with_deps: bool = True) -> Any:

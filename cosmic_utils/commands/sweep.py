@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cosmic_utils import cli_types
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sweep", help="run a notebook once per combination of a grid file (papermill)")
@@ -13,13 +15,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                    help="keep only combinations with this value (repeatable)")
     p.add_argument("--kernel", help="Jupyter kernel (default: the grid's, else python3)")
+    p.add_argument("--max-usd", type=cli_types.positive_float, default=None,
+                   help="per point: a point whose projected cost is above this is refused before it starts")
     p.set_defaults(func=_sweep)
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from cosmic_utils import exits, sweep
 
-    rows = sweep.run_sweep(args.grid, dry_run=args.dry_run, only=args.only, kernel=args.kernel)
+    refused = _project(args)
+    if refused is not None:
+        return refused
+    extra = {"max_usd": args.max_usd} if args.max_usd is not None else None
+    rows = sweep.run_sweep(args.grid, dry_run=args.dry_run, only=args.only, kernel=args.kernel,
+                           extra_parameters=extra)
     for r in rows:
         print(f"{r['status']:>8}  {r['slug']}  {r['output_dir']}")
     print(f"{len(rows)} combinations: " + ", ".join(
@@ -28,3 +37,32 @@ def _sweep(args: argparse.Namespace) -> int:
     # A failed point (notebook error, or a run with failed partitions) is never reported as done.
     exits.print_failures("cosmic sweep", failed, what="point", id_key="slug")
     return exits.PARTIAL if failed else exits.OK
+
+
+def _project(args: argparse.Namespace) -> int | None:
+    """aws grids (or with --max-usd): each point's projection and the total; 2 when a point is over budget."""
+    import sys
+
+    from cosmic_utils import sweep
+    from cosmic_utils.projection import project_sweep
+
+    grid = sweep.load_grid(args.grid)
+    points = project_sweep(grid.parameters, grid.combinations())
+    if args.max_usd is None and not any({**grid.parameters, **c}.get("backend") == "aws" for c, _ in points):
+        return None
+    total = 0.0
+    over = []
+    for combo, proj in points:
+        if proj is None:
+            print(f"  {sweep.slug(combo)}: no projection (data_gb / partition_mb not in the grid)")
+            continue
+        total += proj.cost_usd
+        print(f"  {sweep.slug(combo)}: ~{proj.cost_usd:.4g} USD, ~{proj.wall_s:.0f} s ({proj.partitions} partitions)")
+        if args.max_usd is not None and proj.cost_usd > args.max_usd:
+            over.append(f"{sweep.slug(combo)} ({proj.cost_usd:.4g} USD)")
+    print(f"PROJECTION of the sweep {grid.name}: ~{total:.4g} USD over {len(points)} points")
+    if over:
+        print(f"cosmic sweep: refused: {len(over)} point(s) projected above --max-usd {args.max_usd:g}: "
+              + ", ".join(over), file=sys.stderr)
+        return 1  # refused (exit-status contract: 1)
+    return None

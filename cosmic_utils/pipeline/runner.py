@@ -391,10 +391,31 @@ def execute(
             for fail in summary.get("failed", []):
                 if str(fail.get("partition_id")) not in merged:
                     fail["error"] = f"not finished: the run was interrupted ({interrupted.signal_name})"
+        if label == "aws" and summary.get("failed"):
+            _attach_cloudwatch_errors(be, cfg.names.function("inference"), summary["failed"], t_start, stop)
         (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
     if interrupted is not None:
         raise RunInterrupted(interrupted.signum, run_dir, RunResult(run_dir, summary, status))
     return RunResult(run_dir, summary, status)
+
+
+def _attach_cloudwatch_errors(be: Any, function_name: str, failed: list[dict[str, Any]],
+                              start: datetime, stop: datetime | None) -> None:
+    """Put each failed partition's CloudWatch error (``cloudwatch_error``, request id, log stream) into the
+    summary's failed list: on AWS the error of a crash or timeout is nowhere else. Best effort: a
+    logs outage never fails a run that already ran (``cosmic logs RUN`` asks again later)."""
+    from cosmic_utils.cloudwatch import failed_partition_errors
+    from cosmic_utils.run_logs import WINDOW_MARGIN_MS, annotate_failed
+
+    start_ms = int(start.timestamp() * 1000) - WINDOW_MARGIN_MS
+    stop_ms = int(stop.timestamp() * 1000) + WINDOW_MARGIN_MS if stop else None
+    try:
+        by_part, _ = failed_partition_errors(be.client("logs"), function_name,
+                                             [str(f["partition_id"]) for f in failed], start_ms, stop_ms)
+    except Exception as exc:
+        log.warning("CloudWatch errors of the failed partitions not fetched (%s); try `cosmic logs`", exc)
+        return
+    annotate_failed(failed, by_part)
 
 
 def _kept(pid: str, rec: Mapping[str, Any], redriven: set[str]) -> bool:

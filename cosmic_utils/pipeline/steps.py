@@ -645,6 +645,9 @@ def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     entries = item.get("partitions") or []
     if not entries:
         raise DataError("Map item has no partitions")
+    # Ties this invocation's request id to its partitions in CloudWatch: `cosmic logs` finds the error
+    # of a partition that crashed or timed out (and so left no record) through this line.
+    log.info("cosmic partitions: %s run %s", ",".join(str(e.get("partition_id")) for e in entries), request.run_id)
     data = _storage(request.data)
     results = _storage(request.results)
     ok = failed = 0
