@@ -485,17 +485,25 @@ def engine_verdicts(doc: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str
     return out
 
 
-def lambda_choice(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """The ONNX engine the inference Lambda serves on this CPU type (it runs ONNX only), and why."""
+def lambda_choice(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ONNX engine for the inference Lambda on this CPU type (it runs ONNX only), and why.
+
+    ``engine``: ``onnx-int8`` when it is usable here (accurate and faster than ``onnx``), else
+    ``onnx``. ``int8_request_gets``: what a run that asks for ``onnx-int8`` is served at cold
+    start, which only the calibration gate decides (refused -> ``onnx``, recorded).
+    """
     v = verdicts.get("onnx-int8")
     if v is None:
-        return {"engine": "onnx", "why": "onnx-int8 was not measured in this run"}
+        return {"engine": "onnx", "why": "onnx-int8 was not measured in this run", "int8_request_gets": None}
+    cal = v.get("calibration") or {}
+    gets = "onnx-int8" if cal.get("passed") else "onnx"
     if v.get("usable"):
-        return {"engine": "onnx-int8", "why": f"accurate on this CPU and {v['speed_vs_fp32']:.2f}x onnx"}
-    if v.get("calibration") and v["calibration"].get("passed") and not v.get("faster_than_fp32"):
-        why = f"onnx-int8 is accurate but {v['why_not']}"
-        return {"engine": "onnx", "why": why + " (a run that asks for onnx-int8 gets it)"}
-    return {"engine": "onnx", "why": f"onnx-int8 is refused at cold start here: {v['why_not']}"}
+        why = f"onnx-int8 is accurate on this CPU and {v['speed_vs_fp32']:.2f}x onnx"
+    elif not cal.get("passed"):
+        why = f"onnx-int8 is refused at cold start on this CPU: {v['why_not']}"
+    else:
+        why = f"onnx-int8 passes its calibration gate here but is not chosen: {v['why_not']}"
+    return {"engine": "onnx-int8" if v.get("usable") else "onnx", "why": why, "int8_request_gets": gets}
 
 
 def summarize(doc: dict[str, Any], batch_size: int = 256) -> dict[str, Any]:
@@ -563,7 +571,9 @@ def format_table(doc: dict[str, Any]) -> str:
             lines.append(f"  {name:<11} {acc}; {fast} -> {'used by default when fastest' if v['usable'] else 'not used'}"
                          + (f": {v['why_not']}" if v.get("why_not") else ""))
         lam = summary.get("lambda_engine") or {}
-        lines.append(f"Lambda (ONNX only) on this CPU: {lam.get('engine')} - {lam.get('why')}")
+        lines.append(f"Lambda (ONNX only) on this CPU: {lam.get('engine')} - {lam.get('why')}"
+                     + (f"; a run asking for onnx-int8 is served {lam['int8_request_gets']}"
+                        if lam.get("int8_request_gets") else ""))
     if doc.get("stream"):
         s = doc["stream"]
         lines.append(f"streaming {s['data_gb']:.3f} GB with {s['engine']} (batch {s['batch_size']}): "
