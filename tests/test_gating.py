@@ -234,3 +234,18 @@ def test_bench_summary_verdicts_and_lambda_choice() -> None:
     assert s["lambda_engine"]["engine"] == "onnx" and "refused" in s["lambda_engine"]["why"]
     text = format_table(doc)
     assert "accurate NO" in text and "Lambda (ONNX only) on this CPU: onnx" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-user (apt-get install qemu-user)")
+def test_int8_is_accurate_on_an_avx2_only_cpu_under_qemu(artifact: Path, tmp_path: Path) -> None:
+    """The default int8 graph on ONNX Runtime's AVX2 (no VNNI) kernels, via QEMU's Haswell model."""
+    from cosmic_utils.inference.isa_check import main
+    from cosmic_utils.inference.onnx_engine import INT8_VARIANT
+
+    out = tmp_path / "isa.json"
+    assert main(["--model", str(artifact), "--variants", INT8_VARIANT, "--qemu-cpu", "Haswell",
+                 "--json", str(out)]) == 0
+    emulated = [r for r in json.loads(out.read_text()) if r["cpu"].startswith("qemu")]
+    assert len(emulated) == 1 and emulated[0]["cpuid"]["avx2"] and not emulated[0]["cpuid"]["avx512_vnni"]
+    assert not emulated[0]["cpuid"]["avx_vnni"] and emulated[0]["passed"], emulated[0]
