@@ -10,6 +10,9 @@ Layout (docs/architecture.md, "Model artifact")::
       model.pt        bare state_dict of ViTAstro (the published key layout, no "module.")
       model.onnx      preprocessing + network: image float32 [B,5,32,32], magnitude float64 [B,5]
                       -> redshift float32 [B]
+      calibration.npz the accuracy gate's calibration set (files.calibration): 256 validation
+                      galaxies as raw arrays, z_spec and the eager fp32 predictions z_fp32
+                      (see cosmic_utils.inference.gating; written by :func:`add_calibration`)
 
 :meth:`ModelArtifact.load` checks, before anything uses the files, that the folder and
 ``artifact.json`` exist, that ``format_version`` is one this code reads, that every listed file
@@ -74,6 +77,8 @@ ONNX_FILE: str = "model.onnx"
 #: File roles of the ``files`` entry.
 ROLE_STATE_DICT: str = "state_dict"
 ROLE_ONNX: str = "onnx"
+ROLE_CALIBRATION: str = "calibration"
+CALIBRATION_FILE: str = "calibration.npz"
 _REQUIRED_KEYS: tuple[str, ...] = ("format_version", "name", "architecture", "files")
 
 
@@ -336,6 +341,7 @@ def write_artifact(
                                  example=onnx_example)
             art.add_file(ROLE_ONNX, ONNX_FILE)
             art.extra.setdefault("onnx_export", {k: v for k, v in report.items() if k != "path"})
+            add_calibration(art, model=RedshiftPredictor(model.eval(), preprocessing), save=False)
         art.save()
         if out.exists():
             shutil.rmtree(out)
@@ -351,10 +357,50 @@ def add_onnx(artifact: ModelArtifact, onnx_example: tuple[Any, Any] | None = Non
     """Export (or re-export) ``model.onnx`` of an artifact that has a state_dict; updates artifact.json."""
     from cosmic_utils.export import export_onnx
 
-    report = export_onnx(artifact.predictor(), artifact.path / ONNX_FILE, example=onnx_example)
+    predictor = artifact.predictor()
+    report = export_onnx(predictor, artifact.path / ONNX_FILE, example=onnx_example)
     artifact.add_file(ROLE_ONNX, ONNX_FILE)
     artifact.extra["onnx_export"] = {k: v for k, v in report.items() if k != "path"}
+    add_calibration(artifact, model=predictor, save=False)
     artifact.save()
+    return artifact
+
+
+def add_calibration(artifact: ModelArtifact, rows: int | None = None, model: RedshiftPredictor | None = None,
+                    inputs: tuple[Any, Any, Any] | None = None, save: bool = True) -> ModelArtifact:
+    """Write the accuracy gate's calibration set into the artifact and list it (``files.calibration``).
+
+    ``inputs``: raw ``(image, magnitude, z_spec)`` arrays; default the first ``rows``
+    (:data:`cosmic_utils.inference.gating.CALIBRATION_ROWS`) galaxies of the validation
+    catalogue rendered as the bench and training render them. ``z_fp32`` comes from the eager
+    fp32 model (``model``, default the artifact's own predictor): the reference a reduced
+    engine is compared with on whatever CPU it later runs on. Re-exporting an older artifact
+    (``cosmic model export``) adds the set.
+    """
+    import numpy as np
+
+    from cosmic_utils.inference.gating import CALIBRATION_ROWS
+
+    source = "given arrays" if inputs is not None else "validation catalogue (first rows, training render seed)"
+    if inputs is None:
+        from cosmic_utils.bench import validation_rows
+
+        inputs = validation_rows(int(rows or CALIBRATION_ROWS))
+    image = np.ascontiguousarray(inputs[0], dtype=np.float32)
+    magnitude = np.ascontiguousarray(inputs[1], dtype=np.float64)
+    z_spec = np.asarray(inputs[2], dtype=np.float64).reshape(-1)
+    predictor = model if model is not None else artifact.predictor()
+    z_fp32 = predictor.predict_numpy(image, magnitude).astype(np.float64)
+    path = artifact.path / CALIBRATION_FILE
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, image=image, magnitude=magnitude, z_spec=z_spec, z_fp32=z_fp32)
+    os.replace(tmp, path)
+    artifact.add_file(ROLE_CALIBRATION, CALIBRATION_FILE)
+    artifact.extra["calibration"] = {"rows": int(len(image)), "reference": "eager fp32 (torch)",
+                                     "source": source}
+    if save:
+        artifact.save()
     return artifact
 
 

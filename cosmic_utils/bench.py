@@ -12,7 +12,10 @@ threads, so the ratios are honest even when absolute speeds drift):
    eager fp32 model (``torch-eager``): largest ``|z - z_fp32|``, sigma_NMAD of
    ``(z - z_spec) / (1 + z_spec)`` and its relative change. A reduced-precision engine passes
    when ``|sigma_NMAD / sigma_NMAD_fp32 - 1| <= 2 %``; an fp32 engine when it agrees with the
-   eager model to 1e-3. Results go to ``runs/bench/engine_checks.json``; without a trained
+   eager model to 1e-3, and a reduced engine must also keep ``max |z - z_fp32| <= 0.05`` (the
+   rule is :func:`cosmic_utils.inference.gating.compare_to_fp32`, the same one the engines'
+   creation-time gate applies to the artifact's calibration set; that gate's verdict on this
+   CPU is recorded too). Results go to ``runs/bench/engine_checks.json``; without a trained
    model (``models/default``) the checks run on an untrained artifact and are labelled
    ``trained_model: false``, and :func:`cosmic_utils.inference.engines.default_engine` ignores
    them (reduced precision is then not used by default).
@@ -29,6 +32,15 @@ threads, so the ratios are honest even when absolute speeds drift):
 4. Optional **streaming memory check** (``stream_gb``): a fresh process streams a dataset of
    that size (reused when present) through the default engine; its peak RSS is recorded
    against the 1.5 GB target.
+
+**Verdicts** (printed under the table, ``summary.engines``): per engine, *accurate* (bench
+check and calibration gate passed on this CPU type), *faster* (samples/s above its fp32
+counterpart, :data:`~cosmic_utils.inference.gating.FP32_FALLBACK`, same batch, same run) and
+*usable* (both). ``best_reduced`` and :func:`~cosmic_utils.inference.engines.default_engine`
+consider only usable reduced engines; ``summary.lambda_engine`` says which ONNX engine the
+inference Lambda would serve on this CPU type and why. Every row, record and the checks file
+carry the CPU probe (:func:`cosmic_utils.cpu.cpu_probe`: ``cpu_model``, ``isa``,
+``cpu_flags``, ``isa_caps``, ``cpu_type``).
 
 Outputs: ``--json`` (``{"meta", "rows", "checks", "stream"}``, one row per engine x batch
 size), ``runs/bench/engine_checks.json`` and ``runs/local/<run-id>/records.csv`` (one record
@@ -52,11 +64,11 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils import config
+from cosmic_utils.inference import gating
 from cosmic_utils.inference.engines import (
     CUDA_ENGINE_NAMES,
     ENGINE_NAMES,
     ENGINE_PRECISION,
-    NMAD_TOLERANCE_REL,
     Engine,
     artifact_meta,
     create_engine,
@@ -78,8 +90,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (32, 64, 128, 256, 512)
 QUICK_BATCH_SIZES: tuple[int, ...] = (32, 256)
-#: fp32 engines must agree with the eager model to this (absolute redshift).
-FP32_ATOL: float = 1e-3
+#: fp32 engines must agree with the eager model to this (absolute redshift; the gate's rule).
+FP32_ATOL: float = gating.FP32_ATOL
+#: CPU probe fields copied into every bench row.
+PROBE_FIELDS: tuple[str, ...] = ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type")
 STREAM_RSS_TARGET_MB: float = 1.5e9 / 2**20  # 1.5 GB
 
 
@@ -176,26 +190,11 @@ def predict_all(engine: Engine, image: np.ndarray, magnitude: np.ndarray, batch_
 
 
 def accuracy_check(name: str, z: np.ndarray, z_ref: np.ndarray, z_spec: np.ndarray, trained: bool) -> dict[str, Any]:
-    """One engine's check against the fp32 reference predictions (see the module docstring)."""
-    from cosmic_utils.metrics import delta_z, sigma_nmad
-
-    precision = ENGINE_PRECISION.get(name, "fp32")
-    nmad = sigma_nmad(delta_z(z_spec, z))
-    nmad_ref = sigma_nmad(delta_z(z_spec, z_ref))
-    rel = nmad / nmad_ref - 1.0 if nmad_ref > 0 else float("nan")
-    max_diff = float(np.max(np.abs(z.astype(np.float64) - z_ref))) if len(z) else float("nan")
-    if precision == "fp32":
-        passed = bool(max_diff <= FP32_ATOL)
-        rule = f"max |z - z_fp32| <= {FP32_ATOL}"
-    else:
-        passed = bool(np.isfinite(rel) and abs(rel) <= NMAD_TOLERANCE_REL)
-        rule = f"|sigma_NMAD / sigma_NMAD_fp32 - 1| <= {NMAD_TOLERANCE_REL:.0%}"
-    return {
-        "engine": name, "precision": precision, "rows": int(len(z)), "sigma_nmad": nmad,
-        "sigma_nmad_fp32": nmad_ref, "nmad_delta_rel": rel, "max_abs_dz": max_diff,
-        "mean_abs_dz": float(np.mean(np.abs(z.astype(np.float64) - z_ref))) if len(z) else float("nan"),
-        "passed": passed, "rule": rule, "trained_model": trained,
-    }
+    """One engine's check against the fp32 reference predictions: the gate's rule
+    (:func:`cosmic_utils.inference.gating.compare_to_fp32`) on the bench's validation rows."""
+    out = gating.compare_to_fp32(name, ENGINE_PRECISION.get(name, "fp32"), z, z_ref, z_spec)
+    out["trained_model"] = trained
+    return out
 
 
 # --------------------------------------------------------------------------- timing passes
@@ -280,7 +279,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     for name in names:
         t0 = time.perf_counter()
         try:
-            engines[name] = create_engine(name, model_dir, threads=threads)
+            # gate=False: refused engines are measured too, so the table can say why they are refused
+            engines[name] = create_engine(name, model_dir, threads=threads, gate=False)
         except Exception as exc:  # e.g. no model.onnx, no onnx package for quantising
             skipped[name] = f"{type(exc).__name__}: {exc}"
             log.warning("engine %s skipped: %s", name, skipped[name])
@@ -303,6 +303,17 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     checks = [accuracy_check(n, z_ref.astype(np.float32) if n == "torch-eager" else predict_all(e, image_v, mag_v),
                              z_ref, z_spec, trained) for n, e in engines.items()]
     by_check = {c["engine"]: c for c in checks}
+    for c in checks:  # the creation-time gate on this CPU (calibration set inside the artifact)
+        c.update({k: info.get(k) for k in PROBE_FIELDS})
+        if c["precision"] == "fp32":
+            continue
+        c["gate_refusal"] = gating.speed_refusal(c["engine"], c["precision"])
+        try:
+            cal = gating.check_engine(engines[c["engine"]], model_dir, use_cache=False)
+        except Exception as exc:  # corrupt calibration file: the engine would be refused for it
+            cal, c["gate_error"] = None, f"{type(exc).__name__}: {exc}"
+        c["calibration"] = {k: cal[k] for k in ("rows", "nmad_delta_rel", "max_abs_dz", "passed")} if cal else None
+        c["calibration_passed"] = bool(cal and cal["passed"])
     for c in checks:
         log.info("check %-11s nmad %.5f (fp32 %.5f, %+.2f%%) max|dz| %.2e -> %s", c["engine"], c["sigma_nmad"],
                  c["sigma_nmad_fp32"], 100 * c["nmad_delta_rel"], c["max_abs_dz"], "pass" if c["passed"] else "FAIL")
@@ -362,6 +373,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                     "batch_p50_ms": percentile_ms(lat, 50), "batch_p95_ms": percentile_ms(lat, 95),
                     "nmad_delta_rel": chk.get("nmad_delta_rel"), "max_abs_dz": chk.get("max_abs_dz"),
                     "check_passed": chk.get("passed"), "trained_model": trained,
+                    "calibration_passed": chk.get("calibration_passed") if precision != "fp32" else None,
+                    **{k: info.get(k) for k in PROBE_FIELDS},
                 }
                 rows.append(row)
                 meas = RunMeasurement(
@@ -380,6 +393,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     peak = max(peak, matmul_peak_gflops(threads))  # again at the end: the best measurement counts
     for r in rows:
         r["peak_fraction"] = r["gflops"] / peak
+    mark_verdicts(rows)
     for rec in records:
         rec["peak_fraction"] = rec["gflops"] / peak
     for e in engines.values():
@@ -418,7 +432,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     json_out.write_text(json.dumps(stamped(doc), indent=2, default=_json_default))
     checks_out = Path(cfg.checks_out) if cfg.checks_out else json_out.parent / f"engine_checks{suffix}.json"
     checks_out.write_text(json.dumps(stamped({"run_id": cfg.run_id, "created": utc_now(), "model_dir": str(model_dir),
-                                              "trained_model": trained, "checks": checks}),
+                                              "trained_model": trained, "cpu_type": info["cpu_type"],
+                                              "cpu_model": info["cpu_model"], "checks": checks}),
                                      indent=2, default=_json_default))
     write_records(records, run_id=cfg.run_id)
     return doc
@@ -434,14 +449,91 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def mark_verdicts(rows: list[dict[str, Any]]) -> None:
+    """Add ``accurate``, ``speed_vs_fp32``, ``faster_than_fp32`` and ``usable`` to every engine row.
+
+    fp32 engines are accurate by definition of the reference and usable. A reduced engine is
+    accurate when the bench check and the calibration gate both passed on this CPU, faster when
+    its samples/s beat its fp32 counterpart's at the same batch size in the same run, and usable
+    when it is both and not refused for speed (bf16 emulated here).
+    """
+    speed = {(r["engine"], r["batch_size"]): r["samples_per_s"] for r in rows}
+    for r in rows:
+        if r["engine"] == "published-loop":
+            continue
+        if r["precision"] == "fp32":
+            r.update(accurate=True, speed_vs_fp32=None, faster_than_fp32=None, usable=True)
+            continue
+        base = speed.get((gating.FP32_FALLBACK.get(r["engine"], ""), r["batch_size"]))
+        ratio = r["samples_per_s"] / base if base else None
+        r["accurate"] = bool(r.get("check_passed")) and bool(r.get("calibration_passed"))
+        r["speed_vs_fp32"] = ratio
+        r["faster_than_fp32"] = bool(ratio is not None and ratio > 1.0)
+        r["usable"] = bool(r["accurate"] and r["faster_than_fp32"]
+                           and not gating.speed_refusal(r["engine"], r["precision"]))
+
+
+def engine_verdicts(doc: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per engine at the summary batch size: accurate (numbers), faster (ratio), usable, and why not."""
+    checks = {c["engine"]: c for c in doc.get("checks", [])}
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("precision") == "fp32":
+            continue
+        c = checks.get(r["engine"], {})
+        why = []
+        if not r.get("check_passed"):
+            why.append(f"bench check failed ({gating.describe(c)})" if c else "no bench check")
+        cal = c.get("calibration")
+        if cal is None:
+            why.append(c.get("gate_error") or "no calibration set in the artifact (re-export it)")
+        elif not cal.get("passed"):
+            why.append(f"calibration check failed (max |dz| {cal['max_abs_dz']:.2e}, "
+                       f"sigma_NMAD {100 * (cal['nmad_delta_rel'] or 0):+.1f} %)")
+        if c.get("gate_refusal"):
+            why.append(c["gate_refusal"])
+        if r.get("faster_than_fp32") is False:
+            why.append(f"not faster than {gating.FP32_FALLBACK.get(r['engine'])} ({r['speed_vs_fp32']:.2f}x)")
+        out[r["engine"]] = {
+            "accurate": r.get("accurate"), "nmad_delta_rel": r.get("nmad_delta_rel"), "max_abs_dz": r.get("max_abs_dz"),
+            "calibration": cal, "faster_than_fp32": r.get("faster_than_fp32"), "speed_vs_fp32": r.get("speed_vs_fp32"),
+            "usable": r.get("usable"), "why_not": "; ".join(why),
+        }
+    return out
+
+
+def lambda_choice(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ONNX engine for the inference Lambda on this CPU type (it runs ONNX only), and why.
+
+    ``engine``: ``onnx-int8`` when it is usable here (accurate and faster than ``onnx``), else
+    ``onnx``. ``int8_request_gets``: what a run that asks for ``onnx-int8`` is served at cold
+    start, which only the calibration gate decides (refused -> ``onnx``, recorded).
+    """
+    v = verdicts.get("onnx-int8")
+    if v is None:
+        return {"engine": "onnx", "why": "onnx-int8 was not measured in this run", "int8_request_gets": None}
+    cal = v.get("calibration") or {}
+    gets = "onnx-int8" if cal.get("passed") else "onnx"
+    if v.get("usable"):
+        why = f"onnx-int8 is accurate on this CPU and {v['speed_vs_fp32']:.2f}x onnx"
+    elif not cal.get("passed"):
+        why = f"onnx-int8 is refused at cold start on this CPU: {v['why_not']}"
+    else:
+        why = f"onnx-int8 passes its calibration gate here but is not chosen: {v['why_not']}"
+    return {"engine": "onnx-int8" if v.get("usable") else "onnx", "why": why, "int8_request_gets": gets}
+
+
 def summarize(doc: dict[str, Any], batch_size: int = 256) -> dict[str, Any]:
-    """Best fp32 and best passing reduced-precision engine at ``batch_size``, against the targets."""
+    """Best fp32 and best *usable* (accurate and faster) reduced engine at ``batch_size``, the
+    per-engine verdicts, the Lambda's engine on this CPU, against the targets."""
     rows = [r for r in doc["rows"] if r["batch_size"] == batch_size and r["engine"] != "published-loop"]
     if not rows:
         bs = max((r["batch_size"] for r in doc["rows"]), default=None)
         rows = [r for r in doc["rows"] if r["batch_size"] == bs and r["engine"] != "published-loop"]
+    if rows and "usable" not in rows[0]:
+        mark_verdicts(doc["rows"])
     fp32 = [r for r in rows if r["precision"] == "fp32"]
-    reduced = [r for r in rows if r["precision"] != "fp32" and r.get("check_passed")]
+    reduced = [r for r in rows if r["precision"] != "fp32" and r.get("usable")]
     best_fp32 = max(fp32, key=lambda r: r["samples_per_s"], default=None)
     best_red = max(reduced, key=lambda r: r["samples_per_s"], default=None)
     out: dict[str, Any] = {"batch_size": rows[0]["batch_size"] if rows else None}
@@ -452,8 +544,11 @@ def summarize(doc: dict[str, Any], batch_size: int = 256) -> dict[str, Any]:
         out["fp32_peak_target_70pct"] = best_fp32["peak_fraction"] >= 0.70
     if best_red:
         out["best_reduced"] = {k: best_red[k] for k in ("engine", "precision", "samples_per_s",
-                                                         "ratio_vs_published_loop", "nmad_delta_rel")}
+                                                         "ratio_vs_published_loop", "nmad_delta_rel", "speed_vs_fp32")}
         out["reduced_ratio_target_3_5x"] = best_red["ratio_vs_published_loop"] >= 3.5
+    out["engines"] = engine_verdicts(doc, rows)
+    out["lambda_engine"] = lambda_choice(rows, out["engines"])
+    out["cpu_type"] = doc["meta"].get("cpu_type")
     out["checks_on_trained_model"] = bool(doc["meta"].get("trained_model"))
     return out
 
@@ -477,6 +572,25 @@ def format_table(doc: dict[str, Any]) -> str:
                  + (f", bf16 {meta['matmul_peak_bf16_gflops']:.0f}" if meta.get("matmul_peak_bf16_gflops") else "")
                  + f" on {meta['threads']} threads ({meta['cpu_model']}); {meta['flops_per_sample'] / 1e6:.1f} MFLOP/sample;"
                  + f" model {'trained' if meta['trained_model'] else 'UNTRAINED (checks not meaningful)'}")
+    summary = doc.get("summary") or {}
+    if summary.get("engines"):
+        lines.append(f"on this CPU ({meta.get('cpu_model')}, isa {meta.get('isa')}"
+                     + (f", caps {meta['isa_caps']}" if meta.get("isa_caps") else "") + f"), batch {summary['batch_size']}:")
+        for name, v in summary["engines"].items():
+            cal = v.get("calibration") or {}
+            acc = (f"accurate {'yes' if v['accurate'] else 'NO'} (bench sigma_NMAD "
+                   f"{100 * (v['nmad_delta_rel'] if v['nmad_delta_rel'] is not None else float('nan')):+.2f} %, max|dz| "
+                   f"{(v['max_abs_dz'] if v['max_abs_dz'] is not None else float('nan')):.2e}; calibration "
+                   + (f"max|dz| {cal['max_abs_dz']:.2e} {'pass' if cal.get('passed') else 'FAIL'}" if cal else "none")
+                   + ")")
+            ratio = v.get("speed_vs_fp32")
+            fast = f"faster {'yes' if v.get('faster_than_fp32') else 'no'} ({ratio:.2f}x fp32)" if ratio else "faster ?"
+            lines.append(f"  {name:<11} {acc}; {fast} -> {'used by default when fastest' if v['usable'] else 'not used'}"
+                         + (f": {v['why_not']}" if v.get("why_not") else ""))
+        lam = summary.get("lambda_engine") or {}
+        lines.append(f"Lambda (ONNX only) on this CPU: {lam.get('engine')} - {lam.get('why')}"
+                     + (f"; a run asking for onnx-int8 is served {lam['int8_request_gets']}"
+                        if lam.get("int8_request_gets") else ""))
     if doc.get("stream"):
         s = doc["stream"]
         lines.append(f"streaming {s['data_gb']:.3f} GB with {s['engine']} (batch {s['batch_size']}): "

@@ -29,10 +29,12 @@ No torch here: the Summarize Lambda and the analysis notebooks use this module.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: the inference Lambda has no pandas
+    import pandas as pd
 
 __all__ = [
     "METRIC_NAMES",
@@ -178,6 +180,8 @@ def accuracy_table(
         if len(valid_df) != np.asarray(z_spec).reshape(-1).size:
             raise ValueError(f"valid_df has {len(valid_df)} rows but z_spec has {np.asarray(z_spec).size}")
         rows.append({"model": knn_label, **redshift_metrics(z_spec, knn_baseline(train_df, valid_df))})
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=["model", *METRIC_NAMES])
 
 

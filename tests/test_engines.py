@@ -60,7 +60,9 @@ def test_engine_agrees_with_eager_fp32(name: str, artifact: Path, batch: tuple[n
         from cosmic_utils.inference.torch_engines import TorchCompiledEngine
 
         monkeypatch.setattr(TorchCompiledEngine, "default_chunk", 32)
-    with create_engine(name, artifact, threads=2) as eng:
+    # gate=False: this compares numerics on every CPU; whether the engine may serve here is
+    # tests/test_gating.py's question (bf16 is refused where it is emulated)
+    with create_engine(name, artifact, threads=2, gate=False) as eng:
         assert isinstance(eng, Engine) and eng.name == name and eng.precision == ENGINE_PRECISION[name]
         z = eng.predict(*batch)
         z_small = eng.predict(batch[0][:3], batch[1][:3])  # another batch size, same rows
@@ -124,10 +126,12 @@ def test_default_engine_picks_fastest_passing(tmp_path: Path) -> None:
         {"engine": "onnx-int8", "batch_size": 256, "samples_per_s": 900.0},
         {"engine": "torch-int8", "batch_size": 32, "samples_per_s": 5000.0},
     ]
-    bench.write_text(json.dumps({"rows": rows}))
+    from cosmic_utils.cpu import cpu_type
+
+    bench.write_text(json.dumps({"meta": {"cpu_type": cpu_type()}, "rows": rows}))
     # no checks recorded: reduced precision is not used
     assert default_engine(checks_path=checks, bench_path=bench) == "torch"
-    checks.write_text(json.dumps({"checks": [
+    checks.write_text(json.dumps({"cpu_type": cpu_type(), "checks": [
         {"engine": "torch-bf16", "passed": False, "trained_model": True},
         {"engine": "onnx-int8", "passed": True, "trained_model": True},
     ]}))
@@ -210,3 +214,11 @@ def test_bench_end_to_end(artifact: Path, tmp_path: Path, monkeypatch: pytest.Mo
     assert "UNTRAINED" in format_table(doc)
     assert "summary" in doc and doc["summary"]["batch_size"] == 8
     assert (tmp_path / "runs" / "local" / "bench-test" / "records.csv").is_file()
+    from cosmic_utils.cpu import cpu_probe
+
+    for key in ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type"):  # the CPU probe in every row and record
+        assert all(r[key] == cpu_probe()[key] for r in doc["rows"])
+    import pandas as pd
+
+    recs = pd.read_csv(tmp_path / "runs" / "local" / "bench-test" / "records.csv", keep_default_na=False)
+    assert set(recs["cpu_type"]) == {cpu_probe()["cpu_type"]} and set(recs["isa"]) == {cpu_probe()["isa"]}

@@ -32,10 +32,14 @@ on a machine without a CUDA device and are never picked by :func:`default_engine
 This module does not import torch (the inference Lambda imports it); :func:`create_engine`
 imports :mod:`cosmic_utils.inference.torch_engines` only when a torch engine is asked for.
 
-Default engine: reduced-precision engines must pass an accuracy check against fp32 on the
-validation set before they are used by default (``cosmic bench`` writes the results to
-``runs/bench/engine_checks.json`` and the speeds to ``runs/bench/bench.json``);
-:func:`default_engine` picks the fastest engine that passed.
+Accuracy gate: :func:`create_engine` runs a reduced-precision engine on the artifact's
+calibration set before returning it and refuses it (:class:`~cosmic_utils.inference.gating.EngineAccuracyError`)
+where it is not accurate on this CPU type (see :mod:`cosmic_utils.inference.gating`).
+
+Default engine: reduced-precision engines are used by default only when they are accurate *and*
+faster than fp32 on this CPU type: ``cosmic bench`` writes its checks (with the CPU type) to
+``runs/bench/engine_checks.json`` and its speeds to ``runs/bench/bench.json``;
+:func:`default_engine` picks the fastest engine among fp32 and those reduced engines.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from cosmic_utils import config
+from cosmic_utils import config, cpu
+from cosmic_utils.inference.gating import NMAD_TOLERANCE_REL, gate_engine, speed_refusal
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +75,7 @@ ENGINE_PRECISION: dict[str, str] = {
 #: Where ``cosmic bench`` writes its accuracy checks and speeds.
 ENGINE_CHECKS_PATH: Path = config.RUNS_DIR / "bench" / "engine_checks.json"
 BENCH_PATH: Path = config.RUNS_DIR / "bench" / "bench.json"
-#: Accuracy rule for a reduced-precision engine: |sigma_NMAD(engine) / sigma_NMAD(fp32) - 1|.
-NMAD_TOLERANCE_REL: float = 0.02
+__all__ = ["ENGINE_NAMES", "ENGINE_PRECISION", "NMAD_TOLERANCE_REL", "Engine", "create_engine", "default_engine"]
 
 IMAGE_SHAPE: tuple[int, int, int] = (5, 32, 32)
 N_MAGNITUDES: int = 5
@@ -111,6 +115,12 @@ class Engine(ABC):
     precision: str = "fp32"
     framework: str = ""
     threads: int = 1
+    #: Set by the accuracy gate: the calibration verdict on this CPU (``None`` for fp32), the
+    #: engine that was asked for and why another one serves ("" when none; see
+    #: :func:`cosmic_utils.inference.gating.create_engine_with_fallback`).
+    gate: dict[str, Any] | None = None
+    requested_name: str = ""
+    fallback_reason: str = ""
 
     @abstractmethod
     def predict(self, image: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
@@ -168,25 +178,41 @@ def _artifact_dir(artifact_or_dir: Any) -> Path:
     raise TypeError(f"expected an artifact folder or artifact object, got {type(artifact_or_dir).__name__}")
 
 
-def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = None) -> Engine:
+def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = None, gate: bool = True) -> Engine:
     """The engine ``name`` (see ``ENGINE_NAMES``; ``"default"`` picks :func:`default_engine`)
-    on the model artifact ``artifact_or_dir`` (default ``config.DEFAULT_MODEL_DIR``)."""
+    on the model artifact ``artifact_or_dir`` (default ``config.DEFAULT_MODEL_DIR``).
+
+    ``gate`` (default): a reduced-precision engine first runs the artifact's calibration set and
+    is refused (:class:`~cosmic_utils.inference.gating.EngineRefusedError` /
+    ``EngineAccuracyError``, engine closed) unless it is accurate on this CPU type. The bench
+    passes ``gate=False`` to measure refused engines too.
+    """
     folder = _artifact_dir(artifact_or_dir if artifact_or_dir is not None else config.DEFAULT_MODEL_DIR)
     if name == "default":
         name = default_engine()
+    engine: Engine
     if name in ONNX_ENGINE_NAMES:
         from cosmic_utils.inference.onnx_engine import OnnxEngine
 
-        return OnnxEngine.from_artifact(folder, threads=threads, int8=(name == "onnx-int8"))
-    if name in TORCH_ENGINE_NAMES:
+        engine = OnnxEngine.from_artifact(folder, threads=threads, int8=(name == "onnx-int8"))
+    elif name in TORCH_ENGINE_NAMES:
         from cosmic_utils.inference.torch_engines import TORCH_ENGINES
 
-        return TORCH_ENGINES[name](folder, threads=threads)
-    if name in CUDA_ENGINE_NAMES:
+        engine = TORCH_ENGINES[name](folder, threads=threads)
+    elif name in CUDA_ENGINE_NAMES:
         from cosmic_utils.inference.cuda_engine import CudaEngine
 
-        return CudaEngine.from_artifact(folder, threads=threads, precision=ENGINE_PRECISION[name])
-    raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+        engine = CudaEngine.from_artifact(folder, threads=threads, precision=ENGINE_PRECISION[name])
+    else:
+        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    engine.requested_name = name
+    if gate:
+        try:
+            engine.gate = gate_engine(engine, folder)
+        except BaseException:
+            engine.close()
+            raise
+    return engine
 
 
 # --------------------------------------------------------------------------- default choice
@@ -199,13 +225,23 @@ def _read_json(path: Path) -> Any:
 
 def passing_engines(checks_path: str | os.PathLike[str] | None = None) -> set[str]:
     """Engines allowed by default: every fp32 engine, plus reduced-precision engines whose
-    recorded accuracy check (``engine_checks.json``) passed on a *trained* model."""
+    recorded accuracy check (``engine_checks.json``) passed on a *trained* model *on this CPU
+    type* (checks without a ``cpu_type``, or made on another CPU type, do not count) and that
+    are not known to be slow here (bf16 without native bf16)."""
     allowed = {n for n, p in ENGINE_PRECISION.items() if p == "fp32"}
     data = _read_json(Path(checks_path or ENGINE_CHECKS_PATH))
     checks = data.get("checks", []) if isinstance(data, dict) else []
+    here = cpu.cpu_type()
+    file_cpu = data.get("cpu_type") if isinstance(data, dict) else None
     for check in checks:
-        if isinstance(check, dict) and check.get("passed") and check.get("trained_model", True):
-            allowed.add(str(check.get("engine")))
+        if not (isinstance(check, dict) and check.get("passed") and check.get("trained_model", True)):
+            continue
+        name = str(check.get("engine"))
+        if (check.get("cpu_type") or file_cpu) != here:
+            continue
+        if speed_refusal(name, ENGINE_PRECISION.get(name, "fp32")):
+            continue
+        allowed.add(name)
     return allowed
 
 
@@ -215,12 +251,18 @@ def default_engine(
     batch_size: int = 256,
     candidates: Iterable[str] | None = None,
 ) -> str:
-    """The fastest engine (bench samples/s at ``batch_size``) among those that passed their check.
+    """The fastest engine (bench samples/s at ``batch_size``) among fp32 engines and the reduced
+    engines that are accurate and faster than fp32 on this CPU type.
 
-    Without a bench record: ``"torch"`` when torch is installed, else ``"onnx"``.
+    A reduced engine counts only when :func:`passing_engines` allows it *and* the same bench
+    (one run, this CPU type) measured it faster than its fp32 counterpart
+    (:data:`~cosmic_utils.inference.gating.FP32_FALLBACK`). Without a bench record: ``"torch"``
+    when torch is installed, else ``"onnx"`` (fp32: nothing is known to be faster here).
     ``candidates`` limits the choice (e.g. ``ONNX_ENGINE_NAMES`` inside Lambda); engines that
     compile on creation (``COMPILED_ENGINE_NAMES``) are considered only when listed there.
     """
+    from cosmic_utils.inference.gating import FP32_FALLBACK
+
     allowed = passing_engines(checks_path)
     if candidates is not None:
         allowed &= set(candidates)
@@ -230,18 +272,30 @@ def default_engine(
         allowed -= set(CUDA_ENGINE_NAMES)  # a bench file from a GPU machine must not pick them here
     data = _read_json(Path(bench_path or BENCH_PATH))
     rows = data.get("rows", []) if isinstance(data, dict) else (data or [])
-    speeds: dict[str, float] = {}
+    bench_cpu = ((data.get("meta") or {}).get("cpu_type") if isinstance(data, dict) else None)
+    same_cpu = bench_cpu == cpu.cpu_type()
+    measured: dict[str, float] = {}
     for row in rows:
-        if not isinstance(row, dict) or row.get("engine") not in allowed:
+        if not isinstance(row, dict) or int(row.get("batch_size", -1)) != batch_size:
             continue
-        if int(row.get("batch_size", -1)) != batch_size:
+        name = str(row.get("engine"))
+        measured[name] = max(measured.get(name, 0.0), float(row.get("samples_per_s") or 0.0))
+    speeds: dict[str, float] = {}
+    for name, sps in measured.items():
+        if name not in allowed:
             continue
-        speeds[row["engine"]] = max(speeds.get(row["engine"], 0.0), float(row.get("samples_per_s") or 0.0))
+        if ENGINE_PRECISION.get(name, "fp32") != "fp32":
+            # speeds of another CPU type say nothing about this one; and reduced must beat fp32
+            base = measured.get(FP32_FALLBACK.get(name, ""))
+            if not same_cpu or base is None or sps <= base:
+                continue
+        speeds[name] = sps
     if speeds:
         return max(speeds, key=lambda k: speeds[k])
     import importlib.util
 
     fallback = "torch" if importlib.util.find_spec("torch") is not None else "onnx"
     if candidates is not None and fallback not in allowed:
-        return sorted(allowed)[0] if allowed else "onnx"
+        fp32 = sorted(n for n in allowed if ENGINE_PRECISION.get(n) == "fp32")
+        return fp32[0] if fp32 else "onnx"
     return fallback

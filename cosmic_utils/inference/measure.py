@@ -44,7 +44,8 @@ from cosmic_utils.provenance import portable, provenance
 RECORD_COLUMNS: tuple[str, ...] = (
     "kind", "engine", "precision", "batch_size", "threads", "samples", "data_bytes", "data_gb",
     "wall_s", "samples_per_s", "gb_per_s", "model_load_s", "first_batch_s", "batch_p50_ms",
-    "batch_p95_ms", "peak_rss_mb", "device", "cpu_model", "torch_version", "onnxruntime_version",
+    "batch_p95_ms", "peak_rss_mb", "device", "cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type",
+    "torch_version", "onnxruntime_version",
     "timestamp", "run_id",
 )
 #: Flops of one forward pass per sample (matrix multiplies and convolutions, multiply-add = 2),
@@ -157,40 +158,20 @@ def library_version(name: str) -> str:
 
 
 def cpu_model() -> str:
-    """The CPU model string (``/proc/cpuinfo`` model name, else ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU model string (:func:`cosmic_utils.cpu.cpu_probe`, the one CPU probe)."""
+    from cosmic_utils.cpu import cpu_probe
 
-
-def cpu_flags() -> set[str]:
-    """CPU feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-#: Flags that decide which reduced-precision paths the CPU runs natively.
-INTERESTING_FLAGS: tuple[str, ...] = (
-    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_fp16",
-)
+    return str(cpu_probe()["cpu_model"])
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, usable cores, memory, SIMD flags and library versions of this machine."""
-    flags = cpu_flags()
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        cpus = os.cpu_count() or 1
+    """The CPU probe (model, ISA level, flags, caps, cpu_type), usable cores, memory and library versions.
+
+    ``flags`` (list) is kept for readers of older bench files; ``cpu_flags`` is the probe's string.
+    """
+    from cosmic_utils.cpu import cpu_probe
+
+    probe = cpu_probe()
     try:
         import psutil
 
@@ -198,10 +179,9 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         mem_gb = float("nan")
     return {
-        "cpu_model": cpu_model(),
-        "cpus": cpus,
+        **probe,
         "memory_gb": round(mem_gb, 2),
-        "flags": [f for f in INTERESTING_FLAGS if f in flags],
+        "flags": probe["cpu_flags"].split(),
         "platform": platform.platform(),
         "python_version": platform.python_version(),
         "numpy_version": library_version("numpy"),
@@ -295,7 +275,7 @@ class RunMeasurement:
             "batch_p95_ms": percentile_ms(self.batch_seconds, 95),
             "peak_rss_mb": self.peak_rss_mb,
             "device": self.device,
-            "cpu_model": info.get("cpu_model", ""),
+            **{k: info.get(k, "") for k in ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type")},
             "torch_version": info.get("torch_version", ""),
             "onnxruntime_version": info.get("onnxruntime_version", ""),
             "timestamp": utc_now(),

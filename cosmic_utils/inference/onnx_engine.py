@@ -17,9 +17,10 @@ Session choices (measured on a 2-core Xeon, see docs/inference.md):
   the next batch (and from any other engine measured in the same process).
 
 ``onnx-int8`` quantises the weight MatMul / Gemm nodes of ``model.onnx`` with
-``onnxruntime.quantization.quantize_dynamic`` (int8 weights per channel, uint8 activations
-quantised per batch -> ``MatMulInteger`` / ``DynamicQuantizeMatMul``, which use VNNI / AMX-INT8
-where present). Attention's activation x activation MatMuls and every Conv stay fp32. The
+``onnxruntime.quantization.quantize_dynamic`` (int8 weights per channel in 7 bits -
+``reduce_range``, see :data:`INT8_VARIANT` - and uint8 activations quantised per batch ->
+``MatMulInteger`` / ``DynamicQuantizeMatMul``, which use VNNI / AMX-INT8 where present and
+``VPMADDUBSW`` on AVX2-only CPUs, where full 8-bit weights saturate). Attention's activation x activation MatMuls and every Conv stay fp32. The
 quantised file is written once as ``model.int8.onnx`` next to ``model.onnx`` (or in a cache
 folder when the artifact is read-only) and reused; quantising needs the ``onnx`` package,
 running it only ``onnxruntime``. :func:`register_int8` lists it in ``artifact.json``
@@ -80,23 +81,49 @@ def _weight_matmuls(model: Any) -> tuple[list[str], list[str]]:
     return weight, other
 
 
-def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None) -> Path:
+#: Quantisation variants: activations uint8 (dynamic, per batch) x weights int8 ("u8s8"), int8 in
+#: 7 bits ("u8s8-reduce-range") or uint8 ("u8u8"). See :data:`INT8_VARIANT` for the default and why.
+INT8_VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8")
+#: The variant :func:`quantize_onnx_int8` writes by default (docs/portability.md has the numbers).
+INT8_VARIANT: str = "u8s8-reduce-range"
+#: metadata_props key of the variant in a quantised graph, so a cached graph of another variant is redone.
+VARIANT_KEY = "cosmic_int8_variant"
+
+
+def _graph_variant(path: Path) -> str | None:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # unreadable cache file: redo it
+        return None
+    return next((p.value for p in model.metadata_props if p.key == VARIANT_KEY), None)
+
+
+def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None,
+                       variant: str = INT8_VARIANT) -> Path:
     """Write a dynamically quantised int8 copy of ``src`` (weight MatMul/Gemm only); returns its path.
 
-    Default ``dst``: ``model.int8.onnx`` next to ``src``, else (read-only folder) a cache file
-    under the temp folder keyed by the sha256 of ``src``. An existing, newer ``dst`` is reused.
+    ``variant`` (:data:`INT8_VARIANTS`): per-channel int8 weights (``u8s8``), the same in 7 bits
+    (``u8s8-reduce-range``: ``VPMADDUBSW`` on CPUs without VNNI adds two u8 x s8 products into
+    int16, which saturates for 255 x 127 x 2 but not for 255 x 63 x 2), or uint8 weights
+    (``u8u8``: MLAS widens to int16 first, no saturation, slower). Default ``dst``:
+    ``model.int8.onnx`` next to ``src``, else (read-only folder) a cache file under the temp
+    folder keyed by the sha256 of ``src``. An existing, newer ``dst`` of the same variant is reused.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if variant not in INT8_VARIANTS:
+        raise ValueError(f"int8 variant must be one of {INT8_VARIANTS}, got {variant!r}")
     src = Path(src)
     if dst is None:
         dst = src.with_name(src.name[: -len(".onnx")] + INT8_SUFFIX)
         if not os.access(src.parent, os.W_OK):
             digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-            dst = Path(tempfile.gettempdir()) / f"cosmic-int8-{digest}{INT8_SUFFIX}"
+            dst = Path(tempfile.gettempdir()) / f"cosmic-int8-{digest}-{variant}{INT8_SUFFIX}"
     dst = Path(dst)
-    if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
+    if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime and _graph_variant(dst) == variant:
         return dst
     model = onnx.load(str(src))
     weight, other = _weight_matmuls(model)
@@ -106,16 +133,21 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor to root
     try:
         quantize_dynamic(
-            str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+            str(src), str(tmp), weight_type=QuantType.QUInt8 if variant == "u8u8" else QuantType.QInt8,
+            per_channel=True, reduce_range=(variant == "u8s8-reduce-range"),
             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=other,
             extra_options={"MatMulConstBOnly": True},
         )
+        quantised = onnx.load(str(tmp))
+        onnx.helper.set_model_props(quantised, {**{p.key: p.value for p in quantised.metadata_props},
+                                                VARIANT_KEY: variant})
+        onnx.save(quantised, str(tmp))
         os.replace(tmp, dst)
     finally:
         root.setLevel(level)
         if tmp.exists():
             tmp.unlink()
-    log.info("quantised %s -> %s (%d weight MatMul/Gemm nodes int8)", src, dst, len(weight))
+    log.info("quantised %s -> %s (%s, %d weight MatMul/Gemm nodes int8)", src, dst, variant, len(weight))
     return dst
 
 

@@ -265,16 +265,17 @@ def run_local(
     """One local run: load the engine, stream the dataset, return (and write) its record.
 
     The record has the columns of docs/architecture.md ("Run records") plus ``partitions``,
-    ``read_wait_s``, ``peak_rss_method``, ``model_dir`` and ``dataset``; it is appended to
+    ``read_wait_s``, ``peak_rss_method``, ``model_dir``, ``dataset``, ``engine_requested`` and
+    ``engine_fallback_reason`` (a refused reduced engine is replaced by fp32); it is appended to
     ``runs/local/<run-id>/records.csv`` (or ``run_dir``) when ``write``.
     """
-    from cosmic_utils.inference.engines import create_engine
+    from cosmic_utils.inference.gating import create_engine_with_fallback, engine_fields
 
     run_id = run_id or new_run_id("local")
     model_dir = Path(model_dir) if model_dir is not None else config.DEFAULT_MODEL_DIR
     with PeakRSS() as rss:
         t0 = time.perf_counter()
-        engine = create_engine(engine_name, model_dir, threads=threads)
+        engine = create_engine_with_fallback(engine_name, model_dir, threads=threads)  # refused -> fp32, recorded
         load_s = time.perf_counter() - t0
         try:
             res = stream_predict(engine, dataset, batch_size=batch_size, prefetch_depth=prefetch_depth,
@@ -288,6 +289,7 @@ def run_local(
         kind=getattr(engine, "kind", "local_cpu"), device=getattr(engine, "device_name", "cpu"),
         extra={"partitions": res.partitions, "read_wait_s": res.read_wait_s, "prefetch": prefetch_depth,
                "peak_rss_method": rss.method, "model_dir": str(model_dir), "dataset": str(dataset),
+               **{k: v for k, v in engine_fields(engine, engine_name).items() if k != "engine"},
                **(extra or {})},
     )
     row = m.record(run_id, machine_info())

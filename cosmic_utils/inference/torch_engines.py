@@ -261,11 +261,10 @@ class FastAstro(nn.Module):
 
 # --------------------------------------------------------------------------- CPU features
 def cpu_has_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AMX-BF16 or AVX-512 BF16)."""
-    from cosmic_utils.inference.measure import cpu_flags
+    """Whether the CPU computes bf16 natively (AMX-BF16 or AVX-512 BF16, not capped away)."""
+    from cosmic_utils.inference.gating import native_bf16
 
-    flags = cpu_flags()
-    return bool({"amx_bf16", "avx512_bf16"} & flags)
+    return native_bf16()
 
 
 # --------------------------------------------------------------------------- engines

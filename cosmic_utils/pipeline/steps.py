@@ -393,8 +393,8 @@ def _model_dir(model: str, sha256: str | None = None) -> Path:
     meta = json.loads(store.read_text("artifact.json"))
     (target / "artifact.json").write_text(json.dumps(meta))
     files = {str(v.get("path")) for v in (meta.get("files") or {}).values() if isinstance(v, Mapping) and v.get("path")}
-    onnx = [f for f in files if f.endswith(".onnx")] or ["model.onnx"]
-    for name in onnx:  # model.pt stays on S3: Lambda runs ONNX only
+    onnx = [f for f in files if f.endswith((".onnx", ".npz"))] or ["model.onnx"]
+    for name in onnx:  # model.pt stays on S3: Lambda runs ONNX only (+ the gate's calibration.npz)
         store.download_file(name, target / name)
     done.write_text("ok")
     return target
@@ -417,6 +417,7 @@ def verify_model(folder: Path, engine: str, location: str | None = None) -> None
     try:
         art = ModelArtifact.load(folder, verify=False)
         roles = ["onnx"] + (["onnx_int8"] if engine == "onnx-int8" and "onnx_int8" in art.files else [])
+        roles += ["calibration"] if engine == "onnx-int8" and "calibration" in art.files else []
         art.verify(roles)
     except ArtifactError as exc:
         where = f" ({location})" if location and location != str(folder) else ""
@@ -426,7 +427,9 @@ def verify_model(folder: Path, engine: str, location: str | None = None) -> None
 def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
     """The engine for this request, created once per warm container (module-level cache).
 
-    Returns ``(engine, load_seconds, loaded_now)``.
+    Returns ``(engine, load_seconds, loaded_now)``. A reduced-precision engine first passes its
+    calibration check on this CPU (cold start only; :mod:`cosmic_utils.inference.gating`), else
+    the fp32 engine serves and says why (``engine.fallback_reason``, copied into every record).
     """
     t0 = time.perf_counter()
     try:
@@ -446,9 +449,9 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
         raise _infra(f"downloading model {request.model}", exc) from exc
     verify_model(folder, request.engine, request.model)
     try:
-        from cosmic_utils.inference.engines import create_engine
+        from cosmic_utils.inference.gating import create_engine_with_fallback
 
-        engine = create_engine(request.engine, folder, threads=request.threads)
+        engine = create_engine_with_fallback(request.engine, folder, threads=request.threads)
     except Exception as exc:
         raise _infra(f"loading model {request.model} with engine {request.engine}", exc) from exc
     _ENGINES.clear()  # one model per container: a new request model (or a replaced one) replaces the old
@@ -526,6 +529,9 @@ def _record_base(request: RunRequest, entry: Mapping[str, Any], worker_id: int, 
         "memory_mb": _context_memory(context, request.memory_mb),
         "cold_start": cold,
         "engine": request.engine,
+        "engine_requested": request.engine,
+        "engine_fallback_reason": "",
+        **_cpu_fields(),
         "batch_size": request.batch_size,
         "backend": os.environ.get(BACKEND_ENV, "aws"),
         "worker_id": worker_id,
@@ -533,6 +539,14 @@ def _record_base(request: RunRequest, entry: Mapping[str, Any], worker_id: int, 
         "model_load_s": 0.0,
         "started_at": _now_iso(),
     }
+
+
+def _cpu_fields() -> dict[str, str]:
+    """The CPU a record ran on: a Lambda's CPU is not chosen by the user (cosmic_utils.cpu)."""
+    from cosmic_utils.cpu import cpu_probe
+
+    probe = cpu_probe()
+    return {"cpu_model": probe["cpu_model"], "isa": probe["isa"], "cpu_type": probe["cpu_type"]}
 
 
 def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any,
@@ -575,6 +589,9 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
         engine, model_load_s, _ = get_engine(request)  # ModelError (a DataError) -> failure record
         rec["model_load_s"] = model_load_s
         rec["model_sha256"] = model_sha256_of(request)
+        from cosmic_utils.inference.gating import engine_fields
+
+        rec.update(engine_fields(engine, request.engine))
         import numpy as np
 
         t0 = time.perf_counter()
@@ -706,6 +723,8 @@ class RunAggregate:
         self.acc = {k: 0.0 for k in ("n", "sum_dz", "sum_abs_dz", "sum_dz2", "sum_z", "sum_z2", "sum_x",
                                      "outliers_005", "outliers_015")}
         self.hist: dict[int, int] = defaultdict(int)
+        self.engines: dict[str, int] = defaultdict(int)  # engine used -> records
+        self.fallbacks: set[str] = set()
 
     def add(self, rec: Mapping[str, Any]) -> None:
         pid = str(rec.get("partition_id"))
@@ -729,6 +748,9 @@ class RunAggregate:
         self.gb_seconds += memory / 1024.0 * billed / 1000.0
         self.cold += bool(rec.get("cold_start"))
         self.max_peak_rss_mb = max(self.max_peak_rss_mb, float(rec.get("peak_rss_mb") or 0.0))
+        self.engines[str(rec.get("engine"))] += 1
+        if rec.get("engine_fallback_reason"):
+            self.fallbacks.add(str(rec["engine_fallback_reason"]))
         if rec.get("status") != "ok":
             self.failed.append({"partition_id": pid, "key": rec.get("key"), "error": rec.get("error") or "failed"})
             return
@@ -861,6 +883,8 @@ def summarize_records(
             "note": "configured memory x billed duration; 'estimated' = handler duration rounded up to 1 ms",
         },
         "accuracy": agg.accuracy(),
+        "engine": {"requested": request.engine, "used": dict(agg.engines),
+                   "fallback_reasons": sorted(agg.fallbacks)},
     }
     try:
         from cosmic_utils import cost
