@@ -25,10 +25,10 @@ def test_aws_grid_without_results_is_refused(tmp_path: Path) -> None:
     # aws at one point of the grid only: still refused, naming the point
     with pytest.raises(ValueError, match="'backend': 'aws'"):
         sweep.load_grid(_grid_file(tmp_path, {}, {"backend": ["local", "aws"]}))
-    ok = sweep.load_grid(_grid_file(tmp_path, {"backend": "aws", "results": "s3://cosmic-example-results/runs"},
-                                    {"data_location": ["s3://cosmic-example-data/a", "s3://cosmic-example-data/b"]}))
-    assert [c["data_location"] for c in ok.combinations()] == ["s3://cosmic-example-data/a",
-                                                                "s3://cosmic-example-data/b"]
+    ok = sweep.load_grid(_grid_file(tmp_path, {"backend": "aws", "results": "s3://example-cosmic-results/runs"},
+                                    {"data_location": ["s3://example-cosmic-data/a", "s3://example-cosmic-data/b"]}))
+    assert [c["data_location"] for c in ok.combinations()] == ["s3://example-cosmic-data/a",
+                                                                "s3://example-cosmic-data/b"]
     assert sweep.load_grid(_grid_file(tmp_path, {"backend": "local"}, {"data_gb": [0.1]})).parameters
 
 
@@ -69,7 +69,7 @@ def test_sweep_passes_a_budget_to_every_point(tmp_path: Path) -> None:
 def test_cosmic_sweep_projects_and_refuses_over_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cosmic_utils.cli import main
 
-    grid = _grid_file(tmp_path, {"backend": "aws", "results": "s3://cosmic-example-results/runs",
+    grid = _grid_file(tmp_path, {"backend": "aws", "results": "s3://example-cosmic-results/runs",
                                  "data_gb": 1.0, "memory_mb": 3008},
                       {"partition_mb": [25, 100]})
     assert main(["sweep", str(grid), "--dry-run", "--max-usd", "1000"]) == 0

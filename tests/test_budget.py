@@ -22,7 +22,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _request(dataset: Path, **kw: object) -> object:
     return parse_request({"run_id": "b1", "data": str(dataset), "model": "models/default",
-                          "results": "s3://cosmic-example-results/runs", **kw})
+                          "results": "s3://example-cosmic-results/runs", **kw})
 
 
 def test_projection_scales_with_the_run(dataset: Path) -> None:

@@ -77,26 +77,26 @@ def test_runbook_from_empty_to_empty(moto_server: str, tmp_path: Path, capsys: p
     empty = _inventory()
     assert all(not v for v in empty.values()), empty
     s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket="cosmic-example-data")  # `aws s3 mb`
+    s3.create_bucket(Bucket="example-cosmic-data")  # `aws s3 mb`
 
-    data_uri = "s3://cosmic-example-data/datasets/small"
+    data_uri = "s3://example-cosmic-data/datasets/small"
     assert main(["data", "prepare", "--gb", "0.004", "--partition-mb", "2", "--out", str(tmp_path / "ds"),
                  "--no-progress"]) == 0
     assert main(["data", "upload", str(tmp_path / "ds"), data_uri]) == 0
     assert main(["data", "verify", data_uri]) == 0
     create_untrained_artifact(tmp_path / "model", seed=0, with_onnx=False)
     capsys.readouterr()
-    assert main(["model", "upload", str(tmp_path / "model"), "s3://cosmic-example-data/models"]) == 0
+    assert main(["model", "upload", str(tmp_path / "model"), "s3://example-cosmic-data/models"]) == 0
     model_uri = capsys.readouterr().out.strip()
-    assert model_uri.startswith("s3://cosmic-example-data/models/")
+    assert model_uri.startswith("s3://example-cosmic-data/models/")
 
-    where = ["--results", "s3://cosmic-example-results/runs", "--data", "s3://cosmic-example-data/datasets",
-             "--model", "s3://cosmic-example-data/models"]
+    where = ["--results", "s3://example-cosmic-results/runs", "--data", "s3://example-cosmic-data/datasets",
+             "--model", "s3://example-cosmic-data/models"]
     assert main(["deploy", *where, "--no-deps"]) == 0
     deployed = _inventory()
     assert deployed["functions"] == ["cosmic-inference", "cosmic-init", "cosmic-summarize"]
     assert deployed["state_machines"] == ["cosmic-pipeline"]
-    assert "cosmic-example-results" in deployed["buckets"]
+    assert "example-cosmic-results" in deployed["buckets"]
 
     # An injected failure in the Inference log group, and a run folder that lists it as failed.
     logs = boto3.client("logs", region_name=REGION)
@@ -122,8 +122,8 @@ def test_runbook_from_empty_to_empty(moto_server: str, tmp_path: Path, capsys: p
     assert "part-00001" in out and "Sandbox.Timedout: Task timed out after 900.00 seconds" in out and rid in out
 
     assert main(["teardown", *where]) == 0
-    for key in s3.list_objects_v2(Bucket="cosmic-example-data").get("Contents", []):
-        s3.delete_object(Bucket="cosmic-example-data", Key=key["Key"])
-    s3.delete_bucket(Bucket="cosmic-example-data")  # `aws s3 rb --force`
+    for key in s3.list_objects_v2(Bucket="example-cosmic-data").get("Contents", []):
+        s3.delete_object(Bucket="example-cosmic-data", Key=key["Key"])
+    s3.delete_bucket(Bucket="example-cosmic-data")  # `aws s3 rb --force`
     assert _inventory() == empty
 

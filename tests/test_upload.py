@@ -16,7 +16,7 @@ from cosmic_utils.upload import UploadError, model_version, sync_file, upload_da
 @pytest.fixture()
 def s3(moto_aws_backend: Any) -> Any:
     client = moto_aws_backend.client("s3")
-    client.create_bucket(Bucket="cosmic-example-models")
+    client.create_bucket(Bucket="example-cosmic-models")
     return client
 
 
@@ -31,7 +31,7 @@ def small_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_model_upload_is_versioned_and_idempotent(s3: Any, small_artifact: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    dest = "s3://cosmic-example-models/models"
+    dest = "s3://example-cosmic-models/models"
     assert main(["model", "upload", str(small_artifact), dest]) == 0
     uri = capsys.readouterr().out.strip()
     version = model_version(small_artifact)
@@ -63,9 +63,9 @@ def test_model_upload_refuses_a_corrupt_artifact(s3: Any, small_artifact: Path, 
     blob = bytearray(path.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     path.write_bytes(bytes(blob))
-    assert main(["model", "upload", str(bad), "s3://cosmic-example-models/models"]) == 2
+    assert main(["model", "upload", str(bad), "s3://example-cosmic-models/models"]) == 2
     assert "sha256" in capsys.readouterr().err
-    assert open_storage("s3://cosmic-example-models/models", s3_client=s3).list_keys() == []
+    assert open_storage("s3://example-cosmic-models/models", s3_client=s3).list_keys() == []
 
 
 def test_data_upload_sends_only_what_differs(s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,7 +74,7 @@ def test_data_upload_sends_only_what_differs(s3: Any, tmp_path: Path, capsys: py
 
     src = tmp_path / "ds"
     prepare_dataset(src, 0.004, 2, seed=3, progress=False)
-    dest = "s3://cosmic-example-models/data/small"
+    dest = "s3://example-cosmic-models/data/small"
     assert main(["data", "upload", str(src), dest]) == 0
     assert capsys.readouterr().out.strip() == dest
     store = open_storage(dest, s3_client=s3)
@@ -94,7 +94,7 @@ def test_data_upload_sends_only_what_differs(s3: Any, tmp_path: Path, capsys: py
 def test_upload_verification_catches_a_mismatch(s3: Any, tmp_path: Path) -> None:
     local = tmp_path / "f.bin"
     local.write_bytes(b"abc")
-    store = open_storage("s3://cosmic-example-models/x", s3_client=s3)
+    store = open_storage("s3://example-cosmic-models/x", s3_client=s3)
     with pytest.raises(UploadError, match="sha256 after upload"):
         sync_file(store, local, "f.bin", "0" * 64, 3, trusted=False)
-    assert main(["data", "upload", str(tmp_path / "missing"), "s3://cosmic-example-models/x"]) == 2
+    assert main(["data", "upload", str(tmp_path / "missing"), "s3://example-cosmic-models/x"]) == 2

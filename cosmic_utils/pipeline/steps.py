@@ -392,10 +392,19 @@ def _model_dir(model: str, sha256: str | None = None) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     meta = json.loads(store.read_text("artifact.json"))
     (target / "artifact.json").write_text(json.dumps(meta))
-    files = {str(v.get("path")) for v in (meta.get("files") or {}).values() if isinstance(v, Mapping) and v.get("path")}
-    onnx = [f for f in files if f.endswith((".onnx", ".npz"))] or ["model.onnx"]
-    for name in onnx:  # model.pt stays on S3: Lambda runs ONNX only (+ the gate's calibration.npz)
-        store.download_file(name, target / name)
+    from cosmic_utils.storage import MissingObjectError
+
+    files = meta.get("files") or {}
+    main = str((files.get("onnx") or {}).get("path") or "model.onnx")
+    optional = sorted({str(v.get("path")) for v in files.values() if isinstance(v, Mapping) and v.get("path")
+                       and str(v.get("path")).endswith((".onnx", ".npz"))} - {main})
+    store.download_file(main, target / main)  # model.pt stays on S3: Lambda runs ONNX only
+    for name in optional:  # the int8 graph and the gate's calibration.npz, where uploaded
+        try:
+            store.download_file(name, target / name)
+        except MissingObjectError:
+            # Not every upload carries them; verify_model refuses an engine that needs a missing one.
+            log.info("model %s: optional file %s not uploaded; engines that need it are refused", model, name)
     done.write_text("ok")
     return target
 
