@@ -35,9 +35,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cosmic_utils import catalog, config, dataset, render
-from cosmic_utils.manifest import Manifest
-from cosmic_utils.storage import open_storage
+from cosmic_utils import config
+from cosmic_utils.data import catalog, dataset, render
+from cosmic_utils.runtime.storage import open_storage
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -82,7 +82,7 @@ table
 # ## The model (trained once, cached under models/)
 
 # %%
-from cosmic_utils.train import train_default  # noqa: E402 (torch loads only when the model step runs)
+from cosmic_utils.model.train import train_default  # noqa: E402 (torch loads only when the model step runs)
 
 model_dir = config.DEFAULT_MODEL_DIR if train_config == "default" else config.MODELS_DIR / train_config
 artifact = train_default(cfg=train_config, out_dir=model_dir, progress=False)

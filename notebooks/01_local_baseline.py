@@ -50,8 +50,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.bench import resolve_model
-from cosmic_utils.dataset import default_dataset_dir, is_dataset, load_dataset, prepare_dataset
+from cosmic_utils.data.dataset import default_dataset_dir, is_dataset, load_dataset, prepare_dataset
+from cosmic_utils.inference.bench import resolve_model
 from cosmic_utils.inference.measure import machine_info, new_run_id, write_records
 from cosmic_utils.inference.published_loop import PublishedLoopWorker, write_pt
 from cosmic_utils.inference.streaming import run_local

@@ -46,8 +46,8 @@ from pathlib import Path
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.bench import resolve_model
-from cosmic_utils.dataset import default_dataset_dir, is_dataset, prepare_dataset
+from cosmic_utils.data.dataset import default_dataset_dir, is_dataset, prepare_dataset
+from cosmic_utils.inference.bench import resolve_model
 from cosmic_utils.inference.engines import cuda_available
 from cosmic_utils.inference.measure import new_run_id, write_records
 from cosmic_utils.inference.streaming import run_local

@@ -52,10 +52,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cosmic_utils import config, dataset
+from cosmic_utils import config
+from cosmic_utils.cloud import runner
 from cosmic_utils.commands.run import print_summary
-from cosmic_utils.pipeline import runner
-from cosmic_utils.pipeline.request import parse_request
+from cosmic_utils.data import dataset
+from cosmic_utils.runtime.request import parse_request
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 slug = re.sub(r"[^A-Za-z0-9._-]", "-",
@@ -82,20 +83,20 @@ model = model_dir or str(config.DEFAULT_MODEL_DIR)
 if not model.startswith("s3://") and not (Path(model) / "artifact.json").exists():
     # No trained model yet (`make demo` trains one): an untrained artifact of the same network and
     # ONNX graph gives valid timings and costs, but its accuracy is meaningless, and is labelled so.
-    from cosmic_utils.artifact import create_untrained_artifact
+    from cosmic_utils.model.artifacts import create_untrained_artifact
 
     logging.warning("no model artifact at %s: using an UNTRAINED one (timings valid, accuracy meaningless)", model)
     model = str(config.MODELS_DIR / "untrained")
     if not (Path(model) / "artifact.json").exists():
         create_untrained_artifact(model, seed=0)
 if backend == "aws" and not data.startswith("s3://"):  # Lambda reads S3: upload once, reused by later points
-    from cosmic_utils.upload import upload_dataset
+    from cosmic_utils.cloud.upload import upload_dataset
 
     if not data_upload.startswith("s3://"):
         raise ValueError(f"backend aws: data {data!r} is local; set data_upload=s3://bucket/prefix or data_location=s3://")
     data = upload_dataset(data, f"{data_upload.rstrip('/')}/{Path(data).name}").uri
 if backend == "aws" and not model.startswith("s3://"):
-    from cosmic_utils.upload import upload_model
+    from cosmic_utils.cloud.upload import upload_model
 
     if not model_upload.startswith("s3://"):
         raise ValueError(f"backend aws: model {model!r} is local; set model_upload=s3://bucket/prefix or model_dir=s3://")
@@ -106,8 +107,8 @@ print("data:", data, "| model:", model)
 # ## Projected cost and wall clock (before anything starts; `max_usd` refuses a run above it)
 
 # %%
-from cosmic_utils.backends.local import LOCAL_RESULTS_URI
-from cosmic_utils.projection import check_budget, project_run
+from cosmic_utils.analysis.projection import check_budget, project_run
+from cosmic_utils.cloud.local import LOCAL_RESULTS_URI
 
 request = parse_request({
     "run_id": re.sub(r"[^A-Za-z0-9._-]", "-", run_dir.name)[:64].lstrip("-._") or "sweep",

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cosmic_utils import config, cost, plots, records, simulate
+from cosmic_utils import config
+from cosmic_utils.analysis import cost, plots, records, simulate
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 recs = records.load_all_records()

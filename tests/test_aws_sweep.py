@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cosmic_utils import config, sweep
+from cosmic_utils import config
+from cosmic_utils.analysis import sweep
 
 NB03 = config.PROJECT_ROOT / "notebooks" / "03_lambda_sweep.py"
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from cosmic_utils.backends import aws, iam, packaging
-from cosmic_utils.pipeline import asl
+from cosmic_utils.cloud import asl, aws, iam
+from cosmic_utils.cloud import lambda_zip as packaging
 
 RESULTS = "s3://unit-results-bucket/runs"
 READS = ["s3://unit-data-bucket/parts/25MB", "s3://unit-results-bucket/models/default"]
@@ -149,8 +149,8 @@ def test_package_contents_deterministic_and_torch_free(tmp_path: Path, packages:
     again = packaging.build_package("inference", tmp_path, with_deps=False)
     assert again.sha256_b64 == packages["inference"].sha256_b64
     names = zipfile.ZipFile(again.path).namelist()
-    assert "handler.py" in names and "cosmic_utils/pipeline/steps.py" in names
-    assert "cosmic_utils/partition.py" in names and "cosmic_utils/prices.yaml" in names
+    assert "handler.py" in names and "cosmic_utils/runtime/steps.py" in names
+    assert "cosmic_utils/runtime/partition.py" in names and "cosmic_utils/prices.yaml" in names
     assert not [n for n in names if n.startswith(("cosmic_utils/model/", "cosmic_utils/backends/"))]
     assert again.unzipped_bytes < packaging.UNZIPPED_LIMIT_BYTES
 
@@ -201,8 +201,8 @@ def test_real_package_runs_in_isolation(tmp_path: Path) -> None:
 
     from test_handlers import make_dataset
 
-    from cosmic_utils.reliability import write_tiny_artifact
-    from cosmic_utils.storage import open_storage
+    from cosmic_utils.jobs.reliability import write_tiny_artifact
+    from cosmic_utils.runtime.storage import open_storage
 
     try:
         pkg = packaging.build_package("inference", tmp_path / "out", with_deps=True,

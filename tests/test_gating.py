@@ -1,4 +1,4 @@
-"""The accuracy gate of reduced-precision engines (cosmic_utils.inference.gating): the calibration
+"""The accuracy gate of reduced-precision engines (cosmic_utils.runtime.gating): the calibration
 set ships in the artifact, a failing engine refuses to serve and says why, the pipeline falls back
 to fp32 and records it, default_engine() never picks an inaccurate or slower engine, and every
 record carries the CPU probe.
@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cosmic_utils import cpu
-from cosmic_utils.inference import gating
 from cosmic_utils.inference.engines import create_engine, default_engine
+from cosmic_utils.runtime import cpu, gating
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def _fresh_cache() -> None:
 
 
 def test_artifact_ships_a_checksummed_calibration_set(artifact: Path) -> None:
-    from cosmic_utils.artifact import ModelArtifact
+    from cosmic_utils.runtime.artifact import ModelArtifact
 
     art = ModelArtifact.load(artifact)  # verifies every listed sha256, the calibration file's too
     assert art.files["calibration"]["path"] == "calibration.npz"
@@ -70,7 +69,7 @@ def test_gate_passes_and_caches_per_cpu_type(artifact: Path, monkeypatch: pytest
 
 
 def test_perturbed_reference_fails(artifact: Path, tmp_path: Path) -> None:
-    from cosmic_utils.artifact import ArtifactError, ModelArtifact
+    from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact
 
     bad = tmp_path / "model"
     shutil.copytree(artifact, bad)
@@ -88,7 +87,7 @@ def test_perturbed_reference_fails(artifact: Path, tmp_path: Path) -> None:
 
 
 def test_artifact_without_calibration_refuses_reduced_serves_fp32(artifact: Path, tmp_path: Path) -> None:
-    from cosmic_utils.artifact import ModelArtifact
+    from cosmic_utils.runtime.artifact import ModelArtifact
 
     old = tmp_path / "old"
     shutil.copytree(artifact, old)
@@ -131,9 +130,9 @@ def test_bf16_is_refused_where_emulated(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_pipeline_falls_back_to_fp32_and_records_it(artifact: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from cosmic_utils.partition import encode_partition
-    from cosmic_utils.pipeline import steps
-    from cosmic_utils.pipeline.items import RunLayout
+    from cosmic_utils.runtime import steps
+    from cosmic_utils.runtime.items import RunLayout
+    from cosmic_utils.runtime.partition import encode_partition
 
     data, results = tmp_path / "data", tmp_path / "results"
     data.mkdir()
@@ -209,7 +208,7 @@ def test_records_carry_the_cpu_probe() -> None:
 
 
 def test_bench_summary_verdicts_and_lambda_choice() -> None:
-    from cosmic_utils.bench import format_table, summarize
+    from cosmic_utils.inference.bench import format_table, summarize
 
     def row(engine: str, precision: str, sps: float, **kw: Any) -> dict[str, Any]:
         return {"engine": engine, "precision": precision, "batch_size": 256, "samples_per_s": sps,
@@ -242,7 +241,7 @@ def test_int8_is_accurate_on_an_avx2_only_cpu_under_qemu(artifact: Path, tmp_pat
     """The default int8 graph on ONNX Runtime's AVX2 (no VNNI) kernels, via QEMU's Haswell model
     (64 calibration rows: QEMU is about 100x slower; several minutes on 2 cores)."""
     from cosmic_utils.inference.isa_check import main
-    from cosmic_utils.inference.onnx_engine import INT8_VARIANT
+    from cosmic_utils.runtime.onnx_engine import INT8_VARIANT
 
     out = tmp_path / "isa.json"
     assert main(["--model", str(artifact), "--variants", INT8_VARIANT, "--qemu-cpu", "Haswell", "--rows", "64",

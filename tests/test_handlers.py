@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.manifest import Manifest, ManifestEntry
-from cosmic_utils.partition import encode_partition, partition_name
-from cosmic_utils.pipeline import steps
-from cosmic_utils.pipeline.items import RunLayout, build_items, split_even
-from cosmic_utils.storage import open_storage
+from cosmic_utils.runtime import steps
+from cosmic_utils.runtime.items import RunLayout, build_items, split_even
+from cosmic_utils.runtime.manifest import Manifest, ManifestEntry
+from cosmic_utils.runtime.partition import encode_partition, partition_name
+from cosmic_utils.runtime.storage import open_storage
 
 EVENTS = Path(__file__).parent / "events"
 DATA_BUCKET = "test-data-bucket"
@@ -265,7 +265,7 @@ def test_accuracy_sums_merge_to_global_metrics() -> None:
     for i, sl in enumerate(np.array_split(np.arange(zt.size), 4)):
         agg.add({"partition_id": str(i), "status": "ok", "accuracy": steps.accuracy_sums(zp[sl], zt[sl])})
     acc = agg.accuracy()
-    from cosmic_utils.metrics import redshift_metrics
+    from cosmic_utils.runtime.metrics import redshift_metrics
 
     ref = redshift_metrics(zt, zp)  # the project's definitions, on all predictions at once
     assert acc["labelled_samples"] == ref["n"]

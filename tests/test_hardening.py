@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from cosmic_utils.backends import aws, iam, packaging
-from cosmic_utils.catalog import COLUMNS, CatalogError, load_catalog
-from cosmic_utils.partition import PartitionError, read_header, read_partition
-from cosmic_utils.pipeline.request import RequestError, parse_request
-from cosmic_utils.reliability import partition_bytes
-from cosmic_utils.storage import NotRegularFileError, open_storage
+from cosmic_utils.cloud import aws, iam
+from cosmic_utils.cloud import lambda_zip as packaging
+from cosmic_utils.data.catalog import COLUMNS, CatalogError, load_catalog
+from cosmic_utils.jobs.reliability import partition_bytes
+from cosmic_utils.runtime.partition import PartitionError, read_header, read_partition
+from cosmic_utils.runtime.request import RequestError, parse_request
+from cosmic_utils.runtime.storage import NotRegularFileError, open_storage
 
 BASE = {"run_id": "r", "data": "/d", "model": "/m", "results": "s3://example-results/runs"}
 

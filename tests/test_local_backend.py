@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 from test_handlers import make_dataset  # tests/ is on sys.path under pytest
 
-from cosmic_utils.backends import moto_hook
-from cosmic_utils.pipeline import runner
-from cosmic_utils.reliability import write_tiny_artifact
-from cosmic_utils.storage import open_storage
+from cosmic_utils.cloud import moto_hook, runner
+from cosmic_utils.jobs.reliability import write_tiny_artifact
+from cosmic_utils.runtime.storage import open_storage
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +161,7 @@ def lambda_runtime(tmp_path: Path) -> Any:
 
 
 def test_runtime_warm_reuse_report_and_errors(lambda_runtime: Any) -> None:
-    from cosmic_utils.cloudwatch import parse_report_line
+    from cosmic_utils.cloud.cloudwatch import parse_report_line
 
     fn = FakeFunction()
     payload, err, logs = lambda_runtime.invoke(fn, {})
@@ -236,7 +235,7 @@ def test_local_run_with_the_untrained_full_model(tmp_path: Path) -> None:
     """The exported pcm-AstroMAE graph (random weights) through the whole local pipeline."""
     import time
 
-    from cosmic_utils.artifact import create_untrained_artifact
+    from cosmic_utils.model.artifacts import create_untrained_artifact
 
     model = Path(create_untrained_artifact(tmp_path / "models" / "untrained", seed=0).path)
     data = tmp_path / "data"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cosmic_utils import catalog
-from cosmic_utils.metrics import (
+from cosmic_utils.data import catalog
+from cosmic_utils.runtime.metrics import (
     METRIC_NAMES,
     accuracy_table,
     delta_z,

@@ -2,7 +2,7 @@
 result or in the failed list with its reason, the summary is always written, redrive recovers.
 
 One embedded moto server (and its warm handler processes) serves the whole module; the model is
-the tiny ONNX artifact of :func:`cosmic_utils.reliability.write_tiny_artifact` (the real artifact
+the tiny ONNX artifact of :func:`cosmic_utils.jobs.reliability.write_tiny_artifact` (the real artifact
 format and engine, a graph that runs in microseconds), so the module stays around a minute. Several
 bad inputs and faults share one run where they hit different partitions; the per-scenario runs
 are what ``cosmic reliability`` does.
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from cosmic_utils import reliability as rel
-from cosmic_utils.pipeline import steps
-from cosmic_utils.pipeline.request import RequestError, check_allowed, parse_request
+from cosmic_utils.jobs import reliability as rel
+from cosmic_utils.runtime import steps
+from cosmic_utils.runtime.request import RequestError, check_allowed, parse_request
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_cli_reliability(tmp_path: Path) -> None:
 
 
 def test_runner_refuses_an_existing_run_folder(tmp_path: Path) -> None:
-    from cosmic_utils.pipeline import runner
+    from cosmic_utils.cloud import runner
 
     run_dir = tmp_path / "taken"
     run_dir.mkdir()

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cosmic_utils.pipeline import runner, steps
-from cosmic_utils.pipeline.items import RunLayout
-from cosmic_utils.pipeline.lock import RunLockedError, run_lock
-from cosmic_utils.reliability import make_dataset, write_tiny_artifact
-from cosmic_utils.storage import open_storage
+from cosmic_utils.cloud import runner
+from cosmic_utils.cloud.lock import RunLockedError, run_lock
+from cosmic_utils.jobs.reliability import make_dataset, write_tiny_artifact
+from cosmic_utils.runtime import steps
+from cosmic_utils.runtime.items import RunLayout
+from cosmic_utils.runtime.storage import open_storage
 
 
 class Ctx:
@@ -69,7 +70,7 @@ def test_second_writer_refused_with_holder_pid(tmp_path: Path) -> None:
 
 
 def test_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
-    code = ("import sys, time; from pathlib import Path; from cosmic_utils.pipeline.lock import run_lock\n"
+    code = ("import sys, time; from pathlib import Path; from cosmic_utils.cloud.lock import run_lock\n"
             "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n")
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE,
                              text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})

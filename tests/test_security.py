@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.backends import aws, iam, packaging
+from cosmic_utils.cloud import aws, iam
+from cosmic_utils.cloud import lambda_zip as packaging
 
 RESULTS = "s3://sec-results-bucket/runs"
 DATA = "s3://sec-data-bucket/parts/25MB"
@@ -153,7 +154,7 @@ def test_zips_hold_no_fault_injection_code(packages: dict[str, packaging.Package
 
 
 def test_request_cannot_carry_faults_or_code() -> None:
-    from cosmic_utils.pipeline.request import RequestError, parse_request
+    from cosmic_utils.runtime.request import RequestError, parse_request
 
     base = {"run_id": "r", "data": "s3://sec-data-bucket/x", "model": "m", "results": RESULTS}
     for extra in ({"faults": [{"kind": "crash"}]}, {"script": "x.py"}, {"fault_plan": "/tmp/plan.json"}):

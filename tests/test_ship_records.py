@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cosmic_utils import config, records
+from cosmic_utils import config
+from cosmic_utils.analysis import records
 
 
 def test_ship_records_copies_runs_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils import cli_types
+from cosmic_utils.commands import cli_types
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from cosmic_utils import catalog, config
-    from cosmic_utils.dataset import default_dataset_dir, prepare_catalog_partitions, prepare_dataset
+    from cosmic_utils import config
+    from cosmic_utils.data import catalog
+    from cosmic_utils.data.dataset import default_dataset_dir, prepare_catalog_partitions, prepare_dataset
 
     if args.gb is None and not args.catalog_only:
         from cosmic_utils.exits import UsageError
@@ -101,7 +102,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from cosmic_utils import exits
-    from cosmic_utils.pt_io import ConvertError, convert_pt
+    from cosmic_utils.data.pt_io import ConvertError, convert_pt
 
     prog = "cosmic data convert-pt"
     try:
@@ -120,8 +121,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from cosmic_utils.manifest import Manifest
-    from cosmic_utils.storage import open_storage
+    from cosmic_utils.runtime.manifest import Manifest
+    from cosmic_utils.runtime.storage import open_storage
 
     store = open_storage(args.dataset)
     manifest = Manifest.read(store)  # ManifestError / StorageError: one line, exit 1 (cli.main)
@@ -153,8 +154,9 @@ def run_bench(samples: int = 4000, threads: int | None = None) -> dict[str, Any]
 
     import numpy as np
 
-    from cosmic_utils import catalog, config, render
-    from cosmic_utils.partition import iter_batches, read_partition, write_partition
+    from cosmic_utils import config
+    from cosmic_utils.data import catalog, render
+    from cosmic_utils.runtime.partition import iter_batches, read_partition, write_partition
 
     df = catalog.valid_catalog()
     rows = catalog.resample_catalog(df, samples, seed=123)
@@ -230,9 +232,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _upload(args: argparse.Namespace) -> int:
     """Print the dataset's s3 URI to pass as ``--data``."""
-    from cosmic_utils.manifest import ManifestError
-    from cosmic_utils.storage import StorageError
-    from cosmic_utils.upload import UploadError, describe, upload_dataset
+    from cosmic_utils.cloud.upload import UploadError, describe, upload_dataset
+    from cosmic_utils.runtime.manifest import ManifestError
+    from cosmic_utils.runtime.storage import StorageError
 
     try:
         report = upload_dataset(args.dataset, args.dest)

@@ -158,8 +158,8 @@ def library_version(name: str) -> str:
 
 
 def cpu_model() -> str:
-    """The CPU model string (:func:`cosmic_utils.cpu.cpu_probe`, the one CPU probe)."""
-    from cosmic_utils.cpu import cpu_probe
+    """The CPU model string (:func:`cosmic_utils.runtime.cpu.cpu_probe`, the one CPU probe)."""
+    from cosmic_utils.runtime.cpu import cpu_probe
 
     return str(cpu_probe()["cpu_model"])
 
@@ -169,7 +169,7 @@ def machine_info() -> dict[str, Any]:
 
     ``flags`` (list) is kept for readers of older bench files; ``cpu_flags`` is the probe's string.
     """
-    from cosmic_utils.cpu import cpu_probe
+    from cosmic_utils.runtime.cpu import cpu_probe
 
     probe = cpu_probe()
     try:
