@@ -19,6 +19,7 @@ import pytest
 
 from cosmic_utils.inference.engines import create_engine, default_engine
 from cosmic_utils.runtime import cpu, gating
+from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_artifact_without_calibration_refuses_reduced_serves_fp32(artifact: Path
     art.save()
     with pytest.raises(gating.EngineAccuracyError, match="no calibration set.*cosmic model export"):
         create_engine("onnx-int8", old, threads=1)
-    eng = gating.create_engine_with_fallback("onnx-int8", old, threads=1)
+    eng = gating.create_engine_with_fallback("onnx-int8", old, threads=1, create=create_onnx_engine)
     assert eng.name == "onnx" and eng.requested_name == "onnx-int8" and "no calibration set" in eng.fallback_reason
     assert gating.engine_fields(eng, "onnx-int8") == {"engine_requested": "onnx-int8", "engine": "onnx",
                                                       "engine_fallback_reason": eng.fallback_reason}

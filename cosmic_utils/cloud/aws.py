@@ -36,6 +36,7 @@ from typing import Any
 
 from cosmic_utils.cloud import asl, iam
 from cosmic_utils.cloud import lambda_zip as packaging
+from cosmic_utils.runtime import prices
 from cosmic_utils.runtime.request import ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV
 
 log = logging.getLogger(__name__)
@@ -514,16 +515,14 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
     resources.append({"kind": "state machine", "name": names.state_machine, "definition": str(asl.definition_path())})
     out: dict[str, Any] = {"resources": resources}
     if partitions:
-        from cosmic_utils.analysis import cost
-
         workers = partitions
         if request is not None and getattr(request, "world_size", None):
             workers = min(partitions, request.world_size)
         attempts = 4  # the first try + 3 InfrastructureError retries, each up to the timeout
-        lam = cost.lambda_cost([cfg.timeout_s * 1000.0] * workers * attempts, cfg.memory_mb)
-        steps = cost.lambda_cost([cfg.step_timeout_s * 1000.0] * 2 * attempts, cfg.step_memory_mb)
-        sfn = cost.stepfunctions_cost(workers, retries=workers * (attempts - 1))
-        s3 = cost.s3_cost(**cost.pipeline_s3_requests(workers))
+        lam = prices.lambda_cost([cfg.timeout_s * 1000.0] * workers * attempts, cfg.memory_mb)
+        steps = prices.lambda_cost([cfg.step_timeout_s * 1000.0] * 2 * attempts, cfg.step_memory_mb)
+        sfn = prices.stepfunctions_cost(workers, retries=workers * (attempts - 1))
+        s3 = prices.s3_cost(**prices.pipeline_s3_requests(workers))
         out["cost_ceiling"] = {
             "partitions": partitions, "invocations": workers,
             "assumption": "every invocation runs to its timeout at its configured memory, and fails 3 times first",

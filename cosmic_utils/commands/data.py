@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmic_utils.commands import cli_types
+from cosmic_utils.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ def _verify(args: argparse.Namespace) -> int:
 
     store = open_storage(args.dataset)
     manifest = Manifest.read(store)  # ManifestError / StorageError: one line, exit 1 (cli.main)
-    report = manifest.verify(store, deep=not args.shallow, progress=sys.stderr.isatty())
+    bar = (lambda entries: progress_bar(entries, desc="verify", unit="part")) if sys.stderr.isatty() else None
+    report = manifest.verify(store, deep=not args.shallow, progress=bar)
     # Partitions on disk the manifest does not list are worth a warning (a listing would see them).
     listed = {e.key for e in manifest.entries}
     extra = [k for k in store.list_keys("part-") if k.endswith(".cpart") and k not in listed]

@@ -100,7 +100,8 @@ def _train(args: argparse.Namespace) -> int:
 def _metrics_table(metrics: dict[str, Any]) -> str:
     import pandas as pd
 
-    from cosmic_utils.runtime.metrics import METRIC_NAMES, format_table
+    from cosmic_utils.data.evaluation import format_table
+    from cosmic_utils.runtime.metrics import METRIC_NAMES
 
     rows = []
     for key, label in (("validation", "model (validation)"), ("knn", "kNN (k=10, r + colours)"),
@@ -227,10 +228,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cosmic_utils import config
     from cosmic_utils.analysis import plots
     from cosmic_utils.data import catalog
+    from cosmic_utils.data.evaluation import accuracy_table, format_table
     from cosmic_utils.inference.predict import predict_arrays
     from cosmic_utils.model.train import VALID_RENDER_SEED, render_catalog
     from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact
-    from cosmic_utils.runtime.metrics import accuracy_table, format_table
 
     folder = _model_dir(args.model)
     try:

@@ -4,7 +4,7 @@
 in the format of ``data/sdss_mgs`` (whitespace-separated, one ``#`` header line naming the
 columns); only ``u g r i z`` are required. With ``eu ... ez`` the cutouts get noise at those
 errors (as in training), without them typical SDSS noise. With ``zs`` the predictions are
-scored (:func:`cosmic_utils.runtime.metrics.accuracy_table`, with the kNN reference row when the
+scored (:func:`cosmic_utils.data.evaluation.accuracy_table`, with the kNN reference row when the
 training catalogue is available); rows whose ``zs`` is NaN are predicted but not scored.
 
 The cutouts come from the project's renderer with a fixed seed (default
@@ -129,8 +129,8 @@ def predict_catalog(
     with_knn: bool = True,
 ) -> PredictResult:
     """Render, predict, write ``out_csv`` (when given) and score when ``zs`` is present."""
+    from cosmic_utils.data.evaluation import accuracy_table
     from cosmic_utils.data.render import render_cutouts
-    from cosmic_utils.runtime.metrics import accuracy_table
 
     timings: dict[str, float] = {}
     folder = resolve_model_dir(model)

@@ -132,14 +132,14 @@ def run_and_interrupt(argv: Sequence[str], env: dict[str, str], cwd: Path, signu
 
 # ------------------------------------------------------------------ scenarios
 def _outcome(name: str, what: str) -> Any:
-    from cosmic_utils.jobs.reliability import Outcome
+    from cosmic_utils.jobs.fault_kit import Outcome
 
     return Outcome(name, "exit status", what)
 
 
 def _judge(out: Any, t0: float, runs: list[tuple[CliRun, int, str]]) -> Any:
     """Every (run, expected status, expected text) must match, without a traceback."""
-    from cosmic_utils.jobs.reliability import _short
+    from cosmic_utils.jobs.fault_kit import _short
 
     out.seconds = time.perf_counter() - t0
     shown = [(r.err.strip().splitlines() or r.out.strip().splitlines() or [""])[-1] for r, _, _ in runs]
@@ -186,7 +186,7 @@ def exit_missing_inputs(h: Any) -> Any:
 
 def exit_predict_nonfinite(h: Any) -> Any:
     from cosmic_utils.data import catalog
-    from cosmic_utils.jobs.reliability import write_tiny_artifact
+    from cosmic_utils.jobs.fault_kit import write_tiny_artifact
 
     t0 = time.perf_counter()
     out = _outcome("exit_predict_nonfinite", "cosmic predict with a model whose every prediction is NaN")
@@ -205,7 +205,7 @@ def exit_predict_nonfinite(h: Any) -> Any:
 
 
 def exit_all_partitions_fail(h: Any) -> Any:
-    from cosmic_utils.jobs.reliability import account
+    from cosmic_utils.jobs.fault_kit import account
 
     t0 = time.perf_counter()
     out = _outcome("exit_all_partitions_fail", "cosmic run with a model folder that does not exist")
@@ -226,7 +226,7 @@ def exit_all_partitions_fail(h: Any) -> Any:
 
 def _interrupt(name: str, signum: int) -> Callable[[Any], Any]:
     def scenario(h: Any) -> Any:
-        from cosmic_utils.jobs.reliability import account, make_dataset
+        from cosmic_utils.jobs.fault_kit import account, make_dataset
 
         t0 = time.perf_counter()
         signame = signal.Signals(signum).name
@@ -270,7 +270,7 @@ def exit_convert_pt_partial(h: Any) -> Any:
     src.mkdir(parents=True)
     try:
         from cosmic_utils.data.pt_io import write_pt_partition
-        from cosmic_utils.jobs.reliability import partition_bytes
+        from cosmic_utils.jobs.fault_kit import partition_bytes
         from cosmic_utils.runtime.partition import read_partition
     except ImportError as exc:  # torch absent: the row says so instead of passing silently
         out.error, out.outcome = f"not run: {exc}", "not run"

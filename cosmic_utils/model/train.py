@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from cosmic_utils import config
 from cosmic_utils.data import catalog, dataset
+from cosmic_utils.data.evaluation import knn_baseline
 from cosmic_utils.data.render import RENDERER_VERSION, render_cutouts
 from cosmic_utils.model import artifacts
 from cosmic_utils.model.artifacts import add_onnx, write_artifact
@@ -60,7 +61,7 @@ from cosmic_utils.model.astromae import ViTAstro, build_model, freeze_transforme
 from cosmic_utils.model.export import RedshiftPredictor
 from cosmic_utils.progress import progress as progress_bar
 from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact, sha256_file
-from cosmic_utils.runtime.metrics import knn_baseline, redshift_metrics
+from cosmic_utils.runtime.metrics import redshift_metrics
 from cosmic_utils.runtime.preprocess import Preprocessing, fit_preprocessing
 
 log = logging.getLogger(__name__)

@@ -271,20 +271,16 @@ def gate_engine(engine: Any, artifact_dir: str | os.PathLike[str]) -> dict[str, 
 
 
 def create_engine_with_fallback(name: str, artifact_dir: str | os.PathLike[str], threads: int | None = None,
-                                create: Callable[..., Engine] | None = None) -> Engine:
+                                *, create: Callable[..., Engine]) -> Engine:
     """``create(name)``, or its fp32 counterpart when the gate refuses ``name`` on this CPU.
 
-    ``create(name, artifact_dir, threads=...)`` makes a gated engine: by default
+    ``create(name, artifact_dir, threads=...)`` makes a gated engine: the steps pass
     :func:`cosmic_utils.runtime.onnx_engine.create_onnx_engine` (what Lambda runs); the workstation
-    passes :func:`cosmic_utils.inference.engines.create_engine` for every engine.
+    passes :func:`cosmic_utils.inference.engines.create_engine` for every engine. (A parameter, not
+    an import: the ONNX engine imports this module for :func:`gate_engine`.)
     The returned engine carries ``requested_name``, ``fallback_reason`` ("" when none; else the
     refusal with its numbers and the CPU) and ``gate`` (its own verdict, ``None`` for fp32).
     """
-    if create is None:
-        # lazy: onnx_engine imports this module (gate_engine); the default factory is resolved at call time
-        from cosmic_utils.runtime.onnx_engine import create_onnx_engine
-
-        create = create_onnx_engine
     try:
         engine = create(name, artifact_dir, threads=threads)
         reason = ""

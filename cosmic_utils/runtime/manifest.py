@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -212,7 +212,8 @@ class Manifest:
         return cls.from_json(text, where=where)
 
     # -------------------------------------------------------------- verification
-    def verify(self, storage: Any, deep: bool = True, progress: bool = False) -> VerifyReport:
+    def verify(self, storage: Any, deep: bool = True,
+               progress: Callable[[Iterable[ManifestEntry]], Iterable[ManifestEntry]] | None = None) -> VerifyReport:
         """Check every partition against its entry: present, size, sha256 (and, when ``deep``,
         the full format validation of :func:`cosmic_utils.runtime.partition.read_partition`).
 
@@ -224,10 +225,8 @@ class Manifest:
         store = _as_storage(storage) or _open(storage)
         report = VerifyReport(checked=0)
         iterator: Iterable[ManifestEntry] = self.entries
-        if progress:
-            from cosmic_utils.progress import progress as progress_bar
-
-            iterator = progress_bar(self.entries, desc="verify", unit="part")
+        if progress is not None:  # the workstation passes a progress bar (tqdm is not in Lambda)
+            iterator = progress(self.entries)
         for entry in iterator:
             report.checked += 1
             try:

@@ -35,8 +35,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils.runtime import units
+from cosmic_utils.runtime import prices, units
+from cosmic_utils.runtime.gating import create_engine_with_fallback
 from cosmic_utils.runtime.items import RunLayout, build_items, partition_id_for
+from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 from cosmic_utils.runtime.request import RunRequest, parse_request
 
 log = logging.getLogger(__name__)
@@ -449,9 +451,7 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
         raise _infra(f"downloading model {request.model}", exc) from exc
     verify_model(folder, request.engine, request.model)
     try:
-        from cosmic_utils.runtime.gating import create_engine_with_fallback
-
-        engine = create_engine_with_fallback(request.engine, folder, threads=request.threads)
+        engine = create_engine_with_fallback(request.engine, folder, threads=request.threads, create=create_onnx_engine)
     except Exception as exc:
         raise _infra(f"loading model {request.model} with engine {request.engine}", exc) from exc
     _ENGINES.clear()  # one model per container: a new request model (or a replaced one) replaces the old
@@ -887,12 +887,10 @@ def summarize_records(
                    "fallback_reasons": sorted(agg.fallbacks)},
     }
     try:
-        from cosmic_utils.analysis import cost
-
-        lam = cost.lambda_cost(agg.billed_ms, memory[-1], already_billed=True)
+        lam = prices.lambda_cost(agg.billed_ms, memory[-1], already_billed=True)
         items = len(agg.expected) if request.world_size is None else min(request.world_size, len(agg.expected))
-        sfn = cost.stepfunctions_cost(items)
-        s3 = cost.s3_cost(**cost.pipeline_s3_requests(items, agg.cold))
+        sfn = prices.stepfunctions_cost(items)
+        s3 = prices.s3_cost(**prices.pipeline_s3_requests(items, agg.cold))
         total = lam.total_usd + sfn + s3
         summary["cost"] = {
             "lambda_usd": lam.total_usd, "stepfunctions_usd": sfn, "s3_usd": s3, "total_usd": total,
