@@ -246,3 +246,50 @@ def test_local_run_with_the_untrained_full_model(tmp_path: Path) -> None:
     print(f"local run, 4 partitions x 32 samples, full model: {time.perf_counter() - t0:.1f} s")
     assert result.summary["partitions_ok"] == 4
     assert result.summary["timing"]["max_peak_rss_mb"] > 100
+
+
+PACKAGING_HANDLER = '''
+import sys
+
+
+def handler(event, context):
+    import packaging
+    import packaging.version
+
+    return {"version": str(packaging.version.Version("1.2")), "packaging": packaging.__file__, "path": sys.path,
+            "cosmic": sorted(m for m in sys.modules if m.startswith("cosmic_utils"))}
+'''
+
+
+def test_child_has_pip_packaging_and_no_package_folder_on_path(lambda_runtime: Any) -> None:
+    """The child starts with the zip first on sys.path and no cosmic_utils/*/ folder (a script folder there
+    once let the project's packaging.py shadow pip's, breaking onnxruntime.quantization)."""
+    import io
+    import zipfile
+
+    fn = FakeFunction()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("handler.py", PACKAGING_HANDLER)
+    fn.code_bytes = buf.getvalue()
+    fn.code_sha_256 = hashlib.sha256(fn.code_bytes).hexdigest()
+    payload, err, _ = lambda_runtime.invoke(fn, {})
+    assert not err, payload
+    out = json.loads(payload)
+    assert out["version"] == "1.2" and "cosmic_utils" not in out["packaging"]
+    assert not [p for p in out["path"] if "cosmic_utils" in Path(p).parts]
+    assert out["path"][0].endswith(fn.code_sha_256[:12]) or "handler.py" in {p.name for p in Path(out["path"][0]).iterdir()}
+    assert not [m for m in out["cosmic"] if m.startswith("cosmic_utils.cloud")]  # not started as a module of the package
+
+
+def test_onnx_int8_without_an_int8_graph_runs(tmp_path: Path, tiny_model: Path) -> None:
+    """--engine onnx-int8 on an artifact with no int8 graph: the Lambda quantises it (onnx +
+    onnxruntime.quantization, which imports pip's packaging) and the run does not fail on an import."""
+    assert "onnx_int8" not in json.loads((tiny_model / "artifact.json").read_text())["files"]
+    data = tmp_path / "data"
+    make_dataset(open_storage(data), 2, samples=8)
+    result = runner.run_pipeline(_request("int8", data, tiny_model, engine="onnx-int8"), backend="local",
+                                 run_dir=tmp_path / "int8", progress=False, timeout_s=300)
+    s = result.summary
+    assert "Import" not in json.dumps(s.get("failed", [])) + str(s.get("execution_cause", ""))
+    assert result.status == "SUCCEEDED" and s["partitions_ok"] == 2, s.get("failed")

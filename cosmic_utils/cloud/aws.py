@@ -34,8 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils.cloud import asl, iam
-from cosmic_utils.cloud import lambda_zip as packaging
+from cosmic_utils.cloud import asl, iam, lambda_zip
 from cosmic_utils.runtime import prices
 from cosmic_utils.runtime.request import ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV
 
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 
 PREFIX_PATTERN = r"^[a-z][a-z0-9-]{1,30}$"
 OWNER_TAG = "cosmic:deployment"
-RUNTIME = packaging.LAMBDA_RUNTIME
+RUNTIME = lambda_zip.LAMBDA_RUNTIME
 
 
 class DeployError(RuntimeError):
@@ -94,8 +93,8 @@ class DeployConfig:
     backend_label: str = "aws"
     build_dir: Path | None = None
     log_retention_days: int = 14
-    s3_upload_threshold: int = packaging.DIRECT_UPLOAD_LIMIT_BYTES
-    packages: dict[str, packaging.Package] | None = None
+    s3_upload_threshold: int = lambda_zip.DIRECT_UPLOAD_LIMIT_BYTES
+    packages: dict[str, lambda_zip.Package] | None = None
     #: The allow-list Init enforces on every request (locations; ``s3://bucket/prefix`` or local
     #: folders). ``None``: ``read_uris`` and ``[results_uri]``, the same scope as the IAM policy.
     allowed_read: list[str] | None = None
@@ -265,14 +264,14 @@ class AwsBackend:
             "Description": f"cosmic pipeline {name} ({cfg.prefix})",
         }
 
-    def _code_arg(self, cfg: DeployConfig, pkg: packaging.Package) -> dict[str, Any]:
+    def _code_arg(self, cfg: DeployConfig, pkg: lambda_zip.Package) -> dict[str, Any]:
         if pkg.size_bytes > cfg.s3_upload_threshold:
             key = f"{cfg.package_prefix}/{pkg.function}-{pkg.sha256_b64.replace('/', '_').replace('+', '-')[:16]}.zip"
             self.client("s3").upload_file(str(pkg.path), cfg.results_bucket, key)
             return {"S3Bucket": cfg.results_bucket, "S3Key": key}
         return {"ZipFile": pkg.path.read_bytes()}
 
-    def _ensure_function(self, cfg: DeployConfig, name: str, pkg: packaging.Package, role_arn: str,
+    def _ensure_function(self, cfg: DeployConfig, name: str, pkg: lambda_zip.Package, role_arn: str,
                          actions: dict[str, str]) -> str:
         client = self.client("lambda")
         conf = self._function_config(cfg, name, role_arn)
@@ -363,7 +362,7 @@ class AwsBackend:
         left_alone = {f"s3 bucket {iam._split(u)[0]}": "not modified (data/model bucket: read only)"
                       for u in cfg.read_uris if u.startswith("s3://") and iam._split(u)[0] != cfg.results_bucket}
         function_arns = {n: f"arn:aws:lambda:{self.region}:{account}:function:{names.function(n)}"
-                         for n in packaging.FUNCTIONS}
+                         for n in lambda_zip.FUNCTIONS}
         lambda_role = self._ensure_role(names.lambda_role, "lambda.amazonaws.com", f"{names.lambda_role}-policy",
                                         iam.lambda_policy(region=self.region, account=account, prefix=cfg.prefix,
                                                           read_uris=cfg.read_uris, results_uri=cfg.results_uri),
@@ -373,8 +372,8 @@ class AwsBackend:
                                                           function_arns=function_arns.values(),
                                                           state_machine_name=names.state_machine,
                                                           results_uri=cfg.results_uri), actions)
-        packages = cfg.packages or packaging.build_all(cfg.build_dir, with_deps=cfg.with_deps)
-        for n in packaging.FUNCTIONS:
+        packages = cfg.packages or lambda_zip.build_all(cfg.build_dir, with_deps=cfg.with_deps)
+        for n in lambda_zip.FUNCTIONS:
             self._ensure_log_group(names.log_group(n), cfg.log_retention_days, actions)
             function_arns[n] = self._ensure_function(cfg, n, packages[n], lambda_role, actions)
         definition = asl.render({
@@ -397,7 +396,7 @@ class AwsBackend:
             done[f"state machine {names.state_machine}"] = "deleted"
         lam = self.client("lambda")
         logs = self.client("logs")
-        for n in packaging.FUNCTIONS:
+        for n in lambda_zip.FUNCTIONS:
             try:
                 lam.delete_function(FunctionName=names.function(n))
                 done[f"lambda {names.function(n)}"] = "deleted"
@@ -497,7 +496,7 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
     check_locations(cfg)
     account = "<account>"
     region = "<region>"
-    function_arns = [f"arn:aws:lambda:{region}:{account}:function:{names.function(n)}" for n in packaging.FUNCTIONS]
+    function_arns = [f"arn:aws:lambda:{region}:{account}:function:{names.function(n)}" for n in lambda_zip.FUNCTIONS]
     resources = [
         {"kind": "s3 bucket", "name": cfg.results_bucket, "note": "created if missing; public access blocked, SSE-S3"},
         {"kind": "iam role", "name": names.lambda_role,
@@ -507,7 +506,7 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
          "policy": iam.states_policy(region=region, account=account, function_arns=function_arns,
                                      state_machine_name=names.state_machine, results_uri=cfg.results_uri)},
     ]
-    for n in packaging.FUNCTIONS:
+    for n in lambda_zip.FUNCTIONS:
         resources.append({"kind": "lambda", "name": names.function(n),
                           "memory_mb": cfg.memory_mb if n == "inference" else cfg.step_memory_mb,
                           "timeout_s": cfg.timeout_s if n == "inference" else cfg.step_timeout_s})

@@ -1,7 +1,8 @@
 """A tiny Lambda runtime for the local backend: one child process = one warm "container".
 
-Started by :mod:`cosmic_utils.cloud.moto_hook` as ``python lambda_runtime.py CODE_DIR
-MODULE.FUNCTION``. It imports the handler from the unpacked deployment package (``CODE_DIR`` is
+Started by :mod:`cosmic_utils.cloud.moto_hook` (:func:`~cosmic_utils.cloud.moto_hook.child_command`:
+this file run by ``runpy.run_path`` with ``CODE_DIR MODULE.FUNCTION``, working directory
+``CODE_DIR``; no folder of ``cosmic_utils`` on ``sys.path``). It imports the handler from the unpacked deployment package (``CODE_DIR`` is
 first on ``sys.path``), says it is ready (with the init duration), then serves invocations one
 at a time, like a Lambda execution environment that stays warm between invocations:
 
@@ -213,7 +214,8 @@ def main(argv: list[str]) -> int:
     sys.stdout = sys.stderr
     if os.environ.get("COSMIC_BLOCK_TORCH") == "1":
         sys.meta_path.insert(0, _BlockTorch())
-    sys.path.insert(0, code_dir)
+    # The unpacked zip first, as /var/task is in Lambda; drop the working-directory entry ("" of -c).
+    sys.path[:] = [code_dir] + [p for p in sys.path if p not in ("", ".", code_dir)]
     module_name, _, func_name = spec.rpartition(".")
     t0 = time.perf_counter()
     try:

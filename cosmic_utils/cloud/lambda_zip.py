@@ -1,4 +1,4 @@
-"""Build the Lambda deployment zips (handler + the torch-free part of cosmic_utils + deps).
+"""Build the Lambda deployment zips (handler + ``cosmic_utils/runtime/`` + deps), from an allow-list.
 
 Choices:
 
@@ -8,9 +8,11 @@ Choices:
   wheels are unpacked into the package (a wheel is a zip laid out for site-packages). boto3 is
   left out: the Lambda Python runtime ships it, and botocore alone is ~100 MB unzipped.
 * Test suites and type stubs inside dependency wheels are left out (never imported at run time).
-* Only the modules Lambda needs go in (torch-only modules such as ``model``, the CLI and the
-  backends stay out); the child-process runtime of the local backend then proves the zip is
-  complete, because the zip's own ``cosmic_utils`` shadows the installed one.
+* Only the runtime goes in: :data:`ALLOW` (``cosmic_utils/__init__.py`` and the package
+  :mod:`cosmic_utils.runtime`, which ``lint-imports`` keeps independent of the rest); nothing is
+  excluded by name, so a new workstation module can never slip into the zip. The child-process
+  runtime of the local backend then proves the zip is complete, because the zip's own
+  ``cosmic_utils`` is the only one on its ``sys.path``.
 * The zip is deterministic (sorted entries, fixed timestamps), so the same code gives the same
   CodeSha256 and a second deploy changes nothing.
 * The unzipped size is checked against Lambda's 250 MB limit; packages above 50 MB are uploaded
@@ -51,12 +53,10 @@ PLATFORM_ARGS: tuple[str, ...] = (
     "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64", "--only-binary=:all:",
     "--python-version", LAMBDA_PYTHON, "--implementation", "cp",
 )
-#: Parts of cosmic_utils that never run inside Lambda (torch, CLI, orchestration, plotting).
-EXCLUDE: frozenset[str] = frozenset({
-    "model", "commands", "backends", "cli.py", "train.py", "export.py", "bench.py", "plots.py",
-    "sweep.py", "records.py", "pt_io.py", "simulate.py", "dataset.py", "render.py", "catalog.py",
-    "__pycache__",
-})
+#: What of cosmic_utils goes into every Lambda package: the top-level ``__init__.py`` and the runtime
+#: package (files of these suffixes, caches never).
+ALLOW: tuple[str, ...] = ("__init__.py", "runtime/")
+ALLOWED_SUFFIXES: tuple[str, ...] = (".py", ".yaml", ".json")
 #: Distributions the runtime already provides.
 RUNTIME_PROVIDED: tuple[str, ...] = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3",
                                      "python_dateutil", "dateutil", "six")
@@ -86,16 +86,16 @@ class Package:
 
 
 def _package_files() -> list[tuple[str, Path]]:
-    """(arcname, path) of every cosmic_utils file that goes into a Lambda package."""
+    """(arcname, path) of every cosmic_utils file that goes into a Lambda package (:data:`ALLOW`)."""
     root = Path(__file__).resolve().parent.parent  # cosmic_utils/
     out: list[tuple[str, Path]] = []
     for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if path.is_dir() or any(part in EXCLUDE for part in rel.parts):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir() or "__pycache__" in rel or path.suffix not in ALLOWED_SUFFIXES:
             continue
-        if path.suffix not in (".py", ".yaml", ".json"):
+        if not any(rel == a or (a.endswith("/") and rel.startswith(a)) for a in ALLOW):
             continue
-        out.append((f"cosmic_utils/{rel.as_posix()}", path))
+        out.append((f"cosmic_utils/{rel}", path))
     return out
 
 

@@ -101,7 +101,7 @@ class LocalStack:
 
     def set_faults(self, faults: list[dict[str, Any]] | None) -> None:
         """Install a fault plan (reliability tests): a list of ``{"kind", "function", "partition",
-        "times"}`` (see :mod:`.lambda_runtime`); ``None`` or ``[]`` removes it. Faults are the
+        "times"}`` (see :mod:`.lambda_child`); ``None`` or ``[]`` removes it. Faults are the
         backend's configuration, delivered to children through a file only the backend writes,
         never through the run request. Charges already used are forgotten."""
         if self.runtime is None:

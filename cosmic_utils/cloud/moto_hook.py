@@ -5,7 +5,7 @@ and this project runs without a Docker daemon. :func:`install` replaces that one
 pinned moto (5.2.5), with :func:`_invoke_in_child`, which
 
 * unpacks the function's deployment zip (``fn.code_bytes``, exactly what deploy uploaded) once
-  per code hash and runs the handler from it with :mod:`.lambda_runtime` in a child process,
+  per code hash and runs the handler from it with :mod:`.lambda_child` in a child process,
   with the function's environment, boto3 pointed at the moto endpoint, dummy credentials;
 * keeps a pool of warm children per function and code hash (a warm Lambda container: the model
   is loaded once, the next invocation is a warm start), at most ``concurrency`` running at once
@@ -15,7 +15,7 @@ pinned moto (5.2.5), with :func:`_invoke_in_child`, which
   shaped like Lambda's into moto's CloudWatch Logs, so the runner reads billed durations with
   the same parser on both backends;
 * when the backend gave it a fault plan (:attr:`LocalLambdaRuntime.fault_plan`, a file the
-  backend owns; see :mod:`.lambda_runtime`), answers matching invocations with HTTP 429
+  backend owns; see :mod:`.lambda_child`), answers matching invocations with HTTP 429
   ``TooManyRequestsException`` (throttling: the Step Functions interpreter sees
   ``Lambda.TooManyRequestsException`` and the Task's Retry applies) and hands the plan's path to
   the children, which inject crashes, timeouts and upload errors.
@@ -45,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils.cloud import lambda_child as lambda_runtime
+from cosmic_utils.cloud import lambda_child
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,27 @@ def _throttled(message: str) -> Exception:
     return TooManyRequestsException("TooManyRequestsException", message)
 
 
+#: How the child starts: the runtime's source is run as ``__main__`` by :func:`runpy.run_path`, which
+#: (unlike ``python path/to/lambda_child.py``) puts no folder of ``cosmic_utils/*/`` on ``sys.path``
+#: and (unlike ``python -m``) imports nothing of the installed ``cosmic_utils``: the unpacked zip,
+#: also the working directory as ``/var/task`` is in Lambda, is the only code of the project there.
+#: (A script folder on ``sys.path`` once let ``backends/packaging.py`` shadow pip's ``packaging``.)
+_BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
+def child_command(code_dir: Path, handler: str) -> list[str]:
+    """The command line of one local Lambda container (see :data:`_BOOT`)."""
+    return [sys.executable, "-c", _BOOT, lambda_child.__file__, str(code_dir), handler]
+
+
 class _Container:
-    """One warm child process running :mod:`.lambda_runtime`."""
+    """One warm child process running :mod:`.lambda_child`."""
 
     def __init__(self, code_dir: Path, handler: str, env: dict[str, str], log_path: Path) -> None:
         self.log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the container
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, lambda_runtime.__file__, str(code_dir), handler],
+            child_command(code_dir, handler), cwd=str(code_dir),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log_file, env=env, text=True,
             # Own session: a terminal's Ctrl-C reaches the runner only, which stops the execution
             # and then ends the children itself (abort) instead of each dying mid-write.
@@ -228,12 +241,12 @@ class LocalLambdaRuntime:
         })
         if self.block_torch:
             env["COSMIC_BLOCK_TORCH"] = "1"
-        env[lambda_runtime.FAULT_PLAN_ENV] = str(self.fault_plan)
+        env[lambda_child.FAULT_PLAN_ENV] = str(self.fault_plan)
         return env
 
     def _maybe_throttle(self, fn: Any, event: Any) -> None:
         """Raise 429 for an invocation the fault plan throttles (before any container is used)."""
-        faults = [f for f in lambda_runtime.read_fault_plan(str(self.fault_plan)) if f["kind"] == "throttle"]
+        faults = [f for f in lambda_child.read_fault_plan(str(self.fault_plan)) if f["kind"] == "throttle"]
         if not faults:
             return
         try:
@@ -241,11 +254,11 @@ class LocalLambdaRuntime:
             keys = [p.get("key", "") for p in ((body.get("item") or {}).get("partitions") or [])]
         except (ValueError, AttributeError):
             keys = []
-        pids = [lambda_runtime.partition_id_of(k) for k in keys] or [None]
+        pids = [lambda_child.partition_id_of(k) for k in keys] or [None]
         for fault in faults:
             for pid in pids:
-                if lambda_runtime.fault_matches(fault, str(fn.function_name), pid) and \
-                        lambda_runtime.take_fault(str(self.fault_plan), fault, f"{fn.function_name}:{pid}"):
+                if lambda_child.fault_matches(fault, str(fn.function_name), pid) and \
+                        lambda_child.take_fault(str(self.fault_plan), fault, f"{fn.function_name}:{pid}"):
                     self.throttled += 1
                     raise _throttled(f"Rate exceeded (injected throttle of {fn.function_name})")
 
