@@ -51,7 +51,7 @@ MODELS_DIR: Path = _dir("COSMIC_MODELS_DIR", PROJECT_ROOT / "models")
 DEFAULT_MODEL_DIR: Path = MODELS_DIR / "default"
 #: Every run writes under runs/<run-id>/ (git-ignored): records, predictions, summary, notebooks.
 RUNS_DIR: Path = _dir("COSMIC_RUNS_DIR", PROJECT_ROOT / "runs")
-SWEEPS_DIR: Path = RUNS_DIR / "sweeps"
+SWEEP_RUNS_DIR: Path = RUNS_DIR / "sweeps"
 FIGURES_DIR: Path = _dir("COSMIC_FIGURES_DIR", PROJECT_ROOT / "figures")
 NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
 LAMBDA_DIR: Path = PROJECT_ROOT / "lambda"

@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.pyplot as plt
 import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
 from cosmic_utils import config
-from cosmic_utils.analysis import cost, simulate  # noqa: E402
+from cosmic_utils.analysis import cost, simulate
+from cosmic_utils.runtime.metrics import sigma_nmad
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +115,18 @@ SAVE_METADATA: dict[str, dict[str, Any]] = {
 
 
 def save(fig: plt.Figure, name: str, out_dir: Path | None = None,
-         formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
-    """Write ``name``.png and ``name``.pdf into the figures folder, byte-reproducibly; returns the paths."""
+         formats: tuple[str, ...] = ("png", "pdf"), close: bool = True) -> list[Path]:
+    """Write ``name``.png and ``name``.pdf into the figures folder, byte-reproducibly; returns the paths.
+
+    ``close=False`` keeps the figure open (a notebook displays it afterwards)."""
     out = Path(out_dir or config.FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.{fmt}" for fmt in formats]
     for p, fmt in zip(paths, formats, strict=True):
         with matplotlib.rc_context({"svg.hashsalt": "cosmic-figures", "pdf.compression": 6}):
             fig.savefig(p, format=fmt, metadata=SAVE_METADATA.get(fmt))
-    plt.close(fig)
+    if close:
+        plt.close(fig)
     return paths
 
 
@@ -466,7 +468,7 @@ def fig_redshift(recs: dict[str, pd.DataFrame]) -> plt.Figure:
         hi = float(max(zs.max(), zp.max()))
         ax.plot([0, hi], [0, hi], "k-", lw=0.8)
         dz = (zp - zs) / (1 + zs)
-        nmad = 1.4826 * float(np.median(np.abs(dz - np.median(dz))))
+        nmad = sigma_nmad(dz)
         ax.text(0.03, 0.97, f"N = {len(pred):,}\nsigma_NMAD = {nmad:.4f}", transform=ax.transAxes, va="top",
                 fontsize=9)
     if not pred.empty:
@@ -490,16 +492,20 @@ FIGURES: dict[str, Callable[..., plt.Figure | None]] = {
 }
 
 
-def make_all_figures(recs: dict[str, pd.DataFrame] | None = None, out_dir: Path | None = None,
-                     only: list[str] | None = None) -> list[Path]:
-    """Draw every figure from stored records into ``out_dir`` (PNG + PDF); returns the files written."""
+def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
+                     only: list[str] | None = None) -> dict[str, plt.Figure]:
+    """Every figure drawn from stored records, by name (figures without data are left out).
+
+    Returned, not shown: notebook 04 displays them inline, :func:`make_all_figures` saves them. No
+    backend is chosen here (the CLI picks a non-interactive one for itself, JupyterLab its inline one).
+    """
     from cosmic_utils.analysis.records import load_all_records
 
     set_style()
     recs = recs if recs is not None else load_all_records()
     fitted = simulate.load_fitted()
     speedup = simulate.read_engine_speedup()
-    written: list[Path] = []
+    figures: dict[str, plt.Figure] = {}
     for name, func in FIGURES.items():
         if only and name not in only:
             continue
@@ -517,6 +523,52 @@ def make_all_figures(recs: dict[str, pd.DataFrame] | None = None, out_dir: Path 
         if fig is None:
             log.info("figure %s skipped: no data", name)
             continue
-        written.extend(save(fig, name, out_dir))
-        log.info("figure %s written", name)
+        figures[name] = fig
+    return figures
+
+
+def save_figures(figures: dict[str, plt.Figure], out_dir: Path | None = None, close: bool = True) -> list[Path]:
+    """Write each figure (PNG + PDF) into ``out_dir``; returns the files written."""
+    written: list[Path] = []
+    for name, fig in figures.items():
+        written.extend(save(fig, name, out_dir, close=close))
     return written
+
+
+def make_all_figures(recs: dict[str, pd.DataFrame] | None = None, out_dir: Path | None = None,
+                     only: list[str] | None = None) -> list[Path]:
+    """Draw every figure from stored records into ``out_dir`` (PNG + PDF); returns the files written."""
+    return save_figures(draw_all_figures(recs, only), out_dir)
+
+
+def fig_cutouts(cutouts: np.ndarray, bands: tuple[str, ...] = ("u", "g", "r", "i", "z"),
+                stretch: float = 0.1) -> plt.Figure:
+    """Rendered cutouts ``[N, 5, 32, 32]``, one row per galaxy, one column per band (asinh stretch)."""
+    n = len(cutouts)
+    fig, axes = plt.subplots(n, len(bands), figsize=(8, 1.7 * n), squeeze=False)
+    for i in range(n):
+        for b, band in enumerate(bands):
+            axes[i, b].imshow(np.arcsinh(cutouts[i, b] / stretch), cmap="gray", origin="lower")
+            axes[i, b].set_xticks([])
+            axes[i, b].set_yticks([])
+            if i == 0:
+                axes[i, b].set_title(band)
+    fig.tight_layout()
+    return fig
+
+
+def fig_local_baseline(batch_df: pd.DataFrame, size_df: pd.DataFrame, batch_sweep_gb: float) -> plt.Figure:
+    """Notebook 01: samples/s against batch size and GB/s against data size, one line per engine."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for engine, grp in batch_df.groupby("engine"):
+        axes[0].plot(grp["batch_size"], grp["samples_per_s"], marker="o", label=engine)
+    threads = batch_df["threads"].iloc[0] if "threads" in batch_df and len(batch_df) else "?"
+    axes[0].set(xscale="log", xlabel="batch size", ylabel="samples / s (measured)",
+                title=f"batch sweep, {batch_sweep_gb:g} GB, {threads} threads")
+    axes[0].legend()
+    for engine, grp in size_df.groupby("engine"):
+        axes[1].plot(grp["data_gb"], grp["gb_per_s"], marker="o", label=engine)
+    axes[1].set(xscale="log", xlabel="data (GB)", ylabel="GB / s (measured, end to end)", title="data-size sweep")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig

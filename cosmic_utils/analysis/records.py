@@ -147,7 +147,7 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
     (default data/records/sweeps; only when ``records_dir`` is given if ``sweeps_dir`` is), so a
     fresh clone without runs/ draws the same sweep figures as the machine that shipped them.
     """
-    bases = [Path(sweeps_dir or config.SWEEPS_DIR)]
+    bases = [Path(sweeps_dir or config.SWEEP_RUNS_DIR)]
     if records_dir is not None or sweeps_dir is None:
         bases.append(Path(records_dir or config.RECORDS_DIR) / "sweeps")
     combos: dict[tuple[str, str], Path] = {}
@@ -428,7 +428,7 @@ def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
             out = recs / f"{kind}.csv"
             rows.to_csv(out, index=False)
             written.append(_ship_file(out, out))
-    for combo in sorted(p for p in config.SWEEPS_DIR.glob("*/*") if (p / "_done.json").is_file()):
+    for combo in sorted(p for p in config.SWEEP_RUNS_DIR.glob("*/*") if (p / "_done.json").is_file()):
         dst = recs / "sweeps" / combo.parent.name / combo.name
         for name in ("_done.json", "records.csv", "summary.json", "request.json"):
             src = combo / name

@@ -8,7 +8,7 @@ A grid file (YAML) names a notebook, a sweep name, fixed parameters and a grid o
     grid: {batch_size: [32, 64, 128, 256, 512]}
 
 Every combination (the Cartesian product of the grid) runs into its own folder
-``SWEEPS_DIR/<name>/<slug>/``, where the slug is derived from the combination's grid values
+``SWEEP_RUNS_DIR/<name>/<slug>/``, where the slug is derived from the combination's grid values
 (ploomber's pattern: the output path is a function of the parameters), so runs never overwrite
 each other and a sweep can be resumed: a combination whose folder holds ``_done.json`` is skipped.
 The notebook receives ``output_dir`` (that folder) and writes its records there; the executed
@@ -220,7 +220,7 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
         grid = replace(grid, parameters={**grid.parameters, **extra_parameters})
     if not dry_run and not grid.notebook.exists():
         raise FileNotFoundError(f"{grid.source}: notebook {grid.notebook} does not exist")
-    base = Path(sweeps_dir or config.SWEEPS_DIR) / grid.name
+    base = Path(sweeps_dir or config.SWEEP_RUNS_DIR) / grid.name
     filters = _parse_only(only)
     for k in filters:
         if k not in grid.grid and k not in grid.parameters:
@@ -251,7 +251,7 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
 
 def sweep_status(name: str, sweeps_dir: Path | None = None) -> list[dict[str, Any]]:
     """Status of every combination folder of a sweep already on disk (done | failed | incomplete)."""
-    base = Path(sweeps_dir or config.SWEEPS_DIR) / name
+    base = Path(sweeps_dir or config.SWEEP_RUNS_DIR) / name
     rows = []
     for d in sorted(p for p in base.glob("*") if p.is_dir()):
         if (d / DONE_MARKER).exists():

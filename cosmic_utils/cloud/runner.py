@@ -45,7 +45,10 @@ from cosmic_utils.cloud.lock import run_lock
 from cosmic_utils.provenance import stamped
 from cosmic_utils.runtime.items import RunLayout, partition_id_for
 from cosmic_utils.runtime.request import RunRequest, parse_request
-from cosmic_utils.runtime.steps import summarize_records
+from cosmic_utils.runtime.steps import (
+    RunExistsError,  # noqa: F401  one class, raised here and by Init
+    summarize_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +128,6 @@ def _read_run_records(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ backends
-class RunExistsError(FileExistsError):
-    """The run id (or run folder) already holds results; the message says how to proceed."""
-
-
 class RunNotFoundError(FileNotFoundError):
     """``--redrive RUN``: no run folder by that id or path; the message lists where it looked."""
 

@@ -149,7 +149,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def run_bench(samples: int = 4000, threads: int | None = None) -> dict[str, Any]:
+def run_data_bench(samples: int = 4000, threads: int | None = None) -> dict[str, Any]:
     """The numbers ``cosmic data bench`` prints (also used by ``make bench``)."""
     import os
     import platform
@@ -213,7 +213,7 @@ def run_bench(samples: int = 4000, threads: int | None = None) -> dict[str, Any]
 
 
 def _bench(args: argparse.Namespace) -> int:
-    res = run_bench(args.samples, args.threads)
+    res = run_data_bench(args.samples, args.threads)
     noise = ", ".join(f"{b} {v:.2f}" for b, v in res["noise_over_catalog_error"].items())
     print(f"render: {res['render_cutouts_per_s']:,.0f} cutouts/s with {res['render_threads']} threads "
           f"({res['render_cutouts_per_s_1thread']:,.0f}/s on 1 thread), 32x32x5, {res['render_samples']:,} cutouts")

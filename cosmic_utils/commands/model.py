@@ -169,7 +169,7 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
     import matplotlib.pyplot as plt
 
     from cosmic_utils.analysis import plots
-    from cosmic_utils.runtime.metrics import redshift_metrics
+    from cosmic_utils.runtime.metrics import redshift_metrics, sigma_nmad
 
     plots.set_style()
     dz = (z_pred - z_spec) / (1 + z_spec)
@@ -209,7 +209,7 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
                 d = dz[sel]
                 centres.append(float(np.median(x[sel])))
                 med.append(float(np.median(d)))
-                nmad.append(1.4826 * float(np.median(np.abs(d - np.median(d)))))
+                nmad.append(sigma_nmad(d))
         c, md, nm = np.array(centres), np.array(med), np.array(nmad)
         ax.plot(c, md, "r-", lw=1.2, label="running median")
         ax.plot(c, md + nm, "r--", lw=0.9, label="median +- sigma_NMAD")

@@ -268,3 +268,14 @@ def validation_rows(rows: int, seed: int = VALID_RENDER_SEED) -> tuple[np.ndarra
     mags = catalog.magnitudes(df)
     image = render_cutouts(mags, catalog.magnitude_errors(df), seed=seed)
     return image, mags, catalog.redshifts(df).astype(np.float32)
+
+
+def ensure_dataset(gb: float, partition_mb: float, seed: int = 0, progress: bool = False) -> Path:
+    """The rendered dataset of ``gb`` GB in ``partition_mb`` partitions from the validation catalogue
+    (:func:`default_dataset_dir`): prepared the first time, then reused. The one "prepare the
+    dataset if missing" of the notebooks, the demo and the bench."""
+    folder = default_dataset_dir(gb, partition_mb, seed=seed)
+    if not is_dataset(folder):
+        log.info("preparing a %.3g GB dataset of %g MB partitions in %s", gb, partition_mb, folder)
+        prepare_dataset(folder, gb, partition_mb, seed=seed, progress=progress)
+    return folder

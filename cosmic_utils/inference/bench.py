@@ -81,9 +81,10 @@ from cosmic_utils.inference.measure import (
     utc_now,
     write_records,
 )
+from cosmic_utils.model.artifacts import find_model, is_trained  # noqa: F401  is_trained: bench API
 from cosmic_utils.provenance import stamped
 from cosmic_utils.runtime import gating
-from cosmic_utils.runtime.engine import Engine, artifact_meta, resolve_threads
+from cosmic_utils.runtime.engine import Engine, resolve_threads
 
 log = logging.getLogger(__name__)
 
@@ -125,32 +126,9 @@ class BenchConfig:
 
 
 # --------------------------------------------------------------------------- model and data
-def is_trained(meta: dict[str, Any]) -> bool:
-    """Whether an artifact.json describes a trained model (not ``create_untrained_artifact``)."""
-    if meta.get("trained") is False:
-        return False
-    return (meta.get("config") or {}).get("kind") != "untrained"
-
-
 def resolve_model(model_dir: str | os.PathLike[str] | None, with_onnx: bool = True) -> tuple[Path, bool]:
-    """The artifact to bench and whether it is trained.
-
-    ``model_dir`` when given (must exist); else ``models/default`` when it exists; else an
-    untrained artifact (seed 0; with ONNX unless ``with_onnx=False``) created once under
-    ``runs/bench/untrained-model``.
-    """
-    if model_dir is not None:
-        folder = Path(model_dir)
-        return folder, is_trained(artifact_meta(folder))
-    if (config.DEFAULT_MODEL_DIR / "artifact.json").is_file():
-        return config.DEFAULT_MODEL_DIR, is_trained(artifact_meta(config.DEFAULT_MODEL_DIR))
-    folder = config.RUNS_DIR / "bench" / "untrained-model"
-    log.warning("no trained model in %s: using an UNTRAINED artifact (%s)", config.DEFAULT_MODEL_DIR, folder)
-    if not (folder / "artifact.json").is_file() or (with_onnx and not (folder / "model.onnx").is_file()):
-        from cosmic_utils.model.artifacts import create_untrained_artifact
-
-        create_untrained_artifact(folder, seed=0, with_onnx=with_onnx)
-    return folder, False
+    """The artifact to bench and whether it is trained (:func:`cosmic_utils.model.artifacts.find_model`)."""
+    return find_model(model_dir, with_onnx=with_onnx)
 
 
 def flops_per_sample() -> float:
@@ -201,23 +179,18 @@ def _engine_pass(engine: Engine, image: np.ndarray, magnitude: np.ndarray, batch
 
 def _run_stream_check(cfg: BenchConfig, model_dir: Path, engine: str, threads: int) -> dict[str, Any]:
     """Stream ``stream_gb`` of partitions through ``engine`` in a fresh process; its peak RSS."""
-    from cosmic_utils.data.dataset import default_dataset_dir, is_dataset, prepare_dataset
-
     gb = float(cfg.stream_gb or 1.0)
-    dataset = Path(cfg.stream_dataset) if cfg.stream_dataset else default_dataset_dir(gb, 25)
-    if not is_dataset(dataset):
-        log.info("preparing a %.3g GB dataset for the streaming check in %s", gb, dataset)
-        prepare_dataset(dataset, gb=gb, partition_mb=25, seed=0, progress=False)
+    data_dir = Path(cfg.stream_dataset) if cfg.stream_dataset else dataset.ensure_dataset(gb, 25, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "stream.json"
-        cmd = [sys.executable, "-m", "cosmic_utils.inference.streaming", "--dataset", str(dataset), "--engine", engine,
+        cmd = [sys.executable, "-m", "cosmic_utils.inference.streaming", "--dataset", str(data_dir), "--engine", engine,
                "--model", str(model_dir), "--batch-size", "256", "--threads", str(threads), "--json", str(out),
                "--run-dir", str(config.RUNS_DIR / "local" / f"{cfg.run_id}-stream")]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"streaming check failed ({proc.returncode}): {proc.stderr[-2000:]}")
         rec = json.loads(out.read_text())
-    rec["dataset"] = str(dataset)
+    rec["dataset"] = str(data_dir)
     rec["peak_rss_target_mb"] = STREAM_RSS_TARGET_MB
     rec["peak_rss_ok"] = bool(rec["peak_rss_mb"] < STREAM_RSS_TARGET_MB)
     return rec

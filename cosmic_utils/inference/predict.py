@@ -104,17 +104,11 @@ def predict_arrays(image: np.ndarray, magnitude: np.ndarray, model_dir: str | os
 
 def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
     """``model`` or the default artifact; a clear error when it does not exist."""
-    from cosmic_utils.runtime.artifact import ArtifactNotFoundError, ModelArtifact
+    from cosmic_utils.model.artifacts import find_model
+    from cosmic_utils.runtime.artifact import ModelArtifact
 
-    folder = Path(model) if model is not None else config.DEFAULT_MODEL_DIR
-    try:
-        ModelArtifact.load(folder)
-    except ArtifactNotFoundError as exc:
-        if model is None:
-            raise ArtifactNotFoundError(
-                f"no trained model at {folder}: run `cosmic model train` first (about 5-10 minutes on 2 CPU "
-                f"cores), or pass --model DIR") from exc
-        raise
+    folder = Path(model) if model is not None else find_model(None, allow_untrained=False)[0]
+    ModelArtifact.load(folder)  # checked: a clear error for a missing or damaged artifact
     return folder
 
 

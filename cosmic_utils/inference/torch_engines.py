@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cosmic_utils.runtime.artifact import read_meta
 from cosmic_utils.runtime.engine import Engine, resolve_threads
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
     from cosmic_utils.model.astromae import build_model
 
     folder = Path(artifact_dir)
-    meta = _artifact_meta(folder)
+    meta = read_meta(folder)
     rel = ((meta.get("files") or {}).get("state_dict") or {}).get("path", "model.pt")
     path = folder / rel
     if not path.is_file():
@@ -282,15 +283,6 @@ def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
     model = build_model()
     model.load_state_dict(state)
     return model.eval()
-
-
-def _artifact_meta(folder: Path) -> dict[str, Any]:
-    import json
-
-    p = folder / "artifact.json"
-    if not p.is_file():
-        raise FileNotFoundError(f"model artifact {folder}: artifact.json not found")
-    return json.loads(p.read_text())
 
 
 class _TorchEngine(Engine):
@@ -350,7 +342,7 @@ class _TorchEngine(Engine):
         """The engine on an artifact folder (``model.pt`` + the preprocessing of artifact.json)."""
         from cosmic_utils.runtime.preprocess import Preprocessing
 
-        meta = _artifact_meta(Path(artifact_dir))
+        meta = read_meta(Path(artifact_dir))
         pre = Preprocessing.from_dict(meta.get("preprocessing"))
         return cls(load_torch_model(artifact_dir), pre, threads=threads, **kwargs)
 

@@ -52,10 +52,7 @@ def prepare_data(cfg: DemoConfig) -> Path:
     """The demo dataset (rendered once, then reused)."""
     from cosmic_utils.data import dataset
 
-    path = dataset.default_dataset_dir(cfg.data_gb, cfg.partition_mb, seed=cfg.seed)
-    if not dataset.is_dataset(path):
-        dataset.prepare_dataset(path, cfg.data_gb, cfg.partition_mb, seed=cfg.seed, progress=True)
-    return path
+    return dataset.ensure_dataset(cfg.data_gb, cfg.partition_mb, seed=cfg.seed, progress=True)
 
 
 def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:

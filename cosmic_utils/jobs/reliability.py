@@ -57,6 +57,7 @@ from cosmic_utils.jobs.fault_kit import (  # noqa: F401  re-exported: the scenar
     write_tiny_artifact,
 )
 from cosmic_utils.provenance import portable, portable_text, provenance
+from cosmic_utils.runtime.artifact import read_meta  # noqa: E402
 from cosmic_utils.runtime.items import partition_id_for
 from cosmic_utils.runtime.manifest import Manifest, ManifestEntry
 from cosmic_utils.runtime.partition import partition_name
@@ -280,7 +281,7 @@ def _model_missing(h: Harness, folder: Path) -> Path:
 
 def _model_bad_sha(h: Harness, folder: Path) -> Path:
     shutil.copytree(h.model, folder)
-    meta = json.loads((folder / "artifact.json").read_text())
+    meta = read_meta(folder)
     meta["files"]["onnx"]["sha256"] = "0" * 64
     (folder / "artifact.json").write_text(json.dumps(meta))
     return folder
@@ -288,7 +289,7 @@ def _model_bad_sha(h: Harness, folder: Path) -> Path:
 
 def _model_bad_version(h: Harness, folder: Path) -> Path:
     shutil.copytree(h.model, folder)
-    meta = json.loads((folder / "artifact.json").read_text())
+    meta = read_meta(folder)
     meta["format_version"] = 99
     (folder / "artifact.json").write_text(json.dumps(meta))
     return folder

@@ -7,6 +7,7 @@ torch-free and runs in Lambda; everything that needs torch lives here.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Mapping
@@ -16,22 +17,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from cosmic_utils import config
 from cosmic_utils.data import dataset
 from cosmic_utils.model.astromae import ViTAstro, build_model
 from cosmic_utils.model.checkpoint import load_state_dict_file
 from cosmic_utils.model.export import RedshiftPredictor, export_onnx
 from cosmic_utils.runtime.artifact import (
     CALIBRATION_FILE,
+    META_FILE,
     ONNX_FILE,
     ROLE_CALIBRATION,
     ROLE_ONNX,
     ROLE_STATE_DICT,
     STATE_DICT_FILE,
+    ArtifactNotFoundError,
     ModelArtifact,
+    read_meta,
     sha256_file,
 )
 from cosmic_utils.runtime.gating import CALIBRATION_ROWS
 from cosmic_utils.runtime.preprocess import Preprocessing, default_preprocessing, identity
+
+log = logging.getLogger(__name__)
 
 
 def load_state_dict(artifact: ModelArtifact) -> dict[str, Any]:
@@ -207,3 +214,41 @@ def artifact_from_published(
                 "source_sha256": sha256_file(source)},
         training_data_sha256=None, metrics={}, with_onnx=with_onnx, extra={"trained": True, "published": True},
     )
+
+
+# --------------------------------------------------------------------------- finding one
+#: Where the untrained stand-in lives when no trained model exists (one place for every caller).
+UNTRAINED_MODEL_DIR: Path = config.MODELS_DIR / "untrained"
+
+
+def is_trained(meta: Mapping[str, Any]) -> bool:
+    """Whether an artifact.json describes a trained model (not :func:`create_untrained_artifact`)."""
+    if meta.get("trained") is False:
+        return False
+    return (meta.get("config") or {}).get("kind") != "untrained"
+
+
+def find_model(model_dir: str | os.PathLike[str] | None = None, with_onnx: bool = True,
+               allow_untrained: bool = True) -> tuple[Path, bool]:
+    """The model artifact to use and whether it is trained: the one "find a model, else an untrained one".
+
+    ``model_dir`` when given (it must hold an artifact); else ``models/default`` when it holds one;
+    else (``allow_untrained``) an untrained stand-in of the same network, made once in
+    :data:`UNTRAINED_MODEL_DIR` (with ONNX unless ``with_onnx=False``): its timings and costs are
+    valid, its accuracy is not, and callers label it. Without ``allow_untrained`` a missing default
+    raises :class:`ArtifactNotFoundError` saying how to train one.
+    """
+    if model_dir is not None and str(model_dir) != "":
+        folder = Path(model_dir)
+        return folder, is_trained(read_meta(folder))
+    if (config.DEFAULT_MODEL_DIR / META_FILE).is_file():
+        return config.DEFAULT_MODEL_DIR, is_trained(read_meta(config.DEFAULT_MODEL_DIR))
+    if not allow_untrained:
+        raise ArtifactNotFoundError(
+            f"no trained model at {config.DEFAULT_MODEL_DIR}: run `cosmic model train` first (about 5-10 minutes "
+            f"on 2 CPU cores), or pass --model DIR")
+    folder = UNTRAINED_MODEL_DIR
+    log.warning("no trained model in %s: using an UNTRAINED artifact (%s)", config.DEFAULT_MODEL_DIR, folder)
+    if not (folder / META_FILE).is_file() or (with_onnx and not (folder / ONNX_FILE).is_file()):
+        create_untrained_artifact(folder, seed=0, with_onnx=with_onnx)
+    return folder, False

@@ -264,3 +264,24 @@ class ModelArtifact:
         tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
         os.replace(tmp, meta_path)
         return meta_path
+
+
+def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """``artifact.json`` of a model folder as a plain dict, unchecked (the one reader of that file
+    besides :meth:`ModelArtifact.load`, which checks it): ``FileNotFoundError`` when absent,
+    ``ValueError`` naming the file when it is not a JSON object."""
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"model artifact {folder}: {META_FILE} not found")
+    return parse_meta(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_meta(text: str, where: str) -> dict[str, Any]:
+    """The dict of an ``artifact.json`` text (read from a folder or downloaded from S3)."""
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"model artifact {where}: {META_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"model artifact {where}: expected a JSON object, got {type(meta).__name__}")
+    return meta

@@ -2,20 +2,18 @@
 
 :class:`Engine` is what the pipeline steps, the streaming runner and the bench call; the engine
 registry that also knows the torch and CUDA engines lives on the workstation
-(:mod:`cosmic_utils.inference.engines`). :func:`artifact_meta` is the one reader of a model
-folder's ``artifact.json`` as a plain dict (:class:`cosmic_utils.runtime.artifact.ModelArtifact`
-is the checked, typed reader).
+(:mod:`cosmic_utils.inference.engines`). ``artifact_meta`` is :func:`cosmic_utils.runtime.artifact.read_meta`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cosmic_utils.runtime.artifact import read_meta as artifact_meta  # noqa: F401  the reader engines use
 
 #: Precision of each engine (fp32 engines need no accuracy check).
 ENGINE_PRECISION: dict[str, str] = {
@@ -89,16 +87,5 @@ class Engine(ABC):
         if magnitude.dtype != np.float64:
             magnitude = magnitude.astype(np.float64)
         return image, magnitude
-
-
-def artifact_meta(artifact_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """``artifact.json`` of a model artifact folder."""
-    path = Path(artifact_dir) / "artifact.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"model artifact {artifact_dir}: artifact.json not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"model artifact {path}: artifact.json is not valid JSON: {exc}") from exc
 
 

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from cosmic_utils.runtime.metrics import NMAD_FACTOR
+
 __all__ = [
     "FORMAT_VERSION",
     "IMAGE_TRANSFORMS",
@@ -55,7 +57,6 @@ FORMAT_VERSION: int = 1
 IMAGE_TRANSFORMS: tuple[str, ...] = ("none", "asinh")
 MAGNITUDE_FEATURES: tuple[str, ...] = ("magnitudes", "r_colours")
 N_BANDS: int = 5
-NMAD_FACTOR: float = 1.4826
 
 _R_COLOURS = np.array(
     [

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import resource
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -36,8 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from cosmic_utils.runtime import prices, units
+from cosmic_utils.runtime.artifact import parse_meta
 from cosmic_utils.runtime.gating import create_engine_with_fallback
 from cosmic_utils.runtime.items import RunLayout, build_items, partition_id_for
+from cosmic_utils.runtime.memory import peak_rss_mb
+from cosmic_utils.runtime.metrics import NMAD_FACTOR
 from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 from cosmic_utils.runtime.request import RunRequest, parse_request
 
@@ -70,22 +72,6 @@ class DataError(ValueError):
 # ------------------------------------------------------------------ small helpers
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MB (2**20 bytes).
-
-    ``VmHWM`` from /proc/self/status where available: ``ru_maxrss`` would include the parent's peak
-    when this process was started by fork + exec (the local backend's handler processes).
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _storage(uri: str) -> Any:
@@ -194,8 +180,10 @@ def unlisted_partitions(request: RunRequest, data: Any | None = None) -> list[st
     return sorted(k for k in every if k.endswith(".cpart") and k not in known)
 
 
-class RunExistsError(DataError):
-    """The run id already has results and the request is neither an overwrite nor a redrive."""
+class RunExistsError(DataError, FileExistsError):
+    """The run id (or the local run folder) already holds results and the request is neither an
+    overwrite nor a redrive; the message says how to proceed. One class for Init (inside Lambda: a
+    data error, never retried) and the workstation runner (a ``FileExistsError``)."""
 
 
 def check_run_id_free(request: RunRequest, results: Any) -> None:
@@ -392,7 +380,7 @@ def _model_dir(model: str, sha256: str | None = None) -> Path:
         return target
     store = _storage(model)
     target.mkdir(parents=True, exist_ok=True)
-    meta = json.loads(store.read_text("artifact.json"))
+    meta = parse_meta(store.read_text("artifact.json"), model)
     (target / "artifact.json").write_text(json.dumps(meta))
     files = {str(v.get("path")) for v in (meta.get("files") or {}).values() if isinstance(v, Mapping) and v.get("path")}
     onnx = [f for f in files if f.endswith((".onnx", ".npz"))] or ["model.onnx"]
@@ -790,7 +778,7 @@ class RunAggregate:
         mad = _hist_quantile(dev, 0.5)
         return {  # the keys and definitions of cosmic_utils.runtime.metrics.redshift_metrics
             "labelled_samples": int(n),
-            "sigma_nmad": 1.4826 * mad,
+            "sigma_nmad": NMAD_FACTOR * mad,
             "outlier_005": a["outliers_005"] / n,
             "outlier_015": a["outliers_015"] / n,
             "bias": a["sum_x"] / n,
