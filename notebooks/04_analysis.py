@@ -79,5 +79,13 @@ print(f"median |error|: all {val['error_rel'].abs().median():.1%}, "
 # ## Figures
 
 # %%
-written = plots.make_all_figures(recs, out_dir=Path(output_dir) if output_dir else config.FIGURES_DIR)
-[str(p) for p in written if p.suffix == ".png"]
+figures = plots.draw_all_figures(recs)
+written = plots.save_figures(figures, out_dir=Path(output_dir) if output_dir else config.FIGURES_DIR, close=False)
+print("\n".join(str(p) for p in written if p.suffix == ".png"))
+
+# %% [markdown]
+# Every figure, inline (the same files as above; `cosmic figures` writes them without a notebook).
+
+# %%
+for fig in figures.values():
+    display(fig)  # noqa: F821 - IPython's display, present in every notebook kernel

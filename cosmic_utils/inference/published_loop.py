@@ -280,3 +280,28 @@ if __name__ == "__main__":
         sys.exit(serve(sys.argv[2:]))
     sys.exit("usage: python -m cosmic_utils.inference.published_loop --serve FD MODEL_DIR THREADS "
              "(started by PublishedLoopWorker)")
+
+
+def published_batch_sweep(model_dir: str | os.PathLike[str], dataset_dir: str | os.PathLike[str],
+                          batch_sizes: list[int], work_dir: str | os.PathLike[str], run_id: str,
+                          threads: int | None = None, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The published loop on a rendered dataset at every batch size: one record each.
+
+    The data is written once as a ``.pt`` TensorDataset in ``work_dir`` (removed afterwards) and
+    run in one fresh child process (the torch engines tuned this process's allocator,
+    docs/inference.md).
+    """
+    from cosmic_utils.data.dataset import load_dataset
+
+    part = load_dataset(dataset_dir, verify=False)
+    pt = write_pt(Path(work_dir) / "published.pt", part.image, part.magnitude, part.redshift)
+    rows: list[dict[str, Any]] = []
+    try:
+        with PublishedLoopWorker(model_dir, threads=threads) as worker:
+            for size in batch_sizes:
+                row = worker.run(pt, batch_size=size).measurement.record(run_id)
+                row.update(dataset=str(dataset_dir), model_dir=str(model_dir), **(extra or {}))
+                rows.append(row)
+    finally:
+        pt.unlink()
+    return rows
