@@ -35,3 +35,16 @@ def test_handlers_import_only_the_runtime(function: str) -> None:
     mods += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     ours = [m for m in mods if m.startswith("cosmic_utils")]
     assert ours and all(m == "cosmic_utils.runtime" or m.startswith("cosmic_utils.runtime.") for m in ours), ours
+
+
+@pytest.mark.parametrize(("module", "absent"), [
+    ("cosmic_utils.runtime.steps.init", ("numpy", "onnxruntime", "yaml", "torch")),
+    ("cosmic_utils.runtime.steps.summarize", ("numpy", "onnxruntime", "torch")),
+    ("cosmic_utils.runtime.steps.inference", ("torch", "pandas", "yaml")),
+])
+def test_each_step_imports_what_its_zip_ships(module: str, absent: tuple[str, ...]) -> None:
+    """lambda/<fn>/requirements.txt: Init has pydantic only, Summarize pydantic + pyyaml, Inference no torch."""
+    block = "; ".join(f"sys.modules[{name!r}] = None" for name in absent)
+    code = f"import sys; {block}; import {module}"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]

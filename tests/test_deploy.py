@@ -148,7 +148,7 @@ def test_package_contents_deterministic_and_torch_free(tmp_path: Path, packages:
     again = lambda_zip.build_package("inference", tmp_path, with_deps=False)
     assert again.sha256_b64 == packages["inference"].sha256_b64
     names = zipfile.ZipFile(again.path).namelist()
-    assert "handler.py" in names and "cosmic_utils/runtime/steps.py" in names
+    assert "handler.py" in names and "cosmic_utils/runtime/steps/inference.py" in names
     assert "cosmic_utils/runtime/partition.py" in names and "cosmic_utils/runtime/prices.yaml" in names
     assert again.unzipped_bytes < lambda_zip.UNZIPPED_LIMIT_BYTES
 

@@ -131,9 +131,10 @@ def test_bf16_is_refused_where_emulated(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_pipeline_falls_back_to_fp32_and_records_it(artifact: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from cosmic_utils.runtime import steps
     from cosmic_utils.runtime.items import RunLayout
     from cosmic_utils.runtime.partition import encode_partition
+    from cosmic_utils.runtime.steps import inference as step_inference
+    from cosmic_utils.runtime.steps import summarize as step_summarize
 
     data, results = tmp_path / "data", tmp_path / "results"
     data.mkdir()
@@ -142,18 +143,18 @@ def test_pipeline_falls_back_to_fp32_and_records_it(artifact: Path, tmp_path: Pa
     (data / "part-00000.cpart").write_bytes(encode_partition(cal.image[:8], cal.magnitude[:8],
                                                              cal.z_spec[:8].astype(np.float32), {}))
     monkeypatch.setattr(gating, "MAX_ABS_DZ", 0.0)  # onnx-int8 fails its check on any CPU
-    monkeypatch.setattr(steps, "_ENGINES", {})
+    monkeypatch.setattr(step_inference, "_ENGINES", {})
     request = {"run_id": "gate-test", "data": str(data), "model": str(artifact), "results": str(results),
                "engine": "onnx-int8", "batch_size": 4, "max_concurrency": 1, "memory_mb": 2048}
     item = {"worker_id": 0, "partitions": [{"partition_id": "part-00000", "key": "part-00000.cpart",
                                             "samples": None, "bytes": None, "sha256": None}]}
-    assert steps.inference_step({"item": item, "request": request}) == {"ok": 1, "failed": 0}
+    assert step_inference.inference_step({"item": item, "request": request}) == {"ok": 1, "failed": 0}
     rec = json.loads((results / RunLayout("gate-test").record("part-00000")).read_text())
     assert rec["engine"] == "onnx" and rec["engine_requested"] == "onnx-int8"
     assert "accuracy check failed" in rec["engine_fallback_reason"] and rec["cpu_model"] == cpu.cpu_probe()["cpu_model"]
     assert rec["isa"] == cpu.cpu_probe()["isa"]
     (results / RunLayout("gate-test").partitions).write_text(json.dumps(item["partitions"]))
-    steps.summarize_step({"state": {"request": request}})
+    step_summarize.summarize_step({"state": {"request": request}})
     summary = json.loads((results / RunLayout("gate-test").summary).read_text())
     assert summary["engine"]["used"] == {"onnx": 1} and summary["engine"]["requested"] == "onnx-int8"
     assert "accuracy check failed" in summary["engine"]["fallback_reasons"][0]

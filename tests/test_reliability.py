@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from cosmic_utils.jobs import reliability as rel
-from cosmic_utils.runtime import steps
 from cosmic_utils.runtime.request import RequestError, check_allowed, parse_request
+from cosmic_utils.runtime.steps import common as step_common
+from cosmic_utils.runtime.steps import inference as step_inference
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_faults_then_redrive(harness: Any) -> None:
     assert (acc["ok"], acc["failed"], acc["lost"]) == (3, 3, 0)
     reasons = acc["failed_reasons"]
     assert set(reasons) == {ids[1], ids[2], ids[5]}
-    assert reasons[ids[1]] == steps.NO_RECORD and reasons[ids[2]] == steps.NO_RECORD
+    assert reasons[ids[1]] == step_common.NO_RECORD and reasons[ids[2]] == step_common.NO_RECORD
     assert "injected fault: upload" in reasons[ids[5]] and "writing predictions" in reasons[ids[5]]
     # redrive (the faults are gone): only the three failed partitions run, then everything is ok
     before = {p: json.loads((run_dir / "records" / f"{p}.json").read_text()).get("request_id") for p in ids[:1]}
@@ -151,10 +152,10 @@ def test_allow_list_matches_whole_segments_and_resolves_paths(tmp_path: Path) ->
 
 def test_verify_model_uses_the_artifact_checks(tmp_path: Path) -> None:
     model = rel.write_tiny_artifact(tmp_path / "tiny")
-    steps.verify_model(model, "onnx")
+    step_inference.verify_model(model, "onnx")
     (model / "model.onnx").write_bytes((model / "model.onnx").read_bytes() + b"x")
-    with pytest.raises(steps.ModelError, match="sha256 mismatch"):
-        steps.verify_model(model, "onnx")
+    with pytest.raises(step_common.ModelError, match="sha256 mismatch"):
+        step_inference.verify_model(model, "onnx")
 
 
 def test_table_files(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ writes under the run folder (``runs/<run_id>/`` by default):
 * ``records/<partition>.json`` and ``records.csv`` (one row per partition, the columns of
   docs/architecture.md "Run records", plus request_id, key and REPORT-line figures);
 * ``predictions/`` the per-partition predictions;
-* ``summary.json`` recomputed here with the same :func:`~cosmic_utils.runtime.steps.summarize_records`
+* ``summary.json`` recomputed here with the same :func:`~cosmic_utils.runtime.steps.summarize.summarize_records`
   as the Summarize step, after attaching billed durations from CloudWatch REPORT lines and the
   execution's own wall clock; the Summarize step's version is kept as ``summary_in_execution``.
 
@@ -45,10 +45,9 @@ from cosmic_utils.cloud.lock import run_lock
 from cosmic_utils.provenance import stamped
 from cosmic_utils.runtime.items import RunLayout, partition_id_for
 from cosmic_utils.runtime.request import RunRequest, parse_request
-from cosmic_utils.runtime.steps import (
-    RunExistsError,  # noqa: F401  one class, raised here and by Init
-    summarize_records,
-)
+from cosmic_utils.runtime.steps.common import RunExistsError  # noqa: F401  one class, raised here and by Init
+from cosmic_utils.runtime.steps.init import execution_chain
+from cosmic_utils.runtime.steps.summarize import summarize_records
 
 log = logging.getLogger(__name__)
 
@@ -323,8 +322,6 @@ def execute(
             return RunResult(run_dir, summary, status)
         expected = json.loads(results.read_text(layout.partitions))
         (run_dir / "partitions.json").write_text(json.dumps(expected, indent=1))
-        from cosmic_utils.runtime.steps import execution_chain
-
         chain = execution_chain(results, request.run_id)
         if chain is not None:
             (run_dir / "executions.json").write_text(json.dumps({"run_id": request.run_id, "executions": chain}))

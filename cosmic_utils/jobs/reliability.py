@@ -440,7 +440,7 @@ def _deploy_refusal(name: str, what: str, reads: list[str], results: str, expect
 
 def manifest_bad_key(h: Harness) -> Outcome:
     """A manifest key '../x' is that partition's failure record; the redrive of the others goes on."""
-    from cosmic_utils.runtime.steps import invalid_partition_id
+    from cosmic_utils.runtime.steps.init import invalid_partition_id
 
     t0 = time.perf_counter()
     out = Outcome("manifest_bad_key", "bad input: partition",

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from cosmic_utils.runtime.units import NMAD_FACTOR  # the one constant (numpy-free: Summarize needs it)
+
 __all__ = [
     "METRIC_NAMES",
     "OUTLIER_THRESHOLDS",
@@ -48,7 +50,6 @@ METRIC_NAMES: tuple[str, ...] = (
 )
 #: Features of the kNN baseline, computed from the magnitude columns.
 KNN_FEATURES: tuple[str, ...] = ("r", "u-g", "g-r", "r-i", "i-z")
-NMAD_FACTOR: float = 1.4826
 
 
 def _as_pair(z_spec: Any, z_pred: Any) -> tuple[np.ndarray, np.ndarray]:

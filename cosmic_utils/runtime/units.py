@@ -12,3 +12,5 @@ GB: int = 10**9
 #: (a "25 MB" partition holds 1,278 samples).
 PARTITION_MB: int = 2**20
 BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
+#: sigma_NMAD = NMAD_FACTOR * median(|x - median(x)|): the normal-consistent scale of the MAD.
+NMAD_FACTOR: float = 1.4826
