@@ -149,6 +149,10 @@ def _install_fault_hooks(plan_path: str) -> None:
         return original_read(source, name, *args, **kwargs)
 
     partition.read_partition = read_partition
+    # modules of the zip that imported the function by name (the Inference step) get the wrapper too
+    for name, module in list(sys.modules.items()):
+        if name.startswith("cosmic_utils.") and getattr(module, "read_partition", None) is original_read:
+            module.read_partition = read_partition  # type: ignore[attr-defined]
     for cls_name in ("S3Storage", "LocalStorage"):
         cls = getattr(storage, cls_name, None)
         if cls is None:

@@ -33,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from cosmic_utils import exits
+    from cosmic_utils.data.evaluation import format_table
     from cosmic_utils.inference.predict import describe, predict_catalog
-    from cosmic_utils.runtime.metrics import format_table
 
     result = predict_catalog(args.catalog, args.out, model=args.model, seed=args.seed, engine=args.engine,
                              batch_size=args.batch_size, threads=args.threads)

@@ -221,10 +221,11 @@ class CudaEngine(Engine):
         """The engine on an artifact folder; refuses (before loading anything) without CUDA."""
         check_arguments(precision, batch_size)
         require_cuda("torch-cuda" if precision == "fp32" else f"torch-cuda-{precision}")
-        from cosmic_utils.inference.torch_engines import _artifact_meta, load_torch_model
+        from cosmic_utils.inference.torch_engines import load_torch_model
+        from cosmic_utils.runtime.artifact import read_meta
         from cosmic_utils.runtime.preprocess import Preprocessing
 
-        pre = Preprocessing.from_dict(_artifact_meta(Path(artifact_dir)).get("preprocessing"))
+        pre = Preprocessing.from_dict(read_meta(Path(artifact_dir)).get("preprocessing"))
         return cls(load_torch_model(artifact_dir), pre, precision=precision, batch_size=batch_size,
                    threads=threads, **kwargs)
 
