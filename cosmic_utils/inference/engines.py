@@ -58,7 +58,7 @@ from cosmic_utils.runtime.engine import (
     ONNX_ENGINE_NAMES,
     Engine,
 )
-from cosmic_utils.runtime.gating import FP32_FALLBACK, NMAD_TOLERANCE_REL, gate_engine, speed_refusal
+from cosmic_utils.runtime.gating import FP32_FALLBACK, NMAD_TOLERANCE_REL, gated, speed_refusal
 from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 
 log = logging.getLogger(__name__)
@@ -121,14 +121,7 @@ def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = 
         engine = CudaEngine.from_artifact(folder, threads=threads, precision=ENGINE_PRECISION[name])
     else:
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
-    engine.requested_name = name
-    if gate:
-        try:
-            engine.gate = gate_engine(engine, folder)
-        except BaseException:
-            engine.close()
-            raise
-    return engine
+    return gated(engine, name, folder, gate)
 
 
 # --------------------------------------------------------------------------- default choice

@@ -270,6 +270,19 @@ def gate_engine(engine: Any, artifact_dir: str | os.PathLike[str]) -> dict[str, 
     return verdict
 
 
+def gated(engine: Engine, name: str, artifact_dir: str | os.PathLike[str], gate: bool = True) -> Engine:
+    """A newly created engine, named as asked, after :func:`gate_engine` (when ``gate``); a refused
+    engine is closed before the refusal propagates. Every engine factory ends with this."""
+    engine.requested_name = name
+    if gate:
+        try:
+            engine.gate = gate_engine(engine, artifact_dir)
+        except BaseException:
+            engine.close()
+            raise
+    return engine
+
+
 def create_engine_with_fallback(name: str, artifact_dir: str | os.PathLike[str], threads: int | None = None,
                                 *, create: Callable[..., Engine]) -> Engine:
     """``create(name)``, or its fp32 counterpart when the gate refuses ``name`` on this CPU.
@@ -277,7 +290,7 @@ def create_engine_with_fallback(name: str, artifact_dir: str | os.PathLike[str],
     ``create(name, artifact_dir, threads=...)`` makes a gated engine: the steps pass
     :func:`cosmic_utils.runtime.onnx_engine.create_onnx_engine` (what Lambda runs); the workstation
     passes :func:`cosmic_utils.inference.engines.create_engine` for every engine. (A parameter, not
-    an import: the ONNX engine imports this module for :func:`gate_engine`.)
+    an import: the ONNX engine imports this module for :func:`gated`.)
     The returned engine carries ``requested_name``, ``fallback_reason`` ("" when none; else the
     refusal with its numbers and the CPU) and ``gate`` (its own verdict, ``None`` for fp32).
     """

@@ -43,7 +43,7 @@ import onnxruntime as ort
 
 from cosmic_utils.runtime.artifact import ModelArtifact
 from cosmic_utils.runtime.engine import ONNX_ENGINE_NAMES, Engine, artifact_meta, resolve_threads
-from cosmic_utils.runtime.gating import gate_engine
+from cosmic_utils.runtime.gating import gated
 
 log = logging.getLogger(__name__)
 
@@ -241,11 +241,4 @@ def create_onnx_engine(name: str, artifact_dir: str | os.PathLike[str], threads:
     if name not in ONNX_ENGINE_NAMES:
         raise ValueError(f"unknown ONNX engine {name!r}; choose one of {', '.join(ONNX_ENGINE_NAMES)}")
     engine = OnnxEngine.from_artifact(artifact_dir, threads=threads, int8=(name == "onnx-int8"))
-    engine.requested_name = name
-    if gate:
-        try:
-            engine.gate = gate_engine(engine, artifact_dir)
-        except BaseException:
-            engine.close()
-            raise
-    return engine
+    return gated(engine, name, artifact_dir, gate)
