@@ -37,8 +37,9 @@ demo: $(STAMP) ## MAIN JOB: data -> model (trained once, cached) -> ONNX -> stat
 	$(COSMIC) demo
 
 .PHONY: test
-test: $(STAMP) ## run the linter, the test suite and every notebook with its default parameters
+test: $(STAMP) ## run the linter, the architecture contracts, the test suite and every notebook with its default parameters
 	$(BIN)/ruff check cosmic_utils lambda tests
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 -q
 
 .PHONY: test-all
@@ -46,8 +47,9 @@ test-all: $(STAMP) ## the test suite including the slow tests
 	$(BIN)/pytest -n 2 -q -m ""
 
 .PHONY: lint
-lint: $(STAMP) ## ruff over the package, handlers and tests
+lint: $(STAMP) ## ruff over the package, handlers and tests; import-linter's architecture contracts
 	$(BIN)/ruff check cosmic_utils lambda tests
+	$(BIN)/lint-imports
 
 .PHONY: data
 data: $(STAMP) ## render a 0.2 GB dataset of 25 MB partitions from the real catalogue (data/generated/)

@@ -15,11 +15,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
 from cosmic_utils import exits
+
+# The CLI draws figures into files only: a non-interactive backend unless the user chose one
+# (cosmic_utils.analysis.plots chooses none, so notebooks show their figures inline).
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 #: Sub-command modules, in the order `cosmic --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (

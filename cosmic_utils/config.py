@@ -6,7 +6,8 @@ working directory. Each folder below can be moved on its own with an environment
 (``COSMIC_DATA_DIR``, ``COSMIC_RUNS_DIR`` ...), e.g. to keep several GB of generated partitions
 on a scratch disk. Nothing here creates folders at import time; call :func:`ensure_dirs`.
 
-Units used across the project live here too, so no module types them again.
+Units (:mod:`cosmic_utils.runtime.units`, which Lambda also needs) are re-exported here for the
+workstation code, so no module types them again.
 """
 
 from __future__ import annotations
@@ -14,16 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# ---------------------------------------------------------------- units
-#: One sample as the published work counts it: a 5x32x32 float32 image plus 5 float64
-#: magnitudes. The redshift label travels with the sample but is not counted.
-SAMPLE_BYTES: int = 5 * 32 * 32 * 4 + 5 * 8  # 20,520
-#: Data sizes in GB mean 1e9 bytes unless a figure says GiB.
-GB: int = 10**9
-#: Partition sizes follow the published partitions, which count a "MB" as 2**20 bytes
-#: (a "25 MB" partition holds 1,278 samples).
-PARTITION_MB: int = 2**20
-BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
+# ---------------------------------------------------------------- units (defined with the runtime)
+from cosmic_utils.runtime.units import BANDS, GB, PARTITION_MB, SAMPLE_BYTES  # noqa: E402,F401  re-exported
 
 
 def _find_root() -> Path:
@@ -58,7 +51,7 @@ MODELS_DIR: Path = _dir("COSMIC_MODELS_DIR", PROJECT_ROOT / "models")
 DEFAULT_MODEL_DIR: Path = MODELS_DIR / "default"
 #: Every run writes under runs/<run-id>/ (git-ignored): records, predictions, summary, notebooks.
 RUNS_DIR: Path = _dir("COSMIC_RUNS_DIR", PROJECT_ROOT / "runs")
-SWEEPS_DIR: Path = RUNS_DIR / "sweeps"
+SWEEP_RUNS_DIR: Path = RUNS_DIR / "sweeps"
 FIGURES_DIR: Path = _dir("COSMIC_FIGURES_DIR", PROJECT_ROOT / "figures")
 NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
 LAMBDA_DIR: Path = PROJECT_ROOT / "lambda"

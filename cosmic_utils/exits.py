@@ -111,15 +111,15 @@ def signals_deferred() -> Iterator[list[int]]:
 
 #: The project's named error classes: anything a user can cause through input or setup.
 USER_ERRORS: tuple[tuple[str, str], ...] = (
-    ("cosmic_utils.artifact", "ArtifactError"), ("cosmic_utils.catalog", "CatalogError"),
-    ("cosmic_utils.manifest", "ManifestError"), ("cosmic_utils.partition", "PartitionError"),
-    ("cosmic_utils.pipeline.request", "RequestError"), ("cosmic_utils.pipeline.steps", "DataError"),
-    ("cosmic_utils.pipeline.steps", "InfrastructureError"), ("cosmic_utils.predict", "PredictError"),
-    ("cosmic_utils.storage", "StorageError"), ("cosmic_utils.model.checkpoint", "CheckpointError"),
-    ("cosmic_utils.preprocess", "PreprocessingError"), ("cosmic_utils.backends.aws", "DeployError"),
-    ("cosmic_utils.backends.packaging", "PackagingError"), ("cosmic_utils.backends.moto_hook", "MotoHookError"),
-    ("cosmic_utils.export", "ExportError"), ("cosmic_utils.pipeline.asl", "DefinitionError"),
-    ("cosmic_utils.pipeline.lock", "RunLockedError"),
+    ("cosmic_utils.runtime.artifact", "ArtifactError"), ("cosmic_utils.data.catalog", "CatalogError"),
+    ("cosmic_utils.runtime.manifest", "ManifestError"), ("cosmic_utils.runtime.partition", "PartitionError"),
+    ("cosmic_utils.runtime.request", "RequestError"), ("cosmic_utils.runtime.steps", "DataError"),
+    ("cosmic_utils.runtime.steps", "InfrastructureError"), ("cosmic_utils.inference.predict", "PredictError"),
+    ("cosmic_utils.runtime.storage", "StorageError"), ("cosmic_utils.model.checkpoint", "CheckpointError"),
+    ("cosmic_utils.runtime.preprocess", "PreprocessingError"), ("cosmic_utils.cloud.aws", "DeployError"),
+    ("cosmic_utils.cloud.lambda_zip", "PackagingError"), ("cosmic_utils.cloud.moto_hook", "MotoHookError"),
+    ("cosmic_utils.model.export", "ExportError"), ("cosmic_utils.cloud.asl", "DefinitionError"),
+    ("cosmic_utils.cloud.lock", "RunLockedError"),
 )
 
 

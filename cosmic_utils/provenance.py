@@ -5,7 +5,7 @@ laptop), so it must say what produced it and must not carry the writing machine'
 
 * :func:`provenance` - the git commit (short sha and a dirty flag), the library versions that
   change numbers (python, numpy, torch, onnxruntime) and the CPU probe of
-  :func:`cosmic_utils.cpu.cpu_probe`. Every record writer calls it, so the fields are the same in
+  :func:`cosmic_utils.runtime.cpu.cpu_probe`. Every record writer calls it, so the fields are the same in
   a bench JSON, a local-run CSV row, a pipeline summary and a sweep marker.
 * :func:`portable` / :func:`portable_text` - rewrite absolute paths under the project root to
   project-relative ones (``/home/me/cosmic/models/default`` -> ``models/default``), and paths
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmic_utils import config
-from cosmic_utils.cpu import cpu_probe
+from cosmic_utils.runtime.cpu import cpu_probe
 
 #: CPU-probe fields every record carries (cpu_vendor / arch / cpu_type are derivable or redundant).
 PROBE_FIELDS: tuple[str, ...] = ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpus")

@@ -31,13 +31,12 @@ train_config: str = "quick"  # help: "quick" (seconds, for checks) or "default" 
 # %%
 import logging
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
-from cosmic_utils import catalog, config, dataset, render
-from cosmic_utils.manifest import Manifest
-from cosmic_utils.storage import open_storage
+from cosmic_utils import config
+from cosmic_utils.analysis import plots
+from cosmic_utils.data import catalog, dataset, render
+from cosmic_utils.runtime.storage import open_storage
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -55,14 +54,7 @@ valid.describe().T[["mean", "min", "max"]].head(10)
 # %%
 rows = valid.head(4)
 cut = render.render_cutouts(catalog.magnitudes(rows), catalog.magnitude_errors(rows), seed=seed)
-fig, axes = plt.subplots(len(rows), 5, figsize=(8, 1.7 * len(rows)))
-for i in range(len(rows)):
-    for b, band in enumerate(config.BANDS):
-        axes[i, b].imshow(np.arcsinh(cut[i, b] / 0.1), cmap="gray", origin="lower")
-        axes[i, b].set_xticks([]), axes[i, b].set_yticks([])
-        if i == 0:
-            axes[i, b].set_title(band)
-fig.tight_layout()
+plots.fig_cutouts(cut, config.BANDS)
 
 # %% [markdown]
 # ## Partitions and their manifest
@@ -82,7 +74,7 @@ table
 # ## The model (trained once, cached under models/)
 
 # %%
-from cosmic_utils.train import train_default  # noqa: E402 (torch loads only when the model step runs)
+from cosmic_utils.model.train import train_default  # noqa: E402 (torch loads only when the model step runs)
 
 model_dir = config.DEFAULT_MODEL_DIR if train_config == "default" else config.MODELS_DIR / train_config
 artifact = train_default(cfg=train_config, out_dir=model_dir, progress=False)

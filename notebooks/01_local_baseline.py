@@ -46,15 +46,15 @@ seed: int = 0  # help: seed of the rendered datasets
 import logging
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.bench import resolve_model
-from cosmic_utils.dataset import default_dataset_dir, is_dataset, load_dataset, prepare_dataset
+from cosmic_utils.analysis import plots
+from cosmic_utils.data.dataset import ensure_dataset
 from cosmic_utils.inference.measure import machine_info, new_run_id, write_records
-from cosmic_utils.inference.published_loop import PublishedLoopWorker, write_pt
+from cosmic_utils.inference.published_loop import published_batch_sweep
 from cosmic_utils.inference.streaming import run_local
+from cosmic_utils.model.artifacts import find_model
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("cosmic_utils").setLevel(logging.INFO)
@@ -62,46 +62,21 @@ run_id = new_run_id("local")
 out = Path(output_dir) if output_dir else config.RUNS_DIR / "local" / run_id
 out.mkdir(parents=True, exist_ok=True)
 n_threads = threads or None
-model, trained = resolve_model(model_dir or None, with_onnx=any(e.startswith("onnx") for e in engines))
+model, trained = find_model(model_dir or None, with_onnx=any(e.startswith("onnx") for e in engines))
 print(f"run {run_id} -> {out}\nmodel {model} ({'trained' if trained else 'UNTRAINED stand-in: speeds only'})")
 pd.Series(machine_info()).to_frame("this machine")
 
+# %% [markdown]
+# ## Batch-size sweep (every engine, plus the published loop on the same data)
 
 # %%
-def dataset_of(gb: float) -> Path:
-    """A rendered dataset of ``gb`` GB (made once, reused by later runs)."""
-    folder = default_dataset_dir(gb, partition_mb, seed)
-    if not is_dataset(folder):
-        prepare_dataset(folder, gb=gb, partition_mb=partition_mb, seed=seed, progress=False)
-    return folder
-
-
-def published_rows(dataset: Path, sizes: list, gb: float) -> list:
-    """The published loop on the same data at every batch size: written once as a .pt
-    TensorDataset, run in one fresh child process (the torch engines tuned this process's
-    allocator, docs/inference.md)."""
-    part = load_dataset(dataset, verify=False)
-    pt = write_pt(out / "published.pt", part.image, part.magnitude, part.redshift)
-    found = []
-    try:
-        with PublishedLoopWorker(model, threads=n_threads) as worker:
-            for size in sizes:
-                row = worker.run(pt, batch_size=size).measurement.record(run_id)
-                row.update(sweep_gb=gb, dataset=str(dataset), model_dir=str(model), sweep="batch_size")
-                found.append(row)
-    finally:
-        pt.unlink()
-    return found
-
-
-rows = []
-sweep_data = dataset_of(batch_sweep_gb)
-for bs in batch_sizes:
-    for engine in engines:
-        rows.append(run_local(engine, sweep_data, batch_size=bs, model_dir=model, threads=n_threads, run_id=run_id,
-                              write=False, extra={"sweep": "batch_size", "sweep_gb": batch_sweep_gb}))
+sweep_data = ensure_dataset(batch_sweep_gb, partition_mb, seed)
+rows = [run_local(engine, sweep_data, batch_size=bs, model_dir=model, threads=n_threads, run_id=run_id, write=False,
+                  extra={"sweep": "batch_size", "sweep_gb": batch_sweep_gb})
+        for bs in batch_sizes for engine in engines]
 if include_published_loop:
-    rows.extend(published_rows(sweep_data, batch_sizes, batch_sweep_gb))
+    rows += published_batch_sweep(model, sweep_data, batch_sizes, out, run_id, threads=n_threads,
+                                  extra={"sweep": "batch_size", "sweep_gb": batch_sweep_gb})
 batch_df = pd.DataFrame(rows)
 batch_df.pivot_table(index="batch_size", columns="engine", values="samples_per_s").round(1)
 
@@ -110,12 +85,10 @@ batch_df.pivot_table(index="batch_size", columns="engine", values="samples_per_s
 
 # %%
 sizes = [data_gb_min * 2**k for k in range(64) if data_gb_min * 2**k < data_gb_max] + [max(data_gb_min, data_gb_max)]
-size_rows = []
-for gb in sizes:
-    data = dataset_of(gb)
-    for engine in engines:
-        size_rows.append(run_local(engine, data, batch_size=data_sweep_batch_size, model_dir=model, threads=n_threads,
-                                   run_id=run_id, write=False, extra={"sweep": "data_size", "sweep_gb": gb}))
+size_rows = [run_local(engine, ensure_dataset(gb, partition_mb, seed), batch_size=data_sweep_batch_size,
+                       model_dir=model, threads=n_threads, run_id=run_id, write=False,
+                       extra={"sweep": "data_size", "sweep_gb": gb})
+             for gb in sizes for engine in engines]
 size_df = pd.DataFrame(size_rows)
 size_df[["engine", "data_gb", "samples", "wall_s", "samples_per_s", "gb_per_s", "first_batch_s", "peak_rss_mb"]].round(4)
 
@@ -124,15 +97,6 @@ records_path = write_records(rows + size_rows, run_dir=out)
 print(f"{len(rows) + len(size_rows)} records -> {records_path}")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-for engine, grp in batch_df.groupby("engine"):
-    axes[0].plot(grp["batch_size"], grp["samples_per_s"], marker="o", label=engine)
-axes[0].set(xscale="log", xlabel="batch size", ylabel="samples / s (measured)",
-            title=f"batch sweep, {batch_sweep_gb:g} GB, {batch_df['threads'].iloc[0]} threads")
-axes[0].legend()
-for engine, grp in size_df.groupby("engine"):
-    axes[1].plot(grp["data_gb"], grp["gb_per_s"], marker="o", label=engine)
-axes[1].set(xscale="log", xlabel="data (GB)", ylabel="GB / s (measured, end to end)", title="data-size sweep")
-axes[1].legend()
-fig.tight_layout()
+fig = plots.fig_local_baseline(batch_df, size_df, batch_sweep_gb)
 fig.savefig(out / "local_baseline.png", dpi=120)
+fig

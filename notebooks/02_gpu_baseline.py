@@ -46,11 +46,11 @@ from pathlib import Path
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.bench import resolve_model
-from cosmic_utils.dataset import default_dataset_dir, is_dataset, prepare_dataset
+from cosmic_utils.data.dataset import ensure_dataset
 from cosmic_utils.inference.engines import cuda_available
 from cosmic_utils.inference.measure import new_run_id, write_records
 from cosmic_utils.inference.streaming import run_local
+from cosmic_utils.model.artifacts import find_model
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("cosmic_utils").setLevel(logging.INFO)
@@ -68,10 +68,8 @@ print("CUDA device present" if HAS_GPU else
 if HAS_GPU:
     run_id = new_run_id("gpu")
     out = Path(output_dir) if output_dir else config.RUNS_DIR / "local" / run_id
-    model, trained = resolve_model(model_dir or None, with_onnx=False)
-    data = default_dataset_dir(data_gb, partition_mb, seed)
-    if not is_dataset(data):
-        prepare_dataset(data, gb=data_gb, partition_mb=partition_mb, seed=seed, progress=False)
+    model, trained = find_model(model_dir or None, with_onnx=False)
+    data = ensure_dataset(data_gb, partition_mb, seed)
     print(f"run {run_id} -> {out}\nmodel {model} ({'trained' if trained else 'UNTRAINED stand-in: speeds only'})")
 
 # %% [markdown]
@@ -85,5 +83,5 @@ if HAS_GPU:
                            extra={"trained_model": trained}) for _ in range(max(1, repeats))), key=itemgetter("wall_s"))
             for bs in batch_sizes for e in engines]
     print(f"{len(rows)} records -> {write_records(rows, run_dir=out)}")
-    display = pd.DataFrame(rows)[["engine", "batch_size", "samples_per_s", "gb_per_s", "batch_p50_ms", "device"]]
-    print(display.round(3).to_string(index=False))
+    table = pd.DataFrame(rows)[["engine", "batch_size", "samples_per_s", "gb_per_s", "batch_p50_ms", "device"]]
+    print(table.round(3).to_string(index=False))

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cosmic_utils import config, cost, plots, records, simulate
+from cosmic_utils import config
+from cosmic_utils.analysis import cost, plots, records, simulate
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 recs = records.load_all_records()
@@ -78,5 +79,13 @@ print(f"median |error|: all {val['error_rel'].abs().median():.1%}, "
 # ## Figures
 
 # %%
-written = plots.make_all_figures(recs, out_dir=Path(output_dir) if output_dir else config.FIGURES_DIR)
-[str(p) for p in written if p.suffix == ".png"]
+figures = plots.draw_all_figures(recs)
+written = plots.save_figures(figures, out_dir=Path(output_dir) if output_dir else config.FIGURES_DIR, close=False)
+print("\n".join(str(p) for p in written if p.suffix == ".png"))
+
+# %% [markdown]
+# Every figure, inline (the same files as above; `cosmic figures` writes them without a notebook).
+
+# %%
+for fig in figures.values():
+    display(fig)  # noqa: F821 - IPython's display, present in every notebook kernel

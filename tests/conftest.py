@@ -35,7 +35,7 @@ def untrained_artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from filelock import FileLock
 
-    from cosmic_utils.artifact import create_untrained_artifact
+    from cosmic_utils.model.artifacts import create_untrained_artifact
 
     root = tmp_path_factory.getbasetemp()
     shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
@@ -51,7 +51,7 @@ def moto_aws_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The aws backend (us-east-1) inside moto's in-process mock, with dummy credentials only."""
     from moto import mock_aws
 
-    from cosmic_utils.backends import aws
+    from cosmic_utils.cloud import aws
 
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.setenv(var, "testing")

@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cosmic_utils.artifact import (
-    ArtifactError,
-    ArtifactNotFoundError,
-    ModelArtifact,
-    artifact_from_published,
-    create_untrained_artifact,
-    sha256_file,
-)
-from cosmic_utils.preprocess import Preprocessing, PreprocessingError, default_preprocessing, identity
+from cosmic_utils.model import artifacts
+from cosmic_utils.model.artifacts import artifact_from_published, create_untrained_artifact
+from cosmic_utils.runtime.artifact import ArtifactError, ArtifactNotFoundError, ModelArtifact, sha256_file
+from cosmic_utils.runtime.preprocess import Preprocessing, PreprocessingError, default_preprocessing, identity
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +41,7 @@ def test_untrained_artifact_layout(untrained: Path) -> None:
     state = torch.load(untrained / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state)
     assert len(state) == 508  # the published layout
-    assert art.load_model().training is False
+    assert artifacts.load_model(art).training is False
 
 
 def test_seed_is_reproducible(untrained: Path, tmp_path: Path) -> None:

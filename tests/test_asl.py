@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cosmic_utils.pipeline import asl
+from cosmic_utils.cloud import asl
 
 VALUES = {
     "InitFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:t-init",

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cosmic_utils import config, sweep
+from cosmic_utils import config
+from cosmic_utils.analysis import sweep
 
 NB03 = config.PROJECT_ROOT / "notebooks" / "03_lambda_sweep.py"
 
@@ -78,4 +79,4 @@ def test_cosmic_sweep_projects_and_refuses_over_budget(tmp_path: Path, capsys: p
     assert main(["sweep", str(grid), "--max-usd", "0.0000001"]) == 1
     captured = capsys.readouterr()
     assert "2 point(s) projected above --max-usd 1e-07" in captured.err
-    assert not (config.SWEEPS_DIR / "g").exists()  # nothing ran, not even the dry run's folders
+    assert not (config.SWEEP_RUNS_DIR / "g").exists()  # nothing ran, not even the dry run's folders

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from cosmic_utils.analysis.projection import BudgetExceeded, check_budget, project_run
 from cosmic_utils.cli import main
-from cosmic_utils.pipeline.request import parse_request
-from cosmic_utils.projection import BudgetExceeded, check_budget, project_run
+from cosmic_utils.runtime.request import parse_request
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cosmic_utils.dataset import prepare_dataset
+    from cosmic_utils.data.dataset import prepare_dataset
 
     out = tmp_path_factory.mktemp("budget") / "ds"
     prepare_dataset(out, 0.004, 2, seed=3, progress=False)

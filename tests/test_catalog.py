@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosmic_utils import catalog, config
+from cosmic_utils import config
+from cosmic_utils.data import catalog
 
 
 def test_bundled_files_load() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.cloudwatch import (
+from cosmic_utils.cloud.cloudwatch import (
     ReportParseError,
     parse_report_line,
     parse_report_lines,
     reports_by_request,
 )
-from cosmic_utils.pipeline.runner import attach_reports
+from cosmic_utils.cloud.runner import attach_reports
 
 REAL = config.REFERENCE_DIR / "cai" / "lambda_report_lines.txt"
 

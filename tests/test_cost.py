@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from cosmic_utils import config, cost
+from cosmic_utils import config
+from cosmic_utils.analysis import cost
 
 
 def _table() -> list[dict[str, str]]:
@@ -126,7 +127,7 @@ def test_summarize_pipeline_cost() -> None:
 
 
 def test_cost_module_is_plain_python() -> None:
-    code = ("import sys, cosmic_utils.cost as c; c.summarize_pipeline_cost([], 1024); "
+    code = ("import sys, cosmic_utils.analysis.cost as c; c.summarize_pipeline_cost([], 1024); "
             "bad = [m for m in ('numpy', 'pandas', 'torch') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from cosmic_utils import bench
-from cosmic_utils.inference import cuda_engine, engines
+from cosmic_utils.inference import bench, cuda_engine, engines
 from cosmic_utils.inference.cuda_engine import (
     CudaUnavailableError,
     batch_plan,
     check_arguments,
     prefetched,
 )
-from cosmic_utils.inference.engines import EngineUnavailableError
+from cosmic_utils.runtime.engine import EngineUnavailableError
 
 NO_CUDA = not torch.cuda.is_available()
 

@@ -10,12 +10,18 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from cosmic_utils import catalog, config
+from cosmic_utils import config
 from cosmic_utils.cli import main
-from cosmic_utils.dataset import load_dataset, partition_counts, prepare_catalog_partitions, prepare_dataset
-from cosmic_utils.manifest import Manifest, ManifestEntry, ManifestError
-from cosmic_utils.partition import read_partition
-from cosmic_utils.storage import open_storage
+from cosmic_utils.data import catalog
+from cosmic_utils.data.dataset import (
+    load_dataset,
+    partition_counts,
+    prepare_catalog_partitions,
+    prepare_dataset,
+)
+from cosmic_utils.runtime.manifest import Manifest, ManifestEntry, ManifestError
+from cosmic_utils.runtime.partition import read_partition
+from cosmic_utils.runtime.storage import open_storage
 
 GB = 0.06  # 2,924 samples: two full 25 MB partitions and a remainder
 MB = 25
@@ -140,7 +146,7 @@ def test_cli_prepare_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_streaming_from_s3_and_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cosmic_utils.dataset import iter_storage_batches
+    from cosmic_utils.data.dataset import iter_storage_batches
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     local = prepare_dataset(tmp_path / "local", 0.002, 2, seed=4, progress=False)

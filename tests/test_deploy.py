@@ -11,16 +11,15 @@ from typing import Any
 
 import pytest
 
-from cosmic_utils.backends import aws, iam, packaging
-from cosmic_utils.pipeline import asl
+from cosmic_utils.cloud import asl, aws, iam, lambda_zip
 
 RESULTS = "s3://unit-results-bucket/runs"
 READS = ["s3://unit-data-bucket/parts/25MB", "s3://unit-results-bucket/models/default"]
 
 
 @pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, packaging.Package]:
-    return packaging.build_all(tmp_path_factory.mktemp("build"), with_deps=False)
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, lambda_zip.Package]:
+    return lambda_zip.build_all(tmp_path_factory.mktemp("build"), with_deps=False)
 
 
 @pytest.fixture()
@@ -28,7 +27,7 @@ def backend(moto_aws_backend: Any) -> Any:
     return moto_aws_backend
 
 
-def _cfg(packages: dict[str, packaging.Package], **kw: Any) -> aws.DeployConfig:
+def _cfg(packages: dict[str, lambda_zip.Package], **kw: Any) -> aws.DeployConfig:
     return aws.DeployConfig(results_uri=RESULTS, prefix="unit", read_uris=READS, memory_mb=2048, timeout_s=120,
                             packages=packages, **kw)
 
@@ -43,7 +42,7 @@ def _inventory(be: aws.AwsBackend) -> dict[str, list[str]]:
     }
 
 
-def test_deploy_creates_everything(backend: aws.AwsBackend, packages: dict[str, packaging.Package]) -> None:
+def test_deploy_creates_everything(backend: aws.AwsBackend, packages: dict[str, lambda_zip.Package]) -> None:
     dep = backend.deploy(_cfg(packages))
     inv = _inventory(backend)
     assert inv["functions"] == ["unit-inference", "unit-init", "unit-summarize"]
@@ -54,7 +53,7 @@ def test_deploy_creates_everything(backend: aws.AwsBackend, packages: dict[str, 
     assert set(dep.actions.values()) == {"created"}
     lam = backend.client("lambda")
     conf = lam.get_function(FunctionName="unit-inference")["Configuration"]
-    assert conf["MemorySize"] == 2048 and conf["Timeout"] == 120 and conf["Runtime"] == packaging.LAMBDA_RUNTIME
+    assert conf["MemorySize"] == 2048 and conf["Timeout"] == 120 and conf["Runtime"] == lambda_zip.LAMBDA_RUNTIME
     assert conf["Handler"] == "handler.handler" and conf["State"] == "Active"
     assert conf["Environment"]["Variables"]["COSMIC_BACKEND"] == "aws"
     assert conf["CodeSha256"] == packages["inference"].sha256_b64
@@ -72,7 +71,7 @@ def test_deploy_creates_everything(backend: aws.AwsBackend, packages: dict[str, 
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
 
-def test_policies_are_least_privilege(backend: aws.AwsBackend, packages: dict[str, packaging.Package]) -> None:
+def test_policies_are_least_privilege(backend: aws.AwsBackend, packages: dict[str, lambda_zip.Package]) -> None:
     dep = backend.deploy(_cfg(packages))
     client = backend.client("iam")
     lam_pol = client.get_role_policy(RoleName="unit-lambda", PolicyName="unit-lambda-policy")["PolicyDocument"]
@@ -94,7 +93,7 @@ def test_policies_are_least_privilege(backend: aws.AwsBackend, packages: dict[st
     assert iam.check_least_privilege({"Statement": [{"Sid": "x", "Action": "s3:*", "Resource": "*"}]})
 
 
-def test_deploy_twice_is_a_no_op(backend: aws.AwsBackend, packages: dict[str, packaging.Package]) -> None:
+def test_deploy_twice_is_a_no_op(backend: aws.AwsBackend, packages: dict[str, lambda_zip.Package]) -> None:
     first = backend.deploy(_cfg(packages))
     before = _inventory(backend)
     second = backend.deploy(_cfg(packages))
@@ -108,7 +107,7 @@ def test_deploy_twice_is_a_no_op(backend: aws.AwsBackend, packages: dict[str, pa
     assert _inventory(backend) == before
 
 
-def test_large_package_goes_through_s3(backend: aws.AwsBackend, packages: dict[str, packaging.Package]) -> None:
+def test_large_package_goes_through_s3(backend: aws.AwsBackend, packages: dict[str, lambda_zip.Package]) -> None:
     backend.deploy(_cfg(packages, s3_upload_threshold=1))
     keys = [o["Key"] for o in backend.client("s3").list_objects_v2(Bucket="unit-results-bucket")["Contents"]]
     assert len([k for k in keys if k.startswith("_deploy/unit/lambda/")]) == 3
@@ -116,7 +115,7 @@ def test_large_package_goes_through_s3(backend: aws.AwsBackend, packages: dict[s
     assert conf["CodeSha256"] == packages["init"].sha256_b64
 
 
-def test_teardown_leaves_nothing(backend: aws.AwsBackend, packages: dict[str, packaging.Package]) -> None:
+def test_teardown_leaves_nothing(backend: aws.AwsBackend, packages: dict[str, lambda_zip.Package]) -> None:
     backend.deploy(_cfg(packages))
     backend.client("s3").put_object(Bucket="unit-results-bucket", Key="runs/r/summary.json", Body=b"{}")
     done = backend.teardown(_cfg(packages))
@@ -126,7 +125,7 @@ def test_teardown_leaves_nothing(backend: aws.AwsBackend, packages: dict[str, pa
 
 
 def test_teardown_never_deletes_a_bucket_it_did_not_create(backend: aws.AwsBackend,
-                                                           packages: dict[str, packaging.Package]) -> None:
+                                                           packages: dict[str, lambda_zip.Package]) -> None:
     backend.client("s3").create_bucket(Bucket="unit-results-bucket")
     backend.client("s3").put_object(Bucket="unit-results-bucket", Key="theirs.txt", Body=b"x")
     backend.deploy(_cfg(packages, s3_upload_threshold=1))
@@ -135,7 +134,7 @@ def test_teardown_never_deletes_a_bucket_it_did_not_create(backend: aws.AwsBacke
     assert keys == ["theirs.txt"]
 
 
-def test_dry_run_plan_and_cost_ceiling(packages: dict[str, packaging.Package]) -> None:
+def test_dry_run_plan_and_cost_ceiling(packages: dict[str, lambda_zip.Package]) -> None:
     out = aws.plan(_cfg(packages), partitions=40)
     kinds = [r["kind"] for r in out["resources"]]
     assert kinds.count("lambda") == 3 and "state machine" in kinds and kinds.count("iam role") == 2
@@ -145,14 +144,13 @@ def test_dry_run_plan_and_cost_ceiling(packages: dict[str, packaging.Package]) -
     assert ceiling["lambda_usd"] > 40 * 4 * 120 * 2 * 0.0000166
 
 
-def test_package_contents_deterministic_and_torch_free(tmp_path: Path, packages: dict[str, packaging.Package]) -> None:
-    again = packaging.build_package("inference", tmp_path, with_deps=False)
+def test_package_contents_deterministic_and_torch_free(tmp_path: Path, packages: dict[str, lambda_zip.Package]) -> None:
+    again = lambda_zip.build_package("inference", tmp_path, with_deps=False)
     assert again.sha256_b64 == packages["inference"].sha256_b64
     names = zipfile.ZipFile(again.path).namelist()
-    assert "handler.py" in names and "cosmic_utils/pipeline/steps.py" in names
-    assert "cosmic_utils/partition.py" in names and "cosmic_utils/prices.yaml" in names
-    assert not [n for n in names if n.startswith(("cosmic_utils/model/", "cosmic_utils/backends/"))]
-    assert again.unzipped_bytes < packaging.UNZIPPED_LIMIT_BYTES
+    assert "handler.py" in names and "cosmic_utils/runtime/steps/inference.py" in names
+    assert "cosmic_utils/runtime/partition.py" in names and "cosmic_utils/runtime/prices.yaml" in names
+    assert again.unzipped_bytes < lambda_zip.UNZIPPED_LIMIT_BYTES
 
 
 def test_dependencies_built_for_lambda_linux(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,11 +165,11 @@ def test_dependencies_built_for_lambda_linux(tmp_path: Path, monkeypatch: pytest
             zf.writestr("botocore/__init__.py", "")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(packaging.subprocess, "run", fake_run)
-    pkg = packaging.build_package("summarize", tmp_path / "out", with_deps=True, wheel_dir=tmp_path / "wheels")
+    monkeypatch.setattr(lambda_zip.subprocess, "run", fake_run)
+    pkg = lambda_zip.build_package("summarize", tmp_path / "out", with_deps=True, wheel_dir=tmp_path / "wheels")
     cmd = seen["cmd"]
     assert cmd[1:4] == ["-m", "pip", "download"]
-    for flag in ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "--only-binary=:all:", packaging.LAMBDA_PYTHON):
+    for flag in ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "--only-binary=:all:", lambda_zip.LAMBDA_PYTHON):
         assert flag in cmd
     names = zipfile.ZipFile(pkg.path).namelist()
     assert "tinydep/__init__.py" in names and "botocore/__init__.py" not in names
@@ -201,13 +199,13 @@ def test_real_package_runs_in_isolation(tmp_path: Path) -> None:
 
     from test_handlers import make_dataset
 
-    from cosmic_utils.reliability import write_tiny_artifact
-    from cosmic_utils.storage import open_storage
+    from cosmic_utils.jobs.reliability import write_tiny_artifact
+    from cosmic_utils.runtime.storage import open_storage
 
     try:
-        pkg = packaging.build_package("inference", tmp_path / "out", with_deps=True,
+        pkg = lambda_zip.build_package("inference", tmp_path / "out", with_deps=True,
                                       wheel_dir=tmp_path / "wheels", python_version="3.11")
-    except packaging.PackagingError as exc:
+    except lambda_zip.PackagingError as exc:
         pytest.skip(f"no package registry: {exc}")
     code = tmp_path / "code"
     zipfile.ZipFile(pkg.path).extractall(code)
@@ -228,3 +226,16 @@ def test_real_package_runs_in_isolation(tmp_path: Path) -> None:
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"ok": 1, "failed": 0}
     rec = json.loads((tmp_path / "results" / "iso" / "records" / "part-00000.json").read_text())
     assert rec["status"] == "ok" and rec["samples"] == 5
+
+
+@pytest.mark.parametrize("function", lambda_zip.FUNCTIONS)
+def test_zip_holds_only_the_runtime(tmp_path: Path, function: str) -> None:
+    """Allow-list: the handler, cosmic_utils/__init__.py and cosmic_utils/runtime/ - nothing else of the project."""
+    names = zipfile.ZipFile(lambda_zip.build_package(function, tmp_path, with_deps=False).path).namelist()
+    outside = [n for n in names
+               if n not in ("handler.py", "cosmic_utils/__init__.py") and not n.startswith("cosmic_utils/runtime/")]
+    assert outside == []
+    runtime_dir = Path(lambda_zip.__file__).resolve().parent.parent / "runtime"
+    expected = {f"cosmic_utils/runtime/{p.name}" for p in runtime_dir.glob("*.py")}
+    assert expected <= set(names)  # and the whole runtime is there
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]

@@ -17,10 +17,10 @@ from cosmic_utils.inference.engines import (
     CUDA_ENGINE_NAMES,
     ENGINE_NAMES,
     ENGINE_PRECISION,
-    Engine,
     create_engine,
     default_engine,
 )
+from cosmic_utils.runtime.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,8 +38,8 @@ def artifact(tmp_path_factory: pytest.TempPathFactory, untrained_artifact_dir: P
 
 @pytest.fixture(scope="module")
 def batch() -> tuple[np.ndarray, np.ndarray]:
-    from cosmic_utils import catalog
-    from cosmic_utils.render import render_cutouts
+    from cosmic_utils.data import catalog
+    from cosmic_utils.data.render import render_cutouts
 
     df = catalog.valid_catalog().iloc[:24]
     mags = catalog.magnitudes(df)
@@ -91,7 +91,7 @@ def test_bad_inputs_and_names(artifact: Path, batch: tuple[np.ndarray, np.ndarra
         create_engine("torch", artifact.parent / "missing")
 
 
-@pytest.mark.parametrize("module", ["cosmic_utils.inference.onnx_engine", "cosmic_utils.inference.engines",
+@pytest.mark.parametrize("module", ["cosmic_utils.runtime.onnx_engine", "cosmic_utils.inference.engines",
                                     "cosmic_utils.inference.streaming", "cosmic_utils.inference"])
 def test_lambda_modules_do_not_import_torch(module: str) -> None:
     code = f"import sys, {module}; sys.exit(1 if 'torch' in sys.modules else 0)"
@@ -126,7 +126,7 @@ def test_default_engine_picks_fastest_passing(tmp_path: Path) -> None:
         {"engine": "onnx-int8", "batch_size": 256, "samples_per_s": 900.0},
         {"engine": "torch-int8", "batch_size": 32, "samples_per_s": 5000.0},
     ]
-    from cosmic_utils.cpu import cpu_type
+    from cosmic_utils.runtime.cpu import cpu_type
 
     bench.write_text(json.dumps({"meta": {"cpu_type": cpu_type()}, "rows": rows}))
     # no checks recorded: reduced precision is not used
@@ -195,8 +195,8 @@ def test_published_loop_worker_runs_in_an_untuned_child(artifact: Path, batch: t
 
 @pytest.mark.slow
 def test_bench_end_to_end(artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cosmic_utils.bench import BenchConfig, format_table, run_bench
     from cosmic_utils.inference import measure
+    from cosmic_utils.inference.bench import BenchConfig, format_table, run_bench
 
     monkeypatch.setattr(measure, "LOCAL_RUNS_DIR", tmp_path / "runs" / "local")  # keep the repo's runs/ clean
 
@@ -214,7 +214,7 @@ def test_bench_end_to_end(artifact: Path, tmp_path: Path, monkeypatch: pytest.Mo
     assert "UNTRAINED" in format_table(doc)
     assert "summary" in doc and doc["summary"]["batch_size"] == 8
     assert (tmp_path / "runs" / "local" / "bench-test" / "records.csv").is_file()
-    from cosmic_utils.cpu import cpu_probe
+    from cosmic_utils.runtime.cpu import cpu_probe
 
     for key in ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type"):  # the CPU probe in every row and record
         assert all(r[key] == cpu_probe()[key] for r in doc["rows"])

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosmic_utils import cli_types, exits
+from cosmic_utils import exits
 from cosmic_utils.cli import main
-from cosmic_utils.reliability import make_dataset, write_tiny_artifact
+from cosmic_utils.commands import cli_types
+from cosmic_utils.jobs.reliability import make_dataset, write_tiny_artifact
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "1.0", "1e3", "true", "", "nan", " 2x"])
@@ -72,7 +73,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path, capsys: pyte
 
 
 def test_describe_error_statuses() -> None:
-    from cosmic_utils.manifest import ManifestError
+    from cosmic_utils.runtime.manifest import ManifestError
 
     assert exits.describe_error(ManifestError("bad manifest")) == (exits.FAILED, "bad manifest")
     assert exits.describe_error(exits.UsageError("x")) == (exits.USAGE, "x")
@@ -81,7 +82,7 @@ def test_describe_error_statuses() -> None:
 
 
 def test_predictions_never_come_from_an_unfilled_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cosmic_utils import predict
+    from cosmic_utils.inference import predict
 
     class ShortEngine:  # returns one prediction fewer than asked
         def __enter__(self) -> ShortEngine:
@@ -103,7 +104,7 @@ def test_predictions_never_come_from_an_unfilled_buffer(tmp_path: Path, monkeypa
 
 def test_nonfinite_predictions_are_written_empty_and_exit_3(tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from cosmic_utils import catalog
+    from cosmic_utils.data import catalog
 
     model = write_tiny_artifact(tmp_path / "nan-model", scale=float("nan"))
     src = tmp_path / "cat.txt"
@@ -122,8 +123,8 @@ def test_nonfinite_predictions_are_written_empty_and_exit_3(tmp_path: Path,
                                   "exit_convert_pt_partial"])
 def test_reliability_scenarios_in_process(name: str, tmp_path: Path) -> None:
     """The scenarios that need no local backend (the harness is built, never started)."""
-    from cosmic_utils import reliability_exits
-    from cosmic_utils.reliability import Harness
+    from cosmic_utils.jobs import reliability_exits
+    from cosmic_utils.jobs.reliability import Harness
 
     if name == "exit_convert_pt_partial":
         pytest.importorskip("torch")
@@ -133,7 +134,7 @@ def test_reliability_scenarios_in_process(name: str, tmp_path: Path) -> None:
 
 
 def test_ctrl_c_keeps_finished_partitions_and_redrive_completes(tmp_path: Path) -> None:
-    from cosmic_utils.reliability_exits import child_env, cli_child, run_and_interrupt
+    from cosmic_utils.jobs.reliability_exits import child_env, cli_child, run_and_interrupt
 
     data, tmp, runs = tmp_path / "data", tmp_path / "tmp", tmp_path / "runs"
     tmp.mkdir()

@@ -9,11 +9,12 @@ import onnx
 import pytest
 import torch
 
-from cosmic_utils import catalog
-from cosmic_utils.artifact import ModelArtifact
-from cosmic_utils.export import Preprocess, RedshiftPredictor, onnx_predict
-from cosmic_utils.preprocess import Preprocessing, default_preprocessing, fit_preprocessing, identity
-from cosmic_utils.render import render_cutouts
+from cosmic_utils.data import catalog
+from cosmic_utils.data.render import render_cutouts
+from cosmic_utils.model import artifacts
+from cosmic_utils.model.export import Preprocess, RedshiftPredictor, onnx_predict
+from cosmic_utils.runtime.artifact import ModelArtifact
+from cosmic_utils.runtime.preprocess import Preprocessing, default_preprocessing, fit_preprocessing, identity
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_onnx_graph_signature(artifact: ModelArtifact) -> None:
 @pytest.mark.parametrize("batch", [1, 7, 40])
 def test_onnx_matches_torch(artifact: ModelArtifact, cutouts: tuple[np.ndarray, np.ndarray], batch: int) -> None:
     image, mags = cutouts[0][:batch], cutouts[1][:batch]
-    ref = artifact.predictor().predict_numpy(image, mags)
+    ref = artifacts.predictor(artifact).predict_numpy(image, mags)
     got = onnx_predict(artifact.onnx_path, image, mags)
     assert got.shape == (batch,) and got.dtype == np.float32
     assert float(np.max(np.abs(got - ref))) <= 1e-4

@@ -4,7 +4,7 @@ Two fresh processes with different ``PYTHONHASHSEED`` render the same figures fr
 records: a timestamp in the PDF/PNG metadata, or an order that depends on set/dict hashing,
 would make the bytes differ. One representative figure keeps the test fast: it
 groups the local-engine, sweep and published records (every figure goes through the same
-:func:`cosmic_utils.plots.save`); `make figures` itself is checked with `git status` (README).
+:func:`cosmic_utils.analysis.plots.save`); `make figures` itself is checked with `git status` (README).
 """
 
 from __future__ import annotations

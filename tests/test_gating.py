@@ -1,4 +1,4 @@
-"""The accuracy gate of reduced-precision engines (cosmic_utils.inference.gating): the calibration
+"""The accuracy gate of reduced-precision engines (cosmic_utils.runtime.gating): the calibration
 set ships in the artifact, a failing engine refuses to serve and says why, the pipeline falls back
 to fp32 and records it, default_engine() never picks an inaccurate or slower engine, and every
 record carries the CPU probe.
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cosmic_utils import cpu
-from cosmic_utils.inference import gating
 from cosmic_utils.inference.engines import create_engine, default_engine
+from cosmic_utils.runtime import cpu, gating
+from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def _fresh_cache() -> None:
 
 
 def test_artifact_ships_a_checksummed_calibration_set(artifact: Path) -> None:
-    from cosmic_utils.artifact import ModelArtifact
+    from cosmic_utils.runtime.artifact import ModelArtifact
 
     art = ModelArtifact.load(artifact)  # verifies every listed sha256, the calibration file's too
     assert art.files["calibration"]["path"] == "calibration.npz"
@@ -70,7 +70,7 @@ def test_gate_passes_and_caches_per_cpu_type(artifact: Path, monkeypatch: pytest
 
 
 def test_perturbed_reference_fails(artifact: Path, tmp_path: Path) -> None:
-    from cosmic_utils.artifact import ArtifactError, ModelArtifact
+    from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact
 
     bad = tmp_path / "model"
     shutil.copytree(artifact, bad)
@@ -88,7 +88,7 @@ def test_perturbed_reference_fails(artifact: Path, tmp_path: Path) -> None:
 
 
 def test_artifact_without_calibration_refuses_reduced_serves_fp32(artifact: Path, tmp_path: Path) -> None:
-    from cosmic_utils.artifact import ModelArtifact
+    from cosmic_utils.runtime.artifact import ModelArtifact
 
     old = tmp_path / "old"
     shutil.copytree(artifact, old)
@@ -97,7 +97,7 @@ def test_artifact_without_calibration_refuses_reduced_serves_fp32(artifact: Path
     art.save()
     with pytest.raises(gating.EngineAccuracyError, match="no calibration set.*cosmic model export"):
         create_engine("onnx-int8", old, threads=1)
-    eng = gating.create_engine_with_fallback("onnx-int8", old, threads=1)
+    eng = gating.create_engine_with_fallback("onnx-int8", old, threads=1, create=create_onnx_engine)
     assert eng.name == "onnx" and eng.requested_name == "onnx-int8" and "no calibration set" in eng.fallback_reason
     assert gating.engine_fields(eng, "onnx-int8") == {"engine_requested": "onnx-int8", "engine": "onnx",
                                                       "engine_fallback_reason": eng.fallback_reason}
@@ -131,9 +131,10 @@ def test_bf16_is_refused_where_emulated(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_pipeline_falls_back_to_fp32_and_records_it(artifact: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from cosmic_utils.partition import encode_partition
-    from cosmic_utils.pipeline import steps
-    from cosmic_utils.pipeline.items import RunLayout
+    from cosmic_utils.runtime.items import RunLayout
+    from cosmic_utils.runtime.partition import encode_partition
+    from cosmic_utils.runtime.steps import inference as step_inference
+    from cosmic_utils.runtime.steps import summarize as step_summarize
 
     data, results = tmp_path / "data", tmp_path / "results"
     data.mkdir()
@@ -142,18 +143,18 @@ def test_pipeline_falls_back_to_fp32_and_records_it(artifact: Path, tmp_path: Pa
     (data / "part-00000.cpart").write_bytes(encode_partition(cal.image[:8], cal.magnitude[:8],
                                                              cal.z_spec[:8].astype(np.float32), {}))
     monkeypatch.setattr(gating, "MAX_ABS_DZ", 0.0)  # onnx-int8 fails its check on any CPU
-    monkeypatch.setattr(steps, "_ENGINES", {})
+    monkeypatch.setattr(step_inference, "_ENGINES", {})
     request = {"run_id": "gate-test", "data": str(data), "model": str(artifact), "results": str(results),
                "engine": "onnx-int8", "batch_size": 4, "max_concurrency": 1, "memory_mb": 2048}
     item = {"worker_id": 0, "partitions": [{"partition_id": "part-00000", "key": "part-00000.cpart",
                                             "samples": None, "bytes": None, "sha256": None}]}
-    assert steps.inference_step({"item": item, "request": request}) == {"ok": 1, "failed": 0}
+    assert step_inference.inference_step({"item": item, "request": request}) == {"ok": 1, "failed": 0}
     rec = json.loads((results / RunLayout("gate-test").record("part-00000")).read_text())
     assert rec["engine"] == "onnx" and rec["engine_requested"] == "onnx-int8"
     assert "accuracy check failed" in rec["engine_fallback_reason"] and rec["cpu_model"] == cpu.cpu_probe()["cpu_model"]
     assert rec["isa"] == cpu.cpu_probe()["isa"]
     (results / RunLayout("gate-test").partitions).write_text(json.dumps(item["partitions"]))
-    steps.summarize_step({"state": {"request": request}})
+    step_summarize.summarize_step({"state": {"request": request}})
     summary = json.loads((results / RunLayout("gate-test").summary).read_text())
     assert summary["engine"]["used"] == {"onnx": 1} and summary["engine"]["requested"] == "onnx-int8"
     assert "accuracy check failed" in summary["engine"]["fallback_reasons"][0]
@@ -209,7 +210,7 @@ def test_records_carry_the_cpu_probe() -> None:
 
 
 def test_bench_summary_verdicts_and_lambda_choice() -> None:
-    from cosmic_utils.bench import format_table, summarize
+    from cosmic_utils.inference.bench import format_table, summarize
 
     def row(engine: str, precision: str, sps: float, **kw: Any) -> dict[str, Any]:
         return {"engine": engine, "precision": precision, "batch_size": 256, "samples_per_s": sps,
@@ -242,7 +243,7 @@ def test_int8_is_accurate_on_an_avx2_only_cpu_under_qemu(artifact: Path, tmp_pat
     """The default int8 graph on ONNX Runtime's AVX2 (no VNNI) kernels, via QEMU's Haswell model
     (64 calibration rows: QEMU is about 100x slower; several minutes on 2 cores)."""
     from cosmic_utils.inference.isa_check import main
-    from cosmic_utils.inference.onnx_engine import INT8_VARIANT
+    from cosmic_utils.runtime.onnx_engine import INT8_VARIANT
 
     out = tmp_path / "isa.json"
     assert main(["--model", str(artifact), "--variants", INT8_VARIANT, "--qemu-cpu", "Haswell", "--rows", "64",

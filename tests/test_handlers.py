@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.manifest import Manifest, ManifestEntry
-from cosmic_utils.partition import encode_partition, partition_name
-from cosmic_utils.pipeline import steps
-from cosmic_utils.pipeline.items import RunLayout, build_items, split_even
-from cosmic_utils.storage import open_storage
+from cosmic_utils.runtime.items import RunLayout, build_items, split_even
+from cosmic_utils.runtime.manifest import Manifest, ManifestEntry
+from cosmic_utils.runtime.partition import encode_partition, partition_name
+from cosmic_utils.runtime.steps import common as step_common
+from cosmic_utils.runtime.steps import inference as step_inference
+from cosmic_utils.runtime.steps import summarize as step_summarize
+from cosmic_utils.runtime.storage import open_storage
 
 EVENTS = Path(__file__).parent / "events"
 DATA_BUCKET = "test-data-bucket"
@@ -117,7 +119,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.fixture()
 def double_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(steps, "get_engine", lambda request: (DoubleEngine(), 0.01, True))
+    monkeypatch.setattr(step_inference, "get_engine", lambda request: (DoubleEngine(), 0.01, True))
 
 
 def run_all(init_event: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +194,7 @@ def test_missing_record_counts_as_failed(s3: Any, double_engine: None) -> None:
     out = load_handler("summarize").handler({"state": init_out, "execution": {}}, FakeContext())
     assert out["partitions_ok"] == 1 and out["partitions_failed"] == 2
     summary = json.loads(open_storage(f"s3://{RESULTS_BUCKET}/runs").read_text("handler-test/summary.json"))
-    assert {f["error"] for f in summary["failed"]} == {steps.NO_RECORD}
+    assert {f["error"] for f in summary["failed"]} == {step_common.NO_RECORD}
 
 
 def test_retry_overwrites_only_its_own_outputs(s3: Any, double_engine: None) -> None:
@@ -213,15 +215,15 @@ def test_infrastructure_error_raises(s3: Any, monkeypatch: pytest.MonkeyPatch) -
     make_dataset(open_storage(f"s3://{DATA_BUCKET}/ds"), 1)
     ev = event("inference")
     ev["request"]["results"] = "s3://no-such-results-bucket/runs"
-    monkeypatch.setattr(steps, "get_engine", lambda request: (DoubleEngine(), 0.0, True))
-    with pytest.raises(steps.InfrastructureError, match="no-such-results-bucket"):
+    monkeypatch.setattr(step_inference, "get_engine", lambda request: (DoubleEngine(), 0.0, True))
+    with pytest.raises(step_common.InfrastructureError, match="no-such-results-bucket"):
         load_handler("inference").handler(ev, FakeContext())
 
 
 def test_model_load_failure_is_infrastructure(s3: Any) -> None:
     make_dataset(open_storage(f"s3://{DATA_BUCKET}/ds"), 1)
-    steps._ENGINES.clear()
-    with pytest.raises(steps.InfrastructureError, match="loading model"):
+    step_inference._ENGINES.clear()
+    with pytest.raises(step_common.InfrastructureError, match="loading model"):
         load_handler("inference").handler(event("inference"), FakeContext())
 
 
@@ -253,7 +255,7 @@ def test_partition_limit_and_explicit_partitions(s3: Any) -> None:
     assert out["partitions"] == 2
     out = load_handler("init").handler(event("init", run_id="pick", partitions=["part-00004.cpart"]), FakeContext())
     assert out["partitions"] == 1
-    with pytest.raises(steps.DataError, match="part-00009"):
+    with pytest.raises(step_common.DataError, match="part-00009"):
         load_handler("init").handler(event("init", partitions=["part-00009.cpart"]), FakeContext())
 
 
@@ -261,11 +263,11 @@ def test_accuracy_sums_merge_to_global_metrics() -> None:
     rng = np.random.default_rng(0)
     zt = rng.uniform(0.02, 0.3, 4000)
     zp = zt + rng.normal(0, 0.02, zt.size) * (1 + zt)
-    agg = steps.RunAggregate([{"partition_id": str(i)} for i in range(4)])
+    agg = step_summarize.RunAggregate([{"partition_id": str(i)} for i in range(4)])
     for i, sl in enumerate(np.array_split(np.arange(zt.size), 4)):
-        agg.add({"partition_id": str(i), "status": "ok", "accuracy": steps.accuracy_sums(zp[sl], zt[sl])})
+        agg.add({"partition_id": str(i), "status": "ok", "accuracy": step_inference.accuracy_sums(zp[sl], zt[sl])})
     acc = agg.accuracy()
-    from cosmic_utils.metrics import redshift_metrics
+    from cosmic_utils.runtime.metrics import redshift_metrics
 
     ref = redshift_metrics(zt, zp)  # the project's definitions, on all predictions at once
     assert acc["labelled_samples"] == ref["n"]
@@ -287,7 +289,7 @@ def test_inference_handler_with_the_real_onnx_model(s3: Any, untrained_artifact:
     for name in ("artifact.json", "model.onnx"):
         models.upload_file(untrained_artifact / name, name)
     make_dataset(open_storage(f"s3://{DATA_BUCKET}/ds"), 2, samples=6)
-    steps._ENGINES.clear()
+    step_inference._ENGINES.clear()
     ev = event("init", model=f"s3://{RESULTS_BUCKET}/models/untrained", run_id="real-model", threads=1)
     out = run_all(ev)
     assert out["partitions_ok"] == 2
@@ -297,7 +299,7 @@ def test_inference_handler_with_the_real_onnx_model(s3: Any, untrained_artifact:
     assert recs[0]["engine"] == "onnx" and all(r["samples"] == 6 for r in recs)
     preds = results.read_text("real-model/predictions/part-00000.csv").splitlines()[1:]
     assert len(preds) == 6 and all(np.isfinite(float(p.split(",")[2])) for p in preds)
-    steps._ENGINES.clear()
+    step_inference._ENGINES.clear()
 
 
 def test_engine_error_becomes_failure_record(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -305,7 +307,7 @@ def test_engine_error_becomes_failure_record(s3: Any, monkeypatch: pytest.Monkey
         def predict(self, image: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
             raise ValueError("shape mismatch")
 
-    monkeypatch.setattr(steps, "get_engine", lambda request: (Broken(), 0.0, True))
+    monkeypatch.setattr(step_inference, "get_engine", lambda request: (Broken(), 0.0, True))
     make_dataset(open_storage(f"s3://{DATA_BUCKET}/ds"), 1)
     out = load_handler("inference").handler(event("inference"), FakeContext())
     assert out == {"ok": 0, "failed": 1}

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from cosmic_utils.backends import aws, iam, packaging
-from cosmic_utils.catalog import COLUMNS, CatalogError, load_catalog
-from cosmic_utils.partition import PartitionError, read_header, read_partition
-from cosmic_utils.pipeline.request import RequestError, parse_request
-from cosmic_utils.reliability import partition_bytes
-from cosmic_utils.storage import NotRegularFileError, open_storage
+from cosmic_utils.cloud import aws, iam, lambda_zip
+from cosmic_utils.data.catalog import COLUMNS, CatalogError, load_catalog
+from cosmic_utils.jobs.reliability import partition_bytes
+from cosmic_utils.runtime.partition import PartitionError, read_header, read_partition
+from cosmic_utils.runtime.request import RequestError, parse_request
+from cosmic_utils.runtime.storage import NotRegularFileError, open_storage
 
 BASE = {"run_id": "r", "data": "/d", "model": "/m", "results": "s3://example-results/runs"}
 
@@ -81,12 +81,12 @@ def test_check_least_privilege_catches_each_case() -> None:
 
 
 @pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, packaging.Package]:
-    return packaging.build_all(tmp_path_factory.mktemp("build"), with_deps=False)
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, lambda_zip.Package]:
+    return lambda_zip.build_all(tmp_path_factory.mktemp("build"), with_deps=False)
 
 
 def test_deploy_never_modifies_a_bucket_it_did_not_create(moto_aws_backend: Any,
-                                                         packages: dict[str, packaging.Package]) -> None:
+                                                         packages: dict[str, lambda_zip.Package]) -> None:
     s3 = moto_aws_backend.client("s3")
     s3.create_bucket(Bucket="unit-shared")  # someone else's bucket, no public-access block, no SSE
     cfg = aws.DeployConfig(results_uri="s3://unit-shared/runs", prefix="unit",
@@ -114,7 +114,7 @@ def _has_tags(s3: Any, bucket: str) -> bool:
         return False
 
 
-def test_deploy_with_wildcard_data_creates_nothing(moto_aws_backend: Any, packages: dict[str, packaging.Package]) -> None:
+def test_deploy_with_wildcard_data_creates_nothing(moto_aws_backend: Any, packages: dict[str, lambda_zip.Package]) -> None:
     cfg = aws.DeployConfig(results_uri="s3://example-results/runs", prefix="unit", read_uris=["s3://*"],
                            packages=packages, with_deps=False)
     with pytest.raises(aws.DeployError, match="wildcard"):

@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 from test_handlers import make_dataset  # tests/ is on sys.path under pytest
 
-from cosmic_utils.backends import moto_hook
-from cosmic_utils.pipeline import runner
-from cosmic_utils.reliability import write_tiny_artifact
-from cosmic_utils.storage import open_storage
+from cosmic_utils.cloud import moto_hook, runner
+from cosmic_utils.jobs.reliability import write_tiny_artifact
+from cosmic_utils.runtime.storage import open_storage
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +161,7 @@ def lambda_runtime(tmp_path: Path) -> Any:
 
 
 def test_runtime_warm_reuse_report_and_errors(lambda_runtime: Any) -> None:
-    from cosmic_utils.cloudwatch import parse_report_line
+    from cosmic_utils.cloud.cloudwatch import parse_report_line
 
     fn = FakeFunction()
     payload, err, logs = lambda_runtime.invoke(fn, {})
@@ -236,7 +235,7 @@ def test_local_run_with_the_untrained_full_model(tmp_path: Path) -> None:
     """The exported pcm-AstroMAE graph (random weights) through the whole local pipeline."""
     import time
 
-    from cosmic_utils.artifact import create_untrained_artifact
+    from cosmic_utils.model.artifacts import create_untrained_artifact
 
     model = Path(create_untrained_artifact(tmp_path / "models" / "untrained", seed=0).path)
     data = tmp_path / "data"
@@ -247,3 +246,50 @@ def test_local_run_with_the_untrained_full_model(tmp_path: Path) -> None:
     print(f"local run, 4 partitions x 32 samples, full model: {time.perf_counter() - t0:.1f} s")
     assert result.summary["partitions_ok"] == 4
     assert result.summary["timing"]["max_peak_rss_mb"] > 100
+
+
+PACKAGING_HANDLER = '''
+import sys
+
+
+def handler(event, context):
+    import packaging
+    import packaging.version
+
+    return {"version": str(packaging.version.Version("1.2")), "packaging": packaging.__file__, "path": sys.path,
+            "cosmic": sorted(m for m in sys.modules if m.startswith("cosmic_utils"))}
+'''
+
+
+def test_child_has_pip_packaging_and_no_package_folder_on_path(lambda_runtime: Any) -> None:
+    """The child starts with the zip first on sys.path and no cosmic_utils/*/ folder (a script folder there
+    once let the project's packaging.py shadow pip's, breaking onnxruntime.quantization)."""
+    import io
+    import zipfile
+
+    fn = FakeFunction()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("handler.py", PACKAGING_HANDLER)
+    fn.code_bytes = buf.getvalue()
+    fn.code_sha_256 = hashlib.sha256(fn.code_bytes).hexdigest()
+    payload, err, _ = lambda_runtime.invoke(fn, {})
+    assert not err, payload
+    out = json.loads(payload)
+    assert out["version"] == "1.2" and "cosmic_utils" not in out["packaging"]
+    assert not [p for p in out["path"] if "cosmic_utils" in Path(p).parts]
+    assert out["path"][0].endswith(fn.code_sha_256[:12]) or "handler.py" in {p.name for p in Path(out["path"][0]).iterdir()}
+    assert not [m for m in out["cosmic"] if m.startswith("cosmic_utils.cloud")]  # not started as a module of the package
+
+
+def test_onnx_int8_without_an_int8_graph_runs(tmp_path: Path, tiny_model: Path) -> None:
+    """--engine onnx-int8 on an artifact with no int8 graph: the Lambda quantises it (onnx +
+    onnxruntime.quantization, which imports pip's packaging) and the run does not fail on an import."""
+    assert "onnx_int8" not in json.loads((tiny_model / "artifact.json").read_text())["files"]
+    data = tmp_path / "data"
+    make_dataset(open_storage(data), 2, samples=8)
+    result = runner.run_pipeline(_request("int8", data, tiny_model, engine="onnx-int8"), backend="local",
+                                 run_dir=tmp_path / "int8", progress=False, timeout_s=300)
+    s = result.summary
+    assert "Import" not in json.dumps(s.get("failed", [])) + str(s.get("execution_cause", ""))
+    assert result.status == "SUCCEEDED" and s["partitions_ok"] == 2, s.get("failed")

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cosmic_utils.cloudwatch import errors_by_partition, parse_error_line, request_id_of
-from cosmic_utils.run_logs import annotate_failed, failure_logs, parse_execution_arn
+from cosmic_utils.cloud.cloudwatch import errors_by_partition, parse_error_line, request_id_of
+from cosmic_utils.cloud.run_logs import annotate_failed, failure_logs, parse_execution_arn
 
 RID = "6b1f3c2e-1111-4a2b-9c3d-0123456789ab"
 RID2 = "7c2a4d3f-2222-4b3c-8d4e-123456789abc"
@@ -110,7 +110,7 @@ def test_run_summary_gets_cloudwatch_error_column(moto_aws_backend: Any) -> None
     """What an aws run does when it ends with failures: the summary's failed list carries the error."""
     from datetime import datetime, timezone
 
-    from cosmic_utils.pipeline.runner import _attach_cloudwatch_errors
+    from cosmic_utils.cloud.runner import _attach_cloudwatch_errors
 
     logs = moto_aws_backend.client("logs")
     logs.create_log_group(logGroupName="/aws/lambda/cosmic-inference")
@@ -133,11 +133,11 @@ def test_cosmic_logs_on_a_local_run_with_an_injected_failure(tmp_path: Path,
     """A local run whose partition fails on every attempt: its error is found in the container logs."""
     from test_handlers import make_dataset  # tests/ is on sys.path under pytest
 
-    from cosmic_utils.backends.local import LocalStack
     from cosmic_utils.cli import main
-    from cosmic_utils.pipeline import runner
-    from cosmic_utils.reliability import write_tiny_artifact
-    from cosmic_utils.storage import open_storage
+    from cosmic_utils.cloud import runner
+    from cosmic_utils.cloud.local import LocalStack
+    from cosmic_utils.jobs.reliability import write_tiny_artifact
+    from cosmic_utils.runtime.storage import open_storage
 
     model = write_tiny_artifact(tmp_path / "model")
     make_dataset(open_storage(tmp_path / "data"), 3, samples=10)

@@ -6,16 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cosmic_utils import catalog
-from cosmic_utils.metrics import (
-    METRIC_NAMES,
-    accuracy_table,
-    delta_z,
-    format_table,
-    knn_baseline,
-    redshift_metrics,
-    sigma_nmad,
-)
+from cosmic_utils.data import catalog
+from cosmic_utils.data.evaluation import accuracy_table, format_table, knn_baseline
+from cosmic_utils.runtime.metrics import METRIC_NAMES, delta_z, redshift_metrics, sigma_nmad
 
 
 def test_metrics_on_known_arrays() -> None:

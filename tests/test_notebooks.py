@@ -29,6 +29,19 @@ def test_notebooks_exist_and_are_paired() -> None:
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_thin(notebook: Path) -> None:
+    """A few cells of package calls: no function or class defined, no plotting code, at most 120 lines."""
+    script = notebook.with_suffix(".py").read_text()
+    lines = script.splitlines()
+    assert len(lines) <= 120, f"{notebook.stem}.py has {len(lines)} lines (at most 120: move code into cosmic_utils)"
+    defs = [i + 1 for i, line in enumerate(lines) if line.lstrip().startswith(("def ", "class ", "async def "))]
+    assert not defs, f"{notebook.stem}.py defines functions/classes at lines {defs}: move them into cosmic_utils"
+    plotting = [i + 1 for i, line in enumerate(lines)
+                if "import matplotlib" in line or "plt." in line or "plt =" in line]
+    assert not plotting, f"{notebook.stem}.py draws with matplotlib at lines {plotting}: use cosmic_utils.analysis.plots"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_committed_without_outputs(notebook: Path) -> None:
     doc = json.loads(notebook.read_text())
     dirty = [i for i, c in enumerate(doc["cells"]) if c["cell_type"] == "code" and c.get("outputs")]

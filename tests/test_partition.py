@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.partition import (
+from cosmic_utils.runtime.partition import (
     ALIGN,
     MAGIC,
     PartitionError,
@@ -261,7 +261,7 @@ def test_partition_module_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, cosmic_utils.partition, cosmic_utils.storage, cosmic_utils.manifest; print('torch' in sys.modules)"
+    code = "import sys, cosmic_utils.runtime.partition, cosmic_utils.runtime.storage, cosmic_utils.runtime.manifest; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -277,7 +277,7 @@ def test_writable_arrays() -> None:
 
 
 def test_local_readers_name_a_missing_file(tmp_path: Path) -> None:
-    from cosmic_utils.partition import PartitionError, iter_batches, read_header, read_rows
+    from cosmic_utils.runtime.partition import PartitionError, iter_batches, read_header, read_rows
 
     missing = tmp_path / "part-00042.cpart"
     for call in (lambda: read_header(missing), lambda: read_rows(missing, 0, 1),

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cosmic_utils import catalog, config
-from cosmic_utils.artifact import ArtifactNotFoundError, ModelArtifact
+from cosmic_utils import config
 from cosmic_utils.cli import main
-from cosmic_utils.predict import PredictError, predict_catalog, read_photometry
-from cosmic_utils.render import render_cutouts
+from cosmic_utils.data import catalog
+from cosmic_utils.data.render import render_cutouts
+from cosmic_utils.inference.predict import PredictError, predict_catalog, read_photometry
+from cosmic_utils.model import artifacts
+from cosmic_utils.runtime.artifact import ArtifactNotFoundError, ModelArtifact
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_predict_with_labels(artifact: ModelArtifact, small_catalog: Path, tmp_p
     # the engine applies the artifact's preprocessing: same numbers as the torch predictor
     valid = catalog.valid_catalog().iloc[:25]
     image = render_cutouts(catalog.magnitudes(valid), catalog.magnitude_errors(valid), seed=0)
-    ref = artifact.predictor().predict_numpy(image, catalog.magnitudes(valid))
+    ref = artifacts.predictor(artifact).predict_numpy(image, catalog.magnitudes(valid))
     np.testing.assert_allclose(res.predictions["z_pred"], ref, atol=1e-4)
     assert list(res.table["model"])[-1].startswith("kNN")
     torch_res = predict_catalog(small_catalog, None, model=artifact.path, seed=0, engine="torch-eager")

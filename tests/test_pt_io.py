@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cosmic_utils.dataset import load_dataset  # noqa: E402
-from cosmic_utils.manifest import Manifest  # noqa: E402
-from cosmic_utils.partition import PartitionError, read_partition  # noqa: E402
-from cosmic_utils.pt_io import convert_pt, read_pt_partition, write_pt_partition  # noqa: E402
+from cosmic_utils.data.dataset import load_dataset  # noqa: E402
+from cosmic_utils.data.pt_io import convert_pt, read_pt_partition, write_pt_partition  # noqa: E402
+from cosmic_utils.runtime.manifest import Manifest  # noqa: E402
+from cosmic_utils.runtime.partition import PartitionError, read_partition  # noqa: E402
 
 
 def _arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cosmic_utils import readme
+from cosmic_utils.analysis import readme
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cosmic_utils import config, plots, records
+from cosmic_utils import config
+from cosmic_utils.analysis import plots, records
 
 
 def _empty_dirs(tmp_path: Path) -> dict[str, Path]:

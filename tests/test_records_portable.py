@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cosmic_utils import config, records
+from cosmic_utils import config
+from cosmic_utils.analysis import records
 from cosmic_utils.inference.measure import write_records
 from cosmic_utils.provenance import find_absolute_paths, git_commit, portable_text, provenance
 
@@ -52,7 +53,7 @@ def test_portable_text_rewrites_project_and_temp_paths() -> None:
 
 def test_ship_records_makes_paths_project_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs, recs = tmp_path / "runs", tmp_path / "records"
-    monkeypatch.setattr(config, "SWEEPS_DIR", runs / "sweeps")
+    monkeypatch.setattr(config, "SWEEP_RUNS_DIR", runs / "sweeps")
     run = runs / "demo-1"
     run.mkdir(parents=True)
     model = config.PROJECT_ROOT / "models" / "default"

@@ -2,7 +2,7 @@
 result or in the failed list with its reason, the summary is always written, redrive recovers.
 
 One embedded moto server (and its warm handler processes) serves the whole module; the model is
-the tiny ONNX artifact of :func:`cosmic_utils.reliability.write_tiny_artifact` (the real artifact
+the tiny ONNX artifact of :func:`cosmic_utils.jobs.reliability.write_tiny_artifact` (the real artifact
 format and engine, a graph that runs in microseconds), so the module stays around a minute. Several
 bad inputs and faults share one run where they hit different partitions; the per-scenario runs
 are what ``cosmic reliability`` does.
@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from cosmic_utils import reliability as rel
-from cosmic_utils.pipeline import steps
-from cosmic_utils.pipeline.request import RequestError, check_allowed, parse_request
+from cosmic_utils.jobs import reliability as rel
+from cosmic_utils.runtime.request import RequestError, check_allowed, parse_request
+from cosmic_utils.runtime.steps import common as step_common
+from cosmic_utils.runtime.steps import inference as step_inference
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_faults_then_redrive(harness: Any) -> None:
     assert (acc["ok"], acc["failed"], acc["lost"]) == (3, 3, 0)
     reasons = acc["failed_reasons"]
     assert set(reasons) == {ids[1], ids[2], ids[5]}
-    assert reasons[ids[1]] == steps.NO_RECORD and reasons[ids[2]] == steps.NO_RECORD
+    assert reasons[ids[1]] == step_common.NO_RECORD and reasons[ids[2]] == step_common.NO_RECORD
     assert "injected fault: upload" in reasons[ids[5]] and "writing predictions" in reasons[ids[5]]
     # redrive (the faults are gone): only the three failed partitions run, then everything is ok
     before = {p: json.loads((run_dir / "records" / f"{p}.json").read_text()).get("request_id") for p in ids[:1]}
@@ -151,10 +152,10 @@ def test_allow_list_matches_whole_segments_and_resolves_paths(tmp_path: Path) ->
 
 def test_verify_model_uses_the_artifact_checks(tmp_path: Path) -> None:
     model = rel.write_tiny_artifact(tmp_path / "tiny")
-    steps.verify_model(model, "onnx")
+    step_inference.verify_model(model, "onnx")
     (model / "model.onnx").write_bytes((model / "model.onnx").read_bytes() + b"x")
-    with pytest.raises(steps.ModelError, match="sha256 mismatch"):
-        steps.verify_model(model, "onnx")
+    with pytest.raises(step_common.ModelError, match="sha256 mismatch"):
+        step_inference.verify_model(model, "onnx")
 
 
 def test_table_files(tmp_path: Path) -> None:
@@ -179,7 +180,7 @@ def test_cli_reliability(tmp_path: Path) -> None:
 
 
 def test_runner_refuses_an_existing_run_folder(tmp_path: Path) -> None:
-    from cosmic_utils.pipeline import runner
+    from cosmic_utils.cloud import runner
 
     run_dir = tmp_path / "taken"
     run_dir.mkdir()

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cosmic_utils import catalog, render
+from cosmic_utils.data import catalog, render
 
 
 @pytest.fixture(scope="module")

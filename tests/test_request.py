@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.pipeline.request import RequestError, RunRequest, from_seed_payload, parse_request
+from cosmic_utils.runtime.request import RequestError, RunRequest, from_seed_payload, parse_request
 
 BASE = {"run_id": "r1", "data": "s3://data-bucket/parts", "model": "models/default", "results": "s3://res-bucket/runs"}
 

@@ -18,11 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cosmic_utils.pipeline import runner, steps
-from cosmic_utils.pipeline.items import RunLayout
-from cosmic_utils.pipeline.lock import RunLockedError, run_lock
-from cosmic_utils.reliability import make_dataset, write_tiny_artifact
-from cosmic_utils.storage import open_storage
+from cosmic_utils.cloud import runner
+from cosmic_utils.cloud.lock import RunLockedError, run_lock
+from cosmic_utils.jobs.reliability import make_dataset, write_tiny_artifact
+from cosmic_utils.runtime.items import RunLayout
+from cosmic_utils.runtime.steps import inference as step_inference
+from cosmic_utils.runtime.steps import init as step_init
+from cosmic_utils.runtime.steps import summarize as step_summarize
+from cosmic_utils.runtime.storage import open_storage
 
 
 class Ctx:
@@ -37,13 +40,13 @@ def _request(tmp: Path, **kw: Any) -> dict[str, Any]:
 
 def _execute(request: dict[str, Any], exec_id: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Init -> Inference of every item (but those of ``skip``: a crashed worker) -> Summarize, in-process."""
-    state = steps.init_step({"request": request, "execution": {"id": exec_id}}, Ctx())
+    state = step_init.init_step({"request": request, "execution": {"id": exec_id}}, Ctx())
     items = json.loads(Path(state["items"]["uri"]).read_text())
     for item in items:
         if item["partitions"][0]["partition_id"] in skip:
             continue
-        steps.inference_step({"item": item, "request": state["request"], "execution": state["execution"]}, Ctx())
-    steps.summarize_step({"state": state, "execution": {"id": exec_id}})
+        step_inference.inference_step({"item": item, "request": state["request"], "execution": state["execution"]}, Ctx())
+    step_summarize.summarize_step({"state": state, "execution": {"id": exec_id}})
     return json.loads((Path(request["results"]) / "ident" / "summary.json").read_text())
 
 
@@ -51,8 +54,8 @@ def _execute(request: dict[str, Any], exec_id: str, skip: tuple[str, ...] = ()) 
 def tiny(tmp_path: Path) -> Path:
     make_dataset(tmp_path / "data", 3)
     write_tiny_artifact(tmp_path / "model", scale=0.01)
-    steps._ENGINES.clear()
-    steps._MODEL_IDS.clear()
+    step_inference._ENGINES.clear()
+    step_inference._MODEL_IDS.clear()
     return tmp_path
 
 
@@ -69,7 +72,7 @@ def test_second_writer_refused_with_holder_pid(tmp_path: Path) -> None:
 
 
 def test_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
-    code = ("import sys, time; from pathlib import Path; from cosmic_utils.pipeline.lock import run_lock\n"
+    code = ("import sys, time; from pathlib import Path; from cosmic_utils.cloud.lock import run_lock\n"
             "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n")
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE,
                              text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
@@ -99,10 +102,10 @@ def test_overwrite_never_counts_the_earlier_runs_records(tiny: Path) -> None:
     old = json.loads(results.read_text("ident/records/part-00000.json"))
     results.write_text("ident/records/part-00001.json", json.dumps(dict(old, partition_id="part-00001",
                                                                         execution_id="exec-A")))
-    again = steps.summarize_records(steps.iter_records(results, "ident"),
+    again = step_summarize.summarize_records(step_summarize.iter_records(results, "ident"),
                                     json.loads(results.read_text("ident/partitions.json")),
-                                    steps.parse_request(_request(tiny)), None,
-                                    executions=steps.execution_chain(results, "ident"))
+                                    step_init.parse_request(_request(tiny)), None,
+                                    executions=step_init.execution_chain(results, "ident"))
     assert again["partitions_ok"] == 2 and again["records_of_other_executions_ignored"] == 1
 
 
@@ -139,8 +142,8 @@ def test_model_replaced_in_place_is_used_at_once(tiny: Path) -> None:
 
 def test_summary_lists_each_model_with_its_partitions(tiny: Path) -> None:
     recs = [{"partition_id": str(i), "status": "ok", "model_sha256": "a" if i < 2 else "b"} for i in range(3)]
-    s = steps.summarize_records(recs, [{"partition_id": str(i)} for i in range(3)],
-                                steps.parse_request(_request(tiny)), None)
+    s = step_summarize.summarize_records(recs, [{"partition_id": str(i)} for i in range(3)],
+                                step_init.parse_request(_request(tiny)), None)
     assert s["model_sha256"] is None and "2 different models" in s["models_note"]
     assert s["models"] == [{"model_sha256": "a", "partitions_ok": 2}, {"model_sha256": "b", "partitions_ok": 1}]
 
@@ -152,7 +155,7 @@ def test_bad_manifest_key_is_a_failure_record_and_never_blocks_redrive(tiny: Pat
     raw["entries"].append(dict(raw["entries"][0], partition_id=7, key="/abs.cpart"))
     (tiny / "data" / "manifest.json").write_text(json.dumps(raw))
     (tiny / "data" / "stray.cpart").write_bytes((tiny / "data" / "part-00000.cpart").read_bytes())
-    state = steps.init_step({"request": _request(tiny), "execution": {"id": "exec-A"}}, Ctx())
+    state = step_init.init_step({"request": _request(tiny), "execution": {"id": "exec-A"}}, Ctx())
     assert state["partitions"] == 4 and state["invalid_keys"] == 2 and state["workers"] == 2
     assert state["unlisted"] == 2 and "stray.cpart" in state["unlisted_keys"]  # + part-00001, no longer listed
     summary = _execute(_request(tiny, overwrite=True), "exec-B")

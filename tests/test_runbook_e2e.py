@@ -72,7 +72,7 @@ def _inventory() -> dict[str, list[str]]:
 def test_runbook_from_empty_to_empty(moto_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import boto3
 
-    from cosmic_utils.artifact import create_untrained_artifact
+    from cosmic_utils.model.artifacts import create_untrained_artifact
 
     empty = _inventory()
     assert all(not v for v in empty.values()), empty

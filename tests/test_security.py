@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.backends import aws, iam, packaging
+from cosmic_utils.cloud import aws, iam, lambda_zip
 
 RESULTS = "s3://sec-results-bucket/runs"
 DATA = "s3://sec-data-bucket/parts/25MB"
@@ -38,7 +38,7 @@ def _as_list(value: Any) -> list[str]:
 
 
 def _policies() -> dict[str, dict[str, Any]]:
-    functions = [f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:sec-{n}" for n in packaging.FUNCTIONS]
+    functions = [f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:sec-{n}" for n in lambda_zip.FUNCTIONS]
     return {
         "lambda": iam.lambda_policy(region=REGION, account=ACCOUNT, prefix="sec", read_uris=[DATA, MODEL],
                                     results_uri=RESULTS),
@@ -109,8 +109,8 @@ def moto_backend(moto_aws_backend: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, packaging.Package]:
-    return packaging.build_all(tmp_path_factory.mktemp("build"), with_deps=False)
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, lambda_zip.Package]:
+    return lambda_zip.build_all(tmp_path_factory.mktemp("build"), with_deps=False)
 
 
 @pytest.mark.parametrize("pre_existing", [False, True])
@@ -144,7 +144,7 @@ def test_results_bucket_private_and_encrypted(moto_backend: aws.AwsBackend, pack
     assert json.loads(env["Variables"]["COSMIC_ALLOWED_RESULTS"]) == [RESULTS]
 
 
-def test_zips_hold_no_fault_injection_code(packages: dict[str, packaging.Package]) -> None:
+def test_zips_hold_no_fault_injection_code(packages: dict[str, lambda_zip.Package]) -> None:
     for pkg in packages.values():
         with zipfile.ZipFile(pkg.path) as zf:
             for name in zf.namelist():
@@ -153,7 +153,7 @@ def test_zips_hold_no_fault_injection_code(packages: dict[str, packaging.Package
 
 
 def test_request_cannot_carry_faults_or_code() -> None:
-    from cosmic_utils.pipeline.request import RequestError, parse_request
+    from cosmic_utils.runtime.request import RequestError, parse_request
 
     base = {"run_id": "r", "data": "s3://sec-data-bucket/x", "model": "m", "results": RESULTS}
     for extra in ({"faults": [{"kind": "crash"}]}, {"script": "x.py"}, {"fault_plan": "/tmp/plan.json"}):

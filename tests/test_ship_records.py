@@ -8,12 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cosmic_utils import config, records
+from cosmic_utils import config
+from cosmic_utils.analysis import records
 
 
 def test_ship_records_copies_runs_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs, recs = tmp_path / "runs", tmp_path / "records"
-    monkeypatch.setattr(config, "SWEEPS_DIR", runs / "sweeps")
+    monkeypatch.setattr(config, "SWEEP_RUNS_DIR", runs / "sweeps")
     monkeypatch.setattr(config, "RECORDS_DIR", recs)
     (runs / "bench").mkdir(parents=True)
     (runs / "bench" / "bench.json").write_text(json.dumps([{"engine": "onnx", "batch_size": 256}]))
@@ -37,14 +38,14 @@ def test_ship_records_copies_runs_unchanged(tmp_path: Path, monkeypatch: pytest.
     assert (recs / "bench.json").read_bytes() == (runs / "bench" / "bench.json").read_bytes()
     assert pd.read_csv(recs / "local_cpu.csv")["samples_per_s"].tolist() == [612.5]
     # the shipped sweep is found even when runs/sweeps is gone
-    monkeypatch.setattr(config, "SWEEPS_DIR", tmp_path / "nothing")
+    monkeypatch.setattr(config, "SWEEP_RUNS_DIR", tmp_path / "nothing")
     sweep_recs, _ = records.load_sweeps()
     assert sweep_recs["param_batch_size"].tolist() == [32]
 
 
 def test_ship_records_ships_the_newest_predictions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs, recs = tmp_path / "runs", tmp_path / "records"
-    monkeypatch.setattr(config, "SWEEPS_DIR", runs / "sweeps")
+    monkeypatch.setattr(config, "SWEEP_RUNS_DIR", runs / "sweeps")
     for name, z in (("demo-1", 0.1), ("demo-2", 0.2)):
         (runs / name / "predictions").mkdir(parents=True)
         (runs / name / "summary.json").write_text(json.dumps({"run_id": name}))

@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cosmic_utils import config, simulate
+from cosmic_utils import config
+from cosmic_utils.analysis import simulate
 
 
 def test_partition_counts_published_and_project_units() -> None:

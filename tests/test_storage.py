@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cosmic_utils.storage import (
+from cosmic_utils.runtime.storage import (
     InvalidKeyError,
     LocalStorage,
     MissingObjectError,

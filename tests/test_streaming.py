@@ -13,9 +13,9 @@ import pytest
 
 from cosmic_utils.inference import streaming
 from cosmic_utils.inference.measure import RECORD_COLUMNS, RunMeasurement, write_records
-from cosmic_utils.manifest import Manifest, ManifestEntry
-from cosmic_utils.partition import partition_name, write_partition
-from cosmic_utils.storage import LocalStorage
+from cosmic_utils.runtime.manifest import Manifest, ManifestEntry
+from cosmic_utils.runtime.partition import partition_name, write_partition
+from cosmic_utils.runtime.storage import LocalStorage
 
 
 def _dataset(root: Path, counts: list[int], seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

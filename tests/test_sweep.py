@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import yaml
 
-from cosmic_utils import sweep
+from cosmic_utils.analysis import sweep
 
 
 def _notebook(path: Path) -> Path:
@@ -128,7 +128,7 @@ def test_point_with_failed_partitions_is_failed_and_exits_3(tmp_path: Path, caps
     nbformat.write(nb, tmp_path / "nb.ipynb")
     grid = tmp_path / "pts.yaml"
     grid.write_text(yaml.safe_dump({"name": "pts", "notebook": str(tmp_path / "nb.ipynb"), "grid": {"x": [1, 2]}}))
-    monkeypatch.setattr(config, "SWEEPS_DIR", tmp_path / "sweeps")
+    monkeypatch.setattr(config, "SWEEP_RUNS_DIR", tmp_path / "sweeps")
     assert cli.main(["sweep", str(grid)]) == 3
     captured = capsys.readouterr()
     assert "cosmic sweep: point x-2 failed: 1 of 3 partitions failed (first: part-00001: checksum mismatch)" \
@@ -142,7 +142,7 @@ def test_point_with_failed_partitions_is_failed_and_exits_3(tmp_path: Path, caps
 def test_failed_points_are_not_plotted(tmp_path: Path) -> None:
     import pandas as pd
 
-    from cosmic_utils import plots
+    from cosmic_utils.analysis import plots
 
     def rows(slug: str, status: list[str], point: str) -> list[dict]:
         return [{"sweep": "batch_size", "slug": slug, "point_status": point, "partition_id": f"p{i}", "status": s,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from cosmic_utils import catalog, config
-from cosmic_utils.artifact import ModelArtifact
-from cosmic_utils.export import RedshiftPredictor
+from cosmic_utils import config
+from cosmic_utils.data import catalog
+from cosmic_utils.model import artifacts
 from cosmic_utils.model.astromae import build_model
-from cosmic_utils.preprocess import default_preprocessing
-from cosmic_utils.train import (
+from cosmic_utils.model.export import RedshiftPredictor
+from cosmic_utils.model.train import (
     CONFIGS,
     TrainResult,
     cached_artifact,
@@ -27,6 +27,8 @@ from cosmic_utils.train import (
     train_default,
     training_data_sha256,
 )
+from cosmic_utils.runtime.artifact import ModelArtifact
+from cosmic_utils.runtime.preprocess import default_preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
 
 def test_cached_path_equals_full_network() -> None:
     valid = catalog.valid_catalog().iloc[:6]
-    from cosmic_utils.render import render_cutouts
+    from cosmic_utils.data.render import render_cutouts
 
     mags = catalog.magnitudes(valid)
     image = render_cutouts(mags, catalog.magnitude_errors(valid), seed=0)
@@ -85,7 +87,7 @@ def test_quick_training_artifact(quick: TrainResult) -> None:
     # the frozen encoder keeps its seeded initial weights; the heads moved
     torch.manual_seed(cfg.seed)
     init = build_model().state_dict()
-    trained = art.load_state_dict()
+    trained = artifacts.load_state_dict(art)
     assert torch.equal(trained["blocks.3.attn.qkv.weight"], init["blocks.3.attn.qkv.weight"])
     assert not torch.equal(trained["concat_block.0.weight"], init["concat_block.0.weight"])
     meta = json.loads((art.path / "artifact.json").read_text())
@@ -95,15 +97,15 @@ def test_quick_training_artifact(quick: TrainResult) -> None:
 def test_train_default_reuses_matching_artifact(quick: TrainResult, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = quick.artifact.path
     exported: list[Path] = []
-    monkeypatch.setattr("cosmic_utils.train.add_onnx", lambda art: exported.append(art.path) or art)
-    monkeypatch.setattr("cosmic_utils.train.train", lambda *a, **k: pytest.fail("retrained a cached model"))
+    monkeypatch.setattr("cosmic_utils.model.train.add_onnx", lambda art: exported.append(art.path) or art)
+    monkeypatch.setattr("cosmic_utils.model.train.train", lambda *a, **k: pytest.fail("retrained a cached model"))
     again = train_default(cfg="quick", out_dir=folder, progress=False)
     assert again.created == quick.artifact.created
     assert exported == [folder]  # the cached artifact had no model.onnx: exported, not retrained
     assert cached_artifact(CONFIGS["quick"], folder) is not None
     assert cached_artifact(replace(CONFIGS["quick"], epochs=99), folder) is None
     assert cached_artifact(CONFIGS["quick"], Path(folder).parent / "missing") is None
-    monkeypatch.setattr("cosmic_utils.train.training_data_sha256", lambda *a, **k: "0" * 64)
+    monkeypatch.setattr("cosmic_utils.model.train.training_data_sha256", lambda *a, **k: "0" * 64)
     assert cached_artifact(CONFIGS["quick"], folder) is None
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from cosmic_utils.cli import main
-from cosmic_utils.storage import open_storage
-from cosmic_utils.upload import UploadError, model_version, sync_file, upload_dataset, upload_model
+from cosmic_utils.cloud.upload import UploadError, model_version, sync_file, upload_dataset, upload_model
+from cosmic_utils.runtime.storage import open_storage
 
 
 @pytest.fixture()
@@ -22,7 +22,7 @@ def s3(moto_aws_backend: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def small_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cosmic_utils.artifact import create_untrained_artifact
+    from cosmic_utils.model.artifacts import create_untrained_artifact
 
     out = tmp_path_factory.mktemp("art") / "m"
     create_untrained_artifact(out, seed=0, with_onnx=False)
@@ -69,8 +69,8 @@ def test_model_upload_refuses_a_corrupt_artifact(s3: Any, small_artifact: Path, 
 
 
 def test_data_upload_sends_only_what_differs(s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from cosmic_utils.dataset import prepare_dataset
-    from cosmic_utils.manifest import Manifest
+    from cosmic_utils.data.dataset import prepare_dataset
+    from cosmic_utils.runtime.manifest import Manifest
 
     src = tmp_path / "ds"
     prepare_dataset(src, 0.004, 2, seed=3, progress=False)

@@ -1,4 +1,4 @@
-"""``cosmic bench``: engines x batch sizes against the published loop (see :mod:`cosmic_utils.bench`).
+"""``cosmic bench``: engines x batch sizes against the published loop (see :mod:`cosmic_utils.inference.bench`).
 
 ``cosmic bench --json runs/bench/bench.json`` (what ``make bench`` runs) takes a few minutes on
 2 cores; ``--quick`` under a minute or two. ``--stream-gb 1`` adds the streaming memory check
@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from cosmic_utils import cli_types
+from cosmic_utils.commands import cli_types
 from cosmic_utils.inference.engines import ENGINE_NAMES
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from cosmic_utils.bench import BenchConfig, format_table, run_bench
+    from cosmic_utils.inference.bench import BenchConfig, format_table, run_bench
 
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the exporter's INFO chatter (untrained fallback)
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils import cli_types
+from cosmic_utils.commands import cli_types
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from cosmic_utils import config, cost
+    from cosmic_utils import config
+    from cosmic_utils.analysis import cost
 
     prices = cost.load_prices(args.prices)
     if args.records:
@@ -93,7 +94,7 @@ def _cost(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from cosmic_utils import simulate
+    from cosmic_utils.analysis import simulate
 
     if args.validate:
         table, summary = simulate.validate(seed=args.seed)

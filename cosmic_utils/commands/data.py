@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils import cli_types
+from cosmic_utils.commands import cli_types
+from cosmic_utils.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from cosmic_utils import catalog, config
-    from cosmic_utils.dataset import default_dataset_dir, prepare_catalog_partitions, prepare_dataset
+    from cosmic_utils import config
+    from cosmic_utils.data import catalog
+    from cosmic_utils.data.dataset import default_dataset_dir, prepare_catalog_partitions, prepare_dataset
 
     if args.gb is None and not args.catalog_only:
         from cosmic_utils.exits import UsageError
@@ -101,7 +103,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from cosmic_utils import exits
-    from cosmic_utils.pt_io import ConvertError, convert_pt
+    from cosmic_utils.data.pt_io import ConvertError, convert_pt
 
     prog = "cosmic data convert-pt"
     try:
@@ -120,12 +122,13 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from cosmic_utils.manifest import Manifest
-    from cosmic_utils.storage import open_storage
+    from cosmic_utils.runtime.manifest import Manifest
+    from cosmic_utils.runtime.storage import open_storage
 
     store = open_storage(args.dataset)
     manifest = Manifest.read(store)  # ManifestError / StorageError: one line, exit 1 (cli.main)
-    report = manifest.verify(store, deep=not args.shallow, progress=sys.stderr.isatty())
+    bar = (lambda entries: progress_bar(entries, desc="verify", unit="part")) if sys.stderr.isatty() else None
+    report = manifest.verify(store, deep=not args.shallow, progress=bar)
     # Partitions on disk the manifest does not list are worth a warning (a listing would see them).
     listed = {e.key for e in manifest.entries}
     extra = [k for k in store.list_keys("part-") if k.endswith(".cpart") and k not in listed]
@@ -146,15 +149,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def run_bench(samples: int = 4000, threads: int | None = None) -> dict[str, Any]:
+def run_data_bench(samples: int = 4000, threads: int | None = None) -> dict[str, Any]:
     """The numbers ``cosmic data bench`` prints (also used by ``make bench``)."""
     import os
     import platform
 
     import numpy as np
 
-    from cosmic_utils import catalog, config, render
-    from cosmic_utils.partition import iter_batches, read_partition, write_partition
+    from cosmic_utils import config
+    from cosmic_utils.data import catalog, render
+    from cosmic_utils.runtime.partition import iter_batches, read_partition, write_partition
 
     df = catalog.valid_catalog()
     rows = catalog.resample_catalog(df, samples, seed=123)
@@ -209,7 +213,7 @@ def run_bench(samples: int = 4000, threads: int | None = None) -> dict[str, Any]
 
 
 def _bench(args: argparse.Namespace) -> int:
-    res = run_bench(args.samples, args.threads)
+    res = run_data_bench(args.samples, args.threads)
     noise = ", ".join(f"{b} {v:.2f}" for b, v in res["noise_over_catalog_error"].items())
     print(f"render: {res['render_cutouts_per_s']:,.0f} cutouts/s with {res['render_threads']} threads "
           f"({res['render_cutouts_per_s_1thread']:,.0f}/s on 1 thread), 32x32x5, {res['render_samples']:,} cutouts")
@@ -230,9 +234,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _upload(args: argparse.Namespace) -> int:
     """Print the dataset's s3 URI to pass as ``--data``."""
-    from cosmic_utils.manifest import ManifestError
-    from cosmic_utils.storage import StorageError
-    from cosmic_utils.upload import UploadError, describe, upload_dataset
+    from cosmic_utils.cloud.upload import UploadError, describe, upload_dataset
+    from cosmic_utils.runtime.manifest import ManifestError
+    from cosmic_utils.runtime.storage import StorageError
 
     try:
         report = upload_dataset(args.dataset, args.dest)

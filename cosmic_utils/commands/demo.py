@@ -1,4 +1,4 @@
-"""``cosmic demo``: the main job on the local backend (see :mod:`cosmic_utils.demo`)."""
+"""``cosmic demo``: the main job on the local backend (see :mod:`cosmic_utils.jobs.demo`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from cosmic_utils import cli_types, exits
+from cosmic_utils import exits
+from cosmic_utils.commands import cli_types
 
 
 def register(subparsers: Any) -> None:
@@ -23,7 +24,7 @@ def register(subparsers: Any) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from cosmic_utils.commands.run import print_summary
-    from cosmic_utils.demo import DemoConfig, run_demo
+    from cosmic_utils.jobs.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(data_gb=args.data_gb, partition_mb=args.partition_mb, batch_size=args.batch_size,
                      max_concurrency=args.max_concurrency, train_config=args.train_config,

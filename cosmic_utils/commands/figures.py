@@ -16,10 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from cosmic_utils import plots
+    from cosmic_utils.analysis import plots
 
     if args.ship_records:
-        from cosmic_utils.records import ship_records
+        from cosmic_utils.analysis.records import ship_records
 
         for p in ship_records():
             print("shipped", p)

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from cosmic_utils.run_logs import RunLogsError, failure_logs
+    from cosmic_utils.cloud.run_logs import RunLogsError, failure_logs
 
     try:
         result = failure_logs(args.run, prefix=args.prefix, region=args.region)

@@ -8,8 +8,8 @@
 - ``evaluate [--model DIR]``: validation metrics with the kNN reference row, predictions CSV
   and figures (z_pred vs z_spec coloured by point density, dz vs z_spec, dz vs r).
 
-Logic lives in :mod:`cosmic_utils.train`, :mod:`cosmic_utils.export`, :mod:`cosmic_utils.artifact`;
-the figures are drawn here with the report's style (:mod:`cosmic_utils.plots`).
+Logic lives in :mod:`cosmic_utils.model.train`, :mod:`cosmic_utils.model.export`, :mod:`cosmic_utils.runtime.artifact`;
+the figures are drawn here with the report's style (:mod:`cosmic_utils.analysis.plots`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from cosmic_utils import cli_types
+from cosmic_utils.commands import cli_types
+from cosmic_utils.model import artifacts
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _model_dir(value: str | None) -> Path:
 
 def _train(args: argparse.Namespace) -> int:
     from cosmic_utils import config
-    from cosmic_utils.train import CONFIGS, train_default
+    from cosmic_utils.model.train import CONFIGS, train_default
 
     if args.config not in CONFIGS:
         print(f"error: unknown --config {args.config!r}; choose one of {sorted(CONFIGS)}", file=sys.stderr)
@@ -99,7 +100,8 @@ def _train(args: argparse.Namespace) -> int:
 def _metrics_table(metrics: dict[str, Any]) -> str:
     import pandas as pd
 
-    from cosmic_utils.metrics import METRIC_NAMES, format_table
+    from cosmic_utils.data.evaluation import format_table
+    from cosmic_utils.runtime.metrics import METRIC_NAMES
 
     rows = []
     for key, label in (("validation", "model (validation)"), ("knn", "kNN (k=10, r + colours)"),
@@ -112,10 +114,11 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from cosmic_utils import catalog
-    from cosmic_utils.artifact import ArtifactError, ModelArtifact, add_onnx
-    from cosmic_utils.export import compare_onnx_torch
-    from cosmic_utils.train import VALID_RENDER_SEED, render_catalog
+    from cosmic_utils.data import catalog
+    from cosmic_utils.model.artifacts import add_onnx
+    from cosmic_utils.model.export import compare_onnx_torch
+    from cosmic_utils.model.train import VALID_RENDER_SEED, render_catalog
+    from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact
 
     folder = _model_dir(args.model)
     try:
@@ -131,7 +134,7 @@ def _export(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     add_onnx(art, onnx_example=(image[:64], mags[:64]))
     export_s = time.perf_counter() - t0
-    check = compare_onnx_torch(art.predictor(), art.onnx_path, image, mags)
+    check = compare_onnx_torch(artifacts.predictor(art), art.onnx_path, image, mags)
     art.extra["onnx_check"] = {**check, "validation_render_seed": seed}
     art.save()
     print(f"exported {art.onnx_path} in {export_s:.1f} s; ONNX Runtime vs torch on {int(check['samples'])} "
@@ -140,7 +143,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _load_published(args: argparse.Namespace) -> int:
-    from cosmic_utils.artifact import artifact_from_published
+    from cosmic_utils.model.artifacts import artifact_from_published
     from cosmic_utils.model.checkpoint import CheckpointError
 
     try:
@@ -165,8 +168,8 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
     """Three panels: z_pred vs z_spec (density-coloured), dz vs z_spec, dz vs r magnitude."""
     import matplotlib.pyplot as plt
 
-    from cosmic_utils import plots
-    from cosmic_utils.metrics import redshift_metrics
+    from cosmic_utils.analysis import plots
+    from cosmic_utils.runtime.metrics import redshift_metrics, sigma_nmad
 
     plots.set_style()
     dz = (z_pred - z_spec) / (1 + z_spec)
@@ -206,7 +209,7 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
                 d = dz[sel]
                 centres.append(float(np.median(x[sel])))
                 med.append(float(np.median(d)))
-                nmad.append(1.4826 * float(np.median(np.abs(d - np.median(d)))))
+                nmad.append(sigma_nmad(d))
         c, md, nm = np.array(centres), np.array(med), np.array(nmad)
         ax.plot(c, md, "r-", lw=1.2, label="running median")
         ax.plot(c, md + nm, "r--", lw=0.9, label="median +- sigma_NMAD")
@@ -222,11 +225,13 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
 def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from cosmic_utils import catalog, config, plots
-    from cosmic_utils.artifact import ArtifactError, ModelArtifact
-    from cosmic_utils.metrics import accuracy_table, format_table
-    from cosmic_utils.predict import predict_arrays
-    from cosmic_utils.train import VALID_RENDER_SEED, render_catalog
+    from cosmic_utils import config
+    from cosmic_utils.analysis import plots
+    from cosmic_utils.data import catalog
+    from cosmic_utils.data.evaluation import accuracy_table, format_table
+    from cosmic_utils.inference.predict import predict_arrays
+    from cosmic_utils.model.train import VALID_RENDER_SEED, render_catalog
+    from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact
 
     folder = _model_dir(args.model)
     try:
@@ -264,9 +269,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _upload(args: argparse.Namespace) -> int:
     """Print the versioned s3 URI to pass as ``--model``."""
-    from cosmic_utils.artifact import ArtifactError
-    from cosmic_utils.storage import StorageError
-    from cosmic_utils.upload import UploadError, describe, upload_model
+    from cosmic_utils.cloud.upload import UploadError, describe, upload_model
+    from cosmic_utils.runtime.artifact import ArtifactError
+    from cosmic_utils.runtime.storage import StorageError
 
     try:
         report = upload_model(args.model_dir, args.dest)

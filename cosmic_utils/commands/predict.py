@@ -2,7 +2,7 @@
 
 Renders the catalogue's galaxies, predicts their redshifts and writes one CSV row per galaxy
 (``row``, ``z_spec`` when the file has ``zs``, ``z_pred``); with labels it prints the accuracy
-table with the kNN reference row. Logic: :mod:`cosmic_utils.predict`.
+table with the kNN reference row. Logic: :mod:`cosmic_utils.inference.predict`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from cosmic_utils import cli_types
+from cosmic_utils.commands import cli_types
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from cosmic_utils import exits
-    from cosmic_utils.metrics import format_table
-    from cosmic_utils.predict import describe, predict_catalog
+    from cosmic_utils.data.evaluation import format_table
+    from cosmic_utils.inference.predict import describe, predict_catalog
 
     result = predict_catalog(args.catalog, args.out, model=args.model, seed=args.seed, engine=args.engine,
                              batch_size=args.batch_size, threads=args.threads)

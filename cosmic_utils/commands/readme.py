@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _readme(args: argparse.Namespace) -> int:
-    from cosmic_utils.readme import update_readme
+    from cosmic_utils.analysis.readme import update_readme
 
     try:
         stale = update_readme(args.readme, args.records, check=args.check)

@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cosmic_utils import cli_types, config
+from cosmic_utils import config
+from cosmic_utils.commands import cli_types
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _reliability(args: argparse.Namespace) -> int:
-    from cosmic_utils import reliability
+    from cosmic_utils.jobs import reliability
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cosmic-reliability-"))
     t0 = time.perf_counter()

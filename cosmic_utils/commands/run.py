@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils import cli_types, config
+from cosmic_utils import config
+from cosmic_utils.commands import cli_types
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,14 +70,14 @@ def _deploy_args(p: argparse.ArgumentParser) -> None:
 
 
 def _request_from_args(args: argparse.Namespace) -> Any:
-    from cosmic_utils.backends.local import LOCAL_RESULTS_URI
+    from cosmic_utils.cloud.local import LOCAL_RESULTS_URI
     from cosmic_utils.exits import UsageError
-    from cosmic_utils.pipeline.request import parse_request
+    from cosmic_utils.runtime.request import parse_request
 
     if args.request:
         return parse_request(args.request.read_text())
     if args.seed_payload:
-        from cosmic_utils.pipeline.request import from_seed_payload
+        from cosmic_utils.runtime.request import from_seed_payload
 
         if not args.model:
             raise UsageError("--seed-payload needs --model (the seed payload has no model location)")
@@ -178,7 +179,7 @@ def run_exit_status(result: Any, prog: str = "cosmic run", err: Any = None) -> i
 
 def _run(args: argparse.Namespace) -> int:
     from cosmic_utils import exits
-    from cosmic_utils.pipeline import runner
+    from cosmic_utils.cloud import runner
 
     common = {"backend": args.backend, "prefix": args.prefix, "region": args.region,
               "progress": not args.no_progress}
@@ -213,7 +214,7 @@ def _project(request: Any, backend: str, max_usd: float | None) -> int | None:
     """Print the projected cost and wall clock (aws, or whenever a budget is given); 2 when over budget."""
     if backend != "aws" and max_usd is None:
         return None
-    from cosmic_utils.projection import BudgetExceeded, check_budget, project_run
+    from cosmic_utils.analysis.projection import BudgetExceeded, check_budget, project_run
 
     try:
         projection = project_run(request)
@@ -233,14 +234,14 @@ def _project(request: Any, backend: str, max_usd: float | None) -> int | None:
 
 
 def _config(args: argparse.Namespace, with_deps: bool = True) -> Any:
-    from cosmic_utils.backends.aws import DeployConfig
+    from cosmic_utils.cloud.aws import DeployConfig
 
     return DeployConfig(results_uri=args.results, prefix=args.prefix, read_uris=[*args.data, *args.model],
                         memory_mb=args.memory_mb, timeout_s=args.timeout_s, with_deps=with_deps)
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from cosmic_utils.backends import aws
+    from cosmic_utils.cloud import aws
 
     cfg = _config(args, with_deps=not args.no_deps)
     try:
@@ -261,7 +262,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _teardown(args: argparse.Namespace) -> int:
-    from cosmic_utils.backends import aws
+    from cosmic_utils.cloud import aws
 
     done = aws.AwsBackend(region=args.region).teardown(_config(args), delete_results=not args.keep_results)
     for resource, action in done.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cosmic_utils import cli_types
+from cosmic_utils.commands import cli_types
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from cosmic_utils import exits, sweep
+    from cosmic_utils import exits
+    from cosmic_utils.analysis import sweep
 
     refused = _project(args)
     if refused is not None:
@@ -43,8 +44,8 @@ def _project(args: argparse.Namespace) -> int | None:
     """aws grids (or with --max-usd): each point's projection and the total; 2 when a point is over budget."""
     import sys
 
-    from cosmic_utils import sweep
-    from cosmic_utils.projection import project_sweep
+    from cosmic_utils.analysis import sweep
+    from cosmic_utils.analysis.projection import project_sweep
 
     grid = sweep.load_grid(args.grid)
     points = project_sweep(grid.parameters, grid.combinations())

@@ -3,7 +3,7 @@ published-loop baseline.
 
 * :mod:`~cosmic_utils.inference.engines` - the :class:`Engine` interface, :func:`create_engine`,
   :func:`default_engine` (torch-free);
-* :mod:`~cosmic_utils.inference.onnx_engine` - ONNX Runtime fp32 / int8 (torch-free: Lambda);
+* :mod:`~cosmic_utils.runtime.onnx_engine` - ONNX Runtime fp32 / int8 (torch-free: Lambda);
 * :mod:`~cosmic_utils.inference.torch_engines` - eager, restructured fp32, bf16, int8 (torch);
 * :mod:`~cosmic_utils.inference.streaming` - bounded-memory streaming over partitions with a
   background prefetch thread, and one local run -> one record;
@@ -16,12 +16,7 @@ Importing this package imports nothing heavy (no torch, no onnxruntime).
 
 from __future__ import annotations
 
-from cosmic_utils.inference.engines import (
-    ENGINE_NAMES,
-    ENGINE_PRECISION,
-    Engine,
-    create_engine,
-    default_engine,
-)
+from cosmic_utils.inference.engines import ENGINE_NAMES, ENGINE_PRECISION, create_engine, default_engine
+from cosmic_utils.runtime.engine import Engine
 
 __all__ = ["ENGINE_NAMES", "ENGINE_PRECISION", "Engine", "create_engine", "default_engine"]

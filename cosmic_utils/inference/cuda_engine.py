@@ -11,7 +11,7 @@ How a call to :meth:`CudaEngine.predict` runs (``batch`` samples at a time, :fun
 * the copy runs on a **side CUDA stream**; :func:`prefetched` orders the work so batch ``i+1``
   is uploaded while batch ``i`` computes on the default stream (double buffering: a staging
   buffer is refilled only after the event recorded behind its previous upload has completed);
-* the artifact's preprocessing (:class:`cosmic_utils.export.Preprocess`, the same module the
+* the artifact's preprocessing (:class:`cosmic_utils.model.export.Preprocess`, the same module the
   CPU torch engines use) and the network run on the device; ``bf16`` / ``fp16`` run the
   network under ``torch.autocast`` (the float64 magnitude standardisation stays float64, as on
   the CPU); ``fp32`` disables TF32 in cuDNN so fp32 means fp32;
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cosmic_utils.inference.engines import Engine, EngineUnavailableError, resolve_threads
+from cosmic_utils.runtime.engine import Engine, EngineUnavailableError, resolve_threads
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class CudaEngine(Engine):
         self.threads = resolve_threads(threads)
         self.name = "torch-cuda" if precision == "fp32" else f"torch-cuda-{precision}"
         require_cuda(self.name)
-        from cosmic_utils.export import Preprocess
+        from cosmic_utils.model.export import Preprocess
 
         self.precision = precision
         self.batch_size = int(batch_size)
@@ -221,10 +221,11 @@ class CudaEngine(Engine):
         """The engine on an artifact folder; refuses (before loading anything) without CUDA."""
         check_arguments(precision, batch_size)
         require_cuda("torch-cuda" if precision == "fp32" else f"torch-cuda-{precision}")
-        from cosmic_utils.inference.torch_engines import _artifact_meta, load_torch_model
-        from cosmic_utils.preprocess import Preprocessing
+        from cosmic_utils.inference.torch_engines import load_torch_model
+        from cosmic_utils.runtime.artifact import read_meta
+        from cosmic_utils.runtime.preprocess import Preprocessing
 
-        pre = Preprocessing.from_dict(_artifact_meta(Path(artifact_dir)).get("preprocessing"))
+        pre = Preprocessing.from_dict(read_meta(Path(artifact_dir)).get("preprocessing"))
         return cls(load_torch_model(artifact_dir), pre, precision=precision, batch_size=batch_size,
                    threads=threads, **kwargs)
 

@@ -33,8 +33,8 @@ This module does not import torch (the inference Lambda imports it); :func:`crea
 imports :mod:`cosmic_utils.inference.torch_engines` only when a torch engine is asked for.
 
 Accuracy gate: :func:`create_engine` runs a reduced-precision engine on the artifact's
-calibration set before returning it and refuses it (:class:`~cosmic_utils.inference.gating.EngineAccuracyError`)
-where it is not accurate on this CPU type (see :mod:`cosmic_utils.inference.gating`).
+calibration set before returning it and refuses it (:class:`~cosmic_utils.runtime.gating.EngineAccuracyError`)
+where it is not accurate on this CPU type (see :mod:`cosmic_utils.runtime.gating`).
 
 Default engine: reduced-precision engines are used by default only when they are accurate *and*
 faster than fp32 on this CPU type: ``cosmic bench`` writes its checks (with the CPU type) to
@@ -47,43 +47,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from cosmic_utils import config, cpu
-from cosmic_utils.inference.gating import NMAD_TOLERANCE_REL, gate_engine, speed_refusal
+from cosmic_utils import config
+from cosmic_utils.runtime import cpu
+from cosmic_utils.runtime.engine import (
+    ENGINE_PRECISION,
+    ONNX_ENGINE_NAMES,
+    Engine,
+)
+from cosmic_utils.runtime.gating import FP32_FALLBACK, NMAD_TOLERANCE_REL, gated, speed_refusal
+from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 
 log = logging.getLogger(__name__)
 
 TORCH_ENGINE_NAMES: tuple[str, ...] = ("torch-eager", "torch", "torch-compile", "torch-bf16", "torch-int8")
-ONNX_ENGINE_NAMES: tuple[str, ...] = ("onnx", "onnx-int8")
 CUDA_ENGINE_NAMES: tuple[str, ...] = ("torch-cuda", "torch-cuda-bf16", "torch-cuda-fp16")
 ENGINE_NAMES: tuple[str, ...] = TORCH_ENGINE_NAMES + ONNX_ENGINE_NAMES + CUDA_ENGINE_NAMES
 #: Engines that compile on creation (~20 s per batch shape on 2 cores): used only when named,
 #: never picked by :func:`default_engine`, which also serves short runs (the demo, a sweep point).
 COMPILED_ENGINE_NAMES: tuple[str, ...] = ("torch-compile",)
-#: Precision of each engine (fp32 engines need no accuracy check).
-ENGINE_PRECISION: dict[str, str] = {
-    "torch-eager": "fp32", "torch": "fp32", "torch-compile": "fp32", "torch-bf16": "bf16", "torch-int8": "int8",
-    "onnx": "fp32", "onnx-int8": "int8",
-    "torch-cuda": "fp32", "torch-cuda-bf16": "bf16", "torch-cuda-fp16": "fp16",
-}
 #: Where ``cosmic bench`` writes its accuracy checks and speeds.
 ENGINE_CHECKS_PATH: Path = config.RUNS_DIR / "bench" / "engine_checks.json"
 BENCH_PATH: Path = config.RUNS_DIR / "bench" / "bench.json"
 __all__ = ["ENGINE_NAMES", "ENGINE_PRECISION", "NMAD_TOLERANCE_REL", "Engine", "create_engine", "default_engine"]
-
-IMAGE_SHAPE: tuple[int, int, int] = (5, 32, 32)
-N_MAGNITUDES: int = 5
-
-
-class EngineUnavailableError(RuntimeError):
-    """The engine cannot run on this machine (e.g. no CUDA device); the message says why."""
-
 
 def cuda_available() -> bool:
     """Whether torch is installed and sees a CUDA device (imports torch only when installed)."""
@@ -94,77 +83,6 @@ def cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
-
-
-def resolve_threads(threads: int | None) -> int:
-    """Intra-op threads: the given number, else the CPUs this process may run on."""
-    if threads is not None:
-        if int(threads) < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-        return int(threads)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-class Engine(ABC):
-    """One way to run the model. Subclasses set ``name``, ``precision``, ``framework``."""
-
-    name: str = "engine"
-    precision: str = "fp32"
-    framework: str = ""
-    threads: int = 1
-    #: Set by the accuracy gate: the calibration verdict on this CPU (``None`` for fp32), the
-    #: engine that was asked for and why another one serves ("" when none; see
-    #: :func:`cosmic_utils.inference.gating.create_engine_with_fallback`).
-    gate: dict[str, Any] | None = None
-    requested_name: str = ""
-    fallback_reason: str = ""
-
-    @abstractmethod
-    def predict(self, image: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
-        """Raw ``image`` float32 [N,5,32,32] and ``magnitude`` float64 [N,5] -> redshift float32 [N]."""
-
-    def close(self) -> None:
-        """Release the runtime (sessions, thread pools). Idempotent."""
-        return None
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} {self.precision} threads={self.threads}>"
-
-    @staticmethod
-    def check_inputs(image: Any, magnitude: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Validate shapes (raising ``ValueError`` naming the array) and return numpy arrays."""
-        image = np.asarray(image)
-        magnitude = np.asarray(magnitude)
-        if image.ndim != 4 or tuple(image.shape[1:]) != IMAGE_SHAPE:
-            raise ValueError(f"image must have shape [N, 5, 32, 32], got {list(image.shape)}")
-        if magnitude.shape != (image.shape[0], N_MAGNITUDES):
-            raise ValueError(f"magnitude must have shape [{image.shape[0]}, 5], got {list(magnitude.shape)}")
-        if image.dtype != np.float32:
-            image = image.astype(np.float32)
-        if magnitude.dtype != np.float64:
-            magnitude = magnitude.astype(np.float64)
-        return image, magnitude
-
-
-# --------------------------------------------------------------------------- artifacts
-def artifact_meta(artifact_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """``artifact.json`` of a model artifact folder."""
-    path = Path(artifact_dir) / "artifact.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"model artifact {artifact_dir}: artifact.json not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"model artifact {path}: artifact.json is not valid JSON: {exc}") from exc
 
 
 def _artifact_dir(artifact_or_dir: Any) -> Path:
@@ -183,7 +101,7 @@ def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = 
     on the model artifact ``artifact_or_dir`` (default ``config.DEFAULT_MODEL_DIR``).
 
     ``gate`` (default): a reduced-precision engine first runs the artifact's calibration set and
-    is refused (:class:`~cosmic_utils.inference.gating.EngineRefusedError` /
+    is refused (:class:`~cosmic_utils.runtime.gating.EngineRefusedError` /
     ``EngineAccuracyError``, engine closed) unless it is accurate on this CPU type. The bench
     passes ``gate=False`` to measure refused engines too.
     """
@@ -192,9 +110,7 @@ def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = 
         name = default_engine()
     engine: Engine
     if name in ONNX_ENGINE_NAMES:
-        from cosmic_utils.inference.onnx_engine import OnnxEngine
-
-        engine = OnnxEngine.from_artifact(folder, threads=threads, int8=(name == "onnx-int8"))
+        return create_onnx_engine(name, folder, threads=threads, gate=gate)
     elif name in TORCH_ENGINE_NAMES:
         from cosmic_utils.inference.torch_engines import TORCH_ENGINES
 
@@ -205,14 +121,7 @@ def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = 
         engine = CudaEngine.from_artifact(folder, threads=threads, precision=ENGINE_PRECISION[name])
     else:
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
-    engine.requested_name = name
-    if gate:
-        try:
-            engine.gate = gate_engine(engine, folder)
-        except BaseException:
-            engine.close()
-            raise
-    return engine
+    return gated(engine, name, folder, gate)
 
 
 # --------------------------------------------------------------------------- default choice
@@ -256,13 +165,11 @@ def default_engine(
 
     A reduced engine counts only when :func:`passing_engines` allows it *and* the same bench
     (one run, this CPU type) measured it faster than its fp32 counterpart
-    (:data:`~cosmic_utils.inference.gating.FP32_FALLBACK`). Without a bench record: ``"torch"``
+    (:data:`~cosmic_utils.runtime.gating.FP32_FALLBACK`). Without a bench record: ``"torch"``
     when torch is installed, else ``"onnx"`` (fp32: nothing is known to be faster here).
     ``candidates`` limits the choice (e.g. ``ONNX_ENGINE_NAMES`` inside Lambda); engines that
     compile on creation (``COMPILED_ENGINE_NAMES``) are considered only when listed there.
     """
-    from cosmic_utils.inference.gating import FP32_FALLBACK
-
     allowed = passing_engines(checks_path)
     if candidates is not None:
         allowed &= set(candidates)

@@ -11,7 +11,7 @@ user mode (``apt-get install qemu-user``) runs this same Python under a CPU mode
 quantises ``model.onnx`` once per variant (natively: quantising needs the ``onnx`` package, not
 a particular CPU), then runs every variant on the artifact's calibration set natively and, with
 ``--qemu-cpu``, under QEMU, and prints one line per (CPU, variant) with the numbers of
-:func:`cosmic_utils.inference.gating.compare_to_fp32` and what ``cpuid`` reported inside
+:func:`cosmic_utils.runtime.gating.compare_to_fp32` and what ``cpuid`` reported inside
 (read by a few bytes of machine code, so the line shows which CPU ONNX Runtime saw).
 docs/portability.md ("Reduced-precision engines across CPUs") has the results.
 """
@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-#: Quantisation variants compared (see :func:`cosmic_utils.inference.onnx_engine.quantize_onnx_int8`).
+#: Quantisation variants compared (see :func:`cosmic_utils.runtime.onnx_engine.quantize_onnx_int8`).
 VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8")
 
 
@@ -69,7 +69,7 @@ def cpuid_features() -> dict[str, bool]:
 
 def quantize_variants(model_dir: Path, out_dir: Path, variants: list[str]) -> dict[str, Path]:
     """One int8 graph per variant of the artifact's ``model.onnx``, written under ``out_dir``."""
-    from cosmic_utils.inference.onnx_engine import onnx_model_path, quantize_onnx_int8
+    from cosmic_utils.runtime.onnx_engine import onnx_model_path, quantize_onnx_int8
 
     src = onnx_model_path(model_dir)
     return {v: quantize_onnx_int8(src, out_dir / f"model.{v}.int8.onnx", variant=v) for v in variants}
@@ -79,8 +79,8 @@ def check_graphs(model_dir: Path, graphs: dict[str, Path], threads: int = 1, row
                  emit: bool = False) -> list[dict[str, Any]]:
     """The calibration check of each graph on this (possibly emulated) CPU, on the first ``rows``
     rows (all when ``None``; QEMU runs about 100x slower); ``emit`` prints each result as a JSON line."""
-    from cosmic_utils.inference.gating import _predict, compare_to_fp32, load_calibration
-    from cosmic_utils.inference.onnx_engine import OnnxEngine
+    from cosmic_utils.runtime.gating import _predict, compare_to_fp32, load_calibration
+    from cosmic_utils.runtime.onnx_engine import OnnxEngine
 
     cal = load_calibration(model_dir)
     if cal is None:

@@ -25,7 +25,6 @@ import csv
 import datetime as _dt
 import os
 import platform
-import re
 import threading
 import time
 import uuid
@@ -39,6 +38,7 @@ import numpy as np
 
 from cosmic_utils import config
 from cosmic_utils.provenance import portable, provenance
+from cosmic_utils.runtime.memory import read_hwm_mb
 
 #: Columns of ``runs/local/<run-id>/records.csv`` (docs/architecture.md, "Run records"), in order.
 RECORD_COLUMNS: tuple[str, ...] = (
@@ -85,13 +85,7 @@ def current_rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _read_hwm_mb() -> float | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(r"^VmHWM:\s+(\d+)\s+kB", text, re.MULTILINE)
-    return int(match.group(1)) / 1024 if match else None
+_read_hwm_mb = read_hwm_mb  # the one VmHWM reader (cosmic_utils.runtime.memory)
 
 
 def _reset_hwm() -> bool:
@@ -158,8 +152,8 @@ def library_version(name: str) -> str:
 
 
 def cpu_model() -> str:
-    """The CPU model string (:func:`cosmic_utils.cpu.cpu_probe`, the one CPU probe)."""
-    from cosmic_utils.cpu import cpu_probe
+    """The CPU model string (:func:`cosmic_utils.runtime.cpu.cpu_probe`, the one CPU probe)."""
+    from cosmic_utils.runtime.cpu import cpu_probe
 
     return str(cpu_probe()["cpu_model"])
 
@@ -169,7 +163,7 @@ def machine_info() -> dict[str, Any]:
 
     ``flags`` (list) is kept for readers of older bench files; ``cpu_flags`` is the probe's string.
     """
-    from cosmic_utils.cpu import cpu_probe
+    from cosmic_utils.runtime.cpu import cpu_probe
 
     probe = cpu_probe()
     try:

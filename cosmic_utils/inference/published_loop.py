@@ -10,7 +10,7 @@ What the Cosmic AI code does on a CPU (and what this module does, step for step)
 
 Nothing else: no ``inference_mode``, no thread tuning beyond torch's default (one thread per
 core), no layout or fusion changes. The one addition is the artifact's preprocessing (the torch
-:class:`cosmic_utils.export.Preprocess`, applied per batch), so the baseline computes exactly
+:class:`cosmic_utils.model.export.Preprocess`, applied per batch), so the baseline computes exactly
 what every engine computes; for the published model it is the identity.
 
 Timing: ``data_load_s`` is the ``torch.load``; ``wall_s`` is the DataLoader loop alone, so the
@@ -23,7 +23,7 @@ interpreter, never a ``fork`` of this one): the engines tune the allocator of th
 the baseline must not inherit the tuning. Parent and child take turns, never computing at once.
 
 ``.pt`` files are loaded with ``weights_only=True`` plus ``TensorDataset`` as the one allowed
-class (as :mod:`cosmic_utils.pt_io` does): the same cost as the published unrestricted
+class (as :mod:`cosmic_utils.data.pt_io` does): the same cost as the published unrestricted
 ``torch.load``, without running arbitrary pickled code.
 """
 
@@ -57,7 +57,7 @@ class PublishedLoopResult:
 def write_pt(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray,
              redshift: np.ndarray | None = None) -> Path:
     """Write arrays as a published-style ``.pt`` TensorDataset (what the published loop reads)."""
-    from cosmic_utils.pt_io import write_pt_partition
+    from cosmic_utils.data.pt_io import write_pt_partition
 
     if redshift is None:
         redshift = np.full(len(image), np.nan, dtype=np.float32)
@@ -84,9 +84,9 @@ def load_published_model(model_or_dir: nn.Module | str | os.PathLike[str]) -> tu
     """The eager ``ViTAstro`` (eval mode) and the artifact's preprocessing (None for a module)."""
     if isinstance(model_or_dir, nn.Module):
         return model_or_dir.eval(), None
-    from cosmic_utils.inference.engines import artifact_meta
     from cosmic_utils.inference.torch_engines import load_torch_model
-    from cosmic_utils.preprocess import Preprocessing
+    from cosmic_utils.runtime.engine import artifact_meta
+    from cosmic_utils.runtime.preprocess import Preprocessing
 
     pre = Preprocessing.from_dict(artifact_meta(model_or_dir).get("preprocessing"))
     return load_torch_model(model_or_dir), pre
@@ -107,7 +107,7 @@ def run_published_loop(
     """
     from torch.utils.data import DataLoader
 
-    from cosmic_utils.export import Preprocess
+    from cosmic_utils.model.export import Preprocess
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -280,3 +280,28 @@ if __name__ == "__main__":
         sys.exit(serve(sys.argv[2:]))
     sys.exit("usage: python -m cosmic_utils.inference.published_loop --serve FD MODEL_DIR THREADS "
              "(started by PublishedLoopWorker)")
+
+
+def published_batch_sweep(model_dir: str | os.PathLike[str], dataset_dir: str | os.PathLike[str],
+                          batch_sizes: list[int], work_dir: str | os.PathLike[str], run_id: str,
+                          threads: int | None = None, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The published loop on a rendered dataset at every batch size: one record each.
+
+    The data is written once as a ``.pt`` TensorDataset in ``work_dir`` (removed afterwards) and
+    run in one fresh child process (the torch engines tuned this process's allocator,
+    docs/inference.md).
+    """
+    from cosmic_utils.data.dataset import load_dataset
+
+    part = load_dataset(dataset_dir, verify=False)
+    pt = write_pt(Path(work_dir) / "published.pt", part.image, part.magnitude, part.redshift)
+    rows: list[dict[str, Any]] = []
+    try:
+        with PublishedLoopWorker(model_dir, threads=threads) as worker:
+            for size in batch_sizes:
+                row = worker.run(pt, batch_size=size).measurement.record(run_id)
+                row.update(dataset=str(dataset_dir), model_dir=str(model_dir), **(extra or {}))
+                rows.append(row)
+    finally:
+        pt.unlink()
+    return rows

@@ -61,8 +61,8 @@ class Batch:
 
 
 def _open_dataset(dataset: Any) -> tuple[Any, Any]:
-    from cosmic_utils.manifest import Manifest
-    from cosmic_utils.storage import Storage, open_storage
+    from cosmic_utils.runtime.manifest import Manifest
+    from cosmic_utils.runtime.storage import Storage, open_storage
 
     store = dataset if isinstance(dataset, Storage) else open_storage(dataset)
     return store, Manifest.read(store)
@@ -73,7 +73,7 @@ def iter_dataset(dataset: Any, batch_size: int, max_samples: int | None = None) 
     manifest order, reading only each batch's rows. ``max_samples`` stops early."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    from cosmic_utils.dataset import iter_storage_batches
+    from cosmic_utils.data.dataset import iter_storage_batches
 
     store, manifest = _open_dataset(dataset)
     left = max_samples if max_samples is not None else None
@@ -269,13 +269,14 @@ def run_local(
     ``engine_fallback_reason`` (a refused reduced engine is replaced by fp32); it is appended to
     ``runs/local/<run-id>/records.csv`` (or ``run_dir``) when ``write``.
     """
-    from cosmic_utils.inference.gating import create_engine_with_fallback, engine_fields
+    from cosmic_utils.inference.engines import create_engine
+    from cosmic_utils.runtime.gating import create_engine_with_fallback, engine_fields
 
     run_id = run_id or new_run_id("local")
     model_dir = Path(model_dir) if model_dir is not None else config.DEFAULT_MODEL_DIR
     with PeakRSS() as rss:
         t0 = time.perf_counter()
-        engine = create_engine_with_fallback(engine_name, model_dir, threads=threads)  # refused -> fp32, recorded
+        engine = create_engine_with_fallback(engine_name, model_dir, threads=threads, create=create_engine)  # refused -> fp32, recorded
         load_s = time.perf_counter() - t0
         try:
             res = stream_predict(engine, dataset, batch_size=batch_size, prefetch_depth=prefetch_depth,

@@ -32,7 +32,7 @@ Reduced precision runs the same restructured network:
   int8 per tensor, activations quantised per batch at run time), the rest fp32.
 
 torch is imported at module level: this module never runs inside Lambda
-(:mod:`cosmic_utils.inference.onnx_engine` does).
+(:mod:`cosmic_utils.runtime.onnx_engine` does).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cosmic_utils.inference.engines import Engine, resolve_threads
+from cosmic_utils.runtime.artifact import read_meta
+from cosmic_utils.runtime.engine import Engine, resolve_threads
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ class FastAstro(nn.Module):
 # --------------------------------------------------------------------------- CPU features
 def cpu_has_bf16() -> bool:
     """Whether the CPU computes bf16 natively (AMX-BF16 or AVX-512 BF16, not capped away)."""
-    from cosmic_utils.inference.gating import native_bf16
+    from cosmic_utils.runtime.gating import native_bf16
 
     return native_bf16()
 
@@ -273,7 +274,7 @@ def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
     from cosmic_utils.model.astromae import build_model
 
     folder = Path(artifact_dir)
-    meta = _artifact_meta(folder)
+    meta = read_meta(folder)
     rel = ((meta.get("files") or {}).get("state_dict") or {}).get("path", "model.pt")
     path = folder / rel
     if not path.is_file():
@@ -284,18 +285,9 @@ def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
     return model.eval()
 
 
-def _artifact_meta(folder: Path) -> dict[str, Any]:
-    import json
-
-    p = folder / "artifact.json"
-    if not p.is_file():
-        raise FileNotFoundError(f"model artifact {folder}: artifact.json not found")
-    return json.loads(p.read_text())
-
-
 class _TorchEngine(Engine):
     """Shared plumbing: threads, the artifact's preprocessing (the torch twin of the ONNX
-    graph's, :class:`cosmic_utils.export.Preprocess`), micro-batching, numpy in and out.
+    graph's, :class:`cosmic_utils.model.export.Preprocess`), micro-batching, numpy in and out.
 
     ``chunk``: largest number of samples sent through the network at once. Batches larger than
     that are split: the activations of 128 samples (17 tokens x 768 channels) stay in the
@@ -309,8 +301,8 @@ class _TorchEngine(Engine):
 
     def __init__(self, model: nn.Module, preprocessing: Any = None, threads: int | None = None,
                  chunk: int | None = None) -> None:
-        from cosmic_utils.export import Preprocess
         from cosmic_utils.inference.tuning import keep_freed_memory
+        from cosmic_utils.model.export import Preprocess
 
         self.threads = resolve_threads(threads)
         torch.set_num_threads(self.threads)
@@ -348,9 +340,9 @@ class _TorchEngine(Engine):
     def from_artifact(cls, artifact_dir: str | os.PathLike[str], threads: int | None = None,
                       **kwargs: Any) -> _TorchEngine:
         """The engine on an artifact folder (``model.pt`` + the preprocessing of artifact.json)."""
-        from cosmic_utils.preprocess import Preprocessing
+        from cosmic_utils.runtime.preprocess import Preprocessing
 
-        meta = _artifact_meta(Path(artifact_dir))
+        meta = read_meta(Path(artifact_dir))
         pre = Preprocessing.from_dict(meta.get("preprocessing"))
         return cls(load_torch_model(artifact_dir), pre, threads=threads, **kwargs)
 
@@ -397,7 +389,7 @@ class TorchCompiledEngine(_TorchEngine):
     min_shape = 32
 
     def _prepare(self, model: nn.Module) -> nn.Module:
-        from cosmic_utils.export import RedshiftPredictor
+        from cosmic_utils.model.export import RedshiftPredictor
 
         # preprocessing and network as one module, so one compiled graph (inductor vectorises
         # ``asinh``, which ATen runs at ~5 ms per 128 cutouts here)

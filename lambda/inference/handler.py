@@ -1,6 +1,6 @@
 """Inference Lambda: one Map item (one partition, or a share with world_size).
 
-Thin on purpose: :func:`cosmic_utils.pipeline.steps.inference_step` reads the partition(s),
+Thin on purpose: :func:`cosmic_utils.runtime.steps.inference.inference_step` reads the partition(s),
 runs the ONNX engine (cached per warm container at module level inside ``steps``), writes
 predictions and one record per partition. Data errors become failure records; infrastructure
 errors raise ``InfrastructureError`` so the state machine retries. No torch here.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cosmic_utils.pipeline import steps
+from cosmic_utils.runtime.steps import inference as steps
 
 logging.getLogger().setLevel(logging.INFO)
 

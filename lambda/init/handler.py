@@ -1,6 +1,6 @@
 """Init Lambda: validate the run request, list the partitions (paginated), write the item list.
 
-Thin on purpose: the logic lives in :func:`cosmic_utils.pipeline.steps.init_step`.
+Thin on purpose: the logic lives in :func:`cosmic_utils.runtime.steps.init.init_step`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cosmic_utils.pipeline import steps
+from cosmic_utils.runtime.steps import init as steps
 
 logging.getLogger().setLevel(logging.INFO)
 

@@ -1,6 +1,6 @@
 """Summarize Lambda: gather every record (paginated), write summary.json.
 
-Thin on purpose: the logic lives in :func:`cosmic_utils.pipeline.steps.summarize_step`.
+Thin on purpose: the logic lives in :func:`cosmic_utils.runtime.steps.summarize.summarize_step`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cosmic_utils.pipeline import steps
+from cosmic_utils.runtime.steps import summarize as steps
 
 logging.getLogger().setLevel(logging.INFO)
 

@@ -1,0 +1,240 @@
+"""What a run costs on AWS, and the seed project's published cost formulas.
+
+Two ways of costing a run live here, always labelled:
+
+* **billed** (what AWS charges): Lambda bills the *configured* memory times the billed duration of
+  every invocation (each rounded up to 1 ms), plus a price per request and ephemeral storage above
+  the free 512 MB; Step Functions Standard bills each state transition, and a Distributed Map bills
+  a transition per child execution plus the transitions inside each child; S3 bills GET, PUT and
+  LIST requests. Prices come from one dated table (``cosmic_utils/runtime/prices.yaml``, read by :mod:`cosmic_utils.runtime.prices`), which a
+  YAML file or a dict can override.
+* **published** (the seed project's table, ``data/reference/team6/lambda_table.csv``):
+  ``data_gb = partition_mb * lambdas / 1024``; ``cost = lambdas * avg_runtime_s * avg_memory_mb /
+  1024 * 0.00001667``; ``throughput = data_gb / avg_runtime_s``; ``efficiency = throughput / cost``.
+  It costs the *measured average* memory, not the configured one, and uses the per-Lambda runtime,
+  not the wall clock, so it is reproduced only to compare with the reference, next to what AWS
+  would have billed for the same runs (:func:`billed_for_published_row`).
+
+Efficiency is reported two ways: the published "performance efficiency" (GB/s per dollar with the
+per-Lambda runtime) and the end-to-end one (data / wall clock of the whole run / total cost).
+
+The module is plain Python (no numpy, no pandas), so the pipeline's Summarize Lambda can call
+:func:`summarize_pipeline_cost` on a list of record dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cosmic_utils.runtime.prices import (  # noqa: F401  re-exported: the cost model API
+    _PRICE_CACHE,
+    ARCHS,
+    ASSUMED_PUBLISHED_MEMORY_MB,
+    PRICES_PATH,
+    LambdaCost,
+    _check_memory,
+    _merge,
+    _prices,
+    billed_ms,
+    lambda_cost,
+    load_prices,
+    pipeline_s3_requests,
+    s3_cost,
+    stepfunctions_cost,
+    vcpus_for_memory,
+)
+
+
+# ------------------------------------------------------------------ efficiency (labelled)
+def published_efficiency(throughput_gb_s: float, cost_usd: float) -> float:
+    """Published "performance efficiency": throughput (GB/s, per-Lambda runtime) per dollar."""
+    return throughput_gb_s / cost_usd if cost_usd > 0 else float("nan")
+
+
+def end_to_end_efficiency(data_gb: float, wall_s: float, total_usd: float) -> float:
+    """End-to-end efficiency: data / wall clock of the whole run (GB/s) per dollar of the whole run."""
+    if wall_s <= 0 or total_usd <= 0:
+        return float("nan")
+    return data_gb / wall_s / total_usd
+
+
+# ------------------------------------------------------------------ published (seed) formulas
+@dataclass(frozen=True)
+class PublishedRow:
+    """One row of the seed project's table recomputed with its own formulas (labelled "published")."""
+
+    partition_mb: float
+    lambdas: int
+    avg_runtime_s: float
+    avg_memory_mb: float
+    data_gb: float
+    cost_usd: float
+    throughput_gb_s: float
+    perf_efficiency_gb_s_per_usd: float
+
+
+def published_formulas(partition_mb: float, lambdas: int, avg_runtime_s: float, avg_memory_mb: float,
+                       prices: Mapping[str, Any] | str | Path | None = None) -> PublishedRow:
+    """The seed project's formulas (reproduce data/reference/team6/lambda_table.csv).
+
+    ``data_gb = partition_mb * lambdas / 1024``; ``cost = lambdas * avg_runtime_s * avg_memory_mb /
+    1024 * 0.00001667`` (measured average memory, not configured); ``throughput = data_gb /
+    avg_runtime_s`` (per-Lambda runtime, not wall clock); ``efficiency = throughput / cost``.
+    """
+    price = float(_prices(prices)["published"]["gb_second_usd"])
+    data_gb = partition_mb * lambdas / 1024.0
+    cost = lambdas * avg_runtime_s * avg_memory_mb / 1024.0 * price
+    thr = data_gb / avg_runtime_s
+    return PublishedRow(partition_mb, lambdas, avg_runtime_s, avg_memory_mb, data_gb, cost, thr,
+                        published_efficiency(thr, cost))
+
+
+def billed_for_published_row(partition_mb: float, lambdas: int, avg_runtime_s: float,
+                             configured_memory_mb: float = ASSUMED_PUBLISHED_MEMORY_MB,
+                             arch: str = "x86_64",
+                             prices: Mapping[str, Any] | str | Path | None = None) -> dict[str, float]:
+    """What AWS would have billed for the runs of one published row (Lambda + requests + Step Functions + S3).
+
+    The table states neither the configured memory nor each invocation's duration, so this
+    ASSUMES ``configured_memory_mb`` (default 10,240 MB, the published Cosmic AI configuration)
+    and every invocation lasting ``avg_runtime_s``. Labelled ``billed_assumed_*`` in the output.
+    """
+    lam = lambda_cost([avg_runtime_s * 1000.0] * int(lambdas), configured_memory_mb, arch, prices=prices)
+    sfn = stepfunctions_cost(int(lambdas), prices=prices)
+    s3 = s3_cost(**pipeline_s3_requests(int(lambdas)), prices=prices)
+    total = lam.total_usd + sfn + s3
+    data_gb = partition_mb * lambdas / 1024.0
+    thr = data_gb / avg_runtime_s
+    return {
+        "billed_assumed_memory_mb": float(configured_memory_mb),
+        "billed_lambda_usd": lam.total_usd,
+        "billed_stepfunctions_usd": sfn,
+        "billed_s3_usd": s3,
+        "billed_total_usd": total,
+        "billed_perf_efficiency_gb_s_per_usd": published_efficiency(thr, total),
+    }
+
+
+def reproduce_published_table(rows: Iterable[Mapping[str, Any]],
+                              configured_memory_mb: float = ASSUMED_PUBLISHED_MEMORY_MB,
+                              prices: Mapping[str, Any] | str | Path | None = None) -> list[dict[str, Any]]:
+    """Recompute every row of the seed table (published formulas) with the billed cost next to it.
+
+    ``rows`` are dicts with partition_mb, lambdas, avg_runtime_s, avg_memory_mb (other keys kept).
+    Output columns: the input keys, ``published_*`` recomputed values, ``billed_*`` values.
+    """
+    out = []
+    for row in rows:
+        pub = published_formulas(float(row["partition_mb"]), int(row["lambdas"]),
+                                 float(row["avg_runtime_s"]), float(row["avg_memory_mb"]), prices)
+        rec = dict(row)
+        rec.update({
+            "published_data_gb": pub.data_gb,
+            "published_cost_usd": pub.cost_usd,
+            "published_throughput_gb_s": pub.throughput_gb_s,
+            "published_perf_efficiency_gb_s_per_usd": pub.perf_efficiency_gb_s_per_usd,
+        })
+        rec.update(billed_for_published_row(float(row["partition_mb"]), int(row["lambdas"]),
+                                            float(row["avg_runtime_s"]), configured_memory_mb,
+                                            prices=prices))
+        out.append(rec)
+    return out
+
+
+# ------------------------------------------------------------------ pipeline summary
+def _num(rec: Mapping[str, Any], key: str) -> float | None:
+    value = rec.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+def summarize_pipeline_cost(
+    records: Iterable[Mapping[str, Any]],
+    memory_mb: float,
+    arch: str = "x86_64",
+    wall_s: float | None = None,
+    ephemeral_mb: float = 512,
+    extra_lambda_ms: Iterable[float] = (),
+    retries: int = 0,
+    prices: Mapping[str, Any] | str | Path | None = None,
+) -> dict[str, Any]:
+    """Cost, throughput and efficiency of one pipeline run from its per-partition records.
+
+    ``records`` are plain dicts (one per partition, the run-record columns of
+    docs/architecture.md: status, data_bytes, duration_s, billed_duration_ms, inference_s,
+    cold_start ...). ``memory_mb`` is the CONFIGURED memory of the Inference function;
+    ``extra_lambda_ms`` the durations of the Init and Summarize invocations when known;
+    ``wall_s`` the Step Functions wall clock (end-to-end figures are NaN without it).
+
+    Throughput is reported two ways: ``throughput_e2e_gb_s`` (data / wall clock) and
+    ``throughput_per_worker_gb_s`` (the published figure: the sum over workers of each worker's
+    data / its own inference time). Failed partitions are billed but do not count as data.
+    """
+    p = _prices(prices)
+    if hasattr(records, "to_dict"):  # a pandas DataFrame (analysis code); Lambda passes dicts
+        records = records.to_dict("records")  # type: ignore[union-attr]
+    recs = list(records)
+    durations: list[float] = []
+    data_bytes = 0.0
+    per_worker = 0.0
+    cold = 0
+    ok = 0
+    for rec in recs:
+        billed = _num(rec, "billed_duration_ms")
+        dur_s = _num(rec, "duration_s")
+        if billed is not None:
+            durations.append(billed)
+        elif dur_s is not None:
+            durations.append(billed_ms(dur_s * 1000.0, int(p["lambda"]["billing_granularity_ms"])))
+        if str(rec.get("cold_start", "")).lower() in ("true", "1", "1.0"):
+            cold += 1
+        if str(rec.get("status", "ok")) != "ok":
+            continue
+        ok += 1
+        nbytes = _num(rec, "data_bytes") or 0.0
+        data_bytes += nbytes
+        t_inf = _num(rec, "inference_s")
+        if t_inf and t_inf > 0:
+            per_worker += nbytes / t_inf
+    extra = [float(x) for x in extra_lambda_ms]
+    lam = lambda_cost(durations, memory_mb, arch, ephemeral_mb, prices=p, already_billed=True)
+    lam_extra = lambda_cost(extra, memory_mb, arch, ephemeral_mb, prices=p) if extra else None
+    items = len(recs)
+    sfn = stepfunctions_cost(items, retries=retries, prices=p)
+    s3 = s3_cost(**pipeline_s3_requests(items, cold), prices=p)
+    lambda_usd = lam.total_usd + (lam_extra.total_usd if lam_extra else 0.0)
+    total = lambda_usd + sfn + s3
+    data_gb = data_bytes / 1e9
+    thr_e2e = data_gb / wall_s if wall_s and wall_s > 0 else float("nan")
+    thr_pw = per_worker / 1e9
+    return {
+        "prices_as_of": str(p.get("as_of")),
+        "region": str(p.get("region")),
+        "partitions": items,
+        "partitions_ok": ok,
+        "cold_starts": cold,
+        "memory_mb_configured": float(memory_mb),
+        "arch": arch,
+        "billed_ms_total": lam.billed_ms_total + (lam_extra.billed_ms_total if lam_extra else 0),
+        "gb_seconds": lam.gb_seconds + (lam_extra.gb_seconds if lam_extra else 0.0),
+        "lambda_usd": lambda_usd,
+        "stepfunctions_usd": sfn,
+        "s3_usd": s3,
+        "total_usd": total,
+        "data_gb": data_gb,
+        "wall_s": float(wall_s) if wall_s else float("nan"),
+        "throughput_e2e_gb_s": thr_e2e,
+        "throughput_per_worker_gb_s": thr_pw,
+        "usd_per_gb": total / data_gb if data_gb > 0 else float("nan"),
+        "efficiency_e2e_gb_s_per_usd": end_to_end_efficiency(data_gb, wall_s or 0.0, total),
+        "efficiency_published_gb_s_per_usd": published_efficiency(thr_pw, total),
+    }

@@ -1,0 +1,456 @@
+"""Load every run record the analysis reads, as tidy pandas DataFrames.
+
+One function per source, and :func:`load_all_records` to get them all at once. A source that is
+missing or unreadable yields an EMPTY frame (and a debug/warning log line), never an error, so
+figures can say "no measured records yet" instead of failing. Sources (see docs/architecture.md,
+"Run records"):
+
+* ``local``: local engine runs, ``runs/local/*/records.csv`` and ``data/records/local_*.csv``
+  (``kind`` = local_cpu | local_gpu); ``gpu`` is the local_gpu subset.
+* ``pipeline``: pipeline runs, ``runs/<run-id>/records.csv`` (one row per partition) and
+  ``data/records/pipeline_*.csv``; ``pipeline_summary``: their ``summary.json`` files, flattened;
+  ``aws``: the pipeline rows whose backend is ``aws`` (and ``data/records/aws_*.csv``).
+* ``sweeps``: every ``records.csv`` under ``runs/sweeps/<sweep>/<combination>/`` with the sweep
+  name, combination slug and the combination's parameters (from ``_done.json``) as columns;
+  ``sweep_summary``: their ``summary.json`` files.
+* ``bench``: ``runs/bench/bench.json`` or ``data/records/bench.json`` rows.
+* ``predictions``: the newest predictions file with a spectroscopic and a predicted redshift.
+* ``simulator_validation``: ``data/records/simulator_validation.csv``.
+* ``published_*``: the reference numbers in ``data/reference`` (team6 table, Cosmic AI result
+  stats, Step Functions wall clocks, batch sweep, local CPU/GPU totals, REPORT lines).
+
+Pandas is fine here: this module is analysis code and never runs inside Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cosmic_utils import config
+
+log = logging.getLogger(__name__)
+
+#: Folders under runs/ that are not pipeline runs.
+_NOT_PIPELINE = {"local", "sweeps", "bench"}
+
+
+def _read_csvs(paths: Iterable[Path], **extra: Any) -> pd.DataFrame:
+    frames = []
+    for p in sorted(set(paths)):
+        try:
+            df = pd.read_csv(p)
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            log.warning("skipping unreadable record file %s: %s", p, exc)
+            continue
+        if df.empty:
+            continue
+        df["source_file"] = str(p)
+        for k, v in extra.items():
+            df[k] = v
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("skipping unreadable JSON %s: %s", path, exc)
+        return None
+
+
+# ------------------------------------------------------------------ measured
+def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
+    """Local engine runs (``kind`` local_cpu | local_gpu), one row per run."""
+    runs = Path(runs_dir or config.RUNS_DIR)
+    recs = Path(records_dir or config.RECORDS_DIR)
+    df = _read_csvs([*runs.glob("local/*/records.csv"), *recs.glob("local_*.csv")])
+    if not df.empty and "kind" not in df.columns:
+        df["kind"] = "local_cpu"
+    return df
+
+
+def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
+    """Per-partition JSON records (``<run>/records/<partition>.json``) of runs without a records.csv."""
+    rows = []
+    for p in sorted(folder.rglob("records/*.json")):
+        if (p.parent.parent / "records.csv").exists():
+            continue
+        data = _read_json(p)
+        if isinstance(data, dict):
+            rows.append({**_flatten(data), "source_file": str(p), **extra})
+    return pd.DataFrame(rows)
+
+
+def load_pipeline(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
+    """Pipeline runs, one row per partition.
+
+    ``runs/<run-id>/records.csv`` (the runner's table), else the per-partition JSON records under
+    ``runs/<run-id>/.../records/``; plus the shipped ``data/records/pipeline_*.csv`` and ``aws_*.csv``.
+    """
+    runs = Path(runs_dir or config.RUNS_DIR)
+    recs = Path(records_dir or config.RECORDS_DIR)
+    paths = [p for p in runs.glob("*/records.csv") if p.parent.name not in _NOT_PIPELINE]
+    frames = [_read_csvs([*paths, *recs.glob("pipeline_*.csv"), *recs.glob("aws_*.csv")])]
+    for run in sorted(p for p in runs.glob("*") if p.is_dir() and p.name not in _NOT_PIPELINE):
+        if not (run / "records.csv").exists():
+            frames.append(_json_records(run))
+    frames = [f for f in frames if not f.empty]
+    df = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+    if not df.empty:
+        guess = df["source_file"].map(lambda s: Path(s).parent.name if s.endswith(".csv")
+                                      else Path(s).parent.parent.name)
+        df["run_id"] = df["run_id"].fillna(guess) if "run_id" in df.columns else guess
+    return df
+
+
+def load_pipeline_summaries(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
+    """``summary.json`` of every pipeline run (flattened to columns), one row per run."""
+    runs = Path(runs_dir or config.RUNS_DIR)
+    recs = Path(records_dir or config.RECORDS_DIR)
+    rows = []
+    paths = [p for p in runs.glob("*/summary.json") if p.parent.name not in _NOT_PIPELINE]
+    for p in sorted([*paths, *recs.glob("pipeline_*summary*.json")]):
+        data = _read_json(p)
+        if isinstance(data, dict):
+            row = _flatten(data)
+            row.setdefault("run_id", p.parent.name)
+            row["source_file"] = str(p)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sweep records and summaries with the sweep name, slug and parameters as columns.
+
+    Reads ``sweeps_dir`` (default runs/sweeps) and then the shipped ``<records_dir>/sweeps``
+    (default data/records/sweeps; only when ``records_dir`` is given if ``sweeps_dir`` is), so a
+    fresh clone without runs/ draws the same sweep figures as the machine that shipped them.
+    """
+    bases = [Path(sweeps_dir or config.SWEEP_RUNS_DIR)]
+    if records_dir is not None or sweeps_dir is None:
+        bases.append(Path(records_dir or config.RECORDS_DIR) / "sweeps")
+    combos: dict[tuple[str, str], Path] = {}
+    for base in bases:  # runs/sweeps first; the shipped copy fills in what runs/ lacks
+        for combo in sorted(p for p in base.glob("*/*") if p.is_dir()):
+            combos.setdefault((combo.parent.name, combo.name), combo)
+    rec_frames, summaries = [], []
+    for combo in combos.values():
+        params: dict[str, Any] = {}
+        # point_status: done | failed (notebook error or failed partitions: sweep.run_failures) | incomplete
+        point_status = "incomplete"
+        for marker, status in (("_done.json", "done"), ("_failed.json", "failed")):
+            if (combo / marker).exists():
+                info = _read_json(combo / marker) or {}
+                params = {k: v for k, v in (info.get("parameters") or {}).items() if k != "output_dir"}
+                point_status = status
+                break
+        tags = {"sweep": combo.parent.name, "slug": combo.name, "point_status": point_status,
+                **{f"param_{k}": v for k, v in params.items()}}
+        df = _read_csvs(combo.rglob("records.csv"), **tags)
+        if df.empty:
+            df = _json_records(combo, **tags)
+        if not df.empty:
+            rec_frames.append(df)
+        for sp in combo.rglob("summary.json"):
+            data = _read_json(sp)
+            if isinstance(data, dict):
+                summaries.append({**_flatten(data), **tags, "source_file": str(sp)})
+    recs = pd.concat(rec_frames, ignore_index=True, sort=False) if rec_frames else pd.DataFrame()
+    return recs, pd.DataFrame(summaries)
+
+
+def load_bench(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
+    """Rows of the newest bench.json (runs/bench first, then the shipped copy)."""
+    for p in (Path(runs_dir or config.RUNS_DIR) / "bench" / "bench.json",
+              Path(records_dir or config.RECORDS_DIR) / "bench.json"):
+        if p.exists():
+            data = _read_json(p)
+            rows = data.get("rows", data.get("results")) if isinstance(data, dict) else data
+            if isinstance(rows, list) and rows:
+                df = pd.DataFrame(rows)
+                df["source_file"] = str(p)
+                return df
+    return pd.DataFrame()
+
+
+#: Column names accepted for the spectroscopic and the predicted redshift.
+Z_SPEC_NAMES = ("z_spec", "redshift", "z_true", "true_redshift", "z")
+Z_PRED_NAMES = ("z_pred", "prediction", "predicted_redshift", "pred", "z_hat")
+
+
+def load_predictions(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
+    """The newest predictions file holding both redshifts, as columns ``z_spec``, ``z_pred``."""
+    runs = Path(runs_dir or config.RUNS_DIR)
+    recs = Path(records_dir or config.RECORDS_DIR)
+    cands = [*recs.glob("predictions*.csv"), *runs.glob("*/predictions*.csv"), *runs.glob("*/*/predictions*.csv"),
+             *runs.glob("*/predictions"), *runs.glob("*/*/predictions")]
+    for p in sorted(cands, key=lambda q: q.stat().st_mtime, reverse=True):
+        out = _read_predictions(p)
+        if not out.empty:
+            out["source_file"] = str(p)
+            return out
+    return pd.DataFrame()
+
+
+def _read_predictions(p: Path) -> pd.DataFrame:
+    """``z_spec``, ``z_pred`` of a predictions CSV or a folder of per-partition CSVs (empty if none)."""
+    try:
+        if p.is_dir():  # one CSV per partition (the pipeline's layout)
+            parts = sorted(p.glob("*.csv"))
+            if not parts:
+                return pd.DataFrame()
+            df = pd.concat([pd.read_csv(q) for q in parts], ignore_index=True)
+        else:
+            df = pd.read_csv(p)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return pd.DataFrame()
+    spec = next((c for c in Z_SPEC_NAMES if c in df.columns), None)
+    pred = next((c for c in Z_PRED_NAMES if c in df.columns), None)
+    if not (spec and pred and spec != pred):
+        return pd.DataFrame()
+    return pd.DataFrame({"z_spec": df[spec], "z_pred": df[pred]}).dropna().reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ published
+def _published_local_totals(path: Path, kind: str) -> pd.DataFrame:
+    data = _read_json(path) if path.exists() else None
+    if not isinstance(data, list):
+        return pd.DataFrame()
+    rows = []
+    for d in data:
+        sps = d.get("sample_persec")
+        if isinstance(sps, list):  # the published file stores it as a one-element list
+            sps = sps[0] if sps else None
+        rows.append({"kind": kind, "data_gb": d.get("GB_processed"), "batch_size": d.get("batch_size"),
+                     "wall_s": d.get("total_execution_time (seconds)"), "samples_per_s": sps,
+                     "throughput_bps": d.get("throughput_bps"), "device": d.get("device")})
+    return pd.DataFrame(rows)
+
+
+def _rename(df: pd.DataFrame) -> pd.DataFrame:
+    """snake_case with units: 'partition (MB)' -> partition_mb, 'total_cpu_time (seconds)' -> total_cpu_time_s."""
+    def conv(c: str) -> str:
+        c = c.replace("(seconds)", "_s").replace("(s)", "_s").replace("(MB)", "_mb").replace("(GB)", "_gb")
+        c = re.sub(r"[^0-9a-zA-Z]+", "_", c).strip("_").lower()
+        return re.sub(r"_+", "_", c)
+    return df.rename(columns={c: conv(c) for c in df.columns})
+
+
+def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]:
+    """The published reference numbers as DataFrames (snake_case columns, ``label='published'``)."""
+    ref = Path(reference_dir or config.REFERENCE_DIR)
+    out: dict[str, pd.DataFrame] = {}
+    csvs = {
+        "published_team6": ref / "team6" / "lambda_table.csv",
+        "published_team6_devices": ref / "team6" / "device_comparison.csv",
+        "published_cai_stats": ref / "cai" / "result_stats.csv",
+        "published_cai_adjusted": ref / "cai" / "result_stats_adjusted.csv",
+        "published_cai_batch": ref / "cai" / "batch_varying_results.csv",
+        "published_cai_sfn": ref / "cai" / "total_execution_time.csv",
+        "published_cai_sfn_large": ref / "cai" / "state_machine_logs.csv",
+    }
+    for key, path in csvs.items():
+        try:
+            df = _rename(pd.read_csv(path)) if path.exists() else pd.DataFrame()
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            log.warning("skipping unreadable reference %s: %s", path, exc)
+            df = pd.DataFrame()
+        if not df.empty:
+            df["label"] = "published"
+        out[key] = df
+    sfn = out["published_cai_sfn"]
+    if not sfn.empty and "duration" in sfn.columns:
+        sfn["wall_s"] = sfn["duration"].map(lambda s: sum(float(x) * 60**i for i, x in enumerate(reversed(str(s).split(":")))))
+    local = pd.concat([_published_local_totals(ref / "cai" / "local_cpu_total.json", "published_local_cpu"),
+                       _published_local_totals(ref / "cai" / "local_gpu_total.json", "published_local_gpu")],
+                      ignore_index=True)
+    if not local.empty:
+        local["label"] = "published"
+    out["published_cai_local"] = local
+    report = ref / "cai" / "lambda_report_lines.txt"
+    if report.exists():
+        from cosmic_utils.analysis.simulate import published_lambda_durations
+
+        out["published_lambda_reports"] = pd.DataFrame(published_lambda_durations(ref))
+    else:
+        out["published_lambda_reports"] = pd.DataFrame()
+    return out
+
+
+# ------------------------------------------------------------------ everything
+def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = None,
+                     reference_dir: Path | None = None, sweeps_dir: Path | None = None) -> dict[str, pd.DataFrame]:
+    """Every source above in one dict of DataFrames; missing sources are empty frames."""
+    runs = Path(runs_dir or config.RUNS_DIR)
+    recs = Path(records_dir or config.RECORDS_DIR)
+    out: dict[str, pd.DataFrame] = {}
+    local = load_local(runs, recs)
+    out["local"] = local
+    out["gpu"] = local[local["kind"] == "local_gpu"].reset_index(drop=True) if not local.empty else pd.DataFrame()
+    pipe = load_pipeline(runs, recs)
+    out["pipeline"] = pipe
+    out["pipeline_summary"] = load_pipeline_summaries(runs, recs)
+    if not pipe.empty and "backend" in pipe.columns:
+        out["aws"] = pipe[pipe["backend"].astype(str) == "aws"].reset_index(drop=True)
+    else:
+        out["aws"] = pd.DataFrame()
+    out["sweeps"], out["sweep_summary"] = load_sweeps(sweeps_dir or runs / "sweeps", recs)
+    out["bench"] = load_bench(runs, recs)
+    out["predictions"] = load_predictions(runs, recs)
+    val = recs / "simulator_validation.csv"
+    out["simulator_validation"] = _read_csvs([val]) if val.exists() else pd.DataFrame()
+    out.update(load_published(reference_dir))
+    for key, df in out.items():
+        log.debug("records %s: %d rows", key, len(df))
+    return out
+
+
+# ------------------------------------------------------------------ per-run table
+#: Summary keys that may hold a run's Step Functions wall clock (first found wins).
+WALL_KEYS = ("wall_s", "wall_clock_s", "execution_s", "sfn_wall_s", "total_s", "total_duration_s", "duration_s")
+
+
+def _wall_from_summary(row: pd.Series) -> float:
+    for key in WALL_KEYS:
+        for col in row.index:
+            if col == key or col.endswith("." + key):
+                try:
+                    return float(row[col])
+                except (TypeError, ValueError):
+                    continue
+    return float("nan")
+
+
+def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
+               group: Iterable[str] = ("run_id",), memory_mb: float | None = None,
+               arch: str = "x86_64") -> pd.DataFrame:
+    """One row per run from per-partition records: data, durations, billed cost, throughputs.
+
+    ``group`` names the columns identifying a run (``run_id``; sweeps: ``sweep``, ``slug``). The
+    configured memory comes from the records' ``memory_mb`` column (else ``memory_mb``). The wall
+    clock comes from the run's summary (keys in :data:`WALL_KEYS`), matched on the same columns;
+    end-to-end figures are NaN without it. Cost uses :func:`cosmic_utils.analysis.cost.summarize_pipeline_cost`.
+    """
+    from cosmic_utils.analysis import cost
+
+    group = [g for g in group if g in records.columns]
+    if records.empty or not group:
+        return pd.DataFrame()
+    walls: dict[tuple, float] = {}
+    if summaries is not None and not summaries.empty and all(g in summaries.columns for g in group):
+        for _, srow in summaries.iterrows():
+            walls[tuple(srow[g] for g in group)] = _wall_from_summary(srow)
+    rows = []
+    for key, df in records.groupby(group, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        mem = memory_mb
+        if "memory_mb" in df.columns and df["memory_mb"].notna().any():
+            mem = float(df["memory_mb"].dropna().iloc[0])
+        mem = mem or 3008.0
+        wall = walls.get(key, float("nan"))
+        summ = cost.summarize_pipeline_cost(df.to_dict("records"), mem, arch,
+                                            wall_s=None if pd.isna(wall) else wall)
+        row: dict[str, Any] = dict(zip(group, key, strict=True))
+        for col in df.columns:
+            if col.startswith("param_") or col in ("batch_size", "engine", "backend"):
+                row[col.removeprefix("param_")] = df[col].iloc[0]
+        mb = df["data_bytes"].astype(float).mean() / config.PARTITION_MB if "data_bytes" in df.columns else float("nan")
+        row.update({
+            "partition_mb_measured": mb,
+            "mean_duration_s": float(df["duration_s"].astype(float).mean()) if "duration_s" in df.columns else float("nan"),
+            **{k: summ[k] for k in ("partitions", "partitions_ok", "memory_mb_configured", "data_gb", "wall_s",
+                                    "total_usd", "usd_per_gb", "throughput_e2e_gb_s", "throughput_per_worker_gb_s",
+                                    "efficiency_e2e_gb_s_per_usd", "efficiency_published_gb_s_per_usd")},
+        })
+        row["memory_mb"] = row.get("memory_mb", row["memory_mb_configured"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ship_file(src: Path, dst: Path) -> Path:
+    """Copy a text record to ``dst`` with this machine's absolute paths made portable (bytes otherwise kept)."""
+    from cosmic_utils.provenance import portable_text
+
+    text = src.read_bytes().decode("utf-8")
+    dst.write_bytes(portable_text(text).encode("utf-8"))
+    return dst
+
+
+def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
+                 pipeline_runs: list[str] | None = None) -> list[Path]:
+    """Copy the small measured records of finished runs into ``data/records/`` (committed).
+
+    ``make figures`` on a fresh clone then shows measured values without re-running anything.
+    Copies: the newest ``runs/bench/bench.json`` and ``engine_checks.json``; the reliability table
+    (``runs/reliability/reliability.csv``, ``.md``, ``reliability_provenance.json``); every local engine
+    run's ``records.csv`` (concatenated, one row per run) as ``local_cpu.csv`` / ``local_gpu.csv``;
+    for each pipeline run (default: every run folder with a ``summary.json``) its per-partition
+    ``records.csv`` and ``summary.json`` as ``pipeline_<run-id>.csv`` / ``pipeline_<run-id>_summary.json``;
+    the newest pipeline run's predictions (``z_spec``, ``z_pred`` only) as ``predictions_<run-id>.csv``.
+    Numbers are never edited: files are copied, or concatenated row-wise, with one rewrite:
+    absolute paths of this machine become project-relative (``$TMPDIR/...``, ``~/...`` outside
+    the project; :func:`cosmic_utils.provenance.portable_text`), so the shipped records travel.
+    """
+    runs = Path(runs_dir or config.RUNS_DIR)
+    recs = Path(records_dir or config.RECORDS_DIR)
+    recs.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for folder, name in (("bench", "bench.json"), ("bench", "engine_checks.json"),
+                         ("reliability", "reliability.csv"), ("reliability", "reliability.md"),
+                         ("reliability", "reliability_provenance.json")):
+        src = runs / folder / name
+        if src.is_file():
+            written.append(_ship_file(src, recs / name))
+    local = _read_csvs(sorted(runs.glob("local/*/records.csv")))
+    if not local.empty and "kind" in local.columns:
+        for kind, rows in local.groupby("kind"):
+            out = recs / f"{kind}.csv"
+            rows.to_csv(out, index=False)
+            written.append(_ship_file(out, out))
+    for combo in sorted(p for p in config.SWEEP_RUNS_DIR.glob("*/*") if (p / "_done.json").is_file()):
+        dst = recs / "sweeps" / combo.parent.name / combo.name
+        for name in ("_done.json", "records.csv", "summary.json", "request.json"):
+            src = combo / name
+            if src.is_file():
+                dst.mkdir(parents=True, exist_ok=True)
+                written.append(_ship_file(src, dst / name))
+    names = pipeline_runs or sorted(p.parent.name for p in runs.glob("*/summary.json")
+                                    if p.parent.name not in _NOT_PIPELINE)
+    for name in names:
+        folder = runs / name
+        for src, dst in ((folder / "records.csv", recs / f"pipeline_{name}.csv"),
+                         (folder / "summary.json", recs / f"pipeline_{name}_summary.json")):
+            if src.is_file():
+                written.append(_ship_file(src, dst))
+    # z_spec / z_pred of the newest run with predictions (two columns; feeds the redshift figure)
+    for name in reversed(names):
+        preds = _read_predictions(runs / name / "predictions")
+        if not preds.empty:
+            for old in recs.glob("predictions_*.csv"):
+                old.unlink()
+            out = recs / f"predictions_{name}.csv"
+            preds.to_csv(out, index=False)
+            written.append(out)
+            break
+    return written

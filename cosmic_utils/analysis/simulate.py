@@ -1,0 +1,605 @@
+"""Scale simulator: wall clock and cost of a serverless run at any data size and partition size.
+
+Why a simulator: AWS runs of 1 GB .. 1 TB are expensive, and the published wall clocks mix four
+effects that a user wants to separate: the per-partition work (which scales with the partition
+size and with the Lambda's CPU share), the cold starts, the way the Distributed Map hands items
+to Lambda (dispatch rate, MaxConcurrency, the account's concurrency and Lambda's scaling rate),
+and a fixed orchestration cost (Init, Map start, Summarize).
+
+Model (event-driven, seeded):
+
+* ``n`` partitions; item ``i`` is *dispatched* by the Map at time ``t_i`` where the dispatch rate
+  ramps linearly, ``rate(t) = r0 + ramp * t`` items/s (so ``r0 * t + ramp * t**2 / 2`` items are
+  out by time ``t``). An item starts when it is dispatched AND a concurrency slot is free: slots
+  are ``min(MaxConcurrency, account concurrency)``; Lambda adds 1,000 slots per 10 s above its
+  first 1,000 (the scaling rate).
+* A partition's Lambda duration is ``cold init (first use of a slot) + startup_s +
+  per_mb_s * partition_mb + partition_mb / s3_mb_s + inference_s``; ``inference_s`` is drawn from
+  measured per-partition times (bootstrap, :meth:`PartitionTiming.from_records`) or, without
+  them, log-normal (coefficient of variation ``inference_cv``) around the mean per-partition
+  inference time at the reference memory, scaled to the requested memory by the vCPU share (1 vCPU per
+  1,769 MB, at most 6) with Amdahl's law (``parallel_fraction``); below one vCPU the whole
+  function slows in proportion.
+* Wall clock = ``overhead_s`` (Init + Map start + Summarize, fitted) + ``per_item_summarize_s * n``
+  + the time the last partition finishes.
+
+The orchestration parameters are FITTED on part of the published Cosmic AI runs
+(``data/reference/cai``) and reported on held-out rows (:func:`validate`). Reading the published
+per-worker times: ``total_cpu_time (seconds)`` in ``result_stats.csv`` is, in the published
+aggregation script, the outlier-trimmed MEAN of the workers' profiler CPU times (the per-run
+``total_bits / throughput_bps`` equals it), not a sum over workers, so it is used as the mean
+per-partition inference time as is.
+
+The "projection" (:func:`project_from_published`) combines a measured engine speedup over the
+published loop with the published per-partition Lambda durations (CloudWatch REPORT lines) to
+project our duration, cost per GB and best memory size; it is labelled a projection everywhere.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosmic_utils import config
+from cosmic_utils.analysis import cost
+
+log = logging.getLogger(__name__)
+
+#: Memory sizes the helpers compare (MB): 1 vCPU, the old 3,008 MB cap, 3 vCPU, 4, 5, the maximum.
+MEMORY_SIZES_MB: tuple[int, ...] = (1769, 3008, 5307, 7076, 8845, 10240)
+#: Distributed Map: at most 10,000 concurrent child executions.
+MAP_MAX_CONCURRENCY: int = 10_000
+#: Memory of the published Cosmic AI Lambdas (REPORT lines: "Memory Size: 10240 MB").
+PUBLISHED_MEMORY_MB: int = 10240
+
+
+# ------------------------------------------------------------------ parameters
+@dataclass(frozen=True)
+class Orchestration:
+    """How Step Functions and Lambda hand out work; the first four are fitted (see :func:`fit`)."""
+
+    overhead_s: float = 7.0  #: Init + Map start + Summarize of one run (s)
+    dispatch_rate0: float = 12.0  #: Map items dispatched per second at the start
+    dispatch_ramp: float = 0.5  #: increase of the dispatch rate per second (items/s**2)
+    per_item_summarize_s: float = 0.0  #: Summarize time per record (s)
+    account_concurrency: int = 1000  #: Lambda concurrent executions of the account (default quota)
+    max_concurrency: int = 0  #: Map MaxConcurrency (0: none; Distributed Map allows 10,000)
+    burst: int = 1000  #: Lambda's concurrency available at once
+    scale_per_10s: int = 1000  #: Lambda scaling rate: new concurrency per 10 s per function
+
+
+@dataclass(frozen=True)
+class PartitionTiming:
+    """Per-partition Lambda timing; ``inference_s_per_mb`` at ``reference_memory_mb``."""
+
+    inference_s_per_mb: float = 0.21  #: mean inference seconds per published MB (published loop: 16 s / 75 MB)
+    inference_cv: float = 0.10  #: spread of a partition's inference time (coefficient of variation)
+    startup_s: float = 2.0  #: per invocation: handler start, model load, result upload (s)
+    per_mb_s: float = 0.2  #: non-inference work per MB: deserialising, copying (s/MB)
+    s3_mb_s: float = 90.0  #: S3 download throughput of one Lambda (MB/s)
+    cold_init_s: float = 0.66  #: Lambda Init Duration of a cold container (REPORT line: 663.81 ms)
+    reference_memory_mb: float = PUBLISHED_MEMORY_MB
+    parallel_fraction: float = 0.9  #: Amdahl fraction of inference that uses extra vCPUs
+    #: measured inference seconds per MB, one per partition; when given, each simulated partition
+    #: draws from these (bootstrap) instead of the log-normal
+    inference_samples_s_per_mb: tuple[float, ...] = ()
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]], **overrides: Any) -> PartitionTiming:
+        """Timing fitted to measured per-partition records (local runs or AWS records).
+
+        Uses the run-record columns (data_bytes, inference_s, download_s, load_s, upload_s,
+        memory_mb): inference seconds per MB (mean and spread), the rest as startup + per MB.
+        """
+        inf, rest, mbs, mem = [], [], [], []
+        for r in records:
+            try:
+                mb = float(r["data_bytes"]) / config.PARTITION_MB
+                t_inf = float(r["inference_s"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if mb <= 0 or not t_inf > 0:
+                continue
+            other = sum(float(r.get(k) or 0.0) for k in ("load_s", "upload_s"))
+            inf.append(t_inf / mb)
+            rest.append(other)
+            mbs.append(mb)
+            if r.get("memory_mb"):
+                mem.append(float(r["memory_mb"]))
+        if not inf:
+            raise ValueError("no usable records (need data_bytes and inference_s > 0)")
+        arr = np.asarray(inf)
+        kwargs: dict[str, Any] = {
+            "inference_samples_s_per_mb": tuple(float(x) for x in arr),
+            "inference_s_per_mb": float(arr.mean()),
+            "inference_cv": float(arr.std() / arr.mean()) if len(arr) > 1 else 0.1,
+            "startup_s": float(np.mean(rest)),
+            "per_mb_s": 0.0,
+        }
+        if mem:
+            kwargs["reference_memory_mb"] = float(np.median(mem))
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """One simulated run (all times in seconds)."""
+
+    data_gb: float
+    partition_mb: float
+    memory_mb: float
+    partitions: int
+    wall_s: float
+    map_s: float
+    mean_duration_s: float
+    max_concurrency_reached: int
+    cost_usd: float
+    lambda_usd: float
+    usd_per_gb: float
+    throughput_e2e_gb_s: float
+    label: str = "simulated"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------ pieces
+def cpu_speed(memory_mb: float, parallel_fraction: float = 0.9) -> float:
+    """Relative speed of CPU-bound work at ``memory_mb`` (1.0 = one full vCPU)."""
+    v = cost.vcpus_for_memory(memory_mb)
+    if v < 1.0:
+        return v
+    return 1.0 / ((1.0 - parallel_fraction) + parallel_fraction / v)
+
+
+def partitions_for(data_gb: float, partition_mb: float, published_units: bool = False) -> int:
+    """Number of partitions of ``partition_mb`` for ``data_gb``.
+
+    Project units (default): GB = 1e9 bytes, partitions of whole samples (config). Published
+    units: ``ceil(data_gb * 1024 / partition_mb)`` (1 GB of 25 MB partitions -> 41 workers).
+    """
+    if published_units:
+        return max(1, math.ceil(round(data_gb * 1024.0 / partition_mb, 9)))
+    return max(1, math.ceil(config.samples_for_gb(data_gb) / config.samples_per_partition(partition_mb)))
+
+
+def dispatch_times(n: int, rate0: float, ramp: float) -> np.ndarray:
+    """Times at which the Map hands out items 0..n-1 with a linearly ramping dispatch rate."""
+    k = np.arange(n, dtype=float)
+    if ramp <= 0:
+        return k / rate0
+    # solve rate0 * t + ramp * t**2 / 2 = k
+    return (-rate0 + np.sqrt(rate0**2 + 2.0 * ramp * k)) / ramp
+
+
+def _slot_times(n_slots: int, burst: int, scale_per_10s: int) -> list[float]:
+    """When each concurrency slot becomes usable under Lambda's scaling rate."""
+    out = []
+    for k in range(n_slots):
+        out.append(0.0 if k < burst else 10.0 * math.ceil((k - burst + 1) / max(1, scale_per_10s)))
+    return out
+
+
+def schedule(durations_warm: np.ndarray, cold_extra_s: float, orch: Orchestration,
+             dispatch: np.ndarray) -> tuple[float, int]:
+    """Finish time of the last item and the peak concurrency (event-driven over concurrency slots).
+
+    Each slot is a Lambda container: its first invocation pays ``cold_extra_s``.
+    """
+    n = len(durations_warm)
+    limit = min(orch.account_concurrency, MAP_MAX_CONCURRENCY)
+    if orch.max_concurrency and orch.max_concurrency > 0:
+        limit = min(limit, orch.max_concurrency)
+    limit = max(1, min(limit, n))
+    if n <= limit and orch.burst >= n:  # every item has its own container: no queueing
+        finish = dispatch + durations_warm + cold_extra_s
+        return float(finish.max()), n
+    slots = [(t, k, True) for k, t in enumerate(_slot_times(limit, orch.burst, orch.scale_per_10s))]
+    heapq.heapify(slots)
+    last = 0.0
+    for i in range(n):
+        free_at, k, cold = heapq.heappop(slots)
+        start = max(free_at, float(dispatch[i]))
+        end = start + float(durations_warm[i]) + (cold_extra_s if cold else 0.0)
+        last = max(last, end)
+        heapq.heappush(slots, (end, k, False))
+    return last, limit
+
+
+# ------------------------------------------------------------------ simulate
+def simulate_run(
+    data_gb: float,
+    partition_mb: float,
+    memory_mb: float = PUBLISHED_MEMORY_MB,
+    timing: PartitionTiming | None = None,
+    orch: Orchestration | None = None,
+    n_partitions: int | None = None,
+    published_units: bool = False,
+    inference_s_mean: float | None = None,
+    arch: str = "x86_64",
+    seed: int = 0,
+    prices: Mapping[str, Any] | None = None,
+) -> SimResult:
+    """Simulate one run: wall clock, cost (billed by configured memory) and throughput.
+
+    ``inference_s_mean`` overrides the per-partition mean inference time at the reference memory
+    (the validation passes the published per-worker time of each run).
+    """
+    timing = timing or PartitionTiming()
+    orch = orch or Orchestration()
+    n = n_partitions or partitions_for(data_gb, partition_mb, published_units)
+    rng = np.random.default_rng(seed)
+    speed = cpu_speed(memory_mb, timing.parallel_fraction) / cpu_speed(timing.reference_memory_mb,
+                                                                        timing.parallel_fraction)
+    mean_inf = inference_s_mean if inference_s_mean is not None else timing.inference_s_per_mb * partition_mb
+    mean_inf = mean_inf / speed
+    if timing.inference_samples_s_per_mb and inference_s_mean is None:
+        inf = rng.choice(np.asarray(timing.inference_samples_s_per_mb), size=n) * partition_mb / speed
+    elif timing.inference_cv > 0:
+        sigma = math.sqrt(math.log(1.0 + timing.inference_cv**2))
+        inf = mean_inf * rng.lognormal(-sigma**2 / 2.0, sigma, size=n)
+    else:
+        inf = np.full(n, mean_inf)
+    # startup and per-MB work are CPU-bound too; below one vCPU they slow down
+    slow = 1.0 / min(1.0, cpu_speed(memory_mb, timing.parallel_fraction))
+    warm = (timing.startup_s + timing.per_mb_s * partition_mb) * slow + partition_mb / timing.s3_mb_s + inf
+    disp = dispatch_times(n, orch.dispatch_rate0, orch.dispatch_ramp)
+    last, peak = schedule(warm, timing.cold_init_s, orch, disp)
+    wall = orch.overhead_s + orch.per_item_summarize_s * n + last
+    durations_ms = (warm * 1000.0).tolist()
+    lam = cost.lambda_cost(durations_ms, memory_mb, arch, prices=prices)
+    sfn = cost.stepfunctions_cost(n, prices=prices)
+    s3 = cost.s3_cost(**cost.pipeline_s3_requests(n, min(n, peak)), prices=prices)
+    total = lam.total_usd + sfn + s3
+    gb = n * partition_mb * config.PARTITION_MB / config.GB if n_partitions or published_units else data_gb
+    return SimResult(
+        data_gb=gb, partition_mb=partition_mb, memory_mb=memory_mb, partitions=n, wall_s=wall,
+        map_s=last, mean_duration_s=float(warm.mean()), max_concurrency_reached=peak,
+        cost_usd=total, lambda_usd=lam.total_usd, usd_per_gb=total / gb if gb > 0 else float("nan"),
+        throughput_e2e_gb_s=gb / wall,
+    )
+
+
+def sweep_scale(data_gbs: Sequence[float], partition_mbs: Sequence[float],
+                memory_mbs: Sequence[float] = (PUBLISHED_MEMORY_MB,), **kwargs: Any) -> list[dict[str, Any]]:
+    """Simulate every (data size, partition size, memory) combination; one dict per run."""
+    out = []
+    for gb in data_gbs:
+        for mb in partition_mbs:
+            for mem in memory_mbs:
+                out.append(simulate_run(gb, mb, mem, **kwargs).to_dict())
+    return out
+
+
+# ------------------------------------------------------------------ published runs
+def _duration_s(text: str) -> float:
+    parts = str(text).strip().split(":")
+    secs = 0.0
+    for p in parts:
+        secs = secs * 60.0 + float(p)
+    return secs
+
+
+def published_runs(reference_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Every published Step Functions run with its wall clock, workers and per-worker inference time.
+
+    Rows of ``total_execution_time.csv`` (1 .. 12.6 GB; workers = ``num_worlds``) joined with the
+    per-run ``total_cpu_time`` of ``result_stats.csv``; rows of ``state_machine_logs.csv`` for
+    100 GB .. 1 TB (workers from the published convention ``ceil(GB * 1024 / MB)``; per-worker
+    time from the matching ``result_stats.csv`` row, else that data size's mean). Rows without a
+    data size ("timing", "test") are left out.
+    """
+    import csv
+
+    ref = Path(reference_dir or config.REFERENCE_DIR) / "cai"
+    stats: dict[tuple[float, float, str], float] = {}
+    with open(ref / "result_stats.csv", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            stats[(float(r["partition (MB)"]), float(r["data (GB)"]), r["run"])] = float(r["total_cpu_time (seconds)"])
+    rows: list[dict[str, Any]] = []
+    with open(ref / "total_execution_time.csv", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            mb, gb, run = float(r["partition(MB)"]), float(r["data(GB)"]), r["run"]
+            inf = stats.get((mb, gb, run), stats.get((mb, gb, "mean")))
+            rows.append({"source": "total_execution_time", "partition_mb": mb, "data_gb": gb, "run": run,
+                         "workers": int(float(r["num_worlds"])), "inference_s": inf,
+                         "wall_s": _duration_s(r["duration"]), "map_s": float("nan")})
+    with open(ref / "state_machine_logs.csv", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(GB|TB)", r["data (GB)"].strip())
+            if not m or r["batch_varying"].strip().lower() == "true":
+                continue
+            gb = float(m.group(1)) * (1000.0 if m.group(2) == "TB" else 1.0)
+            mb = float(r["partition (MB)"].replace("MB", ""))
+            if gb < 50:  # already in total_execution_time.csv (the 2 GB / 50 MB row)
+                continue
+            inf = stats.get((mb, gb, r["run"]), stats.get((mb, gb, "mean"), stats.get((mb, 100.0, "mean"))))
+            rows.append({"source": "state_machine_logs", "partition_mb": mb, "data_gb": gb, "run": r["run"],
+                         "workers": partitions_for(gb, mb, published_units=True), "inference_s": inf,
+                         "wall_s": float(r["total_duration (s)"]), "map_s": float(r["inference_duration (s)"])})
+    return rows
+
+
+# ------------------------------------------------------------------ fitting and validation
+#: Parameters :func:`fit` searches, with their grids (coarse, deterministic).
+FIT_GRID: dict[str, Sequence[float]] = {
+    "overhead_s": (2.0, 4.0, 6.0, 8.0, 10.0, 14.0),
+    "dispatch_rate0": (6.0, 9.0, 12.0, 16.0, 22.0, 30.0, 45.0),
+    "dispatch_ramp": (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
+    "startup_s": (0.0, 3.0, 6.0, 9.0, 12.0),
+    "per_mb_s": (0.0, 0.05, 0.1, 0.15, 0.2, 0.3),
+    "account_concurrency": (1000, 2000, 3000, 5000, 10000),
+}
+
+
+def is_training_row(row: Mapping[str, Any]) -> bool:
+    """The fit split: 25 and 75 MB rows of 1 .. 12.6 GB, and run 1 of every 100 GB .. 1 TB size.
+
+    Held out: every 50 and 100 MB row of 1 .. 12.6 GB and the other runs at 100 GB .. 1 TB.
+    """
+    if row["source"] == "total_execution_time":
+        return row["partition_mb"] in (25.0, 75.0)
+    return str(row["run"]) == "1"
+
+
+def _predict_rows(rows: Sequence[Mapping[str, Any]], timing: PartitionTiming, orch: Orchestration,
+                  seed: int) -> list[float]:
+    preds = []
+    for i, r in enumerate(rows):
+        res = simulate_run(r["data_gb"], r["partition_mb"], PUBLISHED_MEMORY_MB, timing, orch,
+                           n_partitions=int(r["workers"]), inference_s_mean=r["inference_s"], seed=seed + i)
+        preds.append(res.wall_s)
+    return preds
+
+
+def _median_abs_err(pred: Sequence[float], obs: Sequence[float]) -> float:
+    return float(np.median(np.abs((np.asarray(pred) - np.asarray(obs)) / np.asarray(obs))))
+
+
+def _mean_abs_log_err(pred: Sequence[float], obs: Sequence[float]) -> float:
+    return float(np.mean(np.abs(np.log(np.asarray(pred) / np.asarray(obs)))))
+
+
+@dataclass
+class FitResult:
+    """Fitted parameters and how well they did on the training rows."""
+
+    timing: PartitionTiming
+    orch: Orchestration
+    train_median_abs_error: float
+    train_rows: int
+    grid: dict[str, Sequence[float]] = field(default_factory=dict)
+
+
+def fit(rows: Sequence[Mapping[str, Any]], seed: int = 0, grid: Mapping[str, Sequence[float]] | None = None,
+        timing: PartitionTiming | None = None, orch: Orchestration | None = None) -> FitResult:
+    """Fit the orchestration and non-inference parameters on ``rows`` (coordinate grid search).
+
+    Minimises the mean absolute log error of the predicted wall clock (every row counts, the
+    few large runs included, and over- and under-prediction weigh alike); the search is a few
+    rounds of coordinate descent over :data:`FIT_GRID`, deterministic for a seed.
+    """
+    grid = dict(grid or FIT_GRID)
+    timing = timing or PartitionTiming(inference_cv=0.1)
+    orch = orch or Orchestration()
+    obs = [float(r["wall_s"]) for r in rows]
+
+    def score(t: PartitionTiming, o: Orchestration) -> float:
+        return _mean_abs_log_err(_predict_rows(rows, t, o, seed), obs)
+
+    best = score(timing, orch)
+    timing_fields = set(PartitionTiming.__dataclass_fields__)
+    for _ in range(3):
+        improved = False
+        for name, values in grid.items():
+            for v in values:
+                t2 = replace(timing, **{name: v}) if name in timing_fields else timing
+                o2 = replace(orch, **{name: type(getattr(orch, name))(v)}) if name not in timing_fields else orch
+                s = score(t2, o2)
+                if s < best - 1e-9:
+                    best, timing, orch, improved = s, t2, o2, True
+        if not improved:
+            break
+    train_err = _median_abs_err(_predict_rows(rows, timing, orch, seed), obs)
+    return FitResult(timing, orch, train_err, len(rows), grid)
+
+
+def validate(reference_dir: Path | None = None, seed: int = 0,
+             fitted: FitResult | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Fit on the training split, predict every published run, report the error per row.
+
+    Returns the per-row table (``split`` = train | held_out, observed and predicted wall clock,
+    relative error) and a summary (median absolute error overall, on held-out and training rows,
+    and the fitted parameters).
+    """
+    rows = published_runs(reference_dir)
+    train = [r for r in rows if is_training_row(r)]
+    fitted = fitted or fit(train, seed=seed)
+    preds = _predict_rows(rows, fitted.timing, fitted.orch, seed)
+    table = []
+    for r, p in zip(rows, preds, strict=True):
+        rec = dict(r)
+        rec["split"] = "train" if is_training_row(r) else "held_out"
+        rec["predicted_wall_s"] = p
+        rec["error_rel"] = (p - r["wall_s"]) / r["wall_s"]
+        table.append(rec)
+
+    def med(split: str | None) -> float:
+        errs = [abs(t["error_rel"]) for t in table if split is None or t["split"] == split]
+        return float(np.median(errs)) if errs else float("nan")
+
+    summary = {
+        "rows": len(table),
+        "median_abs_error": med(None),
+        "median_abs_error_held_out": med("held_out"),
+        "median_abs_error_train": med("train"),
+        "held_out_rows": sum(t["split"] == "held_out" for t in table),
+        "train_rows": sum(t["split"] == "train" for t in table),
+        "timing": asdict(fitted.timing),
+        "orchestration": asdict(fitted.orch),
+        "seed": seed,
+    }
+    return table, summary
+
+
+def save_validation(out_dir: Path | None = None, seed: int = 0) -> tuple[Path, Path]:
+    """Write the validation table (CSV) and its summary (JSON), by default into data/records/."""
+    import csv
+
+    table, summary = validate(seed=seed)
+    out = Path(out_dir or config.RECORDS_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "simulator_validation.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    json_path = out / "simulator_validation.json"
+    json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return csv_path, json_path
+
+
+def load_fitted(path: Path | None = None) -> tuple[PartitionTiming, Orchestration] | None:
+    """The fitted parameters stored by :func:`save_validation` (None when absent)."""
+    p = Path(path or config.RECORDS_DIR / "simulator_validation.json")
+    if not p.exists():
+        return None
+    data = json.loads(p.read_text(encoding="utf-8"))
+    timing = {k: tuple(v) if isinstance(v, list) else v for k, v in data["timing"].items()}
+    return PartitionTiming(**timing), Orchestration(**data["orchestration"])
+
+
+# ------------------------------------------------------------------ projection and right-sizing
+def published_lambda_durations(reference_dir: Path | None = None) -> list[dict[str, float]]:
+    """Parse the published CloudWatch REPORT lines (Duration, Billed, Memory Size, Max Memory, Init)."""
+    path = Path(reference_dir or config.REFERENCE_DIR) / "cai" / "lambda_report_lines.txt"
+    out = []
+    pat = {k: re.compile(rf"{k}:\s*([\d.]+)") for k in
+           ("Duration", "Billed Duration", "Memory Size", "Max Memory Used", "Init Duration")}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("REPORT"):
+            continue
+        rec = {}
+        for key, rx in pat.items():
+            m = rx.search(line.replace("Billed Duration", "Billed_Duration") if key == "Duration" else line)
+            rec[key.lower().replace(" ", "_")] = float(m.group(1)) if m else float("nan")
+        out.append(rec)
+    return out
+
+
+#: Engines that run inside Lambda (ONNX Runtime + numpy; torch does not fit the zip).
+LAMBDA_ENGINES: tuple[str, ...] = ("onnx", "onnx-int8")
+
+
+def read_engine_speedup(paths: Sequence[Path] | None = None, batch_sizes: Sequence[int] = (256, 512),
+                        engines: Sequence[str] | None = LAMBDA_ENGINES) -> float | None:
+    """The measured engine speedup over the published loop (``ratio_vs_published_loop``) from bench.json.
+
+    Looks in runs/bench/bench.json then data/records/bench.json; takes the best ratio among rows
+    at the given batch sizes, of the engines that can run in Lambda (``engines``; None = any) and
+    that passed their accuracy check. None when no bench file has such a row.
+    """
+    candidates = paths or (config.RUNS_DIR / "bench" / "bench.json", config.RECORDS_DIR / "bench.json")
+    for p in candidates:
+        p = Path(p)
+        if not p.exists():
+            continue
+        data = json.loads(p.read_text(encoding="utf-8"))
+        rows = data.get("rows", data.get("results", data)) if isinstance(data, dict) else data
+        ratios = []
+        for r in rows if isinstance(rows, list) else []:
+            if not (isinstance(r, dict) and r.get("ratio_vs_published_loop")):
+                continue
+            if int(r.get("batch_size", 0)) not in batch_sizes or r.get("check_passed") is False:
+                continue
+            if engines is not None and r.get("engine") not in engines:
+                continue
+            ratios.append(float(r["ratio_vs_published_loop"]))
+        if ratios:
+            return max(ratios)
+        log.info("%s has no usable ratio_vs_published_loop at batch %s", p, list(batch_sizes))
+    return None
+
+
+def project_from_published(
+    speedup: float,
+    partition_mb: float = 75.0,
+    memory_mbs: Sequence[float] = MEMORY_SIZES_MB,
+    published_inference_s: float | None = None,
+    parallel_fraction: float = 0.9,
+    arch: str = "x86_64",
+    reference_dir: Path | None = None,
+    non_inference_s: float | None = None,
+) -> list[dict[str, Any]]:
+    """PROJECTION of our per-partition duration and cost per GB at each memory size.
+
+    Published facts: the REPORT lines give the full Lambda duration of a 75 MB partition at
+    10,240 MB (median ~33.7 s); ``result_stats.csv`` gives its inference part (mean per-worker
+    time of the 75 MB runs, ~16 s). The rest (download, deserialising, model load) is kept as is;
+    the inference part is divided by ``speedup`` (our engine over the published loop) and scaled
+    to each memory size by the vCPU share. Both parts scale linearly with the partition size.
+    ``non_inference_s`` replaces the published non-inference part of a 75 MB partition (e.g. our
+    measured download + load + upload, scaled to 75 MB) when given.
+    """
+    import csv
+
+    if speedup <= 0:
+        raise ValueError(f"speedup must be > 0, got {speedup}")
+    reports = published_lambda_durations(reference_dir)
+    dur = float(np.median([r["duration"] for r in reports])) / 1000.0
+    if published_inference_s is None:
+        ref = Path(reference_dir or config.REFERENCE_DIR) / "cai" / "result_stats.csv"
+        with open(ref, encoding="utf-8") as fh:
+            vals = [float(r["total_cpu_time (seconds)"]) for r in csv.DictReader(fh)
+                    if r["partition (MB)"] == "75" and r["run"] == "mean"]
+        published_inference_s = float(np.mean(vals))
+    rest = max(0.0, dur - published_inference_s) if non_inference_s is None else float(non_inference_s)
+    scale = partition_mb / 75.0
+    ref_speed = cpu_speed(PUBLISHED_MEMORY_MB, parallel_fraction)
+    out = []
+    for mem in memory_mbs:
+        sp = cpu_speed(mem, parallel_fraction) / ref_speed
+        slow_rest = 1.0 / min(1.0, cpu_speed(mem, parallel_fraction))
+        d = scale * (rest * slow_rest + published_inference_s / speedup / sp)
+        lam = cost.lambda_cost([d * 1000.0], mem, arch)
+        gb = partition_mb * config.PARTITION_MB / config.GB
+        out.append({
+            "label": "projection", "memory_mb": float(mem), "partition_mb": partition_mb, "speedup": speedup,
+            "duration_s": d, "published_duration_s": dur * scale, "non_inference_s": rest * scale, "usd_per_partition": lam.total_usd,
+            "usd_per_gb": lam.total_usd / gb,
+        })
+    best = min(out, key=lambda r: r["usd_per_gb"])
+    for r in out:
+        r["best_memory"] = r is best
+    return out
+
+
+def right_size_memory(
+    data_gb: float,
+    partition_mb: float,
+    deadline_s: float,
+    memory_mbs: Sequence[float] = MEMORY_SIZES_MB,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Cheapest memory size whose simulated wall clock meets ``deadline_s``.
+
+    Returns ``{"memory_mb": best or None, "meets_deadline": bool, "candidates": [...]}``; when no
+    size meets the deadline, ``memory_mb`` is the fastest size and ``meets_deadline`` False.
+    """
+    cands = [simulate_run(data_gb, partition_mb, m, **kwargs).to_dict() for m in memory_mbs]
+    ok = [c for c in cands if c["wall_s"] <= deadline_s]
+    if ok:
+        best = min(ok, key=lambda c: c["cost_usd"])
+        return {"memory_mb": best["memory_mb"], "meets_deadline": True, "candidates": cands}
+    fastest = min(cands, key=lambda c: c["wall_s"])
+    return {"memory_mb": fastest["memory_mb"], "meets_deadline": False, "candidates": cands}

@@ -1,0 +1,265 @@
+"""Parameter sweeps: one executed copy of a notebook per combination of a grid, with papermill.
+
+A grid file (YAML) names a notebook, a sweep name, fixed parameters and a grid of lists::
+
+    name: batch_size
+    notebook: notebooks/03_lambda_sweep.ipynb
+    parameters: {backend: local, data_gb: 0.1}
+    grid: {batch_size: [32, 64, 128, 256, 512]}
+
+Every combination (the Cartesian product of the grid) runs into its own folder
+``SWEEP_RUNS_DIR/<name>/<slug>/``, where the slug is derived from the combination's grid values
+(ploomber's pattern: the output path is a function of the parameters), so runs never overwrite
+each other and a sweep can be resumed: a combination whose folder holds ``_done.json`` is skipped.
+The notebook receives ``output_dir`` (that folder) and writes its records there; the executed
+notebook is saved there as ``<notebook name>``; the kernel runs in the notebook's own folder, as
+when the notebook is opened in Jupyter. A failure is written to ``_failed.json`` (with the
+error) and the sweep goes on with the next combination.
+
+A combination whose notebook ran but whose pipeline run has failed partitions (``summary.json``
+in its folder: ``partitions_failed > 0``, or an execution that did not succeed) is a **failed**
+point too, never a success: its ``_failed.json`` lists every failed partition with its reason,
+``cosmic sweep`` prints it and exits 3, and the figures leave it out (plots.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cosmic_utils import config
+from cosmic_utils.provenance import stamped
+
+log = logging.getLogger(__name__)
+
+DONE_MARKER = "_done.json"
+FAILED_MARKER = "_failed.json"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file."""
+
+    name: str
+    notebook: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    kernel: str = "python3"
+    source: Path | None = None
+
+    def combinations(self) -> list[dict[str, Any]]:
+        """Every combination of the grid (in file order), as dicts of the grid parameters only."""
+        keys = list(self.grid)
+        return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(self.grid[k] for k in keys))]
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file; errors name the file and the field."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: a grid file must be a YAML mapping")
+    for key in ("name", "notebook", "grid"):
+        if key not in data:
+            raise ValueError(f"{path}: missing field {key!r}")
+    name = str(data["name"])
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"{path}: field 'name' must be letters, digits, '_', '-', '.', got {name!r}")
+    grid = data["grid"]
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError(f"{path}: field 'grid' must be a non-empty mapping of parameter -> list")
+    for k, v in grid.items():
+        if not isinstance(v, list) or not v:
+            raise ValueError(f"{path}: grid parameter {k!r} must be a non-empty list, got {v!r}")
+    params = data.get("parameters") or {}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{path}: field 'parameters' must be a mapping")
+    overlap = set(params) & set(grid)
+    if overlap:
+        raise ValueError(f"{path}: parameters {sorted(overlap)} are both fixed and in the grid")
+    nb = Path(data["notebook"])
+    if not nb.is_absolute():
+        nb = config.PROJECT_ROOT / nb
+    out = Grid(name=name, notebook=nb, parameters=dict(params), grid={k: list(v) for k, v in grid.items()},
+               kernel=str(data.get("kernel", "python3")), source=path)
+    for combo in out.combinations():  # aws: results named by the user, never a default bucket
+        point = {**out.parameters, **combo}
+        if point.get("backend") == "aws" and not str(point.get("results") or "").startswith("s3://"):
+            raise ValueError(f"{path}: backend aws needs 'results: s3://bucket/prefix' (in parameters or grid); "
+                             f"got {point.get('results')!r} for {combo}")
+    return out
+
+
+def _fmt(value: Any) -> str:
+    text = re.sub(r"[^A-Za-z0-9.-]+", "-", str(value)).strip("-")
+    return text or "x"
+
+
+def slug(combination: Mapping[str, Any]) -> str:
+    """Folder name of a combination: ``key-value`` pairs joined with ``__`` (keys sorted).
+
+    Values are sanitised to ``[A-Za-z0-9.-]``; when sanitising changed a value (so two different
+    combinations could collide) or the name is long, a short hash of the exact values is appended.
+    """
+    items = sorted(combination.items())
+    text = "__".join(f"{re.sub(r'[^A-Za-z0-9_]+', '_', str(k))}-{_fmt(v)}" for k, v in items)
+    exact = json.dumps([[k, repr(v)] for k, v in items])
+    # lossless: the text gives the value back (a string that reads as a number would not)
+    lossless = all(_fmt(v) == str(v) and (not isinstance(v, str) or isinstance(yaml.safe_load(v), str))
+                   for _, v in items)
+    if not lossless or len(text) > 80:
+        text = f"{text[:80]}_{hashlib.sha1(exact.encode()).hexdigest()[:8]}"
+    return text
+
+
+def _json_default(value: Any) -> str:
+    return str(value)
+
+
+def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
+    """Why the pipeline run in ``out_dir`` is not a clean success, from its ``summary.json``.
+
+    Returns ``(message, failed partitions)``, or None when the run succeeded with every partition
+    ok, or when the folder holds no summary (a notebook that is not a pipeline run).
+    """
+    path = out_dir / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable summary.json: {exc}", []
+    failed = list(summary.get("failed") or [])
+    n_failed = int(summary.get("partitions_failed") or len(failed))
+    status = str(summary.get("execution_status") or "")
+    if summary.get("interrupted"):
+        return f"run interrupted ({summary['interrupted'].get('signal')})", failed
+    if n_failed:
+        first = failed[0] if failed else {}
+        return (f"{n_failed} of {summary.get('partitions')} partitions failed (first: {first.get('partition_id')}: "
+                f"{' '.join(str(first.get('error') or '').split())[:300]})"), failed
+    if status and status != "SUCCEEDED" or not summary.get("partitions"):
+        cause = " ".join(str(summary.get("execution_cause") or summary.get("execution_error") or "").split())
+        return f"execution {status or 'without partitions'}: {cause[:300]}", failed
+    return None
+
+
+def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
+                    kernel: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Execute the notebook for one combination into ``out_dir``; writes the done/failed marker."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {**grid.parameters, **combination, "output_dir": str(out_dir)}
+    started = time.time()
+    (out_dir / FAILED_MARKER).unlink(missing_ok=True)
+    try:
+        pm.execute_notebook(str(grid.notebook), str(out_dir / grid.notebook.name), parameters=params,
+                            kernel_name=kernel or grid.kernel, progress_bar=progress, cwd=str(grid.notebook.parent))
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep continues
+        failures = run_failures(out_dir)  # the run's own reason beats the notebook's traceback
+        error = failures[0] if failures else f"{type(exc).__name__}: {exc}"
+        return _failed(grid, out_dir, params, started, error, failures[1] if failures else [])
+    failures = run_failures(out_dir)
+    if failures is not None:
+        return _failed(grid, out_dir, params, started, failures[0], failures[1])
+    info = {"status": "done", "parameters": params, "seconds": time.time() - started,
+            "finished": datetime.now(timezone.utc).isoformat()}
+    (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
+    return info
+
+
+def _failed(grid: Grid, out_dir: Path, params: Mapping[str, Any], started: float, error: str,
+            partitions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``_failed.json`` (the point's reason and every failed partition) and return it."""
+    info = {"status": "failed", "error": error[:4000], "parameters": dict(params),
+            "failed_partitions": [{"partition_id": f.get("partition_id"), "error": f.get("error")} for f in partitions],
+            "seconds": time.time() - started, "finished": datetime.now(timezone.utc).isoformat()}
+    (out_dir / DONE_MARKER).unlink(missing_ok=True)
+    (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default),
+                                         encoding="utf-8")
+    log.warning("sweep %s: %s failed: %s", grid.name, out_dir.name, (error.splitlines() or [""])[0][:200])
+    return info
+
+
+def _parse_only(only: Sequence[str] | None) -> dict[str, str]:
+    out = {}
+    for item in only or ():
+        if "=" not in item:
+            raise ValueError(f"--only expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] | None = None,
+              sweeps_dir: Path | None = None, kernel: str | None = None,
+              extra_parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run every combination of a grid file (resumable); returns one row per combination.
+
+    Row keys: the grid parameters, ``slug``, ``output_dir``, ``status`` (done | skipped | failed |
+    planned), ``seconds``, ``error``. ``only`` (``["batch_size=64"]``) keeps the combinations whose
+    value's text equals the given one. ``dry_run`` lists the plan without executing anything.
+    """
+    from cosmic_utils.progress import progress
+
+    grid = load_grid(grid_path)
+    if extra_parameters:  # e.g. max_usd from `cosmic sweep --max-usd`: the same for every point
+        grid = replace(grid, parameters={**grid.parameters, **extra_parameters})
+    if not dry_run and not grid.notebook.exists():
+        raise FileNotFoundError(f"{grid.source}: notebook {grid.notebook} does not exist")
+    base = Path(sweeps_dir or config.SWEEP_RUNS_DIR) / grid.name
+    filters = _parse_only(only)
+    for k in filters:
+        if k not in grid.grid and k not in grid.parameters:
+            raise ValueError(f"--only {k}=...: {k!r} is not a parameter of {grid.source}")
+    combos = [c for c in grid.combinations()
+              if all(str({**grid.parameters, **c}[k]) == v for k, v in filters.items())]
+    slugs = [slug(c) for c in combos]
+    if len(set(slugs)) != len(slugs):
+        raise ValueError(f"{grid.source}: two combinations map to the same folder; check the grid values")
+    rows: list[dict[str, Any]] = []
+    bar = progress(list(zip(combos, slugs, strict=True)), desc=f"sweep {grid.name}", unit="run", disable=dry_run)
+    for combo, name in bar:
+        out_dir = base / name
+        row = {**combo, "slug": name, "output_dir": str(out_dir), "seconds": 0.0, "error": ""}
+        if (out_dir / DONE_MARKER).exists():
+            row["status"] = "skipped"
+        elif dry_run:
+            row["status"] = "planned"
+        else:
+            bar.set_postfix_str(name[:40])
+            info = run_combination(grid, combo, out_dir, kernel)
+            row["status"] = info["status"]
+            row["seconds"] = round(float(info["seconds"]), 2)
+            row["error"] = info.get("error", "")
+        rows.append(row)
+    return rows
+
+
+def sweep_status(name: str, sweeps_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Status of every combination folder of a sweep already on disk (done | failed | incomplete)."""
+    base = Path(sweeps_dir or config.SWEEP_RUNS_DIR) / name
+    rows = []
+    for d in sorted(p for p in base.glob("*") if p.is_dir()):
+        if (d / DONE_MARKER).exists():
+            info, status = json.loads((d / DONE_MARKER).read_text()), "done"
+        elif (d / FAILED_MARKER).exists():
+            info, status = json.loads((d / FAILED_MARKER).read_text()), "failed"
+        else:
+            info, status = {}, "incomplete"
+        rows.append({"slug": d.name, "status": status, "error": info.get("error", ""),
+                     **{k: v for k, v in info.get("parameters", {}).items() if k != "output_dir"}})
+    return rows

@@ -1,0 +1,531 @@
+"""Deploy, run and tear down the pipeline with boto3 (the ``aws`` backend).
+
+The same code serves the ``local`` backend, which only points the boto3 session at an embedded
+moto server (see :mod:`.local`), so every local run exercises this deployment path.
+
+Deployment is create-or-update and safe to run twice (nothing is duplicated, unchanged code is
+not re-uploaded: the zips are deterministic and compared by CodeSha256):
+
+* two IAM roles with least-privilege inline policies (:mod:`.iam`);
+* the results bucket (created when missing, tagged as ours, public access blocked, SSE-S3
+  encryption on); a bucket deploy did not create (no ``cosmic:deployment`` tag of this prefix),
+  and every data bucket, is never modified: deploy reports it as "existing, not modified";
+* every location is validated first (:func:`cosmic_utils.cloud.iam.location_problems`:
+  bucket-name rules, no wildcards, results never overlapping data or model);
+* three Lambda functions from zip packages (:mod:`.packaging`), uploaded through S3 above 50 MB,
+  waited on with boto3's ``function_active_v2`` / ``function_updated_v2`` waiters;
+* their log groups with a retention; the state machine from ``stepfunctions/pipeline.asl.json``
+  with its ``${Name}`` placeholders filled (:mod:`cosmic_utils.cloud.asl`).
+
+Names are deterministic under a user-chosen prefix (``<prefix>-init``, ``<prefix>-pipeline``...).
+Credentials come only from the usual AWS configuration (environment, profile, SSO); no account id
+or bucket name lives in the repository. Teardown removes everything deploy created.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cosmic_utils.cloud import asl, iam, lambda_zip
+from cosmic_utils.runtime import prices
+from cosmic_utils.runtime.request import ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV
+
+log = logging.getLogger(__name__)
+
+PREFIX_PATTERN = r"^[a-z][a-z0-9-]{1,30}$"
+OWNER_TAG = "cosmic:deployment"
+RUNTIME = lambda_zip.LAMBDA_RUNTIME
+
+
+class DeployError(RuntimeError):
+    """A deployment step failed; the message names the resource."""
+
+
+@dataclass(frozen=True)
+class Names:
+    """Deterministic resource names under ``prefix``."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(PREFIX_PATTERN, self.prefix):
+            raise DeployError(f"deployment prefix {self.prefix!r} must match {PREFIX_PATTERN}")
+
+    def function(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+    @property
+    def lambda_role(self) -> str:
+        return f"{self.prefix}-lambda"
+
+    @property
+    def states_role(self) -> str:
+        return f"{self.prefix}-states"
+
+    @property
+    def state_machine(self) -> str:
+        return f"{self.prefix}-pipeline"
+
+    def log_group(self, name: str) -> str:
+        return f"/aws/lambda/{self.function(name)}"
+
+
+@dataclass
+class DeployConfig:
+    """What to deploy. ``results_uri`` is ``s3://bucket/prefix``; ``read_uris`` are data and model."""
+
+    results_uri: str
+    prefix: str = "cosmic"
+    read_uris: list[str] = field(default_factory=list)
+    memory_mb: int = 3008
+    timeout_s: int = 900
+    step_memory_mb: int = 1024  # Init and Summarize
+    step_timeout_s: int = 900
+    with_deps: bool = True
+    backend_label: str = "aws"
+    build_dir: Path | None = None
+    log_retention_days: int = 14
+    s3_upload_threshold: int = lambda_zip.DIRECT_UPLOAD_LIMIT_BYTES
+    packages: dict[str, lambda_zip.Package] | None = None
+    #: The allow-list Init enforces on every request (locations; ``s3://bucket/prefix`` or local
+    #: folders). ``None``: ``read_uris`` and ``[results_uri]``, the same scope as the IAM policy.
+    allowed_read: list[str] | None = None
+    allowed_results: list[str] | None = None
+
+    @property
+    def names(self) -> Names:
+        return Names(self.prefix)
+
+    @property
+    def results_bucket(self) -> str:
+        return iam._split(self.results_uri)[0]
+
+    @property
+    def package_prefix(self) -> str:
+        return f"_deploy/{self.prefix}/lambda"
+
+
+@dataclass
+class Deployment:
+    """What a deploy produced (ARNs) and what it did (``actions``: resource -> created/updated/unchanged)."""
+
+    state_machine_arn: str
+    function_arns: dict[str, str]
+    role_arns: dict[str, str]
+    actions: dict[str, str]
+    #: Resources deploy uses but never modifies (data and model buckets), with why.
+    left_alone: dict[str, str] = field(default_factory=dict)
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+class AwsBackend:
+    """boto3 clients of one session (optionally at a moto endpoint) and the pipeline's lifecycle."""
+
+    def __init__(self, session: Any = None, endpoint_url: str | None = None, region: str | None = None) -> None:
+        import boto3
+
+        self.session = session or boto3.session.Session(region_name=region)
+        self.endpoint_url = endpoint_url
+        self.region = region or self.session.region_name or "us-east-1"
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, region_name=self.region,
+                                                         endpoint_url=self.endpoint_url)
+        return self._clients[service]
+
+    def account(self) -> str:
+        return str(self.client("sts").get_caller_identity()["Account"])
+
+    # ------------------------------------------------------------------ IAM
+    def _ensure_role(self, name: str, service: str, policy_name: str, policy: dict[str, Any],
+                     actions: dict[str, str], results_uri: str | None = None) -> str:
+        problems = iam.check_least_privilege(policy, results_uri)
+        if problems:  # checked before anything is created
+            raise DeployError(f"policy {policy_name} is not least-privilege: {problems}")
+        client = self.client("iam")
+        trust = json.dumps(iam.trust_policy(service))
+        try:
+            arn = client.get_role(RoleName=name)["Role"]["Arn"]
+            client.update_assume_role_policy(RoleName=name, PolicyDocument=trust)
+            actions[f"iam role {name}"] = "unchanged"
+        except client.exceptions.NoSuchEntityException:
+            arn = client.create_role(RoleName=name, AssumeRolePolicyDocument=trust,
+                                     Tags=[{"Key": OWNER_TAG, "Value": name}])["Role"]["Arn"]
+            actions[f"iam role {name}"] = "created"
+        client.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=iam.to_json(policy))
+        return str(arn)
+
+    # ------------------------------------------------------------------ S3
+    def _ensure_bucket(self, bucket: str, owner: str, actions: dict[str, str]) -> None:
+        """Create the results bucket when missing; configure only a bucket this deployment created.
+
+        An existing bucket without our owner tag belongs to someone else (perhaps it holds the
+        data): its settings are never touched and the action says so. Our own bucket's settings are
+        re-applied only when they drifted ("updated"), so "unchanged" is the truth.
+        """
+        s3 = self.client("s3")
+        key = f"s3 bucket {bucket}"
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except Exception as exc:
+            if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                raise DeployError(f"bucket {bucket}: {exc}") from exc
+            kwargs: dict[str, Any] = {"Bucket": bucket}
+            if self.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            s3.create_bucket(**kwargs)
+            s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": OWNER_TAG, "Value": owner}]})
+            self._configure_bucket(bucket)
+            actions[key] = "created"
+            return
+        if not self._bucket_is_ours(bucket, owner):
+            note = "existing, not modified (not created by this deployment)"
+            try:  # reading is not modifying: say so when results would land in a bucket that is not private
+                block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+                private = all(block.values())
+            except Exception:
+                private = False
+            actions[key] = note if private else note + "; WARNING: its public access is not fully blocked"
+            return
+        actions[key] = "updated" if self._configure_bucket(bucket, only_if_drifted=True) else "unchanged"
+
+    def _configure_bucket(self, bucket: str, only_if_drifted: bool = False) -> bool:
+        """Public access blocked and SSE-S3 on; returns whether anything was written."""
+        s3 = self.client("s3")
+        block = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                 "RestrictPublicBuckets": True}
+        rules = [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        changed = False
+        try:
+            current_block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        except Exception:
+            current_block = None
+        if not only_if_drifted or current_block != block:
+            s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
+            changed = True
+        try:
+            current_rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+            algo = current_rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        except Exception:
+            algo = None
+        if not only_if_drifted or algo != "AES256":
+            s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+            changed = True
+        return changed
+
+    def _bucket_is_ours(self, bucket: str, owner: str) -> bool:
+        try:
+            tags = self.client("s3").get_bucket_tagging(Bucket=bucket)["TagSet"]
+        except Exception:
+            return False
+        return any(t["Key"] == OWNER_TAG and t["Value"] == owner for t in tags)
+
+    def _empty_bucket(self, bucket: str, prefix: str = "") -> int:
+        s3 = self.client("s3")
+        deleted = 0
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+            objs = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            for i in range(0, len(objs), 1000):
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": objs[i:i + 1000], "Quiet": True})
+                deleted += len(objs[i:i + 1000])
+        return deleted
+
+    # ------------------------------------------------------------------ Lambda
+    def _function_config(self, cfg: DeployConfig, name: str, role_arn: str) -> dict[str, Any]:
+        memory = cfg.memory_mb if name == "inference" else cfg.step_memory_mb
+        timeout = cfg.timeout_s if name == "inference" else cfg.step_timeout_s
+        return {
+            "FunctionName": cfg.names.function(name),
+            "Runtime": RUNTIME,
+            "Role": role_arn,
+            "Handler": "handler.handler",
+            "MemorySize": int(memory),
+            "Timeout": int(timeout),
+            "Environment": {"Variables": {
+                "COSMIC_BACKEND": cfg.backend_label,
+                ALLOWED_READ_ENV: json.dumps(sorted(cfg.read_uris if cfg.allowed_read is None else cfg.allowed_read)),
+                ALLOWED_RESULTS_ENV: json.dumps(
+                    sorted([cfg.results_uri] if cfg.allowed_results is None else cfg.allowed_results)),
+            }},
+            "Description": f"cosmic pipeline {name} ({cfg.prefix})",
+        }
+
+    def _code_arg(self, cfg: DeployConfig, pkg: lambda_zip.Package) -> dict[str, Any]:
+        if pkg.size_bytes > cfg.s3_upload_threshold:
+            key = f"{cfg.package_prefix}/{pkg.function}-{pkg.sha256_b64.replace('/', '_').replace('+', '-')[:16]}.zip"
+            self.client("s3").upload_file(str(pkg.path), cfg.results_bucket, key)
+            return {"S3Bucket": cfg.results_bucket, "S3Key": key}
+        return {"ZipFile": pkg.path.read_bytes()}
+
+    def _ensure_function(self, cfg: DeployConfig, name: str, pkg: lambda_zip.Package, role_arn: str,
+                         actions: dict[str, str]) -> str:
+        client = self.client("lambda")
+        conf = self._function_config(cfg, name, role_arn)
+        fname = conf["FunctionName"]
+        try:
+            current = client.get_function(FunctionName=fname)["Configuration"]
+        except client.exceptions.ResourceNotFoundException:
+            current = None
+        if current is None:
+            arn = self._create_function(conf, self._code_arg(cfg, pkg))
+            client.get_waiter("function_active_v2").wait(FunctionName=fname)
+            actions[f"lambda {fname}"] = "created"
+            return arn
+        action = "unchanged"
+        if current.get("CodeSha256") != pkg.sha256_b64:
+            code = self._code_arg(cfg, pkg)
+            client.update_function_code(FunctionName=fname, **code)
+            client.get_waiter("function_updated_v2").wait(FunctionName=fname)
+            action = "updated"
+        wanted = {k: v for k, v in conf.items() if k != "FunctionName"}
+        have = {k: current.get(k) for k in wanted}
+        if have != wanted:
+            client.update_function_configuration(**conf)
+            client.get_waiter("function_updated_v2").wait(FunctionName=fname)
+            action = "updated"
+        actions[f"lambda {fname}"] = action
+        return str(current["FunctionArn"])
+
+    def _create_function(self, conf: dict[str, Any], code: dict[str, Any]) -> str:
+        client = self.client("lambda")
+        delay = 2.0
+        for attempt in range(8):
+            try:
+                return str(client.create_function(**conf, Code=code, Publish=False, PackageType="Zip",
+                                                   Architectures=["x86_64"])["FunctionArn"])
+            except client.exceptions.InvalidParameterValueException as exc:
+                # A new role takes a few seconds to propagate before Lambda may assume it.
+                if "role" not in str(exc).lower() or attempt == 7:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 1.5, 10.0)
+        raise DeployError(f"could not create {conf['FunctionName']}")
+
+    def _ensure_log_group(self, name: str, days: int, actions: dict[str, str]) -> None:
+        logs = self.client("logs")
+        try:
+            logs.create_log_group(logGroupName=name)
+            actions[f"log group {name}"] = "created"
+        except logs.exceptions.ResourceAlreadyExistsException:
+            actions[f"log group {name}"] = "unchanged"
+        logs.put_retention_policy(logGroupName=name, retentionInDays=days)
+
+    # ------------------------------------------------------------------ state machine
+    def find_state_machine(self, name: str) -> str | None:
+        sfn = self.client("stepfunctions")
+        for page in sfn.get_paginator("list_state_machines").paginate():
+            for sm in page["stateMachines"]:
+                if sm["name"] == name:
+                    return str(sm["stateMachineArn"])
+        return None
+
+    def _ensure_state_machine(self, cfg: DeployConfig, definition: str, role_arn: str,
+                              actions: dict[str, str]) -> str:
+        sfn = self.client("stepfunctions")
+        name = cfg.names.state_machine
+        arn = self.find_state_machine(name)
+        if arn is None:
+            arn = sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn, type="STANDARD",
+                                           tags=[{"key": OWNER_TAG, "value": cfg.prefix}])["stateMachineArn"]
+            actions[f"state machine {name}"] = "created"
+        else:
+            current = sfn.describe_state_machine(stateMachineArn=arn)
+            if current["definition"] != definition or current["roleArn"] != role_arn:
+                sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn)
+                actions[f"state machine {name}"] = "updated"
+            else:
+                actions[f"state machine {name}"] = "unchanged"
+        return str(arn)
+
+    # ------------------------------------------------------------------ deploy / teardown
+    def deploy(self, cfg: DeployConfig) -> Deployment:
+        """Create or update everything; returns ARNs and what changed."""
+        names = cfg.names
+        check_locations(cfg)
+        account = self.account()
+        actions: dict[str, str] = {}
+        self._ensure_bucket(cfg.results_bucket, cfg.prefix, actions)
+        left_alone = {f"s3 bucket {iam._split(u)[0]}": "not modified (data/model bucket: read only)"
+                      for u in cfg.read_uris if u.startswith("s3://") and iam._split(u)[0] != cfg.results_bucket}
+        function_arns = {n: f"arn:aws:lambda:{self.region}:{account}:function:{names.function(n)}"
+                         for n in lambda_zip.FUNCTIONS}
+        lambda_role = self._ensure_role(names.lambda_role, "lambda.amazonaws.com", f"{names.lambda_role}-policy",
+                                        iam.lambda_policy(region=self.region, account=account, prefix=cfg.prefix,
+                                                          read_uris=cfg.read_uris, results_uri=cfg.results_uri),
+                                        actions, cfg.results_uri)
+        states_role = self._ensure_role(names.states_role, "states.amazonaws.com", f"{names.states_role}-policy",
+                                        iam.states_policy(region=self.region, account=account,
+                                                          function_arns=function_arns.values(),
+                                                          state_machine_name=names.state_machine,
+                                                          results_uri=cfg.results_uri), actions)
+        packages = cfg.packages or lambda_zip.build_all(cfg.build_dir, with_deps=cfg.with_deps)
+        for n in lambda_zip.FUNCTIONS:
+            self._ensure_log_group(names.log_group(n), cfg.log_retention_days, actions)
+            function_arns[n] = self._ensure_function(cfg, n, packages[n], lambda_role, actions)
+        definition = asl.render({
+            "InitFunctionArn": function_arns["init"],
+            "InferenceFunctionArn": function_arns["inference"],
+            "SummarizeFunctionArn": function_arns["summarize"],
+        })
+        sm_arn = self._ensure_state_machine(cfg, definition, states_role, actions)
+        return Deployment(sm_arn, function_arns, {"lambda": lambda_role, "states": states_role}, actions,
+                          left_alone)
+
+    def teardown(self, cfg: DeployConfig, delete_results: bool = True) -> dict[str, str]:
+        """Remove what deploy created: state machine, functions, log groups, roles, our bucket."""
+        names = cfg.names
+        done: dict[str, str] = {}
+        sfn = self.client("stepfunctions")
+        arn = self.find_state_machine(names.state_machine)
+        if arn:
+            sfn.delete_state_machine(stateMachineArn=arn)
+            done[f"state machine {names.state_machine}"] = "deleted"
+        lam = self.client("lambda")
+        logs = self.client("logs")
+        for n in lambda_zip.FUNCTIONS:
+            try:
+                lam.delete_function(FunctionName=names.function(n))
+                done[f"lambda {names.function(n)}"] = "deleted"
+            except lam.exceptions.ResourceNotFoundException:
+                pass
+            try:
+                logs.delete_log_group(logGroupName=names.log_group(n))
+                done[f"log group {names.log_group(n)}"] = "deleted"
+            except logs.exceptions.ResourceNotFoundException:
+                pass
+        client = self.client("iam")
+        for role in (names.lambda_role, names.states_role):
+            try:
+                for pname in client.list_role_policies(RoleName=role)["PolicyNames"]:
+                    client.delete_role_policy(RoleName=role, PolicyName=pname)
+                client.delete_role(RoleName=role)
+                done[f"iam role {role}"] = "deleted"
+            except client.exceptions.NoSuchEntityException:
+                pass
+        bucket = cfg.results_bucket
+        if self._bucket_is_ours(bucket, cfg.prefix):
+            if delete_results:
+                self._empty_bucket(bucket)
+                self.client("s3").delete_bucket(Bucket=bucket)
+                done[f"s3 bucket {bucket}"] = "deleted"
+        else:
+            n = self._empty_bucket(bucket, cfg.package_prefix) if self._bucket_exists(bucket) else 0
+            if n:
+                done[f"s3 objects s3://{bucket}/{cfg.package_prefix}"] = f"deleted {n}"
+        return done
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            self.client("s3").head_bucket(Bucket=bucket)
+            return True
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------------ run
+    def start_execution(self, state_machine_arn: str, request_json: str, name: str) -> str:
+        return str(self.client("stepfunctions").start_execution(
+            stateMachineArn=state_machine_arn, name=name, input=request_json)["executionArn"])
+
+    def describe_execution(self, execution_arn: str) -> dict[str, Any]:
+        return dict(self.client("stepfunctions").describe_execution(executionArn=execution_arn))
+
+    def count_keys(self, uri: str) -> int:
+        """Objects under ``s3://bucket/prefix/`` (paginated)."""
+        bucket, prefix = iam._split(uri)
+        total = 0
+        for page in self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+            total += int(page.get("KeyCount", 0))
+        return total
+
+    def wait_execution(self, execution_arn: str, poll_s: float = 1.0, timeout_s: float | None = None,
+                       on_poll: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Poll until the execution leaves RUNNING; ``on_poll`` updates progress."""
+        t0 = time.monotonic()
+        while True:
+            desc = self.describe_execution(execution_arn)
+            if on_poll:
+                on_poll()
+            if desc["status"] != "RUNNING":
+                return desc
+            if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+                raise DeployError(f"execution {execution_arn} still running after {timeout_s:.0f} s")
+            time.sleep(poll_s)
+
+    def report_lines(self, function_name: str, start: datetime | None = None) -> Iterator[str]:
+        """Every REPORT line of ``function_name`` since ``start`` (paginated filter_log_events)."""
+        logs = self.client("logs")
+        kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{function_name}"}
+        if start is not None:
+            kwargs["startTime"] = int(start.timestamp() * 1000) - 60_000
+        try:
+            for page in logs.get_paginator("filter_log_events").paginate(**kwargs):
+                for ev in page.get("events", []):
+                    if ev.get("message", "").startswith("REPORT"):
+                        yield ev["message"]
+        except logs.exceptions.ResourceNotFoundException:
+            return
+
+
+def check_locations(cfg: DeployConfig) -> None:
+    """Refuse a deployment whose locations are invalid, use wildcards or overlap (DeployError names each)."""
+    problems = iam.location_problems(cfg.read_uris, cfg.results_uri)
+    if problems:
+        raise DeployError("deployment refused: " + "; ".join(problems))
+
+
+def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None = None) -> dict[str, Any]:
+    """The dry run: what deploy would create and the cost ceiling of a run (no AWS call).
+
+    The ceiling assumes every invocation runs to its configured timeout at its configured memory.
+    """
+    names = cfg.names
+    check_locations(cfg)
+    account = "<account>"
+    region = "<region>"
+    function_arns = [f"arn:aws:lambda:{region}:{account}:function:{names.function(n)}" for n in lambda_zip.FUNCTIONS]
+    resources = [
+        {"kind": "s3 bucket", "name": cfg.results_bucket, "note": "created if missing; public access blocked, SSE-S3"},
+        {"kind": "iam role", "name": names.lambda_role,
+         "policy": iam.lambda_policy(region=region, account=account, prefix=cfg.prefix, read_uris=cfg.read_uris,
+                                     results_uri=cfg.results_uri)},
+        {"kind": "iam role", "name": names.states_role,
+         "policy": iam.states_policy(region=region, account=account, function_arns=function_arns,
+                                     state_machine_name=names.state_machine, results_uri=cfg.results_uri)},
+    ]
+    for n in lambda_zip.FUNCTIONS:
+        resources.append({"kind": "lambda", "name": names.function(n),
+                          "memory_mb": cfg.memory_mb if n == "inference" else cfg.step_memory_mb,
+                          "timeout_s": cfg.timeout_s if n == "inference" else cfg.step_timeout_s})
+        resources.append({"kind": "log group", "name": names.log_group(n), "retention_days": cfg.log_retention_days})
+    resources.append({"kind": "state machine", "name": names.state_machine, "definition": str(asl.definition_path())})
+    out: dict[str, Any] = {"resources": resources}
+    if partitions:
+        workers = partitions
+        if request is not None and getattr(request, "world_size", None):
+            workers = min(partitions, request.world_size)
+        attempts = 4  # the first try + 3 InfrastructureError retries, each up to the timeout
+        lam = prices.lambda_cost([cfg.timeout_s * 1000.0] * workers * attempts, cfg.memory_mb)
+        steps = prices.lambda_cost([cfg.step_timeout_s * 1000.0] * 2 * attempts, cfg.step_memory_mb)
+        sfn = prices.stepfunctions_cost(workers, retries=workers * (attempts - 1))
+        s3 = prices.s3_cost(**prices.pipeline_s3_requests(workers))
+        out["cost_ceiling"] = {
+            "partitions": partitions, "invocations": workers,
+            "assumption": "every invocation runs to its timeout at its configured memory, and fails 3 times first",
+            "lambda_usd": lam.total_usd + steps.total_usd, "stepfunctions_usd": sfn, "s3_usd": s3,
+            "total_usd": lam.total_usd + steps.total_usd + sfn + s3,
+        }
+    return out

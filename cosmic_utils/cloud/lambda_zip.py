@@ -1,0 +1,175 @@
+"""Build the Lambda deployment zips (handler + ``cosmic_utils/runtime/`` + deps), from an allow-list.
+
+Choices:
+
+* Dependencies are built for Lambda's Linux, not the laptop's: ``pip download --platform
+  manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12
+  --implementation cp`` (see :data:`LAMBDA_RUNTIME` for why 3.12 rather than 3.11), then the
+  wheels are unpacked into the package (a wheel is a zip laid out for site-packages). boto3 is
+  left out: the Lambda Python runtime ships it, and botocore alone is ~100 MB unzipped.
+* Test suites and type stubs inside dependency wheels are left out (never imported at run time).
+* Only the runtime goes in: :data:`ALLOW` (``cosmic_utils/__init__.py`` and the package
+  :mod:`cosmic_utils.runtime`, which ``lint-imports`` keeps independent of the rest); nothing is
+  excluded by name, so a new workstation module can never slip into the zip. The child-process
+  runtime of the local backend then proves the zip is complete, because the zip's own
+  ``cosmic_utils`` is the only one on its ``sys.path``.
+* The zip is deterministic (sorted entries, fixed timestamps), so the same code gives the same
+  CodeSha256 and a second deploy changes nothing.
+* The unzipped size is checked against Lambda's 250 MB limit; packages above 50 MB are uploaded
+  through S3 by the deploy code (direct upload limit).
+* ``with_deps=False`` builds a code-only zip (tests, and the local backend whose child
+  processes use this virtualenv's site-packages).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import re
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cosmic_utils import config
+
+log = logging.getLogger(__name__)
+
+FUNCTIONS: tuple[str, ...] = ("init", "inference", "summarize")
+#: Lambda's limits: 250 MB unzipped (function + layers), 50 MB for a direct zip upload.
+UNZIPPED_LIMIT_BYTES = 250 * 2**20
+DIRECT_UPLOAD_LIMIT_BYTES = 50 * 2**20
+#: The Lambda runtime the packages are built for. python3.12 runs on Amazon Linux 2023
+#: (glibc 2.34); python3.11 runs on Amazon Linux 2 (glibc 2.26), where only manylinux2014 wheels
+#: load, and the last onnxruntime published as manylinux2014 is 1.16.3, too old for the IR
+#: version current torch exports. So: python3.12, manylinux_2_28 wheels, manylinux2014 fallback.
+LAMBDA_RUNTIME = "python3.12"
+LAMBDA_PYTHON = "3.12"
+#: pip flags that select wheels for Lambda's Linux (x86_64, CPython 3.12, glibc <= 2.34).
+PLATFORM_ARGS: tuple[str, ...] = (
+    "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64", "--only-binary=:all:",
+    "--python-version", LAMBDA_PYTHON, "--implementation", "cp",
+)
+#: What of cosmic_utils goes into every Lambda package: the top-level ``__init__.py`` and the runtime
+#: package (files of these suffixes, caches never).
+ALLOW: tuple[str, ...] = ("__init__.py", "runtime/")
+ALLOWED_SUFFIXES: tuple[str, ...] = (".py", ".yaml", ".json")
+#: Distributions the runtime already provides.
+RUNTIME_PROVIDED: tuple[str, ...] = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3",
+                                     "python_dateutil", "dateutil", "six")
+#: Files of dependency wheels never imported at run time (test suites, onnx's backend test data).
+SKIP_IN_WHEELS = re.compile(r"(^|/)(tests?)/|^onnx/backend/test/|\.pyi$")
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class PackagingError(RuntimeError):
+    """A package could not be built or breaks a Lambda limit."""
+
+
+@dataclass(frozen=True)
+class Package:
+    """A built deployment zip."""
+
+    function: str
+    path: Path
+    sha256_b64: str  # what Lambda reports as CodeSha256
+    size_bytes: int
+    unzipped_bytes: int
+    with_deps: bool
+
+    @property
+    def needs_s3_upload(self) -> bool:
+        return self.size_bytes > DIRECT_UPLOAD_LIMIT_BYTES
+
+
+def _package_files() -> list[tuple[str, Path]]:
+    """(arcname, path) of every cosmic_utils file that goes into a Lambda package (:data:`ALLOW`)."""
+    root = Path(__file__).resolve().parent.parent  # cosmic_utils/
+    out: list[tuple[str, Path]] = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir() or "__pycache__" in rel or path.suffix not in ALLOWED_SUFFIXES:
+            continue
+        if not any(rel == a or (a.endswith("/") and rel.startswith(a)) for a in ALLOW):
+            continue
+        out.append((f"cosmic_utils/{rel}", path))
+    return out
+
+
+def platform_args(python_version: str = LAMBDA_PYTHON) -> list[str]:
+    """:data:`PLATFORM_ARGS` for another CPython version (e.g. to smoke-test a zip locally)."""
+    args = list(PLATFORM_ARGS)
+    args[args.index("--python-version") + 1] = python_version
+    return args
+
+
+def download_wheels(requirements: Path, wheel_dir: Path, python_version: str = LAMBDA_PYTHON) -> list[Path]:
+    """``pip download`` the requirements as manylinux x86_64 CPython wheels for Lambda."""
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "-r", str(requirements), "-d", str(wheel_dir),
+           *platform_args(python_version)]
+    log.info("building Lambda dependencies: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise PackagingError(f"pip download for {requirements} failed:\n{proc.stderr[-2000:]}")
+    return sorted(wheel_dir.glob("*.whl"))
+
+
+def _skip_wheel(wheel: Path) -> bool:
+    name = wheel.name.split("-", 1)[0].lower()
+    return name in RUNTIME_PROVIDED
+
+
+def _add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(arcname, date_time=_EPOCH)
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    zf.writestr(info, data)
+
+
+def build_package(function: str, out_dir: Path | None = None, with_deps: bool = True,
+                  wheel_dir: Path | None = None, python_version: str = LAMBDA_PYTHON) -> Package:
+    """Build ``<out_dir>/<function>.zip`` for one of :data:`FUNCTIONS`."""
+    if function not in FUNCTIONS:
+        raise PackagingError(f"unknown function {function!r}; expected one of {FUNCTIONS}")
+    src = config.LAMBDA_DIR / function
+    handler = src / "handler.py"
+    if not handler.exists():
+        raise PackagingError(f"{handler}: handler not found")
+    out_dir = Path(out_dir or config.BUILD_DIR / "lambda")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, bytes] = {"handler.py": handler.read_bytes()}
+    for arcname, path in _package_files():
+        entries[arcname] = path.read_bytes()
+    if with_deps:
+        wheels = download_wheels(src / "requirements.txt",
+                                 Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}"),
+                                 python_version)
+        for wheel in wheels:
+            if _skip_wheel(wheel):
+                continue
+            with zipfile.ZipFile(wheel) as wz:
+                for info in wz.infolist():
+                    if info.is_dir() or info.filename in entries or SKIP_IN_WHEELS.search(info.filename):
+                        continue
+                    entries[info.filename] = wz.read(info)
+    unzipped = sum(len(v) for v in entries.values())
+    if unzipped > UNZIPPED_LIMIT_BYTES:
+        raise PackagingError(f"{function}: {unzipped / 2**20:.0f} MB unzipped exceeds Lambda's 250 MB limit")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name in sorted(entries):
+            _add(zf, name, entries[name])
+    data = buf.getvalue()
+    path = out_dir / f"{function}.zip"
+    path.write_bytes(data)
+    sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    return Package(function, path, sha, len(data), unzipped, with_deps)
+
+
+def build_all(out_dir: Path | None = None, with_deps: bool = True) -> dict[str, Package]:
+    """The three packages, by function name."""
+    return {name: build_package(name, out_dir, with_deps) for name in FUNCTIONS}

@@ -1,0 +1,170 @@
+"""The local backend: the aws backend's own deploy-and-run code against an embedded moto server.
+
+:class:`LocalStack` (a context manager) starts ``moto.server.ThreadedMotoServer`` on 127.0.0.1 at
+a free port, turns on moto's Step Functions interpreter (``execute_state_machine``; it runs the
+real ASL: Distributed Map with ItemReader, Retry, Catch), installs :mod:`.moto_hook` so Lambda
+invocations run the real handlers from the deployed zips in child processes, and hands out an
+:class:`~cosmic_utils.cloud.aws.AwsBackend` whose boto3 session points at that server. So a
+local run deploys IAM roles, a bucket, three functions and the state machine exactly as on AWS.
+
+Storage choice: the item list, predictions, records and summary live in moto's S3 (the
+ItemReader needs S3). The dataset and the model artifact are read in place from the local
+folders by the handler processes (same machine), which avoids copying GBs into moto's
+in-memory S3; ``stage_data=True`` uploads the dataset into moto S3 instead, exercising the S3
+read path the aws backend uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cosmic_utils.cloud import moto_hook
+from cosmic_utils.cloud.aws import AwsBackend
+
+log = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+#: The results bucket inside the embedded moto server (never a real bucket).
+LOCAL_RESULTS_BUCKET = "cosmic-local-results"
+LOCAL_RESULTS_URI = f"s3://{LOCAL_RESULTS_BUCKET}/runs"
+LOCAL_DATA_BUCKET = "cosmic-local-data"
+_QUIET = ("werkzeug", "moto", "moto.stepfunctions", "botocore", "urllib3")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalStack:
+    """An embedded moto server with Step Functions execution and the Lambda hook."""
+
+    def __init__(self, concurrency: int = 4, workdir: Path | None = None, block_torch: bool = True) -> None:
+        self.concurrency = concurrency
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="cosmic-local-"))
+        self.block_torch = block_torch
+        self.server: Any = None
+        self.endpoint_url = ""
+        self.runtime: moto_hook.LocalLambdaRuntime | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_levels: dict[str, int] = {}
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _setenv(self, key: str, value: str) -> None:
+        self._saved_env.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+
+    def start(self) -> None:
+        import requests
+        from moto.server import ThreadedMotoServer
+
+        moto_hook.check_moto()
+        port = free_port()
+        # moto's Step Functions interpreter calls Lambda and S3 at localhost:$MOTO_PORT.
+        self._setenv("MOTO_PORT", str(port))
+        for name in _QUIET:
+            lg = logging.getLogger(name)
+            self._saved_levels[name] = lg.level
+            lg.setLevel(logging.ERROR if name != "moto.stepfunctions" else logging.CRITICAL)
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server.start()
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        resp = requests.post(f"{self.endpoint_url}/moto-api/config",
+                             json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+        resp.raise_for_status()
+        self.runtime = moto_hook.install(self.endpoint_url, self.concurrency, self.workdir / "lambda",
+                                         self.block_torch)
+
+    def backend(self) -> AwsBackend:
+        """An AwsBackend whose clients talk to this server with dummy credentials."""
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                        aws_session_token="testing", region_name=REGION)
+        return AwsBackend(session, endpoint_url=self.endpoint_url, region=REGION)
+
+    def set_faults(self, faults: list[dict[str, Any]] | None) -> None:
+        """Install a fault plan (reliability tests): a list of ``{"kind", "function", "partition",
+        "times"}`` (see :mod:`.lambda_child`); ``None`` or ``[]`` removes it. Faults are the
+        backend's configuration, delivered to children through a file only the backend writes,
+        never through the run request. Charges already used are forgotten."""
+        if self.runtime is None:
+            raise RuntimeError("LocalStack is not started")
+        plan = self.runtime.fault_plan
+        shutil.rmtree(plan.parent, ignore_errors=True)
+        if faults:
+            plan.parent.mkdir(parents=True, exist_ok=True)
+            numbered = [{"id": f"f{i}", **f} for i, f in enumerate(faults)]
+            plan.write_text(json.dumps({"faults": numbered}, indent=1))
+
+    def fired_faults(self) -> list[dict[str, Any]]:
+        """The faults that fired since the plan was set (one entry per hit)."""
+        if self.runtime is None:
+            return []
+        log_path = self.runtime.fault_plan.parent / "fault-state" / "fired.jsonl"
+        if not log_path.exists():
+            return []
+        return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+
+    def s3_client(self) -> Any:
+        return self.backend().client("s3")
+
+    def copy_logs(self, target: Path) -> None:
+        """Copy the handler processes' logs (stderr of every container) to ``target``."""
+        target.mkdir(parents=True, exist_ok=True)
+        for path in sorted((self.workdir / "lambda").glob("*.log")):
+            shutil.copyfile(path, target / path.name)
+
+    def stop(self) -> None:
+        moto_hook.uninstall()
+        self.runtime = None
+        if self.server is not None:
+            try:
+                import requests
+
+                requests.post(f"{self.endpoint_url}/moto-api/config",
+                              json={"stepfunctions": {"execute_state_machine": False}}, timeout=5)
+                requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10)
+            except Exception:  # the server is going away anyway
+                pass
+            self.server.stop()
+            self.server = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        for name, level in self._saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def stage_folder(backend: AwsBackend, folder: Path, bucket: str, prefix: str) -> str:
+    """Upload a local dataset folder into moto S3; returns its s3:// URI."""
+    s3 = backend.client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:
+        s3.create_bucket(Bucket=bucket)
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    return f"s3://{bucket}/{prefix}"

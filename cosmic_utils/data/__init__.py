@@ -1,0 +1,1 @@
+"""Workstation: the galaxy catalogue, the image renderer, dataset preparation and ``.pt`` I/O."""

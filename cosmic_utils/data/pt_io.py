@@ -1,0 +1,208 @@
+"""Read the published ``.pt`` partitions and convert them to ``.cpart`` datasets.
+
+The Cosmic AI partitions are ``torch.save``-d ``TensorDataset`` objects holding
+``(image float32 [N,5,32,32], magnitude float64 [N,5], redshift float32 [N])``. Users who have
+them can run every experiment on them after ``cosmic data convert-pt SRC --out DIR``.
+
+Trust: a ``.pt`` file is a pickle. We load it with ``torch.load(weights_only=True)`` and
+allow exactly one extra class, ``torch.utils.data.TensorDataset``, through
+``torch.serialization.safe_globals``; the restricted unpickler then refuses any other global,
+so a hostile file cannot run code. Plain tuples / lists / dicts of three tensors load too.
+torch is imported inside the functions: this module is importable where torch is absent.
+
+The conversion is lossless: tensors become numpy arrays of the same dtype (converted only if
+a file stores another float type, which is reported in the partition's meta) and are written
+bit for bit; the test suite checks ``.pt -> .cpart -> arrays`` equality.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosmic_utils.runtime.manifest import Manifest, ManifestEntry
+from cosmic_utils.runtime.partition import (
+    Partition,
+    PartitionError,
+    check_arrays,
+    partition_name,
+    write_partition,
+)
+from cosmic_utils.runtime.storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+_NAMES = ("image", "magnitude", "redshift")
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    if hasattr(t, "detach"):
+        t = t.detach().cpu()
+        return t.numpy()
+    return np.asarray(t)
+
+
+def _unpack(obj: Any, name: str) -> list[Any]:
+    tensors = getattr(obj, "tensors", None)
+    if tensors is not None:
+        return list(tensors)
+    if isinstance(obj, Mapping):
+        missing = [k for k in _NAMES[:2] if k not in obj]
+        if missing:
+            raise PartitionError(f"partition {name}: .pt dict lacks {missing} (has {sorted(obj)})")
+        return [obj["image"], obj["magnitude"]] + ([obj["redshift"]] if "redshift" in obj else [])
+    if isinstance(obj, (tuple, list)):
+        return list(obj)
+    raise PartitionError(f"partition {name}: .pt holds a {type(obj).__name__}, expected a TensorDataset")
+
+
+def read_pt_partition(path: str | os.PathLike[str]) -> Partition:
+    """Load one published ``.pt`` partition (restricted unpickler) and validate its arrays."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise PartitionError(f"partition {name}: file not found: {path}")
+    try:
+        with torch.serialization.safe_globals([TensorDataset]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
+        first = (str(exc).splitlines() or [""])[0] or type(exc).__name__  # an empty file: a bare EOFError
+        raise PartitionError(f"partition {name}: cannot load .pt file: {first}") from exc
+    tensors = _unpack(obj, name)
+    if len(tensors) not in (2, 3):
+        raise PartitionError(f"partition {name}: .pt holds {len(tensors)} tensors, expected 3 (image, magnitude, redshift)")
+    arrays = [_to_numpy(t) for t in tensors]
+    converted = {
+        label: str(arr.dtype)
+        for label, arr, want in zip(_NAMES, arrays, ("float32", "float64", "float32"), strict=False)
+        if str(arr.dtype) != want
+    }
+    image, magnitude, redshift = check_arrays(arrays[0], arrays[1], arrays[2] if len(arrays) == 3 else None, name=name)
+    meta: dict[str, Any] = {"source": f"pt:{name}"}
+    if converted:
+        meta["converted_dtypes"] = converted
+    return Partition(image=image, magnitude=magnitude, redshift=redshift, meta=meta)
+
+
+def find_pt_files(path_or_dir: str | os.PathLike[str]) -> list[Path]:
+    """One ``.pt`` file, or every ``*.pt`` under a folder (sorted, recursively)."""
+    src = Path(path_or_dir)
+    if src.is_file():
+        return [src]
+    if src.is_dir():
+        files = sorted(p for p in src.rglob("*.pt") if p.is_file())
+        if not files:
+            raise FileNotFoundError(f"no .pt files under {src}")
+        return files
+    raise FileNotFoundError(f"no such file or folder: {src}")
+
+
+class ConvertError(PartitionError):
+    """No ``.pt`` file could be converted (each file's reason is in ``failures``); nothing was written."""
+
+    def __init__(self, message: str, failures: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+def _local_target(out: Path) -> Path:
+    """Refuse a target folder that already holds files (a conversion never mixes two datasets)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PartitionError(f"output {out} already exists and is not an empty folder; "
+                             "choose a new --out (nothing was converted)")
+    return out
+
+
+def convert_pt(
+    path_or_dir: str | os.PathLike[str], out: str | os.PathLike[str] | Storage, progress: bool = False,
+    s3_client: Any = None,
+) -> Manifest:
+    """Convert one ``.pt`` file or a folder of them into a ``.cpart`` dataset with a manifest.
+
+    Every readable file is converted (one ``.pt`` -> one ``.cpart``, numbered in sorted file
+    order over the files that converted); an unreadable one is skipped and listed with its reason
+    in ``manifest.extra["failed_files"]`` (``[{"file", "error"}]``), so one bad file never stops
+    the others. The result is all or nothing: a local dataset is written into a hidden temporary
+    sibling folder and renamed into place with its manifest; on S3 the manifest, written last,
+    is what makes the partitions a dataset. When no file converts, nothing is written and
+    :class:`ConvertError` lists every file's reason.
+    """
+    import shutil
+    import tempfile
+
+    files = find_pt_files(path_or_dir)
+    final: Path | None = None
+    staging: Path | None = None
+    if isinstance(out, Storage):
+        store = out
+    elif str(out).startswith("s3://"):
+        store = open_storage(out, s3_client=s3_client)
+    else:
+        final = _local_target(Path(out).expanduser().resolve())
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.converting-", dir=final.parent))
+        store = open_storage(staging)
+    entries: list[ManifestEntry] = []
+    failures: list[dict[str, str]] = []
+    iterator: Any = files
+    if progress:
+        from cosmic_utils.progress import progress as progress_bar
+
+        iterator = progress_bar(files, unit="file", desc="convert .pt")
+    try:
+        for pt in iterator:
+            try:
+                part = read_pt_partition(pt)
+            except PartitionError as exc:
+                failures.append({"file": str(pt), "error": str(exc)})
+                log.debug("skipped %s: %s", pt, exc)
+                continue
+            k = len(entries)
+            key = partition_name(k)
+            meta = {**part.meta, "partition_id": k}
+            local = store.local_path(key)
+            if local is not None:
+                info = write_partition(local, part.image, part.magnitude, part.redshift, meta)
+            else:
+                fd, tmp = tempfile.mkstemp(suffix=".cpart")
+                os.close(fd)
+                try:
+                    info = write_partition(tmp, part.image, part.magnitude, part.redshift, meta)
+                    store.upload_file(tmp, key)
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
+            entries.append(ManifestEntry(k, key, info.samples, info.nbytes, info.sha256, f"pt:{pt.name}", None))
+            log.info("converted %s -> %s (%d samples)", pt, store.uri(key), info.samples)
+        if not entries:
+            raise ConvertError(f"none of the {len(files)} .pt files under {path_or_dir} could be "
+                               f"converted; nothing was written", failures)
+        manifest = Manifest(entries=entries, source=f"pt:{Path(path_or_dir).name}",
+                            extra={"pt_files": [str(p) for p in files], "failed_files": failures})
+        manifest.write(store)
+        if final is not None and staging is not None:
+            if final.exists():
+                final.rmdir()  # empty (checked above); a race that filled it makes this fail loudly
+            os.replace(staging, final)
+            staging = None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def write_pt_partition(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray,
+                       redshift: np.ndarray) -> None:
+    """Write arrays as a published-style ``.pt`` TensorDataset (for tests and round trips)."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(magnitude)),
+                       torch.from_numpy(np.ascontiguousarray(redshift)))
+    torch.save(ds, Path(path))

@@ -1,0 +1,254 @@
+"""Writing model artifacts (torch side): a trained or untrained network -> ``model.pt`` + ONNX +
+calibration set + ``artifact.json``, and loading an artifact's weights back into torch.
+
+The reading side (:class:`cosmic_utils.runtime.artifact.ModelArtifact`, checks, constants) is
+torch-free and runs in Lambda; everything that needs torch lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cosmic_utils import config
+from cosmic_utils.data import dataset
+from cosmic_utils.model.astromae import ViTAstro, build_model
+from cosmic_utils.model.checkpoint import load_state_dict_file
+from cosmic_utils.model.export import RedshiftPredictor, export_onnx
+from cosmic_utils.runtime.artifact import (
+    CALIBRATION_FILE,
+    META_FILE,
+    ONNX_FILE,
+    ROLE_CALIBRATION,
+    ROLE_ONNX,
+    ROLE_STATE_DICT,
+    STATE_DICT_FILE,
+    ArtifactNotFoundError,
+    ModelArtifact,
+    read_meta,
+    sha256_file,
+)
+from cosmic_utils.runtime.gating import CALIBRATION_ROWS
+from cosmic_utils.runtime.preprocess import Preprocessing, default_preprocessing, identity
+
+log = logging.getLogger(__name__)
+
+
+def load_state_dict(artifact: ModelArtifact) -> dict[str, Any]:
+    """The bare state_dict from ``model.pt`` (weights-only load, keys/shapes validated)."""
+    return load_state_dict_file(artifact.state_dict_path)
+
+def load_model(artifact: ModelArtifact) -> ViTAstro:
+    """``ViTAstro`` with the artifact's weights, in eval mode."""
+    model = build_model()
+    model.load_state_dict(load_state_dict(artifact), strict=True)
+    return model.eval()
+
+def predictor(artifact: ModelArtifact) -> RedshiftPredictor:
+    """Preprocessing + network as one torch module (eval mode), raw inputs -> ``[B]``."""
+    return RedshiftPredictor(load_model(artifact), artifact.preprocessing).eval()
+
+
+
+
+# --------------------------------------------------------------------------- writers
+def write_artifact(
+    out_dir: str | os.PathLike[str],
+    state_dict: Mapping[str, Any],
+    preprocessing: Preprocessing,
+    *,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    training_data_sha256: str | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    with_onnx: bool = True,
+    onnx_example: tuple[Any, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> ModelArtifact:
+    """Write ``model.pt`` (+ ``model.onnx``) and ``artifact.json`` into ``out_dir``.
+
+    The folder is built next to ``out_dir`` and moved into place at the end, so a crash never
+    leaves a half-written artifact under the final name; an existing ``out_dir`` is replaced.
+    ``onnx_example``: raw ``(image, magnitude)`` arrays the export traces with and verifies on.
+    """
+    from cosmic_utils.model.export import RedshiftPredictor, export_onnx
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        bare = {k.removeprefix("module."): v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        torch.save(bare, staging / STATE_DICT_FILE)
+        art = ModelArtifact(
+            path=staging, name=name or out.name, preprocessing=preprocessing, config=dict(config or {}),
+            training_data_sha256=training_data_sha256, metrics=dict(metrics or {}), extra=dict(extra or {}),
+        )
+        art.add_file(ROLE_STATE_DICT, STATE_DICT_FILE)
+        if with_onnx:
+            model = build_model()
+            model.load_state_dict(bare, strict=True)
+            report = export_onnx(RedshiftPredictor(model.eval(), preprocessing), staging / ONNX_FILE,
+                                 example=onnx_example)
+            art.add_file(ROLE_ONNX, ONNX_FILE)
+            art.extra.setdefault("onnx_export", {k: v for k, v in report.items() if k != "path"})
+            add_calibration(art, model=RedshiftPredictor(model.eval(), preprocessing), save=False)
+        art.save()
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    art.path = out
+    return art
+
+
+def add_onnx(artifact: ModelArtifact, onnx_example: tuple[Any, Any] | None = None) -> ModelArtifact:
+    """Export (or re-export) ``model.onnx`` of an artifact that has a state_dict; updates artifact.json."""
+    net = predictor(artifact)
+    report = export_onnx(net, artifact.path / ONNX_FILE, example=onnx_example)
+    artifact.add_file(ROLE_ONNX, ONNX_FILE)
+    artifact.extra["onnx_export"] = {k: v for k, v in report.items() if k != "path"}
+    add_calibration(artifact, model=net, save=False)
+    artifact.save()
+    return artifact
+
+
+def add_calibration(artifact: ModelArtifact, rows: int | None = None, model: RedshiftPredictor | None = None,
+                    inputs: tuple[Any, Any, Any] | None = None, save: bool = True) -> ModelArtifact:
+    """Write the accuracy gate's calibration set into the artifact and list it (``files.calibration``).
+
+    ``inputs``: raw ``(image, magnitude, z_spec)`` arrays; default the first ``rows``
+    (:data:`cosmic_utils.runtime.gating.CALIBRATION_ROWS`) galaxies of the validation
+    catalogue rendered as the bench and training render them. ``z_fp32`` comes from the eager
+    fp32 model (``model``, default the artifact's own predictor): the reference a reduced
+    engine is compared with on whatever CPU it later runs on. Re-exporting an older artifact
+    (``cosmic model export``) adds the set.
+    """
+
+    source = "given arrays" if inputs is not None else "validation catalogue (first rows, training render seed)"
+    if inputs is None:
+        inputs = dataset.validation_rows(int(rows or CALIBRATION_ROWS))
+    image = np.ascontiguousarray(inputs[0], dtype=np.float32)
+    magnitude = np.ascontiguousarray(inputs[1], dtype=np.float64)
+    z_spec = np.asarray(inputs[2], dtype=np.float64).reshape(-1)
+    net = model if model is not None else predictor(artifact)
+    z_fp32 = net.predict_numpy(image, magnitude).astype(np.float64)
+    path = artifact.path / CALIBRATION_FILE
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, image=image, magnitude=magnitude, z_spec=z_spec, z_fp32=z_fp32)
+    os.replace(tmp, path)
+    artifact.add_file(ROLE_CALIBRATION, CALIBRATION_FILE)
+    artifact.extra["calibration"] = {"rows": int(len(image)), "reference": "eager fp32 (torch)",
+                                     "source": source}
+    if save:
+        artifact.save()
+    return artifact
+
+
+def create_untrained_artifact(
+    out_dir: str | os.PathLike[str], seed: int = 0, with_onnx: bool = True
+) -> ModelArtifact:
+    """A complete artifact with seeded random-init weights and the default preprocessing.
+
+    For tests of engines, the pipeline and the handlers: the real network, signature and
+    file layout, no training. Same ``seed`` -> identical ``model.pt``. Takes ~1 s without
+    ONNX, ~15-20 s with it (the dynamo exporter), so share it in a session-scoped fixture.
+    """
+    from cosmic_utils.model.astromae import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model()
+    return write_artifact(
+        out_dir, model.state_dict(), default_preprocessing(), name=Path(out_dir).name,
+        config={"kind": "untrained", "seed": int(seed)}, training_data_sha256=None,
+        metrics={}, with_onnx=with_onnx, extra={"trained": False},
+    )
+
+
+def artifact_from_published(
+    checkpoint_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    trust: bool = False,
+    with_onnx: bool = True,
+) -> ModelArtifact:
+    """Wrap the published weights as an artifact with identity preprocessing (raw inputs).
+
+    ``checkpoint_path``: a plain state_dict file (loaded weights-only, no trust needed), or the
+    published pickled DataParallel checkpoint, which is unpickled (restricted) only with
+    ``trust=True`` (command line ``--trust-pickle``); otherwise
+    :class:`cosmic_utils.model.checkpoint.UntrustedPickleError` explains the decision.
+    """
+    from cosmic_utils.model.checkpoint import (
+        CheckpointError,
+        StateDictMismatchError,
+        load_published_checkpoint,
+        load_state_dict_file,
+    )
+
+    source = Path(checkpoint_path)
+    if not source.is_file():
+        raise FileNotFoundError(f"published checkpoint {source}: file not found")
+    try:
+        state = load_state_dict_file(source)
+        kind = "state_dict"
+    except StateDictMismatchError:
+        raise
+    except CheckpointError:
+        state = load_published_checkpoint(source, trust=trust)
+        kind = "published-pickle"
+    return write_artifact(
+        out_dir, state, identity(), name=Path(out_dir).name,
+        config={"kind": "published", "source": str(source), "source_kind": kind,
+                "source_sha256": sha256_file(source)},
+        training_data_sha256=None, metrics={}, with_onnx=with_onnx, extra={"trained": True, "published": True},
+    )
+
+
+# --------------------------------------------------------------------------- finding one
+#: Where the untrained stand-in lives when no trained model exists (one place for every caller).
+UNTRAINED_MODEL_DIR: Path = config.MODELS_DIR / "untrained"
+
+
+def is_trained(meta: Mapping[str, Any]) -> bool:
+    """Whether an artifact.json describes a trained model (not :func:`create_untrained_artifact`)."""
+    if meta.get("trained") is False:
+        return False
+    return (meta.get("config") or {}).get("kind") != "untrained"
+
+
+def find_model(model_dir: str | os.PathLike[str] | None = None, with_onnx: bool = True,
+               allow_untrained: bool = True) -> tuple[Path, bool]:
+    """The model artifact to use and whether it is trained: the one "find a model, else an untrained one".
+
+    ``model_dir`` when given (it must hold an artifact); else ``models/default`` when it holds one;
+    else (``allow_untrained``) an untrained stand-in of the same network, made once in
+    :data:`UNTRAINED_MODEL_DIR` (with ONNX unless ``with_onnx=False``): its timings and costs are
+    valid, its accuracy is not, and callers label it. Without ``allow_untrained`` a missing default
+    raises :class:`ArtifactNotFoundError` saying how to train one.
+    """
+    if model_dir is not None and str(model_dir) != "":
+        folder = Path(model_dir)
+        return folder, is_trained(read_meta(folder))
+    if (config.DEFAULT_MODEL_DIR / META_FILE).is_file():
+        return config.DEFAULT_MODEL_DIR, is_trained(read_meta(config.DEFAULT_MODEL_DIR))
+    if not allow_untrained:
+        raise ArtifactNotFoundError(
+            f"no trained model at {config.DEFAULT_MODEL_DIR}: run `cosmic model train` first (about 5-10 minutes "
+            f"on 2 CPU cores), or pass --model DIR")
+    folder = UNTRAINED_MODEL_DIR
+    log.warning("no trained model in %s: using an UNTRAINED artifact (%s)", config.DEFAULT_MODEL_DIR, folder)
+    if not (folder / META_FILE).is_file() or (with_onnx and not (folder / ONNX_FILE).is_file()):
+        create_untrained_artifact(folder, seed=0, with_onnx=with_onnx)
+    return folder, False

@@ -1,0 +1,287 @@
+"""The model artifact folder: ``artifact.json`` + ``model.pt`` + ``model.onnx``, with checksums.
+
+Layout (docs/architecture.md, "Model artifact")::
+
+    models/<name>/
+      artifact.json   {"format_version": 1, "name", "created", "architecture": "pcm-astromae",
+                       "preprocessing": {...}, "config": {...}, "training_data_sha256",
+                       "metrics": {...}, "files": {"state_dict": {"path", "sha256", "bytes"},
+                                                   "onnx": {"path", "sha256", "bytes"}}}
+      model.pt        bare state_dict of ViTAstro (the published key layout, no "module.")
+      model.onnx      preprocessing + network: image float32 [B,5,32,32], magnitude float64 [B,5]
+                      -> redshift float32 [B]
+      calibration.npz the accuracy gate's calibration set (files.calibration): 256 validation
+                      galaxies as raw arrays, z_spec and the eager fp32 predictions z_fp32
+                      (see cosmic_utils.runtime.gating; written by :func:`add_calibration`)
+
+:meth:`ModelArtifact.load` checks, before anything uses the files, that the folder and
+``artifact.json`` exist, that ``format_version`` is one this code reads, that every listed file
+exists and that its sha256 matches; each failure raises :class:`ArtifactError` (or its
+subclass :class:`ArtifactNotFoundError`, also a ``FileNotFoundError``) naming the folder and
+the file. A folder may hold only the ONNX graph (what Lambda needs) or only the state_dict.
+
+This module imports torch only inside the functions that need it (loading ``model.pt``,
+writing artifacts), so the Lambda side (ONNX Runtime + numpy) can read and verify artifacts.
+
+Writers:
+
+* :func:`write_artifact`: state_dict + preprocessing (+ ONNX export) -> a folder; what
+  training uses.
+* :func:`create_untrained_artifact`: random-initialised weights (seeded) with the default
+  (non-identity) preprocessing; a fast stand-in for tests of the engines and the pipeline.
+  Its predictions are meaningless numbers, but exactly reproducible for a seed.
+* :func:`artifact_from_published`: the published fine-tuned checkpoint (a plain state_dict
+  file, or the pickled DataParallel model with ``trust=True``) with identity preprocessing,
+  because the published model takes raw inputs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cosmic_utils.runtime.preprocess import Preprocessing, PreprocessingError
+
+__all__ = [
+    "ARCHITECTURE",
+    "FORMAT_VERSION",
+    "ArtifactError",
+    "ArtifactNotFoundError",
+    "ModelArtifact",
+    "sha256_file",
+]
+
+#: Version of the artifact layout this code writes and reads.
+FORMAT_VERSION: int = 1
+#: Versions :meth:`ModelArtifact.load` accepts.
+SUPPORTED_FORMAT_VERSIONS: tuple[int, ...] = (1,)
+ARCHITECTURE: str = "pcm-astromae"
+META_FILE: str = "artifact.json"
+STATE_DICT_FILE: str = "model.pt"
+ONNX_FILE: str = "model.onnx"
+#: File roles of the ``files`` entry.
+ROLE_STATE_DICT: str = "state_dict"
+ROLE_ONNX: str = "onnx"
+ROLE_CALIBRATION: str = "calibration"
+CALIBRATION_FILE: str = "calibration.npz"
+_REQUIRED_KEYS: tuple[str, ...] = ("format_version", "name", "architecture", "files")
+
+
+class ArtifactError(ValueError):
+    """A model artifact is invalid: the message names the folder, the file and the problem."""
+
+
+class ArtifactNotFoundError(ArtifactError, FileNotFoundError):
+    """The artifact folder or one of its files is missing."""
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types (numpy scalars -> float/int, NaN/inf -> None, tuples -> lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:  # numpy / torch arrays
+        return _jsonable(value.tolist())
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass
+class ModelArtifact:
+    """A model artifact folder and its metadata (see the module docstring)."""
+
+    path: Path
+    name: str
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    architecture: str = ARCHITECTURE
+    created: str = field(default_factory=_now)
+    config: dict[str, Any] = field(default_factory=dict)
+    training_data_sha256: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ reading
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], verify: bool = True) -> ModelArtifact:
+        """Read ``path/artifact.json`` and (``verify``) check every listed file's sha256.
+
+        Raises :class:`ArtifactNotFoundError` for a missing folder / artifact.json / listed
+        file, :class:`ArtifactError` for invalid JSON, missing keys, an unsupported
+        ``format_version``, an invalid preprocessing entry or a checksum mismatch.
+        """
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ArtifactNotFoundError(f"model artifact {folder}: folder not found "
+                                        f"(train one with `cosmic model train` or pass --model)")
+        meta_path = folder / META_FILE
+        if not meta_path.is_file():
+            raise ArtifactNotFoundError(f"model artifact {folder}: {META_FILE} not found")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"model artifact {meta_path}: not valid JSON: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise ArtifactError(f"model artifact {meta_path}: expected a JSON object, got {type(meta).__name__}")
+        missing = [k for k in _REQUIRED_KEYS if k not in meta]
+        if missing:
+            raise ArtifactError(f"model artifact {meta_path}: missing keys {missing}")
+        version = meta["format_version"]
+        if version not in SUPPORTED_FORMAT_VERSIONS:
+            raise ArtifactError(
+                f"model artifact {meta_path}: format_version {version!r} is not supported "
+                f"(this code reads {list(SUPPORTED_FORMAT_VERSIONS)}); re-create the artifact with this version")
+        files = meta["files"]
+        if not isinstance(files, dict) or not files:
+            raise ArtifactError(f"model artifact {meta_path}: 'files' must list at least one file")
+        for role, entry in files.items():
+            if not isinstance(entry, dict) or "path" not in entry:
+                raise ArtifactError(f"model artifact {meta_path}: files.{role} needs a 'path'")
+            rel = Path(str(entry["path"]))
+            if rel.is_absolute() or ".." in rel.parts:
+                raise ArtifactError(f"model artifact {meta_path}: files.{role}.path {rel} must stay inside the folder")
+        try:
+            pre = Preprocessing.from_dict(meta.get("preprocessing"))
+        except (PreprocessingError, TypeError) as exc:
+            raise ArtifactError(f"model artifact {meta_path}: invalid preprocessing: {exc}") from exc
+        known = {"format_version", "name", "created", "architecture", "preprocessing", "config",
+                 "training_data_sha256", "metrics", "files"}
+        art = cls(
+            path=folder,
+            name=str(meta["name"]),
+            preprocessing=pre,
+            architecture=str(meta["architecture"]),
+            created=str(meta.get("created", "")),
+            config=dict(meta.get("config") or {}),
+            training_data_sha256=meta.get("training_data_sha256"),
+            metrics=dict(meta.get("metrics") or {}),
+            files={str(k): dict(v) for k, v in files.items()},
+            format_version=int(version),
+            extra={k: v for k, v in meta.items() if k not in known},
+        )
+        if verify:
+            art.verify()
+        return art
+
+    def verify(self, roles: Sequence[str] | None = None) -> None:
+        """Check that the listed files (all, or only ``roles``) exist and have the recorded sha256.
+
+        A role asked for but not listed, a missing file, a missing or wrong sha256 each raise
+        :class:`ArtifactError` naming the artifact, the file and the problem.
+        """
+        for role in roles if roles is not None else list(self.files):
+            entry = self.files.get(role)
+            if entry is None:
+                raise ArtifactError(f"model artifact {self.path}: lists no {role} file (run `cosmic model export`)")
+            file = self.path / entry["path"]
+            if not file.is_file():
+                raise ArtifactNotFoundError(f"model artifact {self.path}: {role} file {entry['path']} not found")
+            expected = entry.get("sha256")
+            if not expected:
+                raise ArtifactError(f"model artifact {self.path}: files.{role} has no sha256")
+            actual = sha256_file(file)
+            if actual != expected:
+                raise ArtifactError(
+                    f"model artifact {self.path}: checksum mismatch for {entry['path']} ({role}): "
+                    f"sha256 mismatch (artifact.json says {str(expected)[:12]}..., file is {actual[:12]}...; "
+                    "corrupt or replaced file)")
+
+    def has(self, role: str) -> bool:
+        """Whether the artifact lists a file for ``role`` (``"state_dict"`` / ``"onnx"``)."""
+        return role in self.files
+
+    def file_path(self, role: str) -> Path:
+        """Path of the file for ``role``; :class:`ArtifactNotFoundError` when not listed."""
+        if role not in self.files:
+            raise ArtifactNotFoundError(f"model artifact {self.path}: lists no {role} file "
+                                        f"(files: {sorted(self.files)})")
+        return self.path / self.files[role]["path"]
+
+    @property
+    def state_dict_path(self) -> Path:
+        return self.file_path(ROLE_STATE_DICT)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.file_path(ROLE_ONNX)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``artifact.json`` content."""
+        out = {
+            "format_version": self.format_version,
+            "name": self.name,
+            "created": self.created,
+            "architecture": self.architecture,
+            "preprocessing": self.preprocessing.to_dict(),
+            "config": self.config,
+            "training_data_sha256": self.training_data_sha256,
+            "metrics": self.metrics,
+            "files": self.files,
+            **self.extra,
+        }
+        return _jsonable(out)
+
+    # ------------------------------------------------------------------ writing
+    def add_file(self, role: str, filename: str) -> None:
+        """Record (or refresh) the checksum of ``path/filename`` under ``role``."""
+        file = self.path / filename
+        if not file.is_file():
+            raise ArtifactNotFoundError(f"model artifact {self.path}: cannot add {role}: {filename} not found")
+        self.files[role] = {"path": filename, "sha256": sha256_file(file), "bytes": file.stat().st_size}
+
+    def save(self) -> Path:
+        """Write ``artifact.json`` (atomically: temp file + rename); returns its path."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        meta_path = self.path / META_FILE
+        tmp = meta_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        os.replace(tmp, meta_path)
+        return meta_path
+
+
+def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """``artifact.json`` of a model folder as a plain dict, unchecked (the one reader of that file
+    besides :meth:`ModelArtifact.load`, which checks it): ``FileNotFoundError`` when absent,
+    ``ValueError`` naming the file when it is not a JSON object."""
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"model artifact {folder}: {META_FILE} not found")
+    return parse_meta(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_meta(text: str, where: str) -> dict[str, Any]:
+    """The dict of an ``artifact.json`` text (read from a folder or downloaded from S3)."""
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"model artifact {where}: {META_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"model artifact {where}: expected a JSON object, got {type(meta).__name__}")
+    return meta

@@ -1,0 +1,319 @@
+"""The accuracy gate of reduced-precision engines: an engine serves only on a CPU where it is accurate.
+
+Why: int8 and bf16 kernels are not the same code on every CPU. ONNX Runtime's int8 MatMul
+multiplies uint8 activations by int8 weights with ``VPMADDUBSW`` on CPUs without VNNI (an
+AVX2-only AMD EPYC), which saturates at int16 and, on this network, made ``onnx-int8`` lose
++91 % sigma_NMAD there while it was accurate on an AVX-512 VNNI / AMX Xeon; bf16 without
+``amx_bf16`` / ``avx512_bf16`` is emulated and slower than fp32. The CPU a Lambda lands on is
+not chosen by the user, so the check has to run where the engine runs, when it is created.
+
+How:
+
+* Every artifact written by this code ships a **calibration set** (``calibration.npz``, listed
+  in ``artifact.json`` as ``files.calibration`` with its sha256): the first
+  :data:`CALIBRATION_ROWS` galaxies of the validation catalogue as raw arrays, their
+  spectroscopic redshifts, and the eager fp32 model's predictions (``z_fp32``). It is written
+  by :func:`cosmic_utils.model.artifacts.add_calibration` when the artifact is written or re-exported.
+* :func:`check_engine` runs an engine on that set and applies :func:`compare_to_fp32`, the one
+  accuracy rule of the project (``cosmic bench`` applies the same function to its 2,500-row
+  check): a reduced engine passes when ``|sigma_NMAD / sigma_NMAD_fp32 - 1| <= 2 %`` *and*
+  ``max |z - z_fp32| <= 0.05``; an fp32 engine when ``max |z - z_fp32| <= 1e-3``.
+* :func:`gate_engine` raises :class:`EngineAccuracyError` (numbers, CPU model and CPU type in
+  the message) when the check fails or the artifact has no calibration set (older artifacts,
+  the published checkpoint before re-export: "re-export with ``cosmic model export``"), and
+  :class:`EngineRefusedError` when bf16 would be emulated on this CPU (slower than fp32).
+* Results are cached in-process under ``(cpu_type, engine, artifact identity)``, so a warm
+  Lambda checks once per container (about a second at one vCPU for 256 rows).
+* :func:`create_engine_with_fallback` is the run policy: a refused engine is replaced by its
+  fp32 counterpart (:data:`FP32_FALLBACK`) and the engine says so (``requested_name``,
+  ``fallback_reason``), which the pipeline copies into every record and the summary. Never a
+  silent accuracy loss, and never a failed run for a choice the user could not control.
+
+numpy + the torch-free engine modules only: this runs inside the inference Lambda.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosmic_utils.runtime import cpu
+from cosmic_utils.runtime.artifact import (
+    CALIBRATION_FILE,
+    ROLE_CALIBRATION,
+    ArtifactError,
+    ArtifactNotFoundError,
+)
+from cosmic_utils.runtime.engine import Engine, artifact_meta
+from cosmic_utils.runtime.metrics import delta_z, sigma_nmad
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CALIBRATION_FILE", "ROLE_CALIBRATION", "EngineAccuracyError", "EngineRefusedError", "check_engine",
+           "compare_to_fp32", "create_engine_with_fallback", "gate_engine"]
+
+#: Rows of the calibration set (about a second of int8 inference at one vCPU).
+CALIBRATION_ROWS: int = 256
+#: Reduced precision: largest accepted |sigma_NMAD(engine) / sigma_NMAD(fp32) - 1|.
+NMAD_TOLERANCE_REL: float = 0.02
+#: Reduced precision: largest accepted |z - z_fp32| of any galaxy (the 0.05 outlier cut of dz).
+MAX_ABS_DZ: float = 0.05
+#: fp32 engines must agree with the eager model to this (absolute redshift).
+FP32_ATOL: float = 1e-3
+#: The fp32 engine that serves when a reduced engine is refused.
+FP32_FALLBACK: dict[str, str] = {"onnx-int8": "onnx", "torch-int8": "torch", "torch-bf16": "torch"}
+
+_CACHE: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+class EngineRefusedError(RuntimeError):
+    """A reduced-precision engine refuses to serve on this CPU; the message says why."""
+
+    def __init__(self, engine: str, reason: str, verdict: dict[str, Any] | None = None) -> None:
+        probe = cpu.cpu_probe()
+        self.engine = engine
+        self.reason = reason
+        self.verdict = verdict or {}
+        self.cpu_model = probe["cpu_model"]
+        self.cpu_type = probe["cpu_type"]
+        super().__init__(f"engine {engine} refused on this CPU ({self.cpu_model}; cpu_type {self.cpu_type}): {reason}")
+
+
+class EngineAccuracyError(EngineRefusedError):
+    """The engine failed its calibration check on this CPU type, or the artifact has no calibration set."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibration set of an artifact (raw inputs, labels, eager fp32 predictions)."""
+
+    image: np.ndarray
+    magnitude: np.ndarray
+    z_fp32: np.ndarray
+    z_spec: np.ndarray
+    sha256: str
+
+
+# --------------------------------------------------------------------------- the rule
+def compare_to_fp32(name: str, precision: str, z: np.ndarray, z_fp32: np.ndarray,
+                    z_spec: np.ndarray | None) -> dict[str, Any]:
+    """The accuracy rule (see the module docstring): numbers and ``passed`` for one engine's outputs.
+
+    ``sigma_NMAD`` needs labels: rows without a finite ``z_spec`` are left out of it (a set
+    without any labels is judged on ``max |z - z_fp32|`` alone).
+    """
+    z = np.asarray(z, dtype=np.float64).reshape(-1)
+    ref = np.asarray(z_fp32, dtype=np.float64).reshape(-1)
+    out: dict[str, Any] = {"engine": name, "precision": precision, "rows": int(len(z))}
+    finite = bool(len(z) and np.isfinite(z).all())
+    diff = np.abs(z - ref) if finite else np.array([np.inf])
+    out["max_abs_dz"] = float(diff.max())
+    out["mean_abs_dz"] = float(diff.mean())
+    nmad = nmad_ref = rel = float("nan")
+    if finite and z_spec is not None:
+        spec = np.asarray(z_spec, dtype=np.float64).reshape(-1)
+        labelled = np.isfinite(spec)
+        if labelled.any():
+            nmad = sigma_nmad(delta_z(spec[labelled], z[labelled]))
+            nmad_ref = sigma_nmad(delta_z(spec[labelled], ref[labelled]))
+            rel = nmad / nmad_ref - 1.0 if nmad_ref > 0 else float("nan")
+    out.update(sigma_nmad=nmad, sigma_nmad_fp32=nmad_ref, nmad_delta_rel=rel)
+    if not finite:
+        out.update(passed=False, rule="outputs must be finite")
+    elif precision == "fp32":
+        out.update(passed=bool(out["max_abs_dz"] <= FP32_ATOL), rule=f"max |z - z_fp32| <= {FP32_ATOL}")
+    else:
+        nmad_ok = not np.isfinite(nmad_ref) or (np.isfinite(rel) and abs(rel) <= NMAD_TOLERANCE_REL)
+        out.update(passed=bool(nmad_ok and out["max_abs_dz"] <= MAX_ABS_DZ),
+                   rule=f"|sigma_NMAD / sigma_NMAD_fp32 - 1| <= {NMAD_TOLERANCE_REL:.0%} and "
+                        f"max |z - z_fp32| <= {MAX_ABS_DZ}")
+    return out
+
+
+def describe(verdict: dict[str, Any]) -> str:
+    """One line of numbers: ``sigma_NMAD +0.4 % (0.0120 vs 0.0119), max |dz| 2.1e-03``."""
+    parts = []
+    rel = verdict.get("nmad_delta_rel")
+    if rel is not None and np.isfinite(rel):
+        parts.append(f"sigma_NMAD {100 * rel:+.1f} % ({verdict['sigma_nmad']:.4f} vs fp32 {verdict['sigma_nmad_fp32']:.4f})")
+    parts.append(f"max |z - z_fp32| {verdict.get('max_abs_dz', float('nan')):.2e}")
+    return ", ".join(parts) + f" on {verdict.get('rows', 0)} rows"
+
+
+# --------------------------------------------------------------------------- CPU knowledge
+def native_bf16(probe: dict[str, Any] | None = None) -> bool:
+    """Whether bf16 matmuls run natively here (AMX-BF16 / AVX512-BF16 / arm64 BF16, not capped away).
+
+    A oneDNN ISA cap below the bf16 ISAs (``ONEDNN_MAX_CPU_ISA=AVX2`` ...) makes oneDNN emulate
+    bf16 whatever the flags say.
+    """
+    p = probe or cpu.cpu_probe()
+    flags = set(p["cpu_flags"].split())
+    if not ({"amx_bf16", "avx512_bf16"} & flags or ("bf16" in flags and p["arch"] in {"aarch64", "arm64"})):
+        return False
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        cap = os.environ.get(var, "").upper()
+        if cap and cap not in {"ALL", "DEFAULT"} and "BF16" not in cap and "AMX" not in cap:
+            return False
+    return True
+
+
+def speed_refusal(name: str, precision: str) -> str | None:
+    """Why ``name`` would be slower than fp32 on this CPU without measuring it (``None``: no reason)."""
+    if name.startswith("torch-cuda"):  # a GPU's bf16 / fp16 are native; only the accuracy check applies
+        return None
+    if precision == "bf16" and not native_bf16():
+        return ("bf16 is emulated on this CPU (no amx_bf16 / avx512_bf16, or oneDNN capped below them): "
+                "slower than fp32")
+    return None
+
+
+# --------------------------------------------------------------------------- calibration set
+def _meta(folder: Path) -> dict[str, Any]:
+    try:
+        return artifact_meta(folder)
+    except FileNotFoundError:
+        return {}
+
+
+def load_calibration(artifact_dir: str | os.PathLike[str]) -> Calibration | None:
+    """The artifact's calibration set, its sha256 checked; ``None`` when the artifact lists none.
+
+    A listed file that is missing or does not match its sha256 raises
+    :class:`cosmic_utils.runtime.artifact.ArtifactError` (a corrupt set must not decide anything).
+    """
+    folder = Path(artifact_dir)
+    entry = (_meta(folder).get("files") or {}).get(ROLE_CALIBRATION)
+    if not entry:
+        return None
+    path = folder / str(entry.get("path", CALIBRATION_FILE))
+    if not path.is_file():
+        raise ArtifactNotFoundError(f"model artifact {folder}: calibration file {entry.get('path')} not found")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.get("sha256"):
+        raise ArtifactError(f"model artifact {folder}: checksum mismatch for {entry.get('path')} (calibration): "
+                            f"artifact.json says {str(entry.get('sha256'))[:12]}..., file is {digest[:12]}...")
+    import io
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return Calibration(image=np.ascontiguousarray(npz["image"], dtype=np.float32),
+                           magnitude=np.ascontiguousarray(npz["magnitude"], dtype=np.float64),
+                           z_fp32=np.asarray(npz["z_fp32"], dtype=np.float64),
+                           z_spec=np.asarray(npz["z_spec"], dtype=np.float64), sha256=digest)
+
+
+def artifact_identity(artifact_dir: str | os.PathLike[str]) -> str:
+    """A short key of the artifact's content: the sha256s that ``artifact.json`` lists (no hashing)."""
+    files = _meta(Path(artifact_dir)).get("files") or {}
+    joined = ";".join(f"{role}={(files[role] or {}).get('sha256', '')}" for role in sorted(files))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16] if joined else f"path:{Path(artifact_dir).resolve()}"
+
+
+# --------------------------------------------------------------------------- the gate
+def _predict(engine: Any, image: np.ndarray, magnitude: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    out = np.empty(len(image), dtype=np.float32)
+    for s in range(0, len(image), batch_size):
+        out[s:s + batch_size] = engine.predict(image[s:s + batch_size], magnitude[s:s + batch_size])
+    return out
+
+
+def check_engine(engine: Any, artifact_dir: str | os.PathLike[str], use_cache: bool = True) -> dict[str, Any] | None:
+    """Run ``engine`` on the artifact's calibration set and judge it (:func:`compare_to_fp32`).
+
+    Returns the verdict (with ``cpu_type``, ``cpu_model``, ``cached``) or ``None`` when the
+    artifact has no calibration set. Cached per ``(cpu_type, engine, artifact identity)``.
+    """
+    probe = cpu.cpu_probe()
+    key = (probe["cpu_type"], str(engine.name), artifact_identity(artifact_dir))
+    if use_cache and key in _CACHE:
+        return {**_CACHE[key], "cached": True}
+    cal = load_calibration(artifact_dir)
+    if cal is None:
+        return None
+    z = _predict(engine, cal.image, cal.magnitude)
+    verdict = compare_to_fp32(engine.name, engine.precision, z, cal.z_fp32, cal.z_spec)
+    verdict.update(cpu_type=probe["cpu_type"], cpu_model=probe["cpu_model"], isa=probe["isa"],
+                   calibration_sha256=cal.sha256, source="calibration")
+    _CACHE[key] = verdict
+    log.info("calibration check %s on %s: %s -> %s", engine.name, probe["isa"], describe(verdict),
+             "pass" if verdict["passed"] else "FAIL")
+    return {**verdict, "cached": False}
+
+
+def gate_engine(engine: Any, artifact_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Let ``engine`` serve only if it is fp32 or passed its check on this CPU type; returns the verdict.
+
+    Raises :class:`EngineRefusedError` (bf16 emulated here) or :class:`EngineAccuracyError`
+    (check failed, or no calibration set in the artifact). fp32 engines are not checked.
+    """
+    if engine.precision == "fp32":
+        return None
+    slow = speed_refusal(engine.name, engine.precision)
+    if slow:
+        raise EngineRefusedError(engine.name, slow)
+    verdict = check_engine(engine, artifact_dir)
+    if verdict is None:
+        raise EngineAccuracyError(
+            engine.name, f"model artifact {artifact_dir} has no calibration set (files.{ROLE_CALIBRATION}), so "
+            "its accuracy on this CPU cannot be checked; re-export it with `cosmic model export --model DIR`")
+    if not verdict["passed"]:
+        raise EngineAccuracyError(engine.name, f"accuracy check failed: {describe(verdict)} "
+                                               f"(rule: {verdict['rule']})", verdict)
+    return verdict
+
+
+def gated(engine: Engine, name: str, artifact_dir: str | os.PathLike[str], gate: bool = True) -> Engine:
+    """A newly created engine, named as asked, after :func:`gate_engine` (when ``gate``); a refused
+    engine is closed before the refusal propagates. Every engine factory ends with this."""
+    engine.requested_name = name
+    if gate:
+        try:
+            engine.gate = gate_engine(engine, artifact_dir)
+        except BaseException:
+            engine.close()
+            raise
+    return engine
+
+
+def create_engine_with_fallback(name: str, artifact_dir: str | os.PathLike[str], threads: int | None = None,
+                                *, create: Callable[..., Engine]) -> Engine:
+    """``create(name)``, or its fp32 counterpart when the gate refuses ``name`` on this CPU.
+
+    ``create(name, artifact_dir, threads=...)`` makes a gated engine: the steps pass
+    :func:`cosmic_utils.runtime.onnx_engine.create_onnx_engine` (what Lambda runs); the workstation
+    passes :func:`cosmic_utils.inference.engines.create_engine` for every engine. (A parameter, not
+    an import: the ONNX engine imports this module for :func:`gated`.)
+    The returned engine carries ``requested_name``, ``fallback_reason`` ("" when none; else the
+    refusal with its numbers and the CPU) and ``gate`` (its own verdict, ``None`` for fp32).
+    """
+    try:
+        engine = create(name, artifact_dir, threads=threads)
+        reason = ""
+    except EngineRefusedError as exc:
+        fallback = FP32_FALLBACK.get(exc.engine, "onnx")
+        log.warning("%s; falling back to %s", exc, fallback)
+        engine = create(fallback, artifact_dir, threads=threads)
+        reason = str(exc)
+    engine.requested_name = name
+    engine.fallback_reason = reason
+    return engine
+
+
+def engine_fields(engine: Any, requested: str) -> dict[str, Any]:
+    """The record fields of an engine choice: ``engine_requested``, ``engine``, ``engine_fallback_reason``."""
+    return {"engine_requested": getattr(engine, "requested_name", requested),
+            "engine": getattr(engine, "name", requested),
+            "engine_fallback_reason": getattr(engine, "fallback_reason", "")}
+
+
+def clear_cache() -> None:
+    """Forget every cached check (tests; a process that changes its ISA caps)."""
+    _CACHE.clear()

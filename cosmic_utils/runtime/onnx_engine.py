@@ -1,0 +1,244 @@
+"""ONNX Runtime engines (fp32 and dynamically quantised int8): numpy + onnxruntime, no torch.
+
+This is the engine the inference Lambda runs, so it must never import torch (a test imports
+it in a fresh interpreter and checks ``sys.modules``). The artifact's ``model.onnx`` holds the
+preprocessing and the network, so the engine feeds the raw partition arrays.
+
+Session choices (measured on a 2-core Xeon, see docs/inference.md):
+
+* ``ORT_ENABLE_ALL`` graph optimisations (constant folding, Conv+BN+activation, MatMul+Add,
+  LayerNorm / GELU fusions). The optimised graph can be cached next to the model
+  (``optimized_model_filepath``) but loading the original and optimising takes ~1 s, so we do
+  not write files in the Lambda.
+* ``intra_op_num_threads`` = the engine's threads, ``inter_op_num_threads`` = 1 (the graph is
+  one chain; a second pool would only contend for the same cores).
+* Spinning off by default (``session.intra_op.allow_spinning = 0``): ORT's idle workers
+  otherwise busy-wait after each run and steal the cores from the Python thread that reads
+  the next batch (and from any other engine measured in the same process).
+
+``onnx-int8`` quantises the weight MatMul / Gemm nodes of ``model.onnx`` with
+``onnxruntime.quantization.quantize_dynamic`` (int8 weights per channel in 7 bits -
+``reduce_range``, see :data:`INT8_VARIANT` - and uint8 activations quantised per batch ->
+``MatMulInteger`` / ``DynamicQuantizeMatMul``, which use VNNI / AMX-INT8 where present and
+``VPMADDUBSW`` on AVX2-only CPUs, where full 8-bit weights saturate). Attention's activation x activation MatMuls and every Conv stay fp32. The
+quantised file is written once as ``model.int8.onnx`` next to ``model.onnx`` (or in a cache
+folder when the artifact is read-only) and reused; quantising needs the ``onnx`` package,
+running it only ``onnxruntime``. :func:`register_int8` lists it in ``artifact.json``
+(``files.onnx_int8``, with its sha256) so a deployment ships it and the Lambda, which has no
+``onnx`` package, loads it instead of quantising (``cosmic bench`` does this for the
+artifact it measures).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from cosmic_utils.runtime.artifact import ModelArtifact
+from cosmic_utils.runtime.engine import ONNX_ENGINE_NAMES, Engine, artifact_meta, resolve_threads
+from cosmic_utils.runtime.gating import gated
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OnnxEngine", "quantize_onnx_int8", "onnx_model_path", "int8_model_path", "register_int8", "INT8_SUFFIX"]
+
+INT8_SUFFIX = ".int8.onnx"
+#: Role of the quantised graph in ``artifact.json`` ``files`` (see :func:`register_int8`).
+ROLE_ONNX_INT8 = "onnx_int8"
+
+
+def onnx_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
+    """The ONNX graph file of an artifact folder (``files.onnx.path`` in artifact.json)."""
+    folder = Path(artifact_dir)
+    try:
+        meta = artifact_meta(folder)
+    except FileNotFoundError:
+        meta = {}
+    rel = ((meta.get("files") or {}).get("onnx") or {}).get("path", "model.onnx")
+    path = folder / rel
+    if not path.is_file():
+        raise FileNotFoundError(f"model artifact {folder}: ONNX graph {rel} not found (run `cosmic model export`)")
+    return path
+
+
+def _weight_matmuls(model: Any) -> tuple[list[str], list[str]]:
+    """Names of MatMul/Gemm nodes with a constant weight input, and of the other MatMuls."""
+    inits = {i.name for i in model.graph.initializer}
+    consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    weight, other = [], []
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Gemm"):
+            continue
+        if len(node.input) > 1 and (node.input[1] in inits or node.input[1] in consts):
+            weight.append(node.name)
+        else:
+            other.append(node.name)
+    return weight, other
+
+
+#: Quantisation variants: activations uint8 (dynamic, per batch) x weights int8 ("u8s8"), int8 in
+#: 7 bits ("u8s8-reduce-range") or uint8 ("u8u8"). See :data:`INT8_VARIANT` for the default and why.
+INT8_VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8")
+#: The variant :func:`quantize_onnx_int8` writes by default (docs/portability.md has the numbers).
+INT8_VARIANT: str = "u8s8-reduce-range"
+#: metadata_props key of the variant in a quantised graph, so a cached graph of another variant is redone.
+VARIANT_KEY = "cosmic_int8_variant"
+
+
+def _graph_variant(path: Path) -> str | None:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # unreadable cache file: redo it
+        return None
+    return next((p.value for p in model.metadata_props if p.key == VARIANT_KEY), None)
+
+
+def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None,
+                       variant: str = INT8_VARIANT) -> Path:
+    """Write a dynamically quantised int8 copy of ``src`` (weight MatMul/Gemm only); returns its path.
+
+    ``variant`` (:data:`INT8_VARIANTS`): per-channel int8 weights (``u8s8``), the same in 7 bits
+    (``u8s8-reduce-range``: ``VPMADDUBSW`` on CPUs without VNNI adds two u8 x s8 products into
+    int16, which saturates for 255 x 127 x 2 but not for 255 x 63 x 2), or uint8 weights
+    (``u8u8``: MLAS widens to int16 first, no saturation, slower). Default ``dst``:
+    ``model.int8.onnx`` next to ``src``, else (read-only folder) a cache file under the temp
+    folder keyed by the sha256 of ``src``. An existing, newer ``dst`` of the same variant is reused.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if variant not in INT8_VARIANTS:
+        raise ValueError(f"int8 variant must be one of {INT8_VARIANTS}, got {variant!r}")
+    src = Path(src)
+    if dst is None:
+        dst = src.with_name(src.name[: -len(".onnx")] + INT8_SUFFIX)
+        if not os.access(src.parent, os.W_OK):
+            digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+            dst = Path(tempfile.gettempdir()) / f"cosmic-int8-{digest}-{variant}{INT8_SUFFIX}"
+    dst = Path(dst)
+    if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime and _graph_variant(dst) == variant:
+        return dst
+    model = onnx.load(str(src))
+    weight, other = _weight_matmuls(model)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor to root
+    try:
+        quantize_dynamic(
+            str(src), str(tmp), weight_type=QuantType.QUInt8 if variant == "u8u8" else QuantType.QInt8,
+            per_channel=True, reduce_range=(variant == "u8s8-reduce-range"),
+            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=other,
+            extra_options={"MatMulConstBOnly": True},
+        )
+        quantised = onnx.load(str(tmp))
+        onnx.helper.set_model_props(quantised, {**{p.key: p.value for p in quantised.metadata_props},
+                                                VARIANT_KEY: variant})
+        onnx.save(quantised, str(tmp))
+        os.replace(tmp, dst)
+    finally:
+        root.setLevel(level)
+        if tmp.exists():
+            tmp.unlink()
+    log.info("quantised %s -> %s (%s, %d weight MatMul/Gemm nodes int8)", src, dst, variant, len(weight))
+    return dst
+
+
+def int8_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
+    """The artifact's int8 graph: the one listed as ``files.onnx_int8`` (what a Lambda
+    downloads), else a quantised copy of ``model.onnx`` made now (needs the ``onnx`` package)."""
+    folder = Path(artifact_dir)
+    try:
+        meta = artifact_meta(folder)
+    except FileNotFoundError:
+        meta = {}
+    listed = ((meta.get("files") or {}).get(ROLE_ONNX_INT8) or {}).get("path")
+    if listed and (folder / listed).is_file():
+        return folder / listed
+    return quantize_onnx_int8(onnx_model_path(folder))
+
+
+def register_int8(artifact_dir: str | os.PathLike[str]) -> Path:
+    """Quantise ``model.onnx`` (if needed) and list the result in ``artifact.json`` as
+    ``files.onnx_int8`` with its sha256, so deployments ship it and Lambda needs no ``onnx``."""
+    path = quantize_onnx_int8(onnx_model_path(artifact_dir))
+    if path.parent != Path(artifact_dir):
+        raise ValueError(f"model artifact {artifact_dir} is read-only: int8 graph cached at {path}")
+    art = ModelArtifact.load(artifact_dir, verify=False)
+    art.add_file(ROLE_ONNX_INT8, path.name)
+    art.save()
+    return path
+
+
+class OnnxEngine(Engine):
+    """ONNX Runtime CPU session on an artifact's graph (preprocessing inside the graph)."""
+
+    framework = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, int8: bool = False,
+                 spinning: bool = False, optimization: str = "all") -> None:
+        self.threads = resolve_threads(threads)
+        self.name = "onnx-int8" if int8 else "onnx"
+        self.precision = "int8" if int8 else "fp32"
+        self.path = Path(path)
+        levels = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }
+        if optimization not in levels:
+            raise ValueError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = levels[optimization]
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.session: ort.InferenceSession | None = ort.InferenceSession(
+            str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        inputs = [i.name for i in self.session.get_inputs()]
+        if len(inputs) != 2:
+            raise ValueError(f"ONNX graph {self.path}: expected 2 inputs (image, magnitude), got {inputs}")
+        self.input_names = ("image", "magnitude") if set(inputs) == {"image", "magnitude"} else tuple(inputs)
+        self.output_name = self.session.get_outputs()[0].name
+
+    @classmethod
+    def from_artifact(cls, artifact_dir: str | os.PathLike[str], threads: int | None = None,
+                      int8: bool = False, **kwargs: Any) -> OnnxEngine:
+        """The engine on ``<artifact_dir>/model.onnx`` (its int8 copy when ``int8``)."""
+        path = int8_model_path(artifact_dir) if int8 else onnx_model_path(artifact_dir)
+        return cls(path, threads=threads, int8=int8, **kwargs)
+
+    def predict(self, image: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+        if self.session is None:
+            raise RuntimeError(f"engine {self.name} is closed")
+        image, magnitude = self.check_inputs(image, magnitude)
+        feeds = {self.input_names[0]: np.ascontiguousarray(image), self.input_names[1]: np.ascontiguousarray(magnitude)}
+        out = self.session.run([self.output_name], feeds)[0]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    def close(self) -> None:
+        self.session = None
+
+
+def create_onnx_engine(name: str, artifact_dir: str | os.PathLike[str], threads: int | None = None,
+                       gate: bool = True) -> OnnxEngine:
+    """The ONNX engine ``name`` (``onnx`` / ``onnx-int8``) on a model folder, gated like every engine.
+
+    ``gate`` (default): a reduced-precision engine first runs the artifact's calibration set and is
+    refused (engine closed) unless it is accurate on this CPU type (:mod:`cosmic_utils.runtime.gating`).
+    """
+    if name not in ONNX_ENGINE_NAMES:
+        raise ValueError(f"unknown ONNX engine {name!r}; choose one of {', '.join(ONNX_ENGINE_NAMES)}")
+    engine = OnnxEngine.from_artifact(artifact_dir, threads=threads, int8=(name == "onnx-int8"))
+    return gated(engine, name, artifact_dir, gate)

@@ -1,0 +1,613 @@
+"""The partition file format (``.cpart``): write, read, validate, and read in slices.
+
+Why a format of our own rather than the published ``.pt`` TensorDataset pickles: a ``.pt``
+file needs torch (hundreds of MB, too large for the inference Lambda's ONNX path), can run
+arbitrary code when unpickled, and can only be read whole. A ``.cpart`` file is
+
+```
+bytes 0..7     magic b"CPART\\x00\\x01\\x00"  (format version 1)
+bytes 8..15    uint64 little-endian: length H of the JSON header
+bytes 16..16+H JSON header (utf-8), padded with spaces so the first array starts 64-byte aligned:
+               {"version": 1, "samples": N, "file_bytes": total,
+                "arrays": {name: {"dtype": "<f4", "shape": [...], "offset": o, "nbytes": b}},
+                "meta": {...}}
+then           image <f4 [N,5,32,32], magnitude <f8 [N,5], redshift <f4 [N]; each C-contiguous,
+               little-endian, at its absolute file offset ``o`` (a multiple of 64)
+```
+
+so it reads with numpy alone (``np.frombuffer`` on the bytes, zero copy), and one can read
+any rows with two small reads per array (local ``pread``/memmap or S3 range requests): the
+offsets are absolute and the rows of every array are contiguous. ``file_bytes`` in the
+header lets a truncated file be told apart from a corrupt one.
+
+Every problem raises :class:`PartitionError` (a ``ValueError``) whose message starts with
+``partition <name>:`` and names the problem, e.g.
+``partition part-00003.cpart: truncated: header says 26,230,000 bytes, file has 1,000``.
+
+The label ``redshift`` is optional when writing (NaN when unknown); NaN is allowed in it, while
+``image`` and ``magnitude`` must be finite. This module must not import torch: it runs in
+the inference Lambda.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+MAGIC: bytes = b"CPART\x00\x01\x00"
+VERSION: int = 1
+ALIGN: int = 64
+PREFIX_BYTES: int = 16  # magic + uint64 header length
+IMAGE_SHAPE: tuple[int, int, int] = (5, 32, 32)
+N_BANDS: int = 5
+#: Array name -> (dtype string, per-sample shape), in file order.
+ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "image": ("<f4", IMAGE_SHAPE),
+    "magnitude": ("<f8", (N_BANDS,)),
+    "redshift": ("<f4", ()),
+}
+#: Bytes one sample occupies in a partition file (the label included, unlike SAMPLE_BYTES).
+ROW_BYTES: int = sum(int(np.dtype(dt).itemsize * np.prod(shape, dtype=np.int64)) for dt, shape in ARRAYS.values())
+#: Refuse absurd header lengths early (a corrupt length field would otherwise allocate GBs).
+MAX_HEADER_BYTES: int = 1 << 20
+EXTENSION: str = ".cpart"
+
+
+class PartitionError(ValueError):
+    """A partition file is malformed or does not match its manifest entry."""
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    """What :func:`write_partition` wrote: sample count, file size and sha256 of the whole file."""
+
+    samples: int
+    nbytes: int
+    sha256: str
+
+
+@dataclass
+class Partition:
+    """The arrays of one partition (see docs/architecture.md for units)."""
+
+    image: np.ndarray  # float32 [N, 5, 32, 32]
+    magnitude: np.ndarray  # float64 [N, 5]
+    redshift: np.ndarray  # float32 [N], NaN when unknown
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> int:
+        return int(self.image.shape[0])
+
+    def __len__(self) -> int:
+        return self.samples
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Where one array lives in a partition file."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.dtype(self.dtype).itemsize * np.prod(self.shape[1:], dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class PartitionHeader:
+    """The parsed, validated header of a partition file."""
+
+    name: str
+    samples: int
+    file_bytes: int
+    arrays: dict[str, ArraySpec]
+    meta: dict[str, Any]
+    header_bytes: int  # PREFIX_BYTES + H
+
+
+# ------------------------------------------------------------------ helpers
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _error(name: str, problem: str) -> PartitionError:
+    return PartitionError(f"partition {name}: {problem}")
+
+
+def _display_name(source: Any, name: str | None) -> str:
+    if name:
+        return name
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    file_name = getattr(source, "name", None)
+    if isinstance(file_name, str):
+        return Path(file_name).name
+    return "<bytes>"
+
+
+def _expected_get(expected: Any, key: str) -> Any:
+    if expected is None:
+        return None
+    if isinstance(expected, Mapping):
+        return expected.get(key)
+    return getattr(expected, key, None)
+
+
+def check_arrays(
+    image: np.ndarray,
+    magnitude: np.ndarray,
+    redshift: np.ndarray | None = None,
+    name: str = "<arrays>",
+    check_finite: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate and normalise arrays to the partition dtypes (little-endian, C order).
+
+    Integer / other float inputs are converted (only float32 image and float64 magnitudes are
+    stored); shapes must match exactly. Returns ``(image, magnitude, redshift)``.
+    """
+    image = np.asarray(image)
+    magnitude = np.asarray(magnitude)
+    if image.ndim != 4 or image.shape[1:] != IMAGE_SHAPE:
+        raise _error(name, f"wrong shape: image has shape {list(image.shape)}, expected [N, 5, 32, 32]")
+    n = image.shape[0]
+    if n == 0:
+        raise _error(name, "empty partition: 0 samples")
+    if magnitude.shape != (n, N_BANDS):
+        raise _error(name, f"wrong shape: magnitude has shape {list(magnitude.shape)}, expected [{n}, 5]")
+    if redshift is None:
+        redshift = np.full(n, np.nan, dtype="<f4")
+    redshift = np.asarray(redshift)
+    if redshift.shape != (n,):
+        raise _error(name, f"wrong shape: redshift has shape {list(redshift.shape)}, expected [{n}]")
+    for label, arr in (("image", image), ("magnitude", magnitude), ("redshift", redshift)):
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise _error(name, f"wrong dtype: {label} has dtype {arr.dtype}, expected a number type")
+    image = np.ascontiguousarray(image, dtype="<f4")
+    magnitude = np.ascontiguousarray(magnitude, dtype="<f8")
+    redshift = np.ascontiguousarray(redshift, dtype="<f4")
+    if check_finite:
+        _check_finite(name, image, magnitude)
+    return image, magnitude, redshift
+
+
+def _check_finite(name: str, image: np.ndarray, magnitude: np.ndarray, row0: int = 0) -> None:
+    for label, arr in (("image", image), ("magnitude", magnitude)):
+        # Summing is a fast finiteness test; only on failure look for the offending rows.
+        if np.isfinite(arr.sum(dtype=np.float64)):
+            continue
+        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1))
+        rows = np.flatnonzero(bad.any(axis=1))
+        if rows.size == 0:  # the sum overflowed but every value is finite
+            continue
+        kinds = []
+        if np.isnan(arr).any():
+            kinds.append("NaN")
+        if np.isinf(arr).any():
+            kinds.append("inf")
+        shown = ", ".join(str(int(r) + row0) for r in rows[:5]) + (" ..." if rows.size > 5 else "")
+        raise _error(name, f"non-finite values ({'/'.join(kinds)}) in {label}: {int(bad.sum())} values in "
+                     f"{rows.size} samples (rows {shown})")
+
+
+# ------------------------------------------------------------------ writing
+def _layout(samples: int, meta: Mapping[str, Any]) -> tuple[bytes, dict[str, ArraySpec], int]:
+    """Header bytes (padded), array specs with absolute offsets, total file size."""
+    data_start = _align(PREFIX_BYTES + 256)
+    for _ in range(8):  # offsets change the header length; iterate to a fixed point
+        specs: dict[str, ArraySpec] = {}
+        offset = data_start
+        for array_name, (dtype, shape) in ARRAYS.items():
+            full_shape = (samples, *shape)
+            nbytes = int(np.dtype(dtype).itemsize * np.prod(full_shape, dtype=np.int64))
+            specs[array_name] = ArraySpec(array_name, dtype, full_shape, offset, nbytes)
+            offset = _align(offset + nbytes)
+        last = specs["redshift"]
+        file_bytes = last.offset + last.nbytes
+        header = {
+            "version": VERSION,
+            "samples": samples,
+            "file_bytes": file_bytes,
+            "arrays": {
+                s.name: {"dtype": s.dtype, "shape": list(s.shape), "offset": s.offset, "nbytes": s.nbytes}
+                for s in specs.values()
+            },
+            "meta": dict(meta),
+        }
+        text = json.dumps(header, separators=(",", ":"), sort_keys=False, allow_nan=False).encode()
+        needed = _align(PREFIX_BYTES + len(text))
+        if needed == data_start:
+            padded = text + b" " * (data_start - PREFIX_BYTES - len(text))
+            return padded, specs, file_bytes
+        data_start = needed
+    raise RuntimeError("partition header layout did not converge")  # pragma: no cover
+
+
+def _write_to(
+    out: BinaryIO,
+    image: np.ndarray,
+    magnitude: np.ndarray,
+    redshift: np.ndarray | None,
+    meta: Mapping[str, Any] | None,
+    name: str,
+) -> PartitionInfo:
+    image, magnitude, redshift = check_arrays(image, magnitude, redshift, name=name)
+    try:
+        header, specs, file_bytes = _layout(image.shape[0], meta or {})
+    except (TypeError, ValueError) as exc:  # NaN in meta, unserialisable meta
+        raise _error(name, f"meta is not JSON-serialisable: {exc}") from exc
+    digest = hashlib.sha256()
+    written = 0
+
+    def emit(chunk: bytes | memoryview) -> None:
+        nonlocal written
+        out.write(chunk)
+        digest.update(chunk)
+        written += len(chunk)
+
+    emit(MAGIC)
+    emit(np.uint64(len(header)).astype("<u8").tobytes())
+    emit(header)
+    for array_name, arr in (("image", image), ("magnitude", magnitude), ("redshift", redshift)):
+        spec = specs[array_name]
+        if written < spec.offset:
+            emit(b"\x00" * (spec.offset - written))
+        emit(memoryview(arr).cast("B"))
+    assert written == file_bytes
+    return PartitionInfo(samples=int(image.shape[0]), nbytes=written, sha256=digest.hexdigest())
+
+
+def encode_partition(
+    image: np.ndarray,
+    magnitude: np.ndarray,
+    redshift: np.ndarray | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The bytes of a partition file holding these arrays (see the module docstring)."""
+    buf = io.BytesIO()
+    _write_to(buf, image, magnitude, redshift, meta, name="<bytes>")
+    return buf.getvalue()
+
+
+def write_partition(
+    target: str | os.PathLike[str] | BinaryIO,
+    image: np.ndarray,
+    magnitude: np.ndarray,
+    redshift: np.ndarray | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> PartitionInfo:
+    """Write a partition to a path (atomically: temp file + rename) or an open binary file.
+
+    Returns the sample count, size in bytes and sha256 of the whole file (what a manifest
+    entry records).
+    """
+    if isinstance(target, (str, os.PathLike)):
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as fh:
+                info = _write_to(fh, image, magnitude, redshift, meta, name=path.name)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return info
+    return _write_to(target, image, magnitude, redshift, meta, name=_display_name(target, None))
+
+
+# ------------------------------------------------------------------ reading
+def parse_header(prefix: bytes | bytearray | memoryview, name: str = "<bytes>", total_bytes: int | None = None) -> PartitionHeader:
+    """Parse and validate a header from the first bytes of a partition file.
+
+    ``prefix`` must hold at least the magic, length and JSON header (:func:`header_length`
+    tells how many bytes that is). ``total_bytes`` is the size of the whole file when known,
+    checked against the header's ``file_bytes`` (truncation / trailing garbage).
+    """
+    view = memoryview(prefix)
+    if len(view) < PREFIX_BYTES:
+        what = "empty file" if len(view) == 0 else f"{len(view)} bytes"
+        raise _error(name, f"truncated: not a partition file ({what}, need at least {PREFIX_BYTES} bytes)")
+    magic = bytes(view[:8])
+    if magic != MAGIC:
+        if magic[:5] == MAGIC[:5]:
+            raise _error(name, f"unsupported format version {magic[5:].hex()} (this reader knows version {VERSION})")
+        raise _error(name, f"bad magic {magic!r}: not a .cpart partition file (expected {MAGIC!r})")
+    hlen = int(np.frombuffer(view[8:16], dtype="<u8")[0])
+    if hlen == 0 or hlen > MAX_HEADER_BYTES:
+        raise _error(name, f"bad header length {hlen:,} bytes")
+    if len(view) < PREFIX_BYTES + hlen:
+        raise _error(name, f"truncated: header says the JSON header is {hlen:,} bytes, file has "
+                     f"{max(0, (total_bytes if total_bytes is not None else len(view)) - PREFIX_BYTES):,} after the prefix")
+    try:
+        header = json.loads(bytes(view[PREFIX_BYTES : PREFIX_BYTES + hlen]).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _error(name, f"header is not valid JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise _error(name, "header is not a JSON object")
+    if header.get("version") != VERSION:
+        raise _error(name, f"unsupported header version {header.get('version')!r} (expected {VERSION})")
+    samples = header.get("samples")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
+        raise _error(name, f"header field 'samples' is {samples!r}, expected a non-negative integer")
+    if samples == 0:
+        raise _error(name, "empty partition: header says 0 samples")
+    arrays_raw = header.get("arrays")
+    if not isinstance(arrays_raw, dict):
+        raise _error(name, "header field 'arrays' is missing or not an object")
+    arrays: dict[str, ArraySpec] = {}
+    end = PREFIX_BYTES + hlen
+    for array_name, (dtype, shape) in ARRAYS.items():
+        spec_raw = arrays_raw.get(array_name)
+        if not isinstance(spec_raw, dict):
+            raise _error(name, f"header has no array '{array_name}'")
+        got_dtype = spec_raw.get("dtype")
+        if got_dtype != dtype:
+            raise _error(name, f"wrong dtype: {array_name} is {got_dtype!r}, expected {dtype!r}")
+        got_shape = spec_raw.get("shape")
+        want_shape = [samples, *shape]
+        if got_shape != want_shape:
+            raise _error(name, f"wrong shape: {array_name} has shape {got_shape}, expected {want_shape}")
+        offset, nbytes = spec_raw.get("offset"), spec_raw.get("nbytes")
+        want_nbytes = int(np.dtype(dtype).itemsize * np.prod(want_shape, dtype=np.int64))
+        if not isinstance(offset, int) or offset < end or offset % ALIGN:
+            raise _error(name, f"bad offset {offset!r} for {array_name} (must be 64-byte aligned, after byte {end})")
+        if nbytes != want_nbytes:
+            raise _error(name, f"bad size for {array_name}: header says {nbytes!r} bytes, shape needs {want_nbytes:,}")
+        arrays[array_name] = ArraySpec(array_name, dtype, tuple(want_shape), offset, nbytes)
+        end = offset + nbytes
+    extra = sorted(set(arrays_raw) - set(ARRAYS))
+    if extra:
+        raise _error(name, f"header has unknown arrays {extra}")
+    file_bytes = header.get("file_bytes", end)
+    if file_bytes != end:
+        raise _error(name, f"header says the file is {file_bytes!r} bytes but its arrays end at byte {end:,}")
+    if total_bytes is not None:
+        if total_bytes < file_bytes:
+            raise _error(name, f"truncated: header says {file_bytes:,} bytes, file has {total_bytes:,}")
+        if total_bytes > file_bytes:
+            raise _error(name, f"trailing data: header says {file_bytes:,} bytes, file has {total_bytes:,}")
+    meta = header.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise _error(name, "header field 'meta' is not an object")
+    return PartitionHeader(name=name, samples=samples, file_bytes=file_bytes, arrays=arrays, meta=meta,
+                           header_bytes=PREFIX_BYTES + hlen)
+
+
+def header_length(prefix16: bytes, name: str = "<bytes>") -> int:
+    """Bytes needed to parse the header, from the first 16 bytes of a file (magic checked)."""
+    if len(prefix16) < PREFIX_BYTES:
+        raise _error(name, f"truncated: not a partition file ({len(prefix16)} bytes)")
+    if prefix16[:8] != MAGIC:
+        parse_header(prefix16, name)  # raises the precise magic / version error
+    hlen = int(np.frombuffer(prefix16[8:16], dtype="<u8")[0])
+    if hlen == 0 or hlen > MAX_HEADER_BYTES:
+        raise _error(name, f"bad header length {hlen:,} bytes")
+    return PREFIX_BYTES + hlen
+
+
+def _check_expected(name: str, expected: Any, samples: int | None, nbytes: int | None, data: Any | None) -> None:
+    if expected is None:
+        return
+    want_samples = _expected_get(expected, "samples")
+    if want_samples is not None and samples is not None and int(want_samples) != samples:
+        raise _error(name, f"sample count mismatch: manifest says {int(want_samples):,}, file has {samples:,}")
+    want_bytes = _expected_get(expected, "bytes")
+    if want_bytes is not None and nbytes is not None and int(want_bytes) != nbytes:
+        raise _error(name, f"size mismatch: manifest says {int(want_bytes):,} bytes, file has {nbytes:,}")
+    want_sha = _expected_get(expected, "sha256")
+    if want_sha and data is not None:
+        got = hashlib.sha256(data).hexdigest()
+        if got != want_sha:
+            raise _error(name, f"checksum mismatch: manifest sha256 {want_sha[:12]}..., file {got[:12]}...")
+
+
+def _read_source(source: Any, name: str) -> bytes | bytearray | memoryview:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        from cosmic_utils.runtime.storage import NotRegularFileError, open_regular
+
+        path = Path(source)
+        try:
+            fd = open_regular(path, name)
+        except NotRegularFileError as exc:  # before FileNotFoundError, its base class
+            raise _error(name, f"not a regular file: {exc}") from exc
+        except FileNotFoundError as exc:
+            raise _error(name, f"file not found: {path}") from exc
+        except OSError as exc:
+            raise _error(name, f"cannot read {path}: {exc}") from exc
+        try:
+            size = os.fstat(fd).st_size
+            # The header is read and checked against the file's real size before the file's
+            # buffer is allocated: a header that claims more (or less) than the file is refused.
+            first = os.pread(fd, PREFIX_BYTES, 0)
+            need = header_length(first, name) if len(first) == PREFIX_BYTES else len(first)
+            parse_header(first + os.pread(fd, max(0, need - PREFIX_BYTES), PREFIX_BYTES), name, total_bytes=size)
+            buf = bytearray(size)
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                got = fh.readinto(buf)
+        except OSError as exc:
+            raise _error(name, f"cannot read {path}: {exc}") from exc
+        finally:
+            os.close(fd)
+        return buf if got == size else buf[:got]
+    if hasattr(source, "read"):
+        return source.read()
+    raise TypeError(f"cannot read a partition from {type(source).__name__}")
+
+
+def read_partition(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO,
+    name: str | None = None,
+    expected: Any = None,
+    check_finite: bool = True,
+    writable: bool = True,
+) -> Partition:
+    """Read and validate a whole partition from a path, bytes or an open binary file.
+
+    ``expected`` is a manifest entry (a :class:`~cosmic_utils.runtime.manifest.ManifestEntry` or a
+    mapping with ``samples``, ``bytes``, ``sha256``): when given, the sample count, size and
+    sha256 of the whole file are checked too. The arrays are views of one buffer read from
+    the file (writable). From immutable ``bytes`` they are copied unless ``writable=False``,
+    which returns read-only zero-copy views (half the peak memory, e.g. in a Lambda).
+    """
+    label = _display_name(source, name)
+    data = _read_source(source, label)
+    header = parse_header(data, label, total_bytes=len(data))
+    _check_expected(label, expected, header.samples, len(data), data)
+    copy = writable and memoryview(data).readonly
+    out: dict[str, np.ndarray] = {}
+    for spec in header.arrays.values():
+        arr = np.frombuffer(data, dtype=spec.dtype, count=spec.nbytes // np.dtype(spec.dtype).itemsize,
+                            offset=spec.offset).reshape(spec.shape)
+        out[spec.name] = arr.copy() if copy else arr
+    if check_finite:
+        _check_finite(label, out["image"], out["magnitude"])
+    return Partition(image=out["image"], magnitude=out["magnitude"], redshift=out["redshift"], meta=header.meta)
+
+
+def verify_bytes(data: bytes | bytearray | memoryview, name: str, expected: Any = None) -> PartitionHeader:
+    """Full validation of a partition held in memory; returns its header."""
+    header = parse_header(data, name, total_bytes=len(data))
+    _check_expected(name, expected, header.samples, len(data), data)
+    read_partition(data, name=name, writable=False)
+    return header
+
+
+# ------------------------------------------------------------------ slices / streaming
+#: ``read_at(offset, length) -> bytes``: how a slice reader fetches bytes (file pread, S3 range).
+ReadAt = Callable[[int, int], bytes]
+
+
+def _file_reader(path: Path) -> tuple[ReadAt, int, Callable[[], None]]:
+    from cosmic_utils.runtime.storage import open_regular
+
+    fd = open_regular(path)  # regular files only: a FIFO or device has no size to check against
+    size = os.fstat(fd).st_size
+
+    def read_at(offset: int, length: int) -> bytes:
+        chunks = []
+        while length > 0:
+            chunk = os.pread(fd, length, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+            length -= len(chunk)
+        return b"".join(chunks)
+
+    return read_at, size, lambda: os.close(fd)
+
+
+def read_header_at(read_at: ReadAt, name: str, total_bytes: int | None = None) -> PartitionHeader:
+    """Parse the header through a ``read_at`` function (two small reads)."""
+    first = read_at(0, PREFIX_BYTES)
+    need = header_length(first, name)
+    if total_bytes is not None and need > total_bytes:
+        raise _error(name, f"truncated: header says the JSON header ends at byte {need:,}, file has {total_bytes:,}")
+    return parse_header(first + read_at(PREFIX_BYTES, need - PREFIX_BYTES), name, total_bytes=total_bytes)
+
+
+def read_rows_at(read_at: ReadAt, header: PartitionHeader, start: int, stop: int, check_finite: bool = True) -> Partition:
+    """Rows ``start:stop`` of a partition, fetching only their bytes (one read per array)."""
+    if not 0 <= start <= stop <= header.samples:
+        raise _error(header.name, f"rows {start}:{stop} out of range (0:{header.samples})")
+    out: dict[str, np.ndarray] = {}
+    for spec in header.arrays.values():
+        rb = spec.row_bytes
+        want = (stop - start) * rb
+        raw = read_at(spec.offset + start * rb, want) if want else b""
+        if len(raw) != want:
+            raise _error(header.name, f"truncated: wanted {want:,} bytes of {spec.name} at byte "
+                         f"{spec.offset + start * rb:,}, got {len(raw):,}")
+        out[spec.name] = np.frombuffer(bytearray(raw), dtype=spec.dtype).reshape((stop - start, *spec.shape[1:]))
+    if check_finite and stop > start:
+        _check_finite(header.name, out["image"], out["magnitude"], row0=start)
+    return Partition(image=out["image"], magnitude=out["magnitude"], redshift=out["redshift"], meta=header.meta)
+
+
+def _open_local(path: str | os.PathLike[str], label: str) -> tuple[ReadAt, int, Callable[[], None]]:
+    """:func:`_file_reader` for ``path``; a missing file raises :class:`PartitionError` naming it."""
+    from cosmic_utils.runtime.storage import NotRegularFileError
+
+    try:
+        return _file_reader(Path(path))
+    except NotRegularFileError as exc:  # before FileNotFoundError, its base class
+        raise _error(label, f"not a regular file: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise _error(label, f"file not found: {path}") from exc
+
+
+def read_header(path: str | os.PathLike[str], name: str | None = None) -> PartitionHeader:
+    """The validated header of a local partition file (reads only the first few hundred bytes)."""
+    label = _display_name(path, name)
+    read_at, size, close = _open_local(path, label)
+    try:
+        return read_header_at(read_at, label, total_bytes=size)
+    finally:
+        close()
+
+
+def read_rows(path: str | os.PathLike[str], start: int, stop: int, name: str | None = None) -> Partition:
+    """Rows ``start:stop`` of a local partition file, reading only those bytes."""
+    label = _display_name(path, name)
+    read_at, size, close = _open_local(path, label)
+    try:
+        header = read_header_at(read_at, label, total_bytes=size)
+        return read_rows_at(read_at, header, start, min(stop, header.samples))
+    finally:
+        close()
+
+
+def iter_batches(
+    source: str | os.PathLike[str] | ReadAt,
+    batch_size: int,
+    name: str | None = None,
+    total_bytes: int | None = None,
+    check_finite: bool = True,
+) -> Iterator[Partition]:
+    """Stream a partition in batches of ``batch_size`` rows with bounded memory.
+
+    ``source`` is a local path (read with ``pread``) or a ``read_at(offset, length)`` function,
+    e.g. ``lambda o, n: storage.read_range(key, o, n)`` for S3 range reads (pass
+    ``total_bytes`` then, so truncation is detected). Memory is one batch, whatever the
+    partition size. Does not verify the sha256 (that needs the whole file).
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if callable(source) and not isinstance(source, (str, os.PathLike)):
+        read_at, close = source, (lambda: None)
+        label = name or "<stream>"
+        size = total_bytes
+    else:
+        label = _display_name(source, name)
+        read_at, size, close = _open_local(source, label)
+    try:
+        header = read_header_at(read_at, label, total_bytes=size)
+        for start in range(0, header.samples, batch_size):
+            yield read_rows_at(read_at, header, start, min(start + batch_size, header.samples), check_finite)
+    finally:
+        close()
+
+
+def partition_name(index: int) -> str:
+    """The file name of partition ``index``: ``part-00000.cpart``."""
+    return f"part-{index:05d}{EXTENSION}"
+
+
+def expected_file_bytes(samples: int, meta: Mapping[str, Any] | None = None) -> int:
+    """Size of a partition file with ``samples`` rows and this meta (without writing it)."""
+    return _layout(samples, meta or {})[2]

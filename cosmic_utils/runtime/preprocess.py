@@ -1,0 +1,254 @@
+"""The input preprocessing recorded in a model artifact (numpy implementation, no torch).
+
+Every engine receives the *raw* arrays stored in partitions (flux images in nanomaggies per
+pixel, AB magnitudes) and applies the artifact's preprocessing before the network. This
+module holds the description (:class:`Preprocessing`, serialised into ``artifact.json``) and
+the numpy implementation (:meth:`Preprocessing.apply_numpy`, used by the torch engines and
+by anything without torch). :class:`cosmic_utils.model.export.Preprocess` is the torch module with
+the same operations in the same order and dtypes; it sits inside the exported ONNX graph, so
+the ONNX, torch and Lambda engines see identical network inputs (tests compare them).
+
+Two steps, each with an identity setting (the published model takes raw inputs: "no
+normalisation happens inside the model", so :func:`identity` describes it):
+
+* **image** (``image_transform``): ``"none"`` or ``"asinh"``:
+  ``image' = asinh(image / scale_b)`` per band b, in float32. Why asinh: galaxy cutouts span
+  four decades (sky noise ~0.05 nanomaggy/pixel, bright cores > 10), asinh is linear near zero,
+  so the noise keeps its Gaussian shape and sign (a log would need a clip for the negative
+  sky-subtracted pixels), and logarithmic for the bright pixels, like SDSS's own asinh
+  magnitudes. ``scale_b`` is fitted on training images as the normalised median absolute
+  deviation of all pixels of band b (about the sky noise, since most pixels are sky), so one
+  unit of the transformed image is about one sigma of the noise in every band.
+* **magnitude** (``magnitude_features``): ``"magnitudes"`` keeps u,g,r,i,z; ``"r_colours"``
+  maps them linearly to r, u-g, g-r, r-i, i-z (a fixed 5x5 matrix). Then each feature is
+  standardised, ``(f - mean) / std`` with the training mean and standard deviation, in
+  float64. Why colours: the five magnitudes are ~97 % correlated (bright galaxies are bright
+  in every band) while the redshift lives mostly in the colours; standardising magnitudes one
+  by one leaves the colours as small differences of large numbers and makes the first layer
+  ill-conditioned. The map is linear, so it is exact in float64 and costs nothing.
+
+Outputs keep the input dtypes: image float32, magnitude float64 (the network casts the
+magnitudes to float32 itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cosmic_utils.runtime.metrics import NMAD_FACTOR
+
+__all__ = [
+    "FORMAT_VERSION",
+    "IMAGE_TRANSFORMS",
+    "MAGNITUDE_FEATURES",
+    "PreprocessingError",
+    "Preprocessing",
+    "default_preprocessing",
+    "fit_preprocessing",
+    "identity",
+    "magnitude_matrix",
+]
+
+#: Version of the preprocessing description (bumped when an operation changes meaning).
+FORMAT_VERSION: int = 1
+IMAGE_TRANSFORMS: tuple[str, ...] = ("none", "asinh")
+MAGNITUDE_FEATURES: tuple[str, ...] = ("magnitudes", "r_colours")
+N_BANDS: int = 5
+
+_R_COLOURS = np.array(
+    [
+        [0.0, 0.0, 1.0, 0.0, 0.0],  # r
+        [1.0, -1.0, 0.0, 0.0, 0.0],  # u-g
+        [0.0, 1.0, -1.0, 0.0, 0.0],  # g-r
+        [0.0, 0.0, 1.0, -1.0, 0.0],  # r-i
+        [0.0, 0.0, 0.0, 1.0, -1.0],  # i-z
+    ],
+    dtype=np.float64,
+)
+
+
+class PreprocessingError(ValueError):
+    """A preprocessing description is invalid (the message names the field)."""
+
+
+def magnitude_matrix(features: str) -> np.ndarray:
+    """The fixed 5x5 float64 matrix ``A`` with ``features = magnitude @ A.T``."""
+    if features == "magnitudes":
+        return np.eye(N_BANDS, dtype=np.float64)
+    if features == "r_colours":
+        return _R_COLOURS.copy()
+    raise PreprocessingError(f"preprocessing.magnitude_features must be one of {MAGNITUDE_FEATURES}, got {features!r}")
+
+
+def _five(name: str, values: Any, positive: bool = False) -> tuple[float, ...]:
+    try:
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise PreprocessingError(f"preprocessing.{name} must be 5 numbers: {exc}") from exc
+    if arr.size != N_BANDS:
+        raise PreprocessingError(f"preprocessing.{name} must have 5 values (u,g,r,i,z), got {arr.size}")
+    if not np.isfinite(arr).all():
+        raise PreprocessingError(f"preprocessing.{name} has non-finite values: {arr.tolist()}")
+    if positive and (arr <= 0).any():
+        raise PreprocessingError(f"preprocessing.{name} must be positive, got {arr.tolist()}")
+    return tuple(float(v) for v in arr)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What an artifact does to raw inputs before the network (see the module docstring)."""
+
+    image_transform: str = "none"
+    image_scale: tuple[float, ...] = (1.0,) * N_BANDS
+    magnitude_features: str = "magnitudes"
+    magnitude_mean: tuple[float, ...] = (0.0,) * N_BANDS
+    magnitude_std: tuple[float, ...] = (1.0,) * N_BANDS
+    version: int = FORMAT_VERSION
+    notes: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.version != FORMAT_VERSION:
+            raise PreprocessingError(
+                f"preprocessing.version {self.version} is not supported (this code reads version {FORMAT_VERSION})")
+        if self.image_transform not in IMAGE_TRANSFORMS:
+            raise PreprocessingError(
+                f"preprocessing.image_transform must be one of {IMAGE_TRANSFORMS}, got {self.image_transform!r}")
+        magnitude_matrix(self.magnitude_features)  # validates the name
+        # Normalise the numbers to plain float tuples (from lists, numpy arrays, JSON).
+        object.__setattr__(self, "image_scale", _five("image_scale", self.image_scale, positive=True))
+        object.__setattr__(self, "magnitude_mean", _five("magnitude_mean", self.magnitude_mean))
+        object.__setattr__(self, "magnitude_std", _five("magnitude_std", self.magnitude_std, positive=True))
+
+    # ------------------------------------------------------------------ description
+    @property
+    def is_identity(self) -> bool:
+        """True when inputs reach the network unchanged (the published model)."""
+        return self.image_is_identity and self.magnitude_is_identity
+
+    @property
+    def image_is_identity(self) -> bool:
+        return self.image_transform == "none" and all(s == 1.0 for s in self.image_scale)
+
+    @property
+    def magnitude_is_identity(self) -> bool:
+        return (self.magnitude_features == "magnitudes" and all(m == 0.0 for m in self.magnitude_mean)
+                and all(s == 1.0 for s in self.magnitude_std))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``kind`` added for readers of artifact.json)."""
+        out = asdict(self)
+        out["image_scale"] = list(self.image_scale)
+        out["magnitude_mean"] = list(self.magnitude_mean)
+        out["magnitude_std"] = list(self.magnitude_std)
+        out["kind"] = "identity" if self.is_identity else f"{self.image_transform}+{self.magnitude_features}"
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Preprocessing:
+        """Inverse of :meth:`to_dict`; ``None`` or ``{}`` is the identity. Unknown keys raise."""
+        if not data:
+            return cls()
+        if not isinstance(data, dict):
+            raise PreprocessingError(f"preprocessing must be a JSON object, got {type(data).__name__}")
+        known = {"image_transform", "image_scale", "magnitude_features", "magnitude_mean", "magnitude_std",
+                 "version", "notes"}
+        extra = sorted(set(data) - known - {"kind"})
+        if extra:
+            raise PreprocessingError(f"preprocessing has unknown fields {extra}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    # ------------------------------------------------------------------ numpy implementation
+    def image_scale_array(self) -> np.ndarray:
+        """``[1, 5, 1, 1]`` float32 scales (the exact values the torch/ONNX graph holds)."""
+        return np.asarray(self.image_scale, dtype=np.float32).reshape(1, N_BANDS, 1, 1)
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        """Raw float32 ``[N,5,32,32]`` flux -> network input (float32)."""
+        image = np.asarray(image, dtype=np.float32)
+        if self.image_is_identity:
+            return image
+        x = image / self.image_scale_array()
+        if self.image_transform == "asinh":
+            x = np.arcsinh(x)
+        return x.astype(np.float32, copy=False)
+
+    def apply_magnitude(self, magnitude: np.ndarray) -> np.ndarray:
+        """Raw float64 ``[N,5]`` AB magnitudes -> network input (float64)."""
+        magnitude = np.asarray(magnitude, dtype=np.float64)
+        if self.magnitude_is_identity:
+            return magnitude
+        feats = magnitude @ magnitude_matrix(self.magnitude_features).T
+        return (feats - np.asarray(self.magnitude_mean)) / np.asarray(self.magnitude_std)
+
+    def apply_numpy(self, image: np.ndarray, magnitude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both steps: ``(image float32 [N,5,32,32], magnitude float64 [N,5])`` network inputs."""
+        return self.apply_image(image), self.apply_magnitude(magnitude)
+
+    __call__ = apply_numpy
+
+
+def identity() -> Preprocessing:
+    """No preprocessing: the published model, which takes raw flux images and magnitudes."""
+    return Preprocessing(notes={"why": "the published pcm-AstroMAE takes raw inputs"})
+
+
+def default_preprocessing() -> Preprocessing:
+    """asinh + r_colours with constants rounded from a fit on the bundled training file.
+
+    (Render seed 1; scales are the per-band pixel NMAD in nanomaggies.) Used by untrained
+    test artifacts, so that tests exercise a realistic, non-identity preprocessing without
+    rendering anything; a trained artifact records its own fitted values.
+    """
+    return Preprocessing(
+        image_transform="asinh",
+        image_scale=(0.0534, 0.0478, 0.0861, 0.1267, 0.2957),
+        magnitude_features="r_colours",
+        magnitude_mean=(16.78, 1.5745, 0.7934, 0.3841, 0.2741),
+        magnitude_std=(0.7861, 0.3471, 0.2355, 0.0876, 0.0910),
+        notes={"source": "rounded fit on data/sdss_mgs/sdss_mgs_train.txt, render seed 1"},
+    )
+
+
+def fit_preprocessing(
+    image: np.ndarray,
+    magnitude: np.ndarray,
+    image_transform: str = "asinh",
+    magnitude_features: str = "r_colours",
+    max_pixels_per_band: int = 2_000_000,
+) -> Preprocessing:
+    """Fit the scales on training arrays: per-band pixel NMAD, feature mean and std.
+
+    ``image_scale_b = 1.4826 * median(|x - median(x)|)`` over the pixels of band b (a strided
+    subsample of at most ``max_pixels_per_band`` pixels, deterministic); ``magnitude_mean`` /
+    ``magnitude_std``: mean and population standard deviation of the magnitude features.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    magnitude = np.asarray(magnitude, dtype=np.float64)
+    if image.ndim != 4 or image.shape[1] != N_BANDS:
+        raise PreprocessingError(f"image must be [N, 5, H, W], got {list(image.shape)}")
+    if magnitude.ndim != 2 or magnitude.shape[1] != N_BANDS:
+        raise PreprocessingError(f"magnitude must be [N, 5], got {list(magnitude.shape)}")
+    if len(image) == 0 or len(magnitude) == 0:
+        raise PreprocessingError("cannot fit preprocessing on empty arrays")
+    scales = []
+    for b in range(N_BANDS):
+        pixels = image[:, b].reshape(-1)
+        step = max(1, pixels.size // max_pixels_per_band)
+        pixels = pixels[::step].astype(np.float64)
+        med = np.median(pixels)
+        nmad = NMAD_FACTOR * float(np.median(np.abs(pixels - med)))
+        scales.append(nmad if nmad > 0 else 1.0)
+    feats = magnitude @ magnitude_matrix(magnitude_features).T
+    std = feats.std(axis=0)
+    std[std == 0] = 1.0
+    return Preprocessing(
+        image_transform=image_transform,
+        image_scale=tuple(scales) if image_transform != "none" else (1.0,) * N_BANDS,
+        magnitude_features=magnitude_features,
+        magnitude_mean=tuple(feats.mean(axis=0)),
+        magnitude_std=tuple(std),
+        notes={"fitted_on_samples": int(len(image))},
+    )

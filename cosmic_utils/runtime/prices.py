@@ -1,0 +1,193 @@
+"""Lambda, Step Functions and S3 prices from the dated table ``prices.yaml`` next to this module:
+what a run cost, computed by the Summarize step inside Lambda (and by the workstation's cost model,
+:mod:`cosmic_utils.analysis.cost`, which re-exports these functions)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: The dated price table shipped with the package.
+PRICES_PATH: Path = Path(__file__).with_name("prices.yaml")
+#: Lambda architectures the price table knows.
+ARCHS: tuple[str, ...] = ("x86_64", "arm64")
+#: Configured memory assumed when a published table does not state it: the published Cosmic AI
+#: Lambdas ran with 10,240 MB (data/reference/cai/lambda_report_lines.txt, "Memory Size").
+ASSUMED_PUBLISHED_MEMORY_MB: int = 10240
+
+_PRICE_CACHE: dict[str, Any] | None = None
+
+
+# ------------------------------------------------------------------ prices
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_prices(override: str | Path | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The price table, with ``override`` (a YAML path or a dict, possibly partial) merged over it.
+
+    Raises ``ValueError`` naming the file when the override is not a mapping.
+    """
+    global _PRICE_CACHE
+    if _PRICE_CACHE is None:
+        with open(PRICES_PATH, encoding="utf-8") as fh:
+            _PRICE_CACHE = yaml.safe_load(fh)
+    prices = copy.deepcopy(_PRICE_CACHE)
+    if override is None:
+        return prices
+    if isinstance(override, (str, Path)):
+        with open(override, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{override}: price override must be a YAML mapping, got {type(data).__name__}")
+        return _merge(prices, data)
+    if not isinstance(override, Mapping):
+        raise ValueError(f"price override must be a path or a mapping, got {type(override).__name__}")
+    return _merge(prices, override)
+
+
+def _prices(prices: Mapping[str, Any] | str | Path | None) -> Mapping[str, Any]:
+    if prices is None or isinstance(prices, (str, Path)):
+        return load_prices(prices)
+    return prices
+
+
+# ------------------------------------------------------------------ Lambda
+def billed_ms(duration_ms: float, granularity_ms: int = 1) -> int:
+    """Billed duration of one invocation: ``duration_ms`` rounded up to the billing granularity."""
+    if duration_ms < 0:
+        raise ValueError(f"duration must be >= 0 ms, got {duration_ms}")
+    # tolerate float noise such as 1000.0000000001 ms
+    units = math.ceil(round(duration_ms / granularity_ms, 6))
+    return int(units * granularity_ms)
+
+
+def vcpus_for_memory(memory_mb: float, prices: Mapping[str, Any] | None = None) -> float:
+    """Lambda's CPU share for a memory size: 1 vCPU per 1,769 MB, at most 6."""
+    lam = _prices(prices)["lambda"]
+    return min(float(lam["max_vcpus"]), memory_mb / float(lam["mb_per_vcpu"]))
+
+
+def _check_memory(memory_mb: float, lam: Mapping[str, Any]) -> None:
+    if not lam["min_memory_mb"] <= memory_mb <= lam["max_memory_mb"]:
+        raise ValueError(
+            f"memory_mb={memory_mb} outside Lambda's range {lam['min_memory_mb']}..{lam['max_memory_mb']} MB"
+        )
+
+
+@dataclass(frozen=True)
+class LambdaCost:
+    """Billed cost of a set of Lambda invocations (USD) and what it was computed from."""
+
+    invocations: int
+    billed_ms_total: int
+    memory_mb: float
+    arch: str
+    gb_seconds: float
+    compute_usd: float
+    request_usd: float
+    ephemeral_usd: float
+
+    @property
+    def total_usd(self) -> float:
+        return self.compute_usd + self.request_usd + self.ephemeral_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["total_usd"] = self.total_usd
+        return out
+
+
+def lambda_cost(
+    durations_ms: Iterable[float],
+    memory_mb: float,
+    arch: str = "x86_64",
+    ephemeral_mb: float = 512,
+    prices: Mapping[str, Any] | str | Path | None = None,
+    already_billed: bool = False,
+) -> LambdaCost:
+    """Cost of Lambda invocations by CONFIGURED memory x billed duration (each rounded up to 1 ms).
+
+    ``durations_ms`` holds one duration per invocation (billed durations when ``already_billed``).
+    Requests are charged per invocation; ephemeral storage above the free 512 MB is charged per
+    GB-second of the same billed time.
+    """
+    p = _prices(prices)
+    lam = p["lambda"]
+    if arch not in lam["gb_second_usd"]:
+        raise ValueError(f"unknown Lambda architecture {arch!r}; expected one of {sorted(lam['gb_second_usd'])}")
+    _check_memory(memory_mb, lam)
+    gran = int(lam["billing_granularity_ms"])
+    n = 0
+    total_ms = 0
+    for d in durations_ms:
+        n += 1
+        total_ms += int(math.ceil(d)) if already_billed else billed_ms(float(d), gran)
+    seconds = total_ms / 1000.0
+    gb_s = memory_mb / 1024.0 * seconds
+    extra_gb = max(0.0, (ephemeral_mb - float(lam["ephemeral_free_mb"])) / 1024.0)
+    return LambdaCost(
+        invocations=n,
+        billed_ms_total=total_ms,
+        memory_mb=float(memory_mb),
+        arch=arch,
+        gb_seconds=gb_s,
+        compute_usd=gb_s * float(lam["gb_second_usd"][arch]),
+        request_usd=n * float(lam["request_usd_per_million"]) / 1e6,
+        ephemeral_usd=extra_gb * seconds * float(lam["ephemeral_gb_second_usd"]),
+    )
+
+
+# ------------------------------------------------------------------ Step Functions, S3
+def stepfunctions_cost(
+    items: int,
+    parent_transitions: int = 4,
+    child_transitions: int = 2,
+    retries: int = 0,
+    prices: Mapping[str, Any] | str | Path | None = None,
+) -> float:
+    """Step Functions Standard cost of one run with a Distributed Map over ``items``.
+
+    The parent execution makes ``parent_transitions`` transitions (start -> Init -> Map ->
+    Summarize); every Map item starts a child execution, billed one transition to start plus the
+    transitions of its own states (``child_transitions`` counts both: start + the Inference Task);
+    every retry is one more transition.
+    """
+    if items < 0:
+        raise ValueError(f"items must be >= 0, got {items}")
+    p = _prices(prices)
+    transitions = parent_transitions + items * child_transitions + retries
+    return transitions * float(p["stepfunctions"]["standard_transition_usd_per_1000"]) / 1000.0
+
+
+def s3_cost(gets: int = 0, puts: int = 0, lists: int = 0,
+            prices: Mapping[str, Any] | str | Path | None = None) -> float:
+    """S3 request cost of GET, PUT and LIST requests (storage and transfer inside a region are not billed here)."""
+    s3 = _prices(prices)["s3"]
+    return (gets * float(s3["get_usd_per_1000"]) + puts * float(s3["put_usd_per_1000"])
+            + lists * float(s3["list_usd_per_1000"])) / 1000.0
+
+
+def pipeline_s3_requests(items: int, cold_starts: int | None = None) -> dict[str, int]:
+    """S3 requests of one pipeline run of ``items`` partitions (the pipeline's access pattern).
+
+    Init lists the partitions (1 LIST per 1,000 keys) and writes the item list (1 PUT); each
+    Inference reads its partition (1 GET) and, when cold, the model (1 GET), and writes its
+    predictions and its timing record (2 PUTs); Summarize lists the records (1 LIST per 1,000),
+    reads each (1 GET) and writes the summary (1 PUT).
+    """
+    cold = items if cold_starts is None else cold_starts
+    pages = max(1, math.ceil(items / 1000))
+    return {"gets": items + cold + items, "puts": 1 + 2 * items + 1, "lists": 2 * pages}

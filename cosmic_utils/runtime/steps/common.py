@@ -1,0 +1,130 @@
+"""What the three steps (Init / Inference / Summarize) share: the failure classes, constants,
+small helpers. Standard library only (+ storage), so every Lambda can import it.
+
+The handlers in ``lambda/*/handler.py`` only parse the event and call :func:`init_step`,
+:func:`inference_step` and :func:`summarize_step`. The same functions run on AWS and on the
+local backend (in child processes that moto's Lambda invocation is routed to), so both
+backends share every line that decides what a run did.
+
+Failure policy (so correctness never depends on Map failure semantics, which differ between
+AWS and moto):
+
+* a DATA problem of one partition (corrupt file, NaN, checksum or count mismatch, missing
+  object) becomes a *failure record* written by the Inference handler, which then returns
+  normally: the Map goes on and the run completes;
+* an INFRASTRUCTURE problem (storage unreachable, access denied, model cannot load) raises
+  :class:`InfrastructureError`, which the state machine retries with backoff;
+* Summarize derives succeeded / failed from the partition list written by Init and the
+  records it finds: a partition without a record failed with "no record (handler crashed or
+  timed out)". Hence summary.json is identical in meaning on both backends.
+
+Each step is its own module (init, inference, summarize) so each Lambda imports only what its
+zip ships: Init and Summarize never import numpy or onnxruntime (tests/test_architecture.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from cosmic_utils.runtime.cpu import cpu_probe
+from cosmic_utils.runtime.request import RunRequest
+from cosmic_utils.runtime.storage import open_storage
+
+log = logging.getLogger(__name__)
+
+#: Written by the aws/local deploy code into every function's environment.
+BACKEND_ENV = "COSMIC_BACKEND"
+#: Summary format version (bump when keys change meaning).
+SUMMARY_VERSION = 1
+#: Bin width of the dz/(1+z) histogram that records carry, so Summarize can compute the
+#: median-based sigma_NMAD of the whole run from bounded, mergeable per-partition state.
+HIST_BIN = 1e-4
+HIST_LIMIT = 0.5
+#: Outlier thresholds on |dz| = |z_pred - z_spec| / (1 + z_spec), as in cosmic_utils.runtime.metrics.
+OUTLIER_CUTS = (0.05, 0.15)
+NO_RECORD = "no record (handler crashed or timed out)"
+
+
+class InfrastructureError(RuntimeError):
+    """Storage or model infrastructure failed; raised so the state machine's Retry applies.
+
+    On Lambda the error name the state machine sees is the class name, ``InfrastructureError``.
+    """
+
+
+class DataError(ValueError):
+    """One partition's data is unusable (becomes a failure record, never a retry)."""
+
+
+# ------------------------------------------------------------------ small helpers
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _storage(uri: str) -> Any:
+
+    return open_storage(uri)
+
+
+def _infra(what: str, exc: BaseException) -> InfrastructureError:
+    return InfrastructureError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _context_memory(context: Any, default: int) -> int:
+    try:
+        return int(getattr(context, "memory_limit_in_mb", default) or default)
+    except (TypeError, ValueError):
+        return default
+
+
+class RunExistsError(DataError, FileExistsError):
+    """The run id (or the local run folder) already holds results and the request is neither an
+    overwrite nor a redrive; the message says how to proceed. One class for Init (inside Lambda: a
+    data error, never retried) and the workstation runner (a ``FileExistsError``)."""
+
+
+class ModelError(DataError):
+    """The model artifact is missing, corrupt or of an unsupported version (not transient: no retry)."""
+
+
+def _record_base(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any,
+                 cold: bool) -> dict[str, Any]:
+    return {
+        "run_id": request.run_id,
+        "partition_id": entry["partition_id"],
+        "key": entry["key"],
+        "status": "ok",
+        "error": "",
+        "samples": 0,
+        "data_bytes": 0,
+        "file_bytes": 0,
+        "download_s": 0.0,
+        "load_s": 0.0,
+        "inference_s": 0.0,
+        "upload_s": 0.0,
+        "duration_s": 0.0,
+        "billed_duration_ms": None,
+        "peak_rss_mb": 0.0,
+        "memory_mb": _context_memory(context, request.memory_mb),
+        "cold_start": cold,
+        "engine": request.engine,
+        "engine_requested": request.engine,
+        "engine_fallback_reason": "",
+        **_cpu_fields(),
+        "batch_size": request.batch_size,
+        "backend": os.environ.get(BACKEND_ENV, "aws"),
+        "worker_id": worker_id,
+        "request_id": str(getattr(context, "aws_request_id", "") or ""),
+        "model_load_s": 0.0,
+        "started_at": _now_iso(),
+    }
+
+
+def _cpu_fields() -> dict[str, str]:
+    """The CPU a record ran on: a Lambda's CPU is not chosen by the user (cosmic_utils.runtime.cpu)."""
+    probe = cpu_probe()
+    return {"cpu_model": probe["cpu_model"], "isa": probe["isa"], "cpu_type": probe["cpu_type"]}

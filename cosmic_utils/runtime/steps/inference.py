@@ -1,0 +1,344 @@
+"""Inference step: read the partition(s) of one Map item, run the ONNX engine (cached per warm
+container, gated at cold start), write predictions and one record per partition. Data problems
+become failure records; infrastructure problems raise for the state machine to retry.
+Called by lambda/inference/handler.py."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosmic_utils.runtime import units
+from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact, parse_meta
+from cosmic_utils.runtime.gating import create_engine_with_fallback, engine_fields
+from cosmic_utils.runtime.items import RunLayout
+from cosmic_utils.runtime.memory import peak_rss_mb
+from cosmic_utils.runtime.onnx_engine import create_onnx_engine
+from cosmic_utils.runtime.partition import PartitionError, read_partition
+from cosmic_utils.runtime.request import RunRequest, parse_request
+from cosmic_utils.runtime.steps.common import (
+    HIST_BIN,
+    HIST_LIMIT,
+    OUTLIER_CUTS,
+    DataError,
+    ModelError,
+    _infra,
+    _record_base,
+    _storage,
+)
+from cosmic_utils.runtime.storage import MissingObjectError, NotRegularFileError, StorageError
+
+log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------ Inference
+_ENGINES: dict[tuple[str, str, str, int | None], Any] = {}
+_INVOCATIONS = 0
+#: Model identity per location: (cheap fingerprint, sha256 of artifact.json). See :func:`model_identity`.
+_MODEL_IDS: dict[str, tuple[Any, str]] = {}
+
+
+def _local_fingerprint(folder: Path) -> tuple[Any, ...]:
+    """inode, size and mtime of every regular file of an artifact folder: any replacement of
+    artifact.json or a model file changes it (a copy over the same name changes mtime/size, a
+    rename-into-place changes the inode)."""
+    out = []
+    with os.scandir(folder) as it:
+        for entry in sorted(it, key=lambda e: e.name):
+            if entry.is_file():
+                st = entry.stat()
+                out.append((entry.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def model_identity(model: str) -> tuple[str, Any]:
+    """``(sha256, fingerprint)`` of the artifact at ``model``, re-checked cheaply on every call.
+
+    The identity is the sha256 of ``artifact.json``, which pins the sha256 of every model file
+    (checked by :func:`verify_model` whenever the engine is (re)loaded). The cheap check: on S3 the
+    ETag of ``artifact.json`` (one HeadObject); locally inode + size + mtime of the folder's files.
+    Only when the fingerprint changed is ``artifact.json`` read and hashed again, so a model
+    replaced at the same location is noticed at the next partition, even in a warm worker.
+    """
+
+    if model.startswith("s3://"):
+        store = _storage(model)
+        head = store.client.head_object(Bucket=store.bucket, Key=store._full("artifact.json"))
+        fingerprint: Any = str(head.get("ETag") or "")
+    else:
+        fingerprint = _local_fingerprint(Path(model))
+    cached = _MODEL_IDS.get(model)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1], fingerprint
+    if model.startswith("s3://"):
+        raw = _storage(model).read_bytes("artifact.json")
+    else:
+        raw = (Path(model) / "artifact.json").read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    _MODEL_IDS[model] = (fingerprint, sha)
+    return sha, fingerprint
+
+
+def model_sha256_of(request: RunRequest) -> str | None:
+    """The sha256 of the model the cached engine for ``request`` was loaded from (None if unknown)."""
+    for (model, sha, engine, threads) in _ENGINES:
+        if (model, engine, threads) == (request.model, request.engine, request.threads):
+            return sha
+    return None
+
+
+def _model_dir(model: str, sha256: str | None = None) -> Path:
+    """A local folder holding the artifact; S3 artifacts are downloaded once to /tmp, per artifact
+    identity (``sha256`` of artifact.json), so a replaced model is downloaded again."""
+    if not model.startswith("s3://"):
+        return Path(model)
+
+    tag = hashlib.sha256(f"{model}\n{sha256 or ''}".encode()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"cosmic-model-{tag}"
+    done = target / ".complete"
+    if done.exists():
+        return target
+    store = _storage(model)
+    target.mkdir(parents=True, exist_ok=True)
+    meta = parse_meta(store.read_text("artifact.json"), model)
+    (target / "artifact.json").write_text(json.dumps(meta))
+    files = meta.get("files") or {}
+    main = str((files.get("onnx") or {}).get("path") or "model.onnx")
+    optional = sorted({str(v.get("path")) for v in files.values() if isinstance(v, Mapping) and v.get("path")
+                       and str(v.get("path")).endswith((".onnx", ".npz"))} - {main})
+    store.download_file(main, target / main)  # model.pt stays on S3: Lambda runs ONNX only
+    for name in optional:  # the int8 graph and the gate's calibration.npz, where uploaded
+        try:
+            store.download_file(name, target / name)
+        except MissingObjectError:
+            # Not every upload carries them; verify_model refuses an engine that needs a missing one.
+            log.info("model %s: optional file %s not uploaded; engines that need it are refused", model, name)
+    done.write_text("ok")
+    return target
+
+
+def verify_model(folder: Path, engine: str, location: str | None = None) -> None:
+    """Check the artifact with :meth:`cosmic_utils.runtime.artifact.ModelArtifact.load` before any engine uses it.
+
+    ``artifact.json`` must exist and have a supported ``format_version``; the ONNX graph the engine
+    runs must exist and match its sha256 (``model.pt`` is not checked: Lambda never downloads it).
+    Raises :class:`ModelError`, which the Inference step records as the failure of every partition
+    of the item, so a bad model shows up as a failed list with the reason rather than as retries.
+    """
+    try:
+        art = ModelArtifact.load(folder, verify=False)
+        roles = ["onnx"] + (["onnx_int8"] if engine == "onnx-int8" and "onnx_int8" in art.files else [])
+        roles += ["calibration"] if engine == "onnx-int8" and "calibration" in art.files else []
+        art.verify(roles)
+    except ArtifactError as exc:
+        where = f" ({location})" if location and location != str(folder) else ""
+        raise ModelError(f"{exc}{where}") from exc
+
+
+def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
+    """The engine for this request, created once per warm container (module-level cache).
+
+    Returns ``(engine, load_seconds, loaded_now)``. A reduced-precision engine first passes its
+    calibration check on this CPU (cold start only; :mod:`cosmic_utils.runtime.gating`), else
+    the fp32 engine serves and says why (``engine.fallback_reason``, copied into every record).
+    """
+    t0 = time.perf_counter()
+    try:
+        sha, _ = model_identity(request.model)
+    except FileNotFoundError as exc:  # no artifact.json there: verify_model names the problem
+        if not request.model.startswith("s3://"):
+            verify_model(Path(request.model), request.engine, request.model)
+        raise _infra(f"reading model {request.model}", exc) from exc
+    except Exception as exc:  # S3 unreachable / object missing: as a failed download always was
+        raise _infra(f"downloading model {request.model} (HeadObject artifact.json)", exc) from exc
+    key = (request.model, sha, request.engine, request.threads)
+    if key in _ENGINES:
+        return _ENGINES[key], 0.0, False
+    try:
+        folder = _model_dir(request.model, sha)
+    except Exception as exc:
+        raise _infra(f"downloading model {request.model}", exc) from exc
+    verify_model(folder, request.engine, request.model)
+    try:
+        engine = create_engine_with_fallback(request.engine, folder, threads=request.threads, create=create_onnx_engine)
+    except Exception as exc:
+        raise _infra(f"loading model {request.model} with engine {request.engine}", exc) from exc
+    _ENGINES.clear()  # one model per container: a new request model (or a replaced one) replaces the old
+    _ENGINES[key] = engine
+    return engine, time.perf_counter() - t0, True
+
+
+def accuracy_sums(z_pred: Any, z_true: Any) -> dict[str, Any]:
+    """Mergeable accuracy state of one partition (only rows with a finite label count).
+
+    Sums of the error z_pred - z_true, its absolute value and square, z, z^2, dz = error/(1+z), the
+    outlier counts of |dz| and a sparse histogram of dz in bins of ``HIST_BIN`` (clipped at +-``HIST_LIMIT``), from which Summarize gets the
+    run's median and sigma_NMAD to within one bin without holding every prediction.
+    """
+    zp = np.asarray(z_pred, dtype=np.float64)
+    zt = np.asarray(z_true, dtype=np.float64)
+    ok = np.isfinite(zt) & np.isfinite(zp)
+    zp, zt = zp[ok], zt[ok]
+    n = int(zp.size)
+    if n == 0:
+        return {"n": 0}
+    dz = zp - zt
+    x = dz / (1.0 + zt)
+    bins = np.rint(np.clip(x, -HIST_LIMIT, HIST_LIMIT) / HIST_BIN).astype(np.int64)
+    idx, counts = np.unique(bins, return_counts=True)
+    return {
+        "n": n,
+        "sum_dz": float(dz.sum()),
+        "sum_abs_dz": float(np.abs(dz).sum()),
+        "sum_dz2": float((dz * dz).sum()),
+        "sum_z": float(zt.sum()),
+        "sum_z2": float((zt * zt).sum()),
+        "sum_x": float(x.sum()),
+        "outliers_005": int((np.abs(x) > OUTLIER_CUTS[0]).sum()),
+        "outliers_015": int((np.abs(x) > OUTLIER_CUTS[1]).sum()),
+        "hist": {str(int(i)): int(c) for i, c in zip(idx, counts, strict=True)},
+    }
+
+
+def _predictions_bytes(partition_id: str, z_pred: Any, z_true: Any, fmt: str) -> bytes:
+    if fmt == "npz":
+        buf = io.BytesIO()
+        np.savez(buf, z_pred=np.asarray(z_pred, np.float32), z_true=np.asarray(z_true, np.float32))
+        return buf.getvalue()
+    lines = ["partition_id,row,z_pred,z_true"]
+    lines.extend(
+        f"{partition_id},{i},{p:.6f},{'' if not math.isfinite(t) else f'{t:.6f}'}"
+        for i, (p, t) in enumerate(zip(np.asarray(z_pred).tolist(), np.asarray(z_true).tolist(), strict=True))
+    )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any,
+                      cold: bool, data: Any, results: Any,
+                      execution: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run one partition end to end and write its predictions and record. Returns the record.
+
+    Data problems end in a failure record; infrastructure problems raise InfrastructureError.
+    ``execution`` (``{"id", "attempt"}`` from Init) is stamped on the record: Summarize counts
+    only records of the run's execution chain.
+    """
+
+    layout = RunLayout(request.run_id)
+    rec = _record_base(request, entry, worker_id, context, cold)
+    rec["execution_id"] = (execution or {}).get("id")
+    rec["attempt"] = (execution or {}).get("attempt")
+    rec["model_sha256"] = None
+    t_start = time.perf_counter()
+    expected = {k: entry.get(k) for k in ("samples", "bytes", "sha256") if entry.get(k) is not None} or None
+    try:
+        t0 = time.perf_counter()
+        try:
+            blob = data.read_bytes(entry["key"])
+        except NotRegularFileError as exc:  # a FIFO / device / directory: never read, that partition fails
+            raise DataError(f"partition {entry['key']}: {exc}") from exc
+        except MissingObjectError as exc:
+            raise DataError(f"partition {entry['key']}: missing from {request.data} ({exc})") from exc
+        except StorageError as exc:
+            raise _infra(f"reading partition {entry['key']}", exc) from exc
+        rec["download_s"] = time.perf_counter() - t0
+        rec["file_bytes"] = len(blob)
+        t0 = time.perf_counter()
+        try:
+            part = read_partition(blob, name=entry["key"], expected=expected)
+        except PartitionError as exc:
+            raise DataError(str(exc)) from exc
+        rec["load_s"] = time.perf_counter() - t0
+        engine, model_load_s, _ = get_engine(request)  # ModelError (a DataError) -> failure record
+        rec["model_load_s"] = model_load_s
+        rec["model_sha256"] = model_sha256_of(request)
+        rec.update(engine_fields(engine, request.engine))
+        t0 = time.perf_counter()
+        preds = []
+        try:
+            for start in range(0, part.samples, request.batch_size):
+                stop = min(start + request.batch_size, part.samples)
+                preds.append(np.asarray(engine.predict(part.image[start:stop], part.magnitude[start:stop]),
+                                        dtype=np.float32).reshape(-1))
+        except MemoryError:
+            raise
+        except Exception as exc:  # the engine refused this partition's arrays: record why
+            raise DataError(f"partition {entry['key']}: inference failed: {type(exc).__name__}: {exc}") from exc
+        z_pred = np.concatenate(preds) if preds else np.zeros(0, np.float32)
+        rec["inference_s"] = time.perf_counter() - t0
+        if z_pred.shape[0] != part.samples:
+            raise DataError(f"partition {entry['key']}: engine returned {z_pred.shape[0]} predictions "
+                            f"for {part.samples} samples")
+        bad = int((~np.isfinite(z_pred)).sum())
+        if bad:
+            rows = np.flatnonzero(~np.isfinite(z_pred))[:5].tolist()
+            rec["nonfinite_predictions"] = bad
+            raise DataError(f"partition {entry['key']}: {bad} of {part.samples} predictions are not finite "
+                            f"(NaN/inf), rows {rows}{' ...' if bad > 5 else ''}; predictions not written")
+        rec["samples"] = part.samples
+        rec["data_bytes"] = part.samples * units.SAMPLE_BYTES
+        rec["accuracy"] = accuracy_sums(z_pred, part.redshift)
+        t0 = time.perf_counter()
+        body = _predictions_bytes(entry["partition_id"], z_pred, part.redshift, request.predictions_format)
+        try:
+            results.write_bytes(layout.predictions(entry["partition_id"], request.predictions_format), body)
+        except Exception as exc:
+            err = _infra(f"writing predictions of {entry['key']}", exc)
+            # Best effort: leave a failure record with the reason. A retry that succeeds overwrites it;
+            # if every retry fails, the failed list says why instead of "no record".
+            rec.update(status="failed", error=str(err), samples=0, data_bytes=0,
+                       duration_s=time.perf_counter() - t_start, peak_rss_mb=peak_rss_mb())
+            rec.pop("accuracy", None)
+            try:
+                results.write_text(layout.record(entry["partition_id"]), json.dumps(rec))
+            except Exception:  # the results store is down: "no record" will say so
+                pass
+            raise err from exc
+        rec["upload_s"] = time.perf_counter() - t0
+    except DataError as exc:
+        rec.update(status="failed", error=str(exc), samples=0, data_bytes=0)
+        rec.pop("accuracy", None)
+        log.warning("partition %s failed: %s", entry["key"], exc)
+    rec["duration_s"] = time.perf_counter() - t_start
+    rec["peak_rss_mb"] = peak_rss_mb()
+    try:
+        results.write_text(layout.record(entry["partition_id"]), json.dumps(rec))
+    except Exception as exc:
+        raise _infra(f"writing the record of {entry['key']}", exc) from exc
+    return rec
+
+
+def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """One Map item: ``{"item": {"worker_id", "partitions": [...]}, "request": {...}}``.
+
+    Returns a tiny summary (the Map collects every child's output, so it must stay small).
+    """
+    global _INVOCATIONS
+    cold = _INVOCATIONS == 0
+    _INVOCATIONS += 1
+    request = parse_request(event["request"])
+    item = event["item"]
+    entries = item.get("partitions") or []
+    if not entries:
+        raise DataError("Map item has no partitions")
+    # Ties this invocation's request id to its partitions in CloudWatch: `cosmic logs` finds the error
+    # of a partition that crashed or timed out (and so left no record) through this line.
+    log.info("cosmic partitions: %s run %s", ",".join(str(e.get("partition_id")) for e in entries), request.run_id)
+    data = _storage(request.data)
+    results = _storage(request.results)
+    ok = failed = 0
+    for i, entry in enumerate(entries):
+        rec = process_partition(request, entry, int(item.get("worker_id", 0)), context,
+                                cold and i == 0, data, results, execution=event.get("execution"))
+        ok += rec["status"] == "ok"
+        failed += rec["status"] != "ok"
+    return {"ok": ok, "failed": failed}
