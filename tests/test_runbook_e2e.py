@@ -30,30 +30,31 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Any:
-    exe = Path(sys.executable).with_name("moto_server")
-    if not exe.exists():
-        pytest.skip("moto_server not installed")
+def standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """`python -m cosmic_utils.cloud.standin` in its own process; an injected crash of every
+    invocation that reads partition ``FAILING`` (a partition only the failing run's dataset has)."""
     port = _free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps([{"kind": "crash", "function": "cosmic-inference", "partition": FAILING}]))
+    proc = subprocess.Popen([sys.executable, "-m", "cosmic_utils.cloud.standin", "--port", str(port),
+                             "--faults", str(faults), "--concurrency", "2", "--workdir", str(tmp_path / "standin")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(standin_mod.READY), line
         for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                           ("AWS_DEFAULT_REGION", REGION), ("AWS_ENDPOINT_URL", url)):
+                           ("AWS_DEFAULT_REGION", REGION), ("AWS_ENDPOINT_URL", url),
+                           ("COSMIC_LAMBDA_DEPS", "0"), ("PYTHONPATH", str(ROOT))):
             monkeypatch.setenv(var, value)
         monkeypatch.delenv("AWS_PROFILE", raising=False)
         monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)
 
 
 def _inventory() -> dict[str, list[str]]:

@@ -47,8 +47,10 @@ def free_port() -> int:
 class LocalStack:
     """An embedded moto server with Step Functions execution and the Lambda hook."""
 
-    def __init__(self, concurrency: int = 4, workdir: Path | None = None, block_torch: bool = True) -> None:
+    def __init__(self, concurrency: int = 4, workdir: Path | None = None, block_torch: bool = True,
+                 port: int | None = None) -> None:
         self.concurrency = concurrency
+        self.port = port  # None: a free one (the stand-in server of :mod:`.standin` names its own)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="cosmic-local-"))
         self.block_torch = block_torch
@@ -74,7 +76,7 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         moto_hook.check_moto()
-        port = free_port()
+        port = self.port or free_port()
         # moto's Step Functions interpreter calls Lambda and S3 at localhost:$MOTO_PORT.
         self._setenv("MOTO_PORT", str(port))
         for name in _QUIET:

@@ -112,6 +112,7 @@ class _Container:
     """One warm child process running :mod:`.lambda_child`."""
 
     def __init__(self, code_dir: Path, handler: str, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
         self.log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the container
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
@@ -287,8 +288,10 @@ class LocalLambdaRuntime:
                     err = container.init_error or {"errorType": "Runtime.InitError", "errorMessage": "init timed out"}
                     container.close()
                     return self._finish(fn, request_id, err, True, 0.0, None, 0.0, error=True)
+            log_offset = _size(container.log_path)
             t0 = time.perf_counter()
             result = container.invoke(event, request_id, timeout_s)
+            lines = _request_lines(container.log_path, log_offset, request_id)
             wall_ms = (time.perf_counter() - t0) * 1000.0
             init_ms = container.init_ms if cold else None
             self.invocations += 1
@@ -301,23 +304,36 @@ class LocalLambdaRuntime:
                        if died and wall_ms < timeout_s * 1000 else
                        {"errorType": "Sandbox.Timedout",
                         "errorMessage": f"Task timed out after {timeout_s:.2f} seconds"})
-                return self._finish(fn, request_id, err, cold, min(wall_ms, timeout_s * 1000), init_ms, 0.0, error=True)
+                # the line Lambda's runtime writes: a timeout line, or its JSON error for a died runtime
+                lines.append(f"{_now_iso()} {request_id} {err['errorMessage']}" if err["errorType"] == "Sandbox.Timedout"
+                             else json.dumps({**err, "requestId": request_id}))
+                return self._finish(fn, request_id, err, cold, min(wall_ms, timeout_s * 1000), init_ms, 0.0,
+                                    error=True, lines=lines)
             with self._lock:
                 self._idle.setdefault(key, []).append(container)
         duration = float(result.get("duration_ms", wall_ms))
         rss = float(result.get("max_rss_mb", 0.0))
         if result.get("ok"):
-            return self._finish(fn, request_id, result.get("payload"), cold, duration, init_ms, rss, error=False)
-        return self._finish(fn, request_id, result.get("error"), cold, duration, init_ms, rss, error=True)
+            return self._finish(fn, request_id, result.get("payload"), cold, duration, init_ms, rss, error=False,
+                                lines=lines)
+        return self._finish(fn, request_id, result.get("error"), cold, duration, init_ms, rss, error=True, lines=lines)
 
     def _finish(self, fn: Any, request_id: str, payload: Any, cold: bool, duration_ms: float,
-                init_ms: float | None, rss_mb: float, error: bool) -> tuple[str, bool, str]:
+                init_ms: float | None, rss_mb: float, error: bool,
+                lines: list[str] | None = None) -> tuple[str, bool, str]:
+        """Lambda's START / handler lines / END / REPORT into moto's CloudWatch Logs.
+
+        ``lines``: the handler's own log lines of this request (those carrying its request id,
+        from the container log), so ``cosmic logs`` finds the partition and the error in
+        CloudWatch as on Lambda."""
         billed = int(math.ceil(duration_ms)) if duration_ms > 0 else 1
         report = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
                   f"Memory Size: {fn.memory_size} MB\tMax Memory Used: {int(math.ceil(rss_mb))} MB")
         if cold and init_ms is not None:
             report += f"\tInit Duration: {init_ms:.2f} ms"
-        logs = "\n".join([f"START RequestId: {request_id} Version: $LATEST", f"END RequestId: {request_id}", report])
+        body = [ln for ln in (lines or []) if not ln.startswith(("START RequestId:", "END RequestId:"))]
+        logs = "\n".join([f"START RequestId: {request_id} Version: $LATEST", *body, f"END RequestId: {request_id}",
+                          report])
         if rss_mb > float(fn.memory_size):
             log.warning("%s used %.0f MB, more than its configured %s MB (measured, not enforced locally)",
                         fn.function_name, rss_mb, fn.memory_size)
@@ -351,6 +367,30 @@ class LocalLambdaRuntime:
                 pass
         for c in containers:
             c.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _request_lines(path: Path, offset: int, request_id: str) -> list[str]:
+    """Lines of the container log written since ``offset`` that carry ``request_id`` (containers of
+    one function share the file, so other requests' lines are interleaved; tracebacks, which carry
+    none, stay in the file only)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [ln for ln in text.splitlines() if request_id in ln]
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z"
 
 
 _ORIGINAL: Callable[..., Any] | None = None

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -172,6 +173,12 @@ def _open_backend(stack: ExitStack, backend: str, request: RunRequest, concurren
     raise ValueError(f"unknown backend {backend!r}; expected 'local' or 'aws'")
 
 
+def _default_with_deps(label: str) -> bool:
+    """aws packages carry Lambda's wheels; ``COSMIC_LAMBDA_DEPS=0`` builds code-only ones for a stand-in
+    account (:mod:`.standin`), whose handler processes use this interpreter's site-packages."""
+    return label == "aws" and os.environ.get("COSMIC_LAMBDA_DEPS", "1") != "0"
+
+
 def _progress(total: int | None, enabled: bool) -> Any:
     from cosmic_utils.progress import progress
 
@@ -246,7 +253,7 @@ def execute(
             read_uris=[u for u in (request.data, request.model) if u.startswith("s3://")],
             allowed_read=list(allowed_read), allowed_results=list(allowed_results),
             memory_mb=request.memory_mb, timeout_s=request.timeout_s,
-            with_deps=(label == "aws") if with_deps is None else with_deps, backend_label=label,
+            with_deps=_default_with_deps(label) if with_deps is None else with_deps, backend_label=label,
             build_dir=run_dir.parent / ".build" / label if label == "local" else None,
         )
         deployment = be.deploy(cfg)
