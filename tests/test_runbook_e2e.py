@@ -9,6 +9,7 @@ itself runs on the local backend elsewhere (test_local_backend, test_sweep).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,10 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from cosmic_utils import config
 from cosmic_utils.cli import main
+from cosmic_utils.cloud import standin as standin_mod
 
 REGION = "us-east-1"
+ROOT = config.PROJECT_ROOT
+#: The partition whose reading crashes the Inference handler: only the failing run's dataset has it.
+FAILING = "part-00005"
 
 
 def _free_port() -> int:
@@ -70,24 +77,26 @@ def _inventory() -> dict[str, list[str]]:
     }
 
 
-def test_runbook_from_empty_to_empty(moto_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_runbook_from_empty_to_empty(standin: str, tmp_path: Path, untrained_artifact_dir: Path,
+                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import boto3
 
-    from cosmic_utils.model.artifacts import create_untrained_artifact
+    from cosmic_utils.analysis import plots
+    from cosmic_utils.analysis.records import load_sweeps
 
     empty = _inventory()
     assert all(not v for v in empty.values()), empty
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="example-cosmic-data")  # `aws s3 mb`
 
+    # data and model up (the runbook's section 4)
     data_uri = "s3://example-cosmic-data/datasets/small"
-    assert main(["data", "prepare", "--gb", "0.004", "--partition-mb", "2", "--out", str(tmp_path / "ds"),
+    assert main(["data", "prepare", "--gb", "0.002", "--partition-mb", "0.5", "--out", str(tmp_path / "ds"),
                  "--no-progress"]) == 0
     assert main(["data", "upload", str(tmp_path / "ds"), data_uri]) == 0
     assert main(["data", "verify", data_uri]) == 0
-    create_untrained_artifact(tmp_path / "model", seed=0, with_onnx=False)
     capsys.readouterr()
-    assert main(["model", "upload", str(tmp_path / "model"), "s3://example-cosmic-data/models"]) == 0
+    assert main(["model", "upload", str(untrained_artifact_dir), "s3://example-cosmic-data/models"]) == 0
     model_uri = capsys.readouterr().out.strip()
     assert model_uri.startswith("s3://example-cosmic-data/models/")
 
@@ -99,32 +108,47 @@ def test_runbook_from_empty_to_empty(moto_server: str, tmp_path: Path, capsys: p
     assert deployed["state_machines"] == ["cosmic-pipeline"]
     assert "example-cosmic-results" in deployed["buckets"]
 
-    # An injected failure in the Inference log group, and a run folder that lists it as failed.
-    logs = boto3.client("logs", region_name=REGION)
-    rid = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
-    logs.create_log_stream(logGroupName="/aws/lambda/cosmic-inference", logStreamName="s1")
-    now = int(time.time() * 1000)
-    lines = [f"START RequestId: {rid} Version: $LATEST",
-             f"[INFO]\t2026-01-01T00:00:00.000Z\t{rid}\tcosmic partitions: part-00001 run e2e",
-             f"2026-01-01T00:15:00.000Z {rid} Task timed out after 900.00 seconds",
-             f"END RequestId: {rid}"]
-    logs.put_log_events(logGroupName="/aws/lambda/cosmic-inference", logStreamName="s1",
-                        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)])
-    run = tmp_path / "runs" / "e2e"
-    run.mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({
-        "run_id": "e2e", "backend": "aws",
-        "failed": [{"partition_id": "part-00001", "key": "part-00001.cpart",
-                    "error": "no record (handler crashed or timed out)"}],
-        "executions": [{"execution_arn": f"arn:aws:states:{REGION}:123456789012:execution:cosmic-pipeline:e2e-1"}]}))
+    # a two-point sweep with backend aws: notebook 03 per point, the Lambdas run by the stand-in
+    grid = tmp_path / "aws_batch_size.yaml"
+    grid.write_text(yaml.safe_dump({
+        "name": "batch_size", "notebook": str(ROOT / "notebooks" / "03_lambda_sweep.ipynb"),
+        "parameters": {"backend": "aws", "results": "s3://example-cosmic-results/runs", "data_location": data_uri,
+                       "model_dir": model_uri, "data_gb": 0.002, "partition_mb": 0.5, "max_concurrency": 2},
+        "grid": {"batch_size": [16, 64]}}))
+    sweeps = tmp_path / "sweeps"
+    monkeypatch.setattr(config, "SWEEP_RUNS_DIR", sweeps)
+    assert main(["sweep", str(grid), "--max-usd", "1"]) == 0
+    points = sorted(p for p in (sweeps / "batch_size").iterdir() if p.is_dir())
+    assert len(points) == 2
+    for point in points:
+        summary = json.loads((point / "summary.json").read_text())
+        assert summary["backend"] == "aws" and summary["partitions_failed"] == 0 and summary["partitions_ok"] > 0
+
+    # the same analysis code as for local sweeps: the records table and the batch-size figure
+    table, summaries = load_sweeps(sweeps)
+    assert set(table["batch_size"]) == {16, 64}
+    fig = plots.fig_throughput_vs_batch({"sweeps": table, "sweep_summary": summaries})
+    lines = [ln for ln in fig.axes[0].get_lines() if "pipeline sweep" in str(ln.get_label())]
+    assert len(lines) == 1 and sorted(lines[0].get_xdata()) == [16, 64]
+    assert "aws" in str(lines[0].get_label())
+
+    # an injected failure: a dataset with more partitions, reading the extra one crashes the handler
+    assert main(["data", "prepare", "--gb", "0.004", "--partition-mb", "0.5", "--out", str(tmp_path / "ds4"),
+                 "--no-progress"]) == 0
+    assert (tmp_path / "ds4" / f"{FAILING}.cpart").exists() and not (tmp_path / "ds" / f"{FAILING}.cpart").exists()
+    assert main(["data", "upload", str(tmp_path / "ds4"), "s3://example-cosmic-data/datasets/failing"]) == 0
+    run = tmp_path / "runs" / "failing"
+    rc = main(["run", "--backend", "aws", "--data", "s3://example-cosmic-data/datasets/failing", "--model", model_uri,
+               "--results", "s3://example-cosmic-results/runs", "--out", str(run), "--no-progress"])
+    assert rc != 0
     capsys.readouterr()
     assert main(["logs", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "part-00001" in out and "Sandbox.Timedout: Task timed out after 900.00 seconds" in out and rid in out
+    assert FAILING in out and "Runtime.ExitError" in out, out
 
+    # back to empty (section 5)
     assert main(["teardown", *where]) == 0
     for key in s3.list_objects_v2(Bucket="example-cosmic-data").get("Contents", []):
         s3.delete_object(Bucket="example-cosmic-data", Key=key["Key"])
     s3.delete_bucket(Bucket="example-cosmic-data")  # `aws s3 rb --force`
     assert _inventory() == empty
-

@@ -178,7 +178,9 @@ def fig_throughput_vs_batch(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     runs = _sweep_runs(recs, "batch_size")
     if not runs.empty and "batch_size" in runs.columns:
         g = runs.groupby("batch_size")["throughput_per_worker_gb_s"].mean().sort_index()
-        plot_series(ax, g.index, g.values, "measured", "pipeline sweep, per-worker")
+        backends = sorted(set(runs["backend"].dropna().astype(str))) if "backend" in runs.columns else []
+        label = "pipeline sweep, per-worker" + (f" ({', '.join(backends)} backend)" if backends else "")
+        plot_series(ax, g.index, g.values, "measured", label)
         drawn = True
     pub = recs.get("published_cai_batch", pd.DataFrame())
     if not pub.empty:

@@ -297,6 +297,10 @@ class LocalLambdaRuntime:
             self.invocations += 1
             self.cold_starts += cold
             if result is None:  # timed out or died: the container is gone, as on Lambda
+                try:  # EOF on stdout comes before the exit is reaped: give a died runtime a moment
+                    container.proc.wait(timeout=1.0 if wall_ms < timeout_s * 1000 else 0.01)
+                except subprocess.TimeoutExpired:
+                    pass
                 died = container.alive() is False
                 container.proc.kill()
                 container.close()
