@@ -1,9 +1,10 @@
-"""The runbook (docs/aws.md) against a separate moto server process standing in for an account.
+"""The runbook (docs/aws.md) against a stand-in account in a separate process.
 
-From an empty stand-in account to an empty one through the CLI: data and model uploaded, deploy,
-`cosmic logs` of an injected failure, teardown; every resource listed before and after. Lambda
-functions are not invoked here (a separate moto server would need Docker to run them): the sweep
-itself runs on the local backend elsewhere (test_local_backend, test_sweep).
+`python -m cosmic_utils.cloud.standin` (moto's server with the Lambda hook, so the deployed
+handler zips really run) is the account; from empty to empty through the CLI: data and model
+uploaded, deploy, a two-point `backend: aws` sweep through notebook 03, the batch-size figure
+drawn from the aws records by the same code as local ones, `cosmic logs` of an injected crash,
+teardown; every resource listed before and after. ~70 s: marked slow.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def _inventory() -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow
 def test_runbook_from_empty_to_empty(standin: str, tmp_path: Path, untrained_artifact_dir: Path,
                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import boto3
