@@ -2,9 +2,10 @@
 
 `python -m cosmic_utils.cloud.standin` (moto's server with the Lambda hook, so the deployed
 handler zips really run) is the account; from empty to empty through the CLI: data and model
-uploaded, deploy, a two-point `backend: aws` sweep through notebook 03, the batch-size figure
-drawn from the aws records by the same code as local ones, `cosmic logs` of an injected crash,
-teardown; every resource listed before and after. ~70 s: marked slow.
+uploaded, deploy, then either `cosmic run --backend aws` with an injected crash and `cosmic logs`
+(fast, default run) or a two-point `backend: aws` sweep through notebook 03 whose records and
+batch-size figure come from the same code as local ones (papermill kernels: marked slow), then
+teardown; every resource listed before and after, the account empty at both ends.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cosmic_utils.cloud import standin as standin_mod
 REGION = "us-east-1"
 ROOT = config.PROJECT_ROOT
 #: The partition whose reading crashes the Inference handler: only the failing run's dataset has it.
-FAILING = "part-00005"
+FAILING = "part-00003"
 
 
 def _free_port() -> int:
@@ -45,7 +46,7 @@ def standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     faults.write_text(json.dumps([{"kind": "crash", "function": "cosmic-inference", "partition": FAILING}]))
     proc = subprocess.Popen([sys.executable, "-m", "cosmic_utils.cloud.standin", "--port", str(port),
                              "--faults", str(faults), "--concurrency", "2", "--workdir", str(tmp_path / "standin")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            stdout=subprocess.PIPE, stderr=(tmp_path / "standin.log").open("w"), text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -77,44 +78,82 @@ def _inventory() -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.slow
-def test_runbook_from_empty_to_empty(standin: str, tmp_path: Path, untrained_artifact_dir: Path,
-                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+WHERE = ["--results", "s3://example-cosmic-results/runs", "--data", "s3://example-cosmic-data/datasets",
+         "--model", "s3://example-cosmic-data/models"]
+
+
+def _up(tmp_path: Path, model: Path, gb: float, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """Runbook section 4 up to deploy: data bucket, a dataset and the model uploaded, deploy.
+    Returns ``(data_uri, model_uri)``."""
     import boto3
 
-    from cosmic_utils.analysis import plots
-    from cosmic_utils.analysis.records import load_sweeps
-
-    empty = _inventory()
-    assert all(not v for v in empty.values()), empty
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket="example-cosmic-data")  # `aws s3 mb`
-
-    # data and model up (the runbook's section 4)
+    assert all(not v for v in _inventory().values())  # an empty account
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="example-cosmic-data")  # `aws s3 mb`
     data_uri = "s3://example-cosmic-data/datasets/small"
-    assert main(["data", "prepare", "--gb", "0.002", "--partition-mb", "0.5", "--out", str(tmp_path / "ds"),
+    assert main(["data", "prepare", "--gb", str(gb), "--partition-mb", "0.5", "--out", str(tmp_path / "ds"),
                  "--no-progress"]) == 0
     assert main(["data", "upload", str(tmp_path / "ds"), data_uri]) == 0
     assert main(["data", "verify", data_uri]) == 0
     capsys.readouterr()
-    assert main(["model", "upload", str(untrained_artifact_dir), "s3://example-cosmic-data/models"]) == 0
+    assert main(["model", "upload", str(model), "s3://example-cosmic-data/models"]) == 0
     model_uri = capsys.readouterr().out.strip()
     assert model_uri.startswith("s3://example-cosmic-data/models/")
-
-    where = ["--results", "s3://example-cosmic-results/runs", "--data", "s3://example-cosmic-data/datasets",
-             "--model", "s3://example-cosmic-data/models"]
-    assert main(["deploy", *where, "--no-deps"]) == 0
+    assert main(["deploy", *WHERE, "--no-deps"]) == 0
     deployed = _inventory()
     assert deployed["functions"] == ["cosmic-inference", "cosmic-init", "cosmic-summarize"]
     assert deployed["state_machines"] == ["cosmic-pipeline"]
-    assert "example-cosmic-results" in deployed["buckets"]
+    assert deployed["roles"] == ["cosmic-lambda", "cosmic-states"]
+    assert deployed["buckets"] == ["example-cosmic-data", "example-cosmic-results"]
+    return data_uri, model_uri
 
-    # a two-point sweep with backend aws: notebook 03 per point, the Lambdas run by the stand-in
+
+def _down() -> None:
+    """Runbook section 5: teardown, the data bucket removed, nothing left."""
+    import boto3
+
+    assert main(["teardown", *WHERE]) == 0
+    s3 = boto3.client("s3", region_name=REGION)
+    for key in s3.list_objects_v2(Bucket="example-cosmic-data").get("Contents", []):
+        s3.delete_object(Bucket="example-cosmic-data", Key=key["Key"])
+    s3.delete_bucket(Bucket="example-cosmic-data")  # `aws s3 rb --force`
+    assert all(not v for v in _inventory().values()), _inventory()
+
+
+def test_runbook_run_and_logs_of_an_injected_crash(standin: str, tmp_path: Path, untrained_artifact_dir: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Empty to empty: `cosmic run --backend aws` really runs the handlers; the crash of partition
+    FAILING is in the stand-in's CloudWatch, and `cosmic logs` brings it next to the partition."""
+    data_uri, model_uri = _up(tmp_path, untrained_artifact_dir, 0.002, capsys)  # 4 partitions
+    run = tmp_path / "runs" / "failing"
+    rc = main(["run", "--backend", "aws", "--data", data_uri, "--model", model_uri,
+               "--results", "s3://example-cosmic-results/runs", "--out", str(run), "--no-progress"])
+    assert rc != 0  # a failed partition fails the run
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["backend"] == "aws" and summary["partitions_ok"] == 3
+    assert [f["partition_id"] for f in summary["failed"]] == [FAILING]
+    assert len(list((run / "predictions").iterdir())) == 3  # the others ran for real
+    capsys.readouterr()
+    assert main(["logs", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert FAILING in out and "Runtime.ExitError" in out, out
+    _down()
+
+
+@pytest.mark.slow
+def test_runbook_aws_sweep_records_and_figure(standin: str, tmp_path: Path, untrained_artifact_dir: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Empty to empty with a two-point `backend: aws` sweep (notebook 03 per point, papermill), its
+    records read and its figure drawn by the code that reads and draws local sweeps."""
+    from cosmic_utils.analysis import plots
+    from cosmic_utils.analysis.records import load_sweeps
+
+    data_uri, model_uri = _up(tmp_path, untrained_artifact_dir, 0.001, capsys)  # 2 partitions: FAILING not among them
     grid = tmp_path / "aws_batch_size.yaml"
     grid.write_text(yaml.safe_dump({
         "name": "batch_size", "notebook": str(ROOT / "notebooks" / "03_lambda_sweep.ipynb"),
         "parameters": {"backend": "aws", "results": "s3://example-cosmic-results/runs", "data_location": data_uri,
-                       "model_dir": model_uri, "data_gb": 0.002, "partition_mb": 0.5, "max_concurrency": 2},
+                       "model_dir": model_uri, "data_gb": 0.001, "partition_mb": 0.5, "max_concurrency": 2},
         "grid": {"batch_size": [16, 64]}}))
     sweeps = tmp_path / "sweeps"
     monkeypatch.setattr(config, "SWEEP_RUNS_DIR", sweeps)
@@ -123,33 +162,12 @@ def test_runbook_from_empty_to_empty(standin: str, tmp_path: Path, untrained_art
     assert len(points) == 2
     for point in points:
         summary = json.loads((point / "summary.json").read_text())
-        assert summary["backend"] == "aws" and summary["partitions_failed"] == 0 and summary["partitions_ok"] > 0
+        assert summary["backend"] == "aws" and summary["partitions_failed"] == 0 and summary["partitions_ok"] == 2
 
-    # the same analysis code as for local sweeps: the records table and the batch-size figure
     table, summaries = load_sweeps(sweeps)
     assert set(table["batch_size"]) == {16, 64}
     fig = plots.fig_throughput_vs_batch({"sweeps": table, "sweep_summary": summaries})
     lines = [ln for ln in fig.axes[0].get_lines() if "pipeline sweep" in str(ln.get_label())]
     assert len(lines) == 1 and sorted(lines[0].get_xdata()) == [16, 64]
-    assert "aws" in str(lines[0].get_label())
-
-    # an injected failure: a dataset with more partitions, reading the extra one crashes the handler
-    assert main(["data", "prepare", "--gb", "0.004", "--partition-mb", "0.5", "--out", str(tmp_path / "ds4"),
-                 "--no-progress"]) == 0
-    assert (tmp_path / "ds4" / f"{FAILING}.cpart").exists() and not (tmp_path / "ds" / f"{FAILING}.cpart").exists()
-    assert main(["data", "upload", str(tmp_path / "ds4"), "s3://example-cosmic-data/datasets/failing"]) == 0
-    run = tmp_path / "runs" / "failing"
-    rc = main(["run", "--backend", "aws", "--data", "s3://example-cosmic-data/datasets/failing", "--model", model_uri,
-               "--results", "s3://example-cosmic-results/runs", "--out", str(run), "--no-progress"])
-    assert rc != 0
-    capsys.readouterr()
-    assert main(["logs", str(run)]) == 0
-    out = capsys.readouterr().out
-    assert FAILING in out and "Runtime.ExitError" in out, out
-
-    # back to empty (section 5)
-    assert main(["teardown", *where]) == 0
-    for key in s3.list_objects_v2(Bucket="example-cosmic-data").get("Contents", []):
-        s3.delete_object(Bucket="example-cosmic-data", Key=key["Key"])
-    s3.delete_bucket(Bucket="example-cosmic-data")  # `aws s3 rb --force`
-    assert _inventory() == empty
+    assert "(aws backend)" in str(lines[0].get_label())
+    _down()
