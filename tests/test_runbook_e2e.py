@@ -171,3 +171,12 @@ def test_runbook_aws_sweep_records_and_figure(standin: str, tmp_path: Path, untr
     assert len(lines) == 1 and sorted(lines[0].get_xdata()) == [16, 64]
     assert "(aws backend)" in str(lines[0].get_label())
     _down()
+
+
+def test_standin_refuses_a_bad_fault_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fault plan that is not a JSON list is refused (exit 2, the file named) before any server starts."""
+    bad = tmp_path / "faults.json"
+    bad.write_text(json.dumps({"kind": "crash"}))
+    assert standin_mod.main(["--port", str(_free_port()), "--faults", str(bad)]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert standin_mod.main(["--port", str(_free_port()), "--faults", str(tmp_path / "missing.json")]) == 2
