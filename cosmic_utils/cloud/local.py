@@ -44,6 +44,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Recursion limit for the moto server's threads: moto's Distributed Map worker evaluates its next
+#: item by recursing (``DistributedItemProcessorWorker._eval_pool``), a few frames per item, so a
+#: worker with more than ~300 items exceeds Python's default limit of 1,000 (a 10,000-partition
+#: run with MaxConcurrency 8 gives each worker ~1,250 items and died of RecursionError).
+RECURSION_LIMIT = 200_000
+#: C stack of threads started after the server starts (the recursion above also uses C stack).
+THREAD_STACK_BYTES = 512 * 2**20
+
+
+def _allow_deep_distributed_maps() -> None:
+    """Raise the recursion limit and the stack size of new threads so moto's recursive Distributed
+    Map workers reach the Map's 10,000-item concurrency ceiling (process-wide, only ever raised)."""
+    import sys
+    import threading
+
+    if sys.getrecursionlimit() < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)
+    if threading.stack_size() < THREAD_STACK_BYTES:
+        threading.stack_size(THREAD_STACK_BYTES)
+
+
 class LocalStack:
     """An embedded moto server with Step Functions execution and the Lambda hook."""
 
@@ -84,6 +105,7 @@ class LocalStack:
             self._saved_levels[name] = lg.level
             lg.setLevel(logging.ERROR if name != "moto.stepfunctions" else logging.CRITICAL)
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        _allow_deep_distributed_maps()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.server.start()
         self.endpoint_url = f"http://127.0.0.1:{port}"
