@@ -140,10 +140,19 @@ def flops_per_sample() -> float:
 
 # --------------------------------------------------------------------------- accuracy
 def predict_all(engine: Engine, image: np.ndarray, magnitude: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """``engine.predict`` over arrays in batches -> float32 ``[N]``."""
-    out = np.empty(len(image), dtype=np.float32)
+    """``engine.predict`` over arrays in batches -> float32 ``[N]``.
+
+    The output starts as NaN and every batch must return exactly one value per row (no
+    broadcasting of a short answer), so no prediction is ever read from an unfilled buffer."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out = np.full(len(image), np.nan, dtype=np.float32)
     for s in range(0, len(image), batch_size):
-        out[s:s + batch_size] = engine.predict(image[s:s + batch_size], magnitude[s:s + batch_size])
+        z = np.asarray(engine.predict(image[s:s + batch_size], magnitude[s:s + batch_size])).reshape(-1)
+        want = min(batch_size, len(image) - s)
+        if z.shape[0] != want:
+            raise ValueError(f"{engine.name}: {z.shape[0]} predictions for a batch of {want} rows")
+        out[s:s + want] = z
     return out
 
 
