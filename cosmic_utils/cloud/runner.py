@@ -535,6 +535,11 @@ def _redrive_locked(run_dir: Path, **kwargs: Any) -> RunResult:
     failed = failed_partitions(run_dir)
     if not failed:
         log.info("run %s: every partition succeeded; nothing to redrive", run_dir.name)
+        if summary.pop("interrupted", None) is not None:
+            # The signal came after the last partition had finished: the run is complete, so its
+            # summary must not go on saying it was cut short.
+            summary["completed_by_redrive"] = datetime.now(timezone.utc).isoformat()
+            (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
         return RunResult(run_dir, summary, "NOTHING_TO_REDRIVE")
     if len(failed) > 10_000:
         raise ValueError(f"run {run_dir.name}: {len(failed):,} failed partitions; a redrive carries at most "
