@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from cosmic_utils import config
+from cosmic_utils.jobs.fault_kit import partition_bytes
 from cosmic_utils.runtime.items import RunLayout, build_items, split_even
 from cosmic_utils.runtime.manifest import Manifest, ManifestEntry
-from cosmic_utils.runtime.partition import encode_partition, partition_name
+from cosmic_utils.runtime.partition import partition_name
 from cosmic_utils.runtime.steps import common as step_common
 from cosmic_utils.runtime.steps import inference as step_inference
 from cosmic_utils.runtime.steps import summarize as step_summarize
@@ -65,14 +66,6 @@ def load_handler(name: str) -> ModuleType:
     return module
 
 
-def make_partition_bytes(samples: int, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    image = rng.normal(0, 1, (samples, 5, 32, 32)).astype(np.float32)
-    magnitude = rng.uniform(14, 20, (samples, 5))
-    redshift = (magnitude[:, 2] / 100.0 + rng.normal(0, 0.01, samples)).astype(np.float32)
-    return encode_partition(image, magnitude, redshift, {"seed": seed})
-
-
 def make_dataset(store: Any, partitions: int, samples: int = 5, corrupt: tuple[int, ...] = ()) -> Manifest:
     """``partitions`` tiny partitions plus manifest.json; ``corrupt`` ones are damaged AFTER the
     manifest recorded their checksum (what a bit flip in transit looks like)."""
@@ -80,7 +73,7 @@ def make_dataset(store: Any, partitions: int, samples: int = 5, corrupt: tuple[i
 
     entries = []
     for k in range(partitions):
-        blob = make_partition_bytes(samples, k)
+        blob = partition_bytes(samples, k)
         key = partition_name(k)
         entries.append(ManifestEntry(k, key, samples, len(blob), hashlib.sha256(blob).hexdigest(), "test", k))
         if k in corrupt:

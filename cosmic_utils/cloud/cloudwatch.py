@@ -132,15 +132,21 @@ class LambdaError:
                 f"log stream {self.log_stream})")
 
 
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object of a log line in Lambda's JSON format, or None (not JSON, or not an object)."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def request_id_of(message: str) -> str | None:
     """The request id a Lambda log line names (START/END/REPORT, ``[LEVEL]`` lines, timeouts), or None."""
     text = message.strip()
     if text.startswith("{"):
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            return None
-        rid = obj.get("requestId") if isinstance(obj, dict) else None
+        obj = _json_object(text)
+        rid = obj.get("requestId") if obj is not None else None
         return str(rid) if rid else None
     for pattern in _REQUEST_IN_LINE:
         m = pattern.search(text)
@@ -158,11 +164,8 @@ def parse_error_line(message: str) -> tuple[str, str] | None:
     """
     text = message.strip()
     if text.startswith("{"):
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(obj, dict):
+        obj = _json_object(text)
+        if obj is None:
             return None
         if obj.get("errorType") or obj.get("errorMessage"):
             return str(obj.get("errorType") or "Error"), str(obj.get("errorMessage") or "")
