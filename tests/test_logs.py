@@ -102,7 +102,7 @@ def test_cosmic_logs_shows_injected_error(moto_aws_backend: Any, tmp_path: Path,
 def test_cosmic_logs_refuses_a_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cosmic_utils.cli import main
 
-    assert main(["logs", str(tmp_path / "nope")]) == 2
+    assert main(["logs", str(tmp_path / "nope")]) == 1
     assert "summary.json" in capsys.readouterr().err
 
 

@@ -63,7 +63,7 @@ def test_model_upload_refuses_a_corrupt_artifact(s3: Any, small_artifact: Path, 
     blob = bytearray(path.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     path.write_bytes(bytes(blob))
-    assert main(["model", "upload", str(bad), "s3://example-cosmic-models/models"]) == 2
+    assert main(["model", "upload", str(bad), "s3://example-cosmic-models/models"]) == 1
     assert "sha256" in capsys.readouterr().err
     assert open_storage("s3://example-cosmic-models/models", s3_client=s3).list_keys() == []
 
@@ -97,4 +97,4 @@ def test_upload_verification_catches_a_mismatch(s3: Any, tmp_path: Path) -> None
     store = open_storage("s3://example-cosmic-models/x", s3_client=s3)
     with pytest.raises(UploadError, match="sha256 after upload"):
         sync_file(store, local, "f.bin", "0" * 64, 3, trusted=False)
-    assert main(["data", "upload", str(tmp_path / "missing"), "s3://example-cosmic-models/x"]) == 2
+    assert main(["data", "upload", str(tmp_path / "missing"), "s3://example-cosmic-models/x"]) == 1

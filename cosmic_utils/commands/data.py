@@ -242,7 +242,7 @@ def _upload(args: argparse.Namespace) -> int:
         report = upload_dataset(args.dataset, args.dest)
     except (ManifestError, UploadError, FileNotFoundError) as exc:
         print(f"cosmic data upload: {exc}", file=sys.stderr)
-        return 2
+        return 1  # refused: a missing or broken dataset (exit-status contract: 1)
     except StorageError as exc:
         print(f"cosmic data upload: {exc}", file=sys.stderr)
         return 1

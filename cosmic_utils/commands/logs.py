@@ -23,7 +23,7 @@ def _logs(args: argparse.Namespace) -> int:
         result = failure_logs(args.run, prefix=args.prefix, region=args.region)
     except RunLogsError as exc:
         print(f"cosmic logs: {exc}", file=sys.stderr)
-        return 2
+        return 1  # refused: no such run, or no record of it (exit-status contract: 1)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

@@ -277,7 +277,7 @@ def _upload(args: argparse.Namespace) -> int:
         report = upload_model(args.model_dir, args.dest)
     except (ArtifactError, UploadError, StorageError) as exc:
         print(f"cosmic model upload: {exc}", file=sys.stderr)
-        return 2 if not isinstance(exc, StorageError) else 1
+        return 1  # refused: a broken artifact or an unreachable bucket (exit-status contract: 1)
     print(describe(report), file=sys.stderr)
     print(report.uri)
     return 0
