@@ -77,6 +77,18 @@ figures: $(STAMP) ## redraw every figure of the report from stored records (no e
 readme: $(STAMP) ## rewrite the README's "What it measures" table from the shipped records (data/records/)
 	$(COSMIC) readme
 
+.PHONY: report
+report: $(STAMP) ## redraw every figure and write docs/report.md (the seed study, claim by claim) from stored records only
+	$(COSMIC) figures
+	$(COSMIC) report
+
+.PHONY: local-data-size
+LOCAL_GB ?= 1 2 4 8
+LOCAL_REPEATS ?= 1
+LOCAL_ENGINE ?= auto
+local-data-size: $(STAMP) ## local streaming study: LOCAL_GB sizes (default 1 2 4 8 GB), peak RSS per size -> data/records/local_data_size.csv (~15 min on 2 cores)
+	$(COSMIC) local data-size --gb $(LOCAL_GB) --repeats $(LOCAL_REPEATS) --engine $(LOCAL_ENGINE)
+
 .PHONY: records
 records: $(STAMP) ## copy the measured records of finished runs (runs/) into data/records/, then redraw the figures
 	$(COSMIC) figures --ship-records

@@ -37,6 +37,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cost",      # cosmic cost ... ; cosmic simulate ...
     "figures",   # cosmic figures
     "readme",    # cosmic readme [--check]: the README table from data/records
+    "report",    # cosmic report [--check]: docs/report.md from data/records
+    "local",     # cosmic local data-size: the local streaming data-size study
     "demo",      # cosmic demo: the main job
     "reliability",  # cosmic reliability
     "logs",      # cosmic logs RUN: CloudWatch errors of failed partitions

@@ -84,10 +84,40 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
     """Local engine runs (``kind`` local_cpu | local_gpu), one row per run."""
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
-    df = _read_csvs([*runs.glob("local/*/records.csv"), *recs.glob("local_*.csv")])
+    # local_data_size.csv is the data-size study (its own loader), not an engine run
+    df = _read_csvs([*runs.glob("local/*/records.csv"),
+                     *(p for p in recs.glob("local_*.csv") if p.name != LOCAL_DATA_SIZE)])
     if not df.empty and "kind" not in df.columns:
         df["kind"] = "local_cpu"
     return df
+
+
+#: The local data-size study's record (``cosmic local data-size``), under data/records/.
+LOCAL_DATA_SIZE = "local_data_size.csv"
+
+
+def load_local_data_size(records_dir: Path | None = None) -> pd.DataFrame:
+    """The local data-size study, one row per (size, repeat); empty when not measured yet."""
+    path = Path(records_dir or config.RECORDS_DIR) / LOCAL_DATA_SIZE
+    return _read_csvs([path]) if path.exists() else pd.DataFrame()
+
+
+def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.DataFrame:
+    """Median, min and max of ``value`` over the repeats of each point, and how many there were.
+
+    Sweeps and the local data-size study run every point several times (``repeat`` = 1, 2, ...);
+    a figure or table shows the median with the min-max range, never one lucky run. Records
+    written before repeats existed have no ``repeat`` column and count as one repeat each.
+    Returns columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` (NaN values are left out).
+    """
+    by = list(by)
+    missing = [c for c in [*by, value] if c not in df.columns]
+    if missing:
+        raise KeyError(f"aggregate_repeats: columns {missing} not in the records")
+    vals = df[[*by, value]].dropna(subset=[value])
+    grouped = vals.groupby(by, dropna=False)[value]
+    out = grouped.agg(median="median", lo="min", hi="max", n="count").reset_index()
+    return out
 
 
 def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
@@ -166,6 +196,7 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
                 point_status = status
                 break
         tags = {"sweep": combo.parent.name, "slug": combo.name, "point_status": point_status,
+                "repeat": int(params.pop("repeat", 1) or 1),
                 **{f"param_{k}": v for k, v in params.items()}}
         df = _read_csvs(combo.rglob("records.csv"), **tags)
         if df.empty:

@@ -1,0 +1,38 @@
+"""``cosmic report``: write docs/report.md (the seed study, claim by claim) from the stored records."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("report", help="write docs/report.md from data/records/ (figures: cosmic figures)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when docs/report.md differs from what the records give")
+    p.add_argument("--out", type=Path, help="report file (default: docs/report.md)")
+    p.add_argument("--records", type=Path, help="records folder (default: data/records/)")
+    p.add_argument("--reference", type=Path, help="published reference folder (default: data/reference/)")
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cosmic_utils import config, exits
+    from cosmic_utils.analysis.report import ReportError, Sources, write_report
+
+    src = Sources(records=args.records or config.RECORDS_DIR, reference=args.reference or config.REFERENCE_DIR)
+    out = args.out or config.PROJECT_ROOT / "docs" / "report.md"
+    try:
+        changed = write_report(out, src, check=args.check)
+    except ReportError as exc:
+        print(f"cosmic report: refused: {exc}", file=sys.stderr)
+        return exits.FAILED
+    if args.check:
+        if changed:
+            print(f"{out}: differs from what data/records/ gives; run `make report`", file=sys.stderr)
+            return exits.FAILED
+        print(f"{out}: matches data/records/")
+        return exits.OK
+    print(f"{out}: " + ("written from data/records/" if changed else "already up to date"))
+    return exits.OK
