@@ -62,7 +62,7 @@ def test_sweep_passes_a_budget_to_every_point(tmp_path: Path) -> None:
     nbformat.write(nb, tmp_path / "b.ipynb")
     grid = tmp_path / "b.yaml"
     grid.write_text(yaml.safe_dump({"name": "b", "notebook": str(tmp_path / "b.ipynb"), "grid": {"x": [1]}}))
-    rows = sweep.run_sweep(grid, sweeps_dir=tmp_path / "s", extra_parameters={"max_usd": 0.25})
+    rows = sweep.run_sweep(grid, sweeps_dir=tmp_path / "s", extra_parameters={"max_usd": 0.25}, repeats=1)
     assert rows[0]["status"] == "done"
     assert (Path(rows[0]["output_dir"]) / "b.txt").read_text() == "0.25"
 

@@ -37,7 +37,7 @@ def _grid(tmp_path: Path, grid: dict, name: str = "tiny") -> Path:
 def test_sweep_runs_resumes_and_records_failures(tmp_path: Path) -> None:
     grid = _grid(tmp_path, {"x": [1, 2, 3]})
     out = tmp_path / "sweeps"
-    rows = sweep.run_sweep(grid, sweeps_dir=out)
+    rows = sweep.run_sweep(grid, sweeps_dir=out, repeats=1)
     status = {r["x"]: r["status"] for r in rows}
     assert status == {1: "done", 2: "done", 3: "failed"}
     d1 = out / "tiny" / sweep.slug({"x": 1})
@@ -46,7 +46,7 @@ def test_sweep_runs_resumes_and_records_failures(tmp_path: Path) -> None:
     failed = json.loads((out / "tiny" / sweep.slug({"x": 3}) / "_failed.json").read_text())
     assert "boom at x=3" in failed["error"] and failed["parameters"]["x"] == 3
     # second run: done combinations are skipped, the failed one is tried again
-    again = {r["x"]: r["status"] for r in sweep.run_sweep(grid, sweeps_dir=out)}
+    again = {r["x"]: r["status"] for r in sweep.run_sweep(grid, sweeps_dir=out, repeats=1)}
     assert again == {1: "skipped", 2: "skipped", 3: "failed"}
     on_disk = {r["slug"]: r["status"] for r in sweep.sweep_status("tiny", out)}
     assert sorted(on_disk.values()) == ["done", "done", "failed"]
@@ -58,13 +58,48 @@ def test_dry_run_and_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="dry.yaml"):
         sweep.run_sweep(grid, dry_run=True, sweeps_dir=tmp_path)
     grid = _grid(tmp_path, {"x": [1, 2, 4]}, name="dry2")
-    rows = sweep.run_sweep(grid, dry_run=True, sweeps_dir=tmp_path / "s")
+    rows = sweep.run_sweep(grid, dry_run=True, sweeps_dir=tmp_path / "s", repeats=1)
     assert [r["status"] for r in rows] == ["planned"] * 3
     assert not (tmp_path / "s").exists()
-    only = sweep.run_sweep(grid, dry_run=True, only=["x=2"], sweeps_dir=tmp_path / "s")
+    only = sweep.run_sweep(grid, dry_run=True, only=["x=2"], sweeps_dir=tmp_path / "s", repeats=1)
     assert [r["x"] for r in only] == [2]
     with pytest.raises(ValueError, match="not a parameter"):
         sweep.run_sweep(grid, dry_run=True, only=["y=2"], sweeps_dir=tmp_path / "s")
+
+
+def test_repeats_default_grid_key_and_resume_per_repeat(tmp_path: Path) -> None:
+    grid = _grid(tmp_path, {"x": [1, 2]}, name="rep")
+    rows = sweep.run_sweep(grid, dry_run=True, sweeps_dir=tmp_path / "s")
+    assert len(rows) == 2 * sweep.DEFAULT_REPEATS  # every point 3 times by default, repeat-major
+    assert [(r["x"], r["repeat"]) for r in rows[:3]] == [(1, 1), (2, 1), (1, 2)]
+    assert rows[0]["slug"] == sweep.slug({"x": 1}) and rows[2]["slug"] == sweep.slug({"x": 1}) + "__repeat-2"
+    # a (point, repeat) whose folder is done is skipped; the other repeats of that point are not
+    for name in (sweep.repeat_slug(sweep.slug({"x": 1}), 1), sweep.repeat_slug(sweep.slug({"x": 1}), 3)):
+        (tmp_path / "s" / "rep" / name).mkdir(parents=True)
+        (tmp_path / "s" / "rep" / name / sweep.DONE_MARKER).write_text("{}")
+    status = {(r["x"], r["repeat"]): r["status"] for r in sweep.run_sweep(grid, dry_run=True, sweeps_dir=tmp_path / "s")}
+    assert status == {(1, 1): "skipped", (2, 1): "planned", (1, 2): "planned", (2, 2): "planned",
+                      (1, 3): "skipped", (2, 3): "planned"}
+    assert len(sweep.run_sweep(grid, dry_run=True, sweeps_dir=tmp_path / "s", repeats=1)) == 2
+    data = yaml.safe_load(grid.read_text())
+    grid.write_text(yaml.safe_dump({**data, "repeats": 5}))
+    assert sweep.load_grid(grid).repeats == 5
+    for bad in (0, "two", True):
+        grid.write_text(yaml.safe_dump({**data, "repeats": bad}))
+        with pytest.raises(ValueError, match="repeats"):
+            sweep.load_grid(grid)
+
+
+def test_aggregate_repeats_median_range_and_old_records() -> None:
+    import pandas as pd
+
+    from cosmic_utils.analysis.records import aggregate_repeats
+
+    df = pd.DataFrame({"b": [64, 64, 64, 256], "repeat": [1, 2, 3, 1], "v": [1.0, 5.0, 2.0, 7.0]})
+    out = aggregate_repeats(df, by=["b"], value="v").set_index("b")
+    assert out.loc[64].tolist() == [2.0, 1.0, 5.0, 3] and out.loc[256].tolist() == [7.0, 7.0, 7.0, 1]
+    with pytest.raises(KeyError, match="nope"):
+        aggregate_repeats(df, by=["nope"], value="v")
 
 
 def test_slugs_are_unique_and_readable() -> None:
@@ -107,7 +142,8 @@ def test_sweep_cli_dry_run(capsys) -> None:
     assert cli.main(["sweep", str(config.SWEEP_GRIDS_DIR / "batch_size.yaml"), "--dry-run", "--only",
                      "batch_size=64"]) == 0
     out = capsys.readouterr().out
-    assert "planned  batch_size-64" in out and "1 combinations" in out
+    assert "planned  batch_size-64" in out and "planned  batch_size-64__repeat-3" in out
+    assert "3 runs (combination x repeat)" in out
 
 
 def test_point_with_failed_partitions_is_failed_and_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -129,7 +165,7 @@ def test_point_with_failed_partitions_is_failed_and_exits_3(tmp_path: Path, caps
     grid = tmp_path / "pts.yaml"
     grid.write_text(yaml.safe_dump({"name": "pts", "notebook": str(tmp_path / "nb.ipynb"), "grid": {"x": [1, 2]}}))
     monkeypatch.setattr(config, "SWEEP_RUNS_DIR", tmp_path / "sweeps")
-    assert cli.main(["sweep", str(grid)]) == 3
+    assert cli.main(["sweep", str(grid), "--repeats", "1"]) == 3
     captured = capsys.readouterr()
     assert "cosmic sweep: point x-2 failed: 1 of 3 partitions failed (first: part-00001: checksum mismatch)" \
         in captured.err

@@ -396,12 +396,13 @@ def section_local(src: Sources) -> Section:
         return Section(SECTIONS[3], "\n\n".join(parts), claims)
     df = read_csv(src, path, ["data_gb", "samples", "wall_s", "gb_per_s", "peak_rss_mb", "engine", "precision",
                               "threads", "batch_size", "cpu_model", "repeat"])
-    thr, rss = median_by(df, "data_gb", "gb_per_s"), median_by(df, "data_gb", "peak_rss_mb")
-    rows = [[g(d), spread(thr).get(d), g(rss["hi"].get(d)), f"{int(df.loc[df['data_gb'] == d, 'samples'].iloc[0]):,}"]
+    size = "requested_gb" if "requested_gb" in df.columns else "data_gb"
+    thr, rss = median_by(df, size, "gb_per_s"), median_by(df, size, "peak_rss_mb")
+    rows = [[g(d), spread(thr).get(d), g(rss["hi"].get(d)), f"{int(df.loc[df[size] == d, 'samples'].iloc[0]):,}"]
             for d in thr.index]
     first = df.iloc[0]
     flat = (thr["median"].max() - thr["median"].min()) / thr["median"].median()
-    biggest = float(df["data_gb"].max())
+    biggest = float(df[size].max())
     parts += [
         f"Published: `data/reference/team6/device_comparison.csv` laptop row: {g(float(laptop['throughput']))} "
         f"({laptop['note']}) at {g(float(laptop['data_gb']))} GB; the study reports that the laptop ran out of "

@@ -44,6 +44,8 @@ from cosmic_utils.provenance import stamped
 log = logging.getLogger(__name__)
 
 DONE_MARKER = "_done.json"
+#: Runs of every point unless the grid file (``repeats:``) or ``cosmic sweep --repeats`` says otherwise.
+DEFAULT_REPEATS = 3
 FAILED_MARKER = "_failed.json"
 
 
@@ -57,6 +59,7 @@ class Grid:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     kernel: str = "python3"
     source: Path | None = None
+    repeats: int = DEFAULT_REPEATS
 
     def combinations(self) -> list[dict[str, Any]]:
         """Every combination of the grid (in file order), as dicts of the grid parameters only."""
@@ -89,11 +92,14 @@ def load_grid(path: str | Path) -> Grid:
     overlap = set(params) & set(grid)
     if overlap:
         raise ValueError(f"{path}: parameters {sorted(overlap)} are both fixed and in the grid")
+    repeats = data.get("repeats", DEFAULT_REPEATS)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"{path}: field 'repeats' must be a whole number >= 1, got {repeats!r}")
     nb = Path(data["notebook"])
     if not nb.is_absolute():
         nb = config.PROJECT_ROOT / nb
     out = Grid(name=name, notebook=nb, parameters=dict(params), grid={k: list(v) for k, v in grid.items()},
-               kernel=str(data.get("kernel", "python3")), source=path)
+               kernel=str(data.get("kernel", "python3")), source=path, repeats=repeats)
     for combo in out.combinations():  # aws: results named by the user, never a default bucket
         point = {**out.parameters, **combo}
         if point.get("backend") == "aws" and not str(point.get("results") or "").startswith("s3://"):
@@ -122,6 +128,14 @@ def slug(combination: Mapping[str, Any]) -> str:
     if not lossless or len(text) > 80:
         text = f"{text[:80]}_{hashlib.sha1(exact.encode()).hexdigest()[:8]}"
     return text
+
+
+def repeat_slug(point_slug: str, repeat: int) -> str:
+    """Folder of one repeat of a point: the point's slug for repeat 1 (so records written before
+    repeats existed are repeat 1 of their point), ``<slug>__repeat-<r>`` for the others."""
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    return point_slug if repeat == 1 else f"{point_slug}__repeat-{repeat}"
 
 
 def _json_default(value: Any) -> str:
@@ -157,8 +171,11 @@ def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
 
 
 def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
-                    kernel: str | None = None, progress: bool = False) -> dict[str, Any]:
-    """Execute the notebook for one combination into ``out_dir``; writes the done/failed marker."""
+                    kernel: str | None = None, progress: bool = False, repeat: int = 1) -> dict[str, Any]:
+    """Execute the notebook for one combination into ``out_dir``; writes the done/failed marker.
+
+    The markers' ``parameters`` carry ``repeat`` (the notebook does not receive it: a repeat is the
+    same point run again, in its own folder)."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,11 +188,11 @@ def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep continues
         failures = run_failures(out_dir)  # the run's own reason beats the notebook's traceback
         error = failures[0] if failures else f"{type(exc).__name__}: {exc}"
-        return _failed(grid, out_dir, params, started, error, failures[1] if failures else [])
+        return _failed(grid, out_dir, {**params, "repeat": repeat}, started, error, failures[1] if failures else [])
     failures = run_failures(out_dir)
     if failures is not None:
-        return _failed(grid, out_dir, params, started, failures[0], failures[1])
-    info = {"status": "done", "parameters": params, "seconds": time.time() - started,
+        return _failed(grid, out_dir, {**params, "repeat": repeat}, started, failures[0], failures[1])
+    info = {"status": "done", "parameters": {**params, "repeat": repeat}, "seconds": time.time() - started,
             "finished": datetime.now(timezone.utc).isoformat()}
     (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
     return info
@@ -206,16 +223,23 @@ def _parse_only(only: Sequence[str] | None) -> dict[str, str]:
 
 def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] | None = None,
               sweeps_dir: Path | None = None, kernel: str | None = None,
-              extra_parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Run every combination of a grid file (resumable); returns one row per combination.
+              extra_parameters: Mapping[str, Any] | None = None,
+              repeats: int | None = None) -> list[dict[str, Any]]:
+    """Run every combination of a grid file ``repeats`` times (resumable); one row per (combination, repeat).
 
-    Row keys: the grid parameters, ``slug``, ``output_dir``, ``status`` (done | skipped | failed |
+    ``repeats`` overrides the grid file's (default :data:`DEFAULT_REPEATS`); each repeat has its
+    own folder (:func:`repeat_slug`), so resuming skips exactly the (point, repeat) pairs done.
+    Row keys: the grid parameters, ``repeat``, ``slug``, ``output_dir``, ``status`` (done | skipped | failed |
     planned), ``seconds``, ``error``. ``only`` (``["batch_size=64"]``) keeps the combinations whose
     value's text equals the given one. ``dry_run`` lists the plan without executing anything.
     """
     from cosmic_utils.progress import progress
 
     grid = load_grid(grid_path)
+    if repeats is not None:
+        if repeats < 1:
+            raise ValueError(f"--repeats must be >= 1, got {repeats}")
+        grid = replace(grid, repeats=repeats)
     if extra_parameters:  # e.g. max_usd from `cosmic sweep --max-usd`: the same for every point
         grid = replace(grid, parameters={**grid.parameters, **extra_parameters})
     if not dry_run and not grid.notebook.exists():
@@ -231,17 +255,20 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"{grid.source}: two combinations map to the same folder; check the grid values")
     rows: list[dict[str, Any]] = []
-    bar = progress(list(zip(combos, slugs, strict=True)), desc=f"sweep {grid.name}", unit="run", disable=dry_run)
-    for combo, name in bar:
+    # repeat-major: every point once, then every point again (a drift in the machine spreads over all points)
+    plan = [(combo, name, r) for r in range(1, grid.repeats + 1) for combo, name in zip(combos, slugs, strict=True)]
+    bar = progress(plan, desc=f"sweep {grid.name}", unit="run", disable=dry_run)
+    for combo, point, repeat in bar:
+        name = repeat_slug(point, repeat)
         out_dir = base / name
-        row = {**combo, "slug": name, "output_dir": str(out_dir), "seconds": 0.0, "error": ""}
+        row = {**combo, "repeat": repeat, "slug": name, "output_dir": str(out_dir), "seconds": 0.0, "error": ""}
         if (out_dir / DONE_MARKER).exists():
             row["status"] = "skipped"
         elif dry_run:
             row["status"] = "planned"
         else:
             bar.set_postfix_str(name[:40])
-            info = run_combination(grid, combo, out_dir, kernel)
+            info = run_combination(grid, combo, out_dir, kernel, repeat=repeat)
             row["status"] = info["status"]
             row["seconds"] = round(float(info["seconds"]), 2)
             row["error"] = info.get("error", "")

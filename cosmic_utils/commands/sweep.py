@@ -14,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the combinations and their folders, run nothing")
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                    help="keep only combinations with this value (repeatable)")
+    p.add_argument("--repeats", type=cli_types.positive_int, default=None,
+                   help="runs of every point (default: the grid's 'repeats:', else 3); each repeat resumes on its own")
     p.add_argument("--kernel", help="Jupyter kernel (default: the grid's, else python3)")
     p.add_argument("--max-usd", type=cli_types.positive_float, default=None,
                    help="per point: a point whose projected cost is above this is refused before it starts")
@@ -29,10 +31,10 @@ def _sweep(args: argparse.Namespace) -> int:
         return refused
     extra = {"max_usd": args.max_usd} if args.max_usd is not None else None
     rows = sweep.run_sweep(args.grid, dry_run=args.dry_run, only=args.only, kernel=args.kernel,
-                           extra_parameters=extra)
+                           extra_parameters=extra, repeats=args.repeats)
     for r in rows:
         print(f"{r['status']:>8}  {r['slug']}  {r['output_dir']}")
-    print(f"{len(rows)} combinations: " + ", ".join(
+    print(f"{len(rows)} runs (combination x repeat): " + ", ".join(
         f"{s} {sum(r['status'] == s for r in rows)}" for s in ("done", "skipped", "failed", "planned")))
     failed = [r for r in rows if r["status"] == "failed"]
     # A failed point (notebook error, or a run with failed partitions) is never reported as done.
@@ -48,6 +50,7 @@ def _project(args: argparse.Namespace) -> int | None:
     from cosmic_utils.analysis.projection import project_sweep
 
     grid = sweep.load_grid(args.grid)
+    repeats = args.repeats or grid.repeats
     points = project_sweep(grid.parameters, grid.combinations())
     if args.max_usd is None and not any({**grid.parameters, **c}.get("backend") == "aws" for c, _ in points):
         return None
@@ -57,11 +60,11 @@ def _project(args: argparse.Namespace) -> int | None:
         if proj is None:
             print(f"  {sweep.slug(combo)}: no projection (data_gb / partition_mb not in the grid)")
             continue
-        total += proj.cost_usd
+        total += proj.cost_usd * repeats
         print(f"  {sweep.slug(combo)}: ~{proj.cost_usd:.4g} USD, ~{proj.wall_s:.0f} s ({proj.partitions} partitions)")
         if args.max_usd is not None and proj.cost_usd > args.max_usd:
             over.append(f"{sweep.slug(combo)} ({proj.cost_usd:.4g} USD)")
-    print(f"PROJECTION of the sweep {grid.name}: ~{total:.4g} USD over {len(points)} points")
+    print(f"PROJECTION of the sweep {grid.name}: ~{total:.4g} USD over {len(points)} points x {repeats} repeats")
     if over:
         print(f"cosmic sweep: refused: {len(over)} point(s) projected above --max-usd {args.max_usd:g}: "
               + ", ".join(over), file=sys.stderr)
