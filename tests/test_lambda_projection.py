@@ -95,3 +95,23 @@ def test_cli_json_has_the_required_keys_and_10mb_uses_the_distributed_map(tmp_pa
     assert w25["partitions"] == 517 and not w25["map"]["queued"]
     assert rec["targets"]["published_wall_12_6gb_25mb_median_s"] > 0
     assert rec["published"]["cosmic_ai"]["usd_per_gb"] > rec["best"]["usd_per_gb"]
+
+
+def test_figure_draws_from_the_record_and_is_registered(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cosmic_utils.analysis import plots
+
+    draw = plots.FIGURES["lambda_engine_projection"]
+    rec = lp.project(_bench(tmp_path, ROWS), memory_mbs=(1769, 3008, 10240))
+    fig = draw(None, record=rec)
+    ax, bx = fig.axes
+    assert ax.get_yscale() == "log" and not ax.patches  # no bars on the log axis
+    assert bx.get_yscale() == "linear" and len(bx.patches) == 3  # projected 25 MB, 10 MB, published 25 MB
+    assert all(a.get_xlabel() or a is bx for a in fig.axes) and all(a.get_ylabel() for a in fig.axes)
+    assert "1 thread" in " ".join(t.get_text() for t in fig.legends[0].get_texts())
+    plt.close(fig)
+    assert draw(None, record={}) is None

@@ -130,6 +130,14 @@ def _batch_size(doc: Mapping[str, Any]) -> int:
     return int(RunRequest.model_fields["batch_size"].default)
 
 
+def _portable(path: Path) -> str:
+    """``path`` relative to the project root when it lies inside it (records must not name this machine's paths)."""
+    try:
+        return path.resolve().relative_to(config.PROJECT_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bool = False,
                       engine: str | None = None) -> EngineSpeed:
     """The Lambda engine's samples/s at one thread from a bench record (default data/records/bench.json).
@@ -184,7 +192,7 @@ def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bo
         engine=name, batch_size=batch, samples_per_s_1t=float(row["samples_per_s"]), samples_per_s_2t=sps2,
         threads_used=threads_used, cpu_model=str(row.get("cpu_model") or meta.get("cpu_model") or "unknown CPU"),
         cpu_type=str(row.get("cpu_type") or meta.get("cpu_type") or ""),
-        bench_run_id=str(row.get("run_id") or meta.get("run_id") or ""), bench_path=str(path),
+        bench_run_id=str(row.get("run_id") or meta.get("run_id") or ""), bench_path=_portable(path),
         model_load_s=float(load) if load is not None else None, engine_choice=why, note=note,
     )
 
