@@ -162,7 +162,8 @@ def _project_engine(args: argparse.Namespace) -> int:
     memory = args.memory_mb or list(lp.MEMORY_SIZES_MB)
     try:
         rec = lp.project(bench_path=args.bench, allow_two_thread=args.allow_two_thread, engine=args.engine,
-                         memory_mbs=memory, concurrency=args.concurrency, seed=args.seed)
+                         memory_mbs=memory, partition_mb=args.partition_mb[0], concurrency=args.concurrency,
+                         seed=args.seed)
     except lp.ProjectionRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
