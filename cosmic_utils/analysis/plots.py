@@ -492,6 +492,9 @@ FIGURES: dict[str, Callable[..., plt.Figure | None]] = {
     "simulator_validation": fig_validation,
     "redshift_pred_vs_spec": fig_redshift,
 }
+from cosmic_utils.analysis import plot_projection  # noqa: E402  (its figure drawn with this module's style)
+
+FIGURES["lambda_engine_projection"] = plot_projection.figure_drawer(set_style, plot_series, tag)
 
 
 def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,

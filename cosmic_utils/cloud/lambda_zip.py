@@ -4,9 +4,14 @@ Choices:
 
 * Dependencies are built for Lambda's Linux, not the laptop's: ``pip download --platform
   manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12
-  --implementation cp`` (see :data:`LAMBDA_RUNTIME` for why 3.12 rather than 3.11), then the
+  --implementation cp`` (see :data:`LAMBDA_RUNTIME` for why 3.12 rather than 3.11; :func:`platform_args`), then the
   wheels are unpacked into the package (a wheel is a zip laid out for site-packages). boto3 is
   left out: the Lambda Python runtime ships it, and botocore alone is ~100 MB unzipped.
+* ``arch="arm64"`` (Graviton) builds the same package from ``manylinux_2_28_aarch64`` /
+  ``manylinux2014_aarch64`` wheels into ``<function>-arm64.zip`` and refuses any wheel built for
+  another machine (a pure-Python ``-any`` wheel is fine); the deploy then sets the function's
+  ``Architectures=["arm64"]``. Its speed is NOT measured (no arm64 bench exists); only its price
+  (20 % below x86_64 per GB-s) is known.
 * Test suites and type stubs inside dependency wheels are left out (never imported at run time).
 * Only the runtime goes in: :data:`ALLOW` (``cosmic_utils/__init__.py`` and the package
   :mod:`cosmic_utils.runtime`, which ``lint-imports`` keeps independent of the rest); nothing is
@@ -48,11 +53,15 @@ DIRECT_UPLOAD_LIMIT_BYTES = 50 * 2**20
 #: version current torch exports. So: python3.12, manylinux_2_28 wheels, manylinux2014 fallback.
 LAMBDA_RUNTIME = "python3.12"
 LAMBDA_PYTHON = "3.12"
-#: pip flags that select wheels for Lambda's Linux (x86_64, CPython 3.12, glibc <= 2.34).
-PLATFORM_ARGS: tuple[str, ...] = (
-    "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64", "--only-binary=:all:",
-    "--python-version", LAMBDA_PYTHON, "--implementation", "cp",
-)
+#: Lambda architectures a package can be built for, and the wheel platform tags of each
+#: (glibc <= 2.34 of Amazon Linux 2023, manylinux2014 as the fallback).
+ARCHS: tuple[str, ...] = ("x86_64", "arm64")
+PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
+    "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
+    "arm64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64"),
+}
+#: The machine name a binary wheel's platform tag carries for each architecture.
+WHEEL_MACHINE: dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
 #: What of cosmic_utils goes into every Lambda package: the top-level ``__init__.py`` and the runtime
 #: package (files of these suffixes, caches never).
 ALLOW: tuple[str, ...] = ("__init__.py", "runtime/")
@@ -79,6 +88,8 @@ class Package:
     size_bytes: int
     unzipped_bytes: int
     with_deps: bool
+    arch: str = "x86_64"
+    wheels: tuple[str, ...] = ()  #: the dependency wheels unpacked into the zip (file names)
 
     @property
     def needs_s3_upload(self) -> bool:
@@ -99,18 +110,36 @@ def _package_files() -> list[tuple[str, Path]]:
     return out
 
 
-def platform_args(python_version: str = LAMBDA_PYTHON) -> list[str]:
-    """:data:`PLATFORM_ARGS` for another CPython version (e.g. to smoke-test a zip locally)."""
-    args = list(PLATFORM_ARGS)
-    args[args.index("--python-version") + 1] = python_version
-    return args
+def check_arch(arch: str) -> str:
+    """``arch`` when Lambda knows it (:data:`ARCHS`), else :class:`PackagingError`."""
+    if arch not in ARCHS:
+        raise PackagingError(f"unknown Lambda architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+    return arch
 
 
-def download_wheels(requirements: Path, wheel_dir: Path, python_version: str = LAMBDA_PYTHON) -> list[Path]:
-    """``pip download`` the requirements as manylinux x86_64 CPython wheels for Lambda."""
+def platform_args(python_version: str = LAMBDA_PYTHON, arch: str = "x86_64") -> list[str]:
+    """pip's wheel-selection flags for Lambda's Linux on ``arch`` and a CPython version."""
+    args: list[str] = []
+    for tag in PLATFORM_TAGS[check_arch(arch)]:
+        args += ["--platform", tag]
+    return [*args, "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
+
+
+def wheel_platform_problem(wheel: str, arch: str) -> str | None:
+    """Why a wheel file name cannot go into an ``arch`` package (None when it can: ``-any`` or the arch's machine)."""
+    stem = wheel[:-4] if wheel.endswith(".whl") else wheel
+    platform = stem.rsplit("-", 1)[-1]
+    if platform == "any" or all(WHEEL_MACHINE[check_arch(arch)] in tag for tag in platform.split(".")):
+        return None
+    return f"{wheel}: platform {platform} is not {WHEEL_MACHINE[arch]} ({arch} package)"
+
+
+def download_wheels(requirements: Path, wheel_dir: Path, python_version: str = LAMBDA_PYTHON,
+                    arch: str = "x86_64") -> list[Path]:
+    """``pip download`` the requirements as manylinux CPython wheels for Lambda on ``arch``."""
     wheel_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "-r", str(requirements), "-d", str(wheel_dir),
-           *platform_args(python_version)]
+           *platform_args(python_version, arch)]
     log.info("building Lambda dependencies: %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -131,8 +160,10 @@ def _add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
 
 
 def build_package(function: str, out_dir: Path | None = None, with_deps: bool = True,
-                  wheel_dir: Path | None = None, python_version: str = LAMBDA_PYTHON) -> Package:
-    """Build ``<out_dir>/<function>.zip`` for one of :data:`FUNCTIONS`."""
+                  wheel_dir: Path | None = None, python_version: str = LAMBDA_PYTHON,
+                  arch: str = "x86_64") -> Package:
+    """Build ``<out_dir>/<function>.zip`` (``<function>-arm64.zip`` for arm64) for one of :data:`FUNCTIONS`."""
+    check_arch(arch)
     if function not in FUNCTIONS:
         raise PackagingError(f"unknown function {function!r}; expected one of {FUNCTIONS}")
     src = config.LAMBDA_DIR / function
@@ -144,13 +175,19 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
     entries: dict[str, bytes] = {"handler.py": handler.read_bytes()}
     for arcname, path in _package_files():
         entries[arcname] = path.read_bytes()
+    used: list[str] = []
     if with_deps:
+        suffix = "" if arch == "x86_64" else f"-{arch}"
         wheels = download_wheels(src / "requirements.txt",
-                                 Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}"),
-                                 python_version)
+                                 Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}"),
+                                 python_version, arch)
+        problems = [p for p in (wheel_platform_problem(w.name, arch) for w in wheels if not _skip_wheel(w)) if p]
+        if problems:
+            raise PackagingError(f"{function}: wheels for another machine: " + "; ".join(problems))
         for wheel in wheels:
             if _skip_wheel(wheel):
                 continue
+            used.append(wheel.name)
             with zipfile.ZipFile(wheel) as wz:
                 for info in wz.infolist():
                     if info.is_dir() or info.filename in entries or SKIP_IN_WHEELS.search(info.filename):
@@ -164,12 +201,12 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
         for name in sorted(entries):
             _add(zf, name, entries[name])
     data = buf.getvalue()
-    path = out_dir / f"{function}.zip"
+    path = out_dir / (f"{function}.zip" if arch == "x86_64" else f"{function}-{arch}.zip")
     path.write_bytes(data)
     sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
-    return Package(function, path, sha, len(data), unzipped, with_deps)
+    return Package(function, path, sha, len(data), unzipped, with_deps, arch, tuple(sorted(used)))
 
 
-def build_all(out_dir: Path | None = None, with_deps: bool = True) -> dict[str, Package]:
-    """The three packages, by function name."""
-    return {name: build_package(name, out_dir, with_deps) for name in FUNCTIONS}
+def build_all(out_dir: Path | None = None, with_deps: bool = True, arch: str = "x86_64") -> dict[str, Package]:
+    """The three packages for ``arch``, by function name."""
+    return {name: build_package(name, out_dir, with_deps, arch=arch) for name in FUNCTIONS}

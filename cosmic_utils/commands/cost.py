@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser("simulate", help="predict wall clock and cost at any data size (scale simulator)")
     s.add_argument("--gb", type=cli_types.positive_float, nargs="+", default=[1.0], help="data sizes (GB = 1e9 bytes)")
     s.add_argument("--partition-mb", type=cli_types.positive_float, nargs="+", default=[25.0], help="partition sizes (2**20-byte MB)")
-    s.add_argument("--memory-mb", type=cli_types.positive_float, nargs="+", default=[10240.0], help="configured Lambda memory sizes")
+    s.add_argument("--memory-mb", type=cli_types.positive_float, nargs="+", default=None,
+                   help="configured Lambda memory sizes (default 10240; with --project the projection's six sizes)")
     s.add_argument("--concurrency", type=cli_types.positive_int, default=1000, help="account Lambda concurrency (default quota 1000)")
     s.add_argument("--max-concurrency", type=cli_types.nonnegative_int, default=0, help="Map MaxConcurrency (0: none)")
     s.add_argument("--seed", type=cli_types.nonnegative_int, default=0)
@@ -51,8 +52,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fit on part of the published runs, print the per-row table and the median abs error")
     s.add_argument("--save", action="store_true", help="with --validate: write data/records/simulator_validation.*")
     s.add_argument("--project", action="store_true",
-                   help="PROJECTION: our duration/cost per GB per memory size from the published Lambda durations")
-    s.add_argument("--speedup", type=cli_types.positive_float, help="engine speedup over the published loop (default: from bench.json)")
+                   help="PROJECTION of the Lambda engine: duration and billed $/GB per memory size from its measured "
+                        "1-thread speed (bench.json), the best memory, the 12.6 GB wall clock "
+                        "(with --speedup: the older projection from the published Lambda durations)")
+    s.add_argument("--json", type=Path, metavar="FILE", dest="json_out",
+                   help="with --project: write the projection record to FILE "
+                        "(shipped: data/records/lambda_projection.json)")
+    s.add_argument("--bench", type=Path, help="with --project: bench record to read (default data/records/bench.json)")
+    s.add_argument("--allow-two-thread", action="store_true",
+                   help="with --project: without a threads=1 bench row, use the threads=2 rows (labelled FALLBACK)")
+    s.add_argument("--engine", choices=["onnx", "onnx-int8"],
+                   help="with --project: the Lambda engine (default: the one the bench names for Lambda)")
+    s.add_argument("--speedup", type=cli_types.positive_float,
+                   help="with --project: the older projection, published Lambda durations / this speedup over the published loop")
     s.add_argument("--deadline-s", type=cli_types.positive_float, help="also print the cheapest memory size meeting this wall clock")
     s.add_argument("--records", type=Path,
                    help="per-partition records.csv (local or AWS run) to draw partition timings from")
@@ -108,10 +120,10 @@ def _simulate(args: argparse.Namespace) -> int:
             paths = simulate.save_validation(seed=args.seed)
             print("wrote", *paths)
         return 0
+    if args.project and args.speedup is None:
+        return _project_engine(args)
     if args.project:
-        speedup = args.speedup or simulate.read_engine_speedup()
-        if speedup is None:
-            raise SystemExit("no engine speedup: pass --speedup or run `make bench` (runs/bench/bench.json)")
+        speedup = args.speedup
         print(f"PROJECTION (engine speedup {speedup:.2f}x over the published loop, published REPORT durations):")
         for mb in args.partition_mb:
             _print_table(simulate.project_from_published(speedup, partition_mb=mb,
@@ -119,6 +131,8 @@ def _simulate(args: argparse.Namespace) -> int:
                          ["label", "partition_mb", "memory_mb", "duration_s", "published_duration_s",
                           "usd_per_gb", "best_memory"])
         return 0
+    if args.json_out:
+        raise SystemExit("--json FILE goes with --project")
     fitted = simulate.load_fitted()
     timing, orch = fitted if fitted else (simulate.PartitionTiming(), simulate.Orchestration())
     orch = replace(orch, account_concurrency=args.concurrency, max_concurrency=args.max_concurrency)
@@ -126,7 +140,7 @@ def _simulate(args: argparse.Namespace) -> int:
         with open(args.records, encoding="utf-8") as fh:
             timing = simulate.PartitionTiming.from_records(list(csv.DictReader(fh)))
         print(f"partition timings from {args.records} (reference memory {timing.reference_memory_mb:.0f} MB)")
-    rows = simulate.sweep_scale(args.gb, args.partition_mb, args.memory_mb, timing=timing, orch=orch, seed=args.seed)
+    rows = simulate.sweep_scale(args.gb, args.partition_mb, args.memory_mb or [10240.0], timing=timing, orch=orch, seed=args.seed)
     print("simulated (parameters fitted on the published runs" + ("" if fitted else " NOT found: defaults") + "):")
     _print_table(rows, ["label", "data_gb", "partition_mb", "memory_mb", "partitions", "wall_s", "mean_duration_s",
                         "cost_usd", "usd_per_gb", "throughput_e2e_gb_s"])
@@ -136,4 +150,39 @@ def _simulate(args: argparse.Namespace) -> int:
                 r = simulate.right_size_memory(gb, mb, args.deadline_s, timing=timing, orch=orch, seed=args.seed)
                 verdict = "meets" if r["meets_deadline"] else "cannot meet (fastest shown)"
                 print(f"{gb} GB / {mb} MB: {r['memory_mb']:.0f} MB {verdict} the {args.deadline_s} s deadline")
+    return 0
+
+
+def _project_engine(args: argparse.Namespace) -> int:
+    """``cosmic simulate --project``: the Lambda engine's projection (inputs, per-memory table, 12.6 GB)."""
+    import sys
+
+    from cosmic_utils.analysis import lambda_projection as lp
+
+    memory = args.memory_mb or list(lp.MEMORY_SIZES_MB)
+    try:
+        rec = lp.project(bench_path=args.bench, allow_two_thread=args.allow_two_thread, engine=args.engine,
+                         memory_mbs=memory, partition_mb=args.partition_mb[0], concurrency=args.concurrency,
+                         seed=args.seed)
+    except lp.ProjectionRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lp.describe(rec)))
+    print(f"per memory size, {rec['inputs']['partition_mb']:g} MB partitions, x86_64 (projected; "
+          "arm64: not measured):")
+    _print_table(rec["memory"], ["memory_mb", "vcpu", "engine_speed_rel", "duration_s", "billed_ms", "usd_per_gb",
+                                 "usd_per_gb_cold", "usd_per_gb_amdahl", "best_memory"])
+    print(f"best memory: {rec['best_memory_mb']:.0f} MB at {rec['best']['usd_per_gb']:.4g} USD/GB (projected; "
+          f"published Cosmic AI {rec['published']['cosmic_ai']['usd_per_gb']:.3g} USD/GB at "
+          f"{rec['published']['cosmic_ai']['memory_mb']:.0f} MB)")
+    rows = [{"memory_mb": w["memory_mb"], "partition_mb": w["partition_mb"], "partitions": w["partitions"],
+             "map": f"{w['map']['mode']} {w['map']['slots']} slots" + (" queued" if w["map"]["queued"] else ""),
+             "wall_s": w["wall_s"], "usd_per_gb": w["usd_per_gb"]} for w in rec["wall_clock_12_6gb"]]
+    print(f"{lp.LARGEST_PUBLISHED_GB} GB end to end at account concurrency {args.concurrency} (projected, simulated schedule):")
+    _print_table(rows, ["memory_mb", "partition_mb", "partitions", "map", "wall_s", "usd_per_gb"])
+    for w in rec["published"]["wall_12_6gb"]:
+        print(f"  published {w['partition_mb']:g} MB: median {w['median_s']:.1f} s (runs "
+              + ", ".join(f"{x:.1f}" for x in w["runs_s"]) + ")")
+    if args.json_out:
+        print("wrote", lp.write(rec, args.json_out))
     return 0

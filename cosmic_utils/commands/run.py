@@ -67,6 +67,9 @@ def _deploy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", default=None)
     p.add_argument("--memory-mb", type=cli_types.positive_int, default=3008)
     p.add_argument("--timeout-s", type=cli_types.positive_int, default=900)
+    p.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64",
+                   help="Lambda architecture: x86_64 (default) or arm64 (Graviton: 20 %% cheaper per GB-s, "
+                        "speed not measured); the zips are built from wheels for it")
 
 
 def _request_from_args(args: argparse.Namespace) -> Any:
@@ -237,7 +240,7 @@ def _config(args: argparse.Namespace, with_deps: bool = True) -> Any:
     from cosmic_utils.cloud.aws import DeployConfig
 
     return DeployConfig(results_uri=args.results, prefix=args.prefix, read_uris=[*args.data, *args.model],
-                        memory_mb=args.memory_mb, timeout_s=args.timeout_s, with_deps=with_deps)
+                        memory_mb=args.memory_mb, timeout_s=args.timeout_s, with_deps=with_deps, arch=args.arch)
 
 
 def _deploy(args: argparse.Namespace) -> int:
