@@ -306,3 +306,61 @@ def test_engine_error_becomes_failure_record(s3: Any, monkeypatch: pytest.Monkey
     assert out == {"ok": 0, "failed": 1}
     rec = json.loads(open_storage(f"s3://{RESULTS_BUCKET}/runs").read_text("handler-test/records/part-00000.json"))
     assert rec["status"] == "failed" and "shape mismatch" in rec["error"]
+
+
+# ------------------------------------------------------------------ phases, prefetch, zero-copy reads
+PHASES = ("download_s", "decode_s", "preprocess_s", "inference_s", "upload_s")
+
+
+def _one_item_run(partitions: int, corrupt: tuple[int, ...] = ()) -> tuple[Any, list[dict[str, Any]]]:
+    """Init with world_size=1 (one Map item holding every partition), then that item through Inference."""
+    make_dataset(open_storage(f"s3://{DATA_BUCKET}/ds"), partitions, samples=6, corrupt=corrupt)
+    init_out = load_handler("init").handler(event("init", world_size=1), FakeContext())
+    results = open_storage(f"s3://{RESULTS_BUCKET}/runs")
+    items = json.loads(results.read_text("handler-test/items.json"))
+    assert len(items) == 1 and len(items[0]["partitions"]) == partitions
+    load_handler("inference").handler({"item": items[0], "request": init_out["request"]}, FakeContext())
+    recs = [json.loads(results.read_text(f"handler-test/records/part-{k:05d}.json")) for k in range(partitions)]
+    return results, recs
+
+
+def test_records_carry_phase_seconds_that_fit_in_the_total(s3: Any, double_engine: None) -> None:
+    _, recs = _one_item_run(3)
+    for rec in recs:
+        assert rec["status"] == "ok"
+        assert all(isinstance(rec[k], float) and rec[k] >= 0.0 for k in (*PHASES, "fetch_wait_s", "duration_s"))
+        assert rec["download_s"] > 0 and rec["decode_s"] > 0 and rec["inference_s"] > 0 and rec["upload_s"] > 0
+        assert rec["preprocess_s"] == 0.0  # inside the ONNX graph: counted in inference_s
+        assert rec["load_s"] == rec["decode_s"]  # the older name, kept for readers
+        assert sum(rec[k] for k in PHASES) + rec["fetch_wait_s"] <= rec["duration_s"] + 1e-3
+    assert [r["prefetched"] for r in recs] == [False, True, True]
+
+
+def test_prefetch_keeps_the_good_partitions_when_the_next_is_corrupt(s3: Any, double_engine: None) -> None:
+    results, recs = _one_item_run(3, corrupt=(1,))
+    assert [r["status"] for r in recs] == ["ok", "failed", "ok"]
+    assert "part-00001" in recs[1]["error"] and recs[1]["prefetched"] is True
+    assert not results.exists("handler-test/predictions/part-00001.csv")
+    data = open_storage(f"s3://{DATA_BUCKET}/ds")
+    for k in (0, 2):  # each partition's predictions are its own rows, in order
+        from cosmic_utils.runtime.partition import read_partition
+
+        part = read_partition(data.read_bytes(partition_name(k)))
+        lines = results.read_text(f"handler-test/predictions/part-{k:05d}.csv").splitlines()[1:]
+        got = np.array([float(line.split(",")[2]) for line in lines])
+        assert {line.split(",")[0] for line in lines} == {f"part-{k:05d}"}
+        np.testing.assert_allclose(got, part.magnitude[:, 2] / 100.0, atol=1e-5)
+        np.testing.assert_allclose([float(line.split(",")[3]) for line in lines], part.redshift, atol=1e-5)
+
+
+def test_partition_arrays_share_the_buffer_read_from_storage(s3: Any, tmp_path: Path) -> None:
+    from cosmic_utils.runtime.partition import read_partition
+
+    blob = partition_bytes(6, 3)
+    for store in (open_storage(f"s3://{DATA_BUCKET}/zc"), open_storage(tmp_path)):
+        store.write_bytes("p.bin", blob)
+        buf = store.read_buffer("p.bin")
+        assert isinstance(buf, bytearray) and bytes(buf) == blob
+        part = read_partition(buf, name="p.bin")
+        assert np.shares_memory(part.image, np.frombuffer(buf, np.uint8))  # no copy
+        assert part.image.flags.writeable

@@ -90,7 +90,8 @@ def _engines(recs: Path) -> list[Row]:
     info = {**meta, **(doc.get("provenance") or {})}
     machine = _machine(info)
     batch = summary.get("batch_size", 256)
-    rows = [r for r in doc.get("rows", []) if r.get("batch_size") == batch]
+    threads = summary.get("threads", meta.get("threads"))  # rows of several thread counts: the headline one
+    rows = [r for r in doc.get("rows", []) if r.get("batch_size") == batch and r.get("threads", threads) == threads]
     by = {r["engine"]: r for r in rows}
     parts = []
     if "published-loop" in by:
@@ -108,7 +109,7 @@ def _engines(recs: Path) -> list[Row]:
         acc = f", sigma_NMAD {100 * delta:+.1f} %" if delta is not None else ""
         parts.append(f"best reduced {red['engine']} {_n(red['samples_per_s'])}/s "
                      f"({red['ratio_vs_published_loop']:.2f}x{acc})")
-    out = [Row(f"engines at batch {batch} vs the published loop, same run", "; ".join(parts) or "no rows",
+    out = [Row(f"engines at batch {batch}, {threads} threads, vs the published loop, same run", "; ".join(parts) or "no rows",
                machine, _rel(path, recs), "`make bench`")]
     stream = doc.get("stream")
     if isinstance(stream, dict) and stream.get("peak_rss_mb"):

@@ -502,12 +502,14 @@ LAMBDA_ENGINES: tuple[str, ...] = ("onnx", "onnx-int8")
 
 
 def read_engine_speedup(paths: Sequence[Path] | None = None, batch_sizes: Sequence[int] = (256, 512),
-                        engines: Sequence[str] | None = LAMBDA_ENGINES) -> float | None:
+                        engines: Sequence[str] | None = LAMBDA_ENGINES, threads: int | None = None) -> float | None:
     """The measured engine speedup over the published loop (``ratio_vs_published_loop``) from bench.json.
 
     Looks in runs/bench/bench.json then data/records/bench.json; takes the best ratio among rows
     at the given batch sizes, of the engines that can run in Lambda (``engines``; None = any) and
-    that passed their accuracy check. None when no bench file has such a row.
+    that passed their accuracy check. ``threads``: only rows measured at that thread count (a
+    bench of ``--threads 1 2`` has both; rows without the field count as any). None when no
+    bench file has such a row.
     """
     candidates = paths or (config.RUNS_DIR / "bench" / "bench.json", config.RECORDS_DIR / "bench.json")
     for p in candidates:
@@ -523,6 +525,8 @@ def read_engine_speedup(paths: Sequence[Path] | None = None, batch_sizes: Sequen
             if int(r.get("batch_size", 0)) not in batch_sizes or r.get("check_passed") is False:
                 continue
             if engines is not None and r.get("engine") not in engines:
+                continue
+            if threads is not None and r.get("threads") is not None and int(r["threads"]) != int(threads):
                 continue
             ratios.append(float(r["ratio_vs_published_loop"]))
         if ratios:

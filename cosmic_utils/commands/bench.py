@@ -1,7 +1,7 @@
 """``cosmic bench``: engines x batch sizes against the published loop (see :mod:`cosmic_utils.inference.bench`).
 
-``cosmic bench --json runs/bench/bench.json`` (what ``make bench`` runs) takes a few minutes on
-2 cores; ``--quick`` under a minute or two. ``--stream-gb 1`` adds the streaming memory check
+``make bench`` runs ``cosmic bench --threads 1 2 --budget-s ...``: both thread counts in one
+run, under its time budget on 2 cores; ``--quick`` under a minute or two. ``--stream-gb 1`` adds the streaming memory check
 (renders the dataset once, or reuses ``--dataset``).
 """
 
@@ -28,6 +28,23 @@ def _csv_ints(text: str) -> list[int]:
     return values
 
 
+def _threads_sizes(text: str) -> tuple[int, list[int]]:
+    t, sep, sizes = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected THREADS:B1,B2 (e.g. 1:256), got {text!r}")
+    try:
+        threads = int(t)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer thread count before ':', got {text!r}") from exc
+    if threads < 1:
+        raise argparse.ArgumentTypeError(f"thread count must be >= 1, got {text!r}")
+    return threads, _csv_ints(sizes)
+
+
+def _csv_ints_or_all(text: str) -> list[int] | str:
+    return "all" if text.strip() == "all" else _csv_ints(text)
+
+
 def _csv(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -42,7 +59,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-sizes", type=_csv_ints, default=None, help="comma-separated batch sizes (default 32,64,128,256,512)")
     p.add_argument("--samples", type=cli_types.positive_int, default=None, help="samples per (engine, batch size) pass (default 512, at least 2 batches)")
     p.add_argument("--repeats", type=cli_types.positive_int, default=None, help="interleaved passes; the best counts (default 3)")
-    p.add_argument("--threads", type=cli_types.positive_int, default=None, help="intra-op threads of every engine (default: all CPUs)")
+    p.add_argument("--threads", type=cli_types.positive_int, nargs="+", default=None,
+                   help="intra-op threads of every engine and of the published loop; several (e.g. --threads 1 2) "
+                   "measure each in one run, ratios against the published loop at the same count (default: all CPUs)")
+    p.add_argument("--batch-sizes-at", type=_threads_sizes, action="append", default=None, metavar="T:B1,B2",
+                   help="batch sizes at thread count T (repeatable; default: --batch-sizes at the largest count, "
+                   "256 at the others)")
+    p.add_argument("--compile-batch-sizes", type=_csv_ints_or_all, default=None,
+                   help="batch sizes at which torch-compile is timed (default 256: each shape compiles ~20-70 s; 'all')")
+    p.add_argument("--budget-s", type=cli_types.positive_float, default=None,
+                   help="time budget of the run: the speed phases are ESTIMATED from the check speeds and the plan "
+                   "trimmed (repeats, batch sizes other than 256) when they would not fit; printed")
     p.add_argument("--check-rows", type=cli_types.positive_int, default=None, help="validation galaxies for the accuracy checks (default 2500)")
     p.add_argument("--checks-json", default=None, help="where to write the accuracy checks "
                    "(default engine_checks.json next to --json; --quick: engine_checks_quick.json)")
@@ -65,8 +92,11 @@ def _bench(args: argparse.Namespace) -> int:
         samples=args.samples, repeats=args.repeats, threads=args.threads, check_rows=args.check_rows,
         json_out=Path(args.json) if args.json else None, checks_out=Path(args.checks_json) if args.checks_json else None,
         stream_gb=args.stream_gb, stream_dataset=Path(args.dataset) if args.dataset else None,
-        stream_engine=args.stream_engine,
+        stream_engine=args.stream_engine, budget_s=args.budget_s,
+        batch_sizes_by_threads=dict(args.batch_sizes_at) if args.batch_sizes_at else None,
     )
+    if args.compile_batch_sizes is not None:
+        kw["compile_batch_sizes"] = () if args.compile_batch_sizes == "all" else args.compile_batch_sizes
     if args.quick:
         cfg = BenchConfig.quick_config(**kw)
     else:

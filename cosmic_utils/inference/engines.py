@@ -182,8 +182,12 @@ def default_engine(
     bench_cpu = ((data.get("meta") or {}).get("cpu_type") if isinstance(data, dict) else None)
     same_cpu = bench_cpu == cpu.cpu_type()
     measured: dict[str, float] = {}
+    # a bench of several thread counts: compare engines at the largest (this process uses every core)
+    top = max((int(r["threads"]) for r in rows if isinstance(r, dict) and r.get("threads")), default=None)
     for row in rows:
         if not isinstance(row, dict) or int(row.get("batch_size", -1)) != batch_size:
+            continue
+        if top is not None and row.get("threads") is not None and int(row["threads"]) != top:
             continue
         name = str(row.get("engine"))
         measured[name] = max(measured.get(name, 0.0), float(row.get("samples_per_s") or 0.0))

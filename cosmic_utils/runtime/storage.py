@@ -82,6 +82,38 @@ class InvalidKeyError(StorageError, ValueError):
     """The key is absolute or tries to leave the storage root."""
 
 
+def read_regular_into(path: str | os.PathLike[str], label: str | None = None) -> bytearray:
+    """:func:`read_regular` into a ``bytearray`` sized by ``fstat`` (``readinto``: one buffer, no copy)."""
+    fd = open_regular(path, label)
+    try:
+        buf = bytearray(os.fstat(fd).st_size)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            got = _fill(fh, memoryview(buf))
+        if got != len(buf):  # the file shrank while read
+            del buf[got:]
+        return buf
+    finally:
+        os.close(fd)
+
+
+def _fill(stream: Any, view: memoryview) -> int:
+    """Read ``stream`` into ``view`` until it is full or the stream ends; bytes read.
+    ``readinto`` where the stream has it (files, botocore's StreamingBody), else ``read(n)`` chunks."""
+    got = 0
+    readinto = getattr(stream, "readinto", None)
+    while got < len(view):
+        if readinto is not None:
+            n = readinto(view[got:])
+        else:
+            chunk = stream.read(min(len(view) - got, 1 << 20))
+            n = len(chunk)
+            view[got:got + n] = chunk
+        if not n:
+            break
+        got += n
+    return got
+
+
 def validate_key(key: str, allow_empty: bool = False) -> str:
     """Return ``key`` if it is a safe relative ``/``-separated key, else raise InvalidKeyError."""
     if not isinstance(key, str):
@@ -116,6 +148,15 @@ class Storage(ABC):
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
         """The whole object."""
+
+    def read_buffer(self, key: str) -> bytearray:
+        """The whole object in one writable ``bytearray`` the caller owns.
+
+        Why: ``np.frombuffer`` over a writable buffer gives writable arrays without a copy, so a
+        partition costs its size once in memory (``bytes`` would need a copy for writable arrays,
+        and ``bytes -> BytesIO -> read`` another). Subclasses read straight into the buffer; this
+        fallback copies once and exists only for stores that cannot."""
+        return bytearray(self.read_bytes(key))
 
     @abstractmethod
     def read_range(self, key: str, start: int, length: int) -> bytes:
@@ -199,6 +240,14 @@ class LocalStorage(Storage):
     def read_bytes(self, key: str) -> bytes:
         try:
             return read_regular(self._path(key), self.uri(key))
+        except NotRegularFileError:
+            raise
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise self._missing(key) from exc
+
+    def read_buffer(self, key: str) -> bytearray:
+        try:
+            return read_regular_into(self._path(key), self.uri(key))
         except NotRegularFileError:
             raise
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
@@ -382,6 +431,22 @@ class S3Storage(Storage):
             resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
             return resp["Body"].read()
         except InvalidKeyError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def read_buffer(self, key: str) -> bytearray:
+        """GetObject streamed into a ``bytearray`` of the object's ``ContentLength`` (no second copy)."""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+            body = resp["Body"]
+            size = int(resp.get("ContentLength") or 0)
+            buf = bytearray(size)
+            got = _fill(body, memoryview(buf))
+            if got != size or body.read(1):
+                raise StorageError(f"{self.uri(key)}: read {got} bytes, GetObject announced {size}")
+            return buf
+        except (InvalidKeyError, StorageError):
             raise
         except Exception as exc:
             raise self._translate(exc, key) from exc

@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -223,14 +224,109 @@ def _predictions_bytes(partition_id: str, z_pred: Any, z_true: Any, fmt: str) ->
     return ("\n".join(lines) + "\n").encode()
 
 
+@dataclass
+class Fetched:
+    """One partition read and decoded, or the reason it could not be (raised when it is processed).
+
+    Produced by :func:`fetch_partition`, possibly on the prefetch thread; the error travels with
+    the partition it belongs to, so a corrupt *next* partition never fails the current one."""
+
+    entry: Mapping[str, Any]
+    started: float  #: ``time.perf_counter()`` when its download began (the record's clock starts here)
+    part: Any = None
+    file_bytes: int = 0
+    download_s: float = 0.0
+    decode_s: float = 0.0
+    error: BaseException | None = None
+    prefetched: bool = False
+
+
+def fetch_partition(request: RunRequest, entry: Mapping[str, Any], data: Any, prefetched: bool = False) -> Fetched:
+    """Download one partition into a buffer it owns and decode it (header, checksum, finite values).
+
+    The object is read straight into one ``bytearray`` (:meth:`Storage.read_buffer`) and the
+    arrays are ``np.frombuffer`` views of it: a partition costs its size once in memory. Never
+    raises: a data problem (``DataError``), an infrastructure problem (``InfrastructureError``) or
+    anything else is kept in ``error`` for :func:`process_partition` to raise in order."""
+    out = Fetched(entry=entry, started=time.perf_counter(), prefetched=prefetched)
+    expected = {k: entry.get(k) for k in ("samples", "bytes", "sha256") if entry.get(k) is not None} or None
+    try:
+        t0 = time.perf_counter()
+        try:
+            blob = data.read_buffer(entry["key"])
+        except NotRegularFileError as exc:  # a FIFO / device / directory: never read, that partition fails
+            raise DataError(f"partition {entry['key']}: {exc}") from exc
+        except MissingObjectError as exc:
+            raise DataError(f"partition {entry['key']}: missing from {request.data} ({exc})") from exc
+        except StorageError as exc:
+            raise _infra(f"reading partition {entry['key']}", exc) from exc
+        out.download_s = time.perf_counter() - t0
+        out.file_bytes = len(blob)
+        t0 = time.perf_counter()
+        try:
+            out.part = read_partition(blob, name=entry["key"], expected=expected)
+        except PartitionError as exc:
+            raise DataError(str(exc)) from exc
+        out.decode_s = time.perf_counter() - t0
+    except BaseException as exc:  # noqa: BLE001  kept for the partition's own turn (see docstring)
+        out.error = exc
+    return out
+
+
+class Prefetcher:
+    """Download and decode the next partition on one background thread while the current one runs.
+
+    At most one fetch is in flight and the caller holds at most one decoded partition, so memory
+    stays bounded by two partitions. ORT releases the GIL during ``session.run`` and the download
+    waits on the network, so the two overlap even on one vCPU. Used only when an invocation has
+    more than one partition (Map items of several partitions, ``world_size`` < partitions)."""
+
+    def __init__(self, request: RunRequest, data: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._request, self._data = request, data
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cosmic-prefetch")
+        self._pending: Any = None
+
+    def submit(self, entry: Mapping[str, Any]) -> None:
+        """Start fetching ``entry`` (the previous fetch must have been taken)."""
+        if self._pending is not None:
+            raise RuntimeError("Prefetcher: one fetch in flight at most (queue depth 1)")
+        self._pending = self._pool.submit(fetch_partition, self._request, entry, self._data, True)
+
+    def take(self) -> tuple[Fetched, float]:
+        """The fetched partition and the seconds spent waiting for it here."""
+        if self._pending is None:
+            raise RuntimeError("Prefetcher: nothing submitted")
+        t0 = time.perf_counter()
+        fetched = self._pending.result()
+        self._pending = None
+        return fetched, time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Drop a fetch not taken (its partition is not processed: the state machine retries it)."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any,
                       cold: bool, data: Any, results: Any,
-                      execution: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                      execution: Mapping[str, Any] | None = None,
+                      fetched: Fetched | None = None, fetch_wait_s: float = 0.0) -> dict[str, Any]:
     """Run one partition end to end and write its predictions and record. Returns the record.
 
     Data problems end in a failure record; infrastructure problems raise InfrastructureError.
     ``execution`` (``{"id", "attempt"}`` from Init) is stamped on the record: Summarize counts
-    only records of the run's execution chain.
+    only records of the run's execution chain. ``fetched``: the partition already downloaded and
+    decoded (by the :class:`Prefetcher`); fetched here when None.
+
+    Phase seconds in the record (docs/pipeline.md): ``download_s``, ``decode_s`` (``load_s`` is
+    the same number under its older name), ``preprocess_s`` (0: the preprocessing is inside the
+    ONNX graph, so it is part of ``inference_s``), ``inference_s``, ``upload_s`` (predictions
+    written) and ``duration_s``, the total from the start of the download to the record being
+    written; ``fetch_wait_s`` is how long this thread waited for a prefetched partition.
     """
 
     layout = RunLayout(request.run_id)
@@ -238,26 +334,16 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
     rec["execution_id"] = (execution or {}).get("id")
     rec["attempt"] = (execution or {}).get("attempt")
     rec["model_sha256"] = None
-    t_start = time.perf_counter()
-    expected = {k: entry.get(k) for k in ("samples", "bytes", "sha256") if entry.get(k) is not None} or None
+    if fetched is None:
+        fetched = fetch_partition(request, entry, data)
+    t_start = fetched.started
+    rec.update(download_s=fetched.download_s, decode_s=fetched.decode_s, load_s=fetched.decode_s,
+               preprocess_s=0.0, fetch_wait_s=fetch_wait_s, prefetched=fetched.prefetched,
+               file_bytes=fetched.file_bytes)
     try:
-        t0 = time.perf_counter()
-        try:
-            blob = data.read_bytes(entry["key"])
-        except NotRegularFileError as exc:  # a FIFO / device / directory: never read, that partition fails
-            raise DataError(f"partition {entry['key']}: {exc}") from exc
-        except MissingObjectError as exc:
-            raise DataError(f"partition {entry['key']}: missing from {request.data} ({exc})") from exc
-        except StorageError as exc:
-            raise _infra(f"reading partition {entry['key']}", exc) from exc
-        rec["download_s"] = time.perf_counter() - t0
-        rec["file_bytes"] = len(blob)
-        t0 = time.perf_counter()
-        try:
-            part = read_partition(blob, name=entry["key"], expected=expected)
-        except PartitionError as exc:
-            raise DataError(str(exc)) from exc
-        rec["load_s"] = time.perf_counter() - t0
+        if fetched.error is not None:
+            raise fetched.error
+        part = fetched.part
         engine, model_load_s, _ = get_engine(request)  # ModelError (a DataError) -> failure record
         rec["model_load_s"] = model_load_s
         rec["model_sha256"] = model_sha256_of(request)
@@ -336,9 +422,25 @@ def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     data = _storage(request.data)
     results = _storage(request.results)
     ok = failed = 0
-    for i, entry in enumerate(entries):
-        rec = process_partition(request, entry, int(item.get("worker_id", 0)), context,
-                                cold and i == 0, data, results, execution=event.get("execution"))
-        ok += rec["status"] == "ok"
-        failed += rec["status"] != "ok"
+    # Several partitions: the next one downloads and decodes while this one runs (Prefetcher);
+    # records and outputs are still written in the order of ``entries``.
+    prefetch = Prefetcher(request, data) if len(entries) > 1 else None
+    try:
+        fetched: Fetched | None = fetch_partition(request, entries[0], data)
+        for i, entry in enumerate(entries):
+            wait_s = 0.0
+            if fetched is None and prefetch is not None:
+                fetched, wait_s = prefetch.take()
+            current, fetched = fetched, None
+            if prefetch is not None and i + 1 < len(entries):
+                prefetch.submit(entries[i + 1])
+            rec = process_partition(request, entry, int(item.get("worker_id", 0)), context,
+                                    cold and i == 0, data, results, execution=event.get("execution"),
+                                    fetched=current, fetch_wait_s=wait_s)
+            del current  # its arrays go before the next partition is taken: two partitions at most
+            ok += rec["status"] == "ok"
+            failed += rec["status"] != "ok"
+    finally:
+        if prefetch is not None:
+            prefetch.close()
     return {"ok": ok, "failed": failed}
