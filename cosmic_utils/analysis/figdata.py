@@ -55,6 +55,10 @@ def sweep_runs(recs: dict[str, pd.DataFrame], sweep: str) -> pd.DataFrame:
     # repeats inside one point folder: a run per repeat, when the summaries can be matched on it too
     per_repeat = "repeat" in sub.columns and summ is not None and "repeat" in summ.columns
     runs = runs_table(sub, summ, group=("sweep", "slug", "repeat") if per_repeat else ("sweep", "slug"))
+    params = [c for c in sub.columns if str(c).startswith("param_")]
+    if not runs.empty and params:  # the swept values as requested (runs_table overwrites data_gb with the measured)
+        firsts = sub.groupby("slug")[params].first().reset_index()
+        runs = runs.drop(columns=[c for c in params if c in runs.columns]).merge(firsts, on="slug", how="left")
     if not runs.empty and {"partitions", "partitions_ok"} <= set(runs.columns):
         partial = runs["partitions_ok"] < runs["partitions"]
         if partial.any():
@@ -76,7 +80,8 @@ def sweep_points(recs: dict[str, pd.DataFrame], sweep: str, param: str, metrics:
         runs = runs[runs["backend"].astype(str) == backend]
     if runs.empty:
         return pd.DataFrame()
-    runs = runs.assign(**{param: runs[param].astype(float)})
+    key = f"param_{param}" if f"param_{param}" in runs.columns and runs[f"param_{param}"].notna().all() else param
+    runs = runs.assign(**{param: runs[key].astype(float)})
     rows = []
     for value, df in runs.groupby(param):
         row: dict[str, Any] = {param: float(value), "n": len(df)}
@@ -93,6 +98,13 @@ def n_text(points: pd.DataFrame) -> str:
         return "n=0"
     lo, hi = int(points["n"].min()), int(points["n"].max())
     return f"n={lo}" if lo == hi else f"n={lo}-{hi}"
+
+
+def spread_text(points: pd.DataFrame) -> str:
+    """What a drawn point is: "one run per point (n=1)" or "median, bar min-max (n=3)"."""
+    if not points.empty and int(points["n"].max()) == 1:
+        return "one run per point (n=1)"
+    return f"median, bar min-max ({n_text(points)})"
 
 
 def machine_of(*frames: pd.DataFrame) -> str:

@@ -40,10 +40,13 @@ def _team6(recs: dict[str, pd.DataFrame], section: str) -> pd.DataFrame:
 
 def _aws(axes: list[plt.Axes], recs: dict[str, pd.DataFrame], sweep: str, param: str) -> None:
     """aws-backend sweep points (median, min-max) on the four panels, when records exist."""
-    pts = figdata.sweep_points(recs, sweep, param, AWS_METRICS, backend="aws")
+    pts = figdata.sweep_points(recs, sweep, param, [*AWS_METRICS, "data_gb"], backend="aws")
     if pts.empty:
         return
-    lab = series_label("measured", f"this repo on AWS Lambda, {figdata.n_text(pts)}", "aws backend")
+    gb = pts["data_gb_med"]
+    size = f"{gb.min():.2g} GB" if np.isclose(gb.min(), gb.max(), rtol=0.05) else f"{gb.min():.2g}-{gb.max():.2g} GB"
+    lab = series_label("measured", f"this repo on AWS Lambda, {size}, {figdata.spread_text(pts)}",
+                       "aws backend")
     for ax, m in zip(axes, AWS_METRICS, strict=True):
         plot_range(ax, pts[param], pts[f"{m}_med"], pts[f"{m}_min"], pts[f"{m}_max"], "measured", lab, color(3))
 

@@ -19,6 +19,7 @@ import pandas as pd
 from cosmic_utils import config
 from cosmic_utils.analysis import figdata
 from cosmic_utils.analysis.figstyle import (
+    STYLES,
     color,
     figure_legend,
     log2_x,
@@ -56,8 +57,7 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
             ax.set_yticks([])
             ax.set_title(f"{sweep.replace('_', ' ')} sweep")
             continue
-        lab = series_label("measured", f"local backend sweep point, median and min-max, {figdata.n_text(pts)}",
-                           machine)
+        lab = series_label("measured", f"local backend sweep, {figdata.spread_text(pts)}", machine)
         plot_range(ax, pts[param], pts[f"{metric}_med"], pts[f"{metric}_min"], pts[f"{metric}_max"], "measured",
                    lab, color(0))
         gb = pts["data_gb_med"].dropna()
@@ -70,10 +70,10 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
             log2_x(ax, sorted(int(v) for v in pts[param]))
         elif param in ("partition_mb", "data_gb"):
             ax.set_xscale("log")
-            ax.set_xticks(list(pts[param]), [f"{v:.2g}" for v in pts[param]])
+            ax.set_xticks(list(pts[param]), [f"{round(v, 3):g}" for v in pts[param]])
             ax.xaxis.set_minor_locator(plt.NullLocator())
         else:  # memory: the local backend does not give a function more CPU with more memory
-            ax.set_ylim(bottom=0)
+            ax.set_ylim(0, float(pts[f"{metric}_max"].max()) * 1.15)
             ax.set_title(what + ": flat, no CPU share per memory locally")
     fig.suptitle(f"Local backend [measured: {machine}]: every Lambda shares this machine's cores\n"
                  "(this machine's behaviour, not Lambda's; Lambda series are in the lambda_* figures)", fontsize=10)
@@ -81,11 +81,26 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     return fig
 
 
+def _local_cpu(recs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The local CPU engine runs, with the columns the figures group by present (unknown: 'not recorded')."""
+    local = recs.get("local", pd.DataFrame())
+    cpu = local[local["kind"].astype(str) == "local_cpu"] if not local.empty and "kind" in local.columns else local
+    if cpu.empty:
+        return cpu
+    cpu = cpu.copy()
+    for col in ("engine", "precision"):
+        if col not in cpu.columns:
+            cpu[col] = "not recorded"
+        cpu[col] = cpu[col].fillna("not recorded").astype(str)
+    if "data_gb" not in cpu.columns and "samples" in cpu.columns:
+        cpu["data_gb"] = cpu["samples"].astype(float) * config.SAMPLE_BYTES / config.GB
+    return cpu
+
+
 def fig_local_batch_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     """This machine's engines against batch size (local CPU records), the study's laptop beside them."""
     fig, ax = plt.subplots(figsize=(8.5, 6.2), layout="constrained")
-    local = recs.get("local", pd.DataFrame())
-    cpu = local[local["kind"].astype(str) == "local_cpu"] if not local.empty and "kind" in local.columns else local
+    cpu = _local_cpu(recs)
     sizes = [32, 64, 128, 256, 512]
     if cpu.empty or not {"batch_size", "gb_per_s", "engine"} <= set(cpu.columns):
         note(ax, "not measured yet (run: cosmic bench / make bench)")
@@ -131,6 +146,14 @@ def _samples_text(cpu: pd.DataFrame) -> str:
             + (f" ({'; '.join(other)})" if other else ""))
 
 
+def _size_of(row: pd.Series) -> str:
+    """'512 samples (0.011 GB)' of one engine run, or what of it is recorded."""
+    samples, gb = row.get("samples"), row.get("data_gb")
+    if pd.notna(samples) and pd.notna(gb):
+        return f"{int(samples):,} samples ({float(gb):.2g} GB)"
+    return f"{float(gb):.2g} GB" if pd.notna(gb) else "data size not recorded"
+
+
 def _failed_checks(recs: dict[str, pd.DataFrame]) -> set[str]:
     """Engines whose accuracy check failed in the bench records (their speed is not a usable result)."""
     bench = recs.get("bench", pd.DataFrame())
@@ -152,8 +175,7 @@ def fig_local_data_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
         machine = figdata.machine_of(raw)
         eng = ", ".join(sorted({f"{e} {p}" for e, p in zip(raw.get("engine", ["?"]), raw.get("precision", ["?"]),
                                                             strict=False)}))
-        lab = series_label("measured", f"this repo, streamed, {eng}, median and min-max, {figdata.n_text(pts)}",
-                           machine)
+        lab = series_label("measured", f"this repo, streamed, {eng}, {figdata.spread_text(pts)}", machine)
         plot_range(ax_t, pts["data_gb"], pts["gb_per_s_med"], pts["gb_per_s_min"], pts["gb_per_s_max"], "measured",
                    lab, color(0))
         plot_range(ax_m, pts["data_gb"], pts["peak_rss_mb_med"], pts["peak_rss_mb_min"], pts["peak_rss_mb_max"],
@@ -169,7 +191,7 @@ def fig_local_data_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     oom = claims.get("laptop_out_of_memory")
     if oom is not None:
         for ax in (ax_t, ax_m):
-            ax.axvline(float(oom["data_gb_from"]), color=color(3), ls="--", lw=1.2,
+            ax.axvline(float(oom["data_gb_from"]), color=color(3), ls="--", lw=1.2, zorder=1,
                        label=series_label("published", f"the study's laptop: out of memory at "
                                           f"{float(oom['data_gb_from']):g} GB", "team6"))
     for ax, ylab, title in ((ax_t, "throughput (GB/s)", "Throughput vs data size"),
@@ -191,7 +213,7 @@ def fig_local_data_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     return fig
 
 
-def fig_local_gpu_lambda(recs: dict[str, pd.DataFrame]) -> plt.Figure:
+def fig_local_gpu_lambda(recs: dict[str, pd.DataFrame], fitted: tuple | None = None) -> plt.Figure:
     """Local CPU vs GPU vs Lambda in GB/s (dot plot, log axis), each row saying what it pairs."""
     fig, ax = plt.subplots(figsize=(10, 5.6), layout="constrained")
     rows: list[tuple[str, float, str]] = []  # (row label, GB/s, kind)
@@ -203,8 +225,7 @@ def fig_local_gpu_lambda(recs: dict[str, pd.DataFrame]) -> plt.Figure:
                 "rivanna_gpu": "Rivanna GPU"}.get(str(r["device"]), str(r["device"]))
         conv = f", {r['throughput']:g} Gbit/s in the table" if gbit else ""
         rows.append((f"study: {name}\n{r['data_gb']:g} GB, batch {r['batch_size']:g}, fp32{conv}", v, "published"))
-    local = recs.get("local", pd.DataFrame())
-    cpu = local[local["kind"].astype(str) == "local_cpu"] if not local.empty and "kind" in local.columns else local
+    cpu = _local_cpu(recs)
     failed = _failed_checks(recs)
     if not cpu.empty and "gb_per_s" in cpu.columns:
         machine = figdata.machine_of(cpu)
@@ -215,14 +236,15 @@ def fig_local_gpu_lambda(recs: dict[str, pd.DataFrame]) -> plt.Figure:
                 continue
             best = df.loc[df["gb_per_s"].astype(float).idxmax()]
             rows.append((f"this repo, local CPU: {best['engine']} {prec}, batch {int(best['batch_size'])}\n"
-                         f"{int(best['samples']):,} samples ({best['data_gb']:.2g} GB), {machine}",
+                         f"{_size_of(best)}, {machine}",
                          float(best["gb_per_s"]), "measured"))
     streamed = figdata.local_data_size(recs)
     if not streamed.empty and not dev.empty:  # the same data size as the study's row, when measured
         target = float(dev["data_gb"].astype(float).iloc[0])
         row = streamed.loc[(streamed["data_gb"] - target).abs().idxmin()]
         raw = recs["local_data_size"]
-        rows.append((f"this repo, local CPU streamed: {row['data_gb']:g} GB, median of n={int(row['n'])}\n"
+        eng = " ".join(str(raw[c].iloc[0]) for c in ("engine", "precision") if c in raw.columns)
+        rows.append((f"this repo, local CPU streamed: {eng}, {row['data_gb']:g} GB, median of n={int(row['n'])}\n"
                      f"{figdata.machine_of(raw)}", float(row["gb_per_s_med"]), "measured"))
     gpu = recs.get("gpu", pd.DataFrame())
     if gpu.empty or "gb_per_s" not in gpu.columns:
@@ -232,18 +254,45 @@ def fig_local_gpu_lambda(recs: dict[str, pd.DataFrame]) -> plt.Figure:
         rows.append((f"this repo, GPU: {best['engine']} {best.get('precision', '')}, batch {int(best['batch_size'])}\n"
                      f"{best.get('device', '')}", float(best["gb_per_s"]), "measured"))
     aws = recs.get("aws", pd.DataFrame())
-    if aws.empty:
+    table = pd.DataFrame()
+    if not aws.empty:
+        from cosmic_utils.analysis.records import runs_table
+
+        table = runs_table(aws, recs.get("pipeline_summary"))
+        table = table[table["throughput_e2e_gb_s"].notna()] if not table.empty else table
+    lam = dev[dev["device"].astype(str) == "aws_lambda"] if not dev.empty else dev
+    if not lam.empty:  # the study's Lambda row, answered with the same definition and data size
+        t6 = recs.get("published_team6", pd.DataFrame())
+        gb = float(lam["data_gb"].iloc[0])
+        match = t6[(t6["section"].astype(str).str.startswith("data_size")) & (t6["data_gb"].round() == round(gb))
+                   & np.isclose(t6["throughput_gb_s"], float(lam["throughput"].iloc[0]))] if not t6.empty else t6
+        mb = float(match["partition_mb"].iloc[0]) if not match.empty else 25.0
+        proj, rate = figdata.projected_grid(recs, [gb], [mb], fitted)
+        if not proj.empty and rate is not None:
+            rows.append((f"this repo, Lambda projected (same definition): {gb:g} GB, {mb:g} MB partitions\n"
+                         f"{rate.engine} {rate.precision} b{rate.batch_size} measured here + simulator",
+                         float(proj["throughput_gb_s"].iloc[0]), "projected"))
+    if table.empty:
         rows.append(("this repo, Lambda:\nno AWS run recorded", float("nan"), "measured"))
+    else:
+        best = table.loc[table["throughput_e2e_gb_s"].idxmax()]
+        rows.append((f"this repo, AWS Lambda: end to end (data / wall clock)\n{best['data_gb']:.2g} GB, "
+                     f"{int(best['partitions'])} partitions", float(best["throughput_e2e_gb_s"]), "measured"))
     ys = np.arange(len(rows))[::-1]
-    for kind, mk in (("published", "s"), ("measured", "o")):
-        sel = [i for i, r in enumerate(rows) if r[2] == kind and np.isfinite(r[1])]
+    where = {"published": "team6", "measured": "this repo, machine named in each row",
+             "projected": "simulator + this repo's measured engine"}
+    for i, kind in enumerate(("published", "measured", "projected")):
+        sel = [j for j, r in enumerate(rows) if r[2] == kind and np.isfinite(r[1])]
         if sel:
-            ax.plot([rows[i][1] for i in sel], ys[sel], mk, ms=9, ls="none",
-                    mfc="white" if kind == "published" else color(0), color=color(1) if kind == "published" else color(0),
-                    label=series_label(kind, "throughput", "team6" if kind == "published" else "this repo, local CPU"))
+            ax.plot([rows[j][1] for j in sel], ys[sel], STYLES[kind]["marker"], ms=9, ls="none",
+                    mfc="white" if kind == "published" else color(i), color=color(i),
+                    label=series_label(kind, "throughput", where[kind]))
     ax.set_yticks(ys, [f"{r[0]}\n= {r[1]:.3g} GB/s" if np.isfinite(r[1]) else r[0] for r in rows], fontsize=7.5)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xscale("log")
+    vals = [r[1] for r in rows if np.isfinite(r[1])]
+    if vals:
+        ax.set_xlim(min(vals) / 1.6, max(vals) * 1.6)
     plain_log(ax, "x")
     ax.set_xlabel("throughput (GB/s)")
     ax.set_ylabel("device (row)")

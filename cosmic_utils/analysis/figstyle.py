@@ -89,14 +89,15 @@ def plot_range(ax: plt.Axes, x: Any, med: Any, lo: Any, hi: Any, kind: str, labe
 def plain_log(ax: plt.Axes, axis: str = "both") -> None:
     """Log axes with plain numbers (20, 50, 100) instead of 2x10^1; call it after plotting.
 
-    An axis spanning less than a decade gets ticks at every 1..9 x 10^k, so it shows at least two
-    labelled ticks (1, 2, 5 alone may leave a single one)."""
+    An axis whose data span less than a factor of 5 goes back to linear: on a log scale it would
+    show one or two labelled ticks and tell the reader less than a linear one."""
     axes = (ax.xaxis, ax.yaxis) if axis == "both" else ((ax.xaxis,) if axis == "x" else (ax.yaxis,))
     for a in axes:
-        lo, hi = sorted(a.get_view_interval())
-        narrow = lo > 0 and hi / lo < 10
-        subs = tuple(float(k) for k in range(1, 10)) if narrow else (1.0, 2.0, 5.0)
-        a.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+        lo, hi = sorted(ax.get_xlim() if a is ax.xaxis else ax.get_ylim())
+        if lo > 0 and hi / lo < 5:
+            (ax.set_xscale if a is ax.xaxis else ax.set_yscale)("linear")
+            continue
+        a.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         a.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         a.set_minor_formatter(matplotlib.ticker.NullFormatter())
 

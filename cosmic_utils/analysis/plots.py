@@ -47,7 +47,7 @@ FIGURES: dict[str, Callable[..., plt.Figure | None]] = {
     "redshift_pred_vs_spec": figs_local.fig_redshift,
 }
 #: Figures that take the simulator's fitted parameters (``fitted=``).
-NEEDS_FIT = ("lambda_batch_size", "lambda_partition_size", "lambda_data_size", "scale_simulation")
+NEEDS_FIT = ("lambda_batch_size", "lambda_partition_size", "lambda_data_size", "scale_simulation", "local_gpu_lambda")
 
 
 def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
