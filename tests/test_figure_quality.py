@@ -95,7 +95,7 @@ def _check(figs: dict[str, plt.Figure]) -> None:
 
 def test_shipped_records_figures_pass(tmp_path: Path) -> None:
     figs = _draw(_shipped(tmp_path))
-    assert set(figs) == STEMS
+    assert STEMS <= set(figs), STEMS - set(figs)
     _check(figs)
 
 

@@ -117,6 +117,8 @@ def figure_legend(fig: plt.Figure, ncols: int = 2, axes: Any = None) -> None:
             if not lab.startswith("_"):
                 seen.setdefault(lab, h)
     if seen:
+        if fig.get_layout_engine() is None:  # "outside" placement needs the constrained layout
+            fig.set_layout_engine("constrained")
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=ncols, frameon=True)
 
 

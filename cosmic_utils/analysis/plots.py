@@ -24,13 +24,47 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cosmic_utils.analysis import figdata, figs_lambda, figs_local, simulate
+from cosmic_utils.analysis import figdata, figs_lambda, figs_local, figstyle, simulate
 from cosmic_utils.analysis.figstyle import save, set_style
 
 log = logging.getLogger(__name__)
 
 #: Kept for callers of the older name (tests, notebooks): successful sweep points as a run table.
 _sweep_runs = figdata.sweep_runs
+
+
+# ------------------------------------------------------------------ the older drawing API
+# Kept so a figure module written against it (e.g. one registered below by another change) still
+# draws in the report's style and passes the quality checks; new code uses figstyle directly.
+def plot_series(ax: plt.Axes, x: Any, y: Any, kind: str, label: str, color: Any = None, **kw: Any) -> None:
+    """Older name of :func:`figstyle.plot_series`; kind "projection" is "projected", and the kind
+    is appended to the label when the label does not say it."""
+    kind = "projected" if kind == "projection" else kind
+    if f"[{kind}" not in label:
+        label = f"{label} [{kind}]"
+    figstyle.plot_series(ax, x, y, kind, label, color, **kw)
+
+
+def tag(ax: plt.Axes, text: str) -> None:
+    """A model-derived panel's tag, as a small right-aligned title (never over data)."""
+    ax.set_title(text, loc="right", fontsize=8, style="italic", color="0.3")
+
+
+def note_missing(ax: plt.Axes, what: str) -> None:
+    """Say on an empty panel that its measured data does not exist yet."""
+    figstyle.note(ax, f"no measured records yet (run: {what})")
+
+
+def _legend(ax: plt.Axes, outside: bool = True) -> None:
+    """One legend below the panels of ``ax``'s figure (redrawn with every series so far)."""
+    fig = ax.figure
+    for leg in list(fig.legends):
+        leg.remove()
+    figstyle.figure_legend(fig, ncols=1)
+
+
+def _plain_log(ax: plt.Axes, axis: str = "both") -> None:
+    figstyle.plain_log(ax, axis)
 
 # ------------------------------------------------------------------ all of them
 FIGURES: dict[str, Callable[..., plt.Figure | None]] = {
