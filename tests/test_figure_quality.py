@@ -94,8 +94,11 @@ def _check(figs: dict[str, plt.Figure]) -> None:
 
 
 def test_shipped_records_figures_pass(tmp_path: Path) -> None:
-    figs = _draw(_shipped(tmp_path))
+    recs = _shipped(tmp_path)
+    figs = _draw(recs)
     assert STEMS <= set(figs), STEMS - set(figs)
+    title = figs["redshift_pred_vs_spec"]._suptitle.get_text()  # noqa: SLF001
+    assert f"{len(recs['predictions']):,} predictions of " in title, title  # counted from the data, not typed
     _check(figs)
 
 
