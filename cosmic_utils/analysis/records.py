@@ -13,10 +13,12 @@ figures can say "no measured records yet" instead of failing. Sources (see docs/
 * ``sweeps``: every ``records.csv`` under ``runs/sweeps/<sweep>/<combination>/`` with the sweep
   name, combination slug and the combination's parameters (from ``_done.json``) as columns;
   ``sweep_summary``: their ``summary.json`` files.
+* ``local_data_size``: the streamed local data-size study, ``data/records/local_data_size.csv``
+  (kept out of ``local``: one row per data size and repeat, not an engine run).
 * ``bench``: ``runs/bench/bench.json`` or ``data/records/bench.json`` rows.
 * ``predictions``: the newest predictions file with a spectroscopic and a predicted redshift.
 * ``simulator_validation``: ``data/records/simulator_validation.csv``.
-* ``published_*``: the reference numbers in ``data/reference`` (team6 table, Cosmic AI result
+* ``published_*``: the reference numbers in ``data/reference`` (team6 table and study claims, Cosmic AI result
   stats, Step Functions wall clocks, batch sweep, local CPU/GPU totals, REPORT lines).
 
 Pandas is fine here: this module is analysis code and never runs inside Lambda.
