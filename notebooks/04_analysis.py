@@ -87,5 +87,7 @@ print("\n".join(str(p) for p in written if p.suffix == ".png"))
 # Every figure, inline (the same files as above; `cosmic figures` writes them without a notebook).
 
 # %%
-for fig in figures.values():
-    display(fig)  # noqa: F821 - IPython's display, present in every notebook kernel
+from IPython.display import Image, display
+
+for png in (p for p in written if p.suffix == ".png"):
+    display(Image(filename=str(png)))  # the saved file: shows under any backend (make sets MPLBACKEND=Agg)

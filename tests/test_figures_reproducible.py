@@ -3,8 +3,8 @@
 Two fresh processes with different ``PYTHONHASHSEED`` render the same figures from the shipped
 records: a timestamp in the PDF/PNG metadata, or an order that depends on set/dict hashing,
 would make the bytes differ. One representative figure keeps the test fast: it
-groups the local-engine, sweep and published records (every figure goes through the same
-:func:`cosmic_utils.analysis.plots.save`); `make figures` itself is checked with `git status` (README).
+groups the local-engine, published, simulated and (when present) aws-sweep records (every figure goes through the same
+:func:`cosmic_utils.analysis.figstyle.save`); `make figures` itself is checked with `git status` (README).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBSET = ("throughput_vs_batch",)
+SUBSET = ("lambda_batch_size",)
 
 
 def _render(out: Path, seed: str) -> subprocess.Popen[str]:

@@ -90,7 +90,7 @@ def test_figures_from_records_and_from_nothing(tmp_path: Path, caplog) -> None:
 def test_missing_note_is_drawn() -> None:
     import matplotlib.pyplot as plt
 
-    fig = plots.fig_redshift({})
+    fig = plots.FIGURES["redshift_pred_vs_spec"]({})
     texts = [t.get_text() for t in fig.axes[0].texts]
     plt.close(fig)
     assert any("no measured records yet" in t for t in texts)

@@ -166,10 +166,10 @@ def test_runbook_aws_sweep_records_and_figure(standin: str, tmp_path: Path, untr
 
     table, summaries = load_sweeps(sweeps)
     assert set(table["batch_size"]) == {16, 64}
-    fig = plots.fig_throughput_vs_batch({"sweeps": table, "sweep_summary": summaries})
-    lines = [ln for ln in fig.axes[0].get_lines() if "pipeline sweep" in str(ln.get_label())]
+    fig = plots.FIGURES["lambda_batch_size"]({"sweeps": table, "sweep_summary": summaries})
+    lines = [ln for ln in fig.axes[1].get_lines() if "aws backend" in str(ln.get_label())]
     assert len(lines) == 1 and sorted(lines[0].get_xdata()) == [16, 64]
-    assert "(aws backend)" in str(lines[0].get_label())
+    assert "[measured: aws backend]" in str(lines[0].get_label())
     _down()
 
 

@@ -13,10 +13,12 @@ figures can say "no measured records yet" instead of failing. Sources (see docs/
 * ``sweeps``: every ``records.csv`` under ``runs/sweeps/<sweep>/<combination>/`` with the sweep
   name, combination slug and the combination's parameters (from ``_done.json``) as columns;
   ``sweep_summary``: their ``summary.json`` files.
+* ``local_data_size``: the streamed local data-size study, ``data/records/local_data_size.csv``
+  (kept out of ``local``: one row per data size and repeat, not an engine run).
 * ``bench``: ``runs/bench/bench.json`` or ``data/records/bench.json`` rows.
 * ``predictions``: the newest predictions file with a spectroscopic and a predicted redshift.
 * ``simulator_validation``: ``data/records/simulator_validation.csv``.
-* ``published_*``: the reference numbers in ``data/reference`` (team6 table, Cosmic AI result
+* ``published_*``: the reference numbers in ``data/reference`` (team6 table and study claims, Cosmic AI result
   stats, Step Functions wall clocks, batch sweep, local CPU/GPU totals, REPORT lines).
 
 Pandas is fine here: this module is analysis code and never runs inside Lambda.
@@ -37,6 +39,8 @@ from cosmic_utils import config
 
 log = logging.getLogger(__name__)
 
+#: The streamed local data-size study (one row per size and repeat), read apart from the engine runs.
+LOCAL_DATA_SIZE = "local_data_size.csv"
 #: Folders under runs/ that are not pipeline runs.
 _NOT_PIPELINE = {"local", "sweeps", "bench"}
 
@@ -84,16 +88,11 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
     """Local engine runs (``kind`` local_cpu | local_gpu), one row per run."""
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
-    # local_data_size.csv is the data-size study (its own loader), not an engine run
-    df = _read_csvs([*runs.glob("local/*/records.csv"),
-                     *(p for p in recs.glob("local_*.csv") if p.name != LOCAL_DATA_SIZE)])
+    shipped = [p for p in recs.glob("local_*.csv") if p.name != LOCAL_DATA_SIZE]
+    df = _read_csvs([*runs.glob("local/*/records.csv"), *shipped])
     if not df.empty and "kind" not in df.columns:
         df["kind"] = "local_cpu"
     return df
-
-
-#: The local data-size study's record (``cosmic local data-size``), under data/records/.
-LOCAL_DATA_SIZE = "local_data_size.csv"
 
 
 def load_local_data_size(records_dir: Path | None = None) -> pd.DataFrame:
@@ -295,6 +294,7 @@ def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]
     csvs = {
         "published_team6": ref / "team6" / "lambda_table.csv",
         "published_team6_devices": ref / "team6" / "device_comparison.csv",
+        "published_team6_claims": ref / "team6" / "study_claims.csv",
         "published_cai_stats": ref / "cai" / "result_stats.csv",
         "published_cai_adjusted": ref / "cai" / "result_stats_adjusted.csv",
         "published_cai_batch": ref / "cai" / "batch_varying_results.csv",
@@ -347,6 +347,8 @@ def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = No
     else:
         out["aws"] = pd.DataFrame()
     out["sweeps"], out["sweep_summary"] = load_sweeps(sweeps_dir or runs / "sweeps", recs)
+    out["local_data_size"] = _read_csvs([recs / LOCAL_DATA_SIZE]) if (recs / LOCAL_DATA_SIZE).exists() \
+        else pd.DataFrame()
     out["bench"] = load_bench(runs, recs)
     out["predictions"] = load_predictions(runs, recs)
     val = recs / "simulator_validation.csv"

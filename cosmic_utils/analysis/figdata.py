@@ -1,0 +1,249 @@
+"""The tables the figures draw: sweep points with their repeats, measured compute, projections.
+
+Why apart from the drawing code: each number a figure shows must be traceable to a record, and a
+test can check these tables without looking at pixels. Three families:
+
+* :func:`sweep_points`: one row per swept value of a sweep (local backend or aws backend), with
+  the median, min and max over repeats and ``n`` (repeats come as a ``repeat`` column, or as
+  several successful points with the same swept value);
+* :func:`measured_rate`: this repository's measured engine speed (``local_cpu.csv``, the bench),
+  which drives the projections;
+* ``projected_*``: the scale simulator (:func:`cosmic_utils.analysis.simulate.simulate_run`) run
+  with that measured compute per partition, at the study's settings, so a projected series
+  can sit next to the published one it answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cosmic_utils import config
+from cosmic_utils.analysis import cost, simulate
+
+log = logging.getLogger(__name__)
+
+#: The engine the Lambda image runs (ONNX Runtime, fp32): the projections use its measured speed.
+LAMBDA_ENGINE = "onnx"
+
+
+def sweep_runs(recs: dict[str, pd.DataFrame], sweep: str) -> pd.DataFrame:
+    """Per-run table of one sweep (see records.runs_table), successful points only.
+
+    A point marked failed by the sweep (``point_status``) or with fewer ok partitions than
+    partitions is left out with a warning: its throughput and cost would describe part of the
+    data as if it were all of it.
+    """
+    from cosmic_utils.analysis.records import runs_table
+
+    sw = recs.get("sweeps", pd.DataFrame())
+    if sw.empty or "sweep" not in sw.columns:
+        return pd.DataFrame()
+    sub = sw[sw["sweep"] == sweep]
+    if "point_status" in sub.columns:
+        bad = sorted(set(sub.loc[sub["point_status"] == "failed", "slug"].astype(str)))
+        if bad:
+            log.warning("sweep %s: %d failed point(s) not plotted: %s", sweep, len(bad), ", ".join(bad))
+        sub = sub[sub["point_status"] != "failed"]
+    if sub.empty:
+        return pd.DataFrame()
+    summ = recs.get("sweep_summary")
+    # repeats inside one point folder: a run per repeat, when the summaries can be matched on it too
+    per_repeat = "repeat" in sub.columns and summ is not None and "repeat" in summ.columns
+    runs = runs_table(sub, summ, group=("sweep", "slug", "repeat") if per_repeat else ("sweep", "slug"))
+    params = [c for c in sub.columns if str(c).startswith("param_")]
+    if not runs.empty and params:  # the swept values as requested (runs_table overwrites data_gb with the measured)
+        firsts = sub.groupby("slug")[params].first().reset_index()
+        runs = runs.drop(columns=[c for c in params if c in runs.columns]).merge(firsts, on="slug", how="left")
+    if not runs.empty and {"partitions", "partitions_ok"} <= set(runs.columns):
+        partial = runs["partitions_ok"] < runs["partitions"]
+        if partial.any():
+            log.warning("sweep %s: point(s) with failed partitions not plotted: %s", sweep,
+                        ", ".join(map(str, runs.loc[partial, "slug"])))
+        runs = runs[~partial]
+    return runs
+
+
+def sweep_points(recs: dict[str, pd.DataFrame], sweep: str, param: str, metrics: list[str],
+                 backend: str | None = None) -> pd.DataFrame:
+    """Median, min, max and n of each metric per value of ``param`` (columns ``<metric>_med`` etc.)."""
+    runs = sweep_runs(recs, sweep)
+    if runs.empty or param not in runs.columns:
+        return pd.DataFrame()
+    if backend is not None:
+        if "backend" not in runs.columns:
+            return pd.DataFrame()
+        runs = runs[runs["backend"].astype(str) == backend]
+    if runs.empty:
+        return pd.DataFrame()
+    key = f"param_{param}" if f"param_{param}" in runs.columns and runs[f"param_{param}"].notna().all() else param
+    runs = runs.assign(**{param: runs[key].astype(float)})
+    rows = []
+    for value, df in runs.groupby(param):
+        row: dict[str, Any] = {param: float(value), "n": len(df)}
+        for m in metrics:
+            v = df[m].astype(float) if m in df.columns else pd.Series(dtype=float)
+            row.update({f"{m}_med": v.median(), f"{m}_min": v.min(), f"{m}_max": v.max()})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(param).reset_index(drop=True)
+
+
+def n_text(points: pd.DataFrame) -> str:
+    """``n=3`` or ``n=1-3``: repeats behind each point, for the legend."""
+    if points.empty:
+        return "n=0"
+    lo, hi = int(points["n"].min()), int(points["n"].max())
+    return f"n={lo}" if lo == hi else f"n={lo}-{hi}"
+
+
+def spread_text(points: pd.DataFrame) -> str:
+    """What a drawn point is: "one run per point (n=1)" or "median, bar min-max (n=3)"."""
+    if not points.empty and int(points["n"].max()) == 1:
+        return "one run per point (n=1)"
+    return f"median, bar min-max ({n_text(points)})"
+
+
+def machine_of(*frames: pd.DataFrame) -> str:
+    """The CPU model named in the records (first column ending in ``cpu_model``), or a plain 'not recorded'."""
+    for df in frames:
+        if df is None or df.empty:
+            continue
+        for col in df.columns:
+            if str(col).endswith("cpu_model"):
+                vals = df[col].dropna().astype(str)
+                if not vals.empty:
+                    cpus = ""
+                    for cc in ("cpus", "provenance.cpus", "meta.cpus"):
+                        if cc in df.columns and df[cc].notna().any():
+                            cpus = f", {int(df[cc].dropna().iloc[0])} cores"
+                    return vals.iloc[0] + cpus
+    return "machine not named in these records"
+
+
+@dataclass(frozen=True)
+class MeasuredRate:
+    """Samples per second of one engine at one batch size, measured on one machine."""
+
+    engine: str
+    precision: str
+    batch_size: int
+    samples_per_s: float
+    threads: int
+    machine: str
+
+    def describe(self) -> str:
+        """Where the number comes from, for a legend."""
+        return f"{self.engine} {self.precision} b{self.batch_size}, {self.threads} threads on {self.machine}"
+
+
+def measured_rate(recs: dict[str, pd.DataFrame], batch_size: int, engine: str = LAMBDA_ENGINE) -> MeasuredRate | None:
+    """The best measured samples/s of ``engine`` at ``batch_size`` (local CPU records), or None."""
+    local = recs.get("local", pd.DataFrame())
+    if local.empty or not {"engine", "batch_size", "samples_per_s"} <= set(local.columns):
+        return None
+    df = local[(local["engine"].astype(str) == engine) & (local["batch_size"].astype(int) == int(batch_size))]
+    if "kind" in df.columns:
+        df = df[df["kind"].astype(str) == "local_cpu"]
+    if df.empty:
+        return None
+    best = df.loc[df["samples_per_s"].astype(float).idxmax()]
+    return MeasuredRate(engine=engine, precision=str(best.get("precision", "fp32")), batch_size=int(batch_size),
+                        samples_per_s=float(best["samples_per_s"]), threads=int(best.get("threads", 1) or 1),
+                        machine=machine_of(df))
+
+
+def _timing(fitted: tuple | None) -> tuple[simulate.PartitionTiming, simulate.Orchestration]:
+    return fitted or (simulate.PartitionTiming(), simulate.Orchestration())
+
+
+def lambda_memory_for(rate: MeasuredRate) -> float:
+    """Lambda memory whose vCPU share equals the threads the rate was measured with (1 vCPU per 1,769 MB)."""
+    per_vcpu = 1769.0
+    return float(min(10240.0, max(1.0, rate.threads) * per_vcpu))
+
+
+def project_partition(rate: MeasuredRate, data_gb: float, partition_mb: float, fitted: tuple | None = None,
+                      n_partitions: int | None = None, distributed: bool = True) -> dict[str, Any]:
+    """One projected run: measured compute per partition through the simulator, study's definitions.
+
+    The Lambda has the vCPU share the rate was measured with (:func:`lambda_memory_for`), so no
+    CPU scaling is assumed; the non-inference part (start-up, per-MB work, S3) and the Map's
+    dispatch come from the simulator fitted on the published runs. Throughput and efficiency
+    are computed the study's way (data / mean Lambda runtime; / Lambda cost), and the data size
+    in the study's unit (partition MB x partitions / 1024), so the projection shares its x axis.
+    """
+    timing, orch = _timing(fitted)
+    mem = lambda_memory_for(rate)
+    timing = replace(timing, reference_memory_mb=mem, inference_samples_s_per_mb=())
+    if not distributed:
+        orch = replace(orch, max_concurrency=1000)
+    inf = config.samples_per_partition(partition_mb) / rate.samples_per_s
+    sim = simulate.simulate_run(data_gb, partition_mb, memory_mb=mem, timing=timing, orch=orch,
+                                n_partitions=n_partitions, published_units=True, inference_s_mean=inf)
+    gb = sim.partitions * partition_mb / 1024.0  # the study's GB: partition MB x Lambdas / 1024
+    thr = gb / sim.mean_duration_s
+    return {"data_gb": gb, "partition_mb": partition_mb, "memory_mb": mem, "lambdas": sim.partitions,
+            "peak_concurrency": sim.max_concurrency_reached, "runtime_s": sim.mean_duration_s, "wall_s": sim.wall_s,
+            "lambda_usd": sim.lambda_usd, "cost_usd": sim.cost_usd, "throughput_gb_s": thr,
+            "efficiency": thr / sim.lambda_usd if sim.lambda_usd > 0 else float("nan"),
+            "throughput_e2e_gb_s": gb / sim.wall_s}
+
+
+def projected_batch(recs: dict[str, pd.DataFrame], batch_sizes: list[int], data_gb: float,
+                    partition_mb: float, fitted: tuple | None = None) -> tuple[pd.DataFrame, MeasuredRate | None]:
+    """Projection of the study's batch experiment (one Lambda, one partition) at each batch size."""
+    rows, first = [], None
+    for b in batch_sizes:
+        rate = measured_rate(recs, b)
+        if rate is None:
+            continue
+        first = first or rate
+        rows.append({"batch_size": b, **project_partition(rate, data_gb, partition_mb, fitted, n_partitions=1)})
+    return pd.DataFrame(rows), first
+
+
+def projected_grid(recs: dict[str, pd.DataFrame], data_gbs: list[float], partition_mbs: list[float],
+                   fitted: tuple | None = None, batch_size: int = 256) -> tuple[pd.DataFrame, MeasuredRate | None]:
+    """Projection of every (data size, partition size) at the study's batch size."""
+    rate = measured_rate(recs, batch_size)
+    if rate is None:
+        return pd.DataFrame(), None
+    rows = [project_partition(rate, gb, mb, fitted) for gb in data_gbs for mb in partition_mbs]
+    return pd.DataFrame(rows), rate
+
+
+def published_claims(recs: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
+    """The study's claims table (``team6/study_claims.csv``) by claim name (empty when absent)."""
+    df = recs.get("published_team6_claims", pd.DataFrame())
+    if df.empty or "claim" not in df.columns:
+        return {}
+    return {str(r["claim"]): dict(r) for _, r in df.iterrows()}
+
+
+def gbit_to_gb(v: float) -> float:
+    """Gbit/s to GB/s (the study's laptop and GPU rows are bits/s / 1e9)."""
+    return float(v) / 8.0
+
+
+def local_data_size(recs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Median/min/max throughput and peak RSS per data size of the streamed local study (empty if absent)."""
+    df = recs.get("local_data_size", pd.DataFrame())
+    if df.empty or "data_gb" not in df.columns:
+        return pd.DataFrame()
+    rows = []
+    for gb, g in df.groupby(df["data_gb"].astype(float)):
+        row: dict[str, Any] = {"data_gb": float(gb), "n": len(g)}
+        for m in ("gb_per_s", "peak_rss_mb", "samples_per_s"):
+            v = g[m].astype(float) if m in g.columns else pd.Series([np.nan])
+            row.update({f"{m}_med": v.median(), f"{m}_min": v.min(), f"{m}_max": v.max()})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("data_gb").reset_index(drop=True)
+
+
+def lambda_cost_usd(duration_s: float, memory_mb: float) -> float:
+    """Billed Lambda cost of one invocation (configured memory x duration)."""
+    return cost.lambda_cost([duration_s * 1000.0], memory_mb).total_usd
