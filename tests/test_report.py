@@ -25,7 +25,7 @@ def test_report_from_shipped_records_has_every_section_and_claim(src: report.Sou
     for title in report.SECTIONS:
         assert f"\n## {title}\n" in text, title
     claims = text.split("## Claims of the study")[1]
-    for words in ("Smaller partitions", "Batch 256", "25 MB", "0.018 GB/s", "out of memory at 8 GB",
+    for words in ("Smaller partitions", "Batch 256", "Batch 64", "25 MB", "0.018 Gbit/s", "out of memory at 8 GB",
                   "storage speed", "Lambda beats the local computer", "GPU"):
         assert words in claims, words
     rows = [line for line in claims.splitlines() if line.startswith("| ") and "---" not in line][1:]
@@ -34,14 +34,76 @@ def test_report_from_shipped_records_has_every_section_and_claim(src: report.Sou
         assert f"](../figures/{stem}.png)" in text, stem
 
 
-def test_embedded_figures_are_the_registered_stems() -> None:
-    text = report.build_report()
+def test_embedded_figures_are_drawn_by_the_project() -> None:
+    """Each embedded stem is drawn by `cosmic figures` (plots.FIGURES) or `cosmic model evaluate`."""
     import re
 
-    stems = set(re.findall(r"\]\(\.\./figures/([A-Za-z0-9_]+)\.png\)", text))
-    assert stems == set(report.FIGURE_STEMS)
+    from cosmic_utils.analysis.plots import FIGURES
+
+    stems = set(re.findall(r"\]\(\.\./figures/([A-Za-z0-9_]+)\.png\)", report.build_report()))
+    assert stems, "the report embeds no figure"
+    assert not stems - set(FIGURES) - {"model_evaluation_default"}, stems - set(FIGURES)
     with pytest.raises(ValueError, match="FIGURE_STEMS"):
         report.figure("not_a_figure", "x")
+
+
+def test_gbit_values_are_never_called_gb_per_s() -> None:
+    text = report.build_report()
+    assert "0.018 GB/s" not in text and "0.0185 GB/s" not in text
+    assert "0.018 Gbit/s (0.00225 GB/s" in text
+
+
+def _claim_rows(text: str) -> list[str]:
+    return [line for line in text.split("## Claims of the study")[1].splitlines() if line.startswith("| ")]
+
+
+def test_lambda_verdicts_ignore_the_local_backend(src: report.Sources) -> None:
+    """A local-backend sweep describes this machine: changing it changes its rows, never a Lambda verdict."""
+    before = report.build_report(src)
+    path = src.records / "sweeps" / "batch_size" / "batch_size-256" / "summary.json"
+    data = json.loads(path.read_text())
+    data["timing"]["sum_duration_s"] /= 100.0
+    path.write_text(json.dumps(data))
+    after = report.build_report(src)
+    assert after != before
+    assert _claim_rows(after) == _claim_rows(before)
+    assert "local backend on a machine its sweep records do not name: describes that machine, not Lambda" in after
+
+
+def test_batch_verdict_follows_the_projection(src: report.Sources) -> None:
+    """The projection is driven by the measured engine speed: make batch 256 fastest and the claim holds."""
+    text = report.build_report(src)
+    assert "| Batch 256 gives the most throughput | **not supported** |" in text
+    path = src.records / "local_cpu.csv"
+    df = pd.read_csv(path)
+    df.loc[(df["engine"] == "onnx") & (df["batch_size"] == 256), "samples_per_s"] *= 3
+    df.to_csv(path, index=False)
+    text = report.build_report(src)
+    assert "| Batch 256 gives the most throughput | **supported** |" in text
+    assert "projected by the simulator from" in text.split("## Batch size")[1].split("\n## ")[0]
+
+
+def test_projection_section_from_record(src: report.Sources) -> None:
+    proj = json.loads((src.records / "lambda_projection.json").read_text())
+    sec = report.build_report(src).split("## This repository's Lambda engine")[1].split("\n## ")[0]
+    assert proj["label"] in sec
+    assert f"Cheapest per GB: **{int(proj['best_memory_mb']):,} MB**" in sec
+    assert "speed **not measured**" in sec
+    assert ("| met |" if proj["targets"]["usd_per_gb_met"] else "| not met |") in sec
+    for w in proj["wall_clock_12_6gb"]:
+        assert f"| {report.g(float(w['wall_s']))} |" in sec
+    assert "describes that machine, not Lambda" in sec
+    proj["targets"]["usd_per_gb_met"] = False
+    proj["targets"]["usd_per_gb_at_best"] = 0.0123
+    (src.records / "lambda_projection.json").write_text(json.dumps(proj))
+    sec = report.build_report(src).split("## This repository's Lambda engine")[1].split("\n## ")[0]
+    assert "0.0123 at" in sec and "| not met |" in sec
+    del proj["memory"]
+    (src.records / "lambda_projection.json").write_text(json.dumps(proj))
+    with pytest.raises(report.ReportError, match="lambda_projection.json is malformed.*memory"):
+        report.build_report(src)
+    (src.records / "lambda_projection.json").unlink()
+    assert "**Not generated yet**" in report.build_report(src)
 
 
 @pytest.mark.parametrize("victim", ["bench.json", "sweeps/batch_size/batch_size-64/summary.json",
@@ -85,9 +147,9 @@ def test_optional_local_data_size_section(src: report.Sources) -> None:
     pd.DataFrame(rows).to_csv(src.records / "local_data_size.csv", index=False)
     text = report.build_report(src)
     local = text.split("## Local computer")[1].split("\n## ")[0]
-    assert "| 8.00 | 0.00990 | 408 | 389,864 |" in local and "Test CPU" in local
+    assert "| 8.00 | 0.00990 | 0.0792 | 408 | 389,864 |" in local and "Test CPU" in local
     claims = text.split("## Claims of the study")[1]
-    assert "| The local computer runs at about 0.018 GB/s, flat with data size | **supported** |" in claims
+    assert "flat with data size | **supported** |" in claims and "0.018 GB/s" not in text
     pd.DataFrame(rows).drop(columns=["peak_rss_mb"]).to_csv(src.records / "local_data_size.csv", index=False)
     with pytest.raises(report.ReportError, match="local_data_size.csv is malformed.*peak_rss_mb"):
         report.build_report(src)

@@ -322,8 +322,7 @@ def _project(src: Sources, kind: str, **kw: Any) -> Projection:
     return Projection(frame, rate)
 
 
-def series_table(what: str, xs: list[float], rows: list[tuple[str, Mapping[float, str]]], best: bool = True,
-                 higher: bool = True) -> str:
+def series_table(what: str, xs: list[float], rows: list[tuple[str, Mapping[float, str]]]) -> str:
     """One row per source (published / projected / local backend), one column per swept value."""
     header = [what, *[x_text(x) for x in xs]]
     out = []
@@ -366,8 +365,8 @@ def section_batch(src: Sources) -> Section:
         f"One Lambda, one {g(mb)} MB partition ({g(gb)} GB). Throughput is the study's formula (data / mean Lambda "
         f"runtime), efficiency = throughput / Lambda cost. Projected: {proj.label}; one bench run per batch size. "
         f"The local-backend rows are this repository's sweep `batch_size` ({ours['data_gb'].iloc[0]:.2f} GB; "
-        f"{BACKEND_NOTE}): every Lambda there shares this machine's cores, so they describe the machine, not "
-        f"Lambda, and no verdict below rests on them.",
+        f"{BACKEND_NOTE}): every Lambda there shares the cores of the machine that ran them, so they describe "
+        f"that machine, not Lambda, and no verdict below rests on them.",
         series_table("throughput GB/s, by batch size", xs, [
             (pub_lab, _fmt(pub["throughput_gb_s"])), (proj.short, _fmt(pf["throughput_gb_s"])),
             (loc_lab, _spread_map(thr))]),
@@ -421,7 +420,8 @@ def section_partition(src: Sources) -> Section:
                                         "partition size: the study beside the simulator's projection"),
         f"About 1 GB at batch 256 (published {g(pub['data_gb'].min())}-{g(pub['data_gb'].max())} GB; projected "
         f"1 GB). Projected: {proj.label}. Local-backend rows: sweep `partition_size` "
-        f"({ours['data_gb'].iloc[0]:.2f} GB; {BACKEND_NOTE}); they describe this machine, not Lambda.",
+        f"({ours['data_gb'].iloc[0]:.2f} GB; {BACKEND_NOTE}); they describe that machine, not Lambda, and the "
+        f"verdict below does not rest on them.",
         series_table("Lambda USD of the run, by partition MB", xs, [
             (pub_lab, _fmt(pub["cost_usd"])), (pr_lab, _fmt(pf["lambda_usd"])),
             (loc_lab, _fmt(usd["median"]))]),
@@ -714,7 +714,7 @@ def _projection_tables(src: Sources, path: Path, data: Mapping[str, Any]) -> lis
     arm = data["arm64"] if isinstance(data["arm64"], Mapping) else {"speed": str(data["arm64"])}
     out = [f"Projected by `{data.get('command', 'cosmic simulate --project --json')}` (`{src.rel(path)}`): "
            f"**{label}** (engine {engine.get('engine', '?')} batch {engine.get('batch_size', '?')} from "
-           f"`{engine.get('bench_path', 'bench')}`; the figures' projections above use `local_cpu.csv`)."
+           f"`{engine.get('bench_path', 'bench')}`; the batch, partition and data-size projections above use the onnx fp32 rates of `local_cpu.csv`)."
            + (f" {engine['note']}." if engine.get("note") else "")
            + (f" CPU share: {scaling['description']}." if scaling.get("description") else ""),
            table(["memory MB", "vCPU", "duration s (warm)", "duration s (cold)", "USD per GB (warm)",
