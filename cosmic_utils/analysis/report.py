@@ -639,7 +639,7 @@ def section_devices(src: Sources) -> Section:
               else "not supported",
               f"published Lambda {g(lam)} GB/s (data / per-Lambda runtime, {int(float(dev.loc['aws_lambda', 'data_gb']))} GB) "
               f"vs this repository's best local engine {g(float(best['samples_per_s']) * sample_gb)} GB/s (measured, {cpu}) "
-              f"and the published laptop {g(_device_gb_s(dev.loc['laptop']))} GB/s after the Gbit/s conversion); this "
+              f"and the published laptop {g(_device_gb_s(dev.loc['laptop']))} GB/s after the Gbit/s conversion; this "
               f"repository's own Lambda runs use the local backend, which shares the same cores"),
         Claim("A GPU is the fastest single device, but Lambda's many workers beat it in aggregate",
               "not testable here" if not math.isfinite(gpu_best) else
