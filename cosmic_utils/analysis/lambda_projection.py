@@ -563,7 +563,8 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
     return {
         "kind": "projected",
         "label": label,
-        "command": COMMAND,
+        "command": COMMAND if speed.threads_used == 1
+        else COMMAND.replace("--project", "--project --allow-two-thread"),
         "inputs": {
             "engine": {**asdict(speed), "two_thread_ratio": speed.two_thread_ratio,
                        "kind": "measured (bench record, this machine)" if speed.threads_used == 1
