@@ -65,7 +65,7 @@ def draw(plots: _Style, record: dict[str, Any] | None = None) -> plt.Figure | No
     plots.plot_series(ax, x, [m["usd_per_gb"] for m in mem], "projection", f"this engine ({rec['label']})",
                       color=colors[0])
     ax.plot(x, [m["usd_per_gb_amdahl"] for m in mem], color=colors[0], linestyle=":", linewidth=1.0,
-            label="same, Amdahl beyond 2 vCPU (optimistic bound, projection)")
+            label="same, Amdahl beyond 2 vCPU (optimistic bound) [projected]")
     best = next(m for m in mem if m.get("best_memory"))
     ax.annotate(f"best {best['memory_mb']:.0f} MB\n{best['usd_per_gb']:.4f} $/GB", (best["memory_mb"], best["usd_per_gb"]),
                 xytext=(60, -10), textcoords="offset points", fontsize=8, arrowprops={"arrowstyle": "-", "color": "0.4"})
@@ -118,7 +118,7 @@ def draw(plots: _Style, record: dict[str, Any] | None = None) -> plt.Figure | No
         if kinds[i] == "published":
             runs = next(pubw[m]["runs_s"] for m in pubw if f"\n{m:g} MB\n" in mb)
             bx.plot([pos[i]] * len(runs), runs, "s", markerfacecolor="none", color=colors[3], markersize=5,
-                    label="published runs" if i == kinds.index("published") else None)
+                    label="published runs (12.6 GB) [published]" if i == kinds.index("published") else None)
             tops[i] = max(tops[i], *runs)
     for i, (h, k) in enumerate(zip(heights, kinds, strict=True)):
         face = {"projection": colors[0], "fastest": colors[1]}.get(k, "white")
