@@ -601,15 +601,18 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
             "wall_target_s": TARGET_WALL_S,
             "wall_s_at_best": {f"{w['partition_mb']:g}MB": w["wall_s"] for w in best_walls},
             "wall_met_fixed": {f"{w['partition_mb']:g}MB": w["wall_s"] <= TARGET_WALL_S for w in best_walls},
-            "wall_met": (overall["wall_s"] <= TARGET_WALL_S) if overall else False,
+            "wall_met": {f"{x['partition_mb']:g}MB": x["fastest"]["meets_target"] for x in searches},
+            "wall_s_fastest": {f"{x['partition_mb']:g}MB": x["fastest"]["wall_s"] for x in searches},
+            "wall_met_any": (overall["wall_s"] <= TARGET_WALL_S) if overall else False,
             "wall_met_by": (cheapest_ok["config"] + f", {cheapest_ok['partition_mb']:g} MB partitions"
                             if cheapest_ok else None),
             "wall_best_found": ({k: overall[k] for k in ("config", "partition_mb", "memory_mb", "per_invocation",
                                                          "world_size", "items", "wall_s", "usd_per_gb")}
                                 if overall else None),
-            "wall_met_note": ("wall_met: best configuration found over memory x partitions per invocation "
-                              "(wall_clock_12_6gb_fastest); wall_met_fixed: one partition per invocation at the "
-                              "best-cost memory"),
+            "wall_met_note": ("wall_met / wall_s_fastest: per partition size, the fastest configuration over "
+                              "memory x partitions per invocation (wall_clock_12_6gb_fastest); wall_met_any: any "
+                              "of them (wall_best_found says which); wall_met_fixed / wall_s_at_best: one "
+                              "partition per invocation at the best-cost memory"),
             "published_wall_12_6gb_25mb_median_s": pub25,
             "published_usd_per_gb_cosmic_ai": pub["cosmic_ai"]["usd_per_gb"],
         },
@@ -692,7 +695,7 @@ def describe_fastest(record: Mapping[str, Any]) -> list[str]:
         else:
             lines.append(f"    no configuration meets {t['wall_target_s']:g} s; bound: {x['bound']['why']}")
     b = t.get("wall_best_found") or {}
-    lines.append(f"  wall target met: {'yes' if t['wall_met'] else 'no'}"
+    lines.append(f"  wall target met: {'yes' if t['wall_met_any'] else 'no'}"
                  + (f" (best found: {b['config']}, {b['partition_mb']:g} MB partitions, {b['wall_s']:.1f} s)" if b else "")
                  + (f"; cheapest meeting it: {t['wall_met_by']}" if t.get("wall_met_by") else ""))
     return lines
