@@ -110,8 +110,47 @@ def test_figure_draws_from_the_record_and_is_registered(tmp_path: Path) -> None:
     fig = draw(None, record=rec)
     ax, bx = fig.axes
     assert ax.get_yscale() == "log" and not ax.patches  # no bars on the log axis
-    assert bx.get_yscale() == "linear" and len(bx.patches) == 3  # projected 25 MB, 10 MB, published 25 MB
+    # projected 25 MB, 10 MB (one partition per invocation), the fastest grid configuration of each, published 25 MB
+    assert bx.get_yscale() == "linear" and len(bx.patches) == 5
+    assert sum("fastest" in t.get_text() for t in bx.get_xticklabels()) == 2
     assert all(a.get_xlabel() or a is bx for a in fig.axes) and all(a.get_ylabel() for a in fig.axes)
     assert "1 thread" in " ".join(t.get_text() for t in fig.legends[0].get_texts())
     plt.close(fig)
     assert draw(None, record={}) is None
+
+
+def test_fastest_configuration_groups_partitions_and_is_no_slower(tmp_path: Path) -> None:
+    rec = lp.project(_bench(tmp_path, ROWS), memory_mbs=(1769, 3008), per_invocation_grid=(1, 2, 4, 8))
+    assert {"wall_clock_12_6gb_fastest", "targets"} <= set(rec)
+    t = rec["targets"]
+    assert isinstance(t["wall_met_any"], bool) and {"wall_met_fixed", "wall_best_found", "wall_met_by"} <= set(t)
+    assert set(t["wall_met"]) == set(t["wall_s_fastest"]) == {"25MB", "10MB"}
+    fixed = {w["partition_mb"]: w for w in rec["wall_clock_12_6gb"] if w["memory_mb"] == rec["best_memory_mb"]}
+    for x in rec["wall_clock_12_6gb_fastest"]:
+        f = x["fastest"]
+        assert {"config", "wall_s", "usd_per_gb", "items", "per_invocation", "world_size", "meets_target"} <= set(f)
+        assert f["wall_s"] <= fixed[x["partition_mb"]]["wall_s"] + 1e-9
+        assert t["wall_met"][f"{x['partition_mb']:g}MB"] == f["meets_target"]
+        assert t["wall_met_any"] == any(y["fastest"]["meets_target"] for y in rec["wall_clock_12_6gb_fastest"])
+        # the 2-vCPU memory (2 x 1,769 MB) is searched besides the table's sizes
+        assert {r["memory_mb"] for r in x["grid"]} == {1769.0, 3008.0, 3538.0}
+        # more partitions per invocation: fewer items dispatched, each invocation longer
+        at = {r["per_invocation"]: r for r in x["grid"] if r["memory_mb"] == 1769.0}
+        ks = sorted(at)
+        assert [at[k]["items"] for k in ks] == sorted((at[k]["items"] for k in ks), reverse=True)
+        assert at[ks[0]]["items"] > at[ks[-1]]["items"]
+        assert at[ks[-1]]["max_invocation_s"] > at[ks[0]]["max_invocation_s"]
+        # world_size=1 partition per invocation is exactly the fixed row
+        assert at[1]["wall_s"] == pytest.approx(fixed[x["partition_mb"]]["wall_s"])
+
+
+def test_invocation_duration_overlaps_downloads_with_compute() -> None:
+    import numpy as np
+
+    c = np.array([1.0, 2.0, 0.1, 3.0])
+    # one item of four: first download, then max(compute, next download) per step, then the last compute
+    assert lp.invocation_durations(c, 0.5, 1)[0] == pytest.approx(0.5 + 1.0 + 2.0 + 0.5 + 3.0)
+    # one partition per item: download + compute each
+    assert lp.invocation_durations(c, 0.5, None).tolist() == pytest.approx((c + 0.5).tolist())
+    # grouped as Init groups them (split_even): 4 partitions over 3 items -> 2, 1, 1
+    assert lp.invocation_durations(c, 0.5, 3).tolist() == pytest.approx([0.5 + 1.0 + 2.0, 0.5 + 0.1, 0.5 + 3.0])

@@ -183,6 +183,7 @@ def _project_engine(args: argparse.Namespace) -> int:
     for w in rec["published"]["wall_12_6gb"]:
         print(f"  published {w['partition_mb']:g} MB: median {w['median_s']:.1f} s (runs "
               + ", ".join(f"{x:.1f}" for x in w["runs_s"]) + ")")
+    print("\n".join(lp.describe_fastest(rec)))
     if args.json_out:
         print("wrote", lp.write(rec, args.json_out))
     return 0
