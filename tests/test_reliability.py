@@ -120,7 +120,9 @@ def test_faults_then_redrive(harness: Any) -> None:
 def test_crash_inside_a_multi_partition_invocation(harness: Any) -> None:
     out = next(s for s in rel.SCENARIOS if s.__name__ == "crash_with_world_size")(harness)
     assert out.passed, out.row()
-    assert (out.ok, out.failed, out.lost) == (1, 2, 0) and out.redrive.startswith("succeeded: 3 ok")
+    # partition 0 is in flight while partition 1 is prefetched: it may fail with the crash, never be lost
+    assert (out.ok + out.failed, out.lost) == (3, 0) and out.failed >= 2, out.row()
+    assert out.redrive.startswith("succeeded: 3 ok")
 
 
 def test_small_load_through_the_map(harness: Any) -> None:
