@@ -90,8 +90,8 @@ def draw(plots: _Style, record: dict[str, Any] | None = None) -> plt.Figure | No
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("configured Lambda memory (MB)")
     ax.set_ylabel("billed Lambda cost ($ per GB of samples)")
+    # the legend says which series are projected and which published: no extra tag beside this title
     ax.set_title(f"Lambda $/GB, {rec['inputs']['partition_mb']:g} MB partitions (x86_64; arm64 not measured)")
-    plots.tag(ax, "projection")
 
     best_mem = rec["best_memory_mb"]
     walls = [w for w in rec["wall_clock_12_6gb"] if w["memory_mb"] == best_mem]
