@@ -41,7 +41,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from cosmic_utils.runtime.artifact import ModelArtifact
+from cosmic_utils.runtime.artifact import (
+    ONNX_GRAPH_FORM,
+    ROLE_ONNX,
+    ROLE_ONNX_INT8,
+    ArtifactError,
+    ModelArtifact,
+    onnx_graph_current,
+    onnx_graph_form,
+)
 from cosmic_utils.runtime.engine import ONNX_ENGINE_NAMES, Engine, artifact_meta, resolve_threads
 from cosmic_utils.runtime.gating import gated
 
@@ -50,8 +58,8 @@ log = logging.getLogger(__name__)
 __all__ = ["OnnxEngine", "quantize_onnx_int8", "onnx_model_path", "int8_model_path", "register_int8", "INT8_SUFFIX"]
 
 INT8_SUFFIX = ".int8.onnx"
-#: Role of the quantised graph in ``artifact.json`` ``files`` (see :func:`register_int8`).
-ROLE_ONNX_INT8 = "onnx_int8"
+#: ``artifact.json`` entry recording which ``model.onnx`` (sha256) and variant the int8 graph was made from.
+INT8_META_KEY = "onnx_int8"
 
 
 def onnx_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
@@ -161,9 +169,21 @@ def int8_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
         meta = artifact_meta(folder)
     except FileNotFoundError:
         meta = {}
-    listed = ((meta.get("files") or {}).get(ROLE_ONNX_INT8) or {}).get("path")
+    files = meta.get("files") or {}
+    listed = (files.get(ROLE_ONNX_INT8) or {}).get("path")
     if listed and (folder / listed).is_file():
-        return folder / listed
+        made_from = (meta.get(INT8_META_KEY) or {}).get("source_sha256")
+        # None: registered before sources were recorded, together with the model.onnx it lists
+        if made_from is None or made_from == (files.get(ROLE_ONNX) or {}).get("sha256"):
+            return folder / listed
+        # quantised from another model.onnx (an older export): never serve it
+        try:
+            import onnx  # noqa: F401  (quantising needs it; the Lambda zip does not ship it)
+        except ImportError as exc:
+            raise ArtifactError(
+                f"model artifact {folder}: {listed} was quantised from another model.onnx than the one listed "
+                "(stale int8 graph); re-export the artifact with `cosmic model export` and deploy it again") from exc
+        log.warning("model artifact %s: %s is stale (made from another model.onnx); quantising again", folder, listed)
     return quantize_onnx_int8(onnx_model_path(folder))
 
 
@@ -175,6 +195,7 @@ def register_int8(artifact_dir: str | os.PathLike[str]) -> Path:
         raise ValueError(f"model artifact {artifact_dir} is read-only: int8 graph cached at {path}")
     art = ModelArtifact.load(artifact_dir, verify=False)
     art.add_file(ROLE_ONNX_INT8, path.name)
+    art.extra[INT8_META_KEY] = {"source_sha256": art.files[ROLE_ONNX]["sha256"], "variant": _graph_variant(path)}
     art.save()
     return path
 
@@ -190,6 +211,7 @@ class OnnxEngine(Engine):
         self.name = "onnx-int8" if int8 else "onnx"
         self.precision = "int8" if int8 else "fp32"
         self.path = Path(path)
+        self.graph_form: str | None = None  # set by from_artifact (artifact.json's onnx_export.graph_form)
         levels = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -217,7 +239,15 @@ class OnnxEngine(Engine):
                       int8: bool = False, **kwargs: Any) -> OnnxEngine:
         """The engine on ``<artifact_dir>/model.onnx`` (its int8 copy when ``int8``)."""
         path = int8_model_path(artifact_dir) if int8 else onnx_model_path(artifact_dir)
-        return cls(path, threads=threads, int8=int8, **kwargs)
+        engine = cls(path, threads=threads, int8=int8, **kwargs)
+        meta = artifact_meta(Path(artifact_dir)) if (Path(artifact_dir) / "artifact.json").is_file() else {}
+        engine.graph_form = onnx_graph_form(meta)
+        if meta and not onnx_graph_current(meta):
+            # a correct but slower graph (the eager network): serve it, and say how to get the fast one
+            log.warning("model artifact %s: model.onnx is graph form %s, this code exports %s (faster); "
+                        "re-export it with `cosmic model export --model %s`", artifact_dir, engine.graph_form,
+                        ONNX_GRAPH_FORM, artifact_dir)
+        return engine
 
     def predict(self, image: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
         if self.session is None:
