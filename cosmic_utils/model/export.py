@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from cosmic_utils.model.astromae import build_model
-from cosmic_utils.model.fastastro import FastAstro
+from cosmic_utils.model.fastastro import ONNX_TRANSLATIONS, FastAstro
 from cosmic_utils.runtime.artifact import GRAPH_FORM_KEY, ONNX_GRAPH_FORM
 from cosmic_utils.runtime.preprocess import Preprocessing, magnitude_matrix
 
@@ -154,7 +154,7 @@ def graph_predictor(model: nn.Module, preprocessing: Preprocessing | None = None
 
     ``model``: the eager ``ViTAstro`` (eval mode); it stays the reference the export is checked against.
     """
-    pred = RedshiftPredictor(FastAstro(model.eval()), preprocessing)
+    pred = RedshiftPredictor(FastAstro(model.eval(), onnx_attention=True), preprocessing)
     pred.preprocess = Preprocess(preprocessing, log_asinh=True)
     return pred.eval()
 
@@ -220,6 +220,7 @@ def export_onnx(
                 dynamo=True,
                 external_data=False,
                 verbose=False,
+                custom_translation_table=ONNX_TRANSLATIONS,
             )
     except Exception as exc:  # the exporter raises many types; keep its message
         raise ExportError(f"ONNX export to {path} failed: {exc}\n{sink.getvalue()[-2000:]}") from exc

@@ -16,12 +16,50 @@ to float32 rounding (tests check 1e-4 relative).
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FastAstro"]
+__all__ = ["FastAstro", "ONNX_TRANSLATIONS", "token_attention"]
+
+
+# --------------------------------------------------------------------------- attention as one ONNX node
+@torch.library.custom_op("cosmic::token_attention", mutates_args=())
+def token_attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
+    """Multi-head self-attention on token-major ``[B, N, C]`` q, k, v (scale ``head_dim**-0.5``).
+
+    Why a custom op: exported, it becomes one ONNX ``Attention`` node (opset 23) on the 3-D
+    token tensors (``q_num_heads`` attribute), so ONNX Runtime splits the heads inside its kernel;
+    ``scaled_dot_product_attention`` on 4-D heads exports with a head transpose per input and
+    one per output, which ORT's optimiser turns into Split + Squeeze + 4 Transposes per cell
+    (~10 % of an fp32 forward pass at one thread). Eager, it is ``scaled_dot_product_attention``.
+    """
+    b, n, c = q.shape
+    d = c // heads
+
+    def heads_first(t: Tensor) -> Tensor:
+        return t.reshape(b, n, heads, d).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(heads_first(q), heads_first(k), heads_first(v))
+    return out.transpose(1, 2).reshape(b, n, c)
+
+
+@token_attention.register_fake
+def _token_attention_shape(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
+    return torch.empty_like(q)
+
+
+def _token_attention_onnx(q: Any, k: Any, v: Any, heads: int) -> Any:
+    from onnxscript import opset23 as op
+
+    # the op has four outputs (present key/value, scores); only the first is used
+    return op.Attention(q, k, v, q_num_heads=heads, kv_num_heads=heads)[0]
+
+
+#: ``custom_translation_table`` of ``torch.onnx.export`` for the graphs of this module.
+ONNX_TRANSLATIONS: dict[Any, Any] = {torch.ops.cosmic.token_attention.default: _token_attention_onnx}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -89,11 +127,16 @@ class _FastCell(nn.Module):
     mode that is many small ops (slower); compiled by inductor it becomes one vectorised loop
     whose 16-wide inner dimension is one AVX-512 register (1.0 vs 1.5 ms per cell at 128
     samples on the 2-core Xeon), so ``torch-compile`` uses it.
+
+    ``onnx_attention``: q, k and v as three Linears (no split of a qkv output) and attention as
+    :func:`token_attention` on token-major tensors: the form the ONNX export uses (one ``Attention``
+    node, no head transposes). Eager torch keeps the single qkv GEMM and SDPA on 4-D heads.
     """
 
-    def __init__(self, cell: nn.Module, pcm_vector: bool = False) -> None:
+    def __init__(self, cell: nn.Module, pcm_vector: bool = False, onnx_attention: bool = False) -> None:
         super().__init__()
         self.pcm_vector = pcm_vector
+        self.onnx_attention = onnx_attention
         self.norm1 = copy.deepcopy(cell.norm1)
         self.norm2 = copy.deepcopy(cell.norm2)
         attn = cell.attn
@@ -103,6 +146,16 @@ class _FastCell(nn.Module):
         with torch.no_grad():
             self.qkv.weight.copy_(attn.qkv.weight)
             self.qkv.bias.copy_(torch.cat((attn.q_bias, torch.zeros_like(attn.v_bias), attn.v_bias)))
+        if onnx_attention:
+            c = attn.qkv.in_features
+            w, bias = self.qkv.weight.detach(), self.qkv.bias.detach()
+            self.q, self.k, self.v = (nn.Linear(c, c, bias=(i != 1)) for i in range(3))  # k has no bias
+            with torch.no_grad():
+                for i, lin in enumerate((self.q, self.k, self.v)):
+                    lin.weight.copy_(w[i * c:(i + 1) * c])
+                    if lin.bias is not None:
+                        lin.bias.copy_(bias[i * c:(i + 1) * c])
+            del self.qkv
         self.proj = _linear(attn.proj)
         self.fc1 = _linear(cell.mlp.fc1)
         self.fc2 = _linear(cell.mlp.fc2)
@@ -144,9 +197,14 @@ class _FastCell(nn.Module):
             grid = grid.contiguous(memory_format=torch.channels_last)
             conv = self.pcm2(F.silu(self.pcm1(grid)))  # channels-last [B, C, s, s]
             conv = conv.permute(0, 2, 3, 1).reshape(batch, n - 1, c)
-        qkv = self.qkv(self.norm1(x)).view(batch, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # scale = head_dim**-0.5
-        att = att.transpose(1, 2).reshape(batch * n, c)
+        if self.onnx_attention:
+            h = self.norm1(x)
+            q, k, v = (lin(h).view(batch, n, c) for lin in (self.q, self.k, self.v))
+            att = token_attention(q, k, v, self.heads).reshape(batch * n, c)
+        else:
+            qkv = self.qkv(self.norm1(x)).view(batch, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            att = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # scale = head_dim**-0.5
+            att = att.transpose(1, 2).reshape(batch * n, c)
         x = x + self.proj(att)
         x3 = x.view(batch, n, c)
         x = torch.cat((x3[:, :1], x3[:, 1:] + conv), dim=1).view(batch * n, c)
@@ -157,16 +215,16 @@ class FastAstro(nn.Module):
     """``ViTAstro`` restructured for inference (same weights, same function; see module doc).
 
     ``forward(image float32 [B,5,32,32], magnitude [B,5]) -> redshift float32 [B]``.
-    ``pcm_vector``: see :class:`_FastCell` (for compiled use).
+    ``pcm_vector``: see :class:`_FastCell` (for compiled use); ``onnx_attention``: the same, for export.
     """
 
-    def __init__(self, model: nn.Module, pcm_vector: bool = False) -> None:
+    def __init__(self, model: nn.Module, pcm_vector: bool = False, onnx_attention: bool = False) -> None:
         super().__init__()
         model = model.eval()
         self.patch = copy.deepcopy(model.patch_embed.proj)
         self.cls_pos = nn.Parameter((model.cls_token + model.pos_embed[:, :1]).detach().clone(), requires_grad=False)
         self.pos = nn.Parameter(model.pos_embed[:, 1:].detach().clone(), requires_grad=False)
-        self.cells = nn.ModuleList(_FastCell(c, pcm_vector) for c in model.blocks)
+        self.cells = nn.ModuleList(_FastCell(c, pcm_vector, onnx_attention) for c in model.blocks)
         self.fc_norm = copy.deepcopy(model.fc_norm)
         self.head = _linear(model.head)
         self.vit1 = _linear(model.vit_block[0])
