@@ -42,6 +42,7 @@ import numpy as np
 import onnxruntime as ort
 
 from cosmic_utils.runtime.artifact import (
+    CALIBRATION_FILE,
     ONNX_GRAPH_FORM,
     ROLE_ONNX,
     ROLE_ONNX_INT8,
@@ -93,7 +94,7 @@ def _weight_matmuls(model: Any) -> tuple[list[str], list[str]]:
 
 #: Quantisation variants: activations uint8 (dynamic, per batch) x weights int8 ("u8s8"), int8 in
 #: 7 bits ("u8s8-reduce-range") or uint8 ("u8u8"). See :data:`INT8_VARIANT` for the default and why.
-INT8_VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8")
+INT8_VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8", "qdq-static")
 #: The variant :func:`quantize_onnx_int8` writes by default (docs/portability.md has the numbers).
 INT8_VARIANT: str = "u8s8-reduce-range"
 #: metadata_props key of the variant in a quantised graph, so a cached graph of another variant is redone.
@@ -117,7 +118,10 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     ``variant`` (:data:`INT8_VARIANTS`): per-channel int8 weights (``u8s8``), the same in 7 bits
     (``u8s8-reduce-range``: ``VPMADDUBSW`` on CPUs without VNNI adds two u8 x s8 products into
     int16, which saturates for 255 x 127 x 2 but not for 255 x 63 x 2), or uint8 weights
-    (``u8u8``: MLAS widens to int16 first, no saturation, slower). Default ``dst``:
+    (``u8u8``: MLAS widens to int16 first, no saturation, slower), or static QDQ
+    (``qdq-static``: ``quantize_static``, activations uint8 with ranges calibrated once (MinMax) on
+    the artifact's ``calibration.npz`` next to ``src``, weights int8 per channel in 7 bits; measured
+    no faster than the dynamic graph and less accurate, so not the default: docs/inference.md). Default ``dst``:
     ``model.int8.onnx`` next to ``src``, else (read-only folder) a cache file under the temp
     folder keyed by the sha256 of ``src``. An existing, newer ``dst`` of the same variant is reused.
     """
@@ -142,12 +146,15 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor to root
     try:
-        quantize_dynamic(
-            str(src), str(tmp), weight_type=QuantType.QUInt8 if variant == "u8u8" else QuantType.QInt8,
-            per_channel=True, reduce_range=(variant == "u8s8-reduce-range"),
-            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=other,
-            extra_options={"MatMulConstBOnly": True},
-        )
+        if variant == "qdq-static":
+            _quantize_static(src, tmp, other)
+        else:
+            quantize_dynamic(
+                str(src), str(tmp), weight_type=QuantType.QUInt8 if variant == "u8u8" else QuantType.QInt8,
+                per_channel=True, reduce_range=(variant == "u8s8-reduce-range"),
+                op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=other,
+                extra_options={"MatMulConstBOnly": True},
+            )
         quantised = onnx.load(str(tmp))
         onnx.helper.set_model_props(quantised, {**{p.key: p.value for p in quantised.metadata_props},
                                                 VARIANT_KEY: variant})
@@ -159,6 +166,37 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
             tmp.unlink()
     log.info("quantised %s -> %s (%s, %d weight MatMul/Gemm nodes int8)", src, dst, variant, len(weight))
     return dst
+
+
+def _quantize_static(src: Path, dst: Path, exclude: list[str], batch: int = 64) -> None:
+    """Static QDQ int8 of the weight MatMul/Gemm nodes, activation ranges from ``calibration.npz``."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    cal_path = src.parent / CALIBRATION_FILE
+    if not cal_path.is_file():
+        raise ArtifactError(f"static int8 needs the calibration set {cal_path} next to {src.name}")
+    with np.load(cal_path, allow_pickle=False) as npz:
+        image = np.ascontiguousarray(npz["image"], dtype=np.float32)
+        magnitude = np.ascontiguousarray(npz["magnitude"], dtype=np.float64)
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter({"image": image[s:s + batch], "magnitude": magnitude[s:s + batch]}
+                               for s in range(0, len(image), batch))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude, per_channel=True,
+                    reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
 
 
 def int8_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
@@ -200,32 +238,55 @@ def register_int8(artifact_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
+#: Graph optimisation levels by name (``OnnxEngine(optimization=...)``).
+OPTIMIZATION_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+SPINNING_KEY = "session.intra_op.allow_spinning"
+
+
+def session_options(threads: int, spinning: bool = False, optimization: str = "all") -> ort.SessionOptions:
+    """The ONNX Runtime session options of the engines (the choices and their measurements: module doc).
+
+    ``threads`` intra-op threads, one inter-op thread, sequential execution, spinning off unless
+    ``spinning``, graph optimisation ``optimization`` (:data:`OPTIMIZATION_LEVELS`).
+    """
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ValueError(f"optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {optimization!r}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry(SPINNING_KEY, "1" if spinning else "0")
+    return opts
+
+
+#: Rows per ``session.run`` (module doc: a batch is run in micro-batches of this size).
+DEFAULT_CHUNK: int = 64
+
+
 class OnnxEngine(Engine):
-    """ONNX Runtime CPU session on an artifact's graph (preprocessing inside the graph)."""
+    """ONNX Runtime CPU session on an artifact's graph (preprocessing inside the graph).
+
+    ``chunk``: rows per ``session.run``; a larger batch is run in micro-batches of that size
+    (``None`` or 0: the whole batch at once). Results do not depend on it (rows are independent).
+    """
 
     framework = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None, int8: bool = False,
-                 spinning: bool = False, optimization: str = "all") -> None:
+                 spinning: bool = False, optimization: str = "all", chunk: int | None = DEFAULT_CHUNK) -> None:
         self.threads = resolve_threads(threads)
+        self.chunk = int(chunk) if chunk else 0
         self.name = "onnx-int8" if int8 else "onnx"
         self.precision = "int8" if int8 else "fp32"
         self.path = Path(path)
         self.graph_form: str | None = None  # set by from_artifact (artifact.json's onnx_export.graph_form)
-        levels = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        }
-        if optimization not in levels:
-            raise ValueError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = levels[optimization]
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        opts = session_options(self.threads, spinning=spinning, optimization=optimization)
         self.session: ort.InferenceSession | None = ort.InferenceSession(
             str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
         inputs = [i.name for i in self.session.get_inputs()]
@@ -253,9 +314,15 @@ class OnnxEngine(Engine):
         if self.session is None:
             raise RuntimeError(f"engine {self.name} is closed")
         image, magnitude = self.check_inputs(image, magnitude)
-        feeds = {self.input_names[0]: np.ascontiguousarray(image), self.input_names[1]: np.ascontiguousarray(magnitude)}
-        out = self.session.run([self.output_name], feeds)[0]
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        n = image.shape[0]
+        step = self.chunk or max(n, 1)
+        out = np.empty(n, dtype=np.float32)
+        for start in range(0, n, step):
+            feeds = {self.input_names[0]: np.ascontiguousarray(image[start:start + step]),
+                     self.input_names[1]: np.ascontiguousarray(magnitude[start:start + step])}
+            out[start:start + step] = np.asarray(self.session.run([self.output_name], feeds)[0],
+                                                 dtype=np.float32).reshape(-1)
+        return out
 
     def close(self) -> None:
         self.session = None
