@@ -72,7 +72,8 @@ def test_export_parts_equal_eager() -> None:
     with torch.inference_mode():
         x, m = Preprocess(pre)(image * 50, mags)
         x_log, _ = Preprocess(pre, log_asinh=True)(image * 50, mags)
-        np.testing.assert_array_max_ulp(x_log.numpy(), x.numpy(), maxulp=8)
+        # log(1 + small) keeps the absolute, not the relative, precision of asinh near 0
+        np.testing.assert_allclose(x_log.numpy(), x.numpy(), rtol=1e-6, atol=3e-7)
         ref = model([x, m]).reshape(-1)
         fast = FastAstro(model)(x, m)
         export_form = FastAstro(model, onnx_attention=True)(x, m)

@@ -4,23 +4,37 @@ This is the engine the inference Lambda runs, so it must never import torch (a t
 it in a fresh interpreter and checks ``sys.modules``). The artifact's ``model.onnx`` holds the
 preprocessing and the network, so the engine feeds the raw partition arrays.
 
-Session choices (measured on a 2-core Xeon, see docs/inference.md):
+The graph (``cosmic_utils.model.export``, form ``ONNX_GRAPH_FORM``) is the restructured network:
+folded BatchNorms, merged 1x1 convolutions, attention as one ONNX ``Attention`` node per cell,
+vectorisable asinh. An artifact exported by older code (the eager-network graph) still serves,
+with a warning naming ``cosmic model export``; an int8 graph quantised from another
+``model.onnx`` than the listed one is refused in Lambda and re-quantised on a workstation.
 
-* ``ORT_ENABLE_ALL`` graph optimisations (constant folding, Conv+BN+activation, MatMul+Add,
-  LayerNorm / GELU fusions). The optimised graph can be cached next to the model
-  (``optimized_model_filepath``) but loading the original and optimising takes ~1 s, so we do
-  not write files in the Lambda.
-* ``intra_op_num_threads`` = the engine's threads, ``inter_op_num_threads`` = 1 (the graph is
-  one chain; a second pool would only contend for the same cores).
-* Spinning off by default (``session.intra_op.allow_spinning = 0``): ORT's idle workers
-  otherwise busy-wait after each run and steal the cores from the Python thread that reads
-  the next batch (and from any other engine measured in the same process).
+Session choices (:func:`session_options`; measured interleaved in one process on the 2-core
+Xeon under contention, docs/inference.md "The Lambda engine"):
+
+* ``ORT_ENABLE_ALL`` graph optimisations (constant folding, Gemm+activation, LayerNorm fusions,
+  NCHWc convolutions): faster than ``ORT_ENABLE_EXTENDED`` at one thread. The optimised graph
+  is not saved at export: with NCHWc it is specific to the exporting CPU's ISA (ORT warns so)
+  and a Lambda may land on another CPU type; loading and optimising the original takes
+  ~0.2-0.5 s of a cold start.
+* ``intra_op_num_threads`` = the engine's threads, ``inter_op_num_threads`` = 1, sequential
+  execution (the graph is one chain; a second pool would only contend for the same cores).
+* Spinning off (``session.intra_op.allow_spinning = 0``): at one thread there is no worker to
+  spin; at two, a spinning worker busy-waits after each op and steals the core from the Python
+  thread that reads (prefetches) the next batch and from any other engine in the process.
+* Micro-batches of :data:`DEFAULT_CHUNK` rows per ``session.run``: the activations of 64
+  galaxies (17 tokens x 768 channels) stay in the core's cache; a batch of 256 as four runs
+  was 1.1-1.5x faster than one run, fp32 and int8, at one and two threads.
 
 ``onnx-int8`` quantises the weight MatMul / Gemm nodes of ``model.onnx`` with
 ``onnxruntime.quantization.quantize_dynamic`` (int8 weights per channel in 7 bits -
 ``reduce_range``, see :data:`INT8_VARIANT` - and uint8 activations quantised per batch ->
 ``MatMulInteger`` / ``DynamicQuantizeMatMul``, which use VNNI / AMX-INT8 where present and
-``VPMADDUBSW`` on AVX2-only CPUs, where full 8-bit weights saturate). Attention's activation x activation MatMuls and every Conv stay fp32. The
+``VPMADDUBSW`` on AVX2-only CPUs, where full 8-bit weights saturate). Attention and every Conv
+stay fp32. Static QDQ quantisation (variant ``qdq-static``, activation ranges calibrated on the
+artifact's calibration set) was measured too: no faster, and its sigma_NMAD moved by 2-5 %
+(outside the gate's 2 %), so the dynamic graph stays ``onnx-int8``. The
 quantised file is written once as ``model.int8.onnx`` next to ``model.onnx`` (or in a cache
 folder when the artifact is read-only) and reused; quantising needs the ``onnx`` package,
 running it only ``onnxruntime``. :func:`register_int8` lists it in ``artifact.json``
