@@ -132,7 +132,10 @@ def add_onnx(artifact: ModelArtifact, onnx_example: tuple[Any, Any] | None = Non
         from cosmic_utils.runtime.onnx_engine import register_int8
 
         register_int8(artifact.path)
-        artifact.files = read_meta(artifact.path)["files"]
+        # register_int8 wrote files.onnx_int8 and onnx_int8.source_sha256: take them, so a later
+        # save of this object does not put the old int8 record back
+        fresh = ModelArtifact.load(artifact.path, verify=False)
+        artifact.files, artifact.extra = fresh.files, fresh.extra
     return artifact
 
 
