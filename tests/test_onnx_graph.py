@@ -133,3 +133,15 @@ def test_stale_graphs_are_detected(artifact: Path, tmp_path: Path, caplog: pytes
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ArtifactError, match="stale int8 graph"):
         int8_model_path(old)
+
+
+def test_micro_batches_do_not_change_fp32_results(artifact: Path) -> None:
+    with np.load(artifact / "calibration.npz") as npz:
+        image, magnitude = npz["image"][:20], npz["magnitude"][:20]
+    whole = OnnxEngine.from_artifact(artifact, threads=1, chunk=None).predict(image, magnitude)
+    chunked = OnnxEngine.from_artifact(artifact, threads=1, chunk=7)  # 7 + 7 + 6 rows
+    assert chunked.chunk == 7 and OnnxEngine.from_artifact(artifact, threads=1).chunk == onnx_engine.DEFAULT_CHUNK
+    got = chunked.predict(image, magnitude)
+    assert got.shape == (20,) and got.dtype == np.float32
+    np.testing.assert_allclose(got, whole, rtol=0, atol=1e-6)
+    assert chunked.predict(image[:0], magnitude[:0]).shape == (0,)
