@@ -140,7 +140,6 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     folder keyed by the sha256 of ``src``. An existing, newer ``dst`` of the same variant is reused.
     """
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if variant not in INT8_VARIANTS:
         raise ValueError(f"int8 variant must be one of {INT8_VARIANTS}, got {variant!r}")
@@ -160,15 +159,7 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor to root
     try:
-        if variant == "qdq-static":
-            _quantize_static(src, tmp, other)
-        else:
-            quantize_dynamic(
-                str(src), str(tmp), weight_type=QuantType.QUInt8 if variant == "u8u8" else QuantType.QInt8,
-                per_channel=True, reduce_range=(variant == "u8s8-reduce-range"),
-                op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=other,
-                extra_options={"MatMulConstBOnly": True},
-            )
+        _run_quantiser(variant, src, tmp, other)
         quantised = onnx.load(str(tmp))
         onnx.helper.set_model_props(quantised, {**{p.key: p.value for p in quantised.metadata_props},
                                                 VARIANT_KEY: variant})
@@ -180,6 +171,21 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
             tmp.unlink()
     log.info("quantised %s -> %s (%s, %d weight MatMul/Gemm nodes int8)", src, dst, variant, len(weight))
     return dst
+
+
+def _run_quantiser(variant: str, src: Path, dst: Path, exclude: list[str]) -> None:
+    """Quantise ``src`` into ``dst`` as ``variant`` (see :func:`quantize_onnx_int8`), weight Gemms only."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if variant == "qdq-static":
+        _quantize_static(src, dst, exclude)
+    else:
+        quantize_dynamic(
+            str(src), str(dst), weight_type=QuantType.QUInt8 if variant == "u8u8" else QuantType.QInt8,
+            per_channel=True, reduce_range=(variant == "u8s8-reduce-range"),
+            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude,
+            extra_options={"MatMulConstBOnly": True},
+        )
 
 
 def _quantize_static(src: Path, dst: Path, exclude: list[str], batch: int = 64) -> None:
