@@ -31,7 +31,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-#: Quantisation variants compared (see :func:`cosmic_utils.runtime.onnx_engine.quantize_onnx_int8`).
+from cosmic_utils.runtime.onnx_engine import INT8_VARIANTS
+
+#: Quantisation variants compared by default (see :func:`cosmic_utils.runtime.onnx_engine.quantize_onnx_int8`;
+#: ``--variants qdq-static`` adds the static QDQ graph).
 VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8")
 
 
@@ -102,7 +105,7 @@ def check_graphs(model_dir: Path, graphs: dict[str, Path], threads: int = 1, row
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model artifact folder (with calibration.npz)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=INT8_VARIANTS)
     parser.add_argument("--qemu-cpu", default=None, help="also run under `qemu-x86_64 -cpu MODEL` (e.g. Haswell)")
     parser.add_argument("--graphs", default=None, help=argparse.SUPPRESS)  # inner run: JSON {variant: path}
     parser.add_argument("--rows", type=int, default=None, help="first N calibration rows only (default all)")

@@ -21,13 +21,14 @@ from cosmic_utils import config
 from cosmic_utils.data import dataset
 from cosmic_utils.model.astromae import ViTAstro, build_model
 from cosmic_utils.model.checkpoint import load_state_dict_file
-from cosmic_utils.model.export import RedshiftPredictor, export_onnx
+from cosmic_utils.model.export import EXPORT_RTOL, ExportError, RedshiftPredictor, export_graph
 from cosmic_utils.runtime.artifact import (
     CALIBRATION_FILE,
     META_FILE,
     ONNX_FILE,
     ROLE_CALIBRATION,
     ROLE_ONNX,
+    ROLE_ONNX_INT8,
     ROLE_STATE_DICT,
     STATE_DICT_FILE,
     ArtifactNotFoundError,
@@ -78,7 +79,6 @@ def write_artifact(
     leaves a half-written artifact under the final name; an existing ``out_dir`` is replaced.
     ``onnx_example``: raw ``(image, magnitude)`` arrays the export traces with and verifies on.
     """
-    from cosmic_utils.model.export import RedshiftPredictor, export_onnx
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -96,11 +96,11 @@ def write_artifact(
         if with_onnx:
             model = build_model()
             model.load_state_dict(bare, strict=True)
-            report = export_onnx(RedshiftPredictor(model.eval(), preprocessing), staging / ONNX_FILE,
-                                 example=onnx_example)
+            report = export_graph(model, preprocessing, staging / ONNX_FILE, example=onnx_example)
             art.add_file(ROLE_ONNX, ONNX_FILE)
-            art.extra.setdefault("onnx_export", {k: v for k, v in report.items() if k != "path"})
+            art.extra["onnx_export"] = {k: v for k, v in report.items() if k != "path"}
             add_calibration(art, model=RedshiftPredictor(model.eval(), preprocessing), save=False)
+            check_onnx_on_calibration(art)
         art.save()
         if out.exists():
             shutil.rmtree(out)
@@ -113,14 +113,60 @@ def write_artifact(
 
 
 def add_onnx(artifact: ModelArtifact, onnx_example: tuple[Any, Any] | None = None) -> ModelArtifact:
-    """Export (or re-export) ``model.onnx`` of an artifact that has a state_dict; updates artifact.json."""
-    net = predictor(artifact)
-    report = export_onnx(net, artifact.path / ONNX_FILE, example=onnx_example)
+    """Export (or re-export) ``model.onnx`` of an artifact that has a state_dict; updates artifact.json.
+
+    The graph is the restructured network (:func:`cosmic_utils.model.export.graph_predictor`),
+    checked against the eager model on the example and on the calibration set. An existing
+    calibration set keeps its rows (its eager predictions are recomputed); an int8 graph listed in
+    ``artifact.json`` is quantised again from the new graph, so no file of the artifact is stale.
+    """
+    model = load_model(artifact)
+    report = export_graph(model, artifact.preprocessing, artifact.path / ONNX_FILE, example=onnx_example)
     artifact.add_file(ROLE_ONNX, ONNX_FILE)
     artifact.extra["onnx_export"] = {k: v for k, v in report.items() if k != "path"}
-    add_calibration(artifact, model=net, save=False)
+    inputs = _existing_calibration(artifact)
+    add_calibration(artifact, model=RedshiftPredictor(model, artifact.preprocessing).eval(), inputs=inputs, save=False)
+    check_onnx_on_calibration(artifact)
     artifact.save()
+    if artifact.has(ROLE_ONNX_INT8):
+        from cosmic_utils.runtime.onnx_engine import register_int8
+
+        register_int8(artifact.path)
+        # register_int8 wrote files.onnx_int8 and onnx_int8.source_sha256: take them, so a later
+        # save of this object does not put the old int8 record back
+        fresh = ModelArtifact.load(artifact.path, verify=False)
+        artifact.files, artifact.extra = fresh.files, fresh.extra
     return artifact
+
+
+def _existing_calibration(artifact: ModelArtifact) -> tuple[Any, Any, Any] | None:
+    path = artifact.path / CALIBRATION_FILE
+    if not artifact.has(ROLE_CALIBRATION) or not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        return npz["image"], npz["magnitude"], npz["z_spec"]
+
+
+def check_onnx_on_calibration(artifact: ModelArtifact, rtol: float = EXPORT_RTOL) -> dict[str, float]:
+    """Run ``model.onnx`` on the calibration set and compare with its eager fp32 predictions.
+
+    Records ``onnx_export.calibration_max_abs_diff`` / ``..._max_rel_diff`` (not saved here) and
+    raises :class:`ExportError` above ``rtol`` relative: the exported graph must reproduce the
+    eager model on real galaxies too, not only on the trace example.
+    """
+    from cosmic_utils.model.export import onnx_predict
+
+    with np.load(artifact.path / CALIBRATION_FILE, allow_pickle=False) as npz:
+        image, magnitude, ref = npz["image"], npz["magnitude"], npz["z_fp32"]
+    got = onnx_predict(artifact.path / ONNX_FILE, image, magnitude, batch_size=256).astype(np.float64)
+    diff = float(np.max(np.abs(got - ref))) if len(ref) else 0.0
+    rel = diff / max(float(np.max(np.abs(ref))), 1e-3) if len(ref) else 0.0
+    if not np.isfinite(diff) or rel > rtol:
+        raise ExportError(f"ONNX graph {artifact.path / ONNX_FILE} differs from the eager fp32 model by {diff:.3g} "
+                          f"({rel:.3g} relative > {rtol}) on the {len(ref)}-row calibration set")
+    out = {"calibration_rows": int(len(ref)), "calibration_max_abs_diff": diff, "calibration_max_rel_diff": rel}
+    artifact.extra.setdefault("onnx_export", {}).update(out)
+    return out
 
 
 def add_calibration(artifact: ModelArtifact, rows: int | None = None, model: RedshiftPredictor | None = None,

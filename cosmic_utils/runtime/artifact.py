@@ -70,8 +70,27 @@ ONNX_FILE: str = "model.onnx"
 ROLE_STATE_DICT: str = "state_dict"
 ROLE_ONNX: str = "onnx"
 ROLE_CALIBRATION: str = "calibration"
+#: Role of the int8 graph (``model.int8.onnx``, see ``cosmic_utils.runtime.onnx_engine.register_int8``).
+ROLE_ONNX_INT8: str = "onnx_int8"
 CALIBRATION_FILE: str = "calibration.npz"
+#: The form of ``model.onnx`` this code exports (``cosmic_utils.model.export``): the restructured
+#: network (``FastAstro``) with ONNX ``Attention`` (opset 23) and a log-form asinh. Stored in the
+#: graph (metadata ``cosmic_graph_form``) and in ``artifact.json`` (``onnx_export.graph_form``), so
+#: an artifact exported by older code (the slower eager-network graph) is detected, not used silently.
+ONNX_GRAPH_FORM: str = "fastastro-attn23-1"
+GRAPH_FORM_KEY: str = "cosmic_graph_form"
 _REQUIRED_KEYS: tuple[str, ...] = ("format_version", "name", "architecture", "files")
+
+
+def onnx_graph_form(meta: dict[str, Any]) -> str | None:
+    """The graph form an ``artifact.json`` records for its ``model.onnx`` (``None``: exported before forms)."""
+    form = (meta.get("onnx_export") or {}).get("graph_form")
+    return str(form) if form else None
+
+
+def onnx_graph_current(meta: dict[str, Any]) -> bool:
+    """Whether the artifact's ``model.onnx`` is the graph this code exports (:data:`ONNX_GRAPH_FORM`)."""
+    return onnx_graph_form(meta) == ONNX_GRAPH_FORM
 
 
 class ArtifactError(ValueError):

@@ -4,23 +4,37 @@ This is the engine the inference Lambda runs, so it must never import torch (a t
 it in a fresh interpreter and checks ``sys.modules``). The artifact's ``model.onnx`` holds the
 preprocessing and the network, so the engine feeds the raw partition arrays.
 
-Session choices (measured on a 2-core Xeon, see docs/inference.md):
+The graph (``cosmic_utils.model.export``, form ``ONNX_GRAPH_FORM``) is the restructured network:
+folded BatchNorms, merged 1x1 convolutions, attention as one ONNX ``Attention`` node per cell,
+vectorisable asinh. An artifact exported by older code (the eager-network graph) still serves,
+with a warning naming ``cosmic model export``; an int8 graph quantised from another
+``model.onnx`` than the listed one is refused in Lambda and re-quantised on a workstation.
 
-* ``ORT_ENABLE_ALL`` graph optimisations (constant folding, Conv+BN+activation, MatMul+Add,
-  LayerNorm / GELU fusions). The optimised graph can be cached next to the model
-  (``optimized_model_filepath``) but loading the original and optimising takes ~1 s, so we do
-  not write files in the Lambda.
-* ``intra_op_num_threads`` = the engine's threads, ``inter_op_num_threads`` = 1 (the graph is
-  one chain; a second pool would only contend for the same cores).
-* Spinning off by default (``session.intra_op.allow_spinning = 0``): ORT's idle workers
-  otherwise busy-wait after each run and steal the cores from the Python thread that reads
-  the next batch (and from any other engine measured in the same process).
+Session choices (:func:`session_options`; measured interleaved in one process on the 2-core
+Xeon under contention, docs/inference.md "The Lambda engine"):
+
+* ``ORT_ENABLE_ALL`` graph optimisations (constant folding, Gemm+activation, LayerNorm fusions,
+  NCHWc convolutions): faster than ``ORT_ENABLE_EXTENDED`` at one thread. The optimised graph
+  is not saved at export: with NCHWc it is specific to the exporting CPU's ISA (ORT warns so)
+  and a Lambda may land on another CPU type; loading and optimising the original takes
+  ~0.2-0.5 s of a cold start.
+* ``intra_op_num_threads`` = the engine's threads, ``inter_op_num_threads`` = 1, sequential
+  execution (the graph is one chain; a second pool would only contend for the same cores).
+* Spinning off (``session.intra_op.allow_spinning = 0``): at one thread there is no worker to
+  spin; at two, a spinning worker busy-waits after each op and steals the core from the Python
+  thread that reads (prefetches) the next batch and from any other engine in the process.
+* Micro-batches of :data:`DEFAULT_CHUNK` rows per ``session.run``: the activations of 64
+  galaxies (17 tokens x 768 channels) stay in the core's cache; a batch of 256 as four runs
+  was 1.1-1.5x faster than one run, fp32 and int8, at one and two threads.
 
 ``onnx-int8`` quantises the weight MatMul / Gemm nodes of ``model.onnx`` with
 ``onnxruntime.quantization.quantize_dynamic`` (int8 weights per channel in 7 bits -
 ``reduce_range``, see :data:`INT8_VARIANT` - and uint8 activations quantised per batch ->
 ``MatMulInteger`` / ``DynamicQuantizeMatMul``, which use VNNI / AMX-INT8 where present and
-``VPMADDUBSW`` on AVX2-only CPUs, where full 8-bit weights saturate). Attention's activation x activation MatMuls and every Conv stay fp32. The
+``VPMADDUBSW`` on AVX2-only CPUs, where full 8-bit weights saturate). Attention and every Conv
+stay fp32. Static QDQ quantisation (variant ``qdq-static``, activation ranges calibrated on the
+artifact's calibration set) was measured too: no faster, and its sigma_NMAD moved by 2-5 %
+(outside the gate's 2 %), so the dynamic graph stays ``onnx-int8``. The
 quantised file is written once as ``model.int8.onnx`` next to ``model.onnx`` (or in a cache
 folder when the artifact is read-only) and reused; quantising needs the ``onnx`` package,
 running it only ``onnxruntime``. :func:`register_int8` lists it in ``artifact.json``
@@ -41,7 +55,16 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from cosmic_utils.runtime.artifact import ModelArtifact
+from cosmic_utils.runtime.artifact import (
+    CALIBRATION_FILE,
+    ONNX_GRAPH_FORM,
+    ROLE_ONNX,
+    ROLE_ONNX_INT8,
+    ArtifactError,
+    ModelArtifact,
+    onnx_graph_current,
+    onnx_graph_form,
+)
 from cosmic_utils.runtime.engine import ONNX_ENGINE_NAMES, Engine, artifact_meta, resolve_threads
 from cosmic_utils.runtime.gating import gated
 
@@ -50,8 +73,8 @@ log = logging.getLogger(__name__)
 __all__ = ["OnnxEngine", "quantize_onnx_int8", "onnx_model_path", "int8_model_path", "register_int8", "INT8_SUFFIX"]
 
 INT8_SUFFIX = ".int8.onnx"
-#: Role of the quantised graph in ``artifact.json`` ``files`` (see :func:`register_int8`).
-ROLE_ONNX_INT8 = "onnx_int8"
+#: ``artifact.json`` entry recording which ``model.onnx`` (sha256) and variant the int8 graph was made from.
+INT8_META_KEY = "onnx_int8"
 
 
 def onnx_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
@@ -85,7 +108,7 @@ def _weight_matmuls(model: Any) -> tuple[list[str], list[str]]:
 
 #: Quantisation variants: activations uint8 (dynamic, per batch) x weights int8 ("u8s8"), int8 in
 #: 7 bits ("u8s8-reduce-range") or uint8 ("u8u8"). See :data:`INT8_VARIANT` for the default and why.
-INT8_VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8")
+INT8_VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8", "qdq-static")
 #: The variant :func:`quantize_onnx_int8` writes by default (docs/portability.md has the numbers).
 INT8_VARIANT: str = "u8s8-reduce-range"
 #: metadata_props key of the variant in a quantised graph, so a cached graph of another variant is redone.
@@ -109,12 +132,14 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     ``variant`` (:data:`INT8_VARIANTS`): per-channel int8 weights (``u8s8``), the same in 7 bits
     (``u8s8-reduce-range``: ``VPMADDUBSW`` on CPUs without VNNI adds two u8 x s8 products into
     int16, which saturates for 255 x 127 x 2 but not for 255 x 63 x 2), or uint8 weights
-    (``u8u8``: MLAS widens to int16 first, no saturation, slower). Default ``dst``:
+    (``u8u8``: MLAS widens to int16 first, no saturation, slower), or static QDQ
+    (``qdq-static``: ``quantize_static``, activations uint8 with ranges calibrated once (MinMax) on
+    the artifact's ``calibration.npz`` next to ``src``, weights int8 per channel in 7 bits; measured
+    no faster than the dynamic graph and less accurate, so not the default: docs/inference.md). Default ``dst``:
     ``model.int8.onnx`` next to ``src``, else (read-only folder) a cache file under the temp
     folder keyed by the sha256 of ``src``. An existing, newer ``dst`` of the same variant is reused.
     """
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if variant not in INT8_VARIANTS:
         raise ValueError(f"int8 variant must be one of {INT8_VARIANTS}, got {variant!r}")
@@ -134,12 +159,7 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor to root
     try:
-        quantize_dynamic(
-            str(src), str(tmp), weight_type=QuantType.QUInt8 if variant == "u8u8" else QuantType.QInt8,
-            per_channel=True, reduce_range=(variant == "u8s8-reduce-range"),
-            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=other,
-            extra_options={"MatMulConstBOnly": True},
-        )
+        _run_quantiser(variant, src, tmp, other)
         quantised = onnx.load(str(tmp))
         onnx.helper.set_model_props(quantised, {**{p.key: p.value for p in quantised.metadata_props},
                                                 VARIANT_KEY: variant})
@@ -153,6 +173,52 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     return dst
 
 
+def _run_quantiser(variant: str, src: Path, dst: Path, exclude: list[str]) -> None:
+    """Quantise ``src`` into ``dst`` as ``variant`` (see :func:`quantize_onnx_int8`), weight Gemms only."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if variant == "qdq-static":
+        _quantize_static(src, dst, exclude)
+    else:
+        quantize_dynamic(
+            str(src), str(dst), weight_type=QuantType.QUInt8 if variant == "u8u8" else QuantType.QInt8,
+            per_channel=True, reduce_range=(variant == "u8s8-reduce-range"),
+            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude,
+            extra_options={"MatMulConstBOnly": True},
+        )
+
+
+def _quantize_static(src: Path, dst: Path, exclude: list[str], batch: int = 64) -> None:
+    """Static QDQ int8 of the weight MatMul/Gemm nodes, activation ranges from ``calibration.npz``."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    cal_path = src.parent / CALIBRATION_FILE
+    if not cal_path.is_file():
+        raise ArtifactError(f"static int8 needs the calibration set {cal_path} next to {src.name}")
+    with np.load(cal_path, allow_pickle=False) as npz:
+        image = np.ascontiguousarray(npz["image"], dtype=np.float32)
+        magnitude = np.ascontiguousarray(npz["magnitude"], dtype=np.float64)
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter({"image": image[s:s + batch], "magnitude": magnitude[s:s + batch]}
+                               for s in range(0, len(image), batch))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude, per_channel=True,
+                    reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+
+
 def int8_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
     """The artifact's int8 graph: the one listed as ``files.onnx_int8`` (what a Lambda
     downloads), else a quantised copy of ``model.onnx`` made now (needs the ``onnx`` package)."""
@@ -161,9 +227,21 @@ def int8_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
         meta = artifact_meta(folder)
     except FileNotFoundError:
         meta = {}
-    listed = ((meta.get("files") or {}).get(ROLE_ONNX_INT8) or {}).get("path")
+    files = meta.get("files") or {}
+    listed = (files.get(ROLE_ONNX_INT8) or {}).get("path")
     if listed and (folder / listed).is_file():
-        return folder / listed
+        made_from = (meta.get(INT8_META_KEY) or {}).get("source_sha256")
+        # None: registered before sources were recorded, together with the model.onnx it lists
+        if made_from is None or made_from == (files.get(ROLE_ONNX) or {}).get("sha256"):
+            return folder / listed
+        # quantised from another model.onnx (an older export): never serve it
+        try:
+            import onnx  # noqa: F401  (quantising needs it; the Lambda zip does not ship it)
+        except ImportError as exc:
+            raise ArtifactError(
+                f"model artifact {folder}: {listed} was quantised from another model.onnx than the one listed "
+                "(stale int8 graph); re-export the artifact with `cosmic model export` and deploy it again") from exc
+        log.warning("model artifact %s: %s is stale (made from another model.onnx); quantising again", folder, listed)
     return quantize_onnx_int8(onnx_model_path(folder))
 
 
@@ -175,35 +253,60 @@ def register_int8(artifact_dir: str | os.PathLike[str]) -> Path:
         raise ValueError(f"model artifact {artifact_dir} is read-only: int8 graph cached at {path}")
     art = ModelArtifact.load(artifact_dir, verify=False)
     art.add_file(ROLE_ONNX_INT8, path.name)
+    art.extra[INT8_META_KEY] = {"source_sha256": art.files[ROLE_ONNX]["sha256"], "variant": _graph_variant(path)}
     art.save()
     return path
 
 
+#: Graph optimisation levels by name (``OnnxEngine(optimization=...)``).
+OPTIMIZATION_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+SPINNING_KEY = "session.intra_op.allow_spinning"
+
+
+def session_options(threads: int, spinning: bool = False, optimization: str = "all") -> ort.SessionOptions:
+    """The ONNX Runtime session options of the engines (the choices and their measurements: module doc).
+
+    ``threads`` intra-op threads, one inter-op thread, sequential execution, spinning off unless
+    ``spinning``, graph optimisation ``optimization`` (:data:`OPTIMIZATION_LEVELS`).
+    """
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ValueError(f"optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {optimization!r}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry(SPINNING_KEY, "1" if spinning else "0")
+    return opts
+
+
+#: Rows per ``session.run`` (module doc: a batch is run in micro-batches of this size).
+DEFAULT_CHUNK: int = 64
+
+
 class OnnxEngine(Engine):
-    """ONNX Runtime CPU session on an artifact's graph (preprocessing inside the graph)."""
+    """ONNX Runtime CPU session on an artifact's graph (preprocessing inside the graph).
+
+    ``chunk``: rows per ``session.run``; a larger batch is run in micro-batches of that size
+    (``None`` or 0: the whole batch at once). Results do not depend on it (rows are independent).
+    """
 
     framework = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None, int8: bool = False,
-                 spinning: bool = False, optimization: str = "all") -> None:
+                 spinning: bool = False, optimization: str = "all", chunk: int | None = DEFAULT_CHUNK) -> None:
         self.threads = resolve_threads(threads)
+        self.chunk = int(chunk) if chunk else 0
         self.name = "onnx-int8" if int8 else "onnx"
         self.precision = "int8" if int8 else "fp32"
         self.path = Path(path)
-        levels = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        }
-        if optimization not in levels:
-            raise ValueError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = levels[optimization]
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.graph_form: str | None = None  # set by from_artifact (artifact.json's onnx_export.graph_form)
+        opts = session_options(self.threads, spinning=spinning, optimization=optimization)
         self.session: ort.InferenceSession | None = ort.InferenceSession(
             str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
         inputs = [i.name for i in self.session.get_inputs()]
@@ -217,15 +320,29 @@ class OnnxEngine(Engine):
                       int8: bool = False, **kwargs: Any) -> OnnxEngine:
         """The engine on ``<artifact_dir>/model.onnx`` (its int8 copy when ``int8``)."""
         path = int8_model_path(artifact_dir) if int8 else onnx_model_path(artifact_dir)
-        return cls(path, threads=threads, int8=int8, **kwargs)
+        engine = cls(path, threads=threads, int8=int8, **kwargs)
+        meta = artifact_meta(Path(artifact_dir)) if (Path(artifact_dir) / "artifact.json").is_file() else {}
+        engine.graph_form = onnx_graph_form(meta)
+        if meta and not onnx_graph_current(meta):
+            # a correct but slower graph (the eager network): serve it, and say how to get the fast one
+            log.warning("model artifact %s: model.onnx is graph form %s, this code exports %s (faster); "
+                        "re-export it with `cosmic model export --model %s`", artifact_dir, engine.graph_form,
+                        ONNX_GRAPH_FORM, artifact_dir)
+        return engine
 
     def predict(self, image: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
         if self.session is None:
             raise RuntimeError(f"engine {self.name} is closed")
         image, magnitude = self.check_inputs(image, magnitude)
-        feeds = {self.input_names[0]: np.ascontiguousarray(image), self.input_names[1]: np.ascontiguousarray(magnitude)}
-        out = self.session.run([self.output_name], feeds)[0]
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        n = image.shape[0]
+        step = self.chunk or max(n, 1)
+        out = np.empty(n, dtype=np.float32)
+        for start in range(0, n, step):
+            feeds = {self.input_names[0]: np.ascontiguousarray(image[start:start + step]),
+                     self.input_names[1]: np.ascontiguousarray(magnitude[start:start + step])}
+            out[start:start + step] = np.asarray(self.session.run([self.output_name], feeds)[0],
+                                                 dtype=np.float32).reshape(-1)
+        return out
 
     def close(self) -> None:
         self.session = None
