@@ -97,7 +97,8 @@ def test_calibration_parity_fails_loudly(artifact: Path, tmp_path: Path) -> None
 def test_session_options_applied(artifact: Path, threads: int) -> None:
     eng = OnnxEngine.from_artifact(artifact, threads=threads)
     opts = eng.session.get_session_options()
-    assert opts.intra_op_num_threads == threads and opts.inter_op_num_threads == 1
+    # row-parallel (the default): one intra-op thread per run, ``threads`` runs at once
+    assert opts.intra_op_num_threads == 1 and opts.inter_op_num_threads == 1 and eng.workers == threads
     assert opts.get_session_config_entry(SPINNING_KEY) == "0"
     assert eng.graph_form == ONNX_GRAPH_FORM
     spin = OnnxEngine.from_artifact(artifact, threads=threads, spinning=True)
@@ -145,3 +146,24 @@ def test_micro_batches_do_not_change_fp32_results(artifact: Path) -> None:
     assert got.shape == (20,) and got.dtype == np.float32
     np.testing.assert_allclose(got, whole, rtol=0, atol=1e-6)
     assert chunked.predict(image[:0], magnitude[:0]).shape == (0,)
+
+
+def test_row_parallel_threads_match_one_thread(artifact: Path) -> None:
+    """threads=2 runs micro-batches concurrently on one-thread sessions: same numbers, rows in order."""
+    with np.load(artifact / "calibration.npz") as npz:
+        image, magnitude = npz["image"][:21], npz["magnitude"][:21]
+    one = OnnxEngine.from_artifact(artifact, threads=1, chunk=None).predict(image, magnitude)
+    rows = OnnxEngine.from_artifact(artifact, threads=2, chunk=4)  # 6 runs of <= 4 rows over 2 workers
+    assert (rows.parallel, rows.workers) == ("rows", 2)
+    assert rows.session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_allclose(rows.predict(image, magnitude), one, rtol=0, atol=1e-6)
+    # a batch smaller than workers x chunk still gives every worker rows (3 rows: 2 + 1)
+    np.testing.assert_allclose(rows.predict(image[:3], magnitude[:3]), one[:3], rtol=0, atol=1e-6)
+    intra = OnnxEngine.from_artifact(artifact, threads=2, parallel="intra")
+    assert (intra.workers, intra.session.get_session_options().intra_op_num_threads) == (1, 2)
+    np.testing.assert_allclose(intra.predict(image, magnitude), one, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="parallel must be one of"):
+        OnnxEngine.from_artifact(artifact, threads=2, parallel="processes")
+    rows.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        rows.predict(image, magnitude)

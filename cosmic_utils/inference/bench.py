@@ -323,12 +323,13 @@ def _timed_predict_all(engine: Engine, image: np.ndarray, magnitude: np.ndarray,
 
 
 def observed_threads(engine: Engine) -> int:
-    """The intra-op threads the engine really ran with: its ONNX Runtime session's
-    ``intra_op_num_threads``, else torch's thread count right after its last ``predict``
+    """The threads the engine really ran with: its ONNX Runtime session's
+    ``intra_op_num_threads`` times its concurrent runs (``workers``), else torch's thread count right after its last ``predict``
     (torch engines set it on every call)."""
     session = getattr(engine, "session", None)
     if session is not None:
-        return int(session.get_session_options().intra_op_num_threads)
+        # row-parallel ONNX engines run ``workers`` one-thread session.run calls at once
+        return int(session.get_session_options().intra_op_num_threads) * int(getattr(engine, "workers", 1))
     import torch
 
     return int(torch.get_num_threads())

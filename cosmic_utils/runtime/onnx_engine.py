@@ -26,6 +26,15 @@ Xeon under contention, docs/inference.md "The Lambda engine"):
 * Micro-batches of :data:`DEFAULT_CHUNK` rows per ``session.run``: the activations of 64
   galaxies (17 tokens x 768 channels) stay in the core's cache; a batch of 256 as four runs
   was 1.1-1.5x faster than one run, fp32 and int8, at one and two threads.
+* Several threads work on rows, not inside ops (``parallel="rows"``, the default): the session
+  has one intra-op thread and the engine runs the micro-batches of a batch concurrently from
+  ``threads`` Python threads (``InferenceSession.run`` is thread-safe and releases the GIL).
+  Splitting every op of a 64-row micro-batch over two cores costs a synchronisation per op;
+  rows need none. Measured on the quiet 2-core Xeon (AMX), batch 256, fp32, interleaved:
+  1,034 samples/s row-parallel vs 870/s with two intra-op threads (1.19x); at one thread the
+  two modes are the same code. ``parallel="intra"`` keeps the intra-op mode (one run at a time
+  with ``threads`` intra-op threads) for comparison. Memory: one set of weights; each
+  concurrent run has its own activations (a few MB per 64 rows).
 
 ``onnx-int8`` quantises the weight MatMul / Gemm nodes of ``model.onnx`` with
 ``onnxruntime.quantization.quantize_dynamic`` (int8 weights per channel in 7 bits -
@@ -49,6 +58,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +297,8 @@ def session_options(threads: int, spinning: bool = False, optimization: str = "a
 
 #: Rows per ``session.run`` (module doc: a batch is run in micro-batches of this size).
 DEFAULT_CHUNK: int = 64
+#: How an engine with several threads uses them (module doc): concurrent micro-batches or intra-op threads.
+PARALLEL_MODES: tuple[str, ...] = ("rows", "intra")
 
 
 class OnnxEngine(Engine):
@@ -299,14 +311,24 @@ class OnnxEngine(Engine):
     framework = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None, int8: bool = False,
-                 spinning: bool = False, optimization: str = "all", chunk: int | None = DEFAULT_CHUNK) -> None:
+                 spinning: bool = False, optimization: str = "all", chunk: int | None = DEFAULT_CHUNK,
+                 parallel: str = "rows") -> None:
+        if parallel not in PARALLEL_MODES:
+            raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {parallel!r}")
         self.threads = resolve_threads(threads)
         self.chunk = int(chunk) if chunk else 0
+        # row-parallel: one intra-op thread per session.run, ``threads`` runs at once
+        self.parallel = parallel if self.threads > 1 else "intra"
+        self.workers = self.threads if self.parallel == "rows" else 1
+        self._pool: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cosmic-ort")
+            if self.workers > 1 else None)
         self.name = "onnx-int8" if int8 else "onnx"
         self.precision = "int8" if int8 else "fp32"
         self.path = Path(path)
         self.graph_form: str | None = None  # set by from_artifact (artifact.json's onnx_export.graph_form)
-        opts = session_options(self.threads, spinning=spinning, optimization=optimization)
+        opts = session_options(1 if self.parallel == "rows" else self.threads, spinning=spinning,
+                               optimization=optimization)
         self.session: ort.InferenceSession | None = ort.InferenceSession(
             str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
         inputs = [i.name for i in self.session.get_inputs()]
@@ -336,16 +358,31 @@ class OnnxEngine(Engine):
         image, magnitude = self.check_inputs(image, magnitude)
         n = image.shape[0]
         step = self.chunk or max(n, 1)
+        if self.workers > 1:  # every worker gets rows, even when the batch is smaller than workers x chunk
+            step = max(1, min(step, -(-n // self.workers)))
         out = np.empty(n, dtype=np.float32)
-        for start in range(0, n, step):
+        session = self.session
+
+        def run(start: int) -> None:
             feeds = {self.input_names[0]: np.ascontiguousarray(image[start:start + step]),
                      self.input_names[1]: np.ascontiguousarray(magnitude[start:start + step])}
-            out[start:start + step] = np.asarray(self.session.run([self.output_name], feeds)[0],
+            out[start:start + step] = np.asarray(session.run([self.output_name], feeds)[0],
                                                  dtype=np.float32).reshape(-1)
+
+        starts = range(0, n, step)
+        if self._pool is not None and len(starts) > 1:
+            for _ in self._pool.map(run, starts):  # re-raises a worker's error here
+                pass
+        else:
+            for start in starts:
+                run(start)
         return out
 
     def close(self) -> None:
         self.session = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def create_onnx_engine(name: str, artifact_dir: str | os.PathLike[str], threads: int | None = None,
