@@ -64,7 +64,7 @@ model: $(STAMP) ## train the default model on the bundled galaxies (cached) and 
 BENCH_BUDGET_S ?= 420
 bench: $(STAMP) ## benchmarks: renderer, partition I/O, engines at 1 and 2 threads vs the published loop (prints ratios, phase times)
 	@t0=$$(date +%s) && $(COSMIC) data bench && t1=$$(date +%s) && \
-	$(COSMIC) bench --threads 1 2 --batch-sizes 64,256,512 --batch-sizes-at 1:256 --budget-s $(BENCH_BUDGET_S) \
+	$(COSMIC) bench --threads 1 2 --batch-sizes 32,64,128,256,512 --batch-sizes-at 1:256 --budget-s $(BENCH_BUDGET_S) \
 		--json runs/bench/bench.json && t2=$$(date +%s) && \
 	echo "make bench (measured wall clock): data bench $$((t1 - t0)) s, engine bench $$((t2 - t1)) s, total $$((t2 - t0)) s"
 

@@ -332,7 +332,10 @@ def test_records_carry_phase_seconds_that_fit_in_the_total(s3: Any, double_engin
         assert rec["download_s"] > 0 and rec["decode_s"] > 0 and rec["inference_s"] > 0 and rec["upload_s"] > 0
         assert rec["preprocess_s"] == 0.0  # inside the ONNX graph: counted in inference_s
         assert rec["load_s"] == rec["decode_s"]  # the older name, kept for readers
-        assert sum(rec[k] for k in PHASES) + rec["fetch_wait_s"] <= rec["duration_s"] + 1e-3
+        # duration runs from the start of this partition's download; fetch_wait is time spent waiting
+        # for that (background) download/decode, so it overlaps them and is not added to the sum
+        assert sum(rec[k] for k in PHASES) <= rec["duration_s"] + 1e-3
+        assert rec["fetch_wait_s"] <= rec["download_s"] + rec["decode_s"] + 1e-3
     assert [r["prefetched"] for r in recs] == [False, True, True]
 
 

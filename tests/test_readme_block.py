@@ -71,3 +71,27 @@ def test_missing_markers_name_the_file(tmp_path: Path) -> None:
     doc.write_text("# no markers\n")
     with pytest.raises(ValueError, match="README.md: the measured-table markers are missing"):
         readme.update_readme(doc, tmp_path)
+
+
+
+def test_lambda_engine_projection_and_data_size_rows(tmp_path: Path) -> None:
+    """The Lambda-engine, projection and data-size rows come from their records, or say 'not measured'."""
+    import shutil
+
+    from cosmic_utils import config
+
+    shipped = readme.measured_rows()
+    lam = next(r for r in shipped if r.what.startswith("Lambda engine (ONNX Runtime"))
+    assert "1 thread:" in lam.result and "2 threads:" in lam.result
+    proj = next(r for r in shipped if r.what.startswith("PROJECTED Lambda cost"))
+    assert "USD per GB" in proj.result and "arm64 not measured" in proj.result
+    size = next(r for r in shipped if r.what.startswith("local data-size study"))
+    assert "GB/s" in size.result and "peak RSS" in size.result and "8 GB" in size.result
+    # an empty records folder: every one of these rows says it was not measured, none invents a number
+    empty = tmp_path / "records"
+    empty.mkdir()
+    shutil.copy(config.RECORDS_DIR / "simulator_validation.json", empty)
+    texts = {r.what: r.result for r in readme.measured_rows(empty)}
+    for what in ("Lambda engine (ONNX) at 1 and 2 threads", "Lambda cost and 12.6 GB wall clock (projected)",
+                 "local data-size study (streamed)"):
+        assert texts[what].startswith("not measured"), (what, texts[what])

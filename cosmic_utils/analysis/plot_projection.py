@@ -68,7 +68,7 @@ def draw(plots: _Style, record: dict[str, Any] | None = None) -> plt.Figure | No
             label="same, Amdahl beyond 2 vCPU (optimistic bound) [projected]")
     best = next(m for m in mem if m.get("best_memory"))
     ax.annotate(f"best {best['memory_mb']:.0f} MB\n{best['usd_per_gb']:.4f} $/GB", (best["memory_mb"], best["usd_per_gb"]),
-                xytext=(60, -10), textcoords="offset points", fontsize=8, arrowprops={"arrowstyle": "-", "color": "0.4"})
+                xytext=(22, 16), textcoords="offset points", fontsize=8, arrowprops={"arrowstyle": "-", "color": "0.4"})
     pub = rec["published"]
     cai = pub["cosmic_ai"]
     plots.plot_series(ax, [cai["memory_mb"]], [cai["usd_per_gb"]], "published",

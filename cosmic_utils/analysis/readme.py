@@ -208,8 +208,71 @@ def _renderer(recs: Path) -> list[Row]:
                 _machine(info), _rel(path, recs), "`cosmic data bench`")]
 
 
+def _lambda_engine(recs: Path) -> list[Row]:
+    """The Lambda engine (ONNX only) per thread count: fp32 and the chosen reduced engine vs the loop."""
+    path = recs / "bench.json"
+    doc = _load(path)
+    by_threads = (doc.get("summary") or {}).get("by_threads") if isinstance(doc, dict) else None
+    if not by_threads:
+        return [_missing("Lambda engine (ONNX) at 1 and 2 threads", "bench.json", "make bench")]
+    info = {**doc.get("meta", {}), **(doc.get("provenance") or {})}
+    batch = doc.get("summary", {}).get("batch_size", 256)
+    rows = {(r.get("threads"), r["engine"]): r for r in doc.get("rows", []) if r.get("batch_size") == batch}
+    parts = []
+    for t in sorted(by_threads, key=int):
+        loop, fp32 = rows.get((int(t), "published-loop")), rows.get((int(t), "onnx"))
+        lam = by_threads[t].get("lambda_engine") or {}
+        if not loop or not fp32:
+            continue
+        text = f"{t} thread{'s' if int(t) > 1 else ''}: loop {_n(loop['samples_per_s'])}/s, onnx fp32 " \
+               f"{_n(fp32['samples_per_s'])}/s ({fp32['ratio_vs_published_loop']:.2f}x)"
+        if lam.get("engine") and lam["engine"] != "onnx" and lam.get("samples_per_s"):
+            text += f", {lam['engine']} {_n(lam['samples_per_s'])}/s ({lam['ratio_vs_published_loop']:.2f}x, accurate)"
+        parts.append(text)
+    return [Row(f"Lambda engine (ONNX Runtime, no torch) at batch {batch} vs the published loop at the same threads",
+                "; ".join(parts) or "no rows", _machine(info), _rel(path, recs), "`make bench`")]
+
+
+def _projection(recs: Path) -> list[Row]:
+    """PROJECTED Lambda cost and 12.6 GB wall clock from the measured 1-thread engine speed."""
+    path = recs / "lambda_projection.json"
+    d = _load(path)
+    if not isinstance(d, dict):
+        return [_missing("Lambda cost and 12.6 GB wall clock (projected)", "lambda_projection.json",
+                         "cosmic simulate --project --json data/records/lambda_projection.json")]
+    best = d["best"]
+    fixed = {w["partition_mb"]: w for w in d.get("wall_clock_12_6gb", []) if w["memory_mb"] == best["memory_mb"]}
+    walls = ", ".join(f"{mb:g} MB partitions {w['wall_s']:.1f} s" for mb, w in sorted(fixed.items(), reverse=True))
+    fast = d.get("wall_clock_12_6gb_fastest") or []
+    quick = min((f["fastest"] for f in fast if f.get("fastest")), key=lambda w: w["wall_s"], default=None)
+    extra = (f"; fastest configuration {quick['wall_s']:.1f} s ({quick['partition_mb']:g} MB, "
+             f"{quick['memory_mb']:.0f} MB, {quick['per_invocation']} partitions per invocation)") if quick else ""
+    return [Row("PROJECTED Lambda cost and 12.6 GB wall clock (simulator + the 1-thread bench of the Lambda engine)",
+                f"best memory {best['memory_mb']:.0f} MB: {_g(best['usd_per_gb'])} USD per GB (Lambda only; published "
+                f"Cosmic AI {_g(d['published']['cosmic_ai']['usd_per_gb'])}); 12.6 GB at concurrency 1,000: "
+                f"{walls}{extra}; arm64 not measured",
+                f"engine timed on {d['inputs']['engine'].get('cpu_model', NOT_RECORDED)}", _rel(path, recs),
+                "`cosmic simulate --project --json data/records/lambda_projection.json`")]
+
+
+def _local_data_size(recs: Path) -> list[Row]:
+    """The streamed local data-size study: throughput and peak RSS per size."""
+    path = recs / "local_data_size.csv"
+    if not path.is_file():
+        return [_missing("local data-size study (streamed)", "local_data_size.csv", "make local-data-size")]
+    df = pd.read_csv(path)
+    agg = df.groupby("data_gb").agg(gb_s=("gb_per_s", "median"), rss=("peak_rss_mb", "max"), n=("gb_per_s", "size"))
+    sizes = ", ".join(f"{gb:.3g} GB {r.gb_s:.3g} GB/s (peak RSS {_n(r.rss)} MB)" for gb, r in agg.iterrows())
+    first = df.iloc[0]
+    return [Row(f"local data-size study, streamed ({first['engine']}, batch {int(first['batch_size'])}, "
+                f"{int(first['threads'])} threads, fresh process per size)", sizes,
+                _machine({k: first.get(k) for k in ("cpu_model", "cpus", "isa")}),
+                _rel(path, recs), "`make local-data-size`")]
+
+
 #: The table, top to bottom.
-SECTIONS: tuple[Callable[[Path], list[Row]], ...] = (_renderer, _engines, _pipeline, _sweeps, _reliability,
+SECTIONS: tuple[Callable[[Path], list[Row]], ...] = (_renderer, _engines, _lambda_engine, _projection,
+                                                      _local_data_size, _pipeline, _sweeps, _reliability,
                                                       _simulator)
 
 

@@ -92,6 +92,10 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
     df = _read_csvs([*runs.glob("local/*/records.csv"), *shipped])
     if not df.empty and "kind" not in df.columns:
         df["kind"] = "local_cpu"
+    # a run shipped to data/records/ and still in runs/ is one run, not two
+    key = [c for c in ("run_id", "engine", "precision", "batch_size", "threads", "timestamp") if c in df.columns]
+    if "run_id" in key:
+        df = df.drop_duplicates(subset=key, keep="first").reset_index(drop=True)
     return df
 
 

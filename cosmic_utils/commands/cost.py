@@ -169,7 +169,7 @@ def _project_engine(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(lp.describe(rec)))
     print(f"per memory size, {rec['inputs']['partition_mb']:g} MB partitions, x86_64 (projected; "
-          "arm64: not measured):")
+          "arm64: not measured; USD = Lambda only: billed duration + request charge):")
     _print_table(rec["memory"], ["memory_mb", "vcpu", "engine_speed_rel", "duration_s", "billed_ms", "usd_per_gb",
                                  "usd_per_gb_cold", "usd_per_gb_amdahl", "best_memory"])
     print(f"best memory: {rec['best_memory_mb']:.0f} MB at {rec['best']['usd_per_gb']:.4g} USD/GB (projected; "
@@ -177,9 +177,12 @@ def _project_engine(args: argparse.Namespace) -> int:
           f"{rec['published']['cosmic_ai']['memory_mb']:.0f} MB)")
     rows = [{"memory_mb": w["memory_mb"], "partition_mb": w["partition_mb"], "partitions": w["partitions"],
              "map": f"{w['map']['mode']} {w['map']['slots']} slots" + (" queued" if w["map"]["queued"] else ""),
-             "wall_s": w["wall_s"], "usd_per_gb": w["usd_per_gb"]} for w in rec["wall_clock_12_6gb"]]
-    print(f"{lp.LARGEST_PUBLISHED_GB} GB end to end at account concurrency {args.concurrency} (projected, simulated schedule):")
-    _print_table(rows, ["memory_mb", "partition_mb", "partitions", "map", "wall_s", "usd_per_gb"])
+             "wall_s": w["wall_s"], "lambda_usd_per_gb": w["lambda_usd_per_gb"], "usd_per_gb": w["usd_per_gb"]}
+            for w in rec["wall_clock_12_6gb"]]
+    print(f"{lp.LARGEST_PUBLISHED_GB} GB end to end at account concurrency {args.concurrency} (projected, simulated "
+          "schedule; usd_per_gb = Lambda + Step Functions + S3 requests; Lambda billed on warm durations, "
+          "cold starts count in wall_s only):")
+    _print_table(rows, ["memory_mb", "partition_mb", "partitions", "map", "wall_s", "lambda_usd_per_gb", "usd_per_gb"])
     for w in rec["published"]["wall_12_6gb"]:
         print(f"  published {w['partition_mb']:g} MB: median {w['median_s']:.1f} s (runs "
               + ", ".join(f"{x:.1f}" for x in w["runs_s"]) + ")")
