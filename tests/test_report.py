@@ -72,13 +72,17 @@ def test_lambda_verdicts_ignore_the_local_backend(src: report.Sources) -> None:
 
 def test_batch_verdict_follows_the_projection(src: report.Sources) -> None:
     """The projection is driven by the measured engine speed: make batch 256 fastest and the claim holds."""
-    text = report.build_report(src)
-    assert "| Batch 256 gives the most throughput | **not supported** |" in text
     path = src.records / "local_cpu.csv"
     df = pd.read_csv(path)
-    df.loc[(df["engine"] == "onnx") & (df["batch_size"] == 256), "samples_per_s"] *= 3
-    df.to_csv(path, index=False)
-    text = report.build_report(src)
+    at256 = (df["engine"] == "onnx") & (df["batch_size"] == 256)
+    verdicts = {}
+    for factor in (0.5, 3.0):  # batch 256 clearly slower (beyond the run-to-run noise), then clearly fastest
+        changed = df.copy()
+        changed.loc[at256, "samples_per_s"] *= factor
+        changed.to_csv(path, index=False)
+        verdicts[factor] = report.build_report(src)
+    assert "| Batch 256 gives the most throughput | **not supported** |" in verdicts[0.5]
+    text = verdicts[3.0]
     assert "| Batch 256 gives the most throughput | **supported** |" in text
     assert "projected by the simulator from" in text.split("## Batch size")[1].split("\n## ")[0]
 
