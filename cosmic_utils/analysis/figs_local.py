@@ -57,7 +57,11 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
             ax.set_yticks([])
             ax.set_title(f"{sweep.replace('_', ' ')} sweep")
             continue
-        lab = series_label("measured", f"local backend sweep, {figdata.spread_text(pts)}", machine)
+        summ = recs.get("sweep_summary", pd.DataFrame())
+        if not summ.empty and "sweep" in summ.columns:  # each sweep names its own machine (older ones none)
+            summ = summ[summ["sweep"].astype(str) == sweep]
+        lab = series_label("measured", f"local backend sweep {sweep.replace('_', ' ')}, {figdata.spread_text(pts)}",
+                           figdata.machine_of(summ))
         plot_range(ax, pts[param], pts[f"{metric}_med"], pts[f"{metric}_min"], pts[f"{metric}_max"], "measured",
                    lab, color(0))
         gb = pts["data_gb_med"].dropna()
