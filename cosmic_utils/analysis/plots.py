@@ -100,7 +100,7 @@ def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
     set_style()
     recs = recs if recs is not None else load_all_records()
     fitted = simulate.load_fitted()
-    speedup = simulate.read_engine_speedup(batch_sizes=(256,), threads=1)  # the 1-vCPU Lambda engine, batch 256
+    speedup = simulate.read_engine_speedup()  # the 1-vCPU Lambda engine, batch 256
     figures: dict[str, plt.Figure] = {}
     for name, func in FIGURES.items():
         if only and name not in only:

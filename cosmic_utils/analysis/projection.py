@@ -86,7 +86,7 @@ def _project(partitions: int, mb: float, data_gb: float, memory_mb: float, max_c
     item_mb = mb * n / invocations
     fitted = simulate.load_fitted()
     timing, orch = fitted if fitted else (simulate.PartitionTiming(), simulate.Orchestration())
-    speedup = simulate.read_engine_speedup(batch_sizes=(256,), threads=1)  # the 1-vCPU Lambda engine, batch 256
+    speedup = simulate.read_engine_speedup()  # the 1-vCPU Lambda engine, batch 256
     if speedup:
         timing = replace(timing, inference_s_per_mb=timing.inference_s_per_mb / speedup,
                          inference_samples_s_per_mb=tuple(x / speedup for x in timing.inference_samples_s_per_mb))
