@@ -1,0 +1,51 @@
+"""Strict reading of numbers that come from records, and strict JSON writing.
+
+Every number read from a record (bench speeds, durations, prices, sizes) goes through
+:func:`check_number`: it must be a real, finite number inside its physical range, or a
+:class:`RecordError` names the file, the field and the value. :func:`dumps` / :func:`dump` write
+standard JSON only (``allow_nan=False``): no ``NaN`` or ``Infinity`` ever reaches a record.
+It lives in ``runtime`` (the lowest layer) so that Summarize in Lambda and every workstation
+reader share one rule. docs/reliability.md lists the scenarios that exercise it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import IO, Any
+
+
+class RecordError(ValueError):
+    """A record holds a value that is missing, not a number, not finite or out of its range."""
+
+
+def check_number(value: Any, *, source: str | Path, field: str, lo: float | None = None,
+                 hi: float | None = None, lo_open: bool = False) -> float:
+    """``value`` as a float, or :class:`RecordError` naming ``source``, ``field`` and the value.
+
+    ``lo`` / ``hi`` bound the physical range (inclusive; ``lo_open=True`` makes ``lo`` exclusive,
+    for quantities that must be strictly positive such as a speed). Booleans are not numbers.
+    """
+    where = f"{source}: field {field!r}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(f"{where} is {value!r}, not a number")
+    x = float(value)
+    if not math.isfinite(x):
+        raise RecordError(f"{where} is {value!r}, not a finite number")
+    if lo is not None and (x <= lo if lo_open else x < lo):
+        bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
+        raise RecordError(f"{where} is {x:g}, outside its physical range (must be {bound})")
+    if hi is not None and x > hi:
+        raise RecordError(f"{where} is {x:g}, outside its physical range (must be <= {hi:g})")
+    return x
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that refuses NaN and infinities (standard JSON only)."""
+    return json.dumps(obj, allow_nan=False, **kwargs)
+
+
+def dump(obj: Any, fp: IO[str], **kwargs: Any) -> None:
+    """``json.dump`` that refuses NaN and infinities (standard JSON only)."""
+    json.dump(obj, fp, allow_nan=False, **kwargs)
