@@ -36,8 +36,18 @@ install: $(STAMP) ## create .venv and install the package with its dev and lab e
 demo: $(STAMP) ## MAIN JOB: data -> model (trained once, cached) -> ONNX -> state machine on the local backend -> summary + figures
 	$(COSMIC) demo
 
+.PHONY: qemu
+qemu: ## install qemu-user where root and apt-get allow (the tests under an emulated AMD EPYC / Intel Haswell need it; QEMU=0 skips)
+	@if command -v qemu-x86_64 >/dev/null; then echo "qemu: $$(qemu-x86_64 --version | head -1)"; \
+	elif [ "$(QEMU)" = "0" ]; then echo "qemu: QEMU=0, the tests under QEMU will be skipped"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "qemu: installing qemu-user (apt-get)"; \
+	  (timeout 600 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq qemu-user >/dev/null) \
+	    || echo "qemu: qemu-user could not be installed, the tests under QEMU will be skipped"; \
+	else echo "qemu: no qemu-x86_64 and no root apt-get (install qemu-user): the tests under QEMU will be skipped"; fi
+
 .PHONY: test
-test: $(STAMP) ## run the linter, the architecture contracts, the test suite and every notebook with its default parameters
+test: $(STAMP) qemu ## run the linter, the architecture contracts, the test suite and every notebook with its default parameters
 	$(BIN)/ruff check cosmic_utils lambda tests
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 -q

@@ -53,7 +53,7 @@ import pytest
 import torch
 from torch import nn
 
-from cosmic_utils.model import numerics
+from cosmic_utils.model import isa_report, numerics
 from cosmic_utils.model.astromae import (
     ViTAstro,
     build_model,
@@ -228,15 +228,16 @@ def test_isa_cap_in_effect() -> None:
 
 @pytest.mark.skipif(platform.machine().lower() not in {"x86_64", "amd64"}, reason="x86-64 ISA caps")
 def test_isa_caps_reach_aten_onednn_mkl() -> None:
-    """The AVX2 caps change the code path of all three libraries (their own reports say so)."""
-    code = ("import torch; print('aten', torch.backends.cpu.get_cpu_capability());"
-            "x = torch.randn(64, 64); x @ x;"
-            "torch.nn.functional.conv2d(torch.randn(2, 8, 8, 8), torch.randn(8, 8, 3, 3))")
-    env = {**os.environ, **numerics.ISA_CAPS["avx2"], "ONEDNN_VERBOSE": "1", "MKL_VERBOSE": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert "aten AVX2" in out
-    assert re.search(r"onednn_verbose.*isa:Intel AVX2\s*$", out, re.M), out[:2000]
-    assert re.search(r"MKL_VERBOSE .*\(Intel\(R\) AVX2\) enabled processors", out), out[:2000]
+    """The AVX2 caps reach ATen, oneDNN and MKL on this CPU, judged on each library's own report.
+
+    Vendor-neutral (cosmic_utils/model/isa_report.py): where MKL's banner names no ISA (every
+    non-Intel CPU), the check reads MKL's dispatch index instead and asserts the cap left it
+    unchanged; tests/test_cpu_vendors.py runs the same check on captured AMD and emulated Intel
+    output."""
+    capped, _ = isa_report.run_report("avx2")
+    native, _ = isa_report.run_report("native")
+    problems, findings = isa_report.cap_findings(capped, native)
+    assert problems == [], (problems, findings)
 
 
 @pytest.mark.parametrize("cap", ["avx2", pytest.param("sse", marks=pytest.mark.slow),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,15 @@ ISA_CAP_VARIABLES: tuple[str, ...] = (
 )
 
 
-def _cpuinfo_fields() -> dict[str, str]:
-    """First value of each ``key: value`` line of /proc/cpuinfo (empty off Linux)."""
+#: lscpu's names of the /proc/cpuinfo fields the probe reads (lscpu's output is what users
+#: paste into bug reports; tests/fixtures/cpus/ holds real ones).
+LSCPU_KEYS: dict[str, str] = {"Vendor ID": "vendor_id", "Model name": "model name", "Flags": "flags",
+                              "Architecture": "architecture"}
+
+
+def parse_cpuinfo(text: str) -> dict[str, str]:
+    """First value of each ``key: value`` line of a /proc/cpuinfo text (its first processor)."""
     fields: dict[str, str] = {}
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return fields
     for line in text.splitlines():
         if ":" not in line:
             if not line.strip() and fields:
@@ -50,6 +53,24 @@ def _cpuinfo_fields() -> dict[str, str]:
         key, value = line.split(":", 1)
         fields.setdefault(key.strip(), value.strip())
     return fields
+
+
+def parse_lscpu(text: str) -> dict[str, str]:
+    """The /proc/cpuinfo fields the probe reads, from ``lscpu`` output (same vendor-free keys)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in LSCPU_KEYS:
+            fields.setdefault(LSCPU_KEYS[key.strip()], value.strip())
+    return fields
+
+
+def _cpuinfo_fields() -> dict[str, str]:
+    """/proc/cpuinfo of this machine, parsed (empty off Linux)."""
+    try:
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return {}
 
 
 def _isa_level(arch: str, flags: set[str]) -> str:
@@ -76,18 +97,32 @@ def cpu_probe() -> dict[str, Any]:
     ``isa_caps`` (``NAME=value`` of every cap variable set, ``;``-separated), ``cpus``
     (usable cores), ``cpu_type`` (the key accuracy checks are cached under).
     """
-    fields = _cpuinfo_fields()
-    arch = platform.machine().lower()
-    raw = set((fields.get("flags") or fields.get("Features") or "").split())
-    known = X86_FLAGS if arch in {"x86_64", "amd64"} else ARM_FLAGS
-    flags = sorted(f for f in known if f in raw)
-    model = fields.get("model name") or fields.get("Model") or platform.processor() or arch
-    vendor = fields.get("vendor_id") or fields.get("CPU implementer") or ""
-    caps = ";".join(f"{k}={os.environ[k]}" for k in ISA_CAP_VARIABLES if os.environ.get(k))
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
+    return probe_from_fields(_cpuinfo_fields(), arch=platform.machine().lower(), environ=os.environ,
+                             cpus=cpus, fallback_model=platform.processor())
+
+
+def probe_from_fields(fields: Mapping[str, str], *, arch: str, environ: Mapping[str, str] | None = None,
+                      cpus: int = 1, fallback_model: str = "") -> dict[str, Any]:
+    """The probe of :func:`cpu_probe` from given /proc/cpuinfo (or :func:`parse_lscpu`) fields.
+
+    Nothing here reads the vendor to decide anything: ``cpu_type`` is built from the
+    architecture, the ISA level and the flags only, so an AMD and an Intel CPU with the same
+    flags share one key (the reduced-precision kernels the accuracy gate protects, in ONNX Runtime,
+    fbgemm and oneDNN, are chosen by the ISA flags; float32 MKL, which
+    dispatches on the vendor, is covered by cosmic_utils/model/isa_report.py). The vendor is recorded,
+    never compared.
+    """
+    environ = environ if environ is not None else {}
+    raw = set((fields.get("flags") or fields.get("Features") or "").split())
+    known = X86_FLAGS if arch in {"x86_64", "amd64"} else ARM_FLAGS
+    flags = sorted(f for f in known if f in raw)
+    model = fields.get("model name") or fields.get("Model") or fallback_model or arch
+    vendor = fields.get("vendor_id") or fields.get("CPU implementer") or ""
+    caps = ";".join(f"{k}={environ[k]}" for k in ISA_CAP_VARIABLES if environ.get(k))
     isa = _isa_level(arch, set(flags))
     probe = {
         "cpu_model": model,
