@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils import config
-from cosmic_utils.provenance import portable, provenance
+from cosmic_utils.provenance import model_fields, portable, provenance
 from cosmic_utils.runtime.memory import read_hwm_mb
 
 #: Columns of ``runs/local/<run-id>/records.csv`` (docs/architecture.md, "Run records"), in order.
@@ -289,7 +289,9 @@ def write_records(rows: Iterable[Mapping[str, Any]], run_dir: str | os.PathLike[
     so the file can be shipped to data/records/ as it is.
     """
     prov = provenance()
-    rows = [{**portable(dict(r)), **{k: v for k, v in prov.items() if k not in r}} for r in rows]
+    # what admits a record (cosmic records ship): the model's identity, trained or not, its score
+    rows = [{**portable(dict(r)), **{k: v for k, v in prov.items() if k not in r},
+             **{k: v for k, v in model_fields(r.get("model_dir")).items() if r.get(k) is None}} for r in rows]
     if run_dir is None:
         run_dir = LOCAL_RUNS_DIR / (run_id or new_run_id())
     path = Path(run_dir) / "records.csv"
