@@ -123,6 +123,27 @@ def model_fields(model_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
         return empty
 
 
+def untrained_label(fields: Mapping[str, Any]) -> str:
+    """"UNTRAINED model: " when :func:`model_fields` say the model is untrained, else ""."""
+    return "UNTRAINED model: " if fields.get("model_trained") is False else ""
+
+
+def describe_model(model_dir: str | os.PathLike[str] | None) -> str:
+    """One line about a model for a notebook or a log: trained with its score beside the kNN
+    anchor's, or UNTRAINED (speeds only: every accuracy it gives is meaningless)."""
+    f = model_fields(model_dir)
+    where = portable_path(model_dir) if model_dir is not None else "no model"
+    if f["model_sha256"] is None:
+        return f"{where}: model not readable here (s3:// or missing); not labelled"
+    if f["model_trained"] is False:
+        return f"{where}: UNTRAINED stand-in (sha256 {f['model_sha256'][:12]}): speeds only, accuracy meaningless"
+    sig, knn = f["model_sigma_nmad"], f["model_knn_sigma_nmad"]
+    score = (f"validation sigma_NMAD {sig:.4f}, kNN anchor {knn:.4f}: "
+             f"{'at or under' if sig <= knn else 'ABOVE'} the anchor") if sig is not None and knn is not None \
+        else "no validation score recorded"
+    return f"{where}: trained (sha256 {f['model_sha256'][:12]}), {score}"
+
+
 # ----------------------------------------------------------------------- portable paths
 def _roots(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     """``(absolute prefix, replacement)`` pairs, longest prefix first.

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.analysis import records
 from cosmic_utils.inference.measure import write_records
 from cosmic_utils.provenance import find_absolute_paths, git_commit, portable_text, provenance
 

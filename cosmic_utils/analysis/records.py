@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
+from cosmic_utils.analysis import sweep_points
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,37 @@ def load_pipeline_summaries(runs_dir: Path | None = None, records_dir: Path | No
     return pd.DataFrame(rows)
 
 
+def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tuple[Path, str]]:
+    """Every sweep point folder with its origin: scratch (runs/sweeps) and shipped (data/records/sweeps
+    and data/records/machines/*/sweeps). A scratch point is never merged into a shipped one."""
+    bases: list[tuple[Path, str]] = [(Path(sweeps_dir or config.SWEEP_RUNS_DIR), "scratch")]
+    if records_dir is not None or sweeps_dir is None:
+        recs = Path(records_dir or config.RECORDS_DIR)
+        bases.append((recs / "sweeps", "shipped"))
+        bases += [(m / "sweeps", "shipped") for m in sorted((recs / "machines").glob("*")) if m.is_dir()]
+    combos: list[tuple[Path, str]] = []
+    for base, origin in bases:
+        combos += [(combo, origin) for combo in sorted(p for p in base.glob("*/*") if p.is_dir())]
+    return combos
+
+
+def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
+    """Every finished sweep point, one row each, read by :func:`cosmic_utils.analysis.sweep_points.read_point`
+    (the reader the report's tables use too); a malformed point is left out with a warning."""
+    rows = []
+    for combo, origin in _sweep_combos(sweeps_dir, records_dir):
+        if not (combo / "_done.json").is_file():
+            continue
+        try:
+            point = sweep_points.read_point(combo, origin)
+        except sweep_points.RecordError as exc:
+            log.warning("sweep point left out: %s", exc)
+            continue
+        if point is not None:
+            rows.append({**point, "point": f"{origin}:{combo.parent.parent.parent.name}:{combo.name}"})
+    return pd.DataFrame(rows)
+
+
 def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sweep records and summaries with the sweep name, slug and parameters as columns.
 
@@ -181,15 +213,7 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
     when ``records_dir`` is given if ``sweeps_dir`` is). A scratch point and a shipped point of the
     same name are two points (``point`` tells them apart), never one.
     """
-    bases: list[tuple[Path, str]] = [(Path(sweeps_dir or config.SWEEP_RUNS_DIR), "scratch")]
-    if records_dir is not None or sweeps_dir is None:
-        recs = Path(records_dir or config.RECORDS_DIR)
-        bases.append((recs / "sweeps", "shipped"))
-        bases += [(m / "sweeps", "shipped") for m in sorted((recs / "machines").glob("*")) if m.is_dir()]
-    # a scratch point is never merged into a shipped one: both are kept, told apart by ``origin``
-    combos: list[tuple[Path, str]] = []
-    for base, origin in bases:
-        combos += [(combo, origin) for combo in sorted(p for p in base.glob("*/*") if p.is_dir())]
+    combos = _sweep_combos(sweeps_dir, records_dir)
     rec_frames, summaries = [], []
     for combo, origin in combos:
         params: dict[str, Any] = {}
@@ -370,13 +394,14 @@ def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = No
     else:
         out["aws"] = pd.DataFrame()
     out["sweeps"], out["sweep_summary"] = load_sweeps(sweeps_dir or runs / "sweeps", recs)
+    out["sweep_points"] = load_sweep_points(sweeps_dir or runs / "sweeps", recs)
     out["local_data_size"] = _read_csvs([recs / LOCAL_DATA_SIZE]) if (recs / LOCAL_DATA_SIZE).exists() \
         else pd.DataFrame()
     out["bench"] = load_bench(runs, recs)
     out["predictions"] = load_predictions(runs, recs)
     val = recs / "simulator_validation.csv"
     out["simulator_validation"] = _read_csvs([val]) if val.exists() else pd.DataFrame()
-    for key, df in out.items():
+    for df in out.values():
         if not df.empty and "source_file" in df.columns and "origin" not in df.columns:
             df["origin"] = ["shipped" if str(f).startswith(str(recs)) else "scratch" for f in df["source_file"]]
     out.update(load_published(reference_dir))

@@ -319,3 +319,17 @@ def write_records(rows: Iterable[Mapping[str, Any]], run_dir: str | os.PathLike[
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def check_batches(samples: int, batch_sizes: Iterable[int], min_batches: int = 4, what: str = "the data") -> None:
+    """Refuse a sweep whose largest batches would not fill ``min_batches`` full batches of ``samples``.
+
+    A "batch 256" over 97 samples is one partial batch: its throughput says nothing about batch
+    256. Raises ``ValueError`` (one line: the sizes, and how much data would do).
+    """
+    bad = sorted(int(b) for b in batch_sizes if samples < min_batches * int(b))
+    if bad:
+        need = min_batches * bad[-1]
+        raise ValueError(f"{what} is {samples} samples: batch size(s) {bad} would run fewer than {min_batches} full "
+                         f"batches; use at least {need} samples ({need * config.SAMPLE_BYTES / 1e9:.3g} GB) or "
+                         f"smaller batch sizes")
