@@ -103,8 +103,9 @@ local-data-size: $(STAMP) ## local streaming study: LOCAL_GB sizes (default 1 2 
 	$(COSMIC) local data-size --gb $(LOCAL_GB) --repeats $(LOCAL_REPEATS) --engine $(LOCAL_ENGINE)
 
 .PHONY: records
-records: $(STAMP) ## copy the measured records of finished runs (runs/) into data/records/, then redraw the figures
-	$(COSMIC) figures --ship-records
+records: $(STAMP) ## ship the runs in runs/ that pass the admission rules (docs/records.md) into data/records/ (one line per refusal), then redraw the figures
+	$(COSMIC) records ship
+	$(COSMIC) figures
 
 .PHONY: reliability
 reliability: $(STAMP) ## bad inputs and injected faults, with the outcome of each (nothing lost)

@@ -35,7 +35,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",       # cosmic run --backend local|aws ... ; cosmic deploy / teardown
     "sweep",     # cosmic sweep GRID.yaml
     "cost",      # cosmic cost ... ; cosmic simulate ...
-    "figures",   # cosmic figures
+    "figures",   # cosmic figures [--include-runs]
+    "records",   # cosmic records ship | check: the admission rules of data/records
+    "runs",      # cosmic runs: every scratch run and shipped record
     "readme",    # cosmic readme [--check]: the README table from data/records
     "report",    # cosmic report [--check]: docs/report.md from data/records
     "local",     # cosmic local data-size: the local streaming data-size study

@@ -13,6 +13,11 @@ laptop), so it must say what produced it and must not carry the writing machine'
   gave relative stay as given; any other absolute path (a scratch disk) is kept, since it is
   what the user typed.
 
+* :func:`model_fields` - what a record must say about the model that produced it (artifact
+  sha256, trained or not, its validation sigma_NMAD beside the kNN anchor's), read from the
+  artifact's ``artifact.json``; the admission rules of ``cosmic records ship``
+  (:mod:`cosmic_utils.analysis.admission`) read these fields.
+
 Standard library only; it never raises (a record is still written when git is absent).
 """
 
@@ -31,6 +36,10 @@ from typing import Any
 
 from cosmic_utils import config
 from cosmic_utils.runtime.cpu import cpu_probe
+
+#: Model fields every record carries (:func:`model_fields`); "" / None when not known.
+MODEL_FIELDS: tuple[str, ...] = ("model_sha256", "model_trained", "model_sigma_nmad", "model_knn_sigma_nmad",
+                                 "model_validation_rows")
 
 #: CPU-probe fields every record carries (cpu_vendor / arch / cpu_type are derivable or redundant).
 PROBE_FIELDS: tuple[str, ...] = ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpus")
@@ -77,6 +86,62 @@ def provenance() -> dict[str, Any]:
     probe = cpu_probe()
     out.update({k: probe.get(k, "") for k in PROBE_FIELDS})
     return out
+
+
+@lru_cache(maxsize=32)
+def _model_fields_cached(folder: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
+    import hashlib
+    import json
+
+    raw = (Path(folder) / "artifact.json").read_bytes()
+    meta = json.loads(raw)
+    trained = not (meta.get("trained") is False or (meta.get("extra") or {}).get("trained") is False
+                   or (meta.get("config") or {}).get("kind") == "untrained")
+    metrics = meta.get("metrics") or {}
+    val, knn = metrics.get("validation") or {}, metrics.get("knn") or {}
+    return (("model_sha256", hashlib.sha256(raw).hexdigest()), ("model_trained", trained),
+            ("model_sigma_nmad", val.get("sigma_nmad")), ("model_knn_sigma_nmad", knn.get("sigma_nmad")),
+            ("model_validation_rows", val.get("n")))
+
+
+def model_fields(model_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The :data:`MODEL_FIELDS` of the artifact in ``model_dir`` (a local folder).
+
+    ``model_sha256`` is the sha256 of ``artifact.json`` (the identity the pipeline's records use:
+    it lists the sha256 of every weight file). ``model_trained`` is False for the untrained
+    stand-in. ``model_sigma_nmad`` / ``model_knn_sigma_nmad`` are the validation scores written
+    at training time (``metrics.validation`` / ``metrics.knn``), None when the artifact has none
+    (untrained, published weights). An ``s3://`` model or a missing folder gives empty fields.
+    """
+    empty: dict[str, Any] = {k: None for k in MODEL_FIELDS}
+    if model_dir is None or str(model_dir).startswith("s3://"):
+        return empty
+    path = Path(model_dir) / "artifact.json"
+    try:
+        return dict(_model_fields_cached(str(Path(model_dir).resolve()), path.stat().st_mtime_ns))
+    except (OSError, ValueError, AttributeError):
+        return empty
+
+
+def untrained_label(fields: Mapping[str, Any]) -> str:
+    """"UNTRAINED model: " when :func:`model_fields` say the model is untrained, else ""."""
+    return "UNTRAINED model: " if fields.get("model_trained") is False else ""
+
+
+def describe_model(model_dir: str | os.PathLike[str] | None) -> str:
+    """One line about a model for a notebook or a log: trained with its score beside the kNN
+    anchor's, or UNTRAINED (speeds only: every accuracy it gives is meaningless)."""
+    f = model_fields(model_dir)
+    where = portable_path(model_dir) if model_dir is not None else "no model"
+    if f["model_sha256"] is None:
+        return f"{where}: model not readable here (s3:// or missing); not labelled"
+    if f["model_trained"] is False:
+        return f"{where}: UNTRAINED stand-in (sha256 {f['model_sha256'][:12]}): speeds only, accuracy meaningless"
+    sig, knn = f["model_sigma_nmad"], f["model_knn_sigma_nmad"]
+    score = (f"validation sigma_NMAD {sig:.4f}, kNN anchor {knn:.4f}: "
+             f"{'at or under' if sig <= knn else 'ABOVE'} the anchor") if sig is not None and knn is not None \
+        else "no validation score recorded"
+    return f"{where}: trained (sha256 {f['model_sha256'][:12]}), {score}"
 
 
 # ----------------------------------------------------------------------- portable paths

@@ -30,10 +30,11 @@
 
 # %% tags=["parameters"]
 batch_sizes: list = [256, 1024]  # help: batch sizes (report: 256, 1024, 4096, 16384)
-data_gb: float = 0.002  # help: dataset size in GB (1e9 bytes; report: 1.0)
+data_gb: float = 0.1  # help: dataset size in GB (1e9 bytes; at least 4 full batches of the largest; report: 1.0)
 engines: list = ["torch-cuda", "torch-cuda-bf16", "torch-cuda-fp16"]  # help: CUDA engines to run
 repeats: int = 2  # help: passes per point; the fastest counts
-model_dir: str = ""  # help: model artifact folder (empty: models/default, else an UNTRAINED stand-in, labelled)
+model_dir: str = ""  # help: model artifact folder (empty: models/default, written by notebook 00)
+allow_untrained: bool = False  # help: without a trained model, use an UNTRAINED stand-in (speeds only, labelled)
 output_dir: str = ""  # help: folder for records.csv (empty: runs/local/<run-id>)
 partition_mb: float = 25.0  # help: partition size of the dataset (2**20-byte MB)
 seed: int = 0  # help: seed of the rendered dataset
@@ -61,14 +62,14 @@ print("CUDA device present" if HAS_GPU else
 
 # %% [markdown]
 # ## Model and data
-# The trained model when present, else an untrained stand-in (labelled in every record); the
+# Notebook 00's trained model (an UNTRAINED stand-in only with `allow_untrained=True`); the
 # rendered dataset of `data_gb` GB is made once and reused.
 
 # %%
 if HAS_GPU:
     run_id = new_run_id("gpu")
     out = Path(output_dir) if output_dir else config.RUNS_DIR / "local" / run_id
-    model, trained = find_model(model_dir or None, with_onnx=False)
+    model, trained = find_model(model_dir or None, with_onnx=False, allow_untrained=allow_untrained)
     data = ensure_dataset(data_gb, partition_mb, seed)
     print(f"run {run_id} -> {out}\nmodel {model} ({'trained' if trained else 'UNTRAINED stand-in: speeds only'})")
 

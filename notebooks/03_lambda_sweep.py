@@ -17,24 +17,23 @@
 # # 03 Lambda sweep point: one pipeline run (Step Functions + Lambda) at one configuration
 #
 # One combination of a sweep (`cosmic sweep sweeps/*.yaml` runs this notebook once per grid point
-# with papermill): prepare the dataset (cached), make sure a model artifact exists, run the state
-# machine on the chosen backend, and leave `records.csv`, `summary.json` and `request.json` in
-# `output_dir`. On `backend="local"` the same ASL runs in moto's interpreter and the handlers run in
-# child processes on this machine (docs/pipeline.md), so its timings describe this machine, not
-# Lambda; `backend="aws"` runs in your account (deploy first: `cosmic deploy`).
-# Throughput is labelled: end-to-end (data / execution wall clock) or published per-worker.
+# with papermill): prepare the dataset (cached), find the model, run the state machine, leave
+# `records.csv`, `summary.json`, `request.json` in `output_dir`. On `backend="local"` the ASL
+# runs in moto and the handlers in child processes on this machine (docs/pipeline.md): timings
+# describe this machine, not Lambda; `backend="aws"` runs in your account (`cosmic deploy` first).
 
 # %% tags=["parameters"]
 backend: str = "local"  # help: "local" (embedded moto, default) or "aws" (your account; needs results)
-batch_size: int = 64  # help: samples per engine call inside each Lambda
-partition_mb: float = 0.5  # help: partition size in published MB (2**20 bytes; 25 to 1,278 samples)
-data_gb: float = 0.002  # help: dataset size in GB (1e9 bytes, label not counted)
+batch_size: int = 32  # help: samples per engine call inside each Lambda (at least 2 full batches per partition)
+partition_mb: float = 2.0  # help: partition size in published MB (2**20 bytes; 2 MB = 102 samples, 25 MB = 1,278)
+data_gb: float = 0.01  # help: dataset size in GB (1e9 bytes, label not counted; notebook 00's dataset)
 memory_mb: int = 2048  # help: configured memory of the Inference function (records and cost)
 engine: str = "onnx"  # help: inference engine inside Lambda ("onnx" or "onnx-int8")
 max_concurrency: int = 2  # help: Distributed Map MaxConcurrency
 world_size: int = 0  # help: spread partitions over this many invocations (0: one partition per invocation)
 output_dir: str = ""  # help: run folder (empty: runs/lambda_sweep/<parameters slug>)
-model_dir: str = ""  # help: model artifact folder or s3:// (empty: the project's default model)
+model_dir: str = ""  # help: model artifact folder or s3:// (empty: models/default, written by notebook 00)
+allow_untrained: bool = False  # help: without a trained model, use an UNTRAINED stand-in (speeds only, labelled)
 results: str = ""  # help: s3://bucket/prefix for items/records (required for aws; empty: a moto bucket locally)
 data_location: str = ""  # help: dataset folder or s3:// (empty: prepare under data/generated)
 seed: int = 0  # help: dataset seed
@@ -55,7 +54,9 @@ from cosmic_utils.analysis.projection import check_budget, project_run
 from cosmic_utils.cloud import runner
 from cosmic_utils.cloud.local import LOCAL_RESULTS_URI
 from cosmic_utils.commands.run import print_summary
+from cosmic_utils.inference.measure import check_batches
 from cosmic_utils.jobs.sweep_point import RECORD_VIEW, check_point, point_overview, point_slug, stage_inputs
+from cosmic_utils.provenance import describe_model
 from cosmic_utils.runtime.request import parse_request
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -69,14 +70,15 @@ print("run folder:", run_dir)
 # %% [markdown]
 # ## Data (prepared once per size and seed, then reused) and the model artifact
 #
-# No trained model yet (`make demo` trains one): an untrained artifact of the same network gives
-# valid timings and costs, but its accuracy is meaningless, and is labelled so. On `aws`, local data
+# The model is notebook 00's `models/default`; without it the notebook stops and says so
+# (`allow_untrained=True`: an UNTRAINED stand-in, labelled so everywhere). On `aws`, local data
 # and model are uploaded once (Lambda reads S3).
 
 # %%
+check_batches(config.samples_per_partition(partition_mb), [batch_size], min_batches=2, what="one partition")
 data, model = stage_inputs(backend, data_gb, partition_mb, seed, data_location=data_location, model_dir=model_dir,
-                           data_upload=data_upload, model_upload=model_upload)
-print("data:", data, "| model:", model)
+                           data_upload=data_upload, model_upload=model_upload, allow_untrained=allow_untrained)
+print("data:", data, "\nmodel:", describe_model(model) if not model.startswith("s3://") else model)
 
 # %% [markdown]
 # ## Projected cost and wall clock (before anything starts; `max_usd` refuses a run above it)
@@ -102,16 +104,13 @@ result = runner.run_pipeline(request, backend=backend, run_dir=run_dir, progress
 print_summary(result.summary)
 
 # %% [markdown]
-# ## Did every partition succeed?
-#
-# A sweep point with a failed partition is a failed point: its throughput and cost would describe
-# part of the data as if it were all of it (`sweep.run_failures` reads the same summary).
+# ## Did every partition succeed? (a failed partition fails the point)
 
 # %%
 print(check_point(result.status, result.summary, run_dir.name))
 
 # %% [markdown]
-# ## Per-partition records (one row per partition) and the run's figures
+# ## Per-partition records and the headline numbers (throughput end to end and per worker)
 
 # %%
 pd.read_csv(run_dir / "records.csv")[list(RECORD_VIEW)]

@@ -16,13 +16,15 @@
 # %% [markdown]
 # # 04 Analysis: cost, scale simulation and every figure
 #
-# Reads every stored record (local engine runs, pipeline runs, sweeps, the published reference
-# numbers), costs the runs the way AWS bills them, validates the scale simulator against the
-# published Step Functions runs, and redraws every figure into `figures/`. Nothing is re-run.
-# Measured, published, simulated and projected values are labelled as such on every figure.
+# Lists every run (runs/) and shipped record (data/records/) in one table, costs the runs the way
+# AWS bills them, validates the scale simulator against the published Step Functions runs, and
+# draws every figure into `runs/analysis-<time>/figures/` (never over the tracked `figures/`:
+# `cosmic figures` writes those, from the shipped records). Nothing is re-run. The figures come
+# from the shipped records; `include_runs=True` adds the scratch runs as their own labelled series.
 
 # %% tags=["parameters"]
-output_dir: str = ""  # help: where figures go (empty: the project's figures/ folder)
+output_dir: str = ""  # help: where figures go (empty: runs/analysis-<time>/figures)
+include_runs: bool = False  # help: also draw the scratch runs in runs/ (their own labelled series)
 memory_mb: int = 3008  # help: configured Lambda memory used to cost pipeline records that lack one
 assumed_published_memory_mb: int = 10240  # help: configured memory ASSUMED for the seed project's runs
 sim_seed: int = 0  # help: seed of the scale simulator
@@ -35,11 +37,24 @@ from pathlib import Path
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import cost, plots, records, simulate
+from cosmic_utils.analysis import cost, plots, records, runs_index, simulate
+from cosmic_utils.inference.measure import new_run_id
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-recs = records.load_all_records()
-pd.DataFrame({"rows": {k: len(v) for k, v in recs.items()}})
+recs = records.load_all_records(include_runs=include_runs)
+out = Path(output_dir) if output_dir else config.RUNS_DIR / new_run_id("analysis") / "figures"
+
+# %% [markdown]
+# ## Every run and record (`cosmic runs` prints the same table; filter it with pandas)
+# `origin`: scratch (runs/) or shipped (data/records/); `admission`: what `cosmic records ship`
+# would decide for a scratch run (the first rule it fails), or how a shipped record was admitted.
+
+# %%
+runs_df = runs_index.runs_table()
+runs_df.drop(columns=["path"])
+
+# %%
+runs_df.groupby(["origin", "kind", "trained", "admission"]).size().to_frame("runs")
 
 # %% [markdown]
 # ## The seed project's table: published formulas vs what AWS would bill
@@ -80,7 +95,7 @@ print(f"median |error|: all {val['error_rel'].abs().median():.1%}, "
 
 # %%
 figures = plots.draw_all_figures(recs)
-written = plots.save_figures(figures, out_dir=Path(output_dir) if output_dir else config.FIGURES_DIR, close=False)
+written = plots.save_figures(figures, out_dir=out, close=False)
 print("\n".join(str(p) for p in written if p.suffix == ".png"))
 
 # %% [markdown]

@@ -32,8 +32,8 @@ def _shipped(tmp_path: Path) -> dict[str, pd.DataFrame]:
     return records.load_all_records(runs_dir=tmp_path / "no-runs")
 
 
-def _sweep_rows(sweep: str, param: str, values: list[float], backend: str, repeats: int) -> tuple[list, list]:
-    recs, summ = [], []
+def _sweep_rows(sweep: str, param: str, values: list[float], backend: str, repeats: int) -> tuple[list, list, list]:
+    recs, summ, points = [], [], []
     rng = np.random.default_rng(0)
     for v in values:
         for r in range(repeats):
@@ -45,22 +45,32 @@ def _sweep_rows(sweep: str, param: str, values: list[float], backend: str, repea
                              "billed_duration_ms": 4000, "memory_mb": v if param == "memory_mb" else 3008,
                              "batch_size": v if param == "batch_size" else 256, "backend": backend,
                              "engine": "onnx"})
-            summ.append({**tags, "wall_s": 10.0 + rng.random(), "provenance.cpu_model": "Synthetic CPU 9000"})
-    return recs, summ
+            wall = 10.0 + rng.random()
+            summ.append({**tags, "wall_s": wall, "provenance.cpu_model": "Synthetic CPU 9000"})
+            gb, mean_s = 2 * 1278 * 20520 / 1e9, 3.5 + rng.random()
+            lam = 2 * 4.0 * (v if param == "memory_mb" else 3008) / 1024 * 1.66667e-5
+            points.append({"sweep": sweep, "slug": slug, "origin": "shipped", f"param_{param}": v, "repeat": r,
+                           "backend": backend, "cpu": "Synthetic CPU 9000", "trained": True, "data_gb": gb,
+                           "wall_s": wall, "e2e_gb_s": gb / wall, "worker_gb_s": gb / mean_s,
+                           "mean_duration_s": mean_s, "lambda_usd": lam, "total_usd": lam * 1.5,
+                           "efficiency": gb / mean_s / lam, "memory_mb": v if param == "memory_mb" else 3008})
+    return recs, summ, points
 
 
 def _synthetic(tmp_path: Path) -> dict[str, pd.DataFrame]:
     recs = _shipped(tmp_path)
-    rows, summ = [], []
+    rows, summ, points = [], [], []
     for sweep, param, values in (("batch_size", "batch_size", [32, 64, 128, 256, 512]),
                                  ("partition_size", "partition_mb", [10, 25, 50, 75, 100]),
                                  ("data_size", "data_gb", [0.05, 0.1, 0.2]),
                                  ("lambda_memory", "memory_mb", [1769, 3008, 10240])):
         for backend, reps in (("local", 3), ("aws", 1)):
-            r, s = _sweep_rows(sweep, param, values, backend, reps)
+            r, s, pts = _sweep_rows(sweep, param, values, backend, reps)
             rows += r
             summ += s
+            points += pts
     recs["sweeps"], recs["sweep_summary"] = pd.DataFrame(rows), pd.DataFrame(summ)
+    recs["sweep_points"] = pd.DataFrame(points)  # what records.load_sweep_points reads from the point folders
     recs["local_data_size"] = pd.DataFrame([
         {"data_gb": gb, "samples": int(gb * 1e9 / 20520), "wall_s": gb / 0.02 * (1 + 0.02 * r),
          "samples_per_s": 900.0, "gb_per_s": 0.02 / (1 + 0.02 * r), "peak_rss_mb": 600 + 3 * r, "engine": "onnx",

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.analysis import records
 from cosmic_utils.inference.measure import write_records
 from cosmic_utils.provenance import find_absolute_paths, git_commit, portable_text, provenance
 
@@ -57,12 +56,18 @@ def test_ship_records_makes_paths_project_relative(tmp_path: Path, monkeypatch: 
     run = runs / "demo-1"
     run.mkdir(parents=True)
     model = config.PROJECT_ROOT / "models" / "default"
+    admitted = {"partitions": 1, "partitions_ok": 1, "data_gb": 0.2,
+                "provenance": {"cpu_model": "Intel(R) Xeon(R) Processor", "isa": "amx"},
+                "model_info": {"model_sha256": "ab" * 32, "model_trained": True, "model_sigma_nmad": 0.012,
+                               "model_knn_sigma_nmad": 0.0137}}
     (run / "summary.json").write_text(json.dumps({"run_id": "demo-1", "request": {"model": str(model)},
-                                                  "wall_s": 35.5}))
+                                                  "wall_s": 35.5, **admitted}))
     (run / "records.csv").write_text(f"partition_id,model\np0,{model}\n")
-    records.ship_records(runs_dir=runs, records_dir=recs)
+    from cosmic_utils.analysis.admission import ship
+
+    assert not ship(runs_dir=runs, records_dir=recs).refused
     summary = json.loads((recs / "pipeline_demo-1_summary.json").read_text())
-    assert summary == {"run_id": "demo-1", "request": {"model": "models/default"}, "wall_s": 35.5}
+    assert summary == {"run_id": "demo-1", "request": {"model": "models/default"}, "wall_s": 35.5, **admitted}
     assert pd.read_csv(recs / "pipeline_demo-1.csv")["model"].tolist() == ["models/default"]
 
 

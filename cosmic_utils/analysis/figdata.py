@@ -24,6 +24,7 @@ import pandas as pd
 
 from cosmic_utils import config
 from cosmic_utils.analysis import cost, simulate
+from cosmic_utils.analysis import sweep_points as sweep_metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,27 +70,38 @@ def sweep_runs(recs: dict[str, pd.DataFrame], sweep: str) -> pd.DataFrame:
 
 
 def sweep_points(recs: dict[str, pd.DataFrame], sweep: str, param: str, metrics: list[str],
-                 backend: str | None = None) -> pd.DataFrame:
-    """Median, min, max and n of each metric per value of ``param`` (columns ``<metric>_med`` etc.)."""
-    runs = sweep_runs(recs, sweep)
-    if runs.empty or param not in runs.columns:
+                 backend: str | None = None, origin: str = "shipped", cpu: str | None = None) -> pd.DataFrame:
+    """Median, min, max and n of each metric per value of ``param`` (columns ``<metric>_med`` etc.).
+
+    From ``recs["sweep_points"]``: the points read by :mod:`cosmic_utils.analysis.sweep_points`,
+    the reader the report's tables use, so a figure and its table agree (metric names and their
+    one definition: :data:`cosmic_utils.analysis.sweep_points.METRICS`). One series at a time:
+    ``origin`` (shipped, or scratch runs), ``backend`` and ``cpu`` (the machine) filter the points,
+    so a scratch run or another machine's point is never merged into a shipped point.
+    """
+    pts = recs.get("sweep_points", pd.DataFrame())
+    col = f"param_{param}"
+    if pts.empty or col not in pts.columns:
         return pd.DataFrame()
+    pts = pts[(pts["sweep"] == sweep) & (pts["origin"] == origin) & pts[col].notna()]
     if backend is not None:
-        if "backend" not in runs.columns:
-            return pd.DataFrame()
-        runs = runs[runs["backend"].astype(str) == backend]
-    if runs.empty:
+        pts = pts[pts["backend"].astype(str) == backend]
+    if cpu is not None:
+        pts = pts[pts["cpu"].astype(str) == cpu]
+    if pts.empty:
         return pd.DataFrame()
-    key = f"param_{param}" if f"param_{param}" in runs.columns and runs[f"param_{param}"].notna().all() else param
-    runs = runs.assign(**{param: runs[key].astype(float)})
-    rows = []
-    for value, df in runs.groupby(param):
-        row: dict[str, Any] = {param: float(value), "n": len(df)}
-        for m in metrics:
-            v = df[m].astype(float) if m in df.columns else pd.Series(dtype=float)
-            row.update({f"{m}_med": v.median(), f"{m}_min": v.min(), f"{m}_max": v.max()})
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values(param).reset_index(drop=True)
+    return sweep_metrics.aggregate(pts.assign(**{param: pts[col].astype(float)}), param, metrics)
+
+
+def sweep_series(recs: dict[str, pd.DataFrame], sweep: str) -> list[tuple[str, str]]:
+    """The ``(origin, cpu)`` series of a sweep's points: shipped first, then scratch runs, one per machine."""
+    pts = recs.get("sweep_points", pd.DataFrame())
+    if pts.empty:
+        return []
+    sub = pts[pts["sweep"] == sweep]
+    pairs = sorted({(str(o), str(c)) for o, c in zip(sub["origin"], sub["cpu"], strict=True)},
+                   key=lambda oc: (oc[0] != "shipped", oc[1]))
+    return pairs
 
 
 def n_text(points: pd.DataFrame) -> str:

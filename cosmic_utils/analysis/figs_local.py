@@ -30,54 +30,73 @@ from cosmic_utils.analysis.figstyle import (
 )
 from cosmic_utils.runtime.metrics import sigma_nmad
 
-#: Panels of the local backend figure: (sweep, swept column, x label, [(metric, y label, what)]).
+#: Panels of the local backend figure: (sweep, swept column, x label, metric, y label). The metric
+#: names and their one definition are :data:`cosmic_utils.analysis.sweep_points.METRICS`, the same
+#: the report's tables use (a test checks figure data and table agree).
 LOCAL_SWEEPS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("batch_size", "batch_size", "batch size (samples)", "throughput_per_worker_gb_s", "throughput per worker (GB/s)"),
-    ("partition_size", "partition_mb", "partition size (MB)", "efficiency_e2e_gb_s_per_usd",
-     "efficiency, end to end (GB/s per USD)"),
-    ("data_size", "data_gb", "data size (GB)", "throughput_e2e_gb_s", "throughput, end to end (GB/s)"),
+    ("batch_size", "batch_size", "batch size (samples)", "worker_gb_s",
+     "throughput per worker (GB/s):\ndata / mean partition duration"),
+    ("partition_size", "partition_mb", "partition size (MB)", "efficiency",
+     "GB/s per USD (study's formula):\nper-worker throughput / Lambda USD"),
+    ("data_size", "data_gb", "data size (GB)", "e2e_gb_s", "throughput, end to end (GB/s):\ndata / wall clock"),
     ("lambda_memory", "memory_mb", "configured memory (MB)", "mean_duration_s", "mean duration per partition (s)"),
 )
 
 
 def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
-    """The local backend's four sweeps (median and min-max over repeats), labelled with the machine."""
+    """The local backend's four sweeps (median and min-max over repeats), one series per machine.
+
+    Shipped records first; scratch runs (``cosmic figures --include-runs``) are drawn as their own
+    series, labelled "scratch run" (and UNTRAINED when their model was), never merged into a shipped point.
+    """
     fig, axes = plt.subplots(2, 2, figsize=(10.5, 7.8), layout="constrained")
-    sw = recs.get("sweeps", pd.DataFrame())
-    local = sw[sw["backend"].astype(str) == "local"] if not sw.empty and "backend" in sw.columns else sw
-    machine = figdata.machine_of(local, recs.get("sweep_summary", pd.DataFrame()))
-    sub = {**recs, "sweeps": local}
+    pts_all = recs.get("sweep_points", pd.DataFrame())
+    local = pts_all[pts_all["backend"].astype(str) == "local"] if not pts_all.empty else pts_all
+    sub = {**recs, "sweep_points": local}
+    shipped = local[local["origin"] == "shipped"] if not local.empty else local
+    machines = sorted(set(shipped["cpu"])) if not shipped.empty else []
+    machine = "; ".join(machines) if machines else "machine not named in these records"
     for ax, (sweep, param, xlab, metric, ylab) in zip(axes.ravel(), LOCAL_SWEEPS, strict=True):
-        pts = figdata.sweep_points(sub, sweep, param, [metric, "data_gb"])
         ax.set_xlabel(xlab)
         ax.set_ylabel(ylab)
-        if pts.empty:
+        series = figdata.sweep_series(sub, sweep)
+        if not series:
             note(ax, f"not measured yet (run: cosmic sweep sweeps/{sweep}.yaml)")
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{sweep.replace('_', ' ')} sweep")
             continue
-        summ = recs.get("sweep_summary", pd.DataFrame())
-        if not summ.empty and "sweep" in summ.columns:  # each sweep names its own machine (older ones none)
-            summ = summ[summ["sweep"].astype(str) == sweep]
-        lab = series_label("measured", f"local backend sweep {sweep.replace('_', ' ')}, {figdata.spread_text(pts)}",
-                           figdata.machine_of(summ))
-        plot_range(ax, pts[param], pts[f"{metric}_med"], pts[f"{metric}_min"], pts[f"{metric}_max"], "measured",
-                   lab, color(0))
-        gb = pts["data_gb_med"].dropna()
+        xs: set[float] = set()
+        gbs: list[float] = []
+        ymax = 0.0
+        for k, (origin, cpu) in enumerate(series):
+            pts = figdata.sweep_points(sub, sweep, param, [metric, "data_gb"], origin=origin, cpu=cpu)
+            if pts.empty:
+                continue
+            pick = local[(local["sweep"] == sweep) & (local["origin"] == origin) & (local["cpu"] == cpu)]
+            untrained = bool((pick["trained"].astype(str).str.lower() == "false").any()) if "trained" in pick else False
+            what = f"local backend sweep {sweep.replace('_', ' ')}, {figdata.spread_text(pts)}"
+            if origin != "shipped":
+                what = "scratch run (runs/, not shipped): " + what + (", UNTRAINED model" if untrained else "")
+            plot_range(ax, pts[param], pts[f"{metric}_med"], pts[f"{metric}_min"], pts[f"{metric}_max"], "measured",
+                       series_label("measured", what, cpu), color(k))
+            xs |= set(pts[param])
+            gbs += list(pts["data_gb_med"].dropna())
+            ymax = max(ymax, float(pts[f"{metric}_max"].max()))
         what = f"{sweep.replace('_', ' ')} sweep"
-        if sweep != "data_size" and not gb.empty:
-            what += f" ({gb.min():.2g} GB)" if np.isclose(gb.min(), gb.max(), rtol=0.05) else \
-                f" ({gb.min():.2g}-{gb.max():.2g} GB)"
+        if sweep != "data_size" and gbs:
+            what += f" ({min(gbs):.2g} GB)" if np.isclose(min(gbs), max(gbs), rtol=0.05) else \
+                f" ({min(gbs):.2g}-{max(gbs):.2g} GB)"
         ax.set_title(what)
+        ticks = sorted(xs)
         if param in ("batch_size",):
-            log2_x(ax, sorted(int(v) for v in pts[param]))
+            log2_x(ax, sorted(int(v) for v in ticks))
         elif param in ("partition_mb", "data_gb"):
             ax.set_xscale("log")
-            ax.set_xticks(list(pts[param]), [f"{round(v, 3):g}" for v in pts[param]])
+            ax.set_xticks(ticks, [f"{round(v, 3):g}" for v in ticks])
             ax.xaxis.set_minor_locator(plt.NullLocator())
         else:  # memory: the local backend does not give a function more CPU with more memory
-            ax.set_ylim(0, float(pts[f"{metric}_max"].max()) * 1.15)
+            ax.set_ylim(0, ymax * 1.15)
             ax.set_title(what + ": flat, no CPU share per memory locally")
     fig.suptitle(f"Local backend [measured: {machine}]: every Lambda shares this machine's cores\n"
                  "(this machine's behaviour, not Lambda's; Lambda series are in the lambda_* figures)", fontsize=10)

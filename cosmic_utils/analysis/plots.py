@@ -89,16 +89,17 @@ FIGURES["lambda_engine_projection"] = plot_projection.figure_drawer(set_style, p
 
 
 def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
-                     only: list[str] | None = None) -> dict[str, plt.Figure]:
+                     only: list[str] | None = None, include_runs: bool = False) -> dict[str, plt.Figure]:
     """Every figure drawn from stored records, by name (figures without data are left out).
 
+    ``recs`` default: the shipped records only (``include_runs`` adds runs/ as scratch series).
     Returned, not shown: notebook 04 displays them inline, :func:`make_all_figures` saves them. No
     backend is chosen here (the CLI picks a non-interactive one for itself, JupyterLab its inline one).
     """
     from cosmic_utils.analysis.records import load_all_records
 
     set_style()
-    recs = recs if recs is not None else load_all_records()
+    recs = recs if recs is not None else load_all_records(include_runs=include_runs)
     fitted = simulate.load_fitted()
     speedup = simulate.read_engine_speedup()  # the 1-vCPU Lambda engine, batch 256
     figures: dict[str, plt.Figure] = {}
@@ -134,9 +135,9 @@ def save_figures(figures: dict[str, plt.Figure], out_dir: Path | None = None, cl
 
 
 def make_all_figures(recs: dict[str, pd.DataFrame] | None = None, out_dir: Path | None = None,
-                     only: list[str] | None = None) -> list[Path]:
+                     only: list[str] | None = None, include_runs: bool = False) -> list[Path]:
     """Draw every figure from stored records into ``out_dir`` (PNG + PDF); returns the files written."""
-    return save_figures(draw_all_figures(recs, only), out_dir)
+    return save_figures(draw_all_figures(recs, only, include_runs=include_runs), out_dir)
 
 
 def fig_cutouts(cutouts: np.ndarray, bands: tuple[str, ...] = ("u", "g", "r", "i", "z"),
@@ -158,6 +159,9 @@ def fig_cutouts(cutouts: np.ndarray, bands: tuple[str, ...] = ("u", "g", "r", "i
 def fig_local_baseline(batch_df: pd.DataFrame, size_df: pd.DataFrame, batch_sweep_gb: float) -> plt.Figure:
     """Notebook 01: samples/s against batch size and GB/s against data size, one line per engine."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    untrained = "trained_model" in batch_df and not batch_df["trained_model"].astype(bool).all()
+    if untrained:
+        fig.suptitle("UNTRAINED model: speeds only, no accuracy", color="red")
     for engine, grp in batch_df.groupby("engine"):
         axes[0].plot(grp["batch_size"], grp["samples_per_s"], marker="o", label=engine)
     threads = batch_df["threads"].iloc[0] if "threads" in batch_df and len(batch_df) else "?"

@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
+from cosmic_utils.analysis import sweep_points
 
 log = logging.getLogger(__name__)
 
@@ -173,22 +174,48 @@ def load_pipeline_summaries(runs_dir: Path | None = None, records_dir: Path | No
     return pd.DataFrame(rows)
 
 
+def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tuple[Path, str]]:
+    """Every sweep point folder with its origin: scratch (runs/sweeps) and shipped (data/records/sweeps
+    and data/records/machines/*/sweeps). A scratch point is never merged into a shipped one."""
+    bases: list[tuple[Path, str]] = [(Path(sweeps_dir or config.SWEEP_RUNS_DIR), "scratch")]
+    if records_dir is not None or sweeps_dir is None:
+        recs = Path(records_dir or config.RECORDS_DIR)
+        bases.append((recs / "sweeps", "shipped"))
+        bases += [(m / "sweeps", "shipped") for m in sorted((recs / "machines").glob("*")) if m.is_dir()]
+    combos: list[tuple[Path, str]] = []
+    for base, origin in bases:
+        combos += [(combo, origin) for combo in sorted(p for p in base.glob("*/*") if p.is_dir())]
+    return combos
+
+
+def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
+    """Every finished sweep point, one row each, read by :func:`cosmic_utils.analysis.sweep_points.read_point`
+    (the reader the report's tables use too); a malformed point is left out with a warning."""
+    rows = []
+    for combo, origin in _sweep_combos(sweeps_dir, records_dir):
+        if not (combo / "_done.json").is_file():
+            continue
+        try:
+            point = sweep_points.read_point(combo, origin)
+        except sweep_points.RecordError as exc:
+            log.warning("sweep point left out: %s", exc)
+            continue
+        if point is not None:
+            rows.append({**point, "point": f"{origin}:{combo.parent.parent.parent.name}:{combo.name}"})
+    return pd.DataFrame(rows)
+
+
 def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sweep records and summaries with the sweep name, slug and parameters as columns.
 
-    Reads ``sweeps_dir`` (default runs/sweeps) and then the shipped ``<records_dir>/sweeps``
-    (default data/records/sweeps; only when ``records_dir`` is given if ``sweeps_dir`` is), so a
-    fresh clone without runs/ draws the same sweep figures as the machine that shipped them.
+    Reads ``sweeps_dir`` (default runs/sweeps; column ``origin`` = "scratch") and the shipped
+    ``<records_dir>/sweeps`` and ``<records_dir>/machines/*/sweeps`` (``origin`` = "shipped"; only
+    when ``records_dir`` is given if ``sweeps_dir`` is). A scratch point and a shipped point of the
+    same name are two points (``point`` tells them apart), never one.
     """
-    bases = [Path(sweeps_dir or config.SWEEP_RUNS_DIR)]
-    if records_dir is not None or sweeps_dir is None:
-        bases.append(Path(records_dir or config.RECORDS_DIR) / "sweeps")
-    combos: dict[tuple[str, str], Path] = {}
-    for base in bases:  # runs/sweeps first; the shipped copy fills in what runs/ lacks
-        for combo in sorted(p for p in base.glob("*/*") if p.is_dir()):
-            combos.setdefault((combo.parent.name, combo.name), combo)
+    combos = _sweep_combos(sweeps_dir, records_dir)
     rec_frames, summaries = [], []
-    for combo in combos.values():
+    for combo, origin in combos:
         params: dict[str, Any] = {}
         # point_status: done | failed (notebook error or failed partitions: sweep.run_failures) | incomplete
         point_status = "incomplete"
@@ -198,7 +225,8 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
                 params = {k: v for k, v in (info.get("parameters") or {}).items() if k != "output_dir"}
                 point_status = status
                 break
-        tags = {"sweep": combo.parent.name, "slug": combo.name, "point_status": point_status,
+        tags = {"sweep": combo.parent.name, "slug": combo.name, "point_status": point_status, "origin": origin,
+                "point": f"{origin}:{combo.parent.parent.parent.name}:{combo.name}",
                 "repeat": int(params.pop("repeat", 1) or 1),
                 **{f"param_{k}": v for k, v in params.items()}}
         df = _read_csvs(combo.rglob("records.csv"), **tags)
@@ -334,11 +362,26 @@ def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]
 
 
 # ------------------------------------------------------------------ everything
+#: A runs folder that never exists: what the loaders read as "runs/" when scratch runs are left out.
+NO_RUNS = Path("/nonexistent-cosmic-runs")
+
+
 def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = None,
-                     reference_dir: Path | None = None, sweeps_dir: Path | None = None) -> dict[str, pd.DataFrame]:
-    """Every source above in one dict of DataFrames; missing sources are empty frames."""
-    runs = Path(runs_dir or config.RUNS_DIR)
+                     reference_dir: Path | None = None, sweeps_dir: Path | None = None,
+                     include_runs: bool = False) -> dict[str, pd.DataFrame]:
+    """Every source above in one dict of DataFrames; missing sources are empty frames.
+
+    By default only the shipped records (``records_dir``, default data/records/) and the published
+    reference numbers are read: figures and the report come from the curated set. ``include_runs``
+    (or an explicit ``runs_dir`` / ``sweeps_dir``) also reads the scratch runs; every frame then
+    has an ``origin`` column ("shipped" or "scratch") and figures draw scratch rows as their own
+    labelled series.
+    """
+    include_runs = include_runs or runs_dir is not None or sweeps_dir is not None
+    runs = Path(runs_dir or config.RUNS_DIR) if include_runs else NO_RUNS
     recs = Path(records_dir or config.RECORDS_DIR)
+    if not include_runs:
+        sweeps_dir = NO_RUNS / "sweeps"
     out: dict[str, pd.DataFrame] = {}
     local = load_local(runs, recs)
     out["local"] = local
@@ -351,12 +394,16 @@ def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = No
     else:
         out["aws"] = pd.DataFrame()
     out["sweeps"], out["sweep_summary"] = load_sweeps(sweeps_dir or runs / "sweeps", recs)
+    out["sweep_points"] = load_sweep_points(sweeps_dir or runs / "sweeps", recs)
     out["local_data_size"] = _read_csvs([recs / LOCAL_DATA_SIZE]) if (recs / LOCAL_DATA_SIZE).exists() \
         else pd.DataFrame()
     out["bench"] = load_bench(runs, recs)
     out["predictions"] = load_predictions(runs, recs)
     val = recs / "simulator_validation.csv"
     out["simulator_validation"] = _read_csvs([val]) if val.exists() else pd.DataFrame()
+    for df in out.values():
+        if not df.empty and "source_file" in df.columns and "origin" not in df.columns:
+            df["origin"] = ["shipped" if str(f).startswith(str(recs)) else "scratch" for f in df["source_file"]]
     out.update(load_published(reference_dir))
     for key, df in out.items():
         log.debug("records %s: %d rows", key, len(df))
@@ -425,69 +472,5 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
     return pd.DataFrame(rows)
 
 
-def _ship_file(src: Path, dst: Path) -> Path:
-    """Copy a text record to ``dst`` with this machine's absolute paths made portable (bytes otherwise kept)."""
-    from cosmic_utils.provenance import portable_text
-
-    text = src.read_bytes().decode("utf-8")
-    dst.write_bytes(portable_text(text).encode("utf-8"))
-    return dst
-
-
-def ship_records(runs_dir: Path | None = None, records_dir: Path | None = None,
-                 pipeline_runs: list[str] | None = None) -> list[Path]:
-    """Copy the small measured records of finished runs into ``data/records/`` (committed).
-
-    ``make figures`` on a fresh clone then shows measured values without re-running anything.
-    Copies: the newest ``runs/bench/bench.json`` and ``engine_checks.json``; the reliability table
-    (``runs/reliability/reliability.csv``, ``.md``, ``reliability_provenance.json``); every local engine
-    run's ``records.csv`` (concatenated, one row per run) as ``local_cpu.csv`` / ``local_gpu.csv``;
-    for each pipeline run (default: every run folder with a ``summary.json``) its per-partition
-    ``records.csv`` and ``summary.json`` as ``pipeline_<run-id>.csv`` / ``pipeline_<run-id>_summary.json``;
-    the newest pipeline run's predictions (``z_spec``, ``z_pred`` only) as ``predictions_<run-id>.csv``.
-    Numbers are never edited: files are copied, or concatenated row-wise, with one rewrite:
-    absolute paths of this machine become project-relative (``$TMPDIR/...``, ``~/...`` outside
-    the project; :func:`cosmic_utils.provenance.portable_text`), so the shipped records travel.
-    """
-    runs = Path(runs_dir or config.RUNS_DIR)
-    recs = Path(records_dir or config.RECORDS_DIR)
-    recs.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for folder, name in (("bench", "bench.json"), ("bench", "engine_checks.json"),
-                         ("reliability", "reliability.csv"), ("reliability", "reliability.md"),
-                         ("reliability", "reliability_provenance.json")):
-        src = runs / folder / name
-        if src.is_file():
-            written.append(_ship_file(src, recs / name))
-    local = _read_csvs(sorted(runs.glob("local/*/records.csv")))
-    if not local.empty and "kind" in local.columns:
-        for kind, rows in local.groupby("kind"):
-            out = recs / f"{kind}.csv"
-            rows.to_csv(out, index=False)
-            written.append(_ship_file(out, out))
-    for combo in sorted(p for p in config.SWEEP_RUNS_DIR.glob("*/*") if (p / "_done.json").is_file()):
-        dst = recs / "sweeps" / combo.parent.name / combo.name
-        for name in ("_done.json", "records.csv", "summary.json", "request.json"):
-            src = combo / name
-            if src.is_file():
-                dst.mkdir(parents=True, exist_ok=True)
-                written.append(_ship_file(src, dst / name))
-    names = pipeline_runs or sorted(p.parent.name for p in runs.glob("*/summary.json")
-                                    if p.parent.name not in _NOT_PIPELINE)
-    for name in names:
-        folder = runs / name
-        for src, dst in ((folder / "records.csv", recs / f"pipeline_{name}.csv"),
-                         (folder / "summary.json", recs / f"pipeline_{name}_summary.json")):
-            if src.is_file():
-                written.append(_ship_file(src, dst))
-    # z_spec / z_pred of the newest run with predictions (two columns; feeds the redshift figure)
-    for name in reversed(names):
-        preds = _read_predictions(runs / name / "predictions")
-        if not preds.empty:
-            for old in recs.glob("predictions_*.csv"):
-                old.unlink()
-            out = recs / f"predictions_{name}.csv"
-            preds.to_csv(out, index=False)
-            written.append(out)
-            break
-    return written
+# Shipping runs into data/records/ lives in cosmic_utils.analysis.admission (`cosmic records ship`),
+# the one way a record enters the shipped set, with its admission rules.

@@ -184,44 +184,27 @@ class Section:
 
 
 # ------------------------------------------------------------------ sweeps
-SWEEP_KEYS = ("data_gb", "wall_s", "partitions", "throughput.end_to_end_gb_s", "throughput.per_worker_gb_s",
-              "timing.sum_duration_s", "cost.lambda_usd", "cost.total_usd", "billing.memory_mb_configured")
-
-
 def sweep_points(src: Sources, sweep: str, param: str) -> pd.DataFrame:
-    """One row per (point, repeat) of a shipped sweep, from each point's ``_done.json`` and ``summary.json``.
+    """One row per (point, repeat) of a shipped sweep, read by :func:`cosmic_utils.analysis.sweep_points.read_points`.
 
-    Columns: ``param``, ``repeat``, ``data_gb``, ``wall_s``, ``e2e_gb_s`` (data / execution wall
-    clock), ``worker_gb_s`` (the study's throughput: data / mean per-partition handler time),
-    ``lambda_usd``, ``total_usd``, ``efficiency`` (``worker_gb_s / lambda_usd``, the study's
-    formula), ``memory_mb``, ``cpu`` (machine of the record). Failed points are left out.
+    The one reader the figures use too, so a table and its figure agree. Columns: ``param``,
+    ``repeat``, and the metrics of :data:`cosmic_utils.analysis.sweep_points.METRICS`
+    (``worker_gb_s``: data / mean partition duration, the study's throughput; ``e2e_gb_s``: data /
+    execution wall clock; ``efficiency``: ``worker_gb_s / lambda_usd``, the study's formula ...),
+    ``cpu`` (machine of the record), ``record``. Failed points are left out; a malformed record
+    is a :class:`ReportError` naming it. Only the primary machine's sweeps (the top of
+    data/records/) are tabled; other machines' sweeps live in data/records/machines/.
     """
+    from cosmic_utils.analysis import sweep_points as sp
+
     base = src.records / "sweeps" / sweep
-    points = sorted(p for p in base.glob("*") if p.is_dir() and (p / "_done.json").is_file())
-    if not points:
+    if not any((p / "_done.json").is_file() for p in base.glob("*")):
         raise ReportError(f"record {src.rel(base)} is missing (no finished sweep point; run `cosmic sweep "
                           f"sweeps/{sweep}.yaml` then `make records`)")
-    rows = []
-    for p in points:
-        done = read_json(src, p / "_done.json", [f"parameters.{param}"])
-        path = p / "summary.json"
-        s = read_json(src, path, SWEEP_KEYS)
-        n = _num(src, path, s, "partitions")
-        per_partition_s = _num(src, path, s, "timing.sum_duration_s") / n
-        worker = _num(src, path, s, "data_gb") / per_partition_s
-        lam = _num(src, path, s, "cost.lambda_usd")
-        rows.append({
-            param: float(done["parameters"][param]), "repeat": int(done.get("repeat") or
-                                                                 done["parameters"].get("repeat") or 1),
-            "data_gb": _num(src, path, s, "data_gb"), "wall_s": _num(src, path, s, "wall_s"),
-            "e2e_gb_s": _num(src, path, s, "throughput.end_to_end_gb_s"), "worker_gb_s": worker,
-            "lambda_usd": lam, "total_usd": _num(src, path, s, "cost.total_usd"),
-            "efficiency": worker / lam if lam > 0 else float("nan"),
-            "memory_mb": _num(src, path, s, "billing.memory_mb_configured"),
-            "cpu": machine(s.get("provenance") or done.get("provenance") or done),
-            "record": src.rel(p),
-        })
-    return pd.DataFrame(rows)
+    try:
+        return sp.read_points(src.records / "sweeps", sweep, param, label=src.rel)
+    except sp.RecordError as exc:
+        raise ReportError(f"record {exc}") from exc
 
 
 def median_by(df: pd.DataFrame, by: str, value: str) -> pd.DataFrame:

@@ -396,6 +396,7 @@ def execute(
                     fail["error"] = f"not finished: the run was interrupted ({interrupted.signal_name})"
         if label == "aws" and summary.get("failed"):
             _attach_cloudwatch_errors(be, cfg.names.function("inference"), summary["failed"], t_start, stop)
+        summary.update(admission_fields(original))
         (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
     if interrupted is not None:
         raise RunInterrupted(interrupted.signum, run_dir, RunResult(run_dir, summary, status))
@@ -446,6 +447,23 @@ def _resume_local() -> None:
     from cosmic_utils.cloud import moto_hook
 
     moto_hook.resume_invocations()
+
+
+def admission_fields(request: Any) -> dict[str, Any]:
+    """What ``cosmic records ship`` needs to admit a run's summary: the model and the data it ran on.
+
+    ``model_info``: :func:`cosmic_utils.provenance.model_fields` of the request's model (sha256 of
+    artifact.json, trained or not, validation sigma_NMAD beside the kNN anchor's). ``data_info``:
+    samples and distinct catalogue galaxies of a local rendered dataset
+    (:func:`cosmic_utils.data.dataset.distinct_galaxies`). Empty fields for ``s3://`` inputs
+    (what the run saw is then not re-read here).
+    """
+    from cosmic_utils.data.dataset import distinct_galaxies
+    from cosmic_utils.provenance import model_fields
+
+    data = str(getattr(request, "data", "") or "")
+    return {"model_info": model_fields(getattr(request, "model", None)),
+            "data_info": distinct_galaxies(data) if data and not data.startswith("s3://") else {}}
 
 
 def _interrupted_note(exc: exits.Interrupted, run_dir: Path, kept: int) -> dict[str, Any]:

@@ -141,8 +141,11 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
           f"{f(thr.get('per_worker_gb_s'))} GB/s", file=out)
     print(f"  billed {bill.get('billed_ms_total')} ms, {f(bill.get('gb_seconds'))} GB-s "
           f"at {bill.get('memory_mb_configured')} MB; cost {f(cost.get('total_usd'))} USD", file=out)
+    if (summary.get("model_info") or {}).get("model_trained") is False:
+        print("  UNTRAINED model: speeds and costs only; the accuracy below is meaningless", file=out)
     if acc.get("labelled_samples"):
-        print(f"  accuracy: MAE {f(acc.get('mae'))}, sigma_NMAD {f(acc.get('sigma_nmad'))}, "
+        print(f"  {'UNTRAINED model ' if (summary.get('model_info') or {}).get('model_trained') is False else ''}"
+              f"accuracy: MAE {f(acc.get('mae'))}, sigma_NMAD {f(acc.get('sigma_nmad'))}, "
               f"outliers(>0.15) {f(acc.get('outlier_015'))}", file=out)
 
 

@@ -141,7 +141,8 @@ class BenchConfig:
 # --------------------------------------------------------------------------- model and data
 def resolve_model(model_dir: str | os.PathLike[str] | None, with_onnx: bool = True) -> tuple[Path, bool]:
     """The artifact to bench and whether it is trained (:func:`cosmic_utils.model.artifacts.find_model`)."""
-    return find_model(model_dir, with_onnx=with_onnx)
+    # the bench times the network; an untrained stand-in is allowed here and recorded as such (meta.trained_model)
+    return find_model(model_dir, with_onnx=with_onnx, allow_untrained=True)
 
 
 def flops_per_sample() -> float:

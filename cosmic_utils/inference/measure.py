@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils import config
-from cosmic_utils.provenance import portable, provenance
+from cosmic_utils.provenance import model_fields, portable, provenance
 from cosmic_utils.runtime.memory import read_hwm_mb
 
 #: Columns of ``runs/local/<run-id>/records.csv`` (docs/architecture.md, "Run records"), in order.
@@ -289,7 +289,9 @@ def write_records(rows: Iterable[Mapping[str, Any]], run_dir: str | os.PathLike[
     so the file can be shipped to data/records/ as it is.
     """
     prov = provenance()
-    rows = [{**portable(dict(r)), **{k: v for k, v in prov.items() if k not in r}} for r in rows]
+    # what admits a record (cosmic records ship): the model's identity, trained or not, its score
+    rows = [{**portable(dict(r)), **{k: v for k, v in prov.items() if k not in r},
+             **{k: v for k, v in model_fields(r.get("model_dir")).items() if r.get(k) is None}} for r in rows]
     if run_dir is None:
         run_dir = LOCAL_RUNS_DIR / (run_id or new_run_id())
     path = Path(run_dir) / "records.csv"
@@ -317,3 +319,17 @@ def write_records(rows: Iterable[Mapping[str, Any]], run_dir: str | os.PathLike[
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def check_batches(samples: int, batch_sizes: Iterable[int], min_batches: int = 4, what: str = "the data") -> None:
+    """Refuse a sweep whose largest batches would not fill ``min_batches`` full batches of ``samples``.
+
+    A "batch 256" over 97 samples is one partial batch: its throughput says nothing about batch
+    256. Raises ``ValueError`` (one line: the sizes, and how much data would do).
+    """
+    bad = sorted(int(b) for b in batch_sizes if samples < min_batches * int(b))
+    if bad:
+        need = min_batches * bad[-1]
+        raise ValueError(f"{what} is {samples} samples: batch size(s) {bad} would run fewer than {min_batches} full "
+                         f"batches; use at least {need} samples ({need * config.SAMPLE_BYTES / 1e9:.3g} GB) or "
+                         f"smaller batch sizes")

@@ -19,6 +19,7 @@ import pandas as pd
 from cosmic_utils.cloud.upload import upload_dataset, upload_model
 from cosmic_utils.data.dataset import ensure_dataset
 from cosmic_utils.model.artifacts import find_model
+from cosmic_utils.provenance import untrained_label
 
 #: The columns of records.csv a sweep point shows.
 RECORD_VIEW: tuple[str, ...] = ("partition_id", "status", "samples", "download_s", "load_s", "inference_s", "upload_s",
@@ -33,7 +34,7 @@ def point_overview(summary: dict[str, Any]) -> pd.Series:
         "per-worker GB/s (published: sum of data / own inference time)": summary["throughput"]["per_worker_gb_s"],
         "billed GB-s (configured memory x billed duration)": summary["billing"]["gb_seconds"],
         "cost USD (Lambda + Step Functions + S3)": (summary.get("cost") or {}).get("total_usd"),
-        "sigma_NMAD": (summary.get("accuracy") or {}).get("sigma_nmad"),
+        untrained_label(summary.get("model_info") or {}) + "sigma_NMAD": (summary.get("accuracy") or {}).get("sigma_nmad"),
     })
 
 
@@ -45,16 +46,18 @@ def point_slug(backend: str, batch_size: int, partition_mb: float, data_gb: floa
 
 
 def stage_inputs(backend: str, data_gb: float, partition_mb: float, seed: int = 0, data_location: str = "",
-                 model_dir: str = "", data_upload: str = "", model_upload: str = "") -> tuple[str, str]:
+                 model_dir: str = "", data_upload: str = "", model_upload: str = "",
+                 allow_untrained: bool = False) -> tuple[str, str]:
     """``(data, model)`` locations for the run request of one point.
 
     ``data_location`` / ``model_dir`` when given (folder or ``s3://``); else the prepared dataset
     and the found model. On ``aws`` a local one is uploaded under ``data_upload`` / ``model_upload``
     (``s3://bucket/prefix``; a ``ValueError`` names the missing parameter): never a bucket invented
-    in the user's account.
+    in the user's account. Without a trained model the point stops with a one-line instruction,
+    unless ``allow_untrained`` (explicit) makes an UNTRAINED stand-in (recorded as such).
     """
     data = data_location or str(ensure_dataset(data_gb, partition_mb, seed))
-    model = model_dir if model_dir.startswith("s3://") else str(find_model(model_dir or None)[0])
+    model = model_dir if model_dir.startswith("s3://") else str(find_model(model_dir or None, allow_untrained=allow_untrained)[0])
     if backend == "aws" and not data.startswith("s3://"):
         if not data_upload.startswith("s3://"):
             raise ValueError(f"backend aws: data {data!r} is local; set data_upload=s3://bucket/prefix or "

@@ -275,14 +275,16 @@ def is_trained(meta: Mapping[str, Any]) -> bool:
 
 
 def find_model(model_dir: str | os.PathLike[str] | None = None, with_onnx: bool = True,
-               allow_untrained: bool = True) -> tuple[Path, bool]:
+               allow_untrained: bool = False) -> tuple[Path, bool]:
     """The model artifact to use and whether it is trained: the one "find a model, else an untrained one".
 
     ``model_dir`` when given (it must hold an artifact); else ``models/default`` when it holds one;
-    else (``allow_untrained``) an untrained stand-in of the same network, made once in
-    :data:`UNTRAINED_MODEL_DIR` (with ONNX unless ``with_onnx=False``): its timings and costs are
-    valid, its accuracy is not, and callers label it. Without ``allow_untrained`` a missing default
-    raises :class:`ArtifactNotFoundError` saying how to train one.
+    else, only when the caller asks for it explicitly (``allow_untrained=True``), an untrained
+    stand-in of the same network, made once in :data:`UNTRAINED_MODEL_DIR` (with ONNX unless
+    ``with_onnx=False``): its timings and costs are valid, its accuracy is not, and every record
+    it produces says so (``model_trained`` False; ``cosmic records ship`` refuses it). By default a
+    missing model raises :class:`ArtifactNotFoundError` saying how to train one: an untrained
+    model is never used silently.
     """
     if model_dir is not None and str(model_dir) != "":
         folder = Path(model_dir)
@@ -291,8 +293,9 @@ def find_model(model_dir: str | os.PathLike[str] | None = None, with_onnx: bool 
         return config.DEFAULT_MODEL_DIR, is_trained(read_meta(config.DEFAULT_MODEL_DIR))
     if not allow_untrained:
         raise ArtifactNotFoundError(
-            f"no trained model at {config.DEFAULT_MODEL_DIR}: run `cosmic model train` first (about 5-10 minutes "
-            f"on 2 CPU cores), or pass --model DIR")
+            f"no trained model at {config.DEFAULT_MODEL_DIR}: run notebook 00 or `cosmic model train` first "
+            f"(about 2-10 minutes on 2 CPU cores), or name a model (--model DIR / model_dir=...), or ask for an "
+            f"untrained stand-in explicitly (allow_untrained=True: speeds only)")
     folder = UNTRAINED_MODEL_DIR
     log.warning("no trained model in %s: using an UNTRAINED artifact (%s)", config.DEFAULT_MODEL_DIR, folder)
     if not (folder / META_FILE).is_file() or (with_onnx and not (folder / ONNX_FILE).is_file()):
