@@ -248,7 +248,8 @@ def test_numerics_tests_pass_with_isa_capped(cap: str) -> None:
     ATEN_CPU_CAPABILITY (ATen's own kernels: GELU, softmax, LayerNorm, reductions),
     ONEDNN_MAX_CPU_ISA (convolutions, some matmuls) and MKL_ENABLE_INSTRUCTIONS (sgemm) are read
     when torch loads, hence the fresh process. On an AVX2-only CPU the avx2 run repeats the
-    native path; on a wider one it is the path an AVX2-only CPU takes.
+    native path; on a wider one it is the path an AVX2-only CPU takes (for MKL only on Intel: on AMD
+    MKL ignores its cap, docs/portability.md "Two CPU families").
     """
     if platform.machine().lower() not in {"x86_64", "amd64"}:
         pytest.skip("x86-64 ISA caps")

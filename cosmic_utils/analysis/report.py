@@ -604,6 +604,17 @@ def section_devices(src: Sources) -> Section:
              f"measured, cosmic bench, batch {batch}, {cpu}"],
             [f"local CPU, {best['engine']} ({best['precision']})", g(float(best["samples_per_s"]) * sample_gb),
              f"measured, cosmic bench, batch {batch}, {cpu}"]]
+    for other in sorted(src.records.glob("machines/*/bench.json")):  # other machines' records, side by side
+        doc = read_json(src, other, ["rows", "meta.cpu_model", "summary.batch_size"])
+        o_at = _bench_at(doc, int(doc["summary"]["batch_size"]))
+        if "check_passed" in o_at:
+            o_at = o_at[o_at["check_passed"].isna() | o_at["check_passed"].astype("boolean").fillna(True)]
+        o_cpu = machine(doc.get("provenance") or doc["meta"])
+        o32 = o_at[o_at["precision"] == "fp32"]
+        for label, r in (("fp32", o32.loc[o32["samples_per_s"].idxmax()]), (None, o_at.loc[o_at["samples_per_s"].idxmax()])):
+            ours.append([f"local CPU, {r['engine']} ({label or r['precision']})",
+                         g(float(r["samples_per_s"]) * sample_gb),
+                         f"measured, cosmic bench, batch {int(r['batch_size'])}, {o_cpu} (`{src.rel(other)}`)"])
     gpu_note = "GPU: not measured yet (no data/records/local_gpu.csv; `make gpu-baseline` on a CUDA machine)"
     gpu_best = float("nan")
     if gpu_path.is_file():

@@ -78,10 +78,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "record its peak RSS (target < 1.5 GB)")
     p.add_argument("--dataset", default=None, help="dataset folder to reuse for --stream-gb")
     p.add_argument("--stream-engine", default=None, help="engine of the streaming check (default onnx, the Lambda engine)")
+    p.add_argument("--compare", nargs="*", default=None, metavar="RECORD",
+                   help="measure nothing: print shipped bench records side by side, one column per machine "
+                   "(default: data/records/bench.json and data/records/machines/*/bench.json)")
     p.set_defaults(func=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.compare is not None:
+        from cosmic_utils.inference.bench_compare import bench_record_paths, compare_table
+
+        paths = [Path(p) for p in args.compare] or bench_record_paths()
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"no bench record at {', '.join(missing)}")
+        print(compare_table(paths))
+        return 0
     from cosmic_utils.inference.bench import BenchConfig, format_table, run_bench
 
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):  # the exporter's INFO chatter (untrained fallback)
