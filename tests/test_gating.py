@@ -238,15 +238,17 @@ def test_bench_summary_verdicts_and_lambda_choice() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-user (apt-get install qemu-user)")
-def test_int8_is_accurate_on_an_avx2_only_cpu_under_qemu(artifact: Path, tmp_path: Path) -> None:
-    """The default int8 graph on ONNX Runtime's AVX2 (no VNNI) kernels, via QEMU's Haswell model
-    (64 calibration rows: QEMU is about 100x slower; several minutes on 2 cores)."""
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-user (`make qemu`)")
+@pytest.mark.parametrize("qemu_cpu", ["Haswell", "EPYC"])
+def test_int8_is_accurate_on_an_avx2_only_cpu_under_qemu(artifact: Path, tmp_path: Path, qemu_cpu: str) -> None:
+    """The default int8 graph on ONNX Runtime's AVX2 (no VNNI) kernels, via QEMU's Haswell (Intel
+    vendor) and EPYC (AMD vendor) models (64 calibration rows: QEMU is about 100x slower; several
+    minutes on 2 cores)."""
     from cosmic_utils.inference.isa_check import main
     from cosmic_utils.runtime.onnx_engine import INT8_VARIANT
 
     out = tmp_path / "isa.json"
-    assert main(["--model", str(artifact), "--variants", INT8_VARIANT, "--qemu-cpu", "Haswell", "--rows", "64",
+    assert main(["--model", str(artifact), "--variants", INT8_VARIANT, "--qemu-cpu", qemu_cpu, "--rows", "64",
                  "--json", str(out)]) == 0
     emulated = [r for r in json.loads(out.read_text()) if r["cpu"].startswith("qemu")]
     assert len(emulated) == 1 and emulated[0]["cpuid"]["avx2"] and not emulated[0]["cpuid"]["avx512_vnni"]
