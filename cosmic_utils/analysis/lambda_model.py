@@ -460,8 +460,8 @@ def decompose(reference_dir: Path | None = None, records_dir: Path | None = None
          "source": ph.init_source + "; cold only, billed on top of Duration"},
         {"phase": "model load", **_rng(min(loads or [0.0]), float(np.median(loads or [0.0])), max(loads or [0.0])),
          "in_warm": False, "kind": "measured here (not published)",
-         "source": "bench meta.model_load_s of the published torch model (torch-eager), shipped bench records of "
-                   + ", ".join(c.family for c in cpus) + "; once per container (cold)"},
+         "source": "bench meta.model_load_s of the published torch model (torch-eager), shipped bench records ("
+                   + "; ".join(c.family for c in cpus) + "); once per container (cold)"},
         {"phase": "download", **_rng(ph.s3_s_per_mb_lo * mb, ph.s3_s_per_mb * mb, ph.s3_s_per_mb_hi * mb),
          "in_warm": True, "kind": "published", "source": ph.s3_source + ", scaled to 75 MB"},
         {"phase": "decode", **_rng(ph.decode_s_per_mb_lo * mb, ph.decode_s_per_mb * mb, ph.decode_s_per_mb_hi * mb),

@@ -247,11 +247,22 @@ def _projection(recs: Path) -> list[Row]:
     quick = min((f["fastest"] for f in fast if f.get("fastest")), key=lambda w: w["wall_s"], default=None)
     extra = (f"; fastest configuration {quick['wall_s']:.1f} s ({quick['partition_mb']:g} MB, "
              f"{quick['memory_mb']:.0f} MB, {quick['per_invocation']} partitions per invocation)") if quick else ""
-    return [Row("PROJECTED Lambda cost and 12.6 GB wall clock (simulator + the 1-thread bench of the Lambda engine)",
-                f"best memory {best['memory_mb']:.0f} MB: {_g(best['usd_per_gb'])} USD per GB (Lambda only; published "
-                f"Cosmic AI {_g(d['published']['cosmic_ai']['usd_per_gb'])}); 12.6 GB at concurrency 1,000: "
+    from cosmic_utils.analysis import lambda_model
+
+    part = float(d["inputs"]["partition_mb"])
+    per_cpu = "; ".join(lambda_model.claims_of(d.get("by_cpu") or [], part, bounds=("point", "high")))
+    dec = d.get("decomposition") or {}
+    unexplained = (f"; the published REPORT duration ({_g(dec['duration_s'])} s) leaves "
+                   f"{_g(dec['unexplained_s']['low'])}-{_g(dec['unexplained_s']['high'])} s unexplained "
+                   "(kept only in the high bound)") if dec else ""
+    return [Row("PROJECTED Lambda cost (the one Lambda model, per CPU type) and 12.6 GB wall clock (simulator)",
+                f"{per_cpu or 'no per-CPU projection in the record'} (Lambda only; published Cosmic AI "
+                f"{_g(d['published']['cosmic_ai']['usd_per_gb'])} USD/GB){unexplained}; 12.6 GB at concurrency 1,000 "
+                f"({best.get('machine') or d['inputs']['engine'].get('cpu_model', NOT_RECORDED)}): "
                 f"{walls}{extra}; arm64 not measured",
-                f"engine timed on {d['inputs']['engine'].get('cpu_model', NOT_RECORDED)}", _rel(path, recs),
+                "engine timed on " + ", ".join(c["machine"] for c in d.get("by_cpu") or [] if c.get("best"))
+                if d.get("by_cpu") else f"engine timed on {d['inputs']['engine'].get('cpu_model', NOT_RECORDED)}",
+                _rel(path, recs),
                 "`cosmic simulate --project --json data/records/lambda_projection.json`")]
 
 
