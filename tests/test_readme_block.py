@@ -84,7 +84,8 @@ def test_lambda_engine_projection_and_data_size_rows(tmp_path: Path) -> None:
     lam = next(r for r in shipped if r.what.startswith("Lambda engine (ONNX Runtime"))
     assert "1 thread:" in lam.result and "2 threads:" in lam.result
     proj = next(r for r in shipped if r.what.startswith("PROJECTED Lambda cost"))
-    assert "USD per GB" in proj.result and "arm64 not measured" in proj.result
+    assert "USD/GB" in proj.result and "arm64 not measured" in proj.result
+    assert "AMD EPYC" in proj.result and "unexplained" in proj.result  # both measured CPUs, the decomposition
     size = next(r for r in shipped if r.what.startswith("local data-size study"))
     assert "GB/s" in size.result and "peak RSS" in size.result and "8 GB" in size.result
     # an empty records folder: every one of these rows says it was not measured, none invents a number

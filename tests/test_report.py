@@ -91,7 +91,8 @@ def test_projection_section_from_record(src: report.Sources) -> None:
     proj = json.loads((src.records / "lambda_projection.json").read_text())
     sec = report.build_report(src).split("## This repository's Lambda engine")[1].split("\n## ")[0]
     assert proj["label"] in sec
-    assert f"Cheapest per GB: **{int(proj['best_memory_mb']):,} MB**" in sec
+    assert f"cheapest {int(proj['best_memory_mb']):,} MB at {proj['best']['usd_per_gb']:.3g} USD/GB**" in sec
+    assert "| **unexplained** |" in sec and "AMD EPYC (avx2)" in sec  # the decomposition and the per-CPU table
     assert "speed **not measured**" in sec
     assert ("| met |" if proj["targets"]["usd_per_gb_met"] else "| not met |") in sec
     for w in proj["wall_clock_12_6gb"]:
@@ -101,7 +102,7 @@ def test_projection_section_from_record(src: report.Sources) -> None:
     proj["targets"]["usd_per_gb_at_best"] = 0.0123
     (src.records / "lambda_projection.json").write_text(json.dumps(proj))
     sec = report.build_report(src).split("## This repository's Lambda engine")[1].split("\n## ")[0]
-    assert "0.0123 at" in sec and "| not met |" in sec
+    assert f"cheapest {int(proj['best_memory_mb']):,} MB at 0.0123 USD/GB (warm, projected)" in sec and "| not met |" in sec
     del proj["memory"]
     (src.records / "lambda_projection.json").write_text(json.dumps(proj))
     with pytest.raises(report.ReportError, match="lambda_projection.json is malformed.*memory"):

@@ -16,7 +16,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cosmic_utils import config
 from cosmic_utils.analysis import cost, figdata, simulate
 from cosmic_utils.analysis.figstyle import (
     color,
@@ -190,37 +189,50 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
     return fig
 
 
-def fig_memory(recs: dict[str, pd.DataFrame], speedup: float | None = None) -> plt.Figure:
-    """Lambda memory vs duration and cost per GB: projection (CPU share grows with memory) and REPORT lines."""
-    fig, (ax_d, ax_c) = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
-    sp_label = f"this repo's engine {speedup:.1f}x the published loop (bench.json)" if speedup else \
-        "published loop (no bench.json)"
-    proj = pd.DataFrame(simulate.project_from_published(speedup or 1.0, partition_mb=75.0))
-    lab = series_label("projected", "75 MB partition", f"{sp_label}; vCPU share grows with memory")
-    plot_series(ax_d, proj["memory_mb"], proj["duration_s"], "projected", lab, color(1))
-    plot_series(ax_c, proj["memory_mb"], proj["usd_per_gb"], "projected", lab, color(1))
-    if speedup:
-        base = pd.DataFrame(simulate.project_from_published(1.0, partition_mb=75.0))
-        lab = series_label("projected", "75 MB partition, the published loop (speedup 1)",
-                           "the same model; meets the REPORT lines at 10,240 MB")
-        plot_series(ax_d, base["memory_mb"], base["duration_s"], "projected", lab, color(5), linestyle=":")
-        plot_series(ax_c, base["memory_mb"], base["usd_per_gb"], "projected", lab, color(5), linestyle=":")
+def fig_memory(recs: dict[str, pd.DataFrame], record: dict[str, Any] | None = None) -> plt.Figure | None:
+    """Lambda memory vs duration and cost per GB of 75 MB partitions: the one Lambda model per measured CPU.
+
+    Drawn from the projection record (``data/records/lambda_projection.json``, ``by_cpu``: the tables
+    of :func:`cosmic_utils.analysis.lambda_model.memory_table`), so its cheapest memory is the one
+    the record, the report and the README name (the suptitle writes it with
+    :func:`~cosmic_utils.analysis.lambda_model.claim`). Each measured CPU is a line (point) with its
+    range as bars (low: Amdahl, no residual; high: the published REPORT durations' unexplained
+    residual kept); the published REPORT lines sit at 10,240 MB. None without a record.
+    """
+    from cosmic_utils.analysis import lambda_model, lambda_projection
+
+    rec = record if record is not None else lambda_projection.load()
+    if not rec or not rec.get("by_cpu"):
+        return None
+    mb = lambda_model.PUBLISHED_PARTITION_MB
+    key = f"{mb:g}"
+    fig, (ax_d, ax_c) = plt.subplots(1, 2, figsize=(11, 5.4), layout="constrained")
+    measured = [c for c in rec["by_cpu"] if key in (c.get("tables") or {})]
+    for i, c in enumerate(measured):
+        t = pd.DataFrame(c["tables"][key])
+        where = f"{c['engine']} on {c['machine']}, {c['bench_path']}"
+        lab = series_label("projected", f"{mb:g} MB partition, one Lambda model", where)
+        x = t["memory_mb"] * (1.0 + 0.02 * (i - (len(measured) - 1) / 2))  # staggered so the bars do not overlap
+        for ax, col in ((ax_d, "duration_s"), (ax_c, "usd_per_gb")):
+            plot_range(ax, x, t[col], t[f"{col}_low"], t[f"{col}_high"], "projected", lab, color(i + 1))
     reports = recs.get("published_lambda_reports", pd.DataFrame())
     if not reports.empty:
-        lab = series_label("published", "75 MB partitions, CloudWatch REPORT lines", "cai")
+        lab = series_label("published", f"{mb:g} MB partitions, CloudWatch REPORT lines", "cai")
         ax_d.plot(reports["memory_size"], reports["duration"] / 1000.0, "s", mfc="white", color=color(0), label=lab)
-        per_gb = [cost.lambda_cost([d], m).total_usd / (75 * config.PARTITION_MB / config.GB)
+        per_gb = [cost.lambda_cost([d], m).total_usd / lambda_model.partition_gb(mb)
                   for d, m in zip(reports["billed_duration"], reports["memory_size"], strict=True)]
         ax_c.plot(reports["memory_size"], per_gb, "s", mfc="white", color=color(0), label=lab)
-    best = proj.loc[proj["usd_per_gb"].idxmin()]
+    ax_d.plot([], [], " ", label="markers staggered around their memory size; bars: low (Amdahl above 2 vCPU) .. high (the published REPORT duration's "
+                                 "unexplained part kept; decomposition in the report)")
     for ax, ylab, title in ((ax_d, "duration per partition (s)", "Duration vs memory"),
-                            (ax_c, "Lambda cost per GB (USD)",
-                             f"Cost per GB (projected cheapest: {best['memory_mb']:,.0f} MB)")):
+                            (ax_c, "billed Lambda cost per GB (USD)", "Cost per GB vs memory (log)")):
         ax.set_xlabel("configured Lambda memory (MB)")
         ax.set_ylabel(ylab)
         ax.set_title(title)
-    fig.suptitle("Lambda memory (the local backend does not tie CPU to memory: its flat sweep is in "
-                 "local_backend_sweeps)", fontsize=9)
+    ax_c.set_yscale("log")
+    plain_log(ax_c, "y")
+    claims = lambda_model.claims_of(measured, mb, bounds=("point", "high"))
+    fig.suptitle("Lambda memory, x86_64 (arm64 not measured), projected:\n" + "\n".join(claims), fontsize=8.5)
     figure_legend(fig, ncols=1)
     return fig
 

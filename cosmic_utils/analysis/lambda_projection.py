@@ -1,32 +1,13 @@
 """PROJECTION of this repository's Lambda engine in AWS Lambda: duration, billed $/GB per memory size,
 the best memory size, and the end-to-end wall clock of the published largest run (12.6 GB).
 
-Why a separate projection (and not :func:`cosmic_utils.analysis.simulate.project_from_published`):
-that one scales the *published* Lambda durations by a speedup measured against the published
-loop, so it inherits the published torch function's start-up and deserialising time. The engine
-that runs in Lambda here is ONNX Runtime (``onnx`` or ``onnx-int8``), so its duration is built
-from what was measured for *that* engine, plus the published per-phase times for what this
-machine cannot measure (S3 inside AWS, Lambda's cold start):
-
-* **engine speed** (measured): samples/s of the Lambda engine at ``threads=1`` from a bench
-  record (``bench.json`` rows: engine, batch_size, threads, samples_per_s, cpu_model, cpu_type).
-  Lambda gives one vCPU per 1,769 MB, so one thread is what the 1,769 MB function gets. Without
-  a ``threads=1`` row the projection is refused; ``allow_two_thread=True`` falls back to the
-  ``threads=2`` rows, labelled as such (two threads of this machine are not one Lambda vCPU).
-* **CPU share** per memory size: ``vcpu = min(6, memory / 1,769)``. Below 1 vCPU the engine is
-  time-sliced (speed = vcpu). Between 1 and 2 vCPU the speed is interpolated linearly between the
-  measured 1-thread and 2-thread rates (ratio ``r2``). Beyond 2 vCPU the default is
-  **conservative**: no gain beyond the measured 2-thread rate (nothing above two threads was
-  measured on this machine). Amdahl's law with the parallel fraction implied by ``r2``
-  (``p = 2 (1 - 1/r2)``) is reported next to it as the optimistic bound (``*_amdahl``).
-* **S3 and start-up** (published): the per-worker S3 time of the published runs
-  (``result_stats.csv`` ``s3_avg_time``, the only published S3 timings, 100 MB partitions),
-  scaled to the partition size; Lambda's cold start = the Init Duration of the published REPORT
-  lines, plus the engine's model load measured by the bench (``meta.model_load_s``), paid once
-  per container. The published REPORT lines show the init is billed (Billed = Duration + Init,
-  rounded up to 1 ms), so a cold invocation's billed time includes it.
-* **prices**: ``runtime/prices.yaml`` (x86_64 and arm64 per GB-s, per request). arm64 (Graviton)
-  speed is NOT measured, so its $/GB is reported as "not measured"; only its price is shown.
+The per-partition duration and $/GB are those of THE Lambda model,
+:mod:`cosmic_utils.analysis.lambda_model` (one function, :func:`~cosmic_utils.analysis.lambda_model.partition_duration_s`,
+for every memory size, engine, CPU type and partition size; its docstring gives every input, its
+source and its range, and the decomposition of the published REPORT durations). This module
+assembles the shipped record from it: the per-memory table of the reference bench record (Intel,
+``data/records/bench.json``), the same tables per CPU type (``by_cpu``: Intel and AMD measured,
+arm64 not measured), the decomposition, the published comparison points, and:
 
 The 12.6 GB wall clock runs the existing scale simulator
 (:func:`cosmic_utils.analysis.simulate.simulate_run`: Distributed Map dispatch ramp, account
@@ -45,20 +26,40 @@ import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cosmic_utils import config
-from cosmic_utils.analysis import cost, simulate
+from cosmic_utils.analysis import cost, lambda_model, simulate
+from cosmic_utils.analysis.lambda_model import (  # the one duration and cost model; re-exported here
+    ARM64_NOT_MEASURED,
+    LAMBDA_ENGINES,
+    MEMORY_SIZES_MB,
+    TABLE_PARTITION_MB,
+    EngineSpeed,
+    Phases,
+    ProjectionRefused,
+    PublishedPhases,
+    Scaling,
+    memory_table,
+    partition_duration_s,
+    published_phases,
+    read_engine_speed,
+    scaling_from,
+    usd_per_gb,
+)
+from cosmic_utils.analysis.lambda_model import partition_gb as _partition_gb
 from cosmic_utils.runtime.items import split_even
 
-#: Memory sizes of the projection (MB): 1 vCPU, just above it, the old 3,008 cap, 3 vCPU, 8 GB, the maximum.
-MEMORY_SIZES_MB: tuple[int, ...] = (1769, 2048, 3008, 5307, 8192, 10240)
-#: Partition size of the per-memory table (MB, 2**20 bytes).
-TABLE_PARTITION_MB: float = 25.0
+#: Names of the one model that callers of this module use from here.
+__all__ = ["ARM64_NOT_MEASURED", "LAMBDA_ENGINES", "MEMORY_SIZES_MB", "TABLE_PARTITION_MB", "EngineSpeed", "Phases",
+           "ProjectionRefused", "PublishedPhases", "Scaling", "memory_table", "partition_duration_s",
+           "published_phases", "read_engine_speed", "scaling_from", "usd_per_gb", "project", "load", "write",
+           "describe", "describe_fastest", "describe_decomposition", "describe_cheapest", "wall_clock", "fastest_configuration", "published_points"]
+
 #: The published largest run (GB, published units) and the partition sizes of its projection.
 LARGEST_PUBLISHED_GB: float = 12.6
 WALL_PARTITIONS_MB: tuple[float, ...] = (25.0, 10.0)
@@ -67,276 +68,11 @@ WALL_PARTITIONS_MB: tuple[float, ...] = (25.0, 10.0)
 PER_INVOCATION_GRID: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
 #: Account concurrency of the wall-clock projection (Lambda's default quota).
 ACCOUNT_CONCURRENCY: int = 1000
-#: Engines that run inside Lambda (ONNX Runtime; torch does not fit the zip).
-LAMBDA_ENGINES: tuple[str, ...] = simulate.LAMBDA_ENGINES
 #: Targets of issue #14, reported (never asserted): $/GB at the best memory, 12.6 GB wall clock.
 TARGET_USD_PER_GB: float = 0.005
 TARGET_WALL_S: float = 30.0
-#: What the record says about arm64 (Graviton) speed and cost.
-ARM64_NOT_MEASURED: str = "not measured"
 #: The command that (re)writes the shipped record.
 COMMAND: str = "cosmic simulate --project --json data/records/lambda_projection.json"
-
-
-class ProjectionRefused(ValueError):
-    """The bench record cannot support a 1-vCPU projection (e.g. no ``threads=1`` row); the message says why."""
-
-
-# ------------------------------------------------------------------ the engine's measured speed
-@dataclass(frozen=True)
-class EngineSpeed:
-    """The Lambda engine's measured speed on this machine (one bench row per thread count)."""
-
-    engine: str
-    batch_size: int
-    samples_per_s_1t: float  #: the rate the projection uses for one vCPU
-    samples_per_s_2t: float | None  #: same engine and batch at 2 threads (None: not measured)
-    threads_used: int  #: 1, or 2 when the 2-thread fallback was allowed and used
-    cpu_model: str
-    cpu_type: str
-    bench_run_id: str
-    bench_path: str
-    model_load_s: float | None  #: the engine's model load time in the bench (measured), if recorded
-    engine_choice: str  #: why this engine (the bench's lambda_engine verdict)
-    note: str = ""
-
-    @property
-    def two_thread_ratio(self) -> float | None:
-        """samples/s at 2 threads over 1 thread (None when either is missing or the fallback is in use)."""
-        if self.samples_per_s_2t is None or self.threads_used != 1:
-            return None
-        return self.samples_per_s_2t / self.samples_per_s_1t
-
-
-def _lambda_engine_choice(doc: Mapping[str, Any]) -> tuple[str, str]:
-    """The engine the bench says Lambda runs (1-thread verdict first), and why."""
-    summary = doc.get("summary") or {}
-    by_threads = summary.get("by_threads") or {}
-    for key in ("1", 1):
-        lam = (by_threads.get(key) or {}).get("lambda_engine") if isinstance(by_threads, Mapping) else None
-        if lam and lam.get("engine"):
-            return str(lam["engine"]), f"bench summary.by_threads[1].lambda_engine: {lam.get('why', '')}".strip()
-    lam = summary.get("lambda_engine") or {}
-    if lam.get("engine"):
-        return str(lam["engine"]), f"bench summary.lambda_engine: {lam.get('why', '')}".strip()
-    return "onnx", "the bench names no Lambda engine: onnx (fp32) assumed"
-
-
-def _batch_size(doc: Mapping[str, Any]) -> int:
-    summary = doc.get("summary") or {}
-    by_threads = summary.get("by_threads") or {}
-    one = (by_threads.get("1") or by_threads.get(1) or {}) if isinstance(by_threads, Mapping) else {}
-    for value in (one.get("batch_size"), summary.get("batch_size")):
-        if value:
-            return int(value)
-    from cosmic_utils.runtime.request import RunRequest
-
-    return int(RunRequest.model_fields["batch_size"].default)
-
-
-def _portable(path: Path) -> str:
-    """``path`` relative to the project root when it lies inside it (records must not name this machine's paths)."""
-    try:
-        return path.resolve().relative_to(config.PROJECT_ROOT.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bool = False,
-                      engine: str | None = None) -> EngineSpeed:
-    """The Lambda engine's samples/s at one thread from a bench record (default data/records/bench.json).
-
-    Picks the engine the bench names for Lambda (``summary.by_threads["1"].lambda_engine``, else
-    ``summary.lambda_engine``, else ``onnx``) unless ``engine`` is given, at the bench's summary
-    batch size (the nearest measured batch size when that one has no row, noted). Raises
-    :class:`ProjectionRefused` when there is no usable ``threads=1`` row (unless
-    ``allow_two_thread``, which then uses the ``threads=2`` row, labelled).
-    """
-    path = Path(bench_path or config.RECORDS_DIR / "bench.json")
-    if not path.exists():
-        raise ProjectionRefused(f"{path}: no bench record (run `cosmic bench --threads 1` or `make bench`)")
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    rows = [r for r in doc.get("rows", []) if isinstance(r, dict)]
-    choice, why = _lambda_engine_choice(doc)
-    name = engine or choice
-    if engine:
-        why = f"engine {engine} requested"
-    if name not in LAMBDA_ENGINES:
-        raise ProjectionRefused(f"engine {name!r} does not run in Lambda (ONNX only: {', '.join(LAMBDA_ENGINES)})")
-    usable = [r for r in rows if r.get("engine") == name and r.get("check_passed") is not False
-              and float(r.get("samples_per_s") or 0) > 0]
-    by_threads: dict[int, list[dict[str, Any]]] = {}
-    for r in usable:
-        by_threads.setdefault(int(r.get("threads") or 0), []).append(r)
-    threads_used = 1
-    note = ""
-    if not by_threads.get(1):
-        have = sorted(t for t in by_threads if t)
-        if not allow_two_thread or not by_threads.get(2):
-            raise ProjectionRefused(
-                f"{path}: no threads=1 row of the Lambda engine {name} (rows at threads {have or 'none'}); "
-                "a Lambda at 1,769 MB has one vCPU, so the projection needs a 1-thread measurement: "
-                "run `cosmic bench --threads 1` (or pass --allow-two-thread to project from the "
-                "threads=2 rows, labelled as such)")
-        threads_used = 2
-        note = ("FALLBACK: no threads=1 row; the threads=2 rate of this machine is used as the 1-vCPU rate "
-                "(an overestimate of one Lambda vCPU)")
-    want = _batch_size(doc)
-    cands = by_threads[threads_used]
-    batches = sorted({int(r["batch_size"]) for r in cands})
-    batch = want if want in batches else min(batches, key=lambda b: (abs(math.log(b / want)), -b))
-    if batch != want:
-        note = (note + "; " if note else "") + f"batch {want} not measured at {threads_used} thread(s): batch {batch} used"
-    row = max((r for r in cands if int(r["batch_size"]) == batch), key=lambda r: float(r["samples_per_s"]))
-    two = [r for r in by_threads.get(2, []) if int(r["batch_size"]) == batch]
-    sps2 = max((float(r["samples_per_s"]) for r in two), default=None) if threads_used == 1 else None
-    meta = doc.get("meta") or {}
-    load = (meta.get("model_load_s") or {}).get(name)
-    return EngineSpeed(
-        engine=name, batch_size=batch, samples_per_s_1t=float(row["samples_per_s"]), samples_per_s_2t=sps2,
-        threads_used=threads_used, cpu_model=str(row.get("cpu_model") or meta.get("cpu_model") or "unknown CPU"),
-        cpu_type=str(row.get("cpu_type") or meta.get("cpu_type") or ""),
-        bench_run_id=str(row.get("run_id") or meta.get("run_id") or ""), bench_path=_portable(path),
-        model_load_s=float(load) if load is not None else None, engine_choice=why, note=note,
-    )
-
-
-# ------------------------------------------------------------------ CPU share -> engine speed
-@dataclass(frozen=True)
-class Scaling:
-    """How the engine's speed grows with Lambda's vCPU share (relative to one vCPU = 1.0)."""
-
-    two_thread_ratio: float  #: measured samples/s(2 threads) / samples/s(1 thread), clipped to >= 1
-    measured_ratio: float | None  #: the ratio as measured (None: not measured, 1.0 assumed)
-    beyond_two: str = "flat"  #: "flat" (conservative: no gain above 2 vCPU) or "amdahl"
-
-    @property
-    def parallel_fraction(self) -> float:
-        """Amdahl's parallel fraction that gives the 2-thread ratio: ``r2 = 1 / (1 - p + p/2)``."""
-        return min(1.0, max(0.0, 2.0 * (1.0 - 1.0 / self.two_thread_ratio)))
-
-    def amdahl(self, vcpu: float) -> float:
-        p = self.parallel_fraction
-        return 1.0 / ((1.0 - p) + p / vcpu)
-
-    def speed(self, vcpu: float, beyond_two: str | None = None) -> float:
-        """Engine speed at ``vcpu`` (1.0 = one vCPU): time-sliced below 1, linear to the 2-thread point, then flat or Amdahl."""
-        mode = beyond_two or self.beyond_two
-        if vcpu <= 1.0:
-            return vcpu
-        if vcpu <= 2.0:
-            return 1.0 + (vcpu - 1.0) * (self.two_thread_ratio - 1.0)
-        if mode == "amdahl":
-            return self.two_thread_ratio * self.amdahl(vcpu) / self.amdahl(2.0)
-        if mode != "flat":
-            raise ValueError(f"beyond_two must be 'flat' or 'amdahl', got {mode!r}")
-        return self.two_thread_ratio
-
-    def describe(self) -> str:
-        src = (f"measured 2-thread/1-thread ratio {self.measured_ratio:.3f}" if self.measured_ratio is not None
-               else "no 2-thread measurement: ratio 1.0 assumed (no gain from a 2nd vCPU)")
-        return (f"{src}; 1-2 vCPU: linear between the measured points; above 2 vCPU: "
-                f"{'no further gain (conservative, nothing above 2 threads was measured)' if self.beyond_two == 'flat' else 'Amdahl'}"
-                f"; optimistic bound reported as *_amdahl (parallel fraction {self.parallel_fraction:.3f})")
-
-
-def scaling_from(speed: EngineSpeed, beyond_two: str = "flat") -> Scaling:
-    r = speed.two_thread_ratio
-    return Scaling(two_thread_ratio=max(1.0, r) if r is not None else 1.0, measured_ratio=r, beyond_two=beyond_two)
-
-
-# ------------------------------------------------------------------ published per-phase times
-@dataclass(frozen=True)
-class PublishedPhases:
-    """Per-phase Lambda times of the published Cosmic AI runs (what this machine cannot measure)."""
-
-    s3_s_per_mb: float  #: per-worker S3 time per MB of partition
-    s3_source: str
-    init_s: float  #: Lambda Init Duration of a cold container
-    init_source: str
-
-
-def published_phases(reference_dir: Path | None = None) -> PublishedPhases:
-    """The published S3 time per MB (``result_stats.csv`` ``s3_avg_time``, mean rows) and Init Duration (REPORT lines)."""
-    ref = Path(reference_dir or config.REFERENCE_DIR) / "cai"
-    per_mb = []
-    with open(ref / "result_stats.csv", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            if r.get("run") != "mean" or not (r.get("s3_avg_time") or "").strip():
-                continue
-            per_mb.append(float(r["s3_avg_time"]) / float(r["partition (MB)"]))
-    if not per_mb:
-        raise ProjectionRefused(f"{ref / 'result_stats.csv'}: no published s3_avg_time")
-    inits = [r["init_duration"] for r in simulate.published_lambda_durations(reference_dir)
-             if not math.isnan(r["init_duration"])]
-    if not inits:
-        raise ProjectionRefused(f"{ref / 'lambda_report_lines.txt'}: no published Init Duration")
-    return PublishedPhases(
-        s3_s_per_mb=float(np.mean(per_mb)),
-        s3_source="published: cai/result_stats.csv s3_avg_time (per-worker S3 time, 'mean' rows, 100 MB partitions) / partition MB",
-        init_s=float(np.median(inits)) / 1000.0,
-        init_source=f"published: cai/lambda_report_lines.txt Init Duration (median of {len(inits)} cold REPORT line(s))",
-    )
-
-
-# ------------------------------------------------------------------ per-partition duration and cost
-def _partition_gb(partition_mb: float) -> float:
-    return config.samples_per_partition(partition_mb) * config.SAMPLE_BYTES / config.GB
-
-
-def partition_duration_s(speed: EngineSpeed, scaling: Scaling, phases: PublishedPhases, memory_mb: float,
-                         partition_mb: float, beyond_two: str | None = None) -> dict[str, float]:
-    """Warm duration of one partition (S3 + inference) and the cold extra (init + model load), seconds."""
-    vcpu = cost.vcpus_for_memory(memory_mb)
-    rel = scaling.speed(vcpu, beyond_two)
-    samples = config.samples_per_partition(partition_mb)
-    inference = samples / (speed.samples_per_s_1t * rel)
-    s3 = phases.s3_s_per_mb * partition_mb
-    load = (speed.model_load_s or 0.0) / min(1.0, vcpu)
-    return {"vcpu": vcpu, "engine_speed_rel": rel, "samples": float(samples), "inference_s": inference,
-            "s3_s": s3, "warm_s": s3 + inference, "cold_extra_s": phases.init_s + load}
-
-
-def usd_per_gb(duration_s: float, memory_mb: float, partition_mb: float, arch: str = "x86_64",
-               prices: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """Billed cost of one invocation of ``duration_s`` (rounded up to 1 ms) per GB (1e9 bytes) of its partition."""
-    lam = cost.lambda_cost([duration_s * 1000.0], memory_mb, arch, prices=prices)
-    gb = _partition_gb(partition_mb)
-    return {"billed_ms": float(lam.billed_ms_total), "usd_per_partition": lam.total_usd,
-            "usd_per_gb": lam.total_usd / gb, "compute_usd_per_gb": lam.compute_usd / gb}
-
-
-def memory_table(speed: EngineSpeed, scaling: Scaling, phases: PublishedPhases,
-                 memory_mbs: Sequence[float] = MEMORY_SIZES_MB, partition_mb: float = TABLE_PARTITION_MB,
-                 prices: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One projected row per memory size: vCPU, duration, billed $/GB (x86_64), the assumed engine/CPU."""
-    p = prices or cost.load_prices()
-    out = []
-    for mem in memory_mbs:
-        d = partition_duration_s(speed, scaling, phases, mem, partition_mb)
-        d_amdahl = partition_duration_s(speed, scaling, phases, mem, partition_mb, beyond_two="amdahl")
-        warm = usd_per_gb(d["warm_s"], mem, partition_mb, prices=p)
-        cold = usd_per_gb(d["warm_s"] + d["cold_extra_s"], mem, partition_mb, prices=p)
-        amd = usd_per_gb(d_amdahl["warm_s"], mem, partition_mb, prices=p)
-        out.append({
-            "kind": "projected", "memory_mb": float(mem), "vcpu": d["vcpu"], "partition_mb": partition_mb,
-            "samples_per_partition": int(d["samples"]), "engine_speed_rel": d["engine_speed_rel"],
-            "inference_s": d["inference_s"], "s3_s": d["s3_s"], "duration_s": d["warm_s"],
-            "billed_ms": warm["billed_ms"], "usd_per_partition": warm["usd_per_partition"],
-            "usd_per_gb": warm["usd_per_gb"], "compute_usd_per_gb": warm["compute_usd_per_gb"],
-            "cost_scope": "Lambda only (billed duration + request charge, one partition per invocation)",
-            "duration_s_cold": d["warm_s"] + d["cold_extra_s"], "usd_per_gb_cold": cold["usd_per_gb"],
-            "duration_s_amdahl": d_amdahl["warm_s"], "usd_per_gb_amdahl": amd["usd_per_gb"],
-            "arch": "x86_64",
-            "arm64": {"usd_per_gb": ARM64_NOT_MEASURED, "speed": ARM64_NOT_MEASURED,
-                      "gb_second_usd": float(p["lambda"]["gb_second_usd"]["arm64"])},
-            "engine": speed.engine, "batch_size": speed.batch_size, "threads_measured": speed.threads_used,
-            "cpu_model": speed.cpu_model, "cpu_type": speed.cpu_type, "bench_run_id": speed.bench_run_id,
-        })
-    best = min(out, key=lambda r: r["usd_per_gb"])
-    for r in out:
-        r["best_memory"] = r is best
-    return out
 
 
 # ------------------------------------------------------------------ 12.6 GB end to end
@@ -498,7 +234,7 @@ def _config(row: Mapping[str, Any], target_s: float) -> dict[str, Any]:
 def published_points(reference_dir: Path | None = None, prices: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Published $/GB (billed by configured memory) and the published 12.6 GB wall clocks, with their sources."""
     ref = Path(reference_dir or config.REFERENCE_DIR)
-    reports = simulate.published_lambda_durations(reference_dir)
+    reports = lambda_model.published_lambda_durations(reference_dir)
     billed = float(np.median([r["billed_duration"] for r in reports]))
     mem = float(np.median([r["memory_size"] for r in reports]))
     cai_gb = _partition_gb(75.0)
@@ -541,7 +277,10 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
     scaling = scaling_from(speed, beyond_two)
     phases = published_phases(reference_dir)
     table = memory_table(speed, scaling, phases, memory_mbs, partition_mb, prices)
-    best = min(table, key=lambda r: r["usd_per_gb"])
+    best = lambda_model.cheapest(table)
+    decomposition = lambda_model.decompose(reference_dir, phases=phases)
+    per_cpu = lambda_model.by_cpu(memory_mbs, tuple(dict.fromkeys([partition_mb, *lambda_model.PROJECTED_PARTITIONS_MB])),
+                                  phases, prices=prices, engine=engine)
     fitted = simulate.load_fitted()
     orch = replace(fitted[1] if fitted else simulate.Orchestration(), account_concurrency=concurrency,
                    max_concurrency=0)
@@ -561,7 +300,7 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
     meeting = [x["cheapest_meeting_target"] for x in searches if x["cheapest_meeting_target"]]
     cheapest_ok = min(meeting, key=lambda r: r["usd_per_gb"]) if meeting else None
     lam = prices["lambda"]
-    label = (f"projected from {speed.cpu_model} bench, {speed.threads_used} thread"
+    label = (f"projected from {speed.machine} bench, {speed.threads_used} thread"
              + ("" if speed.threads_used == 1 else "s (FALLBACK)"))
     return {
         "kind": "projected",
@@ -579,7 +318,8 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
             "phases": {**asdict(phases), "model_load_s": speed.model_load_s,
                        "model_load_kind": "measured (bench meta.model_load_s, this machine)"
                        if speed.model_load_s is not None else "not recorded: 0 assumed",
-                       "kind": "published (S3, init) + measured (model load)"},
+                       "kind": "published (S3, init) + measured (model load; decode and upload on the local "
+                               "backend) + the decomposition's unexplained residual (high bound only)"},
             "prices": {"as_of": str(prices["as_of"]), "region": str(prices["region"]),
                        "gb_second_usd": dict(lam["gb_second_usd"]),
                        "request_usd_per_million": float(lam["request_usd_per_million"]),
@@ -591,9 +331,15 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
         },
         "memory": table,
         "best_memory_mb": best["memory_mb"],
-        "best": {k: best[k] for k in ("memory_mb", "vcpu", "duration_s", "usd_per_gb", "engine", "cpu_model")},
+        "best": lambda_model.best_summary(table),
         "arm64": {"speed": ARM64_NOT_MEASURED, "usd_per_gb": ARM64_NOT_MEASURED,
                   "why": "no arm64 (Graviton) bench exists; only its price per GB-s is known"},
+        "bounds": {"low": "lowest download/decode/upload, Amdahl above 2 vCPU, no residual",
+                   "point": "mean download, median decode/upload, no gain above 2 vCPU, no residual (headline)",
+                   "high": "highest download/decode/upload, no gain above 2 vCPU, plus the published "
+                           "unexplained residual per MB (decomposition, high end)"},
+        "decomposition": decomposition,
+        "by_cpu": per_cpu,
         "wall_clock_12_6gb": walls,
         "wall_clock_12_6gb_fastest": searches,
         "published": pub,
@@ -648,7 +394,12 @@ def describe(record: Mapping[str, Any]) -> list[str]:
              + (f"; {e['note']}" if e.get("note") else ""),
              f"  engine choice: {e['engine_choice']}",
              f"  scaling: {s['description']}",
-             f"  S3: {ph['s3_s_per_mb'] * 1000:.2f} ms per MB [{ph['s3_source']}]",
+             f"  S3: {ph['s3_s_per_mb'] * 1000:.2f} ms per MB ({ph['s3_s_per_mb_lo'] * 1000:.2f}.."
+             f"{ph['s3_s_per_mb_hi'] * 1000:.2f}) [{ph['s3_source']}]",
+             f"  decode {ph['decode_s_per_mb'] * 1000:.2f} ms per MB, upload {ph['upload_s'] * 1000:.1f} ms per "
+             f"invocation [{ph['local_source']}]",
+             f"  high bound only: unexplained residual {ph['residual_s_per_mb_hi'] * 1000:.0f} ms per MB "
+             f"[{ph['residual_source']}]",
              f"  cold start: init {ph['init_s']:.3f} s [{ph['init_source']}] + model load "
              + (f"{ph['model_load_s']:.3f} s [{ph['model_load_kind']}]" if ph.get("model_load_s") is not None
                 else "0 s [not recorded]"),
@@ -701,4 +452,31 @@ def describe_fastest(record: Mapping[str, Any]) -> list[str]:
     lines.append(f"  wall target met: {'yes' if t['wall_met_any'] else 'no'}"
                  + (f" (best found: {b['config']}, {b['partition_mb']:g} MB partitions, {b['wall_s']:.1f} s)" if b else "")
                  + (f"; cheapest meeting it: {t['wall_met_by']}" if t.get("wall_met_by") else ""))
+    return lines
+
+
+def describe_decomposition(record: Mapping[str, Any]) -> list[str]:
+    """Text lines of the decomposition of the published REPORT durations (what the CLI prints)."""
+    d = record.get("decomposition")
+    if not d:
+        return []
+    lines = [f"published REPORT Duration decomposed ({d['partition_mb']:g} MB partitions at {d['memory_mb']:,.0f} MB, "
+             f"{d['vcpu']:.2f} vCPU): warm median {d['duration_s']:.2f} s of {d['warm_lines']} lines; cold "
+             f"{d['cold_duration_s']:.2f} s (+{d['cold_excess_s']:.2f} s first-call excess) [published]"]
+    for r in d["rows"]:
+        lines.append(f"  {r['phase']:<11} {r['low']:7.3f} {r['point']:7.3f} {r['high']:7.3f} s "
+                     f"{'(in warm Duration)' if r['in_warm'] else '(cold only)'} [{r['kind']}]")
+    e, u, sh = d["explained_s"], d["unexplained_s"], d["unexplained_share"]
+    lines.append(f"  explained   {e['low']:7.3f} {e['point']:7.3f} {e['high']:7.3f} s")
+    lines.append(f"  UNEXPLAINED {u['low']:7.3f} {u['point']:7.3f} {u['high']:7.3f} s "
+                 f"({sh['low']:.0%}..{sh['high']:.0%} of the warm Duration)")
+    return lines
+
+
+def describe_cheapest(record: Mapping[str, Any]) -> list[str]:
+    """Cheapest memory per measured CPU and partition size, point and high bound; arm64 not measured."""
+    lines = [f"{c}  (projected)" for c in lambda_model.claims_of(record.get("by_cpu") or [], bounds=("point", "high"))]
+    lines += [f"{c['machine']}: {c['kind']}" for c in record.get("by_cpu") or [] if not c.get("best")]
+    lines.append(f"published Cosmic AI: {record['published']['cosmic_ai']['usd_per_gb']:.3g} USD/GB at "
+                 f"{record['published']['cosmic_ai']['memory_mb']:,.0f} MB (REPORT lines, billed)")
     return lines

@@ -60,15 +60,26 @@ def draw(plots: _Style, record: dict[str, Any] | None = None) -> plt.Figure | No
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(14.0, 5.0), gridspec_kw={"width_ratios": [1.0, 1.25]})
 
+    from cosmic_utils.analysis import lambda_model
+
     mem = rec["memory"]
     x = [m["memory_mb"] for m in mem]
+    machine = mem[0].get("machine") or rec["label"]
     plots.plot_series(ax, x, [m["usd_per_gb"] for m in mem], "projection", f"this engine ({rec['label']})",
                       color=colors[0])
+    ax.fill_between(x, [m.get("usd_per_gb_low", m["usd_per_gb"]) for m in mem],
+                    [m.get("usd_per_gb_high", m["usd_per_gb"]) for m in mem], color=colors[0], alpha=0.12,
+                    label=f"{machine}: range low (Amdahl, no residual) .. high (published REPORT duration's "
+                          "unexplained part kept) [projected]")
     ax.plot(x, [m["usd_per_gb_amdahl"] for m in mem], color=colors[0], linestyle=":", linewidth=1.0,
             label="same, Amdahl beyond 2 vCPU (optimistic bound) [projected]")
-    best = next(m for m in mem if m.get("best_memory"))
-    ax.annotate(f"best {best['memory_mb']:.0f} MB\n{best['usd_per_gb']:.4f} $/GB", (best["memory_mb"], best["usd_per_gb"]),
-                xytext=(22, 16), textcoords="offset points", fontsize=8, arrowprops={"arrowstyle": "-", "color": "0.4"})
+    part = rec["inputs"]["partition_mb"]
+    others = [c for c in rec.get("by_cpu") or [] if c.get("tables") and c["machine"] != machine]
+    for c, col in zip(others, colors[5:] + colors[:1], strict=False):
+        t = c["tables"].get(f"{part:g}") or []
+        plots.plot_series(ax, [m["memory_mb"] for m in t], [m["usd_per_gb"] for m in t], "projection",
+                          f"{c['engine']} on {c['machine']} ({c['bench_path']}, 1 thread)", color=col)
+    claims = lambda_model.claims_of(rec.get("by_cpu") or [], part)
     pub = rec["published"]
     cai = pub["cosmic_ai"]
     plots.plot_series(ax, [cai["memory_mb"]], [cai["usd_per_gb"]], "published",
@@ -82,7 +93,8 @@ def draw(plots: _Style, record: dict[str, Any] | None = None) -> plt.Figure | No
     ax.axhline(target, color="0.5", linewidth=0.8, linestyle="--")
     ax.text(x[0], target * 1.12, f"target {target:g} $/GB", fontsize=8, color="0.35")
     ax.set_yscale("log")
-    ys = [m["usd_per_gb"] for m in mem] + [cai["usd_per_gb"]] + [t["usd_per_gb"] for t in t6] + [target]
+    ys = ([m["usd_per_gb"] for m in mem] + [m.get("usd_per_gb_high", m["usd_per_gb"]) for m in mem]
+          + [cai["usd_per_gb"]] + [t["usd_per_gb"] for t in t6] + [target])
     ax.set_ylim(min(ys) / 1.6, max(ys) * 1.5)
     ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02,
                                                                0.05, 0.1, 0.2, 0.5]))
@@ -91,7 +103,8 @@ def draw(plots: _Style, record: dict[str, Any] | None = None) -> plt.Figure | No
     ax.set_xlabel("configured Lambda memory (MB)")
     ax.set_ylabel("billed Lambda cost ($ per GB of samples)")
     # the legend says which series are projected and which published: no extra tag beside this title
-    ax.set_title(f"Lambda $/GB, {rec['inputs']['partition_mb']:g} MB partitions (x86_64; arm64 not measured)")
+    ax.set_title(f"Lambda $/GB, {part:g} MB partitions (x86_64; arm64 not measured); projected:\n"
+                 + "\n".join(claims), fontsize=8)
 
     best_mem = rec["best_memory_mb"]
     walls = [w for w in rec["wall_clock_12_6gb"] if w["memory_mb"] == best_mem]

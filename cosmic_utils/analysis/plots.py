@@ -101,7 +101,6 @@ def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
     set_style()
     recs = recs if recs is not None else load_all_records(include_runs=include_runs)
     fitted = simulate.load_fitted()
-    speedup = simulate.read_engine_speedup()  # the 1-vCPU Lambda engine, batch 256
     figures: dict[str, plt.Figure] = {}
     for name, func in FIGURES.items():
         if only and name not in only:
@@ -109,8 +108,6 @@ def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
         kwargs: dict[str, Any] = {}
         if name in NEEDS_FIT:
             kwargs["fitted"] = fitted
-        if name == "memory_cost_duration":
-            kwargs["speedup"] = speedup
         before = set(plt.get_fignums())
         try:
             fig = func(recs, **kwargs)

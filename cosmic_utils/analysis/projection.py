@@ -1,12 +1,15 @@
 """What a run will cost and how long it will take, before it starts (``cosmic run --max-usd``).
 
-The projection is the scale simulator (:func:`cosmic_utils.analysis.simulate.simulate_run`, parameters
-fitted on the published runs when ``data/records/simulator_validation.json`` exists) applied to
-the run's own dataset (its manifest: partition count and size), its memory size and its Map
-concurrency, with the inference part divided by this repository's measured engine speedup over
-the published loop (``bench.json``, :func:`cosmic_utils.analysis.simulate.read_engine_speedup`) when one
-is recorded. It is an estimate, printed as one; the budget check compares the budget with it.
-The worst case (every invocation to its timeout, retried) is :func:`cosmic_utils.cloud.aws.plan`.
+The per-partition duration is THE Lambda model's
+(:func:`cosmic_utils.analysis.lambda_model.partition_duration_s`) for the run's memory size, its
+engine, each measured CPU type (shipped bench records: Intel and AMD) and its partition size (from
+the dataset's manifest); the scale simulator (:func:`cosmic_utils.analysis.simulate.simulate_run`,
+orchestration fitted on the published runs when ``data/records/simulator_validation.json`` exists)
+schedules those durations over the run's partitions and Map concurrency. Lambda picks the CPU, not
+the user, so the budget is checked against the costliest measured CPU's point projection; the
+line printed also gives the model's high bound (the published REPORT durations' unexplained
+residual kept). It is an estimate, printed as one. The worst case (every invocation to its
+timeout, retried) is :func:`cosmic_utils.cloud.aws.plan`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class BudgetExceeded(RuntimeError):
 
 @dataclass(frozen=True)
 class RunProjection:
-    """Projected wall clock and cost of one run."""
+    """Projected wall clock and cost of one run (point of the costliest measured CPU; high bound beside it)."""
 
     partitions: int
     invocations: int
@@ -34,18 +37,22 @@ class RunProjection:
     memory_mb: float
     wall_s: float
     cost_usd: float
-    engine_speedup: float | None
+    engine: str
+    machine: str  #: the CPU whose projection is the costliest (the one the budget is checked against)
+    cost_usd_high: float  #: the model's high bound on that CPU (published unexplained residual kept)
+    per_cpu: tuple[tuple[str, float], ...]  #: (machine, point cost USD) of every measured CPU
     fitted: bool
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def one_line(self) -> str:
-        speed = f"engine speedup {self.engine_speedup:.2f}x (bench.json)" if self.engine_speedup else \
-            "published engine speed (no bench.json)"
+        cpus = ", ".join(f"{m} {c:.4g} USD" for m, c in self.per_cpu)
         return (f"PROJECTION: {self.partitions} partitions ({self.data_gb:.3g} GB, {self.partition_mb:.3g} MB each) "
-                f"in {self.invocations} invocations at {self.memory_mb:.0f} MB: ~{self.wall_s:.0f} s wall clock, "
-                f"~{self.cost_usd:.4g} USD ({speed}; simulator "
+                f"in {self.invocations} invocations at {self.memory_mb:.0f} MB, engine {self.engine}: "
+                f"~{self.wall_s:.0f} s wall clock, ~{self.cost_usd:.4g} USD on {self.machine} (the costliest "
+                f"measured CPU; {cpus}; high bound {self.cost_usd_high:.4g} USD if the published REPORT "
+                f"durations' unexplained part persists; Lambda model + simulator "
                 f"{'fitted on the published runs' if self.fitted else 'defaults'})")
 
 
@@ -65,36 +72,54 @@ def project_run(request: Any, s3_client: Any = None) -> RunProjection:
     mb = sum(e.data_bytes for e in entries) / config.PARTITION_MB / n if entries else 0.0
     data_gb = sum(e.data_bytes for e in entries) / config.GB
     return _project(len(entries), mb, data_gb, float(request.memory_mb), int(request.max_concurrency or 0),
-                    getattr(request, "world_size", None))
+                    getattr(request, "world_size", None), getattr(request, "engine", None))
 
 
 def project_point(data_gb: float, partition_mb: float, memory_mb: float, max_concurrency: int = 0,
-                  world_size: int | None = None) -> RunProjection:
+                  world_size: int | None = None, engine: str | None = None) -> RunProjection:
     """The projection of a sweep point from its parameters (before its dataset exists)."""
     from cosmic_utils.analysis import simulate
 
     n = simulate.partitions_for(data_gb, partition_mb)
-    return _project(n, partition_mb, data_gb, float(memory_mb), int(max_concurrency or 0), world_size)
+    return _project(n, partition_mb, data_gb, float(memory_mb), int(max_concurrency or 0), world_size, engine)
 
 
 def _project(partitions: int, mb: float, data_gb: float, memory_mb: float, max_concurrency: int,
-             world_size: int | None) -> RunProjection:
-    from cosmic_utils.analysis import simulate
+             world_size: int | None, engine: str | None = None) -> RunProjection:
+    from cosmic_utils.analysis import lambda_model, simulate
 
+    if engine not in lambda_model.LAMBDA_ENGINES:
+        engine = None  # a local-only engine (torch): Lambda runs the engine its bench record names
     n = max(1, partitions)
     invocations = min(n, world_size) if world_size else n
-    item_mb = mb * n / invocations
+    item_mb = max(mb * n / invocations, 1e-9)
     fitted = simulate.load_fitted()
-    timing, orch = fitted if fitted else (simulate.PartitionTiming(), simulate.Orchestration())
-    speedup = simulate.read_engine_speedup()  # the 1-vCPU Lambda engine, batch 256
-    if speedup:
-        timing = replace(timing, inference_s_per_mb=timing.inference_s_per_mb / speedup,
-                         inference_samples_s_per_mb=tuple(x / speedup for x in timing.inference_samples_s_per_mb))
+    base, orch = fitted if fitted else (simulate.PartitionTiming(), simulate.Orchestration())
     orch = replace(orch, max_concurrency=max_concurrency)
-    sim = simulate.simulate_run(data_gb, item_mb, memory_mb, timing=timing, orch=orch, n_partitions=invocations)
+    phases = lambda_model.published_phases()
+    cpus = lambda_model.measured_cpus()
+    if not cpus:
+        raise lambda_model.ProjectionRefused("no shipped bench record (data/records/bench.json): run `make bench`")
+    runs = []
+    for cpu in cpus:
+        speed = lambda_model.read_engine_speed(cpu.bench_path(), engine=engine)
+        scaling = lambda_model.scaling_from(speed)
+        sims = {}
+        for bound in ("point", "high"):
+            d = lambda_model.partition_duration_s(speed, scaling, phases, memory_mb, item_mb, bound=bound)
+            timing = replace(base, inference_s_per_mb=d["warm_s"] / item_mb, inference_samples_s_per_mb=(),
+                             startup_s=0.0, per_mb_s=0.0, s3_mb_s=math.inf, cold_init_s=d["cold_extra_s"],
+                             reference_memory_mb=memory_mb)
+            sims[bound] = simulate.simulate_run(data_gb, item_mb, memory_mb, timing=timing, orch=orch,
+                                                n_partitions=invocations)
+        runs.append((speed, sims))
+    speed, sims = max(runs, key=lambda r: r[1]["point"].cost_usd)
     return RunProjection(partitions=partitions, invocations=invocations, data_gb=data_gb, partition_mb=mb,
-                         memory_mb=memory_mb, wall_s=float(sim.wall_s),
-                         cost_usd=float(sim.cost_usd), engine_speedup=speedup, fitted=fitted is not None)
+                         memory_mb=memory_mb, wall_s=float(sims["point"].wall_s),
+                         cost_usd=float(sims["point"].cost_usd), engine=speed.engine, machine=speed.machine,
+                         cost_usd_high=float(sims["high"].cost_usd),
+                         per_cpu=tuple((s.machine, float(r["point"].cost_usd)) for s, r in runs),
+                         fitted=fitted is not None)
 
 
 def check_budget(projection: RunProjection, max_usd: float | None) -> None:
@@ -120,5 +145,5 @@ def project_sweep(parameters: Mapping[str, Any], combinations: Iterable[Mapping[
             continue
         out.append((dict(combo), project_point(float(p["data_gb"]), float(p["partition_mb"]),
                                                float(p.get("memory_mb") or 2048), int(p.get("max_concurrency") or 0),
-                                               int(p.get("world_size") or 0) or None)))
+                                               int(p.get("world_size") or 0) or None, p.get("engine"))))
     return out

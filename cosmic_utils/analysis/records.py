@@ -353,7 +353,7 @@ def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]
     out["published_cai_local"] = local
     report = ref / "cai" / "lambda_report_lines.txt"
     if report.exists():
-        from cosmic_utils.analysis.simulate import published_lambda_durations
+        from cosmic_utils.analysis.lambda_model import published_lambda_durations
 
         out["published_lambda_reports"] = pd.DataFrame(published_lambda_durations(ref))
     else:

@@ -30,9 +30,10 @@ aggregation script, the outlier-trimmed MEAN of the workers' profiler CPU times 
 ``total_bits / throughput_bps`` equals it), not a sum over workers, so it is used as the mean
 per-partition inference time as is.
 
-The "projection" (:func:`project_from_published`) combines a measured engine speedup over the
-published loop with the published per-partition Lambda durations (CloudWatch REPORT lines) to
-project our duration, cost per GB and best memory size; it is labelled a projection everywhere.
+The per-partition duration and cost of *this repository's* engine in Lambda is not projected
+here: that is the one Lambda model, :mod:`cosmic_utils.analysis.lambda_model` (which also
+decomposes the published REPORT durations). The simulator schedules whatever per-partition
+durations it is given (``cosmic run --max-usd`` gives it the model's).
 """
 
 from __future__ import annotations
@@ -51,15 +52,15 @@ import numpy as np
 
 from cosmic_utils import config
 from cosmic_utils.analysis import cost
+from cosmic_utils.analysis.lambda_model import (  # the one set of memory sizes; the REPORT-line parser
+    MEMORY_SIZES_MB,
+    PUBLISHED_MEMORY_MB,
+)
 
 log = logging.getLogger(__name__)
 
-#: Memory sizes the helpers compare (MB): 1 vCPU, the old 3,008 MB cap, 3 vCPU, 4, 5, the maximum.
-MEMORY_SIZES_MB: tuple[int, ...] = (1769, 3008, 5307, 7076, 8845, 10240)
 #: Distributed Map: at most 10,000 concurrent child executions.
 MAP_MAX_CONCURRENCY: int = 10_000
-#: Memory of the published Cosmic AI Lambdas (REPORT lines: "Memory Size: 10240 MB").
-PUBLISHED_MEMORY_MB: int = 10240
 
 
 # ------------------------------------------------------------------ parameters
@@ -479,116 +480,7 @@ def load_fitted(path: Path | None = None) -> tuple[PartitionTiming, Orchestratio
     return PartitionTiming(**timing), Orchestration(**data["orchestration"])
 
 
-# ------------------------------------------------------------------ projection and right-sizing
-def published_lambda_durations(reference_dir: Path | None = None) -> list[dict[str, float]]:
-    """Parse the published CloudWatch REPORT lines (Duration, Billed, Memory Size, Max Memory, Init)."""
-    path = Path(reference_dir or config.REFERENCE_DIR) / "cai" / "lambda_report_lines.txt"
-    out = []
-    pat = {k: re.compile(rf"{k}:\s*([\d.]+)") for k in
-           ("Duration", "Billed Duration", "Memory Size", "Max Memory Used", "Init Duration")}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("REPORT"):
-            continue
-        rec = {}
-        for key, rx in pat.items():
-            m = rx.search(line.replace("Billed Duration", "Billed_Duration") if key == "Duration" else line)
-            rec[key.lower().replace(" ", "_")] = float(m.group(1)) if m else float("nan")
-        out.append(rec)
-    return out
-
-
-#: Engines that run inside Lambda (ONNX Runtime + numpy; torch does not fit the zip).
-LAMBDA_ENGINES: tuple[str, ...] = ("onnx", "onnx-int8")
-
-
-def read_engine_speedup(paths: Sequence[Path] | None = None, batch_sizes: Sequence[int] = (256,),
-                        engines: Sequence[str] | None = LAMBDA_ENGINES, threads: int | None = 1) -> float | None:
-    """The measured engine speedup over the published loop (``ratio_vs_published_loop``) from bench.json.
-
-    Looks in runs/bench/bench.json then data/records/bench.json; takes the best ratio among rows
-    at the given batch sizes, of the engines that can run in Lambda (``engines``; None = any) and
-    that passed their accuracy check. ``threads``: only rows measured at that thread count (a
-    bench of ``--threads 1 2`` has both; rows without the field count as any; None = any). The
-    defaults are the Lambda engine of a 1-vCPU (1,769 MB) Lambda at batch 256, what every
-    projection from the published durations uses. None when no bench file has such a row.
-    """
-    candidates = paths or (config.RUNS_DIR / "bench" / "bench.json", config.RECORDS_DIR / "bench.json")
-    for p in candidates:
-        p = Path(p)
-        if not p.exists():
-            continue
-        data = json.loads(p.read_text(encoding="utf-8"))
-        rows = data.get("rows", data.get("results", data)) if isinstance(data, dict) else data
-        ratios = []
-        for r in rows if isinstance(rows, list) else []:
-            if not (isinstance(r, dict) and r.get("ratio_vs_published_loop")):
-                continue
-            if int(r.get("batch_size", 0)) not in batch_sizes or r.get("check_passed") is False:
-                continue
-            if engines is not None and r.get("engine") not in engines:
-                continue
-            if threads is not None and r.get("threads") is not None and int(r["threads"]) != int(threads):
-                continue
-            ratios.append(float(r["ratio_vs_published_loop"]))
-        if ratios:
-            return max(ratios)
-        log.info("%s has no usable ratio_vs_published_loop at batch %s", p, list(batch_sizes))
-    return None
-
-
-def project_from_published(
-    speedup: float,
-    partition_mb: float = 75.0,
-    memory_mbs: Sequence[float] = MEMORY_SIZES_MB,
-    published_inference_s: float | None = None,
-    parallel_fraction: float = 0.9,
-    arch: str = "x86_64",
-    reference_dir: Path | None = None,
-    non_inference_s: float | None = None,
-) -> list[dict[str, Any]]:
-    """PROJECTION of our per-partition duration and cost per GB at each memory size.
-
-    Published facts: the REPORT lines give the full Lambda duration of a 75 MB partition at
-    10,240 MB (median ~33.7 s); ``result_stats.csv`` gives its inference part (mean per-worker
-    time of the 75 MB runs, ~16 s). The rest (download, deserialising, model load) is kept as is;
-    the inference part is divided by ``speedup`` (our engine over the published loop) and scaled
-    to each memory size by the vCPU share. Both parts scale linearly with the partition size.
-    ``non_inference_s`` replaces the published non-inference part of a 75 MB partition (e.g. our
-    measured download + load + upload, scaled to 75 MB) when given.
-    """
-    import csv
-
-    if speedup <= 0:
-        raise ValueError(f"speedup must be > 0, got {speedup}")
-    reports = published_lambda_durations(reference_dir)
-    dur = float(np.median([r["duration"] for r in reports])) / 1000.0
-    if published_inference_s is None:
-        ref = Path(reference_dir or config.REFERENCE_DIR) / "cai" / "result_stats.csv"
-        with open(ref, encoding="utf-8") as fh:
-            vals = [float(r["total_cpu_time (seconds)"]) for r in csv.DictReader(fh)
-                    if r["partition (MB)"] == "75" and r["run"] == "mean"]
-        published_inference_s = float(np.mean(vals))
-    rest = max(0.0, dur - published_inference_s) if non_inference_s is None else float(non_inference_s)
-    scale = partition_mb / 75.0
-    ref_speed = cpu_speed(PUBLISHED_MEMORY_MB, parallel_fraction)
-    out = []
-    for mem in memory_mbs:
-        sp = cpu_speed(mem, parallel_fraction) / ref_speed
-        slow_rest = 1.0 / min(1.0, cpu_speed(mem, parallel_fraction))
-        d = scale * (rest * slow_rest + published_inference_s / speedup / sp)
-        lam = cost.lambda_cost([d * 1000.0], mem, arch)
-        gb = partition_mb * config.PARTITION_MB / config.GB
-        out.append({
-            "label": "projection", "memory_mb": float(mem), "partition_mb": partition_mb, "speedup": speedup,
-            "duration_s": d, "published_duration_s": dur * scale, "non_inference_s": rest * scale, "usd_per_partition": lam.total_usd,
-            "usd_per_gb": lam.total_usd / gb,
-        })
-    best = min(out, key=lambda r: r["usd_per_gb"])
-    for r in out:
-        r["best_memory"] = r is best
-    return out
-
-
+# ------------------------------------------------------------------ right-sizing
 def right_size_memory(
     data_gb: float,
     partition_mb: float,

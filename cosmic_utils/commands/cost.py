@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--save", action="store_true", help="with --validate: write data/records/simulator_validation.*")
     s.add_argument("--project", action="store_true",
                    help="PROJECTION of the Lambda engine: duration and billed $/GB per memory size from its measured "
-                        "1-thread speed (bench.json), the best memory, the 12.6 GB wall clock "
-                        "(with --speedup: the older projection from the published Lambda durations)")
+                        "1-thread speed (bench.json) per CPU type, the decomposition of the published REPORT "
+                        "durations, the cheapest memory, the 12.6 GB wall clock (the one Lambda model)")
     s.add_argument("--json", type=Path, metavar="FILE", dest="json_out",
                    help="with --project: write the projection record to FILE "
                         "(shipped: data/records/lambda_projection.json)")
@@ -63,13 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --project: without a threads=1 bench row, use the threads=2 rows (labelled FALLBACK)")
     s.add_argument("--engine", choices=["onnx", "onnx-int8"],
                    help="with --project: the Lambda engine (default: the one the bench names for Lambda)")
-    s.add_argument("--speedup", type=cli_types.positive_float,
-                   help="with --project: the older projection, published Lambda durations / this speedup over the published loop")
     s.add_argument("--deadline-s", type=cli_types.positive_float, help="also print the cheapest memory size meeting this wall clock")
     s.add_argument("--records", type=Path,
                    help="per-partition records.csv (local or AWS run) to draw partition timings from")
-    s.add_argument("--non-inference-s", type=cli_types.nonnegative_float,
-                   help="with --project: non-inference seconds of a 75 MB partition (default: the published)")
     s.set_defaults(func=_simulate)
 
 
@@ -120,17 +116,8 @@ def _simulate(args: argparse.Namespace) -> int:
             paths = simulate.save_validation(seed=args.seed)
             print("wrote", *paths)
         return 0
-    if args.project and args.speedup is None:
-        return _project_engine(args)
     if args.project:
-        speedup = args.speedup
-        print(f"PROJECTION (engine speedup {speedup:.2f}x over the published loop, published REPORT durations):")
-        for mb in args.partition_mb:
-            _print_table(simulate.project_from_published(speedup, partition_mb=mb,
-                                                         non_inference_s=args.non_inference_s),
-                         ["label", "partition_mb", "memory_mb", "duration_s", "published_duration_s",
-                          "usd_per_gb", "best_memory"])
-        return 0
+        return _project_engine(args)
     if args.json_out:
         raise SystemExit("--json FILE goes with --project")
     fitted = simulate.load_fitted()
@@ -168,13 +155,12 @@ def _project_engine(args: argparse.Namespace) -> int:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lp.describe(rec)))
-    print(f"per memory size, {rec['inputs']['partition_mb']:g} MB partitions, x86_64 (projected; "
-          "arm64: not measured; USD = Lambda only: billed duration + request charge):")
+    print("\n".join(lp.describe_decomposition(rec)))
+    print(f"per memory size, {rec['inputs']['partition_mb']:g} MB partitions, x86_64, {rec['best']['machine']} "
+          "(projected; arm64: not measured; USD = Lambda only: billed duration + request charge):")
     _print_table(rec["memory"], ["memory_mb", "vcpu", "engine_speed_rel", "duration_s", "billed_ms", "usd_per_gb",
-                                 "usd_per_gb_cold", "usd_per_gb_amdahl", "best_memory"])
-    print(f"best memory: {rec['best_memory_mb']:.0f} MB at {rec['best']['usd_per_gb']:.4g} USD/GB (projected; "
-          f"published Cosmic AI {rec['published']['cosmic_ai']['usd_per_gb']:.3g} USD/GB at "
-          f"{rec['published']['cosmic_ai']['memory_mb']:.0f} MB)")
+                                 "usd_per_gb_low", "usd_per_gb_high", "usd_per_gb_cold", "best_memory"])
+    print("\n".join(lp.describe_cheapest(rec)))
     rows = [{"memory_mb": w["memory_mb"], "partition_mb": w["partition_mb"], "partitions": w["partitions"],
              "map": f"{w['map']['mode']} {w['map']['slots']} slots" + (" queued" if w["map"]["queued"] else ""),
              "wall_s": w["wall_s"], "lambda_usd_per_gb": w["lambda_usd_per_gb"], "usd_per_gb": w["usd_per_gb"]}

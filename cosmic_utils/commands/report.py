@@ -19,20 +19,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from cosmic_utils import config, exits
-    from cosmic_utils.analysis.report import ReportError, Sources, write_report
+    from cosmic_utils.analysis.report import ReportError, Sources, write_doc_block, write_report
 
     src = Sources(records=args.records or config.RECORDS_DIR, reference=args.reference or config.REFERENCE_DIR)
     out = args.out or config.PROJECT_ROOT / "docs" / "report.md"
     try:
         changed = write_report(out, src, check=args.check)
+        doc = config.PROJECT_ROOT / "docs" / "cost_and_simulation.md"
+        doc_changed = write_doc_block(doc, src, check=args.check) if args.out is None else False
     except ReportError as exc:
         print(f"cosmic report: refused: {exc}", file=sys.stderr)
         return exits.FAILED
     if args.check:
-        if changed:
-            print(f"{out}: differs from what data/records/ gives; run `make report`", file=sys.stderr)
+        if changed or doc_changed:
+            stale = ", ".join(str(p) for p, c in ((out, changed), (doc, doc_changed)) if c)
+            print(f"{stale}: differs from what data/records/ gives; run `make report`", file=sys.stderr)
             return exits.FAILED
         print(f"{out}: matches data/records/")
         return exits.OK
     print(f"{out}: " + ("written from data/records/" if changed else "already up to date"))
+    if doc_changed:
+        print(f"{doc}: decomposition block written from data/records/")
     return exits.OK
