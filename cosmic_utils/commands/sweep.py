@@ -51,7 +51,7 @@ def _project(args: argparse.Namespace) -> int | None:
 
     grid = sweep.load_grid(args.grid)
     repeats = args.repeats or grid.repeats
-    points = project_sweep(grid.parameters, grid.combinations())
+    points = project_sweep(grid.parameters, sweep.select(grid, args.only))  # what --only keeps
     if args.max_usd is None and not any({**grid.parameters, **c}.get("backend") == "aws" for c, _ in points):
         return None
     total = 0.0
