@@ -10,7 +10,16 @@ from cosmic_utils.commands import cli_types
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sweep", help="run a notebook once per combination of a grid file (papermill)")
-    p.add_argument("grid", type=Path, help="grid file, e.g. sweeps/batch_size.yaml")
+    p.add_argument("grid", type=Path, nargs="+",
+                   help="grid file, e.g. sweeps/batch_size.yaml (several only with --estimate: the whole study)")
+    p.add_argument("--estimate", action="store_true",
+                   help="run nothing: per point and in total the projected cost and wall clock, and the data "
+                        "prepared and uploaded (each dataset once)")
+    p.add_argument("--upload-mbit-s", type=cli_types.positive_float, default=100.0,
+                   help="--estimate: assumed upload bandwidth to S3 (default 100 Mbit/s)")
+    p.add_argument("--prepare-mb-s", type=cli_types.positive_float, default=None,
+                   help="--estimate: preparation rate of `cosmic data prepare` on this machine (MB/s); no default "
+                        "(no recorded rate)")
     p.add_argument("--dry-run", action="store_true", help="list the combinations and their folders, run nothing")
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                    help="keep only combinations with this value (repeatable)")
@@ -26,6 +35,13 @@ def _sweep(args: argparse.Namespace) -> int:
     from cosmic_utils import exits
     from cosmic_utils.analysis import sweep
 
+    if args.estimate:
+        return _estimate(args)
+    if len(args.grid) > 1:
+        from cosmic_utils.exits import UsageError
+
+        raise UsageError("several grid files only with --estimate; run one sweep at a time")
+    args.grid = args.grid[0]
     refused = _project(args)
     if refused is not None:
         return refused
@@ -70,3 +86,25 @@ def _project(args: argparse.Namespace) -> int | None:
               + ", ".join(over), file=sys.stderr)
         return 1  # refused (exit-status contract: 1)
     return None
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    """``--estimate``: the grids' points (``--only`` applied to each grid that has the key) and totals."""
+    from dataclasses import replace
+
+    from cosmic_utils.analysis import estimate, sweep
+
+    grids = []
+    for path in args.grid:
+        grid = sweep.load_grid(path)
+        only = [o for o in args.only if o.split("=", 1)[0].strip() in {**grid.parameters, **grid.grid}]
+        if args.only and len(args.grid) == 1:
+            only = args.only  # one grid: an unknown key is an error, as without --estimate
+        keep = sweep.select(grid, only)
+        grids.append(replace(grid, grid={k: sorted({c[k] for c in keep}, key=list(grid.grid[k]).index)
+                                         for k in grid.grid}) if only else grid)
+    points = estimate.estimate_points(grids, args.repeats)
+    totals = estimate.summarize(points, args.upload_mbit_s, args.prepare_mb_s)
+    for line in estimate.render(points, totals, args.upload_mbit_s, args.prepare_mb_s):
+        print(line)
+    return 0
