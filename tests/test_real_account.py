@@ -9,7 +9,6 @@ botocore's Stubber on AWS's documented response shape, and on moto for the "not 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -70,11 +70,7 @@ ACTIONS_OF: dict[str, tuple[str, ...]] = {
     "stepfunctions:DeleteStateMachine": ("states:DeleteStateMachine",),
     "stepfunctions:StartExecution": ("states:StartExecution",),
     "stepfunctions:DescribeExecution": ("states:DescribeExecution",),
-    "stepfunctions:StopExecution": ("states:StopExecution",),
-    "stepfunctions:ListExecutions": ("states:ListExecutions",),
-    "stepfunctions:DescribeMapRun": ("states:DescribeMapRun",),
-    "stepfunctions:ListMapRuns": ("states:ListMapRuns",),
-    "stepfunctions:RedriveExecution": ("states:RedriveExecution",),
+    "stepfunctions:StopExecution": ("states:StopExecution",),  # cosmic run on Ctrl-C / SIGTERM
     # S3
     "s3:CreateBucket": ("s3:CreateBucket",),
     "s3:HeadBucket": ("s3:ListBucket",),
