@@ -122,7 +122,8 @@ def test_runbook_start_to_finish_and_the_operator_policy(standin: str, tmp_path:
                 "--max-concurrency", str(min(int(point["max_concurrency"]), 2)), "--max-usd", "1"]
         if point.get("world_size"):
             args += ["--world-size", str(point["world_size"])]
-        cosmic(*args)
+        out = cosmic(*args)
+        assert "BILLED " in out and "beside the PROJECTION" in out and " report" in out  # REPORT-line durations
         summary = json.loads((run / "summary.json").read_text())
         assert summary["partitions_ok"] == 2 and summary["partitions_failed"] == 0
         arns.append(summary.get("execution_arn"))

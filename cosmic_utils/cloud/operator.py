@@ -17,7 +17,8 @@ What it allows, and why:
   :data:`UNSCOPED` (who am I, the account's Lambda settings, the list of state machines, functions
   and log groups by name, a service quota). Nothing else may be ``"*"``
   (:func:`check_operator_policy`), and no action is a wildcard;
-* data buckets: list, read and write objects (``cosmic data upload``, ``cosmic model upload``);
+* data buckets: list the bucket, read and write objects under the data and model prefixes given
+  only (``cosmic data upload``, ``cosmic model upload``);
   creating or deleting a data bucket is left to you (``aws s3 mb`` / ``rb``), as the runbook says.
 
 :data:`ACTIONS_OF` maps each API operation the commands call (service name as boto3 spells it,
@@ -173,7 +174,7 @@ def operator_policy(*, prefix: str, results_uri: str, data_uris: Iterable[str] =
             {"Sid": "DataBuckets", "Effect": "Allow", "Action": "s3:ListBucket",
              "Resource": [f"arn:aws:s3:::{b}" for b in data]},
             {"Sid": "DataObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-             "Resource": [f"arn:aws:s3:::{b}/*" for b in data]},
+             "Resource": sorted({iam._objects(u) for u in data_uris if iam._split(u)[0] != results})},
         ]
     statements.append({"Sid": "OwnBudget", "Effect": "Allow", "Action": ["budgets:ModifyBudget", "budgets:ViewBudget"],
                        "Resource": f"arn:aws:budgets::{a}:budget/{budget_name(prefix)}"})

@@ -211,7 +211,8 @@ def _run(args: argparse.Namespace) -> int:
                 return exits.OK
         else:
             request = _request_from_args(args)
-            refused = _project(request, args.backend, args.max_usd)
+            admitted: list[Any] = []
+            refused = _project(request, args.backend, args.max_usd, admitted)
             if refused is not None:
                 return refused
             run_dir = args.out or config.RUNS_DIR / request.run_id
@@ -226,12 +227,38 @@ def _run(args: argparse.Namespace) -> int:
               f"with `cosmic run --redrive {exc.run_dir}`", file=sys.stderr)
         return exc.status
     print_summary(result.summary)
+    if not args.redrive and admitted:
+        print(billed_vs_projected(result.run_dir, result.summary, admitted[0]))
     print(f"  outputs: {result.run_dir}")
     return run_exit_status(result)
 
 
-def _project(request: Any, backend: str, max_usd: float | None) -> int | None:
-    """Print the projected cost and wall clock (aws, or whenever a budget is given); 2 when over budget."""
+def billed_vs_projected(run_dir: Path, summary: dict[str, Any], projection: Any) -> str:
+    """The run's cost from its billed durations beside the projection it was admitted on.
+
+    The billed cost is the Summarize step's (durations x configured memory, requests, transitions);
+    ``records.csv``'s ``billed_source`` says how many durations came from CloudWatch REPORT lines
+    (``report``) and how many are the handler's own timing (``estimated``: no REPORT line found).
+    """
+    import csv
+
+    sources: dict[str, int] = {}
+    path = Path(run_dir) / "records.csv"
+    if path.exists():
+        with open(path, encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                key = row.get("billed_source") or "unknown"
+                sources[key] = sources.get(key, 0) + 1
+    billed = (summary.get("cost") or {}).get("total_usd")
+    ratio = f" ({billed / projection.cost_usd:.2f}x the projection)" if billed and projection.cost_usd else ""
+    origin = ", ".join(f"{n} {k}" for k, n in sorted(sources.items())) or "no records"
+    return (f"  BILLED {'n/a' if billed is None else format(billed, '.4g')} USD (durations: {origin}) beside the "
+            f"PROJECTION {projection.cost_usd:.4g} USD it was admitted on{ratio}")
+
+
+def _project(request: Any, backend: str, max_usd: float | None, admitted: list[Any] | None = None) -> int | None:
+    """Print the projected cost and wall clock (aws, or whenever a budget is given); 1 when over budget.
+    The projection is appended to ``admitted`` (printed again beside the billed cost after the run)."""
     if backend != "aws" and max_usd is None:
         return None
     from cosmic_utils.analysis.projection import BudgetExceeded, check_budget, project_run
@@ -245,6 +272,8 @@ def _project(request: Any, backend: str, max_usd: float | None) -> int | None:
         print(f"cosmic run: --max-usd {max_usd:g} cannot be checked: {exc}", file=sys.stderr)
         return 1  # refused (exit-status contract: 1)
     print(projection.one_line())
+    if admitted is not None:
+        admitted.append(projection)
     try:
         check_budget(projection, max_usd)
     except (BudgetExceeded, ValueError) as exc:
