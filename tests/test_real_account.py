@@ -194,7 +194,7 @@ def test_operator_policy_is_scoped() -> None:
 @pytest.mark.parametrize("kw,match", [
     ({"prefix": "*"}, "prefix"), ({"prefix": "cosmic*"}, "prefix"),
     ({"results_uri": "s3://*/runs"}, "wildcard"), ({"data_uris": ["s3://data-bucket?/x"]}, "wildcard"),
-    ({"data_uris": ["s3://UPPER/x"]}, "naming rules"), ({"region": "*-east-1"}, "region"),
+    ({"data_uris": ["s3://example-Upper/x"]}, "naming rules"), ({"region": "*-east-1"}, "region"),
     ({"account": "1234*"}, "12 digits")])
 def test_no_input_widens_the_operator_policy(kw: dict[str, Any], match: str) -> None:
     args = {"prefix": "cosmic", "results_uri": "s3://example-cosmic-results/runs", **kw}
@@ -244,3 +244,11 @@ def test_estimate_of_a_local_grid_has_a_time(capsys: pytest.CaptureFixture[str])
 def test_several_grids_only_with_estimate(capsys: pytest.CaptureFixture[str]) -> None:
     g = str(config.SWEEP_GRIDS_DIR / "aws_batch_size.yaml")
     assert cli.main(["sweep", g, g, "--dry-run"]) == 2
+
+
+def test_local_dry_run_prints_a_time(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["sweep", str(config.SWEEP_GRIDS_DIR / "batch_size.yaml"), "--dry-run",
+                     "--only", "batch_size=64", "--only", "batch_size=128"]) == 0
+    out = capsys.readouterr().out
+    assert "TOTAL 2 points, 6 runs: ~0 USD projected, runs ~" in out and "local: cost 0; wall clock projected" in out
+    assert "aws: PROJECTED" not in out

@@ -139,9 +139,10 @@ def render(points: list[PointEstimate], totals: dict[str, Any], upload_mbit_s: f
         f"  whole study: ~{_hms(totals['total_s'])}"
         + ("" if prepare_mb_s else " + preparation") + (f"; {totals['unprojected']} point(s) not projected"
                                                          if totals['unprojected'] else ""),
-        "  aws: PROJECTED by projection.project_point (simulator fitted on the published runs, this "
-        "repository's engine speed); prices us-east-1 (runtime/prices.yaml)",
     ]
+    if any(p.backend == "aws" for p in points):
+        lines.append("  aws: PROJECTED by projection.project_point (simulator fitted on the published runs, this "
+                     "repository's engine speed); prices us-east-1 (runtime/prices.yaml)")
     if any(p.backend != "aws" for p in points):
         lines.append("  local: cost 0; wall clock " + (f"projected from {rate[1]}, without per-invocation overhead"
                                                       if rate else "not projected (no local record)"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from cosmic_utils.commands import cli_types
 
@@ -52,6 +53,8 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"{r['status']:>8}  {r['slug']}  {r['output_dir']}")
     print(f"{len(rows)} runs (combination x repeat): " + ", ".join(
         f"{s} {sum(r['status'] == s for r in rows)}" for s in ("done", "skipped", "failed", "planned")))
+    if args.dry_run:  # the plan's time and cost too (the --estimate totals of the points kept)
+        _print_estimate([_kept(sweep.load_grid(args.grid), args.only, single=True)], args, totals_only=True)
     failed = [r for r in rows if r["status"] == "failed"]
     # A failed point (notebook error, or a run with failed partitions) is never reported as done.
     exits.print_failures("cosmic sweep", failed, what="point", id_key="slug")
@@ -90,21 +93,32 @@ def _project(args: argparse.Namespace) -> int | None:
 
 def _estimate(args: argparse.Namespace) -> int:
     """``--estimate``: the grids' points (``--only`` applied to each grid that has the key) and totals."""
+    from cosmic_utils.analysis import sweep
+
+    grids = [_kept(sweep.load_grid(path), args.only, single=len(args.grid) == 1) for path in args.grid]
+    _print_estimate(grids, args)
+    return 0
+
+
+def _kept(grid: Any, only: list[str], single: bool) -> Any:
+    """The grid restricted to what ``--only`` keeps (with several grids, only the filters whose key
+    the grid has apply; with one grid an unknown key is an error, as without --estimate)."""
     from dataclasses import replace
 
-    from cosmic_utils.analysis import estimate, sweep
+    from cosmic_utils.analysis import sweep
 
-    grids = []
-    for path in args.grid:
-        grid = sweep.load_grid(path)
-        only = [o for o in args.only if o.split("=", 1)[0].strip() in {**grid.parameters, **grid.grid}]
-        if args.only and len(args.grid) == 1:
-            only = args.only  # one grid: an unknown key is an error, as without --estimate
-        keep = sweep.select(grid, only)
-        grids.append(replace(grid, grid={k: sorted({c[k] for c in keep}, key=list(grid.grid[k]).index)
-                                         for k in grid.grid}) if only else grid)
+    mine = only if single else [o for o in only if o.split("=", 1)[0].strip() in {**grid.parameters, **grid.grid}]
+    if not mine:
+        return grid
+    keep = sweep.select(grid, mine)
+    return replace(grid, grid={k: sorted({c[k] for c in keep}, key=list(grid.grid[k]).index) for k in grid.grid})
+
+
+def _print_estimate(grids: list[Any], args: argparse.Namespace, totals_only: bool = False) -> None:
+    from cosmic_utils.analysis import estimate
+
     points = estimate.estimate_points(grids, args.repeats)
     totals = estimate.summarize(points, args.upload_mbit_s, args.prepare_mb_s)
-    for line in estimate.render(points, totals, args.upload_mbit_s, args.prepare_mb_s):
+    lines = estimate.render(points, totals, args.upload_mbit_s, args.prepare_mb_s)
+    for line in lines[len(points) + 1:] if totals_only else lines:
         print(line)
-    return 0
