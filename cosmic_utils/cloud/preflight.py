@@ -47,20 +47,29 @@ class Concurrency:
 
 def read_concurrency(lambda_client: Any, quotas_client: Any) -> Concurrency:
     """The account's Lambda concurrency: GetAccountSettings, else Service Quotas, else unknown."""
-    errors = []
+    errors: list[str] = []
     try:
         limits = lambda_client.get_account_settings()["AccountLimit"]
         return Concurrency(int(limits["ConcurrentExecutions"]), int(limits["UnreservedConcurrentExecutions"]),
                            "lambda:GetAccountSettings")
     except Exception as exc:  # noqa: BLE001 - reported, then the next source
-        errors.append(f"GetAccountSettings: {' '.join(str(exc).split())[:160]}")
+        errors.append(f"GetAccountSettings: {_why(exc)}")
     try:
         value = quotas_client.get_service_quota(ServiceCode="lambda", QuotaCode=LAMBDA_CONCURRENCY_QUOTA)
         limit = int(value["Quota"]["Value"])
         return Concurrency(limit, None, "servicequotas:GetServiceQuota")
     except Exception as exc:  # noqa: BLE001
-        errors.append(f"GetServiceQuota: {' '.join(str(exc).split())[:160]}")
+        errors.append(f"GetServiceQuota: {_why(exc)}")
     return Concurrency(None, None, "not readable (" + "; ".join(errors) + ")")
+
+
+def _why(exc: Exception) -> str:
+    """One short line: the AWS error code and message, never a whole HTML error page."""
+    err = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    if err.get("Code"):
+        message = " ".join(str(err.get("Message") or "").split())
+        return f"{err['Code']}" + (f" {message[:120]}" if message and "<" not in message else "")
+    return " ".join(str(exc).split())[:120]
 
 
 @dataclass
