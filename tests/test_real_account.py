@@ -252,3 +252,12 @@ def test_local_dry_run_prints_a_time(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "TOTAL 2 points, 6 runs: ~0 USD projected, runs ~" in out and "local: cost 0; wall clock projected" in out
     assert "aws: PROJECTED" not in out
+
+
+def test_aws_run_refuses_an_unpriced_region(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-2")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    assert cli.main(["run", "--backend", "aws", "--data", "s3://example-cosmic-data/datasets/x",
+                     "--results", RESULTS]) == 1
+    err = capsys.readouterr().err
+    assert "cosmic run: region 'ap-south-2' has no row in the price table" in err and "regions:" in err

@@ -203,6 +203,10 @@ def _run(args: argparse.Namespace) -> int:
 
     common = {"backend": args.backend, "prefix": args.prefix, "region": args.region,
               "progress": not args.no_progress}
+    if args.backend == "aws":  # priced regions only: the projection and the budget need its prices
+        refused = _known_region(args.region, "cosmic run")
+        if refused is not None:
+            return refused
     try:
         if args.redrive:
             result = runner.redrive(args.redrive, **common)
