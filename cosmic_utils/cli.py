@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",      # cosmic demo: the main job
     "reliability",  # cosmic reliability
     "logs",      # cosmic logs RUN: CloudWatch errors of failed partitions
+    "doctor",    # cosmic doctor [--grid G]: credentials, region, prices, quotas
 )
 
 

@@ -211,14 +211,51 @@ def _failed(grid: Grid, out_dir: Path, params: Mapping[str, Any], started: float
     return info
 
 
-def _parse_only(only: Sequence[str] | None) -> dict[str, str]:
-    out = {}
+def _parse_only(only: Sequence[str] | None) -> dict[str, set[str]]:
+    """``--only`` filters as key -> accepted values' texts.
+
+    Repeated filters on one key are a union (``--only batch_size=32 --only batch_size=256`` keeps
+    both points); filters on different keys all apply (``--only data_gb=1 --only partition_mb=10``
+    keeps their intersection), the usual reading of repeated command-line filters.
+    """
+    out: dict[str, set[str]] = {}
     for item in only or ():
         if "=" not in item:
             raise ValueError(f"--only expects key=value, got {item!r}")
         k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
+        out.setdefault(k.strip(), set()).add(v.strip())
     return out
+
+
+def select(grid: Grid, only: Sequence[str] | None) -> list[dict[str, Any]]:
+    """The grid's combinations kept by ``only`` (see :func:`_parse_only`); a key that is not a parameter
+    of the grid is refused (ValueError naming it)."""
+    filters = _parse_only(only)
+    for k in filters:
+        if k not in grid.grid and k not in grid.parameters:
+            raise ValueError(f"--only {k}=...: {k!r} is not a parameter of {grid.source}")
+    return [c for c in grid.combinations()
+            if all(str({**grid.parameters, **c}[k]) in vs for k, vs in filters.items())]
+
+
+def notebook_parameters(notebook: Path) -> set[str]:
+    """Names of the notebook's papermill parameters (its ``parameters`` cell), read without a kernel."""
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(notebook)))
+
+
+def validate_grid(path: str | Path) -> Grid:
+    """:func:`load_grid` plus: the notebook exists and every fixed or grid parameter is one of its
+    parameters (a misspelt key would otherwise be passed to papermill and silently ignored)."""
+    grid = load_grid(path)
+    if not grid.notebook.exists():
+        raise ValueError(f"{path}: notebook {grid.notebook} does not exist")
+    known = notebook_parameters(grid.notebook)
+    unknown = sorted((set(grid.parameters) | set(grid.grid)) - known)
+    if unknown:
+        raise ValueError(f"{path}: {unknown} are not parameters of {grid.notebook.name}")
+    return grid
 
 
 def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] | None = None,
@@ -231,7 +268,7 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     own folder (:func:`repeat_slug`), so resuming skips exactly the (point, repeat) pairs done.
     Row keys: the grid parameters, ``repeat``, ``slug``, ``output_dir``, ``status`` (done | skipped | failed |
     planned), ``seconds``, ``error``. ``only`` (``["batch_size=64"]``) keeps the combinations whose
-    value's text equals the given one. ``dry_run`` lists the plan without executing anything.
+    value's text equals one of the given ones (:func:`select`: repeated keys are a union). ``dry_run`` lists the plan without executing anything.
     """
     from cosmic_utils.progress import progress
 
@@ -245,12 +282,7 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     if not dry_run and not grid.notebook.exists():
         raise FileNotFoundError(f"{grid.source}: notebook {grid.notebook} does not exist")
     base = Path(sweeps_dir or config.SWEEP_RUNS_DIR) / grid.name
-    filters = _parse_only(only)
-    for k in filters:
-        if k not in grid.grid and k not in grid.parameters:
-            raise ValueError(f"--only {k}=...: {k!r} is not a parameter of {grid.source}")
-    combos = [c for c in grid.combinations()
-              if all(str({**grid.parameters, **c}[k]) == v for k, v in filters.items())]
+    combos = select(grid, only)
     slugs = [slug(c) for c in combos]
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"{grid.source}: two combinations map to the same folder; check the grid values")

@@ -40,7 +40,7 @@ from cosmic_utils.runtime.request import ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV
 
 log = logging.getLogger(__name__)
 
-PREFIX_PATTERN = r"^[a-z][a-z0-9-]{1,30}$"
+PREFIX_PATTERN = iam.PREFIX_PATTERN
 OWNER_TAG = "cosmic:deployment"
 RUNTIME = lambda_zip.LAMBDA_RUNTIME
 
@@ -97,6 +97,8 @@ class DeployConfig:
     build_dir: Path | None = None
     log_retention_days: int = 14
     s3_upload_threshold: int = lambda_zip.DIRECT_UPLOAD_LIMIT_BYTES
+    #: Region whose prices the dry run's ceiling uses (None: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1).
+    region: str | None = None
     packages: dict[str, lambda_zip.Package] | None = None
     #: The allow-list Init enforces on every request (locations; ``s3://bucket/prefix`` or local
     #: folders). ``None``: ``read_uris`` and ``[results_uri]``, the same scope as the IAM policy.
@@ -110,6 +112,12 @@ class DeployConfig:
     @property
     def results_bucket(self) -> str:
         return iam._split(self.results_uri)[0]
+
+    @property
+    def price_region(self) -> str:
+        import os
+
+        return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
     @property
     def package_prefix(self) -> str:
@@ -423,6 +431,8 @@ class AwsBackend:
                 done[f"iam role {role}"] = "deleted"
             except client.exceptions.NoSuchEntityException:
                 pass
+        if self.delete_budget(cfg.prefix):
+            done[f"budget {cfg.prefix}-spend"] = "deleted"
         bucket = cfg.results_bucket
         if self._bucket_is_ours(bucket, cfg.prefix):
             if delete_results:
@@ -434,6 +444,85 @@ class AwsBackend:
             if n:
                 done[f"s3 objects s3://{bucket}/{cfg.package_prefix}"] = f"deleted {n}"
         return done
+
+    # ------------------------------------------------------------------ what is left
+    def inventory(self, cfg: DeployConfig) -> list[tuple[str, str]]:
+        """Every resource of deployment ``cfg.prefix`` that exists now, as ``(kind, name)``.
+
+        Scoped by name prefix (and, for the results bucket, by deploy's ``cosmic:deployment`` tag),
+        never the whole account: state machines, functions and log groups named ``<prefix>-*``
+        (boto3 paginators over the listings), the two roles (``GetRole`` by name: the operator
+        policy never lists the account's roles), the budget ``<prefix>-spend``, the results bucket
+        when deploy created it, else deployment packages left under ``_deploy/<prefix>/``.
+        """
+        from cosmic_utils.cloud import operator
+
+        names = cfg.names
+        pre = f"{cfg.prefix}-"
+        found: list[tuple[str, str]] = []
+        for page in self.client("stepfunctions").get_paginator("list_state_machines").paginate():
+            found += [("state machine", m["name"]) for m in page.get("stateMachines", [])
+                      if m["name"].startswith(pre)]
+        for page in self.client("lambda").get_paginator("list_functions").paginate():
+            found += [("lambda", f["FunctionName"]) for f in page.get("Functions", [])
+                      if f["FunctionName"].startswith(pre)]
+        for page in self.client("logs").get_paginator("describe_log_groups").paginate(
+                logGroupNamePrefix=f"/aws/lambda/{pre}"):
+            found += [("log group", g["logGroupName"]) for g in page.get("logGroups", [])]
+        client = self.client("iam")
+        for role in (names.lambda_role, names.states_role):
+            try:
+                client.get_role(RoleName=role)
+                found.append(("iam role", role))
+            except client.exceptions.NoSuchEntityException:
+                pass
+        if self.find_budget(operator.budget_name(cfg.prefix)):
+            found.append(("budget", operator.budget_name(cfg.prefix)))
+        bucket = cfg.results_bucket
+        if self._bucket_exists(bucket):
+            if self._bucket_is_ours(bucket, cfg.prefix):
+                found.append(("s3 bucket", bucket))
+            else:
+                n = sum(len(page.get("Contents", [])) for page in self.client("s3").get_paginator(
+                    "list_objects_v2").paginate(Bucket=bucket, Prefix=cfg.package_prefix + "/"))
+                if n:
+                    found.append(("s3 objects", f"s3://{bucket}/{cfg.package_prefix}/ ({n})"))
+        return sorted(found)
+
+    # ------------------------------------------------------------------ spend alarm
+    def _budgets(self) -> Any:
+        """The Budgets client: a global service, served from us-east-1."""
+        if "budgets" not in self._clients:
+            self._clients["budgets"] = self.session.client("budgets", region_name="us-east-1",
+                                                           endpoint_url=self.endpoint_url)
+        return self._clients["budgets"]
+
+    def find_budget(self, name: str) -> bool:
+        client = self._budgets()
+        try:
+            client.describe_budget(AccountId=self.account(), BudgetName=name)
+            return True
+        except client.exceptions.NotFoundException:
+            return False
+
+    def ensure_budget(self, prefix: str, monthly_usd: float, email: str) -> str:
+        """Create the spend alarm (:func:`budget_request`) when missing; "created" or "unchanged"."""
+        from cosmic_utils.cloud import operator
+
+        name = operator.budget_name(prefix)
+        if self.find_budget(name):
+            return "unchanged"
+        self._budgets().create_budget(**budget_request(self.account(), name, monthly_usd, email))
+        return "created"
+
+    def delete_budget(self, prefix: str) -> bool:
+        from cosmic_utils.cloud import operator
+
+        name = operator.budget_name(prefix)
+        if not self.find_budget(name):
+            return False
+        self._budgets().delete_budget(AccountId=self.account(), BudgetName=name)
+        return True
 
     def _bucket_exists(self, bucket: str) -> bool:
         try:
@@ -487,6 +576,30 @@ class AwsBackend:
             return
 
 
+def budget_request(account: str, name: str, monthly_usd: float, email: str) -> dict[str, Any]:
+    """The ``CreateBudget`` request of the spend alarm: a MONTHLY COST budget of ``monthly_usd``
+    whose ACTUAL spend above 80 % and 100 % e-mails ``email``.
+
+    It guards the account's real spend (Billing data, updated by AWS a few times a day), not the
+    projection ``--max-usd`` checks. It is account-wide: a filter on the ``cosmic:deployment`` tag
+    would work only once that tag is activated as a cost allocation tag in the Billing console,
+    which no API call of this project can do for you, so none is set.
+    """
+    import math
+
+    if not (isinstance(monthly_usd, (int, float)) and math.isfinite(monthly_usd) and monthly_usd > 0):
+        raise DeployError(f"budget {monthly_usd!r} USD: expected a number > 0")
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email or ""):
+        raise DeployError(f"budget e-mail {email!r} is not an e-mail address")
+    notify = [{"Notification": {"NotificationType": "ACTUAL", "ComparisonOperator": "GREATER_THAN",
+                                "Threshold": pct, "ThresholdType": "PERCENTAGE"},
+               "Subscribers": [{"SubscriptionType": "EMAIL", "Address": email}]} for pct in (80.0, 100.0)]
+    return {"AccountId": account,
+            "Budget": {"BudgetName": name, "BudgetType": "COST", "TimeUnit": "MONTHLY",
+                       "BudgetLimit": {"Amount": f"{monthly_usd:.2f}", "Unit": "USD"}},
+            "NotificationsWithSubscribers": notify}
+
+
 #: What every table that shows arm64 says about its speed (no arm64 bench exists).
 ARM64_SPEED: str = "not measured"
 
@@ -507,6 +620,7 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
     """
     names = cfg.names
     check_locations(cfg)
+    table = prices.region_prices(cfg.price_region)  # UnknownRegion: refused, saying how to add it
     account = "<account>"
     region = "<region>"
     function_arns = [f"arn:aws:lambda:{region}:{account}:function:{names.function(n)}" for n in lambda_zip.FUNCTIONS]
@@ -529,7 +643,7 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
     out: dict[str, Any] = {"resources": resources, "packages": {
         "architecture": cfg.arch, "runtime": lambda_zip.LAMBDA_RUNTIME,
         "wheel_platforms": list(lambda_zip.PLATFORM_TAGS[cfg.arch]),
-        "gb_second_usd": float(prices.load_prices()["lambda"]["gb_second_usd"][cfg.arch]),
+        "gb_second_usd": float(table["lambda"]["gb_second_usd"][cfg.arch]),
         "speed": "measured (bench, x86_64 CPUs)" if cfg.arch == "x86_64" else ARM64_SPEED,
     }}
     if partitions:
@@ -537,14 +651,17 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
         if request is not None and getattr(request, "world_size", None):
             workers = min(partitions, request.world_size)
         attempts = 4  # the first try + 3 InfrastructureError retries, each up to the timeout
-        lam = prices.lambda_cost([cfg.timeout_s * 1000.0] * workers * attempts, cfg.memory_mb, cfg.arch)
-        steps = prices.lambda_cost([cfg.step_timeout_s * 1000.0] * 2 * attempts, cfg.step_memory_mb, cfg.arch)
-        sfn = prices.stepfunctions_cost(workers, retries=workers * (attempts - 1))
-        s3 = prices.s3_cost(**prices.pipeline_s3_requests(workers))
+        lam = prices.lambda_cost([cfg.timeout_s * 1000.0] * workers * attempts, cfg.memory_mb, cfg.arch, prices=table)
+        steps = prices.lambda_cost([cfg.step_timeout_s * 1000.0] * 2 * attempts, cfg.step_memory_mb, cfg.arch,
+                                   prices=table)
+        sfn = prices.stepfunctions_cost(workers, retries=workers * (attempts - 1), prices=table)
+        s3 = prices.s3_cost(**prices.pipeline_s3_requests(workers), prices=table)
         out["cost_ceiling"] = {
             "partitions": partitions, "invocations": workers, "architecture": cfg.arch,
             "assumption": "every invocation runs to its timeout at its configured memory, and fails 3 times first",
             "lambda_usd": lam.total_usd + steps.total_usd, "stepfunctions_usd": sfn, "s3_usd": s3,
             "total_usd": lam.total_usd + steps.total_usd + sfn + s3,
+            "prices": {"region": table["region"], "as_of": table["as_of"], "source": table["source"],
+                       "checked": table["checked"]},
         }
     return out

@@ -27,6 +27,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+#: A deployment's name prefix: every resource name starts with it (``<prefix>-pipeline`` ...).
+PREFIX_PATTERN = r"^[a-z][a-z0-9-]{1,30}$"
+
 
 def trust_policy(service: str) -> dict[str, Any]:
     """Who may assume the role (``lambda.amazonaws.com`` or ``states.amazonaws.com``)."""

@@ -51,12 +51,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--dry-run", action="store_true", help="print what would be created and a cost ceiling")
     d.add_argument("--partitions", type=cli_types.positive_int, default=None, help="partitions of a run, for the dry-run cost ceiling")
     d.add_argument("--no-deps", action="store_true", help="package without dependencies (testing only)")
+    d.add_argument("--budget-usd", type=cli_types.positive_float, default=None,
+                   help="also create the AWS Budgets spend alarm <prefix>-spend: monthly account cost, "
+                        "e-mail at 80 %% and 100 %% of this (needs --budget-email); teardown removes it")
+    d.add_argument("--budget-email", default=None, help="where the spend alarm e-mails")
     d.set_defaults(func=_deploy)
 
     t = subparsers.add_parser("teardown", help="remove everything `cosmic deploy` created")
     _deploy_args(t)
     t.add_argument("--keep-results", action="store_true", help="keep the results bucket and its runs")
+    t.add_argument("--check", action="store_true",
+                   help="delete nothing: list every resource of this deployment that exists (by name prefix "
+                        "and tag); exit 1 while any remain")
     t.set_defaults(func=_teardown)
+
+    o = subparsers.add_parser("operator-policy", help="print the IAM policy the person running deploy / run / "
+                                                      "logs / teardown / doctor needs (JSON)")
+    o.add_argument("--results", required=True, help="s3://bucket/prefix where runs write")
+    o.add_argument("--data", action="append", default=[], help="s3:// data location(s) (repeatable)")
+    o.add_argument("--model", action="append", default=[], help="s3:// model location(s) (repeatable)")
+    o.add_argument("--prefix", default="cosmic")
+    o.add_argument("--region", default="*", help="region of the resources (default: any)")
+    o.add_argument("--account", default="*", help="12-digit account id (default: the account it is attached in)")
+    o.set_defaults(func=_operator_policy)
 
 
 def _deploy_args(p: argparse.ArgumentParser) -> None:
@@ -189,6 +206,10 @@ def _run(args: argparse.Namespace) -> int:
 
     common = {"backend": args.backend, "prefix": args.prefix, "region": args.region,
               "progress": not args.no_progress}
+    if args.backend == "aws":  # priced regions only: the projection and the budget need its prices
+        refused = _known_region(args.region, "cosmic run")
+        if refused is not None:
+            return refused
     try:
         if args.redrive:
             result = runner.redrive(args.redrive, **common)
@@ -197,7 +218,8 @@ def _run(args: argparse.Namespace) -> int:
                 return exits.OK
         else:
             request = _request_from_args(args)
-            refused = _project(request, args.backend, args.max_usd)
+            admitted: list[Any] = []
+            refused = _project(request, args.backend, args.max_usd, admitted)
             if refused is not None:
                 return refused
             run_dir = args.out or config.RUNS_DIR / request.run_id
@@ -212,12 +234,38 @@ def _run(args: argparse.Namespace) -> int:
               f"with `cosmic run --redrive {exc.run_dir}`", file=sys.stderr)
         return exc.status
     print_summary(result.summary)
+    if not args.redrive and admitted:
+        print(billed_vs_projected(result.run_dir, result.summary, admitted[0]))
     print(f"  outputs: {result.run_dir}")
     return run_exit_status(result)
 
 
-def _project(request: Any, backend: str, max_usd: float | None) -> int | None:
-    """Print the projected cost and wall clock (aws, or whenever a budget is given); 2 when over budget."""
+def billed_vs_projected(run_dir: Path, summary: dict[str, Any], projection: Any) -> str:
+    """The run's cost from its billed durations beside the projection it was admitted on.
+
+    The billed cost is the Summarize step's (durations x configured memory, requests, transitions);
+    ``records.csv``'s ``billed_source`` says how many durations came from CloudWatch REPORT lines
+    (``report``) and how many are the handler's own timing (``estimated``: no REPORT line found).
+    """
+    import csv
+
+    sources: dict[str, int] = {}
+    path = Path(run_dir) / "records.csv"
+    if path.exists():
+        with open(path, encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                key = row.get("billed_source") or "unknown"
+                sources[key] = sources.get(key, 0) + 1
+    billed = (summary.get("cost") or {}).get("total_usd")
+    ratio = f" ({billed / projection.cost_usd:.2f}x the projection)" if billed and projection.cost_usd else ""
+    origin = ", ".join(f"{n} {k}" for k, n in sorted(sources.items())) or "no records"
+    return (f"  BILLED {'n/a' if billed is None else format(billed, '.4g')} USD (durations: {origin}) beside the "
+            f"PROJECTION {projection.cost_usd:.4g} USD it was admitted on{ratio}")
+
+
+def _project(request: Any, backend: str, max_usd: float | None, admitted: list[Any] | None = None) -> int | None:
+    """Print the projected cost and wall clock (aws, or whenever a budget is given); 1 when over budget.
+    The projection is appended to ``admitted`` (printed again beside the billed cost after the run)."""
     if backend != "aws" and max_usd is None:
         return None
     from cosmic_utils.analysis.projection import BudgetExceeded, check_budget, project_run
@@ -231,6 +279,8 @@ def _project(request: Any, backend: str, max_usd: float | None) -> int | None:
         print(f"cosmic run: --max-usd {max_usd:g} cannot be checked: {exc}", file=sys.stderr)
         return 1  # refused (exit-status contract: 1)
     print(projection.one_line())
+    if admitted is not None:
+        admitted.append(projection)
     try:
         check_budget(projection, max_usd)
     except (BudgetExceeded, ValueError) as exc:
@@ -243,7 +293,8 @@ def _config(args: argparse.Namespace, with_deps: bool = True) -> Any:
     from cosmic_utils.cloud.aws import DeployConfig
 
     return DeployConfig(results_uri=args.results, prefix=args.prefix, read_uris=[*args.data, *args.model],
-                        memory_mb=args.memory_mb, timeout_s=args.timeout_s, with_deps=with_deps, arch=args.arch)
+                        memory_mb=args.memory_mb, timeout_s=args.timeout_s, with_deps=with_deps, arch=args.arch,
+                        region=args.region)
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -255,10 +306,22 @@ def _deploy(args: argparse.Namespace) -> int:
     except aws.DeployError as exc:
         print(f"cosmic deploy: {exc}", file=sys.stderr)
         return 2
+    if (args.budget_usd is None) != (args.budget_email is None):
+        print("cosmic deploy: --budget-usd and --budget-email go together", file=sys.stderr)
+        return 2
+    refused = _known_region(args.region, "cosmic deploy")
+    if refused is not None:
+        return refused
+    if args.budget_usd is not None:
+        aws.budget_request("000000000000", "check", args.budget_usd, args.budget_email)  # refuses bad input first
     if args.dry_run:
         print(json.dumps(aws.plan(cfg, partitions=args.partitions), indent=2))
         return 0
-    deployment = aws.AwsBackend(region=args.region).deploy(cfg)
+    backend = aws.AwsBackend(region=args.region)
+    deployment = backend.deploy(cfg)
+    if args.budget_usd is not None:
+        deployment.actions[f"budget {cfg.prefix}-spend ({args.budget_usd:g} USD/month, actual spend)"] = \
+            backend.ensure_budget(cfg.prefix, args.budget_usd, args.budget_email)
     for resource, action in deployment.actions.items():
         print(f"{action:>9}  {resource}")
     for resource, why in deployment.left_alone.items():
@@ -270,9 +333,49 @@ def _deploy(args: argparse.Namespace) -> int:
 def _teardown(args: argparse.Namespace) -> int:
     from cosmic_utils.cloud import aws
 
+    if args.check:
+        left = aws.AwsBackend(region=args.region).inventory(_config(args))
+        for kind, name in left:
+            print(f"  remains  {kind} {name}")
+        print(f"teardown --check: {len(left)} resources of deployment {args.prefix!r}")
+        return 1 if left else 0  # not empty: the check failed as a whole (exit-status contract)
     done = aws.AwsBackend(region=args.region).teardown(_config(args), delete_results=not args.keep_results)
     for resource, action in done.items():
         print(f"{action:>9}  {resource}")
     if not done:
         print("nothing to remove")
+    return 0
+
+
+def _known_region(region: str | None, prog: str) -> int | None:
+    """1 (refused, with how to add it) when the region has no row in the price table; else None."""
+    import os
+
+    from cosmic_utils.runtime import prices
+
+    name = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    try:
+        prices.region_prices(name)
+    except prices.UnknownRegion as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    return None
+
+
+def _operator_policy(args: argparse.Namespace) -> int:
+    from cosmic_utils.cloud import iam, operator
+
+    try:
+        policy = operator.operator_policy(prefix=args.prefix, results_uri=args.results,
+                                          data_uris=[*args.data, *args.model], region=args.region,
+                                          account=args.account)
+    except ValueError as exc:
+        print(f"cosmic operator-policy: {exc}", file=sys.stderr)
+        return 2
+    buckets = {iam._split(u)[0] for u in [args.results, *args.data, *args.model]}
+    problems = operator.check_operator_policy(policy, args.prefix, buckets)
+    if problems:  # cannot happen for validated input; checked anyway
+        print(f"cosmic operator-policy: error: {problems}", file=sys.stderr)
+        return 1
+    print(json.dumps(policy, indent=2))
     return 0

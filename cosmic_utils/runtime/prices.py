@@ -25,6 +25,35 @@ _PRICE_CACHE: dict[str, Any] | None = None
 
 
 # ------------------------------------------------------------------ prices
+class UnknownRegion(ValueError):
+    """A region without a row in the price table (the message says how to add one)."""
+
+
+#: Fields of a region's row that describe it rather than price it.
+REGION_META: tuple[str, ...] = ("as_of", "source", "checked")
+
+
+def regions() -> list[str]:
+    """The regions the price table has a row for."""
+    return sorted(load_prices().get("regions") or {})
+
+
+def region_prices(region: str) -> dict[str, Any]:
+    """The price table for ``region``: its row (prices only) merged over the base table, with
+    ``region``, ``as_of``, ``source`` and ``checked`` of the row. UnknownRegion when it has none."""
+    table = load_prices()
+    rows = table.pop("regions", None) or {}
+    if region not in rows:
+        raise UnknownRegion(f"region {region!r} has no row in the price table {PRICES_PATH.name} (rows: "
+                            f"{', '.join(sorted(rows))}); add its prices under 'regions:' with as_of and source "
+                            f"(see the comment there), or deploy to one of those")
+    row = dict(rows[region] or {})
+    out = _merge(table, {k: v for k, v in row.items() if k not in REGION_META})
+    out.update({"region": region, "as_of": row.get("as_of", table.get("as_of")),
+                "source": row.get("source", ""), "checked": bool(row.get("checked", False))})
+    return out
+
+
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():

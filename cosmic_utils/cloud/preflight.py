@@ -1,0 +1,121 @@
+"""``cosmic doctor``: what the account and region allow, read before a deploy or a sweep.
+
+* who: the caller's account (masked: only its last 4 digits are printed) and the region;
+* prices: whether the region has a row in the price table (``runtime/prices.yaml``) and whether
+  that row was checked against AWS's pages;
+* Lambda concurrency: the account's quota, read with ``lambda:GetAccountSettings``
+  (``AccountLimit.ConcurrentExecutions`` and ``UnreservedConcurrentExecutions``: what functions
+  without reserved concurrency share), else Service Quotas ``L-B99A9384`` ("Concurrent
+  executions"); new accounts often have far less than the default 1,000;
+* Step Functions: the Distributed Map's limits are fixed service limits (10,000 parallel child
+  executions; 256 KiB payloads; data/reference/README.md), not per-account values an API returns;
+* per grid point: its parallelism (the Map's ``max_concurrency``, at most its invocations) against
+  the concurrency left for unreserved functions; above it the invocations are throttled (the
+  state machine retries them, so the point is slower, not lost), and doctor warns;
+* runtime and architecture: no AWS API lists a region's Lambda runtimes; the price table's region
+  rows are the regions this project supports, and ``python3.12`` on x86_64 and arm64 is offered in
+  each of them (AWS Lambda runtimes page); the check is that the region has a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Service Quotas code of Lambda's "Concurrent executions" quota.
+LAMBDA_CONCURRENCY_QUOTA = "L-B99A9384"
+#: The default quota (data/reference/README.md), used only in messages.
+DEFAULT_LAMBDA_CONCURRENCY = 1000
+#: Distributed Map: parallel child executions (a fixed service limit).
+DISTRIBUTED_MAP_MAX_CONCURRENCY = 10_000
+
+
+def mask_account(account: str) -> str:
+    """``********1234``: enough to tell accounts apart, not to name one."""
+    return "*" * max(0, len(account) - 4) + account[-4:]
+
+
+@dataclass
+class Concurrency:
+    """The Lambda concurrency quota as read (``None``: not readable, see ``source``)."""
+
+    limit: int | None
+    unreserved: int | None
+    source: str
+
+
+def read_concurrency(lambda_client: Any, quotas_client: Any) -> Concurrency:
+    """The account's Lambda concurrency: GetAccountSettings, else Service Quotas, else unknown."""
+    errors: list[str] = []
+    try:
+        limits = lambda_client.get_account_settings()["AccountLimit"]
+        return Concurrency(int(limits["ConcurrentExecutions"]), int(limits["UnreservedConcurrentExecutions"]),
+                           "lambda:GetAccountSettings")
+    except Exception as exc:  # noqa: BLE001 - reported, then the next source
+        errors.append(f"GetAccountSettings: {_why(exc)}")
+    try:
+        value = quotas_client.get_service_quota(ServiceCode="lambda", QuotaCode=LAMBDA_CONCURRENCY_QUOTA)
+        limit = int(value["Quota"]["Value"])
+        return Concurrency(limit, None, "servicequotas:GetServiceQuota")
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"GetServiceQuota: {_why(exc)}")
+    return Concurrency(None, None, "not readable (" + "; ".join(errors) + ")")
+
+
+def _why(exc: Exception) -> str:
+    """One short line: the AWS error code and message, never a whole HTML error page."""
+    err = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    if err.get("Code"):
+        message = " ".join(str(err.get("Message") or "").split())
+        return f"{err['Code']}" + (f" {message[:120]}" if message and "<" not in message else "")
+    return " ".join(str(exc).split())[:120]
+
+
+@dataclass
+class PointCheck:
+    slug: str
+    partitions: int
+    parallel: int
+    warning: str = ""
+
+
+def point_parallelism(point: Mapping[str, Any], n: int) -> tuple[int, int]:
+    """``(partitions, parallel invocations)`` of a grid point of ``n`` partitions from its parameters."""
+    invocations = min(n, int(point.get("world_size") or 0) or n)
+    mc = int(point.get("max_concurrency") or 0)
+    return n, min(invocations, mc) if mc else invocations
+
+
+def check_points(points: Iterable[tuple[str, Mapping[str, Any], int]], conc: Concurrency) -> list[PointCheck]:
+    """Each point's (slug, parameters, partitions) parallelism against the quota (unreserved when
+    known, else the limit)."""
+    room = conc.unreserved if conc.unreserved is not None else conc.limit
+    out = []
+    for slug, p, partitions in points:
+        n, parallel = point_parallelism(p, partitions)
+        check = PointCheck(slug, n, parallel)
+        if room is not None and parallel > room:
+            check.warning = (f"{parallel} parallel invocations > {room} concurrent executions available "
+                             f"({conc.source}): throttled (retried, slower); lower max_concurrency or ask for "
+                             f"a higher quota (Service Quotas, {LAMBDA_CONCURRENCY_QUOTA})")
+        elif room is None:
+            check.warning = (f"{parallel} parallel invocations; the account's quota could not be read, the default "
+                             f"is {DEFAULT_LAMBDA_CONCURRENCY} and new accounts often have less")
+        if parallel > DISTRIBUTED_MAP_MAX_CONCURRENCY:
+            check.warning += f"; above the Distributed Map's {DISTRIBUTED_MAP_MAX_CONCURRENCY:,} child executions"
+        out.append(check)
+    return out
+
+
+@dataclass
+class Report:
+    account: str
+    region: str
+    prices: str
+    concurrency: Concurrency
+    points: list[PointCheck] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        return [f"{p.slug}: {p.warning}" for p in self.points if p.warning]
