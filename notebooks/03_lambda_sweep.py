@@ -25,7 +25,7 @@
 # %% tags=["parameters"]
 backend: str = "local"  # help: "local" (embedded moto, default) or "aws" (your account; needs results)
 batch_size: int = 32  # help: samples per engine call inside each Lambda (at least 2 full batches per partition)
-partition_mb: float = 2.0  # help: partition size in published MB (2**20 bytes; 2 MB = 102 samples, 25 MB = 1,278)
+partition_mb: float = 2.0  # help: partition size in published MB (2**20 bytes; 102 samples at 2 MB, 1,278 at 25 MB)
 data_gb: float = 0.01  # help: dataset size in GB (1e9 bytes, label not counted; notebook 00's dataset)
 memory_mb: int = 2048  # help: configured memory of the Inference function (records and cost)
 engine: str = "onnx"  # help: inference engine inside Lambda ("onnx" or "onnx-int8")
