@@ -27,6 +27,7 @@ Init had not listed them yet).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -49,6 +50,7 @@ from cosmic_utils.runtime.request import RunRequest, parse_request
 from cosmic_utils.runtime.steps.common import RunExistsError  # noqa: F401  one class, raised here and by Init
 from cosmic_utils.runtime.steps.init import execution_chain
 from cosmic_utils.runtime.steps.summarize import summarize_records
+from cosmic_utils.runtime.storage import durable_write
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,75 @@ def write_records_csv(records: Iterable[Mapping[str, Any]], path: Path) -> int:
         for r in rows:
             writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in writer.fieldnames})
     return len(rows)
+
+
+def predictions_problem(run_dir: Path, rec: Mapping[str, Any]) -> str | None:
+    """Why an "ok" record's predictions are not on disk as the record says (``None``: they are).
+
+    The record names the file (``predictions_file``) with its size and sha256, as the handler
+    wrote them; a record from before those fields is checked for a non-empty file of its name.
+    """
+    name = rec.get("predictions_file")
+    if not name:
+        found = sorted((run_dir / "predictions").glob(f"{rec.get('partition_id')}.*"))
+        if not found:
+            return "no predictions file in the run folder"
+        return None if found[0].stat().st_size > 0 else f"predictions file {found[0].name} is empty"
+    path = run_dir / "predictions" / str(name)
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        return f"predictions file {name} not readable ({exc.strerror or exc})"
+    want = rec.get("predictions_bytes")
+    if want is not None and len(body) != int(want):
+        return f"predictions file {name} has {len(body):,} bytes, its record says {int(want):,}"
+    sha = rec.get("predictions_sha256")
+    if sha and hashlib.sha256(body).hexdigest() != sha:
+        return f"predictions file {name} does not match its record's sha256"
+    return None
+
+
+def _fail_record(rec: dict[str, Any], why: str) -> None:
+    rec.update(status="failed", error=why, samples=0, data_bytes=0)
+    rec.pop("accuracy", None)
+
+
+def _save_predictions(results: Any, layout: Any, merged: dict[str, dict[str, Any]], pred_dir: Path,
+                      fresh_ids: set[str]) -> None:
+    """Copy the ok partitions' predictions of this execution into ``pred_dir``; fail the others.
+
+    A kept record (an earlier execution's, not re-run by a redrive) is only re-checked on disk.
+    """
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    keys = {k.rsplit("/", 1)[-1]: k for k in results.list_keys(layout.predictions_prefix)}
+    for pid, rec in merged.items():
+        if rec.get("status") != "ok":
+            continue
+        if pid not in fresh_ids:
+            problem = predictions_problem(pred_dir.parent, rec)
+            if problem:
+                _fail_record(rec, f"partition {pid}: {problem}; re-run it with cosmic run --redrive")
+            continue
+        name = rec.get("predictions_file") or next((n for n in keys if n.rsplit(".", 1)[0] == pid), None)
+        if name is None or name not in keys:
+            _fail_record(rec, f"partition {pid}: its predictions object is missing from the results store")
+            continue
+        body = results.read_bytes(keys[name])
+        if rec.get("predictions_bytes") is not None and (len(body) != int(rec["predictions_bytes"]) or
+                                                         hashlib.sha256(body).hexdigest() != rec.get("predictions_sha256")):
+            _fail_record(rec, f"partition {pid}: predictions object {name} does not match its record "
+                              f"({len(body):,} bytes)")
+            continue
+        try:
+            durable_write(pred_dir / name, body)
+        except OSError as exc:
+            _fail_record(rec, f"partition {pid}: predictions not saved in the run folder "
+                              f"({exc.strerror or exc}); free the space, then cosmic run --redrive")
+            log.error("partition %s: predictions not saved (%s)", pid, exc.strerror or exc)
+            continue
+        rec["predictions_file"] = name
+        rec.setdefault("predictions_bytes", len(body))
+        rec.setdefault("predictions_sha256", hashlib.sha256(body).hexdigest())
 
 
 def _read_run_records(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -348,18 +419,17 @@ def execute(
             if _kept(pid, rec, redriven):  # kept as it was: a redrive re-ran only the others
                 merged[pid] = dict(rec)
         merged = {pid: rec for pid, rec in merged.items() if pid in wanted}
+        # Predictions first, durably (temp + fsync + rename), each checked against its record's
+        # size and checksum; a partition whose file is not complete on disk is failed here, before
+        # any record says "ok" (a redrive re-runs it).
+        _save_predictions(results, layout, merged, run_dir / "predictions",
+                          fresh_ids={str(r["partition_id"]) for r in fresh
+                                     if not redriven or str(r["partition_id"]) in redriven})
         rec_dir = run_dir / "records"
         rec_dir.mkdir(exist_ok=True)
         for pid, rec in merged.items():
-            (rec_dir / f"{pid}.json").write_text(json.dumps(rec))
+            durable_write(rec_dir / f"{pid}.json", json.dumps(rec).encode())
         write_records_csv(merged.values(), run_dir / "records.csv")
-        pred_dir = run_dir / "predictions"
-        pred_dir.mkdir(exist_ok=True)
-        ok_ids = {pid for pid, rec in merged.items() if rec.get("status") == "ok"}
-        for key in results.list_keys(layout.predictions_prefix):
-            name = key.rsplit("/", 1)[-1]
-            if name.rsplit(".", 1)[0] in ok_ids:  # never a stale file of a partition that failed now
-                (pred_dir / name).write_bytes(results.read_bytes(key))
         in_exec = json.loads(results.read_text(layout.summary)) if results.exists(layout.summary) else None
         prev_summary = _load_json(run_dir / "summary.json") if previous is not None else None
         extra: dict[str, Any] = {
@@ -423,9 +493,10 @@ def _attach_cloudwatch_errors(be: Any, function_name: str, failed: list[dict[str
 
 
 def _kept(pid: str, rec: Mapping[str, Any], redriven: set[str]) -> bool:
-    """Whether a redrive keeps an earlier record as it is: every ok record, and the failure record of
-    a partition the redrive did not re-run (a refused manifest key, which no retry can fix)."""
-    return rec.get("status") == "ok" or pid not in redriven
+    """Whether a redrive keeps an earlier record as it is: every record of a partition the redrive
+    did not re-run (an ok one, or the failure of a refused manifest key, which no retry can fix).
+    A re-run partition's new record wins, also over an "ok" whose predictions were not on disk."""
+    return pid not in redriven
 
 
 def _restore_chain(results: Any, layout: RunLayout, run_dir: Path,
@@ -524,8 +595,11 @@ def failed_partitions(run_dir: Path) -> list[str]:
     records = _read_run_records(run_dir)
     # A refused manifest key (invalid_key) fails the same way every time and could not even be named
     # in a redrive request: it stays failed, and never blocks the redrive of the others.
-    return [e["key"] for e in expected
-            if records.get(e["partition_id"], {}).get("status") != "ok" and not e.get("invalid_key")]
+    def done(pid: str) -> bool:  # ok, and its predictions are on disk as the record says
+        rec = records.get(pid, {})
+        return rec.get("status") == "ok" and predictions_problem(run_dir, rec) is None
+
+    return [e["key"] for e in expected if not done(e["partition_id"]) and not e.get("invalid_key")]
 
 
 def redrive(run: str | Path, **kwargs: Any) -> RunResult:

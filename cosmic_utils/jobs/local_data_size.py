@@ -40,7 +40,7 @@ COLUMNS: tuple[str, ...] = ("data_gb", "requested_gb", "samples", "wall_s", "sam
                             "peak_rss_mb", "engine", "precision", "threads", "batch_size", "cpu_model", "cpu_type",
                             "backend", "kind", "repeat")
 
-DATA_NOTE = ("prefix of a tiled dataset: the base partitions listed repeatedly (symlinks); read from files on "
+DATA_NOTE = ("prefix of a tiled dataset: the base partitions listed repeatedly (hard links); read from files on "
              "every pass, likely from the page cache")
 
 #: One measured point: (dataset, engine, batch, threads, max_samples, model) -> the streaming record.
@@ -48,7 +48,11 @@ PointRunner = Callable[[Path, str, int, int | None, int, Path], dict[str, Any]]
 
 
 def tiled_dataset(base: Path, gb: float, out: Path | None = None) -> Path:
-    """A dataset of at least ``gb`` GB listing ``base``'s partitions repeatedly (symlinked).
+    """A dataset of at least ``gb`` GB listing ``base``'s partitions repeatedly (hard-linked).
+
+    Hard links, not symbolic links: partition files are read as regular files only, and a
+    symbolic link is refused unopened (cosmic_utils/runtime/storage.open_regular), so a
+    tiled set is the same inode under several names; it needs ``out`` on the base's file system.
 
     Partition ``i`` of the tiled set is base partition ``i mod n``; the manifest keeps each
     entry's sample count and checksum, and ``extra.tiled_from`` names the base. Reuses an
@@ -70,7 +74,11 @@ def tiled_dataset(base: Path, gb: float, out: Path | None = None) -> Path:
         link = out / key
         if link.is_symlink() or link.exists():
             link.unlink()
-        link.symlink_to((base / src.key).resolve())
+        try:
+            os.link((base / src.key).resolve(), link)
+        except OSError as exc:
+            raise OSError(f"cannot hard-link {src.key} of {base} into {out} ({exc.strerror}): a tiled dataset "
+                          "must be on the base dataset's file system") from exc
         entries.append(ManifestEntry(i, key, src.samples, src.bytes, src.sha256, f"tile:{src.key}", src.seed))
         total += src.samples
         i += 1

@@ -22,6 +22,7 @@ server and real S3. Choices:
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -42,18 +43,28 @@ class MissingObjectError(StorageError, FileNotFoundError):
 
 
 class NotRegularFileError(MissingObjectError):
-    """A local key names a FIFO, device, socket or directory (or a link to one): never read, since
-    opening a FIFO blocks and a device has no end; a data problem of that key, not an outage."""
+    """A local key names a symbolic link, FIFO, device, socket or directory: never read. A link is
+    refused *before* it is followed (its target may be any file of the machine, and its bytes must
+    not reach an error message or a record); opening a FIFO blocks and a device has no end. A data
+    problem of that key, not an outage."""
 
 
 def open_regular(path: str | os.PathLike[str], label: str | None = None) -> int:
     """Open ``path`` read-only without blocking and return the fd, only if it is a regular file.
 
-    ``O_NONBLOCK`` keeps ``open`` on a FIFO from waiting for a writer; the type is checked on the
-    opened fd (``fstat``), so a symbolic link to a device is refused too and nothing can be swapped in
-    between check and read. Raises FileNotFoundError or :class:`NotRegularFileError`.
+    ``O_NOFOLLOW`` refuses a symbolic link as the last component without opening its target
+    (``ELOOP``), so nothing outside the dataset is read through a link; ``O_NONBLOCK`` keeps
+    ``open`` on a FIFO from waiting for a writer; the type is checked on the opened fd
+    (``fstat``), so nothing can be swapped in between check and read. Raises FileNotFoundError
+    or :class:`NotRegularFileError`.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the last component is a symbolic link: not followed, not read
+            raise NotRegularFileError(f"{label or path} is a symbolic link, not a regular file; links are not "
+                                      "followed (replace it by the file itself)") from None
+        raise
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -281,6 +292,8 @@ class LocalStorage(Storage):
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
             _publish(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -316,6 +329,31 @@ class LocalStorage(Storage):
 
     def uri(self, key: str = "") -> str:
         return str(self._path(key)) if key else self.root_uri
+
+
+def durable_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that it is either complete or absent: temp file in the same
+    folder, ``fsync``, rename, ``fsync`` of the folder. A full disk (ENOSPC) or a read-only folder
+    raises ``OSError`` and leaves no file (and no half-written one) at ``path``."""
+    dst = Path(path)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _publish(tmp, dst)
+        try:
+            dir_fd = os.open(dst.parent, os.O_RDONLY)
+        except OSError:  # pragma: no cover - a folder that cannot be opened still got the rename
+            return
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _publish(tmp: Path | str, dst: Path) -> None:

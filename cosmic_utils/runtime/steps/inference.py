@@ -390,6 +390,11 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
                 pass
             raise err from exc
         rec["upload_s"] = time.perf_counter() - t0
+        # What "ok" points to: the predictions object, its size and checksum (the runner, the
+        # redrive and Summarize count the partition only when the file they find matches).
+        rec["predictions_file"] = layout.predictions(entry["partition_id"], request.predictions_format).rsplit("/", 1)[-1]
+        rec["predictions_bytes"] = len(body)
+        rec["predictions_sha256"] = hashlib.sha256(body).hexdigest()
     except DataError as exc:
         rec.update(status="failed", error=str(exc), samples=0, data_bytes=0)
         rec.pop("accuracy", None)
