@@ -116,7 +116,7 @@ def test_nonfinite_predictions_are_written_empty_and_exit_3(tmp_path: Path,
     err = capsys.readouterr().err
     assert "6 of 6 predictions are not finite" in err
     rows = out.read_text().splitlines()
-    assert rows[0].split(",")[-1] == "z_pred" and all(r.endswith(",") for r in rows[1:])
+    assert rows[0].split(",")[-2:] == ["z_pred", "flag"] and all(r.endswith(",,") for r in rows[1:])
 
 
 @pytest.mark.parametrize("name", ["exit_out_of_range_arguments", "exit_missing_inputs", "exit_predict_nonfinite",

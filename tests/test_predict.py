@@ -13,6 +13,7 @@ from cosmic_utils.cli import main
 from cosmic_utils.data import catalog
 from cosmic_utils.data.render import render_cutouts
 from cosmic_utils.inference.predict import PredictError, predict_catalog, read_photometry
+from cosmic_utils.jobs.reliability import write_tiny_artifact
 from cosmic_utils.model import artifacts
 from cosmic_utils.runtime.artifact import ArtifactNotFoundError, ModelArtifact
 
@@ -39,15 +40,17 @@ def test_predict_with_labels(artifact: ModelArtifact, small_catalog: Path, tmp_p
     out = tmp_path / "pred.csv"
     res = predict_catalog(small_catalog, out, model=artifact.path, seed=0)
     df = pd.read_csv(out)
-    assert list(df.columns) == ["row", "z_spec", "z_pred"] and len(df) == 25
+    assert list(df.columns) == ["row", "z_spec", "z_pred", "flag"] and len(df) == 25
     assert list(df["row"]) == list(range(25))
     np.testing.assert_allclose(df["z_spec"], catalog.valid_catalog()["zs"].iloc[:25], atol=1e-6)
     # the engine applies the artifact's preprocessing: same numbers as the torch predictor
     valid = catalog.valid_catalog().iloc[:25]
     image = render_cutouts(catalog.magnitudes(valid), catalog.magnitude_errors(valid), seed=0)
     ref = artifacts.predictor(artifact).predict_numpy(image, catalog.magnitudes(valid))
-    np.testing.assert_allclose(res.predictions["z_pred"], ref, atol=1e-4)
-    assert list(res.table["model"])[-1].startswith("kNN")
+    # (random weights: a negative prediction is never written as a result, it is left empty and flagged)
+    np.testing.assert_allclose(res.predictions["z_pred"], np.where(ref >= 0, ref, np.nan), atol=1e-4)
+    assert (res.predictions["flag"].str.startswith("negative") == (ref < 0)).all()
+    assert res.table is None or list(res.table["model"])[-1].startswith("kNN")
     torch_res = predict_catalog(small_catalog, None, model=artifact.path, seed=0, engine="torch-eager")
     np.testing.assert_allclose(torch_res.predictions["z_pred"], res.predictions["z_pred"], atol=1e-4)
 
@@ -56,7 +59,7 @@ def test_predict_without_labels_or_errors(artifact: ModelArtifact, tmp_path: Pat
     src = _write(tmp_path / "mags.txt", catalog.valid_catalog().iloc[:5][["u", "g", "r", "i", "z"]])
     res = predict_catalog(src, tmp_path / "p.csv", model=artifact.path)
     assert res.table is None
-    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["row", "z_pred"]
+    assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["row", "z_pred", "flag"]
 
 
 def test_bad_catalogues(tmp_path: Path) -> None:
@@ -97,6 +100,7 @@ def test_unknown_redshifts_are_predicted_not_scored(artifact: ModelArtifact, tmp
     df = catalog.valid_catalog().iloc[:8].copy()
     df.loc[df.index[:3], "zs"] = np.nan
     src = _write(tmp_path / "partly.txt", df)
-    res = predict_catalog(src, tmp_path / "p.csv", model=artifact.path, with_knn=False)
+    tiny = write_tiny_artifact(tmp_path / "tiny")  # positive redshifts (random weights give negative ones)
+    res = predict_catalog(src, tmp_path / "p.csv", model=tiny, with_knn=False)
     assert len(res.predictions) == 8 and res.predictions["z_spec"].isna().sum() == 3
     assert list(res.table["n"]) == [5]

@@ -46,7 +46,19 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(describe(result), fh, indent=2)
+    missing = result.missing_rows
+    if missing:
+        first = result.flags[missing[0]]
+        print(f"cosmic predict: {len(missing)} of {n} rows have missing photometry and were not predicted "
+              f"(row {missing[0]}: {first}{'; ...' if len(missing) > 1 else ''}); empty z_pred and the reason in "
+              f"the flag column of {args.out}", file=sys.stderr)
+    flagged = [r for r in result.flags if r not in set(missing)]
+    if flagged:
+        print(f"cosmic predict: {len(flagged)} predictions flagged (row {flagged[0]}: {result.flags[flagged[0]]}); "
+              f"see the flag column of {args.out}", file=sys.stderr)
     bad = result.nonfinite_rows
+    if missing and not bad:
+        return exits.PARTIAL
     if bad:
         print(f"cosmic predict: {len(bad)} of {n} predictions are not finite (NaN/inf): rows "
               f"{', '.join(map(str, bad[:20]))}{' ...' if len(bad) > 20 else ''}; written as empty z_pred in "

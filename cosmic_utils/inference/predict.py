@@ -31,6 +31,7 @@ import pandas as pd
 
 from cosmic_utils import config
 from cosmic_utils.data.catalog import read_header_table
+from cosmic_utils.data.photometry import missing_photometry, redshift_flags
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ class PredictResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: Rows whose prediction is NaN/inf: written as an empty ``z_pred`` and never scored.
     nonfinite_rows: list[int] = field(default_factory=list)
+    #: Row -> why it is flagged: missing photometry (not predicted), negative redshift (left
+    #: empty) or a prediction outside the trained range (written, flagged).
+    flags: dict[int, str] = field(default_factory=dict)
+    #: Rows not predicted because a magnitude is missing photometry.
+    missing_rows: list[int] = field(default_factory=list)
 
 
 def read_photometry(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -132,23 +138,40 @@ def predict_catalog(
     mags = np.ascontiguousarray(df.loc[:, list(MAG_COLUMNS)].to_numpy(dtype=np.float64))
     errs = (np.ascontiguousarray(df.loc[:, list(ERR_COLUMNS)].to_numpy(dtype=np.float64))
             if all(c in df.columns for c in ERR_COLUMNS) else None)
+    # Missing photometry (a magnitude outside the plausible range, e.g. SDSS's -99 / -9999 / 99
+    # codes) is never drawn nor predicted: those rows get an empty z_pred and a flag naming the
+    # band and code. The good rows are rendered in contiguous runs at their own row index, so
+    # each cutout is the one a full render would give (the renderer is keyed by row).
+    missing = missing_photometry(mags)
+    good = np.ones(len(df), dtype=bool)
+    good[list(missing)] = False
+    if missing:
+        log.error("%d of %d rows have missing photometry (first: row %d, %s); not predicted",
+                  len(missing), len(df), next(iter(missing)), next(iter(missing.values())))
     t = time.perf_counter()
-    image = render_cutouts(mags, errs, seed=seed)
+    chunks = [render_cutouts(mags[a:b], None if errs is None else errs[a:b], seed=seed, row_offset=a)
+              for a, b in _runs(good)]
     timings["render_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    z_pred = predict_arrays(image, mags, folder, engine=engine, batch_size=batch_size, threads=threads)
+    z_pred = np.full(len(df), np.nan, dtype=np.float32)
+    if good.any():
+        z_pred[good] = predict_arrays(np.concatenate(chunks), mags[good], folder, engine=engine, batch_size=batch_size,
+                                      threads=threads)
     timings["predict_s"] = time.perf_counter() - t
+    flags = {**missing, **redshift_flags(z_pred)}
+    negative = np.isfinite(z_pred) & (z_pred < 0)
     preds = pd.DataFrame({"row": np.arange(len(df), dtype=np.int64)})
     labelled = np.isfinite(df["zs"].to_numpy()) if "zs" in df.columns else np.zeros(len(df), dtype=bool)
     if "zs" in df.columns:
         preds["z_spec"] = df["zs"].to_numpy(dtype=np.float64)
-    finite = np.isfinite(z_pred)
-    bad_rows = np.flatnonzero(~finite).tolist()
+    finite = np.isfinite(z_pred) & ~negative
+    bad_rows = np.flatnonzero(~np.isfinite(z_pred) & good).tolist()
     if bad_rows:
         log.error("%d of %d predictions are not finite (rows %s%s); written as empty z_pred, not scored",
                   len(bad_rows), len(z_pred), bad_rows[:10], " ..." if len(bad_rows) > 10 else "")
     # A non-finite prediction is never written as a number: NaN -> empty field, inf -> empty too.
     preds["z_pred"] = np.where(finite, z_pred, np.nan)
+    preds["flag"] = [flags.get(i, "") for i in range(len(df))]
     if out_csv is not None:
         out = Path(out_csv)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +188,13 @@ def predict_catalog(
         table = accuracy_table(scored["zs"].to_numpy(), {f"{folder.name} ({engine})": z_pred[labelled]},
                                train_df=train_df, valid_df=scored if train_df is not None else None)
     return PredictResult(predictions=preds, table=table, engine=engine, model_dir=folder, timings=timings,
-                         nonfinite_rows=bad_rows)
+                         nonfinite_rows=bad_rows, flags=flags, missing_rows=sorted(missing))
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of True in ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def describe(result: PredictResult) -> dict[str, Any]:
