@@ -83,3 +83,17 @@ def test_a_negative_prediction_is_never_written_as_a_result(tmp_path: Path) -> N
     res = predict.predict_catalog(_catalogue(tmp_path, {}), model=model, batch_size=4, with_knn=False)
     assert res.predictions["z_pred"].isna().all()
     assert all("negative redshift" in res.flags[i] for i in range(8))
+
+
+@pytest.mark.parametrize(("encoding", "named"), [("utf-16", "UTF-16 (little-endian)"), ("utf-8-sig", "UTF-8 with a byte-order mark"),
+                                                 ("latin-1", "not UTF-8 text")])
+def test_a_catalogue_in_another_encoding_names_the_encoding_and_the_fix(tmp_path: Path, encoding: str, named: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    df = catalog.valid_catalog().iloc[:3]
+    text = "# " + " ".join(df.columns) + " é\n" + df.to_csv(sep=" ", header=False, index=False)
+    src = tmp_path / "cat.txt"
+    src.write_bytes(text.encode(encoding))
+    assert main(["predict", "--catalog", str(src), "--out", str(tmp_path / "p.csv"),
+                 "--model", str(write_tiny_artifact(tmp_path / "tiny"))]) == exits.FAILED
+    err = capsys.readouterr().err
+    assert named in err and "UTF-8" in err and "UnicodeDecodeError" not in err and len(err.strip().splitlines()) == 1

@@ -42,6 +42,33 @@ class CatalogError(ValueError):
     """The catalogue file is missing or malformed (the message names the file and problem)."""
 
 
+#: Byte-order marks of the encodings a spreadsheet or Windows editor saves "Unicode text" in.
+_BOMS: tuple[tuple[bytes, str], ...] = ((b"\xef\xbb\xbf", "UTF-8 with a byte-order mark"),
+                                       (b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"),
+                                       (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"),
+                                       (b"\xff\xfe", "UTF-16 (little-endian)"), (b"\xfe\xff", "UTF-16 (big-endian)"))
+
+
+def _check_encoding(path: Path, error: type[Exception]) -> None:
+    """Refuse a catalogue that is not plain UTF-8 / ASCII text, naming the encoding and the fix."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            raise error(f"catalogue {path}: saved as {name}; the catalogue format is plain UTF-8 (ASCII) text. "
+                        f"Re-save it as UTF-8 without a byte-order mark (e.g. iconv -f UTF-16 -t UTF-8, or "
+                        f"'UTF-8' in the editor's save dialogue)")
+    if b"\x00" in head:
+        raise error(f"catalogue {path}: contains NUL bytes (a binary file, or UTF-16/32 text without a "
+                    f"byte-order mark); the catalogue format is plain UTF-8 text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not a character cut by the 64 KiB window
+            raise error(f"catalogue {path}: not UTF-8 text (byte 0x{head[exc.start]:02x} at offset {exc.start}; "
+                        f"Latin-1 or another legacy encoding?); re-save it as UTF-8") from None
+
+
 def read_header_table(path: str | os.PathLike[str], required: Sequence[str], what: str = "columns",
                       error: type[Exception] = CatalogError) -> pd.DataFrame:
     """Read a whitespace-separated table whose first line is a ``#`` header naming its columns.
@@ -53,6 +80,7 @@ def read_header_table(path: str | os.PathLike[str], required: Sequence[str], wha
     path = Path(path)
     if not path.is_file():
         raise error(f"catalogue {path}: file not found")
+    _check_encoding(path, error)
     with open(path, encoding="utf-8") as fh:
         first = fh.readline()
     if not first.startswith("#"):
