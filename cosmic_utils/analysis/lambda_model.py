@@ -69,6 +69,7 @@ import numpy as np
 
 from cosmic_utils import config
 from cosmic_utils.analysis import cost
+from cosmic_utils.runtime.strict import RecordError, check_number
 
 #: The memory sizes (MB) every projection compares, the one set: 1 vCPU, just above it, the old
 #: 3,008 MB cap, 2 vCPU (where the conservative scaling stops gaining), 3 vCPU, 8 GB, the maximum
@@ -91,6 +92,12 @@ LOOP_BATCH: int = 256
 BOUNDS: tuple[str, ...] = ("low", "point", "high")
 #: What the record says about arm64 (Graviton) speed and cost.
 ARM64_NOT_MEASURED: str = "not measured"
+
+
+#: Upper bound of a plausible measured speed of this network (samples/s), see :func:`read_engine_speed`.
+MAX_SAMPLES_PER_S: float = 1e6
+#: Lower bound: one sample per 1,000 s (slower is a broken measurement, and overflows the durations).
+MIN_SAMPLES_PER_S: float = 1e-3
 
 
 class ProjectionRefused(ValueError):
@@ -223,8 +230,18 @@ def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bo
         why = f"engine {engine} requested"
     if name not in LAMBDA_ENGINES and name != PUBLISHED_LOOP:
         raise ProjectionRefused(f"engine {name!r} does not run in Lambda (ONNX only: {', '.join(LAMBDA_ENGINES)})")
-    usable = [r for r in rows if r.get("engine") == name and r.get("check_passed") is not False
-              and float(r.get("samples_per_s") or 0) > 0]
+    # Every speed of this engine is read strictly: finite, from 1e-3 (a sample per 1,000 s) to 1e6 samples/s (far above
+    # any CPU or GPU for this network: the published A100 did 23,174), or the projection refuses,
+    # naming the file, the row and the value (an Infinity or 1e300 would price Lambda at ~0).
+    for i, r in enumerate(rows):
+        if r.get("engine") == name:
+            try:
+                check_number(r.get("samples_per_s"), source=path, lo=MIN_SAMPLES_PER_S, hi=MAX_SAMPLES_PER_S,
+                             field=f"rows[{i}].samples_per_s ({name}, threads={r.get('threads')}, "
+                                   f"batch {r.get('batch_size')})")
+            except RecordError as exc:
+                raise ProjectionRefused(str(exc)) from None
+    usable = [r for r in rows if r.get("engine") == name and r.get("check_passed") is not False]
     by_threads: dict[int, list[dict[str, Any]]] = {}
     for r in usable:
         by_threads.setdefault(int(r.get("threads") or 0), []).append(r)

@@ -52,6 +52,7 @@ from cosmic_utils.analysis.lambda_model import (  # the one duration and cost mo
     usd_per_gb,
 )
 from cosmic_utils.analysis.lambda_model import partition_gb as _partition_gb
+from cosmic_utils.runtime import strict
 from cosmic_utils.runtime.items import split_even
 
 #: Names of the one model that callers of this module use from here.
@@ -372,7 +373,7 @@ def write(record: Mapping[str, Any], path: Path | str) -> Path:
     """Write the record as JSON (sorted keys off: inputs first, as built)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    p.write_text(strict.dumps(record, indent=2) + "\n", encoding="utf-8")  # standard JSON: no NaN/Infinity
     return p
 
 
