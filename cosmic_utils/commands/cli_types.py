@@ -39,6 +39,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def batch_size(text: str) -> int:
+    """A batch size: a whole number from 1 to the request model's limit (a usage error, exit 2,
+    rather than a refusal by the request model after the run has started, exit 1)."""
+    from cosmic_utils.runtime.request import RunRequest
+
+    value = positive_int(text)
+    limit = next((m.le for m in RunRequest.model_fields["batch_size"].metadata if getattr(m, "le", None)), None)
+    if limit is not None and value > limit:
+        raise argparse.ArgumentTypeError(f"must be <= {limit} (samples per engine call), got {value}")
+    return value
+
+
 def nonnegative_int(text: str) -> int:
     """A whole number >= 0 (``0`` meaning none / no limit where the option says so)."""
     value = _int(text, "a whole number >= 0")

@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="the main job: data -> model -> local state machine -> summary, figures")
     p.add_argument("--data-gb", type=cli_types.positive_float, default=0.2, help="dataset size in GB (default 0.2)")
     p.add_argument("--partition-mb", type=cli_types.positive_float, default=25.0, help="partition size in MB (default 25)")
-    p.add_argument("--batch-size", type=cli_types.positive_int, default=256)
+    p.add_argument("--batch-size", type=cli_types.batch_size, default=256)
     p.add_argument("--max-concurrency", type=cli_types.positive_int, default=4)
     p.add_argument("--train-config", default="default", help="training configuration (default | quick)")
     p.add_argument("--no-figures", action="store_true", help="skip redrawing the figures")

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--repeats", type=cli_types.positive_int, default=1, help="runs per size (default 1)")
     d.add_argument("--engine", default="auto",
                    help="engine name, or auto: the fastest accurate engine cosmic bench measured on this CPU type")
-    d.add_argument("--batch-size", type=cli_types.positive_int, default=256)
+    d.add_argument("--batch-size", type=cli_types.batch_size, default=256)
     d.add_argument("--threads", type=cli_types.positive_int, default=None, help="engine threads (default: all cores)")
     d.add_argument("--base-gb", type=cli_types.positive_float, default=1.0,
                    help="rendered once; larger sizes list its partitions repeatedly (default 1 GB)")

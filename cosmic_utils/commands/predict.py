@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "validation metrics)")
     p.add_argument("--engine", default="onnx", help="inference engine: onnx (default), onnx-int8, torch, "
                    "torch-eager, ... (see cosmic_utils.inference.engines)")
-    p.add_argument("--batch-size", type=cli_types.positive_int, default=256, help="samples per engine call")
+    p.add_argument("--batch-size", type=cli_types.batch_size, default=256, help="samples per engine call")
     p.add_argument("--threads", type=cli_types.positive_int, default=None, help="engine threads (default: all available cores)")
     p.add_argument("--json", default=None, help="also write a JSON summary (timings, metrics) here")
     p.set_defaults(func=_predict)

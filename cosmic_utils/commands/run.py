@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="s3://bucket/prefix for items, records, predictions (default: a bucket inside moto for local)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<run-id>); its name is the run id")
     p.add_argument("--run-id", default=None, help="run id (default: the --out folder name)")
-    p.add_argument("--batch-size", type=cli_types.positive_int, default=256)
+    p.add_argument("--batch-size", type=cli_types.batch_size, default=256)
     p.add_argument("--partition-limit", type=cli_types.positive_int, default=None)
     p.add_argument("--max-concurrency", type=cli_types.positive_int, default=16)
     p.add_argument("--world-size", type=cli_types.positive_int, default=None, help="spread partitions over this many invocations")

@@ -74,6 +74,12 @@ def read_pt_partition(path: str | os.PathLike[str]) -> Partition:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
         first = (str(exc).splitlines() or [""])[0] or type(exc).__name__  # an empty file: a bare EOFError
+        if "weights_only" in str(exc) or "Weights only load failed" in first:
+            # torch's own message goes on to suggest weights_only=False, which would execute the
+            # file's pickled code: never repeated here.
+            first = ("it holds Python objects other than tensors, which the safe loader refuses (the file is "
+                     "not loaded; only trust-free tensor files are read: save the image, magnitude and "
+                     "redshift tensors alone, e.g. torch.save(TensorDataset(image, magnitude, redshift), path))")
         raise PartitionError(f"partition {name}: cannot load .pt file: {first}") from exc
     tensors = _unpack(obj, name)
     if len(tensors) not in (2, 3):

@@ -67,6 +67,10 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
     if request.partition_limit is not None:
         keys = keys[: request.partition_limit]
     if not keys:
+        if has_manifest and not expected and listed:
+            raise DataError(f"dataset {request.data}: its manifest lists no partitions, while the folder holds "
+                            f"{len(listed)} .cpart file(s) it does not list (e.g. {listed[0]}); only listed "
+                            "partitions run: rebuild the manifest (cosmic data prepare) or remove it")
         raise DataError(f"no .cpart partitions found under {request.data}")
     by_id: dict[str, str] = {}
     out = []
