@@ -171,4 +171,7 @@ def test_bad_manifest_key_is_a_failure_record_and_never_blocks_redrive(tiny: Pat
     (run_dir / "partitions.json").write_text(results.read_text(layout.partitions))
     for key in results.list_keys(layout.records_prefix):
         (run_dir / "records" / key.rsplit("/", 1)[-1]).write_text(results.read_text(key))
+    (run_dir / "predictions").mkdir()  # an ok partition counts only with its predictions on disk
+    for key in results.list_keys(layout.predictions_prefix):
+        (run_dir / "predictions" / key.rsplit("/", 1)[-1]).write_bytes(results.read_bytes(key))
     assert runner.failed_partitions(run_dir) == []
