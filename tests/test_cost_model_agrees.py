@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from cosmic_utils import config
-from cosmic_utils.analysis import lambda_model, lambda_projection
+from cosmic_utils.analysis import lambda_model, projection
 
 
 @pytest.fixture(scope="module")
 def record() -> dict[str, Any]:
-    rec = lambda_projection.load()
+    rec = projection.load()
     assert rec is not None, "data/records/lambda_projection.json is shipped"
     return rec
 

@@ -11,7 +11,7 @@ import pytest
 
 from cosmic_utils import config
 from cosmic_utils.analysis import cost
-from cosmic_utils.analysis import lambda_projection as lp
+from cosmic_utils.analysis import projection as lp
 
 
 def _row(engine: str, threads: int, sps: float, batch: int = 256) -> dict[str, Any]:

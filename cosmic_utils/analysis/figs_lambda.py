@@ -199,9 +199,9 @@ def fig_memory(recs: dict[str, pd.DataFrame], record: dict[str, Any] | None = No
     range as bars (low: Amdahl, no residual; high: the published REPORT durations' unexplained
     residual kept); the published REPORT lines sit at 10,240 MB. None without a record.
     """
-    from cosmic_utils.analysis import lambda_model, lambda_projection
+    from cosmic_utils.analysis import lambda_model, projection
 
-    rec = record if record is not None else lambda_projection.load()
+    rec = record if record is not None else projection.load()
     if not rec or not rec.get("by_cpu"):
         return None
     mb = lambda_model.PUBLISHED_PARTITION_MB

@@ -69,6 +69,7 @@ import numpy as np
 
 from cosmic_utils import config
 from cosmic_utils.analysis import cost
+from cosmic_utils.runtime.request import LAMBDA_ENGINES
 from cosmic_utils.runtime.strict import RecordError, check_number
 
 #: The memory sizes (MB) every projection compares, the one set: 1 vCPU, just above it, the old
@@ -83,8 +84,6 @@ PUBLISHED_PARTITION_MB: float = 75.0
 TABLE_PARTITION_MB: float = 25.0
 #: Partition sizes the record projects per CPU type: the table's and the published REPORT lines'.
 PROJECTED_PARTITIONS_MB: tuple[float, ...] = (TABLE_PARTITION_MB, PUBLISHED_PARTITION_MB)
-#: Engines that run inside Lambda (ONNX Runtime + numpy; torch does not fit the zip).
-LAMBDA_ENGINES: tuple[str, ...] = ("onnx", "onnx-int8")
 #: The published loop's engine name in the bench records, and the batch size it is read at.
 PUBLISHED_LOOP: str = "published-loop"
 LOOP_BATCH: int = 256

@@ -51,9 +51,9 @@ def draw(plots: _Style, record: dict[str, Any] | None = None) -> plt.Figure | No
 
     ``record``: the projection record (default: the shipped one); None when there is none.
     """
-    from cosmic_utils.analysis import lambda_projection
+    from cosmic_utils.analysis import projection
 
-    rec = record if record is not None else lambda_projection.load()
+    rec = record if record is not None else projection.load()
     if not rec:
         return None
     plots.set_style()

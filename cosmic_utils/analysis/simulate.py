@@ -191,6 +191,32 @@ def _slot_times(n_slots: int, burst: int, scale_per_10s: int) -> list[float]:
     return out
 
 
+def slot_limit(orch: Orchestration, items: int) -> int:
+    """Concurrency slots the Map runs ``items`` on: account quota, Map cap, MaxConcurrency, item count."""
+    limit = min(orch.account_concurrency, MAP_MAX_CONCURRENCY)
+    if orch.max_concurrency and orch.max_concurrency > 0:
+        limit = min(limit, orch.max_concurrency)
+    return max(1, min(limit, items))
+
+
+def lognormal_times(mean_s: float, cv: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` per-partition times of mean ``mean_s`` and coefficient of variation ``cv`` (constant when 0)."""
+    if cv <= 0:
+        return np.full(n, mean_s)
+    sigma = math.sqrt(math.log(1.0 + cv**2))
+    return mean_s * rng.lognormal(-sigma**2 / 2.0, sigma, size=n)
+
+
+def run_cost(warm_s: np.ndarray, memory_mb: float, partitions: int, peak: int, arch: str = "x86_64",
+             prices: Mapping[str, Any] | None = None) -> tuple[float, float, float]:
+    """(Lambda, Step Functions, S3 requests) USD of one run: one child per item of ``warm_s``."""
+    items = len(warm_s)
+    lam = cost.lambda_cost((warm_s * 1000.0).tolist(), memory_mb, arch, prices=prices).total_usd
+    sfn = cost.stepfunctions_cost(items, prices=prices)
+    s3 = cost.s3_cost(**cost.pipeline_s3_requests(partitions, min(items, peak)), prices=prices)
+    return lam, sfn, s3
+
+
 def schedule(durations_warm: np.ndarray, cold_extra_s: float, orch: Orchestration,
              dispatch: np.ndarray) -> tuple[float, int]:
     """Finish time of the last item and the peak concurrency (event-driven over concurrency slots).
@@ -198,10 +224,7 @@ def schedule(durations_warm: np.ndarray, cold_extra_s: float, orch: Orchestratio
     Each slot is a Lambda container: its first invocation pays ``cold_extra_s``.
     """
     n = len(durations_warm)
-    limit = min(orch.account_concurrency, MAP_MAX_CONCURRENCY)
-    if orch.max_concurrency and orch.max_concurrency > 0:
-        limit = min(limit, orch.max_concurrency)
-    limit = max(1, min(limit, n))
+    limit = slot_limit(orch, n)
     if n <= limit and orch.burst >= n:  # every item has its own container: no queueing
         finish = dispatch + durations_warm + cold_extra_s
         return float(finish.max()), n
@@ -246,27 +269,21 @@ def simulate_run(
     mean_inf = mean_inf / speed
     if timing.inference_samples_s_per_mb and inference_s_mean is None:
         inf = rng.choice(np.asarray(timing.inference_samples_s_per_mb), size=n) * partition_mb / speed
-    elif timing.inference_cv > 0:
-        sigma = math.sqrt(math.log(1.0 + timing.inference_cv**2))
-        inf = mean_inf * rng.lognormal(-sigma**2 / 2.0, sigma, size=n)
     else:
-        inf = np.full(n, mean_inf)
+        inf = lognormal_times(mean_inf, timing.inference_cv, n, rng)
     # startup and per-MB work are CPU-bound too; below one vCPU they slow down
     slow = 1.0 / min(1.0, cpu_speed(memory_mb, timing.parallel_fraction))
     warm = (timing.startup_s + timing.per_mb_s * partition_mb) * slow + partition_mb / timing.s3_mb_s + inf
     disp = dispatch_times(n, orch.dispatch_rate0, orch.dispatch_ramp)
     last, peak = schedule(warm, timing.cold_init_s, orch, disp)
     wall = orch.overhead_s + orch.per_item_summarize_s * n + last
-    durations_ms = (warm * 1000.0).tolist()
-    lam = cost.lambda_cost(durations_ms, memory_mb, arch, prices=prices)
-    sfn = cost.stepfunctions_cost(n, prices=prices)
-    s3 = cost.s3_cost(**cost.pipeline_s3_requests(n, min(n, peak)), prices=prices)
-    total = lam.total_usd + sfn + s3
+    lam, sfn, s3 = run_cost(warm, memory_mb, n, peak, arch, prices)
+    total = lam + sfn + s3
     gb = n * partition_mb * config.PARTITION_MB / config.GB if n_partitions or published_units else data_gb
     return SimResult(
         data_gb=gb, partition_mb=partition_mb, memory_mb=memory_mb, partitions=n, wall_s=wall,
         map_s=last, mean_duration_s=float(warm.mean()), max_concurrency_reached=peak,
-        cost_usd=total, lambda_usd=lam.total_usd, usd_per_gb=total / gb if gb > 0 else float("nan"),
+        cost_usd=total, lambda_usd=lam, usd_per_gb=total / gb if gb > 0 else float("nan"),
         throughput_e2e_gb_s=gb / wall,
     )
 

@@ -144,7 +144,7 @@ def _project_engine(args: argparse.Namespace) -> int:
     """``cosmic simulate --project``: the Lambda engine's projection (inputs, per-memory table, 12.6 GB)."""
     import sys
 
-    from cosmic_utils.analysis import lambda_projection as lp
+    from cosmic_utils.analysis import projection as lp
 
     memory = args.memory_mb or list(lp.MEMORY_SIZES_MB)
     try:
