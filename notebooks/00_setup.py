@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -34,7 +34,7 @@ import logging
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import plots
+from cosmic_utils.analysis import figs_local
 from cosmic_utils.data import catalog, dataset, render
 from cosmic_utils.runtime.storage import open_storage
 
@@ -54,7 +54,7 @@ valid.describe().T[["mean", "min", "max"]].head(10)
 # %%
 rows = valid.head(4)
 cut = render.render_cutouts(catalog.magnitudes(rows), catalog.magnitude_errors(rows), seed=seed)
-plots.fig_cutouts(cut, config.BANDS)
+figs_local.fig_cutouts(cut, config.BANDS)
 
 # %% [markdown]
 # ## Partitions and their manifest

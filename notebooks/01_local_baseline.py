@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -53,7 +53,7 @@ from pathlib import Path
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import plots
+from cosmic_utils.analysis import figs_local
 from cosmic_utils.data.dataset import ensure_dataset
 from cosmic_utils.inference.measure import check_batches, machine_info, new_run_id, write_records
 from cosmic_utils.inference.published_loop import published_batch_sweep
@@ -104,7 +104,7 @@ records_path = write_records(rows + size_rows, run_dir=out)
 print(f"{len(rows) + len(size_rows)} records -> {records_path}")
 
 # %%
-fig = plots.fig_local_baseline(batch_df, size_df, batch_sweep_gb)
+fig = figs_local.fig_local_baseline(batch_df, size_df, batch_sweep_gb)
 (out / "figures").mkdir(exist_ok=True)
 fig.savefig(out / "figures" / "local_baseline.png", dpi=120)
 fig

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -53,7 +53,7 @@ from cosmic_utils import config
 from cosmic_utils.analysis.projection import check_budget, project_run
 from cosmic_utils.cloud import runner
 from cosmic_utils.cloud.local import LOCAL_RESULTS_URI
-from cosmic_utils.commands.run import print_summary
+from cosmic_utils.cloud.summary_view import print_summary
 from cosmic_utils.inference.measure import check_batches
 from cosmic_utils.jobs.sweep_point import RECORD_VIEW, check_point, point_overview, point_slug, stage_inputs
 from cosmic_utils.provenance import describe_model

@@ -25,7 +25,22 @@ def test_import_contracts_hold() -> None:
         pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
     proc = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "4 kept, 0 broken" in proc.stdout
+    assert "5 kept, 0 broken" in proc.stdout
+
+
+def test_notebook_contract_catches_a_notebook_importing_the_cli(tmp_path: Path) -> None:
+    """The notebooks-off-cli contract breaks when a notebook imports ``commands`` (as 03 once did)."""
+    exe = _lint_imports()
+    if exe is None:
+        pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "cosmic_utils").symlink_to(ROOT / "cosmic_utils")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "__init__.py").write_text("")
+    (tmp_path / "notebooks" / "03_lambda_sweep.py").write_text("from cosmic_utils.commands.run import run_exit_status\n")
+    proc = subprocess.run([exe, "--no-cache"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "notebooks import the package, not the CLI (commands, cli) BROKEN" in proc.stdout, (
+        proc.stdout[-3000:] + proc.stderr[-2000:])
 
 
 @pytest.mark.parametrize("function", ["init", "inference", "summarize"])

@@ -378,3 +378,38 @@ def fig_redshift(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     ax.set_ylabel("predicted redshift z_pred (unitless)")
     return fig
 
+
+def fig_cutouts(cutouts: np.ndarray, bands: tuple[str, ...] = ("u", "g", "r", "i", "z"),
+                stretch: float = 0.1) -> plt.Figure:
+    """Rendered cutouts ``[N, 5, 32, 32]``, one row per galaxy, one column per band (asinh stretch)."""
+    n = len(cutouts)
+    fig, axes = plt.subplots(n, len(bands), figsize=(8, 1.7 * n), squeeze=False)
+    for i in range(n):
+        for b, band in enumerate(bands):
+            axes[i, b].imshow(np.arcsinh(cutouts[i, b] / stretch), cmap="gray", origin="lower")
+            axes[i, b].set_xticks([])
+            axes[i, b].set_yticks([])
+            if i == 0:
+                axes[i, b].set_title(band)
+    fig.tight_layout()
+    return fig
+
+
+def fig_local_baseline(batch_df: pd.DataFrame, size_df: pd.DataFrame, batch_sweep_gb: float) -> plt.Figure:
+    """Notebook 01: samples/s against batch size and GB/s against data size, one line per engine."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    untrained = "trained_model" in batch_df and not batch_df["trained_model"].astype(bool).all()
+    if untrained:
+        fig.suptitle("UNTRAINED model: speeds only, no accuracy", color="red")
+    for engine, grp in batch_df.groupby("engine"):
+        axes[0].plot(grp["batch_size"], grp["samples_per_s"], marker="o", label=engine)
+    threads = batch_df["threads"].iloc[0] if "threads" in batch_df and len(batch_df) else "?"
+    axes[0].set(xscale="log", xlabel="batch size", ylabel="samples / s (measured)",
+                title=f"batch sweep, {batch_sweep_gb:g} GB, {threads} threads")
+    axes[0].legend()
+    for engine, grp in size_df.groupby("engine"):
+        axes[1].plot(grp["data_gb"], grp["gb_per_s"], marker="o", label=engine)
+    axes[1].set(xscale="log", xlabel="data (GB)", ylabel="GB / s (measured, end to end)", title="data-size sweep")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig

@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from cosmic_utils.commands.run import print_summary
+    from cosmic_utils.cloud.summary_view import print_summary
     from cosmic_utils.jobs.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(data_gb=args.data_gb, partition_mb=args.partition_mb, batch_size=args.batch_size,
