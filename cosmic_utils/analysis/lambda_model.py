@@ -57,7 +57,6 @@ Every place that names a cheapest memory or a $/GB (the projection record, the f
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -68,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils import config
-from cosmic_utils.analysis import cost
+from cosmic_utils.analysis import cost, schemas
 from cosmic_utils.runtime.request import LAMBDA_ENGINES
 from cosmic_utils.runtime.strict import RecordError, check_number
 
@@ -221,8 +220,11 @@ def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bo
     path = Path(bench_path or config.RECORDS_DIR / "bench.json")
     if not path.exists():
         raise ProjectionRefused(f"{path}: no bench record (run `cosmic bench --threads 1` or `make bench`)")
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    rows = [r for r in doc.get("rows", []) if isinstance(r, dict)]
+    try:
+        doc = schemas.load(schemas.BenchRecord, path).model_dump()
+    except RecordError as exc:
+        raise ProjectionRefused(str(exc)) from None
+    rows = doc["rows"]
     choice, why = _lambda_engine_choice(doc)
     name = engine or choice
     if engine:
@@ -386,8 +388,8 @@ def local_phases(records_dir: Path | None = None) -> dict[str, Any] | None:
     summary = path.with_name(path.stem + "_summary.json")
     machine = "machine not recorded"
     if summary.exists():
-        prov = json.loads(summary.read_text(encoding="utf-8")).get("provenance") or {}
-        machine = str(prov.get("cpu_model") or machine)
+        prov = schemas.load(schemas.RunSummary, summary).provenance
+        machine = str(prov and prov.cpu_model or machine)
     return {"decode_s_per_mb": (min(dec), float(np.median(dec)), max(dec)),
             "upload_s": (min(up), float(np.median(up)), max(up)), "partitions": len(rows),
             "backend": str(rows[0].get("backend") or "local"), "machine": machine, "path": _portable(path)}

@@ -10,7 +10,6 @@ decomposition, published comparison points, 12.6 GB wall clock) from THE Lambda 
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils import config
-from cosmic_utils.analysis import cost, lambda_model, simulate
+from cosmic_utils.analysis import cost, lambda_model, schemas, simulate
 from cosmic_utils.analysis.lambda_model import (
     ARM64_NOT_MEASURED,
     MEMORY_SIZES_MB,
@@ -347,11 +346,13 @@ def write(record: Mapping[str, Any], path: Path | str) -> Path:
 
 
 def load(path: Path | str | None = None) -> dict[str, Any] | None:
-    """The shipped record (data/records/lambda_projection.json), None when absent."""
+    """The shipped record (data/records/lambda_projection.json) validated strictly; None when absent."""
     p = Path(path or config.RECORDS_DIR / "lambda_projection.json")
     if not p.exists():
         return None
-    return json.loads(p.read_text(encoding="utf-8"))
+    data = schemas.read_json(p)
+    schemas.validate(schemas.ProjectionRecord, data, str(p))
+    return data
 
 
 def describe(record: Mapping[str, Any]) -> list[str]:

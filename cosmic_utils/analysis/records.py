@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import sweep_points
+from cosmic_utils.analysis import schemas, sweep_points
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,9 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        log.warning("skipping unreadable JSON %s: %s", path, exc)
+        return schemas.read_json(path)
+    except schemas.RecordError as exc:
+        log.warning("skipping %s", exc)
         return None
 
 
@@ -98,12 +98,6 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
     if "run_id" in key:
         df = df.drop_duplicates(subset=key, keep="first").reset_index(drop=True)
     return df
-
-
-def load_local_data_size(records_dir: Path | None = None) -> pd.DataFrame:
-    """The local data-size study, one row per (size, repeat); empty when not measured yet."""
-    path = Path(records_dir or config.RECORDS_DIR) / LOCAL_DATA_SIZE
-    return _read_csvs([path]) if path.exists() else pd.DataFrame()
 
 
 def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.DataFrame:
@@ -243,16 +237,17 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
 
 
 def load_bench(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
-    """Rows of the newest bench.json (runs/bench first, then the shipped copy)."""
+    """Rows of the newest valid bench.json (runs/bench first, then the shipped copy)."""
     for p in (Path(runs_dir or config.RUNS_DIR) / "bench" / "bench.json",
               Path(records_dir or config.RECORDS_DIR) / "bench.json"):
         if p.exists():
-            data = _read_json(p)
-            rows = data.get("rows", data.get("results")) if isinstance(data, dict) else data
-            if isinstance(rows, list) and rows:
-                df = pd.DataFrame(rows)
-                df["source_file"] = str(p)
-                return df
+            try:
+                df = pd.DataFrame(schemas.load(schemas.BenchRecord, p).rows)
+            except schemas.RecordError as exc:
+                log.warning("skipping bench record: %s", exc)
+                continue
+            df["source_file"] = str(p)
+            return df
     return pd.DataFrame()
 
 
