@@ -1,39 +1,10 @@
 """Which records may enter ``data/records/``, and the one command that ships them (``cosmic records ship``).
 
-The shipped records are what every figure, table and README row is drawn from, so they are a
-curated, immutable set: a run in ``runs/`` becomes a shipped record only through
-:func:`ship`, which applies the written admission rules below and refuses a failing run with
-one line naming the rule and why. Nothing else writes into ``data/records/`` (``make records``
-calls this module).
-
-Admission rules (docs/records.md gives the reasoning; :data:`RULES` is the one list):
-
-* ``trained-model``: the record names its model (sha256 of artifact.json), the model is trained,
-  and its validation sigma_NMAD is at or under the kNN anchor's (both written into the artifact
-  at training time, ``cosmic model evaluate`` prints them). An untrained stand-in or a "quick"
-  model measures speeds, but a shipped record also feeds accuracy claims and figures that do not
-  say "untrained", so it stays in ``runs/``. Bench records (``bench.json``) are the exception:
-  they time the network, and say whether their model was trained in ``meta.trained_model``.
-* ``data-size``: at least the data size the figure's study section uses (:data:`MIN_SAMPLES`,
-  :data:`MIN_SWEEP_GB`): a "batch 256" over 97 samples is one partial batch, not a measurement.
-* ``machine-named``: the record names the CPU it ran on (``cpu_model`` of the provenance).
-* ``repeats``: at least :data:`MIN_REPEATS` repeats of a point where its figure draws a spread
-  (the sweeps in :data:`SPREAD_SWEEPS`; counted among the points being shipped and those already
-  shipped for the same machine).
-* ``complete``: a pipeline run or sweep point whose partitions all succeeded.
-* ``immutable``: a shipped file is never replaced: a run already shipped is skipped, a different
-  file at the same name is refused. Single-file records of one machine (``bench.json``,
-  ``engine_checks.json``, the reliability table) are the exception: a newer one of the SAME
-  machine replaces it (the record says so); one of another machine never does.
-
-Records of different machines live side by side: the machine whose records sit at the top of
-``data/records/`` is the one named in ``data/records/bench.json`` (:func:`primary_machine`);
-every other machine's records go to ``data/records/machines/<machine>/`` with the same layout
-(``sweeps/``, ``local_cpu.csv``, ``bench.json`` ...), and figures draw them as separate series.
-
-Records shipped before these rules existed lack the model fields; they are admitted by name in
-``data/records/admitted_before_rules.txt`` (:func:`grandfathered`), never silently:
-``cosmic records check`` fails on a shipped file that neither passes the rules nor is listed.
+Nothing else writes into ``data/records/``: a run in ``runs/`` is shipped only through :func:`ship`,
+which applies :data:`RULES` (trained-model, data-size, machine-named, repeats, complete, immutable)
+and refuses a failing run with one line naming the rule. Other machines' records go to
+``data/records/machines/<machine>/``; records older than the rules are listed by name
+(:func:`grandfathered`). Rules and reasoning: docs/records.md, "Admission rules".
 """
 
 from __future__ import annotations

@@ -1,25 +1,10 @@
-"""What a run costs on AWS, and the seed project's published cost formulas.
+"""What a run costs on AWS, and the seed project's published cost formulas, always labelled apart.
 
-Two ways of costing a run live here, always labelled:
-
-* **billed** (what AWS charges): Lambda bills the *configured* memory times the billed duration of
-  every invocation (each rounded up to 1 ms), plus a price per request and ephemeral storage above
-  the free 512 MB; Step Functions Standard bills each state transition, and a Distributed Map bills
-  a transition per child execution plus the transitions inside each child; S3 bills GET, PUT and
-  LIST requests. Prices come from one dated table (``cosmic_utils/runtime/prices.yaml``, read by :mod:`cosmic_utils.runtime.prices`), which a
-  YAML file or a dict can override.
-* **published** (the seed project's table, ``data/reference/team6/lambda_table.csv``):
-  ``data_gb = partition_mb * lambdas / 1024``; ``cost = lambdas * avg_runtime_s * avg_memory_mb /
-  1024 * 0.00001667``; ``throughput = data_gb / avg_runtime_s``; ``efficiency = throughput / cost``.
-  It costs the *measured average* memory, not the configured one, and uses the per-Lambda runtime,
-  not the wall clock, so it is reproduced only to compare with the reference, next to what AWS
-  would have billed for the same runs (:func:`billed_for_published_row`).
-
-Efficiency is reported two ways: the published "performance efficiency" (GB/s per dollar with the
-per-Lambda runtime) and the end-to-end one (data / wall clock of the whole run / total cost).
-
-The module is plain Python (no numpy, no pandas), so the pipeline's Summarize Lambda can call
-:func:`summarize_pipeline_cost` on a list of record dicts.
+*Billed*: configured memory x billed duration (1 ms granularity), requests, Step Functions
+transitions, S3 requests, from the dated table ``runtime/prices.yaml``. *Published*: the seed
+table's formulas (average used memory, per-Lambda runtime), reproduced only to compare.
+Plain Python, so the Summarize Lambda can call :func:`summarize_pipeline_cost`.
+Definitions: docs/cost_and_simulation.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,10 @@
 """``cosmic sweep GRID... --estimate``: the whole study's cost and time before anything runs.
 
-Per point and in total: the projected cost and wall clock of its runs, and the data it needs
-prepared and uploaded. Nothing here is a new model:
-
-* aws points: :func:`cosmic_utils.analysis.projection.project_point`, the projection ``cosmic run
-  --max-usd`` and ``cosmic sweep`` already admit runs on (another change may re-point that
-  function; this module only calls it);
-* local points: cost 0 USD; wall clock = samples / the median ``samples_per_s`` of the measured
-  ``cosmic local`` runs in ``data/records/local_data_size.csv`` (their CPU is printed): a
-  projection from a measured rate on another machine, without the local backend's per-invocation
-  overhead, so a lower bound;
-* preparing: each distinct dataset (size, partition size, seed) is prepared once for the whole
-  study (``jobs/sweep_point``: cached under data/generated) at ``prepare_mb_s`` when given;
-  there is no record of the preparation rate, so without it that time is "not projected";
-* uploading: each distinct dataset of an aws point without ``data_location`` is uploaded once
-  to its ``data_upload`` at ``upload_mbit_s`` (an assumption the output names).
-
-Points of one sweep run one after another (``cosmic sweep``), each ``repeats`` times, so the
-study's wall clock is the sum over points and repeats plus preparing and uploading.
+aws points: :func:`cosmic_utils.analysis.projection.project_point`; local points: 0 USD and a
+lower-bound wall clock from the measured ``local_data_size.csv`` rate; each distinct dataset
+prepared and uploaded once, at the rates given (unprojected without them). Points and repeats
+run one after another, so the study's wall clock is their sum. Reasoning:
+docs/cost_and_simulation.md, "Estimating a study".
 """
 
 from __future__ import annotations

@@ -1,57 +1,10 @@
-"""THE Lambda duration and cost model: one function projects a partition's duration and billed $/GB
-for a (memory size, engine, CPU type, partition size), and one decomposition says what the published
-CloudWatch REPORT durations are made of.
+"""THE Lambda duration and cost model: :func:`partition_duration_s` projects a partition's duration
+and billed $/GB for a (memory size, engine, CPU type, partition size), as low / point / high
+bounds, and :func:`decompose` says what the published CloudWatch REPORT durations are made of.
 
-Why one model. Two duration models used to live side by side and disagreed by 7x (issue 21): one
-divided the *published* REPORT durations (75 MB partitions, ~33.7 s at 10,240 MB) by the engine's
-speed-up over the published loop, so it kept every second of the published function that is not
-compute (cheapest 1,769 MB at ~$0.014 per GB); the other added the measured compute to the
-published S3 time only (cheapest 3,008 MB at ~$0.0019 per GB). Neither said which part of the
-published duration is what. :func:`decompose` answers that first, and :func:`partition_duration_s`
-then projects every phase explicitly, so the 7x is no longer hidden: it is the *unexplained*
-part of the published duration, carried as the high bound of a range.
-
-**Decomposition of the published REPORT durations** (:func:`decompose`; 75 MB partitions at
-10,240 MB = 5.79 vCPU). Phase by phase, with its source:
-
-* init: the REPORT line's Init Duration (published; cold only, billed on top of Duration);
-* model load: not published; the published torch model's load time measured here
-  (``meta.model_load_s`` of the bench records, torch-eager); once per container, so it belongs to
-  the cold invocation's excess over the warm ones (published: first Duration minus warm median);
-* download: ``result_stats.csv`` ``s3_avg_time`` (published; per-worker S3 time, the only
-  published S3 timing, 100 MB partitions; range from ``s3_min_time``..``s3_max_time``), per MB;
-* decode: not published; this repository's partition decode measured on the local backend
-  (``load_s`` of the shipped pipeline records, per MB, min..max over partitions);
-* compute: the published loop (``engine == "published-loop"`` rows of the bench records, batch
-  256) measured here at 1 and 2 threads on each measured CPU, scaled to 5.79 vCPU: from no gain
-  above 2 threads (slow end) to Amdahl's law with the parallel fraction the 2-thread ratio implies
-  (fast end);
-* upload: not published; this repository's predictions upload measured on the local backend
-  (``upload_s`` of the same pipeline records);
-* **unexplained** = the warm median Duration minus everything above, as a range.
-
-**Projection** (:func:`partition_duration_s`, :func:`memory_table`): the Lambda engine's measured
-1-thread speed (ONNX Runtime, ``threads=1`` row of the CPU's bench record; Lambda gives one vCPU per
-1,769 MB) times the CPU share (:class:`Scaling`: time-sliced below 1 vCPU, linear to the measured
-2-thread point, then flat or Amdahl), plus download, decode, upload as above; the cold extra is the
-published init plus the engine's measured model load. Three bounds:
-
-* ``low``: lowest download / decode / upload, Amdahl above 2 vCPU, no unexplained residual;
-* ``point`` (the headline): mean download, median decode / upload, no gain above 2 vCPU, no residual:
-  what this repository's pipeline spends in the phases that were measured or published;
-* ``high``: highest download / decode / upload, no gain above 2 vCPU, **plus the published
-  unexplained residual** per MB (its high end), time-sliced below 1 vCPU and not CPU-bound above:
-  the cost if whatever the published function spent there persists in this pipeline.
-
-Per CPU type (:data:`CPU_TYPES`): Intel Xeon (AVX-512 + AMX, ``data/records/bench.json``) and AMD
-EPYC (AVX2 only, ``data/records/machines/amd-epyc-avx2/bench.json``) are measured; arm64 (Graviton)
-is "not measured" (only its price is known). Lambda picks the CPU, not the user, so the report
-shows every measured row, each named with the machine its bench record names.
-
-Every place that names a cheapest memory or a $/GB (the projection record, the figures
-``lambda_engine_projection`` and ``memory_cost_duration``, the report tables, the README rows, the
-``--max-usd`` budget check, ``cosmic simulate --project``) gets it from here, through
-:func:`cheapest`; ``tests/test_cost_model_agrees.py`` fails when two places disagree.
+Every place that names a cheapest memory or a $/GB gets it from here through :func:`cheapest`
+(``tests/test_cost_model_agrees.py`` fails when two disagree). Phases, sources, bounds and why
+one model: docs/cost_and_simulation.md, "One Lambda duration and cost model".
 """
 
 from __future__ import annotations

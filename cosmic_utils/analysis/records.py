@@ -1,27 +1,9 @@
-"""Load every run record the analysis reads, as tidy pandas DataFrames.
+"""Load every run record the analysis reads, as tidy pandas DataFrames (:func:`load_all_records`).
 
-One function per source, and :func:`load_all_records` to get them all at once. A source that is
-missing or unreadable yields an EMPTY frame (and a debug/warning log line), never an error, so
-figures can say "no measured records yet" instead of failing. Sources (see docs/architecture.md,
-"Run records"):
-
-* ``local``: local engine runs, ``runs/local/*/records.csv`` and ``data/records/local_*.csv``
-  (``kind`` = local_cpu | local_gpu); ``gpu`` is the local_gpu subset.
-* ``pipeline``: pipeline runs, ``runs/<run-id>/records.csv`` (one row per partition) and
-  ``data/records/pipeline_*.csv``; ``pipeline_summary``: their ``summary.json`` files, flattened;
-  ``aws``: the pipeline rows whose backend is ``aws`` (and ``data/records/aws_*.csv``).
-* ``sweeps``: every ``records.csv`` under ``runs/sweeps/<sweep>/<combination>/`` with the sweep
-  name, combination slug and the combination's parameters (from ``_done.json``) as columns;
-  ``sweep_summary``: their ``summary.json`` files.
-* ``local_data_size``: the streamed local data-size study, ``data/records/local_data_size.csv``
-  (kept out of ``local``: one row per data size and repeat, not an engine run).
-* ``bench``: ``runs/bench/bench.json`` or ``data/records/bench.json`` rows.
-* ``predictions``: the newest predictions file with a spectroscopic and a predicted redshift.
-* ``simulator_validation``: ``data/records/simulator_validation.csv``.
-* ``published_*``: the reference numbers in ``data/reference`` (team6 table and study claims, Cosmic AI result
-  stats, Step Functions wall clocks, batch sweep, local CPU/GPU totals, REPORT lines).
-
-Pandas is fine here: this module is analysis code and never runs inside Lambda.
+One function per source (local engine runs, pipeline runs and summaries, sweeps, bench,
+predictions, simulator validation, the published reference tables). A missing or unreadable
+source yields an EMPTY frame and a log line, so a figure says "no measured records yet"
+instead of failing. Sources: docs/architecture.md, "Run records"; strictness: docs/records.md.
 """
 
 from __future__ import annotations

@@ -1,39 +1,10 @@
 """Scale simulator: wall clock and cost of a serverless run at any data size and partition size.
 
-Why a simulator: AWS runs of 1 GB .. 1 TB are expensive, and the published wall clocks mix four
-effects that a user wants to separate: the per-partition work (which scales with the partition
-size and with the Lambda's CPU share), the cold starts, the way the Distributed Map hands items
-to Lambda (dispatch rate, MaxConcurrency, the account's concurrency and Lambda's scaling rate),
-and a fixed orchestration cost (Init, Map start, Summarize).
-
-Model (event-driven, seeded):
-
-* ``n`` partitions; item ``i`` is *dispatched* by the Map at time ``t_i`` where the dispatch rate
-  ramps linearly, ``rate(t) = r0 + ramp * t`` items/s (so ``r0 * t + ramp * t**2 / 2`` items are
-  out by time ``t``). An item starts when it is dispatched AND a concurrency slot is free: slots
-  are ``min(MaxConcurrency, account concurrency)``; Lambda adds 1,000 slots per 10 s above its
-  first 1,000 (the scaling rate).
-* A partition's Lambda duration is ``cold init (first use of a slot) + startup_s +
-  per_mb_s * partition_mb + partition_mb / s3_mb_s + inference_s``; ``inference_s`` is drawn from
-  measured per-partition times (bootstrap, :meth:`PartitionTiming.from_records`) or, without
-  them, log-normal (coefficient of variation ``inference_cv``) around the mean per-partition
-  inference time at the reference memory, scaled to the requested memory by the vCPU share (1 vCPU per
-  1,769 MB, at most 6) with Amdahl's law (``parallel_fraction``); below one vCPU the whole
-  function slows in proportion.
-* Wall clock = ``overhead_s`` (Init + Map start + Summarize, fitted) + ``per_item_summarize_s * n``
-  + the time the last partition finishes.
-
-The orchestration parameters are FITTED on part of the published Cosmic AI runs
-(``data/reference/cai``) and reported on held-out rows (:func:`validate`). Reading the published
-per-worker times: ``total_cpu_time (seconds)`` in ``result_stats.csv`` is, in the published
-aggregation script, the outlier-trimmed MEAN of the workers' profiler CPU times (the per-run
-``total_bits / throughput_bps`` equals it), not a sum over workers, so it is used as the mean
-per-partition inference time as is.
-
-The per-partition duration and cost of *this repository's* engine in Lambda is not projected
-here: that is the one Lambda model, :mod:`cosmic_utils.analysis.lambda_model` (which also
-decomposes the published REPORT durations). The simulator schedules whatever per-partition
-durations it is given (``cosmic run --max-usd`` gives it the model's).
+Event-driven and seeded: the Distributed Map's ramping dispatch rate, account concurrency,
+Lambda's burst and scaling rate, cold starts and a fixed orchestration overhead, FITTED on the
+published Cosmic AI runs (:func:`fit`) and reported on held-out rows (:func:`validate`). It
+schedules per-partition durations; those of this repository's engine come from THE Lambda model
+(:mod:`cosmic_utils.analysis.lambda_model`). Model and fit: docs/cost_and_simulation.md, "Scale simulator".
 """
 
 from __future__ import annotations

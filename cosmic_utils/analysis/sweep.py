@@ -1,25 +1,9 @@
-"""Parameter sweeps: one executed copy of a notebook per combination of a grid, with papermill.
+"""Parameter sweeps with papermill: one executed notebook per combination of a YAML grid.
 
-A grid file (YAML) names a notebook, a sweep name, fixed parameters and a grid of lists::
-
-    name: batch_size
-    notebook: notebooks/03_lambda_sweep.ipynb
-    parameters: {backend: local, data_gb: 0.1}
-    grid: {batch_size: [32, 64, 128, 256, 512]}
-
-Every combination (the Cartesian product of the grid) runs into its own folder
-``SWEEP_RUNS_DIR/<name>/<slug>/``, where the slug is derived from the combination's grid values
-(ploomber's pattern: the output path is a function of the parameters), so runs never overwrite
-each other and a sweep can be resumed: a combination whose folder holds ``_done.json`` is skipped.
-The notebook receives ``output_dir`` (that folder) and writes its records there; the executed
-notebook is saved there as ``<notebook name>``; the kernel runs in the notebook's own folder, as
-when the notebook is opened in Jupyter. A failure is written to ``_failed.json`` (with the
-error) and the sweep goes on with the next combination.
-
-A combination whose notebook ran but whose pipeline run has failed partitions (``summary.json``
-in its folder: ``partitions_failed > 0``, or an execution that did not succeed) is a **failed**
-point too, never a success: its ``_failed.json`` lists every failed partition with its reason,
-``cosmic sweep`` prints it and exits 3, and the figures leave it out (plots.py).
+Each combination runs into ``SWEEP_RUNS_DIR/<name>/<slug>/`` (slug from its values), so runs never
+overwrite each other and a sweep resumes (``_done.json`` skips a point). A notebook error, or a
+pipeline run with failed partitions, writes ``_failed.json`` with every reason; ``cosmic sweep``
+exits 3 and figures leave the point out. Grid format and repeats: docs/cost_and_simulation.md, "Sweeps".
 """
 
 from __future__ import annotations
