@@ -152,17 +152,11 @@ def summarize_pipeline_cost(
     retries: int = 0,
     prices: Mapping[str, Any] | str | Path | None = None,
 ) -> dict[str, Any]:
-    """Cost, throughput and efficiency of one pipeline run from its per-partition records.
+    """Cost, throughput and efficiency of one pipeline run from its per-partition record dicts.
 
-    ``records`` are plain dicts (one per partition, the run-record columns of
-    docs/architecture.md: status, data_bytes, duration_s, billed_duration_ms, inference_s,
-    cold_start ...). ``memory_mb`` is the CONFIGURED memory of the Inference function;
-    ``extra_lambda_ms`` the durations of the Init and Summarize invocations when known;
-    ``wall_s`` the Step Functions wall clock (end-to-end figures are NaN without it).
-
-    Throughput is reported two ways: ``throughput_e2e_gb_s`` (data / wall clock) and
-    ``throughput_per_worker_gb_s`` (the published figure: the sum over workers of each worker's
-    data / its own inference time). Failed partitions are billed but do not count as data.
+    ``memory_mb`` is the CONFIGURED memory; ``extra_lambda_ms`` the Init / Summarize durations;
+    ``wall_s`` the Step Functions wall clock (end-to-end numbers NaN without it). Failed partitions
+    are billed but carry no data. Definitions: docs/cost_and_simulation.md.
     """
     p = _prices(prices)
     if hasattr(records, "to_dict"):  # a pandas DataFrame (analysis code); Lambda passes dicts

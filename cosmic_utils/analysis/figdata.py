@@ -73,11 +73,9 @@ def sweep_points(recs: dict[str, pd.DataFrame], sweep: str, param: str, metrics:
                  backend: str | None = None, origin: str = "shipped", cpu: str | None = None) -> pd.DataFrame:
     """Median, min, max and n of each metric per value of ``param`` (columns ``<metric>_med`` etc.).
 
-    From ``recs["sweep_points"]``: the points read by :mod:`cosmic_utils.analysis.sweep_points`,
-    the reader the report's tables use, so a figure and its table agree (metric names and their
-    one definition: :data:`cosmic_utils.analysis.sweep_points.METRICS`). One series at a time:
-    ``origin`` (shipped, or scratch runs), ``backend`` and ``cpu`` (the machine) filter the points,
-    so a scratch run or another machine's point is never merged into a shipped point.
+    From ``recs["sweep_points"]`` (:mod:`~cosmic_utils.analysis.sweep_points`, the report's reader
+    too); ``origin``, ``backend`` and ``cpu`` filter one series, so points of other machines or
+    scratch runs never merge into shipped ones.
     """
     pts = recs.get("sweep_points", pd.DataFrame())
     col = f"param_{param}"
@@ -180,13 +178,10 @@ def lambda_memory_for(rate: MeasuredRate) -> float:
 
 def project_partition(rate: MeasuredRate, data_gb: float, partition_mb: float, fitted: tuple | None = None,
                       n_partitions: int | None = None, distributed: bool = True) -> dict[str, Any]:
-    """One projected run: measured compute per partition through the simulator, study's definitions.
+    """One projected run: measured compute per partition through the fitted simulator.
 
-    The Lambda has the vCPU share the rate was measured with (:func:`lambda_memory_for`), so no
-    CPU scaling is assumed; the non-inference part (start-up, per-MB work, S3) and the Map's
-    dispatch come from the simulator fitted on the published runs. Throughput and efficiency
-    are computed the study's way (data / mean Lambda runtime; / Lambda cost), and the data size
-    in the study's unit (partition MB x partitions / 1024), so the projection shares its x axis.
+    The Lambda has the vCPU share the rate was measured with (no CPU scaling assumed); throughput,
+    efficiency and data size are the study's definitions, so the projection shares its x axis.
     """
     timing, orch = _timing(fitted)
     mem = lambda_memory_for(rate)

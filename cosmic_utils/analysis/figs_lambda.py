@@ -191,14 +191,10 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
 
 
 def fig_memory(recs: dict[str, pd.DataFrame], record: dict[str, Any] | None = None) -> plt.Figure | None:
-    """Lambda memory vs duration and cost per GB of 75 MB partitions: the one Lambda model per measured CPU.
+    """Lambda memory vs duration and $/GB of 75 MB partitions, per measured CPU (None without a record).
 
-    Drawn from the projection record (``data/records/lambda_projection.json``, ``by_cpu``: the tables
-    of :func:`cosmic_utils.analysis.lambda_model.memory_table`), so its cheapest memory is the one
-    the record, the report and the README name (the suptitle writes it with
-    :func:`~cosmic_utils.analysis.lambda_model.claim`). Each measured CPU is a line (point) with its
-    range as bars (low: Amdahl, no residual; high: the published REPORT durations' unexplained
-    residual kept); the published REPORT lines sit at 10,240 MB. None without a record.
+    From ``lambda_projection.json`` ``by_cpu`` (:func:`~cosmic_utils.analysis.lambda_model.memory_table`),
+    so its cheapest memory is the one record, report and README name; bars are the low .. high range.
     """
     rec = record if record is not None else projection.load()
     if not rec or not rec.get("by_cpu"):

@@ -163,12 +163,9 @@ def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bo
                       engine: str | None = None, batch_size: int | None = None) -> EngineSpeed:
     """An engine's samples/s at one thread from a bench record (default data/records/bench.json).
 
-    Picks the engine the bench names for Lambda (``summary.by_threads["1"].lambda_engine``, else
-    ``summary.lambda_engine``, else ``onnx``) unless ``engine`` is given (a Lambda engine, or
-    :data:`PUBLISHED_LOOP` for the decomposition), at the bench's summary batch size or
-    ``batch_size`` (the nearest measured batch size when that one has no row, noted). Raises
-    :class:`ProjectionRefused` when there is no usable ``threads=1`` row (unless
-    ``allow_two_thread``, which then uses the ``threads=2`` row, labelled).
+    The engine the bench names for Lambda unless ``engine`` is given, at the summary's batch size
+    (or the nearest measured one, noted). :class:`ProjectionRefused` without a usable ``threads=1``
+    row, unless ``allow_two_thread`` (then the labelled ``threads=2`` row).
     """
     path = Path(bench_path or config.RECORDS_DIR / "bench.json")
     if not path.exists():

@@ -66,14 +66,8 @@ def map_plan(items: int, orch: simulate.Orchestration) -> dict[str, Any]:
 def invocation_durations(inference_s: np.ndarray, s3_s: float, world_size: int | None) -> np.ndarray:
     """Warm duration of each Map item when Init groups the partitions into ``world_size`` items.
 
-    Grouping as the pipeline does it (:func:`cosmic_utils.runtime.items.split_even`, contiguous
-    shares differing by at most one partition). Within an item the Inference step downloads the
-    first partition, then prefetches partition ``i + 1`` while it runs partition ``i``
-    (:class:`cosmic_utils.runtime.steps.inference.Prefetcher`), so an item of partitions with
-    inference times ``c_1 .. c_k`` takes ``s3 + sum_{i<k} max(c_i, s3) + c_k``. The S3 time is the
-    published per-worker one (download; the predictions upload is not published separately and is
-    not modelled apart from it). ``world_size=None`` (or >= partitions): one partition per item,
-    ``s3 + c``, exactly the duration of the one-partition projection.
+    Grouped as :func:`~cosmic_utils.runtime.items.split_even` does; the Inference step prefetches
+    partition ``i + 1`` while it runs ``i``, so ``c_1 .. c_k`` take ``s3 + sum_{i<k} max(c_i, s3) + c_k``.
     """
     shares = split_even(list(range(len(inference_s))), world_size)
     out = np.empty(len(shares))
@@ -89,16 +83,9 @@ def wall_clock(speed: EngineSpeed, scaling: Scaling, phases: PublishedPhases, me
                timing_cv: float | None = None, seed: int = 0, per_invocation: int = 1) -> dict[str, Any]:
     """End-to-end wall clock and cost of ``data_gb`` (published units) on the scale simulator's schedule.
 
-    The schedule is the simulator's (:func:`cosmic_utils.analysis.simulate.dispatch_times` and
-    :func:`~cosmic_utils.analysis.simulate.schedule`: Distributed Map dispatch ramp, account
-    concurrency, Lambda burst and scaling rate, cold start once per container, fitted fixed
-    overhead), over Map *items*. ``per_invocation`` partitions per item is the request's
-    ``world_size = ceil(partitions / per_invocation)`` (Init groups the partitions, the deployed
-    ASL hands one item per child execution); 1 is one partition per invocation, which draws the
-    same per-partition inference times as :func:`cosmic_utils.analysis.simulate.simulate_run`
-    (log-normal, fitted spread, same seed) and gives its wall clock and cost. Cost, as in the
-    simulator: Lambda billed on warm durations (each rounded up to 1 ms), one Step Functions
-    child per item, the pipeline's S3 requests per partition.
+    ``per_invocation`` partitions per Map item (the request's ``world_size``); 1 draws the same
+    inference times as :func:`~cosmic_utils.analysis.simulate.simulate_run` and gives its numbers.
+    Reasoning: docs/cost_and_simulation.md, "The fastest 12.6 GB configuration".
     """
     if per_invocation < 1:
         raise ValueError(f"per_invocation must be >= 1, got {per_invocation}")
@@ -151,12 +138,10 @@ def fastest_configuration(speed: EngineSpeed, scaling: Scaling, phases: Publishe
                           memory_mbs: Sequence[float], per_invocation: Sequence[int] = PER_INVOCATION_GRID,
                           concurrency: int = ACCOUNT_CONCURRENCY, orch: simulate.Orchestration | None = None,
                           seed: int = 0, target_s: float = TARGET_WALL_S) -> dict[str, Any]:
-    """The 12.6 GB wall clock over a grid of memory x partitions per invocation, for one partition size.
+    """The 12.6 GB wall clock over memory x partitions per invocation, for one partition size.
 
-    Returns ``{"partition_mb", "grid": [compact rows], "fastest": full row, "cheapest_meeting_target":
-    full row or None, "bound": what limits the fastest}``. Every configuration is one the deployed
-    pipeline runs (memory: the function's setting; partitions per invocation: the request's
-    ``world_size``, grouped by Init), so each row says which ``world_size`` to ask for.
+    Returns ``grid`` (compact rows), ``fastest``, ``cheapest_meeting_target`` (or None) and ``bound``
+    (what limits the fastest); each row says which ``world_size`` to request.
     """
     rows = []
     for mem in memory_mbs:

@@ -85,10 +85,8 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
 def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.DataFrame:
     """Median, min and max of ``value`` over the repeats of each point, and how many there were.
 
-    Sweeps and the local data-size study run every point several times (``repeat`` = 1, 2, ...);
-    a figure or table shows the median with the min-max range, never one lucky run. Records
-    written before repeats existed have no ``repeat`` column and count as one repeat each.
-    Returns columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` (NaN values are left out).
+    Returns columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` (NaN values left out); records without
+    a ``repeat`` column count as one repeat each.
     """
     by = list(by)
     missing = [c for c in [*by, value] if c not in df.columns]
@@ -184,10 +182,8 @@ def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None =
 def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sweep records and summaries with the sweep name, slug and parameters as columns.
 
-    Reads ``sweeps_dir`` (default runs/sweeps; column ``origin`` = "scratch") and the shipped
-    ``<records_dir>/sweeps`` and ``<records_dir>/machines/*/sweeps`` (``origin`` = "shipped"; only
-    when ``records_dir`` is given if ``sweeps_dir`` is). A scratch point and a shipped point of the
-    same name are two points (``point`` tells them apart), never one.
+    Scratch (``sweeps_dir``, default runs/sweeps) and shipped (``<records_dir>/sweeps``,
+    ``machines/*/sweeps``) points of one name stay two points (column ``point``).
     """
     combos = _sweep_combos(sweeps_dir, records_dir)
     rec_frames, summaries = [], []
@@ -348,11 +344,8 @@ def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = No
                      include_runs: bool = False) -> dict[str, pd.DataFrame]:
     """Every source above in one dict of DataFrames; missing sources are empty frames.
 
-    By default only the shipped records (``records_dir``, default data/records/) and the published
-    reference numbers are read: figures and the report come from the curated set. ``include_runs``
-    (or an explicit ``runs_dir`` / ``sweeps_dir``) also reads the scratch runs; every frame then
-    has an ``origin`` column ("shipped" or "scratch") and figures draw scratch rows as their own
-    labelled series.
+    Shipped records and published references only by default; ``include_runs`` (or a ``runs_dir``
+    / ``sweeps_dir``) adds scratch runs, with an ``origin`` column telling them apart.
     """
     include_runs = include_runs or runs_dir is not None or sweeps_dir is not None
     runs = Path(runs_dir or config.RUNS_DIR) if include_runs else NO_RUNS
@@ -408,10 +401,8 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
                arch: str = "x86_64") -> pd.DataFrame:
     """One row per run from per-partition records: data, durations, billed cost, throughputs.
 
-    ``group`` names the columns identifying a run (``run_id``; sweeps: ``sweep``, ``slug``). The
-    configured memory comes from the records' ``memory_mb`` column (else ``memory_mb``). The wall
-    clock comes from the run's summary (keys in :data:`WALL_KEYS`), matched on the same columns;
-    end-to-end figures are NaN without it. Cost uses :func:`cosmic_utils.analysis.cost.summarize_pipeline_cost`.
+    ``group`` names a run's columns (``run_id``; sweeps: ``sweep``, ``slug``); the wall clock comes
+    from its summary (:data:`WALL_KEYS`), cost from :func:`~cosmic_utils.analysis.cost.summarize_pipeline_cost`.
     """
     from cosmic_utils.analysis import cost
 

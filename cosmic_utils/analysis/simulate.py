@@ -282,11 +282,8 @@ def _duration_s(text: str) -> float:
 def published_runs(reference_dir: Path | None = None) -> list[dict[str, Any]]:
     """Every published Step Functions run with its wall clock, workers and per-worker inference time.
 
-    Rows of ``total_execution_time.csv`` (1 .. 12.6 GB; workers = ``num_worlds``) joined with the
-    per-run ``total_cpu_time`` of ``result_stats.csv``; rows of ``state_machine_logs.csv`` for
-    100 GB .. 1 TB (workers from the published convention ``ceil(GB * 1024 / MB)``; per-worker
-    time from the matching ``result_stats.csv`` row, else that data size's mean). Rows without a
-    data size ("timing", "test") are left out.
+    ``total_execution_time.csv`` (1 .. 12.6 GB) joined with ``result_stats.csv``, and
+    ``state_machine_logs.csv`` (100 GB .. 1 TB); rows without a data size are left out.
     """
     import csv
 

@@ -248,11 +248,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
               repeats: int | None = None) -> list[dict[str, Any]]:
     """Run every combination of a grid file ``repeats`` times (resumable); one row per (combination, repeat).
 
-    ``repeats`` overrides the grid file's (default :data:`DEFAULT_REPEATS`); each repeat has its
-    own folder (:func:`repeat_slug`), so resuming skips exactly the (point, repeat) pairs done.
-    Row keys: the grid parameters, ``repeat``, ``slug``, ``output_dir``, ``status`` (done | skipped | failed |
-    planned), ``seconds``, ``error``. ``only`` (``["batch_size=64"]``) keeps the combinations whose
-    value's text equals one of the given ones (:func:`select`: repeated keys are a union). ``dry_run`` lists the plan without executing anything.
+    Each repeat has its own folder (:func:`repeat_slug`); ``only`` keeps matching combinations
+    (:func:`select`), ``dry_run`` lists the plan. Row ``status``: done | skipped | failed | planned.
     """
     from cosmic_utils.progress import progress
 
