@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
+from cosmic_utils.analysis import schemas
 
 #: Every rule by name, with the one-line statement printed with a refusal.
 RULES: dict[str, str] = {
@@ -53,10 +54,7 @@ def machine_slug(cpu_model: str, isa: str = "") -> str:
 def primary_machine(records_dir: Path | None = None) -> str:
     """Slug of the machine whose records sit at the top of ``data/records/`` (from its bench.json)."""
     path = Path(records_dir or config.RECORDS_DIR) / "bench.json"
-    try:
-        prov = json.loads(path.read_text(encoding="utf-8")).get("provenance") or {}
-    except (OSError, ValueError):
-        return ""
+    prov = schemas.read_object(path).get("provenance") or {}
     return machine_slug(prov.get("cpu_model", ""), prov.get("isa", "")) if prov.get("cpu_model") else ""
 
 
@@ -114,14 +112,6 @@ def _machine_rule(c: Candidate, cpu: Any) -> None:
         c.failures.append(("machine-named", "no cpu_model in the record's provenance"))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _local(run: Path) -> Candidate:
     c = Candidate("local", run.name, run)
     try:
@@ -157,21 +147,21 @@ def _summary_checks(c: Candidate, summ: Mapping[str, Any], min_gb: float) -> Non
 
 def _pipeline(run: Path) -> Candidate:
     c = Candidate("pipeline", run.name, run)
-    _summary_checks(c, _read_json(run / "summary.json"), MIN_PIPELINE_GB)
+    _summary_checks(c, schemas.read_object(run / "summary.json"), MIN_PIPELINE_GB)
     return c
 
 
 def _sweep_point(combo: Path) -> Candidate:
     c = Candidate("sweep_point", f"{combo.parent.name}/{combo.name}", combo)
-    done = _read_json(combo / "_done.json")
+    done = schemas.read_object(combo / "_done.json")
     c.fields["parameters"] = {k: v for k, v in (done.get("parameters") or {}).items() if k != "output_dir"}
-    _summary_checks(c, _read_json(combo / "summary.json"), MIN_SWEEP_GB.get(combo.parent.name, 0.0))
+    _summary_checks(c, schemas.read_object(combo / "summary.json"), MIN_SWEEP_GB.get(combo.parent.name, 0.0))
     return c
 
 
 def _single(kind: str, src: Path, prov_of: Path) -> Candidate:
     c = Candidate(kind, src.name, src)
-    prov = _read_json(prov_of).get("provenance") or _read_json(prov_of)
+    prov = schemas.read_object(prov_of).get("provenance") or schemas.read_object(prov_of)
     c.fields.update(cpu_model=prov.get("cpu_model"), isa=prov.get("isa", ""))
     _machine_rule(c, prov.get("cpu_model"))
     return c
@@ -226,7 +216,7 @@ def _shipped_repeats(sweep: str, slug: str, params: Mapping[str, Any], records_d
     want = {k: v for k, v in params.items() if k != "repeat"}
     n = 0
     for done in base.glob("*/_done.json"):
-        got = {k: v for k, v in (_read_json(done).get("parameters") or {}).items() if k not in ("repeat", "output_dir")}
+        got = {k: v for k, v in (schemas.read_object(done).get("parameters") or {}).items() if k not in ("repeat", "output_dir")}
         n += int(got == want)
     return n
 
@@ -358,7 +348,7 @@ def check_shipped(records_dir: Path | None = None) -> list[str]:
             continue
         c = Candidate("shipped", rel, p)
         if p.name == "summary.json" or (p.name.startswith("pipeline_") and p.suffix == ".json"):
-            _model_rule(c, _read_json(p).get("model_info") or {})
+            _model_rule(c, schemas.read_object(p).get("model_info") or {})
         elif p.suffix == ".csv" and p.name.startswith("local_cpu"):
             df = pd.read_csv(p)
             for _, row in df.iterrows():

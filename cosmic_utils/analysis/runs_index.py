@@ -16,14 +16,13 @@ without a new dependency. docs/records.md says the same.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import admission
+from cosmic_utils.analysis import admission, schemas
 
 #: Columns of the table, in order.
 COLUMNS: tuple[str, ...] = ("origin", "kind", "name", "model", "trained", "model_sigma_nmad", "data_gb", "samples",
@@ -42,16 +41,8 @@ def _model_cols(info: dict[str, Any]) -> dict[str, Any]:
             "model_sigma_nmad": float(sig) if sig is not None and not pd.isna(sig) else float("nan")}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _summary_row(path: Path, kind: str, name: str) -> dict[str, Any]:
-    s = _read_json(path)
+    s = schemas.read_object(path)
     prov = s.get("provenance") or {}
     data = s.get("data_info") or {}
     engine = ",".join(sorted((s.get("engine") or {}).get("used") or {})) or (s.get("request") or {}).get("engine", "")
@@ -86,7 +77,7 @@ def _local_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _bench_row(path: Path) -> dict[str, Any]:
-    d = _read_json(path)
+    d = schemas.read_object(path)
     meta, prov = d.get("meta") or {}, d.get("provenance") or {}
     trained = meta.get("trained_model")
     return {"kind": "bench", "name": str(meta.get("run_id", path.parent.name)),

@@ -140,6 +140,15 @@ def read_json(path: Path, label: str | None = None) -> Any:
         raise RecordError(f"{name} is unreadable: {exc}") from exc
 
 
+def read_object(path: Path) -> dict[str, Any]:
+    """The JSON object at ``path``, or ``{}`` when it is missing, unreadable or not an object (lenient readers)."""
+    try:
+        data = read_json(path)
+    except RecordError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def validate(kind: type[M], data: Any, label: str) -> M:
     """``data`` as a ``kind``, or :class:`RecordError` ``<label> is malformed: field 'a.b' ...``."""
     if not isinstance(data, dict):
