@@ -1,14 +1,8 @@
 """Load, fill and check the Step Functions definition in ``stepfunctions/*.asl.json``.
 
-The definition is committed with ``${Name}`` placeholders (function ARNs) and filled at deploy
-time by a regex that matches ``${Name}`` only. ``string.Template`` is not used on purpose: it
-treats every ``$`` as special and corrupts JSONPath (``$.request``) and context paths
-(``$$.Map.Item.Value``), which ASL is full of.
-
-:func:`check_definition` is the static check the tests and the deploy code run: valid JSON,
-no placeholder left, StartAt and every Next / Catch target exist, every state is reachable,
-every Task (also inside the Map's ItemProcessor) has a Retry, the Map is DISTRIBUTED with an
-ItemReader.
+The definition is committed with ``${Name}`` placeholders (function ARNs), filled at deploy time by
+a regex (never ``string.Template``, which would corrupt JSONPath); :func:`check_definition` is the
+static check of tests and deploy. Reasoning: docs/aws.md#implementation-notes-cosmic_utilscloud
 """
 
 from __future__ import annotations

@@ -1,25 +1,10 @@
-"""Deploy, run and tear down the pipeline with boto3 (the ``aws`` backend).
+"""Deploy, run and tear down the pipeline with boto3 (the ``aws`` backend; ``local`` only points it
+at an embedded moto server, :mod:`.local`).
 
-The same code serves the ``local`` backend, which only points the boto3 session at an embedded
-moto server (see :mod:`.local`), so every local run exercises this deployment path.
-
-Deployment is create-or-update and safe to run twice (nothing is duplicated, unchanged code is
-not re-uploaded: the zips are deterministic and compared by CodeSha256):
-
-* two IAM roles with least-privilege inline policies (:mod:`.iam`);
-* the results bucket (created when missing, tagged as ours, public access blocked, SSE-S3
-  encryption on); a bucket deploy did not create (no ``cosmic:deployment`` tag of this prefix),
-  and every data bucket, is never modified: deploy reports it as "existing, not modified";
-* every location is validated first (:func:`cosmic_utils.cloud.iam.location_problems`:
-  bucket-name rules, no wildcards, results never overlapping data or model);
-* three Lambda functions from zip packages (:mod:`.packaging`), uploaded through S3 above 50 MB,
-  waited on with boto3's ``function_active_v2`` / ``function_updated_v2`` waiters;
-* their log groups with a retention; the state machine from ``stepfunctions/pipeline.asl.json``
-  with its ``${Name}`` placeholders filled (:mod:`cosmic_utils.cloud.asl`).
-
-Names are deterministic under a user-chosen prefix (``<prefix>-init``, ``<prefix>-pipeline``...).
-Credentials come only from the usual AWS configuration (environment, profile, SSO); no account id
-or bucket name lives in the repository. Teardown removes everything deploy created.
+Create-or-update, safe to run twice: two least-privilege roles (:mod:`.iam`), the results bucket
+(a bucket deploy did not create is never modified), three Lambda functions from deterministic zips,
+their log groups and the state machine, all named ``<prefix>-...``. Teardown removes all of it.
+Reasoning: docs/pipeline.md#deployment-cosmic_utilscloudaws, docs/aws.md
 """
 
 from __future__ import annotations

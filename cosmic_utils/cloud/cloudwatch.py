@@ -1,13 +1,11 @@
 """Parse Lambda's CloudWatch log lines: ``REPORT`` lines (billing) and error lines (``cosmic logs``).
 
-Every invocation ends with one line such as::
+A REPORT line (tab-separated; ``Init Duration`` only on a cold start) looks like::
 
     REPORT RequestId: 3f1c...  Duration: 40243.33 ms  Billed Duration: 40908 ms  Memory Size: 10240 MB
     Max Memory Used: 5948 MB  Init Duration: 663.81 ms
 
-(fields tab-separated; ``Init Duration`` only on a cold start). These are the figures AWS bills
-(configured memory x billed duration), so the aws backend attaches them to the run records by
-request id; the local backend writes lines of the same shape, so both use this parser.
+These are the figures AWS bills; the local backend writes the same shape, so both use this parser.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
-"""Least-privilege IAM policies of a deployment.
+"""Least-privilege IAM policies of a deployment: the Lambda role and the state machine role.
 
-Two roles, each with one inline policy:
-
-* the Lambda role (trusted by ``lambda.amazonaws.com``): read the data and model prefixes, read
-  and write the results prefix, list only those prefixes, write its own log groups;
-* the state machine role (trusted by ``states.amazonaws.com``): invoke its own three functions,
-  read the item list (the Distributed Map's ItemReader), start / describe / stop its own child
-  executions (how a Distributed Map runs its items).
-
-No ``Action: "*"`` and no ``Resource: "*"`` anywhere: every statement names the buckets,
-prefixes, functions, log groups or state machine of this deployment.
-
-Locations are validated before any policy is written (:func:`location_problems`): a bucket name
-must follow S3's naming rules, no location may contain a wildcard (``*`` or ``?``: ``s3://*``
-would otherwise become ``arn:aws:s3:::*/*``, every object of every bucket), and the results
-location may neither equal, contain nor sit inside a data or model location (results are
-writable: an overlap would make the data writable). :func:`check_least_privilege` re-checks the
-finished policy for the same mistakes, so a policy built any other way is caught too.
+No ``Action: "*"`` or ``Resource: "*"``: every statement names this deployment's buckets,
+prefixes, functions, log groups or state machine. :func:`location_problems` validates locations
+first (bucket-name rules, no wildcard, results never overlapping data or model) and
+:func:`check_least_privilege` re-checks any finished policy. Reasoning:
+docs/pipeline.md#deployment-cosmic_utilscloudaws
 """
 
 from __future__ import annotations

@@ -1,29 +1,10 @@
 """Build the Lambda deployment zips (handler + ``cosmic_utils/runtime/`` + deps), from an allow-list.
 
-Choices:
-
-* Dependencies are built for Lambda's Linux, not the laptop's: ``pip download --platform
-  manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12
-  --implementation cp`` (see :data:`LAMBDA_RUNTIME` for why 3.12 rather than 3.11; :func:`platform_args`), then the
-  wheels are unpacked into the package (a wheel is a zip laid out for site-packages). boto3 is
-  left out: the Lambda Python runtime ships it, and botocore alone is ~100 MB unzipped.
-* ``arch="arm64"`` (Graviton) builds the same package from ``manylinux_2_28_aarch64`` /
-  ``manylinux2014_aarch64`` wheels into ``<function>-arm64.zip`` and refuses any wheel built for
-  another machine (a pure-Python ``-any`` wheel is fine); the deploy then sets the function's
-  ``Architectures=["arm64"]``. Its speed is NOT measured (no arm64 bench exists); only its price
-  (20 % below x86_64 per GB-s) is known.
-* Test suites and type stubs inside dependency wheels are left out (never imported at run time).
-* Only the runtime goes in: :data:`ALLOW` (``cosmic_utils/__init__.py`` and the package
-  :mod:`cosmic_utils.runtime`, which ``lint-imports`` keeps independent of the rest); nothing is
-  excluded by name, so a new workstation module can never slip into the zip. The child-process
-  runtime of the local backend then proves the zip is complete, because the zip's own
-  ``cosmic_utils`` is the only one on its ``sys.path``.
-* The zip is deterministic (sorted entries, fixed timestamps), so the same code gives the same
-  CodeSha256 and a second deploy changes nothing.
-* The unzipped size is checked against Lambda's 250 MB limit; packages above 50 MB are uploaded
-  through S3 by the deploy code (direct upload limit).
-* ``with_deps=False`` builds a code-only zip (tests, and the local backend whose child
-  processes use this virtualenv's site-packages).
+Dependencies are Linux wheels for the python3.12 runtime (``pip download --platform ...``; x86_64
+or arm64, whose speed is not measured), unpacked without boto3, tests or stubs. Zips are
+deterministic (same code, same CodeSha256), checked against Lambda's 250 MB unzipped limit, and
+uploaded through S3 above 50 MB. Reasoning: docs/pipeline.md#deployment-cosmic_utilscloudaws,
+docs/aws.md#arm64-graviton-functions---arch-arm64, docs/aws.md#implementation-notes-cosmic_utilscloud
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """The local backend: the aws backend's own deploy-and-run code against an embedded moto server.
 
-:class:`LocalStack` (a context manager) starts ``moto.server.ThreadedMotoServer`` on 127.0.0.1 at
-a free port, turns on moto's Step Functions interpreter (``execute_state_machine``; it runs the
-real ASL: Distributed Map with ItemReader, Retry, Catch), installs :mod:`.moto_hook` so Lambda
-invocations run the real handlers from the deployed zips in child processes, and hands out an
-:class:`~cosmic_utils.cloud.aws.AwsBackend` whose boto3 session points at that server. So a
-local run deploys IAM roles, a bucket, three functions and the state machine exactly as on AWS.
-
-Storage choice: the item list, predictions, records and summary live in moto's S3 (the
-ItemReader needs S3). The dataset and the model artifact are read in place from the local
-folders by the handler processes (same machine), which avoids copying GBs into moto's
-in-memory S3; ``stage_data=True`` uploads the dataset into moto S3 instead, exercising the S3
-read path the aws backend uses.
+:class:`LocalStack` starts moto's threaded server with its Step Functions interpreter on, installs
+:mod:`.moto_hook` (Lambda invocations run the deployed zips in child processes) and hands out an
+:class:`~cosmic_utils.cloud.aws.AwsBackend` pointed at it. Data and model are read in place unless
+``stage_data``. Reasoning: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
 """
 
 from __future__ import annotations

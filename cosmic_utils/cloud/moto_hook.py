@@ -1,28 +1,11 @@
 """Route moto's Lambda invocation to the real handler code in a child process.
 
-moto runs Lambda code only inside Docker (``LambdaFunction._invoke_lambda`` starts a container),
-and this project runs without a Docker daemon. :func:`install` replaces that one method, on the
-pinned moto (5.2.5), with :func:`_invoke_in_child`, which
-
-* unpacks the function's deployment zip (``fn.code_bytes``, exactly what deploy uploaded) once
-  per code hash and runs the handler from it with :mod:`.lambda_child` in a child process,
-  with the function's environment, boto3 pointed at the moto endpoint, dummy credentials;
-* keeps a pool of warm children per function and code hash (a warm Lambda container: the model
-  is loaded once, the next invocation is a warm start), at most ``concurrency`` running at once
-  (a semaphore, default ``min(max_concurrency, cores * 2)``);
-* enforces the function's configured Timeout (the child is killed, the error is
-  ``Sandbox.Timedout``), measures the child's peak RSS, and writes START / END / REPORT lines
-  shaped like Lambda's into moto's CloudWatch Logs, so the runner reads billed durations with
-  the same parser on both backends;
-* when the backend gave it a fault plan (:attr:`LocalLambdaRuntime.fault_plan`, a file the
-  backend owns; see :mod:`.lambda_child`), answers matching invocations with HTTP 429
-  ``TooManyRequestsException`` (throttling: the Step Functions interpreter sees
-  ``Lambda.TooManyRequestsException`` and the Task's Retry applies) and hands the plan's path to
-  the children, which inject crashes, timeouts and upload errors.
-
-Everything else of moto's invoke path (the HTTP API, the Step Functions interpreter calling it,
-FunctionError handling) is untouched. :func:`check_moto` asserts the patched method still has the
-expected signature and call site, so a moto upgrade fails loudly instead of silently.
+moto runs Lambda code only in Docker; :func:`install` replaces ``LambdaFunction._invoke_lambda`` on
+the pinned moto (5.2.5) with :func:`_invoke_in_child`: warm children per function and code hash
+running the deployed zip, the Timeout enforced, peak RSS measured, Lambda-shaped START / END /
+REPORT lines written to moto's CloudWatch Logs, faults injected from the backend's plan.
+:func:`check_moto` makes a moto upgrade fail loudly.
+Reasoning: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
 """
 
 from __future__ import annotations

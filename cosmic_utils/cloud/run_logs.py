@@ -1,10 +1,7 @@
 """The CloudWatch error of every failed partition of a run (``cosmic logs`` and the run summary).
 
-A partition that crashed its handler or ran past the timeout leaves no record: its error exists
-only in the Inference function's log group. This module reads a run folder (``summary.json``),
-works out which deployment and which time window the run used (from its Step Functions execution
-ARNs: ``arn:aws:states:<region>:<account>:execution:<prefix>-pipeline:<name>``), and asks
-:mod:`cosmic_utils.cloud.cloudwatch` for the errors, matched to partitions by request id.
+The deployment and time window come from the run's execution ARNs; errors are matched to partitions
+by request id. Reasoning: docs/aws.md#implementation-notes-cosmic_utilscloud
 """
 
 from __future__ import annotations

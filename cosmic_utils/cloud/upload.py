@@ -1,19 +1,8 @@
 """Put a model artifact or a prepared dataset into S3: idempotent, resumable, verified by checksum.
 
-Both uploads follow one rule per file: a file already at its key with the recorded size and sha256
-is skipped; anything else is uploaded, then read back and its sha256 compared with the recorded
-one (the checksums of ``artifact.json`` / ``manifest.json``). The listing file (``artifact.json``,
-``manifest.json``) is written last, only once every file it lists is verified, so its presence at
-the destination means the upload is complete; an interrupted upload resumes where it stopped.
-
-* A model goes under ``<prefix>/<sha256(artifact.json)[:16]>/``: the artifact's identity (its
-  metadata lists every file's sha256) names the folder, so a changed model lands in a new
-  folder and never overwrites one a deployment or a running execution uses.
-* A dataset goes under ``<prefix>/`` as given (partitions + ``manifest.json``).
-
-Verification reads each uploaded object back once (S3 GET requests, and data transfer when run
-outside AWS); a file the destination listing already records with the same sha256 and size is
-trusted without reading it again.
+A file already at its key with the recorded size and sha256 is skipped, anything else uploaded and
+read back; the listing file goes last. A model lands under ``<prefix>/<sha256(artifact.json)[:16]>/``.
+Reasoning: docs/aws.md#implementation-notes-cosmic_utilscloud
 """
 
 from __future__ import annotations

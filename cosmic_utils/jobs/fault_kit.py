@@ -198,5 +198,3 @@ def _short(text: str, limit: int = 220) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
-
-# ------------------------------------------------------------------ the harness
