@@ -9,8 +9,11 @@ Reasoning: docs/pipeline.md#deployment-cosmic_utilscloudaws, docs/aws.md
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils.cloud import asl, iam, lambda_zip
+from cosmic_utils.cloud import asl, iam, lambda_zip, operator
+from cosmic_utils.cloud.cloudwatch import fetch_log_events
 from cosmic_utils.runtime import prices
 from cosmic_utils.runtime.request import ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV
 
@@ -100,13 +104,17 @@ class DeployConfig:
 
     @property
     def price_region(self) -> str:
-        import os
-
         return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
     @property
     def package_prefix(self) -> str:
         return f"_deploy/{self.prefix}/lambda"
+
+    def sizing(self, function: str) -> tuple[int, int]:
+        """(memory MB, timeout s) of ``function``: Inference's own, else the steps'."""
+        if function == "inference":
+            return self.memory_mb, self.timeout_s
+        return self.step_memory_mb, self.step_timeout_s
 
 
 @dataclass
@@ -137,9 +145,9 @@ class AwsBackend:
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = self.session.client(service, region_name=self.region,
-                                                         endpoint_url=self.endpoint_url)
+        if service not in self._clients:  # Budgets is a global service, served from us-east-1
+            region = "us-east-1" if service == "budgets" else self.region
+            self._clients[service] = self.session.client(service, region_name=region, endpoint_url=self.endpoint_url)
         return self._clients[service]
 
     def account(self) -> str:
@@ -166,12 +174,8 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ S3
     def _ensure_bucket(self, bucket: str, owner: str, actions: dict[str, str]) -> None:
-        """Create the results bucket when missing; configure only a bucket this deployment created.
-
-        An existing bucket without our owner tag belongs to someone else (perhaps it holds the
-        data): its settings are never touched and the action says so. Our own bucket's settings are
-        re-applied only when they drifted ("updated"), so "unchanged" is the truth.
-        """
+        """Create the results bucket when missing; configure only a bucket this deployment created
+        (owner tag), and re-apply its settings only when they drifted, so "unchanged" is the truth."""
         s3 = self.client("s3")
         key = f"s3 bucket {bucket}"
         try:
@@ -242,8 +246,7 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ Lambda
     def _function_config(self, cfg: DeployConfig, name: str, role_arn: str) -> dict[str, Any]:
-        memory = cfg.memory_mb if name == "inference" else cfg.step_memory_mb
-        timeout = cfg.timeout_s if name == "inference" else cfg.step_timeout_s
+        memory, timeout = cfg.sizing(name)
         return {
             "FunctionName": cfg.names.function(name),
             "Runtime": RUNTIME,
@@ -397,27 +400,21 @@ class AwsBackend:
         lam = self.client("lambda")
         logs = self.client("logs")
         for n in lambda_zip.FUNCTIONS:
-            try:
+            with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
                 lam.delete_function(FunctionName=names.function(n))
                 done[f"lambda {names.function(n)}"] = "deleted"
-            except lam.exceptions.ResourceNotFoundException:
-                pass
-            try:
+            with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
                 logs.delete_log_group(logGroupName=names.log_group(n))
                 done[f"log group {names.log_group(n)}"] = "deleted"
-            except logs.exceptions.ResourceNotFoundException:
-                pass
         client = self.client("iam")
         for role in (names.lambda_role, names.states_role):
-            try:
+            with contextlib.suppress(client.exceptions.NoSuchEntityException):
                 for pname in client.list_role_policies(RoleName=role)["PolicyNames"]:
                     client.delete_role_policy(RoleName=role, PolicyName=pname)
                 client.delete_role(RoleName=role)
                 done[f"iam role {role}"] = "deleted"
-            except client.exceptions.NoSuchEntityException:
-                pass
         if self.delete_budget(cfg.prefix):
-            done[f"budget {cfg.prefix}-spend"] = "deleted"
+            done[f"budget {operator.budget_name(cfg.prefix)}"] = "deleted"
         bucket = cfg.results_bucket
         if self._bucket_is_ours(bucket, cfg.prefix):
             if delete_results:
@@ -432,16 +429,9 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ what is left
     def inventory(self, cfg: DeployConfig) -> list[tuple[str, str]]:
-        """Every resource of deployment ``cfg.prefix`` that exists now, as ``(kind, name)``.
-
-        Scoped by name prefix (and, for the results bucket, by deploy's ``cosmic:deployment`` tag),
-        never the whole account: state machines, functions and log groups named ``<prefix>-*``
-        (boto3 paginators over the listings), the two roles (``GetRole`` by name: the operator
-        policy never lists the account's roles), the budget ``<prefix>-spend``, the results bucket
-        when deploy created it, else deployment packages left under ``_deploy/<prefix>/``.
-        """
-        from cosmic_utils.cloud import operator
-
+        """Every resource of deployment ``cfg.prefix`` that exists now, as ``(kind, name)``: scoped by
+        name prefix and owner tag, never the whole account (roles by ``GetRole``: the operator policy
+        never lists the account's roles). Reasoning: docs/aws.md#5-back-to-empty"""
         names = cfg.names
         pre = f"{cfg.prefix}-"
         found: list[tuple[str, str]] = []
@@ -456,11 +446,9 @@ class AwsBackend:
             found += [("log group", g["logGroupName"]) for g in page.get("logGroups", [])]
         client = self.client("iam")
         for role in (names.lambda_role, names.states_role):
-            try:
+            with contextlib.suppress(client.exceptions.NoSuchEntityException):
                 client.get_role(RoleName=role)
                 found.append(("iam role", role))
-            except client.exceptions.NoSuchEntityException:
-                pass
         if self.find_budget(operator.budget_name(cfg.prefix)):
             found.append(("budget", operator.budget_name(cfg.prefix)))
         bucket = cfg.results_bucket
@@ -476,11 +464,7 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ spend alarm
     def _budgets(self) -> Any:
-        """The Budgets client: a global service, served from us-east-1."""
-        if "budgets" not in self._clients:
-            self._clients["budgets"] = self.session.client("budgets", region_name="us-east-1",
-                                                           endpoint_url=self.endpoint_url)
-        return self._clients["budgets"]
+        return self.client("budgets")
 
     def find_budget(self, name: str) -> bool:
         client = self._budgets()
@@ -492,8 +476,6 @@ class AwsBackend:
 
     def ensure_budget(self, prefix: str, monthly_usd: float, email: str) -> str:
         """Create the spend alarm (:func:`budget_request`) when missing; "created" or "unchanged"."""
-        from cosmic_utils.cloud import operator
-
         name = operator.budget_name(prefix)
         if self.find_budget(name):
             return "unchanged"
@@ -501,8 +483,6 @@ class AwsBackend:
         return "created"
 
     def delete_budget(self, prefix: str) -> bool:
-        from cosmic_utils.cloud import operator
-
         name = operator.budget_name(prefix)
         if not self.find_budget(name):
             return False
@@ -548,30 +528,16 @@ class AwsBackend:
 
     def report_lines(self, function_name: str, start: datetime | None = None) -> Iterator[str]:
         """Every REPORT line of ``function_name`` since ``start`` (paginated filter_log_events)."""
-        logs = self.client("logs")
-        kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{function_name}"}
-        if start is not None:
-            kwargs["startTime"] = int(start.timestamp() * 1000) - 60_000
-        try:
-            for page in logs.get_paginator("filter_log_events").paginate(**kwargs):
-                for ev in page.get("events", []):
-                    if ev.get("message", "").startswith("REPORT"):
-                        yield ev["message"]
-        except logs.exceptions.ResourceNotFoundException:
-            return
+        start_ms = None if start is None else int(start.timestamp() * 1000) - 60_000
+        for ev in fetch_log_events(self.client("logs"), f"/aws/lambda/{function_name}", start_ms):
+            if ev.get("message", "").startswith("REPORT"):
+                yield ev["message"]
 
 
 def budget_request(account: str, name: str, monthly_usd: float, email: str) -> dict[str, Any]:
     """The ``CreateBudget`` request of the spend alarm: a MONTHLY COST budget of ``monthly_usd``
-    whose ACTUAL spend above 80 % and 100 % e-mails ``email``.
-
-    It guards the account's real spend (Billing data, updated by AWS a few times a day), not the
-    projection ``--max-usd`` checks. It is account-wide: a filter on the ``cosmic:deployment`` tag
-    would work only once that tag is activated as a cost allocation tag in the Billing console,
-    which no API call of this project can do for you, so none is set.
-    """
-    import math
-
+    whose ACTUAL spend above 80 % and 100 % e-mails ``email``. Account-wide (no tag filter: see
+    docs/aws.md#2-what-gets-created-and-what-it-costs)."""
     if not (isinstance(monthly_usd, (int, float)) and math.isfinite(monthly_usd) and monthly_usd > 0):
         raise DeployError(f"budget {monthly_usd!r} USD: expected a number > 0")
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email or ""):
@@ -619,9 +585,8 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
                                      state_machine_name=names.state_machine, results_uri=cfg.results_uri)},
     ]
     for n in lambda_zip.FUNCTIONS:
-        resources.append({"kind": "lambda", "name": names.function(n),
-                          "memory_mb": cfg.memory_mb if n == "inference" else cfg.step_memory_mb,
-                          "timeout_s": cfg.timeout_s if n == "inference" else cfg.step_timeout_s,
+        memory, timeout = cfg.sizing(n)
+        resources.append({"kind": "lambda", "name": names.function(n), "memory_mb": memory, "timeout_s": timeout,
                           "architecture": cfg.arch})
         resources.append({"kind": "log group", "name": names.log_group(n), "retention_days": cfg.log_retention_days})
     resources.append({"kind": "state machine", "name": names.state_machine, "definition": str(asl.definition_path())})

@@ -28,10 +28,8 @@ FUNCTIONS: tuple[str, ...] = ("init", "inference", "summarize")
 #: Lambda's limits: 250 MB unzipped (function + layers), 50 MB for a direct zip upload.
 UNZIPPED_LIMIT_BYTES = 250 * 2**20
 DIRECT_UPLOAD_LIMIT_BYTES = 50 * 2**20
-#: The Lambda runtime the packages are built for. python3.12 runs on Amazon Linux 2023
-#: (glibc 2.34); python3.11 runs on Amazon Linux 2 (glibc 2.26), where only manylinux2014 wheels
-#: load, and the last onnxruntime published as manylinux2014 is 1.16.3, too old for the IR
-#: version current torch exports. So: python3.12, manylinux_2_28 wheels, manylinux2014 fallback.
+#: The Lambda runtime the packages are built for: python3.12 (Amazon Linux 2023), not 3.11, whose
+#: glibc loads no current onnxruntime (docs/pipeline.md#deployment-cosmic_utilscloudaws).
 LAMBDA_RUNTIME = "python3.12"
 LAMBDA_PYTHON = "3.12"
 #: Lambda architectures a package can be built for, and the wheel platform tags of each
@@ -71,10 +69,6 @@ class Package:
     with_deps: bool
     arch: str = "x86_64"
     wheels: tuple[str, ...] = ()  #: the dependency wheels unpacked into the zip (file names)
-
-    @property
-    def needs_s3_upload(self) -> bool:
-        return self.size_bytes > DIRECT_UPLOAD_LIMIT_BYTES
 
 
 def _package_files() -> list[tuple[str, Path]]:
@@ -129,8 +123,7 @@ def download_wheels(requirements: Path, wheel_dir: Path, python_version: str = L
 
 
 def _skip_wheel(wheel: Path) -> bool:
-    name = wheel.name.split("-", 1)[0].lower()
-    return name in RUNTIME_PROVIDED
+    return wheel.name.split("-", 1)[0].lower() in RUNTIME_PROVIDED
 
 
 def _add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
@@ -154,20 +147,17 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
     out_dir = Path(out_dir or config.BUILD_DIR / "lambda")
     out_dir.mkdir(parents=True, exist_ok=True)
     entries: dict[str, bytes] = {"handler.py": handler.read_bytes()}
-    for arcname, path in _package_files():
-        entries[arcname] = path.read_bytes()
+    entries.update((arcname, path.read_bytes()) for arcname, path in _package_files())
     used: list[str] = []
     if with_deps:
         suffix = "" if arch == "x86_64" else f"-{arch}"
-        wheels = download_wheels(src / "requirements.txt",
-                                 Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}"),
-                                 python_version, arch)
-        problems = [p for p in (wheel_platform_problem(w.name, arch) for w in wheels if not _skip_wheel(w)) if p]
+        wheels = [w for w in download_wheels(
+            src / "requirements.txt", Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}"),
+            python_version, arch) if not _skip_wheel(w)]
+        problems = [p for p in (wheel_platform_problem(w.name, arch) for w in wheels) if p]
         if problems:
             raise PackagingError(f"{function}: wheels for another machine: " + "; ".join(problems))
         for wheel in wheels:
-            if _skip_wheel(wheel):
-                continue
             used.append(wheel.name)
             with zipfile.ZipFile(wheel) as wz:
                 for info in wz.infolist():

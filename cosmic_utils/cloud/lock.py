@@ -39,11 +39,8 @@ def _holder(path: Path) -> int | None:
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[Path]:
-    """Hold an exclusive, non-blocking lock on ``run_dir`` (created if needed) for the block.
-
-    Re-entrant within one process would be a bug (flock locks are per open file, so a second
-    ``run_lock`` on the same folder in the same process is refused too, naming this pid).
-    """
+    """Hold an exclusive, non-blocking lock on ``run_dir`` (created if needed) for the block; not
+    re-entrant (flock is per open file: a second lock in this process is refused too)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import json
 import logging
 import math
@@ -78,11 +79,9 @@ def _throttled(message: str) -> Exception:
     return TooManyRequestsException("TooManyRequestsException", message)
 
 
-#: How the child starts: the runtime's source is run as ``__main__`` by :func:`runpy.run_path`, which
-#: (unlike ``python path/to/lambda_child.py``) puts no folder of ``cosmic_utils/*/`` on ``sys.path``
-#: and (unlike ``python -m``) imports nothing of the installed ``cosmic_utils``: the unpacked zip,
-#: also the working directory as ``/var/task`` is in Lambda, is the only code of the project there.
-#: (A script folder on ``sys.path`` once let ``backends/packaging.py`` shadow pip's ``packaging``.)
+#: How the child starts: :func:`runpy.run_path` puts no script folder on ``sys.path`` and imports
+#: nothing of the installed ``cosmic_utils``, so the unpacked zip (the working directory, as
+#: ``/var/task`` on Lambda) is the project's only code there (docs/architecture.md, the local container).
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 
 
@@ -201,8 +200,6 @@ class LocalLambdaRuntime:
         with self._lock:
             if not (target / ".complete").exists():
                 target.mkdir(parents=True, exist_ok=True)
-                import io
-
                 with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as zf:
                     zf.extractall(target)
                 (target / ".complete").write_text("ok")
@@ -298,21 +295,16 @@ class LocalLambdaRuntime:
                                     error=True, lines=lines)
             with self._lock:
                 self._idle.setdefault(key, []).append(container)
-        duration = float(result.get("duration_ms", wall_ms))
-        rss = float(result.get("max_rss_mb", 0.0))
-        if result.get("ok"):
-            return self._finish(fn, request_id, result.get("payload"), cold, duration, init_ms, rss, error=False,
-                                lines=lines)
-        return self._finish(fn, request_id, result.get("error"), cold, duration, init_ms, rss, error=True, lines=lines)
+        ok = bool(result.get("ok"))
+        return self._finish(fn, request_id, result.get("payload" if ok else "error"), cold,
+                            float(result.get("duration_ms", wall_ms)), init_ms, float(result.get("max_rss_mb", 0.0)),
+                            error=not ok, lines=lines)
 
     def _finish(self, fn: Any, request_id: str, payload: Any, cold: bool, duration_ms: float,
                 init_ms: float | None, rss_mb: float, error: bool,
                 lines: list[str] | None = None) -> tuple[str, bool, str]:
-        """Lambda's START / handler lines / END / REPORT into moto's CloudWatch Logs.
-
-        ``lines``: the handler's own log lines of this request (those carrying its request id,
-        from the container log), so ``cosmic logs`` finds the partition and the error in
-        CloudWatch as on Lambda."""
+        """Lambda's START / handler lines / END / REPORT into moto's CloudWatch Logs; ``lines`` (the
+        handler's lines carrying this request id) let ``cosmic logs`` find partition and error."""
         billed = int(math.ceil(duration_ms)) if duration_ms > 0 else 1
         report = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
                   f"Memory Size: {fn.memory_size} MB\tMax Memory Used: {int(math.ceil(rss_mb))} MB")
@@ -364,9 +356,7 @@ def _size(path: Path) -> int:
 
 
 def _request_lines(path: Path, offset: int, request_id: str) -> list[str]:
-    """Lines of the container log written since ``offset`` that carry ``request_id`` (containers of
-    one function share the file, so other requests' lines are interleaved; tracebacks, which carry
-    none, stay in the file only)."""
+    """Lines of the (shared, interleaved) container log written since ``offset`` that carry ``request_id``."""
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)

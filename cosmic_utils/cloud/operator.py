@@ -101,12 +101,9 @@ def iam_actions(service: str, operation: str) -> tuple[str, ...]:
 
 def operator_policy(*, prefix: str, results_uri: str, data_uris: Iterable[str] = (), region: str = "*",
                     account: str = "*") -> dict[str, Any]:
-    """The operator's policy for deployment ``prefix`` (see the module docstring).
-
-    ``region`` / ``account`` default to ``*`` (the policy then fits any region and the account it is
-    attached in; an identity policy never grants access to another account's resources).
-    Raises ValueError naming the problem on a bad prefix, bucket, region or account.
-    """
+    """The operator's policy for deployment ``prefix``. ``region`` / ``account`` default to ``*`` (any
+    region, and the account it is attached in: an identity policy never reaches another account).
+    Raises ValueError naming a bad prefix, bucket, region or account."""
     if not re.fullmatch(iam.PREFIX_PATTERN, prefix):
         raise ValueError(f"prefix {prefix!r} must match {iam.PREFIX_PATTERN}")
     if region != "*" and not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region):
@@ -160,13 +157,9 @@ def operator_policy(*, prefix: str, results_uri: str, data_uris: Iterable[str] =
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def _as_list(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value or [])
-
-
 def policy_actions(policy: dict[str, Any]) -> set[str]:
     """Every action the policy allows."""
-    return {a for s in policy.get("Statement", []) for a in _as_list(s.get("Action"))}
+    return {a for s in policy.get("Statement", []) for a in iam._as_list(s.get("Action"))}
 
 
 def check_operator_policy(policy: dict[str, Any], prefix: str, buckets: Iterable[str]) -> list[str]:
@@ -177,8 +170,8 @@ def check_operator_policy(policy: dict[str, Any], prefix: str, buckets: Iterable
     buckets = set(buckets)
     for s in policy.get("Statement", []):
         sid = s.get("Sid")
-        actions = _as_list(s.get("Action"))
-        resources = _as_list(s.get("Resource"))
+        actions = iam._as_list(s.get("Action"))
+        resources = iam._as_list(s.get("Resource"))
         if s.get("Effect") != "Allow" or "NotAction" in s or "NotResource" in s:
             problems.append(f"{sid}: only plain Allow statements are expected")
         for a in actions:

@@ -45,8 +45,7 @@ def read_concurrency(lambda_client: Any, quotas_client: Any) -> Concurrency:
         errors.append(f"GetAccountSettings: {_why(exc)}")
     try:
         value = quotas_client.get_service_quota(ServiceCode="lambda", QuotaCode=LAMBDA_CONCURRENCY_QUOTA)
-        limit = int(value["Quota"]["Value"])
-        return Concurrency(limit, None, "servicequotas:GetServiceQuota")
+        return Concurrency(int(value["Quota"]["Value"]), None, "servicequotas:GetServiceQuota")
     except Exception as exc:  # noqa: BLE001
         errors.append(f"GetServiceQuota: {_why(exc)}")
     return Concurrency(None, None, "not readable (" + "; ".join(errors) + ")")

@@ -114,11 +114,8 @@ def failure_logs(run: str | Path, backend: Any = None, prefix: str | None = None
 
 
 def local_log_events(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """The lines of local container logs as log events (one stream per file, line order as time).
-
-    Containers of one function share a file, so a line is tied to its invocation by the request id
-    it carries (``[LEVEL]`` lines and error lines do; see :mod:`cosmic_utils.cloud.lambda_child`).
-    """
+    """The lines of local container logs as log events (one stream per file, line order as time);
+    containers share a file, so the request id a line carries ties it to its invocation."""
     events: list[dict[str, Any]] = []
     for path in paths:
         for i, line in enumerate(path.read_text(errors="replace").splitlines()):

@@ -54,11 +54,8 @@ def _remote_size(store: Storage, key: str) -> int | None:
 
 def sync_file(store: Storage, local: Path, key: str, sha256: str, size: int, trusted: bool) -> str:
     """Make ``key`` hold ``local`` (recorded ``sha256`` and ``size``); returns what was done.
-
-    ``trusted``: the destination's own listing already records this sha256 for the key, so a
-    matching size is enough. Otherwise an object of the right size is read back and hashed before
-    it is accepted; a missing or different object is uploaded and then verified the same way.
-    """
+    ``trusted`` (the destination's listing records this sha256): a matching size is enough; else an
+    object is read back and hashed before it is accepted; a missing or different one is uploaded, then verified."""
     remote = _remote_size(store, key)
     if remote == size:
         if trusted:
