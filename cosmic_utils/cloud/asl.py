@@ -60,11 +60,7 @@ def fill(text: str, values: Mapping[str, str]) -> str:
             + (f" no value for {missing}" if missing else "")
             + (f" no placeholder for {unused}" if unused else "")
         )
-
-    def repl(match: re.Match[str]) -> str:
-        return json.dumps(str(values[match.group(1)]))[1:-1]
-
-    return PLACEHOLDER.sub(repl, text)
+    return PLACEHOLDER.sub(lambda m: json.dumps(str(values[m.group(1)]))[1:-1], text)
 
 
 def render(values: Mapping[str, str], name: str = DEFAULT_DEFINITION) -> str:
@@ -135,7 +131,6 @@ def check_definition(definition: str | Mapping[str, Any]) -> list[str]:
     else:
         machine = definition
     _check_machine(machine, "", problems)
-    maps = 0
     for where, name, state in _walk(machine.get("States", {}), ""):
         if state.get("Type") == "Task":
             retry = state.get("Retry") or []
@@ -148,7 +143,6 @@ def check_definition(definition: str | Mapping[str, Any]) -> list[str]:
                 if r.get("BackoffRate", 2.0) < 1.0:
                     problems.append(f"{where}{name}: BackoffRate below 1")
         if state.get("Type") == "Map":
-            maps += 1
             proc = state.get("ItemProcessor") or {}
             mode = (proc.get("ProcessorConfig") or {}).get("Mode")
             if mode == "DISTRIBUTED" and not state.get("ItemReader"):

@@ -326,12 +326,9 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ state machine
     def find_state_machine(self, name: str) -> str | None:
-        sfn = self.client("stepfunctions")
-        for page in sfn.get_paginator("list_state_machines").paginate():
-            for sm in page["stateMachines"]:
-                if sm["name"] == name:
-                    return str(sm["stateMachineArn"])
-        return None
+        pages = self.client("stepfunctions").get_paginator("list_state_machines").paginate()
+        return next((str(sm["stateMachineArn"]) for page in pages for sm in page["stateMachines"] if sm["name"] == name),
+                    None)
 
     def _ensure_state_machine(self, cfg: DeployConfig, definition: str, role_arn: str,
                               actions: dict[str, str]) -> str:
@@ -344,11 +341,10 @@ class AwsBackend:
             actions[f"state machine {name}"] = "created"
         else:
             current = sfn.describe_state_machine(stateMachineArn=arn)
-            if current["definition"] != definition or current["roleArn"] != role_arn:
+            changed = current["definition"] != definition or current["roleArn"] != role_arn
+            if changed:
                 sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn)
-                actions[f"state machine {name}"] = "updated"
-            else:
-                actions[f"state machine {name}"] = "unchanged"
+            actions[f"state machine {name}"] = "updated" if changed else "unchanged"
         return str(arn)
 
     # ------------------------------------------------------------------ deploy / teardown
@@ -507,10 +503,8 @@ class AwsBackend:
     def count_keys(self, uri: str) -> int:
         """Objects under ``s3://bucket/prefix/`` (paginated)."""
         bucket, prefix = iam._split(uri)
-        total = 0
-        for page in self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-            total += int(page.get("KeyCount", 0))
-        return total
+        pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+        return sum(int(page.get("KeyCount", 0)) for page in pages)
 
     def wait_execution(self, execution_arn: str, poll_s: float = 1.0, timeout_s: float | None = None,
                        on_poll: Callable[[], None] | None = None) -> dict[str, Any]:

@@ -67,8 +67,8 @@ def partition_id_of(key: str) -> str:
 
 
 def fault_matches(fault: dict[str, Any], function_name: str, partition_id: str | None) -> bool:
-    """Whether ``fault`` targets this function (by suffix: ``inference`` matches ``cosmic-inference``)
-    and partition (a fault without ``partition`` matches any)."""
+    """Whether ``fault`` targets this function (``inference`` matches ``cosmic-inference``) and
+    partition (a fault without ``partition`` matches any)."""
     fn = str(fault.get("function") or "inference")
     if not (function_name == fn or function_name.endswith("-" + fn)):
         return False
@@ -81,18 +81,14 @@ def take_fault(plan_path: str, fault: dict[str, Any], where: str) -> bool:
     state = os.path.join(os.path.dirname(plan_path), "fault-state")
     os.makedirs(state, exist_ok=True)
     times = fault.get("times")
-    fired = False
-    if times is None:
-        fired = True
-    else:
-        for i in range(int(times)):
-            try:
-                os.close(os.open(os.path.join(state, f"{fault.get('id', 'fault')}.{i}"),
-                                 os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                fired = True
-                break
-            except FileExistsError:
-                continue
+    fired = times is None
+    for i in range(0 if fired else int(times)):
+        try:
+            os.close(os.open(os.path.join(state, f"{fault.get('id', 'fault')}.{i}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            fired = True
+            break
+        except FileExistsError:
+            continue
     if fired:
         with open(os.path.join(state, "fired.jsonl"), "a") as fh:
             fh.write(json.dumps({"id": fault.get("id"), "kind": fault.get("kind"), "where": where,
@@ -149,11 +145,8 @@ def _install_fault_hooks(plan_path: str) -> None:
 
 
 def _max_rss_mb() -> float:
-    """Peak RSS of this process's own memory, MB: ``VmHWM`` of /proc/self/status.
-
-    Not ``ru_maxrss``: Linux carries the parent's peak into a child across fork/vfork + exec, so a
-    child of a 400 MB harness would report >= 400 MB whatever it used (measured: 427 vs 11 MB).
-    """
+    """Peak RSS of this process's own memory, MB: ``VmHWM`` of /proc/self/status, not ``ru_maxrss``,
+    which Linux carries from the parent across fork + exec (a 400 MB harness's child: 427 vs 11 MB)."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:

@@ -116,11 +116,8 @@ def failure_logs(run: str | Path, backend: Any = None, prefix: str | None = None
 def local_log_events(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """The lines of local container logs as log events (one stream per file, line order as time);
     containers share a file, so the request id a line carries ties it to its invocation."""
-    events: list[dict[str, Any]] = []
-    for path in paths:
-        for i, line in enumerate(path.read_text(errors="replace").splitlines()):
-            events.append({"logStreamName": path.name, "timestamp": i, "message": line})
-    return events
+    return [{"logStreamName": path.name, "timestamp": i, "message": line}
+            for path in paths for i, line in enumerate(path.read_text(errors="replace").splitlines())]
 
 
 def annotate_failed(failed: list[dict[str, Any]], by_partition: Mapping[str, list[LambdaError]]) -> None:

@@ -73,9 +73,7 @@ def sync_file(store: Storage, local: Path, key: str, sha256: str, size: int, tru
 def _remote_json(store: Storage, key: str) -> dict[str, Any] | None:
     try:
         return dict(json.loads(store.read_text(key)))
-    except MissingObjectError:
-        return None
-    except ValueError:  # unreadable listing: trust nothing, re-verify every file
+    except (MissingObjectError, ValueError):  # missing, or unreadable: trust nothing, re-verify every file
         return None
 
 
@@ -101,13 +99,11 @@ def upload_model(model_dir: str | Path, dest: str, s3_client: Any = None) -> Upl
         report.actions[str(entry["path"])] = sync_file(store, local, str(entry["path"]), str(entry["sha256"]),
                                                        int(entry.get("bytes") or local.stat().st_size), complete)
         log.info("model %s: %s", role, report.actions[str(entry["path"])])
+    report.actions[META_FILE] = "present" if complete else "uploaded"
     if not complete:
         store.write_bytes(META_FILE, meta_bytes)
         if _sha256_bytes(store.read_bytes(META_FILE)) != _sha256_bytes(meta_bytes):
             raise UploadError(f"{store.uri(META_FILE)}: differs from {Path(art.path) / META_FILE} after upload")
-        report.actions[META_FILE] = "uploaded"
-    else:
-        report.actions[META_FILE] = "present"
     return report
 
 
@@ -129,11 +125,10 @@ def upload_dataset(dataset_dir: str | Path, dest: str, s3_client: Any = None) ->
         report.actions[entry.key] = sync_file(store, local, entry.key, entry.sha256, entry.bytes,
                                               remote_sha.get(entry.key) == entry.sha256)
     text = (src / MANIFEST_NAME).read_text()
-    if remote is not None and store.read_text(MANIFEST_NAME) == text:
-        report.actions[MANIFEST_NAME] = "present"
-    else:
+    present = remote is not None and store.read_text(MANIFEST_NAME) == text
+    report.actions[MANIFEST_NAME] = "present" if present else "uploaded"
+    if not present:
         store.write_text(MANIFEST_NAME, text)
-        report.actions[MANIFEST_NAME] = "uploaded"
     return report
 
 

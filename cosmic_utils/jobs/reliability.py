@@ -200,10 +200,7 @@ def _request_refusal(name: str, what: str, update: dict[str, Any], expect: str) 
     def scenario(h: Harness) -> Outcome:
         from cosmic_utils.runtime.request import RequestError, parse_request
 
-        req = h.request(_rid(name), h.good)
-        req.update(update)
-        for k in [k for k, v in update.items() if v is None]:
-            req.pop(k)
+        req = {k: v for k, v in {**h.request(_rid(name), h.good), **update}.items() if v is not None}  # None: drop
         return _must_refuse(Outcome(name, "bad input: request", what), lambda: parse_request(req), RequestError,
                             expect)
     scenario.__name__ = name
@@ -264,28 +261,15 @@ def _model_case(name: str, what: str, make: Callable[[Harness, Path], Path], exp
     return scenario
 
 
-def _model_missing(h: Harness, folder: Path) -> Path:
-    return folder / "does-not-exist"
-
-
-def _model_bad_sha(h: Harness, folder: Path) -> Path:
-    shutil.copytree(h.model, folder)
-    meta = read_meta(folder)
-    meta["files"]["onnx"]["sha256"] = "0" * 64
-    (folder / "artifact.json").write_text(json.dumps(meta))
-    return folder
-
-
-def _model_bad_version(h: Harness, folder: Path) -> Path:
-    shutil.copytree(h.model, folder)
-    meta = read_meta(folder)
-    meta["format_version"] = 99
-    (folder / "artifact.json").write_text(json.dumps(meta))
-    return folder
-
-
-def _model_nan(h: Harness, folder: Path) -> Path:
-    return write_tiny_artifact(folder, scale=float("nan"))
+def _model_meta(change: Callable[[dict[str, Any]], Any]) -> Callable[[Harness, Path], Path]:
+    """A copy of the tiny model whose artifact.json went through ``change``."""
+    def make(h: Harness, folder: Path) -> Path:
+        shutil.copytree(h.model, folder)
+        meta = read_meta(folder)
+        change(meta)
+        (folder / "artifact.json").write_text(json.dumps(meta))
+        return folder
+    return make
 
 
 def _fault(name: str, what: str, faults: list[dict[str, Any]], expect_failed: bool, expect: str = "",
@@ -512,10 +496,13 @@ SCENARIOS: list[Callable[[Harness], Outcome]] = [
                      "field 'data'"),
     outside_allow_list,
     run_id_reuse,
-    _model_case("model_missing", "model folder does not exist", _model_missing, "folder not found"),
-    _model_case("model_checksum", "artifact.json sha256 of model.onnx is wrong", _model_bad_sha, "sha256 mismatch"),
-    _model_case("model_version", "artifact format_version 99", _model_bad_version, "format_version 99"),
-    _model_case("predictions_nonfinite", "model outputs NaN for every row", _model_nan, "not finite"),
+    _model_case("model_missing", "model folder does not exist", lambda h, f: f / "does-not-exist", "folder not found"),
+    _model_case("model_checksum", "artifact.json sha256 of model.onnx is wrong",
+                _model_meta(lambda m: m["files"]["onnx"].update(sha256="0" * 64)), "sha256 mismatch"),
+    _model_case("model_version", "artifact format_version 99", _model_meta(lambda m: m.update(format_version=99)),
+                "format_version 99"),
+    _model_case("predictions_nonfinite", "model outputs NaN for every row",
+                lambda h, f: write_tiny_artifact(f, scale=float("nan")), "not finite"),
     _fault("crash_mid_partition", "inference process exits while reading partition 1 (every attempt)",
            [{"kind": "crash", "partition": "part-00001"}], True, "no record"),
     _fault("timeout", "inference of partition 1 sleeps past the 5 s function timeout",
@@ -581,12 +568,9 @@ def run_scenarios(workdir: Path, names: list[str] | None = None, concurrency: in
 # ------------------------------------------------------------------ load
 def load_test(workdir: Path, partitions: int = 2000, max_concurrency: int = 8, concurrency: int = 4,
               samples: tuple[int, ...] = (1, 2, 3, 4), harness: Harness | None = None) -> Outcome:
-    """``partitions`` tiny partitions (1-4 samples) through the Map, one per invocation.
-
-    Reports wall time, the Summarize function's peak RSS (REPORT line of the handler process that
-    streams every record) and this process's peak RSS. MaxConcurrency is above the core count.
-    ``harness``: run on an already started one (one moto hook per process) instead of a new one.
-    """
+    """``partitions`` tiny partitions (1-4 samples) through the Map, one per invocation, MaxConcurrency
+    above the core count: wall time, Summarize's peak RSS (it streams every record), this process's.
+    ``harness``: run on an already started one (one moto hook per process) instead of a new one."""
     from cosmic_utils.cloud.cloudwatch import parse_report_line
 
     t0 = time.perf_counter()
