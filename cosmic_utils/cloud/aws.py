@@ -76,8 +76,7 @@ class DeployConfig:
     read_uris: list[str] = field(default_factory=list)
     memory_mb: int = 3008
     timeout_s: int = 900
-    #: Lambda architecture of the three functions: x86_64 (measured) or arm64 (Graviton: 20 % cheaper
-    #: per GB-s, speed not measured); the zips are built for it (lambda_zip.build_all(arch=...)).
+    #: Lambda architecture the zips are built for: x86_64 (measured) or arm64 (20 % cheaper, not measured).
     arch: str = "x86_64"
     step_memory_mb: int = 1024  # Init and Summarize
     step_timeout_s: int = 900

@@ -32,8 +32,7 @@ DIRECT_UPLOAD_LIMIT_BYTES = 50 * 2**20
 #: glibc loads no current onnxruntime (docs/pipeline.md#deployment-cosmic_utilscloudaws).
 LAMBDA_RUNTIME = "python3.12"
 LAMBDA_PYTHON = "3.12"
-#: Lambda architectures a package can be built for, and the wheel platform tags of each
-#: (glibc <= 2.34 of Amazon Linux 2023, manylinux2014 as the fallback).
+#: Lambda architectures and their wheel platform tags (glibc <= 2.34 of Amazon Linux 2023, then manylinux2014).
 ARCHS: tuple[str, ...] = ("x86_64", "arm64")
 PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
     "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
@@ -41,8 +40,7 @@ PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
 }
 #: The machine name a binary wheel's platform tag carries for each architecture.
 WHEEL_MACHINE: dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
-#: What of cosmic_utils goes into every Lambda package: the top-level ``__init__.py`` and the runtime
-#: package (files of these suffixes, caches never).
+#: What of cosmic_utils goes into every package: ``__init__.py`` and the runtime (these suffixes, no caches).
 ALLOW: tuple[str, ...] = ("__init__.py", "runtime/")
 ALLOWED_SUFFIXES: tuple[str, ...] = (".py", ".yaml", ".json")
 #: Distributions the runtime already provides.

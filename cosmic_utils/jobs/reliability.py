@@ -79,9 +79,8 @@ class Harness:
 
     def run(self, request: dict[str, Any], faults: list[dict[str, Any]] | None = None,
             **kwargs: Any) -> tuple[Any, Path]:
-        """Run ``request`` with ``faults``; returns (RunResult, run folder).
-
-        Waits 600 s, or ``wait_s`` when longer (10,000 load partitions take ~20 min on 2 cores)."""
+        """Run ``request`` with ``faults``; returns (RunResult, run folder). Waits 600 s, or ``wait_s``
+        when longer (10,000 load partitions take ~20 min on 2 cores)."""
         from cosmic_utils.cloud import runner
 
         run_dir = self.workdir / "runs" / request["run_id"]
@@ -513,9 +512,8 @@ SCENARIOS: list[Callable[[Harness], Outcome]] = [
            [{"kind": "upload_error", "partition": "part-00001", "times": 1}], False),
     _fault("upload_error_persistent", "writing partition 1's predictions fails on every attempt",
            [{"kind": "upload_error", "partition": "part-00001"}], True, "injected fault: upload"),
-    # The Inference step prefetches partition 1 while computing partition 0, so a crash while reading
-    # partition 1 usually takes partition 0 (in flight, record not yet written) down with it: 0 may
-    # fail too; nothing may be lost, and the redrive must bring all three back.
+    # Inference prefetches partition 1 while computing 0, so a crash reading 1 usually takes 0 (in flight,
+    # no record yet) down too: 0 may fail; nothing may be lost, and the redrive brings all three back.
     _fault("crash_with_world_size", "crash on partition 1 of a 3-partition invocation (world_size=1; "
            "partition 0 in flight under prefetch)",
            [{"kind": "crash", "partition": "part-00001"}], True, "no record", world_size=1,
