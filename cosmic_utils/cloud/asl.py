@@ -1,14 +1,8 @@
 """Load, fill and check the Step Functions definition in ``stepfunctions/*.asl.json``.
 
-The definition is committed with ``${Name}`` placeholders (function ARNs) and filled at deploy
-time by a regex that matches ``${Name}`` only. ``string.Template`` is not used on purpose: it
-treats every ``$`` as special and corrupts JSONPath (``$.request``) and context paths
-(``$$.Map.Item.Value``), which ASL is full of.
-
-:func:`check_definition` is the static check the tests and the deploy code run: valid JSON,
-no placeholder left, StartAt and every Next / Catch target exist, every state is reachable,
-every Task (also inside the Map's ItemProcessor) has a Retry, the Map is DISTRIBUTED with an
-ItemReader.
+The definition is committed with ``${Name}`` placeholders (function ARNs), filled at deploy time by
+a regex (never ``string.Template``, which would corrupt JSONPath); :func:`check_definition` is the
+static check of tests and deploy. Reasoning: docs/aws.md#implementation-notes-cosmic_utilscloud
 """
 
 from __future__ import annotations
@@ -55,10 +49,8 @@ def placeholders(text: str) -> set[str]:
 
 
 def fill(text: str, values: Mapping[str, str]) -> str:
-    """Replace every ``${Name}`` by ``values[Name]`` (JSON-escaped); nothing else is touched.
-
-    Raises DefinitionError naming placeholders without a value and values without a placeholder.
-    """
+    """Replace every ``${Name}`` by ``values[Name]`` (JSON-escaped); nothing else is touched. Raises
+    DefinitionError naming placeholders without a value and values without a placeholder."""
     names = placeholders(text)
     missing = sorted(names - set(values))
     unused = sorted(set(values) - names)
@@ -68,11 +60,7 @@ def fill(text: str, values: Mapping[str, str]) -> str:
             + (f" no value for {missing}" if missing else "")
             + (f" no placeholder for {unused}" if unused else "")
         )
-
-    def repl(match: re.Match[str]) -> str:
-        return json.dumps(str(values[match.group(1)]))[1:-1]
-
-    return PLACEHOLDER.sub(repl, text)
+    return PLACEHOLDER.sub(lambda m: json.dumps(str(values[m.group(1)]))[1:-1], text)
 
 
 def render(values: Mapping[str, str], name: str = DEFAULT_DEFINITION) -> str:
@@ -143,7 +131,6 @@ def check_definition(definition: str | Mapping[str, Any]) -> list[str]:
     else:
         machine = definition
     _check_machine(machine, "", problems)
-    maps = 0
     for where, name, state in _walk(machine.get("States", {}), ""):
         if state.get("Type") == "Task":
             retry = state.get("Retry") or []
@@ -156,7 +143,6 @@ def check_definition(definition: str | Mapping[str, Any]) -> list[str]:
                 if r.get("BackoffRate", 2.0) < 1.0:
                     problems.append(f"{where}{name}: BackoffRate below 1")
         if state.get("Type") == "Map":
-            maps += 1
             proc = state.get("ItemProcessor") or {}
             mode = (proc.get("ProcessorConfig") or {}).get("Mode")
             if mode == "DISTRIBUTED" and not state.get("ItemReader"):

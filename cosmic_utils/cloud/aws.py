@@ -1,31 +1,19 @@
-"""Deploy, run and tear down the pipeline with boto3 (the ``aws`` backend).
+"""Deploy, run and tear down the pipeline with boto3 (the ``aws`` backend; ``local`` only points it
+at an embedded moto server, :mod:`.local`).
 
-The same code serves the ``local`` backend, which only points the boto3 session at an embedded
-moto server (see :mod:`.local`), so every local run exercises this deployment path.
-
-Deployment is create-or-update and safe to run twice (nothing is duplicated, unchanged code is
-not re-uploaded: the zips are deterministic and compared by CodeSha256):
-
-* two IAM roles with least-privilege inline policies (:mod:`.iam`);
-* the results bucket (created when missing, tagged as ours, public access blocked, SSE-S3
-  encryption on); a bucket deploy did not create (no ``cosmic:deployment`` tag of this prefix),
-  and every data bucket, is never modified: deploy reports it as "existing, not modified";
-* every location is validated first (:func:`cosmic_utils.cloud.iam.location_problems`:
-  bucket-name rules, no wildcards, results never overlapping data or model);
-* three Lambda functions from zip packages (:mod:`.packaging`), uploaded through S3 above 50 MB,
-  waited on with boto3's ``function_active_v2`` / ``function_updated_v2`` waiters;
-* their log groups with a retention; the state machine from ``stepfunctions/pipeline.asl.json``
-  with its ``${Name}`` placeholders filled (:mod:`cosmic_utils.cloud.asl`).
-
-Names are deterministic under a user-chosen prefix (``<prefix>-init``, ``<prefix>-pipeline``...).
-Credentials come only from the usual AWS configuration (environment, profile, SSO); no account id
-or bucket name lives in the repository. Teardown removes everything deploy created.
+Create-or-update, safe to run twice: two least-privilege roles (:mod:`.iam`), the results bucket
+(a bucket deploy did not create is never modified), three Lambda functions from deterministic zips,
+their log groups and the state machine, all named ``<prefix>-...``. Teardown removes all of it.
+Reasoning: docs/pipeline.md#deployment-cosmic_utilscloudaws, docs/aws.md
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils.cloud import asl, iam, lambda_zip
+from cosmic_utils.cloud import asl, iam, lambda_zip, operator
+from cosmic_utils.cloud.cloudwatch import fetch_log_events
 from cosmic_utils.runtime import prices
 from cosmic_utils.runtime.request import ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV
 
@@ -87,8 +76,7 @@ class DeployConfig:
     read_uris: list[str] = field(default_factory=list)
     memory_mb: int = 3008
     timeout_s: int = 900
-    #: Lambda architecture of the three functions: x86_64 (measured) or arm64 (Graviton: 20 % cheaper
-    #: per GB-s, speed not measured); the zips are built for it (lambda_zip.build_all(arch=...)).
+    #: Lambda architecture the zips are built for: x86_64 (measured) or arm64 (20 % cheaper, not measured).
     arch: str = "x86_64"
     step_memory_mb: int = 1024  # Init and Summarize
     step_timeout_s: int = 900
@@ -115,13 +103,17 @@ class DeployConfig:
 
     @property
     def price_region(self) -> str:
-        import os
-
         return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
     @property
     def package_prefix(self) -> str:
         return f"_deploy/{self.prefix}/lambda"
+
+    def sizing(self, function: str) -> tuple[int, int]:
+        """(memory MB, timeout s) of ``function``: Inference's own, else the steps'."""
+        if function == "inference":
+            return self.memory_mb, self.timeout_s
+        return self.step_memory_mb, self.step_timeout_s
 
 
 @dataclass
@@ -152,9 +144,9 @@ class AwsBackend:
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = self.session.client(service, region_name=self.region,
-                                                         endpoint_url=self.endpoint_url)
+        if service not in self._clients:  # Budgets is a global service, served from us-east-1
+            region = "us-east-1" if service == "budgets" else self.region
+            self._clients[service] = self.session.client(service, region_name=region, endpoint_url=self.endpoint_url)
         return self._clients[service]
 
     def account(self) -> str:
@@ -181,12 +173,8 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ S3
     def _ensure_bucket(self, bucket: str, owner: str, actions: dict[str, str]) -> None:
-        """Create the results bucket when missing; configure only a bucket this deployment created.
-
-        An existing bucket without our owner tag belongs to someone else (perhaps it holds the
-        data): its settings are never touched and the action says so. Our own bucket's settings are
-        re-applied only when they drifted ("updated"), so "unchanged" is the truth.
-        """
+        """Create the results bucket when missing; configure only a bucket this deployment created
+        (owner tag), and re-apply its settings only when they drifted, so "unchanged" is the truth."""
         s3 = self.client("s3")
         key = f"s3 bucket {bucket}"
         try:
@@ -257,8 +245,7 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ Lambda
     def _function_config(self, cfg: DeployConfig, name: str, role_arn: str) -> dict[str, Any]:
-        memory = cfg.memory_mb if name == "inference" else cfg.step_memory_mb
-        timeout = cfg.timeout_s if name == "inference" else cfg.step_timeout_s
+        memory, timeout = cfg.sizing(name)
         return {
             "FunctionName": cfg.names.function(name),
             "Runtime": RUNTIME,
@@ -338,12 +325,9 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ state machine
     def find_state_machine(self, name: str) -> str | None:
-        sfn = self.client("stepfunctions")
-        for page in sfn.get_paginator("list_state_machines").paginate():
-            for sm in page["stateMachines"]:
-                if sm["name"] == name:
-                    return str(sm["stateMachineArn"])
-        return None
+        pages = self.client("stepfunctions").get_paginator("list_state_machines").paginate()
+        return next((str(sm["stateMachineArn"]) for page in pages for sm in page["stateMachines"] if sm["name"] == name),
+                    None)
 
     def _ensure_state_machine(self, cfg: DeployConfig, definition: str, role_arn: str,
                               actions: dict[str, str]) -> str:
@@ -356,11 +340,10 @@ class AwsBackend:
             actions[f"state machine {name}"] = "created"
         else:
             current = sfn.describe_state_machine(stateMachineArn=arn)
-            if current["definition"] != definition or current["roleArn"] != role_arn:
+            changed = current["definition"] != definition or current["roleArn"] != role_arn
+            if changed:
                 sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn)
-                actions[f"state machine {name}"] = "updated"
-            else:
-                actions[f"state machine {name}"] = "unchanged"
+            actions[f"state machine {name}"] = "updated" if changed else "unchanged"
         return str(arn)
 
     # ------------------------------------------------------------------ deploy / teardown
@@ -412,27 +395,21 @@ class AwsBackend:
         lam = self.client("lambda")
         logs = self.client("logs")
         for n in lambda_zip.FUNCTIONS:
-            try:
+            with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
                 lam.delete_function(FunctionName=names.function(n))
                 done[f"lambda {names.function(n)}"] = "deleted"
-            except lam.exceptions.ResourceNotFoundException:
-                pass
-            try:
+            with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
                 logs.delete_log_group(logGroupName=names.log_group(n))
                 done[f"log group {names.log_group(n)}"] = "deleted"
-            except logs.exceptions.ResourceNotFoundException:
-                pass
         client = self.client("iam")
         for role in (names.lambda_role, names.states_role):
-            try:
+            with contextlib.suppress(client.exceptions.NoSuchEntityException):
                 for pname in client.list_role_policies(RoleName=role)["PolicyNames"]:
                     client.delete_role_policy(RoleName=role, PolicyName=pname)
                 client.delete_role(RoleName=role)
                 done[f"iam role {role}"] = "deleted"
-            except client.exceptions.NoSuchEntityException:
-                pass
         if self.delete_budget(cfg.prefix):
-            done[f"budget {cfg.prefix}-spend"] = "deleted"
+            done[f"budget {operator.budget_name(cfg.prefix)}"] = "deleted"
         bucket = cfg.results_bucket
         if self._bucket_is_ours(bucket, cfg.prefix):
             if delete_results:
@@ -447,16 +424,9 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ what is left
     def inventory(self, cfg: DeployConfig) -> list[tuple[str, str]]:
-        """Every resource of deployment ``cfg.prefix`` that exists now, as ``(kind, name)``.
-
-        Scoped by name prefix (and, for the results bucket, by deploy's ``cosmic:deployment`` tag),
-        never the whole account: state machines, functions and log groups named ``<prefix>-*``
-        (boto3 paginators over the listings), the two roles (``GetRole`` by name: the operator
-        policy never lists the account's roles), the budget ``<prefix>-spend``, the results bucket
-        when deploy created it, else deployment packages left under ``_deploy/<prefix>/``.
-        """
-        from cosmic_utils.cloud import operator
-
+        """Every resource of deployment ``cfg.prefix`` that exists now, as ``(kind, name)``: scoped by
+        name prefix and owner tag, never the whole account (roles by ``GetRole``: the operator policy
+        never lists the account's roles). Reasoning: docs/aws.md#5-back-to-empty"""
         names = cfg.names
         pre = f"{cfg.prefix}-"
         found: list[tuple[str, str]] = []
@@ -471,11 +441,9 @@ class AwsBackend:
             found += [("log group", g["logGroupName"]) for g in page.get("logGroups", [])]
         client = self.client("iam")
         for role in (names.lambda_role, names.states_role):
-            try:
+            with contextlib.suppress(client.exceptions.NoSuchEntityException):
                 client.get_role(RoleName=role)
                 found.append(("iam role", role))
-            except client.exceptions.NoSuchEntityException:
-                pass
         if self.find_budget(operator.budget_name(cfg.prefix)):
             found.append(("budget", operator.budget_name(cfg.prefix)))
         bucket = cfg.results_bucket
@@ -491,11 +459,7 @@ class AwsBackend:
 
     # ------------------------------------------------------------------ spend alarm
     def _budgets(self) -> Any:
-        """The Budgets client: a global service, served from us-east-1."""
-        if "budgets" not in self._clients:
-            self._clients["budgets"] = self.session.client("budgets", region_name="us-east-1",
-                                                           endpoint_url=self.endpoint_url)
-        return self._clients["budgets"]
+        return self.client("budgets")
 
     def find_budget(self, name: str) -> bool:
         client = self._budgets()
@@ -507,8 +471,6 @@ class AwsBackend:
 
     def ensure_budget(self, prefix: str, monthly_usd: float, email: str) -> str:
         """Create the spend alarm (:func:`budget_request`) when missing; "created" or "unchanged"."""
-        from cosmic_utils.cloud import operator
-
         name = operator.budget_name(prefix)
         if self.find_budget(name):
             return "unchanged"
@@ -516,8 +478,6 @@ class AwsBackend:
         return "created"
 
     def delete_budget(self, prefix: str) -> bool:
-        from cosmic_utils.cloud import operator
-
         name = operator.budget_name(prefix)
         if not self.find_budget(name):
             return False
@@ -542,10 +502,8 @@ class AwsBackend:
     def count_keys(self, uri: str) -> int:
         """Objects under ``s3://bucket/prefix/`` (paginated)."""
         bucket, prefix = iam._split(uri)
-        total = 0
-        for page in self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-            total += int(page.get("KeyCount", 0))
-        return total
+        pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+        return sum(int(page.get("KeyCount", 0)) for page in pages)
 
     def wait_execution(self, execution_arn: str, poll_s: float = 1.0, timeout_s: float | None = None,
                        on_poll: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -563,30 +521,16 @@ class AwsBackend:
 
     def report_lines(self, function_name: str, start: datetime | None = None) -> Iterator[str]:
         """Every REPORT line of ``function_name`` since ``start`` (paginated filter_log_events)."""
-        logs = self.client("logs")
-        kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{function_name}"}
-        if start is not None:
-            kwargs["startTime"] = int(start.timestamp() * 1000) - 60_000
-        try:
-            for page in logs.get_paginator("filter_log_events").paginate(**kwargs):
-                for ev in page.get("events", []):
-                    if ev.get("message", "").startswith("REPORT"):
-                        yield ev["message"]
-        except logs.exceptions.ResourceNotFoundException:
-            return
+        start_ms = None if start is None else int(start.timestamp() * 1000) - 60_000
+        for ev in fetch_log_events(self.client("logs"), f"/aws/lambda/{function_name}", start_ms):
+            if ev.get("message", "").startswith("REPORT"):
+                yield ev["message"]
 
 
 def budget_request(account: str, name: str, monthly_usd: float, email: str) -> dict[str, Any]:
     """The ``CreateBudget`` request of the spend alarm: a MONTHLY COST budget of ``monthly_usd``
-    whose ACTUAL spend above 80 % and 100 % e-mails ``email``.
-
-    It guards the account's real spend (Billing data, updated by AWS a few times a day), not the
-    projection ``--max-usd`` checks. It is account-wide: a filter on the ``cosmic:deployment`` tag
-    would work only once that tag is activated as a cost allocation tag in the Billing console,
-    which no API call of this project can do for you, so none is set.
-    """
-    import math
-
+    whose ACTUAL spend above 80 % and 100 % e-mails ``email``. Account-wide (no tag filter: see
+    docs/aws.md#2-what-gets-created-and-what-it-costs)."""
     if not (isinstance(monthly_usd, (int, float)) and math.isfinite(monthly_usd) and monthly_usd > 0):
         raise DeployError(f"budget {monthly_usd!r} USD: expected a number > 0")
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email or ""):
@@ -634,9 +578,8 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
                                      state_machine_name=names.state_machine, results_uri=cfg.results_uri)},
     ]
     for n in lambda_zip.FUNCTIONS:
-        resources.append({"kind": "lambda", "name": names.function(n),
-                          "memory_mb": cfg.memory_mb if n == "inference" else cfg.step_memory_mb,
-                          "timeout_s": cfg.timeout_s if n == "inference" else cfg.step_timeout_s,
+        memory, timeout = cfg.sizing(n)
+        resources.append({"kind": "lambda", "name": names.function(n), "memory_mb": memory, "timeout_s": timeout,
                           "architecture": cfg.arch})
         resources.append({"kind": "log group", "name": names.log_group(n), "retention_days": cfg.log_retention_days})
     resources.append({"kind": "state machine", "name": names.state_machine, "definition": str(asl.definition_path())})

@@ -1,13 +1,11 @@
 """Parse Lambda's CloudWatch log lines: ``REPORT`` lines (billing) and error lines (``cosmic logs``).
 
-Every invocation ends with one line such as::
+A REPORT line (tab-separated; ``Init Duration`` only on a cold start) looks like::
 
     REPORT RequestId: 3f1c...  Duration: 40243.33 ms  Billed Duration: 40908 ms  Memory Size: 10240 MB
     Max Memory Used: 5948 MB  Init Duration: 663.81 ms
 
-(fields tab-separated; ``Init Duration`` only on a cold start). These are the figures AWS bills
-(configured memory x billed duration), so the aws backend attaches them to the run records by
-request id; the local backend writes lines of the same shape, so both use this parser.
+These are the figures AWS bills; the local backend writes the same shape, so both use this parser.
 """
 
 from __future__ import annotations
@@ -18,15 +16,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-_FIELDS = {
+_PATTERNS = {k: re.compile(v) for k, v in {
     "request_id": r"RequestId:\s*(?P<request_id>[0-9A-Za-z-]+)",
     "duration_ms": r"(?<!Billed )(?<!Init )Duration:\s*(?P<duration_ms>[\d.]+)\s*ms",
     "billed_duration_ms": r"Billed Duration:\s*(?P<billed_duration_ms>[\d.]+)\s*ms",
     "memory_size_mb": r"Memory Size:\s*(?P<memory_size_mb>\d+)\s*MB",
     "max_memory_used_mb": r"Max Memory Used:\s*(?P<max_memory_used_mb>\d+)\s*MB",
     "init_duration_ms": r"Init Duration:\s*(?P<init_duration_ms>[\d.]+)\s*ms",
-}
-_PATTERNS = {k: re.compile(v) for k, v in _FIELDS.items()}
+}.items()}
 _REQUIRED = ("request_id", "duration_ms", "billed_duration_ms", "memory_size_mb", "max_memory_used_mb")
 
 
@@ -55,10 +52,7 @@ class Report:
         return self.memory_size_mb / 1024.0 * self.billed_duration_ms / 1000.0
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["cold_start"] = self.cold_start
-        out["gb_seconds"] = self.gb_seconds
-        return out
+        return {**asdict(self), "cold_start": self.cold_start, "gb_seconds": self.gb_seconds}
 
 
 def parse_report_line(line: str) -> Report | None:
@@ -66,11 +60,7 @@ def parse_report_line(line: str) -> Report | None:
     text = line.strip()
     if not text.startswith("REPORT"):
         return None
-    found: dict[str, str] = {}
-    for name, pattern in _PATTERNS.items():
-        m = pattern.search(text)
-        if m:
-            found[name] = m.group(name)
+    found = {name: m.group(name) for name, pattern in _PATTERNS.items() if (m := pattern.search(text))}
     missing = [k for k in _REQUIRED if k not in found]
     if missing:
         raise ReportParseError(f"REPORT line lacks {missing}: {text[:200]!r}")
@@ -86,12 +76,7 @@ def parse_report_line(line: str) -> Report | None:
 
 def parse_report_lines(lines: Iterable[str]) -> list[Report]:
     """Every REPORT line among ``lines`` (other lines are skipped)."""
-    out = []
-    for line in lines:
-        rep = parse_report_line(line)
-        if rep is not None:
-            out.append(rep)
-    return out
+    return [r for r in map(parse_report_line, lines) if r is not None]
 
 
 def reports_by_request(lines: Iterable[str]) -> dict[str, Report]:
@@ -156,12 +141,9 @@ def request_id_of(message: str) -> str | None:
 
 
 def parse_error_line(message: str) -> tuple[str, str] | None:
-    """``(error_type, error_message)`` of a log line that reports a failed invocation, else None.
-
-    Recognised: the runtime's JSON error (``errorType``/``errorMessage``, also inside the JSON log
-    format), an ``[ERROR]`` line (``[ERROR] Type: message`` of an unhandled exception, or a logged
-    error), ``Task timed out after N seconds``, and a REPORT line with ``Status: timeout|error``.
-    """
+    """``(error_type, error_message)`` of a log line that reports a failed invocation, else None:
+    the runtime's JSON error (also inside the JSON log format), an ``[ERROR]`` line, ``Task timed
+    out after N seconds``, or a REPORT line with ``Status: timeout|error``."""
     text = message.strip()
     if text.startswith("{"):
         obj = _json_object(text)
@@ -194,13 +176,9 @@ def parse_error_line(message: str) -> tuple[str, str] | None:
 
 def errors_by_partition(events: Iterable[Mapping[str, Any]], partition_ids: Iterable[str],
                         ) -> tuple[dict[str, list[LambdaError]], list[LambdaError]]:
-    """Match logged errors to partitions through the request id of the invocation that ran them.
-
-    ``events`` are ``filter_log_events`` events (``message``, ``logStreamName``, ``timestamp``).
-    A line without a request id belongs to the invocation last started in its stream (one
-    container runs one invocation at a time). Returns the errors of each of ``partition_ids`` (a
-    partition retried after a crash has one per attempt) and the errors no partition can be tied to.
-    """
+    """Match ``filter_log_events`` events to partitions by the request id of their invocation (a line
+    without one belongs to the invocation last started in its stream). Returns the errors of each of
+    ``partition_ids`` (one per attempt) and those no partition can be tied to."""
     wanted = set(partition_ids)
     current: dict[str, str] = {}
     parts_of: dict[str, set[str]] = {}
@@ -234,8 +212,7 @@ def errors_by_partition(events: Iterable[Mapping[str, Any]], partition_ids: Iter
 
 def fetch_log_events(logs_client: Any, log_group: str, start_ms: int | None = None,
                      end_ms: int | None = None) -> Iterator[dict[str, Any]]:
-    """Every event of ``log_group`` in ``[start_ms, end_ms]`` (paginated ``filter_log_events``);
-    nothing when the log group does not exist."""
+    """Every event of ``log_group`` in ``[start_ms, end_ms]`` (paginated; none without the group)."""
     kwargs: dict[str, Any] = {"logGroupName": log_group}
     if start_ms is not None:
         kwargs["startTime"] = int(start_ms)

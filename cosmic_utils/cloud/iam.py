@@ -1,22 +1,10 @@
-"""Least-privilege IAM policies of a deployment.
+"""Least-privilege IAM policies of a deployment: the Lambda role and the state machine role.
 
-Two roles, each with one inline policy:
-
-* the Lambda role (trusted by ``lambda.amazonaws.com``): read the data and model prefixes, read
-  and write the results prefix, list only those prefixes, write its own log groups;
-* the state machine role (trusted by ``states.amazonaws.com``): invoke its own three functions,
-  read the item list (the Distributed Map's ItemReader), start / describe / stop its own child
-  executions (how a Distributed Map runs its items).
-
-No ``Action: "*"`` and no ``Resource: "*"`` anywhere: every statement names the buckets,
-prefixes, functions, log groups or state machine of this deployment.
-
-Locations are validated before any policy is written (:func:`location_problems`): a bucket name
-must follow S3's naming rules, no location may contain a wildcard (``*`` or ``?``: ``s3://*``
-would otherwise become ``arn:aws:s3:::*/*``, every object of every bucket), and the results
-location may neither equal, contain nor sit inside a data or model location (results are
-writable: an overlap would make the data writable). :func:`check_least_privilege` re-checks the
-finished policy for the same mistakes, so a policy built any other way is caught too.
+No ``Action: "*"`` or ``Resource: "*"``: every statement names this deployment's buckets,
+prefixes, functions, log groups or state machine. :func:`location_problems` validates locations
+first (bucket-name rules, no wildcard, results never overlapping data or model) and
+:func:`check_least_privilege` re-checks any finished policy. Reasoning:
+docs/pipeline.md#deployment-cosmic_utilscloudaws
 """
 
 from __future__ import annotations
@@ -37,6 +25,10 @@ def trust_policy(service: str) -> dict[str, Any]:
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
     }
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
 
 
 def _split(uri: str) -> tuple[str, str]:
@@ -116,7 +108,7 @@ def _overlap(a: str, b: str) -> bool:
 
 
 def location_problems(read_uris: Iterable[str], results_uri: str) -> list[str]:
-    """Every problem of a deployment's locations (empty list: fine); see the module docstring."""
+    """Every problem of a deployment's locations (empty list: fine)."""
     reads = [u for u in read_uris if u.startswith("s3://") or any(c in u for c in "*?")]
     problems = [p for p in (location_problem(u, "data/model location") for u in reads) if p]
     res = location_problem(results_uri, "results location")
@@ -166,15 +158,6 @@ def states_policy(*, region: str, account: str, function_arns: Iterable[str], st
     ]}
 
 
-def _s3_object_arn(resource: str) -> tuple[str, str] | None:
-    """``(bucket, prefix)`` of an S3 object ARN ``arn:aws:s3:::bucket/prefix/*`` (None otherwise)."""
-    if not resource.startswith("arn:aws:s3:::"):
-        return None
-    rest = resource[len("arn:aws:s3:::"):]
-    bucket, _, key = rest.partition("/")
-    return bucket, key[:-2] if key.endswith("/*") else ("" if key == "*" else key)
-
-
 def check_least_privilege(policy: dict[str, Any], results_uri: str | None = None) -> list[str]:
     """Problems of a policy: wildcard actions or resources, a wildcard in an S3 bucket or prefix
     (``arn:aws:s3:::*/*``), an object write that overlaps an object read of another statement (results
@@ -184,26 +167,23 @@ def check_least_privilege(policy: dict[str, Any], results_uri: str | None = None
     writes: list[tuple[str, str, str]] = []
     for stmt in policy.get("Statement", []):
         sid = str(stmt.get("Sid"))
-        actions = stmt.get("Action", [])
-        actions = [actions] if isinstance(actions, str) else actions
-        resources = stmt.get("Resource", [])
-        resources = [resources] if isinstance(resources, str) else resources
+        actions = _as_list(stmt.get("Action"))
+        resources = _as_list(stmt.get("Resource"))
         if any(a == "*" or a.endswith(":*") for a in actions):
             problems.append(f"{sid}: wildcard action {actions}")
         if "*" in resources:
             problems.append(f"{sid}: Resource '*'")
         writes_here = any(a in WRITE_ACTIONS for a in actions)
         for r in resources:
-            arn = _s3_object_arn(r) if r.startswith("arn:aws:s3:::") else None
-            if r.startswith("arn:aws:s3:::"):
-                bucket = r[len("arn:aws:s3:::"):].partition("/")[0]
-                inner = r[len("arn:aws:s3:::"):][:-2] if r.endswith("/*") else r[len("arn:aws:s3:::"):]
-                if not bucket or any(c in inner for c in "*?"):
-                    problems.append(f"{sid}: wildcard or empty bucket in S3 resource {r!r}")
-                    continue
-            if arn is None or "/" not in r[len("arn:aws:s3:::"):]:
-                continue  # a bucket ARN (ListBucket) or not S3
-            (writes if writes_here else reads).append((sid, *arn))
+            if not r.startswith("arn:aws:s3:::"):
+                continue
+            rest = r[len("arn:aws:s3:::"):]
+            if not rest.partition("/")[0] or any(c in (rest[:-2] if rest.endswith("/*") else rest) for c in "*?"):
+                problems.append(f"{sid}: wildcard or empty bucket in S3 resource {r!r}")
+            elif "/" in rest:  # an object ARN ``bucket/prefix/*`` (a bucket ARN is ListBucket)
+                bucket, _, key = rest.partition("/")
+                prefix = key[:-2] if key.endswith("/*") else ("" if key == "*" else key)
+                (writes if writes_here else reads).append((sid, bucket, prefix))
     for sid, bucket, prefix in writes:
         if results_uri is not None:
             rb, rp = _split(results_uri)

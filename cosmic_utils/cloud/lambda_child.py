@@ -1,34 +1,10 @@
 """A tiny Lambda runtime for the local backend: one child process = one warm "container".
 
-Started by :mod:`cosmic_utils.cloud.moto_hook` (:func:`~cosmic_utils.cloud.moto_hook.child_command`:
-this file run by ``runpy.run_path`` with ``CODE_DIR MODULE.FUNCTION``, working directory
-``CODE_DIR``; no folder of ``cosmic_utils`` on ``sys.path``). It imports the handler from the unpacked deployment package (``CODE_DIR`` is
-first on ``sys.path``), says it is ready (with the init duration), then serves invocations one
-at a time, like a Lambda execution environment that stays warm between invocations:
-
-* parent -> child (stdin), one JSON line per invocation: ``{"event", "request_id", "timeout_ms"}``
-* child -> parent (the original stdout), one JSON line per result:
-  ``{"ok": true, "payload"}`` or ``{"ok": false, "error": {"errorMessage", "errorType",
-  "stackTrace"}}``, with ``duration_ms`` and ``max_rss_mb`` (peak RSS of this process so far,
-  what Lambda reports as "Max Memory Used").
-
-Everything the handler prints goes to stderr (the container log), never into the protocol.
-With ``COSMIC_BLOCK_TORCH=1`` any ``import torch`` fails, as it would in the slim Lambda zip.
-
-**Fault injection** (reliability tests only). The local backend, never a run request, may set
-``COSMIC_FAULT_PLAN`` to a JSON file it owns: ``{"faults": [{"id", "kind", "function",
-"partition", "times"}]}``. The file is re-read at every invocation, so a harness can change the
-plan between runs on one warm server. Kinds applied here, inside the handler's process:
-``crash`` (the process exits while reading the partition: mid-partition), ``timeout`` (it sleeps
-past the function's timeout while reading the partition) and ``upload_error`` (writing the
-partition's predictions raises ``StorageError``). ``throttle`` is applied by the hook in the
-parent (the Invoke API answers 429 ``TooManyRequestsException``). ``partition`` is a partition id
-(``None``: any); ``times`` is how many invocations the fault hits before it stops (``None``:
-always), counted across processes with marker files next to the plan. The deployed zips contain
-no fault code: only this local runtime does.
-
-Standard library only, and no import of the installed cosmic_utils: the handler's own copy (from
-the zip) is the one that runs, and the fault hooks wrap that copy's modules.
+Run by :mod:`.moto_hook` via ``runpy.run_path`` with ``CODE_DIR MODULE.FUNCTION`` (the unpacked zip
+first on ``sys.path``); it imports the handler, says it is ready, then serves one JSON line per
+invocation on stdin and answers on the original stdout. Standard library only, and never the
+installed cosmic_utils: the zip's copy runs, and the reliability fault plan wraps that copy.
+Reasoning: docs/aws.md#implementation-notes-cosmic_utilscloud, docs/reliability.md
 """
 
 from __future__ import annotations
@@ -91,8 +67,8 @@ def partition_id_of(key: str) -> str:
 
 
 def fault_matches(fault: dict[str, Any], function_name: str, partition_id: str | None) -> bool:
-    """Whether ``fault`` targets this function (by suffix: ``inference`` matches ``cosmic-inference``)
-    and partition (a fault without ``partition`` matches any)."""
+    """Whether ``fault`` targets this function (``inference`` matches ``cosmic-inference``) and
+    partition (a fault without ``partition`` matches any)."""
     fn = str(fault.get("function") or "inference")
     if not (function_name == fn or function_name.endswith("-" + fn)):
         return False
@@ -105,18 +81,14 @@ def take_fault(plan_path: str, fault: dict[str, Any], where: str) -> bool:
     state = os.path.join(os.path.dirname(plan_path), "fault-state")
     os.makedirs(state, exist_ok=True)
     times = fault.get("times")
-    fired = False
-    if times is None:
-        fired = True
-    else:
-        for i in range(int(times)):
-            try:
-                os.close(os.open(os.path.join(state, f"{fault.get('id', 'fault')}.{i}"),
-                                 os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                fired = True
-                break
-            except FileExistsError:
-                continue
+    fired = times is None
+    for i in range(0 if fired else int(times)):
+        try:
+            os.close(os.open(os.path.join(state, f"{fault.get('id', 'fault')}.{i}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            fired = True
+            break
+        except FileExistsError:
+            continue
     if fired:
         with open(os.path.join(state, "fired.jsonl"), "a") as fh:
             fh.write(json.dumps({"id": fault.get("id"), "kind": fault.get("kind"), "where": where,
@@ -173,11 +145,8 @@ def _install_fault_hooks(plan_path: str) -> None:
 
 
 def _max_rss_mb() -> float:
-    """Peak RSS of this process's own memory, MB: ``VmHWM`` of /proc/self/status.
-
-    Not ``ru_maxrss``: Linux carries the parent's peak into a child across fork/vfork + exec, so a
-    child of a 400 MB harness would report >= 400 MB whatever it used (measured: 427 vs 11 MB).
-    """
+    """Peak RSS of this process's own memory, MB: ``VmHWM`` of /proc/self/status, not ``ru_maxrss``,
+    which Linux carries from the parent across fork + exec (a 400 MB harness's child: 427 vs 11 MB)."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:

@@ -1,29 +1,10 @@
 """Build the Lambda deployment zips (handler + ``cosmic_utils/runtime/`` + deps), from an allow-list.
 
-Choices:
-
-* Dependencies are built for Lambda's Linux, not the laptop's: ``pip download --platform
-  manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12
-  --implementation cp`` (see :data:`LAMBDA_RUNTIME` for why 3.12 rather than 3.11; :func:`platform_args`), then the
-  wheels are unpacked into the package (a wheel is a zip laid out for site-packages). boto3 is
-  left out: the Lambda Python runtime ships it, and botocore alone is ~100 MB unzipped.
-* ``arch="arm64"`` (Graviton) builds the same package from ``manylinux_2_28_aarch64`` /
-  ``manylinux2014_aarch64`` wheels into ``<function>-arm64.zip`` and refuses any wheel built for
-  another machine (a pure-Python ``-any`` wheel is fine); the deploy then sets the function's
-  ``Architectures=["arm64"]``. Its speed is NOT measured (no arm64 bench exists); only its price
-  (20 % below x86_64 per GB-s) is known.
-* Test suites and type stubs inside dependency wheels are left out (never imported at run time).
-* Only the runtime goes in: :data:`ALLOW` (``cosmic_utils/__init__.py`` and the package
-  :mod:`cosmic_utils.runtime`, which ``lint-imports`` keeps independent of the rest); nothing is
-  excluded by name, so a new workstation module can never slip into the zip. The child-process
-  runtime of the local backend then proves the zip is complete, because the zip's own
-  ``cosmic_utils`` is the only one on its ``sys.path``.
-* The zip is deterministic (sorted entries, fixed timestamps), so the same code gives the same
-  CodeSha256 and a second deploy changes nothing.
-* The unzipped size is checked against Lambda's 250 MB limit; packages above 50 MB are uploaded
-  through S3 by the deploy code (direct upload limit).
-* ``with_deps=False`` builds a code-only zip (tests, and the local backend whose child
-  processes use this virtualenv's site-packages).
+Dependencies are Linux wheels for the python3.12 runtime (``pip download --platform ...``; x86_64
+or arm64, whose speed is not measured), unpacked without boto3, tests or stubs. Zips are
+deterministic (same code, same CodeSha256), checked against Lambda's 250 MB unzipped limit, and
+uploaded through S3 above 50 MB. Reasoning: docs/pipeline.md#deployment-cosmic_utilscloudaws,
+docs/aws.md#arm64-graviton-functions---arch-arm64, docs/aws.md#implementation-notes-cosmic_utilscloud
 """
 
 from __future__ import annotations
@@ -47,14 +28,11 @@ FUNCTIONS: tuple[str, ...] = ("init", "inference", "summarize")
 #: Lambda's limits: 250 MB unzipped (function + layers), 50 MB for a direct zip upload.
 UNZIPPED_LIMIT_BYTES = 250 * 2**20
 DIRECT_UPLOAD_LIMIT_BYTES = 50 * 2**20
-#: The Lambda runtime the packages are built for. python3.12 runs on Amazon Linux 2023
-#: (glibc 2.34); python3.11 runs on Amazon Linux 2 (glibc 2.26), where only manylinux2014 wheels
-#: load, and the last onnxruntime published as manylinux2014 is 1.16.3, too old for the IR
-#: version current torch exports. So: python3.12, manylinux_2_28 wheels, manylinux2014 fallback.
+#: The Lambda runtime the packages are built for: python3.12 (Amazon Linux 2023), not 3.11, whose
+#: glibc loads no current onnxruntime (docs/pipeline.md#deployment-cosmic_utilscloudaws).
 LAMBDA_RUNTIME = "python3.12"
 LAMBDA_PYTHON = "3.12"
-#: Lambda architectures a package can be built for, and the wheel platform tags of each
-#: (glibc <= 2.34 of Amazon Linux 2023, manylinux2014 as the fallback).
+#: Lambda architectures and their wheel platform tags (glibc <= 2.34 of Amazon Linux 2023, then manylinux2014).
 ARCHS: tuple[str, ...] = ("x86_64", "arm64")
 PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
     "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
@@ -62,8 +40,7 @@ PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
 }
 #: The machine name a binary wheel's platform tag carries for each architecture.
 WHEEL_MACHINE: dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
-#: What of cosmic_utils goes into every Lambda package: the top-level ``__init__.py`` and the runtime
-#: package (files of these suffixes, caches never).
+#: What of cosmic_utils goes into every package: ``__init__.py`` and the runtime (these suffixes, no caches).
 ALLOW: tuple[str, ...] = ("__init__.py", "runtime/")
 ALLOWED_SUFFIXES: tuple[str, ...] = (".py", ".yaml", ".json")
 #: Distributions the runtime already provides.
@@ -90,10 +67,6 @@ class Package:
     with_deps: bool
     arch: str = "x86_64"
     wheels: tuple[str, ...] = ()  #: the dependency wheels unpacked into the zip (file names)
-
-    @property
-    def needs_s3_upload(self) -> bool:
-        return self.size_bytes > DIRECT_UPLOAD_LIMIT_BYTES
 
 
 def _package_files() -> list[tuple[str, Path]]:
@@ -148,8 +121,7 @@ def download_wheels(requirements: Path, wheel_dir: Path, python_version: str = L
 
 
 def _skip_wheel(wheel: Path) -> bool:
-    name = wheel.name.split("-", 1)[0].lower()
-    return name in RUNTIME_PROVIDED
+    return wheel.name.split("-", 1)[0].lower() in RUNTIME_PROVIDED
 
 
 def _add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
@@ -173,20 +145,17 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
     out_dir = Path(out_dir or config.BUILD_DIR / "lambda")
     out_dir.mkdir(parents=True, exist_ok=True)
     entries: dict[str, bytes] = {"handler.py": handler.read_bytes()}
-    for arcname, path in _package_files():
-        entries[arcname] = path.read_bytes()
+    entries.update((arcname, path.read_bytes()) for arcname, path in _package_files())
     used: list[str] = []
     if with_deps:
         suffix = "" if arch == "x86_64" else f"-{arch}"
-        wheels = download_wheels(src / "requirements.txt",
-                                 Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}"),
-                                 python_version, arch)
-        problems = [p for p in (wheel_platform_problem(w.name, arch) for w in wheels if not _skip_wheel(w)) if p]
+        wheels = [w for w in download_wheels(
+            src / "requirements.txt", Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}"),
+            python_version, arch) if not _skip_wheel(w)]
+        problems = [p for p in (wheel_platform_problem(w.name, arch) for w in wheels) if p]
         if problems:
             raise PackagingError(f"{function}: wheels for another machine: " + "; ".join(problems))
         for wheel in wheels:
-            if _skip_wheel(wheel):
-                continue
             used.append(wheel.name)
             with zipfile.ZipFile(wheel) as wz:
                 for info in wz.infolist():

@@ -1,27 +1,22 @@
 """The local backend: the aws backend's own deploy-and-run code against an embedded moto server.
 
-:class:`LocalStack` (a context manager) starts ``moto.server.ThreadedMotoServer`` on 127.0.0.1 at
-a free port, turns on moto's Step Functions interpreter (``execute_state_machine``; it runs the
-real ASL: Distributed Map with ItemReader, Retry, Catch), installs :mod:`.moto_hook` so Lambda
-invocations run the real handlers from the deployed zips in child processes, and hands out an
-:class:`~cosmic_utils.cloud.aws.AwsBackend` whose boto3 session points at that server. So a
-local run deploys IAM roles, a bucket, three functions and the state machine exactly as on AWS.
-
-Storage choice: the item list, predictions, records and summary live in moto's S3 (the
-ItemReader needs S3). The dataset and the model artifact are read in place from the local
-folders by the handler processes (same machine), which avoids copying GBs into moto's
-in-memory S3; ``stage_data=True`` uploads the dataset into moto S3 instead, exercising the S3
-read path the aws backend uses.
+:class:`LocalStack` starts moto's threaded server with its Step Functions interpreter on, installs
+:mod:`.moto_hook` (Lambda invocations run the deployed zips in child processes) and hands out an
+:class:`~cosmic_utils.cloud.aws.AwsBackend` pointed at it. Data and model are read in place unless
+``stage_data``. Reasoning: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +39,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-#: Recursion limit for the moto server's threads: moto's Distributed Map worker evaluates its next
-#: item by recursing (``DistributedItemProcessorWorker._eval_pool``), a few frames per item, so a
-#: worker with more than ~300 items exceeds Python's default limit of 1,000 (a 10,000-partition
-#: run with MaxConcurrency 8 gives each worker ~1,250 items and died of RecursionError).
+#: Recursion limit for the moto server's threads: moto's Distributed Map worker recurses a few
+#: frames per item (``DistributedItemProcessorWorker._eval_pool``), so past ~300 items per worker
+#: (10,000 partitions at MaxConcurrency 8: ~1,250) Python's default 1,000 raised RecursionError.
 RECURSION_LIMIT = 200_000
 #: C stack of threads started after the server starts (the recursion above also uses C stack).
 THREAD_STACK_BYTES = 512 * 2**20
@@ -56,9 +50,6 @@ THREAD_STACK_BYTES = 512 * 2**20
 def _allow_deep_distributed_maps() -> None:
     """Raise the recursion limit and the stack size of new threads so moto's recursive Distributed
     Map workers reach the Map's 10,000-item concurrency ceiling (process-wide, only ever raised)."""
-    import sys
-    import threading
-
     if sys.getrecursionlimit() < RECURSION_LIMIT:
         sys.setrecursionlimit(RECURSION_LIMIT)
     if threading.stack_size() < THREAD_STACK_BYTES:
@@ -125,9 +116,8 @@ class LocalStack:
 
     def set_faults(self, faults: list[dict[str, Any]] | None) -> None:
         """Install a fault plan (reliability tests): a list of ``{"kind", "function", "partition",
-        "times"}`` (see :mod:`.lambda_child`); ``None`` or ``[]`` removes it. Faults are the
-        backend's configuration, delivered to children through a file only the backend writes,
-        never through the run request. Charges already used are forgotten."""
+        "times"}``, written to a file only the backend owns (never the run request); ``None`` or
+        ``[]`` removes it. Charges already used are forgotten."""
         if self.runtime is None:
             raise RuntimeError("LocalStack is not started")
         plan = self.runtime.fault_plan
@@ -159,14 +149,12 @@ class LocalStack:
         moto_hook.uninstall()
         self.runtime = None
         if self.server is not None:
-            try:
+            with contextlib.suppress(Exception):  # the server is going away anyway
                 import requests
 
                 requests.post(f"{self.endpoint_url}/moto-api/config",
                               json={"stepfunctions": {"execute_state_machine": False}}, timeout=5)
                 requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10)
-            except Exception:  # the server is going away anyway
-                pass
             self.server.stop()
             self.server = None
         for key, value in self._saved_env.items():

@@ -1,14 +1,8 @@
 """An exclusive lock on a run folder, so two writers never mix their outputs in one folder.
 
-Two ``cosmic run`` into the same ``--out`` at once used to both exit 0 with a summary that named
-one dataset and counted the other's partitions. :func:`run_lock` takes ``fcntl.flock`` on
-``<run folder>/.lock`` (the file holds the holder's pid, for the message) for the whole run; a
-second writer is refused at once with :class:`RunLockedError` naming the holder's pid.
-
-Why ``flock`` and not a pid file checked by hand: the kernel releases the lock when the holder's
-process ends, however it ends (crash, SIGKILL), so a stale lock of a dead process is taken over
-by the next run without any staleness heuristics. The lock file itself is left in place (deleting
-it would race with a third writer opening the old inode).
+:func:`run_lock` holds ``fcntl.flock`` on ``<run folder>/.lock`` (holding the pid, for the message)
+for the whole run; a second writer gets :class:`RunLockedError` at once, and a dead holder's lock
+is simply taken over. Reasoning: docs/pipeline.md#run-and-model-identity-issue-13
 """
 
 from __future__ import annotations
@@ -45,11 +39,8 @@ def _holder(path: Path) -> int | None:
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[Path]:
-    """Hold an exclusive, non-blocking lock on ``run_dir`` (created if needed) for the block.
-
-    Re-entrant within one process would be a bug (flock locks are per open file, so a second
-    ``run_lock`` on the same folder in the same process is refused too, naming this pid).
-    """
+    """Hold an exclusive, non-blocking lock on ``run_dir`` (created if needed) for the block; not
+    re-entrant (flock is per open file: a second lock in this process is refused too)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME

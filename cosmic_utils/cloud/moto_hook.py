@@ -1,34 +1,18 @@
 """Route moto's Lambda invocation to the real handler code in a child process.
 
-moto runs Lambda code only inside Docker (``LambdaFunction._invoke_lambda`` starts a container),
-and this project runs without a Docker daemon. :func:`install` replaces that one method, on the
-pinned moto (5.2.5), with :func:`_invoke_in_child`, which
-
-* unpacks the function's deployment zip (``fn.code_bytes``, exactly what deploy uploaded) once
-  per code hash and runs the handler from it with :mod:`.lambda_child` in a child process,
-  with the function's environment, boto3 pointed at the moto endpoint, dummy credentials;
-* keeps a pool of warm children per function and code hash (a warm Lambda container: the model
-  is loaded once, the next invocation is a warm start), at most ``concurrency`` running at once
-  (a semaphore, default ``min(max_concurrency, cores * 2)``);
-* enforces the function's configured Timeout (the child is killed, the error is
-  ``Sandbox.Timedout``), measures the child's peak RSS, and writes START / END / REPORT lines
-  shaped like Lambda's into moto's CloudWatch Logs, so the runner reads billed durations with
-  the same parser on both backends;
-* when the backend gave it a fault plan (:attr:`LocalLambdaRuntime.fault_plan`, a file the
-  backend owns; see :mod:`.lambda_child`), answers matching invocations with HTTP 429
-  ``TooManyRequestsException`` (throttling: the Step Functions interpreter sees
-  ``Lambda.TooManyRequestsException`` and the Task's Retry applies) and hands the plan's path to
-  the children, which inject crashes, timeouts and upload errors.
-
-Everything else of moto's invoke path (the HTTP API, the Step Functions interpreter calling it,
-FunctionError handling) is untouched. :func:`check_moto` asserts the patched method still has the
-expected signature and call site, so a moto upgrade fails loudly instead of silently.
+moto runs Lambda code only in Docker; :func:`install` replaces ``LambdaFunction._invoke_lambda`` on
+the pinned moto (5.2.5) with :func:`_invoke_in_child`: warm children per function and code hash
+running the deployed zip, the Timeout enforced, peak RSS measured, Lambda-shaped START / END /
+REPORT lines written to moto's CloudWatch Logs, faults injected from the backend's plan.
+:func:`check_moto` makes a moto upgrade fail loudly.
+Reasoning: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import json
 import logging
 import math
@@ -95,11 +79,9 @@ def _throttled(message: str) -> Exception:
     return TooManyRequestsException("TooManyRequestsException", message)
 
 
-#: How the child starts: the runtime's source is run as ``__main__`` by :func:`runpy.run_path`, which
-#: (unlike ``python path/to/lambda_child.py``) puts no folder of ``cosmic_utils/*/`` on ``sys.path``
-#: and (unlike ``python -m``) imports nothing of the installed ``cosmic_utils``: the unpacked zip,
-#: also the working directory as ``/var/task`` is in Lambda, is the only code of the project there.
-#: (A script folder on ``sys.path`` once let ``backends/packaging.py`` shadow pip's ``packaging``.)
+#: How the child starts: :func:`runpy.run_path` puts no script folder on ``sys.path`` and imports
+#: nothing of the installed ``cosmic_utils``, so the unpacked zip (the working directory, as
+#: ``/var/task`` on Lambda) is the project's only code there (docs/architecture.md, the local container).
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 
 
@@ -218,8 +200,6 @@ class LocalLambdaRuntime:
         with self._lock:
             if not (target / ".complete").exists():
                 target.mkdir(parents=True, exist_ok=True)
-                import io
-
                 with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as zf:
                     zf.extractall(target)
                 (target / ".complete").write_text("ok")
@@ -315,21 +295,16 @@ class LocalLambdaRuntime:
                                     error=True, lines=lines)
             with self._lock:
                 self._idle.setdefault(key, []).append(container)
-        duration = float(result.get("duration_ms", wall_ms))
-        rss = float(result.get("max_rss_mb", 0.0))
-        if result.get("ok"):
-            return self._finish(fn, request_id, result.get("payload"), cold, duration, init_ms, rss, error=False,
-                                lines=lines)
-        return self._finish(fn, request_id, result.get("error"), cold, duration, init_ms, rss, error=True, lines=lines)
+        ok = bool(result.get("ok"))
+        return self._finish(fn, request_id, result.get("payload" if ok else "error"), cold,
+                            float(result.get("duration_ms", wall_ms)), init_ms, float(result.get("max_rss_mb", 0.0)),
+                            error=not ok, lines=lines)
 
     def _finish(self, fn: Any, request_id: str, payload: Any, cold: bool, duration_ms: float,
                 init_ms: float | None, rss_mb: float, error: bool,
                 lines: list[str] | None = None) -> tuple[str, bool, str]:
-        """Lambda's START / handler lines / END / REPORT into moto's CloudWatch Logs.
-
-        ``lines``: the handler's own log lines of this request (those carrying its request id,
-        from the container log), so ``cosmic logs`` finds the partition and the error in
-        CloudWatch as on Lambda."""
+        """Lambda's START / handler lines / END / REPORT into moto's CloudWatch Logs; ``lines`` (the
+        handler's lines carrying this request id) let ``cosmic logs`` find partition and error."""
         billed = int(math.ceil(duration_ms)) if duration_ms > 0 else 1
         report = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
                   f"Memory Size: {fn.memory_size} MB\tMax Memory Used: {int(math.ceil(rss_mb))} MB")
@@ -381,9 +356,7 @@ def _size(path: Path) -> int:
 
 
 def _request_lines(path: Path, offset: int, request_id: str) -> list[str]:
-    """Lines of the container log written since ``offset`` that carry ``request_id`` (containers of
-    one function share the file, so other requests' lines are interleaved; tracebacks, which carry
-    none, stay in the file only)."""
+    """Lines of the (shared, interleaved) container log written since ``offset`` that carry ``request_id``."""
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)

@@ -1,31 +1,10 @@
 """The IAM policy of the *person* who runs ``cosmic deploy / run / logs / teardown / doctor``.
 
-The two roles deploy creates have their own policies (:mod:`.iam`); this one is for the operator
-(an IAM user, an SSO permission set or a role). It is generated from code, never hand-edited:
-``cosmic operator-policy`` prints it, ``docs/operator-policy.example.json`` is its output for the
-runbook's placeholder names (a test keeps the two equal).
-
-What it allows, and why:
-
-* every statement names this deployment's resources: the roles ``<prefix>-lambda`` /
-  ``<prefix>-states``, the functions and log groups ``<prefix>-*``, the state machine
-  ``<prefix>-pipeline`` and its executions, the budget ``<prefix>-spend``, the results bucket and
-  the data buckets given;
-* ``iam:PassRole`` only on the two roles and only to ``lambda.amazonaws.com`` /
-  ``states.amazonaws.com`` (the condition ``iam:PassedToService``);
-* a handful of read-only calls that AWS does not scope to a resource take ``Resource: "*"``:
-  :data:`UNSCOPED` (who am I, the account's Lambda settings, the list of state machines, functions
-  and log groups by name, a service quota). Nothing else may be ``"*"``
-  (:func:`check_operator_policy`), and no action is a wildcard;
-* data buckets: list the bucket, read and write objects under the data and model prefixes given
-  only (``cosmic data upload``, ``cosmic model upload``);
-  creating or deleting a data bucket is left to you (``aws s3 mb`` / ``rb``), as the runbook says.
-
-:data:`ACTIONS_OF` maps each API operation the commands call (service name as boto3 spells it,
-operation as botocore names it) to the IAM actions it needs. The runbook test records every
-operation the commands make on the stand-in endpoint, maps them with it and checks the policy
-holds exactly those actions: none missing, none unused. Inputs are validated first (prefix
-pattern, bucket names; :func:`.iam.bucket_name_problem`), so no input can add a wildcard.
+Generated from code (``cosmic operator-policy``; docs/operator-policy.example.json is kept equal by
+a test): every statement names this deployment's resources, only :data:`UNSCOPED` read-only calls
+take ``Resource: "*"``. :data:`ACTIONS_OF` maps each API operation to its IAM actions, so the
+runbook test checks the policy holds exactly the actions used.
+Reasoning: docs/aws.md#1-iam-the-person-running-the-commands-needs
 """
 
 from __future__ import annotations
@@ -122,12 +101,9 @@ def iam_actions(service: str, operation: str) -> tuple[str, ...]:
 
 def operator_policy(*, prefix: str, results_uri: str, data_uris: Iterable[str] = (), region: str = "*",
                     account: str = "*") -> dict[str, Any]:
-    """The operator's policy for deployment ``prefix`` (see the module docstring).
-
-    ``region`` / ``account`` default to ``*`` (the policy then fits any region and the account it is
-    attached in; an identity policy never grants access to another account's resources).
-    Raises ValueError naming the problem on a bad prefix, bucket, region or account.
-    """
+    """The operator's policy for deployment ``prefix``. ``region`` / ``account`` default to ``*`` (any
+    region, and the account it is attached in: an identity policy never reaches another account).
+    Raises ValueError naming a bad prefix, bucket, region or account."""
     if not re.fullmatch(iam.PREFIX_PATTERN, prefix):
         raise ValueError(f"prefix {prefix!r} must match {iam.PREFIX_PATTERN}")
     if region != "*" and not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", region):
@@ -181,13 +157,9 @@ def operator_policy(*, prefix: str, results_uri: str, data_uris: Iterable[str] =
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def _as_list(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value or [])
-
-
 def policy_actions(policy: dict[str, Any]) -> set[str]:
     """Every action the policy allows."""
-    return {a for s in policy.get("Statement", []) for a in _as_list(s.get("Action"))}
+    return {a for s in policy.get("Statement", []) for a in iam._as_list(s.get("Action"))}
 
 
 def check_operator_policy(policy: dict[str, Any], prefix: str, buckets: Iterable[str]) -> list[str]:
@@ -198,8 +170,8 @@ def check_operator_policy(policy: dict[str, Any], prefix: str, buckets: Iterable
     buckets = set(buckets)
     for s in policy.get("Statement", []):
         sid = s.get("Sid")
-        actions = _as_list(s.get("Action"))
-        resources = _as_list(s.get("Resource"))
+        actions = iam._as_list(s.get("Action"))
+        resources = iam._as_list(s.get("Resource"))
         if s.get("Effect") != "Allow" or "NotAction" in s or "NotResource" in s:
             problems.append(f"{sid}: only plain Allow statements are expected")
         for a in actions:

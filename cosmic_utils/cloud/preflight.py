@@ -1,20 +1,9 @@
 """``cosmic doctor``: what the account and region allow, read before a deploy or a sweep.
 
-* who: the caller's account (masked: only its last 4 digits are printed) and the region;
-* prices: whether the region has a row in the price table (``runtime/prices.yaml``) and whether
-  that row was checked against AWS's pages;
-* Lambda concurrency: the account's quota, read with ``lambda:GetAccountSettings``
-  (``AccountLimit.ConcurrentExecutions`` and ``UnreservedConcurrentExecutions``: what functions
-  without reserved concurrency share), else Service Quotas ``L-B99A9384`` ("Concurrent
-  executions"); new accounts often have far less than the default 1,000;
-* Step Functions: the Distributed Map's limits are fixed service limits (10,000 parallel child
-  executions; 256 KiB payloads; data/reference/README.md), not per-account values an API returns;
-* per grid point: its parallelism (the Map's ``max_concurrency``, at most its invocations) against
-  the concurrency left for unreserved functions; above it the invocations are throttled (the
-  state machine retries them, so the point is slower, not lost), and doctor warns;
-* runtime and architecture: no AWS API lists a region's Lambda runtimes; the price table's region
-  rows are the regions this project supports, and ``python3.12`` on x86_64 and arm64 is offered in
-  each of them (AWS Lambda runtimes page); the check is that the region has a row.
+The masked account and region, the region's price row (and whether it was checked), the Lambda
+concurrency quota (``GetAccountSettings``, else Service Quotas ``L-B99A9384``), the Distributed
+Map's fixed limits, and a warning for each grid point whose parallelism exceeds the unreserved
+concurrency. Reasoning: docs/aws.md#0-credentials-and-region, docs/aws.md#3-quotas-that-matter
 """
 
 from __future__ import annotations
@@ -56,8 +45,7 @@ def read_concurrency(lambda_client: Any, quotas_client: Any) -> Concurrency:
         errors.append(f"GetAccountSettings: {_why(exc)}")
     try:
         value = quotas_client.get_service_quota(ServiceCode="lambda", QuotaCode=LAMBDA_CONCURRENCY_QUOTA)
-        limit = int(value["Quota"]["Value"])
-        return Concurrency(limit, None, "servicequotas:GetServiceQuota")
+        return Concurrency(int(value["Quota"]["Value"]), None, "servicequotas:GetServiceQuota")
     except Exception as exc:  # noqa: BLE001
         errors.append(f"GetServiceQuota: {_why(exc)}")
     return Concurrency(None, None, "not readable (" + "; ".join(errors) + ")")

@@ -1,10 +1,7 @@
 """The CloudWatch error of every failed partition of a run (``cosmic logs`` and the run summary).
 
-A partition that crashed its handler or ran past the timeout leaves no record: its error exists
-only in the Inference function's log group. This module reads a run folder (``summary.json``),
-works out which deployment and which time window the run used (from its Step Functions execution
-ARNs: ``arn:aws:states:<region>:<account>:execution:<prefix>-pipeline:<name>``), and asks
-:mod:`cosmic_utils.cloud.cloudwatch` for the errors, matched to partitions by request id.
+The deployment and time window come from the run's execution ARNs; errors are matched to partitions
+by request id. Reasoning: docs/aws.md#implementation-notes-cosmic_utilscloud
 """
 
 from __future__ import annotations
@@ -117,16 +114,10 @@ def failure_logs(run: str | Path, backend: Any = None, prefix: str | None = None
 
 
 def local_log_events(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """The lines of local container logs as log events (one stream per file, line order as time).
-
-    Containers of one function share a file, so a line is tied to its invocation by the request id
-    it carries (``[LEVEL]`` lines and error lines do; see :mod:`cosmic_utils.cloud.lambda_child`).
-    """
-    events: list[dict[str, Any]] = []
-    for path in paths:
-        for i, line in enumerate(path.read_text(errors="replace").splitlines()):
-            events.append({"logStreamName": path.name, "timestamp": i, "message": line})
-    return events
+    """The lines of local container logs as log events (one stream per file, line order as time);
+    containers share a file, so the request id a line carries ties it to its invocation."""
+    return [{"logStreamName": path.name, "timestamp": i, "message": line}
+            for path in paths for i, line in enumerate(path.read_text(errors="replace").splitlines())]
 
 
 def annotate_failed(failed: list[dict[str, Any]], by_partition: Mapping[str, list[LambdaError]]) -> None:

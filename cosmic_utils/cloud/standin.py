@@ -1,19 +1,12 @@
 """A stand-in AWS account in its own process: moto's server that really runs the Lambda handlers.
 
-``python -m cosmic_utils.cloud.standin --port N [--faults plan.json]`` serves until SIGTERM or
-Ctrl-C. It is :class:`~cosmic_utils.cloud.local.LocalStack` (moto's server, Step Functions
-execution turned on, :mod:`.moto_hook` running every invocation in a child process from the
-deployed zip) started in a process of its own, so the *aws* code path (``cosmic deploy``,
-``cosmic run --backend aws``, ``cosmic sweep`` with ``backend: aws``, ``cosmic logs``,
-``cosmic teardown``) runs against it unchanged through ``AWS_ENDPOINT_URL`` and dummy
-credentials. Why a separate process rather than ``moto_server``: plain moto runs Lambda code only
-in Docker, which this project does without (tests/test_runbook_e2e.py, docs/aws.md).
-
-The children run with this interpreter's site-packages, so the functions must be deployed
-without dependencies (``cosmic deploy --no-deps``; ``COSMIC_LAMBDA_DEPS=0`` for runs and
-sweeps): a package with Lambda's python3.12 wheels would not import here. ``--faults`` installs a
-fault plan (the list :meth:`LocalStack.set_faults` takes: ``kind`` crash / timeout /
-upload_error / throttle, ``function``, ``partition``, ``times``), the way failures are injected.
+``python -m cosmic_utils.cloud.standin --port N [--faults plan.json]`` serves
+:class:`~cosmic_utils.cloud.local.LocalStack` until SIGTERM or Ctrl-C, so the *aws* code path runs
+against it unchanged through ``AWS_ENDPOINT_URL``; deploy with ``--no-deps``
+(``COSMIC_LAMBDA_DEPS=0``), since the children use this interpreter's site-packages. ``--faults``:
+the list :meth:`LocalStack.set_faults` takes (``kind`` crash / timeout / upload_error / throttle,
+``function``, ``partition``, ``times``).
+Reasoning: docs/aws.md#6-rehearsing-the-runbook-without-an-account-the-stand-in
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """Put a model artifact or a prepared dataset into S3: idempotent, resumable, verified by checksum.
 
-Both uploads follow one rule per file: a file already at its key with the recorded size and sha256
-is skipped; anything else is uploaded, then read back and its sha256 compared with the recorded
-one (the checksums of ``artifact.json`` / ``manifest.json``). The listing file (``artifact.json``,
-``manifest.json``) is written last, only once every file it lists is verified, so its presence at
-the destination means the upload is complete; an interrupted upload resumes where it stopped.
-
-* A model goes under ``<prefix>/<sha256(artifact.json)[:16]>/``: the artifact's identity (its
-  metadata lists every file's sha256) names the folder, so a changed model lands in a new
-  folder and never overwrites one a deployment or a running execution uses.
-* A dataset goes under ``<prefix>/`` as given (partitions + ``manifest.json``).
-
-Verification reads each uploaded object back once (S3 GET requests, and data transfer when run
-outside AWS); a file the destination listing already records with the same sha256 and size is
-trusted without reading it again.
+A file already at its key with the recorded size and sha256 is skipped, anything else uploaded and
+read back; the listing file goes last. A model lands under ``<prefix>/<sha256(artifact.json)[:16]>/``.
+Reasoning: docs/aws.md#implementation-notes-cosmic_utilscloud
 """
 
 from __future__ import annotations
@@ -65,11 +54,8 @@ def _remote_size(store: Storage, key: str) -> int | None:
 
 def sync_file(store: Storage, local: Path, key: str, sha256: str, size: int, trusted: bool) -> str:
     """Make ``key`` hold ``local`` (recorded ``sha256`` and ``size``); returns what was done.
-
-    ``trusted``: the destination's own listing already records this sha256 for the key, so a
-    matching size is enough. Otherwise an object of the right size is read back and hashed before
-    it is accepted; a missing or different object is uploaded and then verified the same way.
-    """
+    ``trusted`` (the destination's listing records this sha256): a matching size is enough; else an
+    object is read back and hashed before it is accepted; a missing or different one is uploaded, then verified."""
     remote = _remote_size(store, key)
     if remote == size:
         if trusted:
@@ -87,9 +73,7 @@ def sync_file(store: Storage, local: Path, key: str, sha256: str, size: int, tru
 def _remote_json(store: Storage, key: str) -> dict[str, Any] | None:
     try:
         return dict(json.loads(store.read_text(key)))
-    except MissingObjectError:
-        return None
-    except ValueError:  # unreadable listing: trust nothing, re-verify every file
+    except (MissingObjectError, ValueError):  # missing, or unreadable: trust nothing, re-verify every file
         return None
 
 
@@ -115,13 +99,11 @@ def upload_model(model_dir: str | Path, dest: str, s3_client: Any = None) -> Upl
         report.actions[str(entry["path"])] = sync_file(store, local, str(entry["path"]), str(entry["sha256"]),
                                                        int(entry.get("bytes") or local.stat().st_size), complete)
         log.info("model %s: %s", role, report.actions[str(entry["path"])])
+    report.actions[META_FILE] = "present" if complete else "uploaded"
     if not complete:
         store.write_bytes(META_FILE, meta_bytes)
         if _sha256_bytes(store.read_bytes(META_FILE)) != _sha256_bytes(meta_bytes):
             raise UploadError(f"{store.uri(META_FILE)}: differs from {Path(art.path) / META_FILE} after upload")
-        report.actions[META_FILE] = "uploaded"
-    else:
-        report.actions[META_FILE] = "present"
     return report
 
 
@@ -143,11 +125,10 @@ def upload_dataset(dataset_dir: str | Path, dest: str, s3_client: Any = None) ->
         report.actions[entry.key] = sync_file(store, local, entry.key, entry.sha256, entry.bytes,
                                               remote_sha.get(entry.key) == entry.sha256)
     text = (src / MANIFEST_NAME).read_text()
-    if remote is not None and store.read_text(MANIFEST_NAME) == text:
-        report.actions[MANIFEST_NAME] = "present"
-    else:
+    present = remote is not None and store.read_text(MANIFEST_NAME) == text
+    report.actions[MANIFEST_NAME] = "present" if present else "uploaded"
+    if not present:
         store.write_text(MANIFEST_NAME, text)
-        report.actions[MANIFEST_NAME] = "uploaded"
     return report
 
 

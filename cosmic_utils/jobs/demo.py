@@ -1,17 +1,9 @@
-"""The main job: real galaxies -> partitions -> trained model -> the state machine, locally.
+"""The main job (``cosmic demo``, ``make demo``): real galaxies -> partitions -> trained model -> the
+state machine, locally.
 
-``cosmic demo`` (``make demo``) is what a new user runs first. Each step reuses what an
-earlier run left behind, so the first run takes minutes (rendering, training once) and later
-runs only the pipeline:
-
-1. render a 0.2 GB dataset of 25 MB partitions from the bundled validation galaxies
-   (``data/generated/``, reused when it exists and its manifest verifies);
-2. train the default model on the training galaxies and export it to ONNX (cached in
-   ``models/default``; retrained only when the configuration or the data change);
-3. deploy the pipeline to an embedded moto server and run the real ASL definition over every
-   partition with the real handlers in child processes (the local backend);
-4. write ``runs/<run-id>/`` (request, per-partition records, predictions, summary.json) and
-   redraw the report's figures from every stored record.
+Each step reuses what an earlier run left: the 0.2 GB dataset under data/generated/, the default
+model in models/default (retrained only when its configuration or data change); then the local
+backend runs the real ASL definition and handlers, writes runs/<run-id>/ and redraws the figures.
 """
 
 from __future__ import annotations
@@ -20,7 +12,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from cosmic_utils import config
@@ -48,16 +39,10 @@ def _timed(label: str, timings: dict[str, float], t0: float) -> None:
     log.info("%s done in %.1f s", label, timings[label])
 
 
-def prepare_data(cfg: DemoConfig) -> Path:
-    """The demo dataset (rendered once, then reused)."""
-    from cosmic_utils.data import dataset
-
-    return dataset.ensure_dataset(cfg.data_gb, cfg.partition_mb, seed=cfg.seed, progress=True)
-
-
 def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
     """Run the main job end to end; returns the run's summary with the step timings added."""
     from cosmic_utils.cloud import runner
+    from cosmic_utils.data import dataset
     from cosmic_utils.model.train import train_default
 
     cfg = cfg or DemoConfig()
@@ -65,7 +50,7 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    data = prepare_data(cfg)
+    data = dataset.ensure_dataset(cfg.data_gb, cfg.partition_mb, seed=cfg.seed, progress=True)  # reused once made
     _timed("data", timings, t0)
 
     t0 = time.perf_counter()

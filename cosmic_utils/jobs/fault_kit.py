@@ -117,10 +117,8 @@ CAUGHT_BY_MANIFEST = ("truncated", "checksum")
 def make_dataset(folder: Path, partitions: int, samples: int = 4, damage: dict[int, str] | None = None,
                  missing: tuple[int, ...] = (), seed: int = 0, manifest: bool = True) -> list[str]:
     """Write ``partitions`` partitions (+ manifest.json); returns the partition ids written or listed.
-
     ``damage`` maps a partition index to a :data:`DAMAGE` kind; ``missing`` partitions are listed in
-    the manifest but never written (a partition lost from storage).
-    """
+    the manifest but never written (a partition lost from storage)."""
     folder.mkdir(parents=True, exist_ok=True)
     damage = damage or {}
     entries = []
@@ -167,11 +165,9 @@ class Outcome:
 
 
 def account(run_dir: Path, expected_ids: list[str], samples: dict[str, int] | None = None) -> dict[str, Any]:
-    """Count ok / failed / lost partitions of a run folder against the harness's own list.
-
-    ok: an ``ok`` record and a predictions file with one row per sample; failed: listed in
-    ``summary.json["failed"]`` with a reason; lost: neither (or both, which would be a lie).
-    """
+    """Count ok / failed / lost partitions of a run folder against the harness's own list. ok: an
+    ``ok`` record and a predictions file with one row per sample; failed: listed in
+    ``summary.json["failed"]`` with a reason; lost: neither (or both, which would be a lie)."""
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
     failed = {str(f["partition_id"]): str(f.get("error") or "") for f in summary.get("failed", [])}
     ok = 0
@@ -198,5 +194,3 @@ def _short(text: str, limit: int = 220) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
-
-# ------------------------------------------------------------------ the harness

@@ -1,19 +1,9 @@
 """The local data-size study: stream 1 .. 8+ GB through one engine on this computer, with peak RSS.
 
-The seed study's laptop ran at a flat rate from 1 to 6 GB and ran out of memory at 8 GB (it loaded
-the whole dataset). This study shows what a streaming engine does at the same sizes: each size is
-one run of :mod:`cosmic_utils.inference.streaming` in a fresh Python process (so the peak RSS in
-its record is that size's own, not the largest so far), and every row goes to
-``data/records/local_data_size.csv``.
-
-The data (a decision, docs/inference.md "Local data-size study"): rendering 8 GB (~390,000
-cutouts) takes minutes and 8 GB of disk, and what is measured does not depend on which galaxies
-are streamed. So one *base* dataset (default 1 GB of 25 MB partitions) is rendered once, and a
-*tiled* dataset is built beside it: a manifest that lists the base partitions again and again
-under new names (symbolic links), up to the largest size. Each size streams a prefix of it
-(``--max-samples``). Every byte is read from the files each time, but a base of a few GB sits in
-the page cache after the first pass, so this measures compute + memory-mapped reads, not the disk;
-the record says so (``data_note``).
+Each size is one run of :mod:`cosmic_utils.inference.streaming` in a fresh process (its own peak
+RSS) over a prefix of a *tiled* dataset (one rendered base listed repeatedly), likely read from the
+page cache; every row goes to data/records/local_data_size.csv.
+Reasoning: docs/inference.md#local-data-size-study-make-local-data-size
 """
 
 from __future__ import annotations
@@ -48,16 +38,9 @@ PointRunner = Callable[[Path, str, int, int | None, int, Path], dict[str, Any]]
 
 
 def tiled_dataset(base: Path, gb: float, out: Path | None = None) -> Path:
-    """A dataset of at least ``gb`` GB listing ``base``'s partitions repeatedly (hard-linked).
-
-    Hard links, not symbolic links: partition files are read as regular files only, and a
-    symbolic link is refused unopened (cosmic_utils/runtime/storage.open_regular), so a
-    tiled set is the same inode under several names; it needs ``out`` on the base's file system.
-
-    Partition ``i`` of the tiled set is base partition ``i mod n``; the manifest keeps each
-    entry's sample count and checksum, and ``extra.tiled_from`` names the base. Reuses an
-    existing tiled folder of the same base when it is large enough.
-    """
+    """A dataset of at least ``gb`` GB listing ``base``'s partitions repeatedly: partition ``i`` is
+    base partition ``i mod n``, reused when large enough. Hard links (``out`` on the base's file
+    system), since symbolic links are refused unopened (runtime/storage.open_regular)."""
     base_manifest = Manifest.read(LocalStorage(base))
     need = config.samples_for_gb(gb)
     out = Path(out or base.parent / f"{base.name}_tiled_{gb:g}gb")
@@ -124,9 +107,7 @@ def run_study(sizes_gb: Sequence[float], repeats: int = 1, engine: str = "auto",
               model_dir: Path | None = None, out: Path | None = None, base: Path | None = None,
               run_point: PointRunner = subprocess_point, echo: Callable[[str], None] = print) -> pd.DataFrame:
     """Measure every size ``repeats`` times (sizes interleaved per repeat); write and return the rows.
-
-    The CSV is rewritten after every point, so an interrupted study keeps what it measured.
-    """
+    The CSV is rewritten after every point, so an interrupted study keeps what it measured."""
     if not sizes_gb or any(s <= 0 for s in sizes_gb):
         raise ValueError(f"sizes must be positive GB values, got {list(sizes_gb)}")
     if repeats < 1:

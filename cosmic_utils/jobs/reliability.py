@@ -1,24 +1,9 @@
 """Reliability harness: bad input, injected faults and load, each actually run, nothing lost.
 
-``cosmic reliability`` (and ``tests/test_reliability.py``) run every scenario of
-:data:`SCENARIOS` through the local backend - the real deploy code, moto's Step Functions
-interpreter running ``stepfunctions/pipeline.asl.json``, the handlers from the deployed zips in
-child processes - on ONE embedded moto server shared by all scenarios (starting a server and
-deploying costs seconds; re-deploying the same zips changes nothing). Each scenario builds its
-own small dataset, runs, and is then *accounted independently of the pipeline*: for every
-partition the harness itself wrote, it looks for predictions with the right row count and an
-``ok`` record (**ok**), or an entry with a non-empty reason in ``summary.json["failed"]``
-(**failed**); anything else is **lost**. The table lists each scenario with the error message
-the user sees and those three counts; the outcome column is produced by the run, never typed in.
-
-Faults are injected by the backend (:meth:`cosmic_utils.cloud.local.LocalStack.set_faults`,
-a file the backend owns), never through the run request. The model is a tiny ONNX graph in the
-real artifact format (:func:`write_tiny_artifact`), so a scenario costs seconds, not the ~1 s
-per cold child plus ~50 s export of the full network: what is tested here is the plumbing.
-
-Why partitions are "accounted" rather than trusted from the summary: the summary derives its
-failed list from ``partitions.json`` minus the ok records, so it can never report a loss by
-construction; the harness's own list of what it wrote can.
+``cosmic reliability`` (and tests/test_reliability.py) run every scenario of :data:`SCENARIOS` on
+ONE shared local backend, then account each partition the harness wrote, independently of the
+summary, as ok, failed (with a reason) or lost. Faults come from the backend, never the request.
+Reasoning: docs/reliability.md#how-a-scenario-is-run-and-judged-cosmic_utilsjobsreliability
 """
 
 from __future__ import annotations
@@ -40,16 +25,10 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils.jobs import reliability_exits
-from cosmic_utils.jobs.fault_kit import (  # noqa: F401  re-exported: the scenarios and tests use them
-    CAUGHT_BY_MANIFEST,
+from cosmic_utils.jobs.fault_kit import (  # noqa: F401  re-exported: tests import them from here
     COLUMNS,
-    DAMAGE,
     LOCAL_RESULTS,
     Outcome,
-    _array_offset,
-    _empty_partition,
-    _header_end,
-    _patch_header,
     _short,
     account,
     make_dataset,
@@ -57,13 +36,13 @@ from cosmic_utils.jobs.fault_kit import (  # noqa: F401  re-exported: the scenar
     write_tiny_artifact,
 )
 from cosmic_utils.provenance import portable, portable_text, provenance
-from cosmic_utils.runtime.artifact import read_meta  # noqa: E402
+from cosmic_utils.runtime.artifact import read_meta
 from cosmic_utils.runtime.items import partition_id_for
 from cosmic_utils.runtime.manifest import Manifest, ManifestEntry
 from cosmic_utils.runtime.partition import partition_name
 
 log = logging.getLogger(__name__)
-
+IDS = ["part-00000", "part-00001", "part-00002"]  # the shared "good" dataset's partitions
 
 
 class Harness:
@@ -85,6 +64,10 @@ class Harness:
     def __exit__(self, *exc: Any) -> None:
         self.stack.stop()
 
+    @property
+    def good(self) -> Path:
+        return self.workdir / "inputs" / "good"
+
     def folder(self, name: str) -> Path:
         path = self.workdir / "inputs" / name
         shutil.rmtree(path, ignore_errors=True)
@@ -96,10 +79,8 @@ class Harness:
 
     def run(self, request: dict[str, Any], faults: list[dict[str, Any]] | None = None,
             **kwargs: Any) -> tuple[Any, Path]:
-        """Run ``request`` on the shared server with ``faults``; returns (RunResult, run folder).
-
-        The wait for the execution is 600 s, or ``wait_s`` when longer (the load run asks for 0.5 s
-        per partition: 10,000 partitions take ~20 min on 2 cores at ~120 s per 1,000)."""
+        """Run ``request`` with ``faults``; returns (RunResult, run folder). Waits 600 s, or ``wait_s``
+        when longer (10,000 load partitions take ~20 min on 2 cores)."""
         from cosmic_utils.cloud import runner
 
         run_dir = self.workdir / "runs" / request["run_id"]
@@ -151,19 +132,29 @@ def _bad_partition(kind: str, what: str, expect: str) -> Callable[[Harness], Out
         data = h.folder(kind)
         ids = make_dataset(data, 3, damage={1: kind} if kind != "missing" else None,
                            missing=(1,) if kind == "missing" else (), seed=sum(kind.encode()))
-        result, run_dir = h.run(h.request(f"rel-{kind.replace('_', '-')}", data))
+        result, run_dir = h.run(h.request(_rid(kind), data))
         return _finish(out, t0, ids, run_dir, result, expect_failed={ids[1]}, expect_in_error=expect)
     scenario.__name__ = f"partition_{kind}"
     return scenario
 
 
-def _refused(out: Outcome, t0: float, exc: BaseException, expect: str, partitions: int = 0) -> Outcome:
-    out.outcome = f"refused before any partition ran ({type(exc).__name__})"
-    out.error = _short(str(exc))
-    out.partitions = partitions
-    out.seconds = time.perf_counter() - t0
-    out.passed = expect in str(exc)
+def _must_refuse(out: Outcome, call: Callable[[], Any], error: type[BaseException], expect: str) -> Outcome:
+    """Run ``call``; passed when it raises ``error`` whose message holds ``expect``."""
+    t0 = time.perf_counter()
+    try:
+        call()
+    except error as exc:
+        out.outcome = f"refused before any partition ran ({type(exc).__name__})"
+        out.error = _short(str(exc))
+        out.seconds = time.perf_counter() - t0
+        out.passed = expect in str(exc)
+        return out
+    out.outcome = "ACCEPTED (should have been refused)"
     return out
+
+
+def _rid(name: str) -> str:
+    return f"rel-{name.replace('_', '-')}"
 
 
 def _execution_refused(out: Outcome, t0: float, result: Any, expect: str, partitions: int) -> Outcome:
@@ -208,18 +199,9 @@ def _request_refusal(name: str, what: str, update: dict[str, Any], expect: str) 
     def scenario(h: Harness) -> Outcome:
         from cosmic_utils.runtime.request import RequestError, parse_request
 
-        t0 = time.perf_counter()
-        out = Outcome(name, "bad input: request", what)
-        req = h.request(f"rel-{name.replace('_', '-')}", h.workdir / "inputs" / "good")
-        req.update(update)
-        for k in [k for k, v in update.items() if v is None]:
-            req.pop(k)
-        try:
-            parse_request(req)
-        except RequestError as exc:
-            return _refused(out, t0, exc, expect)
-        out.outcome = "ACCEPTED (should have been refused)"
-        return out
+        req = {k: v for k, v in {**h.request(_rid(name), h.good), **update}.items() if v is not None}  # None: drop
+        return _must_refuse(Outcome(name, "bad input: request", what), lambda: parse_request(req), RequestError,
+                            expect)
     scenario.__name__ = name
     return scenario
 
@@ -230,9 +212,8 @@ def outside_allow_list(h: Harness) -> Outcome:
                   "data and results outside the deployment's allow-list (Init enforces it)")
     data = h.folder("elsewhere")
     make_dataset(data, 2)
-    allowed_data = h.workdir / "inputs" / "good"
     result, _ = h.run(h.request("rel-not-allowed", data, results="s3://cosmic-local-results/other-team"),
-                      allowed_read=[str(allowed_data), str(h.model)], allowed_results=[LOCAL_RESULTS])
+                      allowed_read=[str(h.good), str(h.model)], allowed_results=[LOCAL_RESULTS])
     return _execution_refused(out, t0, result, "outside what this deployment allows", 2)
 
 
@@ -242,7 +223,7 @@ def run_id_reuse(h: Harness) -> Outcome:
     t0 = time.perf_counter()
     out = Outcome("run_id_reuse", "bad input: request",
                   "a second run with an existing run id (runner, then StartExecution directly)")
-    data = h.workdir / "inputs" / "good"
+    data = h.good
     first, run_dir = h.run(h.request("rel-reuse", data))
     try:
         runner.run_pipeline(h.request("rel-reuse", data), backend="local", run_dir=h.workdir / "runs" / "rel-reuse-2",
@@ -257,7 +238,7 @@ def run_id_reuse(h: Harness) -> Outcome:
     arn = be.start_execution(sm, json.dumps(h.request("rel-reuse", data)), f"rel-reuse-direct-{time.time_ns()}")
     desc = be.wait_execution(arn, poll_s=0.5, timeout_s=120)
     cause = json.loads(desc.get("cause") or "{}").get("errorMessage", "")
-    acc = account(run_dir, ["part-00000", "part-00001", "part-00002"])
+    acc = account(run_dir, IDS)
     out.outcome = (f"refused by the runner and by Init (execution {desc['status']}, {desc.get('error')}); "
                    f"first run untouched: {acc['ok']} ok")
     out.error = _short(cause or client_msg)
@@ -273,36 +254,21 @@ def _model_case(name: str, what: str, make: Callable[[Harness, Path], Path], exp
         t0 = time.perf_counter()
         out = Outcome(name, "bad input: model", what)
         model = make(h, h.folder(f"model-{name}"))
-        data = h.workdir / "inputs" / "good"
-        result, run_dir = h.run(h.request(f"rel-{name.replace('_', '-')}", data, model=model))
-        return _finish(out, t0, ["part-00000", "part-00001", "part-00002"], run_dir, result,
-                       expect_failed={"part-00000", "part-00001", "part-00002"}, expect_in_error=expect)
+        result, run_dir = h.run(h.request(_rid(name), h.good, model=model))
+        return _finish(out, t0, IDS, run_dir, result, expect_failed=set(IDS), expect_in_error=expect)
     scenario.__name__ = name
     return scenario
 
 
-def _model_missing(h: Harness, folder: Path) -> Path:
-    return folder / "does-not-exist"
-
-
-def _model_bad_sha(h: Harness, folder: Path) -> Path:
-    shutil.copytree(h.model, folder)
-    meta = read_meta(folder)
-    meta["files"]["onnx"]["sha256"] = "0" * 64
-    (folder / "artifact.json").write_text(json.dumps(meta))
-    return folder
-
-
-def _model_bad_version(h: Harness, folder: Path) -> Path:
-    shutil.copytree(h.model, folder)
-    meta = read_meta(folder)
-    meta["format_version"] = 99
-    (folder / "artifact.json").write_text(json.dumps(meta))
-    return folder
-
-
-def _model_nan(h: Harness, folder: Path) -> Path:
-    return write_tiny_artifact(folder, scale=float("nan"))
+def _model_meta(change: Callable[[dict[str, Any]], Any]) -> Callable[[Harness, Path], Path]:
+    """A copy of the tiny model whose artifact.json went through ``change``."""
+    def make(h: Harness, folder: Path) -> Path:
+        shutil.copytree(h.model, folder)
+        meta = read_meta(folder)
+        change(meta)
+        (folder / "artifact.json").write_text(json.dumps(meta))
+        return folder
+    return make
 
 
 def _fault(name: str, what: str, faults: list[dict[str, Any]], expect_failed: bool, expect: str = "",
@@ -312,18 +278,16 @@ def _fault(name: str, what: str, faults: list[dict[str, Any]], expect_failed: bo
     def scenario(h: Harness) -> Outcome:
         t0 = time.perf_counter()
         out = Outcome(name, "fault", what)
-        data = h.workdir / "inputs" / "good"
-        ids = ["part-00000", "part-00001", "part-00002"]
-        req = h.request(f"rel-{name.replace('_', '-')}", data, timeout_s=timeout_s)
+        req = h.request(_rid(name), h.good, timeout_s=timeout_s)
         if world_size:
             req["world_size"] = world_size
         result, run_dir = h.run(req, faults=faults)
         out.faults_fired = len(h.fired)
-        _finish(out, t0, ids, run_dir, result, expect_failed=set(failed_ids) if expect_failed else set(),
+        _finish(out, t0, IDS, run_dir, result, expect_failed=set(failed_ids) if expect_failed else set(),
                 expect_in_error=expect, may_fail=frozenset(in_flight))
         if expect_failed:
             again = h.redrive(run_dir)
-            acc = account(run_dir, ids)
+            acc = account(run_dir, IDS)
             twice = h.redrive(run_dir)
             out.redrive = (f"{again.status.lower()}: {acc['ok']} ok, {acc['failed']} failed, {acc['lost']} lost; "
                            f"2nd redrive: {twice.status.lower()}")
@@ -344,7 +308,7 @@ def concurrent_writers(h: Harness) -> Outcome:
 
     t0 = time.perf_counter()
     out = Outcome("concurrent_writers", "run identity", "two `cosmic run` into the same --out at once")
-    data = h.workdir / "inputs" / "good"
+    data = h.good
     run_dir = h.workdir / "runs" / "rel-concurrent"
     shutil.rmtree(run_dir, ignore_errors=True)
     box: dict[str, Any] = {}
@@ -362,7 +326,7 @@ def concurrent_writers(h: Harness) -> Outcome:
     except RunLockedError as exc:
         refused = str(exc)
     first.join()
-    _finish(out, t0, ["part-00000", "part-00001", "part-00002"], run_dir, box.get("result"), expect_failed=set())
+    _finish(out, t0, IDS, run_dir, box.get("result"), expect_failed=set())
     out.error = _short(refused) or "NOT refused"
     out.outcome = f"second writer refused (RunLockedError); first run {out.ok} ok"
     out.passed = out.passed and f"process {os.getpid()}" in refused and out.ok == 3
@@ -376,7 +340,7 @@ def overwrite_direct_crash(h: Harness) -> Outcome:
     t0 = time.perf_counter()
     out = Outcome("overwrite_counts_only_own_records", "run identity",
                   "direct StartExecution with overwrite=true over an earlier ok run; partition 1 crashes")
-    data = h.workdir / "inputs" / "good"
+    data = h.good
     h.run(h.request("rel-overwrite", data))
     be = h.stack.backend()
     h.stack.set_faults([{"kind": "crash", "partition": "part-00001"}])
@@ -408,20 +372,19 @@ def model_replaced(h: Harness) -> Outcome:
                   "second run after the model at the same location was replaced (warm workers)")
     model = h.folder("model-replaced")
     write_tiny_artifact(model, scale=0.01)
-    data = h.workdir / "inputs" / "good"
+    data = h.good
     first, dir1 = h.run(h.request("rel-model-a", data, model=model))
     write_tiny_artifact(model, scale=0.02)
     sha2 = hashlib.sha256((model / "artifact.json").read_bytes()).hexdigest()
     second, dir2 = h.run(h.request("rel-model-b", data, model=model))
-    ids = ["part-00000", "part-00001", "part-00002"]
-    _finish(out, t0, ids, dir2, second, expect_failed=set())
+    _finish(out, t0, IDS, dir2, second, expect_failed=set())
     ratios, shas = [], set()
-    for pid in ids:
+    for pid in IDS:
         z1 = np.loadtxt(dir1 / "predictions" / f"{pid}.csv", delimiter=",", skiprows=1, usecols=2, ndmin=1)
         z2 = np.loadtxt(dir2 / "predictions" / f"{pid}.csv", delimiter=",", skiprows=1, usecols=2, ndmin=1)
         ratios.append(float(np.median(z2 / z1)))
         shas.add(json.loads((dir2 / "records" / f"{pid}.json").read_text()).get("model_sha256"))
-    warm = sum(not json.loads((dir2 / "records" / f"{p}.json").read_text()).get("cold_start") for p in ids)
+    warm = sum(not json.loads((dir2 / "records" / f"{p}.json").read_text()).get("cold_start") for p in IDS)
     out.outcome = (f"second run: predictions x{np.median(ratios):.3f} of the first (new model x2.000), "
                    f"records model_sha256 {'= new' if shas == {sha2} else shas}; {warm} warm starts")
     out.passed = out.passed and shas == {sha2} and all(abs(r - 2.0) < 1e-3 for r in ratios) and \
@@ -433,14 +396,9 @@ def _deploy_refusal(name: str, what: str, reads: list[str], results: str, expect
     def scenario(h: Harness) -> Outcome:
         from cosmic_utils.cloud import aws
 
-        t0 = time.perf_counter()
-        out = Outcome(name, "bad input: deploy", what)
-        try:
-            aws.check_locations(aws.DeployConfig(results_uri=results, read_uris=reads))
-        except aws.DeployError as exc:
-            return _refused(out, t0, exc, expect)
-        out.outcome = "ACCEPTED (should have been refused)"
-        return out
+        return _must_refuse(Outcome(name, "bad input: deploy", what),
+                            lambda: aws.check_locations(aws.DeployConfig(results_uri=results, read_uris=reads)),
+                            aws.DeployError, expect)
     scenario.__name__ = name
     return scenario
 
@@ -504,18 +462,12 @@ def catalogue_extra_field(h: Harness) -> Outcome:
     """A catalogue row with one field more than the header declares is refused with its line number."""
     from cosmic_utils.data.catalog import COLUMNS, CatalogError, load_catalog
 
-    t0 = time.perf_counter()
     out = Outcome("catalogue_extra_field", "bad input: catalogue", "line 3 of a catalogue has 20 fields for 19 columns")
     path = h.folder("catalogue") / "cat.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     row = " ".join(["0.1"] + ["18.0"] * 9 + ["0.05"] * 9)
     path.write_text("# " + " ".join(COLUMNS) + "\n" + row + "\n7 " + row + "\n")
-    try:
-        load_catalog(path)
-    except CatalogError as exc:
-        return _refused(out, t0, exc, "line 3 has 20 fields")
-    out.outcome = "ACCEPTED (should have been refused)"
-    return out
+    return _must_refuse(out, lambda: load_catalog(path), CatalogError, "line 3 has 20 fields")
 
 
 SCENARIOS: list[Callable[[Harness], Outcome]] = [
@@ -543,10 +495,13 @@ SCENARIOS: list[Callable[[Harness], Outcome]] = [
                      "field 'data'"),
     outside_allow_list,
     run_id_reuse,
-    _model_case("model_missing", "model folder does not exist", _model_missing, "folder not found"),
-    _model_case("model_checksum", "artifact.json sha256 of model.onnx is wrong", _model_bad_sha, "sha256 mismatch"),
-    _model_case("model_version", "artifact format_version 99", _model_bad_version, "format_version 99"),
-    _model_case("predictions_nonfinite", "model outputs NaN for every row", _model_nan, "not finite"),
+    _model_case("model_missing", "model folder does not exist", lambda h, f: f / "does-not-exist", "folder not found"),
+    _model_case("model_checksum", "artifact.json sha256 of model.onnx is wrong",
+                _model_meta(lambda m: m["files"]["onnx"].update(sha256="0" * 64)), "sha256 mismatch"),
+    _model_case("model_version", "artifact format_version 99", _model_meta(lambda m: m.update(format_version=99)),
+                "format_version 99"),
+    _model_case("predictions_nonfinite", "model outputs NaN for every row",
+                lambda h, f: write_tiny_artifact(f, scale=float("nan")), "not finite"),
     _fault("crash_mid_partition", "inference process exits while reading partition 1 (every attempt)",
            [{"kind": "crash", "partition": "part-00001"}], True, "no record"),
     _fault("timeout", "inference of partition 1 sleeps past the 5 s function timeout",
@@ -557,9 +512,8 @@ SCENARIOS: list[Callable[[Harness], Outcome]] = [
            [{"kind": "upload_error", "partition": "part-00001", "times": 1}], False),
     _fault("upload_error_persistent", "writing partition 1's predictions fails on every attempt",
            [{"kind": "upload_error", "partition": "part-00001"}], True, "injected fault: upload"),
-    # The Inference step prefetches partition 1 while computing partition 0, so a crash while reading
-    # partition 1 usually takes partition 0 (in flight, record not yet written) down with it: 0 may
-    # fail too; nothing may be lost, and the redrive must bring all three back.
+    # Inference prefetches partition 1 while computing 0, so a crash reading 1 usually takes 0 (in flight,
+    # no record yet) down too: 0 may fail; nothing may be lost, and the redrive brings all three back.
     _fault("crash_with_world_size", "crash on partition 1 of a 3-partition invocation (world_size=1; "
            "partition 0 in flight under prefetch)",
            [{"kind": "crash", "partition": "part-00001"}], True, "no record", world_size=1,
@@ -595,7 +549,7 @@ def run_scenarios(workdir: Path, names: list[str] | None = None, concurrency: in
     chosen = [s for s in SCENARIOS if names is None or s.__name__ in names]
     outcomes = []
     with Harness(workdir, concurrency=concurrency) as h:
-        make_dataset(h.workdir / "inputs" / "good", 3)
+        make_dataset(h.good, 3)
         for scenario in chosen:
             try:
                 out = scenario(h)
@@ -612,12 +566,9 @@ def run_scenarios(workdir: Path, names: list[str] | None = None, concurrency: in
 # ------------------------------------------------------------------ load
 def load_test(workdir: Path, partitions: int = 2000, max_concurrency: int = 8, concurrency: int = 4,
               samples: tuple[int, ...] = (1, 2, 3, 4), harness: Harness | None = None) -> Outcome:
-    """``partitions`` tiny partitions (1-4 samples) through the Map, one per invocation.
-
-    Reports wall time, the Summarize function's peak RSS (REPORT line of the handler process that
-    streams every record) and this process's peak RSS. MaxConcurrency is above the core count.
-    ``harness``: run on an already started one (one moto hook per process) instead of a new one.
-    """
+    """``partitions`` tiny partitions (1-4 samples) through the Map, one per invocation, MaxConcurrency
+    above the core count: wall time, Summarize's peak RSS (it streams every record), this process's.
+    ``harness``: run on an already started one (one moto hook per process) instead of a new one."""
     from cosmic_utils.cloud.cloudwatch import parse_report_line
 
     t0 = time.perf_counter()

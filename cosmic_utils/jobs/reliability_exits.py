@@ -1,15 +1,9 @@
 """Reliability scenarios of the exit-status contract (issue 13): what a careless user types.
 
-Each scenario runs the real ``cosmic`` command line - in this process through
-:func:`cosmic_utils.cli.main` when nothing in it needs the local backend, else as a child
-process (the harness already holds this process's moto hook) - and checks the exit status, that
-no traceback reached the user, the message shown, and for runs the partitions accounted
-independently (:func:`cosmic_utils.jobs.reliability.account`): nothing lost, nothing wrong reported
-with exit 0. :data:`SCENARIOS` is appended to :data:`cosmic_utils.jobs.reliability.SCENARIOS`.
-
-:func:`run_and_interrupt` (also used by tests/test_exits.py) starts ``cosmic run``, waits until
-the first partition finished, sends SIGINT or SIGTERM and reports the status, the output, the
-child processes still alive and the temporary folders left behind.
+Each scenario runs the real ``cosmic`` command line (in process, or as a child when it needs the
+local backend) and checks exit status, message, no traceback and, for runs, the partitions
+accounted independently. :data:`SCENARIOS` extends :data:`cosmic_utils.jobs.reliability.SCENARIOS`.
+Reasoning: docs/reliability.md#exit-status-and-interruption-issue-13
 """
 
 from __future__ import annotations
@@ -27,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cosmic_utils.jobs.fault_kit import Outcome, _short, account, make_dataset, write_tiny_artifact
 
 #: The folder holding the ``cosmic_utils`` package (PYTHONPATH of the child processes).
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
@@ -99,12 +95,10 @@ def _alive(pids: list[int]) -> list[int]:
 def run_and_interrupt(argv: Sequence[str], env: dict[str, str], cwd: Path, signum: int = signal.SIGINT,
                       after_invocations: int = 2, timeout_s: float = 180) -> CliRun:
     """Start ``cosmic run ARGV``, signal it once the inference child started its
-    ``after_invocations``-th invocation (with MaxConcurrency 1: a partition finished), wait.
+    ``after_invocations``-th invocation (MaxConcurrency 1: a partition finished), wait.
 
-    ``env["TMPDIR"]`` must be a folder of its own: the local backend's work folder (and its
-    handler logs, read here to know when to signal) lands there, and whatever starts with
-    ``cosmic-`` that is left in it afterwards is reported in ``leftovers``.
-    """
+    ``env["TMPDIR"]`` must be a folder of its own: its handler logs say when to signal, and the
+    ``cosmic-*`` entries left in it are reported in ``leftovers``."""
     tmp = Path(env["TMPDIR"])
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "cosmic_utils.cli", "run", *argv], env=env, cwd=cwd,
@@ -132,15 +126,11 @@ def run_and_interrupt(argv: Sequence[str], env: dict[str, str], cwd: Path, signu
 
 # ------------------------------------------------------------------ scenarios
 def _outcome(name: str, what: str) -> Any:
-    from cosmic_utils.jobs.fault_kit import Outcome
-
     return Outcome(name, "exit status", what)
 
 
 def _judge(out: Any, t0: float, runs: list[tuple[CliRun, int, str]]) -> Any:
     """Every (run, expected status, expected text) must match, without a traceback."""
-    from cosmic_utils.jobs.fault_kit import _short
-
     out.seconds = time.perf_counter() - t0
     shown = [(r.err.strip().splitlines() or r.out.strip().splitlines() or [""])[-1] for r, _, _ in runs]
     out.outcome = "; ".join(f"exit {r.status}" + (" + traceback" if r.traceback else "") for r, _, _ in runs)
@@ -164,8 +154,7 @@ def exit_out_of_range_arguments(h: Any) -> Any:
              ["data", "prepare", "--gb", "1", "--partition-mb", "0", "--out", str(work / "d")],
              ["run", "--data", str(work), "--run-id", "x", "--batch-size", "true"]]
     runs = [(cli_in_process(argv), 2, "error: argument") for argv in cases]
-    out.passed = not (work / "d").exists() and not Path(csv).exists()
-    ok = out.passed
+    ok = not (work / "d").exists() and not Path(csv).exists()
     _judge(out, t0, runs)
     out.passed = out.passed and ok
     out.outcome = f"refused by the argument parser: {out.outcome}"
@@ -186,7 +175,6 @@ def exit_missing_inputs(h: Any) -> Any:
 
 def exit_predict_nonfinite(h: Any) -> Any:
     from cosmic_utils.data import catalog
-    from cosmic_utils.jobs.fault_kit import write_tiny_artifact
 
     t0 = time.perf_counter()
     out = _outcome("exit_predict_nonfinite", "cosmic predict with a model whose every prediction is NaN")
@@ -205,15 +193,12 @@ def exit_predict_nonfinite(h: Any) -> Any:
 
 
 def exit_all_partitions_fail(h: Any) -> Any:
-    from cosmic_utils.jobs.fault_kit import account
-
     t0 = time.perf_counter()
     out = _outcome("exit_all_partitions_fail", "cosmic run with a model folder that does not exist")
     work = h.folder("exit-all-fail")
     tmp, runs = work / "tmp", work / "runs"
     tmp.mkdir(parents=True)
-    data = h.workdir / "inputs" / "good"
-    run = cli_child(["run", "--data", str(data), "--model", str(work / "no-model"), "--run-id", "allfail",
+    run = cli_child(["run", "--data", str(h.good), "--model", str(work / "no-model"), "--run-id", "allfail",
                      "--batch-size", "4", "--threads", "1", "--max-concurrency", "2", "--no-progress"],
                     child_env(tmp, runs), work)
     _judge(out, t0, [(run, 3, "partition part-00000 failed: model artifact")])
@@ -226,8 +211,6 @@ def exit_all_partitions_fail(h: Any) -> Any:
 
 def _interrupt(name: str, signum: int) -> Callable[[Any], Any]:
     def scenario(h: Any) -> Any:
-        from cosmic_utils.jobs.fault_kit import account, make_dataset
-
         t0 = time.perf_counter()
         signame = signal.Signals(signum).name
         out = _outcome(name, f"{signame} to `cosmic run` after its first partition finished, then "
@@ -286,9 +269,7 @@ def exit_convert_pt_partial(h: Any) -> Any:
     manifest = json.loads((work / "out" / "manifest.json").read_text()) if (work / "out" / "manifest.json").exists() \
         else {}
     lines = [ln for ln in run.err.splitlines() if ln.startswith("cosmic data convert-pt: file ")]
-    out.partitions = 4
-    out.ok = len(manifest.get("entries", []))
-    out.failed = len(lines)
+    out.partitions, out.ok, out.failed = 4, len(manifest.get("entries", [])), len(lines)
     out.passed = out.passed and out.ok == 2 and out.failed == 2
     return out
 

@@ -1,11 +1,9 @@
 """One point of a Lambda sweep (notebook 03, run per grid point by ``cosmic sweep``): its inputs
 staged where the backend reads them, and the verdict on its result.
 
-Kept out of the notebook so the notebook stays a few cells of calls, and so the same staging is
-used by every caller: the dataset is prepared once per size, partition size and seed
-(:func:`cosmic_utils.data.dataset.ensure_dataset`), the model is the one
-:func:`cosmic_utils.model.artifacts.find_model` finds (an untrained stand-in, labelled, when there
-is none), and on ``aws`` local inputs are uploaded once (content-addressed) because Lambda reads S3.
+Kept out of the notebook so every caller stages alike: the dataset prepared once per size,
+partition size and seed, the model :func:`cosmic_utils.model.artifacts.find_model` finds, and on
+``aws`` local inputs uploaded once (content-addressed), since Lambda reads S3.
 """
 
 from __future__ import annotations
@@ -48,14 +46,10 @@ def point_slug(backend: str, batch_size: int, partition_mb: float, data_gb: floa
 def stage_inputs(backend: str, data_gb: float, partition_mb: float, seed: int = 0, data_location: str = "",
                  model_dir: str = "", data_upload: str = "", model_upload: str = "",
                  allow_untrained: bool = False) -> tuple[str, str]:
-    """``(data, model)`` locations for the run request of one point.
-
-    ``data_location`` / ``model_dir`` when given (folder or ``s3://``); else the prepared dataset
-    and the found model. On ``aws`` a local one is uploaded under ``data_upload`` / ``model_upload``
-    (``s3://bucket/prefix``; a ``ValueError`` names the missing parameter): never a bucket invented
-    in the user's account. Without a trained model the point stops with a one-line instruction,
-    unless ``allow_untrained`` (explicit) makes an UNTRAINED stand-in (recorded as such).
-    """
+    """``(data, model)`` of one point: ``data_location`` / ``model_dir`` when given, else the prepared
+    dataset and the found model. On ``aws`` a local one is uploaded under ``data_upload`` /
+    ``model_upload`` (ValueError when missing: no bucket is invented). Without a trained model the
+    point stops, unless ``allow_untrained`` makes an UNTRAINED stand-in (recorded as such)."""
     data = data_location or str(ensure_dataset(data_gb, partition_mb, seed))
     model = model_dir if model_dir.startswith("s3://") else str(find_model(model_dir or None, allow_untrained=allow_untrained)[0])
     if backend == "aws" and not data.startswith("s3://"):
