@@ -321,7 +321,16 @@ def fig_lambda_engine_projection(recs: Any = None, record: dict[str, Any] | None
     set_style()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(14.0, 5.0), gridspec_kw={"width_ratios": [1.0, 1.25]})
+    _projection_cost_panel(ax, rec, colors)
+    _projection_wall_panel(bx, rec, colors)
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=True, fontsize=8)
+    fig.tight_layout()
+    return fig
 
+
+def _projection_cost_panel(ax: plt.Axes, rec: dict[str, Any], colors: list[str]) -> None:
+    """Billed $/GB vs configured memory: each measured CPU projected, the published runs, the target (log y)."""
     mem = rec["memory"]
     x = [m["memory_mb"] for m in mem]
     machine = mem[0].get("machine") or rec["label"]
@@ -366,6 +375,10 @@ def fig_lambda_engine_projection(recs: Any = None, record: dict[str, Any] | None
     ax.set_title(f"Lambda $/GB, {part:g} MB partitions (x86_64; arm64 not measured); projected:\n"
                  + "\n".join(claims), fontsize=8)
 
+
+def _projection_wall_panel(bx: plt.Axes, rec: dict[str, Any], colors: list[str]) -> None:
+    """12.6 GB wall clock bars: one partition per invocation, the fastest grid configuration, the published runs."""
+    pub = rec["published"]
     best_mem = rec["best_memory_mb"]
     walls = [w for w in rec["wall_clock_12_6gb"] if w["memory_mb"] == best_mem]
     pubw = {w["partition_mb"]: w for w in pub["wall_12_6gb"]}
@@ -409,7 +422,3 @@ def fig_lambda_engine_projection(recs: Any = None, record: dict[str, Any] | None
     bx.set_title(f"12.6 GB end to end, concurrency {rec['inputs']['orchestration']['account_concurrency']}: "
                  f"1 partition/inv. at {best_mem:.0f} MB,\nand the fastest grid configuration "
                  "(projection: simulated schedule)")
-    handles, names = ax.get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=True, fontsize=8)
-    fig.tight_layout()
-    return fig
