@@ -47,7 +47,8 @@ PROBE_FIELDS: tuple[str, ...] = ("cpu_model", "isa", "cpu_flags", "isa_caps", "c
 LIBRARIES: tuple[str, ...] = ("numpy", "torch", "onnxruntime")
 
 
-def _version(dist: str) -> str:
+def library_version(dist: str) -> str:
+    """Installed version of a distribution ("" when absent), without importing it."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -82,7 +83,7 @@ def provenance() -> dict[str, Any]:
     """
     sha, dirty = git_commit()
     out: dict[str, Any] = {"git_commit": sha, "git_dirty": dirty, "python_version": platform.python_version()}
-    out.update({f"{lib}_version": _version(lib) for lib in LIBRARIES})
+    out.update({f"{lib}_version": library_version(lib) for lib in LIBRARIES})
     probe = cpu_probe()
     out.update({k: probe.get(k, "") for k in PROBE_FIELDS})
     return out

@@ -1,20 +1,9 @@
 """Predict redshifts for a photometric catalogue: render cutouts, run an engine, score.
 
-``cosmic predict --catalog FILE --out PRED.csv`` calls :func:`predict_catalog`. The catalogue is
-in the format of ``data/sdss_mgs`` (whitespace-separated, one ``#`` header line naming the
-columns); only ``u g r i z`` are required. With ``eu ... ez`` the cutouts get noise at those
-errors (as in training), without them typical SDSS noise. With ``zs`` the predictions are
-scored (:func:`cosmic_utils.data.evaluation.accuracy_table`, with the kNN reference row when the
-training catalogue is available); rows whose ``zs`` is NaN are predicted but not scored.
-
-The cutouts come from the project's renderer with a fixed seed (default
-:data:`cosmic_utils.model.train.VALID_RENDER_SEED`, the seed of the reported validation metrics),
-so a run is reproducible and ``--seed`` shows how much the image noise moves the numbers.
-
-Output CSV: ``row`` (0-based data row of the input file), ``z_spec`` (when the file has ``zs``),
-``z_pred``. Without ``--model`` the default trained artifact (``config.DEFAULT_MODEL_DIR``) is
-used; if it does not exist yet we stop with a message naming ``cosmic model train`` rather than
-start a several-minute training as a side effect of a prediction.
+``cosmic predict --catalog FILE --out PRED.csv`` calls :func:`predict_catalog`: a catalogue in the
+``data/sdss_mgs`` format (``u g r i z`` required; ``eu..ez`` set the noise, ``zs`` scores), cutouts
+rendered with a fixed seed, output ``row, z_spec, z_pred, flag``. Without ``--model`` the default
+trained artifact is required (no training as a side effect). Details: docs/inference.md ("Predicting a catalogue").
 """
 
 from __future__ import annotations
