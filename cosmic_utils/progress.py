@@ -1,17 +1,9 @@
 """Progress bars that suit where the output goes: a live bar on a terminal, a few lines in a log.
 
-A tqdm bar redraws itself with carriage returns several times a second; written to a file or a
-CI log (``make demo > log``) that is megabytes of frames. :func:`progress` returns
-
-* a normal ``tqdm`` bar when the stream is a terminal,
-* the notebook bar (``tqdm.auto``) inside a Jupyter kernel,
-* otherwise a :class:`PlainProgress`: the same tqdm object (``update``, ``close``, ``n``,
-  ``total``, ``set_postfix`` ... all work) that prints plain lines, never a ``\\r``: one when it
-  starts, one per tenth of the way (or one a minute when the total is unknown, at most
-  ``max_lines``) and one when it ends.
-
-``COSMIC_PROGRESS`` overrides the choice: ``bar``, ``plain`` or ``off``. Every progress bar of
-the project goes through this module, so this is the one place to change the behaviour.
+:func:`progress` returns tqdm on a terminal, the notebook bar in Jupyter, else a
+:class:`PlainProgress` (the same tqdm object printing a start line, one per tenth of the way or
+one a minute, and an end line, never a ``\\r``). ``COSMIC_PROGRESS=bar|plain|off`` overrides.
+Every progress bar of the project goes through here (docs/architecture.md, "Run records").
 """
 
 from __future__ import annotations

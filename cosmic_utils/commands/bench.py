@@ -1,8 +1,7 @@
 """``cosmic bench``: engines x batch sizes against the published loop (see :mod:`cosmic_utils.inference.bench`).
 
-``make bench`` runs ``cosmic bench --threads 1 2 --budget-s ...``: both thread counts in one
-run, under its time budget on 2 cores; ``--quick`` under a minute or two. ``--stream-gb 1`` adds the streaming memory check
-(renders the dataset once, or reuses ``--dataset``).
+``make bench`` runs ``--threads 1 2 --budget-s ...`` (both thread counts in one run); ``--quick``
+takes a minute or two; ``--stream-gb 1`` adds the streaming memory check (docs/inference.md).
 """
 
 from __future__ import annotations
