@@ -83,9 +83,7 @@ class PlainProgress(_std_tqdm):
         return time.monotonic() - self._last_line_t >= self._interval_s
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
-        if msg == "" or self._ended:  # a request to clear the bar: there is nothing to clear
-            return False
-        if not self._due():
+        if msg == "" or self._ended or not self._due():  # "": a request to clear the bar, nothing to clear
             return False
         self._emit()
         return True

@@ -120,7 +120,6 @@ def describe_model(model_dir: str | os.PathLike[str] | None) -> str:
     return f"{where}: trained (sha256 {f['model_sha256'][:12]}), {score}"
 
 
-# ----------------------------------------------------------------------- portable paths
 def _roots(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     """``(absolute prefix, replacement)`` pairs, longest first: project root -> "", temp folder ->
     ``$TMPDIR``, home -> ``~``, each as given and resolved (``/tmp`` may be a link)."""

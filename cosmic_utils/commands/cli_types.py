@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable
 
-__all__ = ["positive_int", "nonnegative_int", "positive_float", "nonnegative_float", "percentage"]
+__all__ = ["positive_int", "nonnegative_int", "positive_float", "percentage"]
 
 _INT = re.compile(r"[+-]?\d+")
 
@@ -67,11 +67,6 @@ def _float(text: str, what: str, ok: Callable[[float], bool], bound: str) -> flo
 def positive_float(text: str) -> float:
     """A finite number > 0 (data sizes in GB, partition sizes in MB, speedups, deadlines)."""
     return _float(text, "a number > 0", lambda v: v > 0, "> 0")
-
-
-def nonnegative_float(text: str) -> float:
-    """A finite number >= 0."""
-    return _float(text, "a number >= 0", lambda v: v >= 0, ">= 0")
 
 
 def percentage(text: str) -> float:

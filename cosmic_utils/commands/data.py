@@ -70,17 +70,14 @@ def _prepare(args: argparse.Namespace) -> int:
         from cosmic_utils.exits import UsageError
 
         raise UsageError("--gb is required (or use --catalog-only)")
-    if args.catalog_only:
-        default = config.GENERATED_DIR / f"sdss_catalog_{args.source}_{args.partition_mb:g}mb_s{args.seed}"
-    else:
-        default = default_dataset_dir(args.gb, args.partition_mb, args.seed, args.source)
-    out = args.out or str(default)
     t0 = time.perf_counter()
     if args.catalog_only:
-        df = catalog.catalog_by_name(args.source)
-        manifest = prepare_catalog_partitions(df, out, args.partition_mb, seed=args.seed,
-                                              source=f"catalog:{args.source}", progress=not args.no_progress)
+        out = args.out or str(config.GENERATED_DIR / f"sdss_catalog_{args.source}_{args.partition_mb:g}mb_s{args.seed}")
+        manifest = prepare_catalog_partitions(catalog.catalog_by_name(args.source), out, args.partition_mb,
+                                              seed=args.seed, source=f"catalog:{args.source}",
+                                              progress=not args.no_progress)
     else:
+        out = args.out or str(default_dataset_dir(args.gb, args.partition_mb, args.seed, args.source))
         manifest = prepare_dataset(out, args.gb, args.partition_mb, seed=args.seed, source=args.source,
                                    progress=not args.no_progress)
     wall = time.perf_counter() - t0

@@ -154,7 +154,6 @@ def _load_published(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- evaluate
 def _density(x: np.ndarray, y: np.ndarray, bins: int = 80) -> np.ndarray:
     """Point density from a 2-D histogram (counts of each point's bin), for colouring scatter plots."""
     h, xe, ye = np.histogram2d(x, y, bins=bins)

@@ -83,7 +83,6 @@ def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = 
     return gated(engine, name, folder, gate)
 
 
-# --------------------------------------------------------------------------- default choice
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())

@@ -129,7 +129,6 @@ def run_published_loop(
     return PublishedLoopResult(z_pred=z, measurement=m, data_load_s=data_load_s)
 
 
-# --------------------------------------------------------------------------- child process
 def _worker_main(conn: Any, model_dir: str, threads: int | None) -> None:
     """Child body of :class:`PublishedLoopWorker`: ``(pt_path, batch_size, max_batches)`` ->
     ``("ok", PublishedLoopResult)`` or ``("error", text)``; ``None`` ends it. Only paths and numbers travel."""
