@@ -112,11 +112,8 @@ class PlainProgress(_std_tqdm):
 
 def progress(iterable: Iterable[Any] | None = None, total: float | None = None, desc: str = "",
              unit: str = "it", disable: bool = False, file: IO[str] | None = None, **kwargs: Any) -> _std_tqdm:
-    """A progress bar over ``iterable`` (or one to ``update`` by hand) that suits the output stream.
-
-    ``file`` defaults to stderr, as tqdm's. Extra keyword arguments go to tqdm (``unit_scale``,
-    ``leave`` ...).
-    """
+    """A progress bar over ``iterable`` (or one to ``update`` by hand) that suits the output stream
+    (``file``, default stderr); extra keyword arguments go to tqdm (``unit_scale``, ``leave`` ...)."""
     stream = file if file is not None else sys.stderr
     mode = os.environ.get("COSMIC_PROGRESS", "auto").strip().lower()
     if mode == "off":

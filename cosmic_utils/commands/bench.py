@@ -108,10 +108,7 @@ def _bench(args: argparse.Namespace) -> int:
     )
     if args.compile_batch_sizes is not None:
         kw["compile_batch_sizes"] = () if args.compile_batch_sizes == "all" else args.compile_batch_sizes
-    if args.quick:
-        cfg = BenchConfig.quick_config(**kw)
-    else:
-        cfg = BenchConfig(**{k: v for k, v in kw.items() if v is not None})
+    cfg = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**{k: v for k, v in kw.items() if v is not None})
     doc = run_bench(cfg)
     print(format_table(doc))
     print(json.dumps(doc["summary"], indent=2))

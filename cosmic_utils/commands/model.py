@@ -200,15 +200,10 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
             ax.axhline(t, color="k", ls=":", lw=0.6)
         # running median and NMAD in bins of x
         edges = np.quantile(x, np.linspace(0, 1, 11))
-        centres, med, nmad = [], [], []
-        for lo, hi_ in zip(edges[:-1], edges[1:], strict=True):
-            sel = (x >= lo) & (x <= hi_)
-            if sel.sum() >= 10:
-                d = dz[sel]
-                centres.append(float(np.median(x[sel])))
-                med.append(float(np.median(d)))
-                nmad.append(sigma_nmad(d))
-        c, md, nm = np.array(centres), np.array(med), np.array(nmad)
+        sels = [s for lo, hi_ in zip(edges[:-1], edges[1:], strict=True) if (s := (x >= lo) & (x <= hi_)).sum() >= 10]
+        c = np.array([float(np.median(x[s])) for s in sels])
+        md = np.array([float(np.median(dz[s])) for s in sels])
+        nm = np.array([sigma_nmad(dz[s]) for s in sels])
         ax.plot(c, md, "r-", lw=1.2, label="running median")
         ax.plot(c, md + nm, "r--", lw=0.9, label="median +- sigma_NMAD")
         ax.plot(c, md - nm, "r--", lw=0.9)

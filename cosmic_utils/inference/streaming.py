@@ -210,8 +210,7 @@ def stream_predict(
             t1 = time.perf_counter()
             result.read_wait_s += t1 - t_wait
             z = engine.predict(batch.image, batch.magnitude)
-            dt = time.perf_counter() - t1
-            result.batch_seconds.append(dt)
+            result.batch_seconds.append(time.perf_counter() - t1)
             if result.batches == 0:
                 result.first_batch_s = time.perf_counter() - t0
             result.batches += 1

@@ -226,11 +226,7 @@ class TorchInt8Engine(_TorchEngine):
         return self.module(image, magnitude)
 
 
-#: Engine name -> class (read by :func:`cosmic_utils.inference.engines.create_engine`).
+#: Engine name -> factory (read by :func:`cosmic_utils.inference.engines.create_engine`).
 TORCH_ENGINES: dict[str, Callable[..., _TorchEngine]] = {
-    "torch-eager": TorchEagerEngine.from_artifact,
-    "torch": TorchFastEngine.from_artifact,
-    "torch-compile": TorchCompiledEngine.from_artifact,
-    "torch-bf16": TorchBf16Engine.from_artifact,
-    "torch-int8": TorchInt8Engine.from_artifact,
-}
+    cls.name: cls.from_artifact
+    for cls in (TorchEagerEngine, TorchFastEngine, TorchCompiledEngine, TorchBf16Engine, TorchInt8Engine)}
