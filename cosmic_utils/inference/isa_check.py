@@ -29,11 +29,9 @@ VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8")
 
 
 def cpuid_features() -> dict[str, bool]:
-    """AVX2 / AVX-512F / AVX512-VNNI / AVX-VNNI / AMX-INT8 as ``cpuid`` reports them (x86-64 Linux only).
-
-    Executes ``cpuid`` (leaf 7, sub-leaf 0 and 1) from an executable page; under QEMU this is
-    the emulated CPU, unlike ``/proc/cpuinfo``, which QEMU user mode passes through from the host.
-    """
+    """AVX2 / AVX-512F / AVX512-VNNI / AVX-VNNI / AMX-INT8 as ``cpuid`` (leaf 7) reports them, x86-64 Linux
+    only: run from an executable page, so under QEMU it is the emulated CPU (QEMU user mode passes
+    the host's ``/proc/cpuinfo`` through)."""
     if platform.machine().lower() not in {"x86_64", "amd64"} or sys.platform != "linux":
         return {}
     # push rbx; mov eax, edi; mov ecx, esi; cpuid; mov [rdx], eax; mov [rdx+4], ebx;
