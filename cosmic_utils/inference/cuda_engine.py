@@ -1,10 +1,8 @@
 """The GPU engine: the model on a CUDA device, fp32 or bf16 / fp16 autocast, with prefetch.
 
-Same raw inputs, preprocessing and record columns as the CPU engines. Rows are staged in two
-pinned host buffers and uploaded on a side stream while the previous batch computes (double
-buffering); ``FastAstro`` runs when it agrees with the eager model on the device, else the eager
-``ViTAstro``. Without CUDA, creation raises :class:`CudaUnavailableError` (after the argument
-checks). Reasoning: docs/inference.md ("GPU baseline").
+Pinned double-buffered uploads on a side stream, ``FastAstro`` when it agrees with the eager
+model on the device; without CUDA, creation raises :class:`CudaUnavailableError` (after the
+argument checks). Reasoning: docs/inference.md ("GPU baseline").
 """
 
 from __future__ import annotations

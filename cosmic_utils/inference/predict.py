@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.data.catalog import read_header_table
+from cosmic_utils.data.catalog import ERR_COLUMNS, MAG_COLUMNS, read_header_table
 from cosmic_utils.data.photometry import missing_photometry, redshift_flags
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,6 @@ __all__ = ["PredictResult", "read_photometry", "predict_arrays", "predict_catalo
 
 #: Render seed when none is given (equal to ``cosmic_utils.model.train.VALID_RENDER_SEED``).
 DEFAULT_SEED: int = 0
-MAG_COLUMNS: tuple[str, ...] = ("u", "g", "r", "i", "z")
-ERR_COLUMNS: tuple[str, ...] = ("eu", "eg", "er", "ei", "ez")
 
 
 class PredictError(ValueError):
@@ -118,15 +116,15 @@ def predict_catalog(
     with_knn: bool = True,
 ) -> PredictResult:
     """Render, predict, write ``out_csv`` (when given) and score when ``zs`` is present."""
+    from cosmic_utils.data.catalog import magnitude_errors, magnitudes
     from cosmic_utils.data.evaluation import accuracy_table
     from cosmic_utils.data.render import render_cutouts
 
     timings: dict[str, float] = {}
     folder = resolve_model_dir(model)
     df = read_photometry(catalog_path)
-    mags = np.ascontiguousarray(df.loc[:, list(MAG_COLUMNS)].to_numpy(dtype=np.float64))
-    errs = (np.ascontiguousarray(df.loc[:, list(ERR_COLUMNS)].to_numpy(dtype=np.float64))
-            if all(c in df.columns for c in ERR_COLUMNS) else None)
+    mags = magnitudes(df)
+    errs = magnitude_errors(df) if all(c in df.columns for c in ERR_COLUMNS) else None
     # Missing photometry (a magnitude outside the plausible range, e.g. SDSS's -99 / -9999 / 99
     # codes) is never drawn nor predicted: those rows get an empty z_pred and a flag naming the
     # band and code. The good rows are rendered in contiguous runs at their own row index, so

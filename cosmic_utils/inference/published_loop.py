@@ -1,10 +1,8 @@
-"""The published local inference loop, reproduced as the in-run baseline of every comparison.
+"""The published local inference loop (``torch.load`` of a ``.pt`` TensorDataset, ``DataLoader``,
+eager fp32 model under ``no_grad``), reproduced as the in-run baseline of every comparison.
 
-``torch.load`` of a ``.pt`` TensorDataset (``weights_only=True``, TensorDataset allowed), a
-``DataLoader(batch_size, shuffle=False)`` and the eager fp32 model under ``torch.no_grad()``,
-plus the artifact's preprocessing. In ``cosmic bench`` it runs in a fresh interpreter
-(:class:`PublishedLoopWorker`) so it never inherits the engines' allocator tuning.
-Reasoning and timing definitions: docs/inference.md ("The published loop").
+:class:`PublishedLoopWorker` runs it in a fresh interpreter, so it never inherits the engines'
+allocator tuning. Reasoning and timing definitions: docs/inference.md ("The published loop").
 """
 
 from __future__ import annotations
