@@ -1,13 +1,8 @@
 """The ``cosmic`` command line: one entry point, one sub-command module per concern.
 
-Each module in :mod:`cosmic_utils.commands` exposes ``register(subparsers)`` which adds its
-sub-command(s) and sets ``func`` on the parsed namespace. Commands import their heavy
-dependencies (torch, moto) inside their functions so ``cosmic --help`` stays fast.
-
-Exit status (:mod:`cosmic_utils.exits`, README "Exit status"): 0 success, 1 refused / failed,
-2 usage error, 3 partial (some partitions, files or sweep points failed, each printed),
-130 Ctrl-C, 143 SIGTERM. :func:`main` applies it for every command: an exception a user can cause
-is printed as ``cosmic <cmd>: error: <message>`` (the traceback only with ``-v``).
+Each :mod:`cosmic_utils.commands` module exposes ``register(subparsers)`` and imports its heavy
+dependencies inside its functions, so ``cosmic --help`` stays fast. :func:`main` applies the
+exit-status contract of :mod:`cosmic_utils.exits` to every command.
 """
 
 from __future__ import annotations
@@ -38,8 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "figures",   # cosmic figures [--include-runs]
     "records",   # cosmic records ship | check: the admission rules of data/records
     "runs",      # cosmic runs: every scratch run and shipped record
-    "readme",    # cosmic readme [--check]: the README table from data/records
-    "report",    # cosmic report [--check]: docs/report.md from data/records
+    "report",    # cosmic readme | report [--check]: the README table, docs/report.md from data/records
     "local",     # cosmic local data-size: the local streaming data-size study
     "demo",      # cosmic demo: the main job
     "reliability",  # cosmic reliability

@@ -1,13 +1,8 @@
-"""Every path the project uses, in one place.
+"""Every path the project uses, in one place, and the units re-exported for workstation code.
 
-The project root is found, in order, from the ``COSMIC_ROOT`` environment variable, else from
-the location of this package when it sits in a checkout (editable install), else the current
-working directory. Each folder below can be moved on its own with an environment variable
-(``COSMIC_DATA_DIR``, ``COSMIC_RUNS_DIR`` ...), e.g. to keep several GB of generated partitions
-on a scratch disk. Nothing here creates folders at import time; call :func:`ensure_dirs`.
-
-Units (:mod:`cosmic_utils.runtime.units`, which Lambda also needs) are re-exported here for the
-workstation code, so no module types them again.
+The root is ``COSMIC_ROOT``, else this checkout, else the current folder; each folder can be
+moved on its own (``COSMIC_DATA_DIR``, ``COSMIC_RUNS_DIR`` ...), e.g. to a scratch disk.
+Nothing is created at import time; call :func:`ensure_dirs`.
 """
 
 from __future__ import annotations
@@ -15,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# ---------------------------------------------------------------- units (defined with the runtime)
 from cosmic_utils.runtime.units import BANDS, GB, PARTITION_MB, SAMPLE_BYTES  # noqa: E402,F401  re-exported
 
 
@@ -67,19 +61,18 @@ def ensure_dirs() -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
-def samples_per_partition(partition_mb: float) -> int:
-    """Samples in a partition of ``partition_mb`` published-MB (2**20 bytes), at least one.
+def _samples(size: float, unit_bytes: float, what: str, unit: str) -> int:
+    if size <= 0:
+        raise ValueError(f"{what} must be positive, got {size} {unit}")
+    return max(1, int(size * unit_bytes / SAMPLE_BYTES + 0.5))
 
-    The count is the smallest whole number of samples whose bytes reach the target, rounded
-    to the nearest sample: 10 -> 511, 25 -> 1,278, 100 -> 5,110.
-    """
-    if partition_mb <= 0:
-        raise ValueError(f"partition size must be positive, got {partition_mb} MB")
-    return max(1, int(partition_mb * PARTITION_MB / SAMPLE_BYTES + 0.5))
+
+def samples_per_partition(partition_mb: float) -> int:
+    """Samples in a partition of ``partition_mb`` published-MB (2**20 bytes), rounded to the nearest
+    sample, at least one: 10 -> 511, 25 -> 1,278, 100 -> 5,110."""
+    return _samples(partition_mb, PARTITION_MB, "partition size", "MB")
 
 
 def samples_for_gb(gb: float) -> int:
     """Samples in ``gb`` GB (1e9 bytes) of data, counted as the published work does."""
-    if gb <= 0:
-        raise ValueError(f"data size must be positive, got {gb} GB")
-    return max(1, int(gb * GB / SAMPLE_BYTES + 0.5))
+    return _samples(gb, GB, "data size", "GB")

@@ -1,22 +1,9 @@
 """The exit-status contract of every ``cosmic`` command, and how signals become exceptions.
 
-A number this project prints ends up in a report, so the exit status must say whether it can be
-trusted. Every command follows one table (README "Exit status", docs/reliability.md):
-
-====  ======================================================================================
- 0    everything asked for succeeded
- 1    the command refused to run or failed as a whole (bad file, missing model or bucket,
-      a run whose execution failed before any partition ran, an internal error)
- 2    usage error: an argument is missing, malformed or out of range (argparse's own status)
- 3    partial: the command ran, but some partitions / files / sweep points failed; each is
-      printed on stderr, one line with its id and its first failure reason
-130   interrupted by Ctrl-C (SIGINT); finished work is kept (``cosmic run --redrive`` resumes)
-143   terminated by SIGTERM; as 130
-====  ======================================================================================
-
-:func:`cosmic_utils.cli.main` applies it centrally: commands return 0 / 3 (or raise), and an
-exception a user can cause (a named error class of the project, a missing file, a cloud error)
-is printed as ``cosmic <cmd>: error: <message>`` without a traceback unless ``-v``.
+0 success, 1 refused / failed as a whole, 2 usage error, 3 partial (each failure printed on
+stderr), 130 SIGINT, 143 SIGTERM. :func:`cosmic_utils.cli.main` applies it centrally: an
+exception a user can cause is printed as ``cosmic <cmd>: error: <message>`` without a
+traceback unless ``-v``. The table: README "Exit status", docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -45,9 +32,7 @@ class CommandError(Exception):
 
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived; a KeyboardInterrupt so every ``except KeyboardInterrupt`` cleans up.
-
-    ``status`` is the conventional ``128 + signal number`` (130 for Ctrl-C, 143 for SIGTERM).
-    """
+    ``status`` is ``128 + signal number`` (130 for Ctrl-C, 143 for SIGTERM)."""
 
     def __init__(self, signum: int = int(signal.SIGINT), message: str = "") -> None:
         self.signum = int(signum)
@@ -69,44 +54,39 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
-def install_signal_handlers() -> Callable[[], None]:
-    """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread; returns a restore function.
-
-    Outside the main thread (signals cannot be handled there) nothing is installed.
-    """
+def _swap_handlers(handler: Any) -> dict[int, Any]:
+    """Install ``handler`` for SIGINT and SIGTERM; returns the previous ones (none outside the main thread)."""
     saved: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            saved[sig] = signal.signal(sig, _raise_interrupted)
+            saved[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread
             break
+    return saved
 
-    def restore() -> None:
-        for sig, handler in saved.items():
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, handler)
-    return restore
+
+def _restore(saved: Mapping[int, Any]) -> None:
+    for sig, handler in saved.items():
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(sig, handler)
+
+
+def install_signal_handlers() -> Callable[[], None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread; returns a restore function."""
+    saved = _swap_handlers(_raise_interrupted)
+    return lambda: _restore(saved)
 
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[list[int]]:
-    """Hold SIGINT / SIGTERM while cleanup runs (a second Ctrl-C must not leave children behind).
-
-    Signals that arrive meanwhile are recorded in the yielded list, not raised.
-    """
+    """Hold SIGINT / SIGTERM while cleanup runs (a second Ctrl-C must not leave children behind);
+    signals that arrive meanwhile are recorded in the yielded list, not raised."""
     arrived: list[int] = []
-    saved: dict[int, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            saved[sig] = signal.signal(sig, lambda s, f: arrived.append(s))
-        except ValueError:
-            break
+    saved = _swap_handlers(lambda s, f: arrived.append(s))
     try:
         yield arrived
     finally:
-        for sig, handler in saved.items():
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, handler)
+        _restore(saved)
 
 
 #: The project's named error classes: anything a user can cause through input or setup.
@@ -124,8 +104,8 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    """The classes of :data:`USER_ERRORS` whose module is loaded (an exception of a class whose
-    module was never imported cannot exist, so nothing heavy such as torch is imported here)."""
+    """The classes of :data:`USER_ERRORS` whose module is loaded (an exception of a never-imported
+    class cannot exist, so nothing heavy such as torch is imported here)."""
     types: list[type[BaseException]] = [CommandError, OSError]
     for module, name in USER_ERRORS:
         cls = getattr(sys.modules.get(module), name, None)

@@ -1,17 +1,9 @@
 """Progress bars that suit where the output goes: a live bar on a terminal, a few lines in a log.
 
-A tqdm bar redraws itself with carriage returns several times a second; written to a file or a
-CI log (``make demo > log``) that is megabytes of frames. :func:`progress` returns
-
-* a normal ``tqdm`` bar when the stream is a terminal,
-* the notebook bar (``tqdm.auto``) inside a Jupyter kernel,
-* otherwise a :class:`PlainProgress`: the same tqdm object (``update``, ``close``, ``n``,
-  ``total``, ``set_postfix`` ... all work) that prints plain lines, never a ``\\r``: one when it
-  starts, one per tenth of the way (or one a minute when the total is unknown, at most
-  ``max_lines``) and one when it ends.
-
-``COSMIC_PROGRESS`` overrides the choice: ``bar``, ``plain`` or ``off``. Every progress bar of
-the project goes through this module, so this is the one place to change the behaviour.
+:func:`progress` returns tqdm on a terminal, the notebook bar in Jupyter, else a
+:class:`PlainProgress` (the same tqdm object printing a start line, one per tenth of the way or
+one a minute, and an end line, never a ``\\r``). ``COSMIC_PROGRESS=bar|plain|off`` overrides.
+Every progress bar of the project goes through here (docs/architecture.md, "Run records").
 """
 
 from __future__ import annotations
@@ -91,9 +83,7 @@ class PlainProgress(_std_tqdm):
         return time.monotonic() - self._last_line_t >= self._interval_s
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
-        if msg == "" or self._ended:  # a request to clear the bar: there is nothing to clear
-            return False
-        if not self._due():
+        if msg == "" or self._ended or not self._due():  # "": a request to clear the bar, nothing to clear
             return False
         self._emit()
         return True
@@ -122,11 +112,8 @@ class PlainProgress(_std_tqdm):
 
 def progress(iterable: Iterable[Any] | None = None, total: float | None = None, desc: str = "",
              unit: str = "it", disable: bool = False, file: IO[str] | None = None, **kwargs: Any) -> _std_tqdm:
-    """A progress bar over ``iterable`` (or one to ``update`` by hand) that suits the output stream.
-
-    ``file`` defaults to stderr, as tqdm's. Extra keyword arguments go to tqdm (``unit_scale``,
-    ``leave`` ...).
-    """
+    """A progress bar over ``iterable`` (or one to ``update`` by hand) that suits the output stream
+    (``file``, default stderr); extra keyword arguments go to tqdm (``unit_scale``, ``leave`` ...)."""
     stream = file if file is not None else sys.stderr
     mode = os.environ.get("COSMIC_PROGRESS", "auto").strip().lower()
     if mode == "off":

@@ -1,24 +1,10 @@
 """Where a record came from, and records that travel between machines.
 
-A record shipped in ``data/records/`` is read on other machines (a fresh clone, CI, a reviewer's
-laptop), so it must say what produced it and must not carry the writing machine's folders:
-
-* :func:`provenance` - the git commit (short sha and a dirty flag), the library versions that
-  change numbers (python, numpy, torch, onnxruntime) and the CPU probe of
-  :func:`cosmic_utils.runtime.cpu.cpu_probe`. Every record writer calls it, so the fields are the same in
-  a bench JSON, a local-run CSV row, a pipeline summary and a sweep marker.
-* :func:`portable` / :func:`portable_text` - rewrite absolute paths under the project root to
-  project-relative ones (``/home/me/cosmic/models/default`` -> ``models/default``), and paths
-  under the temporary folder or the home folder to ``$TMPDIR/...`` / ``~/...``. Paths the user
-  gave relative stay as given; any other absolute path (a scratch disk) is kept, since it is
-  what the user typed.
-
-* :func:`model_fields` - what a record must say about the model that produced it (artifact
-  sha256, trained or not, its validation sigma_NMAD beside the kNN anchor's), read from the
-  artifact's ``artifact.json``; the admission rules of ``cosmic records ship``
-  (:mod:`cosmic_utils.analysis.admission`) read these fields.
-
-Standard library only; it never raises (a record is still written when git is absent).
+:func:`provenance` (git commit, library versions, CPU probe) and :func:`model_fields` (the
+artifact's identity, trained or not, its validation score) are added by every record writer;
+:func:`portable` / :func:`portable_text` rewrite machine paths (project root -> relative,
+``$TMPDIR/...``, ``~/...``). Standard library only; it never raises.
+Reasoning: docs/architecture.md ("Run records"), docs/records.md.
 """
 
 from __future__ import annotations
@@ -47,7 +33,8 @@ PROBE_FIELDS: tuple[str, ...] = ("cpu_model", "isa", "cpu_flags", "isa_caps", "c
 LIBRARIES: tuple[str, ...] = ("numpy", "torch", "onnxruntime")
 
 
-def _version(dist: str) -> str:
+def library_version(dist: str) -> str:
+    """Installed version of a distribution ("" when absent), without importing it."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -56,12 +43,8 @@ def _version(dist: str) -> str:
 
 @lru_cache(maxsize=4)
 def git_commit(root: str | None = None) -> tuple[str, bool]:
-    """``(short sha, dirty)`` of the checkout at ``root`` (default the project root).
-
-    ``("", False)`` when it is not a git checkout or git is missing (an installed wheel, Lambda).
-    Dirty means tracked files differ from the commit (untracked files do not count: run outputs
-    are git-ignored anyway).
-    """
+    """``(short sha, dirty)`` of the checkout at ``root`` (default the project root); ``("", False)``
+    outside a git checkout. Dirty: tracked files differ from the commit (untracked ones do not count)."""
     where = root or str(config.PROJECT_ROOT)
     try:
         sha = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -76,13 +59,10 @@ def git_commit(root: str | None = None) -> tuple[str, bool]:
 
 
 def provenance() -> dict[str, Any]:
-    """Flat provenance fields for a record: git commit, library versions, CPU probe.
-
-    Flat (no nesting) so the same keys work as CSV columns and JSON fields.
-    """
+    """Flat provenance fields (CSV columns or JSON fields alike): git commit, library versions, CPU probe."""
     sha, dirty = git_commit()
     out: dict[str, Any] = {"git_commit": sha, "git_dirty": dirty, "python_version": platform.python_version()}
-    out.update({f"{lib}_version": _version(lib) for lib in LIBRARIES})
+    out.update({f"{lib}_version": library_version(lib) for lib in LIBRARIES})
     probe = cpu_probe()
     out.update({k: probe.get(k, "") for k in PROBE_FIELDS})
     return out
@@ -105,13 +85,9 @@ def _model_fields_cached(folder: str, mtime_ns: int) -> tuple[tuple[str, Any], .
 
 
 def model_fields(model_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The :data:`MODEL_FIELDS` of the artifact in ``model_dir`` (a local folder).
-
-    ``model_sha256`` is the sha256 of ``artifact.json`` (the identity the pipeline's records use:
-    it lists the sha256 of every weight file). ``model_trained`` is False for the untrained
-    stand-in. ``model_sigma_nmad`` / ``model_knn_sigma_nmad`` are the validation scores written
-    at training time (``metrics.validation`` / ``metrics.knn``), None when the artifact has none
-    (untrained, published weights). An ``s3://`` model or a missing folder gives empty fields.
+    """The :data:`MODEL_FIELDS` of the artifact in a local ``model_dir`` (docs/records.md): sha256 of
+    ``artifact.json``, trained or not, validation and kNN sigma_NMAD (None when not recorded).
+    An ``s3://`` model or a missing folder gives empty fields.
     """
     empty: dict[str, Any] = {k: None for k in MODEL_FIELDS}
     if model_dir is None or str(model_dir).startswith("s3://"):
@@ -144,19 +120,14 @@ def describe_model(model_dir: str | os.PathLike[str] | None) -> str:
     return f"{where}: trained (sha256 {f['model_sha256'][:12]}), {score}"
 
 
-# ----------------------------------------------------------------------- portable paths
 def _roots(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-    """``(absolute prefix, replacement)`` pairs, longest prefix first.
-
-    The project root maps to "" (project-relative), the temp folder to ``$TMPDIR``, the home
-    folder to ``~``. Both the resolved and the as-given spelling of each folder are listed
-    (``/tmp`` may be a link, the root may be reached through one).
-    """
+    """``(absolute prefix, replacement)`` pairs, longest first: project root -> "", temp folder ->
+    ``$TMPDIR``, home -> ``~``, each as given and resolved (``/tmp`` may be a link)."""
     pairs: list[tuple[str, str]] = list(extra)
     for folder, repl in ((config.PROJECT_ROOT, ""), (Path(tempfile.gettempdir()), "$TMPDIR"),
                          (Path("/tmp"), "$TMPDIR"), (Path.home(), "~")):
         for spelled in {str(folder), os.path.realpath(folder)}:
-            if spelled not in ("", "/") and len(spelled) > 1:
+            if len(spelled) > 1:
                 pairs.append((spelled.rstrip("/"), repl))
     seen: dict[str, str] = {}
     for prefix, repl in pairs:
@@ -165,13 +136,9 @@ def _roots(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
 
 
 def portable_text(text: str, extra_roots: Iterable[tuple[str, str]] = ()) -> str:
-    """``text`` with every machine-specific absolute path prefix rewritten (see module docstring).
-
-    Works on free text too (error messages that quote a path): a prefix is replaced only where it
-    is a whole path component (followed by ``/``, a quote, a separator or the end), so
-    ``/tmpfoo`` is left alone. ``<root>/x`` becomes ``x``; ``<root>`` alone becomes ``.``.
-    ``extra_roots`` adds ``(prefix, replacement)`` pairs, e.g. the root of another machine when
-    cleaning records it wrote.
+    """``text`` (free text too) with machine path prefixes rewritten where they are a whole path
+    component (``/tmpfoo`` is left alone): ``<root>/x`` -> ``x``, ``<root>`` -> ``.``. ``extra_roots``
+    adds ``(prefix, replacement)`` pairs, e.g. another machine's root.
     """
     for prefix, repl in _roots(extra_roots):
         if prefix not in text:
@@ -213,12 +180,9 @@ ABSOLUTE_PATH_PATTERNS: tuple[str, ...] = (r"/home/", r"/work/", r"/tmp/", r"/ro
 
 def find_absolute_paths(text: str) -> list[str]:
     """Snippets of ``text`` that look like an absolute path of the writing machine."""
-    hits = []
-    pats = [*ABSOLUTE_PATH_PATTERNS, re.escape(str(config.PROJECT_ROOT))]
-    for pat in pats:
-        for m in re.finditer(r"(?<![\w.$])" + pat, text):
-            hits.append(text[max(0, m.start() - 20): m.end() + 40])
-    return hits
+    return [text[max(0, m.start() - 20): m.end() + 40]
+            for pat in [*ABSOLUTE_PATH_PATTERNS, re.escape(str(config.PROJECT_ROOT))]
+            for m in re.finditer(r"(?<![\w.$])" + pat, text)]
 
 
 def stamped(record: Mapping[str, Any]) -> dict[str, Any]:

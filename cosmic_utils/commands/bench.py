@@ -1,8 +1,7 @@
 """``cosmic bench``: engines x batch sizes against the published loop (see :mod:`cosmic_utils.inference.bench`).
 
-``make bench`` runs ``cosmic bench --threads 1 2 --budget-s ...``: both thread counts in one
-run, under its time budget on 2 cores; ``--quick`` under a minute or two. ``--stream-gb 1`` adds the streaming memory check
-(renders the dataset once, or reuses ``--dataset``).
+``make bench`` runs ``--threads 1 2 --budget-s ...`` (both thread counts in one run); ``--quick``
+takes a minute or two; ``--stream-gb 1`` adds the streaming memory check (docs/inference.md).
 """
 
 from __future__ import annotations
@@ -109,10 +108,7 @@ def _bench(args: argparse.Namespace) -> int:
     )
     if args.compile_batch_sizes is not None:
         kw["compile_batch_sizes"] = () if args.compile_batch_sizes == "all" else args.compile_batch_sizes
-    if args.quick:
-        cfg = BenchConfig.quick_config(**kw)
-    else:
-        cfg = BenchConfig(**{k: v for k, v in kw.items() if v is not None})
+    cfg = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**{k: v for k, v in kw.items() if v is not None})
     doc = run_bench(cfg)
     print(format_table(doc))
     print(json.dumps(doc["summary"], indent=2))

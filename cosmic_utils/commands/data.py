@@ -1,10 +1,6 @@
-"""``cosmic data``: prepare | convert-pt | verify | bench.
+"""``cosmic data``: prepare | convert-pt | verify | upload | bench (docs/data.md).
 
-- ``prepare``: render a dataset of real SDSS galaxies (resampled) into partitions + manifest.
-- ``convert-pt``: published ``.pt`` TensorDataset partitions -> ``.cpart`` dataset (every readable
-  file; the unreadable ones are listed, exit 3).
-- ``verify``: check every partition of a dataset against its manifest (exit 3 and list the bad).
-- ``bench``: renderer cutouts/s, partition write/read MB/s, noise calibration, peak RSS.
+Unreadable files of ``convert-pt`` and bad partitions of ``verify`` are listed, exit 3.
 """
 
 from __future__ import annotations
@@ -74,17 +70,14 @@ def _prepare(args: argparse.Namespace) -> int:
         from cosmic_utils.exits import UsageError
 
         raise UsageError("--gb is required (or use --catalog-only)")
-    if args.catalog_only:
-        default = config.GENERATED_DIR / f"sdss_catalog_{args.source}_{args.partition_mb:g}mb_s{args.seed}"
-    else:
-        default = default_dataset_dir(args.gb, args.partition_mb, args.seed, args.source)
-    out = args.out or str(default)
     t0 = time.perf_counter()
     if args.catalog_only:
-        df = catalog.catalog_by_name(args.source)
-        manifest = prepare_catalog_partitions(df, out, args.partition_mb, seed=args.seed,
-                                              source=f"catalog:{args.source}", progress=not args.no_progress)
+        out = args.out or str(config.GENERATED_DIR / f"sdss_catalog_{args.source}_{args.partition_mb:g}mb_s{args.seed}")
+        manifest = prepare_catalog_partitions(catalog.catalog_by_name(args.source), out, args.partition_mb,
+                                              seed=args.seed, source=f"catalog:{args.source}",
+                                              progress=not args.no_progress)
     else:
+        out = args.out or str(default_dataset_dir(args.gb, args.partition_mb, args.seed, args.source))
         manifest = prepare_dataset(out, args.gb, args.partition_mb, seed=args.seed, source=args.source,
                                    progress=not args.no_progress)
     wall = time.perf_counter() - t0
@@ -143,16 +136,11 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def run_data_bench(samples: int = 4000, threads: int | None = None) -> dict[str, Any]:
     """The numbers ``cosmic data bench`` prints (also used by ``make bench``)."""
     import os
     import platform
+    import resource
 
     import numpy as np
 
@@ -204,7 +192,7 @@ def run_data_bench(samples: int = 4000, threads: int | None = None) -> dict[str,
         "write_mb_per_s": mb / min(write_s),
         "read_verify_mb_per_s": mb / min(read_s),
         "stream_read_mb_per_s": mb / min(stream_s),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,  # KiB on Linux
         "cpu_count": os.cpu_count(),
         "cpu_model": platform.processor() or platform.machine(),
         "numpy_version": np.__version__,
@@ -234,18 +222,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _upload(args: argparse.Namespace) -> int:
     """Print the dataset's s3 URI to pass as ``--data``."""
-    from cosmic_utils.cloud.upload import UploadError, describe, upload_dataset
+    from cosmic_utils.cloud.upload import UploadError, upload_dataset
+    from cosmic_utils.commands import upload
     from cosmic_utils.runtime.manifest import ManifestError
     from cosmic_utils.runtime.storage import StorageError
 
-    try:
-        report = upload_dataset(args.dataset, args.dest)
-    except (ManifestError, UploadError, FileNotFoundError) as exc:
-        print(f"cosmic data upload: {exc}", file=sys.stderr)
-        return 1  # refused: a missing or broken dataset (exit-status contract: 1)
-    except StorageError as exc:
-        print(f"cosmic data upload: {exc}", file=sys.stderr)
-        return 1
-    print(describe(report), file=sys.stderr)
-    print(report.uri)
-    return 0
+    return upload("cosmic data upload", upload_dataset, args.dataset, args.dest,
+                  (ManifestError, UploadError, FileNotFoundError, StorageError))

@@ -1,15 +1,7 @@
-"""``cosmic model``: train | export | load-published | evaluate.
+"""``cosmic model``: train | export | load-published | upload | evaluate (docs/training.md).
 
-- ``train [--config default|quick] [--force] [--out DIR]``: train on the bundled galaxies
-  (cached: an artifact with the same config and training data is reused unless ``--force``).
-- ``export [--model DIR]``: (re-)export ``model.onnx`` from ``model.pt`` and verify it against
-  torch on the validation set (max |onnx - torch|).
-- ``load-published PATH --out DIR [--trust-pickle]``: wrap the published weights as an artifact.
-- ``evaluate [--model DIR]``: validation metrics with the kNN reference row, predictions CSV
-  and figures (z_pred vs z_spec coloured by point density, dz vs z_spec, dz vs r).
-
-Logic lives in :mod:`cosmic_utils.model.train`, :mod:`cosmic_utils.model.export`, :mod:`cosmic_utils.runtime.artifact`;
-the figures are drawn here with the report's style (:mod:`cosmic_utils.analysis.plots`).
+Logic lives in :mod:`cosmic_utils.model.train`, :mod:`cosmic_utils.model.export` and
+:mod:`cosmic_utils.runtime.artifact`; the evaluation figures are drawn here with the report's style.
 """
 
 from __future__ import annotations
@@ -71,10 +63,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.set_defaults(func=_evaluate)
 
 
-def _model_dir(value: str | None) -> Path:
+def _validation_set(args: argparse.Namespace) -> tuple[Any, Path, Any, int] | None:
+    """``(artifact, folder, validation rows, render seed)`` for ``--model`` / ``--rows`` / ``--seed``
+    (default: the artifact's validation seed); None, the error printed, for a bad artifact."""
     from cosmic_utils import config
+    from cosmic_utils.data import catalog
+    from cosmic_utils.model.train import VALID_RENDER_SEED
+    from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact
 
-    return Path(value) if value else config.DEFAULT_MODEL_DIR
+    folder = Path(args.model) if args.model else config.DEFAULT_MODEL_DIR
+    try:
+        art = ModelArtifact.load(folder)
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    valid = catalog.valid_catalog()
+    if args.rows:
+        valid = valid.iloc[: args.rows].reset_index(drop=True)
+    seed = getattr(args, "seed", None)
+    return art, folder, valid, int(art.config.get("valid_render_seed", VALID_RENDER_SEED)) if seed is None else seed
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -114,22 +121,14 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from cosmic_utils.data import catalog
     from cosmic_utils.model.artifacts import add_onnx
     from cosmic_utils.model.export import compare_onnx_torch
-    from cosmic_utils.model.train import VALID_RENDER_SEED, render_catalog
-    from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact
+    from cosmic_utils.model.train import render_catalog
 
-    folder = _model_dir(args.model)
-    try:
-        art = ModelArtifact.load(folder)
-    except ArtifactError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = _validation_set(args)
+    if loaded is None:
         return 1
-    valid = catalog.valid_catalog()
-    if args.rows:
-        valid = valid.iloc[: args.rows]
-    seed = int(art.config.get("valid_render_seed", VALID_RENDER_SEED))
+    art, _, valid, seed = loaded
     image, mags, _ = render_catalog(valid, seed)
     t0 = time.perf_counter()
     add_onnx(art, onnx_example=(image[:64], mags[:64]))
@@ -155,7 +154,6 @@ def _load_published(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- evaluate
 def _density(x: np.ndarray, y: np.ndarray, bins: int = 80) -> np.ndarray:
     """Point density from a 2-D histogram (counts of each point's bin), for colouring scatter plots."""
     h, xe, ye = np.histogram2d(x, y, bins=bins)
@@ -202,15 +200,10 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
             ax.axhline(t, color="k", ls=":", lw=0.6)
         # running median and NMAD in bins of x
         edges = np.quantile(x, np.linspace(0, 1, 11))
-        centres, med, nmad = [], [], []
-        for lo, hi_ in zip(edges[:-1], edges[1:], strict=True):
-            sel = (x >= lo) & (x <= hi_)
-            if sel.sum() >= 10:
-                d = dz[sel]
-                centres.append(float(np.median(x[sel])))
-                med.append(float(np.median(d)))
-                nmad.append(sigma_nmad(d))
-        c, md, nm = np.array(centres), np.array(med), np.array(nmad)
+        sels = [s for lo, hi_ in zip(edges[:-1], edges[1:], strict=True) if (s := (x >= lo) & (x <= hi_)).sum() >= 10]
+        c = np.array([float(np.median(x[s])) for s in sels])
+        md = np.array([float(np.median(dz[s])) for s in sels])
+        nm = np.array([sigma_nmad(dz[s]) for s in sels])
         ax.plot(c, md, "r-", lw=1.2, label="running median")
         ax.plot(c, md + nm, "r--", lw=0.9, label="median +- sigma_NMAD")
         ax.plot(c, md - nm, "r--", lw=0.9)
@@ -230,19 +223,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cosmic_utils.data import catalog
     from cosmic_utils.data.evaluation import accuracy_table, format_table
     from cosmic_utils.inference.predict import predict_arrays
-    from cosmic_utils.model.train import VALID_RENDER_SEED, render_catalog
-    from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact
+    from cosmic_utils.model.train import render_catalog
 
-    folder = _model_dir(args.model)
-    try:
-        art = ModelArtifact.load(folder)
-    except ArtifactError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = _validation_set(args)
+    if loaded is None:
         return 1
-    valid = catalog.valid_catalog()
-    if args.rows:
-        valid = valid.iloc[: args.rows].reset_index(drop=True)
-    seed = args.seed if args.seed is not None else int(art.config.get("valid_render_seed", VALID_RENDER_SEED))
+    art, folder, valid, seed = loaded
     t0 = time.perf_counter()
     image, mags, _ = render_catalog(valid, seed)
     z_pred = predict_arrays(image, mags, folder, engine=args.engine)
@@ -269,15 +255,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _upload(args: argparse.Namespace) -> int:
     """Print the versioned s3 URI to pass as ``--model``."""
-    from cosmic_utils.cloud.upload import UploadError, describe, upload_model
+    from cosmic_utils.cloud.upload import UploadError, upload_model
+    from cosmic_utils.commands import upload
     from cosmic_utils.runtime.artifact import ArtifactError
     from cosmic_utils.runtime.storage import StorageError
 
-    try:
-        report = upload_model(args.model_dir, args.dest)
-    except (ArtifactError, UploadError, StorageError) as exc:
-        print(f"cosmic model upload: {exc}", file=sys.stderr)
-        return 1  # refused: a broken artifact or an unreachable bucket (exit-status contract: 1)
-    print(describe(report), file=sys.stderr)
-    print(report.uri)
-    return 0
+    return upload("cosmic model upload", upload_model, args.model_dir, args.dest,
+                  (ArtifactError, UploadError, StorageError))

@@ -1,8 +1,7 @@
 """``cosmic predict --catalog FILE --out PRED.csv [--model DIR] [--seed S] [--engine E]``.
 
-Renders the catalogue's galaxies, predicts their redshifts and writes one CSV row per galaxy
-(``row``, ``z_spec`` when the file has ``zs``, ``z_pred``); with labels it prints the accuracy
-table with the kNN reference row. Logic: :mod:`cosmic_utils.inference.predict`.
+One CSV row per galaxy (``row``, ``z_spec`` when known, ``z_pred``, ``flag``); with labels, the
+accuracy table with the kNN row. Logic: :mod:`cosmic_utils.inference.predict`.
 """
 
 from __future__ import annotations

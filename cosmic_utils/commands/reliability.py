@@ -1,8 +1,7 @@
-"""``cosmic reliability``: run every bad-input and fault scenario, then the load test; print the table.
+"""``cosmic reliability``: every bad-input and fault scenario, then the load test; prints the table.
 
-Writes ``<out>/reliability.csv``, ``reliability.md`` and ``reliability.json`` (with details such as
-the failed partitions' reasons and the load test's memory figures). Exit status 0 only when every
-scenario passed and no partition was lost. See docs/reliability.md.
+Writes ``<out>/reliability.csv``, ``.md`` and ``.json``; exit 0 only when every scenario passed
+and no partition was lost (docs/reliability.md).
 """
 
 from __future__ import annotations

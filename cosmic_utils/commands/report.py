@@ -1,4 +1,5 @@
-"""``cosmic report``: write docs/report.md (the seed study, claim by claim) from the stored records."""
+"""``cosmic readme`` and ``cosmic report``: the README's "What it measures" table and docs/report.md
+(the seed study, claim by claim), each regenerated from the stored records (``--check``: compare only)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("readme", help="regenerate the README's measured table from the shipped records")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when the README's table differs from the records")
+    p.add_argument("--readme", type=Path, help="README file (default: README.md of the project)")
+    p.add_argument("--records", type=Path, help="records folder (default: data/records/)")
+    p.set_defaults(func=_readme)
+
     p = subparsers.add_parser("report", help="write docs/report.md from data/records/ (figures: cosmic figures)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when docs/report.md differs from what the records give")
@@ -41,3 +49,21 @@ def _report(args: argparse.Namespace) -> int:
     if doc_changed:
         print(f"{doc}: decomposition block written from data/records/")
     return exits.OK
+
+
+def _readme(args: argparse.Namespace) -> int:
+    from cosmic_utils.analysis.readme import update_readme
+
+    try:
+        stale = update_readme(args.readme, args.records, check=args.check)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.check:
+        if stale:
+            print("README.md: the measured table differs from data/records/; run `make readme`", file=sys.stderr)
+            return 1
+        print("README.md: the measured table matches data/records/")
+        return 0
+    print("README.md: measured table " + ("rewritten from data/records/" if stale else "already up to date"))
+    return 0

@@ -39,9 +39,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.estimate:
         return _estimate(args)
     if len(args.grid) > 1:
-        from cosmic_utils.exits import UsageError
-
-        raise UsageError("several grid files only with --estimate; run one sweep at a time")
+        raise exits.UsageError("several grid files only with --estimate; run one sweep at a time")
     args.grid = args.grid[0]
     refused = _project(args)
     if refused is not None:

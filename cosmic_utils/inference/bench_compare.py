@@ -1,10 +1,8 @@
 """Shipped bench records of several machines, side by side (``cosmic bench --compare``).
 
-Records of different machines live side by side (docs/records.md): the study's machine at
-``data/records/bench.json``, every other one at ``data/records/machines/<machine>/bench.json``.
-Each column here is one record, named with the CPU its probe measured; every value is
-*measured* on that machine (samples/s at batch 256 and the ratio against the published loop
-at the same thread count, same run). Nothing is converted between machines.
+One column per record (``data/records/bench.json``, ``data/records/machines/<machine>/bench.json``,
+docs/records.md), named with the CPU its probe measured; every value is measured on that machine,
+nothing is converted between machines.
 """
 
 from __future__ import annotations

@@ -1,31 +1,8 @@
 """The GPU engine: the model on a CUDA device, fp32 or bf16 / fp16 autocast, with prefetch.
 
-Why an engine and not notebook code: the GPU baseline must be comparable with the CPU engines
-(same raw inputs, same preprocessing, same record columns) and usable from ``cosmic bench`` and
-``cosmic_utils.inference.streaming.run_local``; code inside a notebook was neither.
-
-How a call to :meth:`CudaEngine.predict` runs (``batch`` samples at a time, :func:`batch_plan`):
-
-* the raw numpy rows of a batch are copied into one of two **pinned** (page-locked) host
-  staging buffers, so the host-to-device copy can be asynchronous;
-* the copy runs on a **side CUDA stream**; :func:`prefetched` orders the work so batch ``i+1``
-  is uploaded while batch ``i`` computes on the default stream (double buffering: a staging
-  buffer is refilled only after the event recorded behind its previous upload has completed);
-* the artifact's preprocessing (:class:`cosmic_utils.model.export.Preprocess`, the same module the
-  CPU torch engines use) and the network run on the device; ``bf16`` / ``fp16`` run the
-  network under ``torch.autocast`` (the float64 magnitude standardisation stays float64, as on
-  the CPU); ``fp32`` disables TF32 in cuDNN so fp32 means fp32;
-* redshifts stay on the device until the end of the call, then come back in one copy.
-
-The network is :class:`~cosmic_utils.inference.torch_engines.FastAstro` (the restructured
-network of the CPU engine) when it agrees with the eager ``ViTAstro`` on the device at
-creation (a few random rows, both under the engine's precision: 1e-3 in redshift in fp32,
-0.05 under autocast); otherwise, or if it fails on the device, the
-eager ``ViTAstro`` runs and ``engine.network`` says so.
-
-Without a CUDA device, creating the engine raises :class:`CudaUnavailableError` (a
-:class:`~cosmic_utils.inference.engines.EngineUnavailableError`): ``cosmic bench`` skips the
-engine with that reason. Argument checks run before any CUDA call.
+Pinned double-buffered uploads on a side stream, ``FastAstro`` when it agrees with the eager
+model on the device; without CUDA, creation raises :class:`CudaUnavailableError` (after the
+argument checks). Reasoning: docs/inference.md ("GPU baseline").
 """
 
 from __future__ import annotations

@@ -1,45 +1,11 @@
 """Inference engines behind one interface, and the choice of the default engine.
 
-Every engine takes the *raw* arrays as stored in partitions and returns redshifts::
-
-    engine = create_engine("onnx", "models/default", threads=None)
-    z = engine.predict(image, magnitude)   # float32 [N,5,32,32], float64 [N,5] -> float32 [N]
-    engine.name, engine.precision, engine.threads, engine.close()
-
-and applies the artifact's preprocessing itself (the ONNX graph holds it; the torch engines
-call the artifact's numpy preprocessing), so all engines see the same inputs.
-
-Engines (``ENGINE_NAMES``):
-
-============= ========= =========================================================================
-name          precision what runs
-============= ========= =========================================================================
-torch-eager   fp32      the eager ``ViTAstro`` under ``inference_mode`` (reference for the checks)
-torch         fp32      ``FastAstro``: folded BatchNorm, merged 1x1 convs, channels-last CNN, SDPA
-torch-compile fp32      ``FastAstro`` compiled by TorchInductor (fused loops; ~20 s compile per shape)
-torch-bf16    bf16      ``FastAstro`` in bfloat16 (AMX / AVX-512 BF16 CPUs)
-torch-int8    int8      ``FastAstro`` with dynamically quantised int8 Linear layers (torch.ao)
-onnx          fp32      ONNX Runtime, all graph optimisations (no torch: what Lambda runs)
-onnx-int8     int8      ONNX Runtime on a dynamically quantised copy of the graph (MatMulInteger)
-torch-cuda    fp32      the model on a CUDA device, pinned-memory prefetch on a side stream
-torch-cuda-bf16 bf16    ``torch-cuda`` under bf16 autocast
-torch-cuda-fp16 fp16    ``torch-cuda`` under fp16 autocast
-============= ========= =========================================================================
-
-The CUDA engines (:mod:`cosmic_utils.inference.cuda_engine`) raise :class:`EngineUnavailableError`
-on a machine without a CUDA device and are never picked by :func:`default_engine` there.
-
-This module does not import torch (the inference Lambda imports it); :func:`create_engine`
-imports :mod:`cosmic_utils.inference.torch_engines` only when a torch engine is asked for.
-
-Accuracy gate: :func:`create_engine` runs a reduced-precision engine on the artifact's
-calibration set before returning it and refuses it (:class:`~cosmic_utils.runtime.gating.EngineAccuracyError`)
-where it is not accurate on this CPU type (see :mod:`cosmic_utils.runtime.gating`).
-
-Default engine: reduced-precision engines are used by default only when they are accurate *and*
-faster than fp32 on this CPU type: ``cosmic bench`` writes its checks (with the CPU type) to
-``runs/bench/engine_checks.json`` and its speeds to ``runs/bench/bench.json``;
-:func:`default_engine` picks the fastest engine among fp32 and those reduced engines.
+``create_engine(name, model_dir).predict(image, magnitude)`` takes the raw arrays stored in
+partitions (float32 [N,5,32,32], float64 [N,5]) and returns float32 redshifts; every engine
+applies the artifact's preprocessing itself. Reduced-precision engines are gated on the
+artifact's calibration set; :func:`default_engine` picks the fastest engine the last bench found
+accurate on this CPU type. This module does not import torch (the inference Lambda imports it).
+Engine table, gate and default rule: docs/inference.md ("Using it", "Reduced precision").
 """
 
 from __future__ import annotations
@@ -53,11 +19,7 @@ from typing import Any
 
 from cosmic_utils import config
 from cosmic_utils.runtime import cpu
-from cosmic_utils.runtime.engine import (
-    ENGINE_PRECISION,
-    ONNX_ENGINE_NAMES,
-    Engine,
-)
+from cosmic_utils.runtime.engine import ENGINE_PRECISION, ONNX_ENGINE_NAMES, Engine
 from cosmic_utils.runtime.gating import FP32_FALLBACK, NMAD_TOLERANCE_REL, gated, speed_refusal
 from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 
@@ -97,13 +59,10 @@ def _artifact_dir(artifact_or_dir: Any) -> Path:
 
 
 def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = None, gate: bool = True) -> Engine:
-    """The engine ``name`` (see ``ENGINE_NAMES``; ``"default"`` picks :func:`default_engine`)
-    on the model artifact ``artifact_or_dir`` (default ``config.DEFAULT_MODEL_DIR``).
+    """The engine ``name`` (``"default"``: :func:`default_engine`) on an artifact (default ``models/default``).
 
-    ``gate`` (default): a reduced-precision engine first runs the artifact's calibration set and
-    is refused (:class:`~cosmic_utils.runtime.gating.EngineRefusedError` /
-    ``EngineAccuracyError``, engine closed) unless it is accurate on this CPU type. The bench
-    passes ``gate=False`` to measure refused engines too.
+    ``gate``: a reduced-precision engine is refused (``EngineRefusedError`` / ``EngineAccuracyError``,
+    engine closed) unless accurate on this CPU type; the bench passes ``gate=False`` to measure them too.
     """
     folder = _artifact_dir(artifact_or_dir if artifact_or_dir is not None else config.DEFAULT_MODEL_DIR)
     if name == "default":
@@ -111,7 +70,7 @@ def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = 
     engine: Engine
     if name in ONNX_ENGINE_NAMES:
         return create_onnx_engine(name, folder, threads=threads, gate=gate)
-    elif name in TORCH_ENGINE_NAMES:
+    if name in TORCH_ENGINE_NAMES:
         from cosmic_utils.inference.torch_engines import TORCH_ENGINES
 
         engine = TORCH_ENGINES[name](folder, threads=threads)
@@ -124,7 +83,6 @@ def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = 
     return gated(engine, name, folder, gate)
 
 
-# --------------------------------------------------------------------------- default choice
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -133,24 +91,20 @@ def _read_json(path: Path) -> Any:
 
 
 def passing_engines(checks_path: str | os.PathLike[str] | None = None) -> set[str]:
-    """Engines allowed by default: every fp32 engine, plus reduced-precision engines whose
-    recorded accuracy check (``engine_checks.json``) passed on a *trained* model *on this CPU
-    type* (checks without a ``cpu_type``, or made on another CPU type, do not count) and that
-    are not known to be slow here (bf16 without native bf16)."""
+    """Every fp32 engine, plus reduced engines whose check in ``engine_checks.json`` passed on a
+    trained model on this CPU type and that are not known to be slow here (emulated bf16)."""
     allowed = {n for n, p in ENGINE_PRECISION.items() if p == "fp32"}
     data = _read_json(Path(checks_path or ENGINE_CHECKS_PATH))
     checks = data.get("checks", []) if isinstance(data, dict) else []
     here = cpu.cpu_type()
     file_cpu = data.get("cpu_type") if isinstance(data, dict) else None
     for check in checks:
-        if not (isinstance(check, dict) and check.get("passed") and check.get("trained_model", True)):
+        if not (isinstance(check, dict) and check.get("passed") and check.get("trained_model", True)
+                and (check.get("cpu_type") or file_cpu) == here):
             continue
         name = str(check.get("engine"))
-        if (check.get("cpu_type") or file_cpu) != here:
-            continue
-        if speed_refusal(name, ENGINE_PRECISION.get(name, "fp32")):
-            continue
-        allowed.add(name)
+        if not speed_refusal(name, ENGINE_PRECISION.get(name, "fp32")):
+            allowed.add(name)
     return allowed
 
 
@@ -161,14 +115,9 @@ def default_engine(
     candidates: Iterable[str] | None = None,
 ) -> str:
     """The fastest engine (bench samples/s at ``batch_size``) among fp32 engines and the reduced
-    engines that are accurate and faster than fp32 on this CPU type.
-
-    A reduced engine counts only when :func:`passing_engines` allows it *and* the same bench
-    (one run, this CPU type) measured it faster than its fp32 counterpart
-    (:data:`~cosmic_utils.runtime.gating.FP32_FALLBACK`). Without a bench record: ``"torch"``
-    when torch is installed, else ``"onnx"`` (fp32: nothing is known to be faster here).
-    ``candidates`` limits the choice (e.g. ``ONNX_ENGINE_NAMES`` inside Lambda); engines that
-    compile on creation (``COMPILED_ENGINE_NAMES``) are considered only when listed there.
+    engines :func:`passing_engines` allows that the same bench measured faster than their fp32
+    counterpart. Without a bench: ``"torch"`` if installed, else ``"onnx"``. ``candidates`` limits
+    the choice (Lambda: ``ONNX_ENGINE_NAMES``); compiled engines count only when listed there.
     """
     allowed = passing_engines(checks_path)
     if candidates is not None:
@@ -185,9 +134,8 @@ def default_engine(
     # a bench of several thread counts: compare engines at the largest (this process uses every core)
     top = max((int(r["threads"]) for r in rows if isinstance(r, dict) and r.get("threads")), default=None)
     for row in rows:
-        if not isinstance(row, dict) or int(row.get("batch_size", -1)) != batch_size:
-            continue
-        if top is not None and row.get("threads") is not None and int(row["threads"]) != top:
+        if (not isinstance(row, dict) or int(row.get("batch_size", -1)) != batch_size
+                or (top is not None and row.get("threads") is not None and int(row["threads"]) != top)):
             continue
         name = str(row.get("engine"))
         measured[name] = max(measured.get(name, 0.0), float(row.get("samples_per_s") or 0.0))

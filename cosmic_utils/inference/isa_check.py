@@ -1,19 +1,9 @@
 """int8 accuracy on CPUs this machine is not: the calibration check under an emulated CPU model.
 
-Why: ONNX Runtime's MLAS picks its int8 kernels from ``cpuid`` at start-up (VNNI / AMX-INT8
-where present, ``VPMADDUBSW`` on AVX2-only CPUs, whose int16 saturation made the dynamically
-quantised graph lose +91 % sigma_NMAD on an AMD EPYC). No environment variable caps it, so the
-only way to run the AVX2-only path on an AVX-512 / AMX machine is to make ``cpuid`` lie: QEMU
-user mode (``apt-get install qemu-user``) runs this same Python under a CPU model such as
-``Haswell`` (AVX2, FMA, no AVX-512, no VNNI), slowly but exactly as such a CPU would compute.
-
-``python -m cosmic_utils.inference.isa_check --model DIR [--qemu-cpu Haswell] [--variants ...]``
-quantises ``model.onnx`` once per variant (natively: quantising needs the ``onnx`` package, not
-a particular CPU), then runs every variant on the artifact's calibration set natively and, with
-``--qemu-cpu``, under QEMU, and prints one line per (CPU, variant) with the numbers of
-:func:`cosmic_utils.runtime.gating.compare_to_fp32` and what ``cpuid`` reported inside
-(read by a few bytes of machine code, so the line shows which CPU ONNX Runtime saw).
-docs/portability.md ("Reduced-precision engines across CPUs") has the results.
+ONNX Runtime picks its int8 kernels from ``cpuid``, so the AVX2-only path is checked by running
+this Python under QEMU user mode (``--qemu-cpu Haswell``): ``python -m
+cosmic_utils.inference.isa_check --model DIR [--qemu-cpu Haswell] [--variants ...]`` prints one
+line per (CPU, variant). Reasoning and results: docs/portability.md ("Reduced-precision engines across CPUs").
 """
 
 from __future__ import annotations
@@ -39,11 +29,9 @@ VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8")
 
 
 def cpuid_features() -> dict[str, bool]:
-    """AVX2 / AVX-512F / AVX512-VNNI / AVX-VNNI / AMX-INT8 as ``cpuid`` reports them (x86-64 Linux only).
-
-    Executes ``cpuid`` (leaf 7, sub-leaf 0 and 1) from an executable page; under QEMU this is
-    the emulated CPU, unlike ``/proc/cpuinfo``, which QEMU user mode passes through from the host.
-    """
+    """AVX2 / AVX-512F / AVX512-VNNI / AVX-VNNI / AMX-INT8 as ``cpuid`` (leaf 7) reports them, x86-64 Linux
+    only: run from an executable page, so under QEMU it is the emulated CPU (QEMU user mode passes
+    the host's ``/proc/cpuinfo`` through)."""
     if platform.machine().lower() not in {"x86_64", "amd64"} or sys.platform != "linux":
         return {}
     # push rbx; mov eax, edi; mov ecx, esi; cpuid; mov [rdx], eax; mov [rdx+4], ebx;

@@ -1,22 +1,9 @@
 """Measurements shared by every local run: timers, latency percentiles, peak RSS, machine
 information, the fp32 matmul peak, and the tidy run records (``runs/local/<run-id>/records.csv``).
 
-Why these choices:
-
-* **Peak RSS per run.** ``ru_maxrss`` only ever grows over a process's life, so a bench that
-  loads several engines would report the largest one for all. :class:`PeakRSS` resets the
-  kernel's high-water mark (``/proc/self/clear_refs`` with ``5``, Linux >= 4.0) at the start of
-  a run and reads ``VmHWM`` at its end; where that is not possible it samples ``psutil`` RSS
-  every 5 ms in a thread (which can miss a spike shorter than that; the record says which).
-* **Matmul peak.** The achievable fp32 rate of *this* machine on *these* threads, measured as
-  the best of a few large ``torch.mm`` calls, is the yardstick for "fraction of peak"
-  (vendor peak figures assume all-core turbo and AVX-512 frequencies that a shared 2-core VM
-  does not sustain).
-* **Library versions without importing them.** ``importlib.metadata`` reads versions, so
-  recording ``torch_version`` does not import torch into a torch-free process.
-
-This module does not import torch at module level (the streaming runner uses it next to the
-ONNX engine); :func:`matmul_peak_gflops` imports it when called.
+Peak RSS is the reset ``VmHWM`` (else 5 ms psutil sampling); library versions are read without
+importing them; torch is imported only by :func:`matmul_peak_gflops`.
+Reasoning: docs/inference.md ("Measurements and records").
 """
 
 from __future__ import annotations
@@ -30,14 +17,13 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cosmic_utils import config
-from cosmic_utils.provenance import model_fields, portable, provenance
+from cosmic_utils.provenance import library_version, model_fields, portable, provenance
 from cosmic_utils.runtime.memory import read_hwm_mb
 
 #: Columns of ``runs/local/<run-id>/records.csv`` (docs/architecture.md, "Run records"), in order.
@@ -48,26 +34,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "torch_version", "onnxruntime_version",
     "timestamp", "run_id",
 )
-#: Flops of one forward pass per sample (matrix multiplies and convolutions, multiply-add = 2),
-#: as counted by ``cosmic_utils.model.astromae.count_flops``; used when torch is absent.
-FLOPS_PER_SAMPLE: float = 221.5e6
 LOCAL_RUNS_DIR: Path = config.RUNS_DIR / "local"
-
-
-# --------------------------------------------------------------------------- timing
-class Timer:
-    """``with Timer() as t: ...`` then ``t.seconds`` (``time.perf_counter``)."""
-
-    def __init__(self) -> None:
-        self.start = 0.0
-        self.seconds = 0.0
-
-    def __enter__(self) -> Timer:
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self.start
 
 
 def percentile_ms(seconds: Sequence[float], q: float) -> float:
@@ -77,15 +44,12 @@ def percentile_ms(seconds: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(seconds, dtype=np.float64), q) * 1e3)
 
 
-# --------------------------------------------------------------------------- memory
 def current_rss_mb() -> float:
     """Resident set size of this process now, in MB (2**20 bytes)."""
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
 
-
-_read_hwm_mb = read_hwm_mb  # the one VmHWM reader (cosmic_utils.runtime.memory)
 
 
 def _reset_hwm() -> bool:
@@ -98,10 +62,8 @@ def _reset_hwm() -> bool:
 
 
 class PeakRSS:
-    """Peak resident memory (MB) of this process between ``__enter__`` and ``__exit__``.
-
-    ``method`` is ``"vmhwm"`` (kernel high-water mark, exact) or ``"sampled"`` (5 ms polling).
-    """
+    """Peak resident memory (MB) of this process between ``__enter__`` and ``__exit__``; ``method``
+    is ``"vmhwm"`` (kernel high-water mark reset at entry, exact) or ``"sampled"`` (5 ms polling)."""
 
     def __init__(self, interval_s: float = 0.005) -> None:
         self.interval_s = interval_s
@@ -117,7 +79,7 @@ class PeakRSS:
 
     def __enter__(self) -> PeakRSS:
         self.peak_mb = current_rss_mb()
-        if _reset_hwm() and _read_hwm_mb() is not None:
+        if _reset_hwm() and read_hwm_mb() is not None:
             self.method = "vmhwm"
         else:
             self.method = "sampled"
@@ -128,7 +90,7 @@ class PeakRSS:
     def read(self) -> float:
         """The peak so far (MB)."""
         if self.method == "vmhwm":
-            hwm = _read_hwm_mb()
+            hwm = read_hwm_mb()
             if hwm is not None:
                 self.peak_mb = max(self.peak_mb, hwm)
         else:
@@ -142,15 +104,6 @@ class PeakRSS:
             self._thread.join()
 
 
-# --------------------------------------------------------------------------- machine
-def library_version(name: str) -> str:
-    """Installed version of a distribution ("" when absent), without importing it."""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return ""
-
-
 def cpu_model() -> str:
     """The CPU model string (:func:`cosmic_utils.runtime.cpu.cpu_probe`, the one CPU probe)."""
     from cosmic_utils.runtime.cpu import cpu_probe
@@ -159,10 +112,8 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    """The CPU probe (model, ISA level, flags, caps, cpu_type), usable cores, memory and library versions.
-
-    ``flags`` (list) is kept for readers of older bench files; ``cpu_flags`` is the probe's string.
-    """
+    """The CPU probe, memory and library versions; ``flags`` (a list) is kept for readers of older
+    bench files (``cpu_flags`` is the probe's string)."""
     from cosmic_utils.runtime.cpu import cpu_probe
 
     probe = cpu_probe()
@@ -188,10 +139,8 @@ def machine_info() -> dict[str, Any]:
 
 def matmul_peak_gflops(threads: int | None = None, n: int = 2048, repeats: int = 5,
                        dtype: str = "float32") -> float:
-    """Best achieved GFLOP/s of ``torch.mm`` on two ``n x n`` matrices on ``threads`` threads.
-
-    ``dtype`` "float32" (the yardstick of every "fraction of peak") or "bfloat16".
-    """
+    """Best achieved GFLOP/s of ``torch.mm`` on two ``n x n`` ``dtype`` matrices (float32: the
+    yardstick of every "fraction of peak"; or bfloat16) on ``threads`` threads."""
     import torch
 
     previous = torch.get_num_threads()
@@ -213,7 +162,6 @@ def matmul_peak_gflops(threads: int | None = None, n: int = 2048, repeats: int =
         torch.set_num_threads(previous)
 
 
-# --------------------------------------------------------------------------- records
 def new_run_id(prefix: str = "local") -> str:
     """``<prefix>-YYYYmmdd-HHMMSS-<6 hex>`` (UTC), unique and sortable."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -283,10 +231,8 @@ def write_records(rows: Iterable[Mapping[str, Any]], run_dir: str | os.PathLike[
                   run_id: str | None = None) -> Path:
     """Write rows to ``<run_dir>/records.csv`` (default ``runs/local/<run_id>/``); returns the path.
 
-    Columns: :data:`RECORD_COLUMNS` first, then extra keys in first-seen order. Appends (same
-    header) when the file exists, so a run can add rows as it goes. Every row gets the
-    provenance columns (git commit, library versions, CPU probe) and project-relative paths,
-    so the file can be shipped to data/records/ as it is.
+    :data:`RECORD_COLUMNS` first, then extra keys; appends when the file exists (widening the
+    header if needed). Rows get the provenance and model columns and portable paths (shippable as is).
     """
     prov = provenance()
     # what admits a record (cosmic records ship): the model's identity, trained or not, its score
@@ -299,34 +245,29 @@ def write_records(rows: Iterable[Mapping[str, Any]], run_dir: str | os.PathLike[
     columns = list(RECORD_COLUMNS)
     for r in rows:
         columns.extend(k for k in r if k not in columns)
+    existing: list[str] = []
     if path.exists():
         with open(path, newline="") as fh:
             existing = next(csv.reader(fh), [])
-        if existing:
-            columns = existing + [c for c in columns if c not in existing]
-            if columns != existing:  # new columns: rewrite with the wider header
-                import pandas as pd
+    if existing:
+        columns = existing + [c for c in columns if c not in existing]
+        if columns != existing:  # new columns: rewrite with the wider header
+            import pandas as pd
 
-                old = pd.read_csv(path)
-                new = pd.concat([old, pd.DataFrame(rows)], ignore_index=True, sort=False)
-                new.reindex(columns=columns).to_csv(path, index=False)
-                return path
-            with open(path, "a", newline="") as fh:
-                csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore").writerows(rows)
+            new = pd.concat([pd.read_csv(path), pd.DataFrame(rows)], ignore_index=True, sort=False)
+            new.reindex(columns=columns).to_csv(path, index=False)
             return path
-    with open(path, "w", newline="") as fh:
+    with open(path, "a" if existing else "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
+        if not existing:
+            writer.writeheader()
         writer.writerows(rows)
     return path
 
 
 def check_batches(samples: int, batch_sizes: Iterable[int], min_batches: int = 4, what: str = "the data") -> None:
-    """Refuse a sweep whose largest batches would not fill ``min_batches`` full batches of ``samples``.
-
-    A "batch 256" over 97 samples is one partial batch: its throughput says nothing about batch
-    256. Raises ``ValueError`` (one line: the sizes, and how much data would do).
-    """
+    """``ValueError`` (naming the sizes and the data that would do) when a batch size would not fill
+    ``min_batches`` full batches of ``samples``: "batch 256" over 97 samples says nothing about 256."""
     bad = sorted(int(b) for b in batch_sizes if samples < min_batches * int(b))
     if bad:
         need = min_batches * bad[-1]

@@ -1,20 +1,9 @@
 """Predict redshifts for a photometric catalogue: render cutouts, run an engine, score.
 
-``cosmic predict --catalog FILE --out PRED.csv`` calls :func:`predict_catalog`. The catalogue is
-in the format of ``data/sdss_mgs`` (whitespace-separated, one ``#`` header line naming the
-columns); only ``u g r i z`` are required. With ``eu ... ez`` the cutouts get noise at those
-errors (as in training), without them typical SDSS noise. With ``zs`` the predictions are
-scored (:func:`cosmic_utils.data.evaluation.accuracy_table`, with the kNN reference row when the
-training catalogue is available); rows whose ``zs`` is NaN are predicted but not scored.
-
-The cutouts come from the project's renderer with a fixed seed (default
-:data:`cosmic_utils.model.train.VALID_RENDER_SEED`, the seed of the reported validation metrics),
-so a run is reproducible and ``--seed`` shows how much the image noise moves the numbers.
-
-Output CSV: ``row`` (0-based data row of the input file), ``z_spec`` (when the file has ``zs``),
-``z_pred``. Without ``--model`` the default trained artifact (``config.DEFAULT_MODEL_DIR``) is
-used; if it does not exist yet we stop with a message naming ``cosmic model train`` rather than
-start a several-minute training as a side effect of a prediction.
+``cosmic predict --catalog FILE --out PRED.csv`` calls :func:`predict_catalog`: a catalogue in the
+``data/sdss_mgs`` format (``u g r i z`` required; ``eu..ez`` set the noise, ``zs`` scores), cutouts
+rendered with a fixed seed, output ``row, z_spec, z_pred, flag``. Without ``--model`` the default
+trained artifact is required (no training as a side effect). Details: docs/inference.md ("Predicting a catalogue").
 """
 
 from __future__ import annotations
@@ -30,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.data.catalog import read_header_table
+from cosmic_utils.data.catalog import ERR_COLUMNS, MAG_COLUMNS, read_header_table
 from cosmic_utils.data.photometry import missing_photometry, redshift_flags
 
 log = logging.getLogger(__name__)
@@ -39,8 +28,6 @@ __all__ = ["PredictResult", "read_photometry", "predict_arrays", "predict_catalo
 
 #: Render seed when none is given (equal to ``cosmic_utils.model.train.VALID_RENDER_SEED``).
 DEFAULT_SEED: int = 0
-MAG_COLUMNS: tuple[str, ...] = ("u", "g", "r", "i", "z")
-ERR_COLUMNS: tuple[str, ...] = ("eu", "eg", "er", "ei", "ez")
 
 
 class PredictError(ValueError):
@@ -129,15 +116,15 @@ def predict_catalog(
     with_knn: bool = True,
 ) -> PredictResult:
     """Render, predict, write ``out_csv`` (when given) and score when ``zs`` is present."""
+    from cosmic_utils.data.catalog import magnitude_errors, magnitudes
     from cosmic_utils.data.evaluation import accuracy_table
     from cosmic_utils.data.render import render_cutouts
 
     timings: dict[str, float] = {}
     folder = resolve_model_dir(model)
     df = read_photometry(catalog_path)
-    mags = np.ascontiguousarray(df.loc[:, list(MAG_COLUMNS)].to_numpy(dtype=np.float64))
-    errs = (np.ascontiguousarray(df.loc[:, list(ERR_COLUMNS)].to_numpy(dtype=np.float64))
-            if all(c in df.columns for c in ERR_COLUMNS) else None)
+    mags = magnitudes(df)
+    errs = magnitude_errors(df) if all(c in df.columns for c in ERR_COLUMNS) else None
     # Missing photometry (a magnitude outside the plausible range, e.g. SDSS's -99 / -9999 / 99
     # codes) is never drawn nor predicted: those rows get an empty z_pred and a flag naming the
     # band and code. The good rows are rendered in contiguous runs at their own row index, so

@@ -1,34 +1,13 @@
-"""The published local inference loop, reproduced as the in-run baseline of every comparison.
+"""The published local inference loop (``torch.load`` of a ``.pt`` TensorDataset, ``DataLoader``,
+eager fp32 model under ``no_grad``), reproduced as the in-run baseline of every comparison.
 
-What the Cosmic AI code does on a CPU (and what this module does, step for step):
-
-1. build the model and load its weights, ``model.eval()``;
-2. ``torch.load`` a ``.pt`` partition holding a ``TensorDataset`` (image, magnitude, redshift);
-3. iterate a ``DataLoader(dataset, batch_size, shuffle=False)`` (default collate, no workers);
-4. under ``torch.no_grad()`` call the eager fp32 model ``model([image, magnitude])`` per batch and
-   collect ``outputs.cpu().numpy()``.
-
-Nothing else: no ``inference_mode``, no thread tuning beyond torch's default (one thread per
-core), no layout or fusion changes. The one addition is the artifact's preprocessing (the torch
-:class:`cosmic_utils.model.export.Preprocess`, applied per batch), so the baseline computes exactly
-what every engine computes; for the published model it is the identity.
-
-Timing: ``data_load_s`` is the ``torch.load``; ``wall_s`` is the DataLoader loop alone, so the
-baseline's samples/s compares with an engine looping over arrays already in memory (both
-exclude reading the file; the streaming runs include reading).
-
-In ``cosmic bench`` the loop runs in a fresh Python process (:class:`PublishedLoopWorker`, a new
-interpreter, never a ``fork`` of this one): the engines tune the allocator of their own process
-(:mod:`cosmic_utils.inference.tuning`), and the published script ran with glibc's defaults, so
-the baseline must not inherit the tuning. Parent and child take turns, never computing at once.
-
-``.pt`` files are loaded with ``weights_only=True`` plus ``TensorDataset`` as the one allowed
-class (as :mod:`cosmic_utils.data.pt_io` does): the same cost as the published unrestricted
-``torch.load``, without running arbitrary pickled code.
+:class:`PublishedLoopWorker` runs it in a fresh interpreter, so it never inherits the engines'
+allocator tuning. Reasoning and timing definitions: docs/inference.md ("The published loop").
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -100,11 +79,8 @@ def run_published_loop(
     max_batches: int | None = None,
     model: tuple[nn.Module, Any] | None = None,
 ) -> PublishedLoopResult:
-    """One pass of the published loop over a ``.pt`` file (see the module docstring).
-
-    ``threads``: torch's intra-op threads (default: leave torch's default). ``model``: an already
-    loaded ``(model, preprocessing)`` pair to reuse across passes (``model_load_s`` is then 0).
-    """
+    """One pass of the published loop over a ``.pt`` file. ``threads``: torch's intra-op threads
+    (default: torch's); ``model``: a loaded ``(model, preprocessing)`` to reuse (``model_load_s`` 0)."""
     from torch.utils.data import DataLoader
 
     from cosmic_utils.model.export import Preprocess
@@ -151,11 +127,9 @@ def run_published_loop(
     return PublishedLoopResult(z_pred=z, measurement=m, data_load_s=data_load_s)
 
 
-# --------------------------------------------------------------------------- child process
 def _worker_main(conn: Any, model_dir: str, threads: int | None) -> None:
-    """Child process body of :class:`PublishedLoopWorker`: load once, run passes on request.
-    Messages: ``(pt_path, batch_size, max_batches)`` -> ``("ok", PublishedLoopResult)`` or
-    ``("error", text)``; ``None`` ends the child. Only paths and numbers travel, never code."""
+    """Child body of :class:`PublishedLoopWorker`: ``(pt_path, batch_size, max_batches)`` ->
+    ``("ok", PublishedLoopResult)`` or ``("error", text)``; ``None`` ends it. Only paths and numbers travel."""
     try:
         if threads:
             torch.set_num_threads(int(threads))
@@ -184,16 +158,12 @@ def _worker_main(conn: Any, model_dir: str, threads: int | None) -> None:
 
 
 class PublishedLoopWorker:
-    """The published loop in a fresh Python interpreter, driven pass by pass.
+    """The published loop in a fresh interpreter: ``with PublishedLoopWorker(model_dir, threads) as w:
+    w.run(pt, batch_size)`` returns what :func:`run_published_loop` would, from an untuned process.
 
-    ``with PublishedLoopWorker(model_dir, threads) as w: w.run(pt, batch_size)`` returns a
-    :class:`PublishedLoopResult` exactly as :func:`run_published_loop` would, measured in a
-    process that imported nothing of the engines and never tuned its allocator (module doc).
-    The child is ``python -m cosmic_utils.inference.published_loop --serve FD ...`` talking over
-    a socket pair (a subprocess rather than ``multiprocessing``'s ``spawn``, which would re-run
-    the caller's ``__main__`` script and fails in scripts without a ``__main__`` guard). The
-    model is loaded once in the child. The parent waits while the child computes, so the two
-    never share the cores. Errors in the child are raised here as ``RuntimeError``.
+    A ``python -m ... --serve`` subprocess over a socket pair (``multiprocessing``'s spawn would
+    re-run the caller's ``__main__``); the parent waits while the child computes; child errors
+    raise ``RuntimeError``.
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], threads: int | None = None,
@@ -239,10 +209,8 @@ class PublishedLoopWorker:
         import subprocess
 
         if self._proc.poll() is None:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send(None)
-            except OSError:
-                pass
             try:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -285,12 +253,8 @@ if __name__ == "__main__":
 def published_batch_sweep(model_dir: str | os.PathLike[str], dataset_dir: str | os.PathLike[str],
                           batch_sizes: list[int], work_dir: str | os.PathLike[str], run_id: str,
                           threads: int | None = None, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The published loop on a rendered dataset at every batch size: one record each.
-
-    The data is written once as a ``.pt`` TensorDataset in ``work_dir`` (removed afterwards) and
-    run in one fresh child process (the torch engines tuned this process's allocator,
-    docs/inference.md).
-    """
+    """The published loop on a rendered dataset at every batch size, one record each: the data is
+    written once as a ``.pt`` in ``work_dir`` (removed afterwards) and run in one fresh child."""
     from cosmic_utils.data.dataset import load_dataset
 
     part = load_dataset(dataset_dir, verify=False)

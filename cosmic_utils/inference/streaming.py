@@ -1,25 +1,16 @@
 """Stream a dataset of partitions through an engine with bounded memory, and record the run.
 
-Reading: each partition is read in row slices of one batch (``.cpart`` offsets are absolute,
-so a batch is one ``pread`` or one S3 range request per array; nothing else of the file is
-touched). A background thread runs the reader ahead of the engine through a queue of bounded
-depth (``prefetch``, default 2 batches), so reading batch k+1, including the first batch of
-the next partition, overlaps computing batch k. Memory is therefore at most
-``(prefetch + 2) x batch`` of inputs, plus the model and one float32 prediction per sample,
-whatever the data size (a 1 GB stream at batch 256 peaks at a few hundred MB).
-
-Why a thread and not a process: ``os.pread`` and boto3 range reads release the GIL, and both
-engines release it while computing, so one thread overlaps I/O with compute at no copying
-cost; the queue's ``maxsize`` is what bounds memory (the reader blocks when it is full).
-
-``python -m cosmic_utils.inference.streaming --dataset DIR --engine onnx --json OUT`` runs one
-streaming pass in a fresh process (its peak RSS is then the pass's alone); ``cosmic bench
---stream-gb 1`` uses it for the memory check.
+Each partition is read in row slices of one batch; a background thread (:class:`prefetch`)
+reads ahead through a bounded queue, so memory is at most ``(prefetch + 2) x batch`` of inputs
+whatever the data size. ``python -m cosmic_utils.inference.streaming --dataset DIR --engine onnx
+--json OUT`` runs one pass in a fresh process (its peak RSS its own; ``cosmic bench --stream-gb``).
+Reasoning: docs/inference.md ("Streaming over partitions").
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -76,13 +67,11 @@ def iter_dataset(dataset: Any, batch_size: int, max_samples: int | None = None) 
     from cosmic_utils.data.dataset import iter_storage_batches
 
     store, manifest = _open_dataset(dataset)
-    left = max_samples if max_samples is not None else None
+    left = max_samples
     for entry in manifest.entries:
         start = 0
         for part in iter_storage_batches(store, entry.key, batch_size):
-            n = part.samples
-            if left is not None and n > left:
-                n = left
+            n = part.samples if left is None else min(part.samples, left)
             if n > 0:
                 yield Batch(entry.partition_id, entry.key, start, part.image[:n], part.magnitude[:n], part.redshift[:n])
             start += part.samples
@@ -93,12 +82,10 @@ def iter_dataset(dataset: Any, batch_size: int, max_samples: int | None = None) 
 
 
 class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in prefetch(it, 2)``
-    """Iterate ``source`` in a background thread, at most ``depth`` items ahead.
+    """Iterate ``source`` in a background thread, at most ``depth`` items ahead (memory bounded).
 
-    Exceptions in the reader are re-raised in the consumer (with the original traceback as
-    ``__cause__``). ``close()`` (or leaving a ``with`` block / breaking out of the loop and
-    dropping the object) stops the reader; it never runs more than ``depth`` items ahead, so
-    memory is bounded. ``max_queued`` records the largest queue length seen (tests check it).
+    Reader exceptions re-raise in the consumer; ``close()`` (or leaving a ``with`` block) stops the
+    reader. ``max_queued`` records the largest queue length seen (tests check it).
     """
 
     def __init__(self, source: Iterable[T], depth: int = 2) -> None:
@@ -134,10 +121,8 @@ class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in pr
         finally:
             close = getattr(self._source, "close", None)
             if close is not None and self._stop.is_set():
-                try:
+                with contextlib.suppress(Exception):  # best effort
                     close()
-                except Exception:  # pragma: no cover - best effort
-                    pass
 
     def __iter__(self) -> prefetch[T]:
         return self
@@ -160,11 +145,9 @@ class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in pr
         """Stop the reader thread and drop what it had read ahead."""
         self._stop.set()
         self._finished = True
-        while True:
-            try:
+        with contextlib.suppress(queue.Empty):
+            while True:
                 self._queue.get_nowait()
-            except queue.Empty:
-                break
         self._thread.join(timeout=10)
 
     def __enter__(self) -> prefetch[T]:
@@ -208,11 +191,9 @@ def stream_predict(
 ) -> StreamResult:
     """Run ``engine.predict`` over a dataset, batch by batch, reading ahead in a thread.
 
-    ``wall_s`` runs from the request for the first batch to the last prediction (reading
-    included, model loading not); ``first_batch_s`` is the time to the first prediction;
-    ``batch_seconds`` times ``engine.predict`` alone; ``read_wait_s`` is how long the engine
-    waited for data (0 when reading keeps up). ``keep_predictions`` keeps one float32 per
-    sample (and the label); ``on_batch(batch, z)`` sees every batch instead when memory matters.
+    ``wall_s``: first request to last prediction (reading included, model loading not);
+    ``batch_seconds``: ``engine.predict`` alone; ``read_wait_s``: time the engine waited for data.
+    ``keep_predictions`` keeps one float32 per sample (and label); ``on_batch(batch, z)`` sees each batch.
     """
     result = StreamResult()
     preds: list[np.ndarray] = []
@@ -229,8 +210,7 @@ def stream_predict(
             t1 = time.perf_counter()
             result.read_wait_s += t1 - t_wait
             z = engine.predict(batch.image, batch.magnitude)
-            dt = time.perf_counter() - t1
-            result.batch_seconds.append(dt)
+            result.batch_seconds.append(time.perf_counter() - t1)
             if result.batches == 0:
                 result.first_batch_s = time.perf_counter() - t0
             result.batches += 1
@@ -262,12 +242,9 @@ def run_local(
     write: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One local run: load the engine, stream the dataset, return (and write) its record.
-
-    The record has the columns of docs/architecture.md ("Run records") plus ``partitions``,
-    ``read_wait_s``, ``peak_rss_method``, ``model_dir``, ``dataset``, ``engine_requested`` and
-    ``engine_fallback_reason`` (a refused reduced engine is replaced by fp32); it is appended to
-    ``runs/local/<run-id>/records.csv`` (or ``run_dir``) when ``write``.
+    """One local run: load the engine (a refused reduced engine falls back to fp32, recorded),
+    stream the dataset, return its record and, when ``write``, append it to
+    ``runs/local/<run-id>/records.csv`` (or ``run_dir``).
     """
     from cosmic_utils.inference.engines import create_engine
     from cosmic_utils.runtime.gating import create_engine_with_fallback, engine_fields

@@ -1,39 +1,9 @@
-"""Torch inference engines: eager fp32, a restructured fp32 network, bf16 and int8.
+"""Torch inference engines: eager fp32, the restructured fp32 network (:class:`FastAstro`), its
+TorchInductor-compiled form, bf16 and dynamic int8 (``torch.ao``, every Linear).
 
-Why a restructured network (:class:`FastAstro`) rather than the eager ``ViTAstro``: profiling the
-published loop on a 2-core Xeon (torch.profiler, batch 256) showed that the matrix multiplies
-that hold 91 % of the FLOPs took well under half of the time. The rest went to
-
-* the grouped 1x1 convolutions of the 12 PCM modules (48 groups of 4 -> 16 channels, a
-  memory-bound op that oneDNN runs slowly on NCHW tensors),
-* ``contiguous()`` / ``permute`` copies between token and grid layouts,
-* 3x3 stride-1 max pooling on NCHW tensors (ATen's NCHW kernel is several times slower than
-  its channels-last kernel),
-* BatchNorm, ReLU and concatenations around the small inception convolutions.
-
-:class:`FastAstro` (defined in :mod:`cosmic_utils.model.fastastro`, because the ONNX export uses it
-too) computes the same function from the same weights with fewer, larger ops:
-
-* every BatchNorm is folded into the convolution before it (inference statistics);
-* the 1x1 convolutions that read the same input inside an inception block (branch1,
-  branch2[0], branch3[0]) are merged into one convolution;
-* the image CNN runs channels-last (max pooling and convolutions take the fast NHWC kernels);
-* the transformer keeps tokens as one 2-D ``[B*17, 192]`` matrix so every Linear is one GEMM,
-  attention uses ``scaled_dot_product_attention`` (one fused kernel), and the PCM convolution
-  runs on a channels-last view of the token grid, which is exactly the token layout, so no
-  copies are made between the two;
-* the ``(q_bias, 0, v_bias)`` qkv bias is built once, not at every call.
-
-Its outputs agree with the eager model to float32 rounding (tests check 1e-4 relative).
-Reduced precision runs the same restructured network:
-
-* ``torch-bf16``: weights and activations in bfloat16 (oneDNN uses AMX / AVX-512 BF16 where the
-  CPU has them; without them it is slower than fp32, so the bench never makes it the default);
-* ``torch-int8``: dynamic int8 quantisation of every Linear (``torch.ao`` dynamic quant; weights
-  int8 per tensor, activations quantised per batch at run time), the rest fp32.
-
-torch is imported at module level: this module never runs inside Lambda
-(:mod:`cosmic_utils.runtime.onnx_engine` does).
+Why ``FastAstro`` (folded BatchNorms, merged 1x1 convolutions, channels-last CNN, 2-D token
+GEMMs, SDPA) and what each engine costs: docs/inference.md ("Where the time went", "torch-compile").
+torch is imported at module level: this module never runs inside Lambda.
 """
 
 from __future__ import annotations
@@ -63,19 +33,9 @@ __all__ = [
     "TorchBf16Engine",
     "TorchInt8Engine",
     "load_torch_model",
-    "cpu_has_bf16",
 ]
 
 
-# --------------------------------------------------------------------------- CPU features
-def cpu_has_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AMX-BF16 or AVX-512 BF16, not capped away)."""
-    from cosmic_utils.runtime.gating import native_bf16
-
-    return native_bf16()
-
-
-# --------------------------------------------------------------------------- engines
 def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
     """The ``ViTAstro`` of an artifact folder, weights loaded, in eval mode."""
     from cosmic_utils.model.astromae import build_model
@@ -93,12 +53,8 @@ def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
 
 
 class _TorchEngine(Engine):
-    """Shared plumbing: threads, the artifact's preprocessing (the torch twin of the ONNX
-    graph's, :class:`cosmic_utils.model.export.Preprocess`), micro-batching, numpy in and out.
-
-    ``chunk``: largest number of samples sent through the network at once. Batches larger than
-    that are split: the activations of 128 samples (17 tokens x 768 channels) stay in the
-    caches, which on the 2-core Xeon made batch 256 ~10 % faster than one 256-sample pass.
+    """Shared plumbing: threads, the artifact's preprocessing (``model.export.Preprocess``), numpy in
+    and out, and micro-batches of at most ``chunk`` samples (128 keeps activations in cache, docs/inference.md).
     """
 
     name = "torch"
@@ -174,21 +130,11 @@ class TorchFastEngine(_TorchEngine):
 
 
 class TorchCompiledEngine(_TorchEngine):
-    """:class:`FastAstro` (vectorised PCM) compiled by TorchInductor, fp32, fixed shapes.
+    """Preprocessing + :class:`FastAstro` (vectorised PCM) compiled by TorchInductor, fp32.
 
-    Inductor (``torch.compile``, ``freezing=True``: weights become constants, Linear weights are
-    pre-packed for MKL) fuses the element-wise work around the matrix multiplies (bias, GELU,
-    SiLU, LayerNorm, residual adds, the PCM, the preprocessing) into generated C++ loops.
-    Shapes are static:
-    a micro-batch of ``n`` rows runs at the smallest power of two ``>= max(n, 32)`` (at most
-    ``chunk``, 128), zero-padded, so a run compiles at most three shapes (32, 64, 128) however
-    its partitions end. Compiling costs ~20 s per shape on 2 cores (the 128 shape is compiled
-    when the engine is created and counted in its model load time; ``compile_seconds`` holds
-    each shape's cost). Inductor caches its output on disk (``TORCHINDUCTOR_CACHE_DIR``, default
-    under the system temp folder), so later processes compile faster.
-
-    Needs a C++ compiler and the Python headers (inductor builds its kernels); without them the
-    engine fails at creation with a message saying so, and ``cosmic bench`` skips it.
+    Static shapes: a micro-batch of ``n`` rows runs zero-padded at the smallest power of two
+    ``>= max(n, 32)``, at most ``chunk`` (128); the 128 shape compiles at creation and
+    ``compile_seconds`` holds each shape's cost. Needs a C++ compiler (docs/inference.md, "torch-compile").
     """
 
     name = "torch-compile"
@@ -280,11 +226,7 @@ class TorchInt8Engine(_TorchEngine):
         return self.module(image, magnitude)
 
 
-#: Engine name -> class (read by :func:`cosmic_utils.inference.engines.create_engine`).
+#: Engine name -> factory (read by :func:`cosmic_utils.inference.engines.create_engine`).
 TORCH_ENGINES: dict[str, Callable[..., _TorchEngine]] = {
-    "torch-eager": TorchEagerEngine.from_artifact,
-    "torch": TorchFastEngine.from_artifact,
-    "torch-compile": TorchCompiledEngine.from_artifact,
-    "torch-bf16": TorchBf16Engine.from_artifact,
-    "torch-int8": TorchInt8Engine.from_artifact,
-}
+    cls.name: cls.from_artifact
+    for cls in (TorchEagerEngine, TorchFastEngine, TorchCompiledEngine, TorchBf16Engine, TorchInt8Engine)}
