@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--gb", type=cli_types.positive_float, nargs="+", default=[1.0], help="data sizes (GB = 1e9 bytes)")
     s.add_argument("--partition-mb", type=cli_types.positive_float, nargs="+", default=[25.0], help="partition sizes (2**20-byte MB)")
     s.add_argument("--memory-mb", type=cli_types.positive_float, nargs="+", default=None,
-                   help="configured Lambda memory sizes (default 10240; with --project the projection's six sizes)")
+                   help="configured Lambda memory sizes (default 10240; with --project the projection's seven, lambda_model.MEMORY_SIZES_MB)")
     s.add_argument("--concurrency", type=cli_types.positive_int, default=1000, help="account Lambda concurrency (default quota 1000)")
     s.add_argument("--max-concurrency", type=cli_types.nonnegative_int, default=0, help="Map MaxConcurrency (0: none)")
     s.add_argument("--seed", type=cli_types.nonnegative_int, default=0)
