@@ -248,12 +248,6 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
                                       concurrency=concurrency, orch=orch, seed=seed)
                 for mb in wall_partitions_mb]
     pub = published_points(reference_dir, prices)
-    pub25 = next((w["median_s"] for w in pub["wall_12_6gb"] if w["partition_mb"] == 25.0), None)
-    best_walls = [w for w in walls if w["memory_mb"] == best["memory_mb"]]
-    overall = min((x["fastest"] for x in searches), key=lambda r: (r["wall_s"], r["usd_per_gb"]), default=None)
-    meeting = [x["cheapest_meeting_target"] for x in searches if x["cheapest_meeting_target"]]
-    cheapest_ok = min(meeting, key=lambda r: r["usd_per_gb"]) if meeting else None
-    lam = prices["lambda"]
     label = (f"projected from {speed.machine} bench, {speed.threads_used} thread"
              + ("" if speed.threads_used == 1 else "s (FALLBACK)"))
     return {
@@ -261,28 +255,7 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
         "label": label,
         "command": COMMAND if speed.threads_used == 1
         else COMMAND.replace("--project", "--project --allow-two-thread"),
-        "inputs": {
-            "engine": {**asdict(speed), "two_thread_ratio": speed.two_thread_ratio,
-                       "kind": "measured (bench record, this machine)" if speed.threads_used == 1
-                       else "measured at 2 threads, used as 1 vCPU (FALLBACK)"},
-            "scaling": {**asdict(scaling), "parallel_fraction": scaling.parallel_fraction,
-                        "description": scaling.describe(), "kind": "measured ratio, extrapolated"},
-            "cpu_share": {"mb_per_vcpu": float(lam["mb_per_vcpu"]), "max_vcpus": float(lam["max_vcpus"]),
-                          "kind": "published (AWS Lambda)"},
-            "phases": {**asdict(phases), "model_load_s": speed.model_load_s,
-                       "model_load_kind": "measured (bench meta.model_load_s, this machine)"
-                       if speed.model_load_s is not None else "not recorded: 0 assumed",
-                       "kind": "published (S3, init) + measured (model load; decode and upload on the local "
-                               "backend) + the decomposition's unexplained residual (high bound only)"},
-            "prices": {"as_of": str(prices["as_of"]), "region": str(prices["region"]),
-                       "gb_second_usd": dict(lam["gb_second_usd"]),
-                       "request_usd_per_million": float(lam["request_usd_per_million"]),
-                       "billing_granularity_ms": int(lam["billing_granularity_ms"]),
-                       "gb_definition": "billed GB-s use memory_mb / 1024; $/GB uses GB = 1e9 bytes of samples"},
-            "orchestration": {**asdict(orch), "kind": "fitted on the published runs (simulator_validation.json)"
-                              if fitted else "simulator defaults (no simulator_validation.json)"},
-            "partition_mb": partition_mb, "samples_per_partition": config.samples_per_partition(partition_mb),
-        },
+        "inputs": _inputs(speed, scaling, phases, prices, orch, fitted is not None, partition_mb),
         "memory": table,
         "best_memory_mb": best["memory_mb"],
         "best": lambda_model.best_summary(table),
@@ -297,28 +270,67 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
         "wall_clock_12_6gb": walls,
         "wall_clock_12_6gb_fastest": searches,
         "published": pub,
-        "targets": {
-            "kind": "reported, not asserted",
-            "usd_per_gb_target": TARGET_USD_PER_GB, "usd_per_gb_at_best": best["usd_per_gb"],
-            "usd_per_gb_met": best["usd_per_gb"] <= TARGET_USD_PER_GB,
-            "wall_target_s": TARGET_WALL_S,
-            "wall_s_at_best": {f"{w['partition_mb']:g}MB": w["wall_s"] for w in best_walls},
-            "wall_met_fixed": {f"{w['partition_mb']:g}MB": w["wall_s"] <= TARGET_WALL_S for w in best_walls},
-            "wall_met": {f"{x['partition_mb']:g}MB": x["fastest"]["meets_target"] for x in searches},
-            "wall_s_fastest": {f"{x['partition_mb']:g}MB": x["fastest"]["wall_s"] for x in searches},
-            "wall_met_any": (overall["wall_s"] <= TARGET_WALL_S) if overall else False,
-            "wall_met_by": (cheapest_ok["config"] + f", {cheapest_ok['partition_mb']:g} MB partitions"
-                            if cheapest_ok else None),
-            "wall_best_found": ({k: overall[k] for k in ("config", "partition_mb", "memory_mb", "per_invocation",
-                                                         "world_size", "items", "wall_s", "usd_per_gb")}
-                                if overall else None),
-            "wall_met_note": ("wall_met / wall_s_fastest: per partition size, the fastest configuration over "
-                              "memory x partitions per invocation (wall_clock_12_6gb_fastest); wall_met_any: any "
-                              "of them (wall_best_found says which); wall_met_fixed / wall_s_at_best: one "
-                              "partition per invocation at the best-cost memory"),
-            "published_wall_12_6gb_25mb_median_s": pub25,
-            "published_usd_per_gb_cosmic_ai": pub["cosmic_ai"]["usd_per_gb"],
-        },
+        "targets": _targets(best, walls, searches, pub),
+    }
+
+
+def _inputs(speed: EngineSpeed, scaling: Scaling, phases: PublishedPhases, prices: Mapping[str, Any],
+            orch: simulate.Orchestration, fitted: bool, partition_mb: float) -> dict[str, Any]:
+    """Every input of the record with its source and kind (measured / published / fitted / assumed)."""
+    lam = prices["lambda"]
+    return {
+        "engine": {**asdict(speed), "two_thread_ratio": speed.two_thread_ratio,
+                   "kind": "measured (bench record, this machine)" if speed.threads_used == 1
+                   else "measured at 2 threads, used as 1 vCPU (FALLBACK)"},
+        "scaling": {**asdict(scaling), "parallel_fraction": scaling.parallel_fraction,
+                    "description": scaling.describe(), "kind": "measured ratio, extrapolated"},
+        "cpu_share": {"mb_per_vcpu": float(lam["mb_per_vcpu"]), "max_vcpus": float(lam["max_vcpus"]),
+                      "kind": "published (AWS Lambda)"},
+        "phases": {**asdict(phases), "model_load_s": speed.model_load_s,
+                   "model_load_kind": "measured (bench meta.model_load_s, this machine)"
+                   if speed.model_load_s is not None else "not recorded: 0 assumed",
+                   "kind": "published (S3, init) + measured (model load; decode and upload on the local "
+                           "backend) + the decomposition's unexplained residual (high bound only)"},
+        "prices": {"as_of": str(prices["as_of"]), "region": str(prices["region"]),
+                   "gb_second_usd": dict(lam["gb_second_usd"]),
+                   "request_usd_per_million": float(lam["request_usd_per_million"]),
+                   "billing_granularity_ms": int(lam["billing_granularity_ms"]),
+                   "gb_definition": "billed GB-s use memory_mb / 1024; $/GB uses GB = 1e9 bytes of samples"},
+        "orchestration": {**asdict(orch), "kind": "fitted on the published runs (simulator_validation.json)"
+                          if fitted else "simulator defaults (no simulator_validation.json)"},
+        "partition_mb": partition_mb, "samples_per_partition": config.samples_per_partition(partition_mb),
+    }
+
+
+def _targets(best: Mapping[str, Any], walls: list[dict[str, Any]], searches: list[dict[str, Any]],
+             pub: Mapping[str, Any]) -> dict[str, Any]:
+    """Issue 14's targets ($/GB at the best memory, 12.6 GB wall clock), reported, never asserted."""
+    best_walls = [w for w in walls if w["memory_mb"] == best["memory_mb"]]
+    overall = min((x["fastest"] for x in searches), key=lambda r: (r["wall_s"], r["usd_per_gb"]), default=None)
+    meeting = [x["cheapest_meeting_target"] for x in searches if x["cheapest_meeting_target"]]
+    cheapest_ok = min(meeting, key=lambda r: r["usd_per_gb"]) if meeting else None
+    pub25 = next((w["median_s"] for w in pub["wall_12_6gb"] if w["partition_mb"] == 25.0), None)
+    return {
+        "kind": "reported, not asserted",
+        "usd_per_gb_target": TARGET_USD_PER_GB, "usd_per_gb_at_best": best["usd_per_gb"],
+        "usd_per_gb_met": best["usd_per_gb"] <= TARGET_USD_PER_GB,
+        "wall_target_s": TARGET_WALL_S,
+        "wall_s_at_best": {f"{w['partition_mb']:g}MB": w["wall_s"] for w in best_walls},
+        "wall_met_fixed": {f"{w['partition_mb']:g}MB": w["wall_s"] <= TARGET_WALL_S for w in best_walls},
+        "wall_met": {f"{x['partition_mb']:g}MB": x["fastest"]["meets_target"] for x in searches},
+        "wall_s_fastest": {f"{x['partition_mb']:g}MB": x["fastest"]["wall_s"] for x in searches},
+        "wall_met_any": (overall["wall_s"] <= TARGET_WALL_S) if overall else False,
+        "wall_met_by": (cheapest_ok["config"] + f", {cheapest_ok['partition_mb']:g} MB partitions"
+                        if cheapest_ok else None),
+        "wall_best_found": ({k: overall[k] for k in ("config", "partition_mb", "memory_mb", "per_invocation",
+                                                     "world_size", "items", "wall_s", "usd_per_gb")}
+                            if overall else None),
+        "wall_met_note": ("wall_met / wall_s_fastest: per partition size, the fastest configuration over "
+                          "memory x partitions per invocation (wall_clock_12_6gb_fastest); wall_met_any: any "
+                          "of them (wall_best_found says which); wall_met_fixed / wall_s_at_best: one "
+                          "partition per invocation at the best-cost memory"),
+        "published_wall_12_6gb_25mb_median_s": pub25,
+        "published_usd_per_gb_cosmic_ai": pub["cosmic_ai"]["usd_per_gb"],
     }
 
 
