@@ -171,9 +171,9 @@ def _timing(fitted: tuple | None) -> tuple[simulate.PartitionTiming, simulate.Or
 
 
 def lambda_memory_for(rate: MeasuredRate) -> float:
-    """Lambda memory whose vCPU share equals the threads the rate was measured with (1 vCPU per 1,769 MB)."""
-    per_vcpu = 1769.0
-    return float(min(10240.0, max(1.0, rate.threads) * per_vcpu))
+    """Lambda memory whose vCPU share equals the threads the rate was measured with (price table's MB per vCPU)."""
+    lam = cost.load_prices()["lambda"]
+    return float(min(float(lam["max_memory_mb"]), max(1.0, rate.threads) * float(lam["mb_per_vcpu"])))
 
 
 def project_partition(rate: MeasuredRate, data_gb: float, partition_mb: float, fitted: tuple | None = None,

@@ -21,6 +21,7 @@ import numpy as np
 
 from cosmic_utils import config
 from cosmic_utils.analysis import cost, schemas
+from cosmic_utils.runtime.prices import ASSUMED_PUBLISHED_MEMORY_MB
 from cosmic_utils.runtime.request import LAMBDA_ENGINES
 from cosmic_utils.runtime.strict import RecordError, check_number
 
@@ -28,8 +29,8 @@ from cosmic_utils.runtime.strict import RecordError, check_number
 #: 3,008 MB cap, 2 vCPU (where the conservative scaling stops gaining), 3 vCPU, 8 GB, the maximum
 #: (the published configuration).
 MEMORY_SIZES_MB: tuple[int, ...] = (1769, 2048, 3008, 3538, 5307, 8192, 10240)
-#: Memory of the published Cosmic AI Lambdas (REPORT lines: "Memory Size: 10240 MB").
-PUBLISHED_MEMORY_MB: int = 10240
+#: Memory of the published Cosmic AI Lambdas (the price table's one constant of it).
+PUBLISHED_MEMORY_MB: int = ASSUMED_PUBLISHED_MEMORY_MB
 #: Partition size of the published REPORT lines (MB).
 PUBLISHED_PARTITION_MB: float = 75.0
 #: Partition size of the per-memory table of ``lambda_engine_projection`` (MB, 2**20 bytes).
