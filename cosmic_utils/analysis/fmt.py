@@ -42,6 +42,11 @@ def pub_g(x: float | None) -> str:
     return whole if frac in ("", "0") else f"{whole}.{frac}"
 
 
+def x_text(x: float) -> str:
+    """A swept value as a column header (64, not 64.0)."""
+    return f"{int(x):,}" if float(x).is_integer() else g(x)
+
+
 def table(header: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table ('|' inside a cell becomes '/')."""
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]

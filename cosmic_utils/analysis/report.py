@@ -23,7 +23,7 @@ import pandas as pd
 
 from cosmic_utils import config
 from cosmic_utils.analysis import fmt, lambda_model
-from cosmic_utils.analysis.fmt import g, machine, pub_g, table
+from cosmic_utils.analysis.fmt import g, machine, pub_g, table, x_text
 from cosmic_utils.analysis.labels import galaxies_text
 from cosmic_utils.analysis.records import aggregate_repeats
 
@@ -33,9 +33,6 @@ FIGURE_STEMS: tuple[str, ...] = (
     "local_batch_size", "local_data_size", "local_gpu_lambda", "memory_cost_duration", "scale_simulation",
     "simulator_validation", "redshift_pred_vs_spec", "model_evaluation_default", "lambda_engine_projection",
 )
-
-#: Records whose absence makes a section say "not measured yet" instead of failing.
-OPTIONAL: tuple[str, ...] = ("local_data_size.csv", "lambda_projection.json", "local_gpu.csv")
 
 #: The report's section titles, in order (the template writes them; a test checks every one is present).
 SECTIONS: tuple[str, ...] = (
@@ -137,11 +134,6 @@ def figure(stem: str, caption: str) -> str:
     if stem not in FIGURE_STEMS:
         raise ValueError(f"figure {stem!r} is not in FIGURE_STEMS")
     return f"![{caption}](../figures/{stem}.png)\n\n*Figure `{stem}`: {caption}*"
-
-
-def x_text(x: float) -> str:
-    """A swept value as a column header (64, not 64.0)."""
-    return f"{int(x):,}" if float(x).is_integer() else g(x)
 
 
 @functools.cache
