@@ -453,7 +453,7 @@ def section_local(src: Sources) -> dict[str, Any]:
     return v
 
 
-def _best_rows(src: Sources, bench: Mapping[str, Any], at: pd.DataFrame, where: str = "") -> list[list[str]]:
+def _best_rows(bench: Mapping[str, Any], at: pd.DataFrame, where: str = "") -> list[list[str]]:
     """The fastest fp32 and the fastest engine of one bench record at its batch, as rows of the GB/s table."""
     cpu = machine(bench.get("provenance") or bench["meta"])
     fp32 = at[at["precision"] == "fp32"]
@@ -470,13 +470,13 @@ def section_devices(src: Sources) -> dict[str, Any]:
     at = _bench_at(bench, batch)
     if at.empty:
         raise ReportError(f"record data/records/bench.json is malformed: no row at batch {batch}")
-    ours = _best_rows(src, bench, at)
+    ours = _best_rows(bench, at)
     for other in sorted(src.records.glob("machines/*/bench.json")):  # other machines' records, side by side
         doc = _bench(src, other)
         o_at = _bench_at(doc, int(doc["summary"]["batch_size"]))
         if "check_passed" in o_at:
             o_at = o_at[o_at["check_passed"].isna() | o_at["check_passed"].astype("boolean").fillna(True)]
-        ours += _best_rows(src, doc, o_at, f" (`{src.rel(other)}`)")
+        ours += _best_rows(doc, o_at, f" (`{src.rel(other)}`)")
     gpu_path = src.records / "local_gpu.csv"
     gpu_best = float("nan")
     if gpu_path.is_file():
