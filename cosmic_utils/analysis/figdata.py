@@ -25,6 +25,7 @@ import pandas as pd
 from cosmic_utils import config
 from cosmic_utils.analysis import cost, simulate
 from cosmic_utils.analysis import sweep_points as sweep_metrics
+from cosmic_utils.analysis.fmt import machine_of
 
 log = logging.getLogger(__name__)
 
@@ -115,23 +116,6 @@ def spread_text(points: pd.DataFrame) -> str:
     if not points.empty and int(points["n"].max()) == 1:
         return "one run per point (n=1)"
     return f"median, bar min-max ({n_text(points)})"
-
-
-def machine_of(*frames: pd.DataFrame) -> str:
-    """The CPU model named in the records (first column ending in ``cpu_model``), or a plain 'not recorded'."""
-    for df in frames:
-        if df is None or df.empty:
-            continue
-        for col in df.columns:
-            if str(col).endswith("cpu_model"):
-                vals = df[col].dropna().astype(str)
-                if not vals.empty:
-                    cpus = ""
-                    for cc in ("cpus", "provenance.cpus", "meta.cpus"):
-                        if cc in df.columns and df[cc].notna().any():
-                            cpus = f", {int(df[cc].dropna().iloc[0])} cores"
-                    return vals.iloc[0] + cpus
-    return "machine not named in these records"
 
 
 @dataclass(frozen=True)

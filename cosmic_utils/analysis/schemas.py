@@ -15,10 +15,8 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cosmic_utils.analysis import fmt
 from cosmic_utils.runtime.strict import RecordError
-
-#: What a record without a CPU in its provenance says (records written before provenance existed).
-NO_MACHINE = "machine not recorded in the record"
 
 NonNeg = Annotated[float, Field(ge=0)]
 M = TypeVar("M", bound="Record")
@@ -36,11 +34,8 @@ class Provenance(Record):
     cpu_count: int | None = None
 
     def machine(self) -> str:
-        """``cpu_model, N cores``, or :data:`NO_MACHINE`."""
-        if not self.cpu_model:
-            return NO_MACHINE
-        cores = self.cpus or self.cpu_count
-        return f"{self.cpu_model}, {int(cores)} cores" if cores else self.cpu_model
+        """``cpu_model, N cores`` (:func:`cosmic_utils.analysis.fmt.machine`)."""
+        return fmt.machine(self.model_dump())
 
 
 class _Throughput(Record):
