@@ -178,16 +178,21 @@ def test_point_with_failed_partitions_is_failed_and_exits_3(tmp_path: Path, caps
 
 
 def test_failed_points_are_not_plotted(tmp_path: Path) -> None:
-    import pandas as pd
+    """The one sweep-point reader (figures and report) leaves out failed and partial points."""
+    from cosmic_utils.analysis import records
 
-    from cosmic_utils.analysis import plots
+    def point(slug: str, ok: int | None, marker: str = "_done.json") -> None:
+        d = tmp_path / "sweeps" / "batch_size" / slug
+        d.mkdir(parents=True)
+        (d / marker).write_text(json.dumps({"parameters": {"batch_size": 64}}))
+        if ok is not None:
+            (d / "summary.json").write_text(json.dumps({
+                "data_gb": 0.1, "wall_s": 10.0, "partitions": 2, "partitions_ok": ok,
+                "throughput": {"end_to_end_gb_s": 0.01}, "timing": {"sum_duration_s": 4.0},
+                "cost": {"lambda_usd": 1e-4, "total_usd": 2e-4}, "billing": {"memory_mb_configured": 1024}}))
 
-    def rows(slug: str, status: list[str], point: str) -> list[dict]:
-        return [{"sweep": "batch_size", "slug": slug, "point_status": point, "partition_id": f"p{i}", "status": s,
-                 "samples": 4, "data_bytes": 82080, "duration_s": 1.0, "billed_duration_ms": 1000, "memory_mb": 1024,
-                 "batch_size": 64} for i, s in enumerate(status)]
-
-    sweeps = pd.DataFrame(rows("ok", ["ok", "ok"], "done") + rows("partial", ["ok", "failed"], "done")
-                          + rows("marked", ["ok", "ok"], "failed"))
-    runs = plots._sweep_runs({"sweeps": sweeps}, "batch_size")
+    point("ok", 2)
+    point("partial", 1)
+    point("marked", 2, "_failed.json")
+    runs = records.load_sweep_points(tmp_path / "sweeps", tmp_path / "no_records")
     assert list(runs["slug"]) == ["ok"]

@@ -33,43 +33,6 @@ log = logging.getLogger(__name__)
 LAMBDA_ENGINE = "onnx"
 
 
-def sweep_runs(recs: dict[str, pd.DataFrame], sweep: str) -> pd.DataFrame:
-    """Per-run table of one sweep (see records.runs_table), successful points only.
-
-    A point marked failed by the sweep (``point_status``) or with fewer ok partitions than
-    partitions is left out with a warning: its throughput and cost would describe part of the
-    data as if it were all of it.
-    """
-    from cosmic_utils.analysis.records import runs_table
-
-    sw = recs.get("sweeps", pd.DataFrame())
-    if sw.empty or "sweep" not in sw.columns:
-        return pd.DataFrame()
-    sub = sw[sw["sweep"] == sweep]
-    if "point_status" in sub.columns:
-        bad = sorted(set(sub.loc[sub["point_status"] == "failed", "slug"].astype(str)))
-        if bad:
-            log.warning("sweep %s: %d failed point(s) not plotted: %s", sweep, len(bad), ", ".join(bad))
-        sub = sub[sub["point_status"] != "failed"]
-    if sub.empty:
-        return pd.DataFrame()
-    summ = recs.get("sweep_summary")
-    # repeats inside one point folder: a run per repeat, when the summaries can be matched on it too
-    per_repeat = "repeat" in sub.columns and summ is not None and "repeat" in summ.columns
-    runs = runs_table(sub, summ, group=("sweep", "slug", "repeat") if per_repeat else ("sweep", "slug"))
-    params = [c for c in sub.columns if str(c).startswith("param_")]
-    if not runs.empty and params:  # the swept values as requested (runs_table overwrites data_gb with the measured)
-        firsts = sub.groupby("slug")[params].first().reset_index()
-        runs = runs.drop(columns=[c for c in params if c in runs.columns]).merge(firsts, on="slug", how="left")
-    if not runs.empty and {"partitions", "partitions_ok"} <= set(runs.columns):
-        partial = runs["partitions_ok"] < runs["partitions"]
-        if partial.any():
-            log.warning("sweep %s: point(s) with failed partitions not plotted: %s", sweep,
-                        ", ".join(map(str, runs.loc[partial, "slug"])))
-        runs = runs[~partial]
-    return runs
-
-
 def sweep_points(recs: dict[str, pd.DataFrame], sweep: str, param: str, metrics: list[str],
                  backend: str | None = None, origin: str = "shipped", cpu: str | None = None) -> pd.DataFrame:
     """Median, min, max and n of each metric per value of ``param`` (columns ``<metric>_med`` etc.).

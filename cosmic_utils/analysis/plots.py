@@ -16,13 +16,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cosmic_utils.analysis import figdata, figs_lambda, figs_local, simulate
+from cosmic_utils.analysis import figs_lambda, figs_local, simulate
 from cosmic_utils.analysis.figstyle import save, set_style
 
 log = logging.getLogger(__name__)
-
-#: Kept for callers of the older name (tests): successful sweep points as a run table.
-_sweep_runs = figdata.sweep_runs
 
 FIGURES: dict[str, Callable[..., plt.Figure | None]] = {
     "lambda_batch_size": figs_lambda.fig_lambda_batch_size,
