@@ -1,16 +1,9 @@
 """The tables the figures draw: sweep points with their repeats, measured compute, projections.
 
-Why apart from the drawing code: each number a figure shows must be traceable to a record, and a
-test can check these tables without looking at pixels. Three families:
-
-* :func:`sweep_points`: one row per swept value of a sweep (local backend or aws backend), with
-  the median, min and max over repeats and ``n`` (repeats come as a ``repeat`` column, or as
-  several successful points with the same swept value);
-* :func:`measured_rate`: this repository's measured engine speed (``local_cpu.csv``, the bench),
-  which drives the projections;
-* ``projected_*``: the scale simulator (:func:`cosmic_utils.analysis.simulate.simulate_run`) run
-  with that measured compute per partition, at the study's settings, so a projected series
-  can sit next to the published one it answers.
+:func:`sweep_points` (median, min-max, n per swept value, from the one sweep-point reader),
+:func:`measured_rate` (this repository's engine speed, ``local_cpu.csv``) and ``projected_*``
+(the scale simulator run with that compute at the study's settings). Kept apart from the drawing
+so a test can check every number without pixels. Reasoning: docs/figures.md.
 """
 
 from __future__ import annotations
@@ -196,8 +189,3 @@ def local_data_size(recs: dict[str, pd.DataFrame]) -> pd.DataFrame:
             row.update({f"{m}_med": v.median(), f"{m}_min": v.min(), f"{m}_max": v.max()})
         rows.append(row)
     return pd.DataFrame(rows).sort_values("data_gb").reset_index(drop=True)
-
-
-def lambda_cost_usd(duration_s: float, memory_mb: float) -> float:
-    """Billed Lambda cost of one invocation (configured memory x duration)."""
-    return cost.lambda_cost([duration_s * 1000.0], memory_mb).total_usd
