@@ -21,6 +21,7 @@ import numpy as np
 
 from cosmic_utils import config
 from cosmic_utils.analysis import cost, schemas
+from cosmic_utils.cloud import cloudwatch
 from cosmic_utils.runtime.prices import ASSUMED_PUBLISHED_MEMORY_MB
 from cosmic_utils.runtime.request import LAMBDA_ENGINES
 from cosmic_utils.runtime.strict import RecordError, check_number
@@ -78,20 +79,13 @@ CPU_TYPES: tuple[CpuType, ...] = (
 
 # ------------------------------------------------------------------ published REPORT lines
 def published_lambda_durations(reference_dir: Path | None = None) -> list[dict[str, float]]:
-    """Parse the published CloudWatch REPORT lines (Duration, Billed, Memory Size, Max Memory, Init)."""
+    """The published CloudWatch REPORT lines (ms and MB; ``init_duration`` NaN on warm lines), by the one parser."""
     path = Path(reference_dir or config.REFERENCE_DIR) / "cai" / "lambda_report_lines.txt"
-    out = []
-    pat = {k: re.compile(rf"{k}:\s*([\d.]+)") for k in
-           ("Duration", "Billed Duration", "Memory Size", "Max Memory Used", "Init Duration")}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("REPORT"):
-            continue
-        rec = {}
-        for key, rx in pat.items():
-            m = rx.search(line.replace("Billed Duration", "Billed_Duration") if key == "Duration" else line)
-            rec[key.lower().replace(" ", "_")] = float(m.group(1)) if m else float("nan")
-        out.append(rec)
-    return out
+    nan = float("nan")
+    return [{"duration": r.duration_ms, "billed_duration": float(r.billed_duration_ms),
+             "memory_size": float(r.memory_size_mb), "max_memory_used": float(r.max_memory_used_mb),
+             "init_duration": nan if r.init_duration_ms is None else r.init_duration_ms}
+            for r in cloudwatch.parse_report_lines(path.read_text(encoding="utf-8").splitlines())]
 
 
 # ------------------------------------------------------------------ the engine's measured speed
