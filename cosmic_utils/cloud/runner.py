@@ -600,11 +600,11 @@ def resolve_run_dir(run: str | Path) -> Path:
 
 
 def failed_partitions(run_dir: Path) -> list[str]:
-    """Keys of the partitions of a run that failed or left no record."""
+    """Keys of the partitions of a run that failed or left no record (a refused manifest key stays failed:
+    docs/runner.md "Redrive")."""
     expected = json.loads((run_dir / "partitions.json").read_text())
     records = _read_run_records(run_dir)
-    # A refused manifest key (invalid_key) fails the same way every time and could not even be named
-    # in a redrive request: it stays failed, and never blocks the redrive of the others.
+
     def done(pid: str) -> bool:  # ok, and its predictions are on disk as the record says
         rec = records.get(pid, {})
         return rec.get("status") == "ok" and predictions_problem(run_dir, rec) is None

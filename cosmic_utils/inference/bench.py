@@ -65,11 +65,6 @@ PROBE_FIELDS: tuple[str, ...] = ("cpu_model", "isa", "cpu_flags", "isa_caps", "c
 STREAM_RSS_TARGET_MB: float = 1.5e9 / 2**20  # 1.5 GB
 
 
-def resolve_model(model_dir: str | os.PathLike[str] | None, with_onnx: bool = True) -> tuple[Path, bool]:
-    """The artifact to bench and whether it is trained; an untrained stand-in is allowed and recorded as such."""
-    return find_model(model_dir, with_onnx=with_onnx, allow_untrained=True)
-
-
 def flops_per_sample() -> float:
     """FLOPs of one sample through the network (counted once with ``count_flops``)."""
     from cosmic_utils.model.astromae import build_model, count_flops
@@ -341,7 +336,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 def _setup(cfg: BenchConfig, counts: list[int], plan: Mapping[int, Sequence[int]]) -> _Bench:
     """The model, the machine probe (printed), the fp32 / bf16 matmul peaks and FLOPs per sample."""
     tp = time.perf_counter()
-    model_dir, trained = resolve_model(cfg.model_dir)
+    # the bench times the network: an untrained stand-in is allowed, recorded as such (meta.trained_model)
+    model_dir, trained = find_model(cfg.model_dir, with_onnx=True, allow_untrained=True)
     run = _Bench(cfg, counts, model_dir, trained, machine_info(), compile_s={t: {} for t in counts})
     info = run.info
     print(f"cosmic bench: threads {counts}, batch sizes {dict(plan)}; CPU {info['cpu_model']} ({info.get('cpu_vendor')}, "

@@ -7,7 +7,6 @@ usable; :func:`summarize` picks the best engines and the Lambda's ONNX engine pe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from cosmic_utils.inference.bench_plan import SUMMARY_BATCH
@@ -82,13 +81,6 @@ def lambda_choice(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, Any]
     return {"engine": "onnx-int8" if v.get("usable") else "onnx", "why": why, "int8_request_gets": gets}
 
 
-def _with_speed(choice: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``choice`` plus the chosen engine's ``samples_per_s`` and ``ratio_vs_published_loop`` in ``rows``."""
-    row = next((r for r in rows if r["engine"] == choice.get("engine")), None)
-    return {**choice, "samples_per_s": row["samples_per_s"] if row else None,
-            "ratio_vs_published_loop": row["ratio_vs_published_loop"] if row else None}
-
-
 def _summarize_rows(doc: dict[str, Any], all_rows: list[dict[str, Any]], batch_size: int) -> dict[str, Any]:
     """Best fp32, best usable reduced, verdicts and the Lambda's ONNX engine among ``all_rows``
     (one thread count) at ``batch_size`` (else the largest batch measured)."""
@@ -111,8 +103,10 @@ def _summarize_rows(doc: dict[str, Any], all_rows: list[dict[str, Any]], batch_s
                                                          "ratio_vs_published_loop", "nmad_delta_rel", "speed_vs_fp32")}
         out["reduced_ratio_target_3_5x"] = best_red["ratio_vs_published_loop"] >= 3.5
     out["engines"] = engine_verdicts(doc, rows)
-    lam = _with_speed(lambda_choice(rows, out["engines"]), rows)
-    out["lambda_engine"] = lam
+    lam = lambda_choice(rows, out["engines"])
+    row = next((r for r in rows if r["engine"] == lam.get("engine")), None)  # the chosen engine's speed
+    out["lambda_engine"] = {**lam, "samples_per_s": row["samples_per_s"] if row else None,
+                            "ratio_vs_published_loop": row["ratio_vs_published_loop"] if row else None}
     onnx = next((r for r in rows if r["engine"] == "onnx"), None)
     int8 = next((r for r in rows if r["engine"] == "onnx-int8"), None)
     # the Lambda's targets: fp32 ONNX >= 2x and a usable reduced ONNX engine >= 3x the published loop
