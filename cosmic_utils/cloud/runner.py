@@ -1,28 +1,9 @@
 """Run the pipeline on a backend and collect its records: what ``cosmic run`` and notebook 03 call.
 
-:func:`run_pipeline` deploys (create-or-update), starts one execution with the validated request,
-shows a progress bar (cosmic_utils.progress) of partitions done (by polling the records prefix), and when the execution ends
-writes under the run folder (``runs/<run_id>/`` by default):
-
-* ``request.json``  the request as executed;
-* ``partitions.json`` the partition list Init wrote (what the run must account for);
-* ``records/<partition>.json`` and ``records.csv`` (one row per partition, the columns of
-  docs/architecture.md "Run records", plus request_id, key and REPORT-line figures);
-* ``predictions/`` the per-partition predictions;
-* ``summary.json`` recomputed here with the same :func:`~cosmic_utils.runtime.steps.summarize.summarize_records`
-  as the Summarize step, after attaching billed durations from CloudWatch REPORT lines and the
-  execution's own wall clock; the Summarize step's version is kept as ``summary_in_execution``.
-
-:func:`redrive` re-runs only the failed partitions of a run (same run id, so a retried
-partition overwrites only its own outputs) and merges the new records into the same folder; a
-run without failures is left untouched.
-
-Interruption (Ctrl-C, SIGTERM: :class:`cosmic_utils.exits.Interrupted`): the execution is stopped
-(``StopExecution``), the local backend's handler processes are ended, the records of every
-partition that finished are collected as usual, ``summary.json`` says ``"interrupted"``, and
-:class:`RunInterrupted` is raised (exit 130 / 143). Further signals are held until that cleanup is
-done. ``cosmic run --redrive`` then re-runs the unfinished partitions (or the whole request when
-Init had not listed them yet).
+:func:`run_pipeline` deploys, starts one execution, polls it with a progress bar and collects its
+records, predictions and summary into the run folder (``runs/<run_id>/``); :func:`redrive` re-runs
+only the failed partitions of a run into the same folder. The run folder's files, interruption
+(exit 130 / 143) and redrives: docs/runner.md.
 """
 
 from __future__ import annotations
@@ -37,7 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -81,11 +62,8 @@ class RunResult:
 
 # ------------------------------------------------------------------ billing from REPORT lines
 def attach_reports(records: list[dict[str, Any]], report_lines: Iterable[str]) -> None:
-    """Fill ``billed_duration_ms`` (and memory figures) of records from REPORT lines, by request id.
-
-    An invocation that processed several partitions (world_size) is billed once; its billed
-    duration is split over its records in proportion to their handler durations.
-    """
+    """Fill ``billed_duration_ms`` (and memory figures) of records from REPORT lines, by request id;
+    an invocation of several partitions (world_size) is split over them by handler duration."""
     from cosmic_utils.cloud.cloudwatch import reports_by_request
 
     reports = reports_by_request(report_lines)
@@ -122,11 +100,8 @@ def write_records_csv(records: Iterable[Mapping[str, Any]], path: Path) -> int:
 
 
 def predictions_problem(run_dir: Path, rec: Mapping[str, Any]) -> str | None:
-    """Why an "ok" record's predictions are not on disk as the record says (``None``: they are).
-
-    The record names the file (``predictions_file``) with its size and sha256, as the handler
-    wrote them; a record from before those fields is checked for a non-empty file of its name.
-    """
+    """Why an "ok" record's predictions are not on disk as its ``predictions_file`` / bytes / sha256
+    say (``None``: they are); an older record without those fields needs a non-empty file of its name."""
     name = rec.get("predictions_file")
     if not name:
         found = sorted((run_dir / "predictions").glob(f"{rec.get('partition_id')}.*"))
@@ -154,10 +129,8 @@ def _fail_record(rec: dict[str, Any], why: str) -> None:
 
 def _save_predictions(results: Any, layout: Any, merged: dict[str, dict[str, Any]], pred_dir: Path,
                       fresh_ids: set[str]) -> None:
-    """Copy the ok partitions' predictions of this execution into ``pred_dir``; fail the others.
-
-    A kept record (an earlier execution's, not re-run by a redrive) is only re-checked on disk.
-    """
+    """Copy the ok partitions' predictions of this execution into ``pred_dir``, failing those that do not
+    match their record; a kept record (earlier execution, not re-run) is only re-checked on disk."""
     pred_dir.mkdir(parents=True, exist_ok=True)
     keys = {k.rsplit("/", 1)[-1]: k for k in results.list_keys(layout.predictions_prefix)}
     for pid, rec in merged.items():
@@ -244,21 +217,34 @@ def _open_backend(stack: ExitStack, backend: str, request: RunRequest, concurren
     raise ValueError(f"unknown backend {backend!r}; expected 'local' or 'aws'")
 
 
-def _default_with_deps(label: str) -> bool:
-    """aws packages carry Lambda's wheels; ``COSMIC_LAMBDA_DEPS=0`` builds code-only ones for a stand-in
-    account (:mod:`.standin`), whose handler processes use this interpreter's site-packages."""
-    return label == "aws" and os.environ.get("COSMIC_LAMBDA_DEPS", "1") != "0"
+@dataclass
+class _Execution:
+    """What the phases of :func:`execute` share: the backend, the request, its store, what the execution did."""
 
+    be: Any
+    label: str
+    request: RunRequest
+    run_dir: Path
+    previous: Mapping[str, Mapping[str, Any]] | None
+    attempt: int
+    results: Any = None
+    arn: str = ""
+    desc: dict[str, Any] = field(default_factory=dict)
+    t_start: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    interrupted: exits.Interrupted | None = None
 
-def _progress(total: int | None, enabled: bool) -> Any:
-    from cosmic_utils.progress import progress
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.request.run_id)
 
-    return progress(total=total, desc="partitions", unit="part", disable=not enabled, leave=True)
+    @property
+    def redriven(self) -> set[str]:
+        return {partition_id_for(k) for k in (self.request.partitions or [])}
 
-
-def _execution_name(run_id: str, attempt: int) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return f"{run_id[:56]}-{attempt}-{stamp}"[:80]
+    @property
+    def wall_s(self) -> float | None:
+        start, stop = self.desc.get("startDate"), self.desc.get("stopDate")
+        return (stop - start).total_seconds() if start and stop else None
 
 
 def execute(
@@ -281,203 +267,246 @@ def execute(
 ) -> RunResult:
     """Deploy, run one execution of ``request`` and collect everything into ``run_dir``.
 
-    ``previous`` (records by partition id, for a redrive) are restored into an empty results
-    store (a fresh local moto) and merged with the new records. ``local_stack`` runs on an
-    already started :class:`~cosmic_utils.cloud.local.LocalStack` instead of a new one.
-    ``allowed_read`` / ``allowed_results`` set the deployment's allow-list (default: the request's
-    own locations, and on the local backend its own folders), which Init enforces.
+    ``previous``: a redrive's records by partition id, restored and merged; ``local_stack``: an
+    already started LocalStack; ``allowed_read`` / ``allowed_results``: the deployment's allow-list
+    (default: the request's own locations), which Init enforces.
     """
-    from cosmic_utils.cloud.aws import DeployConfig
     from cosmic_utils.runtime.storage import open_storage
 
     run_dir = Path(run_dir or config.RUNS_DIR / request.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    interrupted: exits.Interrupted | None = None
-    # Entered first, left last: once interrupted, signals stay held until the backend is closed.
-    hold = ExitStack()
+    hold = ExitStack()  # entered first, left last: once interrupted, signals stay held until the backend is closed
     with hold, ExitStack() as stack:
         be, label = _open_backend(stack, backend, request, concurrency, region, run_dir, local_stack)
-        if label == "local":
-            from cosmic_utils.cloud.local import LOCAL_DATA_BUCKET, LOCAL_RESULTS_URI, stage_folder
-
-            updates: dict[str, Any] = {}
-            if not request.results.startswith("s3://"):
-                updates["results"] = LOCAL_RESULTS_URI
-            if stage_data and not request.data.startswith("s3://"):
-                be.client("s3")  # bucket created by stage_folder
-                updates["data"] = stage_folder(be, Path(request.data), LOCAL_DATA_BUCKET, request.run_id)
-            if updates:
-                request = request.model_copy(update=updates)
-        if not request.results.startswith("s3://"):
-            raise ValueError(f"results {request.results!r}: the state machine's ItemReader needs s3://bucket/prefix")
-        if label == "aws":
-            local = [f"{n}={u!r}" for n, u in (("data", request.data), ("model", request.model))
-                     if not u.startswith("s3://")]
-            if local:
-                raise ValueError(f"backend aws: {', '.join(local)} must be s3:// locations Lambda can read")
-        if allowed_read is None:
-            allowed_read = [request.data, request.model]
-        if allowed_results is None:
-            allowed_results = [request.results]
-        cfg = DeployConfig(
-            results_uri=request.results, prefix=prefix,
-            read_uris=[u for u in (request.data, request.model) if u.startswith("s3://")],
-            allowed_read=list(allowed_read), allowed_results=list(allowed_results),
-            memory_mb=request.memory_mb, timeout_s=request.timeout_s,
-            with_deps=_default_with_deps(label) if with_deps is None else with_deps, backend_label=label,
-            build_dir=run_dir.parent / ".build" / label if label == "local" else None,
-        )
+        run = _Execution(be, label, _placed_request(be, label, request, stage_data), run_dir, previous, attempt)
+        cfg = _deploy_config(run, prefix, with_deps, allowed_read, allowed_results)
         deployment = be.deploy(cfg)
-        results = open_storage(request.results, s3_client=be.client("s3"))
-        layout = RunLayout(request.run_id)
-        redriven = {partition_id_for(k) for k in (request.partitions or [])}
-        if previous is None:
-            # A fresh run owns its run id: outputs left by an earlier run with the same id are
-            # replaced only on request (overwrite); otherwise the run is refused before it starts.
-            left = results.list_keys(f"{layout.root}/")
-            if left and not request.overwrite:
-                raise RunExistsError(
-                    f"run id {request.run_id!r} already has {len(left)} objects under {results.uri(layout.root)}: "
-                    "choose another run id, redrive it (cosmic run --redrive) or overwrite (--overwrite)")
-            for key in left:
-                results.delete(key)
-        else:
-            # A redrive: the partition list and the good records of the first run must be there
-            # for Summarize (a fresh local moto starts empty; on AWS they are still in S3).
-            if not results.exists(layout.partitions) and (run_dir / "partitions.json").exists():
-                results.write_text(layout.partitions, (run_dir / "partitions.json").read_text())
-            _restore_chain(results, layout, run_dir, previous)
-            for pid, rec in previous.items():
-                if _kept(pid, rec, redriven) and not results.exists(layout.record(pid)):
-                    results.write_text(layout.record(pid), json.dumps(rec))
-        (run_dir / "request.json").write_text(request.model_dump_json(indent=2))
-        name = _execution_name(request.run_id, attempt)
-        before = be.count_keys(results.uri(layout.records_prefix.rstrip("/")))
-        t_start = datetime.now(timezone.utc)
-        arn = be.start_execution(deployment.state_machine_arn, request.to_json(), name)
-        total = len(request.partitions) if request.partitions else request.partition_limit
-        bar = _progress(total, progress)
-
-        def poll() -> None:
-            if bar.total is None and results.exists(layout.partitions):
-                bar.total = len(request.partitions) if request.partitions else \
-                    len(json.loads(results.read_text(layout.partitions)))
-                bar.refresh()
-            done = be.count_keys(results.uri(layout.records_prefix.rstrip("/"))) - (before if previous else 0)
-            bar.update(max(0, done - bar.n))
-
-        try:
-            desc = be.wait_execution(arn, poll_s=1.0 if label == "local" else 3.0, timeout_s=timeout_s, on_poll=poll)
-        except KeyboardInterrupt as exc:
-            interrupted = exc if isinstance(exc, exits.Interrupted) else exits.Interrupted()
-            hold.enter_context(exits.signals_deferred())
-            log.warning("run %s: %s; stopping the execution and keeping the finished partitions",
-                        request.run_id, interrupted.signal_name)
-            _stop_after_interrupt(be, arn, label, interrupted.signal_name)
-            if local_stack is not None:  # a shared server keeps serving other runs
-                stack.callback(_resume_local)
-            desc = be.describe_execution(arn)
-            for _ in range(20):  # StopExecution is asynchronous: give it a moment to show ABORTED
-                if desc["status"] != "RUNNING":
-                    break
-                time.sleep(0.25)
-                desc = be.describe_execution(arn)
-        finally:
-            bar.close()
-        status = str(desc["status"])
-        start, stop = desc.get("startDate"), desc.get("stopDate")
-        wall_s = (stop - start).total_seconds() if start and stop else None
-        if not results.exists(layout.partitions):  # Init failed: nothing ran
-            summary = {"run_id": request.run_id, "backend": label, "execution_status": status,
-                       "execution_arn": arn, "execution_error": desc.get("error"),
-                       "execution_cause": desc.get("cause"), "partitions": 0, "partitions_ok": 0,
-                       "partitions_failed": 0, "failed": [], "wall_s": wall_s}
-            if interrupted is not None:
-                summary["interrupted"] = _interrupted_note(interrupted, run_dir, 0)
-            (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
-            if interrupted is not None:
-                raise RunInterrupted(interrupted.signum, run_dir, RunResult(run_dir, summary, status))
-            return RunResult(run_dir, summary, status)
-        expected = json.loads(results.read_text(layout.partitions))
-        (run_dir / "partitions.json").write_text(json.dumps(expected, indent=1))
-        chain = execution_chain(results, request.run_id)
-        if chain is not None:
-            (run_dir / "executions.json").write_text(json.dumps({"run_id": request.run_id, "executions": chain}))
-        fresh = [json.loads(results.read_text(k)) for k in results.list_keys(layout.records_prefix)]
-        # Only records of this run's execution chain (an earlier run under the same id is not ours).
-        fresh = [r for r in fresh if chain is None or str(r.get("execution_id")) in chain]
-        reports = list(be.report_lines(cfg.names.function("inference"), t_start))
-        attach_reports(fresh, reports)
-        wanted = {str(e["partition_id"]) for e in expected}
-        merged: dict[str, dict[str, Any]] = {}
-        for rec in fresh:
-            rec["billed_source"] = rec.get("billed_source") or "estimated"
-            if rec.get("attempt") is None:
-                rec["attempt"] = attempt
-            merged[str(rec["partition_id"])] = rec
-        for pid, rec in (previous or {}).items():
-            if _kept(pid, rec, redriven):  # kept as it was: a redrive re-ran only the others
-                merged[pid] = dict(rec)
-        merged = {pid: rec for pid, rec in merged.items() if pid in wanted}
-        # Predictions first, durably (temp + fsync + rename), each checked against its record's
-        # size and checksum; a partition whose file is not complete on disk is failed here, before
-        # any record says "ok" (a redrive re-runs it).
-        _save_predictions(results, layout, merged, run_dir / "predictions",
-                          fresh_ids={str(r["partition_id"]) for r in fresh
-                                     if not redriven or str(r["partition_id"]) in redriven})
-        rec_dir = run_dir / "records"
-        rec_dir.mkdir(exist_ok=True)
-        for pid, rec in merged.items():
-            durable_write(rec_dir / f"{pid}.json", json.dumps(rec).encode())
-        write_records_csv(merged.values(), run_dir / "records.csv")
-        in_exec = json.loads(results.read_text(layout.summary)) if results.exists(layout.summary) else None
-        prev_summary = _load_json(run_dir / "summary.json") if previous is not None else None
-        extra: dict[str, Any] = {
-            "execution_status": status,
-            "execution_arn": arn,
-            "execution_error": desc.get("error"),
-            "summary_in_execution": in_exec,
-            "wall_s_note": "Step Functions execution wall clock (startDate to stopDate)",
-            "report_lines": len(reports),
-        }
-        for key in ("unlisted", "unlisted_keys"):  # files the manifest does not list: ignored, reported
-            if in_exec and in_exec.get(key):
-                extra[key] = in_exec[key]
-        if prev_summary is not None:
-            history = list(prev_summary.get("executions", [])) or [
-                {"execution_arn": prev_summary.get("execution_arn"), "wall_s": prev_summary.get("wall_s"),
-                 "status": prev_summary.get("execution_status")}]
-            extra["executions"] = history + [{"execution_arn": arn, "wall_s": wall_s, "status": status}]
-            extra["redrives"] = int(prev_summary.get("redrives", 0)) + 1
-            wall_total = sum(float(e.get("wall_s") or 0.0) for e in extra["executions"])
-        else:
-            extra["executions"] = [{"execution_arn": arn, "wall_s": wall_s, "status": status}]
-            extra["redrives"] = 0
-            wall_total = wall_s
-        original = parse_request(json.loads((run_dir / "request.original.json").read_text())) \
-            if (run_dir / "request.original.json").exists() else request
-        summary = summarize_records(merged.values(), expected, original, wall_total, extra, executions=chain)
-        summary["backend"] = label
-        if interrupted is not None:
-            kept = sum(1 for r in merged.values() if r.get("status") == "ok")
-            summary["interrupted"] = _interrupted_note(interrupted, run_dir, kept)
-            for fail in summary.get("failed", []):
-                if str(fail.get("partition_id")) not in merged:
-                    fail["error"] = f"not finished: the run was interrupted ({interrupted.signal_name})"
-        if label == "aws" and summary.get("failed"):
-            _attach_cloudwatch_errors(be, cfg.names.function("inference"), summary["failed"], t_start, stop)
-        summary.update(admission_fields(original))
+        run.results = open_storage(run.request.results, s3_client=be.client("s3"))
+        _prepare_results(run)
+        (run_dir / "request.json").write_text(run.request.model_dump_json(indent=2))
+        _start_and_wait(run, deployment.state_machine_arn, progress, timeout_s, hold, stack, local_stack is not None)
+        if run.results.exists(run.layout.partitions):
+            summary = _finalise(run, cfg, *_collect(run, cfg))
+        else:  # Init failed: nothing ran
+            summary = _init_failed_summary(run)
         (run_dir / "summary.json").write_text(json.dumps(stamped(summary), indent=2))
-    if interrupted is not None:
-        raise RunInterrupted(interrupted.signum, run_dir, RunResult(run_dir, summary, status))
-    return RunResult(run_dir, summary, status)
+    result = RunResult(run_dir, summary, str(run.desc["status"]))
+    if run.interrupted is not None:
+        raise RunInterrupted(run.interrupted.signum, run_dir, result)
+    return result
+
+
+def _placed_request(be: Any, label: str, request: RunRequest, stage_data: bool) -> RunRequest:
+    """The request with the locations the backend reads (local: moto's buckets), or ValueError."""
+    if label == "local":
+        from cosmic_utils.cloud.local import LOCAL_DATA_BUCKET, LOCAL_RESULTS_URI, stage_folder
+
+        updates: dict[str, Any] = {}
+        if not request.results.startswith("s3://"):
+            updates["results"] = LOCAL_RESULTS_URI
+        if stage_data and not request.data.startswith("s3://"):
+            be.client("s3")  # bucket created by stage_folder
+            updates["data"] = stage_folder(be, Path(request.data), LOCAL_DATA_BUCKET, request.run_id)
+        if updates:
+            request = request.model_copy(update=updates)
+    if not request.results.startswith("s3://"):
+        raise ValueError(f"results {request.results!r}: the state machine's ItemReader needs s3://bucket/prefix")
+    if label == "aws":
+        local = [f"{n}={u!r}" for n, u in (("data", request.data), ("model", request.model))
+                 if not u.startswith("s3://")]
+        if local:
+            raise ValueError(f"backend aws: {', '.join(local)} must be s3:// locations Lambda can read")
+    return request
+
+
+def _deploy_config(run: _Execution, prefix: str, with_deps: bool | None, allowed_read: list[str] | None,
+                   allowed_results: list[str] | None) -> Any:
+    """The deployment of this run (create-or-update): buckets, allow-list, function settings."""
+    from cosmic_utils.cloud.aws import DeployConfig
+
+    req, label = run.request, run.label
+    if with_deps is None:  # aws packages carry Lambda's wheels; COSMIC_LAMBDA_DEPS=0: code only (a stand-in account)
+        with_deps = label == "aws" and os.environ.get("COSMIC_LAMBDA_DEPS", "1") != "0"
+    return DeployConfig(
+        results_uri=req.results, prefix=prefix,
+        read_uris=[u for u in (req.data, req.model) if u.startswith("s3://")],
+        allowed_read=list([req.data, req.model] if allowed_read is None else allowed_read),
+        allowed_results=list([req.results] if allowed_results is None else allowed_results),
+        memory_mb=req.memory_mb, timeout_s=req.timeout_s,
+        with_deps=with_deps, backend_label=label,
+        build_dir=run.run_dir.parent / ".build" / label if label == "local" else None,
+    )
+
+
+def _prepare_results(run: _Execution) -> None:
+    """A fresh run: refuse (or, with overwrite, delete) what an earlier run left under its id. A redrive:
+    put back the partition list, the chain and the kept records Summarize needs (a fresh moto is empty)."""
+    results, layout, request = run.results, run.layout, run.request
+    if run.previous is None:
+        left = results.list_keys(f"{layout.root}/")
+        if left and not request.overwrite:
+            raise RunExistsError(
+                f"run id {request.run_id!r} already has {len(left)} objects under {results.uri(layout.root)}: "
+                "choose another run id, redrive it (cosmic run --redrive) or overwrite (--overwrite)")
+        for key in left:
+            results.delete(key)
+        return
+    if not results.exists(layout.partitions) and (run.run_dir / "partitions.json").exists():
+        results.write_text(layout.partitions, (run.run_dir / "partitions.json").read_text())
+    _restore_chain(results, layout, run.run_dir, run.previous)
+    redriven = run.redriven
+    for pid, rec in run.previous.items():
+        if pid not in redriven and not results.exists(layout.record(pid)):  # kept (docs/runner.md)
+            results.write_text(layout.record(pid), json.dumps(rec))
+
+
+def _start_and_wait(run: _Execution, state_machine_arn: str, show_progress: bool, timeout_s: float | None,
+                    hold: ExitStack, stack: ExitStack, shared: bool) -> None:
+    """Start the execution and wait for its end, with a bar of partitions done; on SIGINT / SIGTERM
+    stop it, hold further signals and record the interruption (``shared``: the LocalStack serves on)."""
+    from cosmic_utils.progress import progress
+
+    be, results, layout, request = run.be, run.results, run.layout, run.request
+    name = f"{request.run_id[:56]}-{run.attempt}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"[:80]
+    records_uri = results.uri(layout.records_prefix.rstrip("/"))
+    before = be.count_keys(records_uri)
+    run.t_start = datetime.now(timezone.utc)
+    run.arn = be.start_execution(state_machine_arn, request.to_json(), name)
+    bar = progress(total=len(request.partitions) if request.partitions else request.partition_limit,
+                   desc="partitions", unit="part", disable=not show_progress, leave=True)
+
+    def poll() -> None:
+        if bar.total is None and results.exists(layout.partitions):
+            bar.total = len(request.partitions) if request.partitions else \
+                len(json.loads(results.read_text(layout.partitions)))
+            bar.refresh()
+        done = be.count_keys(records_uri) - (before if run.previous else 0)
+        bar.update(max(0, done - bar.n))
+
+    try:
+        run.desc = be.wait_execution(run.arn, poll_s=1.0 if run.label == "local" else 3.0, timeout_s=timeout_s,
+                                     on_poll=poll)
+    except KeyboardInterrupt as exc:
+        run.interrupted = interrupted = exc if isinstance(exc, exits.Interrupted) else exits.Interrupted()
+        hold.enter_context(exits.signals_deferred())
+        log.warning("run %s: %s; stopping the execution and keeping the finished partitions",
+                    request.run_id, interrupted.signal_name)
+        _stop_after_interrupt(be, run.arn, run.label, interrupted.signal_name)
+        if shared:  # a shared server keeps serving other runs
+            from cosmic_utils.cloud import moto_hook
+
+            stack.callback(moto_hook.resume_invocations)
+        run.desc = be.describe_execution(run.arn)
+        for _ in range(20):  # StopExecution is asynchronous: give it a moment to show ABORTED
+            if run.desc["status"] != "RUNNING":
+                break
+            time.sleep(0.25)
+            run.desc = be.describe_execution(run.arn)
+    finally:
+        bar.close()
+
+
+def _init_failed_summary(run: _Execution) -> dict[str, Any]:
+    """summary.json of an execution whose Init failed (no partition list: nothing ran)."""
+    summary = {"run_id": run.request.run_id, "backend": run.label, "execution_status": str(run.desc["status"]),
+               "execution_arn": run.arn, "execution_error": run.desc.get("error"),
+               "execution_cause": run.desc.get("cause"), "partitions": 0, "partitions_ok": 0,
+               "partitions_failed": 0, "failed": [], "wall_s": run.wall_s}
+    if run.interrupted is not None:
+        summary["interrupted"] = _interrupted_note(run.interrupted, run.run_dir, 0)
+    return summary
+
+
+def _collect(run: _Execution, cfg: Any) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[str] | None, int]:
+    """Records of this run's chain (billed from REPORT lines) merged with the kept ones, predictions
+    saved and checked, records and records.csv written; returns (merged, expected, chain, REPORT lines)."""
+    results, layout, run_dir, request = run.results, run.layout, run.run_dir, run.request
+    expected = json.loads(results.read_text(layout.partitions))
+    (run_dir / "partitions.json").write_text(json.dumps(expected, indent=1))
+    chain = execution_chain(results, request.run_id)
+    if chain is not None:
+        (run_dir / "executions.json").write_text(json.dumps({"run_id": request.run_id, "executions": chain}))
+    fresh = [json.loads(results.read_text(k)) for k in results.list_keys(layout.records_prefix)]
+    # Only records of this run's execution chain (an earlier run under the same id is not ours).
+    fresh = [r for r in fresh if chain is None or str(r.get("execution_id")) in chain]
+    reports = list(run.be.report_lines(cfg.names.function("inference"), run.t_start))
+    attach_reports(fresh, reports)
+    wanted = {str(e["partition_id"]) for e in expected}
+    redriven = run.redriven
+    merged: dict[str, dict[str, Any]] = {}
+    for rec in fresh:
+        rec["billed_source"] = rec.get("billed_source") or "estimated"
+        if rec.get("attempt") is None:
+            rec["attempt"] = run.attempt
+        merged[str(rec["partition_id"])] = rec
+    for pid, rec in (run.previous or {}).items():
+        if pid not in redriven:  # kept as it was: a redrive re-ran only the others
+            merged[pid] = dict(rec)
+    merged = {pid: rec for pid, rec in merged.items() if pid in wanted}
+    # Predictions first, durably, each checked against its record: a partition whose file is not
+    # complete on disk is failed before any record says "ok" (docs/runner.md).
+    _save_predictions(results, layout, merged, run_dir / "predictions",
+                      fresh_ids={str(r["partition_id"]) for r in fresh
+                                 if not redriven or str(r["partition_id"]) in redriven})
+    rec_dir = run_dir / "records"
+    rec_dir.mkdir(exist_ok=True)
+    for pid, rec in merged.items():
+        durable_write(rec_dir / f"{pid}.json", json.dumps(rec).encode())
+    write_records_csv(merged.values(), run_dir / "records.csv")
+    return merged, expected, chain, len(reports)
+
+
+def _finalise(run: _Execution, cfg: Any, merged: dict[str, dict[str, Any]], expected: list[dict[str, Any]],
+              chain: list[str] | None, n_reports: int) -> dict[str, Any]:
+    """summary.json: :func:`summarize_records` over ``merged`` plus the execution history (one entry
+    per execution of the run), interruption, CloudWatch errors of failed partitions (aws), admission."""
+    results, layout, run_dir, status = run.results, run.layout, run.run_dir, str(run.desc["status"])
+    in_exec = json.loads(results.read_text(layout.summary)) if results.exists(layout.summary) else None
+    prev_summary = _load_json(run_dir / "summary.json") if run.previous is not None else None
+    this = {"execution_arn": run.arn, "wall_s": run.wall_s, "status": status}
+    extra: dict[str, Any] = {
+        "execution_status": status,
+        "execution_arn": run.arn,
+        "execution_error": run.desc.get("error"),
+        "summary_in_execution": in_exec,
+        "wall_s_note": "Step Functions execution wall clock (startDate to stopDate)",
+        "report_lines": n_reports,
+    }
+    for key in ("unlisted", "unlisted_keys"):  # files the manifest does not list: ignored, reported
+        if in_exec and in_exec.get(key):
+            extra[key] = in_exec[key]
+    if prev_summary is not None:
+        history = list(prev_summary.get("executions", [])) or [
+            {"execution_arn": prev_summary.get("execution_arn"), "wall_s": prev_summary.get("wall_s"),
+             "status": prev_summary.get("execution_status")}]
+        extra["executions"] = history + [this]
+        extra["redrives"] = int(prev_summary.get("redrives", 0)) + 1
+        wall_total = sum(float(e.get("wall_s") or 0.0) for e in extra["executions"])
+    else:
+        extra["executions"] = [this]
+        extra["redrives"] = 0
+        wall_total = run.wall_s
+    original = parse_request(json.loads((run_dir / "request.original.json").read_text())) \
+        if (run_dir / "request.original.json").exists() else run.request
+    summary = summarize_records(merged.values(), expected, original, wall_total, extra, executions=chain)
+    summary["backend"] = run.label
+    if run.interrupted is not None:
+        kept = sum(1 for r in merged.values() if r.get("status") == "ok")
+        summary["interrupted"] = _interrupted_note(run.interrupted, run_dir, kept)
+        for fail in summary.get("failed", []):
+            if str(fail.get("partition_id")) not in merged:
+                fail["error"] = f"not finished: the run was interrupted ({run.interrupted.signal_name})"
+    if run.label == "aws" and summary.get("failed"):
+        _attach_cloudwatch_errors(run.be, cfg.names.function("inference"), summary["failed"], run.t_start,
+                                  run.desc.get("stopDate"))
+    summary.update(admission_fields(original))
+    return summary
 
 
 def _attach_cloudwatch_errors(be: Any, function_name: str, failed: list[dict[str, Any]],
                               start: datetime, stop: datetime | None) -> None:
-    """Put each failed partition's CloudWatch error (``cloudwatch_error``, request id, log stream) into the
-    summary's failed list: on AWS the error of a crash or timeout is nowhere else. Best effort: a
-    logs outage never fails a run that already ran (``cosmic logs RUN`` asks again later)."""
+    """Put each failed partition's CloudWatch error (request id, log stream) into the summary's failed
+    list, where alone an AWS crash or timeout shows; best effort (``cosmic logs RUN`` asks again later)."""
     from cosmic_utils.cloud.cloudwatch import failed_partition_errors
     from cosmic_utils.cloud.run_logs import WINDOW_MARGIN_MS, annotate_failed
 
@@ -492,18 +521,10 @@ def _attach_cloudwatch_errors(be: Any, function_name: str, failed: list[dict[str
     annotate_failed(failed, by_part)
 
 
-def _kept(pid: str, rec: Mapping[str, Any], redriven: set[str]) -> bool:
-    """Whether a redrive keeps an earlier record as it is: every record of a partition the redrive
-    did not re-run (an ok one, or the failure of a refused manifest key, which no retry can fix).
-    A re-run partition's new record wins, also over an "ok" whose predictions were not on disk."""
-    return pid not in redriven
-
-
 def _restore_chain(results: Any, layout: RunLayout, run_dir: Path,
                    previous: Mapping[str, Mapping[str, Any]]) -> None:
-    """Put the run's execution chain back into an empty results store before a redrive (a fresh
-    local moto starts empty), so Init appends to it and Summarize still counts the kept records.
-    A run folder from before run identity has no chain: its kept records' ids (or ``None``) seed it."""
+    """Put the run's execution chain back into an empty results store before a redrive, so Init appends
+    to it and Summarize counts the kept records; without executions.json the kept records' ids seed it."""
     if results.exists(layout.executions):
         return
     saved = _load_json(run_dir / "executions.json")
@@ -514,21 +535,10 @@ def _restore_chain(results: Any, layout: RunLayout, run_dir: Path,
     results.write_text(layout.executions, json.dumps({"run_id": layout.run_id, "executions": chain}))
 
 
-def _resume_local() -> None:
-    from cosmic_utils.cloud import moto_hook
-
-    moto_hook.resume_invocations()
-
-
 def admission_fields(request: Any) -> dict[str, Any]:
-    """What ``cosmic records ship`` needs to admit a run's summary: the model and the data it ran on.
-
-    ``model_info``: :func:`cosmic_utils.provenance.model_fields` of the request's model (sha256 of
-    artifact.json, trained or not, validation sigma_NMAD beside the kNN anchor's). ``data_info``:
-    samples and distinct catalogue galaxies of a local rendered dataset
-    (:func:`cosmic_utils.data.dataset.distinct_galaxies`). Empty fields for ``s3://`` inputs
-    (what the run saw is then not re-read here).
-    """
+    """What ``cosmic records ship`` needs to admit a run's summary: ``model_info``
+    (:func:`cosmic_utils.provenance.model_fields`) and ``data_info`` (distinct galaxies of a local
+    dataset, :func:`cosmic_utils.data.dataset.distinct_galaxies`; empty for ``s3://`` data)."""
     from cosmic_utils.data.dataset import distinct_galaxies
     from cosmic_utils.provenance import model_fields
 
@@ -590,11 +600,11 @@ def resolve_run_dir(run: str | Path) -> Path:
 
 
 def failed_partitions(run_dir: Path) -> list[str]:
-    """Keys of the partitions of a run that failed or left no record."""
+    """Keys of the partitions of a run that failed or left no record (a refused manifest key stays failed:
+    docs/runner.md "Redrive")."""
     expected = json.loads((run_dir / "partitions.json").read_text())
     records = _read_run_records(run_dir)
-    # A refused manifest key (invalid_key) fails the same way every time and could not even be named
-    # in a redrive request: it stays failed, and never blocks the redrive of the others.
+
     def done(pid: str) -> bool:  # ok, and its predictions are on disk as the record says
         rec = records.get(pid, {})
         return rec.get("status") == "ok" and predictions_problem(run_dir, rec) is None
@@ -603,12 +613,8 @@ def failed_partitions(run_dir: Path) -> list[str]:
 
 
 def redrive(run: str | Path, **kwargs: Any) -> RunResult:
-    """Re-run only the failed partitions of a run and merge into the same run folder.
-
-    ``run`` is a run id (under ``config.RUNS_DIR``, from any directory) or a run folder path. A
-    run without failures is left as is. A run interrupted before Init listed its partitions (no
-    ``partitions.json``) is run again whole, under the same run id.
-    """
+    """Re-run only the failed partitions of ``run`` (a run id or folder) into the same run folder; a run
+    without failures is left as is, one that never listed its partitions is run again whole."""
     run_dir = resolve_run_dir(run)
     with run_lock(run_dir):  # a second writer into this folder is refused with our pid
         return _redrive_locked(run_dir, **kwargs)
@@ -644,5 +650,6 @@ def _redrive_locked(run_dir: Path, **kwargs: Any) -> RunResult:
                                       "results": executed.results if kwargs.get("backend") == "aws"
                                       else original.results})
     req = parse_request(req.model_dump(mode="json"))
-    attempt = 1 + max((int(r.get("attempt") or 1) for r in _read_run_records(run_dir).values()), default=1)
-    return execute(req, run_dir=run_dir, previous=_read_run_records(run_dir), attempt=attempt, **kwargs)
+    records = _read_run_records(run_dir)
+    attempt = 1 + max((int(r.get("attempt") or 1) for r in records.values()), default=1)
+    return execute(req, run_dir=run_dir, previous=records, attempt=attempt, **kwargs)
