@@ -252,7 +252,6 @@ class ModelArtifact:
 def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """``artifact.json`` of a model folder as a plain dict, unchecked: ``FileNotFoundError`` when
     absent, ``ValueError`` naming the file when it is not a JSON object."""
-
     path = Path(folder) / META_FILE
     if not path.is_file():
         raise FileNotFoundError(f"model artifact {folder}: {META_FILE} not found")

@@ -85,13 +85,9 @@ def _isa_level(arch: str, flags: set[str]) -> str:
 
 @lru_cache(maxsize=1)
 def cpu_probe() -> dict[str, Any]:
-    """Model, vendor, architecture, numerics-relevant flags, ISA level and ISA caps of this CPU.
-
-    Keys: ``cpu_model``, ``cpu_vendor``, ``arch``, ``cpu_flags`` (space-separated, sorted
-    subset of :data:`X86_FLAGS` / :data:`ARM_FLAGS`), ``isa`` (:func:`_isa_level`),
-    ``isa_caps`` (``NAME=value`` of every cap variable set, ``;``-separated), ``cpus``
-    (usable cores), ``cpu_type`` (the key accuracy checks are cached under).
-    """
+    """This CPU: ``cpu_model``, ``cpu_vendor``, ``arch``, ``cpu_flags`` (sorted subset of
+    :data:`X86_FLAGS` / :data:`ARM_FLAGS`), ``isa``, ``isa_caps`` (``NAME=value;...`` of the caps
+    set), ``cpus`` (usable cores) and ``cpu_type`` (the key accuracy checks are cached under)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -117,7 +113,6 @@ def probe_from_fields(fields: Mapping[str, str], *, arch: str, environ: Mapping[
     probe = {"cpu_model": model, "cpu_vendor": vendor, "arch": arch, "cpu_flags": " ".join(flags),
              "isa": isa, "isa_caps": caps, "cpus": cpus}
     probe["cpu_type"] = cpu_type(probe)
-
     return probe
 
 

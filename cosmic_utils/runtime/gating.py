@@ -259,7 +259,6 @@ def create_engine_with_fallback(name: str, artifact_dir: str | os.PathLike[str],
     the ONNX engine imports this module). The engine carries ``requested_name``, ``fallback_reason``
     ("" when none, else the refusal) and ``gate`` (its verdict, ``None`` for fp32).
     """
-
     try:
         engine = create(name, artifact_dir, threads=threads)
         reason = ""

@@ -76,7 +76,6 @@ def split_even(entries: Sequence[Any], workers: int | None) -> list[list[Any]]:
     return [list(entries[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
-
 def build_items(entries: Sequence[dict[str, Any]], world_size: int | None) -> list[dict[str, Any]]:
     """Map items for ``entries`` (partition dicts), numbered by ``worker_id``."""
     return [{"worker_id": i, "partitions": share} for i, share in enumerate(split_even(entries, world_size))]

@@ -83,7 +83,6 @@ class Manifest:
                 dup = sorted({v for v in values if values.count(v) > 1})
                 raise ManifestError(f"manifest: duplicate partition {what} {dup}")
 
-
     # -------------------------------------------------------------- totals
     @property
     def partitions(self) -> int:

@@ -23,7 +23,6 @@ def read_hwm_mb(status_path: str = "/proc/self/status") -> float | None:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MB (2**20 bytes): ``VmHWM`` where available,
     as ``ru_maxrss`` includes the parent's peak after fork + exec (the local backend's children)."""
-
     hwm = read_hwm_mb()
     if hwm is not None:
         return hwm

@@ -334,7 +334,6 @@ def create_onnx_engine(name: str, artifact_dir: str | os.PathLike[str], threads:
                        gate: bool = True) -> OnnxEngine:
     """The ONNX engine ``name`` (``onnx`` / ``onnx-int8``) on a model folder, gated like every engine
     (:func:`cosmic_utils.runtime.gating.gated`) unless ``gate`` is false."""
-
     if name not in ONNX_ENGINE_NAMES:
         raise ValueError(f"unknown ONNX engine {name!r}; choose one of {', '.join(ONNX_ENGINE_NAMES)}")
     engine = OnnxEngine.from_artifact(artifact_dir, threads=threads, int8=(name == "onnx-int8"))

@@ -370,7 +370,6 @@ def _check_expected(name: str, expected: Any, samples: int | None, nbytes: int |
     if expected is None:
         return
     want_samples = _expected_get(expected, "samples")
-
     if want_samples is not None and samples is not None and int(want_samples) != samples:
         raise _error(name, f"sample count mismatch: manifest says {int(want_samples):,}, file has {samples:,}")
     want_bytes = _expected_get(expected, "bytes")
@@ -510,7 +509,6 @@ def read_rows_at(read_at: ReadAt, header: PartitionHeader, start: int, stop: int
     if check_finite and stop > start:
         _check_finite(header.name, out["image"], out["magnitude"], row0=start)
     return Partition(image=out["image"], magnitude=out["magnitude"], redshift=out["redshift"], meta=header.meta)
-
 
 
 def read_header(path: str | os.PathLike[str], name: str | None = None) -> PartitionHeader:

@@ -94,9 +94,8 @@ class Preprocessing:
                 f"preprocessing.image_transform must be one of {IMAGE_TRANSFORMS}, got {self.image_transform!r}")
         magnitude_matrix(self.magnitude_features)  # validates the name
         # Normalise the numbers to plain float tuples (from lists, numpy arrays, JSON).
-        object.__setattr__(self, "image_scale", _five("image_scale", self.image_scale, positive=True))
-        object.__setattr__(self, "magnitude_mean", _five("magnitude_mean", self.magnitude_mean))
-        object.__setattr__(self, "magnitude_std", _five("magnitude_std", self.magnitude_std, positive=True))
+        for name, positive in (("image_scale", True), ("magnitude_mean", False), ("magnitude_std", True)):
+            object.__setattr__(self, name, _five(name, getattr(self, name), positive))
 
     # ------------------------------------------------------------------ description
     @property
@@ -116,9 +115,7 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``kind`` added for readers of artifact.json)."""
         out = asdict(self)
-        out["image_scale"] = list(self.image_scale)
-        out["magnitude_mean"] = list(self.magnitude_mean)
-        out["magnitude_std"] = list(self.magnitude_std)
+        out.update({k: list(getattr(self, k)) for k in ("image_scale", "magnitude_mean", "magnitude_std")})
         out["kind"] = "identity" if self.is_identity else f"{self.image_transform}+{self.magnitude_features}"
         return out
 
@@ -193,7 +190,6 @@ def fit_preprocessing(
 ) -> Preprocessing:
     """Fit the scales on training arrays: per-band pixel NMAD (a deterministic strided subsample
     of at most ``max_pixels_per_band`` pixels), feature mean and population std."""
-
     image = np.asarray(image, dtype=np.float32)
     magnitude = np.asarray(magnitude, dtype=np.float64)
     if image.ndim != 4 or image.shape[1] != N_BANDS:

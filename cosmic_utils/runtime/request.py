@@ -284,5 +284,4 @@ def from_seed_payload(
         if value is not None:
             fields[key] = value
     fields.update(overrides)
-
     return parse_request(fields)

@@ -37,7 +37,6 @@ def open_regular(path: str | os.PathLike[str], label: str | None = None) -> int:
     """Open ``path`` read-only and return the fd, only if it is a regular file (else
     FileNotFoundError or :class:`NotRegularFileError`). ``O_NOFOLLOW`` (no link is followed),
     ``O_NONBLOCK`` (a FIFO cannot hang), type checked on the opened fd (no swap in between)."""
-
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError as exc:
@@ -143,7 +142,6 @@ class Storage(ABC):
     def read_buffer(self, key: str) -> bytearray:
         """The whole object in one writable ``bytearray`` the caller owns, so ``np.frombuffer``
         gives writable arrays without a copy (subclasses read straight into it; this copies once)."""
-
         return bytearray(self.read_bytes(key))
 
     @abstractmethod
@@ -275,7 +273,6 @@ class LocalStorage(Storage):
         if not src.is_file():
             raise MissingObjectError(f"no such local file to upload: {src}")
         _atomic_copy(src, self._path(key))
-
 
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
         src = self._path(key)
@@ -428,7 +425,6 @@ class S3Storage(Storage):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
                 keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
         return sorted(keys)
-
 
     @contextmanager
     def _call(self, key: str | None) -> Iterator[None]:

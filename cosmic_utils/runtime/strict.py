@@ -23,7 +23,6 @@ def check_number(value: Any, *, source: str | Path, field: str, lo: float | None
 
     ``lo`` / ``hi``: inclusive range (``lo_open=True``: ``lo`` exclusive). Booleans are not numbers.
     """
-
     where = f"{source}: field {field!r}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecordError(f"{where} is {value!r}, not a number")

@@ -34,10 +34,8 @@ NO_RECORD = "no record (handler crashed or timed out)"
 
 
 class InfrastructureError(RuntimeError):
-    """Storage or model infrastructure failed; raised so the state machine's Retry applies.
-
-    On Lambda the error name the state machine sees is the class name, ``InfrastructureError``.
-    """
+    """Storage or model infrastructure failed; raised so the state machine's Retry applies (on
+    Lambda the error name the state machine sees is the class name)."""
 
 
 class DataError(ValueError):
@@ -50,7 +48,6 @@ def _now_iso() -> str:
 
 
 def _storage(uri: str) -> Any:
-
     return open_storage(uri)
 
 
@@ -66,9 +63,8 @@ def _context_memory(context: Any, default: int) -> int:
 
 
 class RunExistsError(DataError, FileExistsError):
-    """The run id (or the local run folder) already holds results and the request is neither an
-    overwrite nor a redrive; the message says how to proceed. One class for Init (inside Lambda: a
-    data error, never retried) and the workstation runner (a ``FileExistsError``)."""
+    """The run id (or run folder) already holds results and the request is neither an overwrite nor
+    a redrive: a data error for Init (no retry), a ``FileExistsError`` for the runner."""
 
 
 class ModelError(DataError):

@@ -378,7 +378,6 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
 def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """One Map item: ``{"item": {"worker_id", "partitions": [...]}, "request": {...}}``; returns
     ``{ok, failed}`` only (the Map collects every child's output, so it must stay small)."""
-
     global _INVOCATIONS
     cold = _INVOCATIONS == 0
     _INVOCATIONS += 1

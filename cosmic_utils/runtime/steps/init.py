@@ -187,7 +187,6 @@ def _register_execution(request: RunRequest, results: Any, execution: Any) -> di
         if request.redrive and results.exists(layout.executions):
             chain = execution_chain(results, request.run_id) or []
         elif request.overwrite:
-
             for prefix in (layout.records_prefix, layout.predictions_prefix):
                 for key in results.list_keys(prefix):
                     results.delete(key)

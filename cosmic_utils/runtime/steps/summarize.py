@@ -276,7 +276,6 @@ def _parse_time(value: Any) -> datetime | None:
 def summarize_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Gather every record, write summary.json, return a small result. Event: ``{"state": <Init
     output (+ map_error)>, "execution": {"id", "start_time"}}``, or a bare request for manual use."""
-
     state = event.get("state", event)
     request = parse_request(state.get("request", state))
     layout = RunLayout(request.run_id)
