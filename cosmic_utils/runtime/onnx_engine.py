@@ -61,17 +61,11 @@ def onnx_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
 
 def _weight_matmuls(model: Any) -> tuple[list[str], list[str]]:
     """Names of MatMul/Gemm nodes with a constant weight input, and of the other MatMuls."""
-    inits = {i.name for i in model.graph.initializer}
-    consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-    weight, other = [], []
-    for node in model.graph.node:
-        if node.op_type not in ("MatMul", "Gemm"):
-            continue
-        if len(node.input) > 1 and (node.input[1] in inits or node.input[1] in consts):
-            weight.append(node.name)
-        else:
-            other.append(node.name)
-    return weight, other
+    consts = ({i.name for i in model.graph.initializer}
+              | {o for n in model.graph.node if n.op_type == "Constant" for o in n.output})
+    matmuls = [(n.name, len(n.input) > 1 and n.input[1] in consts) for n in model.graph.node
+               if n.op_type in ("MatMul", "Gemm")]
+    return [name for name, w in matmuls if w], [name for name, w in matmuls if not w]
 
 
 #: Activations uint8 x weights int8 / int8 in 7 bits / uint8 (dynamic), or static QDQ (calibrated
@@ -128,8 +122,8 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
         os.replace(tmp, dst)
     finally:
         root.setLevel(level)
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+
     log.info("quantised %s -> %s (%s, %d weight MatMul/Gemm nodes int8)", src, dst, variant, len(weight))
     return dst
 

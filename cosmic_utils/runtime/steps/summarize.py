@@ -21,7 +21,6 @@ from cosmic_utils.runtime.steps.common import (
     HIST_BIN,
     NO_RECORD,
     SUMMARY_VERSION,
-    InfrastructureError,
     _infra,
     _now_iso,
     _storage,
@@ -300,13 +299,10 @@ def summarize_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
         summary = summarize_records(iter_records(results, request.run_id), expected, request, wall_s, extra,
                                     executions=chain)
         results.write_text(layout.summary, json.dumps(summary, indent=2))
-    except InfrastructureError:
-        raise
-    except Exception as exc:
-        if isinstance(exc, StorageError):
-            raise _infra(f"summarising run {request.run_id}", exc) from exc
-        raise
+    except StorageError as exc:
+        raise _infra(f"summarising run {request.run_id}", exc) from exc
     return {
+
         "summary": results.uri(layout.summary),
         "partitions": summary["partitions"],
         "partitions_ok": summary["partitions_ok"],
