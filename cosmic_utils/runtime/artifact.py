@@ -249,11 +249,13 @@ class ModelArtifact:
         return meta_path
 
 
-def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
+def read_meta(folder: str | os.PathLike[str], missing_ok: bool = False) -> dict[str, Any]:
     """``artifact.json`` of a model folder as a plain dict, unchecked: ``FileNotFoundError`` when
-    absent, ``ValueError`` naming the file when it is not a JSON object."""
+    absent (``{}`` with ``missing_ok``), ``ValueError`` naming the file when it is not a JSON object."""
     path = Path(folder) / META_FILE
     if not path.is_file():
+        if missing_ok:
+            return {}
         raise FileNotFoundError(f"model artifact {folder}: {META_FILE} not found")
     return parse_meta(path.read_text(encoding="utf-8"), str(path))
 

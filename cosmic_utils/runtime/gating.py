@@ -148,18 +148,11 @@ def speed_refusal(name: str, precision: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- calibration set
-def _meta(folder: Path) -> dict[str, Any]:
-    try:
-        return artifact_meta(folder)
-    except FileNotFoundError:
-        return {}
-
-
 def load_calibration(artifact_dir: str | os.PathLike[str]) -> Calibration | None:
     """The artifact's calibration set, its sha256 checked (else :class:`ArtifactError`: a corrupt
     set must not decide anything); ``None`` when the artifact lists none."""
     folder = Path(artifact_dir)
-    entry = (_meta(folder).get("files") or {}).get(ROLE_CALIBRATION)
+    entry = (artifact_meta(folder, missing_ok=True).get("files") or {}).get(ROLE_CALIBRATION)
     if not entry:
         return None
     path = folder / str(entry.get("path", CALIBRATION_FILE))
@@ -181,7 +174,7 @@ def load_calibration(artifact_dir: str | os.PathLike[str]) -> Calibration | None
 
 def artifact_identity(artifact_dir: str | os.PathLike[str]) -> str:
     """A short key of the artifact's content: the sha256s that ``artifact.json`` lists (no hashing)."""
-    files = _meta(Path(artifact_dir)).get("files") or {}
+    files = artifact_meta(artifact_dir, missing_ok=True).get("files") or {}
     joined = ";".join(f"{role}={(files[role] or {}).get('sha256', '')}" for role in sorted(files))
     return hashlib.sha256(joined.encode()).hexdigest()[:16] if joined else f"path:{Path(artifact_dir).resolve()}"
 

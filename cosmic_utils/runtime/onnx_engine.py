@@ -42,17 +42,10 @@ INT8_SUFFIX = ".int8.onnx"
 INT8_META_KEY = "onnx_int8"
 
 
-def _meta_or_empty(folder: Path) -> dict[str, Any]:
-    try:
-        return artifact_meta(folder)
-    except FileNotFoundError:
-        return {}
-
-
 def onnx_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
     """The ONNX graph file of an artifact folder (``files.onnx.path`` in artifact.json)."""
     folder = Path(artifact_dir)
-    rel = ((_meta_or_empty(folder).get("files") or {}).get("onnx") or {}).get("path", "model.onnx")
+    rel = ((artifact_meta(folder, missing_ok=True).get("files") or {}).get("onnx") or {}).get("path", "model.onnx")
     path = folder / rel
     if not path.is_file():
         raise FileNotFoundError(f"model artifact {folder}: ONNX graph {rel} not found (run `cosmic model export`)")
@@ -178,7 +171,7 @@ def int8_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
     """The listed ``files.onnx_int8`` graph (what a Lambda downloads), else a quantised copy
     of ``model.onnx`` made now (needs the ``onnx`` package)."""
     folder = Path(artifact_dir)
-    meta = _meta_or_empty(folder)
+    meta = artifact_meta(folder, missing_ok=True)
     files = meta.get("files") or {}
     listed = (files.get(ROLE_ONNX_INT8) or {}).get("path")
     if listed and (folder / listed).is_file():
@@ -282,7 +275,7 @@ class OnnxEngine(Engine):
         """The engine on ``<artifact_dir>/model.onnx`` (its int8 copy when ``int8``)."""
         path = int8_model_path(artifact_dir) if int8 else onnx_model_path(artifact_dir)
         engine = cls(path, threads=threads, int8=int8, **kwargs)
-        meta = _meta_or_empty(Path(artifact_dir))
+        meta = artifact_meta(artifact_dir, missing_ok=True)
         engine.graph_form = onnx_graph_form(meta)
         if meta and not onnx_graph_current(meta):
             # a correct but slower graph (the eager network): serve it, and say how to get the fast one
