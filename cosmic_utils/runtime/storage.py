@@ -254,19 +254,7 @@ class LocalStorage(Storage):
             os.close(fd)
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            _publish(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        durable_write(self._path(key), data, sync_dir=False)
 
     def upload_file(self, local_path: str | os.PathLike[str], key: str) -> None:
         src = Path(local_path)
@@ -296,10 +284,10 @@ class LocalStorage(Storage):
         return str(self._path(key)) if key else self.root_uri
 
 
-def durable_write(path: str | os.PathLike[str], data: bytes) -> None:
+def durable_write(path: str | os.PathLike[str], data: bytes, sync_dir: bool = True) -> None:
     """Write ``data`` to ``path`` so that it is either complete or absent: temp file in the same
-    folder, ``fsync``, rename, ``fsync`` of the folder. A full disk (ENOSPC) or a read-only folder
-    raises ``OSError`` and leaves no file (and no half-written one) at ``path``."""
+    folder, ``fsync``, rename, ``fsync`` of the folder (``sync_dir``). A full disk (ENOSPC) or a
+    read-only folder raises ``OSError`` and leaves no file (and no half-written one) at ``path``."""
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
@@ -309,8 +297,11 @@ def durable_write(path: str | os.PathLike[str], data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         _publish(tmp, dst)
+        if not sync_dir:
+            return
         try:
             dir_fd = os.open(dst.parent, os.O_RDONLY)
+
         except OSError:  # pragma: no cover - a folder that cannot be opened still got the rename
             return
         try:
