@@ -85,5 +85,3 @@ class Engine(ABC):
         if magnitude.dtype != np.float64:
             magnitude = magnitude.astype(np.float64)
         return image, magnitude
-
-

@@ -205,9 +205,10 @@ class Manifest:
         """Check every partition against its entry: present, size, sha256 (and, when ``deep``,
         finite values); ``report.ok`` is False when any partition is bad."""
         from cosmic_utils.runtime.partition import PartitionError, read_partition, verify_bytes
-        from cosmic_utils.runtime.storage import StorageError
+        from cosmic_utils.runtime.storage import StorageError, open_storage
 
-        store = _as_storage(storage) or _open(storage)
+        # a path to a manifest .json: its folder is the dataset
+        store = _as_storage(storage) or open_storage(str(Path(os.fspath(storage)).parent))
         report = VerifyReport(checked=0)
         # the workstation passes a progress bar (tqdm is not in Lambda)
         for entry in progress(self.entries) if progress is not None else self.entries:
@@ -259,13 +260,4 @@ def _as_storage(target: Any) -> Any:
     text = os.fspath(target)
     if text.endswith(".json") and not text.startswith("s3://"):
         return None
-    return open_storage(text)
-
-
-def _open(target: Any) -> Any:
-    from cosmic_utils.runtime.storage import open_storage
-
-    text = os.fspath(target)
-    if text.endswith(".json"):
-        text = str(Path(text).parent)
     return open_storage(text)

@@ -519,4 +519,3 @@ def open_storage(uri: str | os.PathLike[str], s3_client: Any = None, endpoint_ur
     if "://" in text:
         raise StorageError(f"unsupported storage URI {text!r} (use a local path or s3://bucket/prefix)")
     return LocalStorage(text)
-
