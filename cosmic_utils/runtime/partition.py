@@ -14,6 +14,7 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -465,10 +466,10 @@ def verify_bytes(data: bytes | bytearray | memoryview, name: str, expected: Any 
 ReadAt = Callable[[int, int], bytes]
 
 
-def _open_local(path: str | os.PathLike[str], label: str) -> tuple[ReadAt, int, Callable[[], None]]:
-    """``read_at``, size and close of a local regular file (a FIFO or device has no size to check)."""
+@contextmanager
+def _open_local(path: str | os.PathLike[str], label: str) -> Iterator[tuple[ReadAt, int]]:
+    """``(read_at, size)`` of a local regular file (a FIFO or device has no size to check), closed after."""
     fd = _open_fd(Path(path), label)
-    size = os.fstat(fd).st_size
 
     def read_at(offset: int, length: int) -> bytes:
         chunks = []
@@ -481,7 +482,10 @@ def _open_local(path: str | os.PathLike[str], label: str) -> tuple[ReadAt, int, 
             length -= len(chunk)
         return b"".join(chunks)
 
-    return read_at, size, lambda: os.close(fd)
+    try:
+        yield read_at, os.fstat(fd).st_size
+    finally:
+        os.close(fd)
 
 
 def read_header_at(read_at: ReadAt, name: str, total_bytes: int | None = None) -> PartitionHeader:
@@ -514,22 +518,16 @@ def read_rows_at(read_at: ReadAt, header: PartitionHeader, start: int, stop: int
 def read_header(path: str | os.PathLike[str], name: str | None = None) -> PartitionHeader:
     """The validated header of a local partition file (reads only the first few hundred bytes)."""
     label = _display_name(path, name)
-    read_at, size, close = _open_local(path, label)
-    try:
+    with _open_local(path, label) as (read_at, size):
         return read_header_at(read_at, label, total_bytes=size)
-    finally:
-        close()
 
 
 def read_rows(path: str | os.PathLike[str], start: int, stop: int, name: str | None = None) -> Partition:
     """Rows ``start:stop`` of a local partition file, reading only those bytes."""
     label = _display_name(path, name)
-    read_at, size, close = _open_local(path, label)
-    try:
+    with _open_local(path, label) as (read_at, size):
         header = read_header_at(read_at, label, total_bytes=size)
         return read_rows_at(read_at, header, start, min(stop, header.samples))
-    finally:
-        close()
 
 
 def iter_batches(
@@ -547,18 +545,16 @@ def iter_batches(
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if callable(source) and not isinstance(source, (str, os.PathLike)):
-        read_at, close = source, (lambda: None)
         label = name or "<stream>"
-        size = total_bytes
+        opened: Any = nullcontext((source, total_bytes))
     else:
         label = _display_name(source, name)
-        read_at, size, close = _open_local(source, label)
-    try:
+        opened = _open_local(source, label)
+    with opened as (read_at, size):
         header = read_header_at(read_at, label, total_bytes=size)
         for start in range(0, header.samples, batch_size):
             yield read_rows_at(read_at, header, start, min(start + batch_size, header.samples), check_finite)
-    finally:
-        close()
+
 
 
 def partition_name(index: int) -> str:
