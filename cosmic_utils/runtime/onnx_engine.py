@@ -303,8 +303,8 @@ class OnnxEngine(Engine):
 
         starts = range(0, n, step)
         if self._pool is not None and len(starts) > 1:
-            for _ in self._pool.map(run, starts):  # re-raises a worker's error here
-                pass
+            list(self._pool.map(run, starts))  # re-raises a worker's error here
+
         else:
             for start in starts:
                 run(start)
