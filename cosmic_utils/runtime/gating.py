@@ -10,6 +10,7 @@ Reasoning and numbers: docs/portability.md "Reduced-precision engines across CPU
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 from collections.abc import Callable
@@ -163,8 +164,6 @@ def load_calibration(artifact_dir: str | os.PathLike[str]) -> Calibration | None
     if digest != entry.get("sha256"):
         raise ArtifactError(f"model artifact {folder}: checksum mismatch for {entry.get('path')} (calibration): "
                             f"artifact.json says {str(entry.get('sha256'))[:12]}..., file is {digest[:12]}...")
-    import io
-
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return Calibration(image=np.ascontiguousarray(npz["image"], dtype=np.float32),
                            magnitude=np.ascontiguousarray(npz["magnitude"], dtype=np.float64),

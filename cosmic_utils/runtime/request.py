@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -167,8 +168,6 @@ def _within(location: str, allowed: str) -> bool:
     if location.startswith("s3://") != allowed.startswith("s3://"):
         return False
     if not location.startswith("s3://"):
-        from pathlib import Path
-
         location, allowed = str(Path(location).resolve()), str(Path(allowed).resolve())
     loc, base = location.rstrip("/"), allowed.rstrip("/")
     return loc == base or loc.startswith(base + "/")
