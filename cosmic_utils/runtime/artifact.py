@@ -1,38 +1,9 @@
-"""The model artifact folder: ``artifact.json`` + ``model.pt`` + ``model.onnx``, with checksums.
+"""The model artifact folder: ``artifact.json`` + ``model.pt`` / ``model.onnx`` (+ ``calibration.npz``).
 
-Layout (docs/architecture.md, "Model artifact")::
-
-    models/<name>/
-      artifact.json   {"format_version": 1, "name", "created", "architecture": "pcm-astromae",
-                       "preprocessing": {...}, "config": {...}, "training_data_sha256",
-                       "metrics": {...}, "files": {"state_dict": {"path", "sha256", "bytes"},
-                                                   "onnx": {"path", "sha256", "bytes"}}}
-      model.pt        bare state_dict of ViTAstro (the published key layout, no "module.")
-      model.onnx      preprocessing + network: image float32 [B,5,32,32], magnitude float64 [B,5]
-                      -> redshift float32 [B]
-      calibration.npz the accuracy gate's calibration set (files.calibration): 256 validation
-                      galaxies as raw arrays, z_spec and the eager fp32 predictions z_fp32
-                      (see cosmic_utils.runtime.gating; written by :func:`add_calibration`)
-
-:meth:`ModelArtifact.load` checks, before anything uses the files, that the folder and
-``artifact.json`` exist, that ``format_version`` is one this code reads, that every listed file
-exists and that its sha256 matches; each failure raises :class:`ArtifactError` (or its
-subclass :class:`ArtifactNotFoundError`, also a ``FileNotFoundError``) naming the folder and
-the file. A folder may hold only the ONNX graph (what Lambda needs) or only the state_dict.
-
-This module imports torch only inside the functions that need it (loading ``model.pt``,
-writing artifacts), so the Lambda side (ONNX Runtime + numpy) can read and verify artifacts.
-
-Writers:
-
-* :func:`write_artifact`: state_dict + preprocessing (+ ONNX export) -> a folder; what
-  training uses.
-* :func:`create_untrained_artifact`: random-initialised weights (seeded) with the default
-  (non-identity) preprocessing; a fast stand-in for tests of the engines and the pipeline.
-  Its predictions are meaningless numbers, but exactly reproducible for a seed.
-* :func:`artifact_from_published`: the published fine-tuned checkpoint (a plain state_dict
-  file, or the pickled DataParallel model with ``trust=True``) with identity preprocessing,
-  because the published model takes raw inputs.
+Layout: docs/architecture.md "Model artifact"; the calibration set: docs/portability.md.
+:meth:`ModelArtifact.load` checks the folder, ``format_version`` and every listed file's sha256
+before anything uses them (:class:`ArtifactError` names folder and file). No torch here (Lambda
+reads artifacts); the writers live in :mod:`cosmic_utils.model.artifacts`.
 """
 
 from __future__ import annotations
@@ -73,10 +44,8 @@ ROLE_CALIBRATION: str = "calibration"
 #: Role of the int8 graph (``model.int8.onnx``, see ``cosmic_utils.runtime.onnx_engine.register_int8``).
 ROLE_ONNX_INT8: str = "onnx_int8"
 CALIBRATION_FILE: str = "calibration.npz"
-#: The form of ``model.onnx`` this code exports (``cosmic_utils.model.export``): the restructured
-#: network (``FastAstro``) with ONNX ``Attention`` (opset 23) and a log-form asinh. Stored in the
-#: graph (metadata ``cosmic_graph_form``) and in ``artifact.json`` (``onnx_export.graph_form``), so
-#: an artifact exported by older code (the slower eager-network graph) is detected, not used silently.
+#: The form of ``model.onnx`` this code exports (``FastAstro``, ONNX ``Attention``, log-form asinh),
+#: stored in the graph and in ``artifact.json``, so an older (slower) export is detected.
 ONNX_GRAPH_FORM: str = "fastastro-attn23-1"
 GRAPH_FORM_KEY: str = "cosmic_graph_form"
 _REQUIRED_KEYS: tuple[str, ...] = ("format_version", "name", "architecture", "files")
@@ -152,9 +121,7 @@ class ModelArtifact:
     def load(cls, path: str | os.PathLike[str], verify: bool = True) -> ModelArtifact:
         """Read ``path/artifact.json`` and (``verify``) check every listed file's sha256.
 
-        Raises :class:`ArtifactNotFoundError` for a missing folder / artifact.json / listed
-        file, :class:`ArtifactError` for invalid JSON, missing keys, an unsupported
-        ``format_version``, an invalid preprocessing entry or a checksum mismatch.
+        :class:`ArtifactNotFoundError` for anything missing, :class:`ArtifactError` for anything invalid.
         """
         folder = Path(path)
         if not folder.is_dir():
@@ -210,11 +177,8 @@ class ModelArtifact:
         return art
 
     def verify(self, roles: Sequence[str] | None = None) -> None:
-        """Check that the listed files (all, or only ``roles``) exist and have the recorded sha256.
-
-        A role asked for but not listed, a missing file, a missing or wrong sha256 each raise
-        :class:`ArtifactError` naming the artifact, the file and the problem.
-        """
+        """Check that the listed files (all, or only ``roles``) exist and have the recorded sha256,
+        else :class:`ArtifactError` naming the artifact, the file and the problem."""
         for role in roles if roles is not None else list(self.files):
             entry = self.files.get(role)
             if entry is None:
@@ -285,12 +249,13 @@ class ModelArtifact:
         return meta_path
 
 
-def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """``artifact.json`` of a model folder as a plain dict, unchecked (the one reader of that file
-    besides :meth:`ModelArtifact.load`, which checks it): ``FileNotFoundError`` when absent,
-    ``ValueError`` naming the file when it is not a JSON object."""
+def read_meta(folder: str | os.PathLike[str], missing_ok: bool = False) -> dict[str, Any]:
+    """``artifact.json`` of a model folder as a plain dict, unchecked: ``FileNotFoundError`` when
+    absent (``{}`` with ``missing_ok``), ``ValueError`` naming the file when it is not a JSON object."""
     path = Path(folder) / META_FILE
     if not path.is_file():
+        if missing_ok:
+            return {}
         raise FileNotFoundError(f"model artifact {folder}: {META_FILE} not found")
     return parse_meta(path.read_text(encoding="utf-8"), str(path))
 

@@ -1,13 +1,8 @@
-"""What CPU this process runs on: model, architecture and the ISA features that change numerics.
+"""What CPU this process runs on: model, architecture, the ISA flags and caps that change numerics.
 
-Float32 kernels, bf16 and int8 paths differ between CPU families (an AVX2-only AMD EPYC, an
-AVX-512 + AMX Intel Xeon, an arm64 Graviton), so every bench and run record carries this probe,
-and a reduced-precision engine's accuracy check is tied to the CPU type it passed on
-(:func:`cpu_type`). Standard library only: this module runs inside Lambda too.
-
-Environment caps that make a capable CPU take a narrower code path (see docs/portability.md)
-are recorded as well (``isa_caps``), because a run under ``ONEDNN_MAX_CPU_ISA=AVX2`` is an
-AVX2 measurement whatever ``/proc/cpuinfo`` says.
+Every bench and run record carries this probe, and a reduced-precision engine's accuracy check
+is tied to :func:`cpu_type` (flags, never the vendor). Standard library only (Lambda).
+Reasoning: docs/portability.md "Two CPU families" and "Capping the ISA".
 """
 
 from __future__ import annotations
@@ -90,13 +85,9 @@ def _isa_level(arch: str, flags: set[str]) -> str:
 
 @lru_cache(maxsize=1)
 def cpu_probe() -> dict[str, Any]:
-    """Model, vendor, architecture, numerics-relevant flags, ISA level and ISA caps of this CPU.
-
-    Keys: ``cpu_model``, ``cpu_vendor``, ``arch``, ``cpu_flags`` (space-separated, sorted
-    subset of :data:`X86_FLAGS` / :data:`ARM_FLAGS`), ``isa`` (:func:`_isa_level`),
-    ``isa_caps`` (``NAME=value`` of every cap variable set, ``;``-separated), ``cpus``
-    (usable cores), ``cpu_type`` (the key accuracy checks are cached under).
-    """
+    """This CPU: ``cpu_model``, ``cpu_vendor``, ``arch``, ``cpu_flags`` (sorted subset of
+    :data:`X86_FLAGS` / :data:`ARM_FLAGS`), ``isa``, ``isa_caps`` (``NAME=value;...`` of the caps
+    set), ``cpus`` (usable cores) and ``cpu_type`` (the key accuracy checks are cached under)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -109,12 +100,7 @@ def probe_from_fields(fields: Mapping[str, str], *, arch: str, environ: Mapping[
                       cpus: int = 1, fallback_model: str = "") -> dict[str, Any]:
     """The probe of :func:`cpu_probe` from given /proc/cpuinfo (or :func:`parse_lscpu`) fields.
 
-    Nothing here reads the vendor to decide anything: ``cpu_type`` is built from the
-    architecture, the ISA level and the flags only, so an AMD and an Intel CPU with the same
-    flags share one key (the reduced-precision kernels the accuracy gate protects, in ONNX Runtime,
-    fbgemm and oneDNN, are chosen by the ISA flags; float32 MKL, which
-    dispatches on the vendor, is covered by cosmic_utils/model/isa_report.py). The vendor is recorded,
-    never compared.
+    The vendor is recorded, never compared: ``cpu_type`` uses arch, ISA level and flags only.
     """
     environ = environ if environ is not None else {}
     raw = set((fields.get("flags") or fields.get("Features") or "").split())
@@ -124,31 +110,15 @@ def probe_from_fields(fields: Mapping[str, str], *, arch: str, environ: Mapping[
     vendor = fields.get("vendor_id") or fields.get("CPU implementer") or ""
     caps = ";".join(f"{k}={environ[k]}" for k in ISA_CAP_VARIABLES if environ.get(k))
     isa = _isa_level(arch, set(flags))
-    probe = {
-        "cpu_model": model,
-        "cpu_vendor": vendor,
-        "arch": arch,
-        "cpu_flags": " ".join(flags),
-        "isa": isa,
-        "isa_caps": caps,
-        "cpus": cpus,
-    }
+    probe = {"cpu_model": model, "cpu_vendor": vendor, "arch": arch, "cpu_flags": " ".join(flags),
+             "isa": isa, "isa_caps": caps, "cpus": cpus}
     probe["cpu_type"] = cpu_type(probe)
     return probe
 
 
 def cpu_type(probe: dict[str, Any] | None = None) -> str:
-    """The key a reduced-precision accuracy result is valid for: arch, ISA level, flags and caps.
-
-    Two machines with the same key run the same kernel paths in ONNX Runtime and torch, so an
-    accuracy check that passed on one holds on the other; anything else re-checks.
-    """
+    """The key a reduced-precision accuracy result is valid for: arch, ISA level, flags and caps
+    (same key, same kernel paths in ONNX Runtime and torch)."""
     p = probe if probe is not None else cpu_probe()
     caps = f"|caps:{p['isa_caps']}" if p.get("isa_caps") else ""
     return f"{p['arch']}|{p['isa']}|{p['cpu_flags'].replace(' ', ',')}{caps}"
-
-
-def has_flags(*names: str) -> bool:
-    """Whether this CPU reports every one of ``names`` (spelled as in /proc/cpuinfo)."""
-    present = set(cpu_probe()["cpu_flags"].split())
-    return all(n in present for n in names)

@@ -1,8 +1,6 @@
-"""The engine interface every inference engine implements, torch-free (Lambda runs the ONNX engine).
+"""The torch-free engine interface every inference engine implements (Lambda runs the ONNX one).
 
-:class:`Engine` is what the pipeline steps, the streaming runner and the bench call; the engine
-registry that also knows the torch and CUDA engines lives on the workstation
-(:mod:`cosmic_utils.inference.engines`). ``artifact_meta`` is :func:`cosmic_utils.runtime.artifact.read_meta`.
+The registry that also knows the torch and CUDA engines is :mod:`cosmic_utils.inference.engines`.
 """
 
 from __future__ import annotations
@@ -87,5 +85,3 @@ class Engine(ABC):
         if magnitude.dtype != np.float64:
             magnitude = magnitude.astype(np.float64)
         return image, magnitude
-
-

@@ -1,40 +1,16 @@
-"""The accuracy gate of reduced-precision engines: an engine serves only on a CPU where it is accurate.
+"""The accuracy gate: a reduced-precision engine serves only on a CPU type where it is accurate.
 
-Why: int8 and bf16 kernels are not the same code on every CPU. ONNX Runtime's int8 MatMul
-multiplies uint8 activations by int8 weights with ``VPMADDUBSW`` on CPUs without VNNI (an
-AVX2-only AMD EPYC), which saturates at int16 and, on this network, made ``onnx-int8`` lose
-+91 % sigma_NMAD there while it was accurate on an AVX-512 VNNI / AMX Xeon; bf16 without
-``amx_bf16`` / ``avx512_bf16`` is emulated and slower than fp32. The CPU a Lambda lands on is
-not chosen by the user, so the check has to run where the engine runs, when it is created.
-
-How:
-
-* Every artifact written by this code ships a **calibration set** (``calibration.npz``, listed
-  in ``artifact.json`` as ``files.calibration`` with its sha256): the first
-  :data:`CALIBRATION_ROWS` galaxies of the validation catalogue as raw arrays, their
-  spectroscopic redshifts, and the eager fp32 model's predictions (``z_fp32``). It is written
-  by :func:`cosmic_utils.model.artifacts.add_calibration` when the artifact is written or re-exported.
-* :func:`check_engine` runs an engine on that set and applies :func:`compare_to_fp32`, the one
-  accuracy rule of the project (``cosmic bench`` applies the same function to its 2,500-row
-  check): a reduced engine passes when ``|sigma_NMAD / sigma_NMAD_fp32 - 1| <= 2 %`` *and*
-  ``max |z - z_fp32| <= 0.05``; an fp32 engine when ``max |z - z_fp32| <= 1e-3``.
-* :func:`gate_engine` raises :class:`EngineAccuracyError` (numbers, CPU model and CPU type in
-  the message) when the check fails or the artifact has no calibration set (older artifacts,
-  the published checkpoint before re-export: "re-export with ``cosmic model export``"), and
-  :class:`EngineRefusedError` when bf16 would be emulated on this CPU (slower than fp32).
-* Results are cached in-process under ``(cpu_type, engine, artifact identity)``, so a warm
-  Lambda checks once per container (about a second at one vCPU for 256 rows).
-* :func:`create_engine_with_fallback` is the run policy: a refused engine is replaced by its
-  fp32 counterpart (:data:`FP32_FALLBACK`) and the engine says so (``requested_name``,
-  ``fallback_reason``), which the pipeline copies into every record and the summary. Never a
-  silent accuracy loss, and never a failed run for a choice the user could not control.
-
-numpy + the torch-free engine modules only: this runs inside the inference Lambda.
+:func:`check_engine` runs an engine on the artifact's ``calibration.npz`` and applies
+:func:`compare_to_fp32` (the project's one accuracy rule, also ``cosmic bench``'s); results are
+cached per ``(cpu_type, engine, artifact identity)``. :func:`create_engine_with_fallback` is the
+run policy: a refused engine is replaced by its fp32 counterpart, and says so. numpy only (Lambda).
+Reasoning and numbers: docs/portability.md "Reduced-precision engines across CPUs".
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 from collections.abc import Callable
@@ -104,10 +80,10 @@ class Calibration:
 # --------------------------------------------------------------------------- the rule
 def compare_to_fp32(name: str, precision: str, z: np.ndarray, z_fp32: np.ndarray,
                     z_spec: np.ndarray | None) -> dict[str, Any]:
-    """The accuracy rule (see the module docstring): numbers and ``passed`` for one engine's outputs.
+    """The accuracy rule: numbers and ``passed`` for one engine's outputs against the fp32 ones.
 
-    ``sigma_NMAD`` needs labels: rows without a finite ``z_spec`` are left out of it (a set
-    without any labels is judged on ``max |z - z_fp32|`` alone).
+    Reduced: ``|sigma_NMAD / sigma_NMAD_fp32 - 1| <= 2 %`` and ``max |z - z_fp32| <= 0.05``; fp32:
+    ``max |z - z_fp32| <= 1e-3``. Rows without a finite ``z_spec`` are left out of sigma_NMAD.
     """
     z = np.asarray(z, dtype=np.float64).reshape(-1)
     ref = np.asarray(z_fp32, dtype=np.float64).reshape(-1)
@@ -149,11 +125,8 @@ def describe(verdict: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- CPU knowledge
 def native_bf16(probe: dict[str, Any] | None = None) -> bool:
-    """Whether bf16 matmuls run natively here (AMX-BF16 / AVX512-BF16 / arm64 BF16, not capped away).
-
-    A oneDNN ISA cap below the bf16 ISAs (``ONEDNN_MAX_CPU_ISA=AVX2`` ...) makes oneDNN emulate
-    bf16 whatever the flags say.
-    """
+    """Whether bf16 matmuls run natively here (AMX-BF16 / AVX512-BF16 / arm64 BF16), and no oneDNN
+    ISA cap below them (``ONEDNN_MAX_CPU_ISA=AVX2`` ...) makes oneDNN emulate bf16."""
     p = probe or cpu.cpu_probe()
     flags = set(p["cpu_flags"].split())
     if not ({"amx_bf16", "avx512_bf16"} & flags or ("bf16" in flags and p["arch"] in {"aarch64", "arm64"})):
@@ -176,21 +149,11 @@ def speed_refusal(name: str, precision: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- calibration set
-def _meta(folder: Path) -> dict[str, Any]:
-    try:
-        return artifact_meta(folder)
-    except FileNotFoundError:
-        return {}
-
-
 def load_calibration(artifact_dir: str | os.PathLike[str]) -> Calibration | None:
-    """The artifact's calibration set, its sha256 checked; ``None`` when the artifact lists none.
-
-    A listed file that is missing or does not match its sha256 raises
-    :class:`cosmic_utils.runtime.artifact.ArtifactError` (a corrupt set must not decide anything).
-    """
+    """The artifact's calibration set, its sha256 checked (else :class:`ArtifactError`: a corrupt
+    set must not decide anything); ``None`` when the artifact lists none."""
     folder = Path(artifact_dir)
-    entry = (_meta(folder).get("files") or {}).get(ROLE_CALIBRATION)
+    entry = (artifact_meta(folder, missing_ok=True).get("files") or {}).get(ROLE_CALIBRATION)
     if not entry:
         return None
     path = folder / str(entry.get("path", CALIBRATION_FILE))
@@ -201,8 +164,6 @@ def load_calibration(artifact_dir: str | os.PathLike[str]) -> Calibration | None
     if digest != entry.get("sha256"):
         raise ArtifactError(f"model artifact {folder}: checksum mismatch for {entry.get('path')} (calibration): "
                             f"artifact.json says {str(entry.get('sha256'))[:12]}..., file is {digest[:12]}...")
-    import io
-
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return Calibration(image=np.ascontiguousarray(npz["image"], dtype=np.float32),
                            magnitude=np.ascontiguousarray(npz["magnitude"], dtype=np.float64),
@@ -212,7 +173,7 @@ def load_calibration(artifact_dir: str | os.PathLike[str]) -> Calibration | None
 
 def artifact_identity(artifact_dir: str | os.PathLike[str]) -> str:
     """A short key of the artifact's content: the sha256s that ``artifact.json`` lists (no hashing)."""
-    files = _meta(Path(artifact_dir)).get("files") or {}
+    files = artifact_meta(artifact_dir, missing_ok=True).get("files") or {}
     joined = ";".join(f"{role}={(files[role] or {}).get('sha256', '')}" for role in sorted(files))
     return hashlib.sha256(joined.encode()).hexdigest()[:16] if joined else f"path:{Path(artifact_dir).resolve()}"
 
@@ -228,8 +189,7 @@ def _predict(engine: Any, image: np.ndarray, magnitude: np.ndarray, batch_size: 
 def check_engine(engine: Any, artifact_dir: str | os.PathLike[str], use_cache: bool = True) -> dict[str, Any] | None:
     """Run ``engine`` on the artifact's calibration set and judge it (:func:`compare_to_fp32`).
 
-    Returns the verdict (with ``cpu_type``, ``cpu_model``, ``cached``) or ``None`` when the
-    artifact has no calibration set. Cached per ``(cpu_type, engine, artifact identity)``.
+    Returns the verdict (with ``cpu_type``, ``cpu_model``, ``cached``), ``None`` without a set.
     """
     probe = cpu.cpu_probe()
     key = (probe["cpu_type"], str(engine.name), artifact_identity(artifact_dir))
@@ -252,7 +212,7 @@ def gate_engine(engine: Any, artifact_dir: str | os.PathLike[str]) -> dict[str, 
     """Let ``engine`` serve only if it is fp32 or passed its check on this CPU type; returns the verdict.
 
     Raises :class:`EngineRefusedError` (bf16 emulated here) or :class:`EngineAccuracyError`
-    (check failed, or no calibration set in the artifact). fp32 engines are not checked.
+    (check failed, or no calibration set in the artifact).
     """
     if engine.precision == "fp32":
         return None
@@ -287,12 +247,9 @@ def create_engine_with_fallback(name: str, artifact_dir: str | os.PathLike[str],
                                 *, create: Callable[..., Engine]) -> Engine:
     """``create(name)``, or its fp32 counterpart when the gate refuses ``name`` on this CPU.
 
-    ``create(name, artifact_dir, threads=...)`` makes a gated engine: the steps pass
-    :func:`cosmic_utils.runtime.onnx_engine.create_onnx_engine` (what Lambda runs); the workstation
-    passes :func:`cosmic_utils.inference.engines.create_engine` for every engine. (A parameter, not
-    an import: the ONNX engine imports this module for :func:`gated`.)
-    The returned engine carries ``requested_name``, ``fallback_reason`` ("" when none; else the
-    refusal with its numbers and the CPU) and ``gate`` (its own verdict, ``None`` for fp32).
+    ``create(name, artifact_dir, threads=...)`` makes a gated engine (a parameter, not an import:
+    the ONNX engine imports this module). The engine carries ``requested_name``, ``fallback_reason``
+    ("" when none, else the refusal) and ``gate`` (its verdict, ``None`` for fp32).
     """
     try:
         engine = create(name, artifact_dir, threads=threads)

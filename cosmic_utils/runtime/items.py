@@ -1,23 +1,7 @@
-"""Map items and the key layout of a run's results.
+"""Map items and the key layout of a run's results (``<results>/<run_id>/...``), in one place.
 
-One place decides where everything of a run lives under the results location, so Init,
-Inference, Summarize, the runner and the tests agree:
-
-```
-<results>/<run_id>/items.json                 the Map's work list (JSON array; the ItemReader reads it)
-<results>/<run_id>/partitions.json            every partition the run must account for
-<results>/<run_id>/records/<partition>.json   one timing record per partition (ok or failed)
-<results>/<run_id>/predictions/<partition>.csv|.npz
-<results>/<run_id>/summary.json
-<results>/<run_id>/executions.json            the execution chain whose records count (run identity)
-```
-
-A partition id is the partition's key without ``.cpart`` and with ``/`` turned into ``__``, so it
-is unique within the dataset and safe as a file name. A retried partition writes the same two keys
-again (idempotent) and never touches another partition's outputs.
-
-An item is ``{"worker_id": i, "partitions": [entry, ...]}``: one entry by default, or an even
-share of the partitions when the request sets ``world_size`` (fewer, longer invocations).
+A partition id is its key without ``.cpart``, ``/`` -> ``__`` (unique, file-name safe); an item is
+``{"worker_id": i, "partitions": [entry, ...]}``. Layout and why: docs/pipeline.md "What each step does".
 """
 
 from __future__ import annotations
@@ -78,10 +62,9 @@ class RunLayout:
 
 
 def split_even(entries: Sequence[Any], workers: int | None) -> list[list[Any]]:
-    """Split ``entries`` into contiguous shares whose sizes differ by at most one.
+    """Split ``entries`` into contiguous shares whose sizes differ by at most one, never empty.
 
-    ``workers=None`` gives one entry per share (the default: one partition per invocation).
-    More workers than entries gives one share per entry, never an empty share.
+    ``workers=None`` (the default) or more workers than entries: one entry per share.
     """
     n = len(entries)
     if workers is None or workers >= n:
@@ -89,13 +72,8 @@ def split_even(entries: Sequence[Any], workers: int | None) -> list[list[Any]]:
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     base, extra = divmod(n, workers)
-    shares: list[list[Any]] = []
-    start = 0
-    for i in range(workers):
-        size = base + (1 if i < extra else 0)
-        shares.append(list(entries[start:start + size]))
-        start += size
-    return shares
+    bounds = [i * base + min(i, extra) for i in range(workers + 1)]
+    return [list(entries[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def build_items(entries: Sequence[dict[str, Any]], world_size: int | None) -> list[dict[str, Any]]:

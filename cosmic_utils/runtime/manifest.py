@@ -1,15 +1,9 @@
-"""The manifest of a dataset: which partitions exist, their sizes and checksums.
+"""The manifest of a dataset (``manifest.json``): which partitions exist, their sizes and sha256s.
 
-A dataset is a folder (or S3 prefix) of ``part-NNNNN.cpart`` files plus ``manifest.json``.
-The manifest is the contract between data preparation and every consumer: the Init step
-lists partitions from it (or from a paginated listing, cross-checked against it), an
-inference worker checks the sample count and sha256 of what it downloaded, and the summary
-knows how many samples and bytes the run should have covered.
-
-Choices: plain JSON (readable, diffable, no extra dependency); entries sorted by partition
-id; duplicate partition ids or keys are rejected at construction, so a manifest in memory is
-always consistent. ``data_bytes`` counts samples the way the published work does
-(``units.SAMPLE_BYTES`` per sample, label excluded) while ``bytes`` is the real file size.
+The contract between data preparation and every consumer (Init lists from it, workers check
+what they downloaded, the summary knows the totals). Plain JSON, entries sorted by partition id,
+duplicates rejected at construction. ``data_bytes`` counts ``units.SAMPLE_BYTES`` per sample
+(the published convention), ``bytes`` the real file size. Policy: docs/pipeline.md.
 """
 
 from __future__ import annotations
@@ -84,14 +78,10 @@ class Manifest:
 
     def __post_init__(self) -> None:
         self.entries = sorted(self.entries, key=lambda e: e.partition_id)
-        ids = [e.partition_id for e in self.entries]
-        if len(set(ids)) != len(ids):
-            dup = sorted({i for i in ids if ids.count(i) > 1})
-            raise ManifestError(f"manifest: duplicate partition ids {dup}")
-        keys = [e.key for e in self.entries]
-        if len(set(keys)) != len(keys):
-            dup_keys = sorted({k for k in keys if keys.count(k) > 1})
-            raise ManifestError(f"manifest: duplicate partition keys {dup_keys}")
+        for what, values in (("ids", [e.partition_id for e in self.entries]), ("keys", [e.key for e in self.entries])):
+            if len(set(values)) != len(values):
+                dup = sorted({v for v in values if values.count(v) > 1})
+                raise ManifestError(f"manifest: duplicate partition {what} {dup}")
 
     # -------------------------------------------------------------- totals
     @property
@@ -177,10 +167,8 @@ class Manifest:
         return cls.from_dict(raw, where)
 
     def write(self, target: Any) -> str:
-        """Write ``manifest.json`` into a storage, a dataset folder / URI, or to a ``.json`` path.
-
-        Returns where it was written.
-        """
+        """Write ``manifest.json`` into a storage, a dataset folder / URI, or to a ``.json`` path;
+        returns where it was written."""
         storage = _as_storage(target)
         if storage is None:
             path = Path(target)
@@ -215,19 +203,15 @@ class Manifest:
     def verify(self, storage: Any, deep: bool = True,
                progress: Callable[[Iterable[ManifestEntry]], Iterable[ManifestEntry]] | None = None) -> VerifyReport:
         """Check every partition against its entry: present, size, sha256 (and, when ``deep``,
-        the full format validation of :func:`cosmic_utils.runtime.partition.read_partition`).
-
-        Returns a report; ``report.ok`` is False when any partition is bad.
-        """
+        finite values); ``report.ok`` is False when any partition is bad."""
         from cosmic_utils.runtime.partition import PartitionError, read_partition, verify_bytes
-        from cosmic_utils.runtime.storage import StorageError
+        from cosmic_utils.runtime.storage import StorageError, open_storage
 
-        store = _as_storage(storage) or _open(storage)
+        # a path to a manifest .json: its folder is the dataset
+        store = _as_storage(storage) or open_storage(str(Path(os.fspath(storage)).parent))
         report = VerifyReport(checked=0)
-        iterator: Iterable[ManifestEntry] = self.entries
-        if progress is not None:  # the workstation passes a progress bar (tqdm is not in Lambda)
-            iterator = progress(self.entries)
-        for entry in iterator:
+        # the workstation passes a progress bar (tqdm is not in Lambda)
+        for entry in progress(self.entries) if progress is not None else self.entries:
             report.checked += 1
             try:
                 path = store.local_path(entry.key)
@@ -276,13 +260,4 @@ def _as_storage(target: Any) -> Any:
     text = os.fspath(target)
     if text.endswith(".json") and not text.startswith("s3://"):
         return None
-    return open_storage(text)
-
-
-def _open(target: Any) -> Any:
-    from cosmic_utils.runtime.storage import open_storage
-
-    text = os.fspath(target)
-    if text.endswith(".json"):
-        text = str(Path(text).parent)
     return open_storage(text)

@@ -1,7 +1,6 @@
 """Peak resident memory of this process: the one reader of ``VmHWM`` (steps, measurements).
 
-(:mod:`cosmic_utils.cloud.lambda_child` keeps a standard-library copy: it runs inside the unpacked
-zip before any of the package is imported, and must not import it.)
+(:mod:`cosmic_utils.cloud.lambda_child` keeps a copy: it runs before the package is importable.)
 """
 
 from __future__ import annotations
@@ -22,11 +21,8 @@ def read_hwm_mb(status_path: str = "/proc/self/status") -> float | None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MB (2**20 bytes).
-
-    ``VmHWM`` from /proc/self/status where available: ``ru_maxrss`` would include the parent's peak
-    when this process was started by fork + exec (the local backend's handler processes).
-    """
+    """Peak resident memory of this process so far, MB (2**20 bytes): ``VmHWM`` where available,
+    as ``ru_maxrss`` includes the parent's peak after fork + exec (the local backend's children)."""
     hwm = read_hwm_mb()
     if hwm is not None:
         return hwm

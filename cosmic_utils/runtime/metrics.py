@@ -1,29 +1,9 @@
-"""Photometric-redshift accuracy metrics and the classical kNN reference (numpy only).
+"""Photometric-redshift accuracy metrics (numpy only; the analysis and the tests use them).
 
-Definitions (the conventions of the photo-z literature and of data/sdss_mgs/README.md), with
-``dz = (z_pred - z_spec) / (1 + z_spec)``:
-
-=================== ======================================================================
-``mae``             mean ``|z_pred - z_spec|`` (on redshift, not on dz: the README's kNN
-                    MAE = 0.0134 is this one)
-``mse``             mean ``(z_pred - z_spec)**2``
-``bias``            mean ``dz``
-``sigma_nmad``      ``1.4826 * median(|dz - median(dz)|)`` (normalised median absolute
-                    deviation: equals the standard deviation for a Gaussian, ignores outliers)
-``r2``              ``1 - sum((z_pred - z_spec)**2) / sum((z_spec - mean(z_spec))**2)``
-``outlier_005``     fraction of galaxies with ``|dz| > 0.05``
-``outlier_015``     fraction with ``|dz| > 0.15`` (the "catastrophic" outliers)
-=================== ======================================================================
-
-:func:`knn_baseline` is the anchor every model is compared with: k nearest neighbours (k=10,
-Euclidean) in the space of r and the four adjacent colours, each standardised with the
-training file's mean and standard deviation; the prediction is the median ``zs`` of the
-neighbours. On the bundled validation file it scores sigma_NMAD = 0.0137 and 1.04 %
-outliers. Distances are computed in chunks of query rows (``|a|^2 + |b|^2 - 2 a.b`` as one
-matrix product per chunk), so memory stays bounded for any catalogue size, and neighbours
-are picked with ``argpartition`` (no full sort).
-
-No torch here: the Summarize Lambda and the analysis notebooks use this module.
+With ``dz = (z_pred - z_spec) / (1 + z_spec)``: ``mae`` = mean ``|z_pred - z_spec|`` (on redshift:
+the README's kNN MAE), ``mse``, ``bias`` = mean ``dz``, ``sigma_nmad`` = ``1.4826 * median(|dz -
+median(dz)|)``, ``r2`` on redshift, ``outlier_005`` / ``outlier_015`` = fraction with ``|dz| > 0.05``
+/ ``> 0.15``. The kNN reference is :func:`cosmic_utils.data.evaluation.knn_baseline`.
 """
 
 from __future__ import annotations
@@ -48,8 +28,6 @@ OUTLIER_THRESHOLDS: tuple[float, float] = (0.05, 0.15)
 METRIC_NAMES: tuple[str, ...] = (
     "n", "sigma_nmad", "outlier_005", "outlier_015", "bias", "mae", "mse", "r2",
 )
-#: Features of the kNN baseline, computed from the magnitude columns.
-KNN_FEATURES: tuple[str, ...] = ("r", "u-g", "g-r", "r-i", "i-z")
 
 
 def _as_pair(z_spec: Any, z_pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +81,3 @@ def redshift_metrics(z_spec: Any, z_pred: Any) -> dict[str, float]:
         "mse": float(np.mean(err**2)),
         "r2": r2,
     }
-
-
-# --------------------------------------------------------------------------- kNN reference

@@ -1,55 +1,10 @@
-"""ONNX Runtime engines (fp32 and dynamically quantised int8): numpy + onnxruntime, no torch.
+"""ONNX Runtime engines (fp32 and dynamically quantised int8): numpy + onnxruntime, never torch.
 
-This is the engine the inference Lambda runs, so it must never import torch (a test imports
-it in a fresh interpreter and checks ``sys.modules``). The artifact's ``model.onnx`` holds the
-preprocessing and the network, so the engine feeds the raw partition arrays.
-
-The graph (``cosmic_utils.model.export``, form ``ONNX_GRAPH_FORM``) is the restructured network:
-folded BatchNorms, merged 1x1 convolutions, attention as one ONNX ``Attention`` node per cell,
-vectorisable asinh. An artifact exported by older code (the eager-network graph) still serves,
-with a warning naming ``cosmic model export``; an int8 graph quantised from another
-``model.onnx`` than the listed one is refused in Lambda and re-quantised on a workstation.
-
-Session choices (:func:`session_options`; measured interleaved in one process on the 2-core
-Xeon under contention, docs/inference.md "The Lambda engine"):
-
-* ``ORT_ENABLE_ALL`` graph optimisations (constant folding, Gemm+activation, LayerNorm fusions,
-  NCHWc convolutions): faster than ``ORT_ENABLE_EXTENDED`` at one thread. The optimised graph
-  is not saved at export: with NCHWc it is specific to the exporting CPU's ISA (ORT warns so)
-  and a Lambda may land on another CPU type; loading and optimising the original takes
-  ~0.2-0.5 s of a cold start.
-* ``intra_op_num_threads`` = the engine's threads, ``inter_op_num_threads`` = 1, sequential
-  execution (the graph is one chain; a second pool would only contend for the same cores).
-* Spinning off (``session.intra_op.allow_spinning = 0``): at one thread there is no worker to
-  spin; at two, a spinning worker busy-waits after each op and steals the core from the Python
-  thread that reads (prefetches) the next batch and from any other engine in the process.
-* Micro-batches of :data:`DEFAULT_CHUNK` rows per ``session.run``: the activations of 64
-  galaxies (17 tokens x 768 channels) stay in the core's cache; a batch of 256 as four runs
-  was 1.1-1.5x faster than one run, fp32 and int8, at one and two threads.
-* Several threads work on rows, not inside ops (``parallel="rows"``, the default): the session
-  has one intra-op thread and the engine runs the micro-batches of a batch concurrently from
-  ``threads`` Python threads (``InferenceSession.run`` is thread-safe and releases the GIL).
-  Splitting every op of a 64-row micro-batch over two cores costs a synchronisation per op;
-  rows need none. Measured on the quiet 2-core Xeon (AMX), batch 256, fp32, interleaved:
-  1,034 samples/s row-parallel vs 870/s with two intra-op threads (1.19x); at one thread the
-  two modes are the same code. ``parallel="intra"`` keeps the intra-op mode (one run at a time
-  with ``threads`` intra-op threads) for comparison. Memory: one set of weights; each
-  concurrent run has its own activations (a few MB per 64 rows).
-
-``onnx-int8`` quantises the weight MatMul / Gemm nodes of ``model.onnx`` with
-``onnxruntime.quantization.quantize_dynamic`` (int8 weights per channel in 7 bits -
-``reduce_range``, see :data:`INT8_VARIANT` - and uint8 activations quantised per batch ->
-``MatMulInteger`` / ``DynamicQuantizeMatMul``, which use VNNI / AMX-INT8 where present and
-``VPMADDUBSW`` on AVX2-only CPUs, where full 8-bit weights saturate). Attention and every Conv
-stay fp32. Static QDQ quantisation (variant ``qdq-static``, activation ranges calibrated on the
-artifact's calibration set) was measured too: no faster, and its sigma_NMAD moved by 2-5 %
-(outside the gate's 2 %), so the dynamic graph stays ``onnx-int8``. The
-quantised file is written once as ``model.int8.onnx`` next to ``model.onnx`` (or in a cache
-folder when the artifact is read-only) and reused; quantising needs the ``onnx`` package,
-running it only ``onnxruntime``. :func:`register_int8` lists it in ``artifact.json``
-(``files.onnx_int8``, with its sha256) so a deployment ships it and the Lambda, which has no
-``onnx`` package, loads it instead of quantising (``cosmic bench`` does this for the
-artifact it measures).
+The engine the inference Lambda runs; ``model.onnx`` holds preprocessing + network, so it feeds
+raw partition arrays. An older graph form serves with a warning; a stale int8 graph is refused in
+Lambda. Session choices (``ORT_ENABLE_ALL``, no spinning, 64-row micro-batches run row-parallel),
+the int8 variants and their measurements: docs/inference.md "The Lambda engine",
+docs/portability.md "Reduced-precision engines across CPUs".
 """
 
 from __future__ import annotations
@@ -90,11 +45,7 @@ INT8_META_KEY = "onnx_int8"
 def onnx_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
     """The ONNX graph file of an artifact folder (``files.onnx.path`` in artifact.json)."""
     folder = Path(artifact_dir)
-    try:
-        meta = artifact_meta(folder)
-    except FileNotFoundError:
-        meta = {}
-    rel = ((meta.get("files") or {}).get("onnx") or {}).get("path", "model.onnx")
+    rel = ((artifact_meta(folder, missing_ok=True).get("files") or {}).get("onnx") or {}).get("path", "model.onnx")
     path = folder / rel
     if not path.is_file():
         raise FileNotFoundError(f"model artifact {folder}: ONNX graph {rel} not found (run `cosmic model export`)")
@@ -103,23 +54,17 @@ def onnx_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
 
 def _weight_matmuls(model: Any) -> tuple[list[str], list[str]]:
     """Names of MatMul/Gemm nodes with a constant weight input, and of the other MatMuls."""
-    inits = {i.name for i in model.graph.initializer}
-    consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-    weight, other = [], []
-    for node in model.graph.node:
-        if node.op_type not in ("MatMul", "Gemm"):
-            continue
-        if len(node.input) > 1 and (node.input[1] in inits or node.input[1] in consts):
-            weight.append(node.name)
-        else:
-            other.append(node.name)
-    return weight, other
+    consts = ({i.name for i in model.graph.initializer}
+              | {o for n in model.graph.node if n.op_type == "Constant" for o in n.output})
+    matmuls = [(n.name, len(n.input) > 1 and n.input[1] in consts) for n in model.graph.node
+               if n.op_type in ("MatMul", "Gemm")]
+    return [name for name, w in matmuls if w], [name for name, w in matmuls if not w]
 
 
-#: Quantisation variants: activations uint8 (dynamic, per batch) x weights int8 ("u8s8"), int8 in
-#: 7 bits ("u8s8-reduce-range") or uint8 ("u8u8"). See :data:`INT8_VARIANT` for the default and why.
+#: Activations uint8 x weights int8 / int8 in 7 bits / uint8 (dynamic), or static QDQ (calibrated
+#: on ``calibration.npz``; no faster, less accurate): docs/inference.md, docs/portability.md.
 INT8_VARIANTS: tuple[str, ...] = ("u8s8", "u8s8-reduce-range", "u8u8", "qdq-static")
-#: The variant :func:`quantize_onnx_int8` writes by default (docs/portability.md has the numbers).
+#: The default: 7-bit weights cannot saturate ``VPMADDUBSW`` (docs/portability.md has the numbers).
 INT8_VARIANT: str = "u8s8-reduce-range"
 #: metadata_props key of the variant in a quantised graph, so a cached graph of another variant is redone.
 VARIANT_KEY = "cosmic_int8_variant"
@@ -137,17 +82,10 @@ def _graph_variant(path: Path) -> str | None:
 
 def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None,
                        variant: str = INT8_VARIANT) -> Path:
-    """Write a dynamically quantised int8 copy of ``src`` (weight MatMul/Gemm only); returns its path.
+    """Write an int8 copy of ``src`` (weight MatMul/Gemm only) as ``variant``; returns its path.
 
-    ``variant`` (:data:`INT8_VARIANTS`): per-channel int8 weights (``u8s8``), the same in 7 bits
-    (``u8s8-reduce-range``: ``VPMADDUBSW`` on CPUs without VNNI adds two u8 x s8 products into
-    int16, which saturates for 255 x 127 x 2 but not for 255 x 63 x 2), or uint8 weights
-    (``u8u8``: MLAS widens to int16 first, no saturation, slower), or static QDQ
-    (``qdq-static``: ``quantize_static``, activations uint8 with ranges calibrated once (MinMax) on
-    the artifact's ``calibration.npz`` next to ``src``, weights int8 per channel in 7 bits; measured
-    no faster than the dynamic graph and less accurate, so not the default: docs/inference.md). Default ``dst``:
-    ``model.int8.onnx`` next to ``src``, else (read-only folder) a cache file under the temp
-    folder keyed by the sha256 of ``src``. An existing, newer ``dst`` of the same variant is reused.
+    Default ``dst``: ``model.int8.onnx`` next to ``src``, else (read-only folder) a temp cache file
+    keyed by the sha256 of ``src``. An existing, newer ``dst`` of the same variant is reused.
     """
     import onnx
 
@@ -177,8 +115,8 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
         os.replace(tmp, dst)
     finally:
         root.setLevel(level)
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+
     log.info("quantised %s -> %s (%s, %d weight MatMul/Gemm nodes int8)", src, dst, variant, len(weight))
     return dst
 
@@ -230,13 +168,10 @@ def _quantize_static(src: Path, dst: Path, exclude: list[str], batch: int = 64) 
 
 
 def int8_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
-    """The artifact's int8 graph: the one listed as ``files.onnx_int8`` (what a Lambda
-    downloads), else a quantised copy of ``model.onnx`` made now (needs the ``onnx`` package)."""
+    """The listed ``files.onnx_int8`` graph (what a Lambda downloads), else a quantised copy
+    of ``model.onnx`` made now (needs the ``onnx`` package)."""
     folder = Path(artifact_dir)
-    try:
-        meta = artifact_meta(folder)
-    except FileNotFoundError:
-        meta = {}
+    meta = artifact_meta(folder, missing_ok=True)
     files = meta.get("files") or {}
     listed = (files.get(ROLE_ONNX_INT8) or {}).get("path")
     if listed and (folder / listed).is_file():
@@ -279,11 +214,8 @@ SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
 def session_options(threads: int, spinning: bool = False, optimization: str = "all") -> ort.SessionOptions:
-    """The ONNX Runtime session options of the engines (the choices and their measurements: module doc).
-
-    ``threads`` intra-op threads, one inter-op thread, sequential execution, spinning off unless
-    ``spinning``, graph optimisation ``optimization`` (:data:`OPTIMIZATION_LEVELS`).
-    """
+    """``threads`` intra-op threads, one inter-op thread, sequential, spinning off unless ``spinning``,
+    graph optimisation ``optimization`` (:data:`OPTIMIZATION_LEVELS`)."""
     if optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {optimization!r}")
     opts = ort.SessionOptions()
@@ -304,8 +236,8 @@ PARALLEL_MODES: tuple[str, ...] = ("rows", "intra")
 class OnnxEngine(Engine):
     """ONNX Runtime CPU session on an artifact's graph (preprocessing inside the graph).
 
-    ``chunk``: rows per ``session.run``; a larger batch is run in micro-batches of that size
-    (``None`` or 0: the whole batch at once). Results do not depend on it (rows are independent).
+    ``chunk``: rows per ``session.run`` (``None`` / 0: the whole batch); ``parallel="rows"`` runs
+    micro-batches concurrently from ``threads`` Python threads, ``"intra"`` uses intra-op threads.
     """
 
     framework = "onnxruntime"
@@ -343,7 +275,7 @@ class OnnxEngine(Engine):
         """The engine on ``<artifact_dir>/model.onnx`` (its int8 copy when ``int8``)."""
         path = int8_model_path(artifact_dir) if int8 else onnx_model_path(artifact_dir)
         engine = cls(path, threads=threads, int8=int8, **kwargs)
-        meta = artifact_meta(Path(artifact_dir)) if (Path(artifact_dir) / "artifact.json").is_file() else {}
+        meta = artifact_meta(artifact_dir, missing_ok=True)
         engine.graph_form = onnx_graph_form(meta)
         if meta and not onnx_graph_current(meta):
             # a correct but slower graph (the eager network): serve it, and say how to get the fast one
@@ -371,8 +303,8 @@ class OnnxEngine(Engine):
 
         starts = range(0, n, step)
         if self._pool is not None and len(starts) > 1:
-            for _ in self._pool.map(run, starts):  # re-raises a worker's error here
-                pass
+            list(self._pool.map(run, starts))  # re-raises a worker's error here
+
         else:
             for start in starts:
                 run(start)
@@ -387,11 +319,8 @@ class OnnxEngine(Engine):
 
 def create_onnx_engine(name: str, artifact_dir: str | os.PathLike[str], threads: int | None = None,
                        gate: bool = True) -> OnnxEngine:
-    """The ONNX engine ``name`` (``onnx`` / ``onnx-int8``) on a model folder, gated like every engine.
-
-    ``gate`` (default): a reduced-precision engine first runs the artifact's calibration set and is
-    refused (engine closed) unless it is accurate on this CPU type (:mod:`cosmic_utils.runtime.gating`).
-    """
+    """The ONNX engine ``name`` (``onnx`` / ``onnx-int8``) on a model folder, gated like every engine
+    (:func:`cosmic_utils.runtime.gating.gated`) unless ``gate`` is false."""
     if name not in ONNX_ENGINE_NAMES:
         raise ValueError(f"unknown ONNX engine {name!r}; choose one of {', '.join(ONNX_ENGINE_NAMES)}")
     engine = OnnxEngine.from_artifact(artifact_dir, threads=threads, int8=(name == "onnx-int8"))

@@ -1,32 +1,10 @@
 """The partition file format (``.cpart``): write, read, validate, and read in slices.
 
-Why a format of our own rather than the published ``.pt`` TensorDataset pickles: a ``.pt``
-file needs torch (hundreds of MB, too large for the inference Lambda's ONNX path), can run
-arbitrary code when unpickled, and can only be read whole. A ``.cpart`` file is
-
-```
-bytes 0..7     magic b"CPART\\x00\\x01\\x00"  (format version 1)
-bytes 8..15    uint64 little-endian: length H of the JSON header
-bytes 16..16+H JSON header (utf-8), padded with spaces so the first array starts 64-byte aligned:
-               {"version": 1, "samples": N, "file_bytes": total,
-                "arrays": {name: {"dtype": "<f4", "shape": [...], "offset": o, "nbytes": b}},
-                "meta": {...}}
-then           image <f4 [N,5,32,32], magnitude <f8 [N,5], redshift <f4 [N]; each C-contiguous,
-               little-endian, at its absolute file offset ``o`` (a multiple of 64)
-```
-
-so it reads with numpy alone (``np.frombuffer`` on the bytes, zero copy), and one can read
-any rows with two small reads per array (local ``pread``/memmap or S3 range requests): the
-offsets are absolute and the rows of every array are contiguous. ``file_bytes`` in the
-header lets a truncated file be told apart from a corrupt one.
-
-Every problem raises :class:`PartitionError` (a ``ValueError``) whose message starts with
-``partition <name>:`` and names the problem, e.g.
-``partition part-00003.cpart: truncated: header says 26,230,000 bytes, file has 1,000``.
-
-The label ``redshift`` is optional when writing (NaN when unknown); NaN is allowed in it, while
-``image`` and ``magnitude`` must be finite. This module must not import torch: it runs in
-the inference Lambda.
+Magic, uint64 header length, a JSON header, then image <f4 [N,5,32,32], magnitude <f8 [N,5] and
+redshift <f4 [N] (NaN when unknown), each 64-byte aligned at an absolute offset: numpy reads it
+zero copy, and any rows cost one read per array. Specified in docs/architecture.md, why not
+``.pt``: docs/data.md. Every problem is a :class:`PartitionError` starting ``partition <name>:``.
+No torch here: it runs in the inference Lambda.
 """
 
 from __future__ import annotations
@@ -36,6 +14,7 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -139,11 +118,7 @@ def _display_name(source: Any, name: str | None) -> str:
 
 
 def _expected_get(expected: Any, key: str) -> Any:
-    if expected is None:
-        return None
-    if isinstance(expected, Mapping):
-        return expected.get(key)
-    return getattr(expected, key, None)
+    return expected.get(key) if isinstance(expected, Mapping) else getattr(expected, key, None)
 
 
 def check_arrays(
@@ -153,11 +128,8 @@ def check_arrays(
     name: str = "<arrays>",
     check_finite: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate and normalise arrays to the partition dtypes (little-endian, C order).
-
-    Integer / other float inputs are converted (only float32 image and float64 magnitudes are
-    stored); shapes must match exactly. Returns ``(image, magnitude, redshift)``.
-    """
+    """Validate and normalise arrays to the partition dtypes (little-endian, C order; integer /
+    other float inputs are converted, shapes must match). Returns ``(image, magnitude, redshift)``."""
     image = np.asarray(image)
     magnitude = np.asarray(magnitude)
     if image.ndim != 4 or image.shape[1:] != IMAGE_SHAPE:
@@ -290,8 +262,7 @@ def write_partition(
 ) -> PartitionInfo:
     """Write a partition to a path (atomically: temp file + rename) or an open binary file.
 
-    Returns the sample count, size in bytes and sha256 of the whole file (what a manifest
-    entry records).
+    Returns the sample count, size and sha256 of the whole file (what a manifest entry records).
     """
     if isinstance(target, (str, os.PathLike)):
         path = Path(target)
@@ -310,11 +281,9 @@ def write_partition(
 
 # ------------------------------------------------------------------ reading
 def parse_header(prefix: bytes | bytearray | memoryview, name: str = "<bytes>", total_bytes: int | None = None) -> PartitionHeader:
-    """Parse and validate a header from the first bytes of a partition file.
+    """Parse and validate a header from the first :func:`header_length` bytes of a partition file.
 
-    ``prefix`` must hold at least the magic, length and JSON header (:func:`header_length`
-    tells how many bytes that is). ``total_bytes`` is the size of the whole file when known,
-    checked against the header's ``file_bytes`` (truncation / trailing garbage).
+    ``total_bytes`` (the whole file's size, when known) is checked against ``file_bytes``.
     """
     view = memoryview(prefix)
     if len(view) < PREFIX_BYTES:
@@ -414,19 +383,26 @@ def _check_expected(name: str, expected: Any, samples: int | None, nbytes: int |
             raise _error(name, f"checksum mismatch: manifest sha256 {want_sha[:12]}..., file {got[:12]}...")
 
 
+def _open_fd(path: Path, label: str, shown: str | None = None) -> int:
+    """``storage.open_regular`` (error text naming ``shown``, else the path), a missing or
+    non-regular file as :class:`PartitionError` naming ``label``."""
+    from cosmic_utils.runtime.storage import NotRegularFileError, open_regular
+
+    try:
+        return open_regular(path, shown)
+    except NotRegularFileError as exc:  # before FileNotFoundError, its base class
+        raise _error(label, f"not a regular file: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise _error(label, f"file not found: {path}") from exc
+
+
 def _read_source(source: Any, name: str) -> bytes | bytearray | memoryview:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return source
     if isinstance(source, (str, os.PathLike)):
-        from cosmic_utils.runtime.storage import NotRegularFileError, open_regular
-
         path = Path(source)
         try:
-            fd = open_regular(path, name)
-        except NotRegularFileError as exc:  # before FileNotFoundError, its base class
-            raise _error(name, f"not a regular file: {exc}") from exc
-        except FileNotFoundError as exc:
-            raise _error(name, f"file not found: {path}") from exc
+            fd = _open_fd(path, name, name)
         except OSError as exc:
             raise _error(name, f"cannot read {path}: {exc}") from exc
         try:
@@ -458,11 +434,9 @@ def read_partition(
 ) -> Partition:
     """Read and validate a whole partition from a path, bytes or an open binary file.
 
-    ``expected`` is a manifest entry (a :class:`~cosmic_utils.runtime.manifest.ManifestEntry` or a
-    mapping with ``samples``, ``bytes``, ``sha256``): when given, the sample count, size and
-    sha256 of the whole file are checked too. The arrays are views of one buffer read from
-    the file (writable). From immutable ``bytes`` they are copied unless ``writable=False``,
-    which returns read-only zero-copy views (half the peak memory, e.g. in a Lambda).
+    ``expected`` (a manifest entry or mapping with ``samples``, ``bytes``, ``sha256``) is checked
+    too. The arrays are views of one buffer; from immutable ``bytes`` they are copied unless
+    ``writable=False`` (read-only zero-copy views: half the peak memory, e.g. in a Lambda).
     """
     label = _display_name(source, name)
     data = _read_source(source, label)
@@ -492,11 +466,10 @@ def verify_bytes(data: bytes | bytearray | memoryview, name: str, expected: Any 
 ReadAt = Callable[[int, int], bytes]
 
 
-def _file_reader(path: Path) -> tuple[ReadAt, int, Callable[[], None]]:
-    from cosmic_utils.runtime.storage import open_regular
-
-    fd = open_regular(path)  # regular files only: a FIFO or device has no size to check against
-    size = os.fstat(fd).st_size
+@contextmanager
+def _open_local(path: str | os.PathLike[str], label: str) -> Iterator[tuple[ReadAt, int]]:
+    """``(read_at, size)`` of a local regular file (a FIFO or device has no size to check), closed after."""
+    fd = _open_fd(Path(path), label)
 
     def read_at(offset: int, length: int) -> bytes:
         chunks = []
@@ -509,7 +482,10 @@ def _file_reader(path: Path) -> tuple[ReadAt, int, Callable[[], None]]:
             length -= len(chunk)
         return b"".join(chunks)
 
-    return read_at, size, lambda: os.close(fd)
+    try:
+        yield read_at, os.fstat(fd).st_size
+    finally:
+        os.close(fd)
 
 
 def read_header_at(read_at: ReadAt, name: str, total_bytes: int | None = None) -> PartitionHeader:
@@ -539,37 +515,19 @@ def read_rows_at(read_at: ReadAt, header: PartitionHeader, start: int, stop: int
     return Partition(image=out["image"], magnitude=out["magnitude"], redshift=out["redshift"], meta=header.meta)
 
 
-def _open_local(path: str | os.PathLike[str], label: str) -> tuple[ReadAt, int, Callable[[], None]]:
-    """:func:`_file_reader` for ``path``; a missing file raises :class:`PartitionError` naming it."""
-    from cosmic_utils.runtime.storage import NotRegularFileError
-
-    try:
-        return _file_reader(Path(path))
-    except NotRegularFileError as exc:  # before FileNotFoundError, its base class
-        raise _error(label, f"not a regular file: {exc}") from exc
-    except FileNotFoundError as exc:
-        raise _error(label, f"file not found: {path}") from exc
-
-
 def read_header(path: str | os.PathLike[str], name: str | None = None) -> PartitionHeader:
     """The validated header of a local partition file (reads only the first few hundred bytes)."""
     label = _display_name(path, name)
-    read_at, size, close = _open_local(path, label)
-    try:
+    with _open_local(path, label) as (read_at, size):
         return read_header_at(read_at, label, total_bytes=size)
-    finally:
-        close()
 
 
 def read_rows(path: str | os.PathLike[str], start: int, stop: int, name: str | None = None) -> Partition:
     """Rows ``start:stop`` of a local partition file, reading only those bytes."""
     label = _display_name(path, name)
-    read_at, size, close = _open_local(path, label)
-    try:
+    with _open_local(path, label) as (read_at, size):
         header = read_header_at(read_at, label, total_bytes=size)
         return read_rows_at(read_at, header, start, min(stop, header.samples))
-    finally:
-        close()
 
 
 def iter_batches(
@@ -579,28 +537,24 @@ def iter_batches(
     total_bytes: int | None = None,
     check_finite: bool = True,
 ) -> Iterator[Partition]:
-    """Stream a partition in batches of ``batch_size`` rows with bounded memory.
+    """Stream a partition in batches of ``batch_size`` rows (memory: one batch; no sha256 check).
 
-    ``source`` is a local path (read with ``pread``) or a ``read_at(offset, length)`` function,
-    e.g. ``lambda o, n: storage.read_range(key, o, n)`` for S3 range reads (pass
-    ``total_bytes`` then, so truncation is detected). Memory is one batch, whatever the
-    partition size. Does not verify the sha256 (that needs the whole file).
+    ``source``: a local path or a ``read_at(offset, length)`` function such as an S3 range read
+    (pass ``total_bytes`` then, so truncation is detected).
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if callable(source) and not isinstance(source, (str, os.PathLike)):
-        read_at, close = source, (lambda: None)
         label = name or "<stream>"
-        size = total_bytes
+        opened: Any = nullcontext((source, total_bytes))
     else:
         label = _display_name(source, name)
-        read_at, size, close = _open_local(source, label)
-    try:
+        opened = _open_local(source, label)
+    with opened as (read_at, size):
         header = read_header_at(read_at, label, total_bytes=size)
         for start in range(0, header.samples, batch_size):
             yield read_rows_at(read_at, header, start, min(start + batch_size, header.samples), check_finite)
-    finally:
-        close()
+
 
 
 def partition_name(index: int) -> str:

@@ -1,34 +1,10 @@
 """The input preprocessing recorded in a model artifact (numpy implementation, no torch).
 
-Every engine receives the *raw* arrays stored in partitions (flux images in nanomaggies per
-pixel, AB magnitudes) and applies the artifact's preprocessing before the network. This
-module holds the description (:class:`Preprocessing`, serialised into ``artifact.json``) and
-the numpy implementation (:meth:`Preprocessing.apply_numpy`, used by the torch engines and
-by anything without torch). :class:`cosmic_utils.model.export.Preprocess` is the torch module with
-the same operations in the same order and dtypes; it sits inside the exported ONNX graph, so
-the ONNX, torch and Lambda engines see identical network inputs (tests compare them).
-
-Two steps, each with an identity setting (the published model takes raw inputs: "no
-normalisation happens inside the model", so :func:`identity` describes it):
-
-* **image** (``image_transform``): ``"none"`` or ``"asinh"``:
-  ``image' = asinh(image / scale_b)`` per band b, in float32. Why asinh: galaxy cutouts span
-  four decades (sky noise ~0.05 nanomaggy/pixel, bright cores > 10), asinh is linear near zero,
-  so the noise keeps its Gaussian shape and sign (a log would need a clip for the negative
-  sky-subtracted pixels), and logarithmic for the bright pixels, like SDSS's own asinh
-  magnitudes. ``scale_b`` is fitted on training images as the normalised median absolute
-  deviation of all pixels of band b (about the sky noise, since most pixels are sky), so one
-  unit of the transformed image is about one sigma of the noise in every band.
-* **magnitude** (``magnitude_features``): ``"magnitudes"`` keeps u,g,r,i,z; ``"r_colours"``
-  maps them linearly to r, u-g, g-r, r-i, i-z (a fixed 5x5 matrix). Then each feature is
-  standardised, ``(f - mean) / std`` with the training mean and standard deviation, in
-  float64. Why colours: the five magnitudes are ~97 % correlated (bright galaxies are bright
-  in every band) while the redshift lives mostly in the colours; standardising magnitudes one
-  by one leaves the colours as small differences of large numbers and makes the first layer
-  ill-conditioned. The map is linear, so it is exact in float64 and costs nothing.
-
-Outputs keep the input dtypes: image float32, magnitude float64 (the network casts the
-magnitudes to float32 itself).
+Engines receive raw partition arrays and apply the artifact's :class:`Preprocessing`: image
+``"none"`` / ``"asinh"`` (``asinh(image / scale_b)``, float32) and magnitudes ``"magnitudes"`` /
+``"r_colours"`` (r, u-g, g-r, r-i, i-z), standardised in float64. :class:`cosmic_utils.model.export.Preprocess`
+is the same in torch, inside the ONNX graph. Outputs keep the input dtypes. Why asinh and colours:
+docs/training.md "Preprocessing".
 """
 
 from __future__ import annotations
@@ -118,9 +94,8 @@ class Preprocessing:
                 f"preprocessing.image_transform must be one of {IMAGE_TRANSFORMS}, got {self.image_transform!r}")
         magnitude_matrix(self.magnitude_features)  # validates the name
         # Normalise the numbers to plain float tuples (from lists, numpy arrays, JSON).
-        object.__setattr__(self, "image_scale", _five("image_scale", self.image_scale, positive=True))
-        object.__setattr__(self, "magnitude_mean", _five("magnitude_mean", self.magnitude_mean))
-        object.__setattr__(self, "magnitude_std", _five("magnitude_std", self.magnitude_std, positive=True))
+        for name, positive in (("image_scale", True), ("magnitude_mean", False), ("magnitude_std", True)):
+            object.__setattr__(self, name, _five(name, getattr(self, name), positive))
 
     # ------------------------------------------------------------------ description
     @property
@@ -140,9 +115,7 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``kind`` added for readers of artifact.json)."""
         out = asdict(self)
-        out["image_scale"] = list(self.image_scale)
-        out["magnitude_mean"] = list(self.magnitude_mean)
-        out["magnitude_std"] = list(self.magnitude_std)
+        out.update({k: list(getattr(self, k)) for k in ("image_scale", "magnitude_mean", "magnitude_std")})
         out["kind"] = "identity" if self.is_identity else f"{self.image_transform}+{self.magnitude_features}"
         return out
 
@@ -196,12 +169,8 @@ def identity() -> Preprocessing:
 
 
 def default_preprocessing() -> Preprocessing:
-    """asinh + r_colours with constants rounded from a fit on the bundled training file.
-
-    (Render seed 1; scales are the per-band pixel NMAD in nanomaggies.) Used by untrained
-    test artifacts, so that tests exercise a realistic, non-identity preprocessing without
-    rendering anything; a trained artifact records its own fitted values.
-    """
+    """asinh + r_colours with constants rounded from a fit on the bundled training file (render
+    seed 1): a realistic non-identity preprocessing for untrained test artifacts."""
     return Preprocessing(
         image_transform="asinh",
         image_scale=(0.0534, 0.0478, 0.0861, 0.1267, 0.2957),
@@ -219,12 +188,8 @@ def fit_preprocessing(
     magnitude_features: str = "r_colours",
     max_pixels_per_band: int = 2_000_000,
 ) -> Preprocessing:
-    """Fit the scales on training arrays: per-band pixel NMAD, feature mean and std.
-
-    ``image_scale_b = 1.4826 * median(|x - median(x)|)`` over the pixels of band b (a strided
-    subsample of at most ``max_pixels_per_band`` pixels, deterministic); ``magnitude_mean`` /
-    ``magnitude_std``: mean and population standard deviation of the magnitude features.
-    """
+    """Fit the scales on training arrays: per-band pixel NMAD (a deterministic strided subsample
+    of at most ``max_pixels_per_band`` pixels), feature mean and population std."""
     image = np.asarray(image, dtype=np.float32)
     magnitude = np.asarray(magnitude, dtype=np.float64)
     if image.ndim != 4 or image.shape[1] != N_BANDS:

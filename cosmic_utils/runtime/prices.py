@@ -57,18 +57,13 @@ def region_prices(region: str) -> dict[str, Any]:
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
     return out
 
 
 def load_prices(override: str | Path | Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The price table, with ``override`` (a YAML path or a dict, possibly partial) merged over it.
-
-    Raises ``ValueError`` naming the file when the override is not a mapping.
-    """
+    """The price table, with ``override`` (a YAML path or a dict, possibly partial) merged over it
+    (``ValueError`` naming the file when the override is not a mapping)."""
     global _PRICE_CACHE
     if _PRICE_CACHE is None:
         with open(PRICES_PATH, encoding="utf-8") as fh:
@@ -81,8 +76,8 @@ def load_prices(override: str | Path | Mapping[str, Any] | None = None) -> dict[
             data = yaml.safe_load(fh)
         if not isinstance(data, Mapping):
             raise ValueError(f"{override}: price override must be a YAML mapping, got {type(data).__name__}")
-        return _merge(prices, data)
-    if not isinstance(override, Mapping):
+        override = data
+    elif not isinstance(override, Mapping):
         raise ValueError(f"price override must be a path or a mapping, got {type(override).__name__}")
     return _merge(prices, override)
 
@@ -149,9 +144,8 @@ def lambda_cost(
 ) -> LambdaCost:
     """Cost of Lambda invocations by CONFIGURED memory x billed duration (each rounded up to 1 ms).
 
-    ``durations_ms`` holds one duration per invocation (billed durations when ``already_billed``).
-    Requests are charged per invocation; ephemeral storage above the free 512 MB is charged per
-    GB-second of the same billed time.
+    ``durations_ms``: one per invocation (billed ones when ``already_billed``). Requests are charged
+    per invocation, ephemeral storage above the free 512 MB per GB-second of the same billed time.
     """
     p = _prices(prices)
     lam = p["lambda"]
@@ -159,11 +153,8 @@ def lambda_cost(
         raise ValueError(f"unknown Lambda architecture {arch!r}; expected one of {sorted(lam['gb_second_usd'])}")
     _check_memory(memory_mb, lam)
     gran = int(lam["billing_granularity_ms"])
-    n = 0
-    total_ms = 0
-    for d in durations_ms:
-        n += 1
-        total_ms += int(math.ceil(d)) if already_billed else billed_ms(float(d), gran)
+    billed = [int(math.ceil(d)) if already_billed else billed_ms(float(d), gran) for d in durations_ms]
+    n, total_ms = len(billed), sum(billed)
     seconds = total_ms / 1000.0
     gb_s = memory_mb / 1024.0 * seconds
     extra_gb = max(0.0, (ephemeral_mb - float(lam["ephemeral_free_mb"])) / 1024.0)
@@ -189,10 +180,8 @@ def stepfunctions_cost(
 ) -> float:
     """Step Functions Standard cost of one run with a Distributed Map over ``items``.
 
-    The parent execution makes ``parent_transitions`` transitions (start -> Init -> Map ->
-    Summarize); every Map item starts a child execution, billed one transition to start plus the
-    transitions of its own states (``child_transitions`` counts both: start + the Inference Task);
-    every retry is one more transition.
+    Parent: start -> Init -> Map -> Summarize; each item a child execution of ``child_transitions``
+    (its start + the Inference Task); each retry one more transition.
     """
     if items < 0:
         raise ValueError(f"items must be >= 0, got {items}")
@@ -210,13 +199,9 @@ def s3_cost(gets: int = 0, puts: int = 0, lists: int = 0,
 
 
 def pipeline_s3_requests(items: int, cold_starts: int | None = None) -> dict[str, int]:
-    """S3 requests of one pipeline run of ``items`` partitions (the pipeline's access pattern).
-
-    Init lists the partitions (1 LIST per 1,000 keys) and writes the item list (1 PUT); each
-    Inference reads its partition (1 GET) and, when cold, the model (1 GET), and writes its
-    predictions and its timing record (2 PUTs); Summarize lists the records (1 LIST per 1,000),
-    reads each (1 GET) and writes the summary (1 PUT).
-    """
+    """S3 requests of one pipeline run of ``items`` partitions: Init LISTs (1 per 1,000 keys) and PUTs
+    the items; each Inference GETs its partition (+ the model when cold) and PUTs predictions and
+    record; Summarize LISTs, GETs each record and PUTs the summary."""
     cold = items if cold_starts is None else cold_starts
     pages = max(1, math.ceil(items / 1000))
     return {"gets": items + cold + items, "puts": 1 + 2 * items + 1, "lists": 2 * pages}

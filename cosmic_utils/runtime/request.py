@@ -1,18 +1,9 @@
 """The validated run request: the one document a pipeline run starts from.
 
-A request says *what* to run (data location, model artifact, engine, batch size) and *how wide*
-(max concurrency, world size, memory). It never carries code: the published pipeline downloaded
-and executed a script whose path arrived in the payload, which lets anyone who can start an
-execution run arbitrary code inside the account. Here the only code that runs is the packaged
-handler, and the request schema forbids unknown fields (``extra="forbid"``), so a ``script`` key
-is rejected with a message that names it.
-
-The seed project's payload (``bucket``, ``file_limit``, ``batch_size``, ``result_path``,
-``data_bucket``, ``data_prefix``, ``world_size``) is accepted through :func:`from_seed_payload`,
-which translates it; its code-carrying fields (``script``, ``S3_object_name``, ``object_type``)
-are refused with the reason.
-
-Pure pydantic, no torch, no boto3: this module runs inside every Lambda.
+It says what to run and how wide, never carries code (the published pipeline executed a script
+named in the payload): ``extra="forbid"`` rejects unknown fields by name. The seed payload is
+translated by :func:`from_seed_payload`, its code fields refused with the reason. Pure pydantic
+(every Lambda). Fields and allow-list: docs/pipeline.md "The run request".
 """
 
 from __future__ import annotations
@@ -21,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -176,20 +168,14 @@ def _within(location: str, allowed: str) -> bool:
     if location.startswith("s3://") != allowed.startswith("s3://"):
         return False
     if not location.startswith("s3://"):
-        from pathlib import Path
-
         location, allowed = str(Path(location).resolve()), str(Path(allowed).resolve())
     loc, base = location.rstrip("/"), allowed.rstrip("/")
     return loc == base or loc.startswith(base + "/")
 
 
 def check_allowed(request: RunRequest, allowed_read: list[str] | None, allowed_results: list[str] | None) -> None:
-    """Refuse a request whose data, model or results location is outside the deployment's allow-list.
-
-    ``None`` means no list (nothing is checked); an empty list allows nothing. The message names
-    the field, the location and what is allowed. The IAM policy enforces the same limits on AWS;
-    this check turns an AccessDenied deep inside a worker into a clear refusal before anything runs.
-    """
+    """Refuse a request whose data, model or results location is outside the deployment's allow-list
+    (``None``: no list, nothing checked; ``[]`` allows nothing): a clear refusal before any AccessDenied."""
     problems = []
     for field, allowed in (("data", allowed_read), ("model", allowed_read), ("results", allowed_results)):
         if allowed is None:
@@ -270,11 +256,8 @@ def from_seed_payload(
 ) -> RunRequest:
     """Translate the seed project's Step Functions payload into a :class:`RunRequest`.
 
-    ``data_bucket``/``data_prefix`` -> ``data``; ``bucket``/``result_path`` -> ``results``;
-    ``file_limit`` -> ``partition_limit``; ``batch_size`` and ``world_size`` carry over. The
-    seed payload has no model location of its own (the model sat inside the code folder), so
-    ``model`` is required; ``run_id`` defaults to the last segment of ``result_path``.
-    ``script``, ``S3_object_name`` and ``object_type`` are refused with the reason.
+    ``model`` is required (the seed kept it in its code folder); ``run_id`` defaults to one made
+    from ``result_path``. Mapping and refused fields: docs/pipeline.md "The run request".
     """
     code_fields = sorted(k for k in payload if k in SEED_CODE_FIELDS)
     if code_fields:
@@ -295,14 +278,9 @@ def from_seed_payload(
         "results": f"s3://{payload['bucket']}/{result_path}",
         "model": model,
     }
-    limit = _as_int(payload, "file_limit")
-    if limit is not None:
-        fields["partition_limit"] = limit
-    batch = _as_int(payload, "batch_size")
-    if batch is not None:
-        fields["batch_size"] = batch
-    world = _as_int(payload, "world_size")
-    if world is not None:
-        fields["world_size"] = world
+    for seed_key, key in (("file_limit", "partition_limit"), ("batch_size", "batch_size"), ("world_size", "world_size")):
+        value = _as_int(payload, seed_key)
+        if value is not None:
+            fields[key] = value
     fields.update(overrides)
     return parse_request(fields)

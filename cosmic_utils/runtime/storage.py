@@ -1,23 +1,7 @@
-"""One storage interface over a local folder and ``s3://bucket/prefix``.
+"""One storage interface over a local folder and ``s3://bucket/prefix`` (:func:`open_storage`).
 
-Everything that moves partitions, manifests, predictions or records goes through
-:func:`open_storage` so the same code runs against a laptop folder, the local backend's moto
-server and real S3. Choices:
-
-- Keys are relative and ``/``-separated (``part-00000.cpart``, ``preds/part-00000.csv``). A key
-  that is absolute, has an empty segment or a ``..`` / ``.`` segment is rejected with
-  :class:`InvalidKeyError` before anything touches the disk or the network, so a key taken
-  from a request can never escape the root.
-- S3 listings use the boto3 paginator (``list_objects_v2``), so they never stop at 1,000 keys
-  (a bug of the published pipeline). Uploads / downloads use boto3's managed transfer
-  (multipart above 8 MB, parallel parts) rather than a single ``put_object``.
-- Local writes are atomic: a temp file in the same folder, then ``os.replace``; a reader never
-  sees half a partition. Temp files (``.<name>.tmp-*``) are skipped by ``list_keys``.
-- A missing object raises :class:`MissingObjectError` (also a ``FileNotFoundError``) and a
-  missing bucket :class:`StorageError`; both name the URI.
-- The S3 client is created with boto3's default configuration (credentials chain, region)
-  unless one is passed; ``endpoint_url`` (or ``COSMIC_S3_ENDPOINT_URL``) points it at a moto
-  server. boto3 is imported lazily, so local-only use does not pay for it.
+Safe relative keys, paginated listings, atomic local writes, errors naming the URI.
+Reasoning: docs/pipeline.md "Storage"; regular files only: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -28,7 +12,9 @@ import shutil
 import stat
 import tempfile
 from abc import ABC, abstractmethod
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 ENDPOINT_ENV: str = "COSMIC_S3_ENDPOINT_URL"
@@ -43,21 +29,14 @@ class MissingObjectError(StorageError, FileNotFoundError):
 
 
 class NotRegularFileError(MissingObjectError):
-    """A local key names a symbolic link, FIFO, device, socket or directory: never read. A link is
-    refused *before* it is followed (its target may be any file of the machine, and its bytes must
-    not reach an error message or a record); opening a FIFO blocks and a device has no end. A data
-    problem of that key, not an outage."""
+    """A local key names a symbolic link, FIFO, device, socket or directory: never read (a link
+    is refused before it is followed). A data problem of that key, not an outage."""
 
 
 def open_regular(path: str | os.PathLike[str], label: str | None = None) -> int:
-    """Open ``path`` read-only without blocking and return the fd, only if it is a regular file.
-
-    ``O_NOFOLLOW`` refuses a symbolic link as the last component without opening its target
-    (``ELOOP``), so nothing outside the dataset is read through a link; ``O_NONBLOCK`` keeps
-    ``open`` on a FIFO from waiting for a writer; the type is checked on the opened fd
-    (``fstat``), so nothing can be swapped in between check and read. Raises FileNotFoundError
-    or :class:`NotRegularFileError`.
-    """
+    """Open ``path`` read-only and return the fd, only if it is a regular file (else
+    FileNotFoundError or :class:`NotRegularFileError`). ``O_NOFOLLOW`` (no link is followed),
+    ``O_NONBLOCK`` (a FIFO cannot hang), type checked on the opened fd (no swap in between)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError as exc:
@@ -161,12 +140,8 @@ class Storage(ABC):
         """The whole object."""
 
     def read_buffer(self, key: str) -> bytearray:
-        """The whole object in one writable ``bytearray`` the caller owns.
-
-        Why: ``np.frombuffer`` over a writable buffer gives writable arrays without a copy, so a
-        partition costs its size once in memory (``bytes`` would need a copy for writable arrays,
-        and ``bytes -> BytesIO -> read`` another). Subclasses read straight into the buffer; this
-        fallback copies once and exists only for stores that cannot."""
+        """The whole object in one writable ``bytearray`` the caller owns, so ``np.frombuffer``
+        gives writable arrays without a copy (subclasses read straight into it; this copies once)."""
         return bytearray(self.read_bytes(key))
 
     @abstractmethod
@@ -248,31 +223,29 @@ class LocalStorage(Storage):
     def _missing(self, key: str) -> MissingObjectError:
         return MissingObjectError(f"no such object: {self.uri(key)}")
 
-    def read_bytes(self, key: str) -> bytes:
+    @contextmanager
+    def _reading(self, key: str) -> Iterator[None]:
+        """A missing key as :class:`MissingObjectError` (a :class:`NotRegularFileError` as itself)."""
         try:
-            return read_regular(self._path(key), self.uri(key))
+            yield
         except NotRegularFileError:
             raise
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise self._missing(key) from exc
 
+    def read_bytes(self, key: str) -> bytes:
+        with self._reading(key):
+            return read_regular(self._path(key), self.uri(key))
+
     def read_buffer(self, key: str) -> bytearray:
-        try:
+        with self._reading(key):
             return read_regular_into(self._path(key), self.uri(key))
-        except NotRegularFileError:
-            raise
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise self._missing(key) from exc
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
         if start < 0 or length < 0:
             raise ValueError(f"bad range start={start} length={length} for {self.uri(key)}")
-        try:
+        with self._reading(key):
             fd = open_regular(self._path(key), self.uri(key))
-        except NotRegularFileError:
-            raise
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise self._missing(key) from exc
         try:
             with os.fdopen(fd, "rb", closefd=False) as fh:
                 fh.seek(start)
@@ -280,34 +253,14 @@ class LocalStorage(Storage):
         finally:
             os.close(fd)
 
-    def _atomic_target(self, key: str) -> tuple[Path, Path]:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-        os.close(fd)
-        return path, Path(tmp)
-
     def write_bytes(self, key: str, data: bytes) -> None:
-        path, tmp = self._atomic_target(key)
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            _publish(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        durable_write(self._path(key), data, sync_dir=False)
 
     def upload_file(self, local_path: str | os.PathLike[str], key: str) -> None:
         src = Path(local_path)
         if not src.is_file():
             raise MissingObjectError(f"no such local file to upload: {src}")
-        path, tmp = self._atomic_target(key)
-        try:
-            shutil.copyfile(src, tmp)
-            _publish(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _atomic_copy(src, self._path(key))
 
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
         src = self._path(key)
@@ -331,10 +284,10 @@ class LocalStorage(Storage):
         return str(self._path(key)) if key else self.root_uri
 
 
-def durable_write(path: str | os.PathLike[str], data: bytes) -> None:
+def durable_write(path: str | os.PathLike[str], data: bytes, sync_dir: bool = True) -> None:
     """Write ``data`` to ``path`` so that it is either complete or absent: temp file in the same
-    folder, ``fsync``, rename, ``fsync`` of the folder. A full disk (ENOSPC) or a read-only folder
-    raises ``OSError`` and leaves no file (and no half-written one) at ``path``."""
+    folder, ``fsync``, rename, ``fsync`` of the folder (``sync_dir``). A full disk (ENOSPC) or a
+    read-only folder raises ``OSError`` and leaves no file (and no half-written one) at ``path``."""
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
@@ -344,8 +297,11 @@ def durable_write(path: str | os.PathLike[str], data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         _publish(tmp, dst)
+        if not sync_dir:
+            return
         try:
             dir_fd = os.open(dst.parent, os.O_RDONLY)
+
         except OSError:  # pragma: no cover - a folder that cannot be opened still got the rename
             return
         try:
@@ -455,27 +411,29 @@ class S3Storage(Storage):
             validate_key(prefix, allow_empty=True)
         base = f"{self.prefix}/" if self.prefix else ""
         keys: list[str] = []
-        try:
+        with self._call(None):
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
-                for obj in page.get("Contents", []):
-                    keys.append(obj["Key"][len(base):])
-        except Exception as exc:  # translated into a StorageError naming the URI
-            raise self._translate(exc, None) from exc
+                keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
         return sorted(keys)
 
-    def read_bytes(self, key: str) -> bytes:
+    @contextmanager
+    def _call(self, key: str | None) -> Iterator[None]:
+        """Errors of the boto3 calls inside as a :class:`StorageError` naming the URI (ours pass through)."""
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
-            return resp["Body"].read()
-        except InvalidKeyError:
+            yield
+        except StorageError:
             raise
         except Exception as exc:
             raise self._translate(exc, key) from exc
 
+    def read_bytes(self, key: str) -> bytes:
+        with self._call(key):
+            return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
     def read_buffer(self, key: str) -> bytearray:
         """GetObject streamed into a ``bytearray`` of the object's ``ContentLength`` (no second copy)."""
-        try:
+        with self._call(key):
             resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
             body = resp["Body"]
             size = int(resp.get("ContentLength") or 0)
@@ -484,10 +442,6 @@ class S3Storage(Storage):
             if got != size or body.read(1):
                 raise StorageError(f"{self.uri(key)}: read {got} bytes, GetObject announced {size}")
             return buf
-        except (InvalidKeyError, StorageError):
-            raise
-        except Exception as exc:
-            raise self._translate(exc, key) from exc
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
         if start < 0 or length < 0:
@@ -508,22 +462,16 @@ class S3Storage(Storage):
             raise self._translate(exc, key) from exc
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        try:
+        with self._call(key):
             self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
-        except InvalidKeyError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, key) from exc
 
     def upload_file(self, local_path: str | os.PathLike[str], key: str) -> None:
         src = Path(local_path)
         if not src.is_file():
             raise MissingObjectError(f"no such local file to upload: {src}")
         full = self._full(key)
-        try:
+        with self._call(key):
             self.client.upload_file(str(src), self.bucket, full)
-        except Exception as exc:
-            raise self._translate(exc, key) from exc
 
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
         dst = Path(local_path)
@@ -532,40 +480,27 @@ class S3Storage(Storage):
         fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
         os.close(fd)
         try:
-            self.client.download_file(self.bucket, full, tmp)
-            _publish(tmp, dst)
-        except Exception as exc:
-            raise self._translate(exc, key) from exc
+            with self._call(key):
+                self.client.download_file(self.bucket, full, tmp)
+                _publish(tmp, dst)
         finally:
             Path(tmp).unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+            with self._call(key):
+                self.client.head_object(Bucket=self.bucket, Key=self._full(key))
             return True
-        except InvalidKeyError:
-            raise
-        except Exception as exc:
-            err = self._translate(exc, key)
-            if isinstance(err, MissingObjectError):
-                return False
-            raise err from exc
+        except MissingObjectError:
+            return False
 
     def delete(self, key: str) -> None:
-        try:
+        with self._call(key):
             self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
-        except InvalidKeyError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, key) from exc
 
     def size(self, key: str) -> int:
-        try:
+        with self._call(key):
             return int(self.client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"])
-        except InvalidKeyError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, key) from exc
 
 
 def open_storage(uri: str | os.PathLike[str], s3_client: Any = None, endpoint_url: str | None = None) -> Storage:
@@ -584,8 +519,3 @@ def open_storage(uri: str | os.PathLike[str], s3_client: Any = None, endpoint_ur
     if "://" in text:
         raise StorageError(f"unsupported storage URI {text!r} (use a local path or s3://bucket/prefix)")
     return LocalStorage(text)
-
-
-def join_key(*parts: str) -> str:
-    """Join key segments with '/', validating the result."""
-    return validate_key(str(PurePosixPath(*[p.strip("/") for p in parts if p])))

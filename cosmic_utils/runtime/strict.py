@@ -1,11 +1,8 @@
 """Strict reading of numbers that come from records, and strict JSON writing.
 
-Every number read from a record (bench speeds, durations, prices, sizes) goes through
-:func:`check_number`: it must be a real, finite number inside its physical range, or a
-:class:`RecordError` names the file, the field and the value. :func:`dumps` / :func:`dump` write
-standard JSON only (``allow_nan=False``): no ``NaN`` or ``Infinity`` ever reaches a record.
-It lives in ``runtime`` (the lowest layer) so that Summarize in Lambda and every workstation
-reader share one rule. docs/reliability.md lists the scenarios that exercise it.
+:func:`check_number`: a real, finite number inside its physical range, else :class:`RecordError`
+naming file, field and value; :func:`dumps` / :func:`dump` never write NaN or Infinity. In
+``runtime`` so Summarize and every workstation reader share one rule (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -24,8 +21,7 @@ def check_number(value: Any, *, source: str | Path, field: str, lo: float | None
                  hi: float | None = None, lo_open: bool = False) -> float:
     """``value`` as a float, or :class:`RecordError` naming ``source``, ``field`` and the value.
 
-    ``lo`` / ``hi`` bound the physical range (inclusive; ``lo_open=True`` makes ``lo`` exclusive,
-    for quantities that must be strictly positive such as a speed). Booleans are not numbers.
+    ``lo`` / ``hi``: inclusive range (``lo_open=True``: ``lo`` exclusive). Booleans are not numbers.
     """
     where = f"{source}: field {field!r}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):

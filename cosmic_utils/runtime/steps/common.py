@@ -1,25 +1,9 @@
 """What the three steps (Init / Inference / Summarize) share: the failure classes, constants,
 small helpers. Standard library only (+ storage), so every Lambda can import it.
 
-The handlers in ``lambda/*/handler.py`` only parse the event and call :func:`init_step`,
-:func:`inference_step` and :func:`summarize_step`. The same functions run on AWS and on the
-local backend (in child processes that moto's Lambda invocation is routed to), so both
-backends share every line that decides what a run did.
-
-Failure policy (so correctness never depends on Map failure semantics, which differ between
-AWS and moto):
-
-* a DATA problem of one partition (corrupt file, NaN, checksum or count mismatch, missing
-  object) becomes a *failure record* written by the Inference handler, which then returns
-  normally: the Map goes on and the run completes;
-* an INFRASTRUCTURE problem (storage unreachable, access denied, model cannot load) raises
-  :class:`InfrastructureError`, which the state machine retries with backoff;
-* Summarize derives succeeded / failed from the partition list written by Init and the
-  records it finds: a partition without a record failed with "no record (handler crashed or
-  timed out)". Hence summary.json is identical in meaning on both backends.
-
-Each step is its own module (init, inference, summarize) so each Lambda imports only what its
-zip ships: Init and Summarize never import numpy or onnxruntime (tests/test_architecture.py).
+Data problems become failure records, infrastructure problems raise :class:`InfrastructureError`
+(retried), Summarize derives success from records vs ``partitions.json``: docs/pipeline.md
+"Failure policy". Init and Summarize never import numpy or onnxruntime (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -50,10 +34,8 @@ NO_RECORD = "no record (handler crashed or timed out)"
 
 
 class InfrastructureError(RuntimeError):
-    """Storage or model infrastructure failed; raised so the state machine's Retry applies.
-
-    On Lambda the error name the state machine sees is the class name, ``InfrastructureError``.
-    """
+    """Storage or model infrastructure failed; raised so the state machine's Retry applies (on
+    Lambda the error name the state machine sees is the class name)."""
 
 
 class DataError(ValueError):
@@ -66,7 +48,6 @@ def _now_iso() -> str:
 
 
 def _storage(uri: str) -> Any:
-
     return open_storage(uri)
 
 
@@ -82,9 +63,8 @@ def _context_memory(context: Any, default: int) -> int:
 
 
 class RunExistsError(DataError, FileExistsError):
-    """The run id (or the local run folder) already holds results and the request is neither an
-    overwrite nor a redrive; the message says how to proceed. One class for Init (inside Lambda: a
-    data error, never retried) and the workstation runner (a ``FileExistsError``)."""
+    """The run id (or run folder) already holds results and the request is neither an overwrite nor
+    a redrive: a data error for Init (no retry), a ``FileExistsError`` for the runner."""
 
 
 class ModelError(DataError):

@@ -63,16 +63,11 @@ def _local_fingerprint(folder: Path) -> tuple[Any, ...]:
 
 
 def model_identity(model: str) -> tuple[str, Any]:
-    """``(sha256, fingerprint)`` of the artifact at ``model``, re-checked cheaply on every call.
-
-    The identity is the sha256 of ``artifact.json``, which pins the sha256 of every model file
-    (checked by :func:`verify_model` whenever the engine is (re)loaded). The cheap check: on S3 the
-    ETag of ``artifact.json`` (one HeadObject); locally inode + size + mtime of the folder's files.
-    Only when the fingerprint changed is ``artifact.json`` read and hashed again, so a model
-    replaced at the same location is noticed at the next partition, even in a warm worker.
-    """
-
-    if model.startswith("s3://"):
+    """``(sha256 of artifact.json, fingerprint)`` of the artifact at ``model``: the fingerprint (S3
+    ETag, else inode + size + mtime of the folder's files) is re-checked on every call, the file
+    re-hashed only when it changed (docs/pipeline.md "Run and model identity")."""
+    s3 = model.startswith("s3://")
+    if s3:
         store = _storage(model)
         head = store.client.head_object(Bucket=store.bucket, Key=store._full("artifact.json"))
         fingerprint: Any = str(head.get("ETag") or "")
@@ -81,10 +76,7 @@ def model_identity(model: str) -> tuple[str, Any]:
     cached = _MODEL_IDS.get(model)
     if cached is not None and cached[0] == fingerprint:
         return cached[1], fingerprint
-    if model.startswith("s3://"):
-        raw = _storage(model).read_bytes("artifact.json")
-    else:
-        raw = (Path(model) / "artifact.json").read_bytes()
+    raw = _storage(model).read_bytes("artifact.json") if s3 else (Path(model) / "artifact.json").read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
     _MODEL_IDS[model] = (fingerprint, sha)
     return sha, fingerprint
@@ -129,12 +121,9 @@ def _model_dir(model: str, sha256: str | None = None) -> Path:
 
 
 def verify_model(folder: Path, engine: str, location: str | None = None) -> None:
-    """Check the artifact with :meth:`cosmic_utils.runtime.artifact.ModelArtifact.load` before any engine uses it.
+    """Check ``artifact.json`` and the files the engine runs (sha256; never ``model.pt``) before use.
 
-    ``artifact.json`` must exist and have a supported ``format_version``; the ONNX graph the engine
-    runs must exist and match its sha256 (``model.pt`` is not checked: Lambda never downloads it).
-    Raises :class:`ModelError`, which the Inference step records as the failure of every partition
-    of the item, so a bad model shows up as a failed list with the reason rather than as retries.
+    Raises :class:`ModelError`: every partition of the item is recorded failed with the reason, no retry.
     """
     try:
         art = ModelArtifact.load(folder, verify=False)
@@ -147,11 +136,9 @@ def verify_model(folder: Path, engine: str, location: str | None = None) -> None
 
 
 def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
-    """The engine for this request, created once per warm container (module-level cache).
+    """The engine for this request, created (and gated) once per warm container and model identity.
 
-    Returns ``(engine, load_seconds, loaded_now)``. A reduced-precision engine first passes its
-    calibration check on this CPU (cold start only; :mod:`cosmic_utils.runtime.gating`), else
-    the fp32 engine serves and says why (``engine.fallback_reason``, copied into every record).
+    Returns ``(engine, load_seconds, loaded_now)``; a refused reduced engine falls back to fp32.
     """
     t0 = time.perf_counter()
     try:
@@ -180,12 +167,9 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
 
 
 def accuracy_sums(z_pred: Any, z_true: Any) -> dict[str, Any]:
-    """Mergeable accuracy state of one partition (only rows with a finite label count).
-
-    Sums of the error z_pred - z_true, its absolute value and square, z, z^2, dz = error/(1+z), the
-    outlier counts of |dz| and a sparse histogram of dz in bins of ``HIST_BIN`` (clipped at +-``HIST_LIMIT``), from which Summarize gets the
-    run's median and sigma_NMAD to within one bin without holding every prediction.
-    """
+    """Mergeable accuracy state of one partition (rows with a finite label): sums, outlier counts and
+    a sparse histogram of dz in ``HIST_BIN`` bins (clipped at +-``HIST_LIMIT``), from which Summarize
+    gets the run's sigma_NMAD to within one bin."""
     zp = np.asarray(z_pred, dtype=np.float64)
     zt = np.asarray(z_true, dtype=np.float64)
     ok = np.isfinite(zt) & np.isfinite(zp)
@@ -226,10 +210,8 @@ def _predictions_bytes(partition_id: str, z_pred: Any, z_true: Any, fmt: str) ->
 
 @dataclass
 class Fetched:
-    """One partition read and decoded, or the reason it could not be (raised when it is processed).
-
-    Produced by :func:`fetch_partition`, possibly on the prefetch thread; the error travels with
-    the partition it belongs to, so a corrupt *next* partition never fails the current one."""
+    """One partition read and decoded, or the error to raise on its own turn (possibly fetched on
+    the prefetch thread: a corrupt *next* partition never fails the current one)."""
 
     entry: Mapping[str, Any]
     started: float  #: ``time.perf_counter()`` when its download began (the record's clock starts here)
@@ -242,12 +224,8 @@ class Fetched:
 
 
 def fetch_partition(request: RunRequest, entry: Mapping[str, Any], data: Any, prefetched: bool = False) -> Fetched:
-    """Download one partition into a buffer it owns and decode it (header, checksum, finite values).
-
-    The object is read straight into one ``bytearray`` (:meth:`Storage.read_buffer`) and the
-    arrays are ``np.frombuffer`` views of it: a partition costs its size once in memory. Never
-    raises: a data problem (``DataError``), an infrastructure problem (``InfrastructureError``) or
-    anything else is kept in ``error`` for :func:`process_partition` to raise in order."""
+    """Download one partition into one buffer (arrays are views of it) and decode it (header,
+    checksum, finite values). Never raises: any error is kept in ``error`` for its own turn."""
     out = Fetched(entry=entry, started=time.perf_counter(), prefetched=prefetched)
     expected = {k: entry.get(k) for k in ("samples", "bytes", "sha256") if entry.get(k) is not None} or None
     try:
@@ -274,12 +252,8 @@ def fetch_partition(request: RunRequest, entry: Mapping[str, Any], data: Any, pr
 
 
 class Prefetcher:
-    """Download and decode the next partition on one background thread while the current one runs.
-
-    At most one fetch is in flight and the caller holds at most one decoded partition, so memory
-    stays bounded by two partitions. ORT releases the GIL during ``session.run`` and the download
-    waits on the network, so the two overlap even on one vCPU. Used only when an invocation has
-    more than one partition (Map items of several partitions, ``world_size`` < partitions)."""
+    """Download and decode the next partition on one background thread while the current one runs
+    (one fetch in flight: memory holds two partitions at most; docs/pipeline.md "Prefetch")."""
 
     def __init__(self, request: RunRequest, data: Any) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -318,17 +292,9 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
     """Run one partition end to end and write its predictions and record. Returns the record.
 
     Data problems end in a failure record; infrastructure problems raise InfrastructureError.
-    ``execution`` (``{"id", "attempt"}`` from Init) is stamped on the record: Summarize counts
-    only records of the run's execution chain. ``fetched``: the partition already downloaded and
-    decoded (by the :class:`Prefetcher`); fetched here when None.
-
-    Phase seconds in the record (docs/pipeline.md): ``download_s``, ``decode_s`` (``load_s`` is
-    the same number under its older name), ``preprocess_s`` (0: the preprocessing is inside the
-    ONNX graph, so it is part of ``inference_s``), ``inference_s``, ``upload_s`` (predictions
-    written) and ``duration_s``, the total from the start of the download to the record being
-    written; ``fetch_wait_s`` is how long this thread waited for a prefetched partition.
+    ``execution`` (``{"id", "attempt"}`` from Init) is stamped on the record; ``fetched``: the
+    partition from the :class:`Prefetcher` (fetched here when None). Phase seconds: docs/pipeline.md.
     """
-
     layout = RunLayout(request.run_id)
     rec = _record_base(request, entry, worker_id, context, cold)
     rec["execution_id"] = (execution or {}).get("id")
@@ -375,8 +341,9 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
         rec["accuracy"] = accuracy_sums(z_pred, part.redshift)
         t0 = time.perf_counter()
         body = _predictions_bytes(entry["partition_id"], z_pred, part.redshift, request.predictions_format)
+        predictions_key = layout.predictions(entry["partition_id"], request.predictions_format)
         try:
-            results.write_bytes(layout.predictions(entry["partition_id"], request.predictions_format), body)
+            results.write_bytes(predictions_key, body)
         except Exception as exc:
             err = _infra(f"writing predictions of {entry['key']}", exc)
             # Best effort: leave a failure record with the reason. A retry that succeeds overwrites it;
@@ -392,7 +359,7 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
         rec["upload_s"] = time.perf_counter() - t0
         # What "ok" points to: the predictions object, its size and checksum (the runner, the
         # redrive and Summarize count the partition only when the file they find matches).
-        rec["predictions_file"] = layout.predictions(entry["partition_id"], request.predictions_format).rsplit("/", 1)[-1]
+        rec["predictions_file"] = predictions_key.rsplit("/", 1)[-1]
         rec["predictions_bytes"] = len(body)
         rec["predictions_sha256"] = hashlib.sha256(body).hexdigest()
     except DataError as exc:
@@ -409,10 +376,8 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
 
 
 def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """One Map item: ``{"item": {"worker_id", "partitions": [...]}, "request": {...}}``.
-
-    Returns a tiny summary (the Map collects every child's output, so it must stay small).
-    """
+    """One Map item: ``{"item": {"worker_id", "partitions": [...]}, "request": {...}}``; returns
+    ``{ok, failed}`` only (the Map collects every child's output, so it must stay small)."""
     global _INVOCATIONS
     cold = _INVOCATIONS == 0
     _INVOCATIONS += 1

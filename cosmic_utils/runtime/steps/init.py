@@ -28,17 +28,10 @@ log = logging.getLogger(__name__)
 def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[str, Any]]:
     """The partitions a run covers, as entries ``{partition_id, key, samples, bytes, sha256}``.
 
-    Lists the data location with pagination (never stops at 1,000 keys) and, when the dataset
-    has a ``manifest.json``, takes sizes and checksums from it: a manifest entry whose file is
-    missing stays in the list (its worker writes a failure record). With a manifest, a ``.cpart``
-    file the manifest does not list is *unlisted*: never processed, counted in
-    :func:`unlisted_partitions` (docs/pipeline.md "Files not in the manifest"); without a manifest
-    every listed file is a partition. A manifest key that is not a safe relative key (``../x``,
-    absolute, backslash, empty) stays in the list with an ``invalid_key`` reason: Init writes its
-    failure record instead of sending it to a worker. ``request.partitions`` selects keys
-    explicitly; ``partition_limit`` keeps the first N in key order.
+    With a ``manifest.json`` the manifest is the dataset (sizes and sha256s from it; an unsafe key
+    gets ``invalid_key``), else every listed ``.cpart`` file; then ``request.partitions`` /
+    ``partition_limit`` apply. Policy: docs/pipeline.md "Manifest keys and files not in the manifest".
     """
-
     storage = data if data is not None else _storage(request.data)
     try:
         every = storage.list_keys()
@@ -94,9 +87,7 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
 
 
 def invalid_partition_id(key: str) -> str:
-    """A file-name-safe partition id for a manifest key that is refused (``../x``, ``/abs``, ``""``):
-    the key itself cannot name a record file, so the id is derived from its digest."""
-
+    """A file-name-safe partition id for a refused manifest key (``../x``, ``/abs``, ``""``), from its digest."""
     return "invalid-key-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
@@ -113,11 +104,8 @@ def unlisted_partitions(request: RunRequest, data: Any | None = None) -> list[st
 
 
 def check_run_id_free(request: RunRequest, results: Any) -> None:
-    """Refuse a fresh run whose run id already has records or a summary under the results location.
-
-    A redrive (``request.redrive``) re-runs listed partitions of that run on purpose and an
-    ``overwrite`` replaces it; anything else would silently mix two runs' outputs.
-    """
+    """Refuse a fresh run (not a redrive, no ``overwrite``) whose run id already has records or a
+    summary under the results location: it would silently mix two runs' outputs."""
     if request.overwrite or request.redrive:
         return
     layout = RunLayout(request.run_id)
@@ -132,12 +120,8 @@ def check_run_id_free(request: RunRequest, results: Any) -> None:
 
 
 def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """Validate the request, list partitions, write the item list; return a small state.
-
-    The event is the run request itself (the execution input). The output (well under the
-    256 KiB state limit) carries the validated request and where the items are, for the Map's
-    ItemReader (``items.bucket`` / ``items.key`` when results are on S3).
-    """
+    """Validate the request (the execution input), list partitions, write the item list; return a
+    small state (under 256 KiB) with the request and where the items are for the Map's ItemReader."""
     request = parse_request(event.get("request", event) if isinstance(event, Mapping) else event)
     check_allowed(request, *allow_list_from_env(os.environ))
     layout = RunLayout(request.run_id)
@@ -191,12 +175,8 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
 def _register_execution(request: RunRequest, results: Any, execution: Any) -> dict[str, Any]:
     """Record this execution in the run's chain (``executions.json``); returns ``{"id", "attempt"}``.
 
-    A fresh run (or an overwrite) starts a new chain and deletes the records and predictions an
-    earlier execution left under the run id; a redrive appends to the chain. Summarize counts only
-    records whose ``execution_id`` is in the chain, so an overwrite can never count the earlier
-    run's records, whatever the request says. ``attempt`` is the position in the chain (1 = first
-    execution, 2 = first redrive ...). Without an execution id (a handler called by hand) the id
-    is ``None`` and Summarize does not filter.
+    An overwrite starts a new chain and deletes the old outputs, a redrive appends (docs/pipeline.md
+    "Run and model identity"). Without an execution id (a handler called by hand) nothing is filtered.
     """
     layout = RunLayout(request.run_id)
     exec_id = None
@@ -205,7 +185,7 @@ def _register_execution(request: RunRequest, results: Any, execution: Any) -> di
     try:
         chain: list[str] = []
         if request.redrive and results.exists(layout.executions):
-            chain = [str(x) for x in json.loads(results.read_text(layout.executions)).get("executions", [])]
+            chain = execution_chain(results, request.run_id) or []
         elif request.overwrite:
             for prefix in (layout.records_prefix, layout.predictions_prefix):
                 for key in results.list_keys(prefix):

@@ -21,7 +21,6 @@ from cosmic_utils.runtime.steps.common import (
     HIST_BIN,
     NO_RECORD,
     SUMMARY_VERSION,
-    InfrastructureError,
     _infra,
     _now_iso,
     _storage,
@@ -47,11 +46,8 @@ def _hist_quantile(hist: Mapping[int, int], q: float) -> float:
 
 
 class RunAggregate:
-    """Streaming aggregation of records: constant memory per record, bounded state.
-
-    Holds counters, per-worker sums (one small tuple per worker), the failed partitions with
-    their reasons, and a merged histogram with at most 2*HIST_LIMIT/HIST_BIN+1 bins.
-    """
+    """Streaming aggregation of records in bounded state: counters, one small tuple per worker,
+    the failed partitions with their reasons, a merged histogram of at most 2*HIST_LIMIT/HIST_BIN+1 bins."""
 
     def __init__(self, expected: Iterable[Mapping[str, Any]], executions: Iterable[str] | None = None) -> None:
         self.expected: dict[str, Mapping[str, Any]] = {e["partition_id"]: e for e in expected}
@@ -182,12 +178,8 @@ def summarize_records(
     extra: Mapping[str, Any] | None = None,
     executions: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """The run summary from records (streamed) and the partition list Init wrote.
-
-    Pure function: Summarize calls it inside the state machine and the runner calls it again
-    after attaching billed durations from CloudWatch REPORT lines or merging a redrive.
-    ``executions`` (the run's execution chain) limits what counts to records of those executions.
-    """
+    """The run summary from records (streamed) and the partition list Init wrote; only records of
+    ``executions`` (the run's chain) count. Pure: the runner calls it again with billed durations."""
     agg = RunAggregate(expected, executions)
     for rec in records:
         agg.add(rec)
@@ -281,11 +273,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def summarize_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """Gather every record, write summary.json, return a small result.
-
-    Event: ``{"state": <Init output (+ map_error)>, "execution": {"id", "start_time"}}``; a bare
-    request (or ``{"request": ...}``) also works for manual use.
-    """
+    """Gather every record, write summary.json, return a small result. Event: ``{"state": <Init
+    output (+ map_error)>, "execution": {"id", "start_time"}}``, or a bare request for manual use."""
     state = event.get("state", event)
     request = parse_request(state.get("request", state))
     layout = RunLayout(request.run_id)
@@ -310,13 +299,10 @@ def summarize_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
         summary = summarize_records(iter_records(results, request.run_id), expected, request, wall_s, extra,
                                     executions=chain)
         results.write_text(layout.summary, json.dumps(summary, indent=2))
-    except InfrastructureError:
-        raise
-    except Exception as exc:
-        if isinstance(exc, StorageError):
-            raise _infra(f"summarising run {request.run_id}", exc) from exc
-        raise
+    except StorageError as exc:
+        raise _infra(f"summarising run {request.run_id}", exc) from exc
     return {
+
         "summary": results.uri(layout.summary),
         "partitions": summary["partitions"],
         "partitions_ok": summary["partitions_ok"],
