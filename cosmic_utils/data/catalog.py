@@ -62,9 +62,9 @@ def _check_encoding(path: Path, error: type[Exception]) -> None:
 
 def read_header_table(path: str | os.PathLike[str], required: Sequence[str], what: str = "columns",
                       error: type[Exception] = CatalogError) -> pd.DataFrame:
-    """Read a whitespace-separated table with a ``#`` header (catalogues and ``cosmic predict`` input) as float64.
+    """Read a whitespace-separated table with a ``#`` header (catalogues, ``cosmic predict`` input) as float64.
 
-    ``required`` columns must be present (``what`` names them in the message); problems raise ``error`` naming the file.
+    ``required`` columns must be present (``what`` names them); problems raise ``error`` naming the file.
     """
     path = Path(path)
     if not path.is_file():

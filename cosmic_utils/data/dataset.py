@@ -112,9 +112,9 @@ def _write_dataset(
         if bar is not None:
             bar.close()
     _remove_stale(store, {e.key for e in entries})
-    manifest = Manifest(entries=entries, seed=seed, renderer_version=RENDERER_VERSION, gb=gb, partition_mb=partition_mb,
-                        source=source, extra={"samples_per_partition": per,
-                                              "catalog": str(df.attrs.get("source", source))})
+    manifest = Manifest(entries=entries, seed=seed, renderer_version=RENDERER_VERSION, gb=gb,
+                        partition_mb=partition_mb, source=source,
+                        extra={"samples_per_partition": per, "catalog": str(df.attrs.get("source", source))})
     manifest.write(store)
     return manifest
 

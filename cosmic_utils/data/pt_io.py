@@ -151,7 +151,8 @@ def convert_pt(
                 continue
             k = len(entries)
             key = partition_name(k)
-            info = put_partition(store, key, part.image, part.magnitude, part.redshift, {**part.meta, "partition_id": k})
+            meta = {**part.meta, "partition_id": k}
+            info = put_partition(store, key, part.image, part.magnitude, part.redshift, meta)
             entries.append(ManifestEntry(k, key, info.samples, info.nbytes, info.sha256, f"pt:{pt.name}", None))
             log.info("converted %s -> %s (%d samples)", pt, store.uri(key), info.samples)
         if not entries:
