@@ -34,39 +34,35 @@ DATAPARALLEL_PREFIX = "module."
 SHARED_MODULE_KEYS = ("inception_model.conv2d_init.", "inception_model.vis_inception.0.")
 """The one module registered under two names: both keys must hold equal values."""
 
-PUBLISHED_MODULE_CLASSES: frozenset[str] = frozenset(
-    {
-        "blocks.model_vit_inception.ViT_Astro",
-        "blocks.photoz.Input_Mix_Model",
-        "blocks.photoz.InceptionBlock",
-        "blocks.photoz.ConvBlock",
-        "NormalCell.NormalCell",
-        "NormalCell.Attention",
-        "NormalCell.Mlp",
-        "timm.models.layers.patch_embed.PatchEmbed",
-        "torch.nn.parallel.data_parallel.DataParallel",
-    }
-)
+PUBLISHED_MODULE_CLASSES: frozenset[str] = frozenset({
+    "blocks.model_vit_inception.ViT_Astro",
+    "blocks.photoz.Input_Mix_Model",
+    "blocks.photoz.InceptionBlock",
+    "blocks.photoz.ConvBlock",
+    "NormalCell.NormalCell",
+    "NormalCell.Attention",
+    "NormalCell.Mlp",
+    "timm.models.layers.patch_embed.PatchEmbed",
+    "torch.nn.parallel.data_parallel.DataParallel",
+})
 """Model classes named by the published pickle (research code, timm 0.4.12, DataParallel)."""
 
-TORCH_NN_MODULE_CLASSES: frozenset[str] = frozenset(
-    {
-        "torch.nn.modules.activation.GELU",
-        "torch.nn.modules.activation.ReLU",
-        "torch.nn.modules.activation.SiLU",
-        "torch.nn.modules.batchnorm.BatchNorm2d",
-        "torch.nn.modules.container.ModuleList",
-        "torch.nn.modules.container.Sequential",
-        "torch.nn.modules.conv.Conv2d",
-        "torch.nn.modules.dropout.Dropout",
-        "torch.nn.modules.flatten.Flatten",
-        "torch.nn.modules.linear.Identity",
-        "torch.nn.modules.linear.Linear",
-        "torch.nn.modules.normalization.LayerNorm",
-        "torch.nn.modules.pooling.AvgPool2d",
-        "torch.nn.modules.pooling.MaxPool2d",
-    }
-)
+TORCH_NN_MODULE_CLASSES: frozenset[str] = frozenset({
+    "torch.nn.modules.activation.GELU",
+    "torch.nn.modules.activation.ReLU",
+    "torch.nn.modules.activation.SiLU",
+    "torch.nn.modules.batchnorm.BatchNorm2d",
+    "torch.nn.modules.container.ModuleList",
+    "torch.nn.modules.container.Sequential",
+    "torch.nn.modules.conv.Conv2d",
+    "torch.nn.modules.dropout.Dropout",
+    "torch.nn.modules.flatten.Flatten",
+    "torch.nn.modules.linear.Identity",
+    "torch.nn.modules.linear.Linear",
+    "torch.nn.modules.normalization.LayerNorm",
+    "torch.nn.modules.pooling.AvgPool2d",
+    "torch.nn.modules.pooling.MaxPool2d",
+})
 """``torch.nn`` classes inside the published model; they, too, become inert stand-ins."""
 
 
@@ -77,16 +73,9 @@ class CheckpointError(ValueError):
 class StateDictMismatchError(CheckpointError):
     """A state_dict does not fit the network (missing, unexpected or mis-shaped keys)."""
 
-    def __init__(
-        self,
-        source: str,
-        missing: list[str],
-        unexpected: list[str],
-        mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
-    ) -> None:
-        self.missing = missing
-        self.unexpected = unexpected
-        self.mismatched = mismatched
+    def __init__(self, source: str, missing: list[str], unexpected: list[str],
+                 mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> None:
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
         lines = [f"{source}: state_dict does not match the pcm-AstroMAE layout"]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")

@@ -51,26 +51,16 @@ _MKL_ISA = (("AMX", "AVX512_AMX"), ("AVX-512", "AVX512"), ("AVX512", "AVX512"), 
 class LibraryReport:
     """The parsed verbose output of :data:`PROBE_CODE` (``None``: the library said nothing)."""
 
-    aten: str | None
-    """ATen's dispatch capability (``AVX2``, ``AVX512``, ``DEFAULT``)."""
-    onednn_isa: str | None
-    """oneDNN's reported ISA, as a short label (``AVX2``, ``AVX512``...)."""
-    onednn_isa_text: str | None
-    """oneDNN's ``isa:`` text as printed (``Intel AVX2`` on every vendor)."""
-    onednn_kernels: tuple[str, ...]
-    """The ``jit:`` implementations of the convolution primitives oneDNN ran."""
-    mkl_banner: str | None
-    """MKL's verbose banner line (its first ``MKL_VERBOSE`` line)."""
-    mkl_isa: str | None
-    """The code path MKL's banner names; ``None`` when the banner names none (non-Intel CPUs)."""
-    mkl_ran_sgemm: bool
-    """Whether MKL logged the probe's SGEMM call (MKL is torch's BLAS here)."""
-    mkl_dispatch: int | None
-    """MKL's dispatch index (``mkl_serv_cpu_detect``); ``None`` where the symbol is not exported."""
-    mkl_intel_cpu: bool | None
-    """MKL's own verdict ``mkl_serv_intel_cpu_true`` (whether it takes its Intel paths)."""
-    notes: tuple[str, ...] = field(default=())
-    """What the parser could not read, in words."""
+    aten: str | None  # ATen's dispatch capability (AVX2, AVX512, DEFAULT)
+    onednn_isa: str | None  # oneDNN's reported ISA as a short label (AVX2, AVX512...)
+    onednn_isa_text: str | None  # oneDNN's isa: text as printed ("Intel AVX2" on every vendor)
+    onednn_kernels: tuple[str, ...]  # the jit: implementations of the convolutions oneDNN ran
+    mkl_banner: str | None  # MKL's verbose banner (its first MKL_VERBOSE line)
+    mkl_isa: str | None  # the code path MKL's banner names; None when it names none (non-Intel CPUs)
+    mkl_ran_sgemm: bool  # whether MKL logged the probe's SGEMM (MKL is torch's BLAS here)
+    mkl_dispatch: int | None  # MKL's dispatch index (mkl_serv_cpu_detect); None where not exported
+    mkl_intel_cpu: bool | None  # MKL's verdict mkl_serv_intel_cpu_true (whether it takes its Intel paths)
+    notes: tuple[str, ...] = field(default=())  # what the parser could not read, in words
 
 
 def _label(text: str, table: Sequence[tuple[str, str]]) -> str | None:

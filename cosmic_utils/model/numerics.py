@@ -32,14 +32,11 @@ __all__ = [
     "load_fixture", "mismatches", "run_fixture_forward",
 ]
 
-U32: float = 2.0**-24
-"""Unit roundoff of float32 (half the machine epsilon 2**-23)."""
-LONGEST_REDUCTION: int = 3216
-"""Longest dot product of the network: ``concat_block``'s input (1096 + 1096 + 1024)."""
-LAMBDA: float = 4.0
-"""Probabilistic-bound multiplier: fails with probability < 2 exp(-8) = 7e-4 per dot product."""
+U32: float = 2.0**-24  # unit roundoff of float32 (half the machine epsilon 2**-23)
+LONGEST_REDUCTION: int = 3216  # longest dot product of the network: concat_block's input (1096 + 1096 + 1024)
+LAMBDA: float = 4.0  # probabilistic-bound multiplier: fails with probability < 2 exp(-8) = 7e-4 per dot product
+#: Largest allowed deviation of any fixture check, 2 (two float32 implementations) x lam sqrt(n) u = 2.7e-5.
 FIXTURE_TOL: float = 2 * LAMBDA * math.sqrt(LONGEST_REDUCTION) * U32
-"""Largest allowed deviation (see the module docstring) of any fixture check: 2.7e-5."""
 
 FIXTURE_PATH = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "astromae" / "forward_fixture.json"
 
@@ -213,8 +210,7 @@ VARIANTS: dict[str, Callable[[nn.Module], None]] = {
 }
 """Plausible mis-rebuilds (name -> in-place patch of a fixture model)."""
 
-PUBLISHED_BN_EPS: float = 1e-5
-"""BatchNorm eps of the published network (PyTorch's default)."""
+PUBLISHED_BN_EPS: float = 1e-5  # BatchNorm eps of the published network (PyTorch's default)
 
 
 def layernorm_eps_deviations(model: nn.Module) -> dict[str, float]:
