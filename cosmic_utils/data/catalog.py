@@ -1,18 +1,9 @@
 """Read the bundled SDSS Main Galaxy Sample catalogue and resample it to any size.
 
-The catalogue (``data/sdss_mgs/*.txt``, see its README) is whitespace-separated with one ``#``
-header line naming 19 columns: ``zs`` (spectroscopic redshift, the label), the five AB model
-magnitudes ``u g r i z``, four colours, and the 1-sigma error of each magnitude and colour.
-
-Scaling up (:func:`resample_catalog`): datasets of many GB need millions of galaxies, the
-catalogue has 7,500. We draw rows with replacement and jitter each magnitude by a Gaussian
-with that row's own error (``eu``...``ez``), i.e. we draw another plausible observation of
-the same galaxy, then recompute the colours from the jittered magnitudes. The label ``zs`` is
-copied unchanged (the galaxy's redshift does not change with the noise of its photometry) and
-the error columns are kept. Draws come from ``numpy.random.default_rng(seed)``, so the same
-``(rows, n, seed)`` gives the same table; the seed may be an int, a sequence of ints or a
-``SeedSequence`` (the dataset builder seeds each partition with ``(seed, partition_id)`` so
-partitions can be made in any order, or in parallel, with the same result).
+The catalogue (``data/sdss_mgs/*.txt``) is whitespace-separated with one ``#`` header line
+naming 19 columns: ``zs`` (the label), magnitudes ``u g r i z``, four colours and their errors.
+:func:`resample_catalog` draws rows with replacement and jitters each magnitude within its own
+error (another plausible observation of the same galaxy). Reasoning: docs/data.md "The catalogue".
 """
 
 from __future__ import annotations
@@ -71,11 +62,9 @@ def _check_encoding(path: Path, error: type[Exception]) -> None:
 
 def read_header_table(path: str | os.PathLike[str], required: Sequence[str], what: str = "columns",
                       error: type[Exception] = CatalogError) -> pd.DataFrame:
-    """Read a whitespace-separated table whose first line is a ``#`` header naming its columns.
+    """Read a whitespace-separated table with a ``#`` header (catalogues, ``cosmic predict`` input) as float64.
 
-    The shared reader of the catalogue format (training files and ``cosmic predict`` input).
-    ``required`` columns must be present (``what`` names them in the message); every value is
-    parsed as float64. Problems raise ``error`` with a message naming the file.
+    ``required`` columns must be present (``what`` names them); problems raise ``error`` naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -114,11 +103,7 @@ def _data_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def _check_rows(path: Path, ncols: int, error: type[Exception]) -> None:
-    """Refuse a row with more or fewer fields than the header declares, naming its line.
-
-    Why: given column names, pandas fills a short row with NaN and, worse, turns the extra leading
-    fields of a long row into an index, shifting every value of that row into the wrong column.
-    """
+    """Refuse a row with more or fewer fields than the header, naming its line (pandas would pad or shift it)."""
     for lineno, fields in _data_lines(path):
         if len(fields) != ncols:
             raise error(f"catalogue {path}: line {lineno} has {len(fields)} fields, the header declares {ncols}")
@@ -136,11 +121,7 @@ def _first_bad_value(path: Path, names: Sequence[str]) -> str | None:
 
 
 def load_catalog(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read one catalogue file into a DataFrame with the 19 columns (float64), in file order.
-
-    Raises :class:`CatalogError` naming the file for a missing file, a missing header, missing
-    columns, non-numeric or non-finite values.
-    """
+    """One catalogue file as a DataFrame of the 19 columns (float64, file order); :class:`CatalogError` if bad."""
     df = read_header_table(path, COLUMNS)
     df = df.loc[:, list(COLUMNS)]
     values = df.to_numpy()
@@ -196,20 +177,23 @@ def colours(mags: np.ndarray) -> np.ndarray:
     return mags[:, :-1] - mags[:, 1:]
 
 
-def resample_catalog(df: pd.DataFrame, n: int, seed: SeedLike = 0, jitter: bool = True) -> pd.DataFrame:
-    """``n`` rows drawn with replacement from ``df``, magnitudes jittered within their errors.
+def check_columns(df: pd.DataFrame) -> None:
+    """Raise :class:`CatalogError` naming the catalogue's missing columns, if any."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise CatalogError(f"catalogue {df.attrs.get('source', '<DataFrame>')}: missing columns {missing}")
 
-    Each drawn row's magnitudes get independent Gaussian offsets with that row's ``e*`` as
-    sigma; colours are recomputed; ``zs`` and the error columns are copied. A ``source_row``
-    column gives the index of the original row. Reproducible for a given ``seed``.
+
+def resample_catalog(df: pd.DataFrame, n: int, seed: SeedLike = 0, jitter: bool = True) -> pd.DataFrame:
+    """``n`` rows drawn with replacement from ``df``, magnitudes jittered by N(0, own ``e*``), colours recomputed.
+
+    ``zs`` and the errors are copied; ``source_row`` is the original row. ``seed``: int, ints or SeedSequence.
     """
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
     if len(df) == 0:
         raise CatalogError("cannot resample an empty catalogue")
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise CatalogError(f"catalogue {df.attrs.get('source', '<DataFrame>')}: missing columns {missing}")
+    check_columns(df)
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, len(df), size=n)
     out = df.iloc[rows].loc[:, list(COLUMNS)].reset_index(drop=True).copy()

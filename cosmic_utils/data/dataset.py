@@ -1,31 +1,10 @@
 """Build datasets of partitions from the real catalogue: render, partition, checksum, manifest.
 
-:func:`prepare_dataset` makes a dataset of any size (``gb`` in 1e9 bytes, counted as the
-published work does: ``config.SAMPLE_BYTES`` per sample) cut into partitions of
-``partition_mb`` (2**20-byte MB, ``config.samples_per_partition``: 25 MB -> 1,278 samples; the
-last partition holds the remainder). It writes ``part-00000.cpart`` ... and ``manifest.json``
-into a local folder or ``s3://bucket/prefix`` through :mod:`cosmic_utils.runtime.storage`.
-
-Choices:
-
-- Source: the *validation* catalogue by default, so a model trained on the training file is
-  tested on galaxies it never saw (``source="train"`` makes training data).
-- Scale-up: rows are resampled with their magnitudes jittered within their errors
-  (:func:`cosmic_utils.data.catalog.resample_catalog`), then rendered
-  (:func:`cosmic_utils.data.render.render_cutouts`) with the jittered magnitudes and the catalogue
-  errors. The stored ``magnitude`` is the jittered one; the label is the row's ``zs``.
-- Memory is bounded by one partition: each partition is resampled, rendered, written and
-  forgotten before the next (a 100 MB partition peaks at a few hundred MB of RAM).
-- Reproducible and order-free: partition ``k`` is resampled from
-  ``SeedSequence(seed, spawn_key=(k,))`` and rendered with global row offset
-  ``k * samples_per_partition``, so it depends only on ``(seed, k, partition size, source)``;
-  the same command gives byte-identical files (the manifest's ``created`` time aside), and a
-  dataset can be extended or regenerated partition by partition.
-- Writing over an existing dataset removes partitions (``part-NNNNN.cpart``) that the new
-  manifest does not list, so a paginated listing never sees stale files.
-
-:func:`prepare_catalog_partitions` writes a catalogue as it is (no resampling, rows in order),
-e.g. the validation set itself as a dataset.
+:func:`prepare_dataset` resamples the catalogue (validation file by default) to any size and
+writes ``part-NNNNN.cpart`` + ``manifest.json`` to a folder or ``s3://bucket/prefix``, one
+partition in memory at a time; partition ``k`` depends only on (seed, k, partition size, source),
+so reruns are byte-identical. :func:`prepare_catalog_partitions` writes a catalogue as it is.
+Reasoning: docs/data.md "Datasets" and "Sizes".
 """
 
 from __future__ import annotations
@@ -48,6 +27,7 @@ from cosmic_utils.data.render import RENDERER_VERSION, render_cutouts
 from cosmic_utils.runtime.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from cosmic_utils.runtime.partition import (
     Partition,
+    PartitionInfo,
     iter_batches,
     partition_name,
     read_partition,
@@ -75,12 +55,12 @@ def partition_counts(total_samples: int, per_partition: int) -> list[int]:
     return counts
 
 
-def _put_partition(store: Storage, key: str, image: np.ndarray, magnitude: np.ndarray, redshift: np.ndarray,
-                   meta: dict[str, Any]) -> tuple[int, int, str]:
+def put_partition(store: Storage, key: str, image: np.ndarray, magnitude: np.ndarray, redshift: np.ndarray | None,
+                  meta: dict[str, Any]) -> PartitionInfo:
+    """Write one partition under ``key``: in place when local, else through a temp file and an upload."""
     path = store.local_path(key)
     if path is not None:
-        info = write_partition(path, image, magnitude, redshift, meta)
-        return info.samples, info.nbytes, info.sha256
+        return write_partition(path, image, magnitude, redshift, meta)
     fd, tmp = tempfile.mkstemp(suffix=".cpart")
     os.close(fd)
     try:
@@ -88,7 +68,7 @@ def _put_partition(store: Storage, key: str, image: np.ndarray, magnitude: np.nd
         store.upload_file(tmp, key)  # managed (multipart) transfer
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return info.samples, info.nbytes, info.sha256
+    return info
 
 
 def _remove_stale(store: Storage, keep: set[str]) -> None:
@@ -99,16 +79,15 @@ def _remove_stale(store: Storage, keep: set[str]) -> None:
 
 
 def _write_dataset(
-    store: Storage,
-    counts: list[int],
-    rows_for: Callable[[int, int], pd.DataFrame],
-    seed: int,
-    entry_source: str,
-    manifest_kwargs: dict[str, Any],
-    progress: bool,
-    threads: int | None,
+    out: str | os.PathLike[str] | Storage, s3_client: Any, df: pd.DataFrame, total: int, per: int,
+    rows_for: Callable[[int, int], pd.DataFrame], seed: int, entry_source: str, gb: float | None,
+    partition_mb: float, source: str, progress: bool, threads: int | None,
 ) -> Manifest:
-    per = counts[0]
+    counts = partition_counts(total, per)
+    store = open_storage(out, s3_client=s3_client) if not isinstance(out, Storage) else out
+    if gb is not None:
+        log.info("preparing %s: %.3g GB = %d samples in %d partitions of %d", store.root_uri, gb, total,
+                 len(counts), per)
     entries: list[ManifestEntry] = []
     bar = None
     if progress:
@@ -124,8 +103,8 @@ def _write_dataset(
             key = partition_name(k)
             meta = {"partition_id": k, "seed": seed, "source": entry_source, "row_offset": k * per,
                     "renderer_version": RENDERER_VERSION}
-            samples, nbytes, sha = _put_partition(store, key, image, mags, catalog.redshifts(rows), meta)
-            entries.append(ManifestEntry(k, key, samples, nbytes, sha, entry_source, seed))
+            info = put_partition(store, key, image, mags, catalog.redshifts(rows), meta)
+            entries.append(ManifestEntry(k, key, info.samples, info.nbytes, info.sha256, entry_source, seed))
             del image, rows
             if bar is not None:
                 bar.update(count)
@@ -133,7 +112,9 @@ def _write_dataset(
         if bar is not None:
             bar.close()
     _remove_stale(store, {e.key for e in entries})
-    manifest = Manifest(entries=entries, seed=seed, renderer_version=RENDERER_VERSION, **manifest_kwargs)
+    manifest = Manifest(entries=entries, seed=seed, renderer_version=RENDERER_VERSION, gb=gb,
+                        partition_mb=partition_mb, source=source,
+                        extra={"samples_per_partition": per, "catalog": str(df.attrs.get("source", source))})
     manifest.write(store)
     return manifest
 
@@ -150,26 +131,16 @@ def prepare_dataset(
 ) -> Manifest:
     """Render ``gb`` GB of galaxies resampled from the ``source`` catalogue into partitions.
 
-    ``out``: a local folder or ``s3://bucket/prefix``. Returns the manifest (also written as
-    ``manifest.json`` next to the partitions).
+    ``out``: a local folder or ``s3://bucket/prefix``. Returns the manifest (also written next to the partitions).
     """
-    total = config.samples_for_gb(gb)
-    per = config.samples_per_partition(partition_mb)
-    counts = partition_counts(total, per)
+    total, per = config.samples_for_gb(gb), config.samples_per_partition(partition_mb)
     df = catalog.catalog_by_name(source)
-    store = open_storage(out, s3_client=s3_client) if not isinstance(out, Storage) else out
-    tag = f"{source}:resampled"
 
     def rows_for(k: int, count: int) -> pd.DataFrame:
         return catalog.resample_catalog(df, count, seed=np.random.SeedSequence(seed, spawn_key=(k,)))
 
-    log.info("preparing %s: %.3g GB = %d samples in %d partitions of %d", store.root_uri, gb, total, len(counts), per)
-    return _write_dataset(
-        store, counts, rows_for, seed, tag,
-        dict(gb=gb, partition_mb=partition_mb, source=source,
-             extra={"samples_per_partition": per, "catalog": str(df.attrs.get("source", source))}),
-        progress, threads,
-    )
+    return _write_dataset(out, s3_client, df, total, per, rows_for, seed, f"{source}:resampled", gb, partition_mb,
+                          source, progress, threads)
 
 
 def prepare_catalog_partitions(
@@ -183,22 +154,14 @@ def prepare_catalog_partitions(
     threads: int | None = None,
 ) -> Manifest:
     """Write the rows of ``df`` as they are (no resampling, in order) as a rendered dataset."""
-    missing = [c for c in catalog.COLUMNS if c not in df.columns]
-    if missing:
-        raise catalog.CatalogError(f"catalogue {df.attrs.get('source', '<DataFrame>')}: missing columns {missing}")
+    catalog.check_columns(df)
     per = config.samples_per_partition(partition_mb)
-    counts = partition_counts(len(df), per)
-    store = open_storage(out, s3_client=s3_client) if not isinstance(out, Storage) else out
 
     def rows_for(k: int, count: int) -> pd.DataFrame:
         return df.iloc[k * per : k * per + count]
 
-    return _write_dataset(
-        store, counts, rows_for, seed, source,
-        dict(gb=None, partition_mb=partition_mb, source=source,
-             extra={"samples_per_partition": per, "catalog": str(df.attrs.get("source", source))}),
-        progress, threads,
-    )
+    return _write_dataset(out, s3_client, df, len(df), per, rows_for, seed, source, None, partition_mb, source,
+                          progress, threads)
 
 
 # ------------------------------------------------------------------ reading datasets
@@ -237,11 +200,9 @@ def load_dataset(
 def iter_storage_batches(
     storage: Storage, key: str, batch_size: int, check_finite: bool = True
 ) -> Iterator[Partition]:
-    """Stream one partition from any storage in batches with bounded memory.
+    """Stream one partition from any storage in batches with bounded memory (local ``pread``, S3 ranged GETs).
 
-    Local: ``pread`` on the file; S3: one ranged GET per array per batch (plus two small reads
-    for the header), so a worker never holds more than one batch. The sha256 is not checked
-    (that needs the whole object; use :func:`read_partition` with the manifest entry for that).
+    The sha256 is not checked (that needs the whole object: use :func:`read_partition` with the manifest entry).
     """
     path = storage.local_path(key)
     if path is not None:
@@ -271,9 +232,8 @@ def validation_rows(rows: int, seed: int = VALID_RENDER_SEED) -> tuple[np.ndarra
 
 
 def ensure_dataset(gb: float, partition_mb: float, seed: int = 0, progress: bool = False) -> Path:
-    """The rendered dataset of ``gb`` GB in ``partition_mb`` partitions from the validation catalogue
-    (:func:`default_dataset_dir`): prepared the first time, then reused. The one "prepare the
-    dataset if missing" of the notebooks, the demo and the bench."""
+    """The validation-catalogue dataset of ``gb`` GB in :func:`default_dataset_dir`: prepared once, then reused
+    (the one "prepare the dataset if missing" of the notebooks, the demo and the bench)."""
     folder = default_dataset_dir(gb, partition_mb, seed=seed)
     if not is_dataset(folder):
         log.info("preparing a %.3g GB dataset of %g MB partitions in %s", gb, partition_mb, folder)
@@ -282,14 +242,10 @@ def ensure_dataset(gb: float, partition_mb: float, seed: int = 0, progress: bool
 
 
 def distinct_galaxies(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """How many distinct catalogue galaxies a rendered dataset holds, from its ``manifest.json``.
+    """``{"samples", "distinct_galaxies", "catalog_galaxies"}`` of a resampled local dataset, else ``{}``.
 
-    A resampled dataset draws every partition's rows with replacement from the catalogue
-    (:func:`prepare_dataset`): 9,747 samples of the 2,500-galaxy validation file are at most
-    2,500 distinct galaxies. The draw is replayed here from the manifest (seed, partition sizes;
-    the row indices only, nothing is rendered), so the count is exact. Returns
-    ``{"samples", "distinct_galaxies", "catalog_galaxies"}``; empty when the folder has no
-    manifest of a resampled dataset (converted data, s3://).
+    Exact: the row draws of :func:`prepare_dataset` are replayed from the manifest's seed and
+    partition sizes (indices only, nothing rendered).
     """
     path = Path(folder) / MANIFEST_NAME
     try:

@@ -24,23 +24,17 @@ def knn_features(df: pd.DataFrame) -> np.ndarray:
 def knn_baseline(
     train_df: pd.DataFrame, valid_df: pd.DataFrame, k: int = 10, chunk_rows: int = 1024
 ) -> np.ndarray:
-    """Predict ``valid_df``'s redshifts: median ``zs`` of the ``k`` nearest training galaxies.
-
-    Features: r and four colours (:func:`knn_features`), standardised with the training
-    mean and (population) standard deviation. Returns float64 ``[len(valid_df)]``. Ties at
-    the k-th distance are broken by ``argpartition``'s order (measure zero for real data).
-    """
+    """Float64 ``[len(valid_df)]``: median ``zs`` of the ``k`` nearest training galaxies in
+    :func:`knn_features` standardised by the training mean and population std (ties: ``argpartition`` order)."""
     if "zs" not in train_df.columns:
         raise ValueError(f"training catalogue {train_df.attrs.get('source', '<DataFrame>')}: no 'zs' column")
     if k < 1 or k > len(train_df):
         raise ValueError(f"k must be in 1..{len(train_df)} (training rows), got {k}")
     x_train = knn_features(train_df)
-    x_query = knn_features(valid_df)
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
     std[std == 0] = 1.0
     a = (x_train - mean) / std
-    b = (x_query - mean) / std
+    b = (knn_features(valid_df) - mean) / std
     z_train = train_df["zs"].to_numpy(dtype=np.float64)
     a_sq = np.einsum("ij,ij->i", a, a)
     out = np.empty(len(b), dtype=np.float64)
@@ -64,17 +58,13 @@ def accuracy_table(
     valid_df: pd.DataFrame | None = None,
     knn_label: str = "kNN (k=10, r + colours)",
 ) -> pd.DataFrame:
-    """One row of :func:`redshift_metrics` per model, plus the kNN reference row.
+    """One row of :func:`redshift_metrics` per ``predictions`` label -> ``z_pred``, columns ``model`` + METRIC_NAMES.
 
-    ``predictions`` maps a model label to its ``z_pred`` for the galaxies of ``z_spec``.
-    When both ``train_df`` and ``valid_df`` are given (``valid_df`` being the catalogue of
-    ``z_spec``), a row for :func:`knn_baseline` is appended. Columns: ``model`` then
-    :data:`METRIC_NAMES`; outlier fractions are fractions (multiply by 100 for percent).
+    Given ``train_df`` and ``valid_df`` (the catalogue of ``z_spec``), a :func:`knn_baseline` row is appended.
+    Outlier columns are fractions, not percent.
     """
-    items = list(predictions.items()) if isinstance(predictions, Mapping) else list(predictions)
-    rows: list[dict[str, Any]] = []
-    for label, z_pred in items:
-        rows.append({"model": str(label), **redshift_metrics(z_spec, z_pred)})
+    items = predictions.items() if isinstance(predictions, Mapping) else predictions
+    rows = [{"model": str(label), **redshift_metrics(z_spec, z_pred)} for label, z_pred in items]
     if train_df is not None and valid_df is not None:
         if len(valid_df) != np.asarray(z_spec).reshape(-1).size:
             raise ValueError(f"valid_df has {len(valid_df)} rows but z_spec has {np.asarray(z_spec).size}")

@@ -1,19 +1,9 @@
 """Which magnitudes are measurements and which are missing-photometry codes; which redshifts to trust.
 
-SDSS writes a missing or failed magnitude as a code, not as NaN: -9999 in the CasJobs /
-SkyServer tables, -99 (and 99 in some derived catalogues, the "not detected" upper value) in
-many exports. A code must never reach the renderer or the network as if it were a magnitude: a
-99 in one band gave z_pred 8.83 for a galaxy at z = 0.12 (issue 22), and -99 overflowed the
-renderer to NaN. The rule here is a plausible range rather than a list of codes, so codes not
-listed are caught too:
-
-* :data:`PLAUSIBLE_MAG` = 5 to 35 mag. The brightest galaxies of the SDSS Main Galaxy Sample
-  are near r = 10 (the bundled catalogue spans 11.7 to 21.4 in all five bands); 35 is past any
-  survey's depth (SDSS's 95 % completeness limit is 22.0 in r, 22.2 in g). A value outside is
-  missing photometry, and the message names the SDSS code when it is one.
-* :data:`TRAINED_Z` = the redshift range the model was trained on (the bundled training
-  catalogue: 0.003 to 0.276). A prediction outside it is flagged; a negative one is never
-  written as a result (its ``z_pred`` is left empty and flagged).
+SDSS writes a missing magnitude as a code (-9999, -99, 99), not NaN; a plausible range
+(:data:`PLAUSIBLE_MAG`) rather than a list of codes catches them all. Predictions outside the
+training range (:data:`TRAINED_Z`) are flagged, negative ones never written as results.
+Reasoning: docs/data.md "Missing photometry", docs/reliability.md (round three).
 """
 
 from __future__ import annotations
@@ -40,8 +30,8 @@ def _why(value: float) -> str:
 
 
 def missing_photometry(mags: np.ndarray, bands: tuple[str, ...] = ("u", "g", "r", "i", "z")) -> dict[int, str]:
-    """Rows with any magnitude outside :data:`PLAUSIBLE_MAG` (or not finite) -> a reason naming
-    each band and value, e.g. ``"missing photometry: g = -99 (SDSS's missing-photometry code -99)"``."""
+    """Rows with any magnitude outside :data:`PLAUSIBLE_MAG` (or not finite) -> a reason naming each band
+    and value, e.g. ``"missing photometry: g = -99 (SDSS's missing-photometry code -99)"``."""
     arr = np.asarray(mags, dtype=np.float64)
     bad = ~np.isfinite(arr) | (arr < PLAUSIBLE_MAG[0]) | (arr > PLAUSIBLE_MAG[1])
     out: dict[int, str] = {}

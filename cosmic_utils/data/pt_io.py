@@ -1,18 +1,8 @@
-"""Read the published ``.pt`` partitions and convert them to ``.cpart`` datasets.
+"""Read the published ``.pt`` partitions and convert them to ``.cpart`` datasets, losslessly.
 
-The Cosmic AI partitions are ``torch.save``-d ``TensorDataset`` objects holding
-``(image float32 [N,5,32,32], magnitude float64 [N,5], redshift float32 [N])``. Users who have
-them can run every experiment on them after ``cosmic data convert-pt SRC --out DIR``.
-
-Trust: a ``.pt`` file is a pickle. We load it with ``torch.load(weights_only=True)`` and
-allow exactly one extra class, ``torch.utils.data.TensorDataset``, through
-``torch.serialization.safe_globals``; the restricted unpickler then refuses any other global,
-so a hostile file cannot run code. Plain tuples / lists / dicts of three tensors load too.
-torch is imported inside the functions: this module is importable where torch is absent.
-
-The conversion is lossless: tensors become numpy arrays of the same dtype (converted only if
-a file stores another float type, which is reported in the partition's meta) and are written
-bit for bit; the test suite checks ``.pt -> .cpart -> arrays`` equality.
+A ``.pt`` file is a pickle: it is loaded with ``torch.load(weights_only=True)`` allowing only
+``TensorDataset``, so a hostile file cannot run code. torch is imported inside the functions.
+Reasoning: docs/data.md "Published .pt partitions".
 """
 
 from __future__ import annotations
@@ -26,13 +16,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils.runtime.manifest import Manifest, ManifestEntry
-from cosmic_utils.runtime.partition import (
-    Partition,
-    PartitionError,
-    check_arrays,
-    partition_name,
-    write_partition,
-)
+from cosmic_utils.runtime.partition import Partition, PartitionError, check_arrays, partition_name
 from cosmic_utils.runtime.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -40,10 +24,7 @@ _NAMES = ("image", "magnitude", "redshift")
 
 
 def _to_numpy(t: Any) -> np.ndarray:
-    if hasattr(t, "detach"):
-        t = t.detach().cpu()
-        return t.numpy()
-    return np.asarray(t)
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
 def _unpack(obj: Any, name: str) -> list[Any]:
@@ -132,16 +113,14 @@ def convert_pt(
 ) -> Manifest:
     """Convert one ``.pt`` file or a folder of them into a ``.cpart`` dataset with a manifest.
 
-    Every readable file is converted (one ``.pt`` -> one ``.cpart``, numbered in sorted file
-    order over the files that converted); an unreadable one is skipped and listed with its reason
-    in ``manifest.extra["failed_files"]`` (``[{"file", "error"}]``), so one bad file never stops
-    the others. The result is all or nothing: a local dataset is written into a hidden temporary
-    sibling folder and renamed into place with its manifest; on S3 the manifest, written last,
-    is what makes the partitions a dataset. When no file converts, nothing is written and
-    :class:`ConvertError` lists every file's reason.
+    Each readable file becomes one partition; an unreadable one is listed in ``manifest.extra["failed_files"]``.
+    All or nothing: a local dataset is staged in a hidden sibling folder and renamed into place (on S3 the
+    manifest, written last, makes it a dataset); when no file converts, :class:`ConvertError` lists the reasons.
     """
     import shutil
     import tempfile
+
+    from cosmic_utils.data.dataset import put_partition
 
     files = find_pt_files(path_or_dir)
     final: Path | None = None
@@ -173,17 +152,7 @@ def convert_pt(
             k = len(entries)
             key = partition_name(k)
             meta = {**part.meta, "partition_id": k}
-            local = store.local_path(key)
-            if local is not None:
-                info = write_partition(local, part.image, part.magnitude, part.redshift, meta)
-            else:
-                fd, tmp = tempfile.mkstemp(suffix=".cpart")
-                os.close(fd)
-                try:
-                    info = write_partition(tmp, part.image, part.magnitude, part.redshift, meta)
-                    store.upload_file(tmp, key)
-                finally:
-                    Path(tmp).unlink(missing_ok=True)
+            info = put_partition(store, key, part.image, part.magnitude, part.redshift, meta)
             entries.append(ManifestEntry(k, key, info.samples, info.nbytes, info.sha256, f"pt:{pt.name}", None))
             log.info("converted %s -> %s (%d samples)", pt, store.uri(key), info.samples)
         if not entries:

@@ -1,62 +1,12 @@
-"""Render 5-band ugriz galaxy cutouts from catalogue photometry.
+"""Render 5-band ugriz galaxy cutouts from catalogue photometry (bulge + disk, PSF, sky, noise).
 
-The published partitions hold SDSS image cutouts we cannot redistribute; the bundled catalogue
-holds real SDSS galaxies' photometry. This module turns each catalogue row into a plausible
-SDSS-like cutout whose total flux in every band is that row's catalogue magnitude and whose
-noise gives about the catalogue's photometric error, so a model fed the images sees the same
-information (and the same noise level) as the catalogue carries. docs/data.md explains every
-choice with numbers; in short:
-
-Galaxy model (drawn per row, from the r magnitude and g-r colour only, never the redshift,
-which is not even an argument):
-
-- bulge + disk: an exponential disk and a de Vaucouleurs (Sersic n=4) bulge sharing one
-  centre and position angle. Bulge-to-total in r grows with g-r (red galaxies are
-  bulge-dominated) with scatter, and is larger in redder bands (bulges are redder).
-- half-light radius from a simple apparent magnitude-size relation chosen for the SDSS Main
-  Galaxy Sample (about 2" at r = 17):
-  ``log10(r50 / arcsec) = 0.30 - 0.16 (r - 17) + N(0, 0.15)`` clipped to 0.4..8"; the bulge's
-  radius is half the disk's. Disk axis ratio from a random inclination of a thick disk
-  (intrinsic 0.15), bulge axis ratio uniform 0.6..1, position angle uniform, centre offset
-  uniform within +-0.5 px of the stamp centre.
-- each profile is a mixture of Gaussians (MoG) fitted once to the Sersic profile (4 Gaussians
-  for the exponential truncated at 4 r_e, 8 for de Vaucouleurs truncated at 8 r_e with the four
-  innermost merged by moment matching, as they are far below the PSF), rescaled so half the
-  light lies within r_e. Amplitudes sum to one, so the model's total flux is exactly the
-  catalogue flux ``10**(-0.4 (m - 22.5))`` nanomaggies.
-
-Why a mixture of Gaussians: a Gaussian convolved with a Gaussian PSF is a Gaussian with the
-covariances added, so PSF convolution is exact and free; integrating over a square pixel is
-approximated by adding the box's variance (1/12 px^2) - accurate to well under 1 % because
-the PSF is at least ~1 px wide. The log of each component is a quadratic polynomial in pixel
-coordinates, so a chunk of galaxies x bands is evaluated as one small matrix product with a
-fixed 6 x S^2 basis (x^2, xy, y^2, x, y, 1) followed by ``exp``; no FFTs, no subsampling. The
-product is done by ``np.einsum`` rather than BLAS, whose own threads oversubscribe the cores.
-
-PSF: a double Gaussian (core 90 %, wing 10 % at twice the core's sigma, as SDSS's psField
-fits), core FWHM in r drawn log-normally around 1.4" (0.12 scatter, clipped to 0.9..2.5"),
-scaled per band as lambda^-0.2 (Kolmogorov seeing), so broader in u (x1.12) than z (x0.93).
-Every galaxy Gaussian is convolved with the core; for the wing the smallest ones are merged by
-moment matching (15 Gaussians per band in all, see ``_WING_MIXTURES``).
-
-Noise: the image is sky-subtracted flux plus Gaussian noise of variance
-``c_b * (sky_b + model)`` per pixel (photon noise of sky and galaxy; ``c_b`` is nanomaggies per
-photo-electron, i.e. 1 / (gain x counts per nanomaggy)). Per-band sky from the SDSS dark sky
-(22.1, 21.8, 20.9, 20.2, 18.9 mag/arcsec^2 in u..z). With ``mag_err`` given, ``c_b`` is set per
-row so that the flux summed in a circular aperture of radius
-``clip(2 * sqrt(r50^2 + (FWHM_r/2)^2), 4 px, out_size/2 - 1)`` about the stamp centre scatters by
-exactly the catalogue's flux error ``F * err * ln(10) / 2.5``; without ``mag_err`` typical SDSS
-calibration values are used. :func:`aperture_noise_check` measures that scatter.
-
-Determinism: each row's randomness comes from its own counter-based stream
-``Philox(key=f(seed), counter=row_offset + row)``, parameters first, then noise, so the
-result does not depend on chunking, threading, or how the rows are split over calls (pass
-``row_offset``). Same seed -> identical output; rendering at ``size=64`` and cropping to
-32 (the published cutouts were 64 px cropped to 32) draws a different noise field.
-Speed: rows are rendered in chunks (bounded memory) on a small thread pool (numpy releases
-the GIL in matmul / exp); ``cosmic data bench`` prints the rate.
+Each catalogue row becomes an SDSS-like cutout whose total flux per band is the row's magnitude
+and whose aperture-flux noise matches the row's catalogue error. Every per-galaxy property is
+drawn from the photometry (r magnitude, g-r colour) and the seed only, never from the redshift,
+which is not even an argument. Profiles are mixtures of Gaussians (PSF convolution is exact);
+each row has its own Philox stream (output independent of chunking and threads).
+Reasoning and numbers: docs/data.md "The renderer".
 """
-
 from __future__ import annotations
 
 import math
@@ -74,11 +24,8 @@ PIXEL_SCALE: float = 0.396
 #: Effective wavelengths of u g r i z (nm), for the seeing scaling.
 BAND_WAVELENGTH_NM: tuple[float, ...] = (355.1, 468.6, 616.6, 748.0, 893.2)
 
-# Mixture-of-Gaussians approximations of unit-flux Sersic profiles (radius in units of r_e):
-# amplitudes sum to 1, variances in r_e^2. Fitted by least squares to the truncated profiles
-# (exp: soft truncation 3..4 r_e; de Vaucouleurs: 7..8 r_e, its 4 innermost Gaussians merged),
-# then all variances scaled (x1.033 exp, x1.375 dev) so that exactly half of the mixture's
-# flux lies within r_e: r_e stays the true half-light radius of what is rendered. docs/data.md.
+# Mixture-of-Gaussians fits of unit-flux truncated Sersic profiles (amplitudes sum to 1, variances
+# in r_e^2, scaled so half the light lies within r_e; docs/data.md "Galaxy model").
 EXP_AMP: tuple[float, ...] = (0.005997, 0.071745, 0.363180, 0.559078)
 EXP_VAR: tuple[float, ...] = (0.0120907, 0.089123, 0.3969712, 1.4569669)
 DEV_AMP: tuple[float, ...] = (0.044465, 0.086590, 0.186852, 0.314256, 0.367837)
@@ -96,11 +43,8 @@ def _merge(amps: tuple[float, ...], variances: tuple[float, ...], groups: tuple[
 
 _MIXTURES = {"exp": EXP_AMP, "dev": DEV_AMP}
 _VARIANCES = {"exp": EXP_VAR, "dev": DEV_VAR}
-#: The PSF wing (10 % of the light, twice the core's width) smooths away the difference between
-#: the smallest components, so for the wing they are merged (moment matching: flux and second
-#: moments unchanged): 6 Gaussians instead of 9 per band. Against the unmerged mixture on 500
-#: validation galaxies the largest pixel difference is 0.7 % of the peak (median 0.002 %), at
-#: most 0.6 sigma of the noise. Total per band: 9 core + 6 wing = 15 Gaussians.
+#: For the broad PSF wing the smallest components are merged (6 instead of 9 Gaussians per band;
+#: accuracy measured in docs/data.md "PSF").
 _WING_MIXTURES = {
     "exp": _merge(EXP_AMP, EXP_VAR, ((0, 1), (2,), (3,))),
     "dev": _merge(DEV_AMP, DEV_VAR, ((0, 1, 2), (3,), (4,))),
@@ -193,6 +137,21 @@ def _row_rng(key: np.ndarray, row: int) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(key=key, counter=[0, 0, row, 0]))
 
 
+def _draws(key: np.ndarray, row0: int, n: int, noise_shape: tuple[int, ...] | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Each row's stream in order: its normals, its uniforms, then (given ``noise_shape``) its noise field."""
+    normals = np.empty((n, _N_NORMAL))
+    uniforms = np.empty((n, _N_UNIFORM))
+    noise = None if noise_shape is None else np.empty((n, *noise_shape), dtype=np.float32)
+    for i in range(n):
+        rng = _row_rng(key, row0 + i)
+        normals[i] = rng.standard_normal(_N_NORMAL)
+        uniforms[i] = rng.random(_N_UNIFORM)
+        if noise is not None:
+            rng.standard_normal(dtype=np.float32, out=noise[i])
+    return normals, uniforms, noise
+
+
 _EXP_FLOOR = np.float32(-87.0)
 _N_NORMAL = 3  # size scatter, seeing scatter, bulge-fraction scatter
 _N_UNIFORM = 5  # cos(inclination), bulge q, position angle, dx, dy
@@ -244,14 +203,7 @@ def draw_galaxy_params(
 ) -> GalaxyParams:
     """The structural parameters :func:`render_cutouts` draws for these rows (same streams)."""
     mag, _ = _check_inputs(magnitude, None)
-    key = _key(seed)
-    n = mag.shape[0]
-    normals = np.empty((n, _N_NORMAL))
-    uniforms = np.empty((n, _N_UNIFORM))
-    for i in range(n):
-        rng = _row_rng(key, row_offset + i)
-        normals[i] = rng.standard_normal(_N_NORMAL)
-        uniforms[i] = rng.random(_N_UNIFORM)
+    normals, uniforms, _ = _draws(_key(seed), row_offset, mag.shape[0])
     return _params_from_draws(mag, normals, uniforms, out_size, config)
 
 
@@ -325,15 +277,7 @@ def _render_chunk(
 ) -> None:
     n = mag.shape[0]
     nb = len(BANDS)
-    normals = np.empty((n, _N_NORMAL))
-    uniforms = np.empty((n, _N_UNIFORM))
-    field_noise = np.empty((n, nb, size, size), dtype=np.float32) if noise else None
-    for i in range(n):
-        rng = _row_rng(key, row0 + i)
-        normals[i] = rng.standard_normal(_N_NORMAL)
-        uniforms[i] = rng.random(_N_UNIFORM)
-        if field_noise is not None:
-            rng.standard_normal(dtype=np.float32, out=field_noise[i])
+    normals, uniforms, field_noise = _draws(key, row0, n, (nb, size, size) if noise else None)
     p = _params_from_draws(mag, normals, uniforms, out_size, cfg)
     model = _model_chunk(p, size, basis, cfg)
     lo = (size - out_size) // 2
@@ -372,12 +316,9 @@ def render_cutouts(
 ) -> np.ndarray:
     """Render float32 ``[N, 5, out_size, out_size]`` cutouts (nanomaggies / pixel, sky-subtracted).
 
-    ``magnitude``: AB u,g,r,i,z ``[N, 5]``; ``mag_err``: their 1-sigma errors (sets the noise
-    per row so aperture photometry scatters by about these errors; None: typical SDSS noise).
-    ``size``: rendered stamp (32 or 64 px, any even size works); ``out_size``: centre crop
-    (default ``size``; the published data are 64 px cut to 32). ``noise=False`` returns the
-    noiseless model. ``row_offset``: global index of the first row, so a dataset rendered in
-    pieces equals one rendered at once. The redshift is deliberately not an argument.
+    ``magnitude``: AB u..z ``[N, 5]``; ``mag_err`` sets each row's noise to its catalogue errors (None:
+    typical SDSS noise); ``out_size`` crops the centre of the ``size`` stamp; ``row_offset`` (global
+    index of the first row) makes pieces equal one whole render. The redshift is deliberately not an argument.
     """
     mag, err = _check_inputs(magnitude, mag_err)
     out_size = size if out_size is None else int(out_size)
@@ -418,13 +359,7 @@ def aperture_flux(image: np.ndarray, radius_px: np.ndarray | float) -> np.ndarra
 def aperture_noise_check(
     magnitude: np.ndarray, mag_err: np.ndarray, seed: int = 0, config: RenderConfig = DEFAULT_CONFIG
 ) -> np.ndarray:
-    """Per band, the ratio of the measured aperture-flux noise to the catalogue flux error.
-
-    Renders every row with and without noise (same streams), takes the flux in the
-    calibration aperture of each row, divides the difference by the catalogue flux error
-    ``F * err * ln(10)/2.5`` and returns the standard deviation of that ratio per band
-    (``[5]``; about 1 when the rendered noise matches the catalogue errors).
-    """
+    """Per band ``[5]``: std of (noisy - noiseless aperture flux) / catalogue flux error (about 1 when calibrated)."""
     mag, err = _check_inputs(magnitude, mag_err)
     noisy = render_cutouts(mag, err, seed, config=config)
     clean = render_cutouts(mag, err, seed, noise=False, config=config)

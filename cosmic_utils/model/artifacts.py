@@ -20,7 +20,12 @@ import torch
 from cosmic_utils import config
 from cosmic_utils.data import dataset
 from cosmic_utils.model.astromae import ViTAstro, build_model
-from cosmic_utils.model.checkpoint import load_state_dict_file
+from cosmic_utils.model.checkpoint import (
+    CheckpointError,
+    StateDictMismatchError,
+    load_published_checkpoint,
+    load_state_dict_file,
+)
 from cosmic_utils.model.export import EXPORT_RTOL, ExportError, RedshiftPredictor, export_graph
 from cosmic_utils.runtime.artifact import (
     CALIBRATION_FILE,
@@ -46,17 +51,17 @@ def load_state_dict(artifact: ModelArtifact) -> dict[str, Any]:
     """The bare state_dict from ``model.pt`` (weights-only load, keys/shapes validated)."""
     return load_state_dict_file(artifact.state_dict_path)
 
+
 def load_model(artifact: ModelArtifact) -> ViTAstro:
     """``ViTAstro`` with the artifact's weights, in eval mode."""
     model = build_model()
     model.load_state_dict(load_state_dict(artifact), strict=True)
     return model.eval()
 
+
 def predictor(artifact: ModelArtifact) -> RedshiftPredictor:
     """Preprocessing + network as one torch module (eval mode), raw inputs -> ``[B]``."""
     return RedshiftPredictor(load_model(artifact), artifact.preprocessing).eval()
-
-
 
 
 # --------------------------------------------------------------------------- writers
@@ -73,11 +78,10 @@ def write_artifact(
     onnx_example: tuple[Any, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> ModelArtifact:
-    """Write ``model.pt`` (+ ``model.onnx``) and ``artifact.json`` into ``out_dir``.
+    """Write ``model.pt`` (+ ``model.onnx`` and calibration set) and ``artifact.json`` into ``out_dir``.
 
-    The folder is built next to ``out_dir`` and moved into place at the end, so a crash never
-    leaves a half-written artifact under the final name; an existing ``out_dir`` is replaced.
-    ``onnx_example``: raw ``(image, magnitude)`` arrays the export traces with and verifies on.
+    Built in a sibling folder and moved into place at the end (a crash leaves no half-written artifact;
+    an existing ``out_dir`` is replaced). ``onnx_example``: raw ``(image, magnitude)`` to trace and verify on.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,11 +100,7 @@ def write_artifact(
         if with_onnx:
             model = build_model()
             model.load_state_dict(bare, strict=True)
-            report = export_graph(model, preprocessing, staging / ONNX_FILE, example=onnx_example)
-            art.add_file(ROLE_ONNX, ONNX_FILE)
-            art.extra["onnx_export"] = {k: v for k, v in report.items() if k != "path"}
-            add_calibration(art, model=RedshiftPredictor(model.eval(), preprocessing), save=False)
-            check_onnx_on_calibration(art)
+            _export(art, model.eval(), onnx_example)
         art.save()
         if out.exists():
             shutil.rmtree(out)
@@ -113,20 +113,12 @@ def write_artifact(
 
 
 def add_onnx(artifact: ModelArtifact, onnx_example: tuple[Any, Any] | None = None) -> ModelArtifact:
-    """Export (or re-export) ``model.onnx`` of an artifact that has a state_dict; updates artifact.json.
+    """Export (or re-export) ``model.onnx`` of an artifact with a state_dict and update artifact.json.
 
-    The graph is the restructured network (:func:`cosmic_utils.model.export.graph_predictor`),
-    checked against the eager model on the example and on the calibration set. An existing
-    calibration set keeps its rows (its eager predictions are recomputed); an int8 graph listed in
-    ``artifact.json`` is quantised again from the new graph, so no file of the artifact is stale.
+    An existing calibration set keeps its rows (eager predictions recomputed); a listed int8 graph is
+    quantised again from the new graph, so no file of the artifact is stale.
     """
-    model = load_model(artifact)
-    report = export_graph(model, artifact.preprocessing, artifact.path / ONNX_FILE, example=onnx_example)
-    artifact.add_file(ROLE_ONNX, ONNX_FILE)
-    artifact.extra["onnx_export"] = {k: v for k, v in report.items() if k != "path"}
-    inputs = _existing_calibration(artifact)
-    add_calibration(artifact, model=RedshiftPredictor(model, artifact.preprocessing).eval(), inputs=inputs, save=False)
-    check_onnx_on_calibration(artifact)
+    _export(artifact, load_model(artifact), onnx_example, _existing_calibration(artifact))
     artifact.save()
     if artifact.has(ROLE_ONNX_INT8):
         from cosmic_utils.runtime.onnx_engine import register_int8
@@ -139,6 +131,16 @@ def add_onnx(artifact: ModelArtifact, onnx_example: tuple[Any, Any] | None = Non
     return artifact
 
 
+def _export(art: ModelArtifact, model: ViTAstro, example: tuple[Any, Any] | None,
+            inputs: tuple[Any, Any, Any] | None = None) -> None:
+    """Export :func:`~cosmic_utils.model.export.graph_predictor` into ``art``, add the calibration set, check both."""
+    report = export_graph(model, art.preprocessing, art.path / ONNX_FILE, example=example)
+    art.add_file(ROLE_ONNX, ONNX_FILE)
+    art.extra["onnx_export"] = {k: v for k, v in report.items() if k != "path"}
+    add_calibration(art, model=RedshiftPredictor(model, art.preprocessing).eval(), inputs=inputs, save=False)
+    check_onnx_on_calibration(art)
+
+
 def _existing_calibration(artifact: ModelArtifact) -> tuple[Any, Any, Any] | None:
     path = artifact.path / CALIBRATION_FILE
     if not artifact.has(ROLE_CALIBRATION) or not path.is_file():
@@ -148,12 +150,8 @@ def _existing_calibration(artifact: ModelArtifact) -> tuple[Any, Any, Any] | Non
 
 
 def check_onnx_on_calibration(artifact: ModelArtifact, rtol: float = EXPORT_RTOL) -> dict[str, float]:
-    """Run ``model.onnx`` on the calibration set and compare with its eager fp32 predictions.
-
-    Records ``onnx_export.calibration_max_abs_diff`` / ``..._max_rel_diff`` (not saved here) and
-    raises :class:`ExportError` above ``rtol`` relative: the exported graph must reproduce the
-    eager model on real galaxies too, not only on the trace example.
-    """
+    """Compare ``model.onnx`` with the eager fp32 predictions on the calibration set (real galaxies, not only the
+    trace example): recorded in ``onnx_export`` (not saved here); :class:`ExportError` above ``rtol`` relative."""
     from cosmic_utils.model.export import onnx_predict
 
     with np.load(artifact.path / CALIBRATION_FILE, allow_pickle=False) as npz:
@@ -171,16 +169,12 @@ def check_onnx_on_calibration(artifact: ModelArtifact, rtol: float = EXPORT_RTOL
 
 def add_calibration(artifact: ModelArtifact, rows: int | None = None, model: RedshiftPredictor | None = None,
                     inputs: tuple[Any, Any, Any] | None = None, save: bool = True) -> ModelArtifact:
-    """Write the accuracy gate's calibration set into the artifact and list it (``files.calibration``).
+    """Write the accuracy gate's calibration set into the artifact (``files.calibration``).
 
-    ``inputs``: raw ``(image, magnitude, z_spec)`` arrays; default the first ``rows``
-    (:data:`cosmic_utils.runtime.gating.CALIBRATION_ROWS`) galaxies of the validation
-    catalogue rendered as the bench and training render them. ``z_fp32`` comes from the eager
-    fp32 model (``model``, default the artifact's own predictor): the reference a reduced
-    engine is compared with on whatever CPU it later runs on. Re-exporting an older artifact
-    (``cosmic model export``) adds the set.
+    ``inputs``: raw ``(image, magnitude, z_spec)``, default the first ``rows`` (``CALIBRATION_ROWS``) validation
+    galaxies as training renders them; ``z_fp32`` from the eager fp32 ``model`` (default the artifact's own) is
+    the reference a reduced engine is compared with on whatever CPU it later runs on.
     """
-
     source = "given arrays" if inputs is not None else "validation catalogue (first rows, training render seed)"
     if inputs is None:
         inputs = dataset.validation_rows(int(rows or CALIBRATION_ROWS))
@@ -205,14 +199,8 @@ def add_calibration(artifact: ModelArtifact, rows: int | None = None, model: Red
 def create_untrained_artifact(
     out_dir: str | os.PathLike[str], seed: int = 0, with_onnx: bool = True
 ) -> ModelArtifact:
-    """A complete artifact with seeded random-init weights and the default preprocessing.
-
-    For tests of engines, the pipeline and the handlers: the real network, signature and
-    file layout, no training. Same ``seed`` -> identical ``model.pt``. Takes ~1 s without
-    ONNX, ~15-20 s with it (the dynamo exporter), so share it in a session-scoped fixture.
-    """
-    from cosmic_utils.model.astromae import build_model
-
+    """A complete artifact with seeded random-init weights and the default preprocessing (same seed -> same
+    ``model.pt``), for tests; ~1 s without ONNX, ~15-20 s with it: share it in a session-scoped fixture."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model()
@@ -231,18 +219,9 @@ def artifact_from_published(
 ) -> ModelArtifact:
     """Wrap the published weights as an artifact with identity preprocessing (raw inputs).
 
-    ``checkpoint_path``: a plain state_dict file (loaded weights-only, no trust needed), or the
-    published pickled DataParallel checkpoint, which is unpickled (restricted) only with
-    ``trust=True`` (command line ``--trust-pickle``); otherwise
-    :class:`cosmic_utils.model.checkpoint.UntrustedPickleError` explains the decision.
+    ``checkpoint_path``: a plain state_dict file (weights-only), or the published pickled checkpoint, which
+    is unpickled (restricted) only with ``trust=True`` (``--trust-pickle``), else ``UntrustedPickleError``.
     """
-    from cosmic_utils.model.checkpoint import (
-        CheckpointError,
-        StateDictMismatchError,
-        load_published_checkpoint,
-        load_state_dict_file,
-    )
-
     source = Path(checkpoint_path)
     if not source.is_file():
         raise FileNotFoundError(f"published checkpoint {source}: file not found")
@@ -276,15 +255,11 @@ def is_trained(meta: Mapping[str, Any]) -> bool:
 
 def find_model(model_dir: str | os.PathLike[str] | None = None, with_onnx: bool = True,
                allow_untrained: bool = False) -> tuple[Path, bool]:
-    """The model artifact to use and whether it is trained: the one "find a model, else an untrained one".
+    """``(artifact folder, trained?)``: ``model_dir`` when given, else ``models/default`` when it holds one.
 
-    ``model_dir`` when given (it must hold an artifact); else ``models/default`` when it holds one;
-    else, only when the caller asks for it explicitly (``allow_untrained=True``), an untrained
-    stand-in of the same network, made once in :data:`UNTRAINED_MODEL_DIR` (with ONNX unless
-    ``with_onnx=False``): its timings and costs are valid, its accuracy is not, and every record
-    it produces says so (``model_trained`` False; ``cosmic records ship`` refuses it). By default a
-    missing model raises :class:`ArtifactNotFoundError` saying how to train one: an untrained
-    model is never used silently.
+    Else, only with ``allow_untrained=True``, an untrained stand-in made once in :data:`UNTRAINED_MODEL_DIR`
+    (valid timings, invalid accuracy; its records say so); by default :class:`ArtifactNotFoundError`
+    says how to train one, so an untrained model is never used silently.
     """
     if model_dir is not None and str(model_dir) != "":
         folder = Path(model_dir)

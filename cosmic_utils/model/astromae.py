@@ -1,33 +1,11 @@
-"""The pcm-AstroMAE redshift network (published class name ``ViT_Astro``), rebuilt.
+"""The pcm-AstroMAE redshift network (published class name ``ViT_Astro``), rebuilt without its code.
 
-Why a rebuild: the published code lives in a research repository whose model folder must be
-on ``sys.path`` and which pins timm 0.4.12. This module re-implements the network from its
-description (``tests/fixtures/astromae/`` holds the layout and a numeric fixture) so that
-
-* the published fine-tuned weights load by name (``build_model().load_state_dict(sd)``): the
-  submodule names and their registration order reproduce the published state_dict exactly,
-  508 entries in the same order, shapes and dtypes;
-* the same weights give the same numbers (exact GELU, LayerNorm eps 1e-6, BatchNorm eps 1e-5).
-
-The network has two branches that both see the image:
-
-* a ViTAE-style transformer: 8x8 patches of the 5x32x32 image -> 16 tokens of 192 channels,
-  a class token, 12 "normal cells" (attention + MLP with a parallel convolution module, PCM,
-  on the 4x4 token grid), mean over patch tokens -> ``fc_norm`` -> ``head`` -> ``vit_block``
-  (1096 features);
-* ``inception_model``: a small inception CNN on the image (1096 features) next to an MLP on the
-  five magnitudes (1024 features).
-
-``concat_block`` maps the 3216 concatenated features to one number, the redshift.
-
-Naming choices that look odd are deliberate, because the state_dict keys follow them: ``PCM``
-is upper case, ``patch_embed`` holds only ``proj``, the first 1x1 convolution of the inception
-branch is registered twice (``inception_model.conv2d_init`` and
-``inception_model.vis_inception.0`` are the same module object, so both keys exist and always
-hold equal values), and the last inception block owns a branch it never uses.
-
-Dropout and drop-path of the original are off at inference and are not modelled; this
-module is for inference and fine-tuning of the heads (``freeze_transformer``).
+Submodule names and registration order reproduce the published state_dict exactly (508 entries),
+so the published weights load by name, and the numerics match (exact GELU, LayerNorm eps 1e-6).
+Two branches see the 5x32x32 image: a ViTAE-style transformer and ``inception_model`` (a CNN next
+to a magnitude MLP); ``concat_block`` maps their 3216 features to the redshift. Odd-looking names
+(``PCM``, the doubly registered first convolution) follow the state_dict keys.
+What the network computes, and why: docs/model.md.
 """
 
 from __future__ import annotations
@@ -39,41 +17,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "EMBED_DIM",
-    "IMAGE_SIZE",
-    "IN_CHANS",
-    "NUM_BLOCKS",
-    "Attention",
-    "ConvBlock",
-    "InceptionBlock",
-    "InceptionMagnitudeModel",
-    "Mlp",
-    "NormalCell",
-    "PCM",
-    "PatchEmbed",
-    "ViTAstro",
-    "build_model",
-    "count_flops",
-    "freeze_transformer",
-    "frozen_prefixes",
+    "EMBED_DIM", "IMAGE_SIZE", "IN_CHANS", "NUM_BLOCKS", "Attention", "ConvBlock", "InceptionBlock",
+    "InceptionMagnitudeModel", "Mlp", "NormalCell", "PCM", "PatchEmbed", "ViTAstro", "build_model",
+    "count_flops", "freeze_transformer", "frozen_prefixes",
 ]
 
-IMAGE_SIZE = 32
-"""Side of the square input cutout (pixels)."""
-IN_CHANS = 5
-"""Bands u, g, r, i, z."""
-NUM_MAGNITUDES = 5
-"""One AB magnitude per band."""
+IMAGE_SIZE = 32  # side of the square input cutout, px
+IN_CHANS = 5  # bands u, g, r, i, z
+NUM_MAGNITUDES = 5  # one AB magnitude per band
 PATCH_SIZE = 8
 EMBED_DIM = 192
 NUM_BLOCKS = 12
 NUM_HEADS = 3
 MLP_RATIO = 4
 PCM_GROUPS = 48
-LN_EPS = 1e-6
-"""LayerNorm eps of the transformer (norm1, norm2, fc_norm); BatchNorms keep PyTorch's 1e-5."""
-BRANCH_FEATURES = 1096
-"""Width of the transformer head (``vit_block``) and of the image CNN output."""
+LN_EPS = 1e-6  # LayerNorm eps of the transformer (norm1, norm2, fc_norm); BatchNorms keep PyTorch's 1e-5
+BRANCH_FEATURES = 1096  # width of the transformer head (vit_block) and of the image CNN output
 MAGNITUDE_FEATURES = 1024
 HEAD_HIDDEN = 1024
 
@@ -84,22 +43,11 @@ HEAD_HIDDEN = 1024
 class PatchEmbed(nn.Module):
     """Non-overlapping 8x8 patches -> tokens ``[B, 16, 192]`` in row-major grid order.
 
-    Only ``proj`` is registered (the published timm 0.4.12 module has an Identity norm, which
-    holds no state).
+    Only ``proj`` is registered (timm 0.4.12's Identity norm holds no state).
     """
 
-    def __init__(
-        self,
-        img_size: int = IMAGE_SIZE,
-        patch_size: int = PATCH_SIZE,
-        in_chans: int = IN_CHANS,
-        embed_dim: int = EMBED_DIM,
-    ) -> None:
+    def __init__(self, patch_size: int = PATCH_SIZE, in_chans: int = IN_CHANS, embed_dim: int = EMBED_DIM) -> None:
         super().__init__()
-        self.img_size = img_size
-        self.patch_size = patch_size
-        self.grid_size = img_size // patch_size
-        self.num_patches = self.grid_size * self.grid_size
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -110,8 +58,7 @@ class PatchEmbed(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention whose qkv bias is ``(q_bias, 0, v_bias)``: keys get no bias.
 
-    ``qkv`` is a bias-free Linear; the two bias vectors are Parameters of this module and are
-    registered before ``qkv`` and ``proj`` (state_dict order).
+    The bias vectors are registered before the bias-free ``qkv`` and ``proj`` (state_dict order).
     """
 
     def __init__(self, dim: int = EMBED_DIM, num_heads: int = NUM_HEADS) -> None:
@@ -152,11 +99,7 @@ class Mlp(nn.Module):
 
 
 class PCM(nn.Sequential):
-    """Parallel convolution module on the token grid (channels first).
-
-    Indices as published: 0 grouped 1x1 Conv2d dim->4*dim, 1 BatchNorm2d, 2 SiLU, 3 grouped
-    1x1 Conv2d 4*dim->dim.
-    """
+    """Parallel convolution module on the token grid (channels first): grouped 1x1 conv, BN, SiLU, grouped 1x1."""
 
     def __init__(
         self, dim: int = EMBED_DIM, hidden: int = EMBED_DIM * MLP_RATIO, groups: int = PCM_GROUPS
@@ -170,11 +113,8 @@ class PCM(nn.Sequential):
 
 
 class NormalCell(nn.Module):
-    """One ViTAE normal cell with a class token.
-
-    ``x + attn(norm1(x))``, the PCM output (computed from the block input, patch tokens only)
-    added to the patch tokens, then ``x + mlp(norm2(x))``.
-    """
+    """ViTAE normal cell: ``x + attn(norm1(x))``, plus the PCM of the block input on the patch tokens,
+    then ``x + mlp(norm2(x))``."""
 
     def __init__(self, dim: int = EMBED_DIM, num_heads: int = NUM_HEADS, groups: int = PCM_GROUPS) -> None:
         super().__init__()
@@ -215,11 +155,9 @@ class ConvBlock(nn.Module):
 
 
 class InceptionBlock(nn.Module):
-    """Four-branch inception block: 1x1 | 1x1->3x3 | 1x1->5x5 | maxpool3->1x1.
+    """Four-branch inception block: 1x1 | 1x1->3x3 | 1x1->5x5 | maxpool3->1x1 (``4 * width`` channels).
 
-    Output channels: ``4 * width``. With ``custom=True`` (the last block of the published
-    network) branch 3 is skipped in forward (``3 * width`` channels) but its parameters still
-    exist, because the published checkpoint holds them.
+    ``custom=True`` (the published last block) skips branch 3 in forward but keeps its parameters.
     """
 
     def __init__(self, in_channels: int, width: int, custom: bool = False) -> None:
@@ -239,11 +177,6 @@ class InceptionBlock(nn.Module):
             ConvBlock(in_channels, width, kernel_size=1),
         )
 
-    @property
-    def out_channels(self) -> int:
-        width = self.branch1.conv.out_channels
-        return width * (3 if self.custom else 4)
-
     def forward(self, x: Tensor) -> Tensor:
         if self.custom:
             outs = [self.branch1(x), self.branch2(x), self.branch4(x)]
@@ -255,8 +188,7 @@ class InceptionBlock(nn.Module):
 class InceptionMagnitudeModel(nn.Module):
     """``inception_model``: image CNN (1096 features) next to a magnitude MLP (1024 features).
 
-    ``conv2d_init`` and ``vis_inception[0]`` are one module object registered under both names
-    (as published), so the state_dict carries both keys.
+    ``conv2d_init`` is also ``vis_inception[0]`` (one object, two state_dict keys, as published).
     """
 
     def __init__(self) -> None:
@@ -292,19 +224,16 @@ class InceptionMagnitudeModel(nn.Module):
 
 
 class ViTAstro(nn.Module):
-    """pcm-AstroMAE: ``model([image, magnitude]) -> redshift [B, 1]``.
+    """pcm-AstroMAE: ``model([image, magnitude]) -> redshift [B, 1]``; no normalisation inside.
 
-    ``image`` float32 ``[B, 5, 32, 32]`` (u, g, r, i, z), ``magnitude`` ``[B, 5]`` (float64 as
-    stored, cast to float32 inside). No normalisation happens inside the network.
+    ``image`` float32 ``[B, 5, 32, 32]`` (u..z), ``magnitude`` ``[B, 5]`` (float64 as stored, cast to float32).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        # Registration order fixes the state_dict order: parameters first, then the children
-        # in this order.
+        # Registration order fixes the state_dict order: parameters first, then the children in this order.
         self.cls_token = nn.Parameter(torch.zeros(1, 1, EMBED_DIM))
-        num_patches = (IMAGE_SIZE // PATCH_SIZE) ** 2
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, EMBED_DIM))
+        self.pos_embed = nn.Parameter(torch.zeros(1, (IMAGE_SIZE // PATCH_SIZE) ** 2 + 1, EMBED_DIM))
         self.fc_norm = nn.LayerNorm(EMBED_DIM, eps=LN_EPS)
         self.head = nn.Linear(EMBED_DIM, EMBED_DIM)
         self.inception_model = InceptionMagnitudeModel()
@@ -332,10 +261,7 @@ class ViTAstro(nn.Module):
         return self.vit_block(self.head(self.fc_norm(pooled)))
 
     def forward(self, x: Tensor | Sequence[Tensor], magnitude: Tensor | None = None) -> Tensor:
-        """Predict redshift ``[B, 1]``.
-
-        Call as published, ``model([image, magnitude])``, or as ``model(image, magnitude)``.
-        """
+        """Redshift ``[B, 1]`` of ``model([image, magnitude])`` (as published) or ``model(image, magnitude)``."""
         if magnitude is None:
             if not isinstance(x, (list, tuple)) or len(x) != 2:
                 raise TypeError("ViTAstro expects [image, magnitude] or (image, magnitude) arguments")
@@ -345,9 +271,7 @@ class ViTAstro(nn.Module):
                 raise TypeError("ViTAstro(image, magnitude): image must be a Tensor")
             image = x
         if image.dim() != 4 or tuple(image.shape[1:]) != (IN_CHANS, IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(
-                f"image must be [B, {IN_CHANS}, {IMAGE_SIZE}, {IMAGE_SIZE}], got {list(image.shape)}"
-            )
+            raise ValueError(f"image must be [B, {IN_CHANS}, {IMAGE_SIZE}, {IMAGE_SIZE}], got {list(image.shape)}")
         if magnitude.dim() != 2 or magnitude.shape[1] != NUM_MAGNITUDES:
             raise ValueError(f"magnitude must be [B, {NUM_MAGNITUDES}], got {list(magnitude.shape)}")
         vit_features = self.forward_transformer(image)
@@ -366,27 +290,16 @@ def frozen_prefixes() -> tuple[str, ...]:
 
 
 def freeze_transformer(model: ViTAstro) -> ViTAstro:
-    """Freeze the pretrained encoder as in the published fine-tuning.
-
-    Sets ``requires_grad=False`` on cls_token, pos_embed, patch_embed.* and blocks.*; the heads
-    (fc_norm, head, vit_block, concat_block) and inception_model stay trainable, which leaves
-    10,398,057 trainable parameters. Returns the model for chaining.
-    """
-    prefixes = frozen_prefixes()
+    """Freeze :func:`frozen_prefixes` as the published fine-tuning did (10,398,057 parameters stay trainable)."""
     for name, param in model.named_parameters():
-        if name.startswith(prefixes):
+        if name.startswith(frozen_prefixes()):
             param.requires_grad_(False)
     return model
 
 
 def count_flops(model: nn.Module, batch_size: int = 1) -> int:
-    """Floating-point operations of one forward pass (multiply-add counted as 2).
-
-    Uses ``torch.utils.flop_counter.FlopCounterMode`` on a zero input, which counts matrix
-    multiplies (Linear layers, attention products) and convolutions; element-wise work
-    (norms, activations, softmax, pooling) is not counted. Divide by ``batch_size`` for FLOPs
-    per sample (about 221.5 M for this network).
-    """
+    """FLOPs of one forward pass of ``batch_size`` zero inputs (``FlopCounterMode``: matmuls and convolutions,
+    a multiply-add counted as 2; element-wise work not counted). About 221.5 M per sample."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training

@@ -1,30 +1,10 @@
 """Load pcm-AstroMAE weights: plain state_dict files and the published pickled checkpoint.
 
-Two kinds of file exist:
-
-* **plain state_dict files** (ours: ``models/<name>/model.pt``): a mapping of tensor names to
-  tensors. They load with ``torch.load(..., weights_only=True)``, which reconstructs tensors and
-  containers only and never calls arbitrary code, so no trust decision is needed.
-  ``load_state_dict_file`` also accepts the ``module.`` prefix that ``nn.DataParallel`` adds and
-  checks the keys and shapes against the rebuilt network, naming every missing, unexpected and
-  mis-shaped key.
-
-* **the published checkpoint**: a ``torch.save`` of the whole model wrapped in
-  ``nn.DataParallel``. It is a pickle of module *objects*, naming classes of a research code
-  base (``blocks.model_vit_inception.ViT_Astro``, ``NormalCell.NormalCell``, timm's
-  ``PatchEmbed`` ...) that is not installed here. ``load_published_checkpoint`` unpickles it
-  with a restricted unpickler: every global the pickle asks for is looked up in an explicit
-  allow-list; the published model classes and the ``torch.nn`` module classes become inert
-  stand-in modules (plain ``nn.Module`` subclasses whose ``forward`` refuses to run), a handful
-  of torch tensor-rebuild functions and containers are allowed, and anything else (``os.system``,
-  ``builtins.eval``, an unknown class) stops the load with an error naming it. No module named
-  in the file is ever imported. The tensors are then collected from the stand-in tree by
-  state_dict key (parameters, persistent buffers, children, in registration order) and the
-  ``module.`` prefix is removed.
-
-Unpickling remains a trust decision, even restricted: a pickle is a small program, the
-allow-list is what limits that program, and the user must opt in (``trust=True``, on the
-command line ``--trust-pickle``). See docs/model.md.
+Plain state_dict files load with ``torch.load(weights_only=True)``: no trust decision needed.
+The published checkpoint pickles whole module objects of code not installed here; a restricted
+unpickler maps every global it names to an allow-list (inert stand-in modules, a few torch
+rebuild functions) and refuses the rest. Unpickling stays a trust decision (``trust=True``,
+command line ``--trust-pickle``). Reasoning: docs/model.md "Loading weights".
 """
 
 from __future__ import annotations
@@ -43,19 +23,9 @@ from torch import Tensor, nn
 from cosmic_utils.model.astromae import ViTAstro, build_model
 
 __all__ = [
-    "CheckpointError",
-    "ForbiddenGlobalError",
-    "StateDictMismatchError",
-    "UntrustedPickleError",
-    "PUBLISHED_MODULE_CLASSES",
-    "TORCH_NN_MODULE_CLASSES",
-    "StandInModule",
-    "expected_shapes",
-    "load_model",
-    "load_published_checkpoint",
-    "load_state_dict_file",
-    "normalize_state_dict",
-    "validate_state_dict",
+    "CheckpointError", "ForbiddenGlobalError", "StateDictMismatchError", "UntrustedPickleError",
+    "PUBLISHED_MODULE_CLASSES", "TORCH_NN_MODULE_CLASSES", "StandInModule", "expected_shapes", "load_model",
+    "load_published_checkpoint", "load_state_dict_file", "normalize_state_dict", "validate_state_dict",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -64,39 +34,35 @@ DATAPARALLEL_PREFIX = "module."
 SHARED_MODULE_KEYS = ("inception_model.conv2d_init.", "inception_model.vis_inception.0.")
 """The one module registered under two names: both keys must hold equal values."""
 
-PUBLISHED_MODULE_CLASSES: frozenset[str] = frozenset(
-    {
-        "blocks.model_vit_inception.ViT_Astro",
-        "blocks.photoz.Input_Mix_Model",
-        "blocks.photoz.InceptionBlock",
-        "blocks.photoz.ConvBlock",
-        "NormalCell.NormalCell",
-        "NormalCell.Attention",
-        "NormalCell.Mlp",
-        "timm.models.layers.patch_embed.PatchEmbed",
-        "torch.nn.parallel.data_parallel.DataParallel",
-    }
-)
+PUBLISHED_MODULE_CLASSES: frozenset[str] = frozenset({
+    "blocks.model_vit_inception.ViT_Astro",
+    "blocks.photoz.Input_Mix_Model",
+    "blocks.photoz.InceptionBlock",
+    "blocks.photoz.ConvBlock",
+    "NormalCell.NormalCell",
+    "NormalCell.Attention",
+    "NormalCell.Mlp",
+    "timm.models.layers.patch_embed.PatchEmbed",
+    "torch.nn.parallel.data_parallel.DataParallel",
+})
 """Model classes named by the published pickle (research code, timm 0.4.12, DataParallel)."""
 
-TORCH_NN_MODULE_CLASSES: frozenset[str] = frozenset(
-    {
-        "torch.nn.modules.activation.GELU",
-        "torch.nn.modules.activation.ReLU",
-        "torch.nn.modules.activation.SiLU",
-        "torch.nn.modules.batchnorm.BatchNorm2d",
-        "torch.nn.modules.container.ModuleList",
-        "torch.nn.modules.container.Sequential",
-        "torch.nn.modules.conv.Conv2d",
-        "torch.nn.modules.dropout.Dropout",
-        "torch.nn.modules.flatten.Flatten",
-        "torch.nn.modules.linear.Identity",
-        "torch.nn.modules.linear.Linear",
-        "torch.nn.modules.normalization.LayerNorm",
-        "torch.nn.modules.pooling.AvgPool2d",
-        "torch.nn.modules.pooling.MaxPool2d",
-    }
-)
+TORCH_NN_MODULE_CLASSES: frozenset[str] = frozenset({
+    "torch.nn.modules.activation.GELU",
+    "torch.nn.modules.activation.ReLU",
+    "torch.nn.modules.activation.SiLU",
+    "torch.nn.modules.batchnorm.BatchNorm2d",
+    "torch.nn.modules.container.ModuleList",
+    "torch.nn.modules.container.Sequential",
+    "torch.nn.modules.conv.Conv2d",
+    "torch.nn.modules.dropout.Dropout",
+    "torch.nn.modules.flatten.Flatten",
+    "torch.nn.modules.linear.Identity",
+    "torch.nn.modules.linear.Linear",
+    "torch.nn.modules.normalization.LayerNorm",
+    "torch.nn.modules.pooling.AvgPool2d",
+    "torch.nn.modules.pooling.MaxPool2d",
+})
 """``torch.nn`` classes inside the published model; they, too, become inert stand-ins."""
 
 
@@ -107,16 +73,9 @@ class CheckpointError(ValueError):
 class StateDictMismatchError(CheckpointError):
     """A state_dict does not fit the network (missing, unexpected or mis-shaped keys)."""
 
-    def __init__(
-        self,
-        source: str,
-        missing: list[str],
-        unexpected: list[str],
-        mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
-    ) -> None:
-        self.missing = missing
-        self.unexpected = unexpected
-        self.mismatched = mismatched
+    def __init__(self, source: str, missing: list[str], unexpected: list[str],
+                 mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> None:
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
         lines = [f"{source}: state_dict does not match the pcm-AstroMAE layout"]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
@@ -159,37 +118,26 @@ def normalize_state_dict(state: Mapping[str, Any], source: str = "state_dict") -
 
 
 def validate_state_dict(state: Mapping[str, Tensor], source: str = "state_dict") -> None:
-    """Raise ``StateDictMismatchError`` unless ``state`` has exactly the network's keys and shapes.
-
-    Also checks that the two names of the shared first convolution carry equal values (they
-    are one module, so differing values mean a mixed-up file).
-    """
+    """Raise ``StateDictMismatchError`` unless ``state`` has exactly the network's keys and shapes,
+    ``CheckpointError`` if the two names of the shared first convolution hold different values."""
     want = expected_shapes()
     missing = [k for k in want if k not in state]
     unexpected = [k for k in state if k not in want]
-    mismatched = [
-        (k, tuple(state[k].shape), want[k]) for k in want if k in state and tuple(state[k].shape) != want[k]
-    ]
+    mismatched = [(k, tuple(state[k].shape), shape) for k, shape in want.items()
+                  if k in state and tuple(state[k].shape) != shape]
     if missing or unexpected or mismatched:
         raise StateDictMismatchError(source, missing, unexpected, mismatched)
     first, second = SHARED_MODULE_KEYS
     for key in [k for k in want if k.startswith(first)]:
         twin = second + key[len(first) :]
         if not torch.equal(state[key].cpu(), state[twin].cpu()):
-            raise CheckpointError(
-                f"{source}: {key} and {twin} differ, but they are one module in pcm-AstroMAE"
-            )
+            raise CheckpointError(f"{source}: {key} and {twin} differ, but they are one module in pcm-AstroMAE")
 
 
-def load_state_dict_file(
-    path: PathLike, map_location: str | torch.device = "cpu"
-) -> OrderedDict[str, Tensor]:
-    """Read a plain state_dict file (``torch.load(weights_only=True)``), strip ``module.``, validate.
-
-    A mapping under ``"state_dict"`` or ``"model_state_dict"`` (training-checkpoint style) is
-    unwrapped. Raises ``FileNotFoundError``, ``CheckpointError`` (not a state_dict, e.g. the
-    published pickled model) or ``StateDictMismatchError`` (wrong keys / shapes).
-    """
+def load_state_dict_file(path: PathLike, map_location: str | torch.device = "cpu") -> OrderedDict[str, Tensor]:
+    """Read a plain state_dict file (``weights_only=True``; a ``state_dict`` / ``model_state_dict`` wrapper
+    unwrapped), strip ``module.``, validate. Raises ``FileNotFoundError``, ``CheckpointError`` (e.g. the
+    published pickled model) or ``StateDictMismatchError``."""
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no such state_dict file")
@@ -231,20 +179,16 @@ def load_model(path: PathLike, map_location: str | torch.device = "cpu") -> ViTA
 
 
 class StandInModule(nn.Module):
-    """Inert replacement for a class named in the published pickle.
+    """Inert replacement for a class named in the published pickle (``published_class``).
 
-    Unpickling fills ``__dict__`` (``_parameters``, ``_buffers``, ``_modules`` and plain
-    attributes) through ``nn.Module.__setstate__``; nothing of the original class runs.
-    ``published_class`` tells which class the object stood for.
+    Unpickling fills its ``__dict__`` through ``nn.Module.__setstate__``; nothing of the original class runs.
     """
 
     published_class: ClassVar[str] = "?"
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(
-            f"stand-in for {self.published_class} cannot run; load the collected tensors into "
-            "cosmic_utils.model.astromae.build_model()"
-        )
+        raise RuntimeError(f"stand-in for {self.published_class} cannot run; load the collected tensors into "
+                           "cosmic_utils.model.astromae.build_model()")
 
 
 _STAND_INS: dict[str, type[StandInModule]] = {}
@@ -254,18 +198,13 @@ def _stand_in(full_name: str) -> type[StandInModule]:
     cls = _STAND_INS.get(full_name)
     if cls is None:
         short = full_name.rsplit(".", 1)[-1]
-        cls = type(
-            f"StandIn_{short}",
-            (StandInModule,),
-            {"published_class": full_name, "__module__": __name__, "__doc__": f"Stand-in for {full_name}."},
-        )
+        cls = type(f"StandIn_{short}", (StandInModule,),
+                   {"published_class": full_name, "__module__": __name__, "__doc__": f"Stand-in for {full_name}."})
         _STAND_INS[full_name] = cls
     return cls
 
 
-def _rebuild_parameter_with_state_checked(
-    data: Tensor, requires_grad: bool, backward_hooks: Any, state: Any
-) -> Any:
+def _rebuild_parameter_with_state_checked(data: Tensor, requires_grad: bool, backward_hooks: Any, state: Any) -> Any:
     """``torch._utils._rebuild_parameter_with_state`` that accepts plain attribute names only."""
     dict_state, slots_state = state if isinstance(state, tuple) and len(state) == 2 else (state, None)
     for part in (dict_state, slots_state):
@@ -294,8 +233,7 @@ def _allowed_callables() -> dict[str, Callable[..., Any] | type]:
 class RestrictedUnpickler(pickle.Unpickler):
     """``pickle.Unpickler`` whose ``find_class`` only answers from the allow-list.
 
-    Storage classes (``torch.FloatStorage``, ``torch.cuda.FloatStorage`` ...) never reach this
-    method: ``torch.load`` resolves them itself and ``map_location`` moves them to the CPU.
+    Storage classes never reach it: ``torch.load`` resolves them and ``map_location`` moves them to the CPU.
     """
 
     def find_class(self, module: str, name: str) -> Any:
@@ -305,10 +243,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         allowed = _allowed_callables()
         if full in allowed:
             return allowed[full]
-        raise ForbiddenGlobalError(
-            f"the pickle names {full}, which is not on the allow-list of pcm-AstroMAE checkpoint "
-            "classes and torch rebuild functions; refusing to load it (nothing was imported)"
-        )
+        raise ForbiddenGlobalError(f"the pickle names {full}, which is not on the allow-list of pcm-AstroMAE "
+                                   "checkpoint classes and torch rebuild functions; refusing to load it (nothing was "
+                                   "imported)")
 
 
 def _restricted_load(file: Any, **kwargs: Any) -> Any:
@@ -340,32 +277,22 @@ def _collect_tensors(
             if tensor is None or (kind == "buffer" and name in non_persistent):
                 continue
             if not isinstance(tensor, Tensor):
-                raise CheckpointError(
-                    f"{source}: {kind} {prefix}{name} is a {type(tensor).__name__}, not a tensor"
-                )
+                raise CheckpointError(f"{source}: {kind} {prefix}{name} is a {type(tensor).__name__}, not a tensor")
             out[prefix + name] = tensor.detach()
     for name, child in children.items():
         if child is None:
             continue
         if not isinstance(child, StandInModule):
-            raise CheckpointError(
-                f"{source}: submodule {prefix}{name} is a {type(child).__name__}, not a module"
-            )
+            raise CheckpointError(f"{source}: submodule {prefix}{name} is a {type(child).__name__}, not a module")
         _collect_tensors(child, f"{prefix}{name}.", out, (*path, id(module)), source)
 
 
-def load_published_checkpoint(
-    path: PathLike, *, trust: bool = False, validate: bool = True
-) -> OrderedDict[str, Tensor]:
-    """Tensors of the published pickled checkpoint, by bare state_dict key, on the CPU.
+def load_published_checkpoint(path: PathLike, *, trust: bool = False,
+                              validate: bool = True) -> OrderedDict[str, Tensor]:
+    """Tensors of the published pickled checkpoint by bare state_dict key, on the CPU (validated with ``validate``).
 
-    ``trust=False`` (the default) refuses before reading the file: unpickling is a decision the
-    caller makes about the file's origin. With ``trust=True`` the file is unpickled with
-    ``RestrictedUnpickler`` (published classes -> inert stand-ins, a small allow-list of torch
-    rebuild functions; anything else raises ``ForbiddenGlobalError``), tensors are collected by
-    state_dict key, the ``module.`` prefix is removed and, with ``validate``, keys and shapes
-    are checked against the rebuilt network. Load the result with
-    ``build_model().load_state_dict(...)``.
+    Without ``trust=True`` it refuses before reading the file; with it, :class:`RestrictedUnpickler` reads it
+    (anything off the allow-list raises ``ForbiddenGlobalError``).
     """
     file = Path(path)
     if not trust:

@@ -1,32 +1,11 @@
 """The inference graph (preprocessing + network) as a torch module, and its ONNX export.
 
-:class:`Preprocess` is the torch twin of :class:`cosmic_utils.runtime.preprocess.Preprocessing`: the
-same operations, in the same order and dtypes (image ``/ scale`` then ``asinh`` in float32;
-magnitudes ``@ A.T``, ``- mean``, ``/ std`` in float64), so the numpy preprocessing of the
-torch engines and the preprocessing inside the ONNX graph give the same network inputs (a
-test compares them). :class:`RedshiftPredictor` chains it with ``ViTAstro`` and flattens the
-output: ``(image float32 [B,5,32,32], magnitude float64 [B,5]) -> redshift float32 [B]``,
-the signature of ``model.onnx`` in docs/architecture.md.
-
-What is exported (:func:`graph_predictor`): not the eager ``ViTAstro`` but the same function
-restructured for inference, :class:`cosmic_utils.model.fastastro.FastAstro` (folded BatchNorms,
-merged 1x1 convolutions, one token matrix), at opset 23, where ``scaled_dot_product_attention``
-becomes one ONNX ``Attention`` node (ORT runs it as one kernel instead of MatMul, Softmax, MatMul
-and their transposes), and with ``asinh`` written as ``sign(x) log(|x| + sqrt(x^2 + 1))`` (ORT's
-``Asinh`` kernel is scalar: ~3x slower than the four vectorised ops). Measured interleaved in one
-process with ONNX Runtime 1.32 (docs/inference.md): the eager-network graph, FastAstro at opset 18
-(+2 %), and FastAstro at opset 23 (+10 %) before the asinh change. Every export is verified against
-the *eager* fp32 model (1e-4 relative, :data:`EXPORT_RTOL`), so the restructuring cannot drift.
-The graph records :data:`cosmic_utils.runtime.artifact.ONNX_GRAPH_FORM` in its metadata.
-
-Exporter: ``torch.onnx.export(..., dynamo=True)`` (torch.export + onnxscript), with a
-symbolic batch dimension. On torch 2.13 the legacy TorchScript exporter (``dynamo=False``) fails
-on this network (the token-grid side is computed with Python ``round`` on a traced size), while
-the dynamo exporter traces it and matches eager torch to ~1e-7 on random weights. The weights
-are stored inside ``model.onnx`` (``external_data=False``; 61 MB, far under protobuf's 2 GB
-limit), so an artifact is one graph file that Lambda can read from S3 in one request.
-Every export is verified: ONNX Runtime runs the example batch and the result must agree with
-the reference torch model within ``atol`` (1e-4) and 1e-4 relative, or :class:`ExportError` is raised.
+:class:`Preprocess` is the torch twin of :class:`cosmic_utils.runtime.preprocess.Preprocessing`
+(same ops, order and dtypes); :class:`RedshiftPredictor` chains it with the network:
+``(image float32 [B,5,32,32], magnitude float64 [B,5]) -> redshift float32 [B]``, the signature
+of ``model.onnx``. The exported graph is :func:`graph_predictor` (``FastAstro``, opset 23), and
+every export is verified against the eager fp32 model (:data:`EXPORT_RTOL`).
+Reasoning: docs/inference.md (the ONNX graph), docs/model.md "Export to ONNX".
 """
 
 from __future__ import annotations
@@ -52,15 +31,8 @@ from cosmic_utils.runtime.preprocess import Preprocessing, magnitude_matrix
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ONNX_OPSET",
-    "ExportError",
-    "Preprocess",
-    "RedshiftPredictor",
-    "compare_onnx_torch",
-    "export_graph",
-    "export_onnx",
-    "graph_predictor",
-    "onnx_predict",
+    "ONNX_OPSET", "ExportError", "Preprocess", "RedshiftPredictor", "compare_onnx_torch", "export_graph",
+    "export_onnx", "graph_predictor", "onnx_predict",
 ]
 
 #: ONNX opset of the exported graph (>= 17: LayerNormalization is one op; >= 23: attention is one
@@ -81,15 +53,12 @@ class ExportError(RuntimeError):
 class Preprocess(nn.Module):
     """Torch version of :meth:`Preprocessing.apply_numpy` (same ops, same dtypes).
 
-    Buffers are non-persistent, so they never enter ``model.pt``: the artifact's
-    ``preprocessing`` entry is their single source of truth.
+    Buffers are non-persistent (never in ``model.pt``: the artifact's ``preprocessing`` is the one source).
     """
 
     def __init__(self, preprocessing: Preprocessing | None = None, log_asinh: bool = False) -> None:
-        """``log_asinh``: write ``asinh`` as ``sign(x) log(|x| + sqrt(x^2 + 1))`` (the exported graph's
-        form, vectorised in ONNX Runtime). It equals ``asinh`` to float32 rounding in absolute terms
-        (~1e-7 near 0, where ``log(1 + small)`` keeps no relative precision; ~1e-6 relative
-        elsewhere) while ``x^2`` stays finite (``|x| < 1e18``; scaled cutouts are far below)."""
+        """``log_asinh``: ``asinh`` as ``sign(x) log(|x| + sqrt(x^2 + 1))`` (the exported form, vectorised in
+        ONNX Runtime): equal to float32 rounding (~1e-7 absolute) while ``|x| < 1e18``."""
         super().__init__()
         pre = preprocessing or Preprocessing()
         self.log_asinh = bool(log_asinh)
@@ -119,11 +88,8 @@ class Preprocess(nn.Module):
 
 
 class RedshiftPredictor(nn.Module):
-    """Preprocess + ``ViTAstro``: raw ``(image, magnitude)`` -> redshift float32 ``[B]``.
-
-    ``model`` may also be any network called the same way, ``model(x, m)`` (the compiled torch
-    engine wraps :class:`cosmic_utils.inference.torch_engines.FastAstro` in it).
-    """
+    """Preprocess + ``ViTAstro`` (or any network called as ``model(x, m)``, e.g. ``FastAstro``):
+    raw ``(image, magnitude)`` -> redshift float32 ``[B]``."""
 
     def __init__(self, model: nn.Module | None = None, preprocessing: Preprocessing | None = None) -> None:
         super().__init__()
@@ -151,10 +117,8 @@ class RedshiftPredictor(nn.Module):
 
 
 def graph_predictor(model: nn.Module, preprocessing: Preprocessing | None = None) -> RedshiftPredictor:
-    """The module exported as ``model.onnx``: preprocessing (log-form asinh) + ``FastAstro(model)``.
-
-    ``model``: the eager ``ViTAstro`` (eval mode); it stays the reference the export is checked against.
-    """
+    """The module exported as ``model.onnx``: preprocessing (log-form asinh) + ``FastAstro(model)`` of the
+    eager ``ViTAstro``, which stays the reference the export is checked against."""
     pred = RedshiftPredictor(FastAstro(model.eval(), onnx_attention=True), preprocessing)
     pred.preprocess = Preprocess(preprocessing, log_asinh=True)
     return pred.eval()
@@ -177,15 +141,11 @@ def export_onnx(
     rtol: float = EXPORT_RTOL,
     graph_form: str | None = None,
 ) -> dict[str, Any]:
-    """Export ``predictor`` (eval mode) to a single-file ONNX graph with a dynamic batch axis.
+    """Export ``predictor`` to a single-file ONNX graph with a dynamic batch axis and verify it on ``example``.
 
-    ``example``: raw arrays to trace with and to verify on (default: a random batch of 2).
-    ``reference``: the module the graph must reproduce (default ``predictor`` itself; the
-    artifact writers pass the eager ``ViTAstro`` predictor when exporting :func:`graph_predictor`).
-    ``graph_form``: stored in the graph's metadata (``cosmic_graph_form``).
-    Returns ``{"path", "opset", "export_s", "max_abs_diff", "max_rel_diff", "verified_samples",
-    "graph_form"}``. Raises :class:`ExportError` when exporting fails or the graph differs from
-    the reference by more than ``atol`` or ``rtol`` (relative to max |reference|) on the example.
+    ``reference``: the module the graph must reproduce within ``atol`` / ``rtol`` (default ``predictor``),
+    else :class:`ExportError`; ``graph_form`` goes into the graph's metadata. Returns ``{"path", "opset",
+    "export_s", "max_abs_diff", "max_rel_diff", "verified_samples", "graph_form"}``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,19 +170,10 @@ def export_onnx(
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                predictor,
-                (image, magnitude),
-                str(path),
-                input_names=list(INPUT_NAMES),
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: batch}, {0: batch}),
-                opset_version=opset,
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-                custom_translation_table=ONNX_TRANSLATIONS,
-            )
+            torch.onnx.export(predictor, (image, magnitude), str(path), input_names=list(INPUT_NAMES),
+                              output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch}, {0: batch}), opset_version=opset,
+                              dynamo=True, external_data=False, verbose=False,
+                              custom_translation_table=ONNX_TRANSLATIONS)
     except Exception as exc:  # the exporter raises many types; keep its message
         raise ExportError(f"ONNX export to {path} failed: {exc}\n{sink.getvalue()[-2000:]}") from exc
     finally:
@@ -275,10 +226,8 @@ def export_graph(model: nn.Module, preprocessing: Preprocessing | None, path: st
                        graph_form=ONNX_GRAPH_FORM)
 
 
-def onnx_predict(
-    path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray, batch_size: int = 512,
-    threads: int | None = None,
-) -> np.ndarray:
+def onnx_predict(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray, batch_size: int = 512,
+                 threads: int | None = None) -> np.ndarray:
     """Run an exported graph with ONNX Runtime (CPU) on raw arrays -> float32 ``[N]``."""
     import onnxruntime as ort
 
@@ -296,10 +245,8 @@ def onnx_predict(
     return out
 
 
-def compare_onnx_torch(
-    predictor: RedshiftPredictor, onnx_path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray,
-    batch_size: int = 512,
-) -> dict[str, float]:
+def compare_onnx_torch(predictor: RedshiftPredictor, onnx_path: str | os.PathLike[str], image: np.ndarray,
+                       magnitude: np.ndarray, batch_size: int = 512) -> dict[str, float]:
     """Max and mean |onnx - torch| over the given raw arrays (e.g. the whole validation set)."""
     ref = predictor.predict_numpy(image, magnitude, batch_size=batch_size)
     got = onnx_predict(onnx_path, image, magnitude, batch_size=batch_size)

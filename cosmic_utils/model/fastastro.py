@@ -1,16 +1,10 @@
 """``FastAstro``: the published ``ViTAstro`` restructured for inference (same weights, same function).
 
-Why it lives in the model layer: two consumers need it, the torch engines
-(:mod:`cosmic_utils.inference.torch_engines`, which documents the profile behind each change) and
-the ONNX export (:mod:`cosmic_utils.model.export`), whose ``model.onnx`` is this network, so the
-Lambda engine runs the restructured graph too. The model layer cannot import the inference layer,
-so the network is defined here and re-exported there.
-
-What changes against ``ViTAstro``: BatchNorms folded into the convolutions before them, the 1x1
-convolutions that read the same input in an inception block merged into one, the CNN
-channels-last, the transformer on one ``[B*17, 192]`` token matrix with
-``scaled_dot_product_attention``, and the qkv bias built once. Outputs agree with the eager model
-to float32 rounding (tests check 1e-4 relative).
+Folded BatchNorms, merged shared-input 1x1 convolutions, a channels-last CNN and the transformer
+on one ``[B*17, 192]`` token matrix; outputs agree with the eager model to float32 rounding. It
+lives in the model layer because both the torch engines and the ONNX export (``model.onnx`` is
+this network) use it, and the model layer cannot import the inference layer.
+Reasoning and profiles: docs/inference.md.
 """
 
 from __future__ import annotations
@@ -28,13 +22,9 @@ __all__ = ["FastAstro", "ONNX_TRANSLATIONS", "token_attention"]
 # --------------------------------------------------------------------------- attention as one ONNX node
 @torch.library.custom_op("cosmic::token_attention", mutates_args=())
 def token_attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
-    """Multi-head self-attention on token-major ``[B, N, C]`` q, k, v (scale ``head_dim**-0.5``).
+    """Multi-head self-attention on token-major ``[B, N, C]`` q, k, v (eager: ``scaled_dot_product_attention``).
 
-    Why a custom op: exported, it becomes one ONNX ``Attention`` node (opset 23) on the 3-D
-    token tensors (``q_num_heads`` attribute), so ONNX Runtime splits the heads inside its kernel;
-    ``scaled_dot_product_attention`` on 4-D heads exports with a head transpose per input and
-    one per output, which ORT's optimiser turns into Split + Squeeze + 4 Transposes per cell
-    (~10 % of an fp32 forward pass at one thread). Eager, it is ``scaled_dot_product_attention``.
+    A custom op so that it exports as one ONNX ``Attention`` node with no head transposes (docs/inference.md).
     """
     b, n, c = q.shape
     d = c // heads
@@ -46,7 +36,7 @@ def token_attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
     return out.transpose(1, 2).reshape(b, n, c)
 
 
-@token_attention.register_fake
+@token_attention.register_fake  # the shape function torch.export traces with (registered, never called here)
 def _token_attention_shape(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
     return torch.empty_like(q)
 
@@ -122,15 +112,9 @@ class _FastInception(nn.Module):
 class _FastCell(nn.Module):
     """One normal cell on a 2-D token matrix ``[B*17, 192]``.
 
-    ``pcm_vector``: compute the PCM's two grouped 1x1 convolutions as broadcast multiply-adds
-    on a ``[tokens, 48 groups, 16]`` layout instead of oneDNN grouped convolutions. In eager
-    mode that is many small ops (slower); compiled by inductor it becomes one vectorised loop
-    whose 16-wide inner dimension is one AVX-512 register (1.0 vs 1.5 ms per cell at 128
-    samples on the 2-core Xeon), so ``torch-compile`` uses it.
-
-    ``onnx_attention``: q, k and v as three Linears (no split of a qkv output) and attention as
-    :func:`token_attention` on token-major tensors: the form the ONNX export uses (one ``Attention``
-    node, no head transposes). Eager torch keeps the single qkv GEMM and SDPA on 4-D heads.
+    ``pcm_vector``: the PCM as broadcast multiply-adds on ``[tokens, 48 groups, 16]`` (faster compiled by
+    inductor, slower eager). ``onnx_attention``: q, k, v as three Linears and :func:`token_attention`, the
+    export form. Both measured in docs/inference.md.
     """
 
     def __init__(self, cell: nn.Module, pcm_vector: bool = False, onnx_attention: bool = False) -> None:
@@ -212,10 +196,9 @@ class _FastCell(nn.Module):
 
 
 class FastAstro(nn.Module):
-    """``ViTAstro`` restructured for inference (same weights, same function; see module doc).
+    """``ViTAstro`` restructured for inference: ``forward(image float32 [B,5,32,32], magnitude [B,5]) -> [B]``.
 
-    ``forward(image float32 [B,5,32,32], magnitude [B,5]) -> redshift float32 [B]``.
-    ``pcm_vector``: see :class:`_FastCell` (for compiled use); ``onnx_attention``: the same, for export.
+    ``pcm_vector`` (compiled use) and ``onnx_attention`` (export): see :class:`_FastCell`.
     """
 
     def __init__(self, model: nn.Module, pcm_vector: bool = False, onnx_attention: bool = False) -> None:

@@ -1,20 +1,9 @@
-"""Deterministic weights and inputs for pcm-AstroMAE from an integer hash.
+"""Deterministic weights and inputs for pcm-AstroMAE from an integer hash (no RNG library involved).
 
-Why: the published checkpoint is not in this repository, yet the rebuilt network must be shown
-to compute what the published code computes. ``tests/fixtures/astromae/forward_fixture.json``
-records the outputs of the published code for weights and inputs that anyone can regenerate
-exactly from a 32-bit integer hash (no RNG library involved). This module implements that
-recipe with vectorised numpy ``uint64`` arithmetic, so other tests (export, engines) can also
-use realistic, reproducible non-random weights without a checkpoint.
-
-Recipe (as in the fixture): ``hash(t, j)`` mixes integers ``t, j >= 0`` into a float64 in
-[-1, 1). The j-th state_dict entry (in layout order) with n elements takes
-``s = hash(0..n-1, j)`` and becomes: 0 for integer entries; ``1 + 0.5|s|`` for running
-variances; ``0.1 s`` for running means; ``s * sqrt(6 / fan_in)`` with ``fan_in = n / shape[0]``
-for entries of 2 or more dimensions; ``1 + 0.1 s`` for other 1-D ``*.weight`` entries (norm
-scales); ``0.05 s`` for other 1-D entries (biases, q_bias, v_bias). The module shared by
-``inception_model.conv2d_init`` and ``inception_model.vis_inception.0`` takes the values of
-``conv2d_init`` (its own index j) under both keys.
+The published checkpoint is not in this repository; ``tests/fixtures/astromae/forward_fixture.json``
+records what the published code computes for hash-made weights and inputs, and its ``recipe``
+entry specifies the hash. This module implements that recipe with vectorised numpy ``uint64``
+arithmetic, so tests get reproducible, realistic weights without a checkpoint. See docs/model.md.
 """
 
 from __future__ import annotations
@@ -26,11 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "fixture_inputs",
-    "fixture_state_dict",
-    "hash_unit",
-]
+__all__ = ["fixture_inputs", "fixture_state_dict", "hash_unit"]
 
 _MASK = np.uint64(0xFFFFFFFF)
 _GOLDEN = 0x9E3779B9
@@ -42,8 +27,7 @@ _SHARED_ALIAS = ("inception_model.vis_inception.0.", "inception_model.conv2d_ini
 def hash_unit(t: np.ndarray | int, j: int) -> np.ndarray:
     """``hash(t, j)`` of the recipe for integer array ``t`` (>= 0): float64 values in [-1, 1).
 
-    Exact 64-bit unsigned arithmetic; every intermediate product stays below 2**59.
-    """
+    Exact 64-bit unsigned arithmetic; every intermediate product stays below 2**59."""
     t_arr = np.asarray(t, dtype=np.uint64)
     if j < 0:
         raise ValueError(f"hash index j must be >= 0, got {j}")
@@ -72,10 +56,7 @@ def _entry_values(key: str, shape: tuple[int, ...], j: int) -> np.ndarray:
 
 
 def fixture_state_dict(reference: Mapping[str, Tensor]) -> OrderedDict[str, Tensor]:
-    """Deterministic values for every entry of ``reference`` (a model's state_dict), in order.
-
-    ``reference`` supplies keys, order, shapes and dtypes (``build_model().state_dict()``).
-    """
+    """Recipe values for every entry of ``reference`` (``build_model().state_dict()``: keys, order, shapes, dtypes)."""
     keys = list(reference)
     index = {k: j for j, k in enumerate(keys)}
     out: OrderedDict[str, Tensor] = OrderedDict()
@@ -98,11 +79,9 @@ def fixture_state_dict(reference: Mapping[str, Tensor]) -> OrderedDict[str, Tens
 
 
 def fixture_inputs(batch: int = 8) -> tuple[Tensor, Tensor]:
-    """Recipe inputs: image float32 ``[batch, 5, 32, 32]`` and magnitude float64 ``[batch, 5]``.
+    """Recipe inputs: image float32 ``[batch, 5, 32, 32]`` and magnitude float64 ``[batch, 5]`` (fixture: 8).
 
-    The fixture uses ``batch=8``. The hash index is the flat row-major position, so any
-    batch size gives the same leading samples (sample b of the image uses indices
-    b*5120 .. b*5120+5119, of the magnitudes b*5 .. b*5+4).
+    The hash index is the flat row-major position, so any batch size gives the same leading samples.
     """
     n_img = batch * 5 * 32 * 32
     image = hash_unit(np.arange(n_img, dtype=np.uint64), 1001).reshape(batch, 5, 32, 32)

@@ -1,30 +1,10 @@
 """What torch's three CPU libraries say about the code path they took, on any CPU vendor.
 
-ISA caps (:data:`cosmic_utils.model.numerics.ISA_CAPS`) make a wide CPU run the kernels of a
-narrower one. Whether a cap reached a library can only be read from that library's own report,
-and the reports differ by CPU *vendor*, not only by instruction set:
-
-* **ATen** answers ``torch.backends.cpu.get_cpu_capability()`` (``AVX2``, ``AVX512``...) on
-  every x86-64 CPU.
-* **oneDNN** prints ``isa:Intel AVX2`` (its own naming, on AMD as well) and names each kernel it
-  ran (``jit:avx2``, ``jit:avx512_core``) under ``ONEDNN_VERBOSE=1``.
-* **MKL** prints a banner under ``MKL_VERBOSE=1``. On an Intel CPU the banner names the code path
-  ("Intel(R) Advanced Vector Extensions 2 (Intel(R) AVX2) enabled processors") and follows
-  ``MKL_ENABLE_INSTRUCTIONS``. On any other vendor it says "Intel(R) Architecture processors"
-  and names no ISA: MKL then dispatches on the vendor (its non-Intel path; ``mkl_serv_cpuiszen``
-  answers 1 on AMD) and ignores ``MKL_ENABLE_INSTRUCTIONS`` altogether. That was measured on a
-  real AMD EPYC (Zen 4 and an AVX2-only one, ../shared/records/amd-epyc-avx2/) and under
-  ``qemu-x86_64 -cpu EPYC``, where the cap changes neither the banner nor MKL's dispatch index.
-
-So a vendor-neutral check asserts what each library reports and, where MKL's banner names no
-ISA, tests the effect through a timing-free property instead: MKL's own dispatch index
-(``mkl_serv_cpu_detect``, exported by ``libtorch_cpu.so``), read through :mod:`ctypes` in
-:data:`PROBE_CODE`. On Intel that index follows the cap (5 = AVX2, 3 = SSE4.2 under QEMU's
-Haswell model); on AMD it stays 0 whatever the cap, which is the finding the check reports.
-See docs/portability.md, "Two CPU families".
-
-``python -m cosmic_utils.model.isa_report [--cap avx2] [--qemu-cpu EPYC]`` prints the parsed
-report as JSON (the raw text with ``--raw``).
+ISA caps (:data:`cosmic_utils.model.numerics.ISA_CAPS`) make a wide CPU run a narrower one's
+kernels; whether a cap reached ATen, oneDNN and MKL can only be read from each library's own
+report, and MKL's differs by vendor (on AMD it names no ISA and ignores the cap, so its dispatch
+index is read instead). Reasoning and measurements: docs/portability.md "Two CPU families".
+``python -m cosmic_utils.model.isa_report [--cap avx2] [--qemu-cpu EPYC] [--raw]`` prints the report.
 """
 
 from __future__ import annotations
@@ -41,13 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from cosmic_utils.model.numerics import ISA_CAPS
 
-__all__ = [
-    "PROBE_CODE",
-    "LibraryReport",
-    "cap_findings",
-    "parse_report",
-    "run_report",
-]
+__all__ = ["PROBE_CODE", "LibraryReport", "cap_findings", "parse_report", "run_report"]
 
 #: The probe run in a fresh process (caps are read when torch loads): one matmul (MKL sgemm),
 #: one convolution (oneDNN), ATen's capability, and MKL's dispatch index where exported.
@@ -66,63 +40,36 @@ except (OSError, AttributeError) as exc:
 """.strip()
 
 #: oneDNN's ISA names (``isa:...`` line) mapped to the short labels ATen uses.
-_ONEDNN_ISA = (
-    ("AVX-512 with Intel AMX", "AVX512_AMX"),
-    ("AVX-512", "AVX512"),
-    ("AVX2", "AVX2"),
-    ("AVX", "AVX"),
-    ("SSE4.1", "SSE41"),
-)
+_ONEDNN_ISA = (("AVX-512 with Intel AMX", "AVX512_AMX"), ("AVX-512", "AVX512"), ("AVX2", "AVX2"), ("AVX", "AVX"),
+               ("SSE4.1", "SSE41"))
 #: MKL banner ISA names (inside ``(Intel(R) ...) enabled processors``) mapped to the same labels.
-_MKL_ISA = (
-    ("AMX", "AVX512_AMX"),
-    ("AVX-512", "AVX512"),
-    ("AVX512", "AVX512"),
-    ("AVX2", "AVX2"),
-    ("AVX", "AVX"),
-    ("SSE4.2", "SSE42"),
-)
+_MKL_ISA = (("AMX", "AVX512_AMX"), ("AVX-512", "AVX512"), ("AVX512", "AVX512"), ("AVX2", "AVX2"), ("AVX", "AVX"),
+            ("SSE4.2", "SSE42"))
 
 
 @dataclass(frozen=True)
 class LibraryReport:
     """The parsed verbose output of :data:`PROBE_CODE` (``None``: the library said nothing)."""
 
-    aten: str | None
-    """ATen's dispatch capability (``AVX2``, ``AVX512``, ``DEFAULT``)."""
-    onednn_isa: str | None
-    """oneDNN's reported ISA, as a short label (``AVX2``, ``AVX512``...)."""
-    onednn_isa_text: str | None
-    """oneDNN's ``isa:`` text as printed (``Intel AVX2`` on every vendor)."""
-    onednn_kernels: tuple[str, ...]
-    """The ``jit:`` implementations of the convolution primitives oneDNN ran."""
-    mkl_banner: str | None
-    """MKL's verbose banner line (its first ``MKL_VERBOSE`` line)."""
-    mkl_isa: str | None
-    """The code path MKL's banner names; ``None`` when the banner names none (non-Intel CPUs)."""
-    mkl_ran_sgemm: bool
-    """Whether MKL logged the probe's SGEMM call (MKL is torch's BLAS here)."""
-    mkl_dispatch: int | None
-    """MKL's dispatch index (``mkl_serv_cpu_detect``); ``None`` where the symbol is not exported."""
-    mkl_intel_cpu: bool | None
-    """MKL's own verdict ``mkl_serv_intel_cpu_true`` (whether it takes its Intel paths)."""
-    notes: tuple[str, ...] = field(default=())
-    """What the parser could not read, in words."""
+    aten: str | None  # ATen's dispatch capability (AVX2, AVX512, DEFAULT)
+    onednn_isa: str | None  # oneDNN's reported ISA as a short label (AVX2, AVX512...)
+    onednn_isa_text: str | None  # oneDNN's isa: text as printed ("Intel AVX2" on every vendor)
+    onednn_kernels: tuple[str, ...]  # the jit: implementations of the convolutions oneDNN ran
+    mkl_banner: str | None  # MKL's verbose banner (its first MKL_VERBOSE line)
+    mkl_isa: str | None  # the code path MKL's banner names; None when it names none (non-Intel CPUs)
+    mkl_ran_sgemm: bool  # whether MKL logged the probe's SGEMM (MKL is torch's BLAS here)
+    mkl_dispatch: int | None  # MKL's dispatch index (mkl_serv_cpu_detect); None where not exported
+    mkl_intel_cpu: bool | None  # MKL's verdict mkl_serv_intel_cpu_true (whether it takes its Intel paths)
+    notes: tuple[str, ...] = field(default=())  # what the parser could not read, in words
 
 
 def _label(text: str, table: Sequence[tuple[str, str]]) -> str | None:
-    for needle, label in table:
-        if needle in text:
-            return label
-    return None
+    return next((label for needle, label in table if needle in text), None)
 
 
 def parse_report(text: str) -> LibraryReport:
-    """Parse the combined stdout of :data:`PROBE_CODE` run with ``ONEDNN_VERBOSE=1 MKL_VERBOSE=1``.
-
-    The parser accepts what every vendor prints (the fixtures under tests/fixtures/cpus/ are
-    real captures); an unrecognised or missing line becomes ``None`` plus a note, never an error.
-    """
+    """Parse the stdout of :data:`PROBE_CODE` run with ``ONEDNN_VERBOSE=1 MKL_VERBOSE=1`` (any vendor's; real
+    captures in tests/fixtures/cpus/): an unrecognised or missing line becomes ``None`` plus a note, never an error."""
     notes: list[str] = []
     aten = re.search(r"^aten (\S+)\s*$", text, re.M)
     isa = re.search(r"^onednn_verbose,.*?,info,cpu,isa:(.+?)\s*$", text, re.M)
@@ -159,11 +106,9 @@ def parse_report(text: str) -> LibraryReport:
 
 def run_report(cap: str = "native", *, qemu_cpu: str | None = None, python: str = sys.executable,
                timeout: float = 600.0) -> tuple[LibraryReport, str]:
-    """Run :data:`PROBE_CODE` with the ISA cap ``cap`` (a key of ``ISA_CAPS``) in a fresh process.
+    """Run :data:`PROBE_CODE` under the ISA cap ``cap`` (a key of ``ISA_CAPS``) in a fresh process -> (report, raw).
 
-    With ``qemu_cpu`` the process runs under ``qemu-x86_64 -cpu MODEL`` (``EPYC`` reports an AMD
-    vendor and AVX2, ``Haswell`` an Intel one), which changes what ``cpuid`` answers and so what
-    MKL and oneDNN read. Returns the parsed report and the raw text.
+    ``qemu_cpu``: under ``qemu-x86_64 -cpu MODEL`` (``EPYC``: AMD, AVX2; ``Haswell``: Intel), changing ``cpuid``.
     """
     if cap not in ISA_CAPS:
         raise ValueError(f"unknown ISA cap {cap!r}: one of {', '.join(ISA_CAPS)}")
@@ -184,20 +129,11 @@ def run_report(cap: str = "native", *, qemu_cpu: str | None = None, python: str 
 
 
 def cap_findings(capped: LibraryReport, native: LibraryReport, cap_label: str = "AVX2") -> tuple[list[str], list[str]]:
-    """Whether a cap to ``cap_label`` reached each library, judged on what that library reports.
+    """``(problems, findings)``: whether a cap to ``cap_label`` reached each library (``capped`` vs ``native``).
 
-    ``capped`` is the report with the cap set, ``native`` the one without. Returns
-    ``(problems, findings)``: a problem is a library that reported a path other than the cap
-    (or nothing at all where it must report); a finding is a fact worth printing that is not a
-    failure, such as MKL ignoring the cap on a non-Intel CPU. The rules hold on every vendor:
-
-    * ATen must report ``cap_label``;
-    * oneDNN must report ``cap_label`` and run a ``jit:`` convolution kernel of that ISA;
-    * MKL must have run the SGEMM. If its banner names an ISA (Intel), that ISA is the cap and
-      its dispatch index, where readable, is not above the native one. If its banner names none
-      (other vendors), its dispatch index must be the same with and without the cap and MKL
-      must say it is not on its Intel path: the cap does not reach MKL there, and a change of
-      dispatch would mean the parser misread the vendor.
+    ATen and oneDNN must report the cap (oneDNN running a ``jit:`` kernel of it); MKL must run SGEMM. A banner
+    naming an ISA (Intel) must name the cap, dispatch not above native; naming none (other vendors), dispatch
+    must not move and MKL must not claim its Intel path. A finding is a non-failure worth printing.
     """
     problems: list[str] = []
     findings: list[str] = []

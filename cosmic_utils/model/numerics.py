@@ -1,32 +1,10 @@
 """How closely a float32 forward of the rebuilt pcm-AstroMAE must match the published fixture.
 
-Why a module: the fixture (``tests/fixtures/astromae/forward_fixture.json``) was written in
-float32 on one CPU. Float32 results of the same network differ between CPUs in their last bits
-(GEMM blocking and FMA use in MKL / oneDNN / OpenBLAS, vectorised ``erf``/``exp`` in ATen
-differ between AVX2, AVX-512 and NEON), so a tolerance measured on one machine fails on another
-(issue 11: an AVX2 AMD EPYC missed a 1e-6 relative check by 18x). The tolerance here is derived
-from float32 rounding, and the wrong-architecture variants that the check must reject live
-next to it, so tests and the margin measurement (``python -m cosmic_utils.model.numerics``)
-use one definition. See docs/portability.md, "Float32 numerics across CPUs".
-
-Every fixture check is a dimensionless deviation ``|got - expected| / scale``:
-
-* ``output``: per sample, scale ``|expected redshift|``;
-* ``<layer>/abs_sum``: the sum of ``|x|`` over one sample, scale that sum;
-* ``<layer>/sum``: the signed sum over one sample, scale the sum of ``|x|`` (signed sums cancel);
-* ``<layer>/values``: the first 16 values of sample 0, scale the mean ``|x|`` of that sample
-  (a value's rounding error follows the magnitude of the terms that made it, i.e. the layer's
-  scale, not its own size, which may be a near-cancellation).
-
-Tolerance (:data:`FIXTURE_TOL`): a float32 dot product of length ``n`` with rounding errors of
-random sign has, relative to the result's scale, an error below ``lam * sqrt(n) * u`` with
-probability ``>= 1 - 2 exp(-lam**2 / 2)`` (Higham & Mary, SIAM J. Sci. Comput. 41, 2019;
-``u = 2**-24``). Taking the longest reduction in the network (``n = 3216``, the head's input),
-``lam = 4`` and a factor 2 because two float32 implementations (this CPU's and the fixture's)
-each carry such an error gives ``2 * 4 * sqrt(3216) * 2**-24 = 2.7e-5``. It holds however the
-kernels order their sums, which is what differs between CPUs; docs/portability.md holds the
-measured spread across kernel paths (about 13x below) and the smallest wrong-variant deviation
-(well above) that bracket it.
+Float32 results differ between CPUs in their last bits, so the tolerance (:data:`FIXTURE_TOL`) is
+derived from float32 rounding (a probabilistic bound on the longest dot product), not measured on
+one machine. Every check is a dimensionless deviation ``|got - expected| / scale``; the wrong
+variants the check must reject live next to it, and ``python -m cosmic_utils.model.numerics``
+measures the margins. Reasoning and tables: docs/portability.md "Float32 numerics across CPUs".
 """
 
 from __future__ import annotations
@@ -50,26 +28,15 @@ from cosmic_utils.model.astromae import LN_EPS, NormalCell, ViTAstro, build_mode
 from cosmic_utils.model.fixture import fixture_inputs, fixture_state_dict, hash_unit
 
 __all__ = [
-    "FIXTURE_TOL",
-    "ISA_CAPS",
-    "LONGEST_REDUCTION",
-    "U32",
-    "VARIANTS",
-    "fixture_deviations",
-    "fixture_model",
-    "load_fixture",
-    "mismatches",
-    "run_fixture_forward",
+    "FIXTURE_TOL", "ISA_CAPS", "LONGEST_REDUCTION", "U32", "VARIANTS", "fixture_deviations", "fixture_model",
+    "load_fixture", "mismatches", "run_fixture_forward",
 ]
 
-U32: float = 2.0**-24
-"""Unit roundoff of float32 (half the machine epsilon 2**-23)."""
-LONGEST_REDUCTION: int = 3216
-"""Longest dot product of the network: ``concat_block``'s input (1096 + 1096 + 1024)."""
-LAMBDA: float = 4.0
-"""Probabilistic-bound multiplier: fails with probability < 2 exp(-8) = 7e-4 per dot product."""
+U32: float = 2.0**-24  # unit roundoff of float32 (half the machine epsilon 2**-23)
+LONGEST_REDUCTION: int = 3216  # longest dot product of the network: concat_block's input (1096 + 1096 + 1024)
+LAMBDA: float = 4.0  # probabilistic-bound multiplier: fails with probability < 2 exp(-8) = 7e-4 per dot product
+#: Largest allowed deviation of any fixture check, 2 (two float32 implementations) x lam sqrt(n) u = 2.7e-5.
 FIXTURE_TOL: float = 2 * LAMBDA * math.sqrt(LONGEST_REDUCTION) * U32
-"""Largest allowed deviation (see the module docstring) of any fixture check: 2.7e-5."""
 
 FIXTURE_PATH = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "astromae" / "forward_fixture.json"
 
@@ -81,9 +48,7 @@ ISA_CAPS: dict[str, dict[str, str]] = {
     "sse": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
             "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
 }
-"""Environment caps that make this CPU run the kernels of a narrower one (docs/portability.md).
-
-They are read once, when torch loads, so they only act in a fresh process."""
+"""Environment caps that make this CPU run a narrower one's kernels (read when torch loads: fresh process only)."""
 
 
 def load_fixture(path: Path = FIXTURE_PATH) -> dict[str, Any]:
@@ -98,11 +63,8 @@ def _fixture_weights() -> dict[str, Tensor]:
 
 
 def fixture_model(dtype: torch.dtype = torch.float32) -> ViTAstro:
-    """The network with the fixture's hash weights, in eval mode, in ``dtype`` (a fresh copy).
-
-    In float64 the magnitudes still pass through the published float32 cast first (that
-    rounding is part of the published computation), then are widened for the MLP.
-    """
+    """A fresh network with the fixture's hash weights, eval mode, in ``dtype`` (in float64 the magnitudes
+    still pass the published float32 cast first, then are widened)."""
     model = build_model()
     model.load_state_dict(_fixture_weights())
     model = model.eval().to(dtype)
@@ -133,7 +95,11 @@ def run_fixture_forward(model: nn.Module, names: list[str]) -> tuple[Tensor, dic
 
 
 def fixture_deviations(out: Tensor, captured: dict[str, Tensor], fx: dict[str, Any]) -> dict[str, float]:
-    """Every fixture check as a dimensionless deviation (module docstring); ``inf`` on a shape error."""
+    """Every fixture check as a dimensionless deviation; ``inf`` on a shape error.
+
+    Scales: ``output`` per sample its |expected|; ``abs_sum`` and ``sum`` per sample the sum of |x|;
+    ``values`` (first 16 of sample 0) the mean |x| of that sample.
+    """
     dev: dict[str, float] = {}
     expected_out = np.asarray(fx["expected_output"])
     got_out = out.double().flatten().numpy()
@@ -163,8 +129,7 @@ def mismatches(deviations: dict[str, float], tol: float = FIXTURE_TOL) -> list[s
 
 
 # --------------------------------------------------------------------------- wrong variants
-# Each takes the fixture model and turns it into a plausible mis-rebuild of the published
-# network (monkeypatching instances only). The fixture check must reject every one of them.
+# Each patches a fixture model (instances only) into a plausible mis-rebuild the checks must reject.
 
 
 def _set_attr(kind: type[nn.Module], attr: str, value: Any) -> Callable[[nn.Module], None]:
@@ -195,12 +160,11 @@ def _pcm_gelu(model: nn.Module) -> None:
 
 def _pool_with_cls(model: nn.Module) -> None:
     def forward_transformer(image: Tensor) -> Tensor:
-        self = model
-        tokens = self.patch_embed(image)
-        x = torch.cat((self.cls_token.expand(tokens.shape[0], -1, -1), tokens), dim=1) + self.pos_embed
-        for block in self.blocks:
+        tokens = model.patch_embed(image)
+        x = torch.cat((model.cls_token.expand(tokens.shape[0], -1, -1), tokens), dim=1) + model.pos_embed
+        for block in model.blocks:
             x = block(x)
-        return self.vit_block(self.head(self.fc_norm(x.mean(dim=1))))  # cls token included
+        return model.vit_block(model.head(model.fc_norm(x.mean(dim=1))))  # cls token included
 
     model.forward_transformer = forward_transformer  # type: ignore[method-assign]
 
@@ -246,18 +210,12 @@ VARIANTS: dict[str, Callable[[nn.Module], None]] = {
 }
 """Plausible mis-rebuilds (name -> in-place patch of a fixture model)."""
 
-PUBLISHED_BN_EPS: float = 1e-5
-"""BatchNorm eps of the published network (PyTorch's default)."""
+PUBLISHED_BN_EPS: float = 1e-5  # BatchNorm eps of the published network (PyTorch's default)
 
 
 def layernorm_eps_deviations(model: nn.Module) -> dict[str, float]:
-    """Deviation of each LayerNorm of ``model`` from LayerNorm(eps=LN_EPS=1e-6) where eps dominates.
-
-    Each LayerNorm gets tokens whose variance equals LN_EPS, so the output is
-    ``z / sqrt(2) * w + b`` with ``z`` the standardised input; an eps of 1e-5 (PyTorch's default)
-    would give ``z / sqrt(11)``, an eps of 2e-6 ``z / sqrt(3)``. The float64 closed form is the
-    reference; float32 rounding of a 192-long mean and variance stays far below FIXTURE_TOL.
-    """
+    """Deviation of each LayerNorm from LayerNorm(eps=LN_EPS) on tokens of variance LN_EPS, where eps dominates
+    (output ``z / sqrt(2) * w + b``; eps 1e-5 would give ``z / sqrt(11)``), against the float64 closed form."""
     dev: dict[str, float] = {}
     for name, module in model.named_modules():
         if not isinstance(module, nn.LayerNorm):
@@ -278,12 +236,8 @@ def layernorm_eps_deviations(model: nn.Module) -> dict[str, float]:
 
 
 def batchnorm_eps_deviations(model: nn.Module) -> dict[str, float]:
-    """Deviation of each BatchNorm of ``model`` from BatchNorm(eps=1e-5) where eps dominates.
-
-    The fixture's running variances are >= 1, where eps moves the output by only ~eps/2 (the
-    fixture check cannot see 1e-5 vs 1e-6). A copy of each BatchNorm with zero running variance
-    (and zero running mean) outputs ``x / sqrt(eps) * w + b``, so eps sets the gain directly.
-    """
+    """Deviation of each BatchNorm from BatchNorm(eps=1e-5) at zero running variance and mean, where the output
+    is ``x / sqrt(eps) * w + b`` (the fixture's variances >= 1 hide eps: 1e-5 vs 1e-6 moves it ~eps/2)."""
     dev: dict[str, float] = {}
     for name, module in model.named_modules():
         if not isinstance(module, nn.BatchNorm2d):
@@ -311,12 +265,8 @@ SUB_NOISE_VARIANTS: dict[str, Callable[[nn.Module], dict[str, float]]] = {
 
 
 def sensitivity_deviations(model: nn.Module, fx: dict[str, Any]) -> dict[str, float]:
-    """How far the published input sensitivities (max |output change| over the batch) are missed.
-
-    A change is a difference of two outputs, each within FIXTURE_TOL / 2 of the exact value on
-    this CPU and on the fixture's, so the deviation is the miss over ``2 * max |output|``
-    (a fixed atol of 2e-5 failed on an AVX2 AMD EPYC by 5 %, issue 11).
-    """
+    """How far the published input sensitivities (max |output change|) are missed, over ``2 * max |output|``
+    (a change is a difference of two outputs; a fixed atol of 2e-5 failed on an AVX2 AMD EPYC, issue 11)."""
     image, magnitude = fixture_inputs()
     dtype = next(model.parameters()).dtype
     image = image.to(dtype)

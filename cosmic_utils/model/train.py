@@ -1,36 +1,10 @@
 """Train pcm-AstroMAE on the bundled real SDSS galaxies (rendered cutouts), on the CPU.
 
-What is trained, and why (docs/training.md has the measurements):
-
-* The published fine-tune froze the MAE-pretrained transformer encoder (cls_token, pos_embed,
-  patch_embed, blocks) and trained the rest. We have no MAE weights, so the frozen encoder is a
-  *random* one: a fixed random feature map of the image. We keep it frozen (as published) and,
-  because frozen blocks in eval mode are a deterministic function of the image, compute their
-  pooled output **once** per training image and train on the cache.
-* The convolutions of the image CNN (``inception_model.vis_inception[0:9]``) are frozen and
-  cached the same way (in eval mode, with their initial BatchNorm statistics). Reason: with
-  them trainable one epoch costs ~13 ms per galaxy on 2 cores (~1 minute per epoch), so the
-  10-minute budget allows ~8 epochs; frozen, the whole head trains in ~1 ms per galaxy and
-  converges. The images carry no information beyond the catalogue photometry by construction
-  (the renderer draws them from the magnitudes, with noise at the catalogue errors), so a
-  trained CNN could at best re-measure the magnitudes the network already receives.
-* Trained (10,364,897 parameters; the published fine-tune trained 10,398,057): ``fc_norm``, ``head``, ``vit_block`` (on the cached encoder
-  output), ``vis_inception[10:]`` (the two Linear layers after the CNN), ``magnitude_block``
-  and ``concat_block``. None of these has BatchNorm or dropout, so training and inference
-  compute the same function; the final artifact is the full network, evaluated end to end.
-
-Recipe (:class:`TrainConfig`): magnitudes jittered within their catalogue errors at every
-step (another plausible observation of the same galaxy; the label does not change), AdamW with
-a linear warm-up and cosine decay, a Huber loss on ``dz = (z - z_spec)/(1 + z_spec)`` (quadratic
-below ``huber_delta``, linear above: robust to the few catastrophic outliers, which otherwise
-dominate a squared loss), the final bias initialised at the mean training redshift. 10 % of the
-training file is held out (seeded) for early stopping / model selection; the validation file
-is only scored at the end. Everything is seeded (render seed, split, init, batches, jitter)
-and ``torch.use_deterministic_algorithms`` is on, so a run is reproducible on one machine.
-
-:func:`train_default` is the cached entry point of the main job: it reuses
-``config.DEFAULT_MODEL_DIR`` when its ``artifact.json`` records the same configuration and
-the same training-data hash.
+The encoder (random: no MAE weights exist here) and the CNN convolutions stay frozen; their
+outputs are computed once per image and the heads (10,364,897 parameters, no BatchNorm or
+dropout) train on the cache with a dz Huber loss, AdamW and a cosine schedule, fully seeded.
+:func:`train_default` reuses ``config.DEFAULT_MODEL_DIR`` while its recorded config and
+training-data hash match. Reasoning and measurements: docs/training.md.
 """
 
 from __future__ import annotations
@@ -43,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +29,6 @@ from cosmic_utils import config
 from cosmic_utils.data import catalog, dataset
 from cosmic_utils.data.evaluation import knn_baseline
 from cosmic_utils.data.render import RENDERER_VERSION, render_cutouts
-from cosmic_utils.model import artifacts
 from cosmic_utils.model.artifacts import add_onnx, write_artifact
 from cosmic_utils.model.astromae import ViTAstro, build_model, freeze_transformer
 from cosmic_utils.model.export import RedshiftPredictor
@@ -67,18 +40,8 @@ from cosmic_utils.runtime.preprocess import Preprocessing, fit_preprocessing
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CONFIGS",
-    "TRAIN_RENDER_SEED",
-    "VALID_RENDER_SEED",
-    "TrainConfig",
-    "TrainResult",
-    "HeadTrainer",
-    "cached_features",
-    "evaluate_artifact",
-    "render_catalog",
-    "train",
-    "train_default",
-    "training_data_sha256",
+    "CONFIGS", "TRAIN_RENDER_SEED", "VALID_RENDER_SEED", "TrainConfig", "TrainResult", "HeadTrainer",
+    "cached_features", "render_catalog", "train", "train_default", "training_data_sha256",
 ]
 
 #: Render seed of the training cutouts.
@@ -86,8 +49,6 @@ TRAIN_RENDER_SEED: int = 1
 #: Render seed of the validation cutouts (the reported metrics; also `cosmic predict`'s default,
 #: and the seed `cosmic data prepare` uses by default).
 VALID_RENDER_SEED: int = dataset.VALID_RENDER_SEED
-#: Prefixes of the parameters that are frozen and cached (see the module docstring).
-CNN_CONV_PREFIX: str = "inception_model.vis_inception."
 CNN_HEAD_START: int = 10  # vis_inception[10:] = Linear, ReLU, Linear (trained)
 
 
@@ -121,9 +82,7 @@ class TrainConfig:
 
     def cache_key(self) -> dict[str, Any]:
         """The settings that change the trained weights (``threads`` does not)."""
-        out = self.to_dict()
-        out.pop("threads", None)
-        return out
+        return {k: v for k, v in self.to_dict().items() if k != "threads"}
 
 
 #: Named configurations for `cosmic model train --config NAME`.
@@ -176,12 +135,8 @@ def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 @torch.inference_mode()
 def cached_features(model: ViTAstro, image: np.ndarray, batch_size: int = 256,
                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs of the frozen parts for preprocessed images, in eval mode.
-
-    Returns ``(pooled [N,192], cnn [N,192])``: the mean of the patch tokens after the 12
-    blocks (input of ``fc_norm``) and the flattened CNN output (input of
-    ``vis_inception[10]``).
-    """
+    """Frozen-part outputs for preprocessed images (eval mode): ``(pooled [N,192], cnn [N,192])``, the inputs
+    of ``fc_norm`` (mean patch token after the 12 blocks) and of ``vis_inception[10]`` (flattened CNN)."""
     was_training = model.training
     model.eval()
     pooled = np.empty((len(image), model.cls_token.shape[-1]), dtype=np.float32)
@@ -213,10 +168,7 @@ def head_forward(model: ViTAstro, pooled: Tensor, cnn: Tensor, magnitude: Tensor
 def freeze_for_cached_training(model: ViTAstro) -> list[nn.Parameter]:
     """Freeze the encoder (as published) and the CNN convolutions; return the trainable parameters."""
     freeze_transformer(model)
-    for i, layer in enumerate(model.inception_model.vis_inception):
-        if i < CNN_HEAD_START:
-            for p in layer.parameters():
-                p.requires_grad_(False)
+    model.inception_model.vis_inception[:CNN_HEAD_START].requires_grad_(False)
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -227,12 +179,8 @@ def dz_huber(pred: Tensor, target: Tensor, delta: float) -> Tensor:
 
 
 class HeadTrainer:
-    """Trains the non-frozen part of a ``ViTAstro`` on cached frozen features.
-
-    ``pooled``/``cnn``: cached features of the fit rows; ``magnitude``/``mag_err``: raw magnitudes
-    and their errors; ``z``: labels. ``preprocessing`` maps raw magnitudes (after jitter) to
-    network inputs, exactly as at inference.
-    """
+    """Trains the non-frozen part of a ``ViTAstro`` on cached frozen features; ``preprocessing`` maps raw
+    (jittered) magnitudes to network inputs exactly as at inference."""
 
     def __init__(self, model: ViTAstro, cfg: TrainConfig, preprocessing: Preprocessing) -> None:
         self.model = model
@@ -259,7 +207,8 @@ class HeadTrainer:
         progress: bool = True,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
     ) -> list[dict[str, float]]:
-        """Train; keep the weights of the best holdout epoch (lowest holdout loss). Returns the history."""
+        """Train on ``fit`` (``pooled``, ``cnn``, ``magnitude``, ``mag_err``, ``z``); keep the best holdout epoch's
+        weights (lowest holdout loss). Returns the history."""
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed + 1)
         rng = np.random.default_rng([cfg.seed, 11])
@@ -352,11 +301,8 @@ def train(
 ) -> TrainResult:
     """Train with ``cfg`` and write an artifact to ``out_dir`` (default ``models/<cfg.name>``).
 
-    Steps: render the training file (``cfg.render_seed``), split off the holdout, fit the
-    preprocessing on the fit rows, cache the frozen features, train the heads, then score the
-    full network (end to end, not the cached path) on the validation file rendered with
-    ``cfg.valid_render_seed`` (first ``evaluate_rows`` / ``cfg.eval_rows`` rows when given) next to the kNN
-    reference, and export. Returns a :class:`TrainResult` with timings.
+    Render, split the holdout, fit the preprocessing, cache frozen features, train the heads, score the full
+    network on the first ``evaluate_rows`` (default ``cfg.eval_rows``) validation rows with the kNN row, export.
     """
     if isinstance(cfg, str):
         if cfg not in CONFIGS:
@@ -455,13 +401,6 @@ def evaluate_predictor(
     }
 
 
-def evaluate_artifact(artifact: ModelArtifact | str | os.PathLike[str], rows: int | None = None) -> dict[str, Any]:
-    """:func:`evaluate_predictor` for an artifact folder (torch, eval mode)."""
-    art = artifact if isinstance(artifact, ModelArtifact) else ModelArtifact.load(artifact)
-    seed = int(art.config.get("valid_render_seed", VALID_RENDER_SEED))
-    return evaluate_predictor(artifacts.predictor(art), replace(TrainConfig(), valid_render_seed=seed), rows=rows)
-
-
 def cached_artifact(cfg: TrainConfig, out_dir: str | os.PathLike[str]) -> ModelArtifact | None:
     """The artifact in ``out_dir`` if it was trained with ``cfg`` on the current data, else None."""
     folder = Path(out_dir)
@@ -484,12 +423,8 @@ def cached_artifact(cfg: TrainConfig, out_dir: str | os.PathLike[str]) -> ModelA
 
 def train_default(force: bool = False, cfg: TrainConfig | str = "default",
                   out_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> ModelArtifact:
-    """The main job's model: train once into ``config.DEFAULT_MODEL_DIR``, reuse it afterwards.
-
-    Skips training when the folder's artifact records the same config and training-data hash
-    (checksums verified); a cached artifact without ``model.onnx`` is exported, not retrained.
-    ``force=True`` retrains.
-    """
+    """The main job's model: train once into ``config.DEFAULT_MODEL_DIR``, reuse it while config and data hash
+    match (``force=True`` retrains); a cached artifact without ``model.onnx`` is exported, not retrained."""
     cfg = CONFIGS[cfg] if isinstance(cfg, str) else cfg
     out = Path(out_dir) if out_dir is not None else config.DEFAULT_MODEL_DIR
     if not force:
