@@ -23,9 +23,9 @@ M = TypeVar("M", bound="Record")
 
 
 class Record(BaseModel):
-    """A record read strictly: finite numbers only, unknown fields kept."""
+    """A record read strictly: finite numbers only, no booleans or strings for numbers, unknown fields kept."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
 
 
 class Provenance(Record):
