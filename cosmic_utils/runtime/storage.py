@@ -29,27 +29,27 @@ class MissingObjectError(StorageError, FileNotFoundError):
 
 
 class NotRegularFileError(MissingObjectError):
-    """A local key names a symbolic link, FIFO, device, socket or directory: never read (a link
-    is refused before it is followed). A data problem of that key, not an outage."""
+    """A local key names a link, FIFO, device, socket or directory: never read (a data problem, not an outage)."""
+
+
+_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISDIR, "directory"), (stat.S_ISSOCK, "socket"))
 
 
 def open_regular(path: str | os.PathLike[str], label: str | None = None) -> int:
-    """Open ``path`` read-only and return the fd, only if it is a regular file (else
-    FileNotFoundError or :class:`NotRegularFileError`). ``O_NOFOLLOW`` (no link is followed),
-    ``O_NONBLOCK`` (a FIFO cannot hang), type checked on the opened fd (no swap in between)."""
+    """The read-only fd of ``path`` if it is a regular file, else FileNotFoundError or :class:`NotRegularFileError`.
+    ``O_NOFOLLOW``, ``O_NONBLOCK`` (a FIFO cannot hang), type checked on the opened fd."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the last component is a symbolic link: not followed, not read
+        if exc.errno == errno.ELOOP:
             raise NotRegularFileError(f"{label or path} is a symbolic link, not a regular file; links are not "
                                       "followed (replace it by the file itself)") from None
         raise
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = ("FIFO" if stat.S_ISFIFO(mode) else "character device" if stat.S_ISCHR(mode)
-                    else "block device" if stat.S_ISBLK(mode) else "directory" if stat.S_ISDIR(mode)
-                    else "socket" if stat.S_ISSOCK(mode) else "special file")
+            kind = next((k for test, k in _KINDS if test(mode)), "special file")
             raise NotRegularFileError(f"{label or path} is a {kind}, not a regular file; only regular files are read")
         os.set_blocking(fd, True)
         return fd
@@ -87,8 +87,7 @@ def read_regular_into(path: str | os.PathLike[str], label: str | None = None) ->
 
 
 def _fill(stream: Any, view: memoryview) -> int:
-    """Read ``stream`` into ``view`` until it is full or the stream ends; bytes read.
-    ``readinto`` where the stream has it (files, botocore's StreamingBody), else ``read(n)`` chunks."""
+    """Bytes read from ``stream`` into ``view`` until full or EOF (``readinto``, else ``read(n)`` chunks)."""
     got = 0
     readinto = getattr(stream, "readinto", None)
     while got < len(view):
@@ -128,8 +127,7 @@ def validate_key(key: str, allow_empty: bool = False) -> str:
 class Storage(ABC):
     """A flat key -> bytes store rooted at a folder or an S3 prefix."""
 
-    #: The URI the storage was opened with, normalised (``/abs/path`` or ``s3://bucket/prefix``).
-    root_uri: str
+    root_uri: str  # normalised: ``/abs/path`` or ``s3://bucket/prefix``
 
     @abstractmethod
     def list_keys(self, prefix: str = "") -> list[str]:
@@ -140,8 +138,7 @@ class Storage(ABC):
         """The whole object."""
 
     def read_buffer(self, key: str) -> bytearray:
-        """The whole object in one writable ``bytearray`` the caller owns, so ``np.frombuffer``
-        gives writable arrays without a copy (subclasses read straight into it; this copies once)."""
+        """The whole object in one writable ``bytearray`` (``np.frombuffer`` then needs no copy)."""
         return bytearray(self.read_bytes(key))
 
     @abstractmethod
@@ -175,6 +172,10 @@ class Storage(ABC):
     @abstractmethod
     def uri(self, key: str = "") -> str:
         """The full URI of a key (``/abs/path/key`` or ``s3://bucket/prefix/key``)."""
+
+    def _check_range(self, key: str, start: int, length: int) -> None:
+        if start < 0 or length < 0:
+            raise ValueError(f"bad range start={start} length={length} for {self.uri(key)}")
 
     def read_text(self, key: str, encoding: str = "utf-8") -> str:
         return self.read_bytes(key).decode(encoding)
@@ -242,8 +243,7 @@ class LocalStorage(Storage):
             return read_regular_into(self._path(key), self.uri(key))
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        if start < 0 or length < 0:
-            raise ValueError(f"bad range start={start} length={length} for {self.uri(key)}")
+        self._check_range(key, start, length)
         with self._reading(key):
             fd = open_regular(self._path(key), self.uri(key))
         try:
@@ -285,9 +285,8 @@ class LocalStorage(Storage):
 
 
 def durable_write(path: str | os.PathLike[str], data: bytes, sync_dir: bool = True) -> None:
-    """Write ``data`` to ``path`` so that it is either complete or absent: temp file in the same
-    folder, ``fsync``, rename, ``fsync`` of the folder (``sync_dir``). A full disk (ENOSPC) or a
-    read-only folder raises ``OSError`` and leaves no file (and no half-written one) at ``path``."""
+    """Write ``data`` to ``path`` complete or not at all: temp file, ``fsync``, rename, ``fsync`` of
+    the folder (``sync_dir``). ENOSPC or a read-only folder raises ``OSError``, leaving no file."""
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
@@ -301,7 +300,6 @@ def durable_write(path: str | os.PathLike[str], data: bytes, sync_dir: bool = Tr
             return
         try:
             dir_fd = os.open(dst.parent, os.O_RDONLY)
-
         except OSError:  # pragma: no cover - a folder that cannot be opened still got the rename
             return
         try:
@@ -343,8 +341,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix/`` -> ``("bucket", "some/prefix")``."""
     if not uri.startswith("s3://"):
         raise StorageError(f"not an S3 URI: {uri!r}")
-    rest = uri[5:]
-    bucket, _, prefix = rest.partition("/")
+    bucket, _, prefix = uri[5:].partition("/")
     if not bucket:
         raise StorageError(f"S3 URI has no bucket: {uri!r}")
     prefix = prefix.strip("/")
@@ -357,8 +354,7 @@ def make_s3_client(endpoint_url: str | None = None) -> Any:
     """A boto3 S3 client with the default configuration; ``endpoint_url`` for moto servers."""
     import boto3
 
-    endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
-    return boto3.client("s3", endpoint_url=endpoint)
+    return boto3.client("s3", endpoint_url=endpoint_url or os.environ.get(ENDPOINT_ENV) or None)
 
 
 class S3Storage(Storage):
@@ -435,17 +431,15 @@ class S3Storage(Storage):
         """GetObject streamed into a ``bytearray`` of the object's ``ContentLength`` (no second copy)."""
         with self._call(key):
             resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
-            body = resp["Body"]
             size = int(resp.get("ContentLength") or 0)
             buf = bytearray(size)
-            got = _fill(body, memoryview(buf))
-            if got != size or body.read(1):
+            got = _fill(resp["Body"], memoryview(buf))
+            if got != size or resp["Body"].read(1):
                 raise StorageError(f"{self.uri(key)}: read {got} bytes, GetObject announced {size}")
             return buf
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        if start < 0 or length < 0:
-            raise ValueError(f"bad range start={start} length={length} for {self.uri(key)}")
+        self._check_range(key, start, length)
         if length == 0:
             return b""
         try:
@@ -469,9 +463,8 @@ class S3Storage(Storage):
         src = Path(local_path)
         if not src.is_file():
             raise MissingObjectError(f"no such local file to upload: {src}")
-        full = self._full(key)
         with self._call(key):
-            self.client.upload_file(str(src), self.bucket, full)
+            self.client.upload_file(str(src), self.bucket, self._full(key))
 
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
         dst = Path(local_path)
@@ -504,10 +497,8 @@ class S3Storage(Storage):
 
 
 def open_storage(uri: str | os.PathLike[str], s3_client: Any = None, endpoint_url: str | None = None) -> Storage:
-    """Open a local folder (a path or ``file://`` URI) or ``s3://bucket/prefix``.
-
-    Opening is lazy: nothing is created or contacted until the first operation.
-    """
+    """Open a local folder (a path or ``file://`` URI) or ``s3://bucket/prefix``; lazy (nothing is
+    created or contacted until the first operation)."""
     if isinstance(uri, Storage):
         return uri
     text = os.fspath(uri)
