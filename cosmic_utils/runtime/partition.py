@@ -33,8 +33,6 @@ ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
     "magnitude": ("<f8", (N_BANDS,)),
     "redshift": ("<f4", ()),
 }
-#: Bytes one sample occupies in a partition file (the label included, unlike SAMPLE_BYTES).
-ROW_BYTES: int = sum(int(np.dtype(dt).itemsize * np.prod(shape, dtype=np.int64)) for dt, shape in ARRAYS.values())
 #: Refuse absurd header lengths early (a corrupt length field would otherwise allocate GBs).
 MAX_HEADER_BYTES: int = 1 << 20
 EXTENSION: str = ".cpart"
@@ -109,12 +107,8 @@ def _error(name: str, problem: str) -> PartitionError:
 def _display_name(source: Any, name: str | None) -> str:
     if name:
         return name
-    if isinstance(source, (str, os.PathLike)):
-        return Path(source).name
-    file_name = getattr(source, "name", None)
-    if isinstance(file_name, str):
-        return Path(file_name).name
-    return "<bytes>"
+    label = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
+    return Path(label).name if isinstance(label, (str, os.PathLike)) else "<bytes>"
 
 
 def _expected_get(expected: Any, key: str) -> Any:
@@ -128,8 +122,8 @@ def check_arrays(
     name: str = "<arrays>",
     check_finite: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate and normalise arrays to the partition dtypes (little-endian, C order; integer /
-    other float inputs are converted, shapes must match). Returns ``(image, magnitude, redshift)``."""
+    """``(image, magnitude, redshift)`` validated and converted to the partition dtypes (little-endian,
+    C order); shapes must match, any integer / float input is converted."""
     image = np.asarray(image)
     magnitude = np.asarray(magnitude)
     if image.ndim != 4 or image.shape[1:] != IMAGE_SHAPE:
@@ -157,18 +151,13 @@ def check_arrays(
 
 def _check_finite(name: str, image: np.ndarray, magnitude: np.ndarray, row0: int = 0) -> None:
     for label, arr in (("image", image), ("magnitude", magnitude)):
-        # Summing is a fast finiteness test; only on failure look for the offending rows.
         if np.isfinite(arr.sum(dtype=np.float64)):
             continue
         bad = ~np.isfinite(arr.reshape(arr.shape[0], -1))
         rows = np.flatnonzero(bad.any(axis=1))
         if rows.size == 0:  # the sum overflowed but every value is finite
             continue
-        kinds = []
-        if np.isnan(arr).any():
-            kinds.append("NaN")
-        if np.isinf(arr).any():
-            kinds.append("inf")
+        kinds = [kind for kind, test in (("NaN", np.isnan), ("inf", np.isinf)) if test(arr).any()]
         shown = ", ".join(str(int(r) + row0) for r in rows[:5]) + (" ..." if rows.size > 5 else "")
         raise _error(name, f"non-finite values ({'/'.join(kinds)}) in {label}: {int(bad.sum())} values in "
                      f"{rows.size} samples (rows {shown})")
@@ -186,23 +175,15 @@ def _layout(samples: int, meta: Mapping[str, Any]) -> tuple[bytes, dict[str, Arr
             nbytes = int(np.dtype(dtype).itemsize * np.prod(full_shape, dtype=np.int64))
             specs[array_name] = ArraySpec(array_name, dtype, full_shape, offset, nbytes)
             offset = _align(offset + nbytes)
-        last = specs["redshift"]
-        file_bytes = last.offset + last.nbytes
-        header = {
-            "version": VERSION,
-            "samples": samples,
-            "file_bytes": file_bytes,
-            "arrays": {
-                s.name: {"dtype": s.dtype, "shape": list(s.shape), "offset": s.offset, "nbytes": s.nbytes}
-                for s in specs.values()
-            },
-            "meta": dict(meta),
-        }
+        file_bytes = specs["redshift"].offset + specs["redshift"].nbytes
+        arrays = {s.name: {"dtype": s.dtype, "shape": list(s.shape), "offset": s.offset, "nbytes": s.nbytes}
+                  for s in specs.values()}
+        header = {"version": VERSION, "samples": samples, "file_bytes": file_bytes, "arrays": arrays,
+                  "meta": dict(meta)}
         text = json.dumps(header, separators=(",", ":"), sort_keys=False, allow_nan=False).encode()
         needed = _align(PREFIX_BYTES + len(text))
         if needed == data_start:
-            padded = text + b" " * (data_start - PREFIX_BYTES - len(text))
-            return padded, specs, file_bytes
+            return text + b" " * (data_start - PREFIX_BYTES - len(text)), specs, file_bytes
         data_start = needed
     raise RuntimeError("partition header layout did not converge")  # pragma: no cover
 
@@ -260,10 +241,8 @@ def write_partition(
     redshift: np.ndarray | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> PartitionInfo:
-    """Write a partition to a path (atomically: temp file + rename) or an open binary file.
-
-    Returns the sample count, size and sha256 of the whole file (what a manifest entry records).
-    """
+    """Write a partition to a path (atomically: temp file + rename) or an open binary file; returns
+    the sample count, size and sha256 of the whole file (what a manifest entry records)."""
     if isinstance(target, (str, os.PathLike)):
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -281,10 +260,8 @@ def write_partition(
 
 # ------------------------------------------------------------------ reading
 def parse_header(prefix: bytes | bytearray | memoryview, name: str = "<bytes>", total_bytes: int | None = None) -> PartitionHeader:
-    """Parse and validate a header from the first :func:`header_length` bytes of a partition file.
-
-    ``total_bytes`` (the whole file's size, when known) is checked against ``file_bytes``.
-    """
+    """The validated header in the first :func:`header_length` bytes of a partition file;
+    ``total_bytes`` (the file's size, when known) is checked against ``file_bytes``."""
     view = memoryview(prefix)
     if len(view) < PREFIX_BYTES:
         what = "empty file" if len(view) == 0 else f"{len(view)} bytes"
@@ -384,8 +361,7 @@ def _check_expected(name: str, expected: Any, samples: int | None, nbytes: int |
 
 
 def _open_fd(path: Path, label: str, shown: str | None = None) -> int:
-    """``storage.open_regular`` (error text naming ``shown``, else the path), a missing or
-    non-regular file as :class:`PartitionError` naming ``label``."""
+    """``storage.open_regular``; a missing or non-regular file as :class:`PartitionError` naming ``label``."""
     from cosmic_utils.runtime.storage import NotRegularFileError, open_regular
 
     try:
@@ -407,8 +383,7 @@ def _read_source(source: Any, name: str) -> bytes | bytearray | memoryview:
             raise _error(name, f"cannot read {path}: {exc}") from exc
         try:
             size = os.fstat(fd).st_size
-            # The header is read and checked against the file's real size before the file's
-            # buffer is allocated: a header that claims more (or less) than the file is refused.
+            # header checked against the real size before the buffer is allocated
             first = os.pread(fd, PREFIX_BYTES, 0)
             need = header_length(first, name) if len(first) == PREFIX_BYTES else len(first)
             parse_header(first + os.pread(fd, max(0, need - PREFIX_BYTES), PREFIX_BYTES), name, total_bytes=size)
@@ -432,12 +407,9 @@ def read_partition(
     check_finite: bool = True,
     writable: bool = True,
 ) -> Partition:
-    """Read and validate a whole partition from a path, bytes or an open binary file.
-
-    ``expected`` (a manifest entry or mapping with ``samples``, ``bytes``, ``sha256``) is checked
-    too. The arrays are views of one buffer; from immutable ``bytes`` they are copied unless
-    ``writable=False`` (read-only zero-copy views: half the peak memory, e.g. in a Lambda).
-    """
+    """Read and validate a whole partition (path, bytes or binary file), and ``expected`` (a manifest
+    entry or mapping: ``samples``, ``bytes``, ``sha256``). Arrays are views of one buffer; from ``bytes``
+    they are copied unless ``writable=False`` (read-only views: half the peak memory)."""
     label = _display_name(source, name)
     data = _read_source(source, label)
     header = parse_header(data, label, total_bytes=len(data))
@@ -537,11 +509,8 @@ def iter_batches(
     total_bytes: int | None = None,
     check_finite: bool = True,
 ) -> Iterator[Partition]:
-    """Stream a partition in batches of ``batch_size`` rows (memory: one batch; no sha256 check).
-
-    ``source``: a local path or a ``read_at(offset, length)`` function such as an S3 range read
-    (pass ``total_bytes`` then, so truncation is detected).
-    """
+    """Stream a partition in batches of ``batch_size`` rows (memory: one batch; no sha256 check) from a
+    local path or a ``read_at(offset, length)`` function (then pass ``total_bytes`` to detect truncation)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if callable(source) and not isinstance(source, (str, os.PathLike)):
@@ -554,7 +523,6 @@ def iter_batches(
         header = read_header_at(read_at, label, total_bytes=size)
         for start in range(0, header.samples, batch_size):
             yield read_rows_at(read_at, header, start, min(start + batch_size, header.samples), check_finite)
-
 
 
 def partition_name(index: int) -> str:
