@@ -83,7 +83,6 @@ class Manifest:
                 dup = sorted({v for v in values if values.count(v) > 1})
                 raise ManifestError(f"manifest: duplicate partition {what} {dup}")
 
-    # -------------------------------------------------------------- totals
     @property
     def partitions(self) -> int:
         return len(self.entries)
@@ -102,16 +101,9 @@ class Manifest:
         """Bytes as the published work counts them (SAMPLE_BYTES per sample)."""
         return self.total_samples * units.SAMPLE_BYTES
 
-    def entry(self, partition_id: int) -> ManifestEntry:
-        for e in self.entries:
-            if e.partition_id == partition_id:
-                return e
-        raise KeyError(f"manifest has no partition {partition_id}")
-
     def by_key(self) -> dict[str, ManifestEntry]:
         return {e.key: e for e in self.entries}
 
-    # -------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
@@ -161,14 +153,12 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str, where: str = "manifest") -> Manifest:
         try:
-            raw = json.loads(text)
+            return cls.from_dict(json.loads(text), where)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{where}: not valid JSON: {exc}") from exc
-        return cls.from_dict(raw, where)
 
     def write(self, target: Any) -> str:
-        """Write ``manifest.json`` into a storage, a dataset folder / URI, or to a ``.json`` path;
-        returns where it was written."""
+        """Write ``manifest.json`` into a storage, dataset folder / URI or ``.json`` path; returns where."""
         storage = _as_storage(target)
         if storage is None:
             path = Path(target)
@@ -194,12 +184,10 @@ class Manifest:
 
         where = storage.uri(MANIFEST_NAME)
         try:
-            text = storage.read_text(MANIFEST_NAME)
+            return cls.from_json(storage.read_text(MANIFEST_NAME), where=where)
         except MissingObjectError as exc:
             raise ManifestError(f"{where}: manifest not found") from exc
-        return cls.from_json(text, where=where)
 
-    # -------------------------------------------------------------- verification
     def verify(self, storage: Any, deep: bool = True,
                progress: Callable[[Iterable[ManifestEntry]], Iterable[ManifestEntry]] | None = None) -> VerifyReport:
         """Check every partition against its entry: present, size, sha256 (and, when ``deep``,
@@ -207,10 +195,8 @@ class Manifest:
         from cosmic_utils.runtime.partition import PartitionError, read_partition, verify_bytes
         from cosmic_utils.runtime.storage import StorageError, open_storage
 
-        # a path to a manifest .json: its folder is the dataset
-        store = _as_storage(storage) or open_storage(str(Path(os.fspath(storage)).parent))
+        store = _as_storage(storage) or open_storage(str(Path(os.fspath(storage)).parent))  # .json: its folder
         report = VerifyReport(checked=0)
-        # the workstation passes a progress bar (tqdm is not in Lambda)
         for entry in progress(self.entries) if progress is not None else self.entries:
             report.checked += 1
             try:
@@ -246,9 +232,8 @@ class VerifyReport:
     def __str__(self) -> str:
         if self.ok:
             return f"all {self.checked} partitions OK"
-        lines = [f"{len(self.bad)} of {self.checked} partitions bad:"]
-        lines += [f"  {key}: {problem}" for key, problem in sorted(self.bad.items())]
-        return "\n".join(lines)
+        return "\n".join([f"{len(self.bad)} of {self.checked} partitions bad:",
+                          *(f"  {key}: {problem}" for key, problem in sorted(self.bad.items()))])
 
 
 def _as_storage(target: Any) -> Any:

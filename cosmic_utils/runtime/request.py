@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-#: Run ids become S3 key segments, Step Functions execution names (<= 80 chars, no spaces or
-#: wildcards) and folder names, so they use a conservative charset.
+#: Run ids become S3 key segments, Step Functions execution names (<= 80 chars) and folder names.
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 #: Engines that run inside Lambda (ONNX Runtime + numpy). Torch engines do not fit the zip.
 LAMBDA_ENGINES: tuple[str, ...] = ("onnx", "onnx-int8")
@@ -35,11 +34,8 @@ SEED_CODE_FIELDS: dict[str, str] = {
 SEED_FIELDS: tuple[str, ...] = (
     "bucket", "file_limit", "batch_size", "result_path", "data_bucket", "data_prefix", "world_size",
 )
-
-
-#: Environment variables (set by the deploy code in every function's configuration) holding the
-#: deployment's allow-list: JSON lists of locations a request may read from / write results to.
-#: Absent = no allow-list (handlers called by hand in tests); present = enforced by Init.
+#: Environment variables (set by the deploy code) holding the allow-list: JSON lists of locations a
+#: request may read from / write results to. Absent = no allow-list; present = enforced by Init.
 ALLOWED_READ_ENV = "COSMIC_ALLOWED_READ"
 ALLOWED_RESULTS_ENV = "COSMIC_ALLOWED_RESULTS"
 
@@ -91,9 +87,8 @@ class RunRequest(BaseModel):
                      "timeout_s", "tolerated_failure_percentage", mode="before")
     @classmethod
     def _strict_number(cls, value: Any, info: Any) -> Any:
-        # pydantic's lax mode takes True as 1 and "8" or 8.0 as 8: a request that says
-        # "batch_size": true is a mistake, never a batch of one. Numbers must be JSON numbers,
-        # integers for the integer fields, finite for the others.
+        # pydantic's lax mode takes True as 1 and "8" as 8: numbers must be JSON numbers, integral
+        # for the integer fields, finite for the others
         if value is None:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -162,9 +157,8 @@ class RunRequest(BaseModel):
 
 
 def _within(location: str, allowed: str) -> bool:
-    """Whether ``location`` is ``allowed`` or below it (whole path segments: ``s3://b/runs`` allows
-    ``s3://b/runs/x``, not ``s3://b/runs2``). Local folders are compared after resolving ``..`` and
-    symbolic links, so a path cannot walk out of an allowed folder."""
+    """Whether ``location`` is ``allowed`` or below it, by whole segments (``s3://b/runs`` allows
+    ``s3://b/runs/x``, not ``s3://b/runs2``); local folders compared resolved (no walking out)."""
     if location.startswith("s3://") != allowed.startswith("s3://"):
         return False
     if not location.startswith("s3://"):
@@ -189,32 +183,23 @@ def check_allowed(request: RunRequest, allowed_read: list[str] | None, allowed_r
 
 def allow_list_from_env(env: Mapping[str, str]) -> tuple[list[str] | None, list[str] | None]:
     """The deployment's allow-list from a function's environment (see :data:`ALLOWED_READ_ENV`)."""
-    out: list[list[str] | None] = []
-    for name in (ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV):
-        raw = env.get(name)
-        out.append(None if raw is None else [str(x) for x in json.loads(raw)])
-    return out[0], out[1]
+    read, results = (None if env.get(name) is None else [str(x) for x in json.loads(env[name])]
+                     for name in (ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV))
+    return read, results
 
 
 def _format_errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         field = ".".join(str(x) for x in err["loc"]) or "request"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown field {field!r}")
-        elif err["type"] == "missing":
-            parts.append(f"missing field {field!r}")
-        else:
-            parts.append(f"field {field!r}: {err['msg']}")
+        prefix = {"extra_forbidden": "unknown field", "missing": "missing field"}.get(err["type"])
+        parts.append(f"{prefix} {field!r}" if prefix else f"field {field!r}: {err['msg']}")
     return "invalid run request: " + "; ".join(parts)
 
 
 def parse_request(data: Mapping[str, Any] | str | bytes | RunRequest) -> RunRequest:
-    """Validate a request given as a dict or JSON text; errors name every offending field.
-
-    A seed-style payload (it has ``data_bucket`` or a code field) is refused here with a pointer
-    to :func:`from_seed_payload`, so code-carrying payloads never slip through.
-    """
+    """Validate a request given as a dict or JSON text; errors name every offending field, and a
+    payload with a seed code field is refused with the reason."""
     if isinstance(data, RunRequest):
         return data
     if isinstance(data, (str, bytes)):
@@ -224,21 +209,19 @@ def parse_request(data: Mapping[str, Any] | str | bytes | RunRequest) -> RunRequ
             raise RequestError(f"invalid run request: not JSON ({exc})") from exc
     if not isinstance(data, Mapping):
         raise RequestError(f"invalid run request: expected a JSON object, got {type(data).__name__}")
-    code_fields = sorted(k for k in data if k in SEED_CODE_FIELDS)
-    if code_fields:
-        raise RequestError(_code_refusal(code_fields))
+    _refuse_code(data)
     try:
         return RunRequest.model_validate(dict(data))
     except ValidationError as exc:
         raise RequestError(_format_errors(exc)) from None
 
 
-def _code_refusal(fields: list[str]) -> str:
-    reasons = "; ".join(f"{f!r}: {SEED_CODE_FIELDS[f]}" for f in fields)
-    return (
-        f"refused field(s) {', '.join(repr(f) for f in fields)}: a run request never carries code or a"
-        f" script path ({reasons}); the pipeline runs only its packaged handlers"
-    )
+def _refuse_code(payload: Mapping[str, Any]) -> None:
+    fields = sorted(k for k in payload if k in SEED_CODE_FIELDS)
+    if fields:
+        reasons = "; ".join(f"{f!r}: {SEED_CODE_FIELDS[f]}" for f in fields)
+        raise RequestError(f"refused field(s) {', '.join(repr(f) for f in fields)}: a run request never carries"
+                           f" code or a script path ({reasons}); the pipeline runs only its packaged handlers")
 
 
 def _as_int(payload: Mapping[str, Any], key: str) -> int | None:
@@ -254,14 +237,9 @@ def _as_int(payload: Mapping[str, Any], key: str) -> int | None:
 def from_seed_payload(
     payload: Mapping[str, Any], *, model: str, run_id: str | None = None, **overrides: Any
 ) -> RunRequest:
-    """Translate the seed project's Step Functions payload into a :class:`RunRequest`.
-
-    ``model`` is required (the seed kept it in its code folder); ``run_id`` defaults to one made
-    from ``result_path``. Mapping and refused fields: docs/pipeline.md "The run request".
-    """
-    code_fields = sorted(k for k in payload if k in SEED_CODE_FIELDS)
-    if code_fields:
-        raise RequestError(_code_refusal(code_fields))
+    """The seed project's Step Functions payload as a :class:`RunRequest` (``model`` required; ``run_id``
+    defaults to one made from ``result_path``). Mapping: docs/pipeline.md "The run request"."""
+    _refuse_code(payload)
     unknown = sorted(k for k in payload if k not in SEED_FIELDS)
     if unknown:
         raise RequestError(f"invalid seed payload: unknown field(s) {', '.join(map(repr, unknown))}")
