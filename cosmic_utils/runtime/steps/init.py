@@ -24,14 +24,11 @@ from cosmic_utils.runtime.storage import InvalidKeyError, StorageError, parse_s3
 
 log = logging.getLogger(__name__)
 
-# ------------------------------------------------------------------ Init
-def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[str, Any]]:
-    """The partitions a run covers, as entries ``{partition_id, key, samples, bytes, sha256}``.
 
-    With a ``manifest.json`` the manifest is the dataset (sizes and sha256s from it; an unsafe key
-    gets ``invalid_key``), else every listed ``.cpart`` file; then ``request.partitions`` /
-    ``partition_limit`` apply. Policy: docs/pipeline.md "Manifest keys and files not in the manifest".
-    """
+def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[str, Any]]:
+    """The run's partitions as ``{partition_id, key, samples, bytes, sha256}`` (+ ``invalid_key``): the
+    manifest's, else every ``.cpart`` file, then ``request.partitions`` / ``partition_limit``.
+    Policy: docs/pipeline.md "Manifest keys and files not in the manifest"."""
     storage = data if data is not None else _storage(request.data)
     try:
         every = storage.list_keys()
@@ -45,8 +42,7 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
             manifest = Manifest.read(storage)
         except ManifestError as exc:
             raise DataError(f"dataset {request.data}: {exc}") from exc
-        for e in manifest.entries:
-            expected[e.key] = {"samples": e.samples, "bytes": e.bytes, "sha256": e.sha256}
+        expected = {e.key: {"samples": e.samples, "bytes": e.bytes, "sha256": e.sha256} for e in manifest.entries}
     keys = sorted(set(expected) if has_manifest else set(listed))
     if request.partitions is not None:
         unknown = sorted(set(request.partitions) - set(keys))
@@ -55,8 +51,7 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
                 f"request names partitions that {request.data} does not hold: {unknown[:5]}"
                 + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
             )
-        wanted = set(request.partitions)
-        keys = [k for k in keys if k in wanted]
+        keys = sorted(set(keys) & set(request.partitions))
     if request.partition_limit is not None:
         keys = keys[: request.partition_limit]
     if not keys:
@@ -92,9 +87,8 @@ def invalid_partition_id(key: str) -> str:
 
 
 def unlisted_partitions(request: RunRequest, data: Any | None = None) -> list[str]:
-    """``.cpart`` files under the data location that its manifest does not list (never processed).
-
-    Empty when the dataset has no manifest (then every file is a partition)."""
+    """``.cpart`` files under the data location that its manifest does not list (never processed);
+    empty without a manifest (then every file is a partition)."""
     storage = data if data is not None else _storage(request.data)
     every = storage.list_keys()
     if MANIFEST_NAME not in every:
@@ -138,8 +132,7 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     good = [e for e in entries if not e.get("invalid_key")]
     items = build_items(good, request.world_size)
     try:
-        # A redrive (explicit partitions) keeps the run's full partition list, so Summarize still
-        # accounts for every partition of the run, not only the re-run ones.
+        # a redrive keeps the run's full partition list, so Summarize accounts for every partition
         if request.partitions is None or not results.exists(layout.partitions):
             results.write_text(layout.partitions, json.dumps(
                 [dict(e, worker_id=item["worker_id"]) for item in items for e in item["partitions"]]
@@ -157,8 +150,7 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         bucket, key = parse_s3_uri(results.uri(layout.items))
         where.update(bucket=bucket, key=key)
     log.info("run %s: %d partitions in %d items", request.run_id, len(entries), len(items))
-    # The explicit partition list (a redrive) is in items.json now; dropping it keeps the state,
-    # and every Map child's input, small.
+    # a redrive's partition list is in items.json now: dropping it keeps every Map child's input small
     state_request = request.model_copy(update={"partitions": None, "redrive": False}).model_dump(mode="json")
     return {
         "request": state_request,
@@ -174,14 +166,10 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
 
 def _register_execution(request: RunRequest, results: Any, execution: Any) -> dict[str, Any]:
     """Record this execution in the run's chain (``executions.json``); returns ``{"id", "attempt"}``.
-
-    An overwrite starts a new chain and deletes the old outputs, a redrive appends (docs/pipeline.md
-    "Run and model identity"). Without an execution id (a handler called by hand) nothing is filtered.
-    """
+    An overwrite deletes the old outputs and starts a new chain, a redrive appends; docs/pipeline.md
+    "Run and model identity"."""
     layout = RunLayout(request.run_id)
-    exec_id = None
-    if isinstance(execution, Mapping) and execution.get("id"):
-        exec_id = str(execution["id"])
+    exec_id = str(execution["id"]) if isinstance(execution, Mapping) and execution.get("id") else None
     try:
         chain: list[str] = []
         if request.redrive and results.exists(layout.executions):
@@ -192,9 +180,9 @@ def _register_execution(request: RunRequest, results: Any, execution: Any) -> di
                     results.delete(key)
             if results.exists(layout.summary):
                 results.delete(layout.summary)
-        if exec_id is not None and exec_id not in chain:
-            chain.append(exec_id)
         if exec_id is not None:
+            if exec_id not in chain:
+                chain.append(exec_id)
             results.write_text(layout.executions, json.dumps({"run_id": request.run_id, "executions": chain}))
     except Exception as exc:
         raise _infra(f"recording execution {exec_id} of run {request.run_id} under {request.results}", exc) from exc

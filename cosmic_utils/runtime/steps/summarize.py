@@ -31,16 +31,15 @@ from cosmic_utils.runtime.units import NMAD_FACTOR
 
 log = logging.getLogger(__name__)
 
-# ------------------------------------------------------------------ Summarize
+
 def _hist_quantile(hist: Mapping[int, int], q: float) -> float:
     total = sum(hist.values())
     if total == 0:
         return float("nan")
-    target = q * total
     run = 0
     for b in sorted(hist):
         run += hist[b]
-        if run >= target:
+        if run >= q * total:
             return b * HIST_BIN
     return max(hist) * HIST_BIN
 
@@ -113,12 +112,9 @@ class RunAggregate:
         self.data_bytes += nbytes
         inf_s = float(rec.get("inference_s") or 0.0)
         dur_s = float(rec.get("duration_s") or 0.0)
-        # A worker is one invocation (its request id): with world_size it covers several
-        # partitions; a redrive's worker ids restart at 0 but its request ids are new.
+        # a worker is one invocation (its request id: a redrive's worker ids restart at 0)
         w = self.workers[rec.get("request_id") or f"worker-{rec.get('worker_id')}"]
-        w[0] += nbytes
-        w[1] += inf_s
-        w[2] += dur_s
+        w[:] = [w[0] + nbytes, w[1] + inf_s, w[2] + dur_s]
         self.sum_inference_s += inf_s
         self.sum_duration_s += dur_s
         acc = rec.get("accuracy") or {}
@@ -136,9 +132,8 @@ class RunAggregate:
         sst = a["sum_z2"] - a["sum_z"] ** 2 / n
         med = _hist_quantile(self.hist, 0.5)
         dev: dict[int, int] = defaultdict(int)
-        mb = round(med / HIST_BIN)
         for b, c in self.hist.items():
-            dev[abs(b - mb)] += c
+            dev[abs(b - round(med / HIST_BIN))] += c
         mad = _hist_quantile(dev, 0.5)
         return {  # the keys and definitions of cosmic_utils.runtime.metrics.redshift_metrics
             "labelled_samples": int(n),
@@ -302,7 +297,6 @@ def summarize_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     except StorageError as exc:
         raise _infra(f"summarising run {request.run_id}", exc) from exc
     return {
-
         "summary": results.uri(layout.summary),
         "partitions": summary["partitions"],
         "partitions_ok": summary["partitions_ok"],
