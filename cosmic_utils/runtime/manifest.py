@@ -195,7 +195,7 @@ class Manifest:
         from cosmic_utils.runtime.partition import PartitionError, read_partition, verify_bytes
         from cosmic_utils.runtime.storage import StorageError, open_storage
 
-        store = _as_storage(storage) or open_storage(str(Path(os.fspath(storage)).parent))  # .json: its folder
+        store = _as_storage(storage) or open_storage(str(Path(os.fspath(storage)).parent))  # a .json's folder
         report = VerifyReport(checked=0)
         for entry in progress(self.entries) if progress is not None else self.entries:
             report.checked += 1

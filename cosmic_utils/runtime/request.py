@@ -220,8 +220,9 @@ def _refuse_code(payload: Mapping[str, Any]) -> None:
     fields = sorted(k for k in payload if k in SEED_CODE_FIELDS)
     if fields:
         reasons = "; ".join(f"{f!r}: {SEED_CODE_FIELDS[f]}" for f in fields)
-        raise RequestError(f"refused field(s) {', '.join(repr(f) for f in fields)}: a run request never carries"
-                           f" code or a script path ({reasons}); the pipeline runs only its packaged handlers")
+        raise RequestError(f"refused field(s) {', '.join(repr(f) for f in fields)}: a run request never"
+                           f" carries code or a script path ({reasons}); the pipeline runs only its packaged"
+                           " handlers")
 
 
 def _as_int(payload: Mapping[str, Any], key: str) -> int | None:

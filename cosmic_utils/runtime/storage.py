@@ -29,7 +29,7 @@ class MissingObjectError(StorageError, FileNotFoundError):
 
 
 class NotRegularFileError(MissingObjectError):
-    """A local key names a link, FIFO, device, socket or directory: never read (a data problem, not an outage)."""
+    """A local key names a link, FIFO, device, socket or directory: never read (a data problem)."""
 
 
 _KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
@@ -37,8 +37,8 @@ _KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_I
 
 
 def open_regular(path: str | os.PathLike[str], label: str | None = None) -> int:
-    """The read-only fd of ``path`` if it is a regular file, else FileNotFoundError or :class:`NotRegularFileError`.
-    ``O_NOFOLLOW``, ``O_NONBLOCK`` (a FIFO cannot hang), type checked on the opened fd."""
+    """The read-only fd of ``path`` if a regular file, else FileNotFoundError / :class:`NotRegularFileError`
+    (``O_NOFOLLOW``, ``O_NONBLOCK`` so a FIFO cannot hang, type checked on the opened fd)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError as exc:

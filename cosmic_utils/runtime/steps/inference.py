@@ -42,7 +42,6 @@ from cosmic_utils.runtime.storage import MissingObjectError, NotRegularFileError
 
 log = logging.getLogger(__name__)
 
-# ------------------------------------------------------------------ Inference
 _ENGINES: dict[tuple[str, str, str, int | None], Any] = {}
 _INVOCATIONS = 0
 #: Model identity per location: (cheap fingerprint, sha256 of artifact.json). See :func:`model_identity`.
@@ -50,22 +49,15 @@ _MODEL_IDS: dict[str, tuple[Any, str]] = {}
 
 
 def _local_fingerprint(folder: Path) -> tuple[Any, ...]:
-    """inode, size and mtime of every regular file of an artifact folder: any replacement of
-    artifact.json or a model file changes it (a copy over the same name changes mtime/size, a
-    rename-into-place changes the inode)."""
-    out = []
+    """inode, size and mtime of every regular file of an artifact folder (changed by any copy or rename)."""
     with os.scandir(folder) as it:
-        for entry in sorted(it, key=lambda e: e.name):
-            if entry.is_file():
-                st = entry.stat()
-                out.append((entry.name, st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(out)
+        files = sorted((e for e in it if e.is_file()), key=lambda e: e.name)
+    return tuple((e.name, e.stat().st_ino, e.stat().st_size, e.stat().st_mtime_ns) for e in files)
 
 
 def model_identity(model: str) -> tuple[str, Any]:
-    """``(sha256 of artifact.json, fingerprint)`` of the artifact at ``model``: the fingerprint (S3
-    ETag, else inode + size + mtime of the folder's files) is re-checked on every call, the file
-    re-hashed only when it changed (docs/pipeline.md "Run and model identity")."""
+    """``(sha256 of artifact.json, fingerprint)`` of the artifact at ``model``; the fingerprint (S3 ETag,
+    else the folder's file stats) is checked every call, the file re-hashed only when it changed."""
     s3 = model.startswith("s3://")
     if s3:
         store = _storage(model)
@@ -91,11 +83,9 @@ def model_sha256_of(request: RunRequest) -> str | None:
 
 
 def _model_dir(model: str, sha256: str | None = None) -> Path:
-    """A local folder holding the artifact; S3 artifacts are downloaded once to /tmp, per artifact
-    identity (``sha256`` of artifact.json), so a replaced model is downloaded again."""
+    """A local folder holding the artifact (an S3 one downloaded to /tmp once per artifact.json sha256)."""
     if not model.startswith("s3://"):
         return Path(model)
-
     tag = hashlib.sha256(f"{model}\n{sha256 or ''}".encode()).hexdigest()[:16]
     target = Path(tempfile.gettempdir()) / f"cosmic-model-{tag}"
     done = target / ".complete"
@@ -113,33 +103,27 @@ def _model_dir(model: str, sha256: str | None = None) -> Path:
     for name in optional:  # the int8 graph and the gate's calibration.npz, where uploaded
         try:
             store.download_file(name, target / name)
-        except MissingObjectError:
-            # Not every upload carries them; verify_model refuses an engine that needs a missing one.
+        except MissingObjectError:  # verify_model refuses an engine that needs it
             log.info("model %s: optional file %s not uploaded; engines that need it are refused", model, name)
     done.write_text("ok")
     return target
 
 
 def verify_model(folder: Path, engine: str, location: str | None = None) -> None:
-    """Check ``artifact.json`` and the files the engine runs (sha256; never ``model.pt``) before use.
-
-    Raises :class:`ModelError`: every partition of the item is recorded failed with the reason, no retry.
-    """
+    """Check ``artifact.json`` and the sha256 of the files the engine runs (never ``model.pt``); raises
+    :class:`ModelError` (every partition of the item recorded failed, no retry)."""
     try:
         art = ModelArtifact.load(folder, verify=False)
-        roles = ["onnx"] + (["onnx_int8"] if engine == "onnx-int8" and "onnx_int8" in art.files else [])
-        roles += ["calibration"] if engine == "onnx-int8" and "calibration" in art.files else []
-        art.verify(roles)
+        extra = ["onnx_int8", "calibration"] if engine == "onnx-int8" else []
+        art.verify(["onnx"] + [role for role in extra if role in art.files])
     except ArtifactError as exc:
         where = f" ({location})" if location and location != str(folder) else ""
         raise ModelError(f"{exc}{where}") from exc
 
 
 def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
-    """The engine for this request, created (and gated) once per warm container and model identity.
-
-    Returns ``(engine, load_seconds, loaded_now)``; a refused reduced engine falls back to fp32.
-    """
+    """``(engine, load_seconds, loaded_now)``: created and gated once per warm container and model
+    identity; a refused reduced engine falls back to fp32."""
     t0 = time.perf_counter()
     try:
         sha, _ = model_identity(request.model)
@@ -167,22 +151,19 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
 
 
 def accuracy_sums(z_pred: Any, z_true: Any) -> dict[str, Any]:
-    """Mergeable accuracy state of one partition (rows with a finite label): sums, outlier counts and
-    a sparse histogram of dz in ``HIST_BIN`` bins (clipped at +-``HIST_LIMIT``), from which Summarize
-    gets the run's sigma_NMAD to within one bin."""
-    zp = np.asarray(z_pred, dtype=np.float64)
-    zt = np.asarray(z_true, dtype=np.float64)
+    """Mergeable accuracy state of one partition's labelled rows: sums, outlier counts and a sparse
+    histogram of dz in ``HIST_BIN`` bins (clipped at +-``HIST_LIMIT``) for Summarize's sigma_NMAD."""
+    zp, zt = np.asarray(z_pred, dtype=np.float64), np.asarray(z_true, dtype=np.float64)
     ok = np.isfinite(zt) & np.isfinite(zp)
     zp, zt = zp[ok], zt[ok]
-    n = int(zp.size)
-    if n == 0:
+    if zp.size == 0:
         return {"n": 0}
     dz = zp - zt
     x = dz / (1.0 + zt)
     bins = np.rint(np.clip(x, -HIST_LIMIT, HIST_LIMIT) / HIST_BIN).astype(np.int64)
     idx, counts = np.unique(bins, return_counts=True)
     return {
-        "n": n,
+        "n": int(zp.size),
         "sum_dz": float(dz.sum()),
         "sum_abs_dz": float(np.abs(dz).sum()),
         "sum_dz2": float((dz * dz).sum()),
@@ -210,8 +191,8 @@ def _predictions_bytes(partition_id: str, z_pred: Any, z_true: Any, fmt: str) ->
 
 @dataclass
 class Fetched:
-    """One partition read and decoded, or the error to raise on its own turn (possibly fetched on
-    the prefetch thread: a corrupt *next* partition never fails the current one)."""
+    """One partition read and decoded, or the error to raise on its own turn (a corrupt *next*
+    partition, fetched on the prefetch thread, never fails the current one)."""
 
     entry: Mapping[str, Any]
     started: float  #: ``time.perf_counter()`` when its download began (the record's clock starts here)
@@ -224,8 +205,8 @@ class Fetched:
 
 
 def fetch_partition(request: RunRequest, entry: Mapping[str, Any], data: Any, prefetched: bool = False) -> Fetched:
-    """Download one partition into one buffer (arrays are views of it) and decode it (header,
-    checksum, finite values). Never raises: any error is kept in ``error`` for its own turn."""
+    """Download one partition into one buffer (arrays are views of it) and decode it; never raises:
+    any error is kept in ``error`` for its own turn."""
     out = Fetched(entry=entry, started=time.perf_counter(), prefetched=prefetched)
     expected = {k: entry.get(k) for k in ("samples", "bytes", "sha256") if entry.get(k) is not None} or None
     try:
@@ -289,17 +270,13 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
                       cold: bool, data: Any, results: Any,
                       execution: Mapping[str, Any] | None = None,
                       fetched: Fetched | None = None, fetch_wait_s: float = 0.0) -> dict[str, Any]:
-    """Run one partition end to end and write its predictions and record. Returns the record.
-
-    Data problems end in a failure record; infrastructure problems raise InfrastructureError.
-    ``execution`` (``{"id", "attempt"}`` from Init) is stamped on the record; ``fetched``: the
-    partition from the :class:`Prefetcher` (fetched here when None). Phase seconds: docs/pipeline.md.
-    """
+    """Run one partition end to end, write its predictions and record; returns the record. Data problems
+    end in a failure record, infrastructure ones raise InfrastructureError. ``execution``: Init's
+    ``{"id", "attempt"}``; ``fetched``: from the :class:`Prefetcher`, else fetched here."""
     layout = RunLayout(request.run_id)
     rec = _record_base(request, entry, worker_id, context, cold)
-    rec["execution_id"] = (execution or {}).get("id")
-    rec["attempt"] = (execution or {}).get("attempt")
-    rec["model_sha256"] = None
+    execution = execution or {}
+    rec.update(execution_id=execution.get("id"), attempt=execution.get("attempt"), model_sha256=None)
     if fetched is None:
         fetched = fetch_partition(request, entry, data)
     t_start = fetched.started
@@ -346,8 +323,7 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
             results.write_bytes(predictions_key, body)
         except Exception as exc:
             err = _infra(f"writing predictions of {entry['key']}", exc)
-            # Best effort: leave a failure record with the reason. A retry that succeeds overwrites it;
-            # if every retry fails, the failed list says why instead of "no record".
+            # best effort: a failure record with the reason (a retry that succeeds overwrites it)
             rec.update(status="failed", error=str(err), samples=0, data_bytes=0,
                        duration_s=time.perf_counter() - t_start, peak_rss_mb=peak_rss_mb())
             rec.pop("accuracy", None)
@@ -356,12 +332,9 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
             except Exception:  # the results store is down: "no record" will say so
                 pass
             raise err from exc
-        rec["upload_s"] = time.perf_counter() - t0
-        # What "ok" points to: the predictions object, its size and checksum (the runner, the
-        # redrive and Summarize count the partition only when the file they find matches).
-        rec["predictions_file"] = predictions_key.rsplit("/", 1)[-1]
-        rec["predictions_bytes"] = len(body)
-        rec["predictions_sha256"] = hashlib.sha256(body).hexdigest()
+        # what "ok" points to: a partition counts only when the file found matches
+        rec.update(upload_s=time.perf_counter() - t0, predictions_file=predictions_key.rsplit("/", 1)[-1],
+                   predictions_bytes=len(body), predictions_sha256=hashlib.sha256(body).hexdigest())
     except DataError as exc:
         rec.update(status="failed", error=str(exc), samples=0, data_bytes=0)
         rec.pop("accuracy", None)
@@ -386,14 +359,11 @@ def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     entries = item.get("partitions") or []
     if not entries:
         raise DataError("Map item has no partitions")
-    # Ties this invocation's request id to its partitions in CloudWatch: `cosmic logs` finds the error
-    # of a partition that crashed or timed out (and so left no record) through this line.
+    # ties the request id to its partitions: `cosmic logs` finds a crashed partition's error by it
     log.info("cosmic partitions: %s run %s", ",".join(str(e.get("partition_id")) for e in entries), request.run_id)
     data = _storage(request.data)
     results = _storage(request.results)
     ok = failed = 0
-    # Several partitions: the next one downloads and decodes while this one runs (Prefetcher);
-    # records and outputs are still written in the order of ``entries``.
     prefetch = Prefetcher(request, data) if len(entries) > 1 else None
     try:
         fetched: Fetched | None = fetch_partition(request, entries[0], data)

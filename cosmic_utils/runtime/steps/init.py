@@ -42,7 +42,8 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
             manifest = Manifest.read(storage)
         except ManifestError as exc:
             raise DataError(f"dataset {request.data}: {exc}") from exc
-        expected = {e.key: {"samples": e.samples, "bytes": e.bytes, "sha256": e.sha256} for e in manifest.entries}
+        expected = {e.key: {"samples": e.samples, "bytes": e.bytes, "sha256": e.sha256}
+                    for e in manifest.entries}
     keys = sorted(set(expected) if has_manifest else set(listed))
     if request.partitions is not None:
         unknown = sorted(set(request.partitions) - set(keys))
