@@ -14,8 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-#: x86-64 flags (as /proc/cpuinfo spells them) that decide which reduced-precision and
-#: vector paths the CPU runs natively.
+#: x86-64 flags (/proc/cpuinfo spelling) that decide which reduced-precision / vector paths run natively.
 X86_FLAGS: tuple[str, ...] = (
     "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
     "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
@@ -23,16 +22,12 @@ X86_FLAGS: tuple[str, ...] = (
 
 #: arm64 features (/proc/cpuinfo "Features") that matter for the same question.
 ARM_FLAGS: tuple[str, ...] = ("asimd", "asimddp", "fphp", "asimdhp", "sve", "sve2", "bf16", "i8mm")
-
 #: Environment variables that cap the vector ISA of torch / oneDNN / MKL / ONNX Runtime.
 ISA_CAP_VARIABLES: tuple[str, ...] = (
     "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
     "MKL_CBWR", "ORT_DISABLE_AVX512",
 )
-
-
-#: lscpu's names of the /proc/cpuinfo fields the probe reads (lscpu's output is what users
-#: paste into bug reports; tests/fixtures/cpus/ holds real ones).
+#: lscpu's names of the /proc/cpuinfo fields the probe reads (tests/fixtures/cpus/ holds real outputs).
 LSCPU_KEYS: dict[str, str] = {"Vendor ID": "vendor_id", "Model name": "model name", "Flags": "flags",
                               "Architecture": "architecture"}
 
@@ -73,11 +68,7 @@ def _isa_level(arch: str, flags: set[str]) -> str:
     if arch in {"x86_64", "amd64"}:
         if {"amx_tile", "amx_int8"} <= flags or "amx_bf16" in flags:
             return "amx"
-        if "avx512f" in flags:
-            return "avx512"
-        if "avx2" in flags:
-            return "avx2"
-        return "sse"
+        return "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse"
     if arch in {"aarch64", "arm64"}:
         return "arm64-sve" if "sve" in flags else "arm64"
     return arch or "unknown"
@@ -98,10 +89,8 @@ def cpu_probe() -> dict[str, Any]:
 
 def probe_from_fields(fields: Mapping[str, str], *, arch: str, environ: Mapping[str, str] | None = None,
                       cpus: int = 1, fallback_model: str = "") -> dict[str, Any]:
-    """The probe of :func:`cpu_probe` from given /proc/cpuinfo (or :func:`parse_lscpu`) fields.
-
-    The vendor is recorded, never compared: ``cpu_type`` uses arch, ISA level and flags only.
-    """
+    """The probe of :func:`cpu_probe` from given /proc/cpuinfo (or :func:`parse_lscpu`) fields; the
+    vendor is recorded, never compared (``cpu_type`` uses arch, ISA level and flags only)."""
     environ = environ if environ is not None else {}
     raw = set((fields.get("flags") or fields.get("Features") or "").split())
     known = X86_FLAGS if arch in {"x86_64", "amd64"} else ARM_FLAGS
@@ -109,9 +98,8 @@ def probe_from_fields(fields: Mapping[str, str], *, arch: str, environ: Mapping[
     model = fields.get("model name") or fields.get("Model") or fallback_model or arch
     vendor = fields.get("vendor_id") or fields.get("CPU implementer") or ""
     caps = ";".join(f"{k}={environ[k]}" for k in ISA_CAP_VARIABLES if environ.get(k))
-    isa = _isa_level(arch, set(flags))
     probe = {"cpu_model": model, "cpu_vendor": vendor, "arch": arch, "cpu_flags": " ".join(flags),
-             "isa": isa, "isa_caps": caps, "cpus": cpus}
+             "isa": _isa_level(arch, set(flags)), "isa_caps": caps, "cpus": cpus}
     probe["cpu_type"] = cpu_type(probe)
     return probe
 

@@ -1,5 +1,4 @@
 """The torch-free engine interface every inference engine implements (Lambda runs the ONNX one).
-
 The registry that also knows the torch and CUDA engines is :mod:`cosmic_utils.inference.engines`.
 """
 
@@ -47,9 +46,8 @@ class Engine(ABC):
     precision: str = "fp32"
     framework: str = ""
     threads: int = 1
-    #: Set by the accuracy gate: the calibration verdict on this CPU (``None`` for fp32), the
-    #: engine that was asked for and why another one serves ("" when none; see
-    #: :func:`cosmic_utils.runtime.gating.create_engine_with_fallback`).
+    #: Set by the gate (:mod:`cosmic_utils.runtime.gating`): verdict on this CPU (``None`` for fp32),
+    #: the engine asked for, and why another one serves ("" when none).
     gate: dict[str, Any] | None = None
     requested_name: str = ""
     fallback_reason: str = ""
@@ -74,14 +72,9 @@ class Engine(ABC):
     @staticmethod
     def check_inputs(image: Any, magnitude: Any) -> tuple[np.ndarray, np.ndarray]:
         """Validate shapes (raising ``ValueError`` naming the array) and return numpy arrays."""
-        image = np.asarray(image)
-        magnitude = np.asarray(magnitude)
+        image, magnitude = np.asarray(image), np.asarray(magnitude)
         if image.ndim != 4 or tuple(image.shape[1:]) != IMAGE_SHAPE:
             raise ValueError(f"image must have shape [N, 5, 32, 32], got {list(image.shape)}")
         if magnitude.shape != (image.shape[0], N_MAGNITUDES):
             raise ValueError(f"magnitude must have shape [{image.shape[0]}, 5], got {list(magnitude.shape)}")
-        if image.dtype != np.float32:
-            image = image.astype(np.float32)
-        if magnitude.dtype != np.float64:
-            magnitude = magnitude.astype(np.float64)
-        return image, magnitude
+        return image.astype(np.float32, copy=False), magnitude.astype(np.float64, copy=False)

@@ -34,16 +34,9 @@ IMAGE_TRANSFORMS: tuple[str, ...] = ("none", "asinh")
 MAGNITUDE_FEATURES: tuple[str, ...] = ("magnitudes", "r_colours")
 N_BANDS: int = 5
 
-_R_COLOURS = np.array(
-    [
-        [0.0, 0.0, 1.0, 0.0, 0.0],  # r
-        [1.0, -1.0, 0.0, 0.0, 0.0],  # u-g
-        [0.0, 1.0, -1.0, 0.0, 0.0],  # g-r
-        [0.0, 0.0, 1.0, -1.0, 0.0],  # r-i
-        [0.0, 0.0, 0.0, 1.0, -1.0],  # i-z
-    ],
-    dtype=np.float64,
-)
+#: Rows: r, u-g, g-r, r-i, i-z.
+_R_COLOURS = np.array([[0.0, 0.0, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0, 0.0], [0.0, 1.0, -1.0, 0.0, 0.0],
+                       [0.0, 0.0, 1.0, -1.0, 0.0], [0.0, 0.0, 0.0, 1.0, -1.0]], dtype=np.float64)
 
 
 class PreprocessingError(ValueError):
@@ -93,11 +86,9 @@ class Preprocessing:
             raise PreprocessingError(
                 f"preprocessing.image_transform must be one of {IMAGE_TRANSFORMS}, got {self.image_transform!r}")
         magnitude_matrix(self.magnitude_features)  # validates the name
-        # Normalise the numbers to plain float tuples (from lists, numpy arrays, JSON).
         for name, positive in (("image_scale", True), ("magnitude_mean", False), ("magnitude_std", True)):
             object.__setattr__(self, name, _five(name, getattr(self, name), positive))
 
-    # ------------------------------------------------------------------ description
     @property
     def is_identity(self) -> bool:
         """True when inputs reach the network unchanged (the published model)."""
@@ -133,7 +124,6 @@ class Preprocessing:
             raise PreprocessingError(f"preprocessing has unknown fields {extra}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    # ------------------------------------------------------------------ numpy implementation
     def image_scale_array(self) -> np.ndarray:
         """``[1, 5, 1, 1]`` float32 scales (the exact values the torch/ONNX graph holds)."""
         return np.asarray(self.image_scale, dtype=np.float32).reshape(1, N_BANDS, 1, 1)
@@ -169,8 +159,7 @@ def identity() -> Preprocessing:
 
 
 def default_preprocessing() -> Preprocessing:
-    """asinh + r_colours with constants rounded from a fit on the bundled training file (render
-    seed 1): a realistic non-identity preprocessing for untrained test artifacts."""
+    """asinh + r_colours, constants rounded from a fit on the bundled training file (render seed 1)."""
     return Preprocessing(
         image_transform="asinh",
         image_scale=(0.0534, 0.0478, 0.0861, 0.1267, 0.2957),
@@ -201,10 +190,8 @@ def fit_preprocessing(
     scales = []
     for b in range(N_BANDS):
         pixels = image[:, b].reshape(-1)
-        step = max(1, pixels.size // max_pixels_per_band)
-        pixels = pixels[::step].astype(np.float64)
-        med = np.median(pixels)
-        nmad = NMAD_FACTOR * float(np.median(np.abs(pixels - med)))
+        pixels = pixels[::max(1, pixels.size // max_pixels_per_band)].astype(np.float64)
+        nmad = NMAD_FACTOR * float(np.median(np.abs(pixels - np.median(pixels))))
         scales.append(nmad if nmad > 0 else 1.0)
     feats = magnitude @ magnitude_matrix(magnitude_features).T
     std = feats.std(axis=0)
