@@ -62,10 +62,8 @@ class RunLayout:
 
 
 def split_even(entries: Sequence[Any], workers: int | None) -> list[list[Any]]:
-    """Split ``entries`` into contiguous shares whose sizes differ by at most one, never empty.
-
-    ``workers=None`` (the default) or more workers than entries: one entry per share.
-    """
+    """Split ``entries`` into contiguous, non-empty shares whose sizes differ by at most one
+    (``workers=None`` or more workers than entries: one entry per share)."""
     n = len(entries)
     if workers is None or workers >= n:
         return [[e] for e in entries]

@@ -24,6 +24,4 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MB (2**20 bytes): ``VmHWM`` where available,
     as ``ru_maxrss`` includes the parent's peak after fork + exec (the local backend's children)."""
     hwm = read_hwm_mb()
-    if hwm is not None:
-        return hwm
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -14,20 +14,12 @@ import numpy as np
 
 from cosmic_utils.runtime.units import NMAD_FACTOR  # the one constant (numpy-free: Summarize needs it)
 
-__all__ = [
-    "METRIC_NAMES",
-    "OUTLIER_THRESHOLDS",
-    "delta_z",
-    "redshift_metrics",
-    "sigma_nmad",
-]
+__all__ = ["METRIC_NAMES", "OUTLIER_THRESHOLDS", "delta_z", "redshift_metrics", "sigma_nmad"]
 
 #: |dz| thresholds of the two outlier fractions.
 OUTLIER_THRESHOLDS: tuple[float, float] = (0.05, 0.15)
 #: Keys of :func:`redshift_metrics`, in table order.
-METRIC_NAMES: tuple[str, ...] = (
-    "n", "sigma_nmad", "outlier_005", "outlier_015", "bias", "mae", "mse", "r2",
-)
+METRIC_NAMES: tuple[str, ...] = ("n", "sigma_nmad", "outlier_005", "outlier_015", "bias", "mae", "mse", "r2")
 
 
 def _as_pair(z_spec: Any, z_pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -61,11 +53,8 @@ def sigma_nmad(dz: Any) -> float:
 
 
 def redshift_metrics(z_spec: Any, z_pred: Any) -> dict[str, float]:
-    """Every metric of the module docstring for one set of predictions.
-
-    Returns a dict with the keys of :data:`METRIC_NAMES` (``n`` is the number of galaxies;
-    fractions are 0..1, not percent). ``r2`` is NaN when all ``z_spec`` are equal.
-    """
+    """Every metric of the module docstring, keyed as :data:`METRIC_NAMES` (``n``: galaxies; fractions
+    0..1, not percent; ``r2`` NaN when all ``z_spec`` are equal)."""
     spec, pred = _as_pair(z_spec, z_pred)
     err = pred - spec
     dz = err / (1.0 + spec)

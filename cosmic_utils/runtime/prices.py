@@ -24,7 +24,6 @@ ASSUMED_PUBLISHED_MEMORY_MB: int = 10240
 _PRICE_CACHE: dict[str, Any] | None = None
 
 
-# ------------------------------------------------------------------ prices
 class UnknownRegion(ValueError):
     """A region without a row in the price table (the message says how to add one)."""
 
@@ -39,8 +38,8 @@ def regions() -> list[str]:
 
 
 def region_prices(region: str) -> dict[str, Any]:
-    """The price table for ``region``: its row (prices only) merged over the base table, with
-    ``region``, ``as_of``, ``source`` and ``checked`` of the row. UnknownRegion when it has none."""
+    """The base price table with ``region``'s row merged over it (+ the row's ``region``, ``as_of``,
+    ``source``, ``checked``); UnknownRegion when it has none."""
     table = load_prices()
     rows = table.pop("regions", None) or {}
     if region not in rows:
@@ -88,14 +87,11 @@ def _prices(prices: Mapping[str, Any] | str | Path | None) -> Mapping[str, Any]:
     return prices
 
 
-# ------------------------------------------------------------------ Lambda
 def billed_ms(duration_ms: float, granularity_ms: int = 1) -> int:
     """Billed duration of one invocation: ``duration_ms`` rounded up to the billing granularity."""
     if duration_ms < 0:
         raise ValueError(f"duration must be >= 0 ms, got {duration_ms}")
-    # tolerate float noise such as 1000.0000000001 ms
-    units = math.ceil(round(duration_ms / granularity_ms, 6))
-    return int(units * granularity_ms)
+    return int(math.ceil(round(duration_ms / granularity_ms, 6)) * granularity_ms)  # round: float noise
 
 
 def vcpus_for_memory(memory_mb: float, prices: Mapping[str, Any] | None = None) -> float:
@@ -106,9 +102,8 @@ def vcpus_for_memory(memory_mb: float, prices: Mapping[str, Any] | None = None) 
 
 def _check_memory(memory_mb: float, lam: Mapping[str, Any]) -> None:
     if not lam["min_memory_mb"] <= memory_mb <= lam["max_memory_mb"]:
-        raise ValueError(
-            f"memory_mb={memory_mb} outside Lambda's range {lam['min_memory_mb']}..{lam['max_memory_mb']} MB"
-        )
+        raise ValueError(f"memory_mb={memory_mb} outside Lambda's range {lam['min_memory_mb']}.."
+                         f"{lam['max_memory_mb']} MB")
 
 
 @dataclass(frozen=True)
@@ -129,9 +124,7 @@ class LambdaCost:
         return self.compute_usd + self.request_usd + self.ephemeral_usd
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["total_usd"] = self.total_usd
-        return out
+        return {**asdict(self), "total_usd": self.total_usd}
 
 
 def lambda_cost(
@@ -142,13 +135,9 @@ def lambda_cost(
     prices: Mapping[str, Any] | str | Path | None = None,
     already_billed: bool = False,
 ) -> LambdaCost:
-    """Cost of Lambda invocations by CONFIGURED memory x billed duration (each rounded up to 1 ms).
-
-    ``durations_ms``: one per invocation (billed ones when ``already_billed``). Requests are charged
-    per invocation, ephemeral storage above the free 512 MB per GB-second of the same billed time.
-    """
-    p = _prices(prices)
-    lam = p["lambda"]
+    """Cost of Lambda invocations (``durations_ms``: one each, billed ones when ``already_billed``) by
+    CONFIGURED memory x billed duration, plus requests and ephemeral storage above the free 512 MB."""
+    lam = _prices(prices)["lambda"]
     if arch not in lam["gb_second_usd"]:
         raise ValueError(f"unknown Lambda architecture {arch!r}; expected one of {sorted(lam['gb_second_usd'])}")
     _check_memory(memory_mb, lam)
@@ -158,41 +147,25 @@ def lambda_cost(
     seconds = total_ms / 1000.0
     gb_s = memory_mb / 1024.0 * seconds
     extra_gb = max(0.0, (ephemeral_mb - float(lam["ephemeral_free_mb"])) / 1024.0)
-    return LambdaCost(
-        invocations=n,
-        billed_ms_total=total_ms,
-        memory_mb=float(memory_mb),
-        arch=arch,
-        gb_seconds=gb_s,
-        compute_usd=gb_s * float(lam["gb_second_usd"][arch]),
-        request_usd=n * float(lam["request_usd_per_million"]) / 1e6,
-        ephemeral_usd=extra_gb * seconds * float(lam["ephemeral_gb_second_usd"]),
-    )
+    return LambdaCost(invocations=n, billed_ms_total=total_ms, memory_mb=float(memory_mb), arch=arch,
+                      gb_seconds=gb_s, compute_usd=gb_s * float(lam["gb_second_usd"][arch]),
+                      request_usd=n * float(lam["request_usd_per_million"]) / 1e6,
+                      ephemeral_usd=extra_gb * seconds * float(lam["ephemeral_gb_second_usd"]))
 
 
-# ------------------------------------------------------------------ Step Functions, S3
-def stepfunctions_cost(
-    items: int,
-    parent_transitions: int = 4,
-    child_transitions: int = 2,
-    retries: int = 0,
-    prices: Mapping[str, Any] | str | Path | None = None,
-) -> float:
-    """Step Functions Standard cost of one run with a Distributed Map over ``items``.
-
-    Parent: start -> Init -> Map -> Summarize; each item a child execution of ``child_transitions``
-    (its start + the Inference Task); each retry one more transition.
-    """
+def stepfunctions_cost(items: int, parent_transitions: int = 4, child_transitions: int = 2, retries: int = 0,
+                       prices: Mapping[str, Any] | str | Path | None = None) -> float:
+    """Step Functions Standard cost of one run with a Distributed Map over ``items``: parent start -> Init
+    -> Map -> Summarize, each item a child of start + Inference Task, each retry one more transition."""
     if items < 0:
         raise ValueError(f"items must be >= 0, got {items}")
-    p = _prices(prices)
     transitions = parent_transitions + items * child_transitions + retries
-    return transitions * float(p["stepfunctions"]["standard_transition_usd_per_1000"]) / 1000.0
+    return transitions * float(_prices(prices)["stepfunctions"]["standard_transition_usd_per_1000"]) / 1000.0
 
 
 def s3_cost(gets: int = 0, puts: int = 0, lists: int = 0,
             prices: Mapping[str, Any] | str | Path | None = None) -> float:
-    """S3 request cost of GET, PUT and LIST requests (storage and transfer inside a region are not billed here)."""
+    """S3 request cost of GET, PUT and LIST requests (storage and in-region transfer not billed here)."""
     s3 = _prices(prices)["s3"]
     return (gets * float(s3["get_usd_per_1000"]) + puts * float(s3["put_usd_per_1000"])
             + lists * float(s3["list_usd_per_1000"])) / 1000.0

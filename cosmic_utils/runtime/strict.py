@@ -1,7 +1,7 @@
 """Strict reading of numbers that come from records, and strict JSON writing.
 
 :func:`check_number`: a real, finite number inside its physical range, else :class:`RecordError`
-naming file, field and value; :func:`dumps` / :func:`dump` never write NaN or Infinity. In
+naming file, field and value; :func:`dumps` never writes NaN or Infinity. In
 ``runtime`` so Summarize and every workstation reader share one rule (docs/reliability.md).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 
 class RecordError(ValueError):
@@ -19,10 +19,8 @@ class RecordError(ValueError):
 
 def check_number(value: Any, *, source: str | Path, field: str, lo: float | None = None,
                  hi: float | None = None, lo_open: bool = False) -> float:
-    """``value`` as a float, or :class:`RecordError` naming ``source``, ``field`` and the value.
-
-    ``lo`` / ``hi``: inclusive range (``lo_open=True``: ``lo`` exclusive). Booleans are not numbers.
-    """
+    """``value`` as a float, else :class:`RecordError` naming ``source``, ``field`` and the value; ``lo`` /
+    ``hi`` inclusive (``lo_open=True``: ``lo`` exclusive). Booleans are not numbers."""
     where = f"{source}: field {field!r}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecordError(f"{where} is {value!r}, not a number")
@@ -40,8 +38,3 @@ def check_number(value: Any, *, source: str | Path, field: str, lo: float | None
 def dumps(obj: Any, **kwargs: Any) -> str:
     """``json.dumps`` that refuses NaN and infinities (standard JSON only)."""
     return json.dumps(obj, allow_nan=False, **kwargs)
-
-
-def dump(obj: Any, fp: IO[str], **kwargs: Any) -> None:
-    """``json.dump`` that refuses NaN and infinities (standard JSON only)."""
-    json.dump(obj, fp, allow_nan=False, **kwargs)
