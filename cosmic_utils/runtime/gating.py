@@ -77,21 +77,16 @@ class Calibration:
     sha256: str
 
 
-# --------------------------------------------------------------------------- the rule
 def compare_to_fp32(name: str, precision: str, z: np.ndarray, z_fp32: np.ndarray,
                     z_spec: np.ndarray | None) -> dict[str, Any]:
-    """The accuracy rule: numbers and ``passed`` for one engine's outputs against the fp32 ones.
-
-    Reduced: ``|sigma_NMAD / sigma_NMAD_fp32 - 1| <= 2 %`` and ``max |z - z_fp32| <= 0.05``; fp32:
-    ``max |z - z_fp32| <= 1e-3``. Rows without a finite ``z_spec`` are left out of sigma_NMAD.
-    """
+    """The accuracy rule: numbers and ``passed`` for one engine's outputs against fp32. Reduced: sigma_NMAD
+    within 2 % and ``max |z - z_fp32| <= 0.05``; fp32: ``<= 1e-3``. Unlabelled rows skip sigma_NMAD."""
     z = np.asarray(z, dtype=np.float64).reshape(-1)
     ref = np.asarray(z_fp32, dtype=np.float64).reshape(-1)
     out: dict[str, Any] = {"engine": name, "precision": precision, "rows": int(len(z))}
     finite = bool(len(z) and np.isfinite(z).all())
     diff = np.abs(z - ref) if finite else np.array([np.inf])
-    out["max_abs_dz"] = float(diff.max())
-    out["mean_abs_dz"] = float(diff.mean())
+    out.update(max_abs_dz=float(diff.max()), mean_abs_dz=float(diff.mean()))
     nmad = nmad_ref = rel = float("nan")
     if finite and z_spec is not None:
         spec = np.asarray(z_spec, dtype=np.float64).reshape(-1)
@@ -123,10 +118,9 @@ def describe(verdict: dict[str, Any]) -> str:
     return ", ".join(parts) + f" on {verdict.get('rows', 0)} rows"
 
 
-# --------------------------------------------------------------------------- CPU knowledge
 def native_bf16(probe: dict[str, Any] | None = None) -> bool:
-    """Whether bf16 matmuls run natively here (AMX-BF16 / AVX512-BF16 / arm64 BF16), and no oneDNN
-    ISA cap below them (``ONEDNN_MAX_CPU_ISA=AVX2`` ...) makes oneDNN emulate bf16."""
+    """Whether bf16 matmuls run natively (AMX-BF16 / AVX512-BF16 / arm64 BF16), with no oneDNN ISA cap
+    below them (``ONEDNN_MAX_CPU_ISA=AVX2`` ...) making oneDNN emulate bf16."""
     p = probe or cpu.cpu_probe()
     flags = set(p["cpu_flags"].split())
     if not ({"amx_bf16", "avx512_bf16"} & flags or ("bf16" in flags and p["arch"] in {"aarch64", "arm64"})):
@@ -148,10 +142,8 @@ def speed_refusal(name: str, precision: str) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- calibration set
 def load_calibration(artifact_dir: str | os.PathLike[str]) -> Calibration | None:
-    """The artifact's calibration set, its sha256 checked (else :class:`ArtifactError`: a corrupt
-    set must not decide anything); ``None`` when the artifact lists none."""
+    """The artifact's calibration set, sha256 checked (else :class:`ArtifactError`); ``None`` if unlisted."""
     folder = Path(artifact_dir)
     entry = (artifact_meta(folder, missing_ok=True).get("files") or {}).get(ROLE_CALIBRATION)
     if not entry:
@@ -178,7 +170,6 @@ def artifact_identity(artifact_dir: str | os.PathLike[str]) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:16] if joined else f"path:{Path(artifact_dir).resolve()}"
 
 
-# --------------------------------------------------------------------------- the gate
 def _predict(engine: Any, image: np.ndarray, magnitude: np.ndarray, batch_size: int = 256) -> np.ndarray:
     out = np.empty(len(image), dtype=np.float32)
     for s in range(0, len(image), batch_size):
@@ -187,10 +178,8 @@ def _predict(engine: Any, image: np.ndarray, magnitude: np.ndarray, batch_size: 
 
 
 def check_engine(engine: Any, artifact_dir: str | os.PathLike[str], use_cache: bool = True) -> dict[str, Any] | None:
-    """Run ``engine`` on the artifact's calibration set and judge it (:func:`compare_to_fp32`).
-
-    Returns the verdict (with ``cpu_type``, ``cpu_model``, ``cached``), ``None`` without a set.
-    """
+    """The verdict of ``engine`` on the artifact's calibration set (:func:`compare_to_fp32`, plus
+    ``cpu_type``, ``cpu_model``, ``cached``); ``None`` without a set."""
     probe = cpu.cpu_probe()
     key = (probe["cpu_type"], str(engine.name), artifact_identity(artifact_dir))
     if use_cache and key in _CACHE:
@@ -209,11 +198,8 @@ def check_engine(engine: Any, artifact_dir: str | os.PathLike[str], use_cache: b
 
 
 def gate_engine(engine: Any, artifact_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """Let ``engine`` serve only if it is fp32 or passed its check on this CPU type; returns the verdict.
-
-    Raises :class:`EngineRefusedError` (bf16 emulated here) or :class:`EngineAccuracyError`
-    (check failed, or no calibration set in the artifact).
-    """
+    """The verdict letting ``engine`` serve (fp32, or passed on this CPU type); else
+    :class:`EngineRefusedError` (bf16 emulated) or :class:`EngineAccuracyError` (failed, or no set)."""
     if engine.precision == "fp32":
         return None
     slow = speed_refusal(engine.name, engine.precision)
@@ -245,15 +231,11 @@ def gated(engine: Engine, name: str, artifact_dir: str | os.PathLike[str], gate:
 
 def create_engine_with_fallback(name: str, artifact_dir: str | os.PathLike[str], threads: int | None = None,
                                 *, create: Callable[..., Engine]) -> Engine:
-    """``create(name)``, or its fp32 counterpart when the gate refuses ``name`` on this CPU.
-
-    ``create(name, artifact_dir, threads=...)`` makes a gated engine (a parameter, not an import:
-    the ONNX engine imports this module). The engine carries ``requested_name``, ``fallback_reason``
-    ("" when none, else the refusal) and ``gate`` (its verdict, ``None`` for fp32).
-    """
+    """``create(name, artifact_dir, threads=...)`` (a gated engine; a parameter, as the ONNX engine imports
+    this module), or its fp32 counterpart when refused here; sets ``requested_name``, ``fallback_reason``."""
+    reason = ""
     try:
         engine = create(name, artifact_dir, threads=threads)
-        reason = ""
     except EngineRefusedError as exc:
         fallback = FP32_FALLBACK.get(exc.engine, "onnx")
         log.warning("%s; falling back to %s", exc, fallback)

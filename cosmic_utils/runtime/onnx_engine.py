@@ -82,11 +82,8 @@ def _graph_variant(path: Path) -> str | None:
 
 def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None,
                        variant: str = INT8_VARIANT) -> Path:
-    """Write an int8 copy of ``src`` (weight MatMul/Gemm only) as ``variant``; returns its path.
-
-    Default ``dst``: ``model.int8.onnx`` next to ``src``, else (read-only folder) a temp cache file
-    keyed by the sha256 of ``src``. An existing, newer ``dst`` of the same variant is reused.
-    """
+    """Write an int8 copy of ``src`` (weight MatMul/Gemm only) as ``variant``; returns its path (default
+    ``model.int8.onnx`` beside ``src``, else a temp file keyed by its sha256; a newer one is reused)."""
     import onnx
 
     if variant not in INT8_VARIANTS:
@@ -116,7 +113,6 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     finally:
         root.setLevel(level)
         tmp.unlink(missing_ok=True)
-
     log.info("quantised %s -> %s (%s, %d weight MatMul/Gemm nodes int8)", src, dst, variant, len(weight))
     return dst
 
@@ -168,8 +164,7 @@ def _quantize_static(src: Path, dst: Path, exclude: list[str], batch: int = 64) 
 
 
 def int8_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
-    """The listed ``files.onnx_int8`` graph (what a Lambda downloads), else a quantised copy
-    of ``model.onnx`` made now (needs the ``onnx`` package)."""
+    """The listed ``files.onnx_int8`` graph (what a Lambda downloads), else ``model.onnx`` quantised now."""
     folder = Path(artifact_dir)
     meta = artifact_meta(folder, missing_ok=True)
     files = meta.get("files") or {}
@@ -191,8 +186,7 @@ def int8_model_path(artifact_dir: str | os.PathLike[str]) -> Path:
 
 
 def register_int8(artifact_dir: str | os.PathLike[str]) -> Path:
-    """Quantise ``model.onnx`` (if needed) and list the result in ``artifact.json`` as
-    ``files.onnx_int8`` with its sha256, so deployments ship it and Lambda needs no ``onnx``."""
+    """Quantise ``model.onnx`` (if needed) and list it as ``files.onnx_int8`` in ``artifact.json``."""
     path = quantize_onnx_int8(onnx_model_path(artifact_dir))
     if path.parent != Path(artifact_dir):
         raise ValueError(f"model artifact {artifact_dir} is read-only: int8 graph cached at {path}")
@@ -214,8 +208,8 @@ SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
 def session_options(threads: int, spinning: bool = False, optimization: str = "all") -> ort.SessionOptions:
-    """``threads`` intra-op threads, one inter-op thread, sequential, spinning off unless ``spinning``,
-    graph optimisation ``optimization`` (:data:`OPTIMIZATION_LEVELS`)."""
+    """``threads`` intra-op threads, one inter-op, sequential, spinning only if ``spinning``, graph
+    optimisation ``optimization`` (:data:`OPTIMIZATION_LEVELS`)."""
     if optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {optimization!r}")
     opts = ort.SessionOptions()
@@ -234,11 +228,8 @@ PARALLEL_MODES: tuple[str, ...] = ("rows", "intra")
 
 
 class OnnxEngine(Engine):
-    """ONNX Runtime CPU session on an artifact's graph (preprocessing inside the graph).
-
-    ``chunk``: rows per ``session.run`` (``None`` / 0: the whole batch); ``parallel="rows"`` runs
-    micro-batches concurrently from ``threads`` Python threads, ``"intra"`` uses intra-op threads.
-    """
+    """ONNX Runtime CPU session on an artifact's graph. ``chunk``: rows per ``session.run`` (0: whole
+    batch); ``parallel="rows"``: micro-batches on ``threads`` Python threads, ``"intra"``: intra-op."""
 
     framework = "onnxruntime"
 
@@ -304,7 +295,6 @@ class OnnxEngine(Engine):
         starts = range(0, n, step)
         if self._pool is not None and len(starts) > 1:
             list(self._pool.map(run, starts))  # re-raises a worker's error here
-
         else:
             for start in starts:
                 run(start)
@@ -319,8 +309,7 @@ class OnnxEngine(Engine):
 
 def create_onnx_engine(name: str, artifact_dir: str | os.PathLike[str], threads: int | None = None,
                        gate: bool = True) -> OnnxEngine:
-    """The ONNX engine ``name`` (``onnx`` / ``onnx-int8``) on a model folder, gated like every engine
-    (:func:`cosmic_utils.runtime.gating.gated`) unless ``gate`` is false."""
+    """The ONNX engine ``name`` (``onnx`` / ``onnx-int8``) on a model folder, gated unless ``gate``."""
     if name not in ONNX_ENGINE_NAMES:
         raise ValueError(f"unknown ONNX engine {name!r}; choose one of {', '.join(ONNX_ENGINE_NAMES)}")
     engine = OnnxEngine.from_artifact(artifact_dir, threads=threads, int8=(name == "onnx-int8"))
