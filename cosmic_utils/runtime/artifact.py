@@ -20,14 +20,8 @@ from typing import Any
 
 from cosmic_utils.runtime.preprocess import Preprocessing, PreprocessingError
 
-__all__ = [
-    "ARCHITECTURE",
-    "FORMAT_VERSION",
-    "ArtifactError",
-    "ArtifactNotFoundError",
-    "ModelArtifact",
-    "sha256_file",
-]
+__all__ = ["ARCHITECTURE", "FORMAT_VERSION", "ArtifactError", "ArtifactNotFoundError", "ModelArtifact",
+           "sha256_file"]
 
 #: Version of the artifact layout this code writes and reads.
 FORMAT_VERSION: int = 1
@@ -116,13 +110,10 @@ class ModelArtifact:
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
-    # ------------------------------------------------------------------ reading
     @classmethod
     def load(cls, path: str | os.PathLike[str], verify: bool = True) -> ModelArtifact:
-        """Read ``path/artifact.json`` and (``verify``) check every listed file's sha256.
-
-        :class:`ArtifactNotFoundError` for anything missing, :class:`ArtifactError` for anything invalid.
-        """
+        """Read ``path/artifact.json`` and (``verify``) check every listed file's sha256;
+        :class:`ArtifactNotFoundError` for anything missing, :class:`ArtifactError` for anything invalid."""
         folder = Path(path)
         if not folder.is_dir():
             raise ArtifactNotFoundError(f"model artifact {folder}: folder not found "
@@ -159,19 +150,11 @@ class ModelArtifact:
             raise ArtifactError(f"model artifact {meta_path}: invalid preprocessing: {exc}") from exc
         known = {"format_version", "name", "created", "architecture", "preprocessing", "config",
                  "training_data_sha256", "metrics", "files"}
-        art = cls(
-            path=folder,
-            name=str(meta["name"]),
-            preprocessing=pre,
-            architecture=str(meta["architecture"]),
-            created=str(meta.get("created", "")),
-            config=dict(meta.get("config") or {}),
-            training_data_sha256=meta.get("training_data_sha256"),
-            metrics=dict(meta.get("metrics") or {}),
-            files={str(k): dict(v) for k, v in files.items()},
-            format_version=int(version),
-            extra={k: v for k, v in meta.items() if k not in known},
-        )
+        art = cls(path=folder, name=str(meta["name"]), preprocessing=pre,
+                  architecture=str(meta["architecture"]), created=str(meta.get("created", "")),
+                  config=dict(meta.get("config") or {}), training_data_sha256=meta.get("training_data_sha256"),
+                  metrics=dict(meta.get("metrics") or {}), files={str(k): dict(v) for k, v in files.items()}, format_version=int(version),
+                  extra={k: v for k, v in meta.items() if k not in known})
         if verify:
             art.verify()
         return art
@@ -189,8 +172,7 @@ class ModelArtifact:
             expected = entry.get("sha256")
             if not expected:
                 raise ArtifactError(f"model artifact {self.path}: files.{role} has no sha256")
-            actual = sha256_file(file)
-            if actual != expected:
+            if (actual := sha256_file(file)) != expected:
                 raise ArtifactError(
                     f"model artifact {self.path}: checksum mismatch for {entry['path']} ({role}): "
                     f"sha256 mismatch (artifact.json says {str(expected)[:12]}..., file is {actual[:12]}...; "
@@ -217,21 +199,11 @@ class ModelArtifact:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``artifact.json`` content."""
-        out = {
-            "format_version": self.format_version,
-            "name": self.name,
-            "created": self.created,
-            "architecture": self.architecture,
-            "preprocessing": self.preprocessing.to_dict(),
-            "config": self.config,
-            "training_data_sha256": self.training_data_sha256,
-            "metrics": self.metrics,
-            "files": self.files,
-            **self.extra,
-        }
-        return _jsonable(out)
+        return _jsonable({"format_version": self.format_version, "name": self.name, "created": self.created,
+                          "architecture": self.architecture, "preprocessing": self.preprocessing.to_dict(),
+                          "config": self.config, "training_data_sha256": self.training_data_sha256,
+                          "metrics": self.metrics, "files": self.files, **self.extra})
 
-    # ------------------------------------------------------------------ writing
     def add_file(self, role: str, filename: str) -> None:
         """Record (or refresh) the checksum of ``path/filename`` under ``role``."""
         file = self.path / filename
