@@ -152,7 +152,8 @@ class ModelArtifact:
                  "training_data_sha256", "metrics", "files"}
         art = cls(path=folder, name=str(meta["name"]), preprocessing=pre,
                   architecture=str(meta["architecture"]), created=str(meta.get("created", "")),
-                  config=dict(meta.get("config") or {}), training_data_sha256=meta.get("training_data_sha256"),
+                  config=dict(meta.get("config") or {}),
+                  training_data_sha256=meta.get("training_data_sha256"),
                   metrics=dict(meta.get("metrics") or {}), files={str(k): dict(v) for k, v in files.items()},
                   format_version=int(version), extra={k: v for k, v in meta.items() if k not in known})
         if verify:

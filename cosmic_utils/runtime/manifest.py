@@ -49,15 +49,10 @@ class ManifestEntry:
         if missing:
             raise ManifestError(f"{where}: entry {dict(raw)!r} lacks {missing}")
         try:
-            return cls(
-                partition_id=int(raw["partition_id"]),
-                key=str(raw["key"]),
-                samples=int(raw["samples"]),
-                bytes=int(raw["bytes"]),
-                sha256=str(raw["sha256"]),
-                source=str(raw.get("source", "")),
-                seed=None if raw.get("seed") is None else int(raw["seed"]),
-            )
+            return cls(partition_id=int(raw["partition_id"]), key=str(raw["key"]),
+                       samples=int(raw["samples"]), bytes=int(raw["bytes"]), sha256=str(raw["sha256"]),
+                       source=str(raw.get("source", "")),
+                       seed=None if raw.get("seed") is None else int(raw["seed"]))
         except (TypeError, ValueError) as exc:
             raise ManifestError(f"{where}: bad entry {dict(raw)!r}: {exc}") from exc
 
@@ -106,20 +101,12 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": self.version,
-            "created": self.created,
-            "gb": self.gb,
-            "partition_mb": self.partition_mb,
-            "seed": self.seed,
-            "source": self.source,
-            "renderer_version": self.renderer_version,
-            "sample_bytes": units.SAMPLE_BYTES,
-            "partitions": self.partitions,
-            "total_samples": self.total_samples,
-            "total_bytes": self.total_bytes,
-            "data_bytes": self.data_bytes,
-            "extra": self.extra,
-            "entries": [asdict(e) for e in self.entries],
+            "version": self.version, "created": self.created, "gb": self.gb,
+            "partition_mb": self.partition_mb, "seed": self.seed, "source": self.source,
+            "renderer_version": self.renderer_version, "sample_bytes": units.SAMPLE_BYTES,
+            "partitions": self.partitions, "total_samples": self.total_samples,
+            "total_bytes": self.total_bytes, "data_bytes": self.data_bytes,
+            "extra": self.extra, "entries": [asdict(e) for e in self.entries],
         }
 
     def to_json(self) -> str:
@@ -137,16 +124,10 @@ class Manifest:
             raise ManifestError(f"{where}: field 'entries' is missing or not a list")
         entries = [ManifestEntry.from_dict(e, where) for e in entries_raw]
         try:
-            return cls(
-                entries=entries,
-                created=str(raw.get("created", "")),
-                gb=raw.get("gb"),
-                partition_mb=raw.get("partition_mb"),
-                seed=raw.get("seed"),
-                source=str(raw.get("source", "")),
-                renderer_version=raw.get("renderer_version"),
-                extra=dict(raw.get("extra") or {}),
-            )
+            return cls(entries=entries, created=str(raw.get("created", "")), gb=raw.get("gb"),
+                       partition_mb=raw.get("partition_mb"), seed=raw.get("seed"),
+                       source=str(raw.get("source", "")), renderer_version=raw.get("renderer_version"),
+                       extra=dict(raw.get("extra") or {}))
         except ManifestError as exc:
             raise ManifestError(f"{where}: {str(exc).removeprefix('manifest: ')}") from exc
 

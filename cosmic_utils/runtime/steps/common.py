@@ -34,15 +34,13 @@ NO_RECORD = "no record (handler crashed or timed out)"
 
 
 class InfrastructureError(RuntimeError):
-    """Storage or model infrastructure failed; raised so the state machine's Retry applies (on
-    Lambda the error name the state machine sees is the class name)."""
+    """Storage or model infrastructure failed: raised for the state machine's Retry (it sees the class)."""
 
 
 class DataError(ValueError):
     """One partition's data is unusable (becomes a failure record, never a retry)."""
 
 
-# ------------------------------------------------------------------ small helpers
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -63,8 +61,8 @@ def _context_memory(context: Any, default: int) -> int:
 
 
 class RunExistsError(DataError, FileExistsError):
-    """The run id (or run folder) already holds results and the request is neither an overwrite nor
-    a redrive: a data error for Init (no retry), a ``FileExistsError`` for the runner."""
+    """The run id already holds results and the request is no overwrite or redrive: a data error for
+    Init (no retry), a ``FileExistsError`` for the runner."""
 
 
 class ModelError(DataError):
@@ -73,38 +71,17 @@ class ModelError(DataError):
 
 def _record_base(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any,
                  cold: bool) -> dict[str, Any]:
+    """The fields every partition record starts with, set to their not-yet-run values."""
+    probe = cpu_probe()  # a Lambda's CPU is not chosen by the user: every record says which it got
     return {
-        "run_id": request.run_id,
-        "partition_id": entry["partition_id"],
-        "key": entry["key"],
-        "status": "ok",
-        "error": "",
-        "samples": 0,
-        "data_bytes": 0,
-        "file_bytes": 0,
-        "download_s": 0.0,
-        "load_s": 0.0,
-        "inference_s": 0.0,
-        "upload_s": 0.0,
-        "duration_s": 0.0,
-        "billed_duration_ms": None,
-        "peak_rss_mb": 0.0,
-        "memory_mb": _context_memory(context, request.memory_mb),
-        "cold_start": cold,
-        "engine": request.engine,
-        "engine_requested": request.engine,
-        "engine_fallback_reason": "",
-        **_cpu_fields(),
-        "batch_size": request.batch_size,
-        "backend": os.environ.get(BACKEND_ENV, "aws"),
-        "worker_id": worker_id,
-        "request_id": str(getattr(context, "aws_request_id", "") or ""),
-        "model_load_s": 0.0,
-        "started_at": _now_iso(),
+        "run_id": request.run_id, "partition_id": entry["partition_id"], "key": entry["key"],
+        "status": "ok", "error": "", "samples": 0, "data_bytes": 0, "file_bytes": 0,
+        "download_s": 0.0, "load_s": 0.0, "inference_s": 0.0, "upload_s": 0.0, "duration_s": 0.0,
+        "billed_duration_ms": None, "peak_rss_mb": 0.0,
+        "memory_mb": _context_memory(context, request.memory_mb), "cold_start": cold,
+        "engine": request.engine, "engine_requested": request.engine, "engine_fallback_reason": "",
+        "cpu_model": probe["cpu_model"], "isa": probe["isa"], "cpu_type": probe["cpu_type"],
+        "batch_size": request.batch_size, "backend": os.environ.get(BACKEND_ENV, "aws"),
+        "worker_id": worker_id, "request_id": str(getattr(context, "aws_request_id", "") or ""),
+        "model_load_s": 0.0, "started_at": _now_iso(),
     }
-
-
-def _cpu_fields() -> dict[str, str]:
-    """The CPU a record ran on: a Lambda's CPU is not chosen by the user (cosmic_utils.runtime.cpu)."""
-    probe = cpu_probe()
-    return {"cpu_model": probe["cpu_model"], "isa": probe["isa"], "cpu_type": probe["cpu_type"]}

@@ -163,14 +163,9 @@ def accuracy_sums(z_pred: Any, z_true: Any) -> dict[str, Any]:
     bins = np.rint(np.clip(x, -HIST_LIMIT, HIST_LIMIT) / HIST_BIN).astype(np.int64)
     idx, counts = np.unique(bins, return_counts=True)
     return {
-        "n": int(zp.size),
-        "sum_dz": float(dz.sum()),
-        "sum_abs_dz": float(np.abs(dz).sum()),
-        "sum_dz2": float((dz * dz).sum()),
-        "sum_z": float(zt.sum()),
-        "sum_z2": float((zt * zt).sum()),
-        "sum_x": float(x.sum()),
-        "outliers_005": int((np.abs(x) > OUTLIER_CUTS[0]).sum()),
+        "n": int(zp.size), "sum_dz": float(dz.sum()), "sum_abs_dz": float(np.abs(dz).sum()),
+        "sum_dz2": float((dz * dz).sum()), "sum_z": float(zt.sum()), "sum_z2": float((zt * zt).sum()),
+        "sum_x": float(x.sum()), "outliers_005": int((np.abs(x) > OUTLIER_CUTS[0]).sum()),
         "outliers_015": int((np.abs(x) > OUTLIER_CUTS[1]).sum()),
         "hist": {str(int(i)): int(c) for i, c in zip(idx, counts, strict=True)},
     }

@@ -153,16 +153,9 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     log.info("run %s: %d partitions in %d items", request.run_id, len(entries), len(items))
     # a redrive's partition list is in items.json now: dropping it keeps every Map child's input small
     state_request = request.model_copy(update={"partitions": None, "redrive": False}).model_dump(mode="json")
-    return {
-        "request": state_request,
-        "items": where,
-        "execution": execution,
-        "partitions": len(entries),
-        "invalid_keys": len(bad),
-        "unlisted": len(unlisted),
-        "unlisted_keys": unlisted[:20],
-        "workers": len(items),
-    }
+    return {"request": state_request, "items": where, "execution": execution, "partitions": len(entries),
+            "invalid_keys": len(bad), "unlisted": len(unlisted), "unlisted_keys": unlisted[:20],
+            "workers": len(items)}
 
 
 def _register_execution(request: RunRequest, results: Any, execution: Any) -> dict[str, Any]:

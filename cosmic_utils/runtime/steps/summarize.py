@@ -56,20 +56,14 @@ class RunAggregate:
         #: ok partitions per model_sha256 (a handful of models at most: bounded).
         self.models: dict[str, int] = defaultdict(int)
         self.seen: set[str] = set()
-        self.stale = 0
-        self.ok = 0
-        self.samples = 0
-        self.data_bytes = 0
+        self.stale = self.ok = self.samples = self.data_bytes = self.cold = 0
         self.failed: list[dict[str, Any]] = []
         self.billed_ms: list[int] = []
         self.billed_source = {"report": 0, "estimated": 0}
         self.gb_seconds = 0.0
-        self.cold = 0
         # per invocation: data bytes, inference seconds, handler seconds
         self.workers: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
-        self.sum_inference_s = 0.0
-        self.sum_duration_s = 0.0
-        self.max_peak_rss_mb = 0.0
+        self.sum_inference_s = self.sum_duration_s = self.max_peak_rss_mb = 0.0
         self.memory_mb: set[int] = set()
         self.acc = {k: 0.0 for k in ("n", "sum_dz", "sum_abs_dz", "sum_dz2", "sum_z", "sum_z2", "sum_x",
                                      "outliers_005", "outliers_015")}
@@ -184,25 +178,18 @@ def summarize_records(
     per_worker_handler = sum(b / d for b, _, d in agg.workers.values() if d > 0)
     memory = sorted(agg.memory_mb) or [request.memory_mb]
     summary: dict[str, Any] = {
-        "summary_version": SUMMARY_VERSION,
-        "run_id": request.run_id,
-        "backend": os.environ.get(BACKEND_ENV, "aws"),
-        "created": _now_iso(),
+        "summary_version": SUMMARY_VERSION, "run_id": request.run_id,
+        "backend": os.environ.get(BACKEND_ENV, "aws"), "created": _now_iso(),
         "request": request.model_dump(mode="json"),
-        "partitions": len(agg.expected),
-        "partitions_ok": agg.ok,
-        "partitions_failed": len(failed),
+        "partitions": len(agg.expected), "partitions_ok": agg.ok, "partitions_failed": len(failed),
         "failed": sorted(failed, key=lambda f: str(f["partition_id"])),
         "stale_records_ignored": agg.stale,
         "execution_chain": sorted(agg.executions) if agg.executions is not None else None,
         "records_of_other_executions_ignored": agg.other_execution,
         "model_sha256": next(iter(agg.models)) if len(agg.models) == 1 else None,
         "models": [{"model_sha256": m, "partitions_ok": n} for m, n in sorted(agg.models.items())],
-        "workers": len(agg.workers),
-        "samples": agg.samples,
-        "data_bytes": agg.data_bytes,
-        "data_gb": data_gb,
-        "wall_s": wall_s,
+        "workers": len(agg.workers), "samples": agg.samples, "data_bytes": agg.data_bytes,
+        "data_gb": data_gb, "wall_s": wall_s,
         "throughput": {
             "end_to_end_gb_s": data_gb / wall_s if wall_s and wall_s > 0 else None,
             "end_to_end_note": "data of succeeded partitions / wall clock of the whole execution",
@@ -211,18 +198,12 @@ def summarize_records(
             "per_worker_handler_gb_s": per_worker_handler / units.GB,
             "per_worker_handler_note": "sum over workers of worker data / its handler time (download+load+infer+upload)",
         },
-        "timing": {
-            "sum_inference_s": agg.sum_inference_s,
-            "sum_duration_s": agg.sum_duration_s,
-            "cold_starts": agg.cold,
-            "max_peak_rss_mb": agg.max_peak_rss_mb,
-        },
+        "timing": {"sum_inference_s": agg.sum_inference_s, "sum_duration_s": agg.sum_duration_s,
+                   "cold_starts": agg.cold, "max_peak_rss_mb": agg.max_peak_rss_mb},
         "billing": {
             "memory_mb_configured": memory[-1] if len(memory) == 1 else memory,
-            "invocation_records": len(agg.billed_ms),
-            "billed_ms_total": sum(agg.billed_ms),
-            "gb_seconds": agg.gb_seconds,
-            "billed_source": agg.billed_source,
+            "invocation_records": len(agg.billed_ms), "billed_ms_total": sum(agg.billed_ms),
+            "gb_seconds": agg.gb_seconds, "billed_source": agg.billed_source,
             "note": "configured memory x billed duration; 'estimated' = handler duration rounded up to 1 ms",
         },
         "accuracy": agg.accuracy(),
@@ -296,9 +277,5 @@ def summarize_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
         results.write_text(layout.summary, json.dumps(summary, indent=2))
     except StorageError as exc:
         raise _infra(f"summarising run {request.run_id}", exc) from exc
-    return {
-        "summary": results.uri(layout.summary),
-        "partitions": summary["partitions"],
-        "partitions_ok": summary["partitions_ok"],
-        "partitions_failed": summary["partitions_failed"],
-    }
+    return {"summary": results.uri(layout.summary),
+            **{k: summary[k] for k in ("partitions", "partitions_ok", "partitions_failed")}}
