@@ -16,17 +16,8 @@ import numpy as np
 
 from cosmic_utils.runtime.metrics import NMAD_FACTOR
 
-__all__ = [
-    "FORMAT_VERSION",
-    "IMAGE_TRANSFORMS",
-    "MAGNITUDE_FEATURES",
-    "PreprocessingError",
-    "Preprocessing",
-    "default_preprocessing",
-    "fit_preprocessing",
-    "identity",
-    "magnitude_matrix",
-]
+__all__ = ["FORMAT_VERSION", "IMAGE_TRANSFORMS", "MAGNITUDE_FEATURES", "PreprocessingError", "Preprocessing",
+           "default_preprocessing", "fit_preprocessing", "identity", "magnitude_matrix"]
 
 #: Version of the preprocessing description (bumped when an operation changes meaning).
 FORMAT_VERSION: int = 1

@@ -16,7 +16,6 @@ from typing import Any
 
 from cosmic_utils.runtime.cpu import cpu_probe
 from cosmic_utils.runtime.request import RunRequest
-from cosmic_utils.runtime.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +42,6 @@ class DataError(ValueError):
 
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _storage(uri: str) -> Any:
-    return open_storage(uri)
 
 
 def _infra(what: str, exc: BaseException) -> InfrastructureError:

@@ -36,9 +36,8 @@ from cosmic_utils.runtime.steps.common import (
     ModelError,
     _infra,
     _record_base,
-    _storage,
 )
-from cosmic_utils.runtime.storage import MissingObjectError, NotRegularFileError, StorageError
+from cosmic_utils.runtime.storage import MissingObjectError, NotRegularFileError, StorageError, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def model_identity(model: str) -> tuple[str, Any]:
     else the folder's file stats) is checked every call, the file re-hashed only when it changed."""
     s3 = model.startswith("s3://")
     if s3:
-        store = _storage(model)
+        store = open_storage(model)
         head = store.client.head_object(Bucket=store.bucket, Key=store._full("artifact.json"))
         fingerprint: Any = str(head.get("ETag") or "")
     else:
@@ -68,7 +67,7 @@ def model_identity(model: str) -> tuple[str, Any]:
     cached = _MODEL_IDS.get(model)
     if cached is not None and cached[0] == fingerprint:
         return cached[1], fingerprint
-    raw = _storage(model).read_bytes("artifact.json") if s3 else (Path(model) / "artifact.json").read_bytes()
+    raw = open_storage(model).read_bytes("artifact.json") if s3 else (Path(model) / "artifact.json").read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
     _MODEL_IDS[model] = (fingerprint, sha)
     return sha, fingerprint
@@ -91,7 +90,7 @@ def _model_dir(model: str, sha256: str | None = None) -> Path:
     done = target / ".complete"
     if done.exists():
         return target
-    store = _storage(model)
+    store = open_storage(model)
     target.mkdir(parents=True, exist_ok=True)
     meta = parse_meta(store.read_text("artifact.json"), model)
     (target / "artifact.json").write_text(json.dumps(meta))
@@ -356,8 +355,8 @@ def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
         raise DataError("Map item has no partitions")
     # ties the request id to its partitions: `cosmic logs` finds a crashed partition's error by it
     log.info("cosmic partitions: %s run %s", ",".join(str(e.get("partition_id")) for e in entries), request.run_id)
-    data = _storage(request.data)
-    results = _storage(request.results)
+    data = open_storage(request.data)
+    results = open_storage(request.results)
     ok = failed = 0
     prefetch = Prefetcher(request, data) if len(entries) > 1 else None
     try:

@@ -13,14 +13,14 @@ from typing import Any
 from cosmic_utils.runtime.items import RunLayout, build_items, partition_id_for
 from cosmic_utils.runtime.manifest import MANIFEST_NAME, Manifest, ManifestError
 from cosmic_utils.runtime.request import RunRequest, allow_list_from_env, check_allowed, parse_request
-from cosmic_utils.runtime.steps.common import (
-    DataError,
-    RunExistsError,
-    _infra,
-    _record_base,
-    _storage,
+from cosmic_utils.runtime.steps.common import DataError, RunExistsError, _infra, _record_base
+from cosmic_utils.runtime.storage import (
+    InvalidKeyError,
+    StorageError,
+    open_storage,
+    parse_s3_uri,
+    validate_key,
 )
-from cosmic_utils.runtime.storage import InvalidKeyError, StorageError, parse_s3_uri, validate_key
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[s
     """The run's partitions as ``{partition_id, key, samples, bytes, sha256}`` (+ ``invalid_key``): the
     manifest's, else every ``.cpart`` file, then ``request.partitions`` / ``partition_limit``.
     Policy: docs/pipeline.md "Manifest keys and files not in the manifest"."""
-    storage = data if data is not None else _storage(request.data)
+    storage = data if data is not None else open_storage(request.data)
     try:
         every = storage.list_keys()
         listed = [k for k in every if k.endswith(".cpart")]
@@ -90,7 +90,7 @@ def invalid_partition_id(key: str) -> str:
 def unlisted_partitions(request: RunRequest, data: Any | None = None) -> list[str]:
     """``.cpart`` files under the data location that its manifest does not list (never processed);
     empty without a manifest (then every file is a partition)."""
-    storage = data if data is not None else _storage(request.data)
+    storage = data if data is not None else open_storage(request.data)
     every = storage.list_keys()
     if MANIFEST_NAME not in every:
         return []
@@ -120,10 +120,10 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     request = parse_request(event.get("request", event) if isinstance(event, Mapping) else event)
     check_allowed(request, *allow_list_from_env(os.environ))
     layout = RunLayout(request.run_id)
-    results = _storage(request.results)
+    results = open_storage(request.results)
     check_run_id_free(request, results)
     execution = _register_execution(request, results, event.get("execution") if isinstance(event, Mapping) else None)
-    data = _storage(request.data)
+    data = open_storage(request.data)
     entries = list_partitions(request, data)
     try:
         unlisted = unlisted_partitions(request, data)

@@ -23,10 +23,9 @@ from cosmic_utils.runtime.steps.common import (
     SUMMARY_VERSION,
     _infra,
     _now_iso,
-    _storage,
 )
 from cosmic_utils.runtime.steps.init import execution_chain
-from cosmic_utils.runtime.storage import StorageError
+from cosmic_utils.runtime.storage import StorageError, open_storage
 from cosmic_utils.runtime.units import NMAD_FACTOR
 
 log = logging.getLogger(__name__)
@@ -254,7 +253,7 @@ def summarize_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     state = event.get("state", event)
     request = parse_request(state.get("request", state))
     layout = RunLayout(request.run_id)
-    results = _storage(request.results)
+    results = open_storage(request.results)
     try:
         expected = json.loads(results.read_text(layout.partitions))
     except Exception as exc:
