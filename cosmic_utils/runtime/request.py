@@ -64,18 +64,16 @@ class RunRequest(BaseModel):
     results: str = Field(description="where items, predictions, records and summary go (folder or s3://)")
     batch_size: int = Field(default=256, ge=1, le=8192, description="samples per engine call")
     partition_limit: int | None = Field(default=None, ge=1, description="use only the first N partitions")
-    partitions: list[str] | None = Field(
+    partitions: list[str] | None = Field(  # max_length: the execution input must stay under 256 KiB
         default=None, description="explicit partition keys (relative to data) instead of listing; redrive",
-        max_length=10_000,  # the execution input must stay under 256 KiB
-    )
+        max_length=10_000)
     engine: str = Field(default="onnx", description=f"inference engine, one of {LAMBDA_ENGINES}")
     threads: int | None = Field(default=None, ge=1, le=64, description="engine intra-op threads")
     max_concurrency: int = Field(default=16, ge=1, le=10_000, description="Map MaxConcurrency")
     tolerated_failure_percentage: float = Field(default=10.0, ge=0.0, le=100.0, allow_inf_nan=False)
     world_size: int | None = Field(
         default=None, ge=1, le=10_000,
-        description="spread partitions evenly over this many invocations; None = one per invocation",
-    )
+        description="spread partitions evenly over this many invocations; None = one per invocation")
     memory_mb: int = Field(default=3008, ge=MEMORY_MB_RANGE[0], le=MEMORY_MB_RANGE[1])
     timeout_s: int = Field(default=900, ge=TIMEOUT_S_RANGE[0], le=TIMEOUT_S_RANGE[1])
     predictions_format: Literal["csv", "npz"] = "csv"
