@@ -95,7 +95,6 @@ class PartitionHeader:
     header_bytes: int  # PREFIX_BYTES + H
 
 
-# ------------------------------------------------------------------ helpers
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
@@ -163,7 +162,6 @@ def _check_finite(name: str, image: np.ndarray, magnitude: np.ndarray, row0: int
                      f"{rows.size} samples (rows {shown})")
 
 
-# ------------------------------------------------------------------ writing
 def _layout(samples: int, meta: Mapping[str, Any]) -> tuple[bytes, dict[str, ArraySpec], int]:
     """Header bytes (padded), array specs with absolute offsets, total file size."""
     data_start = _align(PREFIX_BYTES + 256)
@@ -258,7 +256,6 @@ def write_partition(
     return _write_to(target, image, magnitude, redshift, meta, name=_display_name(target, None))
 
 
-# ------------------------------------------------------------------ reading
 def parse_header(prefix: bytes | bytearray | memoryview, name: str = "<bytes>", total_bytes: int | None = None) -> PartitionHeader:
     """The validated header in the first :func:`header_length` bytes of a partition file;
     ``total_bytes`` (the file's size, when known) is checked against ``file_bytes``."""
@@ -433,7 +430,6 @@ def verify_bytes(data: bytes | bytearray | memoryview, name: str, expected: Any 
     return header
 
 
-# ------------------------------------------------------------------ slices / streaming
 #: ``read_at(offset, length) -> bytes``: how a slice reader fetches bytes (file pread, S3 range).
 ReadAt = Callable[[int, int], bytes]
 

@@ -191,7 +191,6 @@ class Storage(ABC):
         return f"{type(self).__name__}({self.root_uri!r})"
 
 
-# ------------------------------------------------------------------ local folder
 class LocalStorage(Storage):
     """Keys are files under ``root`` (created on the first write)."""
 
@@ -336,7 +335,6 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-# ------------------------------------------------------------------ S3
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/prefix/`` -> ``("bucket", "some/prefix")``."""
     if not uri.startswith("s3://"):
