@@ -16,13 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmic_utils.runtime.prices import (  # noqa: F401  re-exported: the cost model API
-    _PRICE_CACHE,
-    ARCHS,
     ASSUMED_PUBLISHED_MEMORY_MB,
-    PRICES_PATH,
-    LambdaCost,
-    _check_memory,
-    _merge,
     _prices,
     billed_ms,
     lambda_cost,
@@ -92,16 +86,10 @@ def billed_for_published_row(partition_mb: float, lambdas: int, avg_runtime_s: f
     sfn = stepfunctions_cost(int(lambdas), prices=prices)
     s3 = s3_cost(**pipeline_s3_requests(int(lambdas)), prices=prices)
     total = lam.total_usd + sfn + s3
-    data_gb = partition_mb * lambdas / 1024.0
-    thr = data_gb / avg_runtime_s
-    return {
-        "billed_assumed_memory_mb": float(configured_memory_mb),
-        "billed_lambda_usd": lam.total_usd,
-        "billed_stepfunctions_usd": sfn,
-        "billed_s3_usd": s3,
-        "billed_total_usd": total,
-        "billed_perf_efficiency_gb_s_per_usd": published_efficiency(thr, total),
-    }
+    thr = partition_mb * lambdas / 1024.0 / avg_runtime_s
+    return {"billed_assumed_memory_mb": float(configured_memory_mb), "billed_lambda_usd": lam.total_usd,
+            "billed_stepfunctions_usd": sfn, "billed_s3_usd": s3, "billed_total_usd": total,
+            "billed_perf_efficiency_gb_s_per_usd": published_efficiency(thr, total)}
 
 
 def reproduce_published_table(rows: Iterable[Mapping[str, Any]],
@@ -114,29 +102,19 @@ def reproduce_published_table(rows: Iterable[Mapping[str, Any]],
     """
     out = []
     for row in rows:
-        pub = published_formulas(float(row["partition_mb"]), int(row["lambdas"]),
-                                 float(row["avg_runtime_s"]), float(row["avg_memory_mb"]), prices)
-        rec = dict(row)
-        rec.update({
-            "published_data_gb": pub.data_gb,
-            "published_cost_usd": pub.cost_usd,
-            "published_throughput_gb_s": pub.throughput_gb_s,
-            "published_perf_efficiency_gb_s_per_usd": pub.perf_efficiency_gb_s_per_usd,
-        })
-        rec.update(billed_for_published_row(float(row["partition_mb"]), int(row["lambdas"]),
-                                            float(row["avg_runtime_s"]), configured_memory_mb,
-                                            prices=prices))
-        out.append(rec)
+        mb, n, run_s = float(row["partition_mb"]), int(row["lambdas"]), float(row["avg_runtime_s"])
+        pub = published_formulas(mb, n, run_s, float(row["avg_memory_mb"]), prices)
+        out.append({**row, "published_data_gb": pub.data_gb, "published_cost_usd": pub.cost_usd,
+                    "published_throughput_gb_s": pub.throughput_gb_s,
+                    "published_perf_efficiency_gb_s_per_usd": pub.perf_efficiency_gb_s_per_usd,
+                    **billed_for_published_row(mb, n, run_s, configured_memory_mb, prices=prices)})
     return out
 
 
 # ------------------------------------------------------------------ pipeline summary
 def _num(rec: Mapping[str, Any], key: str) -> float | None:
-    value = rec.get(key)
-    if value is None or value == "":
-        return None
     try:
-        out = float(value)
+        out = float(rec.get(key))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
     return None if math.isnan(out) else out
@@ -163,10 +141,8 @@ def summarize_pipeline_cost(
         records = records.to_dict("records")  # type: ignore[union-attr]
     recs = list(records)
     durations: list[float] = []
-    data_bytes = 0.0
-    per_worker = 0.0
-    cold = 0
-    ok = 0
+    data_bytes = per_worker = 0.0
+    cold = ok = 0
     for rec in recs:
         billed = _num(rec, "billed_duration_ms")
         dur_s = _num(rec, "duration_s")
@@ -192,28 +168,16 @@ def summarize_pipeline_cost(
     s3 = s3_cost(**pipeline_s3_requests(items, cold), prices=p)
     lambda_usd = lam.total_usd + (lam_extra.total_usd if lam_extra else 0.0)
     total = lambda_usd + sfn + s3
-    data_gb = data_bytes / 1e9
-    thr_e2e = data_gb / wall_s if wall_s and wall_s > 0 else float("nan")
-    thr_pw = per_worker / 1e9
+    data_gb, thr_pw = data_bytes / 1e9, per_worker / 1e9
     return {
-        "prices_as_of": str(p.get("as_of")),
-        "region": str(p.get("region")),
-        "partitions": items,
-        "partitions_ok": ok,
-        "cold_starts": cold,
-        "memory_mb_configured": float(memory_mb),
-        "arch": arch,
+        "prices_as_of": str(p.get("as_of")), "region": str(p.get("region")), "partitions": items,
+        "partitions_ok": ok, "cold_starts": cold, "memory_mb_configured": float(memory_mb), "arch": arch,
         "billed_ms_total": lam.billed_ms_total + (lam_extra.billed_ms_total if lam_extra else 0),
         "gb_seconds": lam.gb_seconds + (lam_extra.gb_seconds if lam_extra else 0.0),
-        "lambda_usd": lambda_usd,
-        "stepfunctions_usd": sfn,
-        "s3_usd": s3,
-        "total_usd": total,
-        "data_gb": data_gb,
+        "lambda_usd": lambda_usd, "stepfunctions_usd": sfn, "s3_usd": s3, "total_usd": total, "data_gb": data_gb,
         "wall_s": float(wall_s) if wall_s else float("nan"),
-        "throughput_e2e_gb_s": thr_e2e,
-        "throughput_per_worker_gb_s": thr_pw,
-        "usd_per_gb": total / data_gb if data_gb > 0 else float("nan"),
+        "throughput_e2e_gb_s": data_gb / wall_s if wall_s and wall_s > 0 else float("nan"),
+        "throughput_per_worker_gb_s": thr_pw, "usd_per_gb": total / data_gb if data_gb > 0 else float("nan"),
         "efficiency_e2e_gb_s_per_usd": end_to_end_efficiency(data_gb, wall_s or 0.0, total),
         "efficiency_published_gb_s_per_usd": published_efficiency(thr_pw, total),
     }
