@@ -36,12 +36,8 @@ def _read_csvs(paths: Iterable[Path], **extra: Any) -> pd.DataFrame:
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             log.warning("skipping unreadable record file %s: %s", p, exc)
             continue
-        if df.empty:
-            continue
-        df["source_file"] = str(p)
-        for k, v in extra.items():
-            df[k] = v
-        frames.append(df)
+        if not df.empty:
+            frames.append(df.assign(source_file=str(p), **extra))
     return pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
 
 
@@ -92,10 +88,8 @@ def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.Dat
     missing = [c for c in [*by, value] if c not in df.columns]
     if missing:
         raise KeyError(f"aggregate_repeats: columns {missing} not in the records")
-    vals = df[[*by, value]].dropna(subset=[value])
-    grouped = vals.groupby(by, dropna=False)[value]
-    out = grouped.agg(median="median", lo="min", hi="max", n="count").reset_index()
-    return out
+    grouped = df[[*by, value]].dropna(subset=[value]).groupby(by, dropna=False)[value]
+    return grouped.agg(median="median", lo="min", hi="max", n="count").reset_index()
 
 
 def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
@@ -324,13 +318,10 @@ def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]
     if not local.empty:
         local["label"] = "published"
     out["published_cai_local"] = local
-    report = ref / "cai" / "lambda_report_lines.txt"
-    if report.exists():
-        from cosmic_utils.analysis.lambda_model import published_lambda_durations
+    from cosmic_utils.analysis.lambda_model import published_lambda_durations
 
-        out["published_lambda_reports"] = pd.DataFrame(published_lambda_durations(ref))
-    else:
-        out["published_lambda_reports"] = pd.DataFrame()
+    has_reports = (ref / "cai" / "lambda_report_lines.txt").exists()
+    out["published_lambda_reports"] = pd.DataFrame(published_lambda_durations(ref) if has_reports else None)
     return out
 
 
@@ -353,16 +344,12 @@ def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = No
     if not include_runs:
         sweeps_dir = NO_RUNS / "sweeps"
     out: dict[str, pd.DataFrame] = {}
-    local = load_local(runs, recs)
-    out["local"] = local
+    out["local"] = local = load_local(runs, recs)
     out["gpu"] = local[local["kind"] == "local_gpu"].reset_index(drop=True) if not local.empty else pd.DataFrame()
-    pipe = load_pipeline(runs, recs)
-    out["pipeline"] = pipe
+    out["pipeline"] = pipe = load_pipeline(runs, recs)
     out["pipeline_summary"] = load_pipeline_summaries(runs, recs)
-    if not pipe.empty and "backend" in pipe.columns:
-        out["aws"] = pipe[pipe["backend"].astype(str) == "aws"].reset_index(drop=True)
-    else:
-        out["aws"] = pd.DataFrame()
+    out["aws"] = (pipe[pipe["backend"].astype(str) == "aws"].reset_index(drop=True)
+                  if not pipe.empty and "backend" in pipe.columns else pd.DataFrame())
     out["sweeps"], out["sweep_summary"] = load_sweeps(sweeps_dir or runs / "sweeps", recs)
     out["sweep_points"] = load_sweep_points(sweeps_dir or runs / "sweeps", recs)
     out["local_data_size"] = _read_csvs([recs / LOCAL_DATA_SIZE]) if (recs / LOCAL_DATA_SIZE).exists() \
@@ -438,7 +425,3 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
         row["memory_mb"] = row.get("memory_mb", row["memory_mb_configured"])
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-# Shipping runs into data/records/ lives in cosmic_utils.analysis.admission (`cosmic records ship`),
-# the one way a record enters the shipped set, with its admission rules.

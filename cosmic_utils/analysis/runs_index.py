@@ -1,17 +1,9 @@
 """The runs browser: one pandas DataFrame of every run in runs/ and every shipped record.
 
-``cosmic runs`` and notebook 04 show it. One row per run (a local engine run, a pipeline run,
-a sweep point, a bench) with: where it lives (``origin``: scratch in runs/, or shipped in
-data/records/), its kind and name, the model (short sha256, trained or UNTRAINED, validation
-sigma_NMAD), the data (GB, samples, distinct galaxies where known), the machine, the engine, its
-status, whether it is shipped, and for a scratch run the admission verdict of
-``cosmic records ship`` (``admissible`` or the first rule it fails).
-
-Why a DataFrame built from the files on every call rather than an index (SQLite, DuckDB, MLflow):
-the record files are the source of truth and are few (hundreds); an index would be a second copy
-that can go stale, and DuckDB / MLflow are not installed here while pandas already is. pandas
-gives the filtering (``df[df.machine.str.contains("EPYC")]``, ``df.query("origin == 'scratch'")``)
-without a new dependency. docs/records.md says the same.
+``cosmic runs`` and notebook 04 show it: one row per run (local engine run, pipeline run, sweep
+point, bench) with its origin (scratch / shipped), model, data, machine, engine, status and, for a
+scratch run, the ``cosmic records ship`` verdict. Built from the files on every call, not an index:
+docs/records.md, "The runs browser".
 """
 
 from __future__ import annotations

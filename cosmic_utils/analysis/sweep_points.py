@@ -2,16 +2,8 @@
 
 Figures (:func:`cosmic_utils.analysis.figdata.sweep_points`) and the report's tables
 (:func:`cosmic_utils.analysis.report.sweep_points`) both call :func:`read_points`, so a figure and
-the table beside it show the same number for the same point. Before, the figure re-derived its
-numbers from the per-partition ``records.csv`` (per-worker throughput from ``inference_s``,
-efficiency end to end over the total bill) while the table used ``summary.json`` (per-worker
-throughput from the handler duration, the study's efficiency over the Lambda bill): the
-partition-size figure rose where the table fell, and batch-size throughputs differed by 5 %.
-
-A point is one finished folder (``_done.json``) of a sweep: ``<base>/<sweep>/<slug>/`` holding
-``summary.json``. Failed points and points with a failed partition are left out: their numbers
-would describe part of the data as if it were all of it. Each row says where it comes from
-(``origin``: shipped or scratch; ``record``: its folder) and the machine it ran on (``cpu``).
+the table beside it show the same number. A point is one finished folder (``_done.json`` +
+``summary.json``); failed points are left out. Reasoning: docs/records.md, "One reader for sweep points".
 """
 
 from __future__ import annotations
