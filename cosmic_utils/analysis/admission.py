@@ -170,11 +170,8 @@ def _single(kind: str, src: Path, prov_of: Path) -> Candidate:
 def candidates(runs_dir: Path | None = None) -> list[Candidate]:
     """Every finished run under ``runs_dir`` (default runs/) that could be shipped, rules applied."""
     runs = Path(runs_dir or config.RUNS_DIR)
-    out: list[Candidate] = []
-    for run in sorted(p.parent for p in runs.glob("local/*/records.csv")):
-        out.append(_local(run))
-    for combo in sorted(p.parent for p in runs.glob("sweeps/*/*/_done.json")):
-        out.append(_sweep_point(combo))
+    out = [_local(run) for run in sorted(p.parent for p in runs.glob("local/*/records.csv"))]
+    out += [_sweep_point(combo) for combo in sorted(p.parent for p in runs.glob("sweeps/*/*/_done.json"))]
     pipelines = [p.parent for p in runs.glob("*/summary.json") if p.parent.name not in {"local", "sweeps", "bench"}]
     pipelines += [p.parent for p in runs.glob("lambda_sweep/*/summary.json")]
     out += [_pipeline(run) for run in sorted(pipelines)]
@@ -190,22 +187,18 @@ def candidates(runs_dir: Path | None = None) -> list[Candidate]:
 def _repeats_rule(points: list[Candidate], records_dir: Path | None = None) -> None:
     """Fail the points of a spread sweep with fewer than MIN_REPEATS repeats (runs + shipped, same machine)."""
     counts: dict[tuple[str, str, str], int] = {}
-    def key(sweep: str, params: Mapping[str, Any], slug: str) -> tuple[str, str, str]:
-        swept = json.dumps({k: v for k, v in params.items() if k != "repeat"}, sort_keys=True, default=str)
-        return sweep, slug, swept
     for c in points:
         if c.failures:
             continue
-        slug = machine_slug(c.fields.get("cpu_model") or "", c.fields.get("isa") or "")
-        k = key(c.source.parent.name, c.fields.get("parameters", {}), slug)
+        swept = {k: v for k, v in c.fields.get("parameters", {}).items() if k != "repeat"}
+        k = (c.source.parent.name, _slug(c), json.dumps(swept, sort_keys=True, default=str))
         counts[k] = counts.get(k, 0) + 1
         c.fields["_repeat_key"] = k
     for c in points:
         k = c.fields.get("_repeat_key")
         if k is None or k[0] not in SPREAD_SWEEPS:
             continue
-        shipped = _shipped_repeats(k[0], k[1], c.fields.get("parameters", {}), records_dir)
-        n = counts[k] + shipped
+        n = counts[k] + _shipped_repeats(k[0], k[1], c.fields.get("parameters", {}), records_dir)
         if n < MIN_REPEATS:
             c.failures.append(("repeats", f"{n} repeat(s) of this point (runs + shipped), its figure draws a spread "
                                           f"(needs {MIN_REPEATS})"))
@@ -214,11 +207,8 @@ def _repeats_rule(points: list[Candidate], records_dir: Path | None = None) -> N
 def _shipped_repeats(sweep: str, slug: str, params: Mapping[str, Any], records_dir: Path | None) -> int:
     base = machine_dir(slug, records_dir) / "sweeps" / sweep
     want = {k: v for k, v in params.items() if k != "repeat"}
-    n = 0
-    for done in base.glob("*/_done.json"):
-        got = {k: v for k, v in (schemas.read_object(done).get("parameters") or {}).items() if k not in ("repeat", "output_dir")}
-        n += int(got == want)
-    return n
+    return sum({k: v for k, v in (schemas.read_object(done).get("parameters") or {}).items()
+                if k not in ("repeat", "output_dir")} == want for done in base.glob("*/_done.json"))
 
 
 # ------------------------------------------------------------------ shipping
@@ -242,12 +232,12 @@ def _rel(path: Path) -> str:
     return portable_path(path)
 
 
-def _dest(c: Candidate, recs: Path) -> Path:
-    return machine_dir(machine_slug(c.fields.get("cpu_model") or "", c.fields.get("isa") or ""), recs)
+def _slug(c: Candidate) -> str:
+    return machine_slug(c.fields.get("cpu_model") or "", c.fields.get("isa") or "")
 
 
 def _ship_one(c: Candidate, recs: Path) -> list[str]:
-    base = _dest(c, recs)
+    base = machine_dir(_slug(c), recs)
     lines: list[str] = []
     if c.kind == "local":
         rows: pd.DataFrame = c.fields["rows"]
@@ -289,7 +279,7 @@ def _ship_one(c: Candidate, recs: Path) -> list[str]:
         if src.is_file():
             (base / name).unlink(missing_ok=True)
             lines.append(f"{_write(src, base / name)} {name}")
-    return [f"{c.kind} ({machine_slug(c.fields.get('cpu_model') or '', c.fields.get('isa') or '')}): " + "; ".join(lines)]
+    return [f"{c.kind} ({_slug(c)}): " + "; ".join(lines)]
 
 
 @dataclass

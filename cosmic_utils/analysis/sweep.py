@@ -73,15 +73,12 @@ def load_grid(path: str | Path) -> Grid:
     params = data.get("parameters") or {}
     if not isinstance(params, Mapping):
         raise ValueError(f"{path}: field 'parameters' must be a mapping")
-    overlap = set(params) & set(grid)
-    if overlap:
+    if overlap := set(params) & set(grid):
         raise ValueError(f"{path}: parameters {sorted(overlap)} are both fixed and in the grid")
     repeats = data.get("repeats", DEFAULT_REPEATS)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"{path}: field 'repeats' must be a whole number >= 1, got {repeats!r}")
-    nb = Path(data["notebook"])
-    if not nb.is_absolute():
-        nb = config.PROJECT_ROOT / nb
+    nb = config.PROJECT_ROOT / data["notebook"]  # an absolute notebook path stays as it is
     out = Grid(name=name, notebook=nb, parameters=dict(params), grid={k: list(v) for k, v in grid.items()},
                kernel=str(data.get("kernel", "python3")), source=path, repeats=repeats)
     for combo in out.combinations():  # aws: results named by the user, never a default bucket
@@ -120,10 +117,6 @@ def repeat_slug(point_slug: str, repeat: int) -> str:
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     return point_slug if repeat == 1 else f"{point_slug}__repeat-{repeat}"
-
-
-def _json_default(value: Any) -> str:
-    return str(value)
 
 
 def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
@@ -178,7 +171,7 @@ def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
         return _failed(grid, out_dir, {**params, "repeat": repeat}, started, failures[0], failures[1])
     info = {"status": "done", "parameters": {**params, "repeat": repeat}, "seconds": time.time() - started,
             "finished": datetime.now(timezone.utc).isoformat()}
-    (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
+    (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=str), encoding="utf-8")
     return info
 
 
@@ -189,8 +182,7 @@ def _failed(grid: Grid, out_dir: Path, params: Mapping[str, Any], started: float
             "failed_partitions": [{"partition_id": f.get("partition_id"), "error": f.get("error")} for f in partitions],
             "seconds": time.time() - started, "finished": datetime.now(timezone.utc).isoformat()}
     (out_dir / DONE_MARKER).unlink(missing_ok=True)
-    (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default),
-                                         encoding="utf-8")
+    (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=str), encoding="utf-8")
     log.warning("sweep %s: %s failed: %s", grid.name, out_dir.name, (error.splitlines() or [""])[0][:200])
     return info
 
@@ -235,9 +227,7 @@ def validate_grid(path: str | Path) -> Grid:
     grid = load_grid(path)
     if not grid.notebook.exists():
         raise ValueError(f"{path}: notebook {grid.notebook} does not exist")
-    known = notebook_parameters(grid.notebook)
-    unknown = sorted((set(grid.parameters) | set(grid.grid)) - known)
-    if unknown:
+    if unknown := sorted((set(grid.parameters) | set(grid.grid)) - notebook_parameters(grid.notebook)):
         raise ValueError(f"{path}: {unknown} are not parameters of {grid.notebook.name}")
     return grid
 
@@ -282,9 +272,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
         else:
             bar.set_postfix_str(name[:40])
             info = run_combination(grid, combo, out_dir, kernel, repeat=repeat)
-            row["status"] = info["status"]
-            row["seconds"] = round(float(info["seconds"]), 2)
-            row["error"] = info.get("error", "")
+            row.update(status=info["status"], seconds=round(float(info["seconds"]), 2),
+                       error=info.get("error", ""))
         rows.append(row)
     return rows
 
