@@ -292,10 +292,8 @@ class ShipResult:
 
 def ship(runs_dir: Path | None = None, records_dir: Path | None = None, dry_run: bool = False) -> ShipResult:
     """Apply the rules to every run in runs/ and copy the admitted ones into data/records/.
-
     A refused run leaves data/records/ untouched; an admitted run that would overwrite a
-    different shipped file is refused under ``immutable``.
-    """
+    different shipped file is refused under ``immutable``."""
     recs = Path(records_dir or config.RECORDS_DIR)
     shipped, refused = [], []
     for c in candidates(runs_dir):
@@ -324,11 +322,8 @@ def shipped_files(records_dir: Path | None = None) -> Iterable[Path]:
 
 def check_shipped(records_dir: Path | None = None) -> list[str]:
     """Problems of the shipped set: a file neither grandfathered nor carrying passing model fields.
-
-    A sweep point or pipeline summary passes when its ``model_info`` passes ``trained-model``;
-    a local CSV when every row does. Other kinds (bench, reliability, reference-derived files)
-    carry no model rule and pass on ``machine-named`` where they have a provenance.
-    """
+    Summaries pass on ``model_info``, a local CSV when every row does (``trained-model``); other kinds
+    (bench, reliability, reference-derived) carry no model rule."""
     recs = Path(records_dir or config.RECORDS_DIR)
     old = grandfathered(recs)
     problems = []

@@ -80,10 +80,8 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
 
 def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.DataFrame:
     """Median, min and max of ``value`` over the repeats of each point, and how many there were.
-
     Returns columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` (NaN values left out); records without
-    a ``repeat`` column count as one repeat each.
-    """
+    a ``repeat`` column count as one repeat each."""
     by = list(by)
     missing = [c for c in [*by, value] if c not in df.columns]
     if missing:
@@ -106,10 +104,8 @@ def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
 
 def load_pipeline(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
     """Pipeline runs, one row per partition.
-
     ``runs/<run-id>/records.csv`` (the runner's table), else the per-partition JSON records under
-    ``runs/<run-id>/.../records/``; plus the shipped ``data/records/pipeline_*.csv`` and ``aws_*.csv``.
-    """
+    ``runs/<run-id>/.../records/``; plus the shipped ``data/records/pipeline_*.csv`` and ``aws_*.csv``."""
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
     paths = [p for p in runs.glob("*/records.csv") if p.parent.name not in _NOT_PIPELINE]
@@ -175,10 +171,8 @@ def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None =
 
 def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sweep records and summaries with the sweep name, slug and parameters as columns.
-
     Scratch (``sweeps_dir``, default runs/sweeps) and shipped (``<records_dir>/sweeps``,
-    ``machines/*/sweeps``) points of one name stay two points (column ``point``).
-    """
+    ``machines/*/sweeps``) points of one name stay two points (column ``point``)."""
     combos = _sweep_combos(sweeps_dir, records_dir)
     rec_frames, summaries = [], []
     for combo, origin in combos:
@@ -334,10 +328,8 @@ def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = No
                      reference_dir: Path | None = None, sweeps_dir: Path | None = None,
                      include_runs: bool = False) -> dict[str, pd.DataFrame]:
     """Every source above in one dict of DataFrames; missing sources are empty frames.
-
     Shipped records and published references only by default; ``include_runs`` (or a ``runs_dir``
-    / ``sweeps_dir``) adds scratch runs, with an ``origin`` column telling them apart.
-    """
+    / ``sweeps_dir``) adds scratch runs, with an ``origin`` column telling them apart."""
     include_runs = include_runs or runs_dir is not None or sweeps_dir is not None
     runs = Path(runs_dir or config.RUNS_DIR) if include_runs else NO_RUNS
     recs = Path(records_dir or config.RECORDS_DIR)
@@ -387,10 +379,8 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
                group: Iterable[str] = ("run_id",), memory_mb: float | None = None,
                arch: str = "x86_64") -> pd.DataFrame:
     """One row per run from per-partition records: data, durations, billed cost, throughputs.
-
-    ``group`` names a run's columns (``run_id``; sweeps: ``sweep``, ``slug``); the wall clock comes
-    from its summary (:data:`WALL_KEYS`), cost from :func:`~cosmic_utils.analysis.cost.summarize_pipeline_cost`.
-    """
+    ``group``: a run's columns (``run_id``; sweeps: ``sweep``, ``slug``); wall clock from its summary
+    (:data:`WALL_KEYS`), cost from :func:`~cosmic_utils.analysis.cost.summarize_pipeline_cost`."""
     from cosmic_utils.analysis import cost
 
     group = [g for g in group if g in records.columns]

@@ -166,11 +166,9 @@ class Claim:
 
 # ------------------------------------------------------------------ sweeps and projections
 def sweep_points(src: Sources, sweep: str, param: str) -> pd.DataFrame:
-    """One row per (point, repeat) of a shipped sweep, by :func:`cosmic_utils.analysis.sweep_points.read_points`.
-
-    The reader the figures use too, so a table and its figure agree; failed points are left out, a
-    malformed record is a :class:`ReportError`. Only the primary machine's sweeps are tabled.
-    """
+    """One row per (point, repeat) of a shipped sweep, by :func:`.sweep_points.read_points` (the figures'
+    reader too, so table and figure agree): failed points left out, a malformed record is a
+    :class:`ReportError`. Only the primary machine's sweeps are tabled."""
     from cosmic_utils.analysis import sweep_points as sp
 
     base = src.records / "sweeps" / sweep

@@ -96,10 +96,8 @@ def _fmt(value: Any) -> str:
 
 def slug(combination: Mapping[str, Any]) -> str:
     """Folder name of a combination: ``key-value`` pairs joined with ``__`` (keys sorted).
-
     Values are sanitised to ``[A-Za-z0-9.-]``; when sanitising changed a value (so two different
-    combinations could collide) or the name is long, a short hash of the exact values is appended.
-    """
+    combinations could collide) or the name is long, a short hash of the exact values is appended."""
     items = sorted(combination.items())
     text = "__".join(f"{re.sub(r'[^A-Za-z0-9_]+', '_', str(k))}-{_fmt(v)}" for k, v in items)
     exact = json.dumps([[k, repr(v)] for k, v in items])
@@ -121,10 +119,8 @@ def repeat_slug(point_slug: str, repeat: int) -> str:
 
 def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
     """Why the pipeline run in ``out_dir`` is not a clean success, from its ``summary.json``.
-
     Returns ``(message, failed partitions)``, or None when the run succeeded with every partition
-    ok, or when the folder holds no summary (a notebook that is not a pipeline run).
-    """
+    ok, or when the folder holds no summary (a notebook that is not a pipeline run)."""
     path = out_dir / "summary.json"
     if not path.exists():
         return None
@@ -150,7 +146,6 @@ def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
 def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
                     kernel: str | None = None, progress: bool = False, repeat: int = 1) -> dict[str, Any]:
     """Execute the notebook for one combination into ``out_dir``; writes the done/failed marker.
-
     The markers' ``parameters`` carry ``repeat`` (the notebook does not receive it: a repeat is the
     same point run again, in its own folder)."""
     import papermill as pm
@@ -188,12 +183,9 @@ def _failed(grid: Grid, out_dir: Path, params: Mapping[str, Any], started: float
 
 
 def _parse_only(only: Sequence[str] | None) -> dict[str, set[str]]:
-    """``--only`` filters as key -> accepted values' texts.
-
-    Repeated filters on one key are a union (``--only batch_size=32 --only batch_size=256`` keeps
-    both points); filters on different keys all apply (``--only data_gb=1 --only partition_mb=10``
-    keeps their intersection), the usual reading of repeated command-line filters.
-    """
+    """``--only`` filters as key -> accepted values' texts: repeated filters on one key are a union
+    (``--only batch_size=32 --only batch_size=256`` keeps both), filters on different keys all apply
+    (``--only data_gb=1 --only partition_mb=10`` keeps their intersection)."""
     out: dict[str, set[str]] = {}
     for item in only or ():
         if "=" not in item:
@@ -237,10 +229,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
               extra_parameters: Mapping[str, Any] | None = None,
               repeats: int | None = None) -> list[dict[str, Any]]:
     """Run every combination of a grid file ``repeats`` times (resumable); one row per (combination, repeat).
-
     Each repeat has its own folder (:func:`repeat_slug`); ``only`` keeps matching combinations
-    (:func:`select`), ``dry_run`` lists the plan. Row ``status``: done | skipped | failed | planned.
-    """
+    (:func:`select`), ``dry_run`` lists the plan. Row ``status``: done | skipped | failed | planned."""
     from cosmic_utils.progress import progress
 
     grid = load_grid(grid_path)

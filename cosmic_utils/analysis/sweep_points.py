@@ -47,9 +47,9 @@ def point_metrics(summ: schemas.RunSummary) -> dict[str, float]:
 
 
 def read_point(folder: Path, origin: str = "shipped", label: Any = None) -> dict[str, Any] | None:
-    """One finished point folder: its parameters (``param_<name>``), ``repeat``, the :data:`METRICS`,
-    ``cpu``, ``backend``, ``trained``, ``origin``, ``record``; None for a point with a failed
-    partition. A malformed record raises :class:`RecordError` naming it (``label(path)``, default the path)."""
+    """One finished point folder: ``param_<name>``, ``repeat``, the :data:`METRICS`, ``cpu``, ``backend``,
+    ``trained``, ``origin``, ``record``; None for a point with a failed partition. A malformed record
+    raises :class:`RecordError` naming it (``label(path)``, default the path)."""
     name = label or (lambda q: str(q))
     p = Path(folder)
     done = schemas.load(schemas.SweepDone, p / "_done.json", name)
