@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,18 +51,12 @@ def machine_slug(cpu_model: str, isa: str = "") -> str:
     return slug or "unknown-machine"
 
 
-def primary_machine(records_dir: Path | None = None) -> str:
-    """Slug of the machine whose records sit at the top of ``data/records/`` (from its bench.json)."""
-    path = Path(records_dir or config.RECORDS_DIR) / "bench.json"
-    prov = schemas.read_object(path).get("provenance") or {}
-    return machine_slug(prov.get("cpu_model", ""), prov.get("isa", "")) if prov.get("cpu_model") else ""
-
-
 def machine_dir(slug: str, records_dir: Path | None = None) -> Path:
-    """Where a machine's records live: the top of data/records/ for the primary one (or when no
-    bench.json names one yet: an empty records folder), else ``machines/<slug>/``."""
+    """Where a machine's records live: the top of data/records/ for the primary one (the machine its
+    bench.json names, or any when none does yet), else ``machines/<slug>/``."""
     recs = Path(records_dir or config.RECORDS_DIR)
-    primary = primary_machine(recs)
+    prov = schemas.read_object(recs / "bench.json").get("provenance") or {}
+    primary = machine_slug(prov["cpu_model"], prov.get("isa", "")) if prov.get("cpu_model") else ""
     return recs if slug == primary or not primary else recs / "machines" / slug
 
 
@@ -73,6 +67,11 @@ def grandfathered(records_dir: Path | None = None) -> set[str]:
         return set()
     lines = (ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines())
     return {ln for ln in lines if ln}
+
+
+def is_grandfathered(rel: str, old: set[str]) -> bool:
+    """``rel`` (relative to data/records/) is listed in ``old``, by name or under a listed ``folder/``."""
+    return rel in old or any(rel.startswith(g.rstrip("/") + "/") for g in old if g.endswith("/"))
 
 
 # ------------------------------------------------------------------ one candidate
@@ -312,14 +311,6 @@ def ship(runs_dir: Path | None = None, records_dir: Path | None = None, dry_run:
 
 
 # ------------------------------------------------------------------ checking what is shipped
-def shipped_files(records_dir: Path | None = None) -> Iterable[Path]:
-    """Every shipped record file the figures read (READMEs and the grandfather list excluded)."""
-    recs = Path(records_dir or config.RECORDS_DIR)
-    for p in sorted(recs.rglob("*")):
-        if p.is_file() and p.name not in ("README.md", GRANDFATHERED_FILE):
-            yield p
-
-
 def check_shipped(records_dir: Path | None = None) -> list[str]:
     """Problems of the shipped set: a file neither grandfathered nor carrying passing model fields.
     Summaries pass on ``model_info``, a local CSV when every row does (``trained-model``); other kinds
@@ -327,16 +318,15 @@ def check_shipped(records_dir: Path | None = None) -> list[str]:
     recs = Path(records_dir or config.RECORDS_DIR)
     old = grandfathered(recs)
     problems = []
-    for p in shipped_files(recs):
+    for p in sorted(recs.rglob("*")):  # every shipped record file (READMEs and the grandfather list excluded)
         rel = p.relative_to(recs).as_posix()
-        if rel in old or any(rel.startswith(g.rstrip("/") + "/") for g in old if g.endswith("/")):
+        if not p.is_file() or p.name in ("README.md", GRANDFATHERED_FILE) or is_grandfathered(rel, old):
             continue
         c = Candidate("shipped", rel, p)
         if p.name == "summary.json" or (p.name.startswith("pipeline_") and p.suffix == ".json"):
             _model_rule(c, schemas.read_object(p).get("model_info") or {})
         elif p.suffix == ".csv" and p.name.startswith("local_cpu"):
-            df = pd.read_csv(p)
-            for _, row in df.iterrows():
+            for _, row in pd.read_csv(p).iterrows():
                 _model_rule(c, row.to_dict())
         if c.failures:
             problems.append(c.refusal().replace("refused shipped", "shipped record fails:"))

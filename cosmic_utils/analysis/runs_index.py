@@ -95,8 +95,7 @@ def _shipped(recs: Path) -> list[dict[str, Any]]:
             rows.append(_bench_row(base / "bench.json"))
     old = admission.grandfathered(recs)
     for r in rows:
-        rel = Path(r["path"]).relative_to(recs).as_posix()
-        listed = rel in old or any(rel.startswith(g.rstrip("/") + "/") for g in old if g.endswith("/"))
+        listed = admission.is_grandfathered(Path(r["path"]).relative_to(recs).as_posix(), old)
         r.update(origin="shipped", shipped=True, admission="admitted before rules" if listed else "shipped")
     return rows
 

@@ -206,20 +206,16 @@ def select(grid: Grid, only: Sequence[str] | None) -> list[dict[str, Any]]:
             if all(str({**grid.parameters, **c}[k]) in vs for k, vs in filters.items())]
 
 
-def notebook_parameters(notebook: Path) -> set[str]:
-    """Names of the notebook's papermill parameters (its ``parameters`` cell), read without a kernel."""
-    import papermill as pm
-
-    return set(pm.inspect_notebook(str(notebook)))
-
-
 def validate_grid(path: str | Path) -> Grid:
     """:func:`load_grid` plus: the notebook exists and every fixed or grid parameter is one of its
     parameters (a misspelt key would otherwise be passed to papermill and silently ignored)."""
     grid = load_grid(path)
     if not grid.notebook.exists():
         raise ValueError(f"{path}: notebook {grid.notebook} does not exist")
-    if unknown := sorted((set(grid.parameters) | set(grid.grid)) - notebook_parameters(grid.notebook)):
+    import papermill as pm
+
+    known = set(pm.inspect_notebook(str(grid.notebook)))  # the parameters cell, read without a kernel
+    if unknown := sorted((set(grid.parameters) | set(grid.grid)) - known):
         raise ValueError(f"{path}: {unknown} are not parameters of {grid.notebook.name}")
     return grid
 
