@@ -79,23 +79,20 @@ def _engines_of(path: Path, recs: Path) -> list[Row]:
     parts = []
     if "published-loop" in by:
         parts.append(f"published loop {_n(by['published-loop']['samples_per_s'])}/s")
-    best = summary.get("best_fp32") or {}
-    if best:
+    if best := summary.get("best_fp32") or {}:
         peak = meta.get("matmul_peak_gflops")
         frac = best.get("peak_fraction")
         extra = f", {_n(100 * frac)} % of the measured {_n(peak)} GFLOP/s fp32 peak" if frac and peak else ""
         parts.append(f"best fp32 {best['engine']} {_n(best['samples_per_s'])}/s "
                      f"({best['ratio_vs_published_loop']:.2f}x{extra})")
-    red = summary.get("best_reduced") or {}
-    if red:
+    if red := summary.get("best_reduced") or {}:
         delta = red.get("nmad_delta_rel")
         acc = f", sigma_NMAD {100 * delta:+.1f} %" if delta is not None else ""
         parts.append(f"best reduced {red['engine']} {_n(red['samples_per_s'])}/s "
                      f"({red['ratio_vs_published_loop']:.2f}x{acc})")
     out = [Row(f"engines at batch {batch}, {threads} threads, vs the published loop, same run", "; ".join(parts) or "no rows",
                machine, _rel(path, recs), "`make bench`")]
-    stream = doc.get("stream")
-    if isinstance(stream, dict) and stream.get("peak_rss_mb"):
+    if isinstance(stream := doc.get("stream"), dict) and stream.get("peak_rss_mb"):
         out.append(Row(f"streaming {stream.get('data_gb', 0):.3g} GB",
                        f"peak RSS {_n(stream['peak_rss_mb'])} MB ({stream.get('engine')}, batch "
                        f"{stream.get('batch_size')}, fresh process), {_n(stream['samples_per_s'])} samples/s",

@@ -388,15 +388,12 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
         return pd.DataFrame()
     walls: dict[tuple, float] = {}
     if summaries is not None and not summaries.empty and all(g in summaries.columns for g in group):
-        for _, srow in summaries.iterrows():
-            walls[tuple(srow[g] for g in group)] = _wall_from_summary(srow)
+        walls = {tuple(srow[g] for g in group): _wall_from_summary(srow) for _, srow in summaries.iterrows()}
     rows = []
     for key, df in records.groupby(group, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        mem = memory_mb
-        if "memory_mb" in df.columns and df["memory_mb"].notna().any():
-            mem = float(df["memory_mb"].dropna().iloc[0])
-        mem = mem or 3008.0
+        has_mem = "memory_mb" in df.columns and df["memory_mb"].notna().any()
+        mem = (float(df["memory_mb"].dropna().iloc[0]) if has_mem else memory_mb) or 3008.0
         wall = walls.get(key, float("nan"))
         summ = cost.summarize_pipeline_cost(df.to_dict("records"), mem, arch,
                                             wall_s=None if pd.isna(wall) else wall)

@@ -22,13 +22,9 @@ COLUMNS: tuple[str, ...] = ("origin", "kind", "name", "model", "trained", "model
 
 
 def _model_cols(info: dict[str, Any]) -> dict[str, Any]:
-    sha = info.get("model_sha256")
-    trained = info.get("model_trained")
-    if trained is None or (isinstance(trained, float) and pd.isna(trained)):
-        trained_s = "not recorded"
-    else:
-        trained_s = "trained" if str(trained).lower() in ("true", "1", "1.0") else "UNTRAINED"
-    sig = info.get("model_sigma_nmad")
+    sha, trained, sig = info.get("model_sha256"), info.get("model_trained"), info.get("model_sigma_nmad")
+    trained_s = ("not recorded" if trained is None or (isinstance(trained, float) and pd.isna(trained)) else
+                 "trained" if str(trained).lower() in ("true", "1", "1.0") else "UNTRAINED")
     return {"model": str(sha)[:12] if isinstance(sha, str) and sha else "not recorded", "trained": trained_s,
             "model_sigma_nmad": float(sig) if sig is not None and not pd.isna(sig) else float("nan")}
 
@@ -105,9 +101,7 @@ def _scratch(runs: Path) -> list[dict[str, Any]]:
                 for c in admission.candidates(runs)}
     rows: list[dict[str, Any]] = []
     for p in sorted(runs.glob("local/*/records.csv")):
-        for r in _local_rows(p):
-            r["admission"] = verdicts.get(("local", p.parent.name), "")
-            rows.append(r)
+        rows += [{**r, "admission": verdicts.get(("local", p.parent.name), "")} for r in _local_rows(p)]
     for p in sorted(runs.glob("sweeps/*/*/summary.json")):
         name = f"{p.parent.parent.name}/{p.parent.name}"
         rows.append({**_summary_row(p, "sweep_point", name), "admission": verdicts.get(("sweep_point", name), "")})
