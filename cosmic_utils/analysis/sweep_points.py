@@ -60,14 +60,10 @@ def read_point(folder: Path, origin: str = "shipped", label: Any = None) -> dict
                     summ.partitions)
         return None
     prov = summ.provenance or done.provenance or schemas.Provenance(cpu_model=done.cpu_model, cpus=done.cpus)
-    return {**{f"param_{k}": v for k, v in params.items()},
-            "sweep": p.parent.name, "slug": p.name,
-            "repeat": int(done.repeat or params.get("repeat") or 1),
-            **point_metrics(summ),
-            "cpu": prov.machine(),
-            "backend": str(summ.backend or params.get("backend") or ""),
-            "trained": (summ.model_info or {}).get("model_trained"),
-            "origin": origin, "record": name(p)}
+    return {**{f"param_{k}": v for k, v in params.items()}, "sweep": p.parent.name, "slug": p.name,
+            "repeat": int(done.repeat or params.get("repeat") or 1), **point_metrics(summ),
+            "cpu": prov.machine(), "backend": str(summ.backend or params.get("backend") or ""),
+            "trained": (summ.model_info or {}).get("model_trained"), "origin": origin, "record": name(p)}
 
 
 def read_points(base: Path, sweep: str, param: str, origin: str = "shipped",
