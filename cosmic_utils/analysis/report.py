@@ -68,10 +68,8 @@ class Sources:
     def rel(self, path: Path) -> str:
         """A record's name as the report prints it (``data/records/...``)."""
         for base, label in ((self.records, "data/records"), (self.reference, "data/reference")):
-            try:
+            if path.is_relative_to(base):
                 return f"{label}/{path.relative_to(base).as_posix()}"
-            except ValueError:
-                continue
         return str(path)
 
 
