@@ -20,6 +20,7 @@ import pandas as pd
 
 from cosmic_utils import config
 from cosmic_utils.analysis import schemas
+from cosmic_utils.provenance import portable, portable_path, portable_text
 
 #: Every rule by name, with the one-line statement printed with a refusal.
 RULES: dict[str, str] = {
@@ -213,8 +214,6 @@ def _shipped_repeats(sweep: str, slug: str, params: Mapping[str, Any], records_d
 # ------------------------------------------------------------------ shipping
 def _write(src: Path, dst: Path) -> str:
     """Copy a text record with this machine's paths made portable; 'shipped' / 'already shipped'."""
-    from cosmic_utils.provenance import portable_text
-
     text = portable_text(src.read_bytes().decode("utf-8"))
     if dst.is_file():
         if dst.read_text(encoding="utf-8") == text:
@@ -223,12 +222,6 @@ def _write(src: Path, dst: Path) -> str:
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(text.encode("utf-8"))
     return "shipped"
-
-
-def _rel(path: Path) -> str:
-    from cosmic_utils.provenance import portable_path
-
-    return portable_path(path)
 
 
 def _slug(c: Candidate) -> str:
@@ -249,13 +242,11 @@ def _ship_one(c: Candidate, recs: Path) -> list[str]:
             rows = rows[[tuple(r) not in have for r in rows[key].astype(str).to_numpy()]]
         if rows.empty:
             return [f"already shipped local {c.name}"]
-        from cosmic_utils.provenance import portable
-
         rows = pd.DataFrame([portable(r) for r in rows.drop(columns=["source_file"], errors="ignore").to_dict("records")])
         dst.parent.mkdir(parents=True, exist_ok=True)
         merged = pd.concat([old, rows], ignore_index=True, sort=False) if not old.empty else rows
         merged.to_csv(dst, index=False)  # append-only: old rows are kept as they were
-        return [f"shipped local {c.name}: {len(rows)} row(s) -> {_rel(dst)}"]
+        return [f"shipped local {c.name}: {len(rows)} row(s) -> {portable_path(dst)}"]
     if c.kind == "sweep_point":
         sweep, slug = c.name.split("/", 1)
         dst = base / "sweeps" / sweep / slug
@@ -263,7 +254,7 @@ def _ship_one(c: Candidate, recs: Path) -> list[str]:
             if (c.source / name).is_file():
                 lines.append(f"{_write(c.source / name, dst / name)} {dst / name}")
         return [f"{'already shipped' if all(x.startswith('already') for x in lines) else 'shipped'} sweep point "
-                f"{c.name} -> {_rel(dst)}"]
+                f"{c.name} -> {portable_path(dst)}"]
     if c.kind == "pipeline":
         for src, name in ((c.source / "records.csv", f"pipeline_{c.name}.csv"),
                           (c.source / "summary.json", f"pipeline_{c.name}_summary.json")):

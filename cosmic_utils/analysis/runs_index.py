@@ -15,6 +15,7 @@ import pandas as pd
 
 from cosmic_utils import config
 from cosmic_utils.analysis import admission, schemas
+from cosmic_utils.provenance import portable_path
 
 #: Columns of the table, in order.
 COLUMNS: tuple[str, ...] = ("origin", "kind", "name", "model", "trained", "model_sigma_nmad", "data_gb", "samples",
@@ -122,7 +123,5 @@ def runs_table(runs_dir: Path | None = None, records_dir: Path | None = None) ->
     recs = Path(records_dir or config.RECORDS_DIR)
     df = pd.DataFrame([*_scratch(runs), *_shipped(recs)], columns=list(COLUMNS))
     if not df.empty:
-        from cosmic_utils.provenance import portable_path
-
         df["path"] = df["path"].map(portable_path)
     return df
