@@ -101,8 +101,7 @@ def _engines_of(path: Path, recs: Path) -> list[Row]:
 
 
 def _pipeline(recs: Path) -> list[Row]:
-    paths = sorted(recs.glob("pipeline_*summary*.json"))
-    docs = [(p, d) for p in paths if (d := read_object(p))]
+    docs = [(p, d) for p in sorted(recs.glob("pipeline_*summary*.json")) if (d := read_object(p))]
     if not docs:
         return [_missing("local pipeline", "pipeline_<run-id>_summary.json", "make demo")]
     path, s = max(docs, key=lambda pd_: str(pd_[1].get("created", "")))

@@ -110,9 +110,8 @@ def load_pipeline(runs_dir: Path | None = None, records_dir: Path | None = None)
     recs = Path(records_dir or config.RECORDS_DIR)
     paths = [p for p in runs.glob("*/records.csv") if p.parent.name not in _NOT_PIPELINE]
     frames = [_read_csvs([*paths, *recs.glob("pipeline_*.csv"), *recs.glob("aws_*.csv")])]
-    for run in sorted(p for p in runs.glob("*") if p.is_dir() and p.name not in _NOT_PIPELINE):
-        if not (run / "records.csv").exists():
-            frames.append(_json_records(run))
+    pipes = sorted(p for p in runs.glob("*") if p.is_dir() and p.name not in _NOT_PIPELINE)
+    frames += [_json_records(run) for run in pipes if not (run / "records.csv").exists()]
     frames = [f for f in frames if not f.empty]
     df = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     if not df.empty:
