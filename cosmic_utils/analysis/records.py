@@ -211,8 +211,7 @@ def load_bench(runs_dir: Path | None = None, records_dir: Path | None = None) ->
             except schemas.RecordError as exc:
                 log.warning("skipping bench record: %s", exc)
                 continue
-            df["source_file"] = str(p)
-            return df
+            return df.assign(source_file=str(p))
     return pd.DataFrame()
 
 
@@ -228,21 +227,16 @@ def load_predictions(runs_dir: Path | None = None, records_dir: Path | None = No
     cands = [*recs.glob("predictions*.csv"), *runs.glob("*/predictions*.csv"), *runs.glob("*/*/predictions*.csv"),
              *runs.glob("*/predictions"), *runs.glob("*/*/predictions")]
     for p in sorted(cands, key=lambda q: q.stat().st_mtime, reverse=True):
-        out = _read_predictions(p)
-        if not out.empty:
-            out["source_file"] = str(p)
-            return out
+        if not (out := _read_predictions(p)).empty:
+            return out.assign(source_file=str(p))
     return pd.DataFrame()
 
 
 def _read_predictions(p: Path) -> pd.DataFrame:
     """``z_spec``, ``z_pred`` of a predictions CSV or a folder of per-partition CSVs (empty if none)."""
     try:
-        if p.is_dir():  # one CSV per partition (the pipeline's layout)
-            parts = sorted(p.glob("*.csv"))
-            if not parts:
-                return pd.DataFrame()
-            df = pd.concat([pd.read_csv(q) for q in parts], ignore_index=True)
+        if p.is_dir():  # one CSV per partition (the pipeline's layout); none: concat's ValueError
+            df = pd.concat([pd.read_csv(q) for q in sorted(p.glob("*.csv"))], ignore_index=True)
         else:
             df = pd.read_csv(p)
     except (OSError, ValueError, pd.errors.ParserError):
