@@ -621,9 +621,8 @@ def decomposition(d: Mapping[str, Any]) -> str:
 
 def section_projection(src: Sources) -> dict[str, Any]:
     path = src.records / "lambda_projection.json"
-    v: dict[str, Any] = {"record": None}
-    if path.is_file():
-        v["record"] = _projection_values(src, path, read_json(src, path, [], schemas.ProjectionRecord))
+    rec = read_json(src, path, [], schemas.ProjectionRecord) if path.is_file() else None
+    v: dict[str, Any] = {"record": _projection_values(src, path, rec) if rec is not None else None}
     sweep = sweep_points(src, "lambda_memory", "memory_mb")
     usd, wall = median_by(sweep, "memory_mb", "lambda_usd"), median_by(sweep, "memory_mb", "wall_s")
     v.update(local=local_label(sweep), sweep_gb=sweep["data_gb"].iloc[0],
@@ -662,9 +661,8 @@ def storage_claims(src: Sources) -> list[Claim]:
     if not files:
         raise ReportError("record data/records/pipeline_*.csv is missing")
     df = read_csv(src, files[-1], ["download_s", "inference_s", "upload_s", "duration_s"])
-    total = float(df["duration_s"].sum())
     v = dict(rel=src.rel(files[-1]), io=float(df["download_s"].sum() + df["upload_s"].sum()),
-             inference=float(df["inference_s"].sum()), total=total)
+             inference=float(df["inference_s"].sum()), total=float(df["duration_s"].sum()))
     return [Claim("Serverless throughput is limited mainly by storage speed", "not testable here", say("storage", v=v))]
 
 
