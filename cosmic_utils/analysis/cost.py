@@ -36,9 +36,7 @@ def published_efficiency(throughput_gb_s: float, cost_usd: float) -> float:
 
 def end_to_end_efficiency(data_gb: float, wall_s: float, total_usd: float) -> float:
     """End-to-end efficiency: data / wall clock of the whole run (GB/s) per dollar of the whole run."""
-    if wall_s <= 0 or total_usd <= 0:
-        return float("nan")
-    return data_gb / wall_s / total_usd
+    return data_gb / wall_s / total_usd if wall_s > 0 and total_usd > 0 else float("nan")
 
 
 # ------------------------------------------------------------------ published (seed) formulas

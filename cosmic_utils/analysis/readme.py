@@ -270,12 +270,10 @@ def measured_rows(records_dir: Path | None = None) -> list[Row]:
 
 def render_block(rows: list[Row]) -> str:
     """The marked block: a Markdown table, markers included."""
-    lines = [BEGIN, "| what | result | machine | record | command |", "| --- | --- | --- | --- | --- |"]
-    for r in rows:
-        cells = [c.replace("|", "\\|").replace("\n", " ") for c in (r.what, r.result, r.machine, r.record, r.command)]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append(END)
-    return "\n".join(lines)
+    lines = ["| " + " | ".join(c.replace("|", "\\|").replace("\n", " ")
+                               for c in (r.what, r.result, r.machine, r.record, r.command)) + " |" for r in rows]
+    return "\n".join([BEGIN, "| what | result | machine | record | command |", "| --- | --- | --- | --- | --- |",
+                      *lines, END])
 
 
 def current_block(text: str, source: str = "README.md") -> str:
