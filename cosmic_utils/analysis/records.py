@@ -145,10 +145,8 @@ def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tup
         recs = Path(records_dir or config.RECORDS_DIR)
         bases.append((recs / "sweeps", "shipped"))
         bases += [(m / "sweeps", "shipped") for m in sorted((recs / "machines").glob("*")) if m.is_dir()]
-    combos: list[tuple[Path, str]] = []
-    for base, origin in bases:
-        combos += [(combo, origin) for combo in sorted(p for p in base.glob("*/*") if p.is_dir())]
-    return combos
+    return [(combo, origin) for base, origin in bases
+            for combo in sorted(p for p in base.glob("*/*") if p.is_dir())]
 
 
 def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
@@ -172,9 +170,8 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
     """Sweep records and summaries with the sweep name, slug and parameters as columns.
     Scratch (``sweeps_dir``, default runs/sweeps) and shipped (``<records_dir>/sweeps``,
     ``machines/*/sweeps``) points of one name stay two points (column ``point``)."""
-    combos = _sweep_combos(sweeps_dir, records_dir)
     rec_frames, summaries = [], []
-    for combo, origin in combos:
+    for combo, origin in _sweep_combos(sweeps_dir, records_dir):
         params: dict[str, Any] = {}
         # point_status: done | failed (notebook error or failed partitions: sweep.run_failures) | incomplete
         point_status = "incomplete"
