@@ -438,7 +438,7 @@ def section_local(src: Sources) -> dict[str, Any]:
     biggest = float(df[size].max())
     tiled = "base_gb" in df and df["base_gb"].notna().any() and float(df["base_gb"].max()) < biggest
     v.update(measured=True, rel=src.rel(path), first=df.iloc[0], thr=thr["median"], rss_max=rss["hi"].max(),
-             flat=(thr["median"].max() - thr["median"].min()) / thr["median"].median(), biggest=biggest,
+             flat=_rel_spread(thr["median"]), biggest=biggest,
              base_max=float(df["base_gb"].max()) if tiled else None,
              table=table(["data GB", "ours GB/s (measured)", "ours Gbit/s (measured x 8)", "ours peak RSS MB (measured)",
                           "samples", "data read"],
