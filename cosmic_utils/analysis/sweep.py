@@ -47,8 +47,7 @@ class Grid:
 
     def combinations(self) -> list[dict[str, Any]]:
         """Every combination of the grid (in file order), as dicts of the grid parameters only."""
-        keys = list(self.grid)
-        return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(self.grid[k] for k in keys))]
+        return [dict(zip(self.grid, values, strict=True)) for values in itertools.product(*self.grid.values())]
 
 
 def load_grid(path: str | Path) -> Grid:
