@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pandas as pd
 
 from cosmic_utils import config
 from cosmic_utils.analysis import schemas
+from cosmic_utils.provenance import portable, portable_path, portable_text
 
 #: Every rule by name, with the one-line statement printed with a refusal.
 RULES: dict[str, str] = {
@@ -51,18 +52,12 @@ def machine_slug(cpu_model: str, isa: str = "") -> str:
     return slug or "unknown-machine"
 
 
-def primary_machine(records_dir: Path | None = None) -> str:
-    """Slug of the machine whose records sit at the top of ``data/records/`` (from its bench.json)."""
-    path = Path(records_dir or config.RECORDS_DIR) / "bench.json"
-    prov = schemas.read_object(path).get("provenance") or {}
-    return machine_slug(prov.get("cpu_model", ""), prov.get("isa", "")) if prov.get("cpu_model") else ""
-
-
 def machine_dir(slug: str, records_dir: Path | None = None) -> Path:
-    """Where a machine's records live: the top of data/records/ for the primary one (or when no
-    bench.json names one yet: an empty records folder), else ``machines/<slug>/``."""
+    """Where a machine's records live: the top of data/records/ for the primary one (the machine its
+    bench.json names, or any when none does yet), else ``machines/<slug>/``."""
     recs = Path(records_dir or config.RECORDS_DIR)
-    primary = primary_machine(recs)
+    prov = schemas.read_object(recs / "bench.json").get("provenance") or {}
+    primary = machine_slug(prov["cpu_model"], prov.get("isa", "")) if prov.get("cpu_model") else ""
     return recs if slug == primary or not primary else recs / "machines" / slug
 
 
@@ -73,6 +68,11 @@ def grandfathered(records_dir: Path | None = None) -> set[str]:
         return set()
     lines = (ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines())
     return {ln for ln in lines if ln}
+
+
+def is_grandfathered(rel: str, old: set[str]) -> bool:
+    """``rel`` (relative to data/records/) is listed in ``old``, by name or under a listed ``folder/``."""
+    return rel in old or any(rel.startswith(g.rstrip("/") + "/") for g in old if g.endswith("/"))
 
 
 # ------------------------------------------------------------------ one candidate
@@ -170,11 +170,8 @@ def _single(kind: str, src: Path, prov_of: Path) -> Candidate:
 def candidates(runs_dir: Path | None = None) -> list[Candidate]:
     """Every finished run under ``runs_dir`` (default runs/) that could be shipped, rules applied."""
     runs = Path(runs_dir or config.RUNS_DIR)
-    out: list[Candidate] = []
-    for run in sorted(p.parent for p in runs.glob("local/*/records.csv")):
-        out.append(_local(run))
-    for combo in sorted(p.parent for p in runs.glob("sweeps/*/*/_done.json")):
-        out.append(_sweep_point(combo))
+    out = [_local(run) for run in sorted(p.parent for p in runs.glob("local/*/records.csv"))]
+    out += [_sweep_point(combo) for combo in sorted(p.parent for p in runs.glob("sweeps/*/*/_done.json"))]
     pipelines = [p.parent for p in runs.glob("*/summary.json") if p.parent.name not in {"local", "sweeps", "bench"}]
     pipelines += [p.parent for p in runs.glob("lambda_sweep/*/summary.json")]
     out += [_pipeline(run) for run in sorted(pipelines)]
@@ -190,22 +187,18 @@ def candidates(runs_dir: Path | None = None) -> list[Candidate]:
 def _repeats_rule(points: list[Candidate], records_dir: Path | None = None) -> None:
     """Fail the points of a spread sweep with fewer than MIN_REPEATS repeats (runs + shipped, same machine)."""
     counts: dict[tuple[str, str, str], int] = {}
-    def key(sweep: str, params: Mapping[str, Any], slug: str) -> tuple[str, str, str]:
-        swept = json.dumps({k: v for k, v in params.items() if k != "repeat"}, sort_keys=True, default=str)
-        return sweep, slug, swept
     for c in points:
         if c.failures:
             continue
-        slug = machine_slug(c.fields.get("cpu_model") or "", c.fields.get("isa") or "")
-        k = key(c.source.parent.name, c.fields.get("parameters", {}), slug)
+        swept = {k: v for k, v in c.fields.get("parameters", {}).items() if k != "repeat"}
+        k = (c.source.parent.name, _slug(c), json.dumps(swept, sort_keys=True, default=str))
         counts[k] = counts.get(k, 0) + 1
         c.fields["_repeat_key"] = k
     for c in points:
         k = c.fields.get("_repeat_key")
         if k is None or k[0] not in SPREAD_SWEEPS:
             continue
-        shipped = _shipped_repeats(k[0], k[1], c.fields.get("parameters", {}), records_dir)
-        n = counts[k] + shipped
+        n = counts[k] + _shipped_repeats(k[0], k[1], c.fields.get("parameters", {}), records_dir)
         if n < MIN_REPEATS:
             c.failures.append(("repeats", f"{n} repeat(s) of this point (runs + shipped), its figure draws a spread "
                                           f"(needs {MIN_REPEATS})"))
@@ -214,18 +207,13 @@ def _repeats_rule(points: list[Candidate], records_dir: Path | None = None) -> N
 def _shipped_repeats(sweep: str, slug: str, params: Mapping[str, Any], records_dir: Path | None) -> int:
     base = machine_dir(slug, records_dir) / "sweeps" / sweep
     want = {k: v for k, v in params.items() if k != "repeat"}
-    n = 0
-    for done in base.glob("*/_done.json"):
-        got = {k: v for k, v in (schemas.read_object(done).get("parameters") or {}).items() if k not in ("repeat", "output_dir")}
-        n += int(got == want)
-    return n
+    return sum({k: v for k, v in (schemas.read_object(done).get("parameters") or {}).items()
+                if k not in ("repeat", "output_dir")} == want for done in base.glob("*/_done.json"))
 
 
 # ------------------------------------------------------------------ shipping
 def _write(src: Path, dst: Path) -> str:
     """Copy a text record with this machine's paths made portable; 'shipped' / 'already shipped'."""
-    from cosmic_utils.provenance import portable_text
-
     text = portable_text(src.read_bytes().decode("utf-8"))
     if dst.is_file():
         if dst.read_text(encoding="utf-8") == text:
@@ -236,18 +224,12 @@ def _write(src: Path, dst: Path) -> str:
     return "shipped"
 
 
-def _rel(path: Path) -> str:
-    from cosmic_utils.provenance import portable_path
-
-    return portable_path(path)
-
-
-def _dest(c: Candidate, recs: Path) -> Path:
-    return machine_dir(machine_slug(c.fields.get("cpu_model") or "", c.fields.get("isa") or ""), recs)
+def _slug(c: Candidate) -> str:
+    return machine_slug(c.fields.get("cpu_model") or "", c.fields.get("isa") or "")
 
 
 def _ship_one(c: Candidate, recs: Path) -> list[str]:
-    base = _dest(c, recs)
+    base = machine_dir(_slug(c), recs)
     lines: list[str] = []
     if c.kind == "local":
         rows: pd.DataFrame = c.fields["rows"]
@@ -260,13 +242,11 @@ def _ship_one(c: Candidate, recs: Path) -> list[str]:
             rows = rows[[tuple(r) not in have for r in rows[key].astype(str).to_numpy()]]
         if rows.empty:
             return [f"already shipped local {c.name}"]
-        from cosmic_utils.provenance import portable
-
         rows = pd.DataFrame([portable(r) for r in rows.drop(columns=["source_file"], errors="ignore").to_dict("records")])
         dst.parent.mkdir(parents=True, exist_ok=True)
         merged = pd.concat([old, rows], ignore_index=True, sort=False) if not old.empty else rows
         merged.to_csv(dst, index=False)  # append-only: old rows are kept as they were
-        return [f"shipped local {c.name}: {len(rows)} row(s) -> {_rel(dst)}"]
+        return [f"shipped local {c.name}: {len(rows)} row(s) -> {portable_path(dst)}"]
     if c.kind == "sweep_point":
         sweep, slug = c.name.split("/", 1)
         dst = base / "sweeps" / sweep / slug
@@ -274,7 +254,7 @@ def _ship_one(c: Candidate, recs: Path) -> list[str]:
             if (c.source / name).is_file():
                 lines.append(f"{_write(c.source / name, dst / name)} {dst / name}")
         return [f"{'already shipped' if all(x.startswith('already') for x in lines) else 'shipped'} sweep point "
-                f"{c.name} -> {_rel(dst)}"]
+                f"{c.name} -> {portable_path(dst)}"]
     if c.kind == "pipeline":
         for src, name in ((c.source / "records.csv", f"pipeline_{c.name}.csv"),
                           (c.source / "summary.json", f"pipeline_{c.name}_summary.json")):
@@ -289,7 +269,7 @@ def _ship_one(c: Candidate, recs: Path) -> list[str]:
         if src.is_file():
             (base / name).unlink(missing_ok=True)
             lines.append(f"{_write(src, base / name)} {name}")
-    return [f"{c.kind} ({machine_slug(c.fields.get('cpu_model') or '', c.fields.get('isa') or '')}): " + "; ".join(lines)]
+    return [f"{c.kind} ({_slug(c)}): " + "; ".join(lines)]
 
 
 @dataclass
@@ -302,10 +282,8 @@ class ShipResult:
 
 def ship(runs_dir: Path | None = None, records_dir: Path | None = None, dry_run: bool = False) -> ShipResult:
     """Apply the rules to every run in runs/ and copy the admitted ones into data/records/.
-
     A refused run leaves data/records/ untouched; an admitted run that would overwrite a
-    different shipped file is refused under ``immutable``.
-    """
+    different shipped file is refused under ``immutable``."""
     recs = Path(records_dir or config.RECORDS_DIR)
     shipped, refused = [], []
     for c in candidates(runs_dir):
@@ -324,34 +302,22 @@ def ship(runs_dir: Path | None = None, records_dir: Path | None = None, dry_run:
 
 
 # ------------------------------------------------------------------ checking what is shipped
-def shipped_files(records_dir: Path | None = None) -> Iterable[Path]:
-    """Every shipped record file the figures read (READMEs and the grandfather list excluded)."""
-    recs = Path(records_dir or config.RECORDS_DIR)
-    for p in sorted(recs.rglob("*")):
-        if p.is_file() and p.name not in ("README.md", GRANDFATHERED_FILE):
-            yield p
-
-
 def check_shipped(records_dir: Path | None = None) -> list[str]:
     """Problems of the shipped set: a file neither grandfathered nor carrying passing model fields.
-
-    A sweep point or pipeline summary passes when its ``model_info`` passes ``trained-model``;
-    a local CSV when every row does. Other kinds (bench, reliability, reference-derived files)
-    carry no model rule and pass on ``machine-named`` where they have a provenance.
-    """
+    Summaries pass on ``model_info``, a local CSV when every row does (``trained-model``); other kinds
+    (bench, reliability, reference-derived) carry no model rule."""
     recs = Path(records_dir or config.RECORDS_DIR)
     old = grandfathered(recs)
     problems = []
-    for p in shipped_files(recs):
+    for p in sorted(recs.rglob("*")):  # every shipped record file (READMEs and the grandfather list excluded)
         rel = p.relative_to(recs).as_posix()
-        if rel in old or any(rel.startswith(g.rstrip("/") + "/") for g in old if g.endswith("/")):
+        if not p.is_file() or p.name in ("README.md", GRANDFATHERED_FILE) or is_grandfathered(rel, old):
             continue
         c = Candidate("shipped", rel, p)
         if p.name == "summary.json" or (p.name.startswith("pipeline_") and p.suffix == ".json"):
             _model_rule(c, schemas.read_object(p).get("model_info") or {})
         elif p.suffix == ".csv" and p.name.startswith("local_cpu"):
-            df = pd.read_csv(p)
-            for _, row in df.iterrows():
+            for _, row in pd.read_csv(p).iterrows():
                 _model_rule(c, row.to_dict())
         if c.failures:
             problems.append(c.refusal().replace("refused shipped", "shipped record fails:"))

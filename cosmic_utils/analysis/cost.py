@@ -16,13 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmic_utils.runtime.prices import (  # noqa: F401  re-exported: the cost model API
-    _PRICE_CACHE,
-    ARCHS,
     ASSUMED_PUBLISHED_MEMORY_MB,
-    PRICES_PATH,
-    LambdaCost,
-    _check_memory,
-    _merge,
     _prices,
     billed_ms,
     lambda_cost,
@@ -42,9 +36,7 @@ def published_efficiency(throughput_gb_s: float, cost_usd: float) -> float:
 
 def end_to_end_efficiency(data_gb: float, wall_s: float, total_usd: float) -> float:
     """End-to-end efficiency: data / wall clock of the whole run (GB/s) per dollar of the whole run."""
-    if wall_s <= 0 or total_usd <= 0:
-        return float("nan")
-    return data_gb / wall_s / total_usd
+    return data_gb / wall_s / total_usd if wall_s > 0 and total_usd > 0 else float("nan")
 
 
 # ------------------------------------------------------------------ published (seed) formulas
@@ -64,12 +56,9 @@ class PublishedRow:
 
 def published_formulas(partition_mb: float, lambdas: int, avg_runtime_s: float, avg_memory_mb: float,
                        prices: Mapping[str, Any] | str | Path | None = None) -> PublishedRow:
-    """The seed project's formulas (reproduce data/reference/team6/lambda_table.csv).
-
-    ``data_gb = partition_mb * lambdas / 1024``; ``cost = lambdas * avg_runtime_s * avg_memory_mb /
-    1024 * 0.00001667`` (measured average memory, not configured); ``throughput = data_gb /
-    avg_runtime_s`` (per-Lambda runtime, not wall clock); ``efficiency = throughput / cost``.
-    """
+    """The seed formulas (reproduce data/reference/team6/lambda_table.csv): ``data_gb = partition_mb
+    * lambdas / 1024``; ``cost = lambdas * avg_runtime_s * avg_memory_mb / 1024 * 0.00001667`` (used
+    memory); ``throughput = data_gb / avg_runtime_s`` (per-Lambda runtime); ``efficiency = thr / cost``."""
     price = float(_prices(prices)["published"]["gb_second_usd"])
     data_gb = partition_mb * lambdas / 1024.0
     cost = lambdas * avg_runtime_s * avg_memory_mb / 1024.0 * price
@@ -82,61 +71,40 @@ def billed_for_published_row(partition_mb: float, lambdas: int, avg_runtime_s: f
                              configured_memory_mb: float = ASSUMED_PUBLISHED_MEMORY_MB,
                              arch: str = "x86_64",
                              prices: Mapping[str, Any] | str | Path | None = None) -> dict[str, float]:
-    """What AWS would have billed for the runs of one published row (Lambda + requests + Step Functions + S3).
-
-    The table states neither the configured memory nor each invocation's duration, so this
-    ASSUMES ``configured_memory_mb`` (default 10,240 MB, the published Cosmic AI configuration)
-    and every invocation lasting ``avg_runtime_s``. Labelled ``billed_assumed_*`` in the output.
-    """
+    """What AWS would have billed for one published row (Lambda + requests + Step Functions + S3), ASSUMING
+    ``configured_memory_mb`` (default 10,240 MB, the published Cosmic AI configuration; the table states
+    neither it nor each invocation's duration) and every invocation lasting ``avg_runtime_s``."""
     lam = lambda_cost([avg_runtime_s * 1000.0] * int(lambdas), configured_memory_mb, arch, prices=prices)
     sfn = stepfunctions_cost(int(lambdas), prices=prices)
     s3 = s3_cost(**pipeline_s3_requests(int(lambdas)), prices=prices)
     total = lam.total_usd + sfn + s3
-    data_gb = partition_mb * lambdas / 1024.0
-    thr = data_gb / avg_runtime_s
-    return {
-        "billed_assumed_memory_mb": float(configured_memory_mb),
-        "billed_lambda_usd": lam.total_usd,
-        "billed_stepfunctions_usd": sfn,
-        "billed_s3_usd": s3,
-        "billed_total_usd": total,
-        "billed_perf_efficiency_gb_s_per_usd": published_efficiency(thr, total),
-    }
+    thr = partition_mb * lambdas / 1024.0 / avg_runtime_s
+    return {"billed_assumed_memory_mb": float(configured_memory_mb), "billed_lambda_usd": lam.total_usd,
+            "billed_stepfunctions_usd": sfn, "billed_s3_usd": s3, "billed_total_usd": total,
+            "billed_perf_efficiency_gb_s_per_usd": published_efficiency(thr, total)}
 
 
 def reproduce_published_table(rows: Iterable[Mapping[str, Any]],
                               configured_memory_mb: float = ASSUMED_PUBLISHED_MEMORY_MB,
                               prices: Mapping[str, Any] | str | Path | None = None) -> list[dict[str, Any]]:
     """Recompute every row of the seed table (published formulas) with the billed cost next to it.
-
     ``rows`` are dicts with partition_mb, lambdas, avg_runtime_s, avg_memory_mb (other keys kept).
-    Output columns: the input keys, ``published_*`` recomputed values, ``billed_*`` values.
-    """
+    Output columns: the input keys, ``published_*`` recomputed values, ``billed_*`` values."""
     out = []
     for row in rows:
-        pub = published_formulas(float(row["partition_mb"]), int(row["lambdas"]),
-                                 float(row["avg_runtime_s"]), float(row["avg_memory_mb"]), prices)
-        rec = dict(row)
-        rec.update({
-            "published_data_gb": pub.data_gb,
-            "published_cost_usd": pub.cost_usd,
-            "published_throughput_gb_s": pub.throughput_gb_s,
-            "published_perf_efficiency_gb_s_per_usd": pub.perf_efficiency_gb_s_per_usd,
-        })
-        rec.update(billed_for_published_row(float(row["partition_mb"]), int(row["lambdas"]),
-                                            float(row["avg_runtime_s"]), configured_memory_mb,
-                                            prices=prices))
-        out.append(rec)
+        mb, n, run_s = float(row["partition_mb"]), int(row["lambdas"]), float(row["avg_runtime_s"])
+        pub = published_formulas(mb, n, run_s, float(row["avg_memory_mb"]), prices)
+        out.append({**row, "published_data_gb": pub.data_gb, "published_cost_usd": pub.cost_usd,
+                    "published_throughput_gb_s": pub.throughput_gb_s,
+                    "published_perf_efficiency_gb_s_per_usd": pub.perf_efficiency_gb_s_per_usd,
+                    **billed_for_published_row(mb, n, run_s, configured_memory_mb, prices=prices)})
     return out
 
 
 # ------------------------------------------------------------------ pipeline summary
 def _num(rec: Mapping[str, Any], key: str) -> float | None:
-    value = rec.get(key)
-    if value is None or value == "":
-        return None
     try:
-        out = float(value)
+        out = float(rec.get(key))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
     return None if math.isnan(out) else out
@@ -153,20 +121,15 @@ def summarize_pipeline_cost(
     prices: Mapping[str, Any] | str | Path | None = None,
 ) -> dict[str, Any]:
     """Cost, throughput and efficiency of one pipeline run from its per-partition record dicts.
-
-    ``memory_mb`` is the CONFIGURED memory; ``extra_lambda_ms`` the Init / Summarize durations;
-    ``wall_s`` the Step Functions wall clock (end-to-end numbers NaN without it). Failed partitions
-    are billed but carry no data. Definitions: docs/cost_and_simulation.md.
-    """
+    ``memory_mb``: CONFIGURED memory; ``extra_lambda_ms``: Init / Summarize; ``wall_s``: Step Functions
+    wall clock (end-to-end NaN without it). Failed partitions are billed, carry no data."""
     p = _prices(prices)
     if hasattr(records, "to_dict"):  # a pandas DataFrame (analysis code); Lambda passes dicts
         records = records.to_dict("records")  # type: ignore[union-attr]
     recs = list(records)
     durations: list[float] = []
-    data_bytes = 0.0
-    per_worker = 0.0
-    cold = 0
-    ok = 0
+    data_bytes = per_worker = 0.0
+    cold = ok = 0
     for rec in recs:
         billed = _num(rec, "billed_duration_ms")
         dur_s = _num(rec, "duration_s")
@@ -192,28 +155,16 @@ def summarize_pipeline_cost(
     s3 = s3_cost(**pipeline_s3_requests(items, cold), prices=p)
     lambda_usd = lam.total_usd + (lam_extra.total_usd if lam_extra else 0.0)
     total = lambda_usd + sfn + s3
-    data_gb = data_bytes / 1e9
-    thr_e2e = data_gb / wall_s if wall_s and wall_s > 0 else float("nan")
-    thr_pw = per_worker / 1e9
+    data_gb, thr_pw = data_bytes / 1e9, per_worker / 1e9
     return {
-        "prices_as_of": str(p.get("as_of")),
-        "region": str(p.get("region")),
-        "partitions": items,
-        "partitions_ok": ok,
-        "cold_starts": cold,
-        "memory_mb_configured": float(memory_mb),
-        "arch": arch,
+        "prices_as_of": str(p.get("as_of")), "region": str(p.get("region")), "partitions": items,
+        "partitions_ok": ok, "cold_starts": cold, "memory_mb_configured": float(memory_mb), "arch": arch,
         "billed_ms_total": lam.billed_ms_total + (lam_extra.billed_ms_total if lam_extra else 0),
         "gb_seconds": lam.gb_seconds + (lam_extra.gb_seconds if lam_extra else 0.0),
-        "lambda_usd": lambda_usd,
-        "stepfunctions_usd": sfn,
-        "s3_usd": s3,
-        "total_usd": total,
-        "data_gb": data_gb,
+        "lambda_usd": lambda_usd, "stepfunctions_usd": sfn, "s3_usd": s3, "total_usd": total, "data_gb": data_gb,
         "wall_s": float(wall_s) if wall_s else float("nan"),
-        "throughput_e2e_gb_s": thr_e2e,
-        "throughput_per_worker_gb_s": thr_pw,
-        "usd_per_gb": total / data_gb if data_gb > 0 else float("nan"),
+        "throughput_e2e_gb_s": data_gb / wall_s if wall_s and wall_s > 0 else float("nan"),
+        "throughput_per_worker_gb_s": thr_pw, "usd_per_gb": total / data_gb if data_gb > 0 else float("nan"),
         "efficiency_e2e_gb_s_per_usd": end_to_end_efficiency(data_gb, wall_s or 0.0, total),
         "efficiency_published_gb_s_per_usd": published_efficiency(thr_pw, total),
     }

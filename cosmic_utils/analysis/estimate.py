@@ -59,9 +59,10 @@ def estimate_points(grids: Iterable[Any], repeats: int | None = None) -> list[Po
         for combo in grid.combinations():
             p = {**grid.parameters, **combo}
             backend = str(p.get("backend", "local"))
+            head = (grid.name, sweep.slug(combo), backend, reps)
             if p.get("data_gb") is None or p.get("partition_mb") is None:
-                out.append(PointEstimate(grid.name, sweep.slug(combo), backend, reps, 0, None, None,
-                                         "no data_gb / partition_mb: not projected", None, False))
+                out.append(PointEstimate(*head, 0, None, None, "no data_gb / partition_mb: not projected",
+                                         None, False))
                 continue
             gb, mb = float(p["data_gb"]), float(p["partition_mb"])
             dataset = None if p.get("data_location") else (gb, mb, int(p.get("seed") or 0))
@@ -69,14 +70,13 @@ def estimate_points(grids: Iterable[Any], repeats: int | None = None) -> list[Po
             if backend == "aws":
                 proj = project_point(gb, mb, float(p.get("memory_mb") or 2048), int(p.get("max_concurrency") or 0),
                                      int(p.get("world_size") or 0) or None)
-                out.append(PointEstimate(grid.name, sweep.slug(combo), backend, reps, proj.partitions, proj.cost_usd,
-                                         proj.wall_s, "projection.project_point", dataset,
+                out.append(PointEstimate(*head, proj.partitions, proj.cost_usd, proj.wall_s,
+                                         "projection.project_point", dataset,
                                          bool(dataset and p.get("data_upload"))))
             else:
                 wall = config.samples_for_gb(gb) / rate[0] if rate else None
-                out.append(PointEstimate(grid.name, sweep.slug(combo), backend, reps, n, 0.0, wall,
-                                         "local: samples / measured rate" if rate else "local: no measured rate",
-                                         dataset, False))
+                out.append(PointEstimate(*head, n, 0.0, wall, "local: samples / measured rate" if rate else
+                                         "local: no measured rate", dataset, False))
     return out
 
 

@@ -7,12 +7,9 @@ from typing import Any
 
 
 def galaxies_text(samples: int, summary: Mapping[str, Any] | None = None) -> str:
-    """``N samples`` with how many distinct galaxies they are (issue 21: resampled galaxies are not distinct).
-
-    A record that carries ``distinct_galaxies`` gives the count; otherwise the bound is the validation
-    catalogue the datasets are rendered from (``config.VALID_CATALOG``, resampled with replacement),
-    so the text says "at most" that many distinct galaxies.
-    """
+    """``N samples`` with how many distinct galaxies they are (issue 21: resampled galaxies are not distinct):
+    ``distinct_galaxies`` of the record, else "at most" the validation catalogue the datasets are
+    resampled from with replacement (``config.VALID_CATALOG``)."""
     distinct = (summary or {}).get("distinct_galaxies")
     if distinct:
         return f"{int(samples):,} samples of {int(distinct):,} distinct galaxies"

@@ -58,7 +58,6 @@ def _missing(what: str, record: str, command: str) -> Row:
 # ------------------------------------------------------------------ rows
 def _per_bench(rows_of: Callable[[Path, Path], list[Row]]) -> Callable[[Path], list[Row]]:
     """Rows of this study's bench record first, then of each other machine's (``machines/<m>/bench.json``).
-
     Each machine's record gives its own rows, named with its CPU (docs/records.md); a missing
     study record still gives its "not measured" row."""
     def rows(recs: Path) -> list[Row]:
@@ -80,23 +79,20 @@ def _engines_of(path: Path, recs: Path) -> list[Row]:
     parts = []
     if "published-loop" in by:
         parts.append(f"published loop {_n(by['published-loop']['samples_per_s'])}/s")
-    best = summary.get("best_fp32") or {}
-    if best:
+    if best := summary.get("best_fp32") or {}:
         peak = meta.get("matmul_peak_gflops")
         frac = best.get("peak_fraction")
         extra = f", {_n(100 * frac)} % of the measured {_n(peak)} GFLOP/s fp32 peak" if frac and peak else ""
         parts.append(f"best fp32 {best['engine']} {_n(best['samples_per_s'])}/s "
                      f"({best['ratio_vs_published_loop']:.2f}x{extra})")
-    red = summary.get("best_reduced") or {}
-    if red:
+    if red := summary.get("best_reduced") or {}:
         delta = red.get("nmad_delta_rel")
         acc = f", sigma_NMAD {100 * delta:+.1f} %" if delta is not None else ""
         parts.append(f"best reduced {red['engine']} {_n(red['samples_per_s'])}/s "
                      f"({red['ratio_vs_published_loop']:.2f}x{acc})")
     out = [Row(f"engines at batch {batch}, {threads} threads, vs the published loop, same run", "; ".join(parts) or "no rows",
                machine, _rel(path, recs), "`make bench`")]
-    stream = doc.get("stream")
-    if isinstance(stream, dict) and stream.get("peak_rss_mb"):
+    if isinstance(stream := doc.get("stream"), dict) and stream.get("peak_rss_mb"):
         out.append(Row(f"streaming {stream.get('data_gb', 0):.3g} GB",
                        f"peak RSS {_n(stream['peak_rss_mb'])} MB ({stream.get('engine')}, batch "
                        f"{stream.get('batch_size')}, fresh process), {_n(stream['samples_per_s'])} samples/s",
@@ -105,8 +101,7 @@ def _engines_of(path: Path, recs: Path) -> list[Row]:
 
 
 def _pipeline(recs: Path) -> list[Row]:
-    paths = sorted(recs.glob("pipeline_*summary*.json"))
-    docs = [(p, d) for p in paths if (d := read_object(p))]
+    docs = [(p, d) for p in sorted(recs.glob("pipeline_*summary*.json")) if (d := read_object(p))]
     if not docs:
         return [_missing("local pipeline", "pipeline_<run-id>_summary.json", "make demo")]
     path, s = max(docs, key=lambda pd_: str(pd_[1].get("created", "")))
@@ -275,12 +270,10 @@ def measured_rows(records_dir: Path | None = None) -> list[Row]:
 
 def render_block(rows: list[Row]) -> str:
     """The marked block: a Markdown table, markers included."""
-    lines = [BEGIN, "| what | result | machine | record | command |", "| --- | --- | --- | --- | --- |"]
-    for r in rows:
-        cells = [c.replace("|", "\\|").replace("\n", " ") for c in (r.what, r.result, r.machine, r.record, r.command)]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append(END)
-    return "\n".join(lines)
+    lines = ["| " + " | ".join(c.replace("|", "\\|").replace("\n", " ")
+                               for c in (r.what, r.result, r.machine, r.record, r.command)) + " |" for r in rows]
+    return "\n".join([BEGIN, "| what | result | machine | record | command |", "| --- | --- | --- | --- | --- |",
+                      *lines, END])
 
 
 def current_block(text: str, source: str = "README.md") -> str:
@@ -294,9 +287,7 @@ def current_block(text: str, source: str = "README.md") -> str:
 
 def update_readme(readme: Path | None = None, records_dir: Path | None = None, check: bool = False) -> bool:
     """Rewrite the README's marked block from the records; returns whether it was out of date.
-
-    With ``check`` nothing is written (``cosmic readme --check`` exits 1 when out of date).
-    """
+    With ``check`` nothing is written (``cosmic readme --check`` exits 1 when out of date)."""
     path = Path(readme or config.PROJECT_ROOT / "README.md")
     text = path.read_text(encoding="utf-8")
     old = current_block(text, str(path))

@@ -36,12 +36,8 @@ def _read_csvs(paths: Iterable[Path], **extra: Any) -> pd.DataFrame:
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             log.warning("skipping unreadable record file %s: %s", p, exc)
             continue
-        if df.empty:
-            continue
-        df["source_file"] = str(p)
-        for k, v in extra.items():
-            df[k] = v
-        frames.append(df)
+        if not df.empty:
+            frames.append(df.assign(source_file=str(p), **extra))
     return pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
 
 
@@ -84,18 +80,14 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
 
 def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.DataFrame:
     """Median, min and max of ``value`` over the repeats of each point, and how many there were.
-
     Returns columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` (NaN values left out); records without
-    a ``repeat`` column count as one repeat each.
-    """
+    a ``repeat`` column count as one repeat each."""
     by = list(by)
     missing = [c for c in [*by, value] if c not in df.columns]
     if missing:
         raise KeyError(f"aggregate_repeats: columns {missing} not in the records")
-    vals = df[[*by, value]].dropna(subset=[value])
-    grouped = vals.groupby(by, dropna=False)[value]
-    out = grouped.agg(median="median", lo="min", hi="max", n="count").reset_index()
-    return out
+    grouped = df[[*by, value]].dropna(subset=[value]).groupby(by, dropna=False)[value]
+    return grouped.agg(median="median", lo="min", hi="max", n="count").reset_index()
 
 
 def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
@@ -112,17 +104,14 @@ def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
 
 def load_pipeline(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
     """Pipeline runs, one row per partition.
-
     ``runs/<run-id>/records.csv`` (the runner's table), else the per-partition JSON records under
-    ``runs/<run-id>/.../records/``; plus the shipped ``data/records/pipeline_*.csv`` and ``aws_*.csv``.
-    """
+    ``runs/<run-id>/.../records/``; plus the shipped ``data/records/pipeline_*.csv`` and ``aws_*.csv``."""
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
     paths = [p for p in runs.glob("*/records.csv") if p.parent.name not in _NOT_PIPELINE]
     frames = [_read_csvs([*paths, *recs.glob("pipeline_*.csv"), *recs.glob("aws_*.csv")])]
-    for run in sorted(p for p in runs.glob("*") if p.is_dir() and p.name not in _NOT_PIPELINE):
-        if not (run / "records.csv").exists():
-            frames.append(_json_records(run))
+    pipes = sorted(p for p in runs.glob("*") if p.is_dir() and p.name not in _NOT_PIPELINE)
+    frames += [_json_records(run) for run in pipes if not (run / "records.csv").exists()]
     frames = [f for f in frames if not f.empty]
     df = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     if not df.empty:
@@ -156,10 +145,8 @@ def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tup
         recs = Path(records_dir or config.RECORDS_DIR)
         bases.append((recs / "sweeps", "shipped"))
         bases += [(m / "sweeps", "shipped") for m in sorted((recs / "machines").glob("*")) if m.is_dir()]
-    combos: list[tuple[Path, str]] = []
-    for base, origin in bases:
-        combos += [(combo, origin) for combo in sorted(p for p in base.glob("*/*") if p.is_dir())]
-    return combos
+    return [(combo, origin) for base, origin in bases
+            for combo in sorted(p for p in base.glob("*/*") if p.is_dir())]
 
 
 def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
@@ -181,13 +168,10 @@ def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None =
 
 def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sweep records and summaries with the sweep name, slug and parameters as columns.
-
     Scratch (``sweeps_dir``, default runs/sweeps) and shipped (``<records_dir>/sweeps``,
-    ``machines/*/sweeps``) points of one name stay two points (column ``point``).
-    """
-    combos = _sweep_combos(sweeps_dir, records_dir)
+    ``machines/*/sweeps``) points of one name stay two points (column ``point``)."""
     rec_frames, summaries = [], []
-    for combo, origin in combos:
+    for combo, origin in _sweep_combos(sweeps_dir, records_dir):
         params: dict[str, Any] = {}
         # point_status: done | failed (notebook error or failed partitions: sweep.run_failures) | incomplete
         point_status = "incomplete"
@@ -224,8 +208,7 @@ def load_bench(runs_dir: Path | None = None, records_dir: Path | None = None) ->
             except schemas.RecordError as exc:
                 log.warning("skipping bench record: %s", exc)
                 continue
-            df["source_file"] = str(p)
-            return df
+            return df.assign(source_file=str(p))
     return pd.DataFrame()
 
 
@@ -241,21 +224,16 @@ def load_predictions(runs_dir: Path | None = None, records_dir: Path | None = No
     cands = [*recs.glob("predictions*.csv"), *runs.glob("*/predictions*.csv"), *runs.glob("*/*/predictions*.csv"),
              *runs.glob("*/predictions"), *runs.glob("*/*/predictions")]
     for p in sorted(cands, key=lambda q: q.stat().st_mtime, reverse=True):
-        out = _read_predictions(p)
-        if not out.empty:
-            out["source_file"] = str(p)
-            return out
+        if not (out := _read_predictions(p)).empty:
+            return out.assign(source_file=str(p))
     return pd.DataFrame()
 
 
 def _read_predictions(p: Path) -> pd.DataFrame:
     """``z_spec``, ``z_pred`` of a predictions CSV or a folder of per-partition CSVs (empty if none)."""
     try:
-        if p.is_dir():  # one CSV per partition (the pipeline's layout)
-            parts = sorted(p.glob("*.csv"))
-            if not parts:
-                return pd.DataFrame()
-            df = pd.concat([pd.read_csv(q) for q in parts], ignore_index=True)
+        if p.is_dir():  # one CSV per partition (the pipeline's layout); none: concat's ValueError
+            df = pd.concat([pd.read_csv(q) for q in sorted(p.glob("*.csv"))], ignore_index=True)
         else:
             df = pd.read_csv(p)
     except (OSError, ValueError, pd.errors.ParserError):
@@ -324,13 +302,10 @@ def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]
     if not local.empty:
         local["label"] = "published"
     out["published_cai_local"] = local
-    report = ref / "cai" / "lambda_report_lines.txt"
-    if report.exists():
-        from cosmic_utils.analysis.lambda_model import published_lambda_durations
+    from cosmic_utils.analysis.lambda_model import published_lambda_durations
 
-        out["published_lambda_reports"] = pd.DataFrame(published_lambda_durations(ref))
-    else:
-        out["published_lambda_reports"] = pd.DataFrame()
+    has_reports = (ref / "cai" / "lambda_report_lines.txt").exists()
+    out["published_lambda_reports"] = pd.DataFrame(published_lambda_durations(ref) if has_reports else None)
     return out
 
 
@@ -343,26 +318,20 @@ def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = No
                      reference_dir: Path | None = None, sweeps_dir: Path | None = None,
                      include_runs: bool = False) -> dict[str, pd.DataFrame]:
     """Every source above in one dict of DataFrames; missing sources are empty frames.
-
     Shipped records and published references only by default; ``include_runs`` (or a ``runs_dir``
-    / ``sweeps_dir``) adds scratch runs, with an ``origin`` column telling them apart.
-    """
+    / ``sweeps_dir``) adds scratch runs, with an ``origin`` column telling them apart."""
     include_runs = include_runs or runs_dir is not None or sweeps_dir is not None
     runs = Path(runs_dir or config.RUNS_DIR) if include_runs else NO_RUNS
     recs = Path(records_dir or config.RECORDS_DIR)
     if not include_runs:
         sweeps_dir = NO_RUNS / "sweeps"
     out: dict[str, pd.DataFrame] = {}
-    local = load_local(runs, recs)
-    out["local"] = local
+    out["local"] = local = load_local(runs, recs)
     out["gpu"] = local[local["kind"] == "local_gpu"].reset_index(drop=True) if not local.empty else pd.DataFrame()
-    pipe = load_pipeline(runs, recs)
-    out["pipeline"] = pipe
+    out["pipeline"] = pipe = load_pipeline(runs, recs)
     out["pipeline_summary"] = load_pipeline_summaries(runs, recs)
-    if not pipe.empty and "backend" in pipe.columns:
-        out["aws"] = pipe[pipe["backend"].astype(str) == "aws"].reset_index(drop=True)
-    else:
-        out["aws"] = pd.DataFrame()
+    out["aws"] = (pipe[pipe["backend"].astype(str) == "aws"].reset_index(drop=True)
+                  if not pipe.empty and "backend" in pipe.columns else pd.DataFrame())
     out["sweeps"], out["sweep_summary"] = load_sweeps(sweeps_dir or runs / "sweeps", recs)
     out["sweep_points"] = load_sweep_points(sweeps_dir or runs / "sweeps", recs)
     out["local_data_size"] = _read_csvs([recs / LOCAL_DATA_SIZE]) if (recs / LOCAL_DATA_SIZE).exists() \
@@ -400,10 +369,8 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
                group: Iterable[str] = ("run_id",), memory_mb: float | None = None,
                arch: str = "x86_64") -> pd.DataFrame:
     """One row per run from per-partition records: data, durations, billed cost, throughputs.
-
-    ``group`` names a run's columns (``run_id``; sweeps: ``sweep``, ``slug``); the wall clock comes
-    from its summary (:data:`WALL_KEYS`), cost from :func:`~cosmic_utils.analysis.cost.summarize_pipeline_cost`.
-    """
+    ``group``: a run's columns (``run_id``; sweeps: ``sweep``, ``slug``); wall clock from its summary
+    (:data:`WALL_KEYS`), cost from :func:`~cosmic_utils.analysis.cost.summarize_pipeline_cost`."""
     from cosmic_utils.analysis import cost
 
     group = [g for g in group if g in records.columns]
@@ -411,15 +378,12 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
         return pd.DataFrame()
     walls: dict[tuple, float] = {}
     if summaries is not None and not summaries.empty and all(g in summaries.columns for g in group):
-        for _, srow in summaries.iterrows():
-            walls[tuple(srow[g] for g in group)] = _wall_from_summary(srow)
+        walls = {tuple(srow[g] for g in group): _wall_from_summary(srow) for _, srow in summaries.iterrows()}
     rows = []
     for key, df in records.groupby(group, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        mem = memory_mb
-        if "memory_mb" in df.columns and df["memory_mb"].notna().any():
-            mem = float(df["memory_mb"].dropna().iloc[0])
-        mem = mem or 3008.0
+        has_mem = "memory_mb" in df.columns and df["memory_mb"].notna().any()
+        mem = (float(df["memory_mb"].dropna().iloc[0]) if has_mem else memory_mb) or 3008.0
         wall = walls.get(key, float("nan"))
         summ = cost.summarize_pipeline_cost(df.to_dict("records"), mem, arch,
                                             wall_s=None if pd.isna(wall) else wall)
@@ -438,7 +402,3 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
         row["memory_mb"] = row.get("memory_mb", row["memory_mb_configured"])
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-# Shipping runs into data/records/ lives in cosmic_utils.analysis.admission (`cosmic records ship`),
-# the one way a record enters the shipped set, with its admission rules.

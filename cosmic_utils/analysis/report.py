@@ -68,10 +68,8 @@ class Sources:
     def rel(self, path: Path) -> str:
         """A record's name as the report prints it (``data/records/...``)."""
         for base, label in ((self.records, "data/records"), (self.reference, "data/reference")):
-            try:
+            if path.is_relative_to(base):
                 return f"{label}/{path.relative_to(base).as_posix()}"
-            except ValueError:
-                continue
         return str(path)
 
 
@@ -166,11 +164,9 @@ class Claim:
 
 # ------------------------------------------------------------------ sweeps and projections
 def sweep_points(src: Sources, sweep: str, param: str) -> pd.DataFrame:
-    """One row per (point, repeat) of a shipped sweep, by :func:`cosmic_utils.analysis.sweep_points.read_points`.
-
-    The reader the figures use too, so a table and its figure agree; failed points are left out, a
-    malformed record is a :class:`ReportError`. Only the primary machine's sweeps are tabled.
-    """
+    """One row per (point, repeat) of a shipped sweep, by :func:`.sweep_points.read_points` (the figures'
+    reader too, so table and figure agree): failed points left out, a malformed record is a
+    :class:`ReportError`. Only the primary machine's sweeps are tabled."""
     from cosmic_utils.analysis import sweep_points as sp
 
     base = src.records / "sweeps" / sweep
@@ -442,7 +438,7 @@ def section_local(src: Sources) -> dict[str, Any]:
     biggest = float(df[size].max())
     tiled = "base_gb" in df and df["base_gb"].notna().any() and float(df["base_gb"].max()) < biggest
     v.update(measured=True, rel=src.rel(path), first=df.iloc[0], thr=thr["median"], rss_max=rss["hi"].max(),
-             flat=(thr["median"].max() - thr["median"].min()) / thr["median"].median(), biggest=biggest,
+             flat=_rel_spread(thr["median"]), biggest=biggest,
              base_max=float(df["base_gb"].max()) if tiled else None,
              table=table(["data GB", "ours GB/s (measured)", "ours Gbit/s (measured x 8)", "ours peak RSS MB (measured)",
                           "samples", "data read"],
@@ -625,9 +621,8 @@ def decomposition(d: Mapping[str, Any]) -> str:
 
 def section_projection(src: Sources) -> dict[str, Any]:
     path = src.records / "lambda_projection.json"
-    v: dict[str, Any] = {"record": None}
-    if path.is_file():
-        v["record"] = _projection_values(src, path, read_json(src, path, [], schemas.ProjectionRecord))
+    rec = read_json(src, path, [], schemas.ProjectionRecord) if path.is_file() else None
+    v: dict[str, Any] = {"record": _projection_values(src, path, rec) if rec is not None else None}
     sweep = sweep_points(src, "lambda_memory", "memory_mb")
     usd, wall = median_by(sweep, "memory_mb", "lambda_usd"), median_by(sweep, "memory_mb", "wall_s")
     v.update(local=local_label(sweep), sweep_gb=sweep["data_gb"].iloc[0],
@@ -666,9 +661,8 @@ def storage_claims(src: Sources) -> list[Claim]:
     if not files:
         raise ReportError("record data/records/pipeline_*.csv is missing")
     df = read_csv(src, files[-1], ["download_s", "inference_s", "upload_s", "duration_s"])
-    total = float(df["duration_s"].sum())
     v = dict(rel=src.rel(files[-1]), io=float(df["download_s"].sum() + df["upload_s"].sum()),
-             inference=float(df["inference_s"].sum()), total=total)
+             inference=float(df["inference_s"].sum()), total=float(df["duration_s"].sum()))
     return [Claim("Serverless throughput is limited mainly by storage speed", "not testable here", say("storage", v=v))]
 
 

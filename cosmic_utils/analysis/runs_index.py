@@ -1,17 +1,9 @@
 """The runs browser: one pandas DataFrame of every run in runs/ and every shipped record.
 
-``cosmic runs`` and notebook 04 show it. One row per run (a local engine run, a pipeline run,
-a sweep point, a bench) with: where it lives (``origin``: scratch in runs/, or shipped in
-data/records/), its kind and name, the model (short sha256, trained or UNTRAINED, validation
-sigma_NMAD), the data (GB, samples, distinct galaxies where known), the machine, the engine, its
-status, whether it is shipped, and for a scratch run the admission verdict of
-``cosmic records ship`` (``admissible`` or the first rule it fails).
-
-Why a DataFrame built from the files on every call rather than an index (SQLite, DuckDB, MLflow):
-the record files are the source of truth and are few (hundreds); an index would be a second copy
-that can go stale, and DuckDB / MLflow are not installed here while pandas already is. pandas
-gives the filtering (``df[df.machine.str.contains("EPYC")]``, ``df.query("origin == 'scratch'")``)
-without a new dependency. docs/records.md says the same.
+``cosmic runs`` and notebook 04 show it: one row per run (local engine run, pipeline run, sweep
+point, bench) with its origin (scratch / shipped), model, data, machine, engine, status and, for a
+scratch run, the ``cosmic records ship`` verdict. Built from the files on every call, not an index:
+docs/records.md, "The runs browser".
 """
 
 from __future__ import annotations
@@ -23,6 +15,7 @@ import pandas as pd
 
 from cosmic_utils import config
 from cosmic_utils.analysis import admission, schemas
+from cosmic_utils.provenance import portable_path
 
 #: Columns of the table, in order.
 COLUMNS: tuple[str, ...] = ("origin", "kind", "name", "model", "trained", "model_sigma_nmad", "data_gb", "samples",
@@ -30,13 +23,9 @@ COLUMNS: tuple[str, ...] = ("origin", "kind", "name", "model", "trained", "model
 
 
 def _model_cols(info: dict[str, Any]) -> dict[str, Any]:
-    sha = info.get("model_sha256")
-    trained = info.get("model_trained")
-    if trained is None or (isinstance(trained, float) and pd.isna(trained)):
-        trained_s = "not recorded"
-    else:
-        trained_s = "trained" if str(trained).lower() in ("true", "1", "1.0") else "UNTRAINED"
-    sig = info.get("model_sigma_nmad")
+    sha, trained, sig = info.get("model_sha256"), info.get("model_trained"), info.get("model_sigma_nmad")
+    trained_s = ("not recorded" if trained is None or (isinstance(trained, float) and pd.isna(trained)) else
+                 "trained" if str(trained).lower() in ("true", "1", "1.0") else "UNTRAINED")
     return {"model": str(sha)[:12] if isinstance(sha, str) and sha else "not recorded", "trained": trained_s,
             "model_sigma_nmad": float(sig) if sig is not None and not pd.isna(sig) else float("nan")}
 
@@ -103,8 +92,7 @@ def _shipped(recs: Path) -> list[dict[str, Any]]:
             rows.append(_bench_row(base / "bench.json"))
     old = admission.grandfathered(recs)
     for r in rows:
-        rel = Path(r["path"]).relative_to(recs).as_posix()
-        listed = rel in old or any(rel.startswith(g.rstrip("/") + "/") for g in old if g.endswith("/"))
+        listed = admission.is_grandfathered(Path(r["path"]).relative_to(recs).as_posix(), old)
         r.update(origin="shipped", shipped=True, admission="admitted before rules" if listed else "shipped")
     return rows
 
@@ -114,9 +102,7 @@ def _scratch(runs: Path) -> list[dict[str, Any]]:
                 for c in admission.candidates(runs)}
     rows: list[dict[str, Any]] = []
     for p in sorted(runs.glob("local/*/records.csv")):
-        for r in _local_rows(p):
-            r["admission"] = verdicts.get(("local", p.parent.name), "")
-            rows.append(r)
+        rows += [{**r, "admission": verdicts.get(("local", p.parent.name), "")} for r in _local_rows(p)]
     for p in sorted(runs.glob("sweeps/*/*/summary.json")):
         name = f"{p.parent.parent.name}/{p.parent.name}"
         rows.append({**_summary_row(p, "sweep_point", name), "admission": verdicts.get(("sweep_point", name), "")})
@@ -137,7 +123,5 @@ def runs_table(runs_dir: Path | None = None, records_dir: Path | None = None) ->
     recs = Path(records_dir or config.RECORDS_DIR)
     df = pd.DataFrame([*_scratch(runs), *_shipped(recs)], columns=list(COLUMNS))
     if not df.empty:
-        from cosmic_utils.provenance import portable_path
-
         df["path"] = df["path"].map(portable_path)
     return df

@@ -47,8 +47,7 @@ class Grid:
 
     def combinations(self) -> list[dict[str, Any]]:
         """Every combination of the grid (in file order), as dicts of the grid parameters only."""
-        keys = list(self.grid)
-        return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(self.grid[k] for k in keys))]
+        return [dict(zip(self.grid, values, strict=True)) for values in itertools.product(*self.grid.values())]
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -73,15 +72,12 @@ def load_grid(path: str | Path) -> Grid:
     params = data.get("parameters") or {}
     if not isinstance(params, Mapping):
         raise ValueError(f"{path}: field 'parameters' must be a mapping")
-    overlap = set(params) & set(grid)
-    if overlap:
+    if overlap := set(params) & set(grid):
         raise ValueError(f"{path}: parameters {sorted(overlap)} are both fixed and in the grid")
     repeats = data.get("repeats", DEFAULT_REPEATS)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"{path}: field 'repeats' must be a whole number >= 1, got {repeats!r}")
-    nb = Path(data["notebook"])
-    if not nb.is_absolute():
-        nb = config.PROJECT_ROOT / nb
+    nb = config.PROJECT_ROOT / data["notebook"]  # an absolute notebook path stays as it is
     out = Grid(name=name, notebook=nb, parameters=dict(params), grid={k: list(v) for k, v in grid.items()},
                kernel=str(data.get("kernel", "python3")), source=path, repeats=repeats)
     for combo in out.combinations():  # aws: results named by the user, never a default bucket
@@ -99,10 +95,8 @@ def _fmt(value: Any) -> str:
 
 def slug(combination: Mapping[str, Any]) -> str:
     """Folder name of a combination: ``key-value`` pairs joined with ``__`` (keys sorted).
-
     Values are sanitised to ``[A-Za-z0-9.-]``; when sanitising changed a value (so two different
-    combinations could collide) or the name is long, a short hash of the exact values is appended.
-    """
+    combinations could collide) or the name is long, a short hash of the exact values is appended."""
     items = sorted(combination.items())
     text = "__".join(f"{re.sub(r'[^A-Za-z0-9_]+', '_', str(k))}-{_fmt(v)}" for k, v in items)
     exact = json.dumps([[k, repr(v)] for k, v in items])
@@ -122,16 +116,10 @@ def repeat_slug(point_slug: str, repeat: int) -> str:
     return point_slug if repeat == 1 else f"{point_slug}__repeat-{repeat}"
 
 
-def _json_default(value: Any) -> str:
-    return str(value)
-
-
 def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
     """Why the pipeline run in ``out_dir`` is not a clean success, from its ``summary.json``.
-
     Returns ``(message, failed partitions)``, or None when the run succeeded with every partition
-    ok, or when the folder holds no summary (a notebook that is not a pipeline run).
-    """
+    ok, or when the folder holds no summary (a notebook that is not a pipeline run)."""
     path = out_dir / "summary.json"
     if not path.exists():
         return None
@@ -157,7 +145,6 @@ def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
 def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
                     kernel: str | None = None, progress: bool = False, repeat: int = 1) -> dict[str, Any]:
     """Execute the notebook for one combination into ``out_dir``; writes the done/failed marker.
-
     The markers' ``parameters`` carry ``repeat`` (the notebook does not receive it: a repeat is the
     same point run again, in its own folder)."""
     import papermill as pm
@@ -178,7 +165,7 @@ def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
         return _failed(grid, out_dir, {**params, "repeat": repeat}, started, failures[0], failures[1])
     info = {"status": "done", "parameters": {**params, "repeat": repeat}, "seconds": time.time() - started,
             "finished": datetime.now(timezone.utc).isoformat()}
-    (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default), encoding="utf-8")
+    (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=str), encoding="utf-8")
     return info
 
 
@@ -189,19 +176,15 @@ def _failed(grid: Grid, out_dir: Path, params: Mapping[str, Any], started: float
             "failed_partitions": [{"partition_id": f.get("partition_id"), "error": f.get("error")} for f in partitions],
             "seconds": time.time() - started, "finished": datetime.now(timezone.utc).isoformat()}
     (out_dir / DONE_MARKER).unlink(missing_ok=True)
-    (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=_json_default),
-                                         encoding="utf-8")
+    (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=str), encoding="utf-8")
     log.warning("sweep %s: %s failed: %s", grid.name, out_dir.name, (error.splitlines() or [""])[0][:200])
     return info
 
 
 def _parse_only(only: Sequence[str] | None) -> dict[str, set[str]]:
-    """``--only`` filters as key -> accepted values' texts.
-
-    Repeated filters on one key are a union (``--only batch_size=32 --only batch_size=256`` keeps
-    both points); filters on different keys all apply (``--only data_gb=1 --only partition_mb=10``
-    keeps their intersection), the usual reading of repeated command-line filters.
-    """
+    """``--only`` filters as key -> accepted values' texts: repeated filters on one key are a union
+    (``--only batch_size=32 --only batch_size=256`` keeps both), filters on different keys all apply
+    (``--only data_gb=1 --only partition_mb=10`` keeps their intersection)."""
     out: dict[str, set[str]] = {}
     for item in only or ():
         if "=" not in item:
@@ -222,22 +205,16 @@ def select(grid: Grid, only: Sequence[str] | None) -> list[dict[str, Any]]:
             if all(str({**grid.parameters, **c}[k]) in vs for k, vs in filters.items())]
 
 
-def notebook_parameters(notebook: Path) -> set[str]:
-    """Names of the notebook's papermill parameters (its ``parameters`` cell), read without a kernel."""
-    import papermill as pm
-
-    return set(pm.inspect_notebook(str(notebook)))
-
-
 def validate_grid(path: str | Path) -> Grid:
     """:func:`load_grid` plus: the notebook exists and every fixed or grid parameter is one of its
     parameters (a misspelt key would otherwise be passed to papermill and silently ignored)."""
     grid = load_grid(path)
     if not grid.notebook.exists():
         raise ValueError(f"{path}: notebook {grid.notebook} does not exist")
-    known = notebook_parameters(grid.notebook)
-    unknown = sorted((set(grid.parameters) | set(grid.grid)) - known)
-    if unknown:
+    import papermill as pm
+
+    known = set(pm.inspect_notebook(str(grid.notebook)))  # the parameters cell, read without a kernel
+    if unknown := sorted((set(grid.parameters) | set(grid.grid)) - known):
         raise ValueError(f"{path}: {unknown} are not parameters of {grid.notebook.name}")
     return grid
 
@@ -247,10 +224,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
               extra_parameters: Mapping[str, Any] | None = None,
               repeats: int | None = None) -> list[dict[str, Any]]:
     """Run every combination of a grid file ``repeats`` times (resumable); one row per (combination, repeat).
-
     Each repeat has its own folder (:func:`repeat_slug`); ``only`` keeps matching combinations
-    (:func:`select`), ``dry_run`` lists the plan. Row ``status``: done | skipped | failed | planned.
-    """
+    (:func:`select`), ``dry_run`` lists the plan. Row ``status``: done | skipped | failed | planned."""
     from cosmic_utils.progress import progress
 
     grid = load_grid(grid_path)
@@ -282,9 +257,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
         else:
             bar.set_postfix_str(name[:40])
             info = run_combination(grid, combo, out_dir, kernel, repeat=repeat)
-            row["status"] = info["status"]
-            row["seconds"] = round(float(info["seconds"]), 2)
-            row["error"] = info.get("error", "")
+            row.update(status=info["status"], seconds=round(float(info["seconds"]), 2),
+                       error=info.get("error", ""))
         rows.append(row)
     return rows
 
@@ -294,12 +268,9 @@ def sweep_status(name: str, sweeps_dir: Path | None = None) -> list[dict[str, An
     base = Path(sweeps_dir or config.SWEEP_RUNS_DIR) / name
     rows = []
     for d in sorted(p for p in base.glob("*") if p.is_dir()):
-        if (d / DONE_MARKER).exists():
-            info, status = json.loads((d / DONE_MARKER).read_text()), "done"
-        elif (d / FAILED_MARKER).exists():
-            info, status = json.loads((d / FAILED_MARKER).read_text()), "failed"
-        else:
-            info, status = {}, "incomplete"
+        marker = next((m for m in (DONE_MARKER, FAILED_MARKER) if (d / m).exists()), None)
+        info = json.loads((d / marker).read_text()) if marker else {}
+        status = {DONE_MARKER: "done", FAILED_MARKER: "failed"}.get(marker or "", "incomplete")
         rows.append({"slug": d.name, "status": status, "error": info.get("error", ""),
                      **{k: v for k, v in info.get("parameters", {}).items() if k != "output_dir"}})
     return rows

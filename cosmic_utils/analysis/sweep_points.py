@@ -2,16 +2,8 @@
 
 Figures (:func:`cosmic_utils.analysis.figdata.sweep_points`) and the report's tables
 (:func:`cosmic_utils.analysis.report.sweep_points`) both call :func:`read_points`, so a figure and
-the table beside it show the same number for the same point. Before, the figure re-derived its
-numbers from the per-partition ``records.csv`` (per-worker throughput from ``inference_s``,
-efficiency end to end over the total bill) while the table used ``summary.json`` (per-worker
-throughput from the handler duration, the study's efficiency over the Lambda bill): the
-partition-size figure rose where the table fell, and batch-size throughputs differed by 5 %.
-
-A point is one finished folder (``_done.json``) of a sweep: ``<base>/<sweep>/<slug>/`` holding
-``summary.json``. Failed points and points with a failed partition are left out: their numbers
-would describe part of the data as if it were all of it. Each row says where it comes from
-(``origin``: shipped or scratch; ``record``: its folder) and the machine it ran on (``cpu``).
+the table beside it show the same number. A point is one finished folder (``_done.json`` +
+``summary.json``); failed points are left out. Reasoning: docs/records.md, "One reader for sweep points".
 """
 
 from __future__ import annotations
@@ -55,9 +47,9 @@ def point_metrics(summ: schemas.RunSummary) -> dict[str, float]:
 
 
 def read_point(folder: Path, origin: str = "shipped", label: Any = None) -> dict[str, Any] | None:
-    """One finished point folder: its parameters (``param_<name>``), ``repeat``, the :data:`METRICS`,
-    ``cpu``, ``backend``, ``trained``, ``origin``, ``record``; None for a point with a failed
-    partition. A malformed record raises :class:`RecordError` naming it (``label(path)``, default the path)."""
+    """One finished point folder: ``param_<name>``, ``repeat``, the :data:`METRICS`, ``cpu``, ``backend``,
+    ``trained``, ``origin``, ``record``; None for a point with a failed partition. A malformed record
+    raises :class:`RecordError` naming it (``label(path)``, default the path)."""
     name = label or (lambda q: str(q))
     p = Path(folder)
     done = schemas.load(schemas.SweepDone, p / "_done.json", name)
@@ -68,14 +60,10 @@ def read_point(folder: Path, origin: str = "shipped", label: Any = None) -> dict
                     summ.partitions)
         return None
     prov = summ.provenance or done.provenance or schemas.Provenance(cpu_model=done.cpu_model, cpus=done.cpus)
-    return {**{f"param_{k}": v for k, v in params.items()},
-            "sweep": p.parent.name, "slug": p.name,
-            "repeat": int(done.repeat or params.get("repeat") or 1),
-            **point_metrics(summ),
-            "cpu": prov.machine(),
-            "backend": str(summ.backend or params.get("backend") or ""),
-            "trained": (summ.model_info or {}).get("model_trained"),
-            "origin": origin, "record": name(p)}
+    return {**{f"param_{k}": v for k, v in params.items()}, "sweep": p.parent.name, "slug": p.name,
+            "repeat": int(done.repeat or params.get("repeat") or 1), **point_metrics(summ),
+            "cpu": prov.machine(), "backend": str(summ.backend or params.get("backend") or ""),
+            "trained": (summ.model_info or {}).get("model_trained"), "origin": origin, "record": name(p)}
 
 
 def read_points(base: Path, sweep: str, param: str, origin: str = "shipped",
