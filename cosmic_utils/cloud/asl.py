@@ -101,9 +101,7 @@ def _check_machine(machine: Mapping[str, Any], where: str, problems: list[str]) 
         targets = [st.get("Next"), st.get("Default")]
         targets += [c.get("Next") for c in st.get("Catch", []) or []]
         targets += [c.get("Next") for c in st.get("Choices", []) or []]
-        for t in targets:
-            if t is None:
-                continue
+        for t in (t for t in targets if t is not None):
             if t not in states:
                 problems.append(f"{where}{cur}: target {t!r} is not a state")
             todo.append(t)

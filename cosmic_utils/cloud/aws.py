@@ -558,10 +558,8 @@ def check_locations(cfg: DeployConfig) -> None:
 
 
 def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None = None) -> dict[str, Any]:
-    """The dry run: what deploy would create and the cost ceiling of a run (no AWS call).
-
-    The ceiling assumes every invocation runs to its configured timeout at its configured memory.
-    """
+    """The dry run: what deploy would create and the cost ceiling of a run (no AWS call), assuming every
+    invocation runs to its configured timeout at its configured memory."""
     names = cfg.names
     check_locations(cfg)
     table = prices.region_prices(cfg.price_region)  # UnknownRegion: refused, saying how to add it

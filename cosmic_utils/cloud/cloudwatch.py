@@ -5,7 +5,7 @@ A REPORT line (tab-separated; ``Init Duration`` only on a cold start) looks like
     REPORT RequestId: 3f1c...  Duration: 40243.33 ms  Billed Duration: 40908 ms  Memory Size: 10240 MB
     Max Memory Used: 5948 MB  Init Duration: 663.81 ms
 
-These are the figures AWS bills; the local backend writes the same shape, so both use this parser.
+AWS bills these figures; the local backend writes the same shape and uses this parser too.
 """
 
 from __future__ import annotations
@@ -133,11 +133,7 @@ def request_id_of(message: str) -> str | None:
         obj = _json_object(text)
         rid = obj.get("requestId") if obj is not None else None
         return str(rid) if rid else None
-    for pattern in _REQUEST_IN_LINE:
-        m = pattern.search(text)
-        if m:
-            return m.group("rid")
-    return None
+    return next((m.group("rid") for pattern in _REQUEST_IN_LINE if (m := pattern.search(text))), None)
 
 
 def parse_error_line(message: str) -> tuple[str, str] | None:
@@ -164,9 +160,7 @@ def parse_error_line(message: str) -> tuple[str, str] | None:
             body = "\t".join(parts[2:])
         first, _, rest = body.partition("\nTraceback")
         t = _TYPED.match(first.strip())
-        if t:
-            return t.group("type"), t.group("msg").strip()
-        return "ERROR", first.strip()
+        return (t.group("type"), t.group("msg").strip()) if t else ("ERROR", first.strip())
     if text.startswith("REPORT"):
         s = _REPORT_STATUS.search(text)
         if s and s.group("status").lower() != "success":
@@ -213,11 +207,8 @@ def errors_by_partition(events: Iterable[Mapping[str, Any]], partition_ids: Iter
 def fetch_log_events(logs_client: Any, log_group: str, start_ms: int | None = None,
                      end_ms: int | None = None) -> Iterator[dict[str, Any]]:
     """Every event of ``log_group`` in ``[start_ms, end_ms]`` (paginated; none without the group)."""
-    kwargs: dict[str, Any] = {"logGroupName": log_group}
-    if start_ms is not None:
-        kwargs["startTime"] = int(start_ms)
-    if end_ms is not None:
-        kwargs["endTime"] = int(end_ms)
+    bounds = {"startTime": start_ms, "endTime": end_ms}
+    kwargs = {"logGroupName": log_group, **{k: int(v) for k, v in bounds.items() if v is not None}}
     try:
         for page in logs_client.get_paginator("filter_log_events").paginate(**kwargs):
             yield from page.get("events", [])

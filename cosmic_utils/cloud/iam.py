@@ -102,9 +102,7 @@ def _overlap(a: str, b: str) -> bool:
     """Whether two s3:// locations overlap: equal, or one is inside the other (whole segments)."""
     ba, pa = _split(a)
     bb, pb = _split(b)
-    if ba != bb:
-        return False
-    return not pa or not pb or pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/")
+    return ba == bb and (not pa or not pb or pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/"))
 
 
 def location_problems(read_uris: Iterable[str], results_uri: str) -> list[str]:

@@ -72,15 +72,10 @@ class Package:
 def _package_files() -> list[tuple[str, Path]]:
     """(arcname, path) of every cosmic_utils file that goes into a Lambda package (:data:`ALLOW`)."""
     root = Path(__file__).resolve().parent.parent  # cosmic_utils/
-    out: list[tuple[str, Path]] = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_dir() or "__pycache__" in rel or path.suffix not in ALLOWED_SUFFIXES:
-            continue
-        if not any(rel == a or (a.endswith("/") and rel.startswith(a)) for a in ALLOW):
-            continue
-        out.append((f"cosmic_utils/{rel}", path))
-    return out
+    found = ((path, path.relative_to(root).as_posix()) for path in sorted(root.rglob("*")))
+    return [(f"cosmic_utils/{rel}", path) for path, rel in found
+            if not (path.is_dir() or "__pycache__" in rel or path.suffix not in ALLOWED_SUFFIXES)
+            and any(rel == a or (a.endswith("/") and rel.startswith(a)) for a in ALLOW)]
 
 
 def check_arch(arch: str) -> str:
@@ -92,9 +87,7 @@ def check_arch(arch: str) -> str:
 
 def platform_args(python_version: str = LAMBDA_PYTHON, arch: str = "x86_64") -> list[str]:
     """pip's wheel-selection flags for Lambda's Linux on ``arch`` and a CPython version."""
-    args: list[str] = []
-    for tag in PLATFORM_TAGS[check_arch(arch)]:
-        args += ["--platform", tag]
+    args = [a for tag in PLATFORM_TAGS[check_arch(arch)] for a in ("--platform", tag)]
     return [*args, "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
 
 

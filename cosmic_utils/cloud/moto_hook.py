@@ -3,7 +3,7 @@
 moto runs Lambda code only in Docker; :func:`install` replaces ``LambdaFunction._invoke_lambda`` on
 the pinned moto (5.2.5) with :func:`_invoke_in_child`: warm children per function and code hash
 running the deployed zip, the Timeout enforced, peak RSS measured, Lambda-shaped START / END /
-REPORT lines written to moto's CloudWatch Logs, faults injected from the backend's plan.
+REPORT lines written to moto's CloudWatch Logs, faults injected from the backend's plan;
 :func:`check_moto` makes a moto upgrade fail loudly.
 Reasoning: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
 """

@@ -174,9 +174,7 @@ def check_operator_policy(policy: dict[str, Any], prefix: str, buckets: Iterable
         resources = iam._as_list(s.get("Resource"))
         if s.get("Effect") != "Allow" or "NotAction" in s or "NotResource" in s:
             problems.append(f"{sid}: only plain Allow statements are expected")
-        for a in actions:
-            if "*" in a or "?" in a:
-                problems.append(f"{sid}: wildcard action {a!r}")
+        problems += [f"{sid}: wildcard action {a!r}" for a in actions if "*" in a or "?" in a]
         for res in resources:
             if res == "*":
                 extra = sorted(set(actions) - set(UNSCOPED))

@@ -63,9 +63,7 @@ def parse_execution_arn(arn: str) -> tuple[str, str] | None:
 
 def execution_arns(summary: Mapping[str, Any]) -> list[str]:
     arns = [str(e["execution_arn"]) for e in summary.get("executions") or [] if e.get("execution_arn")]
-    if not arns and summary.get("execution_arn"):
-        arns = [str(summary["execution_arn"])]
-    return arns
+    return arns or ([str(summary["execution_arn"])] if summary.get("execution_arn") else [])
 
 
 def execution_window(sfn_client: Any, arns: Iterable[str]) -> tuple[int | None, int | None]:

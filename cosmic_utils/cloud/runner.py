@@ -164,11 +164,8 @@ def _save_predictions(results: Any, layout: Any, merged: dict[str, dict[str, Any
 
 
 def _read_run_records(run_dir: Path) -> dict[str, dict[str, Any]]:
-    out = {}
-    for path in sorted((run_dir / "records").glob("*.json")):
-        rec = json.loads(path.read_text())
-        out[str(rec["partition_id"])] = rec
-    return out
+    recs = (json.loads(path.read_text()) for path in sorted((run_dir / "records").glob("*.json")))
+    return {str(rec["partition_id"]): rec for rec in recs}
 
 
 # ------------------------------------------------------------------ backends
@@ -265,12 +262,9 @@ def execute(
     allowed_read: list[str] | None = None,
     allowed_results: list[str] | None = None,
 ) -> RunResult:
-    """Deploy, run one execution of ``request`` and collect everything into ``run_dir``.
-
-    ``previous``: a redrive's records by partition id, restored and merged; ``local_stack``: an
-    already started LocalStack; ``allowed_read`` / ``allowed_results``: the deployment's allow-list
-    (default: the request's own locations), which Init enforces.
-    """
+    """Deploy, run one execution of ``request`` and collect everything into ``run_dir``. ``previous``: a
+    redrive's records by partition id; ``local_stack``: a started LocalStack; ``allowed_read`` /
+    ``allowed_results``: the allow-list Init enforces (default: the request's own locations)."""
     from cosmic_utils.runtime.storage import open_storage
 
     run_dir = Path(run_dir or config.RUNS_DIR / request.run_id)

@@ -3,9 +3,8 @@
 ``python -m cosmic_utils.cloud.standin --port N [--faults plan.json]`` serves
 :class:`~cosmic_utils.cloud.local.LocalStack` until SIGTERM or Ctrl-C, so the *aws* code path runs
 against it unchanged through ``AWS_ENDPOINT_URL``; deploy with ``--no-deps``
-(``COSMIC_LAMBDA_DEPS=0``), since the children use this interpreter's site-packages. ``--faults``:
-the list :meth:`LocalStack.set_faults` takes (``kind`` crash / timeout / upload_error / throttle,
-``function``, ``partition``, ``times``).
+(``COSMIC_LAMBDA_DEPS=0``): the children use this interpreter's site-packages. ``--faults``: the
+list :meth:`LocalStack.set_faults` takes (kind, function, partition, times).
 Reasoning: docs/aws.md#6-rehearsing-the-runbook-without-an-account-the-stand-in
 """
 

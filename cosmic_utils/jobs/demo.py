@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -34,7 +36,10 @@ class DemoConfig:
     figures: bool = True
 
 
-def _timed(label: str, timings: dict[str, float], t0: float) -> None:
+@contextmanager
+def _timed(label: str, timings: dict[str, float]) -> Iterator[None]:
+    t0 = time.perf_counter()
+    yield
     timings[label] = round(time.perf_counter() - t0, 2)
     log.info("%s done in %.1f s", label, timings[label])
 
@@ -49,13 +54,10 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
     config.ensure_dirs()
     timings: dict[str, float] = {}
 
-    t0 = time.perf_counter()
-    data = dataset.ensure_dataset(cfg.data_gb, cfg.partition_mb, seed=cfg.seed, progress=True)  # reused once made
-    _timed("data", timings, t0)
-
-    t0 = time.perf_counter()
-    artifact = train_default(cfg=cfg.train_config)
-    _timed("model", timings, t0)
+    with _timed("data", timings):  # the dataset is reused once made
+        data = dataset.ensure_dataset(cfg.data_gb, cfg.partition_mb, seed=cfg.seed, progress=True)
+    with _timed("model", timings):
+        artifact = train_default(cfg=cfg.train_config)
 
     run_id = "demo-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = config.RUNS_DIR / run_id
@@ -70,18 +72,12 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
         "memory_mb": cfg.memory_mb,
         "tags": {"job": "demo", "data_gb": f"{cfg.data_gb:g}", "partition_mb": f"{cfg.partition_mb:g}"},
     }
-    t0 = time.perf_counter()
-    result = runner.run_pipeline(request, backend="local", run_dir=run_dir, progress=True)
-    _timed("pipeline", timings, t0)
+    with _timed("pipeline", timings):
+        result = runner.run_pipeline(request, backend="local", run_dir=run_dir, progress=True)
 
     if cfg.figures:
         from cosmic_utils.analysis.plots import make_all_figures
 
-        t0 = time.perf_counter()
-        make_all_figures()
-        _timed("figures", timings, t0)
-
-    summary = dict(result.summary)
-    summary["demo_timings_s"] = timings
-    summary["run_dir"] = str(run_dir)
-    return summary
+        with _timed("figures", timings):
+            make_all_figures()
+    return {**result.summary, "demo_timings_s": timings, "run_dir": str(run_dir)}

@@ -170,8 +170,7 @@ def account(run_dir: Path, expected_ids: list[str], samples: dict[str, int] | No
     ``summary.json["failed"]`` with a reason; lost: neither (or both, which would be a lie)."""
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
     failed = {str(f["partition_id"]): str(f.get("error") or "") for f in summary.get("failed", [])}
-    ok = 0
-    n_failed = 0
+    ok = n_failed = 0
     lost: list[str] = []
     for pid in expected_ids:
         rec_path = run_dir / "records" / f"{pid}.json"

@@ -94,11 +94,9 @@ def _alive(pids: list[int]) -> list[int]:
 
 def run_and_interrupt(argv: Sequence[str], env: dict[str, str], cwd: Path, signum: int = signal.SIGINT,
                       after_invocations: int = 2, timeout_s: float = 180) -> CliRun:
-    """Start ``cosmic run ARGV``, signal it once the inference child started its
-    ``after_invocations``-th invocation (MaxConcurrency 1: a partition finished), wait.
-
-    ``env["TMPDIR"]`` must be a folder of its own: its handler logs say when to signal, and the
-    ``cosmic-*`` entries left in it are reported in ``leftovers``."""
+    """Start ``cosmic run ARGV``, signal it once the inference child started its ``after_invocations``-th
+    invocation (MaxConcurrency 1: a partition finished), wait. ``env["TMPDIR"]`` must be its own folder:
+    its handler logs say when to signal; the ``cosmic-*`` entries left in it are ``leftovers``."""
     tmp = Path(env["TMPDIR"])
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "cosmic_utils.cli", "run", *argv], env=env, cwd=cwd,

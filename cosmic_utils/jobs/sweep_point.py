@@ -46,10 +46,9 @@ def point_slug(backend: str, batch_size: int, partition_mb: float, data_gb: floa
 def stage_inputs(backend: str, data_gb: float, partition_mb: float, seed: int = 0, data_location: str = "",
                  model_dir: str = "", data_upload: str = "", model_upload: str = "",
                  allow_untrained: bool = False) -> tuple[str, str]:
-    """``(data, model)`` of one point: ``data_location`` / ``model_dir`` when given, else the prepared
-    dataset and the found model. On ``aws`` a local one is uploaded under ``data_upload`` /
-    ``model_upload`` (ValueError when missing: no bucket is invented). Without a trained model the
-    point stops, unless ``allow_untrained`` makes an UNTRAINED stand-in (recorded as such)."""
+    """``(data, model)`` of one point: the given ones, else the prepared dataset and found model; on aws a
+    local one is uploaded to ``data_upload`` / ``model_upload`` (ValueError when missing). No trained model
+    stops the point, unless ``allow_untrained`` makes an UNTRAINED stand-in (recorded as such)."""
     data = data_location or str(ensure_dataset(data_gb, partition_mb, seed))
     model = model_dir if model_dir.startswith("s3://") else str(find_model(model_dir or None, allow_untrained=allow_untrained)[0])
     if backend == "aws" and not data.startswith("s3://"):
