@@ -20,7 +20,7 @@ from typing import Any
 from cosmic_utils import config
 from cosmic_utils.runtime import cpu
 from cosmic_utils.runtime.engine import ENGINE_PRECISION, ONNX_ENGINE_NAMES, Engine
-from cosmic_utils.runtime.gating import FP32_FALLBACK, NMAD_TOLERANCE_REL, gated, speed_refusal
+from cosmic_utils.runtime.gating import FP32_FALLBACK, gated, speed_refusal
 from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ COMPILED_ENGINE_NAMES: tuple[str, ...] = ("torch-compile",)
 #: Where ``cosmic bench`` writes its accuracy checks and speeds.
 ENGINE_CHECKS_PATH: Path = config.RUNS_DIR / "bench" / "engine_checks.json"
 BENCH_PATH: Path = config.RUNS_DIR / "bench" / "bench.json"
-__all__ = ["ENGINE_NAMES", "ENGINE_PRECISION", "NMAD_TOLERANCE_REL", "Engine", "create_engine", "default_engine"]
+
 
 def cuda_available() -> bool:
     """Whether torch is installed and sees a CUDA device (imports torch only when installed)."""

@@ -51,7 +51,6 @@ def current_rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-
 def _reset_hwm() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as fh:

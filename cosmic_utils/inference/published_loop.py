@@ -20,9 +20,6 @@ from torch import nn
 
 from cosmic_utils.inference.measure import PeakRSS, RunMeasurement
 
-__all__ = ["PublishedLoopResult", "PublishedLoopWorker", "load_published_model", "load_pt_dataset",
-           "run_published_loop", "write_pt"]
-
 
 @dataclass
 class PublishedLoopResult:

@@ -31,8 +31,6 @@ from cosmic_utils.inference.measure import PeakRSS, RunMeasurement, machine_info
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-__all__ = ["Batch", "StreamResult", "iter_dataset", "prefetch", "stream_predict", "run_local"]
-
 _DONE = object()
 
 

@@ -25,16 +25,6 @@ from cosmic_utils.runtime.engine import Engine, resolve_threads
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "FastAstro",
-    "TorchEagerEngine",
-    "TorchFastEngine",
-    "TorchCompiledEngine",
-    "TorchBf16Engine",
-    "TorchInt8Engine",
-    "load_torch_model",
-]
-
 
 def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
     """The ``ViTAstro`` of an artifact folder, weights loaded, in eval mode."""

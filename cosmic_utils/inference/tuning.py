@@ -15,8 +15,6 @@ import platform
 
 log = logging.getLogger(__name__)
 
-__all__ = ["keep_freed_memory", "malloc_tuned"]
-
 # mallopt parameter numbers from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2

@@ -16,12 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = [
-    "EMBED_DIM", "IMAGE_SIZE", "IN_CHANS", "NUM_BLOCKS", "Attention", "ConvBlock", "InceptionBlock",
-    "InceptionMagnitudeModel", "Mlp", "NormalCell", "PCM", "PatchEmbed", "ViTAstro", "build_model",
-    "count_flops", "freeze_transformer", "frozen_prefixes",
-]
-
 IMAGE_SIZE = 32  # side of the square input cutout, px
 IN_CHANS = 5  # bands u, g, r, i, z
 NUM_MAGNITUDES = 5  # one AB magnitude per band

@@ -22,12 +22,6 @@ from torch import Tensor, nn
 
 from cosmic_utils.model.astromae import ViTAstro, build_model
 
-__all__ = [
-    "CheckpointError", "ForbiddenGlobalError", "StateDictMismatchError", "UntrustedPickleError",
-    "PUBLISHED_MODULE_CLASSES", "TORCH_NN_MODULE_CLASSES", "StandInModule", "expected_shapes", "load_model",
-    "load_published_checkpoint", "load_state_dict_file", "normalize_state_dict", "validate_state_dict",
-]
-
 PathLike = str | os.PathLike[str]
 
 DATAPARALLEL_PREFIX = "module."

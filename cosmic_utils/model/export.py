@@ -30,11 +30,6 @@ from cosmic_utils.runtime.preprocess import Preprocessing, magnitude_matrix
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "ONNX_OPSET", "ExportError", "Preprocess", "RedshiftPredictor", "compare_onnx_torch", "export_graph",
-    "export_onnx", "graph_predictor", "onnx_predict",
-]
-
 #: ONNX opset of the exported graph (>= 17: LayerNormalization is one op; >= 23: attention is one
 #: ``Attention`` node, which ONNX Runtime >= 1.23 runs on CPU).
 ONNX_OPSET: int = 23

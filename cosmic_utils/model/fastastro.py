@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FastAstro", "ONNX_TRANSLATIONS", "token_attention"]
-
 
 # --------------------------------------------------------------------------- attention as one ONNX node
 @torch.library.custom_op("cosmic::token_attention", mutates_args=())

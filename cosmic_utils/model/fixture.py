@@ -15,8 +15,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["fixture_inputs", "fixture_state_dict", "hash_unit"]
-
 _MASK = np.uint64(0xFFFFFFFF)
 _GOLDEN = 0x9E3779B9
 _MIX = np.uint64(0x45D9F3B)

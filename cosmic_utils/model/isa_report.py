@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 
 from cosmic_utils.model.numerics import ISA_CAPS
 
-__all__ = ["PROBE_CODE", "LibraryReport", "cap_findings", "parse_report", "run_report"]
-
 #: The probe run in a fresh process (caps are read when torch loads): one matmul (MKL sgemm),
 #: one convolution (oneDNN), ATen's capability, and MKL's dispatch index where exported.
 PROBE_CODE = """

@@ -39,11 +39,6 @@ from cosmic_utils.runtime.preprocess import Preprocessing, fit_preprocessing
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "CONFIGS", "TRAIN_RENDER_SEED", "VALID_RENDER_SEED", "TrainConfig", "TrainResult", "HeadTrainer",
-    "cached_features", "render_catalog", "train", "train_default", "training_data_sha256",
-]
-
 #: Render seed of the training cutouts.
 TRAIN_RENDER_SEED: int = 1
 #: Render seed of the validation cutouts (the reported metrics; also `cosmic predict`'s default,
