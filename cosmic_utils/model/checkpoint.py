@@ -212,16 +212,15 @@ def _rebuild_parameter_with_state_checked(data: Tensor, requires_grad: bool, bac
     return torch._utils._rebuild_parameter_with_state(data, requires_grad, backward_hooks, state)
 
 
-def _allowed_callables() -> dict[str, Callable[..., Any] | type]:
-    return {
-        "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
-        "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
-        "torch._utils._rebuild_parameter_with_state": _rebuild_parameter_with_state_checked,
-        "torch.device": torch.device,  # DataParallel.src_device_obj of a GPU-saved model
-        "collections.OrderedDict": OrderedDict,
-        "builtins.set": set,
-        "__builtin__.set": set,  # protocol-2 spelling of builtins.set
-    }
+_ALLOWED_CALLABLES: dict[str, Callable[..., Any] | type] = {
+    "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+    "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter_with_state_checked,
+    "torch.device": torch.device,  # DataParallel.src_device_obj of a GPU-saved model
+    "collections.OrderedDict": OrderedDict,
+    "builtins.set": set,
+    "__builtin__.set": set,  # protocol-2 spelling of builtins.set
+}
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -234,22 +233,17 @@ class RestrictedUnpickler(pickle.Unpickler):
         full = f"{module}.{name}"
         if full in PUBLISHED_MODULE_CLASSES or full in TORCH_NN_MODULE_CLASSES:
             return _stand_in(full)
-        allowed = _allowed_callables()
-        if full in allowed:
-            return allowed[full]
+        if full in _ALLOWED_CALLABLES:
+            return _ALLOWED_CALLABLES[full]
         raise ForbiddenGlobalError(f"the pickle names {full}, which is not on the allow-list of pcm-AstroMAE "
                                    "checkpoint classes and torch rebuild functions; refusing to load it (nothing was "
                                    "imported)")
 
 
-def _restricted_load(file: Any, **kwargs: Any) -> Any:
-    return RestrictedUnpickler(file, **kwargs).load()
-
-
 # torch.load(pickle_module=...) needs an object with Unpickler and load (legacy format).
 _RESTRICTED_PICKLE = types.ModuleType("cosmic_utils.model._restricted_pickle")
 _RESTRICTED_PICKLE.Unpickler = RestrictedUnpickler  # type: ignore[attr-defined]
-_RESTRICTED_PICKLE.load = _restricted_load  # type: ignore[attr-defined]
+_RESTRICTED_PICKLE.load = lambda file, **kw: RestrictedUnpickler(file, **kw).load()  # type: ignore[attr-defined]
 _RESTRICTED_PICKLE.UnpicklingError = pickle.UnpicklingError  # type: ignore[attr-defined]
 
 _MAX_DEPTH = 64
