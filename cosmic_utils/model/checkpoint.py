@@ -243,7 +243,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 # torch.load(pickle_module=...) needs an object with Unpickler and load (legacy format).
 _RESTRICTED_PICKLE = types.ModuleType("cosmic_utils.model._restricted_pickle")
 _RESTRICTED_PICKLE.Unpickler = RestrictedUnpickler  # type: ignore[attr-defined]
-_RESTRICTED_PICKLE.load = lambda file, **kw: RestrictedUnpickler(file, **kw).load()  # type: ignore[attr-defined]
+_RESTRICTED_PICKLE.load = lambda f, **kw: RestrictedUnpickler(f, **kw).load()  # type: ignore[attr-defined]
 _RESTRICTED_PICKLE.UnpicklingError = pickle.UnpicklingError  # type: ignore[attr-defined]
 
 _MAX_DEPTH = 64
