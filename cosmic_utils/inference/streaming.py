@@ -80,11 +80,9 @@ def iter_dataset(dataset: Any, batch_size: int, max_samples: int | None = None) 
 
 
 class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in prefetch(it, 2)``
-    """Iterate ``source`` in a background thread, at most ``depth`` items ahead (memory bounded).
-
-    Reader exceptions re-raise in the consumer; ``close()`` (or leaving a ``with`` block) stops the
-    reader. ``max_queued`` records the largest queue length seen (tests check it).
-    """
+    """Iterate ``source`` in a background thread, at most ``depth`` items ahead (memory bounded). Reader
+    exceptions re-raise in the consumer; ``close()`` (or leaving a ``with`` block) stops the reader.
+    ``max_queued`` records the largest queue length seen (tests check it)."""
 
     def __init__(self, source: Iterable[T], depth: int = 2) -> None:
         if depth < 1:
@@ -187,12 +185,10 @@ def stream_predict(
     keep_predictions: bool = True,
     on_batch: Callable[[Batch, np.ndarray], None] | None = None,
 ) -> StreamResult:
-    """Run ``engine.predict`` over a dataset, batch by batch, reading ahead in a thread.
-
-    ``wall_s``: first request to last prediction (reading included, model loading not);
-    ``batch_seconds``: ``engine.predict`` alone; ``read_wait_s``: time the engine waited for data.
-    ``keep_predictions`` keeps one float32 per sample (and label); ``on_batch(batch, z)`` sees each batch.
-    """
+    """Run ``engine.predict`` over a dataset, batch by batch, reading ahead in a thread. ``wall_s``: first
+    request to last prediction (reading included, model loading not); ``batch_seconds``: ``engine.predict``
+    alone; ``read_wait_s``: time the engine waited for data. ``keep_predictions`` keeps one float32 per sample
+    (and label); ``on_batch(batch, z)`` sees each batch."""
     result = StreamResult()
     preds: list[np.ndarray] = []
     trues: list[np.ndarray] = []
@@ -240,10 +236,9 @@ def run_local(
     write: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One local run: load the engine (a refused reduced engine falls back to fp32, recorded),
-    stream the dataset, return its record and, when ``write``, append it to
-    ``runs/local/<run-id>/records.csv`` (or ``run_dir``).
-    """
+    """One local run: load the engine (a refused reduced engine falls back to fp32, recorded), stream the
+    dataset, return its record and, when ``write``, append it to ``runs/local/<run-id>/records.csv`` (or
+    ``run_dir``)."""
     from cosmic_utils.inference.engines import create_engine
     from cosmic_utils.runtime.gating import create_engine_with_fallback, engine_fields
 

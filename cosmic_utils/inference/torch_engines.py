@@ -43,9 +43,8 @@ def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
 
 
 class _TorchEngine(Engine):
-    """Shared plumbing: threads, the artifact's preprocessing (``model.export.Preprocess``), numpy in
-    and out, and micro-batches of at most ``chunk`` samples (128 keeps activations in cache, docs/inference.md).
-    """
+    """Shared plumbing: threads, the artifact's preprocessing (``model.export.Preprocess``), numpy in and out,
+    and micro-batches of at most ``chunk`` samples (128 keeps activations in cache, docs/inference.md)."""
 
     name = "torch"
     precision = "fp32"
@@ -120,12 +119,10 @@ class TorchFastEngine(_TorchEngine):
 
 
 class TorchCompiledEngine(_TorchEngine):
-    """Preprocessing + :class:`FastAstro` (vectorised PCM) compiled by TorchInductor, fp32.
-
-    Static shapes: a micro-batch of ``n`` rows runs zero-padded at the smallest power of two
-    ``>= max(n, 32)``, at most ``chunk`` (128); the 128 shape compiles at creation and
-    ``compile_seconds`` holds each shape's cost. Needs a C++ compiler (docs/inference.md, "torch-compile").
-    """
+    """Preprocessing + :class:`FastAstro` (vectorised PCM) compiled by TorchInductor, fp32. Static shapes: a
+    micro-batch of ``n`` rows runs zero-padded at the smallest power of two ``>= max(n, 32)``, at most
+    ``chunk`` (128); the 128 shape compiles at creation and ``compile_seconds`` holds each shape's cost. Needs
+    a C++ compiler (docs/inference.md, "torch-compile")."""
 
     name = "torch-compile"
     default_chunk = 128

@@ -173,10 +173,8 @@ def load_model(path: PathLike, map_location: str | torch.device = "cpu") -> ViTA
 
 
 class StandInModule(nn.Module):
-    """Inert replacement for a class named in the published pickle (``published_class``).
-
-    Unpickling fills its ``__dict__`` through ``nn.Module.__setstate__``; nothing of the original class runs.
-    """
+    """Inert replacement for a class named in the published pickle (``published_class``). Unpickling fills its
+    ``__dict__`` through ``nn.Module.__setstate__``; nothing of the original class runs."""
 
     published_class: ClassVar[str] = "?"
 
@@ -224,10 +222,8 @@ _ALLOWED_CALLABLES: dict[str, Callable[..., Any] | type] = {
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose ``find_class`` only answers from the allow-list.
-
-    Storage classes never reach it: ``torch.load`` resolves them and ``map_location`` moves them to the CPU.
-    """
+    """``pickle.Unpickler`` whose ``find_class`` only answers from the allow-list. Storage classes never reach
+    it: ``torch.load`` resolves them and ``map_location`` moves them to the CPU."""
 
     def find_class(self, module: str, name: str) -> Any:
         full = f"{module}.{name}"
@@ -277,11 +273,9 @@ def _collect_tensors(
 
 def load_published_checkpoint(path: PathLike, *, trust: bool = False,
                               validate: bool = True) -> OrderedDict[str, Tensor]:
-    """Tensors of the published pickled checkpoint by bare state_dict key, on the CPU (validated with ``validate``).
-
-    Without ``trust=True`` it refuses before reading the file; with it, :class:`RestrictedUnpickler` reads it
-    (anything off the allow-list raises ``ForbiddenGlobalError``).
-    """
+    """Tensors of the published pickled checkpoint by bare state_dict key, on the CPU (validated with
+    ``validate``). Without ``trust=True`` it refuses before reading the file; with it,
+    :class:`RestrictedUnpickler` reads it (anything off the allow-list raises ``ForbiddenGlobalError``)."""
     file = Path(path)
     if not trust:
         raise UntrustedPickleError(

@@ -90,11 +90,9 @@ def run_fixture_forward(model: nn.Module, names: list[str]) -> tuple[Tensor, dic
 
 
 def fixture_deviations(out: Tensor, captured: dict[str, Tensor], fx: dict[str, Any]) -> dict[str, float]:
-    """Every fixture check as a dimensionless deviation; ``inf`` on a shape error.
-
-    Scales: ``output`` per sample its |expected|; ``abs_sum`` and ``sum`` per sample the sum of |x|;
-    ``values`` (first 16 of sample 0) the mean |x| of that sample.
-    """
+    """Every fixture check as a dimensionless deviation; ``inf`` on a shape error. Scales: ``output`` per
+    sample its |expected|; ``abs_sum`` and ``sum`` per sample the sum of |x|; ``values`` (first 16 of sample
+    0) the mean |x| of that sample."""
     dev: dict[str, float] = {}
     expected_out = np.asarray(fx["expected_output"])
     got_out = out.double().flatten().numpy()
