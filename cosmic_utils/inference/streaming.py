@@ -127,14 +127,10 @@ class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in pr
         if self._finished:
             raise StopIteration
         item = self._queue.get()
-        if item is _DONE:
+        if item is _DONE or isinstance(item, BaseException):
             self._finished = True
             self._thread.join()
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._finished = True
-            self._thread.join()
-            raise item
+            raise StopIteration if item is _DONE else item
         return item
 
     def close(self) -> None:
