@@ -194,12 +194,11 @@ class TorchBf16Engine(_TorchEngine):
         return self.module(image.to(torch.bfloat16), magnitude.to(torch.bfloat16)).float()
 
 
-class TorchInt8Engine(_TorchEngine):
+class TorchInt8Engine(TorchFastEngine):
     """:class:`FastAstro` with every Linear dynamically quantised to int8 (torch.ao)."""
 
     name = "torch-int8"
     precision = "int8"
-    default_chunk = 128
 
     def _prepare(self, model: nn.Module) -> nn.Module:
         from torch.ao.quantization import quantize_dynamic
@@ -208,9 +207,6 @@ class TorchInt8Engine(_TorchEngine):
         with warnings.catch_warnings():  # torch.ao deprecation notices
             warnings.simplefilter("ignore")
             return quantize_dynamic(fast, {nn.Linear}, dtype=torch.qint8)
-
-    def _run(self, image: Tensor, magnitude: Tensor) -> Tensor:
-        return self.module(image, magnitude)
 
 
 #: Engine name -> factory (read by :func:`cosmic_utils.inference.engines.create_engine`).
