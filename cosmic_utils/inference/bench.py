@@ -479,10 +479,8 @@ def _write_outputs(run: _Bench, doc: dict[str, Any], records: list[dict[str, Any
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
         return value.item()
-    if isinstance(value, np.bool_):
-        return bool(value)
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

@@ -13,8 +13,6 @@ from typing import Any
 
 from cosmic_utils import config
 
-__all__ = ["bench_record_paths", "compare_table", "machine_label"]
-
 
 def bench_record_paths(records_dir: Path | None = None) -> list[Path]:
     """The study's bench record first, then each other machine's, existing ones only."""

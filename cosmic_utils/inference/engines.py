@@ -20,7 +20,7 @@ from typing import Any
 from cosmic_utils import config
 from cosmic_utils.runtime import cpu
 from cosmic_utils.runtime.engine import ENGINE_PRECISION, ONNX_ENGINE_NAMES, Engine
-from cosmic_utils.runtime.gating import FP32_FALLBACK, NMAD_TOLERANCE_REL, gated, speed_refusal
+from cosmic_utils.runtime.gating import FP32_FALLBACK, gated, speed_refusal
 from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ COMPILED_ENGINE_NAMES: tuple[str, ...] = ("torch-compile",)
 #: Where ``cosmic bench`` writes its accuracy checks and speeds.
 ENGINE_CHECKS_PATH: Path = config.RUNS_DIR / "bench" / "engine_checks.json"
 BENCH_PATH: Path = config.RUNS_DIR / "bench" / "bench.json"
-__all__ = ["ENGINE_NAMES", "ENGINE_PRECISION", "NMAD_TOLERANCE_REL", "Engine", "create_engine", "default_engine"]
+
 
 def cuda_available() -> bool:
     """Whether torch is installed and sees a CUDA device (imports torch only when installed)."""
@@ -59,11 +59,10 @@ def _artifact_dir(artifact_or_dir: Any) -> Path:
 
 
 def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = None, gate: bool = True) -> Engine:
-    """The engine ``name`` (``"default"``: :func:`default_engine`) on an artifact (default ``models/default``).
-
-    ``gate``: a reduced-precision engine is refused (``EngineRefusedError`` / ``EngineAccuracyError``,
-    engine closed) unless accurate on this CPU type; the bench passes ``gate=False`` to measure them too.
-    """
+    """The engine ``name`` (``"default"``: :func:`default_engine`) on an artifact (default
+    ``models/default``). ``gate``: a reduced-precision engine is refused (``EngineRefusedError`` /
+    ``EngineAccuracyError``, engine closed) unless accurate on this CPU type; the bench passes ``gate=False``
+    to measure them too."""
     folder = _artifact_dir(artifact_or_dir if artifact_or_dir is not None else config.DEFAULT_MODEL_DIR)
     if name == "default":
         name = default_engine()
@@ -114,11 +113,10 @@ def default_engine(
     batch_size: int = 256,
     candidates: Iterable[str] | None = None,
 ) -> str:
-    """The fastest engine (bench samples/s at ``batch_size``) among fp32 engines and the reduced
-    engines :func:`passing_engines` allows that the same bench measured faster than their fp32
-    counterpart. Without a bench: ``"torch"`` if installed, else ``"onnx"``. ``candidates`` limits
-    the choice (Lambda: ``ONNX_ENGINE_NAMES``); compiled engines count only when listed there.
-    """
+    """The fastest engine (bench samples/s at ``batch_size``) among fp32 engines and the reduced engines
+    :func:`passing_engines` allows that the same bench measured faster than their fp32 counterpart. Without a
+    bench: ``"torch"`` if installed, else ``"onnx"``. ``candidates`` limits the choice (Lambda:
+    ``ONNX_ENGINE_NAMES``); compiled engines count only when listed there."""
     allowed = passing_engines(checks_path)
     if candidates is not None:
         allowed &= set(candidates)

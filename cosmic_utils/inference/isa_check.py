@@ -42,20 +42,13 @@ def cpuid_features() -> dict[str, bool]:
     page.write(code)
     addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
     func = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32 * 4))(addr)
-    regs0 = (ctypes.c_uint32 * 4)()
-    regs1 = (ctypes.c_uint32 * 4)()
+    regs0, regs1 = (ctypes.c_uint32 * 4)(), (ctypes.c_uint32 * 4)()
     func(7, 0, ctypes.byref(regs0))
     func(7, 1, ctypes.byref(regs1))
     ebx, ecx, edx = regs0[1], regs0[2], regs0[3]
-    eax1 = regs1[0]
     del func
-    return {
-        "avx2": bool(ebx >> 5 & 1),
-        "avx512f": bool(ebx >> 16 & 1),
-        "avx512_vnni": bool(ecx >> 11 & 1),
-        "avx_vnni": bool(eax1 >> 4 & 1),
-        "amx_int8": bool(edx >> 25 & 1),
-    }
+    return {"avx2": bool(ebx >> 5 & 1), "avx512f": bool(ebx >> 16 & 1), "avx512_vnni": bool(ecx >> 11 & 1),
+            "avx_vnni": bool(regs1[0] >> 4 & 1), "amx_int8": bool(edx >> 25 & 1)}
 
 
 def quantize_variants(model_dir: Path, out_dir: Path, variants: list[str]) -> dict[str, Path]:

@@ -51,7 +51,6 @@ def current_rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-
 def _reset_hwm() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as fh:
@@ -102,13 +101,6 @@ class PeakRSS:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-
-
-def cpu_model() -> str:
-    """The CPU model string (:func:`cosmic_utils.runtime.cpu.cpu_probe`, the one CPU probe)."""
-    from cosmic_utils.runtime.cpu import cpu_probe
-
-    return str(cpu_probe()["cpu_model"])
 
 
 def machine_info() -> dict[str, Any]:
@@ -200,40 +192,26 @@ class RunMeasurement:
         info = info or machine_info()
         data_bytes = self.samples * config.SAMPLE_BYTES
         row: dict[str, Any] = {
-            "kind": self.kind,
-            "engine": self.engine,
-            "precision": self.precision,
-            "batch_size": int(self.batch_size),
-            "threads": int(self.threads),
-            "samples": int(self.samples),
-            "data_bytes": int(data_bytes),
-            "data_gb": data_bytes / config.GB,
-            "wall_s": self.wall_s,
+            "kind": self.kind, "engine": self.engine, "precision": self.precision,
+            "batch_size": int(self.batch_size), "threads": int(self.threads), "samples": int(self.samples),
+            "data_bytes": int(data_bytes), "data_gb": data_bytes / config.GB, "wall_s": self.wall_s,
             "samples_per_s": self.samples_per_s,
             "gb_per_s": data_bytes / config.GB / self.wall_s if self.wall_s > 0 else float("nan"),
-            "model_load_s": self.model_load_s,
-            "first_batch_s": self.first_batch_s,
+            "model_load_s": self.model_load_s, "first_batch_s": self.first_batch_s,
             "batch_p50_ms": percentile_ms(self.batch_seconds, 50),
             "batch_p95_ms": percentile_ms(self.batch_seconds, 95),
-            "peak_rss_mb": self.peak_rss_mb,
-            "device": self.device,
-            **{k: info.get(k, "") for k in ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type")},
-            "torch_version": info.get("torch_version", ""),
-            "onnxruntime_version": info.get("onnxruntime_version", ""),
-            "timestamp": utc_now(),
-            "run_id": run_id,
+            "peak_rss_mb": self.peak_rss_mb, "device": self.device,
+            **{k: info.get(k, "") for k in ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type",
+                                            "torch_version", "onnxruntime_version")},
+            "timestamp": utc_now(), "run_id": run_id,
         }
-        row.update(self.extra)
-        return row
+        return {**row, **self.extra}
 
 
 def write_records(rows: Iterable[Mapping[str, Any]], run_dir: str | os.PathLike[str] | None = None,
                   run_id: str | None = None) -> Path:
-    """Write rows to ``<run_dir>/records.csv`` (default ``runs/local/<run_id>/``); returns the path.
-
-    :data:`RECORD_COLUMNS` first, then extra keys; appends when the file exists (widening the
-    header if needed). Rows get the provenance and model columns and portable paths (shippable as is).
-    """
+    """Write rows to ``<run_dir>/records.csv`` (default ``runs/local/<run_id>/``), :data:`RECORD_COLUMNS`
+    first, appending (widening the header if needed); rows get provenance, model columns, portable paths."""
     prov = provenance()
     # what admits a record (cosmic records ship): the model's identity, trained or not, its score
     rows = [{**portable(dict(r)), **{k: v for k, v in prov.items() if k not in r},

@@ -24,8 +24,6 @@ from cosmic_utils.data.photometry import missing_photometry, redshift_flags
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PredictResult", "read_photometry", "predict_arrays", "predict_catalog", "DEFAULT_SEED"]
-
 #: Render seed when none is given (equal to ``cosmic_utils.model.train.VALID_RENDER_SEED``).
 DEFAULT_SEED: int = 0
 

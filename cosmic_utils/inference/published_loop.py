@@ -20,9 +20,6 @@ from torch import nn
 
 from cosmic_utils.inference.measure import PeakRSS, RunMeasurement
 
-__all__ = ["PublishedLoopResult", "PublishedLoopWorker", "load_published_model", "load_pt_dataset",
-           "run_published_loop", "write_pt"]
-
 
 @dataclass
 class PublishedLoopResult:
@@ -158,13 +155,11 @@ def _worker_main(conn: Any, model_dir: str, threads: int | None) -> None:
 
 
 class PublishedLoopWorker:
-    """The published loop in a fresh interpreter: ``with PublishedLoopWorker(model_dir, threads) as w:
-    w.run(pt, batch_size)`` returns what :func:`run_published_loop` would, from an untuned process.
-
-    A ``python -m ... --serve`` subprocess over a socket pair (``multiprocessing``'s spawn would
-    re-run the caller's ``__main__``); the parent waits while the child computes; child errors
-    raise ``RuntimeError``.
-    """
+    """The published loop in a fresh interpreter:
+    ``with PublishedLoopWorker(model_dir, threads) as w: w.run(pt, batch_size)`` returns what
+    :func:`run_published_loop` would, from an untuned process. A ``python -m ... --serve`` subprocess over a
+    socket pair (``multiprocessing``'s spawn would re-run the caller's ``__main__``); the parent waits while
+    the child computes; child errors raise ``RuntimeError``."""
 
     def __init__(self, model_dir: str | os.PathLike[str], threads: int | None = None,
                  start_timeout_s: float = 300.0) -> None:

@@ -31,8 +31,6 @@ from cosmic_utils.inference.measure import PeakRSS, RunMeasurement, machine_info
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-__all__ = ["Batch", "StreamResult", "iter_dataset", "prefetch", "stream_predict", "run_local"]
-
 _DONE = object()
 
 
@@ -82,11 +80,9 @@ def iter_dataset(dataset: Any, batch_size: int, max_samples: int | None = None) 
 
 
 class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in prefetch(it, 2)``
-    """Iterate ``source`` in a background thread, at most ``depth`` items ahead (memory bounded).
-
-    Reader exceptions re-raise in the consumer; ``close()`` (or leaving a ``with`` block) stops the
-    reader. ``max_queued`` records the largest queue length seen (tests check it).
-    """
+    """Iterate ``source`` in a background thread, at most ``depth`` items ahead (memory bounded). Reader
+    exceptions re-raise in the consumer; ``close()`` (or leaving a ``with`` block) stops the reader.
+    ``max_queued`` records the largest queue length seen (tests check it)."""
 
     def __init__(self, source: Iterable[T], depth: int = 2) -> None:
         if depth < 1:
@@ -131,14 +127,10 @@ class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in pr
         if self._finished:
             raise StopIteration
         item = self._queue.get()
-        if item is _DONE:
+        if item is _DONE or isinstance(item, BaseException):
             self._finished = True
             self._thread.join()
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._finished = True
-            self._thread.join()
-            raise item
+            raise StopIteration if item is _DONE else item
         return item
 
     def close(self) -> None:
@@ -189,12 +181,10 @@ def stream_predict(
     keep_predictions: bool = True,
     on_batch: Callable[[Batch, np.ndarray], None] | None = None,
 ) -> StreamResult:
-    """Run ``engine.predict`` over a dataset, batch by batch, reading ahead in a thread.
-
-    ``wall_s``: first request to last prediction (reading included, model loading not);
-    ``batch_seconds``: ``engine.predict`` alone; ``read_wait_s``: time the engine waited for data.
-    ``keep_predictions`` keeps one float32 per sample (and label); ``on_batch(batch, z)`` sees each batch.
-    """
+    """Run ``engine.predict`` over a dataset, batch by batch, reading ahead in a thread. ``wall_s``: first
+    request to last prediction (reading included, model loading not); ``batch_seconds``: ``engine.predict``
+    alone; ``read_wait_s``: time the engine waited for data. ``keep_predictions`` keeps one float32 per sample
+    (and label); ``on_batch(batch, z)`` sees each batch."""
     result = StreamResult()
     preds: list[np.ndarray] = []
     trues: list[np.ndarray] = []
@@ -242,10 +232,9 @@ def run_local(
     write: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One local run: load the engine (a refused reduced engine falls back to fp32, recorded),
-    stream the dataset, return its record and, when ``write``, append it to
-    ``runs/local/<run-id>/records.csv`` (or ``run_dir``).
-    """
+    """One local run: load the engine (a refused reduced engine falls back to fp32, recorded), stream the
+    dataset, return its record and, when ``write``, append it to ``runs/local/<run-id>/records.csv`` (or
+    ``run_dir``)."""
     from cosmic_utils.inference.engines import create_engine
     from cosmic_utils.runtime.gating import create_engine_with_fallback, engine_fields
 

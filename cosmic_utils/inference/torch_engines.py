@@ -25,16 +25,6 @@ from cosmic_utils.runtime.engine import Engine, resolve_threads
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "FastAstro",
-    "TorchEagerEngine",
-    "TorchFastEngine",
-    "TorchCompiledEngine",
-    "TorchBf16Engine",
-    "TorchInt8Engine",
-    "load_torch_model",
-]
-
 
 def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
     """The ``ViTAstro`` of an artifact folder, weights loaded, in eval mode."""
@@ -53,9 +43,8 @@ def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
 
 
 class _TorchEngine(Engine):
-    """Shared plumbing: threads, the artifact's preprocessing (``model.export.Preprocess``), numpy in
-    and out, and micro-batches of at most ``chunk`` samples (128 keeps activations in cache, docs/inference.md).
-    """
+    """Shared plumbing: threads, the artifact's preprocessing (``model.export.Preprocess``), numpy in and out,
+    and micro-batches of at most ``chunk`` samples (128 keeps activations in cache, docs/inference.md)."""
 
     name = "torch"
     precision = "fp32"
@@ -130,12 +119,10 @@ class TorchFastEngine(_TorchEngine):
 
 
 class TorchCompiledEngine(_TorchEngine):
-    """Preprocessing + :class:`FastAstro` (vectorised PCM) compiled by TorchInductor, fp32.
-
-    Static shapes: a micro-batch of ``n`` rows runs zero-padded at the smallest power of two
-    ``>= max(n, 32)``, at most ``chunk`` (128); the 128 shape compiles at creation and
-    ``compile_seconds`` holds each shape's cost. Needs a C++ compiler (docs/inference.md, "torch-compile").
-    """
+    """Preprocessing + :class:`FastAstro` (vectorised PCM) compiled by TorchInductor, fp32. Static shapes: a
+    micro-batch of ``n`` rows runs zero-padded at the smallest power of two ``>= max(n, 32)``, at most
+    ``chunk`` (128); the 128 shape compiles at creation and ``compile_seconds`` holds each shape's cost. Needs
+    a C++ compiler (docs/inference.md, "torch-compile")."""
 
     name = "torch-compile"
     default_chunk = 128
@@ -207,12 +194,11 @@ class TorchBf16Engine(_TorchEngine):
         return self.module(image.to(torch.bfloat16), magnitude.to(torch.bfloat16)).float()
 
 
-class TorchInt8Engine(_TorchEngine):
+class TorchInt8Engine(TorchFastEngine):
     """:class:`FastAstro` with every Linear dynamically quantised to int8 (torch.ao)."""
 
     name = "torch-int8"
     precision = "int8"
-    default_chunk = 128
 
     def _prepare(self, model: nn.Module) -> nn.Module:
         from torch.ao.quantization import quantize_dynamic
@@ -221,9 +207,6 @@ class TorchInt8Engine(_TorchEngine):
         with warnings.catch_warnings():  # torch.ao deprecation notices
             warnings.simplefilter("ignore")
             return quantize_dynamic(fast, {nn.Linear}, dtype=torch.qint8)
-
-    def _run(self, image: Tensor, magnitude: Tensor) -> Tensor:
-        return self.module(image, magnitude)
 
 
 #: Engine name -> factory (read by :func:`cosmic_utils.inference.engines.create_engine`).

@@ -15,8 +15,6 @@ import platform
 
 log = logging.getLogger(__name__)
 
-__all__ = ["keep_freed_memory", "malloc_tuned"]
-
 # mallopt parameter numbers from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -31,11 +29,10 @@ def malloc_tuned() -> bool:
 
 
 def keep_freed_memory(mmap_threshold_mb: int = 32, trim_mb: int = 512, top_pad_mb: int = 64) -> bool:
-    """Tune glibc malloc of this process so freed activation buffers are reused; True when tuned
-    (idempotent), False where the C library is not glibc or refuses a value. Allocations up to
-    ``mmap_threshold_mb`` (glibc's maximum: 32) come from the heap; up to ``trim_mb`` of free
-    memory stays at its top; ``top_pad_mb`` is grown per ``brk``.
-    """
+    """Tune glibc malloc of this process so freed activation buffers are reused; True when tuned (idempotent),
+    False where the C library is not glibc or refuses a value. Allocations up to ``mmap_threshold_mb``
+    (glibc's maximum: 32) come from the heap; up to ``trim_mb`` of free memory stays at its top;
+    ``top_pad_mb`` is grown per ``brk``."""
     if _state["tuned"]:
         return True
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":

@@ -78,11 +78,9 @@ def write_artifact(
     onnx_example: tuple[Any, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> ModelArtifact:
-    """Write ``model.pt`` (+ ``model.onnx`` and calibration set) and ``artifact.json`` into ``out_dir``.
-
-    Built in a sibling folder and moved into place at the end (a crash leaves no half-written artifact;
-    an existing ``out_dir`` is replaced). ``onnx_example``: raw ``(image, magnitude)`` to trace and verify on.
-    """
+    """Write ``model.pt`` (+ ``model.onnx`` and calibration set) and ``artifact.json`` into ``out_dir``. Built
+    in a sibling folder and moved into place at the end (a crash leaves no half-written artifact; an existing
+    ``out_dir`` is replaced). ``onnx_example``: raw ``(image, magnitude)`` to trace and verify on."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -113,11 +111,9 @@ def write_artifact(
 
 
 def add_onnx(artifact: ModelArtifact, onnx_example: tuple[Any, Any] | None = None) -> ModelArtifact:
-    """Export (or re-export) ``model.onnx`` of an artifact with a state_dict and update artifact.json.
-
-    An existing calibration set keeps its rows (eager predictions recomputed); a listed int8 graph is
-    quantised again from the new graph, so no file of the artifact is stale.
-    """
+    """Export (or re-export) ``model.onnx`` of an artifact with a state_dict and update artifact.json. An
+    existing calibration set keeps its rows (eager predictions recomputed); a listed int8 graph is quantised
+    again from the new graph, so no file of the artifact is stale."""
     _export(artifact, load_model(artifact), onnx_example, _existing_calibration(artifact))
     artifact.save()
     if artifact.has(ROLE_ONNX_INT8):
@@ -169,12 +165,10 @@ def check_onnx_on_calibration(artifact: ModelArtifact, rtol: float = EXPORT_RTOL
 
 def add_calibration(artifact: ModelArtifact, rows: int | None = None, model: RedshiftPredictor | None = None,
                     inputs: tuple[Any, Any, Any] | None = None, save: bool = True) -> ModelArtifact:
-    """Write the accuracy gate's calibration set into the artifact (``files.calibration``).
-
-    ``inputs``: raw ``(image, magnitude, z_spec)``, default the first ``rows`` (``CALIBRATION_ROWS``) validation
-    galaxies as training renders them; ``z_fp32`` from the eager fp32 ``model`` (default the artifact's own) is
-    the reference a reduced engine is compared with on whatever CPU it later runs on.
-    """
+    """Write the accuracy gate's calibration set into the artifact (``files.calibration``). ``inputs``: raw
+    ``(image, magnitude, z_spec)``, default the first ``rows`` (``CALIBRATION_ROWS``) validation galaxies as
+    training renders them; ``z_fp32`` from the eager fp32 ``model`` (default the artifact's own) is the
+    reference a reduced engine is compared with on whatever CPU it later runs on."""
     source = "given arrays" if inputs is not None else "validation catalogue (first rows, training render seed)"
     if inputs is None:
         inputs = dataset.validation_rows(int(rows or CALIBRATION_ROWS))
@@ -218,10 +212,8 @@ def artifact_from_published(
     with_onnx: bool = True,
 ) -> ModelArtifact:
     """Wrap the published weights as an artifact with identity preprocessing (raw inputs).
-
-    ``checkpoint_path``: a plain state_dict file (weights-only), or the published pickled checkpoint, which
-    is unpickled (restricted) only with ``trust=True`` (``--trust-pickle``), else ``UntrustedPickleError``.
-    """
+    ``checkpoint_path``: a plain state_dict file (weights-only), or the published pickled checkpoint, which is
+    unpickled (restricted) only with ``trust=True`` (``--trust-pickle``), else ``UntrustedPickleError``."""
     source = Path(checkpoint_path)
     if not source.is_file():
         raise FileNotFoundError(f"published checkpoint {source}: file not found")
@@ -256,11 +248,9 @@ def is_trained(meta: Mapping[str, Any]) -> bool:
 def find_model(model_dir: str | os.PathLike[str] | None = None, with_onnx: bool = True,
                allow_untrained: bool = False) -> tuple[Path, bool]:
     """``(artifact folder, trained?)``: ``model_dir`` when given, else ``models/default`` when it holds one.
-
     Else, only with ``allow_untrained=True``, an untrained stand-in made once in :data:`UNTRAINED_MODEL_DIR`
-    (valid timings, invalid accuracy; its records say so); by default :class:`ArtifactNotFoundError`
-    says how to train one, so an untrained model is never used silently.
-    """
+    (valid timings, invalid accuracy; its records say so); by default :class:`ArtifactNotFoundError` says how
+    to train one, so an untrained model is never used silently."""
     if model_dir is not None and str(model_dir) != "":
         folder = Path(model_dir)
         return folder, is_trained(read_meta(folder))

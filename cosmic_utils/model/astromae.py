@@ -16,12 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = [
-    "EMBED_DIM", "IMAGE_SIZE", "IN_CHANS", "NUM_BLOCKS", "Attention", "ConvBlock", "InceptionBlock",
-    "InceptionMagnitudeModel", "Mlp", "NormalCell", "PCM", "PatchEmbed", "ViTAstro", "build_model",
-    "count_flops", "freeze_transformer", "frozen_prefixes",
-]
-
 IMAGE_SIZE = 32  # side of the square input cutout, px
 IN_CHANS = 5  # bands u, g, r, i, z
 NUM_MAGNITUDES = 5  # one AB magnitude per band
@@ -41,10 +35,8 @@ HEAD_HIDDEN = 1024
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping 8x8 patches -> tokens ``[B, 16, 192]`` in row-major grid order.
-
-    Only ``proj`` is registered (timm 0.4.12's Identity norm holds no state).
-    """
+    """Non-overlapping 8x8 patches -> tokens ``[B, 16, 192]`` in row-major grid order. Only ``proj`` is
+    registered (timm 0.4.12's Identity norm holds no state)."""
 
     def __init__(self, patch_size: int = PATCH_SIZE, in_chans: int = IN_CHANS, embed_dim: int = EMBED_DIM) -> None:
         super().__init__()
@@ -56,10 +48,8 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention whose qkv bias is ``(q_bias, 0, v_bias)``: keys get no bias.
-
-    The bias vectors are registered before the bias-free ``qkv`` and ``proj`` (state_dict order).
-    """
+    """Multi-head self-attention whose qkv bias is ``(q_bias, 0, v_bias)``: keys get no bias. The bias vectors
+    are registered before the bias-free ``qkv`` and ``proj`` (state_dict order)."""
 
     def __init__(self, dim: int = EMBED_DIM, num_heads: int = NUM_HEADS) -> None:
         super().__init__()
@@ -156,9 +146,7 @@ class ConvBlock(nn.Module):
 
 class InceptionBlock(nn.Module):
     """Four-branch inception block: 1x1 | 1x1->3x3 | 1x1->5x5 | maxpool3->1x1 (``4 * width`` channels).
-
-    ``custom=True`` (the published last block) skips branch 3 in forward but keeps its parameters.
-    """
+    ``custom=True`` (the published last block) skips branch 3 in forward but keeps its parameters."""
 
     def __init__(self, in_channels: int, width: int, custom: bool = False) -> None:
         super().__init__()
@@ -186,10 +174,8 @@ class InceptionBlock(nn.Module):
 
 
 class InceptionMagnitudeModel(nn.Module):
-    """``inception_model``: image CNN (1096 features) next to a magnitude MLP (1024 features).
-
-    ``conv2d_init`` is also ``vis_inception[0]`` (one object, two state_dict keys, as published).
-    """
+    """``inception_model``: image CNN (1096 features) next to a magnitude MLP (1024 features). ``conv2d_init``
+    is also ``vis_inception[0]`` (one object, two state_dict keys, as published)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -224,10 +210,8 @@ class InceptionMagnitudeModel(nn.Module):
 
 
 class ViTAstro(nn.Module):
-    """pcm-AstroMAE: ``model([image, magnitude]) -> redshift [B, 1]``; no normalisation inside.
-
-    ``image`` float32 ``[B, 5, 32, 32]`` (u..z), ``magnitude`` ``[B, 5]`` (float64 as stored, cast to float32).
-    """
+    """pcm-AstroMAE: ``model([image, magnitude]) -> redshift [B, 1]``; no normalisation inside. ``image``
+    float32 ``[B, 5, 32, 32]`` (u..z), ``magnitude`` ``[B, 5]`` (float64 as stored, cast to float32)."""
 
     def __init__(self) -> None:
         super().__init__()

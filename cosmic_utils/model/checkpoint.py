@@ -22,12 +22,6 @@ from torch import Tensor, nn
 
 from cosmic_utils.model.astromae import ViTAstro, build_model
 
-__all__ = [
-    "CheckpointError", "ForbiddenGlobalError", "StateDictMismatchError", "UntrustedPickleError",
-    "PUBLISHED_MODULE_CLASSES", "TORCH_NN_MODULE_CLASSES", "StandInModule", "expected_shapes", "load_model",
-    "load_published_checkpoint", "load_state_dict_file", "normalize_state_dict", "validate_state_dict",
-]
-
 PathLike = str | os.PathLike[str]
 
 DATAPARALLEL_PREFIX = "module."
@@ -179,10 +173,8 @@ def load_model(path: PathLike, map_location: str | torch.device = "cpu") -> ViTA
 
 
 class StandInModule(nn.Module):
-    """Inert replacement for a class named in the published pickle (``published_class``).
-
-    Unpickling fills its ``__dict__`` through ``nn.Module.__setstate__``; nothing of the original class runs.
-    """
+    """Inert replacement for a class named in the published pickle (``published_class``). Unpickling fills its
+    ``__dict__`` through ``nn.Module.__setstate__``; nothing of the original class runs."""
 
     published_class: ClassVar[str] = "?"
 
@@ -218,44 +210,36 @@ def _rebuild_parameter_with_state_checked(data: Tensor, requires_grad: bool, bac
     return torch._utils._rebuild_parameter_with_state(data, requires_grad, backward_hooks, state)
 
 
-def _allowed_callables() -> dict[str, Callable[..., Any] | type]:
-    return {
-        "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
-        "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
-        "torch._utils._rebuild_parameter_with_state": _rebuild_parameter_with_state_checked,
-        "torch.device": torch.device,  # DataParallel.src_device_obj of a GPU-saved model
-        "collections.OrderedDict": OrderedDict,
-        "builtins.set": set,
-        "__builtin__.set": set,  # protocol-2 spelling of builtins.set
-    }
+_ALLOWED_CALLABLES: dict[str, Callable[..., Any] | type] = {
+    "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+    "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter_with_state_checked,
+    "torch.device": torch.device,  # DataParallel.src_device_obj of a GPU-saved model
+    "collections.OrderedDict": OrderedDict,
+    "builtins.set": set,
+    "__builtin__.set": set,  # protocol-2 spelling of builtins.set
+}
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose ``find_class`` only answers from the allow-list.
-
-    Storage classes never reach it: ``torch.load`` resolves them and ``map_location`` moves them to the CPU.
-    """
+    """``pickle.Unpickler`` whose ``find_class`` only answers from the allow-list. Storage classes never reach
+    it: ``torch.load`` resolves them and ``map_location`` moves them to the CPU."""
 
     def find_class(self, module: str, name: str) -> Any:
         full = f"{module}.{name}"
         if full in PUBLISHED_MODULE_CLASSES or full in TORCH_NN_MODULE_CLASSES:
             return _stand_in(full)
-        allowed = _allowed_callables()
-        if full in allowed:
-            return allowed[full]
+        if full in _ALLOWED_CALLABLES:
+            return _ALLOWED_CALLABLES[full]
         raise ForbiddenGlobalError(f"the pickle names {full}, which is not on the allow-list of pcm-AstroMAE "
                                    "checkpoint classes and torch rebuild functions; refusing to load it (nothing was "
                                    "imported)")
 
 
-def _restricted_load(file: Any, **kwargs: Any) -> Any:
-    return RestrictedUnpickler(file, **kwargs).load()
-
-
 # torch.load(pickle_module=...) needs an object with Unpickler and load (legacy format).
 _RESTRICTED_PICKLE = types.ModuleType("cosmic_utils.model._restricted_pickle")
 _RESTRICTED_PICKLE.Unpickler = RestrictedUnpickler  # type: ignore[attr-defined]
-_RESTRICTED_PICKLE.load = _restricted_load  # type: ignore[attr-defined]
+_RESTRICTED_PICKLE.load = lambda f, **kw: RestrictedUnpickler(f, **kw).load()  # type: ignore[attr-defined]
 _RESTRICTED_PICKLE.UnpicklingError = pickle.UnpicklingError  # type: ignore[attr-defined]
 
 _MAX_DEPTH = 64
@@ -289,11 +273,9 @@ def _collect_tensors(
 
 def load_published_checkpoint(path: PathLike, *, trust: bool = False,
                               validate: bool = True) -> OrderedDict[str, Tensor]:
-    """Tensors of the published pickled checkpoint by bare state_dict key, on the CPU (validated with ``validate``).
-
-    Without ``trust=True`` it refuses before reading the file; with it, :class:`RestrictedUnpickler` reads it
-    (anything off the allow-list raises ``ForbiddenGlobalError``).
-    """
+    """Tensors of the published pickled checkpoint by bare state_dict key, on the CPU (validated with
+    ``validate``). Without ``trust=True`` it refuses before reading the file; with it,
+    :class:`RestrictedUnpickler` reads it (anything off the allow-list raises ``ForbiddenGlobalError``)."""
     file = Path(path)
     if not trust:
         raise UntrustedPickleError(

@@ -30,11 +30,6 @@ from cosmic_utils.runtime.preprocess import Preprocessing, magnitude_matrix
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "ONNX_OPSET", "ExportError", "Preprocess", "RedshiftPredictor", "compare_onnx_torch", "export_graph",
-    "export_onnx", "graph_predictor", "onnx_predict",
-]
-
 #: ONNX opset of the exported graph (>= 17: LayerNormalization is one op; >= 23: attention is one
 #: ``Attention`` node, which ONNX Runtime >= 1.23 runs on CPU).
 ONNX_OPSET: int = 23
@@ -51,10 +46,8 @@ class ExportError(RuntimeError):
 
 
 class Preprocess(nn.Module):
-    """Torch version of :meth:`Preprocessing.apply_numpy` (same ops, same dtypes).
-
-    Buffers are non-persistent (never in ``model.pt``: the artifact's ``preprocessing`` is the one source).
-    """
+    """Torch version of :meth:`Preprocessing.apply_numpy` (same ops, same dtypes). Buffers are non-persistent
+    (never in ``model.pt``: the artifact's ``preprocessing`` is the one source)."""
 
     def __init__(self, preprocessing: Preprocessing | None = None, log_asinh: bool = False) -> None:
         """``log_asinh``: ``asinh`` as ``sign(x) log(|x| + sqrt(x^2 + 1))`` (the exported form, vectorised in
@@ -141,12 +134,10 @@ def export_onnx(
     rtol: float = EXPORT_RTOL,
     graph_form: str | None = None,
 ) -> dict[str, Any]:
-    """Export ``predictor`` to a single-file ONNX graph with a dynamic batch axis and verify it on ``example``.
-
-    ``reference``: the module the graph must reproduce within ``atol`` / ``rtol`` (default ``predictor``),
-    else :class:`ExportError`; ``graph_form`` goes into the graph's metadata. Returns ``{"path", "opset",
-    "export_s", "max_abs_diff", "max_rel_diff", "verified_samples", "graph_form"}``.
-    """
+    """Export ``predictor`` to a single-file ONNX graph with a dynamic batch axis and verify it on
+    ``example``. ``reference``: the module the graph must reproduce within ``atol`` / ``rtol`` (default
+    ``predictor``), else :class:`ExportError`; ``graph_form`` goes into the graph's metadata. Returns
+    ``{"path", "opset", "export_s", "max_abs_diff", "max_rel_diff", "verified_samples", "graph_form"}``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     predictor = predictor.eval()

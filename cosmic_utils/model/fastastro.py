@@ -16,16 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FastAstro", "ONNX_TRANSLATIONS", "token_attention"]
-
 
 # --------------------------------------------------------------------------- attention as one ONNX node
 @torch.library.custom_op("cosmic::token_attention", mutates_args=())
 def token_attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
-    """Multi-head self-attention on token-major ``[B, N, C]`` q, k, v (eager: ``scaled_dot_product_attention``).
-
-    A custom op so that it exports as one ONNX ``Attention`` node with no head transposes (docs/inference.md).
-    """
+    """Multi-head self-attention on token-major ``[B, N, C]`` q, k, v (eager:
+    ``scaled_dot_product_attention``). A custom op so that it exports as one ONNX ``Attention`` node with no
+    head transposes (docs/inference.md)."""
     b, n, c = q.shape
     d = c // heads
 
@@ -110,12 +107,10 @@ class _FastInception(nn.Module):
 
 
 class _FastCell(nn.Module):
-    """One normal cell on a 2-D token matrix ``[B*17, 192]``.
-
-    ``pcm_vector``: the PCM as broadcast multiply-adds on ``[tokens, 48 groups, 16]`` (faster compiled by
-    inductor, slower eager). ``onnx_attention``: q, k, v as three Linears and :func:`token_attention`, the
-    export form. Both measured in docs/inference.md.
-    """
+    """One normal cell on a 2-D token matrix ``[B*17, 192]``. ``pcm_vector``: the PCM as broadcast
+    multiply-adds on ``[tokens, 48 groups, 16]`` (faster compiled by inductor, slower eager).
+    ``onnx_attention``: q, k, v as three Linears and :func:`token_attention`, the export form. Both measured
+    in docs/inference.md."""
 
     def __init__(self, cell: nn.Module, pcm_vector: bool = False, onnx_attention: bool = False) -> None:
         super().__init__()
@@ -196,10 +191,9 @@ class _FastCell(nn.Module):
 
 
 class FastAstro(nn.Module):
-    """``ViTAstro`` restructured for inference: ``forward(image float32 [B,5,32,32], magnitude [B,5]) -> [B]``.
-
-    ``pcm_vector`` (compiled use) and ``onnx_attention`` (export): see :class:`_FastCell`.
-    """
+    """``ViTAstro`` restructured for inference:
+    ``forward(image float32 [B,5,32,32], magnitude [B,5]) -> [B]``. ``pcm_vector`` (compiled use) and
+    ``onnx_attention`` (export): see :class:`_FastCell`."""
 
     def __init__(self, model: nn.Module, pcm_vector: bool = False, onnx_attention: bool = False) -> None:
         super().__init__()

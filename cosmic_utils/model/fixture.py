@@ -15,8 +15,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["fixture_inputs", "fixture_state_dict", "hash_unit"]
-
 _MASK = np.uint64(0xFFFFFFFF)
 _GOLDEN = 0x9E3779B9
 _MIX = np.uint64(0x45D9F3B)
@@ -25,9 +23,8 @@ _SHARED_ALIAS = ("inception_model.vis_inception.0.", "inception_model.conv2d_ini
 
 
 def hash_unit(t: np.ndarray | int, j: int) -> np.ndarray:
-    """``hash(t, j)`` of the recipe for integer array ``t`` (>= 0): float64 values in [-1, 1).
-
-    Exact 64-bit unsigned arithmetic; every intermediate product stays below 2**59."""
+    """``hash(t, j)`` of the recipe for integer array ``t`` (>= 0): float64 values in [-1, 1). Exact 64-bit
+    unsigned arithmetic; every intermediate product stays below 2**59."""
     t_arr = np.asarray(t, dtype=np.uint64)
     if j < 0:
         raise ValueError(f"hash index j must be >= 0, got {j}")
@@ -80,9 +77,7 @@ def fixture_state_dict(reference: Mapping[str, Tensor]) -> OrderedDict[str, Tens
 
 def fixture_inputs(batch: int = 8) -> tuple[Tensor, Tensor]:
     """Recipe inputs: image float32 ``[batch, 5, 32, 32]`` and magnitude float64 ``[batch, 5]`` (fixture: 8).
-
-    The hash index is the flat row-major position, so any batch size gives the same leading samples.
-    """
+    The hash index is the flat row-major position, so any batch size gives the same leading samples."""
     n_img = batch * 5 * 32 * 32
     image = hash_unit(np.arange(n_img, dtype=np.uint64), 1001).reshape(batch, 5, 32, 32)
     magnitude = 17.0 + 2.0 * hash_unit(np.arange(batch * 5, dtype=np.uint64), 1002).reshape(batch, 5)

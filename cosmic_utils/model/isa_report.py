@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 
 from cosmic_utils.model.numerics import ISA_CAPS
 
-__all__ = ["PROBE_CODE", "LibraryReport", "cap_findings", "parse_report", "run_report"]
-
 #: The probe run in a fresh process (caps are read when torch loads): one matmul (MKL sgemm),
 #: one convolution (oneDNN), ATen's capability, and MKL's dispatch index where exported.
 PROBE_CODE = """
@@ -106,10 +104,9 @@ def parse_report(text: str) -> LibraryReport:
 
 def run_report(cap: str = "native", *, qemu_cpu: str | None = None, python: str = sys.executable,
                timeout: float = 600.0) -> tuple[LibraryReport, str]:
-    """Run :data:`PROBE_CODE` under the ISA cap ``cap`` (a key of ``ISA_CAPS``) in a fresh process -> (report, raw).
-
-    ``qemu_cpu``: under ``qemu-x86_64 -cpu MODEL`` (``EPYC``: AMD, AVX2; ``Haswell``: Intel), changing ``cpuid``.
-    """
+    """Run :data:`PROBE_CODE` under the ISA cap ``cap`` (a key of ``ISA_CAPS``) in a fresh process -> (report,
+    raw). ``qemu_cpu``: under ``qemu-x86_64 -cpu MODEL`` (``EPYC``: AMD, AVX2; ``Haswell``: Intel), changing
+    ``cpuid``."""
     if cap not in ISA_CAPS:
         raise ValueError(f"unknown ISA cap {cap!r}: one of {', '.join(ISA_CAPS)}")
     env = {k: v for k, v in os.environ.items() if k not in {"ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
@@ -129,12 +126,11 @@ def run_report(cap: str = "native", *, qemu_cpu: str | None = None, python: str 
 
 
 def cap_findings(capped: LibraryReport, native: LibraryReport, cap_label: str = "AVX2") -> tuple[list[str], list[str]]:
-    """``(problems, findings)``: whether a cap to ``cap_label`` reached each library (``capped`` vs ``native``).
-
-    ATen and oneDNN must report the cap (oneDNN running a ``jit:`` kernel of it); MKL must run SGEMM. A banner
-    naming an ISA (Intel) must name the cap, dispatch not above native; naming none (other vendors), dispatch
-    must not move and MKL must not claim its Intel path. A finding is a non-failure worth printing.
-    """
+    """``(problems, findings)``: whether a cap to ``cap_label`` reached each library (``capped`` vs
+    ``native``). ATen and oneDNN must report the cap (oneDNN running a ``jit:`` kernel of it); MKL must run
+    SGEMM. A banner naming an ISA (Intel) must name the cap, dispatch not above native; naming none (other
+    vendors), dispatch must not move and MKL must not claim its Intel path. A finding is a non-failure worth
+    printing."""
     problems: list[str] = []
     findings: list[str] = []
     if capped.aten != cap_label:

@@ -27,11 +27,6 @@ from torch import Tensor, nn
 from cosmic_utils.model.astromae import LN_EPS, NormalCell, ViTAstro, build_model
 from cosmic_utils.model.fixture import fixture_inputs, fixture_state_dict, hash_unit
 
-__all__ = [
-    "FIXTURE_TOL", "ISA_CAPS", "LONGEST_REDUCTION", "U32", "VARIANTS", "fixture_deviations", "fixture_model",
-    "load_fixture", "mismatches", "run_fixture_forward",
-]
-
 U32: float = 2.0**-24  # unit roundoff of float32 (half the machine epsilon 2**-23)
 LONGEST_REDUCTION: int = 3216  # longest dot product of the network: concat_block's input (1096 + 1096 + 1024)
 LAMBDA: float = 4.0  # probabilistic-bound multiplier: fails with probability < 2 exp(-8) = 7e-4 per dot product
@@ -95,11 +90,9 @@ def run_fixture_forward(model: nn.Module, names: list[str]) -> tuple[Tensor, dic
 
 
 def fixture_deviations(out: Tensor, captured: dict[str, Tensor], fx: dict[str, Any]) -> dict[str, float]:
-    """Every fixture check as a dimensionless deviation; ``inf`` on a shape error.
-
-    Scales: ``output`` per sample its |expected|; ``abs_sum`` and ``sum`` per sample the sum of |x|;
-    ``values`` (first 16 of sample 0) the mean |x| of that sample.
-    """
+    """Every fixture check as a dimensionless deviation; ``inf`` on a shape error. Scales: ``output`` per
+    sample its |expected|; ``abs_sum`` and ``sum`` per sample the sum of |x|; ``values`` (first 16 of sample
+    0) the mean |x| of that sample."""
     dev: dict[str, float] = {}
     expected_out = np.asarray(fx["expected_output"])
     got_out = out.double().flatten().numpy()

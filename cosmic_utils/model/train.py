@@ -39,11 +39,6 @@ from cosmic_utils.runtime.preprocess import Preprocessing, fit_preprocessing
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "CONFIGS", "TRAIN_RENDER_SEED", "VALID_RENDER_SEED", "TrainConfig", "TrainResult", "HeadTrainer",
-    "cached_features", "render_catalog", "train", "train_default", "training_data_sha256",
-]
-
 #: Render seed of the training cutouts.
 TRAIN_RENDER_SEED: int = 1
 #: Render seed of the validation cutouts (the reported metrics; also `cosmic predict`'s default,
@@ -299,11 +294,9 @@ def train(
     with_onnx: bool = True,
     evaluate_rows: int | None = None,
 ) -> TrainResult:
-    """Train with ``cfg`` and write an artifact to ``out_dir`` (default ``models/<cfg.name>``).
-
-    Render, split the holdout, fit the preprocessing, cache frozen features, train the heads, score the full
-    network on the first ``evaluate_rows`` (default ``cfg.eval_rows``) validation rows with the kNN row, export.
-    """
+    """Train with ``cfg`` and write an artifact to ``out_dir`` (default ``models/<cfg.name>``). Render, split
+    the holdout, fit the preprocessing, cache frozen features, train the heads, score the full network on the
+    first ``evaluate_rows`` (default ``cfg.eval_rows``) validation rows with the kNN row, export."""
     if isinstance(cfg, str):
         if cfg not in CONFIGS:
             raise ValueError(f"unknown training config {cfg!r}; choose one of {sorted(CONFIGS)}")
@@ -381,10 +374,8 @@ def evaluate_predictor(
     rows: int | None = None,
     batch_size: int = 256,
 ) -> dict[str, Any]:
-    """Validation metrics of the full network (raw rendered cutouts -> redshift) + the kNN row.
-
-    Returns ``{"validation": {...}, "knn": {...}, "validation_render_seed", "validation_file"}``.
-    """
+    """Validation metrics of the full network (raw rendered cutouts -> redshift) + the kNN row. Returns
+    ``{"validation": {...}, "knn": {...}, "validation_render_seed", "validation_file"}``."""
     cfg = cfg or TrainConfig()
     valid_df = catalog.valid_catalog()
     if rows is not None:
