@@ -232,8 +232,11 @@ def load_predictions(runs_dir: Path | None = None, records_dir: Path | None = No
 def _read_predictions(p: Path) -> pd.DataFrame:
     """``z_spec``, ``z_pred`` of a predictions CSV or a folder of per-partition CSVs (empty if none)."""
     try:
-        if p.is_dir():  # one CSV per partition (the pipeline's layout); none: concat's ValueError
-            df = pd.concat([pd.read_csv(q) for q in sorted(p.glob("*.csv"))], ignore_index=True)
+        if p.is_dir():  # one CSV per partition (the pipeline's layout)
+            parts = sorted(p.glob("*.csv"))
+            if not parts:
+                return pd.DataFrame()
+            df = pd.concat([pd.read_csv(q) for q in parts], ignore_index=True)
         else:
             df = pd.read_csv(p)
     except (OSError, ValueError, pd.errors.ParserError):

@@ -621,8 +621,9 @@ def decomposition(d: Mapping[str, Any]) -> str:
 
 def section_projection(src: Sources) -> dict[str, Any]:
     path = src.records / "lambda_projection.json"
-    rec = read_json(src, path, [], schemas.ProjectionRecord) if path.is_file() else None
-    v: dict[str, Any] = {"record": _projection_values(src, path, rec) if rec is not None else None}
+    v: dict[str, Any] = {"record": None}
+    if path.is_file():
+        v["record"] = _projection_values(src, path, read_json(src, path, [], schemas.ProjectionRecord))
     sweep = sweep_points(src, "lambda_memory", "memory_mb")
     usd, wall = median_by(sweep, "memory_mb", "lambda_usd"), median_by(sweep, "memory_mb", "wall_s")
     v.update(local=local_label(sweep), sweep_gb=sweep["data_gb"].iloc[0],

@@ -268,9 +268,12 @@ def sweep_status(name: str, sweeps_dir: Path | None = None) -> list[dict[str, An
     base = Path(sweeps_dir or config.SWEEP_RUNS_DIR) / name
     rows = []
     for d in sorted(p for p in base.glob("*") if p.is_dir()):
-        marker = next((m for m in (DONE_MARKER, FAILED_MARKER) if (d / m).exists()), None)
-        info = json.loads((d / marker).read_text()) if marker else {}
-        status = {DONE_MARKER: "done", FAILED_MARKER: "failed"}.get(marker or "", "incomplete")
+        if (d / DONE_MARKER).exists():
+            info, status = json.loads((d / DONE_MARKER).read_text()), "done"
+        elif (d / FAILED_MARKER).exists():
+            info, status = json.loads((d / FAILED_MARKER).read_text()), "failed"
+        else:
+            info, status = {}, "incomplete"
         rows.append({"slug": d.name, "status": status, "error": info.get("error", ""),
                      **{k: v for k, v in info.get("parameters", {}).items() if k != "output_dir"}})
     return rows

@@ -72,10 +72,14 @@ class Package:
 def _package_files() -> list[tuple[str, Path]]:
     """(arcname, path) of every cosmic_utils file that goes into a Lambda package (:data:`ALLOW`)."""
     root = Path(__file__).resolve().parent.parent  # cosmic_utils/
-    found = ((path, path.relative_to(root).as_posix()) for path in sorted(root.rglob("*")))
-    return [(f"cosmic_utils/{rel}", path) for path, rel in found
-            if not (path.is_dir() or "__pycache__" in rel or path.suffix not in ALLOWED_SUFFIXES)
-            and any(rel == a or (a.endswith("/") and rel.startswith(a)) for a in ALLOW)]
+    out: list[tuple[str, Path]] = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir() or "__pycache__" in rel or path.suffix not in ALLOWED_SUFFIXES:
+            continue
+        if any(rel == a or (a.endswith("/") and rel.startswith(a)) for a in ALLOW):
+            out.append((f"cosmic_utils/{rel}", path))
+    return out
 
 
 def check_arch(arch: str) -> str:

@@ -50,8 +50,8 @@ _MODEL_IDS: dict[str, tuple[Any, str]] = {}
 def _local_fingerprint(folder: Path) -> tuple[Any, ...]:
     """inode, size and mtime of every regular file of an artifact folder (changed by any copy or rename)."""
     with os.scandir(folder) as it:
-        files = sorted((e for e in it if e.is_file()), key=lambda e: e.name)
-    return tuple((e.name, e.stat().st_ino, e.stat().st_size, e.stat().st_mtime_ns) for e in files)
+        stats = sorted((e.name, e.stat()) for e in it if e.is_file())
+    return tuple((name, st.st_ino, st.st_size, st.st_mtime_ns) for name, st in stats)
 
 
 def model_identity(model: str) -> tuple[str, Any]:
