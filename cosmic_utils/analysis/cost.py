@@ -147,20 +147,19 @@ def summarize_pipeline_cost(
         t_inf = _num(rec, "inference_s")
         if t_inf and t_inf > 0:
             per_worker += nbytes / t_inf
-    extra = [float(x) for x in extra_lambda_ms]
     lam = lambda_cost(durations, memory_mb, arch, ephemeral_mb, prices=p, already_billed=True)
-    lam_extra = lambda_cost(extra, memory_mb, arch, ephemeral_mb, prices=p) if extra else None
+    lam_extra = lambda_cost([float(x) for x in extra_lambda_ms], memory_mb, arch, ephemeral_mb, prices=p)
     items = len(recs)
     sfn = stepfunctions_cost(items, retries=retries, prices=p)
     s3 = s3_cost(**pipeline_s3_requests(items, cold), prices=p)
-    lambda_usd = lam.total_usd + (lam_extra.total_usd if lam_extra else 0.0)
+    lambda_usd = lam.total_usd + lam_extra.total_usd
     total = lambda_usd + sfn + s3
     data_gb, thr_pw = data_bytes / 1e9, per_worker / 1e9
     return {
         "prices_as_of": str(p.get("as_of")), "region": str(p.get("region")), "partitions": items,
         "partitions_ok": ok, "cold_starts": cold, "memory_mb_configured": float(memory_mb), "arch": arch,
-        "billed_ms_total": lam.billed_ms_total + (lam_extra.billed_ms_total if lam_extra else 0),
-        "gb_seconds": lam.gb_seconds + (lam_extra.gb_seconds if lam_extra else 0.0),
+        "billed_ms_total": lam.billed_ms_total + lam_extra.billed_ms_total,
+        "gb_seconds": lam.gb_seconds + lam_extra.gb_seconds,
         "lambda_usd": lambda_usd, "stepfunctions_usd": sfn, "s3_usd": s3, "total_usd": total, "data_gb": data_gb,
         "wall_s": float(wall_s) if wall_s else float("nan"),
         "throughput_e2e_gb_s": data_gb / wall_s if wall_s and wall_s > 0 else float("nan"),

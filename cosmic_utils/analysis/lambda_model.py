@@ -45,9 +45,8 @@ LOOP_BATCH: int = 256
 BOUNDS: tuple[str, ...] = ("low", "point", "high")
 #: What the record says about arm64 (Graviton) speed and cost.
 ARM64_NOT_MEASURED: str = "not measured"
-
-
-#: Upper bound of a plausible measured speed of this network (samples/s), see :func:`read_engine_speed`.
+#: Upper bound of a plausible measured speed of this network (samples/s): far above any CPU or GPU
+#: (the published A100 did 23,174).
 MAX_SAMPLES_PER_S: float = 1e6
 #: Lower bound: one sample per 1,000 s (slower is a broken measurement, and overflows the durations).
 MIN_SAMPLES_PER_S: float = 1e-3
@@ -176,9 +175,7 @@ def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bo
         why = f"engine {engine} requested"
     if name not in LAMBDA_ENGINES and name != PUBLISHED_LOOP:
         raise ProjectionRefused(f"engine {name!r} does not run in Lambda (ONNX only: {', '.join(LAMBDA_ENGINES)})")
-    # Every speed of this engine is read strictly: finite, from 1e-3 (a sample per 1,000 s) to 1e6 samples/s (far above
-    # any CPU or GPU for this network: the published A100 did 23,174), or the projection refuses,
-    # naming the file, the row and the value (an Infinity or 1e300 would price Lambda at ~0).
+    # Every speed of this engine is read strictly (an Infinity or 1e300 would price Lambda at ~0).
     for i, r in enumerate(rows):
         if r.get("engine") == name:
             try:
@@ -295,10 +292,6 @@ class Phases:
     residual_s_per_mb_lo: float = 0.0
     residual_s_per_mb_hi: float = 0.0
     residual_source: str = "not decomposed: 0 assumed"
-
-
-#: Kept for the older name.
-PublishedPhases = Phases
 
 
 def _published_s3(reference_dir: Path | None) -> tuple[float, float, float]:

@@ -25,8 +25,8 @@ from cosmic_utils.analysis.lambda_model import (
     MEMORY_SIZES_MB,
     TABLE_PARTITION_MB,
     EngineSpeed,
+    Phases,
     ProjectionRefused,
-    PublishedPhases,
     Scaling,
     memory_table,
     partition_duration_s,
@@ -34,7 +34,6 @@ from cosmic_utils.analysis.lambda_model import (
     read_engine_speed,
     scaling_from,
 )
-from cosmic_utils.analysis.lambda_model import partition_gb as _partition_gb
 from cosmic_utils.runtime import strict
 from cosmic_utils.runtime.items import split_even
 
@@ -77,7 +76,7 @@ def invocation_durations(inference_s: np.ndarray, s3_s: float, world_size: int |
     return out
 
 
-def wall_clock(speed: EngineSpeed, scaling: Scaling, phases: PublishedPhases, memory_mb: float,
+def wall_clock(speed: EngineSpeed, scaling: Scaling, phases: Phases, memory_mb: float,
                partition_mb: float, data_gb: float = LARGEST_PUBLISHED_GB,
                concurrency: int = ACCOUNT_CONCURRENCY, orch: simulate.Orchestration | None = None,
                timing_cv: float | None = None, seed: int = 0, per_invocation: int = 1) -> dict[str, Any]:
@@ -89,8 +88,7 @@ def wall_clock(speed: EngineSpeed, scaling: Scaling, phases: PublishedPhases, me
     """
     if per_invocation < 1:
         raise ValueError(f"per_invocation must be >= 1, got {per_invocation}")
-    fitted = simulate.load_fitted()
-    base_timing, base_orch = fitted if fitted else (simulate.PartitionTiming(), simulate.Orchestration())
+    base_timing, base_orch = simulate.load_fitted() or (simulate.PartitionTiming(), simulate.Orchestration())
     orch = replace(orch or base_orch, account_concurrency=int(concurrency), max_concurrency=0)
     cv = base_timing.inference_cv if timing_cv is None else timing_cv
     d = partition_duration_s(speed, scaling, phases, memory_mb, partition_mb)
@@ -134,7 +132,7 @@ def memory_grid(memory_mbs: Sequence[float], prices: Mapping[str, Any] | None = 
     return sorted({float(m) for m in memory_mbs} | {2.0 * float(lam["mb_per_vcpu"])})
 
 
-def fastest_configuration(speed: EngineSpeed, scaling: Scaling, phases: PublishedPhases, partition_mb: float,
+def fastest_configuration(speed: EngineSpeed, scaling: Scaling, phases: Phases, partition_mb: float,
                           memory_mbs: Sequence[float], per_invocation: Sequence[int] = PER_INVOCATION_GRID,
                           concurrency: int = ACCOUNT_CONCURRENCY, orch: simulate.Orchestration | None = None,
                           seed: int = 0, target_s: float = TARGET_WALL_S) -> dict[str, Any]:
@@ -191,7 +189,7 @@ def published_points(reference_dir: Path | None = None, prices: Mapping[str, Any
     reports = lambda_model.published_lambda_durations(reference_dir)
     billed = float(np.median([r["billed_duration"] for r in reports]))
     mem = float(np.median([r["memory_size"] for r in reports]))
-    cai_gb = _partition_gb(75.0)
+    cai_gb = lambda_model.partition_gb(75.0)
     lam = cost.lambda_cost([billed], mem, prices=prices, already_billed=True)
     cai = {"label": "Cosmic AI (published REPORT lines, 75 MB partitions)", "kind": "published",
            "source": "data/reference/cai/lambda_report_lines.txt (median Billed Duration)",
@@ -207,7 +205,7 @@ def published_points(reference_dir: Path | None = None, prices: Mapping[str, Any
                           "kind": "published", "source": "data/reference/team6/lambda_table.csv (section partition)",
                           "memory_mb": b["billed_assumed_memory_mb"], "partition_mb": mb,
                           "avg_runtime_s": float(r["avg_runtime_s"]),
-                          "usd_per_gb": b["billed_lambda_usd"] / (n * _partition_gb(mb))})
+                          "usd_per_gb": b["billed_lambda_usd"] / (n * lambda_model.partition_gb(mb))})
     walls = [r for r in simulate.published_runs(reference_dir)
              if r["source"] == "total_execution_time" and abs(r["data_gb"] - LARGEST_PUBLISHED_GB) < 1e-9]
     by_mb: dict[float, list[float]] = {}
@@ -274,7 +272,7 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
     }
 
 
-def _inputs(speed: EngineSpeed, scaling: Scaling, phases: PublishedPhases, prices: Mapping[str, Any],
+def _inputs(speed: EngineSpeed, scaling: Scaling, phases: Phases, prices: Mapping[str, Any],
             orch: simulate.Orchestration, fitted: bool, partition_mb: float) -> dict[str, Any]:
     """Every input of the record with its source and kind (measured / published / fitted / assumed)."""
     lam = prices["lambda"]
@@ -356,30 +354,28 @@ def describe(record: Mapping[str, Any]) -> list[str]:
     """Text lines that print every input and the headline numbers (what the CLI shows)."""
     i = record["inputs"]
     e, s, ph, pr = i["engine"], i["scaling"], i["phases"], i["prices"]
-    lines = [f"PROJECTION ({record['label']}; every number below is projected unless labelled)",
-             f"  engine: {e['engine']} batch {e['batch_size']}, {e['samples_per_s_1t']:.1f} samples/s at "
-             f"{e['threads_used']} thread(s) [measured, {e['cpu_model']}, run {e['bench_run_id']}, {e['bench_path']}]"
-             + (f"; {e['note']}" if e.get("note") else ""),
-             f"  engine choice: {e['engine_choice']}",
-             f"  scaling: {s['description']}",
-             f"  S3: {ph['s3_s_per_mb'] * 1000:.2f} ms per MB ({ph['s3_s_per_mb_lo'] * 1000:.2f}.."
-             f"{ph['s3_s_per_mb_hi'] * 1000:.2f}) [{ph['s3_source']}]",
-             f"  decode {ph['decode_s_per_mb'] * 1000:.2f} ms per MB, upload {ph['upload_s'] * 1000:.1f} ms per "
-             f"invocation [{ph['local_source']}]",
-             f"  high bound only: unexplained residual {ph['residual_s_per_mb_hi'] * 1000:.0f} ms per MB "
-             f"[{ph['residual_source']}]",
-             f"  cold start: init {ph['init_s']:.3f} s [{ph['init_source']}] + model load "
-             + (f"{ph['model_load_s']:.3f} s [{ph['model_load_kind']}]" if ph.get("model_load_s") is not None
-                else "0 s [not recorded]"),
-             f"  prices ({pr['as_of']}, {pr['region']}): x86_64 {pr['gb_second_usd']['x86_64']} and arm64 "
-             f"{pr['gb_second_usd']['arm64']} USD per GB-s, {pr['request_usd_per_million']} USD per million requests; "
-             f"{pr['gb_definition']}",
-             f"  orchestration: overhead {i['orchestration']['overhead_s']} s, dispatch "
-             f"{i['orchestration']['dispatch_rate0']} items/s + {i['orchestration']['dispatch_ramp']} items/s^2, "
-             f"account concurrency {i['orchestration']['account_concurrency']} [{i['orchestration']['kind']}]",
-             f"  arm64 (Graviton): speed {record['arm64']['speed']}, $/GB {record['arm64']['usd_per_gb']}"]
-    return lines
-
+    return [f"PROJECTION ({record['label']}; every number below is projected unless labelled)",
+            f"  engine: {e['engine']} batch {e['batch_size']}, {e['samples_per_s_1t']:.1f} samples/s at "
+            f"{e['threads_used']} thread(s) [measured, {e['cpu_model']}, run {e['bench_run_id']}, {e['bench_path']}]"
+            + (f"; {e['note']}" if e.get("note") else ""),
+            f"  engine choice: {e['engine_choice']}",
+            f"  scaling: {s['description']}",
+            f"  S3: {ph['s3_s_per_mb'] * 1000:.2f} ms per MB ({ph['s3_s_per_mb_lo'] * 1000:.2f}.."
+            f"{ph['s3_s_per_mb_hi'] * 1000:.2f}) [{ph['s3_source']}]",
+            f"  decode {ph['decode_s_per_mb'] * 1000:.2f} ms per MB, upload {ph['upload_s'] * 1000:.1f} ms per "
+            f"invocation [{ph['local_source']}]",
+            f"  high bound only: unexplained residual {ph['residual_s_per_mb_hi'] * 1000:.0f} ms per MB "
+            f"[{ph['residual_source']}]",
+            f"  cold start: init {ph['init_s']:.3f} s [{ph['init_source']}] + model load "
+            + (f"{ph['model_load_s']:.3f} s [{ph['model_load_kind']}]" if ph.get("model_load_s") is not None
+               else "0 s [not recorded]"),
+            f"  prices ({pr['as_of']}, {pr['region']}): x86_64 {pr['gb_second_usd']['x86_64']} and arm64 "
+            f"{pr['gb_second_usd']['arm64']} USD per GB-s, {pr['request_usd_per_million']} USD per million requests; "
+            f"{pr['gb_definition']}",
+            f"  orchestration: overhead {i['orchestration']['overhead_s']} s, dispatch "
+            f"{i['orchestration']['dispatch_rate0']} items/s + {i['orchestration']['dispatch_ramp']} items/s^2, "
+            f"account concurrency {i['orchestration']['account_concurrency']} [{i['orchestration']['kind']}]",
+            f"  arm64 (Graviton): speed {record['arm64']['speed']}, $/GB {record['arm64']['usd_per_gb']}"]
 
 
 def best_per_invocation(search: Mapping[str, Any]) -> list[dict[str, Any]]:

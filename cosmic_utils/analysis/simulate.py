@@ -9,7 +9,9 @@ schedules per-partition durations; those of this repository's engine come from T
 
 from __future__ import annotations
 
+import csv
 import heapq
+import itertools
 import json
 import logging
 import math
@@ -156,10 +158,7 @@ def dispatch_times(n: int, rate0: float, ramp: float) -> np.ndarray:
 
 def _slot_times(n_slots: int, burst: int, scale_per_10s: int) -> list[float]:
     """When each concurrency slot becomes usable under Lambda's scaling rate."""
-    out = []
-    for k in range(n_slots):
-        out.append(0.0 if k < burst else 10.0 * math.ceil((k - burst + 1) / max(1, scale_per_10s)))
-    return out
+    return [0.0 if k < burst else 10.0 * math.ceil((k - burst + 1) / max(1, scale_per_10s)) for k in range(n_slots)]
 
 
 def slot_limit(orch: Orchestration, items: int) -> int:
@@ -212,19 +211,11 @@ def schedule(durations_warm: np.ndarray, cold_extra_s: float, orch: Orchestratio
 
 
 # ------------------------------------------------------------------ simulate
-def simulate_run(
-    data_gb: float,
-    partition_mb: float,
-    memory_mb: float = PUBLISHED_MEMORY_MB,
-    timing: PartitionTiming | None = None,
-    orch: Orchestration | None = None,
-    n_partitions: int | None = None,
-    published_units: bool = False,
-    inference_s_mean: float | None = None,
-    arch: str = "x86_64",
-    seed: int = 0,
-    prices: Mapping[str, Any] | None = None,
-) -> SimResult:
+def simulate_run(data_gb: float, partition_mb: float, memory_mb: float = PUBLISHED_MEMORY_MB,
+                 timing: PartitionTiming | None = None, orch: Orchestration | None = None,
+                 n_partitions: int | None = None, published_units: bool = False,
+                 inference_s_mean: float | None = None, arch: str = "x86_64", seed: int = 0,
+                 prices: Mapping[str, Any] | None = None) -> SimResult:
     """Simulate one run: wall clock, cost (billed by configured memory) and throughput.
 
     ``inference_s_mean`` overrides the per-partition mean inference time at the reference memory
@@ -262,20 +253,15 @@ def simulate_run(
 def sweep_scale(data_gbs: Sequence[float], partition_mbs: Sequence[float],
                 memory_mbs: Sequence[float] = (PUBLISHED_MEMORY_MB,), **kwargs: Any) -> list[dict[str, Any]]:
     """Simulate every (data size, partition size, memory) combination; one dict per run."""
-    out = []
-    for gb in data_gbs:
-        for mb in partition_mbs:
-            for mem in memory_mbs:
-                out.append(simulate_run(gb, mb, mem, **kwargs).to_dict())
-    return out
+    return [simulate_run(gb, mb, mem, **kwargs).to_dict()
+            for gb, mb, mem in itertools.product(data_gbs, partition_mbs, memory_mbs)]
 
 
 # ------------------------------------------------------------------ published runs
 def _duration_s(text: str) -> float:
-    parts = str(text).strip().split(":")
     secs = 0.0
-    for p in parts:
-        secs = secs * 60.0 + float(p)
+    for part in str(text).strip().split(":"):
+        secs = secs * 60.0 + float(part)
     return secs
 
 
@@ -285,8 +271,6 @@ def published_runs(reference_dir: Path | None = None) -> list[dict[str, Any]]:
     ``total_execution_time.csv`` (1 .. 12.6 GB) joined with ``result_stats.csv``, and
     ``state_machine_logs.csv`` (100 GB .. 1 TB); rows without a data size are left out.
     """
-    import csv
-
     ref = Path(reference_dir or config.REFERENCE_DIR) / "cai"
     stats: dict[tuple[float, float, str], float] = {}
     with open(ref / "result_stats.csv", encoding="utf-8") as fh:
@@ -340,12 +324,9 @@ def is_training_row(row: Mapping[str, Any]) -> bool:
 
 def _predict_rows(rows: Sequence[Mapping[str, Any]], timing: PartitionTiming, orch: Orchestration,
                   seed: int) -> list[float]:
-    preds = []
-    for i, r in enumerate(rows):
-        res = simulate_run(r["data_gb"], r["partition_mb"], PUBLISHED_MEMORY_MB, timing, orch,
-                           n_partitions=int(r["workers"]), inference_s_mean=r["inference_s"], seed=seed + i)
-        preds.append(res.wall_s)
-    return preds
+    return [simulate_run(r["data_gb"], r["partition_mb"], PUBLISHED_MEMORY_MB, timing, orch,
+                         n_partitions=int(r["workers"]), inference_s_mean=r["inference_s"], seed=seed + i).wall_s
+            for i, r in enumerate(rows)]
 
 
 def _median_abs_err(pred: Sequence[float], obs: Sequence[float]) -> float:
@@ -412,13 +393,8 @@ def validate(reference_dir: Path | None = None, seed: int = 0,
     train = [r for r in rows if is_training_row(r)]
     fitted = fitted or fit(train, seed=seed)
     preds = _predict_rows(rows, fitted.timing, fitted.orch, seed)
-    table = []
-    for r, p in zip(rows, preds, strict=True):
-        rec = dict(r)
-        rec["split"] = "train" if is_training_row(r) else "held_out"
-        rec["predicted_wall_s"] = p
-        rec["error_rel"] = (p - r["wall_s"]) / r["wall_s"]
-        table.append(rec)
+    table = [{**r, "split": "train" if is_training_row(r) else "held_out", "predicted_wall_s": p,
+              "error_rel": (p - r["wall_s"]) / r["wall_s"]} for r, p in zip(rows, preds, strict=True)]
 
     def med(split: str | None) -> float:
         errs = [abs(t["error_rel"]) for t in table if split is None or t["split"] == split]
@@ -440,8 +416,6 @@ def validate(reference_dir: Path | None = None, seed: int = 0,
 
 def save_validation(out_dir: Path | None = None, seed: int = 0) -> tuple[Path, Path]:
     """Write the validation table (CSV) and its summary (JSON), by default into data/records/."""
-    import csv
-
     table, summary = validate(seed=seed)
     out = Path(out_dir or config.RECORDS_DIR)
     out.mkdir(parents=True, exist_ok=True)
@@ -466,13 +440,8 @@ def load_fitted(path: Path | None = None) -> tuple[PartitionTiming, Orchestratio
 
 
 # ------------------------------------------------------------------ right-sizing
-def right_size_memory(
-    data_gb: float,
-    partition_mb: float,
-    deadline_s: float,
-    memory_mbs: Sequence[float] = MEMORY_SIZES_MB,
-    **kwargs: Any,
-) -> dict[str, Any]:
+def right_size_memory(data_gb: float, partition_mb: float, deadline_s: float,
+                      memory_mbs: Sequence[float] = MEMORY_SIZES_MB, **kwargs: Any) -> dict[str, Any]:
     """Cheapest memory size whose simulated wall clock meets ``deadline_s``.
 
     Returns ``{"memory_mb": best or None, "meets_deadline": bool, "candidates": [...]}``; when no
@@ -480,8 +449,5 @@ def right_size_memory(
     """
     cands = [simulate_run(data_gb, partition_mb, m, **kwargs).to_dict() for m in memory_mbs]
     ok = [c for c in cands if c["wall_s"] <= deadline_s]
-    if ok:
-        best = min(ok, key=lambda c: c["cost_usd"])
-        return {"memory_mb": best["memory_mb"], "meets_deadline": True, "candidates": cands}
-    fastest = min(cands, key=lambda c: c["wall_s"])
-    return {"memory_mb": fastest["memory_mb"], "meets_deadline": False, "candidates": cands}
+    best = min(ok, key=lambda c: c["cost_usd"]) if ok else min(cands, key=lambda c: c["wall_s"])
+    return {"memory_mb": best["memory_mb"], "meets_deadline": bool(ok), "candidates": cands}
