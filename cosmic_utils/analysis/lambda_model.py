@@ -166,24 +166,21 @@ def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bo
         raise ProjectionRefused(f"{path}: no bench record (run `cosmic bench --threads 1` or `make bench`)")
     try:
         doc = schemas.load(schemas.BenchRecord, path).model_dump()
-    except RecordError as exc:
-        raise ProjectionRefused(str(exc)) from None
-    rows = doc["rows"]
-    choice, why = _lambda_engine_choice(doc)
-    name = engine or choice
-    if engine:
-        why = f"engine {engine} requested"
-    if name not in LAMBDA_ENGINES and name != PUBLISHED_LOOP:
-        raise ProjectionRefused(f"engine {name!r} does not run in Lambda (ONNX only: {', '.join(LAMBDA_ENGINES)})")
-    # Every speed of this engine is read strictly (an Infinity or 1e300 would price Lambda at ~0).
-    for i, r in enumerate(rows):
-        if r.get("engine") == name:
-            try:
+        rows = doc["rows"]
+        choice, why = _lambda_engine_choice(doc)
+        name = engine or choice
+        if engine:
+            why = f"engine {engine} requested"
+        if name not in LAMBDA_ENGINES and name != PUBLISHED_LOOP:
+            raise ProjectionRefused(f"engine {name!r} does not run in Lambda (ONNX only: {', '.join(LAMBDA_ENGINES)})")
+        # Every speed of this engine is read strictly (an Infinity or 1e300 would price Lambda at ~0).
+        for i, r in enumerate(rows):
+            if r.get("engine") == name:
                 check_number(r.get("samples_per_s"), source=path, lo=MIN_SAMPLES_PER_S, hi=MAX_SAMPLES_PER_S,
                              field=f"rows[{i}].samples_per_s ({name}, threads={r.get('threads')}, "
                                    f"batch {r.get('batch_size')})")
-            except RecordError as exc:
-                raise ProjectionRefused(str(exc)) from None
+    except RecordError as exc:  # a bad bench record refuses the projection, naming the file, row and value
+        raise ProjectionRefused(str(exc)) from None
     usable = [r for r in rows if r.get("engine") == name and r.get("check_passed") is not False]
     by_threads: dict[int, list[dict[str, Any]]] = {}
     for r in usable:

@@ -77,10 +77,9 @@ def invocation_durations(inference_s: np.ndarray, s3_s: float, world_size: int |
 
 
 def wall_clock(speed: EngineSpeed, scaling: Scaling, phases: Phases, memory_mb: float,
-               partition_mb: float, data_gb: float = LARGEST_PUBLISHED_GB,
-               concurrency: int = ACCOUNT_CONCURRENCY, orch: simulate.Orchestration | None = None,
-               timing_cv: float | None = None, seed: int = 0, per_invocation: int = 1) -> dict[str, Any]:
-    """End-to-end wall clock and cost of ``data_gb`` (published units) on the scale simulator's schedule.
+               partition_mb: float, concurrency: int = ACCOUNT_CONCURRENCY,
+               orch: simulate.Orchestration | None = None, seed: int = 0, per_invocation: int = 1) -> dict[str, Any]:
+    """End-to-end wall clock and cost of the 12.6 GB run (published units) on the scale simulator's schedule.
 
     ``per_invocation`` partitions per Map item (the request's ``world_size``); 1 draws the same
     inference times as :func:`~cosmic_utils.analysis.simulate.simulate_run` and gives its numbers.
@@ -90,11 +89,10 @@ def wall_clock(speed: EngineSpeed, scaling: Scaling, phases: Phases, memory_mb: 
         raise ValueError(f"per_invocation must be >= 1, got {per_invocation}")
     base_timing, base_orch = simulate.load_fitted() or (simulate.PartitionTiming(), simulate.Orchestration())
     orch = replace(orch or base_orch, account_concurrency=int(concurrency), max_concurrency=0)
-    cv = base_timing.inference_cv if timing_cv is None else timing_cv
     d = partition_duration_s(speed, scaling, phases, memory_mb, partition_mb)
-    n = simulate.partitions_for(data_gb, partition_mb, published_units=True)
+    n = simulate.partitions_for(LARGEST_PUBLISHED_GB, partition_mb, published_units=True)
     rng = np.random.default_rng(seed)
-    inf = simulate.lognormal_times(d["inference_s"], cv, n, rng)
+    inf = simulate.lognormal_times(d["inference_s"], base_timing.inference_cv, n, rng)
     world = math.ceil(n / per_invocation) if per_invocation > 1 else None
     warm = invocation_durations(inf, d["s3_s"], world)
     items = len(warm)
@@ -146,18 +144,16 @@ def fastest_configuration(speed: EngineSpeed, scaling: Scaling, phases: Phases, 
         for k in dict.fromkeys(int(x) for x in per_invocation):
             w = wall_clock(speed, scaling, phases, mem, partition_mb, concurrency=concurrency, orch=orch,
                            seed=seed, per_invocation=k)
-            if rows and any(r["memory_mb"] == w["memory_mb"] and r["items"] == w["items"] for r in rows):
+            if any(r["memory_mb"] == w["memory_mb"] and r["items"] == w["items"] for r in rows):
                 continue  # a larger k that gives the same grouping (e.g. k >= partitions)
             rows.append(w)
     fastest = min(rows, key=lambda r: (r["wall_s"], r["usd_per_gb"]))
     ok = [r for r in rows if r["wall_s"] <= target_s]
     cheapest_ok = min(ok, key=lambda r: (r["usd_per_gb"], r["wall_s"])) if ok else None
     b = fastest["breakdown_s"]
+    parts = ("orchestration_overhead", "last_dispatch", "cold_extra", "invocation_warm_max")
     bound = {
-        "orchestration_overhead_s": b["orchestration_overhead"],
-        "last_dispatch_s": b["last_dispatch"],
-        "cold_extra_s": b["cold_extra"],
-        "invocation_warm_max_s": b["invocation_warm_max"],
+        **{f"{k}_s": b[k] for k in parts},
         "floor_s": b["orchestration_overhead"] + b["cold_extra"],
         "why": (f"fixed overhead {b['orchestration_overhead']:.1f} s (fitted) + cold start {b['cold_extra']:.1f} s "
                 f"(published init + measured model load) are paid whatever the grouping; then fewer, longer "
@@ -467,9 +463,6 @@ class RunProjection:
     cost_usd_high: float  #: the model's high bound on that CPU (published unexplained residual kept)
     per_cpu: tuple[tuple[str, float], ...]  #: (machine, point cost USD) of every measured CPU
     fitted: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def one_line(self) -> str:
         cpus = ", ".join(f"{m} {c:.4g} USD" for m, c in self.per_cpu)

@@ -17,7 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -329,36 +329,26 @@ def _predict_rows(rows: Sequence[Mapping[str, Any]], timing: PartitionTiming, or
             for i, r in enumerate(rows)]
 
 
-def _median_abs_err(pred: Sequence[float], obs: Sequence[float]) -> float:
-    return float(np.median(np.abs((np.asarray(pred) - np.asarray(obs)) / np.asarray(obs))))
-
-
 def _mean_abs_log_err(pred: Sequence[float], obs: Sequence[float]) -> float:
     return float(np.mean(np.abs(np.log(np.asarray(pred) / np.asarray(obs)))))
 
 
 @dataclass
 class FitResult:
-    """Fitted parameters and how well they did on the training rows."""
+    """The fitted simulator parameters."""
 
     timing: PartitionTiming
     orch: Orchestration
-    train_median_abs_error: float
-    train_rows: int
-    grid: dict[str, Sequence[float]] = field(default_factory=dict)
 
 
-def fit(rows: Sequence[Mapping[str, Any]], seed: int = 0, grid: Mapping[str, Sequence[float]] | None = None,
-        timing: PartitionTiming | None = None, orch: Orchestration | None = None) -> FitResult:
+def fit(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> FitResult:
     """Fit the orchestration and non-inference parameters on ``rows`` (coordinate grid search).
 
     Minimises the mean absolute log error of the predicted wall clock (every row counts, the
     few large runs included, and over- and under-prediction weigh alike); the search is a few
     rounds of coordinate descent over :data:`FIT_GRID`, deterministic for a seed.
     """
-    grid = dict(grid or FIT_GRID)
-    timing = timing or PartitionTiming(inference_cv=0.1)
-    orch = orch or Orchestration()
+    timing, orch = PartitionTiming(inference_cv=0.1), Orchestration()
     obs = [float(r["wall_s"]) for r in rows]
 
     def score(t: PartitionTiming, o: Orchestration) -> float:
@@ -368,7 +358,7 @@ def fit(rows: Sequence[Mapping[str, Any]], seed: int = 0, grid: Mapping[str, Seq
     timing_fields = set(PartitionTiming.__dataclass_fields__)
     for _ in range(3):
         improved = False
-        for name, values in grid.items():
+        for name, values in FIT_GRID.items():
             for v in values:
                 t2 = replace(timing, **{name: v}) if name in timing_fields else timing
                 o2 = replace(orch, **{name: type(getattr(orch, name))(v)}) if name not in timing_fields else orch
@@ -377,18 +367,13 @@ def fit(rows: Sequence[Mapping[str, Any]], seed: int = 0, grid: Mapping[str, Seq
                     best, timing, orch, improved = s, t2, o2, True
         if not improved:
             break
-    train_err = _median_abs_err(_predict_rows(rows, timing, orch, seed), obs)
-    return FitResult(timing, orch, train_err, len(rows), grid)
+    return FitResult(timing, orch)
 
 
 def validate(reference_dir: Path | None = None, seed: int = 0,
              fitted: FitResult | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Fit on the training split, predict every published run, report the error per row.
-
-    Returns the per-row table (``split`` = train | held_out, observed and predicted wall clock,
-    relative error) and a summary (median absolute error overall, on held-out and training rows,
-    and the fitted parameters).
-    """
+    """Fit on the training split, predict every published run: the per-row table (``split`` train |
+    held_out, predicted wall clock, relative error) and a summary (median absolute errors, fit)."""
     rows = published_runs(reference_dir)
     train = [r for r in rows if is_training_row(r)]
     fitted = fitted or fit(train, seed=seed)
@@ -442,11 +427,8 @@ def load_fitted(path: Path | None = None) -> tuple[PartitionTiming, Orchestratio
 # ------------------------------------------------------------------ right-sizing
 def right_size_memory(data_gb: float, partition_mb: float, deadline_s: float,
                       memory_mbs: Sequence[float] = MEMORY_SIZES_MB, **kwargs: Any) -> dict[str, Any]:
-    """Cheapest memory size whose simulated wall clock meets ``deadline_s``.
-
-    Returns ``{"memory_mb": best or None, "meets_deadline": bool, "candidates": [...]}``; when no
-    size meets the deadline, ``memory_mb`` is the fastest size and ``meets_deadline`` False.
-    """
+    """Cheapest memory size whose simulated wall clock meets ``deadline_s``, else the fastest one
+    (``meets_deadline`` False); ``candidates`` holds every simulated run."""
     cands = [simulate_run(data_gb, partition_mb, m, **kwargs).to_dict() for m in memory_mbs]
     ok = [c for c in cands if c["wall_s"] <= deadline_s]
     best = min(ok, key=lambda c: c["cost_usd"]) if ok else min(cands, key=lambda c: c["wall_s"])
