@@ -546,11 +546,9 @@ def cheapest(rows: Sequence[Mapping[str, Any]], bound: str = "point") -> Mapping
 def best_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Cheapest memory and its $/GB per bound, and the $/GB range at the point's cheapest memory."""
     pt = cheapest(rows, "point")
-    out: dict[str, Any] = {"memory_mb": float(pt["memory_mb"]), "vcpu": float(pt["vcpu"]),
-                           "duration_s": float(pt["duration_s"]), "usd_per_gb": float(pt["usd_per_gb"]),
-                           "usd_per_gb_low": float(pt["usd_per_gb_low"]),
-                           "usd_per_gb_high": float(pt["usd_per_gb_high"]),
-                           "engine": pt["engine"], "cpu_model": pt["cpu_model"], "machine": pt.get("machine", "")}
+    numbers = ("memory_mb", "vcpu", "duration_s", "usd_per_gb", "usd_per_gb_low", "usd_per_gb_high")
+    out: dict[str, Any] = {k: float(pt[k]) for k in numbers}
+    out.update(engine=pt["engine"], cpu_model=pt["cpu_model"], machine=pt.get("machine", ""))
     for bound in ("low", "high"):
         b = cheapest(rows, bound)
         out[f"cheapest_{bound}"] = {"memory_mb": float(b["memory_mb"]), "usd_per_gb": float(b[f"usd_per_gb_{bound}"])}

@@ -232,11 +232,9 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
     fitted = simulate.load_fitted()
     orch = replace(fitted[1] if fitted else simulate.Orchestration(), account_concurrency=concurrency,
                    max_concurrency=0)
-    walls = []
-    for mem in dict.fromkeys([best["memory_mb"], float(simulate.PUBLISHED_MEMORY_MB)]):
-        for mb in wall_partitions_mb:
-            walls.append(wall_clock(speed, scaling, phases, mem, mb, concurrency=concurrency, orch=orch,
-                                    seed=seed))
+    wall_memories = dict.fromkeys([best["memory_mb"], float(simulate.PUBLISHED_MEMORY_MB)])
+    walls = [wall_clock(speed, scaling, phases, mem, mb, concurrency=concurrency, orch=orch, seed=seed)
+             for mem in wall_memories for mb in wall_partitions_mb]
     grid_mem = memory_grid(memory_mbs, prices)
     searches = [fastest_configuration(speed, scaling, phases, mb, grid_mem, per_invocation_grid,
                                       concurrency=concurrency, orch=orch, seed=seed)
