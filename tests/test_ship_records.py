@@ -113,3 +113,15 @@ def test_cli_refuses_with_exit_3_and_one_line_per_run(tmp_path: Path, capsys) ->
 
 def test_every_shipped_record_passes_or_is_grandfathered() -> None:
     assert admission.check_shipped() == []
+
+
+def test_the_repeats_rule_counts_what_the_target_records_folder_already_holds(tmp_path: Path) -> None:
+    runs, recs = tmp_path / "runs", _records_dir(tmp_path)
+    for r in (1, 2):
+        done = recs / "sweeps" / "batch_size" / f"batch_size-256__repeat-{r}"
+        done.mkdir(parents=True)
+        (done / "_done.json").write_text(json.dumps({"parameters": {"batch_size": 256, "repeat": r}}))
+    _point(runs, "batch_size", "batch_size-256__repeat-3", 256, _summary(gb=0.1))
+    res = admission.ship(runs, recs)
+    assert not res.refused, res.refused
+    assert (recs / "sweeps" / "batch_size" / "batch_size-256__repeat-3" / "summary.json").is_file()

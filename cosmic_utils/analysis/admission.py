@@ -167,8 +167,9 @@ def _single(kind: str, src: Path, prov_of: Path) -> Candidate:
     return c
 
 
-def candidates(runs_dir: Path | None = None) -> list[Candidate]:
-    """Every finished run under ``runs_dir`` (default runs/) that could be shipped, rules applied."""
+def candidates(runs_dir: Path | None = None, records_dir: Path | None = None) -> list[Candidate]:
+    """Every finished run under ``runs_dir`` (default runs/) that could be shipped into ``records_dir``
+    (default data/records/), rules applied; the repeats rule counts what ``records_dir`` already holds."""
     runs = Path(runs_dir or config.RUNS_DIR)
     out = [_local(run) for run in sorted(p.parent for p in runs.glob("local/*/records.csv"))]
     out += [_sweep_point(combo) for combo in sorted(p.parent for p in runs.glob("sweeps/*/*/_done.json"))]
@@ -180,7 +181,7 @@ def candidates(runs_dir: Path | None = None) -> list[Candidate]:
     rel = runs / "reliability"
     if (rel / "reliability.csv").is_file():
         out.append(_single("reliability", rel / "reliability.csv", rel / "reliability_provenance.json"))
-    _repeats_rule([c for c in out if c.kind == "sweep_point"])
+    _repeats_rule([c for c in out if c.kind == "sweep_point"], records_dir)
     return out
 
 
@@ -286,7 +287,7 @@ def ship(runs_dir: Path | None = None, records_dir: Path | None = None, dry_run:
     different shipped file is refused under ``immutable``."""
     recs = Path(records_dir or config.RECORDS_DIR)
     shipped, refused = [], []
-    for c in candidates(runs_dir):
+    for c in candidates(runs_dir, recs):
         if c.failures:
             refused.append(c.refusal())
             continue
