@@ -218,8 +218,9 @@ def test_estimate_of_the_data_size_grid(capsys: pytest.CaptureFixture[str]) -> N
     assert cli.main(["sweep", str(config.SWEEP_GRIDS_DIR / "aws_data_size.yaml"), "--estimate", "--repeats", "1",
                      "--upload-mbit-s", "80", "--prepare-mb-s", "40"]) == 0
     out = capsys.readouterr().out
-    expected = sum(project_point(gb, mb, 3008, 1000).cost_usd for gb in (1, 2, 4, 6, 8, 10, 12) for mb in (10, 25))
-    assert f"~{expected:.4g} USD projected" in out  # the projection functions', not a model of its own
+    expected = sum(project_point(gb, mb, 3008, 1000, None, "onnx").cost_usd
+                   for gb in (1, 2, 4, 6, 8, 10, 12) for mb in (10, 25))
+    assert f"~{expected:.4g} USD projected" in out  # the projection functions' (at the grid's engine), no model of its own
     gb = 2 * (1 + 2 + 4 + 6 + 8 + 10 + 12)  # each (size, partition size) prepared and uploaded once
     assert f"prepare 14 datasets, {gb:.4g} GB" in out and f"upload 14 datasets, {gb:.4g} GB" in out
     upload_s = gb * 1e9 * 8 / 80e6

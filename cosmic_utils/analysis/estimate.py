@@ -69,7 +69,7 @@ def estimate_points(grids: Iterable[Any], repeats: int | None = None) -> list[Po
             n = simulate.partitions_for(gb, mb)
             if backend == "aws":
                 proj = project_point(gb, mb, float(p.get("memory_mb") or 2048), int(p.get("max_concurrency") or 0),
-                                     int(p.get("world_size") or 0) or None)
+                                     int(p.get("world_size") or 0) or None, p.get("engine"))
                 out.append(PointEstimate(*head, proj.partitions, proj.cost_usd, proj.wall_s,
                                          "projection.project_point", dataset,
                                          bool(dataset and p.get("data_upload"))))
