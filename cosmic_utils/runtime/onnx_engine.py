@@ -27,7 +27,6 @@ from cosmic_utils.runtime.artifact import (
     ROLE_ONNX_INT8,
     ArtifactError,
     ModelArtifact,
-    onnx_graph_current,
     onnx_graph_form,
 )
 from cosmic_utils.runtime.engine import ONNX_ENGINE_NAMES, Engine, artifact_meta, resolve_threads
@@ -208,8 +207,7 @@ SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
 def session_options(threads: int, spinning: bool = False, optimization: str = "all") -> ort.SessionOptions:
-    """``threads`` intra-op threads, one inter-op, sequential, spinning only if ``spinning``, graph
-    optimisation ``optimization`` (:data:`OPTIMIZATION_LEVELS`)."""
+    """Session options: ``threads`` intra-op threads, one inter-op, sequential."""
     if optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {optimization!r}")
     opts = ort.SessionOptions()
@@ -268,7 +266,7 @@ class OnnxEngine(Engine):
         engine = cls(path, threads=threads, int8=int8, **kwargs)
         meta = artifact_meta(artifact_dir, missing_ok=True)
         engine.graph_form = onnx_graph_form(meta)
-        if meta and not onnx_graph_current(meta):
+        if meta and engine.graph_form != ONNX_GRAPH_FORM:
             # a correct but slower graph (the eager network): serve it, and say how to get the fast one
             log.warning("model artifact %s: model.onnx is graph form %s, this code exports %s (faster); "
                         "re-export it with `cosmic model export --model %s`", artifact_dir, engine.graph_form,

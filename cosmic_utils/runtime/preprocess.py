@@ -9,12 +9,13 @@ docs/training.md "Preprocessing".
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from cosmic_utils.runtime.metrics import NMAD_FACTOR
+from cosmic_utils.runtime.partition import N_BANDS
 
 __all__ = ["FORMAT_VERSION", "IMAGE_TRANSFORMS", "MAGNITUDE_FEATURES", "PreprocessingError", "Preprocessing",
            "default_preprocessing", "fit_preprocessing", "identity", "magnitude_matrix"]
@@ -23,7 +24,6 @@ __all__ = ["FORMAT_VERSION", "IMAGE_TRANSFORMS", "MAGNITUDE_FEATURES", "Preproce
 FORMAT_VERSION: int = 1
 IMAGE_TRANSFORMS: tuple[str, ...] = ("none", "asinh")
 MAGNITUDE_FEATURES: tuple[str, ...] = ("magnitudes", "r_colours")
-N_BANDS: int = 5
 
 #: Rows: r, u-g, g-r, r-i, i-z.
 _R_COLOURS = np.array([[0.0, 0.0, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0, 0.0], [0.0, 1.0, -1.0, 0.0, 0.0],
@@ -108,8 +108,7 @@ class Preprocessing:
             return cls()
         if not isinstance(data, dict):
             raise PreprocessingError(f"preprocessing must be a JSON object, got {type(data).__name__}")
-        known = {"image_transform", "image_scale", "magnitude_features", "magnitude_mean", "magnitude_std",
-                 "version", "notes"}
+        known = {f.name for f in fields(cls)}
         extra = sorted(set(data) - known - {"kind"})
         if extra:
             raise PreprocessingError(f"preprocessing has unknown fields {extra}")

@@ -58,22 +58,12 @@ def open_regular(path: str | os.PathLike[str], label: str | None = None) -> int:
         raise
 
 
-def read_regular(path: str | os.PathLike[str], label: str | None = None) -> bytes:
-    """The whole content of a regular file (see :func:`open_regular`), sized by ``fstat`` of the open fd."""
-    fd = open_regular(path, label)
-    try:
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
-    finally:
-        os.close(fd)
-
-
 class InvalidKeyError(StorageError, ValueError):
     """The key is absolute or tries to leave the storage root."""
 
 
 def read_regular_into(path: str | os.PathLike[str], label: str | None = None) -> bytearray:
-    """:func:`read_regular` into a ``bytearray`` sized by ``fstat`` (``readinto``: one buffer, no copy)."""
+    """The content of a regular file (:func:`open_regular`) in one ``bytearray`` sized by ``fstat``."""
     fd = open_regular(path, label)
     try:
         buf = bytearray(os.fstat(fd).st_size)
@@ -235,7 +225,7 @@ class LocalStorage(Storage):
 
     def read_bytes(self, key: str) -> bytes:
         with self._reading(key):
-            return read_regular(self._path(key), self.uri(key))
+            return bytes(read_regular_into(self._path(key), self.uri(key)))
 
     def read_buffer(self, key: str) -> bytearray:
         with self._reading(key):
@@ -246,9 +236,7 @@ class LocalStorage(Storage):
         with self._reading(key):
             fd = open_regular(self._path(key), self.uri(key))
         try:
-            with os.fdopen(fd, "rb", closefd=False) as fh:
-                fh.seek(start)
-                return fh.read(length)
+            return os.pread(fd, length, start)
         finally:
             os.close(fd)
 
