@@ -20,9 +20,6 @@ from typing import Any
 
 from cosmic_utils.runtime.preprocess import Preprocessing, PreprocessingError
 
-__all__ = ["ARCHITECTURE", "FORMAT_VERSION", "ArtifactError", "ArtifactNotFoundError", "ModelArtifact",
-           "sha256_file"]
-
 #: Version of the artifact layout this code writes and reads.
 FORMAT_VERSION: int = 1
 #: Versions :meth:`ModelArtifact.load` accepts.

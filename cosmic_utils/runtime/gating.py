@@ -32,9 +32,6 @@ from cosmic_utils.runtime.metrics import delta_z, sigma_nmad
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CALIBRATION_FILE", "ROLE_CALIBRATION", "EngineAccuracyError", "EngineRefusedError", "check_engine",
-           "compare_to_fp32", "create_engine_with_fallback", "gate_engine"]
-
 #: Rows of the calibration set (about a second of int8 inference at one vCPU).
 CALIBRATION_ROWS: int = 256
 #: Reduced precision: largest accepted |sigma_NMAD(engine) / sigma_NMAD(fp32) - 1|.

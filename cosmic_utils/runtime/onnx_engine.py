@@ -34,8 +34,6 @@ from cosmic_utils.runtime.gating import gated
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxEngine", "quantize_onnx_int8", "onnx_model_path", "int8_model_path", "register_int8", "INT8_SUFFIX"]
-
 INT8_SUFFIX = ".int8.onnx"
 #: ``artifact.json`` entry recording which ``model.onnx`` (sha256) and variant the int8 graph was made from.
 INT8_META_KEY = "onnx_int8"

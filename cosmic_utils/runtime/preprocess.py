@@ -17,9 +17,6 @@ import numpy as np
 from cosmic_utils.runtime.metrics import NMAD_FACTOR
 from cosmic_utils.runtime.partition import N_BANDS
 
-__all__ = ["FORMAT_VERSION", "IMAGE_TRANSFORMS", "MAGNITUDE_FEATURES", "PreprocessingError", "Preprocessing",
-           "default_preprocessing", "fit_preprocessing", "identity", "magnitude_matrix"]
-
 #: Version of the preprocessing description (bumped when an operation changes meaning).
 FORMAT_VERSION: int = 1
 IMAGE_TRANSFORMS: tuple[str, ...] = ("none", "asinh")
@@ -160,13 +157,8 @@ def default_preprocessing() -> Preprocessing:
     )
 
 
-def fit_preprocessing(
-    image: np.ndarray,
-    magnitude: np.ndarray,
-    image_transform: str = "asinh",
-    magnitude_features: str = "r_colours",
-    max_pixels_per_band: int = 2_000_000,
-) -> Preprocessing:
+def fit_preprocessing(image: np.ndarray, magnitude: np.ndarray, image_transform: str = "asinh",
+                      magnitude_features: str = "r_colours", max_pixels_per_band: int = 2_000_000) -> Preprocessing:
     """Fit the scales on training arrays: per-band pixel NMAD (a deterministic strided subsample
     of at most ``max_pixels_per_band`` pixels), feature mean and population std."""
     image = np.asarray(image, dtype=np.float32)

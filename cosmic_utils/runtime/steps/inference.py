@@ -253,18 +253,15 @@ class Prefetcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any,
-                      cold: bool, data: Any, results: Any,
-                      execution: Mapping[str, Any] | None = None,
-                      fetched: Fetched | None = None, fetch_wait_s: float = 0.0) -> dict[str, Any]:
-    """Run one partition, write its predictions and record (returned); infrastructure problems raise
-    InfrastructureError. ``execution``: Init's ``{"id", "attempt"}``."""
+def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any, cold: bool,
+                      results: Any, execution: Mapping[str, Any] | None, fetched: Fetched,
+                      fetch_wait_s: float) -> dict[str, Any]:
+    """Run one fetched partition, write its predictions and record (returned); infrastructure problems
+    raise InfrastructureError. ``execution``: Init's ``{"id", "attempt"}``."""
     layout = RunLayout(request.run_id)
     rec = _record_base(request, entry, worker_id, context, cold)
     execution = execution or {}
     rec.update(execution_id=execution.get("id"), attempt=execution.get("attempt"), model_sha256=None)
-    if fetched is None:
-        fetched = fetch_partition(request, entry, data)
     t_start = fetched.started
     rec.update(download_s=fetched.download_s, decode_s=fetched.decode_s, load_s=fetched.decode_s,
                preprocess_s=0.0, fetch_wait_s=fetch_wait_s, prefetched=fetched.prefetched,
@@ -351,16 +348,15 @@ def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     ok = failed = 0
     prefetch = Prefetcher(request, data) if len(entries) > 1 else None
     try:
-        fetched: Fetched | None = fetch_partition(request, entries[0], data)
         for i, entry in enumerate(entries):
-            wait_s = 0.0
-            if fetched is None and prefetch is not None:
-                fetched, wait_s = prefetch.take()
-            current, fetched = fetched, None
+            if i == 0 or prefetch is None:
+                current, wait_s = fetch_partition(request, entry, data), 0.0
+            else:
+                current, wait_s = prefetch.take()
             if prefetch is not None and i + 1 < len(entries):
                 prefetch.submit(entries[i + 1])
             rec = process_partition(request, entry, int(item.get("worker_id", 0)), context,
-                                    cold and i == 0, data, results, execution=event.get("execution"),
+                                    cold and i == 0, results, execution=event.get("execution"),
                                     fetched=current, fetch_wait_s=wait_s)
             del current  # its arrays go before the next partition is taken: two partitions at most
             ok += rec["status"] == "ok"
