@@ -9,6 +9,8 @@ Reasoning: docs/architecture.md ("Run records"), docs/records.md.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import re
@@ -70,9 +72,6 @@ def provenance() -> dict[str, Any]:
 
 @lru_cache(maxsize=32)
 def _model_fields_cached(folder: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
-    import hashlib
-    import json
-
     raw = (Path(folder) / "artifact.json").read_bytes()
     meta = json.loads(raw)
     trained = not (meta.get("trained") is False or (meta.get("extra") or {}).get("trained") is False

@@ -92,7 +92,6 @@ class PartitionHeader:
     file_bytes: int
     arrays: dict[str, ArraySpec]
     meta: dict[str, Any]
-    header_bytes: int  # PREFIX_BYTES + H
 
 
 def _align(n: int) -> int:
@@ -304,8 +303,7 @@ def parse_header(prefix: bytes | bytearray | memoryview, name: str = "<bytes>", 
     meta = header.get("meta") or {}
     if not isinstance(meta, dict):
         raise _error(name, "header field 'meta' is not an object")
-    return PartitionHeader(name=name, samples=samples, file_bytes=file_bytes, arrays=arrays, meta=meta,
-                           header_bytes=PREFIX_BYTES + hlen)
+    return PartitionHeader(name=name, samples=samples, file_bytes=file_bytes, arrays=arrays, meta=meta)
 
 
 def header_length(prefix16: bytes, name: str = "<bytes>") -> int:

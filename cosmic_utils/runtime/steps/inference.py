@@ -238,8 +238,6 @@ class Prefetcher:
 
     def take(self) -> tuple[Fetched, float]:
         """The fetched partition and the seconds spent waiting for it here."""
-        if self._pending is None:
-            raise RuntimeError("Prefetcher: nothing submitted")
         t0 = time.perf_counter()
         fetched = self._pending.result()
         self._pending = None
