@@ -26,10 +26,6 @@ class UsageError(Exception):
     """Arguments that cannot work together (exit 2); argparse handles the rest of usage errors."""
 
 
-class CommandError(Exception):
-    """The command refuses to run or failed as a whole (exit 1); the message says why."""
-
-
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived; a KeyboardInterrupt so every ``except KeyboardInterrupt`` cleans up.
     ``status`` is ``128 + signal number`` (130 for Ctrl-C, 143 for SIGTERM)."""
@@ -106,7 +102,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """The classes of :data:`USER_ERRORS` whose module is loaded (an exception of a never-imported
     class cannot exist, so nothing heavy such as torch is imported here)."""
-    types: list[type[BaseException]] = [CommandError, OSError]
+    types: list[type[BaseException]] = [OSError]
     for module, name in USER_ERRORS:
         cls = getattr(sys.modules.get(module), name, None)
         if isinstance(cls, type) and issubclass(cls, BaseException):

@@ -9,6 +9,8 @@ Reasoning: docs/architecture.md ("Run records"), docs/records.md.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import re
@@ -70,9 +72,6 @@ def provenance() -> dict[str, Any]:
 
 @lru_cache(maxsize=32)
 def _model_fields_cached(folder: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
-    import hashlib
-    import json
-
     raw = (Path(folder) / "artifact.json").read_bytes()
     meta = json.loads(raw)
     trained = not (meta.get("trained") is False or (meta.get("extra") or {}).get("trained") is False
@@ -85,10 +84,8 @@ def _model_fields_cached(folder: str, mtime_ns: int) -> tuple[tuple[str, Any], .
 
 
 def model_fields(model_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The :data:`MODEL_FIELDS` of the artifact in a local ``model_dir`` (docs/records.md): sha256 of
-    ``artifact.json``, trained or not, validation and kNN sigma_NMAD (None when not recorded).
-    An ``s3://`` model or a missing folder gives empty fields.
-    """
+    """The :data:`MODEL_FIELDS` of the artifact in a local ``model_dir`` (docs/records.md); all None
+    for an ``s3://`` model or a missing folder."""
     empty: dict[str, Any] = {k: None for k in MODEL_FIELDS}
     if model_dir is None or str(model_dir).startswith("s3://"):
         return empty
@@ -136,10 +133,8 @@ def _roots(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
 
 
 def portable_text(text: str, extra_roots: Iterable[tuple[str, str]] = ()) -> str:
-    """``text`` (free text too) with machine path prefixes rewritten where they are a whole path
-    component (``/tmpfoo`` is left alone): ``<root>/x`` -> ``x``, ``<root>`` -> ``.``. ``extra_roots``
-    adds ``(prefix, replacement)`` pairs, e.g. another machine's root.
-    """
+    """``text`` with machine path prefixes rewritten where they are a whole path component:
+    ``<root>/x`` -> ``x``, ``<root>`` -> ``.``; ``extra_roots`` adds ``(prefix, replacement)`` pairs."""
     for prefix, repl in _roots(extra_roots):
         if prefix not in text:
             continue

@@ -14,14 +14,11 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cosmic_utils.runtime.preprocess import Preprocessing, PreprocessingError
-
-__all__ = ["ARCHITECTURE", "FORMAT_VERSION", "ArtifactError", "ArtifactNotFoundError", "ModelArtifact",
-           "sha256_file"]
 
 #: Version of the artifact layout this code writes and reads.
 FORMAT_VERSION: int = 1
@@ -49,11 +46,6 @@ def onnx_graph_form(meta: dict[str, Any]) -> str | None:
     """The graph form an ``artifact.json`` records for its ``model.onnx`` (``None``: exported before forms)."""
     form = (meta.get("onnx_export") or {}).get("graph_form")
     return str(form) if form else None
-
-
-def onnx_graph_current(meta: dict[str, Any]) -> bool:
-    """Whether the artifact's ``model.onnx`` is the graph this code exports (:data:`ONNX_GRAPH_FORM`)."""
-    return onnx_graph_form(meta) == ONNX_GRAPH_FORM
 
 
 class ArtifactError(ValueError):
@@ -148,8 +140,7 @@ class ModelArtifact:
             pre = Preprocessing.from_dict(meta.get("preprocessing"))
         except (PreprocessingError, TypeError) as exc:
             raise ArtifactError(f"model artifact {meta_path}: invalid preprocessing: {exc}") from exc
-        known = {"format_version", "name", "created", "architecture", "preprocessing", "config",
-                 "training_data_sha256", "metrics", "files"}
+        known = {f.name for f in fields(cls)} - {"path", "extra"}
         art = cls(path=folder, name=str(meta["name"]), preprocessing=pre,
                   architecture=str(meta["architecture"]), created=str(meta.get("created", "")),
                   config=dict(meta.get("config") or {}),

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils.runtime.artifact import read_meta as artifact_meta  # noqa: F401  the reader engines use
+from cosmic_utils.runtime.partition import IMAGE_SHAPE, N_BANDS
 
 #: Precision of each engine (fp32 engines need no accuracy check).
 ENGINE_PRECISION: dict[str, str] = {
@@ -19,8 +20,6 @@ ENGINE_PRECISION: dict[str, str] = {
     "torch-cuda": "fp32", "torch-cuda-bf16": "bf16", "torch-cuda-fp16": "fp16",
 }
 ONNX_ENGINE_NAMES: tuple[str, ...] = ("onnx", "onnx-int8")
-IMAGE_SHAPE: tuple[int, int, int] = (5, 32, 32)
-N_MAGNITUDES: int = 5
 
 
 class EngineUnavailableError(RuntimeError):
@@ -75,6 +74,6 @@ class Engine(ABC):
         image, magnitude = np.asarray(image), np.asarray(magnitude)
         if image.ndim != 4 or tuple(image.shape[1:]) != IMAGE_SHAPE:
             raise ValueError(f"image must have shape [N, 5, 32, 32], got {list(image.shape)}")
-        if magnitude.shape != (image.shape[0], N_MAGNITUDES):
+        if magnitude.shape != (image.shape[0], N_BANDS):
             raise ValueError(f"magnitude must have shape [{image.shape[0]}, 5], got {list(magnitude.shape)}")
         return image.astype(np.float32, copy=False), magnitude.astype(np.float64, copy=False)

@@ -32,9 +32,6 @@ from cosmic_utils.runtime.metrics import delta_z, sigma_nmad
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CALIBRATION_FILE", "ROLE_CALIBRATION", "EngineAccuracyError", "EngineRefusedError", "check_engine",
-           "compare_to_fp32", "create_engine_with_fallback", "gate_engine"]
-
 #: Rows of the calibration set (about a second of int8 inference at one vCPU).
 CALIBRATION_ROWS: int = 256
 #: Reduced precision: largest accepted |sigma_NMAD(engine) / sigma_NMAD(fp32) - 1|.
@@ -79,8 +76,8 @@ class Calibration:
 
 def compare_to_fp32(name: str, precision: str, z: np.ndarray, z_fp32: np.ndarray,
                     z_spec: np.ndarray | None) -> dict[str, Any]:
-    """The accuracy rule: numbers and ``passed`` for one engine's outputs against fp32. Reduced: sigma_NMAD
-    within 2 % and ``max |z - z_fp32| <= 0.05``; fp32: ``<= 1e-3``. Unlabelled rows skip sigma_NMAD."""
+    """The accuracy rule against fp32 (:data:`NMAD_TOLERANCE_REL`, :data:`MAX_ABS_DZ`, :data:`FP32_ATOL`):
+    numbers and ``passed``; unlabelled rows skip sigma_NMAD."""
     z = np.asarray(z, dtype=np.float64).reshape(-1)
     ref = np.asarray(z_fp32, dtype=np.float64).reshape(-1)
     out: dict[str, Any] = {"engine": name, "precision": precision, "rows": int(len(z))}
@@ -178,8 +175,7 @@ def _predict(engine: Any, image: np.ndarray, magnitude: np.ndarray, batch_size: 
 
 
 def check_engine(engine: Any, artifact_dir: str | os.PathLike[str], use_cache: bool = True) -> dict[str, Any] | None:
-    """The verdict of ``engine`` on the artifact's calibration set (:func:`compare_to_fp32`, plus
-    ``cpu_type``, ``cpu_model``, ``cached``); ``None`` without a set."""
+    """The :func:`compare_to_fp32` verdict on the artifact's calibration set (``None`` without one)."""
     probe = cpu.cpu_probe()
     key = (probe["cpu_type"], str(engine.name), artifact_identity(artifact_dir))
     if use_cache and key in _CACHE:
@@ -217,8 +213,7 @@ def gate_engine(engine: Any, artifact_dir: str | os.PathLike[str]) -> dict[str, 
 
 
 def gated(engine: Engine, name: str, artifact_dir: str | os.PathLike[str], gate: bool = True) -> Engine:
-    """A newly created engine, named as asked, after :func:`gate_engine` (when ``gate``); a refused
-    engine is closed before the refusal propagates. Every engine factory ends with this."""
+    """A new engine after :func:`gate_engine` (closed when refused); every engine factory ends with this."""
     engine.requested_name = name
     if gate:
         try:

@@ -96,9 +96,6 @@ class Manifest:
         """Bytes as the published work counts them (SAMPLE_BYTES per sample)."""
         return self.total_samples * units.SAMPLE_BYTES
 
-    def by_key(self) -> dict[str, ManifestEntry]:
-        return {e.key: e for e in self.entries}
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version, "created": self.created, "gb": self.gb,
@@ -173,7 +170,7 @@ class Manifest:
                progress: Callable[[Iterable[ManifestEntry]], Iterable[ManifestEntry]] | None = None) -> VerifyReport:
         """Check every partition against its entry: present, size, sha256 (and, when ``deep``,
         finite values); ``report.ok`` is False when any partition is bad."""
-        from cosmic_utils.runtime.partition import PartitionError, read_partition, verify_bytes
+        from cosmic_utils.runtime.partition import PartitionError, read_partition
         from cosmic_utils.runtime.storage import StorageError, open_storage
 
         store = _as_storage(storage) or open_storage(str(Path(os.fspath(storage)).parent))  # a .json's folder
@@ -181,17 +178,12 @@ class Manifest:
         for entry in progress(self.entries) if progress is not None else self.entries:
             report.checked += 1
             try:
-                path = store.local_path(entry.key)
-                if path is not None:
-                    if not path.is_file():
-                        raise StorageError(f"missing: {store.uri(entry.key)}")
-                    read_partition(path, name=entry.key, expected=entry, check_finite=deep)
-                else:
-                    data = store.read_bytes(entry.key)
-                    if deep:
-                        verify_bytes(data, entry.key, expected=entry)
-                    else:
-                        read_partition(data, name=entry.key, expected=entry, check_finite=False)
+                source = store.local_path(entry.key)
+                if source is None:
+                    source = store.read_bytes(entry.key)
+                elif not source.is_file():
+                    raise StorageError(f"missing: {store.uri(entry.key)}")
+                read_partition(source, name=entry.key, expected=entry, check_finite=deep, writable=False)
                 report.good.append(entry.key)
             except (PartitionError, StorageError) as exc:
                 report.bad[entry.key] = str(exc)

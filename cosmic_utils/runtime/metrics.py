@@ -14,8 +14,6 @@ import numpy as np
 
 from cosmic_utils.runtime.units import NMAD_FACTOR  # the one constant (numpy-free: Summarize needs it)
 
-__all__ = ["METRIC_NAMES", "OUTLIER_THRESHOLDS", "delta_z", "redshift_metrics", "sigma_nmad"]
-
 #: |dz| thresholds of the two outlier fractions.
 OUTLIER_THRESHOLDS: tuple[float, float] = (0.05, 0.15)
 #: Keys of :func:`redshift_metrics`, in table order.

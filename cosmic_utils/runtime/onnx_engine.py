@@ -27,15 +27,12 @@ from cosmic_utils.runtime.artifact import (
     ROLE_ONNX_INT8,
     ArtifactError,
     ModelArtifact,
-    onnx_graph_current,
     onnx_graph_form,
 )
 from cosmic_utils.runtime.engine import ONNX_ENGINE_NAMES, Engine, artifact_meta, resolve_threads
 from cosmic_utils.runtime.gating import gated
 
 log = logging.getLogger(__name__)
-
-__all__ = ["OnnxEngine", "quantize_onnx_int8", "onnx_model_path", "int8_model_path", "register_int8", "INT8_SUFFIX"]
 
 INT8_SUFFIX = ".int8.onnx"
 #: ``artifact.json`` entry recording which ``model.onnx`` (sha256) and variant the int8 graph was made from.
@@ -208,8 +205,7 @@ SPINNING_KEY = "session.intra_op.allow_spinning"
 
 
 def session_options(threads: int, spinning: bool = False, optimization: str = "all") -> ort.SessionOptions:
-    """``threads`` intra-op threads, one inter-op, sequential, spinning only if ``spinning``, graph
-    optimisation ``optimization`` (:data:`OPTIMIZATION_LEVELS`)."""
+    """Session options: ``threads`` intra-op threads, one inter-op, sequential."""
     if optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"optimization must be one of {sorted(OPTIMIZATION_LEVELS)}, got {optimization!r}")
     opts = ort.SessionOptions()
@@ -268,7 +264,7 @@ class OnnxEngine(Engine):
         engine = cls(path, threads=threads, int8=int8, **kwargs)
         meta = artifact_meta(artifact_dir, missing_ok=True)
         engine.graph_form = onnx_graph_form(meta)
-        if meta and not onnx_graph_current(meta):
+        if meta and engine.graph_form != ONNX_GRAPH_FORM:
             # a correct but slower graph (the eager network): serve it, and say how to get the fast one
             log.warning("model artifact %s: model.onnx is graph form %s, this code exports %s (faster); "
                         "re-export it with `cosmic model export --model %s`", artifact_dir, engine.graph_form,

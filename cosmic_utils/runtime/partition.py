@@ -92,7 +92,6 @@ class PartitionHeader:
     file_bytes: int
     arrays: dict[str, ArraySpec]
     meta: dict[str, Any]
-    header_bytes: int  # PREFIX_BYTES + H
 
 
 def _align(n: int) -> int:
@@ -114,15 +113,9 @@ def _expected_get(expected: Any, key: str) -> Any:
     return expected.get(key) if isinstance(expected, Mapping) else getattr(expected, key, None)
 
 
-def check_arrays(
-    image: np.ndarray,
-    magnitude: np.ndarray,
-    redshift: np.ndarray | None = None,
-    name: str = "<arrays>",
-    check_finite: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(image, magnitude, redshift)`` validated and converted to the partition dtypes (little-endian,
-    C order); shapes must match, any integer / float input is converted."""
+def check_arrays(image: np.ndarray, magnitude: np.ndarray, redshift: np.ndarray | None = None,
+                 name: str = "<arrays>", check_finite: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays validated and converted to the partition dtypes (little-endian, C order)."""
     image = np.asarray(image)
     magnitude = np.asarray(magnitude)
     if image.ndim != 4 or image.shape[1:] != IMAGE_SHAPE:
@@ -186,14 +179,8 @@ def _layout(samples: int, meta: Mapping[str, Any]) -> tuple[bytes, dict[str, Arr
     raise RuntimeError("partition header layout did not converge")  # pragma: no cover
 
 
-def _write_to(
-    out: BinaryIO,
-    image: np.ndarray,
-    magnitude: np.ndarray,
-    redshift: np.ndarray | None,
-    meta: Mapping[str, Any] | None,
-    name: str,
-) -> PartitionInfo:
+def _write_to(out: BinaryIO, image: np.ndarray, magnitude: np.ndarray, redshift: np.ndarray | None,
+              meta: Mapping[str, Any] | None, name: str) -> PartitionInfo:
     image, magnitude, redshift = check_arrays(image, magnitude, redshift, name=name)
     try:
         header, specs, file_bytes = _layout(image.shape[0], meta or {})
@@ -220,25 +207,16 @@ def _write_to(
     return PartitionInfo(samples=int(image.shape[0]), nbytes=written, sha256=digest.hexdigest())
 
 
-def encode_partition(
-    image: np.ndarray,
-    magnitude: np.ndarray,
-    redshift: np.ndarray | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> bytes:
+def encode_partition(image: np.ndarray, magnitude: np.ndarray, redshift: np.ndarray | None = None,
+                     meta: Mapping[str, Any] | None = None) -> bytes:
     """The bytes of a partition file holding these arrays (see the module docstring)."""
     buf = io.BytesIO()
     _write_to(buf, image, magnitude, redshift, meta, name="<bytes>")
     return buf.getvalue()
 
 
-def write_partition(
-    target: str | os.PathLike[str] | BinaryIO,
-    image: np.ndarray,
-    magnitude: np.ndarray,
-    redshift: np.ndarray | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> PartitionInfo:
+def write_partition(target: str | os.PathLike[str] | BinaryIO, image: np.ndarray, magnitude: np.ndarray,
+                    redshift: np.ndarray | None = None, meta: Mapping[str, Any] | None = None) -> PartitionInfo:
     """Write a partition to a path (atomically: temp file + rename) or an open binary file; returns
     the sample count, size and sha256 of the whole file (what a manifest entry records)."""
     if isinstance(target, (str, os.PathLike)):
@@ -325,8 +303,7 @@ def parse_header(prefix: bytes | bytearray | memoryview, name: str = "<bytes>", 
     meta = header.get("meta") or {}
     if not isinstance(meta, dict):
         raise _error(name, "header field 'meta' is not an object")
-    return PartitionHeader(name=name, samples=samples, file_bytes=file_bytes, arrays=arrays, meta=meta,
-                           header_bytes=PREFIX_BYTES + hlen)
+    return PartitionHeader(name=name, samples=samples, file_bytes=file_bytes, arrays=arrays, meta=meta)
 
 
 def header_length(prefix16: bytes, name: str = "<bytes>") -> int:
@@ -397,13 +374,9 @@ def _read_source(source: Any, name: str) -> bytes | bytearray | memoryview:
     raise TypeError(f"cannot read a partition from {type(source).__name__}")
 
 
-def read_partition(
-    source: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO,
-    name: str | None = None,
-    expected: Any = None,
-    check_finite: bool = True,
-    writable: bool = True,
-) -> Partition:
+def read_partition(source: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO,
+                   name: str | None = None, expected: Any = None, check_finite: bool = True,
+                   writable: bool = True) -> Partition:
     """Read and validate a whole partition (path, bytes or binary file), and ``expected`` (a manifest
     entry or mapping: ``samples``, ``bytes``, ``sha256``). Arrays are views of one buffer; from ``bytes``
     they are copied unless ``writable=False`` (read-only views: half the peak memory)."""
@@ -420,14 +393,6 @@ def read_partition(
     if check_finite:
         _check_finite(label, out["image"], out["magnitude"])
     return Partition(image=out["image"], magnitude=out["magnitude"], redshift=out["redshift"], meta=header.meta)
-
-
-def verify_bytes(data: bytes | bytearray | memoryview, name: str, expected: Any = None) -> PartitionHeader:
-    """Full validation of a partition held in memory; returns its header."""
-    header = parse_header(data, name, total_bytes=len(data))
-    _check_expected(name, expected, header.samples, len(data), data)
-    read_partition(data, name=name, writable=False)
-    return header
 
 
 #: ``read_at(offset, length) -> bytes``: how a slice reader fetches bytes (file pread, S3 range).
@@ -498,13 +463,8 @@ def read_rows(path: str | os.PathLike[str], start: int, stop: int, name: str | N
         return read_rows_at(read_at, header, start, min(stop, header.samples))
 
 
-def iter_batches(
-    source: str | os.PathLike[str] | ReadAt,
-    batch_size: int,
-    name: str | None = None,
-    total_bytes: int | None = None,
-    check_finite: bool = True,
-) -> Iterator[Partition]:
+def iter_batches(source: str | os.PathLike[str] | ReadAt, batch_size: int, name: str | None = None,
+                 total_bytes: int | None = None, check_finite: bool = True) -> Iterator[Partition]:
     """Stream a partition in batches of ``batch_size`` rows (memory: one batch; no sha256 check) from a
     local path or a ``read_at(offset, length)`` function (then pass ``total_bytes`` to detect truncation)."""
     if batch_size <= 0:

@@ -9,21 +9,18 @@ docs/training.md "Preprocessing".
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from cosmic_utils.runtime.metrics import NMAD_FACTOR
-
-__all__ = ["FORMAT_VERSION", "IMAGE_TRANSFORMS", "MAGNITUDE_FEATURES", "PreprocessingError", "Preprocessing",
-           "default_preprocessing", "fit_preprocessing", "identity", "magnitude_matrix"]
+from cosmic_utils.runtime.partition import N_BANDS
 
 #: Version of the preprocessing description (bumped when an operation changes meaning).
 FORMAT_VERSION: int = 1
 IMAGE_TRANSFORMS: tuple[str, ...] = ("none", "asinh")
 MAGNITUDE_FEATURES: tuple[str, ...] = ("magnitudes", "r_colours")
-N_BANDS: int = 5
 
 #: Rows: r, u-g, g-r, r-i, i-z.
 _R_COLOURS = np.array([[0.0, 0.0, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0, 0.0], [0.0, 1.0, -1.0, 0.0, 0.0],
@@ -108,8 +105,7 @@ class Preprocessing:
             return cls()
         if not isinstance(data, dict):
             raise PreprocessingError(f"preprocessing must be a JSON object, got {type(data).__name__}")
-        known = {"image_transform", "image_scale", "magnitude_features", "magnitude_mean", "magnitude_std",
-                 "version", "notes"}
+        known = {f.name for f in fields(cls)}
         extra = sorted(set(data) - known - {"kind"})
         if extra:
             raise PreprocessingError(f"preprocessing has unknown fields {extra}")
@@ -161,13 +157,8 @@ def default_preprocessing() -> Preprocessing:
     )
 
 
-def fit_preprocessing(
-    image: np.ndarray,
-    magnitude: np.ndarray,
-    image_transform: str = "asinh",
-    magnitude_features: str = "r_colours",
-    max_pixels_per_band: int = 2_000_000,
-) -> Preprocessing:
+def fit_preprocessing(image: np.ndarray, magnitude: np.ndarray, image_transform: str = "asinh",
+                      magnitude_features: str = "r_colours", max_pixels_per_band: int = 2_000_000) -> Preprocessing:
     """Fit the scales on training arrays: per-band pixel NMAD (a deterministic strided subsample
     of at most ``max_pixels_per_band`` pixels), feature mean and population std."""
     image = np.asarray(image, dtype=np.float32)

@@ -1,6 +1,5 @@
-"""Lambda, Step Functions and S3 prices from the dated table ``prices.yaml`` next to this module:
-what a run cost, computed by the Summarize step inside Lambda (and by the workstation's cost model,
-:mod:`cosmic_utils.analysis.cost`, which re-exports these functions)."""
+"""What a run cost (Lambda, Step Functions, S3) from the dated table ``prices.yaml`` beside this module;
+used by Summarize inside Lambda and re-exported by :mod:`cosmic_utils.analysis.cost`."""
 
 from __future__ import annotations
 
@@ -100,12 +99,6 @@ def vcpus_for_memory(memory_mb: float, prices: Mapping[str, Any] | None = None) 
     return min(float(lam["max_vcpus"]), memory_mb / float(lam["mb_per_vcpu"]))
 
 
-def _check_memory(memory_mb: float, lam: Mapping[str, Any]) -> None:
-    if not lam["min_memory_mb"] <= memory_mb <= lam["max_memory_mb"]:
-        raise ValueError(f"memory_mb={memory_mb} outside Lambda's range {lam['min_memory_mb']}.."
-                         f"{lam['max_memory_mb']} MB")
-
-
 @dataclass(frozen=True)
 class LambdaCost:
     """Billed cost of a set of Lambda invocations (USD) and what it was computed from."""
@@ -127,20 +120,16 @@ class LambdaCost:
         return {**asdict(self), "total_usd": self.total_usd}
 
 
-def lambda_cost(
-    durations_ms: Iterable[float],
-    memory_mb: float,
-    arch: str = "x86_64",
-    ephemeral_mb: float = 512,
-    prices: Mapping[str, Any] | str | Path | None = None,
-    already_billed: bool = False,
-) -> LambdaCost:
+def lambda_cost(durations_ms: Iterable[float], memory_mb: float, arch: str = "x86_64", ephemeral_mb: float = 512,
+                prices: Mapping[str, Any] | str | Path | None = None, already_billed: bool = False) -> LambdaCost:
     """Cost of Lambda invocations (``durations_ms``: one each, billed ones when ``already_billed``) by
     CONFIGURED memory x billed duration, plus requests and ephemeral storage above the free 512 MB."""
     lam = _prices(prices)["lambda"]
     if arch not in lam["gb_second_usd"]:
         raise ValueError(f"unknown Lambda architecture {arch!r}; expected one of {sorted(lam['gb_second_usd'])}")
-    _check_memory(memory_mb, lam)
+    if not lam["min_memory_mb"] <= memory_mb <= lam["max_memory_mb"]:
+        raise ValueError(f"memory_mb={memory_mb} outside Lambda's range {lam['min_memory_mb']}.."
+                         f"{lam['max_memory_mb']} MB")
     gran = int(lam["billing_granularity_ms"])
     billed = [int(math.ceil(d)) if already_billed else billed_ms(float(d), gran) for d in durations_ms]
     n, total_ms = len(billed), sum(billed)

@@ -141,22 +141,19 @@ class RunRequest(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> RunRequest:
         if self.world_size is not None and self.partition_limit is not None and self.world_size > self.partition_limit:
-            raise ValueError(
-                f"world_size ({self.world_size}) exceeds partition_limit ({self.partition_limit}):"
-                " some workers would get no partition"
-            )
+            raise ValueError(f"world_size ({self.world_size}) exceeds partition_limit ({self.partition_limit}):"
+                             " some workers would get no partition")
         if self.redrive and not self.partitions:
             raise ValueError("redrive: the partitions to re-run must be listed in 'partitions'")
         return self
 
     def to_json(self) -> str:
-        """The request as JSON (what an execution receives as input)."""
+        """The request as an execution's JSON input."""
         return self.model_dump_json()
 
 
 def _within(location: str, allowed: str) -> bool:
-    """Whether ``location`` is ``allowed`` or below it, by whole segments (``s3://b/runs`` allows
-    ``s3://b/runs/x``, not ``s3://b/runs2``); local folders compared resolved (no walking out)."""
+    """Whether ``location`` is ``allowed`` or below it, by whole segments, local folders resolved."""
     if location.startswith("s3://") != allowed.startswith("s3://"):
         return False
     if not location.startswith("s3://"):
@@ -167,7 +164,7 @@ def _within(location: str, allowed: str) -> bool:
 
 def check_allowed(request: RunRequest, allowed_read: list[str] | None, allowed_results: list[str] | None) -> None:
     """Refuse a request whose data, model or results location is outside the deployment's allow-list
-    (``None``: no list, nothing checked; ``[]`` allows nothing): a clear refusal before any AccessDenied."""
+    (``None``: nothing checked; ``[]`` allows nothing)."""
     problems = []
     for field, allowed in (("data", allowed_read), ("model", allowed_read), ("results", allowed_results)):
         if allowed is None:
@@ -181,9 +178,8 @@ def check_allowed(request: RunRequest, allowed_read: list[str] | None, allowed_r
 
 def allow_list_from_env(env: Mapping[str, str]) -> tuple[list[str] | None, list[str] | None]:
     """The deployment's allow-list from a function's environment (see :data:`ALLOWED_READ_ENV`)."""
-    read, results = (None if env.get(name) is None else [str(x) for x in json.loads(env[name])]
-                     for name in (ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV))
-    return read, results
+    return tuple(None if env.get(name) is None else [str(x) for x in json.loads(env[name])]
+                 for name in (ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV))
 
 
 def _format_errors(exc: ValidationError) -> str:
@@ -196,8 +192,7 @@ def _format_errors(exc: ValidationError) -> str:
 
 
 def parse_request(data: Mapping[str, Any] | str | bytes | RunRequest) -> RunRequest:
-    """Validate a request given as a dict or JSON text; errors name every offending field, and a
-    payload with a seed code field is refused with the reason."""
+    """Validate a request given as a dict or JSON text; errors name every offending field."""
     if isinstance(data, RunRequest):
         return data
     if isinstance(data, (str, bytes)):
@@ -233,11 +228,9 @@ def _as_int(payload: Mapping[str, Any], key: str) -> int | None:
         raise RequestError(f"invalid seed payload: field {key!r} must be an integer, got {value!r}") from None
 
 
-def from_seed_payload(
-    payload: Mapping[str, Any], *, model: str, run_id: str | None = None, **overrides: Any
-) -> RunRequest:
-    """The seed project's Step Functions payload as a :class:`RunRequest` (``model`` required; ``run_id``
-    defaults to one made from ``result_path``). Mapping: docs/pipeline.md "The run request"."""
+def from_seed_payload(payload: Mapping[str, Any], *, model: str, run_id: str | None = None,
+                      **overrides: Any) -> RunRequest:
+    """The seed project's Step Functions payload as a :class:`RunRequest` (docs/pipeline.md "The run request")."""
     _refuse_code(payload)
     unknown = sorted(k for k in payload if k not in SEED_FIELDS)
     if unknown:

@@ -58,22 +58,12 @@ def open_regular(path: str | os.PathLike[str], label: str | None = None) -> int:
         raise
 
 
-def read_regular(path: str | os.PathLike[str], label: str | None = None) -> bytes:
-    """The whole content of a regular file (see :func:`open_regular`), sized by ``fstat`` of the open fd."""
-    fd = open_regular(path, label)
-    try:
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
-    finally:
-        os.close(fd)
-
-
 class InvalidKeyError(StorageError, ValueError):
     """The key is absolute or tries to leave the storage root."""
 
 
 def read_regular_into(path: str | os.PathLike[str], label: str | None = None) -> bytearray:
-    """:func:`read_regular` into a ``bytearray`` sized by ``fstat`` (``readinto``: one buffer, no copy)."""
+    """The content of a regular file (:func:`open_regular`) in one ``bytearray`` sized by ``fstat``."""
     fd = open_regular(path, label)
     try:
         buf = bytearray(os.fstat(fd).st_size)
@@ -235,7 +225,7 @@ class LocalStorage(Storage):
 
     def read_bytes(self, key: str) -> bytes:
         with self._reading(key):
-            return read_regular(self._path(key), self.uri(key))
+            return bytes(read_regular_into(self._path(key), self.uri(key)))
 
     def read_buffer(self, key: str) -> bytearray:
         with self._reading(key):
@@ -246,9 +236,7 @@ class LocalStorage(Storage):
         with self._reading(key):
             fd = open_regular(self._path(key), self.uri(key))
         try:
-            with os.fdopen(fd, "rb", closefd=False) as fh:
-                fh.seek(start)
-                return fh.read(length)
+            return os.pread(fd, length, start)
         finally:
             os.close(fd)
 
@@ -287,32 +275,35 @@ def durable_write(path: str | os.PathLike[str], data: bytes, sync_dir: bool = Tr
     """Write ``data`` to ``path`` complete or not at all: temp file, ``fsync``, rename, ``fsync`` of
     the folder (``sync_dir``). ENOSPC or a read-only folder raises ``OSError``, leaving no file."""
     dst = Path(path)
+    with _replacing(dst) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if not sync_dir:
+        return
+    try:
+        dir_fd = os.open(dst.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - a folder that cannot be opened still got the rename
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextmanager
+def _replacing(dst: Path) -> Iterator[str]:
+    """A temp file beside ``dst``, given ordinary permissions (mkstemp makes it 0600) and renamed
+    over ``dst`` when the block succeeds; removed in any case."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _publish(tmp, dst)
-        if not sync_dir:
-            return
-        try:
-            dir_fd = os.open(dst.parent, os.O_RDONLY)
-        except OSError:  # pragma: no cover - a folder that cannot be opened still got the rename
-            return
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        yield tmp
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, dst)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def _publish(tmp: Path | str, dst: Path) -> None:
-    """Give a finished temp file ordinary permissions (mkstemp makes it 0600) and rename it."""
-    os.chmod(tmp, _FILE_MODE)
-    os.replace(tmp, dst)
 
 
 def _default_mode() -> int:
@@ -325,14 +316,8 @@ _FILE_MODE: int = _default_mode()
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
-    os.close(fd)
-    try:
+    with _replacing(dst) as tmp:
         shutil.copyfile(src, tmp)
-        _publish(tmp, dst)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -465,17 +450,9 @@ class S3Storage(Storage):
             self.client.upload_file(str(src), self.bucket, self._full(key))
 
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
-        dst = Path(local_path)
-        dst.parent.mkdir(parents=True, exist_ok=True)
         full = self._full(key)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
-        os.close(fd)
-        try:
-            with self._call(key):
-                self.client.download_file(self.bucket, full, tmp)
-                _publish(tmp, dst)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with _replacing(Path(local_path)) as tmp, self._call(key):
+            self.client.download_file(self.bucket, full, tmp)
 
     def exists(self, key: str) -> bool:
         try:

@@ -1,9 +1,6 @@
-"""What the three steps (Init / Inference / Summarize) share: the failure classes, constants,
-small helpers. Standard library only (+ storage), so every Lambda can import it.
-
-Data problems become failure records, infrastructure problems raise :class:`InfrastructureError`
-(retried), Summarize derives success from records vs ``partitions.json``: docs/pipeline.md
-"Failure policy". Init and Summarize never import numpy or onnxruntime (tests/test_architecture.py).
+"""What the three steps share: failure classes, constants, small helpers; standard library only, so
+every Lambda can import it. Data problems become failure records, infrastructure problems raise
+:class:`InfrastructureError` (retried): docs/pipeline.md "Failure policy".
 """
 
 from __future__ import annotations
@@ -27,8 +24,6 @@ SUMMARY_VERSION = 1
 #: median-based sigma_NMAD of the whole run from bounded, mergeable per-partition state.
 HIST_BIN = 1e-4
 HIST_LIMIT = 0.5
-#: Outlier thresholds on |dz| = |z_pred - z_spec| / (1 + z_spec), as in cosmic_utils.runtime.metrics.
-OUTLIER_CUTS = (0.05, 0.15)
 NO_RECORD = "no record (handler crashed or timed out)"
 
 

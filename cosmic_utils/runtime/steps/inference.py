@@ -1,7 +1,5 @@
-"""Inference step: read the partition(s) of one Map item, run the ONNX engine (cached per warm
-container, gated at cold start), write predictions and one record per partition. Data problems
-become failure records; infrastructure problems raise for the state machine to retry.
-Called by lambda/inference/handler.py."""
+"""Inference step (lambda/inference/handler.py): run the cached, gated ONNX engine over one Map
+item's partitions, write predictions and one record per partition (docs/pipeline.md)."""
 
 from __future__ import annotations
 
@@ -25,13 +23,13 @@ from cosmic_utils.runtime.artifact import ArtifactError, ModelArtifact, parse_me
 from cosmic_utils.runtime.gating import create_engine_with_fallback, engine_fields
 from cosmic_utils.runtime.items import RunLayout
 from cosmic_utils.runtime.memory import peak_rss_mb
+from cosmic_utils.runtime.metrics import OUTLIER_THRESHOLDS
 from cosmic_utils.runtime.onnx_engine import create_onnx_engine
 from cosmic_utils.runtime.partition import PartitionError, read_partition
 from cosmic_utils.runtime.request import RunRequest, parse_request
 from cosmic_utils.runtime.steps.common import (
     HIST_BIN,
     HIST_LIMIT,
-    OUTLIER_CUTS,
     DataError,
     ModelError,
     _infra,
@@ -55,8 +53,8 @@ def _local_fingerprint(folder: Path) -> tuple[Any, ...]:
 
 
 def model_identity(model: str) -> tuple[str, Any]:
-    """``(sha256 of artifact.json, fingerprint)`` of the artifact at ``model``; the fingerprint (S3 ETag,
-    else the folder's file stats) is checked every call, the file re-hashed only when it changed."""
+    """``(sha256 of artifact.json, fingerprint)``; re-hashed only when the fingerprint (S3 ETag, else
+    the folder's file stats) changed."""
     s3 = model.startswith("s3://")
     if s3:
         store = open_storage(model)
@@ -109,8 +107,7 @@ def _model_dir(model: str, sha256: str | None = None) -> Path:
 
 
 def verify_model(folder: Path, engine: str, location: str | None = None) -> None:
-    """Check ``artifact.json`` and the sha256 of the files the engine runs (never ``model.pt``); raises
-    :class:`ModelError` (every partition of the item recorded failed, no retry)."""
+    """Check the sha256 of the files the engine runs (never ``model.pt``), else :class:`ModelError`."""
     try:
         art = ModelArtifact.load(folder, verify=False)
         extra = ["onnx_int8", "calibration"] if engine == "onnx-int8" else []
@@ -150,8 +147,7 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
 
 
 def accuracy_sums(z_pred: Any, z_true: Any) -> dict[str, Any]:
-    """Mergeable accuracy state of one partition's labelled rows: sums, outlier counts and a sparse
-    histogram of dz in ``HIST_BIN`` bins (clipped at +-``HIST_LIMIT``) for Summarize's sigma_NMAD."""
+    """Mergeable accuracy state of the labelled rows: sums, outlier counts, a sparse dz histogram."""
     zp, zt = np.asarray(z_pred, dtype=np.float64), np.asarray(z_true, dtype=np.float64)
     ok = np.isfinite(zt) & np.isfinite(zp)
     zp, zt = zp[ok], zt[ok]
@@ -164,8 +160,8 @@ def accuracy_sums(z_pred: Any, z_true: Any) -> dict[str, Any]:
     return {
         "n": int(zp.size), "sum_dz": float(dz.sum()), "sum_abs_dz": float(np.abs(dz).sum()),
         "sum_dz2": float((dz * dz).sum()), "sum_z": float(zt.sum()), "sum_z2": float((zt * zt).sum()),
-        "sum_x": float(x.sum()), "outliers_005": int((np.abs(x) > OUTLIER_CUTS[0]).sum()),
-        "outliers_015": int((np.abs(x) > OUTLIER_CUTS[1]).sum()),
+        "sum_x": float(x.sum()), "outliers_005": int((np.abs(x) > OUTLIER_THRESHOLDS[0]).sum()),
+        "outliers_015": int((np.abs(x) > OUTLIER_THRESHOLDS[1]).sum()),
         "hist": {str(int(i)): int(c) for i, c in zip(idx, counts, strict=True)},
     }
 
@@ -185,8 +181,7 @@ def _predictions_bytes(partition_id: str, z_pred: Any, z_true: Any, fmt: str) ->
 
 @dataclass
 class Fetched:
-    """One partition read and decoded, or the error to raise on its own turn (a corrupt *next*
-    partition, fetched on the prefetch thread, never fails the current one)."""
+    """One partition read and decoded, or the error to raise on its own turn (not the current one's)."""
 
     entry: Mapping[str, Any]
     started: float  #: ``time.perf_counter()`` when its download began (the record's clock starts here)
@@ -199,8 +194,7 @@ class Fetched:
 
 
 def fetch_partition(request: RunRequest, entry: Mapping[str, Any], data: Any, prefetched: bool = False) -> Fetched:
-    """Download one partition into one buffer (arrays are views of it) and decode it; never raises:
-    any error is kept in ``error`` for its own turn."""
+    """Download one partition into one buffer and decode it; any error is kept in ``error``."""
     out = Fetched(entry=entry, started=time.perf_counter(), prefetched=prefetched)
     expected = {k: entry.get(k) for k in ("samples", "bytes", "sha256") if entry.get(k) is not None} or None
     try:
@@ -227,8 +221,7 @@ def fetch_partition(request: RunRequest, entry: Mapping[str, Any], data: Any, pr
 
 
 class Prefetcher:
-    """Download and decode the next partition on one background thread while the current one runs
-    (one fetch in flight: memory holds two partitions at most; docs/pipeline.md "Prefetch")."""
+    """Fetch the next partition on one thread while the current one runs (docs/pipeline.md "Prefetch")."""
 
     def __init__(self, request: RunRequest, data: Any) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -238,15 +231,13 @@ class Prefetcher:
         self._pending: Any = None
 
     def submit(self, entry: Mapping[str, Any]) -> None:
-        """Start fetching ``entry`` (the previous fetch must have been taken)."""
+        """Start fetching ``entry`` (one fetch in flight at most)."""
         if self._pending is not None:
             raise RuntimeError("Prefetcher: one fetch in flight at most (queue depth 1)")
         self._pending = self._pool.submit(fetch_partition, self._request, entry, self._data, True)
 
     def take(self) -> tuple[Fetched, float]:
         """The fetched partition and the seconds spent waiting for it here."""
-        if self._pending is None:
-            raise RuntimeError("Prefetcher: nothing submitted")
         t0 = time.perf_counter()
         fetched = self._pending.result()
         self._pending = None
@@ -260,19 +251,15 @@ class Prefetcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any,
-                      cold: bool, data: Any, results: Any,
-                      execution: Mapping[str, Any] | None = None,
-                      fetched: Fetched | None = None, fetch_wait_s: float = 0.0) -> dict[str, Any]:
-    """Run one partition end to end, write its predictions and record; returns the record. Data problems
-    end in a failure record, infrastructure ones raise InfrastructureError. ``execution``: Init's
-    ``{"id", "attempt"}``; ``fetched``: from the :class:`Prefetcher`, else fetched here."""
+def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any, cold: bool,
+                      results: Any, execution: Mapping[str, Any] | None, fetched: Fetched,
+                      fetch_wait_s: float) -> dict[str, Any]:
+    """Run one fetched partition, write its predictions and record (returned); infrastructure problems
+    raise InfrastructureError. ``execution``: Init's ``{"id", "attempt"}``."""
     layout = RunLayout(request.run_id)
     rec = _record_base(request, entry, worker_id, context, cold)
     execution = execution or {}
     rec.update(execution_id=execution.get("id"), attempt=execution.get("attempt"), model_sha256=None)
-    if fetched is None:
-        fetched = fetch_partition(request, entry, data)
     t_start = fetched.started
     rec.update(download_s=fetched.download_s, decode_s=fetched.decode_s, load_s=fetched.decode_s,
                preprocess_s=0.0, fetch_wait_s=fetch_wait_s, prefetched=fetched.prefetched,
@@ -343,8 +330,7 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
 
 
 def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """One Map item: ``{"item": {"worker_id", "partitions": [...]}, "request": {...}}``; returns
-    ``{ok, failed}`` only (the Map collects every child's output, so it must stay small)."""
+    """One Map item ``{"item": {"worker_id", "partitions"}, "request"}``; returns ``{ok, failed}`` only."""
     global _INVOCATIONS
     cold = _INVOCATIONS == 0
     _INVOCATIONS += 1
@@ -360,16 +346,15 @@ def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     ok = failed = 0
     prefetch = Prefetcher(request, data) if len(entries) > 1 else None
     try:
-        fetched: Fetched | None = fetch_partition(request, entries[0], data)
         for i, entry in enumerate(entries):
-            wait_s = 0.0
-            if fetched is None and prefetch is not None:
-                fetched, wait_s = prefetch.take()
-            current, fetched = fetched, None
+            if i == 0 or prefetch is None:
+                current, wait_s = fetch_partition(request, entry, data), 0.0
+            else:
+                current, wait_s = prefetch.take()
             if prefetch is not None and i + 1 < len(entries):
                 prefetch.submit(entries[i + 1])
             rec = process_partition(request, entry, int(item.get("worker_id", 0)), context,
-                                    cold and i == 0, data, results, execution=event.get("execution"),
+                                    cold and i == 0, results, execution=event.get("execution"),
                                     fetched=current, fetch_wait_s=wait_s)
             del current  # its arrays go before the next partition is taken: two partitions at most
             ok += rec["status"] == "ok"

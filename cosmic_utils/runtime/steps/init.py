@@ -1,5 +1,5 @@
-"""Init step: validate the request, list the partitions (manifest first), refuse a used run id,
-write the Map items. Called by lambda/init/handler.py; no numpy, no onnxruntime (Init's zip has neither)."""
+"""Init step (lambda/init/handler.py): validate the request, list the partitions, refuse a used run
+id, write the Map items. No numpy, no onnxruntime (Init's zip has neither)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def list_partitions(request: RunRequest, data: Any | None = None) -> list[dict[str, Any]]:
-    """The run's partitions as ``{partition_id, key, samples, bytes, sha256}`` (+ ``invalid_key``): the
-    manifest's, else every ``.cpart`` file, then ``request.partitions`` / ``partition_limit``.
-    Policy: docs/pipeline.md "Manifest keys and files not in the manifest"."""
+    """The run's partitions ``{partition_id, key, samples, bytes, sha256}`` (+ ``invalid_key``); policy:
+    docs/pipeline.md "Manifest keys and files not in the manifest"."""
     storage = data if data is not None else open_storage(request.data)
     try:
         every = storage.list_keys()
@@ -88,8 +87,7 @@ def invalid_partition_id(key: str) -> str:
 
 
 def unlisted_partitions(request: RunRequest, data: Any | None = None) -> list[str]:
-    """``.cpart`` files under the data location that its manifest does not list (never processed);
-    empty without a manifest (then every file is a partition)."""
+    """``.cpart`` files that the data location's manifest does not list (none without a manifest)."""
     storage = data if data is not None else open_storage(request.data)
     every = storage.list_keys()
     if MANIFEST_NAME not in every:
@@ -99,8 +97,7 @@ def unlisted_partitions(request: RunRequest, data: Any | None = None) -> list[st
 
 
 def check_run_id_free(request: RunRequest, results: Any) -> None:
-    """Refuse a fresh run (not a redrive, no ``overwrite``) whose run id already has records or a
-    summary under the results location: it would silently mix two runs' outputs."""
+    """Refuse a fresh run (no redrive, no ``overwrite``) whose run id already has results."""
     if request.overwrite or request.redrive:
         return
     layout = RunLayout(request.run_id)
@@ -115,8 +112,7 @@ def check_run_id_free(request: RunRequest, results: Any) -> None:
 
 
 def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """Validate the request (the execution input), list partitions, write the item list; return a
-    small state (under 256 KiB) with the request and where the items are for the Map's ItemReader."""
+    """Write the item list; return a small state (under 256 KiB) for the Map's ItemReader."""
     request = parse_request(event.get("request", event) if isinstance(event, Mapping) else event)
     check_allowed(request, *allow_list_from_env(os.environ))
     layout = RunLayout(request.run_id)
@@ -159,9 +155,8 @@ def init_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
 
 
 def _register_execution(request: RunRequest, results: Any, execution: Any) -> dict[str, Any]:
-    """Record this execution in the run's chain (``executions.json``); returns ``{"id", "attempt"}``.
-    An overwrite deletes the old outputs and starts a new chain, a redrive appends; docs/pipeline.md
-    "Run and model identity"."""
+    """Record this execution in ``executions.json``; returns ``{"id", "attempt"}`` (docs/pipeline.md
+    "Run and model identity")."""
     layout = RunLayout(request.run_id)
     exec_id = str(execution["id"]) if isinstance(execution, Mapping) and execution.get("id") else None
     try:

@@ -1,6 +1,5 @@
-"""Summarize step: gather every record of a run (streamed, never all in memory), derive
-succeeded / failed from the partition list, aggregate timings, accuracy (sigma_NMAD from a
-mergeable histogram) and cost. Called by lambda/summarize/handler.py; no numpy (its zip has none)."""
+"""Summarize step (lambda/summarize/handler.py): stream a run's records, derive ok / failed from the
+partition list, aggregate timings, accuracy and cost (docs/pipeline.md). No numpy (its zip has none)."""
 
 from __future__ import annotations
 
@@ -44,8 +43,7 @@ def _hist_quantile(hist: Mapping[int, int], q: float) -> float:
 
 
 class RunAggregate:
-    """Streaming aggregation of records in bounded state: counters, one small tuple per worker,
-    the failed partitions with their reasons, a merged histogram of at most 2*HIST_LIMIT/HIST_BIN+1 bins."""
+    """Streaming aggregation of records in bounded state (counters, per-worker sums, one histogram)."""
 
     def __init__(self, expected: Iterable[Mapping[str, Any]], executions: Iterable[str] | None = None) -> None:
         self.expected: dict[str, Mapping[str, Any]] = {e["partition_id"]: e for e in expected}
@@ -158,16 +156,11 @@ def _nan_to_none(obj: Any) -> Any:
     return obj
 
 
-def summarize_records(
-    records: Iterable[Mapping[str, Any]],
-    expected: Iterable[Mapping[str, Any]],
-    request: RunRequest,
-    wall_s: float | None,
-    extra: Mapping[str, Any] | None = None,
-    executions: Iterable[str] | None = None,
-) -> dict[str, Any]:
-    """The run summary from records (streamed) and the partition list Init wrote; only records of
-    ``executions`` (the run's chain) count. Pure: the runner calls it again with billed durations."""
+def summarize_records(records: Iterable[Mapping[str, Any]], expected: Iterable[Mapping[str, Any]],
+                      request: RunRequest, wall_s: float | None, extra: Mapping[str, Any] | None = None,
+                      executions: Iterable[str] | None = None) -> dict[str, Any]:
+    """The run summary from records of ``executions`` and Init's partition list. Pure: the runner
+    calls it again with billed durations."""
     agg = RunAggregate(expected, executions)
     for rec in records:
         agg.add(rec)
@@ -231,7 +224,7 @@ def summarize_records(
 
 
 def iter_records(results: Any, run_id: str) -> Iterable[dict[str, Any]]:
-    """Every record JSON of a run, read one at a time (the listing is paginated)."""
+    """Every record JSON of a run, read one at a time."""
     layout = RunLayout(run_id)
     for key in results.list_keys(layout.records_prefix):
         if key.endswith(".json"):
@@ -248,8 +241,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def summarize_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """Gather every record, write summary.json, return a small result. Event: ``{"state": <Init
-    output (+ map_error)>, "execution": {"id", "start_time"}}``, or a bare request for manual use."""
+    """Write summary.json. Event: ``{"state": <Init output (+ map_error)>, "execution": {"id",
+    "start_time"}}``, or a bare request."""
     state = event.get("state", event)
     request = parse_request(state.get("request", state))
     layout = RunLayout(request.run_id)
