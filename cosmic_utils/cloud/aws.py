@@ -29,9 +29,7 @@ from cosmic_utils.runtime.request import ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV
 
 log = logging.getLogger(__name__)
 
-PREFIX_PATTERN = iam.PREFIX_PATTERN
 OWNER_TAG = "cosmic:deployment"
-RUNTIME = lambda_zip.LAMBDA_RUNTIME
 
 
 class DeployError(RuntimeError):
@@ -45,8 +43,8 @@ class Names:
     prefix: str
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(PREFIX_PATTERN, self.prefix):
-            raise DeployError(f"deployment prefix {self.prefix!r} must match {PREFIX_PATTERN}")
+        if not re.fullmatch(iam.PREFIX_PATTERN, self.prefix):
+            raise DeployError(f"deployment prefix {self.prefix!r} must match {iam.PREFIX_PATTERN}")
 
     def function(self, name: str) -> str:
         return f"{self.prefix}-{name}"
@@ -100,10 +98,6 @@ class DeployConfig:
     @property
     def results_bucket(self) -> str:
         return iam._split(self.results_uri)[0]
-
-    @property
-    def price_region(self) -> str:
-        return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
     @property
     def package_prefix(self) -> str:
@@ -248,7 +242,7 @@ class AwsBackend:
         memory, timeout = cfg.sizing(name)
         return {
             "FunctionName": cfg.names.function(name),
-            "Runtime": RUNTIME,
+            "Runtime": lambda_zip.LAMBDA_RUNTIME,
             "Role": role_arn,
             "Handler": "handler.handler",
             "MemorySize": int(memory),
@@ -544,10 +538,6 @@ def budget_request(account: str, name: str, monthly_usd: float, email: str) -> d
             "NotificationsWithSubscribers": notify}
 
 
-#: What every table that shows arm64 says about its speed (no arm64 bench exists).
-ARM64_SPEED: str = "not measured"
-
-
 def check_locations(cfg: DeployConfig) -> None:
     """Refuse a deployment whose locations are invalid, use wildcards or overlap (DeployError names each)."""
     problems = iam.location_problems(cfg.read_uris, cfg.results_uri)
@@ -562,9 +552,9 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
     invocation runs to its configured timeout at its configured memory."""
     names = cfg.names
     check_locations(cfg)
-    table = prices.region_prices(cfg.price_region)  # UnknownRegion: refused, saying how to add it
-    account = "<account>"
-    region = "<region>"
+    price_region = cfg.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    table = prices.region_prices(price_region)  # UnknownRegion: refused, saying how to add it
+    account, region = "<account>", "<region>"
     function_arns = [f"arn:aws:lambda:{region}:{account}:function:{names.function(n)}" for n in lambda_zip.FUNCTIONS]
     resources = [
         {"kind": "s3 bucket", "name": cfg.results_bucket, "note": "created if missing; public access blocked, SSE-S3"},
@@ -585,7 +575,7 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
         "architecture": cfg.arch, "runtime": lambda_zip.LAMBDA_RUNTIME,
         "wheel_platforms": list(lambda_zip.PLATFORM_TAGS[cfg.arch]),
         "gb_second_usd": float(table["lambda"]["gb_second_usd"][cfg.arch]),
-        "speed": "measured (bench, x86_64 CPUs)" if cfg.arch == "x86_64" else ARM64_SPEED,
+        "speed": "measured (bench, x86_64 CPUs)" if cfg.arch == "x86_64" else "not measured",  # no arm64 bench
     }}
     if partitions:
         workers = partitions

@@ -89,12 +89,6 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-def platform_args(python_version: str = LAMBDA_PYTHON, arch: str = "x86_64") -> list[str]:
-    """pip's wheel-selection flags for Lambda's Linux on ``arch`` and a CPython version."""
-    args = [a for tag in PLATFORM_TAGS[check_arch(arch)] for a in ("--platform", tag)]
-    return [*args, "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
-
-
 def wheel_platform_problem(wheel: str, arch: str) -> str | None:
     """Why a wheel file name cannot go into an ``arch`` package (None when it can: ``-any`` or the arch's machine)."""
     stem = wheel[:-4] if wheel.endswith(".whl") else wheel
@@ -108,8 +102,9 @@ def download_wheels(requirements: Path, wheel_dir: Path, python_version: str = L
                     arch: str = "x86_64") -> list[Path]:
     """``pip download`` the requirements as manylinux CPython wheels for Lambda on ``arch``."""
     wheel_dir.mkdir(parents=True, exist_ok=True)
+    platforms = [a for tag in PLATFORM_TAGS[check_arch(arch)] for a in ("--platform", tag)]
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "-r", str(requirements), "-d", str(wheel_dir),
-           *platform_args(python_version, arch)]
+           *platforms, "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
     log.info("building Lambda dependencies: %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -85,11 +85,6 @@ def _throttled(message: str) -> Exception:
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 
 
-def child_command(code_dir: Path, handler: str) -> list[str]:
-    """The command line of one local Lambda container (see :data:`_BOOT`)."""
-    return [sys.executable, "-c", _BOOT, lambda_child.__file__, str(code_dir), handler]
-
-
 class _Container:
     """One warm child process running :mod:`.lambda_child`."""
 
@@ -98,7 +93,7 @@ class _Container:
         self.log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the container
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            child_command(code_dir, handler), cwd=str(code_dir),
+            [sys.executable, "-c", _BOOT, lambda_child.__file__, str(code_dir), handler], cwd=str(code_dir),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log_file, env=env, text=True,
             # Own session: a terminal's Ctrl-C reaches the runner only, which stops the execution
             # and then ends the children itself (abort) instead of each dying mid-write.

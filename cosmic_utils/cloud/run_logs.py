@@ -61,11 +61,6 @@ def parse_execution_arn(arn: str) -> tuple[str, str] | None:
     return parts[3], parts[6][: -len("-pipeline")]
 
 
-def execution_arns(summary: Mapping[str, Any]) -> list[str]:
-    arns = [str(e["execution_arn"]) for e in summary.get("executions") or [] if e.get("execution_arn")]
-    return arns or ([str(summary["execution_arn"])] if summary.get("execution_arn") else [])
-
-
 def execution_window(sfn_client: Any, arns: Iterable[str]) -> tuple[int | None, int | None]:
     """Earliest start and latest stop (ms, with a margin) of the executions; None where unknown."""
     starts: list[datetime] = []
@@ -90,7 +85,8 @@ def failure_logs(run: str | Path, backend: Any = None, prefix: str | None = None
     run_dir = resolve_run_dir(run)
     summary = json.loads((run_dir / "summary.json").read_text())
     failed = [dict(f) for f in summary.get("failed") or []]
-    arns = execution_arns(summary)
+    arns = [str(e["execution_arn"]) for e in summary.get("executions") or [] if e.get("execution_arn")]
+    arns = arns or ([str(summary["execution_arn"])] if summary.get("execution_arn") else [])
     parsed = next((p for p in (parse_execution_arn(a) for a in arns) if p), None)
     region = region or (parsed[0] if parsed else None)
     prefix = prefix or (parsed[1] if parsed else "cosmic")
