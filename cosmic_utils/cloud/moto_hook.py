@@ -1,11 +1,8 @@
 """Route moto's Lambda invocation to the real handler code in a child process.
 
-moto runs Lambda code only in Docker; :func:`install` replaces ``LambdaFunction._invoke_lambda`` on
-the pinned moto (5.2.5) with :func:`_invoke_in_child`: warm children per function and code hash
-running the deployed zip, the Timeout enforced, peak RSS measured, Lambda-shaped START / END /
-REPORT lines written to moto's CloudWatch Logs, faults injected from the backend's plan;
-:func:`check_moto` makes a moto upgrade fail loudly.
-Reasoning: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
+:func:`install` replaces ``LambdaFunction._invoke_lambda`` of the pinned moto (5.2.5; moto runs
+Lambda code only in Docker) and :func:`check_moto` makes a moto upgrade fail loudly. What the hook
+does: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
 """
 
 from __future__ import annotations
@@ -139,9 +136,6 @@ class _Container:
             return None
         return None if line is None else json.loads(line)
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
     def kill(self) -> None:
         """End the child now (SIGTERM, then SIGKILL after 2 s): an interrupted run does not wait."""
         if self.proc.poll() is None:
@@ -188,7 +182,6 @@ class LocalLambdaRuntime:
         #: The fault plan file the children read (written by LocalStack.set_faults); absent = no faults.
         self.fault_plan = self.workdir / "faults" / "plan.json"
 
-    # ---------------------------------------------------------------- code and environment
     def code_dir(self, fn: Any) -> Path:
         sha = str(fn.code_sha_256 or hashlib.sha256(fn.code_bytes).hexdigest())
         target = self.workdir / "code" / sha.replace("/", "_").replace("+", "-")[:40]
@@ -238,7 +231,6 @@ class LocalLambdaRuntime:
                     self.throttled += 1
                     raise _throttled(f"Rate exceeded (injected throttle of {fn.function_name})")
 
-    # ---------------------------------------------------------------- invoke
     def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
         """What moto's ``_invoke_lambda`` returns: (payload, errored, logs)."""
         if self.stopping:
@@ -276,7 +268,7 @@ class LocalLambdaRuntime:
                     container.proc.wait(timeout=1.0 if wall_ms < timeout_s * 1000 else 0.01)
                 except subprocess.TimeoutExpired:
                     pass
-                died = container.alive() is False
+                died = container.proc.poll() is not None
                 container.proc.kill()
                 container.close()
                 err = ({"errorType": "Runtime.ExitError", "errorMessage": "the runtime exited without a result"}

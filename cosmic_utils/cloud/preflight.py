@@ -69,8 +69,7 @@ class PointCheck:
 
 
 def check_points(points: Iterable[tuple[str, Mapping[str, Any], int]], conc: Concurrency) -> list[PointCheck]:
-    """Each point's (slug, parameters, partitions) parallelism against the quota (unreserved when
-    known, else the limit)."""
+    """Each (slug, parameters, partitions) point's parallelism against the unreserved quota, else the limit."""
     room = conc.unreserved if conc.unreserved is not None else conc.limit
     out = []
     for slug, p, n in points:

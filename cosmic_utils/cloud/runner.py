@@ -55,12 +55,7 @@ class RunResult:
     summary: dict[str, Any]
     status: str
 
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return list(self.summary.get("failed", []))
 
-
-# ------------------------------------------------------------------ billing from REPORT lines
 def attach_reports(records: list[dict[str, Any]], report_lines: Iterable[str]) -> None:
     """Fill ``billed_duration_ms`` (and memory figures) of records from REPORT lines, by request id;
     an invocation of several partitions (world_size) is split over them by handler duration."""
@@ -168,7 +163,6 @@ def _read_run_records(run_dir: Path) -> dict[str, dict[str, Any]]:
     return {str(rec["partition_id"]): rec for rec in recs}
 
 
-# ------------------------------------------------------------------ backends
 class RunNotFoundError(FileNotFoundError):
     """``--redrive RUN``: no run folder by that id or path; the message lists where it looked."""
 
