@@ -81,7 +81,6 @@ def reports_by_request(lines: Iterable[str]) -> dict[str, Report]:
     return {r.request_id: r for r in parse_report_lines(lines)}
 
 
-# ------------------------------------------------------------------ errors of failed invocations
 #: The line the Inference handler logs before its partitions (``steps.inference_step``): the only
 #: link from a partition that left no record to the invocation (request id) that ran it.
 PARTITIONS_MARK = "cosmic partitions:"

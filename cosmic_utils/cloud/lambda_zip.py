@@ -139,8 +139,8 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
     entries: dict[str, bytes] = {"handler.py": handler.read_bytes()}
     entries.update((arcname, path.read_bytes()) for arcname, path in _package_files())
     used: list[str] = []
+    suffix = "" if arch == "x86_64" else f"-{arch}"
     if with_deps:
-        suffix = "" if arch == "x86_64" else f"-{arch}"
         wheels = [w for w in download_wheels(
             src / "requirements.txt", Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}"),
             python_version, arch) if not _skip_wheel(w)]
@@ -162,7 +162,7 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
         for name in sorted(entries):
             _add(zf, name, entries[name])
     data = buf.getvalue()
-    path = out_dir / (f"{function}.zip" if arch == "x86_64" else f"{function}-{arch}.zip")
+    path = out_dir / f"{function}{suffix}.zip"
     path.write_bytes(data)
     sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
     return Package(function, path, sha, len(data), unzipped, with_deps, arch, tuple(sorted(used)))

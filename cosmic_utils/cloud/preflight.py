@@ -53,7 +53,7 @@ def read_concurrency(lambda_client: Any, quotas_client: Any) -> Concurrency:
 
 def _why(exc: Exception) -> str:
     """One short line: the AWS error code and message, never a whole HTML error page."""
-    err = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    err = getattr(exc, "response", {}).get("Error", {})
     if err.get("Code"):
         message = " ".join(str(err.get("Message") or "").split())
         return f"{err['Code']}" + (f" {message[:120]}" if message and "<" not in message else "")

@@ -524,9 +524,8 @@ def _restore_chain(results: Any, layout: RunLayout, run_dir: Path,
 
 
 def admission_fields(request: Any) -> dict[str, Any]:
-    """What ``cosmic records ship`` needs to admit a run's summary: ``model_info``
-    (:func:`cosmic_utils.provenance.model_fields`) and ``data_info`` (distinct galaxies of a local
-    dataset, :func:`cosmic_utils.data.dataset.distinct_galaxies`; empty for ``s3://`` data)."""
+    """What ``cosmic records ship`` needs to admit a run's summary: ``model_info`` and ``data_info``
+    (the distinct galaxies of a local dataset; empty for ``s3://`` data)."""
     from cosmic_utils.data.dataset import distinct_galaxies
     from cosmic_utils.provenance import model_fields
 
@@ -551,24 +550,19 @@ def run_pipeline(request: RunRequest | Mapping[str, Any], **kwargs: Any) -> RunR
     req = parse_request(request)
     run_dir = Path(kwargs.pop("run_dir", None) or config.RUNS_DIR / req.run_id)
     with run_lock(run_dir):  # a second writer into this folder is refused with our pid
-        return _run_locked(req, run_dir, **kwargs)
-
-
-def _run_locked(req: RunRequest, run_dir: Path, **kwargs: Any) -> RunResult:
-    taken = [n for n in ("summary.json", "records") if (run_dir / n).exists()]
-    if taken and not req.overwrite:
-        raise RunExistsError(
-            f"run folder {run_dir} already holds {', '.join(taken)} of an earlier run: choose another run id or "
-            f"--out, redrive it (cosmic run --redrive {run_dir.name}) or overwrite (--overwrite)")
-    if taken:
-        for name in ("records", "predictions", "lambda-logs"):
-            if (run_dir / name).exists():
-                shutil.rmtree(run_dir / name)
-        for name in ("summary.json", "records.csv", "partitions.json", "request.json"):
-            (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "request.original.json").write_text(req.model_dump_json(indent=2))
-    return execute(req, run_dir=run_dir, **kwargs)
+        taken = [n for n in ("summary.json", "records") if (run_dir / n).exists()]
+        if taken and not req.overwrite:
+            raise RunExistsError(
+                f"run folder {run_dir} already holds {', '.join(taken)} of an earlier run: choose another run "
+                f"id or --out, redrive it (cosmic run --redrive {run_dir.name}) or overwrite (--overwrite)")
+        if taken:
+            for name in ("records", "predictions", "lambda-logs"):
+                if (run_dir / name).exists():
+                    shutil.rmtree(run_dir / name)
+            for name in ("summary.json", "records.csv", "partitions.json", "request.json"):
+                (run_dir / name).unlink(missing_ok=True)
+        (run_dir / "request.original.json").write_text(req.model_dump_json(indent=2))
+        return execute(req, run_dir=run_dir, **kwargs)
 
 
 def resolve_run_dir(run: str | Path) -> Path:
@@ -588,8 +582,7 @@ def resolve_run_dir(run: str | Path) -> Path:
 
 
 def failed_partitions(run_dir: Path) -> list[str]:
-    """Keys of the partitions of a run that failed or left no record (a refused manifest key stays failed:
-    docs/runner.md "Redrive")."""
+    """Keys of a run's partitions that failed or left no record (a refused manifest key stays failed)."""
     expected = json.loads((run_dir / "partitions.json").read_text())
     records = _read_run_records(run_dir)
 

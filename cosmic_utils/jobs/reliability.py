@@ -100,13 +100,12 @@ class Harness:
         return runner.redrive(run_dir, backend="local", progress=False, timeout_s=600, local_stack=self.stack)
 
 
-def _finish(out: Outcome, ids: list[str], run_dir: Path | None, result: Any = None,
+def _finish(out: Outcome, ids: list[str], run_dir: Path, result: Any = None,
             expect_failed: set[str] | None = None, expect_in_error: str = "",
             may_fail: frozenset[str] = frozenset()) -> Outcome:
     """Account the run; ``may_fail`` are partitions that may fail too (in flight when a crash hit)."""
     out.partitions = len(ids)
-    if run_dir is not None and (run_dir / "summary.json").exists() and result is not None and \
-            result.summary.get("partitions"):
+    if (run_dir / "summary.json").exists() and result is not None and result.summary.get("partitions"):
         acc = account(run_dir, ids)
         out.ok, out.failed, out.lost = acc["ok"], acc["failed"], acc["lost"]
         out.details["failed_reasons"] = acc["failed_reasons"]
@@ -285,7 +284,6 @@ def _fault(name: str, what: str, faults: list[dict[str, Any]], expect_failed: bo
     return scenario
 
 
-# ------------------------------------------------------------------ issue 13: run and model identity, IAM, readers
 def concurrent_writers(h: Harness) -> Outcome:
     """Two runs into one run folder at once: the second is refused naming the holder's pid."""
     import threading
