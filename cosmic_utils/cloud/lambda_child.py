@@ -9,6 +9,7 @@ Reasoning: docs/aws.md#implementation-notes-cosmic_utilscloud, docs/reliability.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.abc
 import json
@@ -140,13 +141,10 @@ def _install_fault_hooks(plan_path: str) -> None:
 def _max_rss_mb() -> float:
     """Peak RSS of this process's own memory, MB: ``VmHWM`` of /proc/self/status, not ``ru_maxrss``,
     which Linux carries from the parent across fork + exec (a 400 MB harness's child: 427 vs 11 MB)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

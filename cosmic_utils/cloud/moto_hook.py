@@ -7,6 +7,7 @@ does: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import io
@@ -264,10 +265,9 @@ class LocalLambdaRuntime:
             self.invocations += 1
             self.cold_starts += cold
             if result is None:  # timed out or died: the container is gone, as on Lambda
-                try:  # EOF on stdout comes before the exit is reaped: give a died runtime a moment
+                # EOF on stdout comes before the exit is reaped: give a died runtime a moment
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     container.proc.wait(timeout=1.0 if wall_ms < timeout_s * 1000 else 0.01)
-                except subprocess.TimeoutExpired:
-                    pass
                 died = container.proc.poll() is not None
                 container.proc.kill()
                 container.close()
@@ -326,11 +326,9 @@ class LocalLambdaRuntime:
         with self._lock:
             containers, self._all, self._idle = self._all, [], {}
         for c in containers:  # EOF to every child first, so they all exit at once
-            try:
+            with contextlib.suppress(OSError):
                 if c.proc.stdin and c.proc.poll() is None:
                     c.proc.stdin.close()
-            except OSError:
-                pass
         for c in containers:
             c.close()
 

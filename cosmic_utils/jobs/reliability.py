@@ -17,7 +17,7 @@ import resource
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -155,10 +155,8 @@ def _execution_refused(out: Outcome, result: Any, expect: str, partitions: int) 
     s = result.summary
     out.outcome = f"refused by Init: execution {result.status} ({s.get('execution_error')})"
     out.error = _short(str(s.get("execution_cause") or ""))
-    try:  # the Lambda error payload: {"errorMessage": ..., "errorType": ...}
+    with suppress(ValueError, AttributeError):  # the Lambda error payload: {"errorMessage": ..., "errorType": ...}
         out.error = _short(json.loads(s.get("execution_cause") or "{}").get("errorMessage") or out.error)
-    except (ValueError, AttributeError):
-        pass
     out.partitions = partitions
     out.passed = result.status == "FAILED" and expect in out.error and not s.get("partitions")
     return out
