@@ -1,8 +1,8 @@
 """Deploy, run and tear down the pipeline with boto3 (the ``aws`` backend; ``local`` points it at moto).
 
 Create-or-update, safe to run twice, every resource named ``<prefix>-...``; a bucket deploy did not
-create is never modified; teardown removes the rest. Reasoning: docs/pipeline.md#deployment-cosmic_utilscloudaws,
-docs/aws.md
+create is never modified; teardown removes the rest.
+Reasoning: docs/pipeline.md#deployment-cosmic_utilscloudaws, docs/aws.md
 """
 
 from __future__ import annotations

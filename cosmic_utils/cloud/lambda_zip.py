@@ -112,17 +112,6 @@ def download_wheels(requirements: Path, wheel_dir: Path, python_version: str = L
     return sorted(wheel_dir.glob("*.whl"))
 
 
-def _skip_wheel(wheel: Path) -> bool:
-    return wheel.name.split("-", 1)[0].lower() in RUNTIME_PROVIDED
-
-
-def _add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
-    info = zipfile.ZipInfo(arcname, date_time=_EPOCH)
-    info.external_attr = 0o644 << 16
-    info.compress_type = zipfile.ZIP_DEFLATED
-    zf.writestr(info, data)
-
-
 def build_package(function: str, out_dir: Path | None = None, with_deps: bool = True,
                   wheel_dir: Path | None = None, python_version: str = LAMBDA_PYTHON,
                   arch: str = "x86_64") -> Package:
@@ -141,9 +130,9 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
     used: list[str] = []
     suffix = "" if arch == "x86_64" else f"-{arch}"
     if with_deps:
-        wheels = [w for w in download_wheels(
-            src / "requirements.txt", Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}"),
-            python_version, arch) if not _skip_wheel(w)]
+        wheel_dir = Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}")
+        wheels = [w for w in download_wheels(src / "requirements.txt", wheel_dir, python_version, arch)
+                  if w.name.split("-", 1)[0].lower() not in RUNTIME_PROVIDED]
         problems = [p for p in (wheel_platform_problem(w.name, arch) for w in wheels) if p]
         if problems:
             raise PackagingError(f"{function}: wheels for another machine: " + "; ".join(problems))
@@ -159,8 +148,11 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
         raise PackagingError(f"{function}: {unzipped / 2**20:.0f} MB unzipped exceeds Lambda's 250 MB limit")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for name in sorted(entries):
-            _add(zf, name, entries[name])
+        for name in sorted(entries):  # fixed dates and modes: same code, same CodeSha256
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, entries[name])
     data = buf.getvalue()
     path = out_dir / f"{function}{suffix}.zip"
     path.write_bytes(data)

@@ -38,11 +38,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-#: Recursion limit for the moto server's threads: moto's Distributed Map worker recurses a few
-#: frames per item (``DistributedItemProcessorWorker._eval_pool``), so past ~300 items per worker
-#: (10,000 partitions at MaxConcurrency 8: ~1,250) Python's default 1,000 raised RecursionError.
+#: Recursion limit and C stack of the moto server's threads: moto's Distributed Map worker recurses
+#: a few frames per item (``DistributedItemProcessorWorker._eval_pool``; docs/reliability.md#load).
 RECURSION_LIMIT = 200_000
-#: C stack of threads started after the server starts (the recursion above also uses C stack).
 THREAD_STACK_BYTES = 512 * 2**20
 
 
