@@ -1,5 +1,5 @@
 """Parse Lambda's CloudWatch log lines: ``REPORT`` lines (what AWS bills; the local backend writes
-the same shape) and the error lines of failed invocations (``cosmic logs``). A REPORT line::
+the same shape) and the error lines of failed invocations (``cosmic logs``). A REPORT line (tab-separated)::
 
     REPORT RequestId: 3f1c...  Duration: 40243.33 ms  Billed Duration: 40908 ms  Memory Size: 10240 MB
     Max Memory Used: 5948 MB  Init Duration: 663.81 ms      (Init Duration: cold starts only)
