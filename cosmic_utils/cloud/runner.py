@@ -295,8 +295,7 @@ def _placed_request(be: Any, label: str, request: RunRequest, stage_data: bool) 
         if stage_data and not request.data.startswith("s3://"):
             be.client("s3")  # bucket created by stage_folder
             updates["data"] = stage_folder(be, Path(request.data), LOCAL_DATA_BUCKET, request.run_id)
-        if updates:
-            request = request.model_copy(update=updates)
+        request = request.model_copy(update=updates)
     if not request.results.startswith("s3://"):
         raise ValueError(f"results {request.results!r}: the state machine's ItemReader needs s3://bucket/prefix")
     if label == "aws":

@@ -41,18 +41,14 @@ class UploadReport:
         return len(self.actions) - self.uploaded
 
 
-def _remote_size(store: Storage, key: str) -> int | None:
-    try:
-        return store.size(key)
-    except MissingObjectError:
-        return None
-
-
 def sync_file(store: Storage, local: Path, key: str, sha256: str, size: int, trusted: bool) -> str:
     """Make ``key`` hold ``local`` (recorded ``sha256`` and ``size``); returns what was done.
     ``trusted`` (the destination's listing records this sha256): a matching size is enough; else an
     object is read back and hashed before it is accepted; a missing or different one is uploaded, then verified."""
-    remote = _remote_size(store, key)
+    try:
+        remote: int | None = store.size(key)
+    except MissingObjectError:
+        remote = None
     if remote == size:
         if trusted:
             return "present"
