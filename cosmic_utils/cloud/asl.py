@@ -49,8 +49,7 @@ def placeholders(text: str) -> set[str]:
 
 
 def fill(text: str, values: Mapping[str, str]) -> str:
-    """Replace every ``${Name}`` by ``values[Name]`` (JSON-escaped); nothing else is touched. Raises
-    DefinitionError naming placeholders without a value and values without a placeholder."""
+    """Replace every ``${Name}`` by ``values[Name]`` (JSON-escaped), all and only those (else DefinitionError)."""
     names = placeholders(text)
     missing = sorted(names - set(values))
     unused = sorted(set(values) - names)

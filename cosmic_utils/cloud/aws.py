@@ -1,9 +1,7 @@
-"""Deploy, run and tear down the pipeline with boto3 (the ``aws`` backend; ``local`` only points it
-at an embedded moto server, :mod:`.local`).
+"""Deploy, run and tear down the pipeline with boto3 (the ``aws`` backend; ``local`` points it at moto).
 
-Create-or-update, safe to run twice: two least-privilege roles (:mod:`.iam`), the results bucket
-(a bucket deploy did not create is never modified), three Lambda functions from deterministic zips,
-their log groups and the state machine, all named ``<prefix>-...``. Teardown removes all of it.
+Create-or-update, safe to run twice, every resource named ``<prefix>-...``; a bucket deploy did not
+create is never modified; teardown removes the rest.
 Reasoning: docs/pipeline.md#deployment-cosmic_utilscloudaws, docs/aws.md
 """
 
@@ -29,9 +27,7 @@ from cosmic_utils.runtime.request import ALLOWED_READ_ENV, ALLOWED_RESULTS_ENV
 
 log = logging.getLogger(__name__)
 
-PREFIX_PATTERN = iam.PREFIX_PATTERN
 OWNER_TAG = "cosmic:deployment"
-RUNTIME = lambda_zip.LAMBDA_RUNTIME
 
 
 class DeployError(RuntimeError):
@@ -45,8 +41,8 @@ class Names:
     prefix: str
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(PREFIX_PATTERN, self.prefix):
-            raise DeployError(f"deployment prefix {self.prefix!r} must match {PREFIX_PATTERN}")
+        if not re.fullmatch(iam.PREFIX_PATTERN, self.prefix):
+            raise DeployError(f"deployment prefix {self.prefix!r} must match {iam.PREFIX_PATTERN}")
 
     def function(self, name: str) -> str:
         return f"{self.prefix}-{name}"
@@ -102,10 +98,6 @@ class DeployConfig:
         return iam._split(self.results_uri)[0]
 
     @property
-    def price_region(self) -> str:
-        return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-    @property
     def package_prefix(self) -> str:
         return f"_deploy/{self.prefix}/lambda"
 
@@ -152,7 +144,6 @@ class AwsBackend:
     def account(self) -> str:
         return str(self.client("sts").get_caller_identity()["Account"])
 
-    # ------------------------------------------------------------------ IAM
     def _ensure_role(self, name: str, service: str, policy_name: str, policy: dict[str, Any],
                      actions: dict[str, str], results_uri: str | None = None) -> str:
         problems = iam.check_least_privilege(policy, results_uri)
@@ -171,7 +162,6 @@ class AwsBackend:
         client.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=iam.to_json(policy))
         return str(arn)
 
-    # ------------------------------------------------------------------ S3
     def _ensure_bucket(self, bucket: str, owner: str, actions: dict[str, str]) -> None:
         """Create the results bucket when missing; configure only a bucket this deployment created
         (owner tag), and re-apply its settings only when they drifted, so "unchanged" is the truth."""
@@ -243,12 +233,11 @@ class AwsBackend:
                 deleted += len(objs[i:i + 1000])
         return deleted
 
-    # ------------------------------------------------------------------ Lambda
     def _function_config(self, cfg: DeployConfig, name: str, role_arn: str) -> dict[str, Any]:
         memory, timeout = cfg.sizing(name)
         return {
             "FunctionName": cfg.names.function(name),
-            "Runtime": RUNTIME,
+            "Runtime": lambda_zip.LAMBDA_RUNTIME,
             "Role": role_arn,
             "Handler": "handler.handler",
             "MemorySize": int(memory),
@@ -323,7 +312,6 @@ class AwsBackend:
             actions[f"log group {name}"] = "unchanged"
         logs.put_retention_policy(logGroupName=name, retentionInDays=days)
 
-    # ------------------------------------------------------------------ state machine
     def find_state_machine(self, name: str) -> str | None:
         pages = self.client("stepfunctions").get_paginator("list_state_machines").paginate()
         return next((str(sm["stateMachineArn"]) for page in pages for sm in page["stateMachines"] if sm["name"] == name),
@@ -346,7 +334,6 @@ class AwsBackend:
             actions[f"state machine {name}"] = "updated" if changed else "unchanged"
         return str(arn)
 
-    # ------------------------------------------------------------------ deploy / teardown
     def deploy(self, cfg: DeployConfig) -> Deployment:
         """Create or update everything; returns ARNs and what changed."""
         names = cfg.names
@@ -422,7 +409,6 @@ class AwsBackend:
                 done[f"s3 objects s3://{bucket}/{cfg.package_prefix}"] = f"deleted {n}"
         return done
 
-    # ------------------------------------------------------------------ what is left
     def inventory(self, cfg: DeployConfig) -> list[tuple[str, str]]:
         """Every resource of deployment ``cfg.prefix`` that exists now, as ``(kind, name)``: scoped by
         name prefix and owner tag, never the whole account (roles by ``GetRole``: the operator policy
@@ -457,7 +443,6 @@ class AwsBackend:
                     found.append(("s3 objects", f"s3://{bucket}/{cfg.package_prefix}/ ({n})"))
         return sorted(found)
 
-    # ------------------------------------------------------------------ spend alarm
     def _budgets(self) -> Any:
         return self.client("budgets")
 
@@ -491,7 +476,6 @@ class AwsBackend:
         except Exception:
             return False
 
-    # ------------------------------------------------------------------ run
     def start_execution(self, state_machine_arn: str, request_json: str, name: str) -> str:
         return str(self.client("stepfunctions").start_execution(
             stateMachineArn=state_machine_arn, name=name, input=request_json)["executionArn"])
@@ -528,9 +512,8 @@ class AwsBackend:
 
 
 def budget_request(account: str, name: str, monthly_usd: float, email: str) -> dict[str, Any]:
-    """The ``CreateBudget`` request of the spend alarm: a MONTHLY COST budget of ``monthly_usd``
-    whose ACTUAL spend above 80 % and 100 % e-mails ``email``. Account-wide (no tag filter: see
-    docs/aws.md#2-what-gets-created-and-what-it-costs)."""
+    """The ``CreateBudget`` request of the spend alarm: ACTUAL monthly cost above 80 % and 100 % of
+    ``monthly_usd`` e-mails ``email``; account-wide (docs/aws.md#2-what-gets-created-and-what-it-costs)."""
     if not (isinstance(monthly_usd, (int, float)) and math.isfinite(monthly_usd) and monthly_usd > 0):
         raise DeployError(f"budget {monthly_usd!r} USD: expected a number > 0")
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email or ""):
@@ -544,10 +527,6 @@ def budget_request(account: str, name: str, monthly_usd: float, email: str) -> d
             "NotificationsWithSubscribers": notify}
 
 
-#: What every table that shows arm64 says about its speed (no arm64 bench exists).
-ARM64_SPEED: str = "not measured"
-
-
 def check_locations(cfg: DeployConfig) -> None:
     """Refuse a deployment whose locations are invalid, use wildcards or overlap (DeployError names each)."""
     problems = iam.location_problems(cfg.read_uris, cfg.results_uri)
@@ -558,13 +537,12 @@ def check_locations(cfg: DeployConfig) -> None:
 
 
 def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None = None) -> dict[str, Any]:
-    """The dry run: what deploy would create and the cost ceiling of a run (no AWS call), assuming every
-    invocation runs to its configured timeout at its configured memory."""
+    """The dry run (no AWS call): what deploy would create and a run's cost ceiling (its ``assumption``)."""
     names = cfg.names
     check_locations(cfg)
-    table = prices.region_prices(cfg.price_region)  # UnknownRegion: refused, saying how to add it
-    account = "<account>"
-    region = "<region>"
+    price_region = cfg.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    table = prices.region_prices(price_region)  # UnknownRegion: refused, saying how to add it
+    account, region = "<account>", "<region>"
     function_arns = [f"arn:aws:lambda:{region}:{account}:function:{names.function(n)}" for n in lambda_zip.FUNCTIONS]
     resources = [
         {"kind": "s3 bucket", "name": cfg.results_bucket, "note": "created if missing; public access blocked, SSE-S3"},
@@ -585,7 +563,7 @@ def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None =
         "architecture": cfg.arch, "runtime": lambda_zip.LAMBDA_RUNTIME,
         "wheel_platforms": list(lambda_zip.PLATFORM_TAGS[cfg.arch]),
         "gb_second_usd": float(table["lambda"]["gb_second_usd"][cfg.arch]),
-        "speed": "measured (bench, x86_64 CPUs)" if cfg.arch == "x86_64" else ARM64_SPEED,
+        "speed": "measured (bench, x86_64 CPUs)" if cfg.arch == "x86_64" else "not measured",  # no arm64 bench
     }}
     if partitions:
         workers = partitions

@@ -1,11 +1,8 @@
-"""Parse Lambda's CloudWatch log lines: ``REPORT`` lines (billing) and error lines (``cosmic logs``).
-
-A REPORT line (tab-separated; ``Init Duration`` only on a cold start) looks like::
+"""Parse Lambda's CloudWatch log lines: ``REPORT`` lines (what AWS bills; the local backend writes
+the same shape) and the error lines of failed invocations (``cosmic logs``). A REPORT line (tab-separated)::
 
     REPORT RequestId: 3f1c...  Duration: 40243.33 ms  Billed Duration: 40908 ms  Memory Size: 10240 MB
-    Max Memory Used: 5948 MB  Init Duration: 663.81 ms
-
-AWS bills these figures; the local backend writes the same shape and uses this parser too.
+    Max Memory Used: 5948 MB  Init Duration: 663.81 ms      (Init Duration: cold starts only)
 """
 
 from __future__ import annotations
@@ -84,7 +81,6 @@ def reports_by_request(lines: Iterable[str]) -> dict[str, Report]:
     return {r.request_id: r for r in parse_report_lines(lines)}
 
 
-# ------------------------------------------------------------------ errors of failed invocations
 #: The line the Inference handler logs before its partitions (``steps.inference_step``): the only
 #: link from a partition that left no record to the invocation (request id) that ran it.
 PARTITIONS_MARK = "cosmic partitions:"

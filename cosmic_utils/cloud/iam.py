@@ -9,6 +9,7 @@ docs/pipeline.md#deployment-cosmic_utilscloudaws
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -73,11 +74,9 @@ def bucket_name_problem(bucket: str) -> str | None:
                 "dots and hyphens, starting and ending with a letter or digit)")
     if ".." in bucket or ".-" in bucket or "-." in bucket:
         return f"bucket name {bucket!r} has adjacent dots or a dot next to a hyphen"
-    try:
+    with contextlib.suppress(ValueError):
         ipaddress.IPv4Address(bucket)
         return f"bucket name {bucket!r} is formatted as an IP address"
-    except ValueError:
-        pass
     if bucket.startswith(("xn--", "sthree-")) or bucket.endswith(("-s3alias", "--ol-s3")):
         return f"bucket name {bucket!r} uses a prefix or suffix S3 reserves"
     return None

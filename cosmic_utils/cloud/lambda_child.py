@@ -9,6 +9,7 @@ Reasoning: docs/aws.md#implementation-notes-cosmic_utilscloud, docs/reliability.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.abc
 import json
@@ -67,8 +68,7 @@ def partition_id_of(key: str) -> str:
 
 
 def fault_matches(fault: dict[str, Any], function_name: str, partition_id: str | None) -> bool:
-    """Whether ``fault`` targets this function (``inference`` matches ``cosmic-inference``) and
-    partition (a fault without ``partition`` matches any)."""
+    """Whether ``fault`` targets this function (``inference``: ``cosmic-inference``) and partition (none: any)."""
     fn = str(fault.get("function") or "inference")
     if not (function_name == fn or function_name.endswith("-" + fn)):
         return False
@@ -99,14 +99,11 @@ def take_fault(plan_path: str, fault: dict[str, Any], where: str) -> bool:
 def _install_fault_hooks(plan_path: str) -> None:
     """Wrap the handler's read_partition and storage writes (the zip's own modules) to inject faults."""
     function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
-    partition = sys.modules.get("cosmic_utils.runtime.partition")
-    storage = sys.modules.get("cosmic_utils.runtime.storage")
-    if partition is None or storage is None:
-        try:
-            partition = importlib.import_module("cosmic_utils.runtime.partition")
-            storage = importlib.import_module("cosmic_utils.runtime.storage")
-        except ImportError:
-            return
+    try:  # the modules the handler imported (sys.modules), else the zip's
+        partition = importlib.import_module("cosmic_utils.runtime.partition")
+        storage = importlib.import_module("cosmic_utils.runtime.storage")
+    except ImportError:
+        return
     original_read = partition.read_partition
 
     def read_partition(source: Any, name: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -125,10 +122,7 @@ def _install_fault_hooks(plan_path: str) -> None:
     for name, module in list(sys.modules.items()):
         if name.startswith("cosmic_utils.") and getattr(module, "read_partition", None) is original_read:
             module.read_partition = read_partition  # type: ignore[attr-defined]
-    for cls_name in ("S3Storage", "LocalStorage"):
-        cls = getattr(storage, cls_name, None)
-        if cls is None:
-            continue
+    for cls in (storage.S3Storage, storage.LocalStorage):
         original_write = cls.write_bytes
 
         def write_bytes(self: Any, key: str, data: bytes, _orig: Any = original_write) -> None:
@@ -147,13 +141,10 @@ def _install_fault_hooks(plan_path: str) -> None:
 def _max_rss_mb() -> float:
     """Peak RSS of this process's own memory, MB: ``VmHWM`` of /proc/self/status, not ``ru_maxrss``,
     which Linux carries from the parent across fork + exec (a 400 MB harness's child: 427 vs 11 MB)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -168,8 +159,7 @@ class _RequestIdFilter(logging.Filter):
 
 
 def _lambda_log_handler() -> _RequestIdFilter:
-    """Log lines in Lambda's text format (``[LEVEL]\tts\trequest-id\tmessage``) on stderr, the container
-    log, so a local log reads like a CloudWatch one (`cosmic logs` parses both)."""
+    """Log lines in Lambda's text format (``[LEVEL]\tts\trequest-id\tmessage``) on stderr, the container log."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
                                            "%Y-%m-%dT%H:%M:%S"))

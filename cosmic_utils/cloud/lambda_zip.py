@@ -89,12 +89,6 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-def platform_args(python_version: str = LAMBDA_PYTHON, arch: str = "x86_64") -> list[str]:
-    """pip's wheel-selection flags for Lambda's Linux on ``arch`` and a CPython version."""
-    args = [a for tag in PLATFORM_TAGS[check_arch(arch)] for a in ("--platform", tag)]
-    return [*args, "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
-
-
 def wheel_platform_problem(wheel: str, arch: str) -> str | None:
     """Why a wheel file name cannot go into an ``arch`` package (None when it can: ``-any`` or the arch's machine)."""
     stem = wheel[:-4] if wheel.endswith(".whl") else wheel
@@ -108,24 +102,14 @@ def download_wheels(requirements: Path, wheel_dir: Path, python_version: str = L
                     arch: str = "x86_64") -> list[Path]:
     """``pip download`` the requirements as manylinux CPython wheels for Lambda on ``arch``."""
     wheel_dir.mkdir(parents=True, exist_ok=True)
+    platforms = [a for tag in PLATFORM_TAGS[check_arch(arch)] for a in ("--platform", tag)]
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "-r", str(requirements), "-d", str(wheel_dir),
-           *platform_args(python_version, arch)]
+           *platforms, "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
     log.info("building Lambda dependencies: %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise PackagingError(f"pip download for {requirements} failed:\n{proc.stderr[-2000:]}")
     return sorted(wheel_dir.glob("*.whl"))
-
-
-def _skip_wheel(wheel: Path) -> bool:
-    return wheel.name.split("-", 1)[0].lower() in RUNTIME_PROVIDED
-
-
-def _add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
-    info = zipfile.ZipInfo(arcname, date_time=_EPOCH)
-    info.external_attr = 0o644 << 16
-    info.compress_type = zipfile.ZIP_DEFLATED
-    zf.writestr(info, data)
 
 
 def build_package(function: str, out_dir: Path | None = None, with_deps: bool = True,
@@ -144,11 +128,11 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
     entries: dict[str, bytes] = {"handler.py": handler.read_bytes()}
     entries.update((arcname, path.read_bytes()) for arcname, path in _package_files())
     used: list[str] = []
+    suffix = "" if arch == "x86_64" else f"-{arch}"
     if with_deps:
-        suffix = "" if arch == "x86_64" else f"-{arch}"
-        wheels = [w for w in download_wheels(
-            src / "requirements.txt", Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}"),
-            python_version, arch) if not _skip_wheel(w)]
+        wheel_dir = Path(wheel_dir or config.BUILD_DIR / "wheels" / f"{function}-py{python_version}{suffix}")
+        wheels = [w for w in download_wheels(src / "requirements.txt", wheel_dir, python_version, arch)
+                  if w.name.split("-", 1)[0].lower() not in RUNTIME_PROVIDED]
         problems = [p for p in (wheel_platform_problem(w.name, arch) for w in wheels) if p]
         if problems:
             raise PackagingError(f"{function}: wheels for another machine: " + "; ".join(problems))
@@ -164,10 +148,13 @@ def build_package(function: str, out_dir: Path | None = None, with_deps: bool = 
         raise PackagingError(f"{function}: {unzipped / 2**20:.0f} MB unzipped exceeds Lambda's 250 MB limit")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for name in sorted(entries):
-            _add(zf, name, entries[name])
+        for name in sorted(entries):  # fixed dates and modes: same code, same CodeSha256
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, entries[name])
     data = buf.getvalue()
-    path = out_dir / (f"{function}.zip" if arch == "x86_64" else f"{function}-{arch}.zip")
+    path = out_dir / f"{function}{suffix}.zip"
     path.write_bytes(data)
     sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
     return Package(function, path, sha, len(data), unzipped, with_deps, arch, tuple(sorted(used)))

@@ -1,9 +1,8 @@
 """The local backend: the aws backend's own deploy-and-run code against an embedded moto server.
 
-:class:`LocalStack` starts moto's threaded server with its Step Functions interpreter on, installs
-:mod:`.moto_hook` (Lambda invocations run the deployed zips in child processes) and hands out an
-:class:`~cosmic_utils.cloud.aws.AwsBackend` pointed at it. Data and model are read in place unless
-``stage_data``. Reasoning: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
+:class:`LocalStack` starts moto's threaded server (Step Functions execution on), installs
+:mod:`.moto_hook` and hands out an :class:`~cosmic_utils.cloud.aws.AwsBackend` pointed at it.
+Reasoning: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
 """
 
 from __future__ import annotations
@@ -39,17 +38,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-#: Recursion limit for the moto server's threads: moto's Distributed Map worker recurses a few
-#: frames per item (``DistributedItemProcessorWorker._eval_pool``), so past ~300 items per worker
-#: (10,000 partitions at MaxConcurrency 8: ~1,250) Python's default 1,000 raised RecursionError.
+#: Recursion limit and C stack of the moto server's threads: moto's Distributed Map worker recurses
+#: a few frames per item (``DistributedItemProcessorWorker._eval_pool``; docs/reliability.md#load).
 RECURSION_LIMIT = 200_000
-#: C stack of threads started after the server starts (the recursion above also uses C stack).
 THREAD_STACK_BYTES = 512 * 2**20
 
 
 def _allow_deep_distributed_maps() -> None:
-    """Raise the recursion limit and the stack size of new threads so moto's recursive Distributed
-    Map workers reach the Map's 10,000-item concurrency ceiling (process-wide, only ever raised)."""
+    """Raise :data:`RECURSION_LIMIT` and :data:`THREAD_STACK_BYTES` (process-wide, only ever raised)."""
     if sys.getrecursionlimit() < RECURSION_LIMIT:
         sys.setrecursionlimit(RECURSION_LIMIT)
     if threading.stack_size() < THREAD_STACK_BYTES:
@@ -115,9 +111,8 @@ class LocalStack:
         return AwsBackend(session, endpoint_url=self.endpoint_url, region=REGION)
 
     def set_faults(self, faults: list[dict[str, Any]] | None) -> None:
-        """Install a fault plan (reliability tests): a list of ``{"kind", "function", "partition",
-        "times"}``, written to a file only the backend owns (never the run request); ``None`` or
-        ``[]`` removes it. Charges already used are forgotten."""
+        """Install a fault plan (``{"kind", "function", "partition", "times"}`` each) in a file only the
+        backend owns, never the run request; ``None`` or ``[]`` removes it. Used charges are forgotten."""
         if self.runtime is None:
             raise RuntimeError("LocalStack is not started")
         plan = self.runtime.fault_plan
@@ -135,9 +130,6 @@ class LocalStack:
         if not log_path.exists():
             return []
         return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-
-    def s3_client(self) -> Any:
-        return self.backend().client("s3")
 
     def copy_logs(self, target: Path) -> None:
         """Copy the handler processes' logs (stderr of every container) to ``target``."""

@@ -1,15 +1,13 @@
 """Route moto's Lambda invocation to the real handler code in a child process.
 
-moto runs Lambda code only in Docker; :func:`install` replaces ``LambdaFunction._invoke_lambda`` on
-the pinned moto (5.2.5) with :func:`_invoke_in_child`: warm children per function and code hash
-running the deployed zip, the Timeout enforced, peak RSS measured, Lambda-shaped START / END /
-REPORT lines written to moto's CloudWatch Logs, faults injected from the backend's plan;
-:func:`check_moto` makes a moto upgrade fail loudly.
-Reasoning: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
+:func:`install` replaces ``LambdaFunction._invoke_lambda`` of the pinned moto (5.2.5; moto runs
+Lambda code only in Docker) and :func:`check_moto` makes a moto upgrade fail loudly. What the hook
+does: docs/pipeline.md#the-local-backend-cosmic_utilscloudlocal-moto_hook
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import io
@@ -85,11 +83,6 @@ def _throttled(message: str) -> Exception:
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 
 
-def child_command(code_dir: Path, handler: str) -> list[str]:
-    """The command line of one local Lambda container (see :data:`_BOOT`)."""
-    return [sys.executable, "-c", _BOOT, lambda_child.__file__, str(code_dir), handler]
-
-
 class _Container:
     """One warm child process running :mod:`.lambda_child`."""
 
@@ -98,7 +91,7 @@ class _Container:
         self.log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the container
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            child_command(code_dir, handler), cwd=str(code_dir),
+            [sys.executable, "-c", _BOOT, lambda_child.__file__, str(code_dir), handler], cwd=str(code_dir),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log_file, env=env, text=True,
             # Own session: a terminal's Ctrl-C reaches the runner only, which stops the execution
             # and then ends the children itself (abort) instead of each dying mid-write.
@@ -143,9 +136,6 @@ class _Container:
         except (queue.Empty, BrokenPipeError, OSError):
             return None
         return None if line is None else json.loads(line)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
 
     def kill(self) -> None:
         """End the child now (SIGTERM, then SIGKILL after 2 s): an interrupted run does not wait."""
@@ -193,7 +183,6 @@ class LocalLambdaRuntime:
         #: The fault plan file the children read (written by LocalStack.set_faults); absent = no faults.
         self.fault_plan = self.workdir / "faults" / "plan.json"
 
-    # ---------------------------------------------------------------- code and environment
     def code_dir(self, fn: Any) -> Path:
         sha = str(fn.code_sha_256 or hashlib.sha256(fn.code_bytes).hexdigest())
         target = self.workdir / "code" / sha.replace("/", "_").replace("+", "-")[:40]
@@ -243,7 +232,6 @@ class LocalLambdaRuntime:
                     self.throttled += 1
                     raise _throttled(f"Rate exceeded (injected throttle of {fn.function_name})")
 
-    # ---------------------------------------------------------------- invoke
     def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
         """What moto's ``_invoke_lambda`` returns: (payload, errored, logs)."""
         if self.stopping:
@@ -277,11 +265,10 @@ class LocalLambdaRuntime:
             self.invocations += 1
             self.cold_starts += cold
             if result is None:  # timed out or died: the container is gone, as on Lambda
-                try:  # EOF on stdout comes before the exit is reaped: give a died runtime a moment
+                # EOF on stdout comes before the exit is reaped: give a died runtime a moment
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     container.proc.wait(timeout=1.0 if wall_ms < timeout_s * 1000 else 0.01)
-                except subprocess.TimeoutExpired:
-                    pass
-                died = container.alive() is False
+                died = container.proc.poll() is not None
                 container.proc.kill()
                 container.close()
                 err = ({"errorType": "Runtime.ExitError", "errorMessage": "the runtime exited without a result"}
@@ -339,11 +326,9 @@ class LocalLambdaRuntime:
         with self._lock:
             containers, self._all, self._idle = self._all, [], {}
         for c in containers:  # EOF to every child first, so they all exit at once
-            try:
+            with contextlib.suppress(OSError):
                 if c.proc.stdin and c.proc.poll() is None:
                     c.proc.stdin.close()
-            except OSError:
-                pass
         for c in containers:
             c.close()
 

@@ -15,48 +15,32 @@ from typing import Any
 
 from cosmic_utils.cloud import iam
 
-#: IAM actions per API operation ("service:Operation" as boto3/botocore name them). Operations
-#: whose IAM action differs from their name are the S3 ones (ListObjectsV2 is s3:ListBucket ...).
-#: Create/UpdateFunctionConfiguration and Create/UpdateStateMachine pass a role: iam:PassRole.
+#: API operations ("service:Operation" as boto3/botocore name them) whose one IAM action has the
+#: operation's name (boto3's "stepfunctions" is IAM's "states"; StopExecution: cosmic run on Ctrl-C).
+_SAME_NAME: tuple[str, ...] = (
+    "sts:GetCallerIdentity",
+    "iam:GetRole", "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:ListRolePolicies",
+    "iam:DeleteRolePolicy", "iam:DeleteRole",
+    "lambda:GetFunction", "lambda:UpdateFunctionCode", "lambda:DeleteFunction", "lambda:ListFunctions",
+    "lambda:GetAccountSettings",
+    "logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:DeleteLogGroup", "logs:FilterLogEvents",
+    "logs:DescribeLogGroups",
+    "stepfunctions:ListStateMachines", "stepfunctions:DescribeStateMachine", "stepfunctions:DeleteStateMachine",
+    "stepfunctions:StartExecution", "stepfunctions:DescribeExecution", "stepfunctions:StopExecution",
+    "s3:CreateBucket", "s3:DeleteBucket", "s3:PutBucketTagging", "s3:GetBucketTagging", "s3:GetObject",
+    "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject",
+)
+#: IAM actions per API operation: :data:`_SAME_NAME`, then those whose actions differ: most S3 ones
+#: (ListObjectsV2 is s3:ListBucket ...), and Create/UpdateFunctionConfiguration and
+#: Create/UpdateStateMachine, which pass a role: iam:PassRole.
 ACTIONS_OF: dict[str, tuple[str, ...]] = {
-    "sts:GetCallerIdentity": ("sts:GetCallerIdentity",),
-    # IAM: the two roles
-    "iam:GetRole": ("iam:GetRole",),
+    **{op: (op.replace("stepfunctions:", "states:"),) for op in _SAME_NAME},
     "iam:CreateRole": ("iam:CreateRole", "iam:TagRole"),  # created with its cosmic:deployment tag
-    "iam:UpdateAssumeRolePolicy": ("iam:UpdateAssumeRolePolicy",),
-    "iam:PutRolePolicy": ("iam:PutRolePolicy",),
-    "iam:ListRolePolicies": ("iam:ListRolePolicies",),
-    "iam:DeleteRolePolicy": ("iam:DeleteRolePolicy",),
-    "iam:DeleteRole": ("iam:DeleteRole",),
-    # Lambda
-    "lambda:GetFunction": ("lambda:GetFunction",),
     "lambda:CreateFunction": ("lambda:CreateFunction", "iam:PassRole"),
-    "lambda:UpdateFunctionCode": ("lambda:UpdateFunctionCode",),
     "lambda:UpdateFunctionConfiguration": ("lambda:UpdateFunctionConfiguration", "iam:PassRole"),
-    "lambda:DeleteFunction": ("lambda:DeleteFunction",),
-    "lambda:ListFunctions": ("lambda:ListFunctions",),
-    "lambda:GetAccountSettings": ("lambda:GetAccountSettings",),
-    # CloudWatch Logs
-    "logs:CreateLogGroup": ("logs:CreateLogGroup",),
-    "logs:PutRetentionPolicy": ("logs:PutRetentionPolicy",),
-    "logs:DeleteLogGroup": ("logs:DeleteLogGroup",),
-    "logs:FilterLogEvents": ("logs:FilterLogEvents",),
-    "logs:DescribeLogGroups": ("logs:DescribeLogGroups",),
-    # Step Functions (boto3 "stepfunctions", IAM "states")
-    "stepfunctions:ListStateMachines": ("states:ListStateMachines",),
     "stepfunctions:CreateStateMachine": ("states:CreateStateMachine", "states:TagResource", "iam:PassRole"),
-    "stepfunctions:DescribeStateMachine": ("states:DescribeStateMachine",),
     "stepfunctions:UpdateStateMachine": ("states:UpdateStateMachine", "iam:PassRole"),
-    "stepfunctions:DeleteStateMachine": ("states:DeleteStateMachine",),
-    "stepfunctions:StartExecution": ("states:StartExecution",),
-    "stepfunctions:DescribeExecution": ("states:DescribeExecution",),
-    "stepfunctions:StopExecution": ("states:StopExecution",),  # cosmic run on Ctrl-C / SIGTERM
-    # S3
-    "s3:CreateBucket": ("s3:CreateBucket",),
     "s3:HeadBucket": ("s3:ListBucket",),
-    "s3:DeleteBucket": ("s3:DeleteBucket",),
-    "s3:PutBucketTagging": ("s3:PutBucketTagging",),
-    "s3:GetBucketTagging": ("s3:GetBucketTagging",),
     "s3:GetPublicAccessBlock": ("s3:GetBucketPublicAccessBlock",),
     "s3:PutPublicAccessBlock": ("s3:PutBucketPublicAccessBlock",),
     "s3:GetBucketEncryption": ("s3:GetEncryptionConfiguration",),
@@ -65,13 +49,9 @@ ACTIONS_OF: dict[str, tuple[str, ...]] = {
     "s3:ListObjects": ("s3:ListBucket",),
     "s3:ListObjectVersions": ("s3:ListBucketVersions",),
     "s3:HeadObject": ("s3:GetObject",),
-    "s3:GetObject": ("s3:GetObject",),
-    "s3:PutObject": ("s3:PutObject",),
     "s3:CreateMultipartUpload": ("s3:PutObject",),
     "s3:UploadPart": ("s3:PutObject",),
     "s3:CompleteMultipartUpload": ("s3:PutObject",),
-    "s3:AbortMultipartUpload": ("s3:AbortMultipartUpload",),
-    "s3:DeleteObject": ("s3:DeleteObject",),
     "s3:DeleteObjects": ("s3:DeleteObject", "s3:DeleteObjectVersion"),  # teardown deletes versions
     # Budgets (the optional spend alarm) and Service Quotas (cosmic doctor)
     "budgets:CreateBudget": ("budgets:ModifyBudget",),

@@ -53,7 +53,7 @@ def read_concurrency(lambda_client: Any, quotas_client: Any) -> Concurrency:
 
 def _why(exc: Exception) -> str:
     """One short line: the AWS error code and message, never a whole HTML error page."""
-    err = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    err = getattr(exc, "response", {}).get("Error", {})
     if err.get("Code"):
         message = " ".join(str(err.get("Message") or "").split())
         return f"{err['Code']}" + (f" {message[:120]}" if message and "<" not in message else "")
@@ -68,20 +68,14 @@ class PointCheck:
     warning: str = ""
 
 
-def point_parallelism(point: Mapping[str, Any], n: int) -> tuple[int, int]:
-    """``(partitions, parallel invocations)`` of a grid point of ``n`` partitions from its parameters."""
-    invocations = min(n, int(point.get("world_size") or 0) or n)
-    mc = int(point.get("max_concurrency") or 0)
-    return n, min(invocations, mc) if mc else invocations
-
-
 def check_points(points: Iterable[tuple[str, Mapping[str, Any], int]], conc: Concurrency) -> list[PointCheck]:
-    """Each point's (slug, parameters, partitions) parallelism against the quota (unreserved when
-    known, else the limit)."""
+    """Each (slug, parameters, partitions) point's parallelism against the unreserved quota, else the limit."""
     room = conc.unreserved if conc.unreserved is not None else conc.limit
     out = []
-    for slug, p, partitions in points:
-        n, parallel = point_parallelism(p, partitions)
+    for slug, p, n in points:
+        invocations = min(n, int(p.get("world_size") or 0) or n)
+        mc = int(p.get("max_concurrency") or 0)
+        parallel = min(invocations, mc) if mc else invocations
         check = PointCheck(slug, n, parallel)
         if room is not None and parallel > room:
             check.warning = (f"{parallel} parallel invocations > {room} concurrent executions available "

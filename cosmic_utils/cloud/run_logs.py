@@ -61,11 +61,6 @@ def parse_execution_arn(arn: str) -> tuple[str, str] | None:
     return parts[3], parts[6][: -len("-pipeline")]
 
 
-def execution_arns(summary: Mapping[str, Any]) -> list[str]:
-    arns = [str(e["execution_arn"]) for e in summary.get("executions") or [] if e.get("execution_arn")]
-    return arns or ([str(summary["execution_arn"])] if summary.get("execution_arn") else [])
-
-
 def execution_window(sfn_client: Any, arns: Iterable[str]) -> tuple[int | None, int | None]:
     """Earliest start and latest stop (ms, with a margin) of the executions; None where unknown."""
     starts: list[datetime] = []
@@ -89,8 +84,11 @@ def failure_logs(run: str | Path, backend: Any = None, prefix: str | None = None
     """The CloudWatch errors of the failed partitions of a run (``backend``: an AwsBackend)."""
     run_dir = resolve_run_dir(run)
     summary = json.loads((run_dir / "summary.json").read_text())
+    run_id = str(summary.get("run_id", run_dir.name))
     failed = [dict(f) for f in summary.get("failed") or []]
-    arns = execution_arns(summary)
+    ids = [str(f["partition_id"]) for f in failed]
+    arns = [str(e["execution_arn"]) for e in summary.get("executions") or [] if e.get("execution_arn")]
+    arns = arns or ([str(summary["execution_arn"])] if summary.get("execution_arn") else [])
     parsed = next((p for p in (parse_execution_arn(a) for a in arns) if p), None)
     region = region or (parsed[0] if parsed else None)
     prefix = prefix or (parsed[1] if parsed else "cosmic")
@@ -98,17 +96,15 @@ def failure_logs(run: str | Path, backend: Any = None, prefix: str | None = None
 
     function = Names(prefix).function("inference")
     if not failed:
-        return FailureLogs(str(summary.get("run_id", run_dir.name)), function, region, (None, None), [], {})
+        return FailureLogs(run_id, function, region, (None, None), [], {})
     local = sorted((run_dir / "lambda-logs").glob("*-inference.log"))
     if summary.get("backend") == "local" and local:  # the container logs the local backend copied
-        by_part, unmatched = errors_by_partition(local_log_events(local), [str(f["partition_id"]) for f in failed])
-        return FailureLogs(str(summary.get("run_id", run_dir.name)), local[0].stem, None, (None, None), failed,
-                           by_part, unmatched)
+        by_part, unmatched = errors_by_partition(local_log_events(local), ids)
+        return FailureLogs(run_id, local[0].stem, None, (None, None), failed, by_part, unmatched)
     backend = backend or AwsBackend(region=region)
     window = execution_window(backend.client("stepfunctions"), arns)
-    by_part, unmatched = failed_partition_errors(backend.client("logs"), function,
-                                                 [str(f["partition_id"]) for f in failed], *window)
-    return FailureLogs(str(summary.get("run_id", run_dir.name)), function, region, window, failed, by_part, unmatched)
+    by_part, unmatched = failed_partition_errors(backend.client("logs"), function, ids, *window)
+    return FailureLogs(run_id, function, region, window, failed, by_part, unmatched)
 
 
 def local_log_events(paths: Iterable[Path]) -> list[dict[str, Any]]:

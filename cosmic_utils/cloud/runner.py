@@ -55,12 +55,7 @@ class RunResult:
     summary: dict[str, Any]
     status: str
 
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return list(self.summary.get("failed", []))
 
-
-# ------------------------------------------------------------------ billing from REPORT lines
 def attach_reports(records: list[dict[str, Any]], report_lines: Iterable[str]) -> None:
     """Fill ``billed_duration_ms`` (and memory figures) of records from REPORT lines, by request id;
     an invocation of several partitions (world_size) is split over them by handler duration."""
@@ -168,7 +163,6 @@ def _read_run_records(run_dir: Path) -> dict[str, dict[str, Any]]:
     return {str(rec["partition_id"]): rec for rec in recs}
 
 
-# ------------------------------------------------------------------ backends
 class RunNotFoundError(FileNotFoundError):
     """``--redrive RUN``: no run folder by that id or path; the message lists where it looked."""
 
@@ -301,8 +295,7 @@ def _placed_request(be: Any, label: str, request: RunRequest, stage_data: bool) 
         if stage_data and not request.data.startswith("s3://"):
             be.client("s3")  # bucket created by stage_folder
             updates["data"] = stage_folder(be, Path(request.data), LOCAL_DATA_BUCKET, request.run_id)
-        if updates:
-            request = request.model_copy(update=updates)
+        request = request.model_copy(update=updates)
     if not request.results.startswith("s3://"):
         raise ValueError(f"results {request.results!r}: the state machine's ItemReader needs s3://bucket/prefix")
     if label == "aws":
@@ -530,9 +523,8 @@ def _restore_chain(results: Any, layout: RunLayout, run_dir: Path,
 
 
 def admission_fields(request: Any) -> dict[str, Any]:
-    """What ``cosmic records ship`` needs to admit a run's summary: ``model_info``
-    (:func:`cosmic_utils.provenance.model_fields`) and ``data_info`` (distinct galaxies of a local
-    dataset, :func:`cosmic_utils.data.dataset.distinct_galaxies`; empty for ``s3://`` data)."""
+    """What ``cosmic records ship`` needs to admit a run's summary: ``model_info`` and ``data_info``
+    (the distinct galaxies of a local dataset; empty for ``s3://`` data)."""
     from cosmic_utils.data.dataset import distinct_galaxies
     from cosmic_utils.provenance import model_fields
 
@@ -557,24 +549,19 @@ def run_pipeline(request: RunRequest | Mapping[str, Any], **kwargs: Any) -> RunR
     req = parse_request(request)
     run_dir = Path(kwargs.pop("run_dir", None) or config.RUNS_DIR / req.run_id)
     with run_lock(run_dir):  # a second writer into this folder is refused with our pid
-        return _run_locked(req, run_dir, **kwargs)
-
-
-def _run_locked(req: RunRequest, run_dir: Path, **kwargs: Any) -> RunResult:
-    taken = [n for n in ("summary.json", "records") if (run_dir / n).exists()]
-    if taken and not req.overwrite:
-        raise RunExistsError(
-            f"run folder {run_dir} already holds {', '.join(taken)} of an earlier run: choose another run id or "
-            f"--out, redrive it (cosmic run --redrive {run_dir.name}) or overwrite (--overwrite)")
-    if taken:
-        for name in ("records", "predictions", "lambda-logs"):
-            if (run_dir / name).exists():
-                shutil.rmtree(run_dir / name)
-        for name in ("summary.json", "records.csv", "partitions.json", "request.json"):
-            (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "request.original.json").write_text(req.model_dump_json(indent=2))
-    return execute(req, run_dir=run_dir, **kwargs)
+        taken = [n for n in ("summary.json", "records") if (run_dir / n).exists()]
+        if taken and not req.overwrite:
+            raise RunExistsError(
+                f"run folder {run_dir} already holds {', '.join(taken)} of an earlier run: choose another run "
+                f"id or --out, redrive it (cosmic run --redrive {run_dir.name}) or overwrite (--overwrite)")
+        if taken:
+            for name in ("records", "predictions", "lambda-logs"):
+                if (run_dir / name).exists():
+                    shutil.rmtree(run_dir / name)
+            for name in ("summary.json", "records.csv", "partitions.json", "request.json"):
+                (run_dir / name).unlink(missing_ok=True)
+        (run_dir / "request.original.json").write_text(req.model_dump_json(indent=2))
+        return execute(req, run_dir=run_dir, **kwargs)
 
 
 def resolve_run_dir(run: str | Path) -> Path:
@@ -594,8 +581,7 @@ def resolve_run_dir(run: str | Path) -> Path:
 
 
 def failed_partitions(run_dir: Path) -> list[str]:
-    """Keys of the partitions of a run that failed or left no record (a refused manifest key stays failed:
-    docs/runner.md "Redrive")."""
+    """Keys of a run's partitions that failed or left no record (a refused manifest key stays failed)."""
     expected = json.loads((run_dir / "partitions.json").read_text())
     records = _read_run_records(run_dir)
 

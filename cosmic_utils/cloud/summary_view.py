@@ -6,6 +6,7 @@ Lives below the CLI so that notebooks print a run without importing ``commands``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -53,8 +54,6 @@ def execution_reason(summary: dict[str, Any]) -> str:
     """``ErrorType: message`` of a failed execution (the Lambda error payload's message when there is one)."""
     error = summary.get("execution_error") or "execution failed"
     cause = summary.get("execution_cause") or ""
-    try:
+    with contextlib.suppress(ValueError, AttributeError):
         cause = json.loads(cause).get("errorMessage") or cause
-    except (ValueError, AttributeError):
-        pass
     return " ".join(f"{error}: {cause}".split()) if cause else str(error)

@@ -41,29 +41,21 @@ class UploadReport:
         return len(self.actions) - self.uploaded
 
 
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _remote_size(store: Storage, key: str) -> int | None:
-    try:
-        return store.size(key)
-    except MissingObjectError:
-        return None
-
-
 def sync_file(store: Storage, local: Path, key: str, sha256: str, size: int, trusted: bool) -> str:
     """Make ``key`` hold ``local`` (recorded ``sha256`` and ``size``); returns what was done.
     ``trusted`` (the destination's listing records this sha256): a matching size is enough; else an
     object is read back and hashed before it is accepted; a missing or different one is uploaded, then verified."""
-    remote = _remote_size(store, key)
+    try:
+        remote: int | None = store.size(key)
+    except MissingObjectError:
+        remote = None
     if remote == size:
         if trusted:
             return "present"
-        if _sha256_bytes(store.read_bytes(key)) == sha256:
+        if hashlib.sha256(store.read_bytes(key)).hexdigest() == sha256:
             return "present (verified)"
     store.upload_file(local, key)
-    got = _sha256_bytes(store.read_bytes(key))
+    got = hashlib.sha256(store.read_bytes(key)).hexdigest()
     if got != sha256:
         raise UploadError(f"{store.uri(key)}: sha256 after upload {got[:16]}... differs from the recorded "
                           f"{sha256[:16]}... of {local}")
@@ -102,7 +94,7 @@ def upload_model(model_dir: str | Path, dest: str, s3_client: Any = None) -> Upl
     report.actions[META_FILE] = "present" if complete else "uploaded"
     if not complete:
         store.write_bytes(META_FILE, meta_bytes)
-        if _sha256_bytes(store.read_bytes(META_FILE)) != _sha256_bytes(meta_bytes):
+        if store.read_bytes(META_FILE) != meta_bytes:
             raise UploadError(f"{store.uri(META_FILE)}: differs from {Path(art.path) / META_FILE} after upload")
     return report
 

@@ -25,7 +25,6 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
-# ------------------------------------------------------------------ inputs
 def write_tiny_artifact(folder: Path, scale: float = 0.01) -> Path:
     """A model artifact (artifact.json + model.onnx, with sha256) whose graph is tiny but has the
     real signature: image float32 [B,5,32,32], magnitude float64 [B,5] -> redshift float32 [B]
@@ -137,7 +136,6 @@ def make_dataset(folder: Path, partitions: int, samples: int = 4, damage: dict[i
     return [partition_id_for(e.key) for e in entries]
 
 
-# ------------------------------------------------------------------ outcomes
 @dataclass
 class Outcome:
     """One row of the reliability table."""

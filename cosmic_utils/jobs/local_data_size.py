@@ -92,16 +92,6 @@ def subprocess_point(dataset: Path, engine: str, batch_size: int, threads: int |
         return json.loads(out.read_text(encoding="utf-8"))
 
 
-def choose_engine(engine: str, batch_size: int) -> str:
-    """``auto``: the fastest accurate engine ``cosmic bench`` measured on this CPU type (fp32 onnx/torch
-    without a bench record); any other name is used as given."""
-    if engine != "auto":
-        return engine
-    from cosmic_utils.inference.engines import default_engine
-
-    return default_engine(batch_size=batch_size)
-
-
 def run_study(sizes_gb: Sequence[float], repeats: int = 1, engine: str = "auto", batch_size: int = 256,
               threads: int | None = None, base_gb: float = 1.0, partition_mb: float = 25.0, seed: int = 0,
               model_dir: Path | None = None, out: Path | None = None, base: Path | None = None,
@@ -114,7 +104,11 @@ def run_study(sizes_gb: Sequence[float], repeats: int = 1, engine: str = "auto",
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     model_dir = Path(model_dir or config.DEFAULT_MODEL_DIR)
     out = Path(out or config.RECORDS_DIR / "local_data_size.csv")
-    name = choose_engine(engine, batch_size)
+    name = engine
+    if engine == "auto":  # the fastest accurate engine `cosmic bench` measured on this CPU type
+        from cosmic_utils.inference.engines import default_engine
+
+        name = default_engine(batch_size=batch_size)
     base = Path(base) if base is not None else ensure_dataset(min(base_gb, max(sizes_gb)), partition_mb, seed)
     data = tiled_dataset(base, max(sizes_gb))
     stamp = provenance()

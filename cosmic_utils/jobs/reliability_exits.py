@@ -122,14 +122,12 @@ def run_and_interrupt(argv: Sequence[str], env: dict[str, str], cwd: Path, signu
                   sorted(p.name for p in tmp.iterdir() if p.name.startswith("cosmic-")))
 
 
-# ------------------------------------------------------------------ scenarios
 def _outcome(name: str, what: str) -> Any:
     return Outcome(name, "exit status", what)
 
 
-def _judge(out: Any, t0: float, runs: list[tuple[CliRun, int, str]]) -> Any:
+def _judge(out: Any, runs: list[tuple[CliRun, int, str]]) -> Any:
     """Every (run, expected status, expected text) must match, without a traceback."""
-    out.seconds = time.perf_counter() - t0
     shown = [(r.err.strip().splitlines() or r.out.strip().splitlines() or [""])[-1] for r, _, _ in runs]
     out.outcome = "; ".join(f"exit {r.status}" + (" + traceback" if r.traceback else "") for r, _, _ in runs)
     out.error = _short(" / ".join(dict.fromkeys(shown)))
@@ -138,7 +136,6 @@ def _judge(out: Any, t0: float, runs: list[tuple[CliRun, int, str]]) -> Any:
 
 
 def exit_out_of_range_arguments(h: Any) -> Any:
-    t0 = time.perf_counter()
     out = _outcome("exit_out_of_range_arguments",
                    "predict --batch-size -1 / 0; data prepare --gb 0 / -1 / nan, --partition-mb 0; run --batch-size true")
     work = h.folder("exit-args")
@@ -153,14 +150,13 @@ def exit_out_of_range_arguments(h: Any) -> Any:
              ["run", "--data", str(work), "--run-id", "x", "--batch-size", "true"]]
     runs = [(cli_in_process(argv), 2, "error: argument") for argv in cases]
     ok = not (work / "d").exists() and not Path(csv).exists()
-    _judge(out, t0, runs)
+    _judge(out, runs)
     out.passed = out.passed and ok
     out.outcome = f"refused by the argument parser: {out.outcome}"
     return out
 
 
 def exit_missing_inputs(h: Any) -> Any:
-    t0 = time.perf_counter()
     out = _outcome("exit_missing_inputs", "verify a missing dataset, redrive an unknown run, predict a missing "
                                           "catalogue")
     work = h.folder("exit-missing")
@@ -168,13 +164,12 @@ def exit_missing_inputs(h: Any) -> Any:
             (cli_in_process(["run", "--redrive", "no-such-run-13"]), 1, "no run folder 'no-such-run-13'"),
             (cli_in_process(["predict", "--catalog", str(work / "none.txt"), "--out", str(work / "p.csv"),
                              "--model", str(h.model)]), 1, "not found")]
-    return _judge(out, t0, runs)
+    return _judge(out, runs)
 
 
 def exit_predict_nonfinite(h: Any) -> Any:
     from cosmic_utils.data import catalog
 
-    t0 = time.perf_counter()
     out = _outcome("exit_predict_nonfinite", "cosmic predict with a model whose every prediction is NaN")
     work = h.folder("exit-nan-predict")
     model = write_tiny_artifact(work / "nan-model", scale=float("nan"))
@@ -182,7 +177,7 @@ def exit_predict_nonfinite(h: Any) -> Any:
     src = work / "cat.txt"
     src.write_text("# " + " ".join(df.columns) + "\n" + df.to_csv(sep=" ", header=False, index=False))
     run = cli_in_process(["predict", "--catalog", str(src), "--out", str(work / "p.csv"), "--model", str(model)])
-    _judge(out, t0, [(run, 3, "5 of 5 predictions are not finite")])
+    _judge(out, [(run, 3, "5 of 5 predictions are not finite")])
     rows = (work / "p.csv").read_text().splitlines()[1:] if (work / "p.csv").exists() else []
     written_as_number = [r for r in rows if r.rsplit(",", 1)[-1] != ""]
     out.details["rows_written_as_number"] = len(written_as_number)
@@ -191,7 +186,6 @@ def exit_predict_nonfinite(h: Any) -> Any:
 
 
 def exit_all_partitions_fail(h: Any) -> Any:
-    t0 = time.perf_counter()
     out = _outcome("exit_all_partitions_fail", "cosmic run with a model folder that does not exist")
     work = h.folder("exit-all-fail")
     tmp, runs = work / "tmp", work / "runs"
@@ -199,7 +193,7 @@ def exit_all_partitions_fail(h: Any) -> Any:
     run = cli_child(["run", "--data", str(h.good), "--model", str(work / "no-model"), "--run-id", "allfail",
                      "--batch-size", "4", "--threads", "1", "--max-concurrency", "2", "--no-progress"],
                     child_env(tmp, runs), work)
-    _judge(out, t0, [(run, 3, "partition part-00000 failed: model artifact")])
+    _judge(out, [(run, 3, "partition part-00000 failed: model artifact")])
     acc = account(runs / "allfail", ["part-00000", "part-00001", "part-00002"])
     out.partitions, out.ok, out.failed, out.lost = 3, acc["ok"], acc["failed"], acc["lost"]
     lines = [ln for ln in run.err.splitlines() if " failed: model artifact" in ln]
@@ -209,7 +203,6 @@ def exit_all_partitions_fail(h: Any) -> Any:
 
 def _interrupt(name: str, signum: int) -> Callable[[Any], Any]:
     def scenario(h: Any) -> Any:
-        t0 = time.perf_counter()
         signame = signal.Signals(signum).name
         out = _outcome(name, f"{signame} to `cosmic run` after its first partition finished, then "
                              "`cosmic run --redrive RUN_ID` from another directory")
@@ -228,7 +221,7 @@ def _interrupt(name: str, signum: int) -> Callable[[Any], Any]:
         kept = int((summary.get("interrupted") or {}).get("partitions_kept") or 0)
         redrive = cli_child(["run", "--redrive", name, "--no-progress"], env, elsewhere)
         acc = account(runs / name, ids)
-        _judge(out, t0, [(run, want, f"interrupted ({signame})"), (redrive, 0, "ok 5, failed 0")])
+        _judge(out, [(run, want, f"interrupted ({signame})"), (redrive, 0, "ok 5, failed 0")])
         out.outcome = (f"exit {run.status}, {kept} finished partition(s) kept, children left "
                        f"{len(run.alive_children)}, temp folders left {len(run.leftovers)}; redrive exit "
                        f"{redrive.status}")
@@ -244,7 +237,6 @@ def _interrupt(name: str, signum: int) -> Callable[[Any], Any]:
 
 
 def exit_convert_pt_partial(h: Any) -> Any:
-    t0 = time.perf_counter()
     out = _outcome("exit_convert_pt_partial", "convert-pt on a folder of 2 good .pt files, 1 garbage, 1 empty")
     work = h.folder("exit-convert")
     src = work / "pt"
@@ -263,7 +255,7 @@ def exit_convert_pt_partial(h: Any) -> Any:
     (src / "b.pt").write_bytes(b"not a pickle")
     (src / "d.pt").write_bytes(b"")
     run = cli_in_process(["data", "convert-pt", str(src), "--out", str(work / "out")])
-    _judge(out, t0, [(run, 3, "2 of 4 files could not be converted")])
+    _judge(out, [(run, 3, "2 of 4 files could not be converted")])
     manifest = json.loads((work / "out" / "manifest.json").read_text()) if (work / "out" / "manifest.json").exists() \
         else {}
     lines = [ln for ln in run.err.splitlines() if ln.startswith("cosmic data convert-pt: file ")]
@@ -276,7 +268,6 @@ def exit_sweep_failed_point(h: Any) -> Any:
     import nbformat
     import yaml
 
-    t0 = time.perf_counter()
     out = _outcome("exit_sweep_failed_point", "cosmic sweep where one point's run has a failed partition")
     work = h.folder("exit-sweep")
     work.mkdir(parents=True)
@@ -293,7 +284,7 @@ def exit_sweep_failed_point(h: Any) -> Any:
     (work / "grid.yaml").write_text(yaml.safe_dump({"name": "exit13", "notebook": str(work / "nb.ipynb"),
                                                     "grid": {"x": [1, 2]}}))
     run = cli_child(["sweep", str(work / "grid.yaml")], child_env(work, work / "runs"), work)
-    return _judge(out, t0, [(run, 3, "point x-2 failed: 1 of 3 partitions failed")])
+    return _judge(out, [(run, 3, "point x-2 failed: 1 of 3 partitions failed")])
 
 
 #: In the order `cosmic reliability` runs them (after the earlier scenarios).

@@ -65,9 +65,8 @@ def stage_inputs(backend: str, data_gb: float, partition_mb: float, seed: int = 
 
 
 def check_point(status: str, summary: dict[str, Any], name: str) -> str:
-    """A sweep point with a failed partition is a failed point: each failed partition is printed
-    with its reason and a ``RuntimeError`` stops the notebook (papermill, ``cosmic sweep`` exit
-    status 3 and the figures all see it). Returns the one-line verdict of a good point."""
+    """The one-line verdict of a good point; a failed partition prints its reason and fails the point with
+    a ``RuntimeError`` that stops the notebook (papermill, ``cosmic sweep`` exit 3 and the figures see it)."""
     failed = summary.get("failed") or []
     for item in failed:
         print(f"FAILED {item['partition_id']}: {item['error']}")
