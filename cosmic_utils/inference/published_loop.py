@@ -60,12 +60,9 @@ def load_published_model(model_or_dir: nn.Module | str | os.PathLike[str]) -> tu
     """The eager ``ViTAstro`` (eval mode) and the artifact's preprocessing (None for a module)."""
     if isinstance(model_or_dir, nn.Module):
         return model_or_dir.eval(), None
-    from cosmic_utils.inference.torch_engines import load_torch_model
-    from cosmic_utils.runtime.engine import artifact_meta
-    from cosmic_utils.runtime.preprocess import Preprocessing
+    from cosmic_utils.inference.torch_engines import load_torch_artifact
 
-    pre = Preprocessing.from_dict(artifact_meta(model_or_dir).get("preprocessing"))
-    return load_torch_model(model_or_dir), pre
+    return load_torch_artifact(model_or_dir)
 
 
 def run_published_loop(

@@ -148,13 +148,11 @@ def _existing_calibration(artifact: ModelArtifact) -> tuple[Any, Any, Any] | Non
 def check_onnx_on_calibration(artifact: ModelArtifact, rtol: float = EXPORT_RTOL) -> dict[str, float]:
     """Compare ``model.onnx`` with the eager fp32 predictions on the calibration set (real galaxies, not only the
     trace example): recorded in ``onnx_export`` (not saved here); :class:`ExportError` above ``rtol`` relative."""
-    from cosmic_utils.model.export import onnx_predict
+    from cosmic_utils.model.export import onnx_predict, parity
 
     with np.load(artifact.path / CALIBRATION_FILE, allow_pickle=False) as npz:
         image, magnitude, ref = npz["image"], npz["magnitude"], npz["z_fp32"]
-    got = onnx_predict(artifact.path / ONNX_FILE, image, magnitude, batch_size=256).astype(np.float64)
-    diff = float(np.max(np.abs(got - ref))) if len(ref) else 0.0
-    rel = diff / max(float(np.max(np.abs(ref))), 1e-3) if len(ref) else 0.0
+    diff, rel = parity(onnx_predict(artifact.path / ONNX_FILE, image, magnitude, batch_size=256), ref)
     if not np.isfinite(diff) or rel > rtol:
         raise ExportError(f"ONNX graph {artifact.path / ONNX_FILE} differs from the eager fp32 model by {diff:.3g} "
                           f"({rel:.3g} relative > {rtol}) on the {len(ref)}-row calibration set")

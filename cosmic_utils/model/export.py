@@ -180,7 +180,7 @@ def export_onnx(
     with torch.inference_mode():
         ref = ref_module(image, magnitude).numpy()
     got = onnx_predict(path, image.numpy(), magnitude.numpy())
-    diff, rel = _parity(got, ref)
+    diff, rel = parity(got, ref)
     if not np.isfinite(diff) or diff > atol or rel > rtol:
         raise ExportError(f"ONNX graph {path} differs from the reference torch model by {diff:.3g} "
                           f"({rel:.3g} relative; limits {atol} absolute, {rtol} relative) on the example batch")
@@ -190,7 +190,7 @@ def export_onnx(
             "verified_samples": int(len(ref)), "graph_form": graph_form}
 
 
-def _parity(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+def parity(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     """max |got - ref| and the same relative to max |ref| (floored at 1e-3, a redshift scale)."""
     if not len(ref):
         return 0.0, 0.0

@@ -141,11 +141,7 @@ def cached_features(model: ViTAstro, image: np.ndarray, batch_size: int = 256,
         for start in progress_bar(range(0, len(image), batch_size), desc="frozen features", disable=not progress,
                           leave=False):
             x = torch.from_numpy(np.ascontiguousarray(image[start:start + batch_size]))
-            tokens = model.patch_embed(x)
-            h = torch.cat((model.cls_token.expand(tokens.shape[0], -1, -1), tokens), dim=1) + model.pos_embed
-            for block in model.blocks:
-                h = block(h)
-            pooled[start:start + len(x)] = h[:, 1:, :].mean(dim=1).numpy()
+            pooled[start:start + len(x)] = model.encode(x)[:, 1:, :].mean(dim=1).numpy()
             cnn[start:start + len(x)] = convs(x).numpy()
     finally:
         model.train(was_training)
