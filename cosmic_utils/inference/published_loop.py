@@ -65,14 +65,9 @@ def load_published_model(model_or_dir: nn.Module | str | os.PathLike[str]) -> tu
     return load_torch_artifact(model_or_dir)
 
 
-def run_published_loop(
-    pt_path: str | os.PathLike[str],
-    model_or_dir: nn.Module | str | os.PathLike[str],
-    batch_size: int = 256,
-    threads: int | None = None,
-    max_batches: int | None = None,
-    model: tuple[nn.Module, Any] | None = None,
-) -> PublishedLoopResult:
+def run_published_loop(pt_path: str | os.PathLike[str], model_or_dir: nn.Module | str | os.PathLike[str],
+                       batch_size: int = 256, threads: int | None = None, max_batches: int | None = None,
+                       model: tuple[nn.Module, Any] | None = None) -> PublishedLoopResult:
     """One pass of the published loop over a ``.pt`` file. ``threads``: torch's intra-op threads
     (default: torch's); ``model``: a loaded ``(model, preprocessing)`` to reuse (``model_load_s`` 0)."""
     from torch.utils.data import DataLoader

@@ -65,19 +65,11 @@ def predictor(artifact: ModelArtifact) -> RedshiftPredictor:
 
 
 # --------------------------------------------------------------------------- writers
-def write_artifact(
-    out_dir: str | os.PathLike[str],
-    state_dict: Mapping[str, Any],
-    preprocessing: Preprocessing,
-    *,
-    name: str | None = None,
-    config: Mapping[str, Any] | None = None,
-    training_data_sha256: str | None = None,
-    metrics: Mapping[str, Any] | None = None,
-    with_onnx: bool = True,
-    onnx_example: tuple[Any, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> ModelArtifact:
+def write_artifact(out_dir: str | os.PathLike[str], state_dict: Mapping[str, Any], preprocessing: Preprocessing, *,
+                   name: str | None = None, config: Mapping[str, Any] | None = None,
+                   training_data_sha256: str | None = None, metrics: Mapping[str, Any] | None = None,
+                   with_onnx: bool = True, onnx_example: tuple[Any, Any] | None = None,
+                   extra: Mapping[str, Any] | None = None) -> ModelArtifact:
     """Write ``model.pt`` (+ ``model.onnx`` and calibration set) and ``artifact.json`` into ``out_dir``. Built
     in a sibling folder and moved into place at the end (a crash leaves no half-written artifact; an existing
     ``out_dir`` is replaced). ``onnx_example``: raw ``(image, magnitude)`` to trace and verify on."""
@@ -188,9 +180,7 @@ def add_calibration(artifact: ModelArtifact, rows: int | None = None, model: Red
     return artifact
 
 
-def create_untrained_artifact(
-    out_dir: str | os.PathLike[str], seed: int = 0, with_onnx: bool = True
-) -> ModelArtifact:
+def create_untrained_artifact(out_dir: str | os.PathLike[str], seed: int = 0, with_onnx: bool = True) -> ModelArtifact:
     """A complete artifact with seeded random-init weights and the default preprocessing (same seed -> same
     ``model.pt``), for tests; ~1 s without ONNX, ~15-20 s with it: share it in a session-scoped fixture."""
     with torch.random.fork_rng(devices=[]):
@@ -203,12 +193,8 @@ def create_untrained_artifact(
     )
 
 
-def artifact_from_published(
-    checkpoint_path: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    trust: bool = False,
-    with_onnx: bool = True,
-) -> ModelArtifact:
+def artifact_from_published(checkpoint_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                            trust: bool = False, with_onnx: bool = True) -> ModelArtifact:
     """Wrap the published weights as an artifact with identity preprocessing (raw inputs).
     ``checkpoint_path``: a plain state_dict file (weights-only), or the published pickled checkpoint, which is
     unpickled (restricted) only with ``trust=True`` (``--trust-pickle``), else ``UntrustedPickleError``."""
@@ -216,13 +202,11 @@ def artifact_from_published(
     if not source.is_file():
         raise FileNotFoundError(f"published checkpoint {source}: file not found")
     try:
-        state = load_state_dict_file(source)
-        kind = "state_dict"
+        state, kind = load_state_dict_file(source), "state_dict"
     except StateDictMismatchError:
         raise
     except CheckpointError:
-        state = load_published_checkpoint(source, trust=trust)
-        kind = "published-pickle"
+        state, kind = load_published_checkpoint(source, trust=trust), "published-pickle"
     return write_artifact(
         out_dir, state, identity(), name=Path(out_dir).name,
         config={"kind": "published", "source": str(source), "source_kind": kind,

@@ -124,16 +124,10 @@ def _example_inputs(batch: int = 2, seed: int = 0) -> tuple[Tensor, Tensor]:
     return image, magnitude
 
 
-def export_onnx(
-    predictor: RedshiftPredictor,
-    path: str | os.PathLike[str],
-    example: tuple[np.ndarray, np.ndarray] | None = None,
-    atol: float = EXPORT_ATOL,
-    opset: int = ONNX_OPSET,
-    reference: nn.Module | None = None,
-    rtol: float = EXPORT_RTOL,
-    graph_form: str | None = None,
-) -> dict[str, Any]:
+def export_onnx(predictor: RedshiftPredictor, path: str | os.PathLike[str],
+                example: tuple[np.ndarray, np.ndarray] | None = None, atol: float = EXPORT_ATOL,
+                opset: int = ONNX_OPSET, reference: nn.Module | None = None, rtol: float = EXPORT_RTOL,
+                graph_form: str | None = None) -> dict[str, Any]:
     """Export ``predictor`` to a single-file ONNX graph with a dynamic batch axis and verify it on
     ``example``. ``reference``: the module the graph must reproduce within ``atol`` / ``rtol`` (default
     ``predictor``), else :class:`ExportError`; ``graph_form`` goes into the graph's metadata. Returns

@@ -191,13 +191,8 @@ class HeadTrainer:
                                             self._inputs(magnitude[s:s + batch])).numpy()
         return out
 
-    def fit(
-        self,
-        fit: dict[str, np.ndarray],
-        hold: dict[str, np.ndarray] | None,
-        progress: bool = True,
-        on_epoch: Callable[[dict[str, float]], None] | None = None,
-    ) -> list[dict[str, float]]:
+    def fit(self, fit: dict[str, np.ndarray], hold: dict[str, np.ndarray] | None, progress: bool = True,
+            on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
         """Train on ``fit`` (``pooled``, ``cnn``, ``magnitude``, ``mag_err``, ``z``); keep the best holdout epoch's
         weights (lowest holdout loss). Returns the history."""
         cfg = self.cfg
@@ -283,13 +278,8 @@ def _seed_everything(seed: int, threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def train(
-    cfg: TrainConfig | str = "default",
-    out_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-    with_onnx: bool = True,
-    evaluate_rows: int | None = None,
-) -> TrainResult:
+def train(cfg: TrainConfig | str = "default", out_dir: str | os.PathLike[str] | None = None, progress: bool = True,
+          with_onnx: bool = True, evaluate_rows: int | None = None) -> TrainResult:
     """Train with ``cfg`` and write an artifact to ``out_dir`` (default ``models/<cfg.name>``). Render, split
     the holdout, fit the preprocessing, cache frozen features, train the heads, score the full network on the
     first ``evaluate_rows`` (default ``cfg.eval_rows``) validation rows with the kNN row, export."""
@@ -363,13 +353,8 @@ def train(
     return TrainResult(artifact=art, history=history, metrics=metrics, wall_s=wall, timings=timings)
 
 
-def evaluate_predictor(
-    predictor: RedshiftPredictor,
-    cfg: TrainConfig | None = None,
-    train_df: Any = None,
-    rows: int | None = None,
-    batch_size: int = 256,
-) -> dict[str, Any]:
+def evaluate_predictor(predictor: RedshiftPredictor, cfg: TrainConfig | None = None, train_df: Any = None,
+                       rows: int | None = None, batch_size: int = 256) -> dict[str, Any]:
     """Validation metrics of the full network (raw rendered cutouts -> redshift) + the kNN row. Returns
     ``{"validation": {...}, "knn": {...}, "validation_render_seed", "validation_file"}``."""
     cfg = cfg or TrainConfig()
