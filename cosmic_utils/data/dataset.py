@@ -55,6 +55,14 @@ def partition_counts(total_samples: int, per_partition: int) -> list[int]:
     return counts
 
 
+def render_catalog(df: pd.DataFrame, seed: int, **render: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image float32 [N,5,32,32], magnitude float64 [N,5], mag_err float64 [N,5])`` of a catalogue;
+    ``render``: further arguments of :func:`render_cutouts` (``row_offset``, ``threads``)."""
+    mags = catalog.magnitudes(df)
+    errs = catalog.magnitude_errors(df)
+    return render_cutouts(mags, errs, seed=seed, **render), mags, errs
+
+
 def put_partition(store: Storage, key: str, image: np.ndarray, magnitude: np.ndarray, redshift: np.ndarray | None,
                   meta: dict[str, Any]) -> PartitionInfo:
     """Write one partition under ``key``: in place when local, else through a temp file and an upload."""
@@ -95,9 +103,7 @@ def _write_dataset(
                       disable=not progress) as bar:
         for k, count in enumerate(counts):
             rows = rows_for(k, count)
-            mags = catalog.magnitudes(rows)
-            errs = catalog.magnitude_errors(rows)
-            image = render_cutouts(mags, errs, seed=seed, row_offset=k * per, threads=threads)
+            image, mags, _ = render_catalog(rows, seed, row_offset=k * per, threads=threads)
             key = partition_name(k)
             meta = {"partition_id": k, "seed": seed, "source": entry_source, "row_offset": k * per,
                     "renderer_version": RENDERER_VERSION}
@@ -192,8 +198,7 @@ def validation_rows(rows: int, seed: int = VALID_RENDER_SEED) -> tuple[np.ndarra
     """The first ``rows`` galaxies of the validation catalogue, rendered as training renders them:
     ``(image f32 [N,5,32,32], magnitude f64 [N,5], z_spec f32 [N])``."""
     df = catalog.valid_catalog().iloc[:rows]
-    mags = catalog.magnitudes(df)
-    image = render_cutouts(mags, catalog.magnitude_errors(df), seed=seed)
+    image, mags, _ = render_catalog(df, seed)
     return image, mags, catalog.redshifts(df).astype(np.float32)
 
 

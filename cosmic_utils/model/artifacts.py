@@ -19,6 +19,7 @@ import torch
 
 from cosmic_utils import config
 from cosmic_utils.data import dataset
+from cosmic_utils.model import checkpoint
 from cosmic_utils.model.astromae import ViTAstro, build_model
 from cosmic_utils.model.checkpoint import (
     CheckpointError,
@@ -54,9 +55,7 @@ def load_state_dict(artifact: ModelArtifact) -> dict[str, Any]:
 
 def load_model(artifact: ModelArtifact) -> ViTAstro:
     """``ViTAstro`` with the artifact's weights, in eval mode."""
-    model = build_model()
-    model.load_state_dict(load_state_dict(artifact), strict=True)
-    return model.eval()
+    return checkpoint.load_model(artifact.state_dict_path)
 
 
 def predictor(artifact: ModelArtifact) -> RedshiftPredictor:

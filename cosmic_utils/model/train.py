@@ -27,8 +27,9 @@ from torch import Tensor, nn
 
 from cosmic_utils import config
 from cosmic_utils.data import catalog, dataset
+from cosmic_utils.data.dataset import render_catalog
 from cosmic_utils.data.evaluation import knn_baseline
-from cosmic_utils.data.render import RENDERER_VERSION, render_cutouts
+from cosmic_utils.data.render import RENDERER_VERSION
 from cosmic_utils.model.artifacts import add_onnx, write_artifact
 from cosmic_utils.model.astromae import ViTAstro, build_model, freeze_transformer
 from cosmic_utils.model.export import RedshiftPredictor
@@ -107,13 +108,6 @@ def training_data_sha256(train_path: str | os.PathLike[str] | None = None, rende
     digest.update(sha256_file(train_path or config.TRAIN_CATALOG).encode())
     digest.update(f"|render_seed={render_seed}|renderer={RENDERER_VERSION}".encode())
     return digest.hexdigest()
-
-
-def render_catalog(df: Any, seed: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(image float32 [N,5,32,32], magnitude float64 [N,5], mag_err float64 [N,5])`` of a catalogue."""
-    mags = catalog.magnitudes(df)
-    errs = catalog.magnitude_errors(df)
-    return render_cutouts(mags, errs, seed=seed, threads=threads), mags, errs
 
 
 def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
