@@ -272,15 +272,14 @@ def build_model() -> ViTAstro:
     return ViTAstro()
 
 
-def frozen_prefixes() -> tuple[str, ...]:
-    """Parameter-name prefixes frozen in the published fine-tuned model."""
-    return ("cls_token", "pos_embed", "patch_embed.", "blocks.")
+#: Parameter-name prefixes frozen in the published fine-tuned model.
+FROZEN_PREFIXES: tuple[str, ...] = ("cls_token", "pos_embed", "patch_embed.", "blocks.")
 
 
 def freeze_transformer(model: ViTAstro) -> ViTAstro:
-    """Freeze :func:`frozen_prefixes` as the published fine-tuning did (10,398,057 parameters stay trainable)."""
+    """Freeze :data:`FROZEN_PREFIXES` as the published fine-tuning did (10,398,057 parameters stay trainable)."""
     for name, param in model.named_parameters():
-        if name.startswith(frozen_prefixes()):
+        if name.startswith(FROZEN_PREFIXES):
             param.requires_grad_(False)
     return model
 
