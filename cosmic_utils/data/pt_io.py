@@ -165,11 +165,17 @@ def convert_pt(path_or_dir: str | os.PathLike[str], out: str | os.PathLike[str] 
 
 
 def write_pt_partition(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray,
-                       redshift: np.ndarray) -> None:
-    """Write arrays as a published-style ``.pt`` TensorDataset (for tests and round trips)."""
+                       redshift: np.ndarray | None = None) -> Path:
+    """Write arrays as a published-style ``.pt`` TensorDataset (what the published loop reads; tests, round
+    trips); ``redshift`` NaN when not given."""
     import torch
     from torch.utils.data import TensorDataset
 
+    if redshift is None:
+        redshift = np.full(len(image), np.nan, dtype=np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(magnitude)),
                        torch.from_numpy(np.ascontiguousarray(redshift)))
-    torch.save(ds, Path(path))
+    torch.save(ds, path)
+    return path

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cosmic_utils.data.pt_io import write_pt_partition as write_pt  # the .pt this loop reads (bench, tests)
 from cosmic_utils.inference.measure import PeakRSS, RunMeasurement
 
 
@@ -28,19 +29,6 @@ class PublishedLoopResult:
     z_pred: np.ndarray
     measurement: RunMeasurement
     data_load_s: float
-
-
-def write_pt(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray,
-             redshift: np.ndarray | None = None) -> Path:
-    """Write arrays as a published-style ``.pt`` TensorDataset (what the published loop reads)."""
-    from cosmic_utils.data.pt_io import write_pt_partition
-
-    if redshift is None:
-        redshift = np.full(len(image), np.nan, dtype=np.float32)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_pt_partition(path, image, magnitude, redshift)
-    return path
 
 
 def load_pt_dataset(path: str | os.PathLike[str]) -> Any:
