@@ -240,11 +240,9 @@ class HeadTrainer:
                         row["holdout_loss"] = float(dz_huber(torch.from_numpy(zh), torch.from_numpy(
                             hold["z"].astype(np.float32)), cfg.huber_delta))
                     m = redshift_metrics(hold["z"], zh)
-                    row["holdout_sigma_nmad"] = m["sigma_nmad"]
-                    row["holdout_outlier_005"] = m["outlier_005"]
-                    score = row["holdout_loss"]
-                    if best is None or score < best[0]:
-                        best = (score, epoch, copy.deepcopy(self.model.state_dict()))
+                    row.update(holdout_sigma_nmad=m["sigma_nmad"], holdout_outlier_005=m["outlier_005"])
+                    if best is None or row["holdout_loss"] < best[0]:
+                        best = (row["holdout_loss"], epoch, copy.deepcopy(self.model.state_dict()))
                 bar.set_postfix(loss=f"{row['train_loss']:.4f}",
                                 hold_nmad=f"{row.get('holdout_sigma_nmad', float('nan')):.4f}")
                 history.append(row)
