@@ -62,10 +62,8 @@ def _check_encoding(path: Path, error: type[Exception]) -> None:
 
 def read_header_table(path: str | os.PathLike[str], required: Sequence[str], what: str = "columns",
                       error: type[Exception] = CatalogError) -> pd.DataFrame:
-    """Read a whitespace-separated table with a ``#`` header (catalogues, ``cosmic predict`` input) as float64.
-
-    ``required`` columns must be present (``what`` names them); problems raise ``error`` naming the file.
-    """
+    """Read a whitespace-separated table with a ``#`` header (catalogues, ``cosmic predict`` input) as float64;
+    ``required`` columns must be present (``what`` names them); problems raise ``error`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise error(f"catalogue {path}: file not found")
@@ -185,10 +183,8 @@ def check_columns(df: pd.DataFrame) -> None:
 
 
 def resample_catalog(df: pd.DataFrame, n: int, seed: SeedLike = 0, jitter: bool = True) -> pd.DataFrame:
-    """``n`` rows drawn with replacement from ``df``, magnitudes jittered by N(0, own ``e*``), colours recomputed.
-
-    ``zs`` and the errors are copied; ``source_row`` is the original row. ``seed``: int, ints or SeedSequence.
-    """
+    """``n`` rows drawn with replacement from ``df``, magnitudes jittered by N(0, own ``e*``), colours recomputed;
+    ``zs`` and the errors are copied; ``source_row`` is the original row. ``seed``: int, ints or SeedSequence."""
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
     if len(df) == 0:

@@ -55,6 +55,14 @@ def partition_counts(total_samples: int, per_partition: int) -> list[int]:
     return counts
 
 
+def render_catalog(df: pd.DataFrame, seed: int, **render: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image float32 [N,5,32,32], magnitude float64 [N,5], mag_err float64 [N,5])`` of a catalogue;
+    ``render``: further arguments of :func:`render_cutouts` (``row_offset``, ``threads``)."""
+    mags = catalog.magnitudes(df)
+    errs = catalog.magnitude_errors(df)
+    return render_cutouts(mags, errs, seed=seed, **render), mags, errs
+
+
 def put_partition(store: Storage, key: str, image: np.ndarray, magnitude: np.ndarray, redshift: np.ndarray | None,
                   meta: dict[str, Any]) -> PartitionInfo:
     """Write one partition under ``key``: in place when local, else through a temp file and an upload."""
@@ -88,29 +96,21 @@ def _write_dataset(
     if gb is not None:
         log.info("preparing %s: %.3g GB = %d samples in %d partitions of %d", store.root_uri, gb, total,
                  len(counts), per)
-    entries: list[ManifestEntry] = []
-    bar = None
-    if progress:
-        from cosmic_utils.progress import progress as progress_bar
+    from cosmic_utils.progress import progress as progress_bar
 
-        bar = progress_bar(total=sum(counts), unit="gal", unit_scale=True, desc=f"render -> {store.root_uri}")
-    try:
+    entries: list[ManifestEntry] = []
+    with progress_bar(total=sum(counts), unit="gal", unit_scale=True, desc=f"render -> {store.root_uri}",
+                      disable=not progress) as bar:
         for k, count in enumerate(counts):
             rows = rows_for(k, count)
-            mags = catalog.magnitudes(rows)
-            errs = catalog.magnitude_errors(rows)
-            image = render_cutouts(mags, errs, seed=seed, row_offset=k * per, threads=threads)
+            image, mags, _ = render_catalog(rows, seed, row_offset=k * per, threads=threads)
             key = partition_name(k)
             meta = {"partition_id": k, "seed": seed, "source": entry_source, "row_offset": k * per,
                     "renderer_version": RENDERER_VERSION}
             info = put_partition(store, key, image, mags, catalog.redshifts(rows), meta)
             entries.append(ManifestEntry(k, key, info.samples, info.nbytes, info.sha256, entry_source, seed))
             del image, rows
-            if bar is not None:
-                bar.update(count)
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.update(count)
     _remove_stale(store, {e.key for e in entries})
     manifest = Manifest(entries=entries, seed=seed, renderer_version=RENDERER_VERSION, gb=gb,
                         partition_mb=partition_mb, source=source,
@@ -119,20 +119,11 @@ def _write_dataset(
     return manifest
 
 
-def prepare_dataset(
-    out: str | os.PathLike[str] | Storage,
-    gb: float,
-    partition_mb: float,
-    seed: int = 0,
-    source: str = "valid",
-    progress: bool = True,
-    s3_client: Any = None,
-    threads: int | None = None,
-) -> Manifest:
-    """Render ``gb`` GB of galaxies resampled from the ``source`` catalogue into partitions.
-
-    ``out``: a local folder or ``s3://bucket/prefix``. Returns the manifest (also written next to the partitions).
-    """
+def prepare_dataset(out: str | os.PathLike[str] | Storage, gb: float, partition_mb: float, seed: int = 0,
+                    source: str = "valid", progress: bool = True, s3_client: Any = None,
+                    threads: int | None = None) -> Manifest:
+    """Render ``gb`` GB of galaxies resampled from the ``source`` catalogue into partitions under ``out``
+    (a folder or ``s3://bucket/prefix``); returns the manifest (also written next to the partitions)."""
     total, per = config.samples_for_gb(gb), config.samples_per_partition(partition_mb)
     df = catalog.catalog_by_name(source)
 
@@ -143,16 +134,9 @@ def prepare_dataset(
                           source, progress, threads)
 
 
-def prepare_catalog_partitions(
-    df: pd.DataFrame,
-    out: str | os.PathLike[str] | Storage,
-    partition_mb: float,
-    seed: int = 0,
-    source: str = "catalog",
-    progress: bool = True,
-    s3_client: Any = None,
-    threads: int | None = None,
-) -> Manifest:
+def prepare_catalog_partitions(df: pd.DataFrame, out: str | os.PathLike[str] | Storage, partition_mb: float,
+                               seed: int = 0, source: str = "catalog", progress: bool = True, s3_client: Any = None,
+                               threads: int | None = None) -> Manifest:
     """Write the rows of ``df`` as they are (no resampling, in order) as a rendered dataset."""
     catalog.check_columns(df)
     per = config.samples_per_partition(partition_mb)
@@ -165,9 +149,8 @@ def prepare_catalog_partitions(
 
 
 # ------------------------------------------------------------------ reading datasets
-def iter_partitions(
-    dataset: str | os.PathLike[str] | Storage, verify: bool = True, s3_client: Any = None
-) -> Iterator[tuple[ManifestEntry, Partition]]:
+def iter_partitions(dataset: str | os.PathLike[str] | Storage, verify: bool = True,
+                    s3_client: Any = None) -> Iterator[tuple[ManifestEntry, Partition]]:
     """Each partition of a dataset with its manifest entry (checksums checked when ``verify``)."""
     store = dataset if isinstance(dataset, Storage) else open_storage(dataset, s3_client=s3_client)
     manifest = Manifest.read(store)
@@ -177,10 +160,8 @@ def iter_partitions(
         yield entry, read_partition(source, name=entry.key, expected=entry if verify else None)
 
 
-def load_dataset(
-    dataset: str | os.PathLike[str] | Storage, max_samples: int | None = None, verify: bool = True,
-    s3_client: Any = None,
-) -> Partition:
+def load_dataset(dataset: str | os.PathLike[str] | Storage, max_samples: int | None = None, verify: bool = True,
+                 s3_client: Any = None) -> Partition:
     """All (or the first ``max_samples``) samples of a dataset as one :class:`Partition`."""
     images, mags, zs = [], [], []
     got = 0
@@ -197,13 +178,9 @@ def load_dataset(
     return Partition(np.concatenate(images), np.concatenate(mags), np.concatenate(zs), meta={"dataset": str(dataset)})
 
 
-def iter_storage_batches(
-    storage: Storage, key: str, batch_size: int, check_finite: bool = True
-) -> Iterator[Partition]:
-    """Stream one partition from any storage in batches with bounded memory (local ``pread``, S3 ranged GETs).
-
-    The sha256 is not checked (that needs the whole object: use :func:`read_partition` with the manifest entry).
-    """
+def iter_storage_batches(storage: Storage, key: str, batch_size: int, check_finite: bool = True) -> Iterator[Partition]:
+    """Stream one partition in batches with bounded memory (local ``pread``, S3 ranged GETs); the sha256 is
+    not checked (that needs the whole object: :func:`read_partition` with the manifest entry)."""
     path = storage.local_path(key)
     if path is not None:
         yield from iter_batches(path, batch_size, name=key, check_finite=check_finite)
@@ -211,11 +188,6 @@ def iter_storage_batches(
     size = storage.size(key)
     yield from iter_batches(lambda offset, length: storage.read_range(key, offset, length), batch_size,
                             name=key, total_bytes=size, check_finite=check_finite)
-
-
-def is_dataset(path: str | os.PathLike[str]) -> bool:
-    """Whether a local folder holds a manifest."""
-    return LocalStorage(path).exists(MANIFEST_NAME)
 
 
 #: Render seed of the validation galaxies (training reports its metrics on these renders).
@@ -226,8 +198,7 @@ def validation_rows(rows: int, seed: int = VALID_RENDER_SEED) -> tuple[np.ndarra
     """The first ``rows`` galaxies of the validation catalogue, rendered as training renders them:
     ``(image f32 [N,5,32,32], magnitude f64 [N,5], z_spec f32 [N])``."""
     df = catalog.valid_catalog().iloc[:rows]
-    mags = catalog.magnitudes(df)
-    image = render_cutouts(mags, catalog.magnitude_errors(df), seed=seed)
+    image, mags, _ = render_catalog(df, seed)
     return image, mags, catalog.redshifts(df).astype(np.float32)
 
 
@@ -235,18 +206,15 @@ def ensure_dataset(gb: float, partition_mb: float, seed: int = 0, progress: bool
     """The validation-catalogue dataset of ``gb`` GB in :func:`default_dataset_dir`: prepared once, then reused
     (the one "prepare the dataset if missing" of the notebooks, the demo and the bench)."""
     folder = default_dataset_dir(gb, partition_mb, seed=seed)
-    if not is_dataset(folder):
+    if not LocalStorage(folder).exists(MANIFEST_NAME):
         log.info("preparing a %.3g GB dataset of %g MB partitions in %s", gb, partition_mb, folder)
         prepare_dataset(folder, gb, partition_mb, seed=seed, progress=progress)
     return folder
 
 
 def distinct_galaxies(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{"samples", "distinct_galaxies", "catalog_galaxies"}`` of a resampled local dataset, else ``{}``.
-
-    Exact: the row draws of :func:`prepare_dataset` are replayed from the manifest's seed and
-    partition sizes (indices only, nothing rendered).
-    """
+    """``{"samples", "distinct_galaxies", "catalog_galaxies"}`` of a resampled local dataset, else ``{}``;
+    exact: :func:`prepare_dataset`'s row draws replayed from the manifest (indices only, nothing rendered)."""
     path = Path(folder) / MANIFEST_NAME
     try:
         manifest = Manifest.from_json(path.read_text(encoding="utf-8"), str(path))

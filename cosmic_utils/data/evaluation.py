@@ -21,9 +21,7 @@ def knn_features(df: pd.DataFrame) -> np.ndarray:
     return np.column_stack([m[:, 2], m[:, 0] - m[:, 1], m[:, 1] - m[:, 2], m[:, 2] - m[:, 3], m[:, 3] - m[:, 4]])
 
 
-def knn_baseline(
-    train_df: pd.DataFrame, valid_df: pd.DataFrame, k: int = 10, chunk_rows: int = 1024
-) -> np.ndarray:
+def knn_baseline(train_df: pd.DataFrame, valid_df: pd.DataFrame, k: int = 10, chunk_rows: int = 1024) -> np.ndarray:
     """Float64 ``[len(valid_df)]``: median ``zs`` of the ``k`` nearest training galaxies in
     :func:`knn_features` standardised by the training mean and population std (ties: ``argpartition`` order)."""
     if "zs" not in train_df.columns:
@@ -51,18 +49,11 @@ def knn_baseline(
 
 
 # --------------------------------------------------------------------------- tables
-def accuracy_table(
-    z_spec: Any,
-    predictions: Mapping[str, Any] | Sequence[tuple[str, Any]],
-    train_df: pd.DataFrame | None = None,
-    valid_df: pd.DataFrame | None = None,
-    knn_label: str = "kNN (k=10, r + colours)",
-) -> pd.DataFrame:
-    """One row of :func:`redshift_metrics` per ``predictions`` label -> ``z_pred``, columns ``model`` + METRIC_NAMES.
-
-    Given ``train_df`` and ``valid_df`` (the catalogue of ``z_spec``), a :func:`knn_baseline` row is appended.
-    Outlier columns are fractions, not percent.
-    """
+def accuracy_table(z_spec: Any, predictions: Mapping[str, Any] | Sequence[tuple[str, Any]],
+                   train_df: pd.DataFrame | None = None, valid_df: pd.DataFrame | None = None,
+                   knn_label: str = "kNN (k=10, r + colours)") -> pd.DataFrame:
+    """One row of :func:`redshift_metrics` per ``predictions`` label -> ``z_pred``, columns ``model`` + METRIC_NAMES
+    (outliers as fractions); given ``train_df`` and ``valid_df`` (the catalogue of ``z_spec``), a kNN row too."""
     items = predictions.items() if isinstance(predictions, Mapping) else predictions
     rows = [{"model": str(label), **redshift_metrics(z_spec, z_pred)} for label, z_pred in items]
     if train_df is not None and valid_df is not None:

@@ -107,20 +107,17 @@ def _local_target(out: Path) -> Path:
     return out
 
 
-def convert_pt(
-    path_or_dir: str | os.PathLike[str], out: str | os.PathLike[str] | Storage, progress: bool = False,
-    s3_client: Any = None,
-) -> Manifest:
-    """Convert one ``.pt`` file or a folder of them into a ``.cpart`` dataset with a manifest.
-
-    Each readable file becomes one partition; an unreadable one is listed in ``manifest.extra["failed_files"]``.
-    All or nothing: a local dataset is staged in a hidden sibling folder and renamed into place (on S3 the
-    manifest, written last, makes it a dataset); when no file converts, :class:`ConvertError` lists the reasons.
-    """
+def convert_pt(path_or_dir: str | os.PathLike[str], out: str | os.PathLike[str] | Storage, progress: bool = False,
+               s3_client: Any = None) -> Manifest:
+    """Convert one ``.pt`` file or a folder of them into a ``.cpart`` dataset with a manifest: one partition per
+    readable file, the others in ``manifest.extra["failed_files"]``. All or nothing: a local dataset is staged in
+    a hidden sibling folder and renamed into place (on S3 the manifest, written last, makes it a dataset); when
+    no file converts, :class:`ConvertError` lists the reasons."""
     import shutil
     import tempfile
 
     from cosmic_utils.data.dataset import put_partition
+    from cosmic_utils.progress import progress as progress_bar
 
     files = find_pt_files(path_or_dir)
     final: Path | None = None
@@ -136,13 +133,8 @@ def convert_pt(
         store = open_storage(staging)
     entries: list[ManifestEntry] = []
     failures: list[dict[str, str]] = []
-    iterator: Any = files
-    if progress:
-        from cosmic_utils.progress import progress as progress_bar
-
-        iterator = progress_bar(files, unit="file", desc="convert .pt")
     try:
-        for pt in iterator:
+        for pt in progress_bar(files, unit="file", desc="convert .pt", disable=not progress):
             try:
                 part = read_pt_partition(pt)
             except PartitionError as exc:
@@ -173,11 +165,17 @@ def convert_pt(
 
 
 def write_pt_partition(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray,
-                       redshift: np.ndarray) -> None:
-    """Write arrays as a published-style ``.pt`` TensorDataset (for tests and round trips)."""
+                       redshift: np.ndarray | None = None) -> Path:
+    """Write arrays as a published-style ``.pt`` TensorDataset (what the published loop reads; tests, round
+    trips); ``redshift`` NaN when not given."""
     import torch
     from torch.utils.data import TensorDataset
 
+    if redshift is None:
+        redshift = np.full(len(image), np.nan, dtype=np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(magnitude)),
                        torch.from_numpy(np.ascontiguousarray(redshift)))
-    torch.save(ds, Path(path))
+    torch.save(ds, path)
+    return path

@@ -173,9 +173,8 @@ def _check_inputs(magnitude: np.ndarray, mag_err: np.ndarray | None) -> tuple[np
     return mag, err
 
 
-def _params_from_draws(
-    mag: np.ndarray, normals: np.ndarray, uniforms: np.ndarray, out_size: int, cfg: RenderConfig
-) -> GalaxyParams:
+def _params_from_draws(mag: np.ndarray, normals: np.ndarray, uniforms: np.ndarray, out_size: int,
+                       cfg: RenderConfig) -> GalaxyParams:
     r = mag[:, 2]
     log_r50 = cfg.size_zero - cfg.size_slope * (r - 17.0) + cfg.size_scatter_dex * normals[:, 0]
     r50 = np.clip(10.0**log_r50, cfg.size_min_arcsec, cfg.size_max_arcsec)
@@ -197,10 +196,8 @@ def _params_from_draws(
     return GalaxyParams(r50, bt, q_disk, q_bulge, pa, dx, dy, fwhm, ap, mag_to_nmgy(mag))
 
 
-def draw_galaxy_params(
-    magnitude: np.ndarray, seed: int = 0, row_offset: int = 0, out_size: int = 32,
-    config: RenderConfig = DEFAULT_CONFIG,
-) -> GalaxyParams:
+def draw_galaxy_params(magnitude: np.ndarray, seed: int = 0, row_offset: int = 0, out_size: int = 32,
+                       config: RenderConfig = DEFAULT_CONFIG) -> GalaxyParams:
     """The structural parameters :func:`render_cutouts` draws for these rows (same streams)."""
     mag, _ = _check_inputs(magnitude, None)
     normals, uniforms, _ = _draws(_key(seed), row_offset, mag.shape[0])
@@ -271,10 +268,8 @@ def _model_chunk(p: GalaxyParams, size: int, basis: np.ndarray, cfg: RenderConfi
     return model.reshape(n, nb, size, size)
 
 
-def _render_chunk(
-    mag: np.ndarray, err: np.ndarray | None, key: np.ndarray, row0: int, size: int, out_size: int,
-    noise: bool, basis: np.ndarray, cfg: RenderConfig, out: np.ndarray,
-) -> None:
+def _render_chunk(mag: np.ndarray, err: np.ndarray | None, key: np.ndarray, row0: int, size: int, out_size: int,
+                  noise: bool, basis: np.ndarray, cfg: RenderConfig, out: np.ndarray) -> None:
     n = mag.shape[0]
     nb = len(BANDS)
     normals, uniforms, field_noise = _draws(key, row0, n, (nb, size, size) if noise else None)
@@ -301,25 +296,13 @@ def _render_chunk(
     out[:] = model + var
 
 
-def render_cutouts(
-    magnitude: np.ndarray,
-    mag_err: np.ndarray | None = None,
-    seed: int = 0,
-    *,
-    size: int = 32,
-    out_size: int | None = None,
-    noise: bool = True,
-    row_offset: int = 0,
-    chunk_rows: int = 128,
-    threads: int | None = None,
-    config: RenderConfig = DEFAULT_CONFIG,
-) -> np.ndarray:
-    """Render float32 ``[N, 5, out_size, out_size]`` cutouts (nanomaggies / pixel, sky-subtracted).
-
-    ``magnitude``: AB u..z ``[N, 5]``; ``mag_err`` sets each row's noise to its catalogue errors (None:
-    typical SDSS noise); ``out_size`` crops the centre of the ``size`` stamp; ``row_offset`` (global
-    index of the first row) makes pieces equal one whole render. The redshift is deliberately not an argument.
-    """
+def render_cutouts(magnitude: np.ndarray, mag_err: np.ndarray | None = None, seed: int = 0, *, size: int = 32,
+                   out_size: int | None = None, noise: bool = True, row_offset: int = 0, chunk_rows: int = 128,
+                   threads: int | None = None, config: RenderConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Render float32 ``[N, 5, out_size, out_size]`` cutouts (nanomaggies / pixel, sky-subtracted) of AB u..z
+    ``magnitude`` ``[N, 5]``; ``mag_err`` sets each row's noise (None: typical SDSS noise); ``out_size`` crops the
+    centre of the ``size`` stamp; ``row_offset`` (global index of the first row) makes pieces equal one whole
+    render. The redshift is deliberately not an argument."""
     mag, err = _check_inputs(magnitude, mag_err)
     out_size = size if out_size is None else int(out_size)
     if size <= 0 or out_size <= 0 or out_size > size or (size - out_size) % 2:
@@ -356,9 +339,8 @@ def aperture_flux(image: np.ndarray, radius_px: np.ndarray | float) -> np.ndarra
     return np.einsum("nbyx,nyx->nb", image, mask, dtype=np.float64)
 
 
-def aperture_noise_check(
-    magnitude: np.ndarray, mag_err: np.ndarray, seed: int = 0, config: RenderConfig = DEFAULT_CONFIG
-) -> np.ndarray:
+def aperture_noise_check(magnitude: np.ndarray, mag_err: np.ndarray, seed: int = 0,
+                         config: RenderConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Per band ``[5]``: std of (noisy - noiseless aperture flux) / catalogue flux error (about 1 when calibrated)."""
     mag, err = _check_inputs(magnitude, mag_err)
     noisy = render_cutouts(mag, err, seed, config=config)

@@ -74,8 +74,7 @@ def flops_per_sample() -> float:
 
 # --------------------------------------------------------------------------- accuracy
 def predict_all(engine: Engine, image: np.ndarray, magnitude: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """``engine.predict`` over arrays in batches -> float32 ``[N]``; every batch must return exactly one
-    value per row, so no prediction is ever read from the NaN-filled buffer."""
+    """``engine.predict`` in batches -> float32 ``[N]``; each batch must return one value per row."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = np.full(len(image), np.nan, dtype=np.float32)
@@ -88,18 +87,9 @@ def predict_all(engine: Engine, image: np.ndarray, magnitude: np.ndarray, batch_
     return out
 
 
-def accuracy_check(name: str, z: np.ndarray, z_ref: np.ndarray, z_spec: np.ndarray, trained: bool) -> dict[str, Any]:
-    """One engine's check against the fp32 reference predictions: the gate's rule
-    (:func:`cosmic_utils.runtime.gating.compare_to_fp32`) on the bench's validation rows."""
-    out = gating.compare_to_fp32(name, ENGINE_PRECISION.get(name, "fp32"), z, z_ref, z_spec)
-    out["trained_model"] = trained
-    return out
-
-
 def _timed_predict_all(engine: Engine, image: np.ndarray, magnitude: np.ndarray,
                        batch_size: int = SUMMARY_BATCH) -> tuple[np.ndarray, float]:
-    """:func:`predict_all` and the samples/s it showed after its first batch (the first carries
-    one-off costs: allocations, ORT's first run), the budget guard's speed estimate."""
+    """:func:`predict_all` and its samples/s after the first (one-off costs) batch: the budget guard's estimate."""
     head = min(batch_size, len(image))
     t0 = time.perf_counter()
     z_head = predict_all(engine, image[:head], magnitude[:head], batch_size)
@@ -112,8 +102,7 @@ def _timed_predict_all(engine: Engine, image: np.ndarray, magnitude: np.ndarray,
 
 # --------------------------------------------------------------------------- engines and timing passes
 def cuda_skips(names: Sequence[str]) -> dict[str, str]:
-    """Engine name -> reason for the CUDA engines in ``names`` when no CUDA device is present
-    (printed, so a bench on a CPU machine says why it has no GPU rows); empty otherwise."""
+    """Engine name -> reason (also printed) for the CUDA engines in ``names`` when no CUDA device is present."""
     wanted = [n for n in names if n in CUDA_ENGINE_NAMES]
     if not wanted or cuda_available():
         return {}
@@ -123,8 +112,7 @@ def cuda_skips(names: Sequence[str]) -> dict[str, str]:
 
 
 def observed_threads(engine: Engine) -> int:
-    """The threads the engine really ran with: its ONNX Runtime session's ``intra_op_num_threads`` times
-    its concurrent runs (``workers``), else torch's thread count after its last ``predict``."""
+    """The threads the engine really ran with: ORT's ``intra_op_num_threads`` x ``workers``, else torch's."""
     session = getattr(engine, "session", None)
     if session is not None:
         return int(session.get_session_options().intra_op_num_threads) * int(getattr(engine, "workers", 1))
@@ -172,8 +160,7 @@ class _Bench:
 
 
 def _load_engines(run: _Bench, names: Sequence[str], threads: int, skipped: dict[str, str]) -> dict[str, Engine]:
-    """Create ``names`` at ``threads``, ungated (refused engines are measured too, so the table can say
-    why); a failure goes to ``skipped``; load and compile seconds are kept in ``run``."""
+    """Create ``names`` at ``threads``, ungated (the table says why one is refused); failures go to ``skipped``."""
     engines: dict[str, Engine] = {}
     load_s = run.load_s.setdefault(str(threads), {})
     for name in names:
@@ -194,8 +181,7 @@ def _load_engines(run: _Bench, names: Sequence[str], threads: int, skipped: dict
 
 def _accuracy_checks(run: _Bench, engines: Mapping[str, Engine], image_v: np.ndarray, mag_v: np.ndarray,
                      z_spec: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Every engine against the eager fp32 model, plus the creation-time gate's verdict on this CPU;
-    returns the checks and the samples/s each engine showed (the budget guard's estimate)."""
+    """Every engine against the eager fp32 model plus the gate's verdict here; the checks and samples/s."""
     rates: dict[str, float] = {}
     z_ref, rates["torch-eager"] = _timed_predict_all(engines["torch-eager"], image_v, mag_v)
     z_ref = z_ref.astype(np.float64)
@@ -205,10 +191,10 @@ def _accuracy_checks(run: _Bench, engines: Mapping[str, Engine], image_v: np.nda
             z = z_ref.astype(np.float32)
         else:
             z, rates[name] = _timed_predict_all(engine, image_v, mag_v)
-        checks.append(accuracy_check(name, z, z_ref, z_spec, run.trained))
+        # the gate's rule (gating.compare_to_fp32) on the bench's validation rows
+        checks.append(gating.compare_to_fp32(name, ENGINE_PRECISION.get(name, "fp32"), z, z_ref, z_spec))
     for c in checks:  # the creation-time gate on this CPU (calibration set inside the artifact)
-        c.update({k: run.info.get(k) for k in PROBE_FIELDS})
-        c["threads"] = run.top
+        c.update({"trained_model": run.trained, **{k: run.info.get(k) for k in PROBE_FIELDS}, "threads": run.top})
         if c["precision"] == "fp32":
             continue
         c["gate_refusal"] = gating.speed_refusal(c["engine"], c["precision"])

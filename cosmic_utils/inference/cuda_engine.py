@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -198,13 +197,10 @@ class CudaEngine(Engine):
         """The engine on an artifact folder; refuses (before loading anything) without CUDA."""
         check_arguments(precision, batch_size)
         require_cuda("torch-cuda" if precision == "fp32" else f"torch-cuda-{precision}")
-        from cosmic_utils.inference.torch_engines import load_torch_model
-        from cosmic_utils.runtime.artifact import read_meta
-        from cosmic_utils.runtime.preprocess import Preprocessing
+        from cosmic_utils.inference.torch_engines import load_torch_artifact
 
-        pre = Preprocessing.from_dict(read_meta(Path(artifact_dir)).get("preprocessing"))
-        return cls(load_torch_model(artifact_dir), pre, precision=precision, batch_size=batch_size,
-                   threads=threads, **kwargs)
+        return cls(*load_torch_artifact(artifact_dir), precision=precision, batch_size=batch_size, threads=threads,
+                   **kwargs)
 
 
 #: Engine name -> precision of the CUDA engines (read by ``create_engine``).

@@ -107,12 +107,8 @@ def passing_engines(checks_path: str | os.PathLike[str] | None = None) -> set[st
     return allowed
 
 
-def default_engine(
-    checks_path: str | os.PathLike[str] | None = None,
-    bench_path: str | os.PathLike[str] | None = None,
-    batch_size: int = 256,
-    candidates: Iterable[str] | None = None,
-) -> str:
+def default_engine(checks_path: str | os.PathLike[str] | None = None, bench_path: str | os.PathLike[str] | None = None,
+                   batch_size: int = 256, candidates: Iterable[str] | None = None) -> str:
     """The fastest engine (bench samples/s at ``batch_size``) among fp32 engines and the reduced engines
     :func:`passing_engines` allows that the same bench measured faster than their fp32 counterpart. Without a
     bench: ``"torch"`` if installed, else ``"onnx"``. ``candidates`` limits the choice (Lambda:

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils.runtime.onnx_engine import INT8_VARIANTS
+from cosmic_utils.runtime.onnx_engine import INT8_VARIANTS, onnx_model_path, quantize_onnx_int8
 
 #: Quantisation variants compared by default (see :func:`cosmic_utils.runtime.onnx_engine.quantize_onnx_int8`;
 #: ``--variants qdq-static`` adds the static QDQ graph).
@@ -49,14 +49,6 @@ def cpuid_features() -> dict[str, bool]:
     del func
     return {"avx2": bool(ebx >> 5 & 1), "avx512f": bool(ebx >> 16 & 1), "avx512_vnni": bool(ecx >> 11 & 1),
             "avx_vnni": bool(regs1[0] >> 4 & 1), "amx_int8": bool(edx >> 25 & 1)}
-
-
-def quantize_variants(model_dir: Path, out_dir: Path, variants: list[str]) -> dict[str, Path]:
-    """One int8 graph per variant of the artifact's ``model.onnx``, written under ``out_dir``."""
-    from cosmic_utils.runtime.onnx_engine import onnx_model_path, quantize_onnx_int8
-
-    src = onnx_model_path(model_dir)
-    return {v: quantize_onnx_int8(src, out_dir / f"model.{v}.int8.onnx", variant=v) for v in variants}
 
 
 def check_graphs(model_dir: Path, graphs: dict[str, Path], threads: int = 1, rows: int | None = None,
@@ -98,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         check_graphs(model, graphs, rows=args.rows, emit=True)
         return 0
     with tempfile.TemporaryDirectory(prefix="cosmic-isa-") as tmp:
-        graphs = quantize_variants(model, Path(tmp), args.variants)
+        src = onnx_model_path(model)  # one int8 graph per variant of the artifact's model.onnx
+        graphs = {v: quantize_onnx_int8(src, Path(tmp) / f"model.{v}.int8.onnx", variant=v) for v in args.variants}
         results = [dict(r, cpu="native") for r in check_graphs(model, graphs, rows=args.rows)]
         if args.qemu_cpu:
             qemu = shutil.which("qemu-x86_64")

@@ -106,18 +106,14 @@ class PeakRSS:
 def machine_info() -> dict[str, Any]:
     """The CPU probe, memory and library versions; ``flags`` (a list) is kept for readers of older
     bench files (``cpu_flags`` is the probe's string)."""
+    import psutil
+
     from cosmic_utils.runtime.cpu import cpu_probe
 
     probe = cpu_probe()
-    try:
-        import psutil
-
-        mem_gb = psutil.virtual_memory().total / 1e9
-    except ImportError:  # pragma: no cover
-        mem_gb = float("nan")
     return {
         **probe,
-        "memory_gb": round(mem_gb, 2),
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 2),
         "flags": probe["cpu_flags"].split(),
         "platform": platform.platform(),
         "python_version": platform.python_version(),
@@ -129,8 +125,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def matmul_peak_gflops(threads: int | None = None, n: int = 2048, repeats: int = 5,
-                       dtype: str = "float32") -> float:
+def matmul_peak_gflops(threads: int | None = None, n: int = 2048, repeats: int = 5, dtype: str = "float32") -> float:
     """Best achieved GFLOP/s of ``torch.mm`` on two ``n x n`` ``dtype`` matrices (float32: the
     yardstick of every "fraction of peak"; or bfloat16) on ``threads`` threads."""
     import torch

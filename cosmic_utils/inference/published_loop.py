@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cosmic_utils.data.pt_io import write_pt_partition as write_pt  # the .pt this loop reads (bench, tests)
 from cosmic_utils.inference.measure import PeakRSS, RunMeasurement
 
 
@@ -28,19 +29,6 @@ class PublishedLoopResult:
     z_pred: np.ndarray
     measurement: RunMeasurement
     data_load_s: float
-
-
-def write_pt(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray,
-             redshift: np.ndarray | None = None) -> Path:
-    """Write arrays as a published-style ``.pt`` TensorDataset (what the published loop reads)."""
-    from cosmic_utils.data.pt_io import write_pt_partition
-
-    if redshift is None:
-        redshift = np.full(len(image), np.nan, dtype=np.float32)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_pt_partition(path, image, magnitude, redshift)
-    return path
 
 
 def load_pt_dataset(path: str | os.PathLike[str]) -> Any:
@@ -60,22 +48,14 @@ def load_published_model(model_or_dir: nn.Module | str | os.PathLike[str]) -> tu
     """The eager ``ViTAstro`` (eval mode) and the artifact's preprocessing (None for a module)."""
     if isinstance(model_or_dir, nn.Module):
         return model_or_dir.eval(), None
-    from cosmic_utils.inference.torch_engines import load_torch_model
-    from cosmic_utils.runtime.engine import artifact_meta
-    from cosmic_utils.runtime.preprocess import Preprocessing
+    from cosmic_utils.inference.torch_engines import load_torch_artifact
 
-    pre = Preprocessing.from_dict(artifact_meta(model_or_dir).get("preprocessing"))
-    return load_torch_model(model_or_dir), pre
+    return load_torch_artifact(model_or_dir)
 
 
-def run_published_loop(
-    pt_path: str | os.PathLike[str],
-    model_or_dir: nn.Module | str | os.PathLike[str],
-    batch_size: int = 256,
-    threads: int | None = None,
-    max_batches: int | None = None,
-    model: tuple[nn.Module, Any] | None = None,
-) -> PublishedLoopResult:
+def run_published_loop(pt_path: str | os.PathLike[str], model_or_dir: nn.Module | str | os.PathLike[str],
+                       batch_size: int = 256, threads: int | None = None, max_batches: int | None = None,
+                       model: tuple[nn.Module, Any] | None = None) -> PublishedLoopResult:
     """One pass of the published loop over a ``.pt`` file. ``threads``: torch's intra-op threads
     (default: torch's); ``model``: a loaded ``(model, preprocessing)`` to reuse (``model_load_s`` 0)."""
     from torch.utils.data import DataLoader

@@ -49,22 +49,17 @@ class Batch:
         return int(self.image.shape[0])
 
 
-def _open_dataset(dataset: Any) -> tuple[Any, Any]:
-    from cosmic_utils.runtime.manifest import Manifest
-    from cosmic_utils.runtime.storage import Storage, open_storage
-
-    store = dataset if isinstance(dataset, Storage) else open_storage(dataset)
-    return store, Manifest.read(store)
-
-
 def iter_dataset(dataset: Any, batch_size: int, max_samples: int | None = None) -> Iterator[Batch]:
     """Batches of every partition of a dataset (local folder, ``s3://`` URI or Storage), in
     manifest order, reading only each batch's rows. ``max_samples`` stops early."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     from cosmic_utils.data.dataset import iter_storage_batches
+    from cosmic_utils.runtime.manifest import Manifest
+    from cosmic_utils.runtime.storage import Storage, open_storage
 
-    store, manifest = _open_dataset(dataset)
+    store = dataset if isinstance(dataset, Storage) else open_storage(dataset)
+    manifest = Manifest.read(store)
     left = max_samples
     for entry in manifest.entries:
         start = 0
@@ -172,15 +167,9 @@ class StreamResult:
         return self.samples / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-def stream_predict(
-    engine: Any,
-    dataset: Any,
-    batch_size: int = 256,
-    prefetch_depth: int = 2,
-    max_samples: int | None = None,
-    keep_predictions: bool = True,
-    on_batch: Callable[[Batch, np.ndarray], None] | None = None,
-) -> StreamResult:
+def stream_predict(engine: Any, dataset: Any, batch_size: int = 256, prefetch_depth: int = 2,
+                   max_samples: int | None = None, keep_predictions: bool = True,
+                   on_batch: Callable[[Batch, np.ndarray], None] | None = None) -> StreamResult:
     """Run ``engine.predict`` over a dataset, batch by batch, reading ahead in a thread. ``wall_s``: first
     request to last prediction (reading included, model loading not); ``batch_seconds``: ``engine.predict``
     alone; ``read_wait_s``: time the engine waited for data. ``keep_predictions`` keeps one float32 per sample
@@ -219,19 +208,10 @@ def stream_predict(
     return result
 
 
-def run_local(
-    engine_name: str,
-    dataset: Any,
-    batch_size: int = 256,
-    model_dir: str | os.PathLike[str] | None = None,
-    threads: int | None = None,
-    max_samples: int | None = None,
-    prefetch_depth: int = 2,
-    run_id: str | None = None,
-    run_dir: str | os.PathLike[str] | None = None,
-    write: bool = True,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def run_local(engine_name: str, dataset: Any, batch_size: int = 256, model_dir: str | os.PathLike[str] | None = None,
+              threads: int | None = None, max_samples: int | None = None, prefetch_depth: int = 2,
+              run_id: str | None = None, run_dir: str | os.PathLike[str] | None = None, write: bool = True,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One local run: load the engine (a refused reduced engine falls back to fp32, recorded), stream the
     dataset, return its record and, when ``write``, append it to ``runs/local/<run-id>/records.csv`` (or
     ``run_dir``)."""

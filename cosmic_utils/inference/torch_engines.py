@@ -26,9 +26,10 @@ from cosmic_utils.runtime.engine import Engine, resolve_threads
 log = logging.getLogger(__name__)
 
 
-def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
-    """The ``ViTAstro`` of an artifact folder, weights loaded, in eval mode."""
+def load_torch_artifact(artifact_dir: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
+    """The ``ViTAstro`` of an artifact folder (weights loaded, eval mode) and its ``Preprocessing``."""
     from cosmic_utils.model.astromae import build_model
+    from cosmic_utils.runtime.preprocess import Preprocessing
 
     folder = Path(artifact_dir)
     meta = read_meta(folder)
@@ -39,7 +40,7 @@ def load_torch_model(artifact_dir: str | os.PathLike[str]) -> nn.Module:
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model()
     model.load_state_dict(state)
-    return model.eval()
+    return model.eval(), Preprocessing.from_dict(meta.get("preprocessing"))
 
 
 class _TorchEngine(Engine):
@@ -92,11 +93,7 @@ class _TorchEngine(Engine):
     def from_artifact(cls, artifact_dir: str | os.PathLike[str], threads: int | None = None,
                       **kwargs: Any) -> _TorchEngine:
         """The engine on an artifact folder (``model.pt`` + the preprocessing of artifact.json)."""
-        from cosmic_utils.runtime.preprocess import Preprocessing
-
-        meta = read_meta(Path(artifact_dir))
-        pre = Preprocessing.from_dict(meta.get("preprocessing"))
-        return cls(load_torch_model(artifact_dir), pre, threads=threads, **kwargs)
+        return cls(*load_torch_artifact(artifact_dir), threads=threads, **kwargs)
 
 
 class TorchEagerEngine(_TorchEngine):

@@ -19,6 +19,7 @@ import torch
 
 from cosmic_utils import config
 from cosmic_utils.data import dataset
+from cosmic_utils.model import checkpoint
 from cosmic_utils.model.astromae import ViTAstro, build_model
 from cosmic_utils.model.checkpoint import (
     CheckpointError,
@@ -54,9 +55,7 @@ def load_state_dict(artifact: ModelArtifact) -> dict[str, Any]:
 
 def load_model(artifact: ModelArtifact) -> ViTAstro:
     """``ViTAstro`` with the artifact's weights, in eval mode."""
-    model = build_model()
-    model.load_state_dict(load_state_dict(artifact), strict=True)
-    return model.eval()
+    return checkpoint.load_model(artifact.state_dict_path)
 
 
 def predictor(artifact: ModelArtifact) -> RedshiftPredictor:
@@ -65,19 +64,11 @@ def predictor(artifact: ModelArtifact) -> RedshiftPredictor:
 
 
 # --------------------------------------------------------------------------- writers
-def write_artifact(
-    out_dir: str | os.PathLike[str],
-    state_dict: Mapping[str, Any],
-    preprocessing: Preprocessing,
-    *,
-    name: str | None = None,
-    config: Mapping[str, Any] | None = None,
-    training_data_sha256: str | None = None,
-    metrics: Mapping[str, Any] | None = None,
-    with_onnx: bool = True,
-    onnx_example: tuple[Any, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> ModelArtifact:
+def write_artifact(out_dir: str | os.PathLike[str], state_dict: Mapping[str, Any], preprocessing: Preprocessing, *,
+                   name: str | None = None, config: Mapping[str, Any] | None = None,
+                   training_data_sha256: str | None = None, metrics: Mapping[str, Any] | None = None,
+                   with_onnx: bool = True, onnx_example: tuple[Any, Any] | None = None,
+                   extra: Mapping[str, Any] | None = None) -> ModelArtifact:
     """Write ``model.pt`` (+ ``model.onnx`` and calibration set) and ``artifact.json`` into ``out_dir``. Built
     in a sibling folder and moved into place at the end (a crash leaves no half-written artifact; an existing
     ``out_dir`` is replaced). ``onnx_example``: raw ``(image, magnitude)`` to trace and verify on."""
@@ -148,13 +139,11 @@ def _existing_calibration(artifact: ModelArtifact) -> tuple[Any, Any, Any] | Non
 def check_onnx_on_calibration(artifact: ModelArtifact, rtol: float = EXPORT_RTOL) -> dict[str, float]:
     """Compare ``model.onnx`` with the eager fp32 predictions on the calibration set (real galaxies, not only the
     trace example): recorded in ``onnx_export`` (not saved here); :class:`ExportError` above ``rtol`` relative."""
-    from cosmic_utils.model.export import onnx_predict
+    from cosmic_utils.model.export import onnx_predict, parity
 
     with np.load(artifact.path / CALIBRATION_FILE, allow_pickle=False) as npz:
         image, magnitude, ref = npz["image"], npz["magnitude"], npz["z_fp32"]
-    got = onnx_predict(artifact.path / ONNX_FILE, image, magnitude, batch_size=256).astype(np.float64)
-    diff = float(np.max(np.abs(got - ref))) if len(ref) else 0.0
-    rel = diff / max(float(np.max(np.abs(ref))), 1e-3) if len(ref) else 0.0
+    diff, rel = parity(onnx_predict(artifact.path / ONNX_FILE, image, magnitude, batch_size=256), ref)
     if not np.isfinite(diff) or rel > rtol:
         raise ExportError(f"ONNX graph {artifact.path / ONNX_FILE} differs from the eager fp32 model by {diff:.3g} "
                           f"({rel:.3g} relative > {rtol}) on the {len(ref)}-row calibration set")
@@ -190,9 +179,7 @@ def add_calibration(artifact: ModelArtifact, rows: int | None = None, model: Red
     return artifact
 
 
-def create_untrained_artifact(
-    out_dir: str | os.PathLike[str], seed: int = 0, with_onnx: bool = True
-) -> ModelArtifact:
+def create_untrained_artifact(out_dir: str | os.PathLike[str], seed: int = 0, with_onnx: bool = True) -> ModelArtifact:
     """A complete artifact with seeded random-init weights and the default preprocessing (same seed -> same
     ``model.pt``), for tests; ~1 s without ONNX, ~15-20 s with it: share it in a session-scoped fixture."""
     with torch.random.fork_rng(devices=[]):
@@ -205,12 +192,8 @@ def create_untrained_artifact(
     )
 
 
-def artifact_from_published(
-    checkpoint_path: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    trust: bool = False,
-    with_onnx: bool = True,
-) -> ModelArtifact:
+def artifact_from_published(checkpoint_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                            trust: bool = False, with_onnx: bool = True) -> ModelArtifact:
     """Wrap the published weights as an artifact with identity preprocessing (raw inputs).
     ``checkpoint_path``: a plain state_dict file (weights-only), or the published pickled checkpoint, which is
     unpickled (restricted) only with ``trust=True`` (``--trust-pickle``), else ``UntrustedPickleError``."""
@@ -218,13 +201,11 @@ def artifact_from_published(
     if not source.is_file():
         raise FileNotFoundError(f"published checkpoint {source}: file not found")
     try:
-        state = load_state_dict_file(source)
-        kind = "state_dict"
+        state, kind = load_state_dict_file(source), "state_dict"
     except StateDictMismatchError:
         raise
     except CheckpointError:
-        state = load_published_checkpoint(source, trust=trust)
-        kind = "published-pickle"
+        state, kind = load_published_checkpoint(source, trust=trust), "published-pickle"
     return write_artifact(
         out_dir, state, identity(), name=Path(out_dir).name,
         config={"kind": "published", "source": str(source), "source_kind": kind,

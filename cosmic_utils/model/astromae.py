@@ -234,14 +234,18 @@ class ViTAstro(nn.Module):
             nn.Linear(HEAD_HIDDEN, 1),
         )
 
-    def forward_transformer(self, image: Tensor) -> Tensor:
-        """Transformer branch: image ``[B, 5, 32, 32]`` -> features ``[B, 1096]``."""
+    def encode(self, image: Tensor) -> Tensor:
+        """Tokens ``[B, 17, 192]`` (cls token first) after the 12 blocks."""
         tokens = self.patch_embed(image)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         x = torch.cat((cls, tokens), dim=1) + self.pos_embed
         for block in self.blocks:
             x = block(x)
-        pooled = x[:, 1:, :].mean(dim=1)
+        return x
+
+    def forward_transformer(self, image: Tensor) -> Tensor:
+        """Transformer branch: image ``[B, 5, 32, 32]`` -> features ``[B, 1096]``."""
+        pooled = self.encode(image)[:, 1:, :].mean(dim=1)
         return self.vit_block(self.head(self.fc_norm(pooled)))
 
     def forward(self, x: Tensor | Sequence[Tensor], magnitude: Tensor | None = None) -> Tensor:
@@ -268,15 +272,14 @@ def build_model() -> ViTAstro:
     return ViTAstro()
 
 
-def frozen_prefixes() -> tuple[str, ...]:
-    """Parameter-name prefixes frozen in the published fine-tuned model."""
-    return ("cls_token", "pos_embed", "patch_embed.", "blocks.")
+#: Parameter-name prefixes frozen in the published fine-tuned model.
+FROZEN_PREFIXES: tuple[str, ...] = ("cls_token", "pos_embed", "patch_embed.", "blocks.")
 
 
 def freeze_transformer(model: ViTAstro) -> ViTAstro:
-    """Freeze :func:`frozen_prefixes` as the published fine-tuning did (10,398,057 parameters stay trainable)."""
+    """Freeze :data:`FROZEN_PREFIXES` as the published fine-tuning did (10,398,057 parameters stay trainable)."""
     for name, param in model.named_parameters():
-        if name.startswith(frozen_prefixes()):
+        if name.startswith(FROZEN_PREFIXES):
             param.requires_grad_(False)
     return model
 

@@ -41,22 +41,11 @@ PUBLISHED_MODULE_CLASSES: frozenset[str] = frozenset({
 })
 """Model classes named by the published pickle (research code, timm 0.4.12, DataParallel)."""
 
-TORCH_NN_MODULE_CLASSES: frozenset[str] = frozenset({
-    "torch.nn.modules.activation.GELU",
-    "torch.nn.modules.activation.ReLU",
-    "torch.nn.modules.activation.SiLU",
-    "torch.nn.modules.batchnorm.BatchNorm2d",
-    "torch.nn.modules.container.ModuleList",
-    "torch.nn.modules.container.Sequential",
-    "torch.nn.modules.conv.Conv2d",
-    "torch.nn.modules.dropout.Dropout",
-    "torch.nn.modules.flatten.Flatten",
-    "torch.nn.modules.linear.Identity",
-    "torch.nn.modules.linear.Linear",
-    "torch.nn.modules.normalization.LayerNorm",
-    "torch.nn.modules.pooling.AvgPool2d",
-    "torch.nn.modules.pooling.MaxPool2d",
-})
+TORCH_NN_MODULE_CLASSES: frozenset[str] = frozenset(f"torch.nn.modules.{name}" for name in (
+    "activation.GELU", "activation.ReLU", "activation.SiLU", "batchnorm.BatchNorm2d", "container.ModuleList",
+    "container.Sequential", "conv.Conv2d", "dropout.Dropout", "flatten.Flatten", "linear.Identity", "linear.Linear",
+    "normalization.LayerNorm", "pooling.AvgPool2d", "pooling.MaxPool2d",
+))
 """``torch.nn`` classes inside the published model; they, too, become inert stand-ins."""
 
 
@@ -245,9 +234,8 @@ _RESTRICTED_PICKLE.UnpicklingError = pickle.UnpicklingError  # type: ignore[attr
 _MAX_DEPTH = 64
 
 
-def _collect_tensors(
-    module: nn.Module, prefix: str, out: OrderedDict[str, Tensor], path: tuple[int, ...], source: str
-) -> None:
+def _collect_tensors(module: nn.Module, prefix: str, out: OrderedDict[str, Tensor], path: tuple[int, ...],
+                     source: str) -> None:
     """Walk a stand-in tree like ``nn.Module.state_dict`` does (no de-duplication of shared modules)."""
     if id(module) in path or len(path) > _MAX_DEPTH:
         raise CheckpointError(f"{source}: module tree is cyclic or deeper than {_MAX_DEPTH} at '{prefix}'")

@@ -124,16 +124,10 @@ def _example_inputs(batch: int = 2, seed: int = 0) -> tuple[Tensor, Tensor]:
     return image, magnitude
 
 
-def export_onnx(
-    predictor: RedshiftPredictor,
-    path: str | os.PathLike[str],
-    example: tuple[np.ndarray, np.ndarray] | None = None,
-    atol: float = EXPORT_ATOL,
-    opset: int = ONNX_OPSET,
-    reference: nn.Module | None = None,
-    rtol: float = EXPORT_RTOL,
-    graph_form: str | None = None,
-) -> dict[str, Any]:
+def export_onnx(predictor: RedshiftPredictor, path: str | os.PathLike[str],
+                example: tuple[np.ndarray, np.ndarray] | None = None, atol: float = EXPORT_ATOL,
+                opset: int = ONNX_OPSET, reference: nn.Module | None = None, rtol: float = EXPORT_RTOL,
+                graph_form: str | None = None) -> dict[str, Any]:
     """Export ``predictor`` to a single-file ONNX graph with a dynamic batch axis and verify it on
     ``example``. ``reference``: the module the graph must reproduce within ``atol`` / ``rtol`` (default
     ``predictor``), else :class:`ExportError`; ``graph_form`` goes into the graph's metadata. Returns
@@ -180,7 +174,7 @@ def export_onnx(
     with torch.inference_mode():
         ref = ref_module(image, magnitude).numpy()
     got = onnx_predict(path, image.numpy(), magnitude.numpy())
-    diff, rel = _parity(got, ref)
+    diff, rel = parity(got, ref)
     if not np.isfinite(diff) or diff > atol or rel > rtol:
         raise ExportError(f"ONNX graph {path} differs from the reference torch model by {diff:.3g} "
                           f"({rel:.3g} relative; limits {atol} absolute, {rtol} relative) on the example batch")
@@ -190,7 +184,7 @@ def export_onnx(
             "verified_samples": int(len(ref)), "graph_form": graph_form}
 
 
-def _parity(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+def parity(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     """max |got - ref| and the same relative to max |ref| (floored at 1e-3, a redshift scale)."""
     if not len(ref):
         return 0.0, 0.0

@@ -71,15 +71,6 @@ def _conv(w: Tensor, b: Tensor, padding: int = 0, groups: int = 1) -> nn.Conv2d:
     return conv
 
 
-def _linear(src: nn.Linear) -> nn.Linear:
-    dst = nn.Linear(src.in_features, src.out_features, bias=src.bias is not None)
-    with torch.no_grad():
-        dst.weight.copy_(src.weight)
-        if src.bias is not None:
-            dst.bias.copy_(src.bias)
-    return dst
-
-
 class _FastInception(nn.Module):
     """An inception block with folded BatchNorms and its shared-input 1x1 convolutions merged."""
 
@@ -135,9 +126,9 @@ class _FastCell(nn.Module):
                     if lin.bias is not None:
                         lin.bias.copy_(bias[i * c:(i + 1) * c])
             del self.qkv
-        self.proj = _linear(attn.proj)
-        self.fc1 = _linear(cell.mlp.fc1)
-        self.fc2 = _linear(cell.mlp.fc2)
+        self.proj = copy.deepcopy(attn.proj)
+        self.fc1 = copy.deepcopy(cell.mlp.fc1)
+        self.fc2 = copy.deepcopy(cell.mlp.fc2)
         pcm = cell.PCM
         self.pcm1 = _conv(*_fold_bn(pcm[0], pcm[1]), groups=pcm[0].groups)
         self.pcm2 = _conv(*_fold_bn(pcm[3], None), groups=pcm[3].groups)
@@ -203,18 +194,18 @@ class FastAstro(nn.Module):
         self.pos = nn.Parameter(model.pos_embed[:, 1:].detach().clone(), requires_grad=False)
         self.cells = nn.ModuleList(_FastCell(c, pcm_vector, onnx_attention) for c in model.blocks)
         self.fc_norm = copy.deepcopy(model.fc_norm)
-        self.head = _linear(model.head)
-        self.vit1 = _linear(model.vit_block[0])
-        self.vit2 = _linear(model.vit_block[2])
+        self.head = copy.deepcopy(model.head)
+        self.vit1 = copy.deepcopy(model.vit_block[0])
+        self.vit2 = copy.deepcopy(model.vit_block[2])
         inc = model.inception_model
         vis = inc.vis_inception
         self.conv_init = copy.deepcopy(vis[0])
         self.inc = nn.ModuleList(_FastInception(vis[i]) for i in (2, 3, 5, 6, 8))
-        self.img1 = _linear(vis[10])
-        self.img2 = _linear(vis[12])
-        self.mag = nn.ModuleList(_linear(inc.magnitude_block[i]) for i in (0, 2, 4, 6, 8))
-        self.cat1 = _linear(model.concat_block[0])
-        self.cat2 = _linear(model.concat_block[2])
+        self.img1 = copy.deepcopy(vis[10])
+        self.img2 = copy.deepcopy(vis[12])
+        self.mag = nn.ModuleList(copy.deepcopy(inc.magnitude_block[i]) for i in (0, 2, 4, 6, 8))
+        self.cat1 = copy.deepcopy(model.concat_block[0])
+        self.cat2 = copy.deepcopy(model.concat_block[2])
         self.requires_grad_(False)
 
     def transformer(self, image: Tensor) -> Tensor:

@@ -153,11 +153,7 @@ def _pcm_gelu(model: nn.Module) -> None:
 
 def _pool_with_cls(model: nn.Module) -> None:
     def forward_transformer(image: Tensor) -> Tensor:
-        tokens = model.patch_embed(image)
-        x = torch.cat((model.cls_token.expand(tokens.shape[0], -1, -1), tokens), dim=1) + model.pos_embed
-        for block in model.blocks:
-            x = block(x)
-        return model.vit_block(model.head(model.fc_norm(x.mean(dim=1))))  # cls token included
+        return model.vit_block(model.head(model.fc_norm(model.encode(image).mean(dim=1))))  # cls token included
 
     model.forward_transformer = forward_transformer  # type: ignore[method-assign]
 

@@ -27,8 +27,9 @@ from torch import Tensor, nn
 
 from cosmic_utils import config
 from cosmic_utils.data import catalog, dataset
+from cosmic_utils.data.dataset import render_catalog
 from cosmic_utils.data.evaluation import knn_baseline
-from cosmic_utils.data.render import RENDERER_VERSION, render_cutouts
+from cosmic_utils.data.render import RENDERER_VERSION
 from cosmic_utils.model.artifacts import add_onnx, write_artifact
 from cosmic_utils.model.astromae import ViTAstro, build_model, freeze_transformer
 from cosmic_utils.model.export import RedshiftPredictor
@@ -109,13 +110,6 @@ def training_data_sha256(train_path: str | os.PathLike[str] | None = None, rende
     return digest.hexdigest()
 
 
-def render_catalog(df: Any, seed: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(image float32 [N,5,32,32], magnitude float64 [N,5], mag_err float64 [N,5])`` of a catalogue."""
-    mags = catalog.magnitudes(df)
-    errs = catalog.magnitude_errors(df)
-    return render_cutouts(mags, errs, seed=seed, threads=threads), mags, errs
-
-
 def split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded permutation split of ``range(n)`` into (fit rows, holdout rows)."""
     rng = np.random.default_rng([seed, 7])
@@ -141,11 +135,7 @@ def cached_features(model: ViTAstro, image: np.ndarray, batch_size: int = 256,
         for start in progress_bar(range(0, len(image), batch_size), desc="frozen features", disable=not progress,
                           leave=False):
             x = torch.from_numpy(np.ascontiguousarray(image[start:start + batch_size]))
-            tokens = model.patch_embed(x)
-            h = torch.cat((model.cls_token.expand(tokens.shape[0], -1, -1), tokens), dim=1) + model.pos_embed
-            for block in model.blocks:
-                h = block(h)
-            pooled[start:start + len(x)] = h[:, 1:, :].mean(dim=1).numpy()
+            pooled[start:start + len(x)] = model.encode(x)[:, 1:, :].mean(dim=1).numpy()
             cnn[start:start + len(x)] = convs(x).numpy()
     finally:
         model.train(was_training)
@@ -195,13 +185,8 @@ class HeadTrainer:
                                             self._inputs(magnitude[s:s + batch])).numpy()
         return out
 
-    def fit(
-        self,
-        fit: dict[str, np.ndarray],
-        hold: dict[str, np.ndarray] | None,
-        progress: bool = True,
-        on_epoch: Callable[[dict[str, float]], None] | None = None,
-    ) -> list[dict[str, float]]:
+    def fit(self, fit: dict[str, np.ndarray], hold: dict[str, np.ndarray] | None, progress: bool = True,
+            on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
         """Train on ``fit`` (``pooled``, ``cnn``, ``magnitude``, ``mag_err``, ``z``); keep the best holdout epoch's
         weights (lowest holdout loss). Returns the history."""
         cfg = self.cfg
@@ -255,11 +240,9 @@ class HeadTrainer:
                         row["holdout_loss"] = float(dz_huber(torch.from_numpy(zh), torch.from_numpy(
                             hold["z"].astype(np.float32)), cfg.huber_delta))
                     m = redshift_metrics(hold["z"], zh)
-                    row["holdout_sigma_nmad"] = m["sigma_nmad"]
-                    row["holdout_outlier_005"] = m["outlier_005"]
-                    score = row["holdout_loss"]
-                    if best is None or score < best[0]:
-                        best = (score, epoch, copy.deepcopy(self.model.state_dict()))
+                    row.update(holdout_sigma_nmad=m["sigma_nmad"], holdout_outlier_005=m["outlier_005"])
+                    if best is None or row["holdout_loss"] < best[0]:
+                        best = (row["holdout_loss"], epoch, copy.deepcopy(self.model.state_dict()))
                 bar.set_postfix(loss=f"{row['train_loss']:.4f}",
                                 hold_nmad=f"{row.get('holdout_sigma_nmad', float('nan')):.4f}")
                 history.append(row)
@@ -287,13 +270,8 @@ def _seed_everything(seed: int, threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def train(
-    cfg: TrainConfig | str = "default",
-    out_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-    with_onnx: bool = True,
-    evaluate_rows: int | None = None,
-) -> TrainResult:
+def train(cfg: TrainConfig | str = "default", out_dir: str | os.PathLike[str] | None = None, progress: bool = True,
+          with_onnx: bool = True, evaluate_rows: int | None = None) -> TrainResult:
     """Train with ``cfg`` and write an artifact to ``out_dir`` (default ``models/<cfg.name>``). Render, split
     the holdout, fit the preprocessing, cache frozen features, train the heads, score the full network on the
     first ``evaluate_rows`` (default ``cfg.eval_rows``) validation rows with the kNN row, export."""
@@ -367,13 +345,8 @@ def train(
     return TrainResult(artifact=art, history=history, metrics=metrics, wall_s=wall, timings=timings)
 
 
-def evaluate_predictor(
-    predictor: RedshiftPredictor,
-    cfg: TrainConfig | None = None,
-    train_df: Any = None,
-    rows: int | None = None,
-    batch_size: int = 256,
-) -> dict[str, Any]:
+def evaluate_predictor(predictor: RedshiftPredictor, cfg: TrainConfig | None = None, train_df: Any = None,
+                       rows: int | None = None, batch_size: int = 256) -> dict[str, Any]:
     """Validation metrics of the full network (raw rendered cutouts -> redshift) + the kNN row. Returns
     ``{"validation": {...}, "knn": {...}, "validation_render_seed", "validation_file"}``."""
     cfg = cfg or TrainConfig()
