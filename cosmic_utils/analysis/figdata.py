@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cosmic_utils import config
@@ -28,12 +27,8 @@ LAMBDA_ENGINE = "onnx"
 
 def sweep_points(recs: dict[str, pd.DataFrame], sweep: str, param: str, metrics: list[str],
                  backend: str | None = None, origin: str = "shipped", cpu: str | None = None) -> pd.DataFrame:
-    """Median, min, max and n of each metric per value of ``param`` (columns ``<metric>_med`` etc.).
-
-    From ``recs["sweep_points"]`` (:mod:`~cosmic_utils.analysis.sweep_points`, the report's reader
-    too); ``origin``, ``backend`` and ``cpu`` filter one series, so points of other machines or
-    scratch runs never merge into shipped ones.
-    """
+    """Median, min, max and n of each metric per value of ``param`` (``<metric>_med`` ...) of one series:
+    ``origin``, ``backend`` and ``cpu`` filter it, so other machines' or scratch points never merge in."""
     pts = recs.get("sweep_points", pd.DataFrame())
     col = f"param_{param}"
     if pts.empty or col not in pts.columns:
@@ -54,9 +49,8 @@ def sweep_series(recs: dict[str, pd.DataFrame], sweep: str) -> list[tuple[str, s
     if pts.empty:
         return []
     sub = pts[pts["sweep"] == sweep]
-    pairs = sorted({(str(o), str(c)) for o, c in zip(sub["origin"], sub["cpu"], strict=True)},
-                   key=lambda oc: (oc[0] != "shipped", oc[1]))
-    return pairs
+    return sorted({(str(o), str(c)) for o, c in zip(sub["origin"], sub["cpu"], strict=True)},
+                  key=lambda oc: (oc[0] != "shipped", oc[1]))
 
 
 def n_text(points: pd.DataFrame) -> str:
@@ -106,10 +100,6 @@ def measured_rate(recs: dict[str, pd.DataFrame], batch_size: int, engine: str = 
                         machine=machine_of(df))
 
 
-def _timing(fitted: tuple | None) -> tuple[simulate.PartitionTiming, simulate.Orchestration]:
-    return fitted or (simulate.PartitionTiming(), simulate.Orchestration())
-
-
 def lambda_memory_for(rate: MeasuredRate) -> float:
     """Lambda memory whose vCPU share equals the threads the rate was measured with (price table's MB per vCPU)."""
     lam = cost.load_prices()["lambda"]
@@ -118,12 +108,9 @@ def lambda_memory_for(rate: MeasuredRate) -> float:
 
 def project_partition(rate: MeasuredRate, data_gb: float, partition_mb: float, fitted: tuple | None = None,
                       n_partitions: int | None = None, distributed: bool = True) -> dict[str, Any]:
-    """One projected run: measured compute per partition through the fitted simulator.
-
-    The Lambda has the vCPU share the rate was measured with (no CPU scaling assumed); throughput,
-    efficiency and data size are the study's definitions, so the projection shares its x axis.
-    """
-    timing, orch = _timing(fitted)
+    """One projected run: measured compute per partition through the fitted simulator, on a Lambda with the
+    vCPU share the rate was measured with (no CPU scaling); throughput, efficiency, data size as the study's."""
+    timing, orch = fitted or (simulate.PartitionTiming(), simulate.Orchestration())
     mem = lambda_memory_for(rate)
     timing = replace(timing, reference_memory_mb=mem, inference_samples_s_per_mb=())
     if not distributed:
@@ -181,11 +168,5 @@ def local_data_size(recs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     df = recs.get("local_data_size", pd.DataFrame())
     if df.empty or "data_gb" not in df.columns:
         return pd.DataFrame()
-    rows = []
-    for gb, g in df.groupby(df["data_gb"].astype(float)):
-        row: dict[str, Any] = {"data_gb": float(gb), "n": len(g)}
-        for m in ("gb_per_s", "peak_rss_mb", "samples_per_s"):
-            v = g[m].astype(float) if m in g.columns else pd.Series([np.nan])
-            row.update({f"{m}_med": v.median(), f"{m}_min": v.min(), f"{m}_max": v.max()})
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values("data_gb").reset_index(drop=True)
+    sizes = df.assign(data_gb=df["data_gb"].astype(float))
+    return sweep_metrics.aggregate(sizes, "data_gb", ["gb_per_s", "peak_rss_mb", "samples_per_s"])

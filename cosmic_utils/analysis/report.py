@@ -22,10 +22,11 @@ import jinja2
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import lambda_model, schemas
+from cosmic_utils.analysis import figdata, lambda_model, schemas, simulate
+from cosmic_utils.analysis import sweep_points as sp
 from cosmic_utils.analysis.fmt import g, machine, pub_g, table, x_text
 from cosmic_utils.analysis.labels import galaxies_text
-from cosmic_utils.analysis.records import aggregate_repeats
+from cosmic_utils.analysis.records import aggregate_repeats, load_local
 
 #: Every figure the report embeds (stems of figures/<stem>.png, drawn by ``cosmic figures``).
 FIGURE_STEMS: tuple[str, ...] = (
@@ -164,11 +165,8 @@ class Claim:
 
 # ------------------------------------------------------------------ sweeps and projections
 def sweep_points(src: Sources, sweep: str, param: str) -> pd.DataFrame:
-    """One row per (point, repeat) of a shipped sweep, by :func:`.sweep_points.read_points` (the figures'
-    reader too, so table and figure agree): failed points left out, a malformed record is a
-    :class:`ReportError`. Only the primary machine's sweeps are tabled."""
-    from cosmic_utils.analysis import sweep_points as sp
-
+    """One row per (point, repeat) of the primary machine's shipped sweep, by the figures' reader
+    (:func:`.sweep_points.read_points`): failed points left out, a malformed record is a :class:`ReportError`."""
     base = src.records / "sweeps" / sweep
     if not any((p / "_done.json").is_file() for p in base.glob("*")):
         raise ReportError(f"record {src.rel(base)} is missing (no finished sweep point; run `cosmic sweep "
@@ -184,10 +182,10 @@ def median_by(df: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
     return aggregate_repeats(df, by=[by], value=value).set_index(by)
 
 
-def spread(agg: pd.DataFrame) -> pd.Series:
-    """'median (min-max, n)' per row of an :func:`median_by` frame, or the median alone when n = 1."""
-    return agg.apply(lambda r: g(r["median"]) if r["n"] <= 1 else f"{g(r['median'])} ({g(r['lo'])}-{g(r['hi'])}, "
-                     f"n={int(r['n'])})", axis=1)
+def spread(agg: pd.DataFrame) -> dict[float, str]:
+    """'median (min-max, n)' by value of an :func:`median_by` frame, or the median alone when n = 1."""
+    return {float(k): g(r["median"]) if r["n"] <= 1 else f"{g(r['median'])} ({g(r['lo'])}-{g(r['hi'])}, n={int(r['n'])})"
+            for k, r in agg.iterrows()}
 
 
 def _published(src: Sources, section: str) -> pd.DataFrame:
@@ -229,9 +227,6 @@ class Projection:
 
 def _project(src: Sources, kind: str, **kw: Any) -> Projection:
     """``figdata.projected_batch`` / ``projected_grid`` from ``src``'s records only, or :class:`ReportError`."""
-    from cosmic_utils.analysis import figdata, simulate
-    from cosmic_utils.analysis.records import load_local
-
     recs = {"local": load_local(runs_dir=src.records / "_no_runs_", records_dir=src.records)}
     fitted = simulate.load_fitted(src.records / "simulator_validation.json")
     if kind == "batch":
@@ -252,10 +247,6 @@ def series_table(what: str, xs: list[float], rows: list[tuple[str, Mapping[float
 
 def _fmt(s: pd.Series, how: Callable[[float], str] = g) -> dict[float, str]:
     return {float(k): how(float(v)) for k, v in s.items()}
-
-
-def _spread_map(agg: pd.DataFrame) -> dict[float, str]:
-    return {float(k): v for k, v in spread(agg).items()}
 
 
 def _rel_spread(values: pd.Series) -> float:
@@ -289,10 +280,10 @@ def section_batch(src: Sources) -> dict[str, Any]:
              lo=int(min(pf.index)), hi=int(max(pf.index)), noise=RUN_TO_RUN_NOISE,
              thr_table=series_table("throughput GB/s, by batch size", xs, [
                  (pub_lab, _fmt(pub["throughput_gb_s"], pub_g)), (proj.short, _fmt(pf["throughput_gb_s"])),
-                 (loc_lab, _spread_map(thr))]),
+                 (loc_lab, spread(thr))]),
              eff_table=series_table("GB/s per USD, by batch size", xs, [
                  (pub_lab, _fmt(pub["perf_efficiency_gb_s_per_usd"], pub_g)), (proj.short, _fmt(pf["efficiency"])),
-                 (loc_lab, _spread_map(eff))]))
+                 (loc_lab, spread(eff))]))
     v["verdict"] = ("supported" if v["pr_thr"] == v["pub_thr"] else
                     "not testable here" if v["gap"] < RUN_TO_RUN_NOISE else "not supported")
     v["claims"] = [Claim("Batch 256 gives the most throughput", v["verdict"], say("batch256", v=v)),
@@ -317,7 +308,7 @@ def section_partition(src: Sources) -> dict[str, Any]:
                  (loc_lab, _fmt(usd["median"]))]),
              eff_table=series_table("GB/s per USD, by partition MB", xs, [
                  (pub_lab, _fmt(pub["perf_efficiency_gb_s_per_usd"], pub_g)), (proj.short, _fmt(pf["efficiency"])),
-                 (loc_lab, _spread_map(eff))]))
+                 (loc_lab, spread(eff))]))
     v["claims"] = [Claim("Smaller partitions are more cost-efficient", "supported" if v["pr_down"] else "not supported",
                          say("partition", v=v))]
     return v
@@ -393,23 +384,20 @@ def _bench_at(bench: Mapping[str, Any], batch: int) -> pd.DataFrame:
 
 def _device_gb_s(row: pd.Series) -> float:
     """A device_comparison.csv throughput in GB/s: rows whose note says Gbit/s are divided by 8."""
-    from cosmic_utils.analysis.figdata import gbit_to_gb
-
     value = float(row["throughput"])
-    return gbit_to_gb(value) if "Gbit/s" in str(row["note"]) else value
+    return figdata.gbit_to_gb(value) if "Gbit/s" in str(row["note"]) else value
 
 
 def section_local(src: Sources) -> dict[str, Any]:
-    from cosmic_utils.analysis.figdata import gbit_to_gb
-
     laptop = _device_rows(src).loc["laptop"]
     row = _study_claims(src).loc["laptop_throughput"]
     if str(row["unit"]) != "Gbit/s":
         raise ReportError(f"record data/reference/team6/study_claims.csv is malformed: laptop_throughput unit "
                           f"{row['unit']!r}, expected 'Gbit/s'")
-    v: dict[str, Any] = dict(lap_gbit=float(laptop["throughput"]), lap_gbs=gbit_to_gb(float(laptop["throughput"])),
+    v: dict[str, Any] = dict(lap_gbit=float(laptop["throughput"]),
+                             lap_gbs=figdata.gbit_to_gb(float(laptop["throughput"])),
                              lap_gb=float(laptop["data_gb"]), claim_gbit=float(row["value"]),
-                             claim_gbs=gbit_to_gb(float(row["value"])), flat_limit=FLAT_SPREAD)
+                             claim_gbs=figdata.gbit_to_gb(float(row["value"])), flat_limit=FLAT_SPREAD)
     claim = say("laptop_claim", v=v)
     path = src.records / "local_data_size.csv"
     pub_cpu = src.reference / "cai" / "local_cpu_total.json"
@@ -533,12 +521,10 @@ def _projection_values(src: Sources, path: Path, data: Mapping[str, Any]) -> dic
         pub_wall = {float(w["partition_mb"]): w for w in pub.get("wall_12_6gb", [])}
         wall_rows = []
         for w in walls:
-            m, pw = w.get("map") or {}, pub_wall.get(float(w["partition_mb"]))
-            wall_rows.append([g(float(w["data_gb"])), g(float(w["partition_mb"])), f"{int(w['memory_mb']):,}",
-                              f"{int(w['partitions']):,}", f"{m.get('mode', '-')}, {m.get('waves', '-')} wave(s)",
-                              g(float(w["wall_s"])), g(float(w.get("usd_per_gb", nan))), str(w["kind"]),
-                              (f"{g(float(pw['median_s']))} (median of {len(pw.get('runs_s', []))} runs, 10,240 MB)"
-                               if pw else "-")])
+            pw = pub_wall.get(float(w["partition_mb"]))
+            wall_rows.append(_wall_row(w, f"{int(w['partitions']):,}", str(w["kind"]),
+                                       f"{g(float(pw['median_s']))} (median of {len(pw.get('runs_s', []))} runs, "
+                                       "10,240 MB)" if pw else "-"))
         pub_rows = [[str(r["label"]), f"{int(r['memory_mb']):,}", g(float(r["partition_mb"])), g(float(r["usd_per_gb"])),
                      str(r["source"])] for r in [pub["cosmic_ai"], *pub.get("team6", [])] if r] if pub else []
         t = data["targets"]
@@ -560,11 +546,8 @@ def _projection_values(src: Sources, path: Path, data: Mapping[str, Any]) -> dic
                                 _met((t.get("wall_met") or {}).get(p))])
         for f in fastest.values():
             w = f["fastest"]
-            m = w.get("map") or {}
-            wall_rows.append([g(float(w["data_gb"])), g(float(w["partition_mb"])), f"{int(w['memory_mb']):,}",
-                              f"{int(w['partitions']):,} in {int(w['items']):,} items of {int(w['per_invocation'])}",
-                              f"{m.get('mode', '-')}, {m.get('waves', '-')} wave(s)", g(float(w["wall_s"])),
-                              g(float(w.get("usd_per_gb", nan))), f"{w['kind']}, fastest configuration", "-"])
+            wall_rows.append(_wall_row(w, f"{int(w['partitions']):,} in {int(w['items']):,} items of "
+                                       f"{int(w['per_invocation'])}", f"{w['kind']}, fastest configuration", "-"))
         best_claim = lambda_model.claim(where, part, float(best["memory_mb"]), float(best["usd_per_gb"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ReportError(f"record {src.rel(path)} is malformed: lacks or mangles {exc}") from exc
@@ -581,6 +564,14 @@ def _projection_values(src: Sources, path: Path, data: Mapping[str, Any]) -> dic
                                   "USD per GB (Lambda + Step Functions + S3 requests)", "kind",
                                   "published wall s (cai `total_execution_time.csv`)"], wall_rows),
                 target_table=table(["target", "value", "verdict"], target_rows))
+
+
+def _wall_row(w: Mapping[str, Any], partitions: str, kind: str, published: str) -> list[str]:
+    """One row of the 12.6 GB wall clock table."""
+    m = w.get("map") or {}
+    return [g(float(w["data_gb"])), g(float(w["partition_mb"])), f"{int(w['memory_mb']):,}", partitions,
+            f"{m.get('mode', '-')}, {m.get('waves', '-')} wave(s)", g(float(w["wall_s"])),
+            g(float(w.get("usd_per_gb", float("nan")))), kind, published]
 
 
 def _per_cpu_table(src: Sources, path: Path, data: Mapping[str, Any]) -> str | None:
@@ -628,7 +619,7 @@ def section_projection(src: Sources) -> dict[str, Any]:
     usd, wall = median_by(sweep, "memory_mb", "lambda_usd"), median_by(sweep, "memory_mb", "wall_s")
     v.update(local=local_label(sweep), sweep_gb=sweep["data_gb"].iloc[0],
              sweep_table=series_table("by configured memory MB", sorted(usd.index), [
-                 ("Lambda USD of the run (local backend)", _spread_map(usd)), ("wall s (local backend)", _spread_map(wall))]))
+                 ("Lambda USD of the run (local backend)", spread(usd)), ("wall s (local backend)", spread(wall))]))
     return v
 
 
