@@ -94,9 +94,8 @@ def _fmt(value: Any) -> str:
 
 
 def slug(combination: Mapping[str, Any]) -> str:
-    """Folder name of a combination: ``key-value`` pairs joined with ``__`` (keys sorted).
-    Values are sanitised to ``[A-Za-z0-9.-]``; when sanitising changed a value (so two different
-    combinations could collide) or the name is long, a short hash of the exact values is appended."""
+    """Folder name of a combination: sorted ``key-value`` pairs joined with ``__``, values sanitised to
+    ``[A-Za-z0-9.-]``, plus a short hash of the exact values when that was lossy or the name is long."""
     items = sorted(combination.items())
     text = "__".join(f"{re.sub(r'[^A-Za-z0-9_]+', '_', str(k))}-{_fmt(v)}" for k, v in items)
     exact = json.dumps([[k, repr(v)] for k, v in items])
@@ -109,17 +108,15 @@ def slug(combination: Mapping[str, Any]) -> str:
 
 
 def repeat_slug(point_slug: str, repeat: int) -> str:
-    """Folder of one repeat of a point: the point's slug for repeat 1 (so records written before
-    repeats existed are repeat 1 of their point), ``<slug>__repeat-<r>`` for the others."""
+    """Folder of one repeat of a point: the slug for repeat 1, ``<slug>__repeat-<r>`` for the others."""
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     return point_slug if repeat == 1 else f"{point_slug}__repeat-{repeat}"
 
 
 def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
-    """Why the pipeline run in ``out_dir`` is not a clean success, from its ``summary.json``.
-    Returns ``(message, failed partitions)``, or None when the run succeeded with every partition
-    ok, or when the folder holds no summary (a notebook that is not a pipeline run)."""
+    """``(why, failed partitions)`` when the run's ``summary.json`` is not a clean success; None when it is,
+    or when there is no summary (a notebook that is not a pipeline run)."""
     path = out_dir / "summary.json"
     if not path.exists():
         return None
@@ -144,13 +141,13 @@ def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
 
 def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
                     kernel: str | None = None, progress: bool = False, repeat: int = 1) -> dict[str, Any]:
-    """Execute the notebook for one combination into ``out_dir``; writes the done/failed marker.
-    The markers' ``parameters`` carry ``repeat`` (the notebook does not receive it: a repeat is the
-    same point run again, in its own folder)."""
+    """Execute the notebook for one combination into ``out_dir`` and write its done/failed marker, whose
+    ``parameters`` carry ``repeat`` (the notebook does not get it: a repeat is the same point again)."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {**grid.parameters, **combination, "output_dir": str(out_dir)}
+    marked = {**params, "repeat": repeat}
     started = time.time()
     (out_dir / FAILED_MARKER).unlink(missing_ok=True)
     try:
@@ -159,11 +156,11 @@ def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep continues
         failures = run_failures(out_dir)  # the run's own reason beats the notebook's traceback
         error = failures[0] if failures else f"{type(exc).__name__}: {exc}"
-        return _failed(grid, out_dir, {**params, "repeat": repeat}, started, error, failures[1] if failures else [])
+        return _failed(grid, out_dir, marked, started, error, failures[1] if failures else [])
     failures = run_failures(out_dir)
     if failures is not None:
-        return _failed(grid, out_dir, {**params, "repeat": repeat}, started, failures[0], failures[1])
-    info = {"status": "done", "parameters": {**params, "repeat": repeat}, "seconds": time.time() - started,
+        return _failed(grid, out_dir, marked, started, failures[0], failures[1])
+    info = {"status": "done", "parameters": marked, "seconds": time.time() - started,
             "finished": datetime.now(timezone.utc).isoformat()}
     (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=str), encoding="utf-8")
     return info
@@ -182,9 +179,7 @@ def _failed(grid: Grid, out_dir: Path, params: Mapping[str, Any], started: float
 
 
 def _parse_only(only: Sequence[str] | None) -> dict[str, set[str]]:
-    """``--only`` filters as key -> accepted values' texts: repeated filters on one key are a union
-    (``--only batch_size=32 --only batch_size=256`` keeps both), filters on different keys all apply
-    (``--only data_gb=1 --only partition_mb=10`` keeps their intersection)."""
+    """``--only`` filters as key -> accepted texts: values of one key are a union, different keys all apply."""
     out: dict[str, set[str]] = {}
     for item in only or ():
         if "=" not in item:
@@ -195,8 +190,7 @@ def _parse_only(only: Sequence[str] | None) -> dict[str, set[str]]:
 
 
 def select(grid: Grid, only: Sequence[str] | None) -> list[dict[str, Any]]:
-    """The grid's combinations kept by ``only`` (see :func:`_parse_only`); a key that is not a parameter
-    of the grid is refused (ValueError naming it)."""
+    """The grid's combinations kept by ``only`` (:func:`_parse_only`); ValueError for a key not in the grid."""
     filters = _parse_only(only)
     for k in filters:
         if k not in grid.grid and k not in grid.parameters:
@@ -223,9 +217,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
               sweeps_dir: Path | None = None, kernel: str | None = None,
               extra_parameters: Mapping[str, Any] | None = None,
               repeats: int | None = None) -> list[dict[str, Any]]:
-    """Run every combination of a grid file ``repeats`` times (resumable); one row per (combination, repeat).
-    Each repeat has its own folder (:func:`repeat_slug`); ``only`` keeps matching combinations
-    (:func:`select`), ``dry_run`` lists the plan. Row ``status``: done | skipped | failed | planned."""
+    """Run every combination (:func:`select`) of a grid file ``repeats`` times, resumable; one row per
+    (combination, repeat) with ``status`` done | skipped | failed | planned (``dry_run`` only plans)."""
     from cosmic_utils.progress import progress
 
     grid = load_grid(grid_path)
