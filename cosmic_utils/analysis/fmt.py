@@ -1,7 +1,7 @@
 """Number, table and machine formatting shared by docs/report.md, the README block and the figures.
 
-One place for how a number is printed (significant digits, published precision), a Markdown
-table and the machine a record names (records are read by :mod:`~cosmic_utils.analysis.schemas`), so the report, the README table
+One place for how a number is printed (significant digits, published precision), a Markdown table,
+the machine a record names and how many galaxies its samples are, so the report, the README table
 and the figures say the same thing the same way. Reasoning: docs/records.md#the-report-as-a-template.
 """
 
@@ -74,3 +74,16 @@ def machine_of(*frames: pd.DataFrame) -> str:
                          if cc in df.columns and df[cc].notna().any()), "")
             return vals.iloc[0] + cpus
     return "machine not named in these records"
+
+
+def galaxies_text(samples: int, summary: Mapping[str, Any] | None = None) -> str:
+    """``N samples`` with how many distinct galaxies they are (issue 21: resampled galaxies are not distinct):
+    ``distinct_galaxies`` of the record, else "at most" the validation catalogue the datasets are
+    resampled from with replacement (``config.VALID_CATALOG``)."""
+    distinct = (summary or {}).get("distinct_galaxies")
+    if distinct:
+        return f"{int(samples):,} samples of {int(distinct):,} distinct galaxies"
+    from cosmic_utils.data import catalog
+
+    n = len(catalog.valid_catalog())
+    return f"{int(samples):,} samples resampled from the {n:,}-galaxy validation catalogue (at most {n:,} distinct)"

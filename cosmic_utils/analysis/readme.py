@@ -17,8 +17,7 @@ import pandas as pd
 
 from cosmic_utils import config
 from cosmic_utils.analysis import fmt
-from cosmic_utils.analysis.fmt import NOT_RECORDED, g
-from cosmic_utils.analysis.labels import galaxies_text
+from cosmic_utils.analysis.fmt import NOT_RECORDED, g, galaxies_text
 from cosmic_utils.analysis.schemas import read_object
 from cosmic_utils.inference.bench_compare import bench_record_paths
 
@@ -42,8 +41,8 @@ def _machine(info: dict[str, Any] | None) -> str:
     return fmt.machine(info, isa=True, missing=NOT_RECORDED)
 
 
-def _n(x: float, digits: int = 0) -> str:
-    return f"{x:,.{digits}f}"
+def _n(x: float) -> str:
+    return f"{x:,.0f}"
 
 
 def _rel(path: Path, records_dir: Path) -> str:

@@ -24,8 +24,7 @@ import pandas as pd
 from cosmic_utils import config
 from cosmic_utils.analysis import figdata, lambda_model, schemas, simulate
 from cosmic_utils.analysis import sweep_points as sp
-from cosmic_utils.analysis.fmt import g, machine, pub_g, table, x_text
-from cosmic_utils.analysis.labels import galaxies_text
+from cosmic_utils.analysis.fmt import g, galaxies_text, machine, pub_g, table, x_text
 from cosmic_utils.analysis.records import aggregate_repeats, load_local
 
 #: Every figure the report embeds (stems of figures/<stem>.png, drawn by ``cosmic figures``).

@@ -15,7 +15,6 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cosmic_utils.analysis import fmt
 from cosmic_utils.runtime.strict import RecordError
 
 NonNeg = Annotated[float, Field(ge=0)]
@@ -32,10 +31,6 @@ class Provenance(Record):
     cpu_model: str | None = None
     cpus: int | None = None
     cpu_count: int | None = None
-
-    def machine(self) -> str:
-        """``cpu_model, N cores`` (:func:`cosmic_utils.analysis.fmt.machine`)."""
-        return fmt.machine(self.model_dump())
 
 
 class _Throughput(Record):
