@@ -68,11 +68,9 @@ def _local_rows(path: Path) -> list[dict[str, Any]]:
 def _bench_row(path: Path) -> dict[str, Any]:
     d = schemas.read_object(path)
     meta, prov = d.get("meta") or {}, d.get("provenance") or {}
-    trained = meta.get("trained_model")
     return {"kind": "bench", "name": str(meta.get("run_id", path.parent.name)),
-            "model": "not recorded", "trained": "not recorded" if trained is None else
-            ("trained" if trained else "UNTRAINED"), "model_sigma_nmad": float("nan"), "data_gb": None,
-            "samples": None, "distinct_galaxies": None, "machine": prov.get("cpu_model") or "not recorded",
+            **_model_cols({"model_trained": meta.get("trained_model")}), "data_gb": None, "samples": None,
+            "distinct_galaxies": None, "machine": prov.get("cpu_model") or "not recorded",
             "engine": ",".join(sorted({str(r.get("engine")) for r in d.get("rows", [])})),
             "status": f"{len(d.get('rows', []))} row(s)", "path": path}
 
