@@ -53,19 +53,12 @@ def sweep_series(recs: dict[str, pd.DataFrame], sweep: str) -> list[tuple[str, s
                   key=lambda oc: (oc[0] != "shipped", oc[1]))
 
 
-def n_text(points: pd.DataFrame) -> str:
-    """``n=3`` or ``n=1-3``: repeats behind each point, for the legend."""
-    if points.empty:
-        return "n=0"
-    lo, hi = int(points["n"].min()), int(points["n"].max())
-    return f"n={lo}" if lo == hi else f"n={lo}-{hi}"
-
-
 def spread_text(points: pd.DataFrame) -> str:
-    """What a drawn point is: "one run per point (n=1)" or "median, bar min-max (n=3)"."""
-    if not points.empty and int(points["n"].max()) == 1:
+    """What a drawn point is: "one run per point (n=1)" or "median, bar min-max (n=3)" (``n=1-3`` when mixed)."""
+    lo, hi = (int(points["n"].min()), int(points["n"].max())) if not points.empty else (0, 0)
+    if hi == 1:
         return "one run per point (n=1)"
-    return f"median, bar min-max ({n_text(points)})"
+    return f"median, bar min-max (n={lo})" if lo == hi else f"median, bar min-max (n={lo}-{hi})"
 
 
 @dataclass(frozen=True)
