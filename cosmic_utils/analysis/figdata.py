@@ -93,21 +93,14 @@ def measured_rate(recs: dict[str, pd.DataFrame], batch_size: int, engine: str = 
                         machine=machine_of(df))
 
 
-def lambda_memory_for(rate: MeasuredRate) -> float:
-    """Lambda memory whose vCPU share equals the threads the rate was measured with (price table's MB per vCPU)."""
-    lam = cost.load_prices()["lambda"]
-    return float(min(float(lam["max_memory_mb"]), max(1.0, rate.threads) * float(lam["mb_per_vcpu"])))
-
-
 def project_partition(rate: MeasuredRate, data_gb: float, partition_mb: float, fitted: tuple | None = None,
-                      n_partitions: int | None = None, distributed: bool = True) -> dict[str, Any]:
+                      n_partitions: int | None = None) -> dict[str, Any]:
     """One projected run: measured compute per partition through the fitted simulator, on a Lambda with the
     vCPU share the rate was measured with (no CPU scaling); throughput, efficiency, data size as the study's."""
     timing, orch = fitted or (simulate.PartitionTiming(), simulate.Orchestration())
-    mem = lambda_memory_for(rate)
+    lam = cost.load_prices()["lambda"]  # memory whose vCPU share (price table's MB per vCPU) is the rate's threads
+    mem = float(min(float(lam["max_memory_mb"]), max(1.0, rate.threads) * float(lam["mb_per_vcpu"])))
     timing = replace(timing, reference_memory_mb=mem, inference_samples_s_per_mb=())
-    if not distributed:
-        orch = replace(orch, max_concurrency=1000)
     inf = config.samples_per_partition(partition_mb) / rate.samples_per_s
     sim = simulate.simulate_run(data_gb, partition_mb, memory_mb=mem, timing=timing, orch=orch,
                                 n_partitions=n_partitions, published_units=True, inference_s_mean=inf)
