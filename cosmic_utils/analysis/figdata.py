@@ -1,9 +1,6 @@
-"""The tables the figures draw: sweep points with their repeats, measured compute, projections.
-
-:func:`sweep_points` (median, min-max, n per swept value, from the one sweep-point reader),
-:func:`measured_rate` (this repository's engine speed, ``local_cpu.csv``) and ``projected_*``
-(the scale simulator run with that compute at the study's settings). Kept apart from the drawing
-so a test can check every number without pixels. Reasoning: docs/figures.md.
+"""The tables the figures draw: sweep points with their repeats (median, min-max, n), this repository's
+measured engine speed (``local_cpu.csv``) and the scale simulator run with it at the study's settings
+(``projected_*``), apart from the drawing so a test checks every number without pixels. docs/figures.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Number, table and machine formatting shared by docs/report.md, the README block and the figures.
-
-One place for how a number is printed (significant digits, published precision), a Markdown table,
-the machine a record names and how many galaxies its samples are, so the report, the README table
-and the figures say the same thing the same way. Reasoning: docs/records.md#the-report-as-a-template.
+"""How numbers (significant digits, published precision), Markdown tables, machines and galaxy counts are
+written, one place for docs/report.md, the README block and the figures. docs/records.md#the-report-as-a-template.
 """
 
 from __future__ import annotations

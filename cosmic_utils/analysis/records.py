@@ -1,9 +1,6 @@
-"""Load every run record the analysis reads, as tidy pandas DataFrames (:func:`load_all_records`).
-
-One function per source (local engine runs, pipeline runs and summaries, sweeps, bench,
-predictions, simulator validation, the published reference tables). A missing or unreadable
-source yields an EMPTY frame and a log line, so a figure says "no measured records yet"
-instead of failing. Sources: docs/architecture.md, "Run records"; strictness: docs/records.md.
+"""Load every run record the analysis reads, as tidy pandas DataFrames (:func:`load_all_records`), one
+function per source. A missing or unreadable source is an EMPTY frame and a log line, so a figure says
+"no measured records yet" instead of failing. Sources: docs/architecture.md, "Run records"; docs/records.md.
 """
 
 from __future__ import annotations

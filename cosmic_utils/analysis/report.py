@@ -1,11 +1,8 @@
 """docs/report.md, written from the stored records: the seed study (DS5110 Team 6), claim by claim.
 
-Each section function reads its records and returns numbers, table strings and verdicts; the prose
-is the Jinja2 template ``templates/report.md.j2`` (claim texts: ``report_parts.j2``). Jinja2 for its
-loops and conditionals (claims table, optional sections), because ``StrictUndefined`` turns a missing
-value into an error instead of a silent blank, and so the English is edited without touching code.
-A missing or malformed record is a :class:`ReportError` naming the file (``cosmic report`` exits 1).
-Reasoning: docs/records.md#the-report-as-a-template, docs/cost_and_simulation.md#the-report-make-report.
+Section functions return numbers, tables and verdicts; the prose is ``templates/report.md.j2`` (claims:
+``report_parts.j2``). A missing or malformed record is a :class:`ReportError` naming the file (``cosmic report``
+exits 1). Reasoning: docs/records.md#the-report-as-a-template, docs/cost_and_simulation.md#the-report-make-report.
 """
 
 from __future__ import annotations

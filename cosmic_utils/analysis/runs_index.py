@@ -1,9 +1,6 @@
-"""The runs browser: one pandas DataFrame of every run in runs/ and every shipped record.
-
-``cosmic runs`` and notebook 04 show it: one row per run (local engine run, pipeline run, sweep
-point, bench) with its origin (scratch / shipped), model, data, machine, engine, status and, for a
-scratch run, the ``cosmic records ship`` verdict. Built from the files on every call, not an index:
-docs/records.md, "The runs browser".
+"""The runs browser (``cosmic runs``, notebook 04): one DataFrame row per run in runs/ and per shipped record
+(local engine run, pipeline run, sweep point, bench) with origin, model, data, machine, engine, status and
+the ``cosmic records ship`` verdict, built from the files on every call. docs/records.md, "The runs browser".
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Parameter sweeps with papermill: one executed notebook per combination of a YAML grid.
-
-Each combination runs into ``SWEEP_RUNS_DIR/<name>/<slug>/`` (slug from its values), so runs never
-overwrite each other and a sweep resumes (``_done.json`` skips a point). A notebook error, or a
-pipeline run with failed partitions, writes ``_failed.json`` with every reason; ``cosmic sweep``
-exits 3 and figures leave the point out. Grid format and repeats: docs/cost_and_simulation.md, "Sweeps".
+"""Parameter sweeps with papermill: one executed notebook per combination of a YAML grid, into
+``SWEEP_RUNS_DIR/<name>/<slug>/``; ``_done.json`` makes a resumed sweep skip a point, ``_failed.json`` holds
+why one failed (``cosmic sweep`` exits 3). Grid format and repeats: docs/cost_and_simulation.md, "Sweeps".
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""The one reader of sweep points, and the one definition of each sweep metric.
-
-Figures (:func:`cosmic_utils.analysis.figdata.sweep_points`) and the report's tables
-(:func:`cosmic_utils.analysis.report.sweep_points`) both call :func:`read_points`, so a figure and
-the table beside it show the same number. A point is one finished folder (``_done.json`` +
-``summary.json``); failed points are left out. Reasoning: docs/records.md, "One reader for sweep points".
+"""The one reader of sweep points (:func:`read_points`, :func:`read_point`), used by the figures and the
+report's tables alike so both show the same number, and the one definition of each sweep metric. A point is
+one finished folder (``_done.json`` + ``summary.json``). Reasoning: docs/records.md, "One reader for sweep points".
 """
 
 from __future__ import annotations
