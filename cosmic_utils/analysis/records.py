@@ -361,8 +361,7 @@ def _wall_from_summary(row: pd.Series) -> float:
 
 
 def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
-               group: Iterable[str] = ("run_id",), memory_mb: float | None = None,
-               arch: str = "x86_64") -> pd.DataFrame:
+               group: Iterable[str] = ("run_id",), memory_mb: float | None = None) -> pd.DataFrame:
     """One row per run from per-partition records: data, durations, billed cost, throughputs.
     ``group``: a run's columns (``run_id``; sweeps: ``sweep``, ``slug``); wall clock from its summary
     (:data:`WALL_KEYS`), cost from :func:`~cosmic_utils.analysis.cost.summarize_pipeline_cost`."""
@@ -380,7 +379,7 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
         has_mem = "memory_mb" in df.columns and df["memory_mb"].notna().any()
         mem = (float(df["memory_mb"].dropna().iloc[0]) if has_mem else memory_mb) or 3008.0
         wall = walls.get(key, float("nan"))
-        summ = cost.summarize_pipeline_cost(df.to_dict("records"), mem, arch,
+        summ = cost.summarize_pipeline_cost(df.to_dict("records"), mem, "x86_64",
                                             wall_s=None if pd.isna(wall) else wall)
         row: dict[str, Any] = dict(zip(group, key, strict=True))
         for col in df.columns:

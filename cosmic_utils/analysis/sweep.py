@@ -50,8 +50,7 @@ class Grid:
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file; errors name the file and the field."""
     path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: a grid file must be a YAML mapping")
     for key in ("name", "notebook", "grid"):
@@ -136,8 +135,8 @@ def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
     return None
 
 
-def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
-                    kernel: str | None = None, progress: bool = False, repeat: int = 1) -> dict[str, Any]:
+def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path, kernel: str | None = None,
+                    repeat: int = 1) -> dict[str, Any]:
     """Execute the notebook for one combination into ``out_dir`` and write its done/failed marker, whose
     ``parameters`` carry ``repeat`` (the notebook does not get it: a repeat is the same point again)."""
     import papermill as pm
@@ -149,7 +148,7 @@ def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
     (out_dir / FAILED_MARKER).unlink(missing_ok=True)
     try:
         pm.execute_notebook(str(grid.notebook), str(out_dir / grid.notebook.name), parameters=params,
-                            kernel_name=kernel or grid.kernel, progress_bar=progress, cwd=str(grid.notebook.parent))
+                            kernel_name=kernel or grid.kernel, progress_bar=False, cwd=str(grid.notebook.parent))
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep continues
         failures = run_failures(out_dir)  # the run's own reason beats the notebook's traceback
         error = failures[0] if failures else f"{type(exc).__name__}: {exc}"
