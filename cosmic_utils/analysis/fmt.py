@@ -74,9 +74,8 @@ def machine_of(*frames: pd.DataFrame) -> str:
 
 
 def galaxies_text(samples: int, summary: Mapping[str, Any] | None = None) -> str:
-    """``N samples`` with how many distinct galaxies they are (issue 21: resampled galaxies are not distinct):
-    ``distinct_galaxies`` of the record, else "at most" the validation catalogue the datasets are
-    resampled from with replacement (``config.VALID_CATALOG``)."""
+    """``N samples`` with how many distinct galaxies they are (issue 21): ``distinct_galaxies`` of the record, else
+    "at most" the validation catalogue the datasets are resampled from with replacement (``config.VALID_CATALOG``)."""
     distinct = (summary or {}).get("distinct_galaxies")
     if distinct:
         return f"{int(samples):,} samples of {int(distinct):,} distinct galaxies"

@@ -56,9 +56,8 @@ def _missing(what: str, record: str, command: str) -> Row:
 
 # ------------------------------------------------------------------ rows
 def _per_bench(rows_of: Callable[[Path, Path], list[Row]]) -> Callable[[Path], list[Row]]:
-    """Rows of this study's bench record first, then of each other machine's (``machines/<m>/bench.json``).
-    Each machine's record gives its own rows, named with its CPU (docs/records.md); a missing
-    study record still gives its "not measured" row."""
+    """Rows of this study's bench record (or its "not measured" row), then of each other machine's
+    (``machines/<m>/bench.json``), named with its CPU (docs/records.md)."""
     def rows(recs: Path) -> list[Row]:
         others = [p for p in bench_record_paths(recs) if p != recs / "bench.json"]
         return [row for path in [recs / "bench.json", *others] for row in rows_of(path, recs)]
@@ -285,8 +284,7 @@ def current_block(text: str, source: str = "README.md") -> str:
 
 
 def update_readme(readme: Path | None = None, records_dir: Path | None = None, check: bool = False) -> bool:
-    """Rewrite the README's marked block from the records; returns whether it was out of date.
-    With ``check`` nothing is written (``cosmic readme --check`` exits 1 when out of date)."""
+    """Rewrite the README's marked block from the records (not with ``check``); True when it was out of date."""
     path = Path(readme or config.PROJECT_ROOT / "README.md")
     text = path.read_text(encoding="utf-8")
     old = current_block(text, str(path))

@@ -44,10 +44,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(_flatten(v, f"{key}."))
-        elif isinstance(v, list):
-            out[key] = json.dumps(v)
         else:
-            out[key] = v
+            out[key] = json.dumps(v) if isinstance(v, list) else v
     return out
 
 
@@ -362,9 +360,8 @@ def _wall_from_summary(row: pd.Series) -> float:
 
 def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
                group: Iterable[str] = ("run_id",), memory_mb: float | None = None) -> pd.DataFrame:
-    """One row per run from per-partition records: data, durations, billed cost, throughputs.
-    ``group``: a run's columns (``run_id``; sweeps: ``sweep``, ``slug``); wall clock from its summary
-    (:data:`WALL_KEYS`), cost from :func:`~cosmic_utils.analysis.cost.summarize_pipeline_cost`."""
+    """One row per run (``group``: ``run_id``; sweeps: ``sweep``, ``slug``) of per-partition records: data,
+    durations, throughputs, wall clock (:data:`WALL_KEYS` of its summary), cost (``cost.summarize_pipeline_cost``)."""
     from cosmic_utils.analysis import cost
 
     group = [g for g in group if g in records.columns]

@@ -48,8 +48,7 @@ def _local_rows(path: Path) -> list[dict[str, Any]]:
     if df.empty:
         return []
     rows = []
-    key = "run_id" if "run_id" in df.columns else None
-    for run_id, g in (df.groupby(key, sort=False) if key else [(path.parent.name, df)]):
+    for run_id, g in (df.groupby("run_id", sort=False) if "run_id" in df.columns else [(path.parent.name, df)]):
         first = g.iloc[0].to_dict()
         if first.get("model_trained") is None or pd.isna(first.get("model_trained")):
             first["model_trained"] = first.get("trained_model")

@@ -44,9 +44,8 @@ def point_metrics(summ: schemas.RunSummary) -> dict[str, float]:
 
 
 def read_point(folder: Path, origin: str = "shipped", label: Any = None) -> dict[str, Any] | None:
-    """One finished point folder: ``param_<name>``, ``repeat``, the :data:`METRICS`, ``cpu``, ``backend``,
-    ``trained``, ``origin``, ``record``; None for a point with a failed partition. A malformed record
-    raises :class:`RecordError` naming it (``label(path)``, default the path)."""
+    """One finished point folder: ``param_<name>``, ``repeat``, the :data:`METRICS`, ``cpu``, ``backend``, ``trained``,
+    ``origin``, ``record``; None with a failed partition; :class:`RecordError` naming ``label(path)`` if malformed."""
     name = label or str
     p = Path(folder)
     done = schemas.load(schemas.SweepDone, p / "_done.json", name)
