@@ -58,18 +58,15 @@ def machine(info: Mapping[str, Any] | None, isa: bool = False, missing: str = NO
     return f"{info['cpu_model']}, {int(cores)} cores{tail}" if cores else f"{info['cpu_model']}{tail}"
 
 
-def machine_of(*frames: pd.DataFrame) -> str:
-    """The CPU model named in record frames (first column ending in ``cpu_model``, with its cores)."""
-    for df in frames:
-        if df is None or df.empty:
+def machine_of(df: pd.DataFrame) -> str:
+    """The CPU model named in a record frame (first column ending in ``cpu_model``, with its cores)."""
+    for col in (c for c in df.columns if str(c).endswith("cpu_model")):
+        vals = df[col].dropna().astype(str)
+        if vals.empty:
             continue
-        for col in (c for c in df.columns if str(c).endswith("cpu_model")):
-            vals = df[col].dropna().astype(str)
-            if vals.empty:
-                continue
-            cpus = next((f", {int(df[cc].dropna().iloc[0])} cores" for cc in ("meta.cpus", "provenance.cpus", "cpus")
-                         if cc in df.columns and df[cc].notna().any()), "")
-            return vals.iloc[0] + cpus
+        cpus = next((f", {int(df[cc].dropna().iloc[0])} cores" for cc in ("meta.cpus", "provenance.cpus", "cpus")
+                     if cc in df.columns and df[cc].notna().any()), "")
+        return vals.iloc[0] + cpus
     return "machine not named in these records"
 
 

@@ -316,8 +316,6 @@ def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = No
     include_runs = include_runs or runs_dir is not None or sweeps_dir is not None
     runs = Path(runs_dir or config.RUNS_DIR) if include_runs else NO_RUNS
     recs = Path(records_dir or config.RECORDS_DIR)
-    if not include_runs:
-        sweeps_dir = NO_RUNS / "sweeps"
     out: dict[str, pd.DataFrame] = {}
     out["local"] = local = load_local(runs, recs)
     out["gpu"] = local[local["kind"] == "local_gpu"].reset_index(drop=True) if not local.empty else pd.DataFrame()

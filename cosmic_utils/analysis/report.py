@@ -202,7 +202,7 @@ class Projection:
     """The simulator's projection of a study experiment, as the figures draw it (:mod:`figdata`)."""
 
     frame: pd.DataFrame
-    rate: Any  # figdata.MeasuredRate
+    rate: figdata.MeasuredRate
 
     @property
     def short(self) -> str:
