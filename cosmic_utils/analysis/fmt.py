@@ -1,11 +1,13 @@
 """How numbers (significant digits, published precision), Markdown tables, machines and galaxy counts are
-written, one place for docs/report.md, the README block and the figures. docs/records.md#the-report-as-a-template.
+written, and how a generated file is rewritten: one place for docs/report.md, the README block and the figures.
+docs/records.md#the-report-as-a-template.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -47,6 +49,15 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def rewrite(path: Path, new: str, check: bool) -> bool:
+    """Write a generated file ``path`` unless it already holds ``new`` (or ``check``); True when it differs."""
+    if path.is_file() and path.read_text(encoding="utf-8") == new:
+        return False
+    if not check:
+        path.write_text(new, encoding="utf-8")
+    return True
 
 
 def machine(info: Mapping[str, Any] | None, isa: bool = False, missing: str = NO_MACHINE) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from cosmic_utils import config
 from cosmic_utils.analysis import fmt
-from cosmic_utils.analysis.fmt import NOT_RECORDED, g, galaxies_text
+from cosmic_utils.analysis.fmt import NOT_RECORDED, g, galaxies_text, rewrite
 from cosmic_utils.analysis.schemas import read_object
 from cosmic_utils.inference.bench_compare import bench_record_paths
 
@@ -288,9 +288,4 @@ def update_readme(readme: Path | None = None, records_dir: Path | None = None, c
     path = Path(readme or config.PROJECT_ROOT / "README.md")
     text = path.read_text(encoding="utf-8")
     old = current_block(text, str(path))
-    new = render_block(measured_rows(records_dir))
-    if old == new:
-        return False
-    if not check:
-        path.write_text(text.replace(old, new), encoding="utf-8")
-    return True
+    return rewrite(path, text.replace(old, render_block(measured_rows(records_dir))), check)
