@@ -69,7 +69,6 @@ def _engines_of(path: Path, recs: Path) -> list[Row]:
         return [_missing("engines vs the published loop", "bench.json", "make bench")]
     meta, summary = doc.get("meta", {}), doc.get("summary", {})
     info = {**meta, **(doc.get("provenance") or {})}
-    machine = _machine(info)
     batch = summary.get("batch_size", 256)
     threads = summary.get("threads", meta.get("threads"))  # rows of several thread counts: the headline one
     rows = [r for r in doc.get("rows", []) if r.get("batch_size") == batch and r.get("threads", threads) == threads]
@@ -89,7 +88,7 @@ def _engines_of(path: Path, recs: Path) -> list[Row]:
         parts.append(f"best reduced {red['engine']} {_n(red['samples_per_s'])}/s "
                      f"({red['ratio_vs_published_loop']:.2f}x{acc})")
     out = [Row(f"engines at batch {batch}, {threads} threads, vs the published loop, same run", "; ".join(parts) or "no rows",
-               machine, _rel(path, recs), "`make bench`")]
+               _machine(info), _rel(path, recs), "`make bench`")]
     if isinstance(stream := doc.get("stream"), dict) and stream.get("peak_rss_mb"):
         out.append(Row(f"streaming {stream.get('data_gb', 0):.3g} GB",
                        f"peak RSS {_n(stream['peak_rss_mb'])} MB ({stream.get('engine')}, batch "
@@ -105,12 +104,11 @@ def _pipeline(recs: Path) -> list[Row]:
     path, s = max(docs, key=lambda pd_: str(pd_[1].get("created", "")))
     tp = s.get("throughput", {})
     gb = s.get("data_gb", 0.0)
-    machine = _machine(s.get("provenance"))
     rows = [Row(f"local pipeline, {gb:.3g} GB ({s.get('backend', '?')} backend)",
                 f"{s.get('partitions_ok')}/{s.get('partitions')} partitions ok, {galaxies_text(int(s.get('samples', 0)), s)}; "
                 f"{g(s['wall_s'])} s execution; end-to-end {g(tp.get('end_to_end_gb_s', float('nan')))} GB/s; "
                 f"per-worker (published definition) {g(tp.get('per_worker_gb_s', float('nan')))} GB/s",
-                machine, _rel(path, recs), "`make demo`")]
+                _machine(s.get("provenance")), _rel(path, recs), "`make demo`")]
     acc = s.get("accuracy") or {}
     if acc.get("sigma_nmad") is not None:
         rows.append(Row(f"accuracy of that run's predictions ({galaxies_text(int(acc.get('labelled_samples', 0)), s)})",
@@ -176,17 +174,16 @@ def _renderer(recs: Path) -> list[Row]:
     if not (d := read_object(path)):
         return [_missing("cutout renderer and partition I/O", "data_bench.json",
                          "cosmic data bench --json data/records/data_bench.json")]
-    info = {**d, **(d.get("provenance") or {})}
     return [Row("cutout renderer and partition I/O",
                 f"{_n(d['render_cutouts_per_s'])} cutouts/s ({d['render_threads']} threads); partitions written at "
                 f"{_n(d['write_mb_per_s'])} MB/s, read and verified at {_n(d['read_verify_mb_per_s'])} MB/s",
-                _machine(info), _rel(path, recs), "`cosmic data bench`")]
+                _machine({**d, **(d.get("provenance") or {})}), _rel(path, recs), "`cosmic data bench`")]
 
 
 def _lambda_engine_of(path: Path, recs: Path) -> list[Row]:
     """The Lambda engine (ONNX only) per thread count: fp32 and the chosen reduced engine vs the loop."""
     doc = read_object(path)
-    by_threads = (doc.get("summary") or {}).get("by_threads") if isinstance(doc, dict) else None
+    by_threads = (doc.get("summary") or {}).get("by_threads")
     if not by_threads:
         return [_missing("Lambda engine (ONNX) at 1 and 2 threads", "bench.json", "make bench")]
     info = {**doc.get("meta", {}), **(doc.get("provenance") or {})}
