@@ -69,10 +69,6 @@ class MeasuredRate:
     threads: int
     machine: str
 
-    def describe(self) -> str:
-        """Where the number comes from, for a legend."""
-        return f"{self.engine} {self.precision} b{self.batch_size}, {self.threads} threads on {self.machine}"
-
 
 def measured_rate(recs: dict[str, pd.DataFrame], batch_size: int, engine: str = LAMBDA_ENGINE) -> MeasuredRate | None:
     """The best measured samples/s of ``engine`` at ``batch_size`` (local CPU records), or None."""
