@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import schemas, sweep_points
+from cosmic_utils.analysis import schemas, sweep, sweep_points
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +164,9 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
     as columns."""
     rec_frames, summaries = [], []
     for combo, origin, point_id in _sweep_combos(sweeps_dir, records_dir):
-        params: dict[str, Any] = {}
-        # point_status: done | failed (notebook error or failed partitions: sweep.run_failures) | incomplete
-        point_status = "incomplete"
-        for marker, status in (("_done.json", "done"), ("_failed.json", "failed")):
-            if (combo / marker).exists():
-                info = _read_json(combo / marker) or {}
-                params = {k: v for k, v in (info.get("parameters") or {}).items() if k != "output_dir"}
-                point_status = status
-                break
+        point_status, marker = sweep.point_status(combo)
+        info = (_read_json(marker) or {}) if marker else {}
+        params = {k: v for k, v in (info.get("parameters") or {}).items() if k != "output_dir"}
         tags = {"sweep": combo.parent.name, "slug": combo.name, "point_status": point_status, "origin": origin,
                 "point": point_id, "repeat": int(params.pop("repeat", 1) or 1),
                 **{f"param_{k}": v for k, v in params.items()}}

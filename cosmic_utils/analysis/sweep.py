@@ -252,17 +252,22 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     return rows
 
 
+def point_status(folder: Path) -> tuple[str, Path | None]:
+    """A point folder's status, done | failed (notebook error or failed partitions: :func:`run_failures`) |
+    incomplete, and the marker file that says so (None when incomplete)."""
+    for marker, status in ((DONE_MARKER, "done"), (FAILED_MARKER, "failed")):
+        if (folder / marker).exists():
+            return status, folder / marker
+    return "incomplete", None
+
+
 def sweep_status(name: str, sweeps_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Status of every combination folder of a sweep already on disk (done | failed | incomplete)."""
+    """Status of every combination folder of a sweep already on disk (:func:`point_status`)."""
     base = Path(sweeps_dir or config.SWEEP_RUNS_DIR) / name
     rows = []
     for d in sorted(p for p in base.glob("*") if p.is_dir()):
-        if (d / DONE_MARKER).exists():
-            info, status = json.loads((d / DONE_MARKER).read_text()), "done"
-        elif (d / FAILED_MARKER).exists():
-            info, status = json.loads((d / FAILED_MARKER).read_text()), "failed"
-        else:
-            info, status = {}, "incomplete"
+        status, marker = point_status(d)
+        info = json.loads(marker.read_text()) if marker else {}
         rows.append({"slug": d.name, "status": status, "error": info.get("error", ""),
                      **{k: v for k, v in info.get("parameters", {}).items() if k != "output_dir"}})
     return rows
