@@ -169,8 +169,9 @@ def median_by(df: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
 
 def spread(agg: pd.DataFrame) -> dict[float, str]:
     """'median (min-max, n)' by value of an :func:`median_by` frame, or the median alone when n = 1."""
-    return {float(k): g(r["median"]) if r["n"] <= 1 else f"{g(r['median'])} ({g(r['lo'])}-{g(r['hi'])}, n={int(r['n'])})"
-            for k, r in agg.iterrows()}
+    def text(r: pd.Series) -> str:
+        return g(r["median"]) if r["n"] <= 1 else f"{g(r['median'])} ({g(r['lo'])}-{g(r['hi'])}, n={int(r['n'])})"
+    return {float(k): text(r) for k, r in agg.iterrows()}
 
 
 def _published(src: Sources, section: str) -> pd.DataFrame:
