@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import fmt
+from cosmic_utils.analysis import fmt, lambda_model
 from cosmic_utils.analysis.fmt import NOT_RECORDED, g, galaxies_text, rewrite
 from cosmic_utils.analysis.schemas import read_object
 from cosmic_utils.inference.bench_compare import bench_record_paths
@@ -217,8 +217,6 @@ def _projection(recs: Path) -> list[Row]:
     quick = min((f["fastest"] for f in fast if f.get("fastest")), key=lambda w: w["wall_s"], default=None)
     extra = (f"; fastest configuration {quick['wall_s']:.1f} s ({quick['partition_mb']:g} MB, "
              f"{quick['memory_mb']:.0f} MB, {quick['per_invocation']} partitions per invocation)") if quick else ""
-    from cosmic_utils.analysis import lambda_model
-
     part = float(d["inputs"]["partition_mb"])
     per_cpu = "; ".join(lambda_model.claims_of(d.get("by_cpu") or [], part, bounds=("point", "high")))
     dec = d.get("decomposition") or {}

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import schemas, sweep, sweep_points
+from cosmic_utils.analysis import cost, lambda_model, schemas, sweep, sweep_points
 
 log = logging.getLogger(__name__)
 
@@ -290,10 +290,8 @@ def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]
     if not local.empty:
         local["label"] = "published"
     out["published_cai_local"] = local
-    from cosmic_utils.analysis.lambda_model import published_lambda_durations
-
     has_reports = (ref / "cai" / "lambda_report_lines.txt").exists()
-    out["published_lambda_reports"] = pd.DataFrame(published_lambda_durations(ref) if has_reports else None)
+    out["published_lambda_reports"] = pd.DataFrame(lambda_model.published_lambda_durations(ref) if has_reports else None)
     return out
 
 
@@ -354,8 +352,6 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
                group: Iterable[str] = ("run_id",), memory_mb: float | None = None) -> pd.DataFrame:
     """One row per run (``group``: ``run_id``; sweeps: ``sweep``, ``slug``) of per-partition records: data,
     durations, throughputs, wall clock (:data:`WALL_KEYS` of its summary), cost (``cost.summarize_pipeline_cost``)."""
-    from cosmic_utils.analysis import cost
-
     group = [g for g in group if g in records.columns]
     if records.empty or not group:
         return pd.DataFrame()
