@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from cosmic_utils.data import catalog
+
 #: What a record that names no machine is shown as (the report; the README's machine column says NOT_RECORDED).
 NO_MACHINE = "machine not recorded in the record"
 NOT_RECORDED = "not recorded in the record"
@@ -87,7 +89,5 @@ def galaxies_text(samples: int, summary: Mapping[str, Any] | None = None) -> str
     distinct = (summary or {}).get("distinct_galaxies")
     if distinct:
         return f"{int(samples):,} samples of {int(distinct):,} distinct galaxies"
-    from cosmic_utils.data import catalog
-
     n = len(catalog.valid_catalog())
     return f"{int(samples):,} samples resampled from the {n:,}-galaxy validation catalogue (at most {n:,} distinct)"

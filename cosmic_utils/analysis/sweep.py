@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from cosmic_utils import config
+from cosmic_utils.progress import progress
 from cosmic_utils.provenance import stamped
 
 log = logging.getLogger(__name__)
@@ -215,8 +216,6 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
               repeats: int | None = None) -> list[dict[str, Any]]:
     """Run every combination (:func:`select`) of a grid file ``repeats`` times, resumable; one row per
     (combination, repeat) with ``status`` done | skipped | failed | planned (``dry_run`` only plans)."""
-    from cosmic_utils.progress import progress
-
     grid = load_grid(grid_path)
     if repeats is not None:
         if repeats < 1:
