@@ -31,12 +31,9 @@ def sweep_points(recs: dict[str, pd.DataFrame], sweep: str, param: str, metrics:
     if pts.empty or col not in pts.columns:
         return pd.DataFrame()
     pts = pts[(pts["sweep"] == sweep) & (pts["origin"] == origin) & pts[col].notna()]
-    if backend is not None:
-        pts = pts[pts["backend"].astype(str) == backend]
-    if cpu is not None:
-        pts = pts[pts["cpu"].astype(str) == cpu]
-    if pts.empty:
-        return pd.DataFrame()
+    for key, wanted in (("backend", backend), ("cpu", cpu)):
+        if wanted is not None:
+            pts = pts[pts[key].astype(str) == wanted]
     return sweep_metrics.aggregate(pts.assign(**{param: pts[col].astype(float)}), param, metrics)
 
 
