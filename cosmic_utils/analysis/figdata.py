@@ -1,9 +1,6 @@
-"""The tables the figures draw: sweep points with their repeats, measured compute, projections.
-
-:func:`sweep_points` (median, min-max, n per swept value, from the one sweep-point reader),
-:func:`measured_rate` (this repository's engine speed, ``local_cpu.csv``) and ``projected_*``
-(the scale simulator run with that compute at the study's settings). Kept apart from the drawing
-so a test can check every number without pixels. Reasoning: docs/figures.md.
+"""The tables the figures draw: sweep points with their repeats (median, min-max, n), this repository's
+measured engine speed (``local_cpu.csv``) and the scale simulator run with it at the study's settings
+(``projected_*``), apart from the drawing so a test checks every number without pixels. docs/figures.md.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cosmic_utils import config
@@ -28,23 +24,16 @@ LAMBDA_ENGINE = "onnx"
 
 def sweep_points(recs: dict[str, pd.DataFrame], sweep: str, param: str, metrics: list[str],
                  backend: str | None = None, origin: str = "shipped", cpu: str | None = None) -> pd.DataFrame:
-    """Median, min, max and n of each metric per value of ``param`` (columns ``<metric>_med`` etc.).
-
-    From ``recs["sweep_points"]`` (:mod:`~cosmic_utils.analysis.sweep_points`, the report's reader
-    too); ``origin``, ``backend`` and ``cpu`` filter one series, so points of other machines or
-    scratch runs never merge into shipped ones.
-    """
+    """Median, min, max and n of each metric per value of ``param`` (``<metric>_med`` ...) of one series:
+    ``origin``, ``backend`` and ``cpu`` filter it, so other machines' or scratch points never merge in."""
     pts = recs.get("sweep_points", pd.DataFrame())
     col = f"param_{param}"
     if pts.empty or col not in pts.columns:
         return pd.DataFrame()
     pts = pts[(pts["sweep"] == sweep) & (pts["origin"] == origin) & pts[col].notna()]
-    if backend is not None:
-        pts = pts[pts["backend"].astype(str) == backend]
-    if cpu is not None:
-        pts = pts[pts["cpu"].astype(str) == cpu]
-    if pts.empty:
-        return pd.DataFrame()
+    for key, wanted in (("backend", backend), ("cpu", cpu)):
+        if wanted is not None:
+            pts = pts[pts[key].astype(str) == wanted]
     return sweep_metrics.aggregate(pts.assign(**{param: pts[col].astype(float)}), param, metrics)
 
 
@@ -54,24 +43,16 @@ def sweep_series(recs: dict[str, pd.DataFrame], sweep: str) -> list[tuple[str, s
     if pts.empty:
         return []
     sub = pts[pts["sweep"] == sweep]
-    pairs = sorted({(str(o), str(c)) for o, c in zip(sub["origin"], sub["cpu"], strict=True)},
-                   key=lambda oc: (oc[0] != "shipped", oc[1]))
-    return pairs
-
-
-def n_text(points: pd.DataFrame) -> str:
-    """``n=3`` or ``n=1-3``: repeats behind each point, for the legend."""
-    if points.empty:
-        return "n=0"
-    lo, hi = int(points["n"].min()), int(points["n"].max())
-    return f"n={lo}" if lo == hi else f"n={lo}-{hi}"
+    return sorted({(str(o), str(c)) for o, c in zip(sub["origin"], sub["cpu"], strict=True)},
+                  key=lambda oc: (oc[0] != "shipped", oc[1]))
 
 
 def spread_text(points: pd.DataFrame) -> str:
-    """What a drawn point is: "one run per point (n=1)" or "median, bar min-max (n=3)"."""
-    if not points.empty and int(points["n"].max()) == 1:
+    """What a drawn point is: "one run per point (n=1)" or "median, bar min-max (n=3)" (``n=1-3`` when mixed)."""
+    lo, hi = (int(points["n"].min()), int(points["n"].max())) if not points.empty else (0, 0)
+    if hi == 1:
         return "one run per point (n=1)"
-    return f"median, bar min-max ({n_text(points)})"
+    return f"median, bar min-max (n={lo})" if lo == hi else f"median, bar min-max (n={lo}-{hi})"
 
 
 @dataclass(frozen=True)
@@ -84,10 +65,6 @@ class MeasuredRate:
     samples_per_s: float
     threads: int
     machine: str
-
-    def describe(self) -> str:
-        """Where the number comes from, for a legend."""
-        return f"{self.engine} {self.precision} b{self.batch_size}, {self.threads} threads on {self.machine}"
 
 
 def measured_rate(recs: dict[str, pd.DataFrame], batch_size: int, engine: str = LAMBDA_ENGINE) -> MeasuredRate | None:
@@ -106,28 +83,14 @@ def measured_rate(recs: dict[str, pd.DataFrame], batch_size: int, engine: str = 
                         machine=machine_of(df))
 
 
-def _timing(fitted: tuple | None) -> tuple[simulate.PartitionTiming, simulate.Orchestration]:
-    return fitted or (simulate.PartitionTiming(), simulate.Orchestration())
-
-
-def lambda_memory_for(rate: MeasuredRate) -> float:
-    """Lambda memory whose vCPU share equals the threads the rate was measured with (price table's MB per vCPU)."""
-    lam = cost.load_prices()["lambda"]
-    return float(min(float(lam["max_memory_mb"]), max(1.0, rate.threads) * float(lam["mb_per_vcpu"])))
-
-
 def project_partition(rate: MeasuredRate, data_gb: float, partition_mb: float, fitted: tuple | None = None,
-                      n_partitions: int | None = None, distributed: bool = True) -> dict[str, Any]:
-    """One projected run: measured compute per partition through the fitted simulator.
-
-    The Lambda has the vCPU share the rate was measured with (no CPU scaling assumed); throughput,
-    efficiency and data size are the study's definitions, so the projection shares its x axis.
-    """
-    timing, orch = _timing(fitted)
-    mem = lambda_memory_for(rate)
+                      n_partitions: int | None = None) -> dict[str, Any]:
+    """One projected run: measured compute per partition through the fitted simulator, on a Lambda with the
+    vCPU share the rate was measured with (no CPU scaling); throughput, efficiency, data size as the study's."""
+    timing, orch = fitted or (simulate.PartitionTiming(), simulate.Orchestration())
+    lam = cost.load_prices()["lambda"]  # memory whose vCPU share (price table's MB per vCPU) is the rate's threads
+    mem = float(min(float(lam["max_memory_mb"]), max(1.0, rate.threads) * float(lam["mb_per_vcpu"])))
     timing = replace(timing, reference_memory_mb=mem, inference_samples_s_per_mb=())
-    if not distributed:
-        orch = replace(orch, max_concurrency=1000)
     inf = config.samples_per_partition(partition_mb) / rate.samples_per_s
     sim = simulate.simulate_run(data_gb, partition_mb, memory_mb=mem, timing=timing, orch=orch,
                                 n_partitions=n_partitions, published_units=True, inference_s_mean=inf)
@@ -181,11 +144,5 @@ def local_data_size(recs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     df = recs.get("local_data_size", pd.DataFrame())
     if df.empty or "data_gb" not in df.columns:
         return pd.DataFrame()
-    rows = []
-    for gb, g in df.groupby(df["data_gb"].astype(float)):
-        row: dict[str, Any] = {"data_gb": float(gb), "n": len(g)}
-        for m in ("gb_per_s", "peak_rss_mb", "samples_per_s"):
-            v = g[m].astype(float) if m in g.columns else pd.Series([np.nan])
-            row.update({f"{m}_med": v.median(), f"{m}_min": v.min(), f"{m}_max": v.max()})
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values("data_gb").reset_index(drop=True)
+    sizes = df.assign(data_gb=df["data_gb"].astype(float))
+    return sweep_metrics.aggregate(sizes, "data_gb", ["gb_per_s", "peak_rss_mb", "samples_per_s"])

@@ -1,17 +1,18 @@
-"""Number, table and machine formatting shared by docs/report.md, the README block and the figures.
-
-One place for how a number is printed (significant digits, published precision), a Markdown
-table and the machine a record names (records are read by :mod:`~cosmic_utils.analysis.schemas`), so the report, the README table
-and the figures say the same thing the same way. Reasoning: docs/records.md#the-report-as-a-template.
+"""How numbers (significant digits, published precision), Markdown tables, machines and galaxy counts are
+written, and how a generated file is rewritten: one place for docs/report.md, the README block and the figures.
+docs/records.md#the-report-as-a-template.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from cosmic_utils.data import catalog
 
 #: What a record that names no machine is shown as (the report; the README's machine column says NOT_RECORDED).
 NO_MACHINE = "machine not recorded in the record"
@@ -52,6 +53,15 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def rewrite(path: Path, new: str, check: bool) -> bool:
+    """Write a generated file ``path`` unless it already holds ``new`` (or ``check``); True when it differs."""
+    if path.is_file() and path.read_text(encoding="utf-8") == new:
+        return False
+    if not check:
+        path.write_text(new, encoding="utf-8")
+    return True
+
+
 def machine(info: Mapping[str, Any] | None, isa: bool = False, missing: str = NO_MACHINE) -> str:
     """``CPU model, N cores`` (``, ISA`` with ``isa``) of a record's provenance, or ``missing``."""
     if not info or not info.get("cpu_model"):
@@ -61,16 +71,23 @@ def machine(info: Mapping[str, Any] | None, isa: bool = False, missing: str = NO
     return f"{info['cpu_model']}, {int(cores)} cores{tail}" if cores else f"{info['cpu_model']}{tail}"
 
 
-def machine_of(*frames: pd.DataFrame) -> str:
-    """The CPU model named in record frames (first column ending in ``cpu_model``, with its cores)."""
-    for df in frames:
-        if df is None or df.empty:
+def machine_of(df: pd.DataFrame) -> str:
+    """The CPU model named in a record frame (first column ending in ``cpu_model``, with its cores)."""
+    for col in (c for c in df.columns if str(c).endswith("cpu_model")):
+        vals = df[col].dropna().astype(str)
+        if vals.empty:
             continue
-        for col in (c for c in df.columns if str(c).endswith("cpu_model")):
-            vals = df[col].dropna().astype(str)
-            if vals.empty:
-                continue
-            cpus = next((f", {int(df[cc].dropna().iloc[0])} cores" for cc in ("meta.cpus", "provenance.cpus", "cpus")
-                         if cc in df.columns and df[cc].notna().any()), "")
-            return vals.iloc[0] + cpus
+        cpus = next((f", {int(df[cc].dropna().iloc[0])} cores" for cc in ("meta.cpus", "provenance.cpus", "cpus")
+                     if cc in df.columns and df[cc].notna().any()), "")
+        return vals.iloc[0] + cpus
     return "machine not named in these records"
+
+
+def galaxies_text(samples: int, summary: Mapping[str, Any] | None = None) -> str:
+    """``N samples`` with how many distinct galaxies they are (issue 21): ``distinct_galaxies`` of the record, else
+    "at most" the validation catalogue the datasets are resampled from with replacement (``config.VALID_CATALOG``)."""
+    distinct = (summary or {}).get("distinct_galaxies")
+    if distinct:
+        return f"{int(samples):,} samples of {int(distinct):,} distinct galaxies"
+    n = len(catalog.valid_catalog())
+    return f"{int(samples):,} samples resampled from the {n:,}-galaxy validation catalogue (at most {n:,} distinct)"

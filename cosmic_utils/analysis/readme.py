@@ -16,9 +16,8 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import fmt
-from cosmic_utils.analysis.fmt import NOT_RECORDED, g
-from cosmic_utils.analysis.labels import galaxies_text
+from cosmic_utils.analysis import fmt, lambda_model
+from cosmic_utils.analysis.fmt import NOT_RECORDED, g, galaxies_text, rewrite
 from cosmic_utils.analysis.schemas import read_object
 from cosmic_utils.inference.bench_compare import bench_record_paths
 
@@ -42,8 +41,8 @@ def _machine(info: dict[str, Any] | None) -> str:
     return fmt.machine(info, isa=True, missing=NOT_RECORDED)
 
 
-def _n(x: float, digits: int = 0) -> str:
-    return f"{x:,.{digits}f}"
+def _n(x: float) -> str:
+    return f"{x:,.0f}"
 
 
 def _rel(path: Path, records_dir: Path) -> str:
@@ -57,9 +56,8 @@ def _missing(what: str, record: str, command: str) -> Row:
 
 # ------------------------------------------------------------------ rows
 def _per_bench(rows_of: Callable[[Path, Path], list[Row]]) -> Callable[[Path], list[Row]]:
-    """Rows of this study's bench record first, then of each other machine's (``machines/<m>/bench.json``).
-    Each machine's record gives its own rows, named with its CPU (docs/records.md); a missing
-    study record still gives its "not measured" row."""
+    """Rows of this study's bench record (or its "not measured" row), then of each other machine's
+    (``machines/<m>/bench.json``), named with its CPU (docs/records.md)."""
     def rows(recs: Path) -> list[Row]:
         others = [p for p in bench_record_paths(recs) if p != recs / "bench.json"]
         return [row for path in [recs / "bench.json", *others] for row in rows_of(path, recs)]
@@ -71,7 +69,6 @@ def _engines_of(path: Path, recs: Path) -> list[Row]:
         return [_missing("engines vs the published loop", "bench.json", "make bench")]
     meta, summary = doc.get("meta", {}), doc.get("summary", {})
     info = {**meta, **(doc.get("provenance") or {})}
-    machine = _machine(info)
     batch = summary.get("batch_size", 256)
     threads = summary.get("threads", meta.get("threads"))  # rows of several thread counts: the headline one
     rows = [r for r in doc.get("rows", []) if r.get("batch_size") == batch and r.get("threads", threads) == threads]
@@ -91,7 +88,7 @@ def _engines_of(path: Path, recs: Path) -> list[Row]:
         parts.append(f"best reduced {red['engine']} {_n(red['samples_per_s'])}/s "
                      f"({red['ratio_vs_published_loop']:.2f}x{acc})")
     out = [Row(f"engines at batch {batch}, {threads} threads, vs the published loop, same run", "; ".join(parts) or "no rows",
-               machine, _rel(path, recs), "`make bench`")]
+               _machine(info), _rel(path, recs), "`make bench`")]
     if isinstance(stream := doc.get("stream"), dict) and stream.get("peak_rss_mb"):
         out.append(Row(f"streaming {stream.get('data_gb', 0):.3g} GB",
                        f"peak RSS {_n(stream['peak_rss_mb'])} MB ({stream.get('engine')}, batch "
@@ -107,12 +104,11 @@ def _pipeline(recs: Path) -> list[Row]:
     path, s = max(docs, key=lambda pd_: str(pd_[1].get("created", "")))
     tp = s.get("throughput", {})
     gb = s.get("data_gb", 0.0)
-    machine = _machine(s.get("provenance"))
     rows = [Row(f"local pipeline, {gb:.3g} GB ({s.get('backend', '?')} backend)",
                 f"{s.get('partitions_ok')}/{s.get('partitions')} partitions ok, {galaxies_text(int(s.get('samples', 0)), s)}; "
                 f"{g(s['wall_s'])} s execution; end-to-end {g(tp.get('end_to_end_gb_s', float('nan')))} GB/s; "
                 f"per-worker (published definition) {g(tp.get('per_worker_gb_s', float('nan')))} GB/s",
-                machine, _rel(path, recs), "`make demo`")]
+                _machine(s.get("provenance")), _rel(path, recs), "`make demo`")]
     acc = s.get("accuracy") or {}
     if acc.get("sigma_nmad") is not None:
         rows.append(Row(f"accuracy of that run's predictions ({galaxies_text(int(acc.get('labelled_samples', 0)), s)})",
@@ -178,17 +174,16 @@ def _renderer(recs: Path) -> list[Row]:
     if not (d := read_object(path)):
         return [_missing("cutout renderer and partition I/O", "data_bench.json",
                          "cosmic data bench --json data/records/data_bench.json")]
-    info = {**d, **(d.get("provenance") or {})}
     return [Row("cutout renderer and partition I/O",
                 f"{_n(d['render_cutouts_per_s'])} cutouts/s ({d['render_threads']} threads); partitions written at "
                 f"{_n(d['write_mb_per_s'])} MB/s, read and verified at {_n(d['read_verify_mb_per_s'])} MB/s",
-                _machine(info), _rel(path, recs), "`cosmic data bench`")]
+                _machine({**d, **(d.get("provenance") or {})}), _rel(path, recs), "`cosmic data bench`")]
 
 
 def _lambda_engine_of(path: Path, recs: Path) -> list[Row]:
     """The Lambda engine (ONNX only) per thread count: fp32 and the chosen reduced engine vs the loop."""
     doc = read_object(path)
-    by_threads = (doc.get("summary") or {}).get("by_threads") if isinstance(doc, dict) else None
+    by_threads = (doc.get("summary") or {}).get("by_threads")
     if not by_threads:
         return [_missing("Lambda engine (ONNX) at 1 and 2 threads", "bench.json", "make bench")]
     info = {**doc.get("meta", {}), **(doc.get("provenance") or {})}
@@ -222,8 +217,6 @@ def _projection(recs: Path) -> list[Row]:
     quick = min((f["fastest"] for f in fast if f.get("fastest")), key=lambda w: w["wall_s"], default=None)
     extra = (f"; fastest configuration {quick['wall_s']:.1f} s ({quick['partition_mb']:g} MB, "
              f"{quick['memory_mb']:.0f} MB, {quick['per_invocation']} partitions per invocation)") if quick else ""
-    from cosmic_utils.analysis import lambda_model
-
     part = float(d["inputs"]["partition_mb"])
     per_cpu = "; ".join(lambda_model.claims_of(d.get("by_cpu") or [], part, bounds=("point", "high")))
     dec = d.get("decomposition") or {}
@@ -286,14 +279,8 @@ def current_block(text: str, source: str = "README.md") -> str:
 
 
 def update_readme(readme: Path | None = None, records_dir: Path | None = None, check: bool = False) -> bool:
-    """Rewrite the README's marked block from the records; returns whether it was out of date.
-    With ``check`` nothing is written (``cosmic readme --check`` exits 1 when out of date)."""
+    """Rewrite the README's marked block from the records (not with ``check``); True when it was out of date."""
     path = Path(readme or config.PROJECT_ROOT / "README.md")
     text = path.read_text(encoding="utf-8")
     old = current_block(text, str(path))
-    new = render_block(measured_rows(records_dir))
-    if old == new:
-        return False
-    if not check:
-        path.write_text(text.replace(old, new), encoding="utf-8")
-    return True
+    return rewrite(path, text.replace(old, render_block(measured_rows(records_dir))), check)

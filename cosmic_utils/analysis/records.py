@@ -1,9 +1,6 @@
-"""Load every run record the analysis reads, as tidy pandas DataFrames (:func:`load_all_records`).
-
-One function per source (local engine runs, pipeline runs and summaries, sweeps, bench,
-predictions, simulator validation, the published reference tables). A missing or unreadable
-source yields an EMPTY frame and a log line, so a figure says "no measured records yet"
-instead of failing. Sources: docs/architecture.md, "Run records"; strictness: docs/records.md.
+"""Load every run record the analysis reads, as tidy pandas DataFrames (:func:`load_all_records`), one
+function per source. A missing or unreadable source is an EMPTY frame and a log line, so a figure says
+"no measured records yet" instead of failing. Sources: docs/architecture.md, "Run records"; docs/records.md.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import schemas, sweep_points
+from cosmic_utils.analysis import cost, lambda_model, schemas, sweep, sweep_points
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +44,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(_flatten(v, f"{key}."))
-        elif isinstance(v, list):
-            out[key] = json.dumps(v)
         else:
-            out[key] = v
+            out[key] = json.dumps(v) if isinstance(v, list) else v
     return out
 
 
@@ -79,9 +74,8 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
 
 
 def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.DataFrame:
-    """Median, min and max of ``value`` over the repeats of each point, and how many there were.
-    Returns columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` (NaN values left out); records without
-    a ``repeat`` column count as one repeat each."""
+    """Columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` of ``value`` over the repeats of each point (NaN
+    values left out; records without a ``repeat`` column count as one repeat each)."""
     by = list(by)
     missing = [c for c in [*by, value] if c not in df.columns]
     if missing:
@@ -103,9 +97,8 @@ def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
 
 
 def load_pipeline(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
-    """Pipeline runs, one row per partition.
-    ``runs/<run-id>/records.csv`` (the runner's table), else the per-partition JSON records under
-    ``runs/<run-id>/.../records/``; plus the shipped ``data/records/pipeline_*.csv`` and ``aws_*.csv``."""
+    """Pipeline runs, one row per partition: ``runs/<run-id>/records.csv``, else its per-partition JSON
+    records, plus the shipped ``data/records/pipeline_*.csv`` and ``aws_*.csv``."""
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
     paths = [p for p in runs.glob("*/records.csv") if p.parent.name not in _NOT_PIPELINE]
@@ -137,23 +130,23 @@ def load_pipeline_summaries(runs_dir: Path | None = None, records_dir: Path | No
     return pd.DataFrame(rows)
 
 
-def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tuple[Path, str]]:
-    """Every sweep point folder with its origin: scratch (runs/sweeps) and shipped (data/records/sweeps
-    and data/records/machines/*/sweeps). A scratch point is never merged into a shipped one."""
+def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tuple[Path, str, str]]:
+    """Every sweep point folder with its origin (scratch: runs/sweeps; shipped: data/records/sweeps and
+    machines/*/sweeps) and its ``point`` id, so a scratch point is never merged into a shipped one."""
     bases: list[tuple[Path, str]] = [(Path(sweeps_dir or config.SWEEP_RUNS_DIR), "scratch")]
     if records_dir is not None or sweeps_dir is None:
         recs = Path(records_dir or config.RECORDS_DIR)
         bases.append((recs / "sweeps", "shipped"))
         bases += [(m / "sweeps", "shipped") for m in sorted((recs / "machines").glob("*")) if m.is_dir()]
-    return [(combo, origin) for base, origin in bases
-            for combo in sorted(p for p in base.glob("*/*") if p.is_dir())]
+    combos = [(combo, origin) for base, origin in bases for combo in sorted(p for p in base.glob("*/*") if p.is_dir())]
+    return [(combo, origin, f"{origin}:{combo.parent.parent.parent.name}:{combo.name}") for combo, origin in combos]
 
 
 def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
-    """Every finished sweep point, one row each, read by :func:`cosmic_utils.analysis.sweep_points.read_point`
-    (the reader the report's tables use too); a malformed point is left out with a warning."""
+    """Every finished sweep point (:func:`.sweep_points.read_point`, the report's reader too), one row each;
+    a malformed point is left out with a warning."""
     rows = []
-    for combo, origin in _sweep_combos(sweeps_dir, records_dir):
+    for combo, origin, point_id in _sweep_combos(sweeps_dir, records_dir):
         if not (combo / "_done.json").is_file():
             continue
         try:
@@ -162,28 +155,20 @@ def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None =
             log.warning("sweep point left out: %s", exc)
             continue
         if point is not None:
-            rows.append({**point, "point": f"{origin}:{combo.parent.parent.parent.name}:{combo.name}"})
+            rows.append({**point, "point": point_id})
     return pd.DataFrame(rows)
 
 
 def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sweep records and summaries with the sweep name, slug and parameters as columns.
-    Scratch (``sweeps_dir``, default runs/sweeps) and shipped (``<records_dir>/sweeps``,
-    ``machines/*/sweeps``) points of one name stay two points (column ``point``)."""
+    """Sweep records and summaries with the sweep name, slug, parameters and ``point`` (:func:`_sweep_combos`)
+    as columns."""
     rec_frames, summaries = [], []
-    for combo, origin in _sweep_combos(sweeps_dir, records_dir):
-        params: dict[str, Any] = {}
-        # point_status: done | failed (notebook error or failed partitions: sweep.run_failures) | incomplete
-        point_status = "incomplete"
-        for marker, status in (("_done.json", "done"), ("_failed.json", "failed")):
-            if (combo / marker).exists():
-                info = _read_json(combo / marker) or {}
-                params = {k: v for k, v in (info.get("parameters") or {}).items() if k != "output_dir"}
-                point_status = status
-                break
+    for combo, origin, point_id in _sweep_combos(sweeps_dir, records_dir):
+        point_status, marker = sweep.point_status(combo)
+        info = (_read_json(marker) or {}) if marker else {}
+        params = {k: v for k, v in (info.get("parameters") or {}).items() if k != "output_dir"}
         tags = {"sweep": combo.parent.name, "slug": combo.name, "point_status": point_status, "origin": origin,
-                "point": f"{origin}:{combo.parent.parent.parent.name}:{combo.name}",
-                "repeat": int(params.pop("repeat", 1) or 1),
+                "point": point_id, "repeat": int(params.pop("repeat", 1) or 1),
                 **{f"param_{k}": v for k, v in params.items()}}
         df = _read_csvs(combo.rglob("records.csv"), **tags)
         if df.empty:
@@ -305,10 +290,8 @@ def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]
     if not local.empty:
         local["label"] = "published"
     out["published_cai_local"] = local
-    from cosmic_utils.analysis.lambda_model import published_lambda_durations
-
     has_reports = (ref / "cai" / "lambda_report_lines.txt").exists()
-    out["published_lambda_reports"] = pd.DataFrame(published_lambda_durations(ref) if has_reports else None)
+    out["published_lambda_reports"] = pd.DataFrame(lambda_model.published_lambda_durations(ref) if has_reports else None)
     return out
 
 
@@ -320,14 +303,11 @@ NO_RUNS = Path("/nonexistent-cosmic-runs")
 def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = None,
                      reference_dir: Path | None = None, sweeps_dir: Path | None = None,
                      include_runs: bool = False) -> dict[str, pd.DataFrame]:
-    """Every source above in one dict of DataFrames; missing sources are empty frames.
-    Shipped records and published references only by default; ``include_runs`` (or a ``runs_dir``
-    / ``sweeps_dir``) adds scratch runs, with an ``origin`` column telling them apart."""
+    """Every source above in one dict of DataFrames (missing ones empty): shipped records and published
+    references, plus scratch runs with ``include_runs`` (or a ``runs_dir`` / ``sweeps_dir``), column ``origin``."""
     include_runs = include_runs or runs_dir is not None or sweeps_dir is not None
     runs = Path(runs_dir or config.RUNS_DIR) if include_runs else NO_RUNS
     recs = Path(records_dir or config.RECORDS_DIR)
-    if not include_runs:
-        sweeps_dir = NO_RUNS / "sweeps"
     out: dict[str, pd.DataFrame] = {}
     out["local"] = local = load_local(runs, recs)
     out["gpu"] = local[local["kind"] == "local_gpu"].reset_index(drop=True) if not local.empty else pd.DataFrame()
@@ -369,13 +349,9 @@ def _wall_from_summary(row: pd.Series) -> float:
 
 
 def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
-               group: Iterable[str] = ("run_id",), memory_mb: float | None = None,
-               arch: str = "x86_64") -> pd.DataFrame:
-    """One row per run from per-partition records: data, durations, billed cost, throughputs.
-    ``group``: a run's columns (``run_id``; sweeps: ``sweep``, ``slug``); wall clock from its summary
-    (:data:`WALL_KEYS`), cost from :func:`~cosmic_utils.analysis.cost.summarize_pipeline_cost`."""
-    from cosmic_utils.analysis import cost
-
+               group: Iterable[str] = ("run_id",), memory_mb: float | None = None) -> pd.DataFrame:
+    """One row per run (``group``: ``run_id``; sweeps: ``sweep``, ``slug``) of per-partition records: data,
+    durations, throughputs, wall clock (:data:`WALL_KEYS` of its summary), cost (``cost.summarize_pipeline_cost``)."""
     group = [g for g in group if g in records.columns]
     if records.empty or not group:
         return pd.DataFrame()
@@ -388,7 +364,7 @@ def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
         has_mem = "memory_mb" in df.columns and df["memory_mb"].notna().any()
         mem = (float(df["memory_mb"].dropna().iloc[0]) if has_mem else memory_mb) or 3008.0
         wall = walls.get(key, float("nan"))
-        summ = cost.summarize_pipeline_cost(df.to_dict("records"), mem, arch,
+        summ = cost.summarize_pipeline_cost(df.to_dict("records"), mem, "x86_64",
                                             wall_s=None if pd.isna(wall) else wall)
         row: dict[str, Any] = dict(zip(group, key, strict=True))
         for col in df.columns:

@@ -1,11 +1,8 @@
 """docs/report.md, written from the stored records: the seed study (DS5110 Team 6), claim by claim.
 
-Each section function reads its records and returns numbers, table strings and verdicts; the prose
-is the Jinja2 template ``templates/report.md.j2`` (claim texts: ``report_parts.j2``). Jinja2 for its
-loops and conditionals (claims table, optional sections), because ``StrictUndefined`` turns a missing
-value into an error instead of a silent blank, and so the English is edited without touching code.
-A missing or malformed record is a :class:`ReportError` naming the file (``cosmic report`` exits 1).
-Reasoning: docs/records.md#the-report-as-a-template, docs/cost_and_simulation.md#the-report-make-report.
+Section functions return numbers, tables and verdicts; the prose is ``templates/report.md.j2`` (claims:
+``report_parts.j2``). A missing or malformed record is a :class:`ReportError` naming the file (``cosmic report``
+exits 1). Reasoning: docs/records.md#the-report-as-a-template, docs/cost_and_simulation.md#the-report-make-report.
 """
 
 from __future__ import annotations
@@ -22,10 +19,10 @@ import jinja2
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import lambda_model, schemas
-from cosmic_utils.analysis.fmt import g, machine, pub_g, table, x_text
-from cosmic_utils.analysis.labels import galaxies_text
-from cosmic_utils.analysis.records import aggregate_repeats
+from cosmic_utils.analysis import figdata, lambda_model, schemas, simulate
+from cosmic_utils.analysis import sweep_points as sp
+from cosmic_utils.analysis.fmt import g, galaxies_text, machine, pub_g, rewrite, table, x_text
+from cosmic_utils.analysis.records import aggregate_repeats, load_local
 
 #: Every figure the report embeds (stems of figures/<stem>.png, drawn by ``cosmic figures``).
 FIGURE_STEMS: tuple[str, ...] = (
@@ -114,17 +111,6 @@ def dig(data: Mapping[str, Any], dotted: str) -> Any:
     return cur
 
 
-def _num(src: Sources, path: Path, data: Mapping[str, Any], key: str) -> float:
-    value = dig(data, key)
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ReportError(f"record {src.rel(path)} is malformed: {key!r} = {value!r} is not a number") from None
-    if not math.isfinite(out):
-        raise ReportError(f"record {src.rel(path)} is malformed: {key!r} = {value!r} is not finite")
-    return out
-
-
 # ------------------------------------------------------------------ template
 def figure(stem: str, caption: str) -> str:
     """An embedded figure (relative link from docs/) with its caption."""
@@ -164,11 +150,8 @@ class Claim:
 
 # ------------------------------------------------------------------ sweeps and projections
 def sweep_points(src: Sources, sweep: str, param: str) -> pd.DataFrame:
-    """One row per (point, repeat) of a shipped sweep, by :func:`.sweep_points.read_points` (the figures'
-    reader too, so table and figure agree): failed points left out, a malformed record is a
-    :class:`ReportError`. Only the primary machine's sweeps are tabled."""
-    from cosmic_utils.analysis import sweep_points as sp
-
+    """One row per (point, repeat) of the primary machine's shipped sweep, by the figures' reader
+    (:func:`.sweep_points.read_points`): failed points left out, a malformed record is a :class:`ReportError`."""
     base = src.records / "sweeps" / sweep
     if not any((p / "_done.json").is_file() for p in base.glob("*")):
         raise ReportError(f"record {src.rel(base)} is missing (no finished sweep point; run `cosmic sweep "
@@ -184,10 +167,11 @@ def median_by(df: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
     return aggregate_repeats(df, by=[by], value=value).set_index(by)
 
 
-def spread(agg: pd.DataFrame) -> pd.Series:
-    """'median (min-max, n)' per row of an :func:`median_by` frame, or the median alone when n = 1."""
-    return agg.apply(lambda r: g(r["median"]) if r["n"] <= 1 else f"{g(r['median'])} ({g(r['lo'])}-{g(r['hi'])}, "
-                     f"n={int(r['n'])})", axis=1)
+def spread(agg: pd.DataFrame) -> dict[float, str]:
+    """'median (min-max, n)' by value of an :func:`median_by` frame, or the median alone when n = 1."""
+    def text(r: pd.Series) -> str:
+        return g(r["median"]) if r["n"] <= 1 else f"{g(r['median'])} ({g(r['lo'])}-{g(r['hi'])}, n={int(r['n'])})"
+    return {float(k): text(r) for k, r in agg.iterrows()}
 
 
 def _published(src: Sources, section: str) -> pd.DataFrame:
@@ -219,7 +203,7 @@ class Projection:
     """The simulator's projection of a study experiment, as the figures draw it (:mod:`figdata`)."""
 
     frame: pd.DataFrame
-    rate: Any  # figdata.MeasuredRate
+    rate: figdata.MeasuredRate
 
     @property
     def short(self) -> str:
@@ -229,9 +213,6 @@ class Projection:
 
 def _project(src: Sources, kind: str, **kw: Any) -> Projection:
     """``figdata.projected_batch`` / ``projected_grid`` from ``src``'s records only, or :class:`ReportError`."""
-    from cosmic_utils.analysis import figdata, simulate
-    from cosmic_utils.analysis.records import load_local
-
     recs = {"local": load_local(runs_dir=src.records / "_no_runs_", records_dir=src.records)}
     fitted = simulate.load_fitted(src.records / "simulator_validation.json")
     if kind == "batch":
@@ -252,10 +233,6 @@ def series_table(what: str, xs: list[float], rows: list[tuple[str, Mapping[float
 
 def _fmt(s: pd.Series, how: Callable[[float], str] = g) -> dict[float, str]:
     return {float(k): how(float(v)) for k, v in s.items()}
-
-
-def _spread_map(agg: pd.DataFrame) -> dict[float, str]:
-    return {float(k): v for k, v in spread(agg).items()}
 
 
 def _rel_spread(values: pd.Series) -> float:
@@ -289,10 +266,10 @@ def section_batch(src: Sources) -> dict[str, Any]:
              lo=int(min(pf.index)), hi=int(max(pf.index)), noise=RUN_TO_RUN_NOISE,
              thr_table=series_table("throughput GB/s, by batch size", xs, [
                  (pub_lab, _fmt(pub["throughput_gb_s"], pub_g)), (proj.short, _fmt(pf["throughput_gb_s"])),
-                 (loc_lab, _spread_map(thr))]),
+                 (loc_lab, spread(thr))]),
              eff_table=series_table("GB/s per USD, by batch size", xs, [
                  (pub_lab, _fmt(pub["perf_efficiency_gb_s_per_usd"], pub_g)), (proj.short, _fmt(pf["efficiency"])),
-                 (loc_lab, _spread_map(eff))]))
+                 (loc_lab, spread(eff))]))
     v["verdict"] = ("supported" if v["pr_thr"] == v["pub_thr"] else
                     "not testable here" if v["gap"] < RUN_TO_RUN_NOISE else "not supported")
     v["claims"] = [Claim("Batch 256 gives the most throughput", v["verdict"], say("batch256", v=v)),
@@ -317,7 +294,7 @@ def section_partition(src: Sources) -> dict[str, Any]:
                  (loc_lab, _fmt(usd["median"]))]),
              eff_table=series_table("GB/s per USD, by partition MB", xs, [
                  (pub_lab, _fmt(pub["perf_efficiency_gb_s_per_usd"], pub_g)), (proj.short, _fmt(pf["efficiency"])),
-                 (loc_lab, _spread_map(eff))]))
+                 (loc_lab, spread(eff))]))
     v["claims"] = [Claim("Smaller partitions are more cost-efficient", "supported" if v["pr_down"] else "not supported",
                          say("partition", v=v))]
     return v
@@ -393,23 +370,20 @@ def _bench_at(bench: Mapping[str, Any], batch: int) -> pd.DataFrame:
 
 def _device_gb_s(row: pd.Series) -> float:
     """A device_comparison.csv throughput in GB/s: rows whose note says Gbit/s are divided by 8."""
-    from cosmic_utils.analysis.figdata import gbit_to_gb
-
     value = float(row["throughput"])
-    return gbit_to_gb(value) if "Gbit/s" in str(row["note"]) else value
+    return figdata.gbit_to_gb(value) if "Gbit/s" in str(row["note"]) else value
 
 
 def section_local(src: Sources) -> dict[str, Any]:
-    from cosmic_utils.analysis.figdata import gbit_to_gb
-
     laptop = _device_rows(src).loc["laptop"]
     row = _study_claims(src).loc["laptop_throughput"]
     if str(row["unit"]) != "Gbit/s":
         raise ReportError(f"record data/reference/team6/study_claims.csv is malformed: laptop_throughput unit "
                           f"{row['unit']!r}, expected 'Gbit/s'")
-    v: dict[str, Any] = dict(lap_gbit=float(laptop["throughput"]), lap_gbs=gbit_to_gb(float(laptop["throughput"])),
+    v: dict[str, Any] = dict(lap_gbit=float(laptop["throughput"]),
+                             lap_gbs=figdata.gbit_to_gb(float(laptop["throughput"])),
                              lap_gb=float(laptop["data_gb"]), claim_gbit=float(row["value"]),
-                             claim_gbs=gbit_to_gb(float(row["value"])), flat_limit=FLAT_SPREAD)
+                             claim_gbs=figdata.gbit_to_gb(float(row["value"])), flat_limit=FLAT_SPREAD)
     claim = say("laptop_claim", v=v)
     path = src.records / "local_data_size.csv"
     pub_cpu = src.reference / "cai" / "local_cpu_total.json"
@@ -516,9 +490,7 @@ def _met(ok: Any) -> str:
 
 def _projection_values(src: Sources, path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
     """The per-memory, per-CPU, published, 12.6 GB wall clock and target tables of lambda_projection.json."""
-    mem, walls = data["memory"], data["wall_clock_12_6gb"]
-    if not isinstance(mem, list) or not mem or not isinstance(walls, list):
-        raise ReportError(f"record {src.rel(path)} is malformed: 'memory' or 'wall_clock_12_6gb' is not a list")
+    mem, walls = data["memory"], data["wall_clock_12_6gb"]  # lists, as ProjectionRecord checked
     inputs = data.get("inputs") if isinstance(data.get("inputs"), Mapping) else {}
     engine = inputs.get("engine") or {}
     nan = float("nan")
@@ -533,12 +505,10 @@ def _projection_values(src: Sources, path: Path, data: Mapping[str, Any]) -> dic
         pub_wall = {float(w["partition_mb"]): w for w in pub.get("wall_12_6gb", [])}
         wall_rows = []
         for w in walls:
-            m, pw = w.get("map") or {}, pub_wall.get(float(w["partition_mb"]))
-            wall_rows.append([g(float(w["data_gb"])), g(float(w["partition_mb"])), f"{int(w['memory_mb']):,}",
-                              f"{int(w['partitions']):,}", f"{m.get('mode', '-')}, {m.get('waves', '-')} wave(s)",
-                              g(float(w["wall_s"])), g(float(w.get("usd_per_gb", nan))), str(w["kind"]),
-                              (f"{g(float(pw['median_s']))} (median of {len(pw.get('runs_s', []))} runs, 10,240 MB)"
-                               if pw else "-")])
+            pw = pub_wall.get(float(w["partition_mb"]))
+            wall_rows.append(_wall_row(w, f"{int(w['partitions']):,}", str(w["kind"]),
+                                       f"{g(float(pw['median_s']))} (median of {len(pw.get('runs_s', []))} runs, "
+                                       "10,240 MB)" if pw else "-"))
         pub_rows = [[str(r["label"]), f"{int(r['memory_mb']):,}", g(float(r["partition_mb"])), g(float(r["usd_per_gb"])),
                      str(r["source"])] for r in [pub["cosmic_ai"], *pub.get("team6", [])] if r] if pub else []
         t = data["targets"]
@@ -560,17 +530,14 @@ def _projection_values(src: Sources, path: Path, data: Mapping[str, Any]) -> dic
                                 _met((t.get("wall_met") or {}).get(p))])
         for f in fastest.values():
             w = f["fastest"]
-            m = w.get("map") or {}
-            wall_rows.append([g(float(w["data_gb"])), g(float(w["partition_mb"])), f"{int(w['memory_mb']):,}",
-                              f"{int(w['partitions']):,} in {int(w['items']):,} items of {int(w['per_invocation'])}",
-                              f"{m.get('mode', '-')}, {m.get('waves', '-')} wave(s)", g(float(w["wall_s"])),
-                              g(float(w.get("usd_per_gb", nan))), f"{w['kind']}, fastest configuration", "-"])
+            wall_rows.append(_wall_row(w, f"{int(w['partitions']):,} in {int(w['items']):,} items of "
+                                       f"{int(w['per_invocation'])}", f"{w['kind']}, fastest configuration", "-"))
         best_claim = lambda_model.claim(where, part, float(best["memory_mb"]), float(best["usd_per_gb"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ReportError(f"record {src.rel(path)} is malformed: lacks or mangles {exc}") from exc
     return dict(data=data, rel=src.rel(path), engine=engine, scaling=inputs.get("scaling") or {}, best=best,
                 best_claim=best_claim, targets=t, per_cpu_table=_per_cpu_table(src, path, data),
-                arm=data["arm64"] if isinstance(data["arm64"], Mapping) else {"speed": str(data["arm64"])},
+                arm=data["arm64"],
                 decomposition=decomposition(data["decomposition"]) if data.get("decomposition") else None,
                 mem_table=table(["memory MB", "vCPU", "duration s (warm)", "duration s (cold)",
                                  "USD per GB (warm, point)", "USD per GB range (low .. high)", "USD per GB (cold)",
@@ -581,6 +548,14 @@ def _projection_values(src: Sources, path: Path, data: Mapping[str, Any]) -> dic
                                   "USD per GB (Lambda + Step Functions + S3 requests)", "kind",
                                   "published wall s (cai `total_execution_time.csv`)"], wall_rows),
                 target_table=table(["target", "value", "verdict"], target_rows))
+
+
+def _wall_row(w: Mapping[str, Any], partitions: str, kind: str, published: str) -> list[str]:
+    """One row of the 12.6 GB wall clock table."""
+    m = w.get("map") or {}
+    return [g(float(w["data_gb"])), g(float(w["partition_mb"])), f"{int(w['memory_mb']):,}", partitions,
+            f"{m.get('mode', '-')}, {m.get('waves', '-')} wave(s)", g(float(w["wall_s"])),
+            g(float(w.get("usd_per_gb", float("nan")))), kind, published]
 
 
 def _per_cpu_table(src: Sources, path: Path, data: Mapping[str, Any]) -> str | None:
@@ -628,7 +603,7 @@ def section_projection(src: Sources) -> dict[str, Any]:
     usd, wall = median_by(sweep, "memory_mb", "lambda_usd"), median_by(sweep, "memory_mb", "wall_s")
     v.update(local=local_label(sweep), sweep_gb=sweep["data_gb"].iloc[0],
              sweep_table=series_table("by configured memory MB", sorted(usd.index), [
-                 ("Lambda USD of the run (local backend)", _spread_map(usd)), ("wall s (local backend)", _spread_map(wall))]))
+                 ("Lambda USD of the run (local backend)", spread(usd)), ("wall s (local backend)", spread(wall))]))
     return v
 
 
@@ -645,10 +620,11 @@ def section_accuracy(src: Sources) -> dict[str, Any]:
     p = read_csv(src, preds[-1], ["z_spec", "z_pred"])
     dz = (p["z_pred"] - p["z_spec"]) / (1 + p["z_spec"])
     checks = pd.DataFrame(_bench(src).get("checks") or [])
-    rows = [["pipeline run (sigma_NMAD)", g(_num(src, path, s, "accuracy.sigma_nmad")),
-             f"measured, `{src.rel(path)}`, {galaxies_text(int(_num(src, path, s, 'accuracy.labelled_samples')), s)}, "
+    acc = s["accuracy"]  # RunSummary validated these as finite numbers, read_json that they are present
+    rows = [["pipeline run (sigma_NMAD)", g(float(acc["sigma_nmad"])),
+             f"measured, `{src.rel(path)}`, {galaxies_text(int(acc['labelled_samples']), s)}, "
              f"{machine(s.get('provenance'))}"],
-            ["pipeline run (outliers |dz| > 0.15)", g(_num(src, path, s, "accuracy.outlier_015")), "same record"],
+            ["pipeline run (outliers |dz| > 0.15)", g(float(acc["outlier_015"])), "same record"],
             ["predictions file (sigma_NMAD, recomputed)", g(1.4826 * float((dz - dz.median()).abs().median())),
              f"`{src.rel(preds[-1])}`, {galaxies_text(len(p), s)}"]]
     rows += [[f"engine {c.engine} ({c.precision})", g(float(c.sigma_nmad)),
@@ -689,15 +665,6 @@ DOC_BLOCK_BEGIN = "<!-- BEGIN decomposition (generated by `make report` from dat
 DOC_BLOCK_END = "<!-- END decomposition -->"
 
 
-def _rewrite(path: Path, new: str, check: bool) -> bool:
-    """Write ``new`` to ``path`` unless it already holds it (or ``check``); True when it differs."""
-    if path.is_file() and path.read_text(encoding="utf-8") == new:
-        return False
-    if not check:
-        path.write_text(new, encoding="utf-8")
-    return True
-
-
 def write_doc_block(path: Path | None = None, src: Sources | None = None, check: bool = False) -> bool:
     """Rewrite the decomposition block of docs/cost_and_simulation.md (or compare when ``check``); True when changed."""
     src = src or Sources()
@@ -712,9 +679,9 @@ def write_doc_block(path: Path | None = None, src: Sources | None = None, check:
     body = say("doc_block", begin=DOC_BLOCK_BEGIN, end=DOC_BLOCK_END, rel=src.rel(rec_path),
                decomposition=decomposition(data["decomposition"]),
                claims=lambda_model.claims_of(data["by_cpu"], bounds=("point", "high")))
-    return _rewrite(path, text[:start] + body + text[stop + len(DOC_BLOCK_END):], check)
+    return rewrite(path, text[:start] + body + text[stop + len(DOC_BLOCK_END):], check)
 
 
 def write_report(path: Path | None = None, src: Sources | None = None, check: bool = False) -> bool:
     """Write docs/report.md (or compare with it when ``check``); True when the file was/would be changed."""
-    return _rewrite(Path(path or config.PROJECT_ROOT / "docs" / "report.md"), build_report(src), check)
+    return rewrite(Path(path or config.PROJECT_ROOT / "docs" / "report.md"), build_report(src), check)

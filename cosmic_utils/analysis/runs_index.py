@@ -1,9 +1,6 @@
-"""The runs browser: one pandas DataFrame of every run in runs/ and every shipped record.
-
-``cosmic runs`` and notebook 04 show it: one row per run (local engine run, pipeline run, sweep
-point, bench) with its origin (scratch / shipped), model, data, machine, engine, status and, for a
-scratch run, the ``cosmic records ship`` verdict. Built from the files on every call, not an index:
-docs/records.md, "The runs browser".
+"""The runs browser (``cosmic runs``, notebook 04): one DataFrame row per run in runs/ and per shipped record
+(local engine run, pipeline run, sweep point, bench) with origin, model, data, machine, engine, status and
+the ``cosmic records ship`` verdict, built from the files on every call. docs/records.md, "The runs browser".
 """
 
 from __future__ import annotations
@@ -51,8 +48,7 @@ def _local_rows(path: Path) -> list[dict[str, Any]]:
     if df.empty:
         return []
     rows = []
-    key = "run_id" if "run_id" in df.columns else None
-    for run_id, g in (df.groupby(key, sort=False) if key else [(path.parent.name, df)]):
+    for run_id, g in (df.groupby("run_id", sort=False) if "run_id" in df.columns else [(path.parent.name, df)]):
         first = g.iloc[0].to_dict()
         if first.get("model_trained") is None or pd.isna(first.get("model_trained")):
             first["model_trained"] = first.get("trained_model")
@@ -68,11 +64,9 @@ def _local_rows(path: Path) -> list[dict[str, Any]]:
 def _bench_row(path: Path) -> dict[str, Any]:
     d = schemas.read_object(path)
     meta, prov = d.get("meta") or {}, d.get("provenance") or {}
-    trained = meta.get("trained_model")
     return {"kind": "bench", "name": str(meta.get("run_id", path.parent.name)),
-            "model": "not recorded", "trained": "not recorded" if trained is None else
-            ("trained" if trained else "UNTRAINED"), "model_sigma_nmad": float("nan"), "data_gb": None,
-            "samples": None, "distinct_galaxies": None, "machine": prov.get("cpu_model") or "not recorded",
+            **_model_cols({"model_trained": meta.get("trained_model")}), "data_gb": None, "samples": None,
+            "distinct_galaxies": None, "machine": prov.get("cpu_model") or "not recorded",
             "engine": ",".join(sorted({str(r.get("engine")) for r in d.get("rows", [])})),
             "status": f"{len(d.get('rows', []))} row(s)", "path": path}
 

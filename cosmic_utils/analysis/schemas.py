@@ -1,9 +1,6 @@
-"""The strict loaders of the four record kinds: run summary, bench, sweep point, projection.
-
-Figures, report, README block and notebooks read these files through :func:`load` (or the
-readers built on it), so a field a record lacks or mangles is one error naming the file and the
-field, the same everywhere. Models allow extra fields (records grow); they pin what readers use.
-Reasoning: docs/records.md, "Strict loaders".
+"""The strict loaders of the four record kinds (run summary, bench, sweep point, projection): every reader
+goes through :func:`load`, so a field a record lacks or mangles is one error naming file and field. Models
+allow extra fields (records grow) and pin what readers use. Reasoning: docs/records.md, "Strict loaders".
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cosmic_utils.analysis import fmt
 from cosmic_utils.runtime.strict import RecordError
 
 NonNeg = Annotated[float, Field(ge=0)]
@@ -32,10 +28,6 @@ class Provenance(Record):
     cpu_model: str | None = None
     cpus: int | None = None
     cpu_count: int | None = None
-
-    def machine(self) -> str:
-        """``cpu_model, N cores`` (:func:`cosmic_utils.analysis.fmt.machine`)."""
-        return fmt.machine(self.model_dump())
 
 
 class _Throughput(Record):

@@ -1,9 +1,6 @@
-"""Parameter sweeps with papermill: one executed notebook per combination of a YAML grid.
-
-Each combination runs into ``SWEEP_RUNS_DIR/<name>/<slug>/`` (slug from its values), so runs never
-overwrite each other and a sweep resumes (``_done.json`` skips a point). A notebook error, or a
-pipeline run with failed partitions, writes ``_failed.json`` with every reason; ``cosmic sweep``
-exits 3 and figures leave the point out. Grid format and repeats: docs/cost_and_simulation.md, "Sweeps".
+"""Parameter sweeps with papermill: one executed notebook per combination of a YAML grid, into
+``SWEEP_RUNS_DIR/<name>/<slug>/``; ``_done.json`` makes a resumed sweep skip a point, ``_failed.json`` holds
+why one failed (``cosmic sweep`` exits 3). Grid format and repeats: docs/cost_and_simulation.md, "Sweeps".
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ from typing import Any
 import yaml
 
 from cosmic_utils import config
+from cosmic_utils.progress import progress
 from cosmic_utils.provenance import stamped
 
 log = logging.getLogger(__name__)
@@ -53,8 +51,7 @@ class Grid:
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file; errors name the file and the field."""
     path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: a grid file must be a YAML mapping")
     for key in ("name", "notebook", "grid"):
@@ -94,9 +91,8 @@ def _fmt(value: Any) -> str:
 
 
 def slug(combination: Mapping[str, Any]) -> str:
-    """Folder name of a combination: ``key-value`` pairs joined with ``__`` (keys sorted).
-    Values are sanitised to ``[A-Za-z0-9.-]``; when sanitising changed a value (so two different
-    combinations could collide) or the name is long, a short hash of the exact values is appended."""
+    """Folder name of a combination: sorted ``key-value`` pairs joined with ``__``, values sanitised to
+    ``[A-Za-z0-9.-]``, plus a short hash of the exact values when that was lossy or the name is long."""
     items = sorted(combination.items())
     text = "__".join(f"{re.sub(r'[^A-Za-z0-9_]+', '_', str(k))}-{_fmt(v)}" for k, v in items)
     exact = json.dumps([[k, repr(v)] for k, v in items])
@@ -109,17 +105,15 @@ def slug(combination: Mapping[str, Any]) -> str:
 
 
 def repeat_slug(point_slug: str, repeat: int) -> str:
-    """Folder of one repeat of a point: the point's slug for repeat 1 (so records written before
-    repeats existed are repeat 1 of their point), ``<slug>__repeat-<r>`` for the others."""
+    """Folder of one repeat of a point: the slug for repeat 1, ``<slug>__repeat-<r>`` for the others."""
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
     return point_slug if repeat == 1 else f"{point_slug}__repeat-{repeat}"
 
 
 def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
-    """Why the pipeline run in ``out_dir`` is not a clean success, from its ``summary.json``.
-    Returns ``(message, failed partitions)``, or None when the run succeeded with every partition
-    ok, or when the folder holds no summary (a notebook that is not a pipeline run)."""
+    """``(why, failed partitions)`` when the run's ``summary.json`` is not a clean success; None when it is,
+    or when there is no summary (a notebook that is not a pipeline run)."""
     path = out_dir / "summary.json"
     if not path.exists():
         return None
@@ -142,28 +136,28 @@ def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
     return None
 
 
-def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path,
-                    kernel: str | None = None, progress: bool = False, repeat: int = 1) -> dict[str, Any]:
-    """Execute the notebook for one combination into ``out_dir``; writes the done/failed marker.
-    The markers' ``parameters`` carry ``repeat`` (the notebook does not receive it: a repeat is the
-    same point run again, in its own folder)."""
+def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path, kernel: str | None = None,
+                    repeat: int = 1) -> dict[str, Any]:
+    """Execute the notebook for one combination into ``out_dir`` and write its done/failed marker, whose
+    ``parameters`` carry ``repeat`` (the notebook does not get it: a repeat is the same point again)."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {**grid.parameters, **combination, "output_dir": str(out_dir)}
+    marked = {**params, "repeat": repeat}
     started = time.time()
     (out_dir / FAILED_MARKER).unlink(missing_ok=True)
     try:
         pm.execute_notebook(str(grid.notebook), str(out_dir / grid.notebook.name), parameters=params,
-                            kernel_name=kernel or grid.kernel, progress_bar=progress, cwd=str(grid.notebook.parent))
+                            kernel_name=kernel or grid.kernel, progress_bar=False, cwd=str(grid.notebook.parent))
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, the sweep continues
         failures = run_failures(out_dir)  # the run's own reason beats the notebook's traceback
         error = failures[0] if failures else f"{type(exc).__name__}: {exc}"
-        return _failed(grid, out_dir, {**params, "repeat": repeat}, started, error, failures[1] if failures else [])
+        return _failed(grid, out_dir, marked, started, error, failures[1] if failures else [])
     failures = run_failures(out_dir)
     if failures is not None:
-        return _failed(grid, out_dir, {**params, "repeat": repeat}, started, failures[0], failures[1])
-    info = {"status": "done", "parameters": {**params, "repeat": repeat}, "seconds": time.time() - started,
+        return _failed(grid, out_dir, marked, started, failures[0], failures[1])
+    info = {"status": "done", "parameters": marked, "seconds": time.time() - started,
             "finished": datetime.now(timezone.utc).isoformat()}
     (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=str), encoding="utf-8")
     return info
@@ -182,9 +176,7 @@ def _failed(grid: Grid, out_dir: Path, params: Mapping[str, Any], started: float
 
 
 def _parse_only(only: Sequence[str] | None) -> dict[str, set[str]]:
-    """``--only`` filters as key -> accepted values' texts: repeated filters on one key are a union
-    (``--only batch_size=32 --only batch_size=256`` keeps both), filters on different keys all apply
-    (``--only data_gb=1 --only partition_mb=10`` keeps their intersection)."""
+    """``--only`` filters as key -> accepted texts: values of one key are a union, different keys all apply."""
     out: dict[str, set[str]] = {}
     for item in only or ():
         if "=" not in item:
@@ -195,8 +187,7 @@ def _parse_only(only: Sequence[str] | None) -> dict[str, set[str]]:
 
 
 def select(grid: Grid, only: Sequence[str] | None) -> list[dict[str, Any]]:
-    """The grid's combinations kept by ``only`` (see :func:`_parse_only`); a key that is not a parameter
-    of the grid is refused (ValueError naming it)."""
+    """The grid's combinations kept by ``only`` (:func:`_parse_only`); ValueError for a key not in the grid."""
     filters = _parse_only(only)
     for k in filters:
         if k not in grid.grid and k not in grid.parameters:
@@ -223,11 +214,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
               sweeps_dir: Path | None = None, kernel: str | None = None,
               extra_parameters: Mapping[str, Any] | None = None,
               repeats: int | None = None) -> list[dict[str, Any]]:
-    """Run every combination of a grid file ``repeats`` times (resumable); one row per (combination, repeat).
-    Each repeat has its own folder (:func:`repeat_slug`); ``only`` keeps matching combinations
-    (:func:`select`), ``dry_run`` lists the plan. Row ``status``: done | skipped | failed | planned."""
-    from cosmic_utils.progress import progress
-
+    """Run every combination (:func:`select`) of a grid file ``repeats`` times, resumable; one row per
+    (combination, repeat) with ``status`` done | skipped | failed | planned (``dry_run`` only plans)."""
     grid = load_grid(grid_path)
     if repeats is not None:
         if repeats < 1:
@@ -263,17 +251,22 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
     return rows
 
 
+def point_status(folder: Path) -> tuple[str, Path | None]:
+    """A point folder's status, done | failed (notebook error or failed partitions: :func:`run_failures`) |
+    incomplete, and the marker file that says so (None when incomplete)."""
+    for marker, status in ((DONE_MARKER, "done"), (FAILED_MARKER, "failed")):
+        if (folder / marker).exists():
+            return status, folder / marker
+    return "incomplete", None
+
+
 def sweep_status(name: str, sweeps_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Status of every combination folder of a sweep already on disk (done | failed | incomplete)."""
+    """Status of every combination folder of a sweep already on disk (:func:`point_status`)."""
     base = Path(sweeps_dir or config.SWEEP_RUNS_DIR) / name
     rows = []
     for d in sorted(p for p in base.glob("*") if p.is_dir()):
-        if (d / DONE_MARKER).exists():
-            info, status = json.loads((d / DONE_MARKER).read_text()), "done"
-        elif (d / FAILED_MARKER).exists():
-            info, status = json.loads((d / FAILED_MARKER).read_text()), "failed"
-        else:
-            info, status = {}, "incomplete"
+        status, marker = point_status(d)
+        info = json.loads(marker.read_text()) if marker else {}
         rows.append({"slug": d.name, "status": status, "error": info.get("error", ""),
                      **{k: v for k, v in info.get("parameters", {}).items() if k != "output_dir"}})
     return rows

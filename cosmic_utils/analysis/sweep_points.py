@@ -1,9 +1,6 @@
-"""The one reader of sweep points, and the one definition of each sweep metric.
-
-Figures (:func:`cosmic_utils.analysis.figdata.sweep_points`) and the report's tables
-(:func:`cosmic_utils.analysis.report.sweep_points`) both call :func:`read_points`, so a figure and
-the table beside it show the same number. A point is one finished folder (``_done.json`` +
-``summary.json``); failed points are left out. Reasoning: docs/records.md, "One reader for sweep points".
+"""The one reader of sweep points (:func:`read_points`, :func:`read_point`), used by the figures and the
+report's tables alike so both show the same number, and the one definition of each sweep metric. A point is
+one finished folder (``_done.json`` + ``summary.json``). Reasoning: docs/records.md, "One reader for sweep points".
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from cosmic_utils.analysis import schemas
+from cosmic_utils.analysis import fmt, schemas
 from cosmic_utils.runtime.strict import RecordError, check_number
 
 log = logging.getLogger(__name__)
@@ -47,10 +44,9 @@ def point_metrics(summ: schemas.RunSummary) -> dict[str, float]:
 
 
 def read_point(folder: Path, origin: str = "shipped", label: Any = None) -> dict[str, Any] | None:
-    """One finished point folder: ``param_<name>``, ``repeat``, the :data:`METRICS`, ``cpu``, ``backend``,
-    ``trained``, ``origin``, ``record``; None for a point with a failed partition. A malformed record
-    raises :class:`RecordError` naming it (``label(path)``, default the path)."""
-    name = label or (lambda q: str(q))
+    """One finished point folder: ``param_<name>``, ``repeat``, the :data:`METRICS`, ``cpu``, ``backend``, ``trained``,
+    ``origin``, ``record``; None with a failed partition; :class:`RecordError` naming ``label(path)`` if malformed."""
+    name = label or str
     p = Path(folder)
     done = schemas.load(schemas.SweepDone, p / "_done.json", name)
     params = {k: v for k, v in done.parameters.items() if k != "output_dir"}
@@ -62,14 +58,14 @@ def read_point(folder: Path, origin: str = "shipped", label: Any = None) -> dict
     prov = summ.provenance or done.provenance or schemas.Provenance(cpu_model=done.cpu_model, cpus=done.cpus)
     return {**{f"param_{k}": v for k, v in params.items()}, "sweep": p.parent.name, "slug": p.name,
             "repeat": int(done.repeat or params.get("repeat") or 1), **point_metrics(summ),
-            "cpu": prov.machine(), "backend": str(summ.backend or params.get("backend") or ""),
+            "cpu": fmt.machine(prov.model_dump()), "backend": str(summ.backend or params.get("backend") or ""),
             "trained": (summ.model_info or {}).get("model_trained"), "origin": origin, "record": name(p)}
 
 
 def read_points(base: Path, sweep: str, param: str, origin: str = "shipped",
                 label: Any = None) -> pd.DataFrame:
     """Every finished point of ``<base>/<sweep>/`` (:func:`read_point`), with the swept value as column ``param``."""
-    name = label or (lambda q: str(q))
+    name = label or str
     rows = []
     for p in sorted(q for q in (Path(base) / sweep).glob("*") if (q / "_done.json").is_file()):
         row = read_point(p, origin, name)
