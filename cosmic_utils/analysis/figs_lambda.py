@@ -1,10 +1,8 @@
 """Figures of Lambda behaviour: the study's published series beside this repository's projections.
 
-Why these are apart from the local figures: nothing here is measured on a Lambda by this
-repository unless aws-backend records exist (drawn with the same code when they do). A
-published series names its source, a projected one the measured compute that drives it
-(:mod:`cosmic_utils.analysis.figdata`), a simulated one the simulator fitted on published runs.
-The local backend's own measurements are never drawn here (see ``local_backend_sweeps``).
+Nothing here is measured on a Lambda by this repository unless aws-backend records exist; each
+series names its source or basis (:mod:`cosmic_utils.analysis.figdata`). The local backend's
+own sweeps are in :mod:`cosmic_utils.analysis.figs_local` (docs/figures.md).
 """
 
 from __future__ import annotations
@@ -51,11 +49,12 @@ def _aws(axes: list[plt.Axes], recs: dict[str, pd.DataFrame], sweep: str, param:
         plot_range(ax, pts[param], pts[f"{m}_med"], pts[f"{m}_min"], pts[f"{m}_max"], "measured", lab, color(3))
 
 
-def _argmax_text(df: pd.DataFrame, x: str, y: str, what: str) -> str:
+def _argmax_text(df: pd.DataFrame, y: str) -> str:
+    """A title's second line: the batch size of the published maximum of ``y`` ("" without data)."""
     if df.empty:
         return ""
     best = df.loc[df[y].astype(float).idxmax()]
-    return f"published {what} at {best[x]:g}"
+    return f"\n(published maximum at {best['batch_size']:g})"
 
 
 def fig_lambda_batch_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = None) -> plt.Figure:
@@ -79,14 +78,13 @@ def fig_lambda_batch_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = 
         for ax, col in ((ax_w, "runtime_s"), (ax_t, "throughput_gb_s"), (ax_c, "lambda_usd"), (ax_e, "efficiency")):
             plot_series(ax, proj["batch_size"], proj[col], "projected", lab, color(1))
     _aws([ax_w, ax_t, ax_c, ax_e], recs, "batch_size", "batch_size")
-    ax_w.set_title("Mean Lambda runtime")
-    ax_t.set_title("Throughput = data / mean runtime" + (f"\n({_argmax_text(pub, 'batch_size', 'throughput_gb_s', 'maximum')})"
-                                                           if not pub.empty else ""))
-    ax_c.set_title("Lambda cost of the run")
-    ax_e.set_title("Efficiency = throughput / cost" + (
-        f"\n({_argmax_text(pub, 'batch_size', 'perf_efficiency_gb_s_per_usd', 'maximum')})" if not pub.empty else ""))
-    for ax, ylab in ((ax_w, "runtime (s)"), (ax_t, "throughput (GB/s)"), (ax_c, "cost (USD)"),
-                     (ax_e, "efficiency (GB/s per USD)")):
+    for ax, ylab, title in ((ax_w, "runtime (s)", "Mean Lambda runtime"),
+                            (ax_t, "throughput (GB/s)",
+                             "Throughput = data / mean runtime" + _argmax_text(pub, "throughput_gb_s")),
+                            (ax_c, "cost (USD)", "Lambda cost of the run"),
+                            (ax_e, "efficiency (GB/s per USD)",
+                             "Efficiency = throughput / cost" + _argmax_text(pub, "perf_efficiency_gb_s_per_usd"))):
+        ax.set_title(title)
         log2_x(ax, sizes)
         ax.set_xlabel("batch size (samples)")
         ax.set_ylabel(ylab)
@@ -176,12 +174,12 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
         spread = float(np.max(np.abs(costs[0] - costs[1]) / np.minimum(costs[0], costs[1])))
         ax_c.plot([], [], " ", label=f"the two projected cost lines lie within {spread:.0%} of each other "
                                      "(same compute per sample; markers staggered)")
-    ax_t.set_title("Throughput = data / mean Lambda runtime")
-    ax_w.set_title("Mean Lambda runtime")
-    ax_c.set_title("Lambda cost of the run")
-    ax_e.set_title("Efficiency = throughput / cost" + (f"\n({'; '.join(peaks)})" if peaks else ""))
-    for ax, ylab in ((ax_t, "throughput (GB/s)"), (ax_w, "runtime (s)"), (ax_c, "cost (USD)"),
-                     (ax_e, "efficiency (GB/s per USD)")):
+    for ax, ylab, title in ((ax_t, "throughput (GB/s)", "Throughput = data / mean Lambda runtime"),
+                            (ax_w, "runtime (s)", "Mean Lambda runtime"),
+                            (ax_c, "cost (USD)", "Lambda cost of the run"),
+                            (ax_e, "efficiency (GB/s per USD)",
+                             "Efficiency = throughput / cost" + (f"\n({'; '.join(peaks)})" if peaks else ""))):
+        ax.set_title(title)
         ax.set_xlabel("data size (GB)")
         ax.set_ylabel(ylab)
         ax.set_xticks([1, 2, 4, 6, 8, 10, 12])
@@ -193,9 +191,7 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
 def fig_memory(recs: dict[str, pd.DataFrame], record: dict[str, Any] | None = None) -> plt.Figure | None:
     """Lambda memory vs duration and $/GB of 75 MB partitions, per measured CPU (None without a record).
 
-    From ``lambda_projection.json`` ``by_cpu`` (:func:`~cosmic_utils.analysis.lambda_model.memory_table`),
-    so its cheapest memory is the one record, report and README name; bars are the low .. high range.
-    """
+    From the projection record's ``by_cpu``, so its cheapest memory is the one report and README name."""
     rec = record if record is not None else projection.load()
     if not rec or not rec.get("by_cpu"):
         return None
@@ -309,12 +305,8 @@ def fig_validation(recs: dict[str, pd.DataFrame]) -> plt.Figure | None:
 
 
 def fig_lambda_engine_projection(recs: Any = None, record: dict[str, Any] | None = None) -> plt.Figure | None:
-    """Left: billed $/GB vs configured memory (log y, points and lines only); right: 12.6 GB wall clock bars (linear):
-    one partition per invocation at the best-cost memory, the fastest configuration of the grid search
-    (memory x partitions per invocation, labelled with it) and the published runs.
-
-    ``record``: the projection record (default: the shipped one); None when there is none.
-    """
+    """Billed $/GB vs memory (left) and 12.6 GB wall clock bars (right) from ``record`` (default: the
+    shipped projection record); None when there is none."""
     rec = record if record is not None else projection.load()
     if not rec:
         return None

@@ -1,11 +1,8 @@
 """Figures of what this repository measured on its own machine, and the device comparison.
 
-Why apart from the Lambda figures: the local backend runs every "Lambda" of a sweep on the same
-few cores of one machine, so its sweeps say how this machine behaves, not how Lambda does (its
-efficiency even rises with partition size, the opposite of the study's Lambda runs). They get a
-figure of their own, labelled with the machine named in the records, and never share axes with
-a Lambda series. Where a comparison is drawn (local vs GPU vs Lambda), the pairing is stated on
-the figure: same precision, and the data size each number comes from.
+The local backend's sweeps describe this machine, not Lambda (every "Lambda" shares its cores),
+so they never share axes with a Lambda series; a comparison states its pairing (precision, data
+size) on the figure. Reasoning: docs/figures.md ("The local backend is not Lambda").
 """
 
 from __future__ import annotations
@@ -44,11 +41,8 @@ LOCAL_SWEEPS: tuple[tuple[str, str, str, str, str], ...] = (
 
 
 def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
-    """The local backend's four sweeps (median and min-max over repeats), one series per machine.
-
-    Shipped records first; scratch runs (``cosmic figures --include-runs``) are drawn as their own
-    series, labelled "scratch run" (and UNTRAINED when their model was), never merged into a shipped point.
-    """
+    """The local backend's four sweeps (median and min-max over repeats), one series per machine and
+    origin: scratch runs (``--include-runs``) are their own series, never merged into a shipped point."""
     fig, axes = plt.subplots(2, 2, figsize=(10.5, 7.8), layout="constrained")
     pts_all = recs.get("sweep_points", pd.DataFrame())
     local = pts_all[pts_all["backend"].astype(str) == "local"] if not pts_all.empty else pts_all

@@ -1,17 +1,9 @@
 """One look for every figure of the report: palette, series styles, series names, legends, saving.
 
-Why a module of its own: a reader compares figures with each other, so a measured value must
-look the same everywhere (filled circle, solid line), a published one too (open square, dashed),
-and every legend entry must say where its number comes from. :func:`series_label` is the only way
-the figures name a series, so the naming cannot drift from one figure to the next.
-
-* **measured** (this repository's runs; the machine or backend is named): filled circles, solid;
-* **published** (the source is named: the team6 study, Cosmic AI): open squares, dashed;
-* **projected** (this repository's measured compute run through the simulator): triangles, dash-dot;
-* **simulated** (the scale simulator fitted to the published runs): small dots, dotted.
-
-Legends are drawn OUTSIDE the axes (below the panels, :func:`figure_legend`), so they can never
-cover a data point; the quality test (:mod:`cosmic_utils.analysis.figcheck`) enforces it.
+A value looks the same in every figure by its kind (:data:`STYLES`: measured, published,
+projected, simulated), every legend entry says where its number comes from (:func:`series_label`,
+the only way figures name a series) and legends sit below the panels, never over data
+(:func:`figure_legend`). Reasoning: docs/figures.md ("Decisions").
 """
 
 from __future__ import annotations
@@ -30,7 +22,8 @@ from cosmic_utils import config
 #: Okabe-Ito colour-blind-safe palette (the order used for series of one figure).
 OKABE_ITO: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
                               "#000000")
-#: Line and marker style of each kind of value.
+#: Line and marker style of each kind of value: measured (this repository's runs), published (the
+#: team6 study, Cosmic AI), projected (measured compute through the simulator), simulated.
 STYLES: dict[str, dict[str, Any]] = {
     "measured": {"marker": "o", "linestyle": "-"},
     "published": {"marker": "s", "linestyle": "--", "markerfacecolor": "white"},
@@ -59,11 +52,7 @@ def set_style() -> None:
 
 
 def series_label(kind: str, what: str, where: str = "") -> str:
-    """The legend name of a series: ``what [kind: where]``.
-
-    ``where`` is the machine/backend (measured), the source (published) or the basis (projected,
-    simulated); a published source key ("team6", "cai") is spelled out.
-    """
+    """``what [kind: where]``, ``where`` the machine, the source ("team6", "cai" spelled out) or basis."""
     if kind not in STYLES:
         raise ValueError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
     where = SOURCES.get(where, where)
@@ -128,10 +117,8 @@ def note(ax: plt.Axes, text: str, y: float = 0.5) -> None:
             wrap=True, bbox={"facecolor": "0.96", "edgecolor": "0.7", "boxstyle": "round"})
 
 
-#: Metadata written into each format. Everything time- or version-dependent is dropped (None
-#: removes a key), so ``make figures`` on an unchanged checkout writes the same bytes and git stays
-#: clean: PDF CreationDate (the only timestamp matplotlib writes by default), the Producer/Creator
-#: and PNG Software strings (they name the matplotlib version), SVG Date.
+#: Metadata of each format: every time- or version-dependent key removed (None), so ``make figures``
+#: on an unchanged checkout writes the same bytes.
 SAVE_METADATA: dict[str, dict[str, Any]] = {
     "png": {"Software": None},
     "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
@@ -141,9 +128,7 @@ SAVE_METADATA: dict[str, dict[str, Any]] = {
 
 def save(fig: plt.Figure, name: str, out_dir: Path | None = None,
          formats: tuple[str, ...] = ("png", "pdf"), close: bool = True) -> list[Path]:
-    """Write ``name``.png and ``name``.pdf into the figures folder, byte-reproducibly; returns the paths.
-
-    ``close=False`` keeps the figure open (a notebook displays it afterwards)."""
+    """Write ``name``.png and .pdf (default: into figures/) byte-reproducibly; ``close=False`` keeps it open."""
     out = Path(out_dir or config.FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.{fmt}" for fmt in formats]

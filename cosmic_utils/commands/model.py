@@ -154,12 +154,14 @@ def _load_published(args: argparse.Namespace) -> int:
     return 0
 
 
-def _density(x: np.ndarray, y: np.ndarray, bins: int = 80) -> np.ndarray:
-    """Point density from a 2-D histogram (counts of each point's bin), for colouring scatter plots."""
+def _density_scatter(ax: Any, x: np.ndarray, y: np.ndarray, bins: int = 80) -> Any:
+    """Scatter coloured by point density (counts of each point's 2-D histogram bin), densest on top."""
     h, xe, ye = np.histogram2d(x, y, bins=bins)
     ix = np.clip(np.searchsorted(xe, x, side="right") - 1, 0, bins - 1)
     iy = np.clip(np.searchsorted(ye, y, side="right") - 1, 0, bins - 1)
-    return h[ix, iy]
+    dens = h[ix, iy]
+    order = np.argsort(dens)
+    return ax.scatter(x[order], y[order], c=dens[order], s=5, cmap="viridis", lw=0)
 
 
 def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray, title: str) -> Any:
@@ -174,10 +176,7 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
     m = redshift_metrics(z_spec, z_pred)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
     ax = axes[0]
-    dens = _density(z_spec, z_pred)
-    order = np.argsort(dens)
-    sc = ax.scatter(z_spec[order], z_pred[order], c=dens[order], s=5, cmap="viridis", lw=0)
-    fig.colorbar(sc, ax=ax, label="galaxies per bin")
+    fig.colorbar(_density_scatter(ax, z_spec, z_pred), ax=ax, label="galaxies per bin")
     hi = float(max(z_spec.max(), z_pred.max())) * 1.02
     ax.plot([0, hi], [0, hi], "k-", lw=0.8)
     grid = np.linspace(0, hi, 50)
@@ -192,9 +191,7 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
             f"|dz|>0.05: {100 * m['outlier_005']:.2f} %\nbias = {m['bias']:+.4f}",
             transform=ax.transAxes, va="top", fontsize=9)
     for ax, x, label in ((axes[1], z_spec, "z_spec"), (axes[2], r_mag, "r magnitude (AB)")):
-        dens = _density(x, dz)
-        order = np.argsort(dens)
-        ax.scatter(x[order], dz[order], c=dens[order], s=5, cmap="viridis", lw=0)
+        _density_scatter(ax, x, dz)
         ax.axhline(0, color="k", lw=0.8)
         for t in (-0.05, 0.05):
             ax.axhline(t, color="k", ls=":", lw=0.6)
