@@ -59,17 +59,9 @@ def _tick_labels(ax: plt.Axes) -> list[list[Text]]:
     return out
 
 
-def _in_view(ax: plt.Axes, renderer, pts: np.ndarray) -> np.ndarray:
-    """Display coordinates of the points that are inside the axes box (clipped ones are not drawn)."""
-    if pts.size == 0:
-        return pts.reshape(0, 2)
-    bb = ax.get_window_extent(renderer)
-    inside = (pts[:, 0] >= bb.x0) & (pts[:, 0] <= bb.x1) & (pts[:, 1] >= bb.y0) & (pts[:, 1] <= bb.y1)
-    return pts[inside & np.isfinite(pts).all(axis=1)]
-
-
 def data_points(ax: plt.Axes, renderer) -> np.ndarray:
-    """Display coordinates of every plotted data point of ``ax`` (lines' vertices, collections' offsets)."""
+    """Display coordinates of every plotted data point of ``ax`` (lines' vertices, collections' offsets)
+    inside the axes box (clipped ones are not drawn)."""
     chunks = []
     for line in ax.get_lines():
         if not line.get_visible():
@@ -88,8 +80,12 @@ def data_points(ax: plt.Axes, renderer) -> np.ndarray:
                 v = np.asarray(path.vertices, dtype=float)
                 if len(v):
                     chunks.append(coll.get_transform().transform(v))
-    pts = np.concatenate(chunks) if chunks else np.empty((0, 2))
-    return _in_view(ax, renderer, pts)
+    if not chunks:
+        return np.empty((0, 2))
+    pts = np.concatenate(chunks)
+    bb = ax.get_window_extent(renderer)
+    inside = (pts[:, 0] >= bb.x0) & (pts[:, 0] <= bb.x1) & (pts[:, 1] >= bb.y0) & (pts[:, 1] <= bb.y1)
+    return pts[inside & np.isfinite(pts).all(axis=1)]
 
 
 def _has_data(ax: plt.Axes) -> bool:

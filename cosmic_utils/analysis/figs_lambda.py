@@ -374,31 +374,26 @@ def _projection_wall_panel(bx: plt.Axes, rec: dict[str, Any], colors: list[str])
     best_mem = rec["best_memory_mb"]
     walls = [w for w in rec["wall_clock_12_6gb"] if w["memory_mb"] == best_mem]
     pubw = {w["partition_mb"]: w for w in pub["wall_12_6gb"]}
-    labels, heights, kinds = [], [], []
-    for w in walls:
-        labels.append(f"projected\n{w['partition_mb']:g} MB\n({w['partitions']} items)")
-        heights.append(w["wall_s"])
-        kinds.append("projection")
+    bars: list[tuple[str, float, str, list[float]]] = [  # (label, height, kind, published runs)
+        (f"projected\n{w['partition_mb']:g} MB\n({w['partitions']} items)", w["wall_s"], "projection", [])
+        for w in walls]
     for x in rec.get("wall_clock_12_6gb_fastest") or []:
         f = x["fastest"]
-        labels.append(f"fastest\n{f['partition_mb']:g} MB\n{f['memory_mb']:.0f} MB\n"
-                      f"{f['per_invocation']} per inv.\n{f['items']} items")
-        heights.append(f["wall_s"])
-        kinds.append("fastest")
+        bars.append((f"fastest\n{f['partition_mb']:g} MB\n{f['memory_mb']:.0f} MB\n"
+                     f"{f['per_invocation']} per inv.\n{f['items']} items", f["wall_s"], "fastest", []))
     for mb in sorted({w["partition_mb"] for w in walls} | {25.0}, reverse=True):
         if mb in pubw:
-            labels.append(f"published\n{mb:g} MB\n(median of {len(pubw[mb]['runs_s'])})")
-            heights.append(pubw[mb]["median_s"])
-            kinds.append("published")
-    pos = np.arange(len(labels))
-    tops = list(heights)
-    for i, mb in enumerate(labels):
-        if kinds[i] == "published":
-            runs = next(pubw[m]["runs_s"] for m in pubw if f"\n{m:g} MB\n" in mb)
+            runs = pubw[mb]["runs_s"]
+            bars.append((f"published\n{mb:g} MB\n(median of {len(runs)})", pubw[mb]["median_s"], "published", runs))
+    labels = [label for label, *_ in bars]
+    pos = np.arange(len(bars))
+    tops = [max([h, *runs]) for _, h, _, runs in bars]
+    runs_label: str | None = "published runs (12.6 GB) [published]"  # on the first published bar only
+    for i, (_, h, k, runs) in enumerate(bars):
+        if runs:
             bx.plot([pos[i]] * len(runs), runs, "s", markerfacecolor="none", color=colors[3], markersize=5,
-                    label="published runs (12.6 GB) [published]" if i == kinds.index("published") else None)
-            tops[i] = max(tops[i], *runs)
-    for i, (h, k) in enumerate(zip(heights, kinds, strict=True)):
+                    label=runs_label)
+            runs_label = None
         face = {"projection": colors[0], "fastest": colors[1]}.get(k, "white")
         bx.bar(pos[i], h, width=0.6, color=face, edgecolor=colors[3] if k == "published" else face,
                hatch="//" if k == "published" else "", linewidth=1.2)

@@ -191,8 +191,7 @@ def fig_local_data_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     raw = recs.get("local_data_size", pd.DataFrame())
     if pts.empty:
         for ax in (ax_t, ax_m):
-            note(ax, "not measured yet\n(the streamed local data-size study writes data/records/local_data_size.csv)",
-                 y=0.5)
+            note(ax, "not measured yet\n(the streamed local data-size study writes data/records/local_data_size.csv)")
     else:
         machine = figdata.machine_of(raw)
         eng = ", ".join(sorted({f"{e} {p}" for e, p in zip(raw.get("engine", ["?"]), raw.get("precision", ["?"]),

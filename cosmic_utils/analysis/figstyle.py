@@ -111,9 +111,9 @@ def figure_legend(fig: plt.Figure, ncols: int = 2, axes: Any = None) -> None:
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=ncols, frameon=True)
 
 
-def note(ax: plt.Axes, text: str, y: float = 0.5) -> None:
-    """A boxed note in an EMPTY panel (e.g. "not measured yet (run: ...)"), at height ``y`` of the axes."""
-    ax.text(0.5, y, text, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.25",
+def note(ax: plt.Axes, text: str) -> None:
+    """A boxed note in the middle of an EMPTY panel (e.g. "not measured yet (run: ...)")."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.25",
             wrap=True, bbox={"facecolor": "0.96", "edgecolor": "0.7", "boxstyle": "round"})
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -18,8 +17,6 @@ import numpy as np
 
 from cosmic_utils.commands import cli_types
 from cosmic_utils.model import artifacts
-
-log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
