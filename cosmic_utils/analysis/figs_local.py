@@ -215,14 +215,13 @@ def fig_local_data_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
             ax.axvline(float(oom["data_gb_from"]), color=color(3), ls="--", lw=1.2, zorder=1,
                        label=series_label("published", f"the study's laptop: out of memory at "
                                           f"{float(oom['data_gb_from']):g} GB", "team6"))
+    right = max([float(pts["data_gb"].max()) if not pts.empty else 0.0,
+                 *(float(c["data_gb_to"]) for c in (lap, oom) if c is not None)], default=8.0)
     for ax, ylab, title in ((ax_t, "throughput (GB/s)", "Throughput vs data size"),
                             (ax_m, "peak resident memory (MB)", "Peak memory vs data size")):
         ax.set_xlabel("data size (GB)")
         ax.set_ylabel(ylab)
         ax.set_title(title)
-    right = max([float(pts["data_gb"].max()) if not pts.empty else 0.0,
-                 *(float(c["data_gb_to"]) for c in (lap, oom) if c is not None)], default=8.0)
-    for ax in (ax_t, ax_m):
         ax.set_xlim(0, right + 1)
     if pts.empty:
         ax_t.set_ylim(bottom=0)

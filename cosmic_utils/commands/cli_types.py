@@ -50,11 +50,8 @@ def nonnegative_int(text: str) -> int:
 
 
 def _float(text: str, what: str, ok: Callable[[float], bool], bound: str) -> float:
-    s = str(text).strip()
-    if s.lower() in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     try:
-        value = float(s)
+        value = float(str(text).strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     if not math.isfinite(value):
