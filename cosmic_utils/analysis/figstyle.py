@@ -32,10 +32,7 @@ STYLES: dict[str, dict[str, Any]] = {
 }
 KINDS: tuple[str, ...] = tuple(STYLES)
 #: Named sources of published numbers (the words used in legends).
-SOURCES: dict[str, str] = {
-    "team6": "team6 study",
-    "cai": "Cosmic AI",
-}
+SOURCES: dict[str, str] = {"team6": "team6 study", "cai": "Cosmic AI"}
 
 
 def color(i: int) -> str:

@@ -126,21 +126,20 @@ def _request_from_args(args: argparse.Namespace) -> Any:
     return parse_request(fields)
 
 
-def run_exit_status(result: Any, prog: str = "cosmic run", err: Any = None) -> int:
+def run_exit_status(result: Any) -> int:
     """The exit status of a finished run (0 ok, 3 partitions failed, 1 execution failed: README "Exit
     status"), every failure printed on stderr."""
     from cosmic_utils import exits
 
-    err = err or sys.stderr
     summary = result.summary
     failed = summary.get("failed") or []
     if failed or int(summary.get("partitions_failed") or 0):
-        exits.print_failures(prog, failed, out=err)
-        print(f"{prog}: {len(failed)} of {summary.get('partitions')} partitions failed; re-run them with "
-              f"cosmic run --redrive {result.run_dir}", file=err)
+        exits.print_failures("cosmic run", failed)
+        print(f"cosmic run: {len(failed)} of {summary.get('partitions')} partitions failed; re-run them with "
+              f"cosmic run --redrive {result.run_dir}", file=sys.stderr)
         return exits.PARTIAL
     if result.status != "SUCCEEDED" or not summary.get("partitions"):
-        print(f"{prog}: error: execution {result.status}: {execution_reason(summary)}", file=err)
+        print(f"cosmic run: error: execution {result.status}: {execution_reason(summary)}", file=sys.stderr)
         return exits.FAILED
     return exits.OK
 
@@ -203,7 +202,7 @@ def billed_vs_projected(run_dir: Path, summary: dict[str, Any], projection: Any)
             f"PROJECTION {projection.cost_usd:.4g} USD it was admitted on{ratio}")
 
 
-def _project(request: Any, backend: str, max_usd: float | None, admitted: list[Any] | None = None) -> int | None:
+def _project(request: Any, backend: str, max_usd: float | None, admitted: list[Any]) -> int | None:
     """Print the projected cost and wall clock (aws, or whenever a budget is given); 1 when over budget.
     The projection is appended to ``admitted`` (printed again beside the billed cost after the run)."""
     if backend != "aws" and max_usd is None:
@@ -219,8 +218,7 @@ def _project(request: Any, backend: str, max_usd: float | None, admitted: list[A
         print(f"cosmic run: --max-usd {max_usd:g} cannot be checked: {exc}", file=sys.stderr)
         return 1  # refused (exit-status contract: 1)
     print(projection.one_line())
-    if admitted is not None:
-        admitted.append(projection)
+    admitted.append(projection)
     try:
         check_budget(projection, max_usd)
     except (BudgetExceeded, ValueError) as exc:
