@@ -27,7 +27,10 @@ from cosmic_utils.analysis.figstyle import (
     set_style,
 )
 
-#: aws-backend sweep metrics, in the panel order of the batch and partition figures.
+#: Columns of the runtime, throughput, cost and efficiency panels (in that order) of the batch, partition
+#: and data-size figures: in the published table, the projection and the aws-backend sweep records.
+PUBLISHED_COLS = ("avg_runtime_s", "throughput_gb_s", "cost_usd", "perf_efficiency_gb_s_per_usd")
+PROJECTED_COLS = ("runtime_s", "throughput_gb_s", "lambda_usd", "efficiency")
 AWS_METRICS = ["mean_duration_s", "throughput_per_worker_gb_s", "total_usd", "efficiency_published_gb_s_per_usd"]
 
 
@@ -67,15 +70,14 @@ def fig_lambda_batch_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = 
     mb = float(pub["partition_mb"].iloc[0]) if not pub.empty else 100.0
     if not pub.empty:
         lab = series_label("published", f"1 Lambda, {mb:g} MB ({gb:g} GB)", "team6")
-        for ax, col in ((ax_w, "avg_runtime_s"), (ax_t, "throughput_gb_s"), (ax_c, "cost_usd"),
-                        (ax_e, "perf_efficiency_gb_s_per_usd")):
+        for ax, col in zip((ax_w, ax_t, ax_c, ax_e), PUBLISHED_COLS, strict=True):
             plot_series(ax, pub["batch_size"], pub[col], "published", lab, color(0))
     proj, rate = figdata.projected_batch(recs, sizes, gb, mb, fitted)
     if not proj.empty and rate is not None:
         lab = series_label("projected", f"1 Lambda, {mb:g} MB, {proj['memory_mb'].iloc[0]:,.0f} MB memory",
                            f"simulator + {rate.engine} {rate.precision} measured on {rate.machine}, "
                            f"{rate.threads} threads")
-        for ax, col in ((ax_w, "runtime_s"), (ax_t, "throughput_gb_s"), (ax_c, "lambda_usd"), (ax_e, "efficiency")):
+        for ax, col in zip((ax_w, ax_t, ax_c, ax_e), PROJECTED_COLS, strict=True):
             plot_series(ax, proj["batch_size"], proj[col], "projected", lab, color(1))
     _aws([ax_w, ax_t, ax_c, ax_e], recs, "batch_size", "batch_size")
     for ax, ylab, title in ((ax_w, "runtime (s)", "Mean Lambda runtime"),
@@ -105,15 +107,13 @@ def fig_lambda_partition_size(recs: dict[str, pd.DataFrame], fitted: tuple | Non
     gb = float(pub["data_gb"].min()) if not pub.empty else 1.0
     if not pub.empty:
         lab = series_label("published", f"{gb:g}-{pub['data_gb'].max():g} GB, batch 256", "team6")
-        for ax, col in ((ax_w, "avg_runtime_s"), (ax_t, "throughput_gb_s"), (ax_c, "cost_usd"),
-                        (ax_e, "perf_efficiency_gb_s_per_usd"), (ax_n, "lambdas")):
+        for ax, col in zip((ax_w, ax_t, ax_c, ax_e, ax_n), (*PUBLISHED_COLS, "lambdas"), strict=True):
             plot_series(ax, pub["partition_mb"], pub[col], "published", lab, color(0))
     proj, rate = figdata.projected_grid(recs, [1.0], mbs, fitted)
     if not proj.empty and rate is not None:
         lab = series_label("projected", f"1 GB, batch 256, {proj['memory_mb'].iloc[0]:,.0f} MB memory",
                            f"simulator + {rate.engine} measured on {rate.machine}, {rate.threads} threads")
-        for ax, col in ((ax_w, "runtime_s"), (ax_t, "throughput_gb_s"), (ax_c, "lambda_usd"), (ax_e, "efficiency"),
-                        (ax_n, "lambdas")):
+        for ax, col in zip((ax_w, ax_t, ax_c, ax_e, ax_n), (*PROJECTED_COLS, "lambdas"), strict=True):
             plot_series(ax, proj["partition_mb"], proj[col], "projected", lab, color(1))
     _aws([ax_w, ax_t, ax_c, ax_e], recs, "partition_size", "partition_mb")
     for ax, ylab, title in ((ax_w, "runtime (s)", "Mean Lambda runtime"),
@@ -147,8 +147,7 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
         pub = _team6(recs, f"data_size_{mb}mb")
         if not pub.empty:
             lab = series_label("published", f"{mb} MB partitions", "team6")
-            for ax, col in ((ax_t, "throughput_gb_s"), (ax_w, "avg_runtime_s"), (ax_c, "cost_usd"),
-                            (ax_e, "perf_efficiency_gb_s_per_usd")):
+            for ax, col in zip((ax_w, ax_t, ax_c, ax_e), PUBLISHED_COLS, strict=True):
                 plot_series(ax, pub["data_gb"], pub[col], "published", lab, color(2 * i))
             best = pub.loc[pub["perf_efficiency_gb_s_per_usd"].idxmax()]
             peaks.append(f"{mb} MB peak {best['perf_efficiency_gb_s_per_usd']:g} at {best['data_gb']:g} GB")
@@ -158,8 +157,7 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
             lab = series_label("projected", f"{mb} MB, Distributed Map (no 1,000 limit)",
                                f"simulator + {rate.engine} measured on {rate.machine}")
             costs.append(proj["lambda_usd"].to_numpy())
-            for ax, col in ((ax_t, "throughput_gb_s"), (ax_w, "runtime_s"), (ax_c, "lambda_usd"),
-                            (ax_e, "efficiency")):
+            for ax, col in zip((ax_w, ax_t, ax_c, ax_e), PROJECTED_COLS, strict=True):
                 plot_series(ax, proj["data_gb"], proj[col], "projected", lab, color(2 * i + 1),
                             marker="v^"[i], markevery=(i, 2))
     if limit:
@@ -189,9 +187,8 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
 
 
 def fig_memory(recs: dict[str, pd.DataFrame], record: dict[str, Any] | None = None) -> plt.Figure | None:
-    """Lambda memory vs duration and $/GB of 75 MB partitions, per measured CPU (None without a record).
-
-    From the projection record's ``by_cpu``, so its cheapest memory is the one report and README name."""
+    """Lambda memory vs duration and $/GB of 75 MB partitions, per measured CPU (None without a record),
+    from the projection record's ``by_cpu``, so its cheapest memory is the one report and README name."""
     rec = record if record is not None else projection.load()
     if not rec or not rec.get("by_cpu"):
         return None
