@@ -19,7 +19,7 @@ from cosmic_utils.analysis import cost, figdata, lambda_model, projection, simul
 from cosmic_utils.analysis.figstyle import (
     color,
     figure_legend,
-    log2_x,
+    log_x,
     plain_log,
     plot_range,
     plot_series,
@@ -87,7 +87,7 @@ def fig_lambda_batch_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = 
                             (ax_e, "efficiency (GB/s per USD)",
                              "Efficiency = throughput / cost" + _argmax_text(pub, "perf_efficiency_gb_s_per_usd"))):
         ax.set_title(title)
-        log2_x(ax, sizes)
+        log_x(ax, sizes, base=2)
         ax.set_xlabel("batch size (samples)")
         ax.set_ylabel(ylab)
         ax.set_yscale("log")
@@ -124,9 +124,7 @@ def fig_lambda_partition_size(recs: dict[str, pd.DataFrame], fitted: tuple | Non
         ax.set_xlabel("partition size (MB)")
         ax.set_ylabel(ylab)
         ax.set_title(title)
-        ax.set_xscale("log")
-        ax.set_xticks(mbs, [f"{m:g}" for m in mbs])
-        ax.xaxis.set_minor_locator(plt.NullLocator())
+        log_x(ax, mbs)
         ax.set_yscale("log")
         plain_log(ax, "y")
     fig.suptitle(f"Lambda: partition size at about 1 GB (study: {gb:g}-{pub['data_gb'].max():g} GB; projection: 1 GB)"

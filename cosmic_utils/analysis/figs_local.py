@@ -19,7 +19,7 @@ from cosmic_utils.analysis.figstyle import (
     STYLES,
     color,
     figure_legend,
-    log2_x,
+    log_x,
     note,
     plain_log,
     plot_range,
@@ -83,12 +83,10 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
                 f" ({min(gbs):.2g}-{max(gbs):.2g} GB)"
         ax.set_title(what)
         ticks = sorted(xs)
-        if param in ("batch_size",):
-            log2_x(ax, sorted(int(v) for v in ticks))
+        if param == "batch_size":
+            log_x(ax, sorted(int(v) for v in ticks), base=2)
         elif param in ("partition_mb", "data_gb"):
-            ax.set_xscale("log")
-            ax.set_xticks(ticks, [f"{round(v, 3):g}" for v in ticks])
-            ax.xaxis.set_minor_locator(plt.NullLocator())
+            log_x(ax, ticks)
         else:  # memory: the local backend does not give a function more CPU with more memory
             ax.set_ylim(0, ymax * 1.15)
             ax.set_title(what + ": flat, no CPU share per memory locally")
@@ -148,7 +146,7 @@ def fig_local_batch_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
             ax.plot([r["batch_size"]], [figdata.gbit_to_gb(r["throughput"])], "s", mfc="white", color="0.2", ms=8,
                     label=series_label("published", f"the study's laptop, {r['data_gb']:g} GB "
                                        f"({r['throughput']:g} Gbit/s in its table)", "team6"))
-    log2_x(ax, sizes)
+    log_x(ax, sizes, base=2)
     ax.set_yscale("log")
     plain_log(ax, "y")
     ax.set_xlabel("batch size (samples)")

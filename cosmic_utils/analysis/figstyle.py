@@ -88,10 +88,10 @@ def plain_log(ax: plt.Axes, axis: str = "both") -> None:
         a.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def log2_x(ax: plt.Axes, ticks: Any) -> None:
-    """Base-2 log x axis with exactly ``ticks`` (batch sizes) as plain numbers."""
-    ax.set_xscale("log", base=2)
-    ax.set_xticks([float(t) for t in ticks], [f"{t:g}" for t in ticks])
+def log_x(ax: plt.Axes, ticks: Any, base: int = 10) -> None:
+    """Log x axis (base 2 for batch sizes) with exactly ``ticks`` as plain numbers (at most 3 decimals)."""
+    ax.set_xscale("log", base=base)
+    ax.set_xticks([float(t) for t in ticks], [f"{round(t, 3):g}" for t in ticks])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
