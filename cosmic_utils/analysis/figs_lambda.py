@@ -90,7 +90,6 @@ def fig_lambda_batch_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = 
         log_x(ax, sizes, base=2)
         ax.set_xlabel("batch size (samples)")
         ax.set_ylabel(ylab)
-        ax.set_yscale("log")
         plain_log(ax, "y")
     fig.suptitle("Lambda: batch size (study: cost from average used memory; projection: billed configured memory)")
     figure_legend(fig, ncols=1)
@@ -125,7 +124,6 @@ def fig_lambda_partition_size(recs: dict[str, pd.DataFrame], fitted: tuple | Non
         ax.set_ylabel(ylab)
         ax.set_title(title)
         log_x(ax, mbs)
-        ax.set_yscale("log")
         plain_log(ax, "y")
     fig.suptitle(f"Lambda: partition size at about 1 GB (study: {gb:g}-{pub['data_gb'].max():g} GB; projection: 1 GB)"
                  if not pub.empty else "Lambda: partition size at 1 GB")
@@ -215,7 +213,6 @@ def fig_memory(recs: dict[str, pd.DataFrame], record: dict[str, Any] | None = No
         ax.set_xlabel("configured Lambda memory (MB)")
         ax.set_ylabel(ylab)
         ax.set_title(title)
-    ax_c.set_yscale("log")
     plain_log(ax_c, "y")
     claims = lambda_model.claims_of(measured, mb, bounds=("point", "high"))
     fig.suptitle("Lambda memory, x86_64 (arm64 not measured), projected:\n" + "\n".join(claims), fontsize=8.5)
@@ -259,11 +256,9 @@ def fig_scale(recs: dict[str, pd.DataFrame], fitted: tuple | None = None) -> plt
     ax_c.plot([], [], " ", label=f"cost per GB of the four partition sizes differs by at most {spread:.0%} "
                                  "(markers staggered to keep each line visible)")
     for ax in (ax_w, ax_c):
-        ax.set_xscale("log")
         ax.set_xlabel("data size (GB)")
-    ax_w.set_yscale("log")  # cost per GB stays linear: its lines differ by a few percent
     plain_log(ax_w)
-    plain_log(ax_c, "x")
+    plain_log(ax_c, "x")  # cost per GB stays linear: its lines differ by a few percent
     ax_w.set_ylabel("Step Functions wall clock (s)")
     ax_c.set_ylabel("cost per GB (USD/GB)")
     ax_w.set_title(f"Wall clock (effective concurrency {orch.account_concurrency:,})")
@@ -289,8 +284,6 @@ def fig_validation(recs: dict[str, pd.DataFrame]) -> plt.Figure | None:
     ax.plot(lim, lim, "k-", lw=0.8, label="simulated = published (reference line)")
     ax.plot(lim, [v * 1.2 for v in lim], "k:", lw=0.6, label="+-20% (reference lines)")
     ax.plot(lim, [v * 0.8 for v in lim], "k:", lw=0.6)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     plain_log(ax)
     ax.set_xlabel("published wall clock (s)")
     ax.set_ylabel("simulated wall clock (s)")

@@ -147,7 +147,6 @@ def fig_local_batch_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
                     label=series_label("published", f"the study's laptop, {r['data_gb']:g} GB "
                                        f"({r['throughput']:g} Gbit/s in its table)", "team6"))
     log_x(ax, sizes, base=2)
-    ax.set_yscale("log")
     plain_log(ax, "y")
     ax.set_xlabel("batch size (samples)")
     ax.set_ylabel("throughput (GB/s)")
@@ -224,7 +223,6 @@ def fig_local_data_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     if pts.empty:
         ax_t.set_ylim(bottom=0)
     else:
-        ax_t.set_yscale("log")
         plain_log(ax_t, "y")
         ax_m.set_ylim(0, float(pts["peak_rss_mb_max"].max()) * 1.15)  # from 0: flat memory must look flat
     note_text = ""

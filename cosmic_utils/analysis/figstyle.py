@@ -73,15 +73,17 @@ def plot_range(ax: plt.Axes, x: Any, med: Any, lo: Any, hi: Any, kind: str, labe
 
 
 def plain_log(ax: plt.Axes, axis: str = "both") -> None:
-    """Log axes with plain numbers (20, 50, 100) instead of 2x10^1; call it after plotting.
+    """Log scale with plain numbers (20, 50, 100) instead of 2x10^1 on ``axis``; call it after plotting.
 
     An axis whose data span less than a factor of 5 goes back to linear: on a log scale it would
     show one or two labelled ticks and tell the reader less than a linear one."""
     axes = (ax.xaxis, ax.yaxis) if axis == "both" else ((ax.xaxis,) if axis == "x" else (ax.yaxis,))
     for a in axes:
+        set_scale = ax.set_xscale if a is ax.xaxis else ax.set_yscale
+        set_scale("log")
         lo, hi = sorted(ax.get_xlim() if a is ax.xaxis else ax.get_ylim())
         if lo > 0 and hi / lo < 5:
-            (ax.set_xscale if a is ax.xaxis else ax.set_yscale)("linear")
+            set_scale("linear")
             continue
         a.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         a.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
