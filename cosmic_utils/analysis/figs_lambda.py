@@ -86,10 +86,8 @@ def fig_lambda_batch_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = 
                             (ax_c, "cost (USD)", "Lambda cost of the run"),
                             (ax_e, "efficiency (GB/s per USD)",
                              "Efficiency = throughput / cost" + _argmax_text(pub, "perf_efficiency_gb_s_per_usd"))):
-        ax.set_title(title)
+        ax.set(title=title, xlabel="batch size (samples)", ylabel=ylab)
         log_x(ax, sizes, base=2)
-        ax.set_xlabel("batch size (samples)")
-        ax.set_ylabel(ylab)
         plain_log(ax, "y")
     fig.suptitle("Lambda: batch size (study: cost from average used memory; projection: billed configured memory)")
     figure_legend(fig, ncols=1)
@@ -120,9 +118,7 @@ def fig_lambda_partition_size(recs: dict[str, pd.DataFrame], fitted: tuple | Non
                             (ax_c, "cost (USD)", "Lambda cost of the run"),
                             (ax_e, "efficiency (GB/s per USD)", "Efficiency = throughput / cost"),
                             (ax_n, "Lambdas (count)", "Concurrency: one Lambda per partition")):
-        ax.set_xlabel("partition size (MB)")
-        ax.set_ylabel(ylab)
-        ax.set_title(title)
+        ax.set(xlabel="partition size (MB)", ylabel=ylab, title=title)
         log_x(ax, mbs)
         plain_log(ax, "y")
     fig.suptitle(f"Lambda: partition size at about 1 GB (study: {gb:g}-{pub['data_gb'].max():g} GB; projection: 1 GB)"
@@ -173,9 +169,7 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
                             (ax_c, "cost (USD)", "Lambda cost of the run"),
                             (ax_e, "efficiency (GB/s per USD)",
                              "Efficiency = throughput / cost" + (f"\n({'; '.join(peaks)})" if peaks else ""))):
-        ax.set_title(title)
-        ax.set_xlabel("data size (GB)")
-        ax.set_ylabel(ylab)
+        ax.set(title=title, xlabel="data size (GB)", ylabel=ylab)
         ax.set_xticks([1, 2, 4, 6, 8, 10, 12])
     fig.suptitle("Lambda: data size (study's formulas; projection billed at configured memory)")
     figure_legend(fig, ncols=1)
@@ -210,9 +204,7 @@ def fig_memory(recs: dict[str, pd.DataFrame], record: dict[str, Any] | None = No
                                  "unexplained part kept; decomposition in the report)")
     for ax, ylab, title in ((ax_d, "duration per partition (s)", "Duration vs memory"),
                             (ax_c, "billed Lambda cost per GB (USD)", "Cost per GB vs memory (log)")):
-        ax.set_xlabel("configured Lambda memory (MB)")
-        ax.set_ylabel(ylab)
-        ax.set_title(title)
+        ax.set(xlabel="configured Lambda memory (MB)", ylabel=ylab, title=title)
     plain_log(ax_c, "y")
     claims = lambda_model.claims_of(measured, mb, bounds=("point", "high"))
     fig.suptitle("Lambda memory, x86_64 (arm64 not measured), projected:\n" + "\n".join(claims), fontsize=8.5)
@@ -259,10 +251,9 @@ def fig_scale(recs: dict[str, pd.DataFrame], fitted: tuple | None = None) -> plt
         ax.set_xlabel("data size (GB)")
     plain_log(ax_w)
     plain_log(ax_c, "x")  # cost per GB stays linear: its lines differ by a few percent
-    ax_w.set_ylabel("Step Functions wall clock (s)")
-    ax_c.set_ylabel("cost per GB (USD/GB)")
-    ax_w.set_title(f"Wall clock (effective concurrency {orch.account_concurrency:,})")
-    ax_c.set_title("Billed cost per GB")
+    ax_w.set(ylabel="Step Functions wall clock (s)",
+             title=f"Wall clock (effective concurrency {orch.account_concurrency:,})")
+    ax_c.set(ylabel="cost per GB (USD/GB)", title="Billed cost per GB")
     fig.suptitle("Scale simulation, 1 GB to 1 TB")
     figure_legend(fig, ncols=2)
     return fig
@@ -285,9 +276,8 @@ def fig_validation(recs: dict[str, pd.DataFrame]) -> plt.Figure | None:
     ax.plot(lim, [v * 1.2 for v in lim], "k:", lw=0.6, label="+-20% (reference lines)")
     ax.plot(lim, [v * 0.8 for v in lim], "k:", lw=0.6)
     plain_log(ax)
-    ax.set_xlabel("published wall clock (s)")
-    ax.set_ylabel("simulated wall clock (s)")
-    ax.set_title("Simulator vs published Step Functions runs")
+    ax.set(xlabel="published wall clock (s)", ylabel="simulated wall clock (s)",
+           title="Simulator vs published Step Functions runs")
     figure_legend(fig, ncols=1)
     return fig
 
@@ -349,8 +339,7 @@ def _projection_cost_panel(ax: plt.Axes, rec: dict[str, Any], colors: list[str])
                                                                0.05, 0.1, 0.2, 0.5]))
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("configured Lambda memory (MB)")
-    ax.set_ylabel("billed Lambda cost ($ per GB of samples)")
+    ax.set(xlabel="configured Lambda memory (MB)", ylabel="billed Lambda cost ($ per GB of samples)")
     # the legend says which series are projected and which published: no extra tag beside this title
     ax.set_title(f"Lambda $/GB, {part:g} MB partitions (x86_64; arm64 not measured); projected:\n"
                  + "\n".join(claims), fontsize=8)

@@ -51,8 +51,7 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     machines = sorted(set(shipped["cpu"])) if not shipped.empty else []
     machine = "; ".join(machines) if machines else "machine not named in these records"
     for ax, (sweep, param, xlab, metric, ylab) in zip(axes.ravel(), LOCAL_SWEEPS, strict=True):
-        ax.set_xlabel(xlab)
-        ax.set_ylabel(ylab)
+        ax.set(xlabel=xlab, ylabel=ylab)
         series = figdata.sweep_series(sub, sweep)
         if not series:
             note(ax, f"not measured yet (run: cosmic sweep sweeps/{sweep}.yaml)")
@@ -148,8 +147,7 @@ def fig_local_batch_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
                                        f"({r['throughput']:g} Gbit/s in its table)", "team6"))
     log_x(ax, sizes, base=2)
     plain_log(ax, "y")
-    ax.set_xlabel("batch size (samples)")
-    ax.set_ylabel("throughput (GB/s)")
+    ax.set(xlabel="batch size (samples)", ylabel="throughput (GB/s)")
     figure_legend(fig, ncols=2)
     return fig
 
@@ -216,10 +214,7 @@ def fig_local_data_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
                  *(float(c["data_gb_to"]) for c in (lap, oom) if c is not None)], default=8.0)
     for ax, ylab, title in ((ax_t, "throughput (GB/s)", "Throughput vs data size"),
                             (ax_m, "peak resident memory (MB)", "Peak memory vs data size")):
-        ax.set_xlabel("data size (GB)")
-        ax.set_ylabel(ylab)
-        ax.set_title(title)
-        ax.set_xlim(0, right + 1)
+        ax.set(xlabel="data size (GB)", ylabel=ylab, title=title, xlim=(0, right + 1))
     if pts.empty:
         ax_t.set_ylim(bottom=0)
     else:
@@ -314,8 +309,7 @@ def fig_local_gpu_lambda(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
     if vals:
         ax.set_xlim(min(vals) / 1.6, max(vals) * 1.6)
     plain_log(ax, "x")
-    ax.set_xlabel("throughput (GB/s)")
-    ax.set_ylabel("device (row)")
+    ax.set(xlabel="throughput (GB/s)", ylabel="device (row)")
     ax.set_title("Local CPU vs GPU vs Lambda: fp32 unless a row says otherwise; each row states its data size"
                  + (f"\n(engines that failed their accuracy check left out: {', '.join(sorted(failed))})"
                     if failed else ""), fontsize=9)
@@ -362,8 +356,7 @@ def fig_redshift(recs: dict[str, pd.DataFrame]) -> plt.Figure:
         src = Path(str(pred["source_file"].iloc[0])).stem if "source_file" in pred.columns else "predictions"
         fig.suptitle(f"z_pred vs z_spec [measured: {src}]\n{len(pred):,} predictions of {_galaxy_count(pred)}\n"
                      f"sigma_NMAD = {nmad:.4f}; black line: z_pred = z_spec", fontsize=8.5)
-    ax.set_xlabel("spectroscopic redshift z_spec (unitless)")
-    ax.set_ylabel("predicted redshift z_pred (unitless)")
+    ax.set(xlabel="spectroscopic redshift z_spec (unitless)", ylabel="predicted redshift z_pred (unitless)")
     return fig
 
 
