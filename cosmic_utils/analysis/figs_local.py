@@ -55,9 +55,7 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
         series = figdata.sweep_series(sub, sweep)
         if not series:
             note(ax, f"not measured yet (run: cosmic sweep sweeps/{sweep}.yaml)")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{sweep.replace('_', ' ')} sweep")
+            ax.set(xticks=[], yticks=[], title=f"{sweep.replace('_', ' ')} sweep")
             continue
         xs: set[float] = set()
         gbs: list[float] = []
@@ -338,9 +336,7 @@ def fig_redshift(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     pred = recs.get("predictions", pd.DataFrame())
     if pred.empty:
         note(ax, "no measured records yet (run: cosmic predict / make demo)")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title("z_pred vs z_spec")
+        ax.set(xticks=[], yticks=[], title="z_pred vs z_spec")
     else:
         zs, zp = pred["z_spec"].astype(float), pred["z_pred"].astype(float)
         if len(pred) > 2000:
@@ -368,8 +364,7 @@ def fig_cutouts(cutouts: np.ndarray, bands: tuple[str, ...] = ("u", "g", "r", "i
     for i in range(n):
         for b, band in enumerate(bands):
             axes[i, b].imshow(np.arcsinh(cutouts[i, b] / stretch), cmap="gray", origin="lower")
-            axes[i, b].set_xticks([])
-            axes[i, b].set_yticks([])
+            axes[i, b].set(xticks=[], yticks=[])
             if i == 0:
                 axes[i, b].set_title(band)
     fig.tight_layout()

@@ -179,11 +179,8 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
     grid = np.linspace(0, hi, 50)
     for sign in (-1, 1):
         ax.plot(grid, grid + sign * 0.05 * (1 + grid), "k:", lw=0.6)
-    ax.set_xlim(0, hi)
-    ax.set_ylim(0, hi)
+    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="z_spec", ylabel="z_pred")
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("z_spec")
-    ax.set_ylabel("z_pred")
     ax.text(0.03, 0.97, f"N = {m['n']:,}\nsigma_NMAD = {m['sigma_nmad']:.4f}\n"
             f"|dz|>0.05: {100 * m['outlier_005']:.2f} %\nbias = {m['bias']:+.4f}",
             transform=ax.transAxes, va="top", fontsize=9)
@@ -201,9 +198,7 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
         ax.plot(c, md, "r-", lw=1.2, label="running median")
         ax.plot(c, md + nm, "r--", lw=0.9, label="median +- sigma_NMAD")
         ax.plot(c, md - nm, "r--", lw=0.9)
-        ax.set_ylim(-0.15, 0.15)
-        ax.set_xlabel(label)
-        ax.set_ylabel("dz = (z_pred - z_spec) / (1 + z_spec)")
+        ax.set(ylim=(-0.15, 0.15), xlabel=label, ylabel="dz = (z_pred - z_spec) / (1 + z_spec)")
         ax.legend(loc="upper right", fontsize=8)
     fig.suptitle(title)
     return fig
