@@ -169,8 +169,7 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
                             (ax_c, "cost (USD)", "Lambda cost of the run"),
                             (ax_e, "efficiency (GB/s per USD)",
                              "Efficiency = throughput / cost" + (f"\n({'; '.join(peaks)})" if peaks else ""))):
-        ax.set(title=title, xlabel="data size (GB)", ylabel=ylab)
-        ax.set_xticks([1, 2, 4, 6, 8, 10, 12])
+        ax.set(title=title, xlabel="data size (GB)", ylabel=ylab, xticks=[1, 2, 4, 6, 8, 10, 12])
     fig.suptitle("Lambda: data size (study's formulas; projection billed at configured memory)")
     figure_legend(fig, ncols=1)
     return fig
@@ -247,13 +246,11 @@ def fig_scale(recs: dict[str, pd.DataFrame], fitted: tuple | None = None) -> plt
     spread = float(np.max((stack.max(axis=0) - stack.min(axis=0)) / stack.min(axis=0)))
     ax_c.plot([], [], " ", label=f"cost per GB of the four partition sizes differs by at most {spread:.0%} "
                                  "(markers staggered to keep each line visible)")
-    for ax in (ax_w, ax_c):
-        ax.set_xlabel("data size (GB)")
     plain_log(ax_w)
     plain_log(ax_c, "x")  # cost per GB stays linear: its lines differ by a few percent
-    ax_w.set(ylabel="Step Functions wall clock (s)",
+    ax_w.set(xlabel="data size (GB)", ylabel="Step Functions wall clock (s)",
              title=f"Wall clock (effective concurrency {orch.account_concurrency:,})")
-    ax_c.set(ylabel="cost per GB (USD/GB)", title="Billed cost per GB")
+    ax_c.set(xlabel="data size (GB)", ylabel="cost per GB (USD/GB)", title="Billed cost per GB")
     fig.suptitle("Scale simulation, 1 GB to 1 TB")
     figure_legend(fig, ncols=2)
     return fig
@@ -380,8 +377,7 @@ def _projection_wall_panel(bx: plt.Axes, rec: dict[str, Any], colors: list[str])
     bx.set_xlim(-0.5, pos[-1] + 1.05)
     bx.text(pos[-1] + 1.0, wt + 1.0, f"target {wt:g} s", fontsize=8, color="0.35", ha="right")
     bx.set_xticks(pos, labels, fontsize=7 if len(labels) > 4 else 8)
-    bx.set_ylim(0, max(tops) * 1.3)
-    bx.set_ylabel("end-to-end wall clock (s)")
+    bx.set(ylim=(0, max(tops) * 1.3), ylabel="end-to-end wall clock (s)")
     bx.set_xlabel("12.6 GB run [partition size, Lambda memory, partitions per invocation]", fontsize=8)
     bx.set_title(f"12.6 GB end to end, concurrency {rec['inputs']['orchestration']['account_concurrency']}: "
                  f"1 partition/inv. at {best_mem:.0f} MB,\nand the fastest grid configuration "

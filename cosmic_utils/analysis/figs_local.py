@@ -85,8 +85,7 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
         elif param in ("partition_mb", "data_gb"):
             log_x(ax, ticks)
         else:  # memory: the local backend does not give a function more CPU with more memory
-            ax.set_ylim(0, ymax * 1.15)
-            ax.set_title(what + ": flat, no CPU share per memory locally")
+            ax.set(ylim=(0, ymax * 1.15), title=what + ": flat, no CPU share per memory locally")
     fig.suptitle(f"Local backend [measured: {machine}]: every Lambda shares this machine's cores\n"
                  "(this machine's behaviour, not Lambda's; Lambda series are in the lambda_* figures)", fontsize=10)
     figure_legend(fig, ncols=1)
@@ -301,13 +300,12 @@ def fig_local_gpu_lambda(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
                     mfc="white" if kind == "published" else color(i), color=color(i),
                     label=series_label(kind, "throughput", where[kind]))
     ax.set_yticks(ys, [f"{r[0]}\n= {r[1]:.3g} GB/s" if np.isfinite(r[1]) else r[0] for r in rows], fontsize=7.5)
-    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xscale("log")
     vals = [r[1] for r in rows if np.isfinite(r[1])]
     if vals:
         ax.set_xlim(min(vals) / 1.6, max(vals) * 1.6)
     plain_log(ax, "x")
-    ax.set(xlabel="throughput (GB/s)", ylabel="device (row)")
+    ax.set(xlabel="throughput (GB/s)", ylabel="device (row)", ylim=(-0.7, len(rows) - 0.3))
     ax.set_title("Local CPU vs GPU vs Lambda: fp32 unless a row says otherwise; each row states its data size"
                  + (f"\n(engines that failed their accuracy check left out: {', '.join(sorted(failed))})"
                     if failed else ""), fontsize=9)
