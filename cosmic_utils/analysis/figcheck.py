@@ -42,9 +42,7 @@ def _overlap(a: Bbox, b: Bbox) -> bool:
 
 
 def _name(artist: Text | Legend) -> str:
-    if isinstance(artist, Legend):
-        return "legend"
-    return f"text {artist.get_text()[:40]!r}"
+    return "legend" if isinstance(artist, Legend) else f"text {artist.get_text()[:40]!r}"
 
 
 def _tick_labels(ax: plt.Axes) -> list[list[Text]]:
