@@ -1,9 +1,6 @@
-"""Argument types of the ``cosmic`` command line: out-of-range values are usage errors (exit 2).
-
-Each is an argparse ``type=`` raising ``argparse.ArgumentTypeError`` (printed as ``cosmic <cmd>:
-error: argument --x: <message>``) before any work starts: counts are digits (``"1.0"``, ``"true"``,
-``"1e3"`` refused), sizes finite. Why (a batch size of -1 once filled a prediction file from an
-unfilled buffer): docs/reliability.md ("Exit status and interruption").
+"""Argument types of the ``cosmic`` command line: out-of-range values are usage errors (exit 2),
+refused before any work starts; counts are digits ("1.0", "true", "1e3" refused), sizes finite.
+Why (a batch size of -1 once read an unfilled buffer): docs/reliability.md, docs/bench.md.
 """
 
 from __future__ import annotations

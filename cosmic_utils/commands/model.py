@@ -1,8 +1,5 @@
-"""``cosmic model``: train | export | load-published | upload | evaluate (docs/training.md).
-
-Logic lives in :mod:`cosmic_utils.model.train`, :mod:`cosmic_utils.model.export` and
-:mod:`cosmic_utils.runtime.artifact`; the evaluation figures are drawn here with the report's style.
-"""
+"""``cosmic model``: train | export | load-published | upload | evaluate (docs/training.md). The logic is
+in :mod:`cosmic_utils.model` and :mod:`cosmic_utils.runtime.artifact`; the evaluation figure is drawn here."""
 
 from __future__ import annotations
 
