@@ -79,11 +79,10 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
             what += f" ({min(gbs):.2g} GB)" if np.isclose(min(gbs), max(gbs), rtol=0.05) else \
                 f" ({min(gbs):.2g}-{max(gbs):.2g} GB)"
         ax.set_title(what)
-        ticks = sorted(xs)
         if param == "batch_size":
-            log_x(ax, sorted(int(v) for v in ticks), base=2)
+            log_x(ax, sorted(int(v) for v in xs), base=2)
         elif param in ("partition_mb", "data_gb"):
-            log_x(ax, ticks)
+            log_x(ax, sorted(xs))
         else:  # memory: the local backend does not give a function more CPU with more memory
             ax.set(ylim=(0, ymax * 1.15), title=what + ": flat, no CPU share per memory locally")
     fig.suptitle(f"Local backend [measured: {machine}]: every Lambda shares this machine's cores\n"
