@@ -112,8 +112,7 @@ def problems(fig: plt.Figure) -> list[str]:
         # no bars on a log axis
         for cont in ax.containers:
             if isinstance(cont, BarContainer) and len(cont.patches):
-                horiz = getattr(cont, "orientation", "vertical") == "horizontal"
-                scale = ax.get_xscale() if horiz else ax.get_yscale()
+                scale = ax.get_xscale() if cont.orientation == "horizontal" else ax.get_yscale()
                 if scale == "log":
                     found.append(f"bar chart on a log axis ({ax.get_title() or 'untitled panel'})")
         # every axis with data names its unit
