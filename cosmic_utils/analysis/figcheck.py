@@ -1,20 +1,13 @@
 """Mechanical quality checks of a drawn matplotlib figure (what a reviewer would otherwise eyeball).
 
-Why: the report's figures were shipped with legends over data points, overlapping tick labels and
-bars on log axes. A test runs :func:`problems` on every figure drawn from the shipped records (and
-on synthetic records), so those defects fail the build instead of reaching a reader. Checks:
-
-* no legend or text (titles, notes, annotations, axis labels) overlaps another text element;
-* no legend or text box covers a plotted data point (line vertices, scatter/hexbin offsets,
-  error-bar ends), all compared in display coordinates after ``fig.canvas.draw()``;
-* the tick labels of one axis do not overlap each other;
-* no bar chart on a log axis (a bar's length then depends on the arbitrary axis bottom);
-* every axis of a panel that shows data has a label with a unit in parentheses or brackets
-  ("(s)", "(GB/s)", "[count]"), or says it is unitless ("(count)").
+:func:`problems` reports text or legends overlapping each other, tick labels or data points,
+overlapping tick labels, bars on a log axis and axis labels without a unit; the list of checks
+and why they exist: docs/figures.md ("Quality checks").
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 
@@ -49,9 +42,7 @@ def _overlap(a: Bbox, b: Bbox) -> bool:
 
 
 def _name(artist: Text | Legend) -> str:
-    if isinstance(artist, Legend):
-        return "legend"
-    return f"text {artist.get_text()[:40]!r}"
+    return "legend" if isinstance(artist, Legend) else f"text {artist.get_text()[:40]!r}"
 
 
 def _tick_labels(ax: plt.Axes) -> list[list[Text]]:
@@ -66,17 +57,9 @@ def _tick_labels(ax: plt.Axes) -> list[list[Text]]:
     return out
 
 
-def _in_view(ax: plt.Axes, renderer, pts: np.ndarray) -> np.ndarray:
-    """Display coordinates of the points that are inside the axes box (clipped ones are not drawn)."""
-    if pts.size == 0:
-        return pts.reshape(0, 2)
-    bb = ax.get_window_extent(renderer)
-    inside = (pts[:, 0] >= bb.x0) & (pts[:, 0] <= bb.x1) & (pts[:, 1] >= bb.y0) & (pts[:, 1] <= bb.y1)
-    return pts[inside & np.isfinite(pts).all(axis=1)]
-
-
 def data_points(ax: plt.Axes, renderer) -> np.ndarray:
-    """Display coordinates of every plotted data point of ``ax`` (lines' vertices, collections' offsets)."""
+    """Display coordinates of every plotted data point of ``ax`` (lines' vertices, collections' offsets)
+    inside the axes box (clipped ones are not drawn)."""
     chunks = []
     for line in ax.get_lines():
         if not line.get_visible():
@@ -95,8 +78,12 @@ def data_points(ax: plt.Axes, renderer) -> np.ndarray:
                 v = np.asarray(path.vertices, dtype=float)
                 if len(v):
                     chunks.append(coll.get_transform().transform(v))
-    pts = np.concatenate(chunks) if chunks else np.empty((0, 2))
-    return _in_view(ax, renderer, pts)
+    if not chunks:
+        return np.empty((0, 2))
+    pts = np.concatenate(chunks)
+    bb = ax.get_window_extent(renderer)
+    inside = (pts[:, 0] >= bb.x0) & (pts[:, 0] <= bb.x1) & (pts[:, 1] >= bb.y0) & (pts[:, 1] <= bb.y1)
+    return pts[inside & np.isfinite(pts).all(axis=1)]
 
 
 def _has_data(ax: plt.Axes) -> bool:
@@ -108,58 +95,40 @@ def problems(fig: plt.Figure) -> list[str]:
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     found: list[str] = []
-    boxes: list[tuple[Text | Legend, Bbox, plt.Axes | None]] = []
-    for t in fig.texts:
-        bb = _box(t, renderer)
-        if bb is not None:
-            boxes.append((t, bb, None))
-    for leg in fig.legends:
-        bb = _box(leg, renderer)
-        if bb is not None:
-            boxes.append((leg, bb, None))
-    if fig._suptitle is not None:  # noqa: SLF001 - matplotlib keeps the suptitle here
-        bb = _box(fig._suptitle, renderer)  # noqa: SLF001
-        if bb is not None and all(b[0] is not fig._suptitle for b in boxes):  # noqa: SLF001
-            boxes.append((fig._suptitle, bb, None))  # noqa: SLF001
+    # fig.texts holds the suptitle too
+    own: list[Text | Legend] = [*fig.texts, *fig.legends]
     for ax in fig.axes:
-        own: list[Text | Legend] = [*ax.texts, ax.title, ax._left_title, ax._right_title,  # noqa: SLF001
-                                    ax.xaxis.label, ax.yaxis.label]
+        own += [*ax.texts, ax.title, ax._left_title, ax._right_title,  # noqa: SLF001
+                ax.xaxis.label, ax.yaxis.label]
         if ax.get_legend() is not None:
             own.append(ax.get_legend())
-        for art in own:
-            bb = _box(art, renderer)
-            if bb is not None:
-                boxes.append((art, bb, ax))
         # tick labels of one axis must not overlap each other
         for labels in _tick_labels(ax):
             bbs = [(t, t.get_window_extent(renderer).padded(-TOLERANCE_PX)) for t in labels]
-            for i in range(len(bbs)):
-                for j in range(i + 1, len(bbs)):
-                    if _overlap(bbs[i][1], bbs[j][1]):
-                        found.append(f"tick labels {bbs[i][0].get_text()!r} and {bbs[j][0].get_text()!r} overlap"
-                                     f" ({ax.get_title() or 'untitled panel'})")
+            for (a, abb), (b, bbb) in itertools.combinations(bbs, 2):
+                if _overlap(abb, bbb):
+                    found.append(f"tick labels {a.get_text()!r} and {b.get_text()!r} overlap"
+                                 f" ({ax.get_title() or 'untitled panel'})")
         # no bars on a log axis
         for cont in ax.containers:
             if isinstance(cont, BarContainer) and len(cont.patches):
-                horiz = getattr(cont, "orientation", "vertical") == "horizontal"
-                scale = ax.get_xscale() if horiz else ax.get_yscale()
+                scale = ax.get_xscale() if cont.orientation == "horizontal" else ax.get_yscale()
                 if scale == "log":
                     found.append(f"bar chart on a log axis ({ax.get_title() or 'untitled panel'})")
         # every axis with data names its unit
         if _has_data(ax) and ax.axison:
-            for axis, which in ((ax.xaxis, "x"), (ax.yaxis, "y")):
-                if not _tick_labels(ax)[0 if which == "x" else 1]:
-                    continue
+            for axis, which, ticks in zip((ax.xaxis, ax.yaxis), "xy", _tick_labels(ax), strict=True):
                 label = axis.label.get_text()
-                if not UNIT.search(label):
+                if ticks and not UNIT.search(label):
                     found.append(f"{which} axis label {label!r} has no unit in () or [] "
                                  f"({ax.get_title() or 'untitled panel'})")
     # text/legend boxes: against each other, and against every plotted point
     tick_boxes = [(t, t.get_window_extent(renderer).padded(-TOLERANCE_PX))
                   for ax in fig.axes for labels in _tick_labels(ax) for t in labels]
     points = {id(ax): (ax, data_points(ax, renderer)) for ax in fig.axes}
-    for i, (a, abb, _) in enumerate(boxes):
-        for b, bbb, _ in boxes[i + 1:]:
+    boxes = [(art, bb) for art in own if (bb := _box(art, renderer)) is not None]
+    for i, (a, abb) in enumerate(boxes):
+        for b, bbb in boxes[i + 1:]:
             if _overlap(abb, bbb):
                 found.append(f"{_name(a)} overlaps {_name(b)}")
         for t, tbb in tick_boxes:

@@ -1,10 +1,8 @@
 """Figures of Lambda behaviour: the study's published series beside this repository's projections.
 
-Why these are apart from the local figures: nothing here is measured on a Lambda by this
-repository unless aws-backend records exist (drawn with the same code when they do). A
-published series names its source, a projected one the measured compute that drives it
-(:mod:`cosmic_utils.analysis.figdata`), a simulated one the simulator fitted on published runs.
-The local backend's own measurements are never drawn here (see ``local_backend_sweeps``).
+Nothing here is measured on a Lambda by this repository unless aws-backend records exist; each
+series names its source or basis (:mod:`cosmic_utils.analysis.figdata`). The local backend's
+own sweeps are in :mod:`cosmic_utils.analysis.figs_local` (docs/figures.md).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from cosmic_utils.analysis import cost, figdata, lambda_model, projection, simul
 from cosmic_utils.analysis.figstyle import (
     color,
     figure_legend,
-    log2_x,
+    log_x,
     plain_log,
     plot_range,
     plot_series,
@@ -29,7 +27,10 @@ from cosmic_utils.analysis.figstyle import (
     set_style,
 )
 
-#: aws-backend sweep metrics, in the panel order of the batch and partition figures.
+#: Columns of the runtime, throughput, cost and efficiency panels (in that order) of the batch, partition
+#: and data-size figures: in the published table, the projection and the aws-backend sweep records.
+PUBLISHED_COLS = ("avg_runtime_s", "throughput_gb_s", "cost_usd", "perf_efficiency_gb_s_per_usd")
+PROJECTED_COLS = ("runtime_s", "throughput_gb_s", "lambda_usd", "efficiency")
 AWS_METRICS = ["mean_duration_s", "throughput_per_worker_gb_s", "total_usd", "efficiency_published_gb_s_per_usd"]
 
 
@@ -51,11 +52,12 @@ def _aws(axes: list[plt.Axes], recs: dict[str, pd.DataFrame], sweep: str, param:
         plot_range(ax, pts[param], pts[f"{m}_med"], pts[f"{m}_min"], pts[f"{m}_max"], "measured", lab, color(3))
 
 
-def _argmax_text(df: pd.DataFrame, x: str, y: str, what: str) -> str:
+def _argmax_text(df: pd.DataFrame, y: str) -> str:
+    """A title's second line: the batch size of the published maximum of ``y`` ("" without data)."""
     if df.empty:
         return ""
     best = df.loc[df[y].astype(float).idxmax()]
-    return f"published {what} at {best[x]:g}"
+    return f"\n(published maximum at {best['batch_size']:g})"
 
 
 def fig_lambda_batch_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = None) -> plt.Figure:
@@ -68,29 +70,24 @@ def fig_lambda_batch_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = 
     mb = float(pub["partition_mb"].iloc[0]) if not pub.empty else 100.0
     if not pub.empty:
         lab = series_label("published", f"1 Lambda, {mb:g} MB ({gb:g} GB)", "team6")
-        for ax, col in ((ax_w, "avg_runtime_s"), (ax_t, "throughput_gb_s"), (ax_c, "cost_usd"),
-                        (ax_e, "perf_efficiency_gb_s_per_usd")):
+        for ax, col in zip((ax_w, ax_t, ax_c, ax_e), PUBLISHED_COLS, strict=True):
             plot_series(ax, pub["batch_size"], pub[col], "published", lab, color(0))
     proj, rate = figdata.projected_batch(recs, sizes, gb, mb, fitted)
     if not proj.empty and rate is not None:
         lab = series_label("projected", f"1 Lambda, {mb:g} MB, {proj['memory_mb'].iloc[0]:,.0f} MB memory",
                            f"simulator + {rate.engine} {rate.precision} measured on {rate.machine}, "
                            f"{rate.threads} threads")
-        for ax, col in ((ax_w, "runtime_s"), (ax_t, "throughput_gb_s"), (ax_c, "lambda_usd"), (ax_e, "efficiency")):
+        for ax, col in zip((ax_w, ax_t, ax_c, ax_e), PROJECTED_COLS, strict=True):
             plot_series(ax, proj["batch_size"], proj[col], "projected", lab, color(1))
     _aws([ax_w, ax_t, ax_c, ax_e], recs, "batch_size", "batch_size")
-    ax_w.set_title("Mean Lambda runtime")
-    ax_t.set_title("Throughput = data / mean runtime" + (f"\n({_argmax_text(pub, 'batch_size', 'throughput_gb_s', 'maximum')})"
-                                                           if not pub.empty else ""))
-    ax_c.set_title("Lambda cost of the run")
-    ax_e.set_title("Efficiency = throughput / cost" + (
-        f"\n({_argmax_text(pub, 'batch_size', 'perf_efficiency_gb_s_per_usd', 'maximum')})" if not pub.empty else ""))
-    for ax, ylab in ((ax_w, "runtime (s)"), (ax_t, "throughput (GB/s)"), (ax_c, "cost (USD)"),
-                     (ax_e, "efficiency (GB/s per USD)")):
-        log2_x(ax, sizes)
-        ax.set_xlabel("batch size (samples)")
-        ax.set_ylabel(ylab)
-        ax.set_yscale("log")
+    for ax, ylab, title in ((ax_w, "runtime (s)", "Mean Lambda runtime"),
+                            (ax_t, "throughput (GB/s)",
+                             "Throughput = data / mean runtime" + _argmax_text(pub, "throughput_gb_s")),
+                            (ax_c, "cost (USD)", "Lambda cost of the run"),
+                            (ax_e, "efficiency (GB/s per USD)",
+                             "Efficiency = throughput / cost" + _argmax_text(pub, "perf_efficiency_gb_s_per_usd"))):
+        ax.set(title=title, xlabel="batch size (samples)", ylabel=ylab)
+        log_x(ax, sizes, base=2)
         plain_log(ax, "y")
     fig.suptitle("Lambda: batch size (study: cost from average used memory; projection: billed configured memory)")
     figure_legend(fig, ncols=1)
@@ -107,15 +104,13 @@ def fig_lambda_partition_size(recs: dict[str, pd.DataFrame], fitted: tuple | Non
     gb = float(pub["data_gb"].min()) if not pub.empty else 1.0
     if not pub.empty:
         lab = series_label("published", f"{gb:g}-{pub['data_gb'].max():g} GB, batch 256", "team6")
-        for ax, col in ((ax_w, "avg_runtime_s"), (ax_t, "throughput_gb_s"), (ax_c, "cost_usd"),
-                        (ax_e, "perf_efficiency_gb_s_per_usd"), (ax_n, "lambdas")):
+        for ax, col in zip((ax_w, ax_t, ax_c, ax_e, ax_n), (*PUBLISHED_COLS, "lambdas"), strict=True):
             plot_series(ax, pub["partition_mb"], pub[col], "published", lab, color(0))
     proj, rate = figdata.projected_grid(recs, [1.0], mbs, fitted)
     if not proj.empty and rate is not None:
         lab = series_label("projected", f"1 GB, batch 256, {proj['memory_mb'].iloc[0]:,.0f} MB memory",
                            f"simulator + {rate.engine} measured on {rate.machine}, {rate.threads} threads")
-        for ax, col in ((ax_w, "runtime_s"), (ax_t, "throughput_gb_s"), (ax_c, "lambda_usd"), (ax_e, "efficiency"),
-                        (ax_n, "lambdas")):
+        for ax, col in zip((ax_w, ax_t, ax_c, ax_e, ax_n), (*PROJECTED_COLS, "lambdas"), strict=True):
             plot_series(ax, proj["partition_mb"], proj[col], "projected", lab, color(1))
     _aws([ax_w, ax_t, ax_c, ax_e], recs, "partition_size", "partition_mb")
     for ax, ylab, title in ((ax_w, "runtime (s)", "Mean Lambda runtime"),
@@ -123,13 +118,8 @@ def fig_lambda_partition_size(recs: dict[str, pd.DataFrame], fitted: tuple | Non
                             (ax_c, "cost (USD)", "Lambda cost of the run"),
                             (ax_e, "efficiency (GB/s per USD)", "Efficiency = throughput / cost"),
                             (ax_n, "Lambdas (count)", "Concurrency: one Lambda per partition")):
-        ax.set_xlabel("partition size (MB)")
-        ax.set_ylabel(ylab)
-        ax.set_title(title)
-        ax.set_xscale("log")
-        ax.set_xticks(mbs, [f"{m:g}" for m in mbs])
-        ax.xaxis.set_minor_locator(plt.NullLocator())
-        ax.set_yscale("log")
+        ax.set(xlabel="partition size (MB)", ylabel=ylab, title=title)
+        log_x(ax, mbs)
         plain_log(ax, "y")
     fig.suptitle(f"Lambda: partition size at about 1 GB (study: {gb:g}-{pub['data_gb'].max():g} GB; projection: 1 GB)"
                  if not pub.empty else "Lambda: partition size at 1 GB")
@@ -149,8 +139,7 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
         pub = _team6(recs, f"data_size_{mb}mb")
         if not pub.empty:
             lab = series_label("published", f"{mb} MB partitions", "team6")
-            for ax, col in ((ax_t, "throughput_gb_s"), (ax_w, "avg_runtime_s"), (ax_c, "cost_usd"),
-                            (ax_e, "perf_efficiency_gb_s_per_usd")):
+            for ax, col in zip((ax_w, ax_t, ax_c, ax_e), PUBLISHED_COLS, strict=True):
                 plot_series(ax, pub["data_gb"], pub[col], "published", lab, color(2 * i))
             best = pub.loc[pub["perf_efficiency_gb_s_per_usd"].idxmax()]
             peaks.append(f"{mb} MB peak {best['perf_efficiency_gb_s_per_usd']:g} at {best['data_gb']:g} GB")
@@ -160,8 +149,7 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
             lab = series_label("projected", f"{mb} MB, Distributed Map (no 1,000 limit)",
                                f"simulator + {rate.engine} measured on {rate.machine}")
             costs.append(proj["lambda_usd"].to_numpy())
-            for ax, col in ((ax_t, "throughput_gb_s"), (ax_w, "runtime_s"), (ax_c, "lambda_usd"),
-                            (ax_e, "efficiency")):
+            for ax, col in zip((ax_w, ax_t, ax_c, ax_e), PROJECTED_COLS, strict=True):
                 plot_series(ax, proj["data_gb"], proj[col], "projected", lab, color(2 * i + 1),
                             marker="v^"[i], markevery=(i, 2))
     if limit:
@@ -176,26 +164,20 @@ def fig_lambda_data_size(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
         spread = float(np.max(np.abs(costs[0] - costs[1]) / np.minimum(costs[0], costs[1])))
         ax_c.plot([], [], " ", label=f"the two projected cost lines lie within {spread:.0%} of each other "
                                      "(same compute per sample; markers staggered)")
-    ax_t.set_title("Throughput = data / mean Lambda runtime")
-    ax_w.set_title("Mean Lambda runtime")
-    ax_c.set_title("Lambda cost of the run")
-    ax_e.set_title("Efficiency = throughput / cost" + (f"\n({'; '.join(peaks)})" if peaks else ""))
-    for ax, ylab in ((ax_t, "throughput (GB/s)"), (ax_w, "runtime (s)"), (ax_c, "cost (USD)"),
-                     (ax_e, "efficiency (GB/s per USD)")):
-        ax.set_xlabel("data size (GB)")
-        ax.set_ylabel(ylab)
-        ax.set_xticks([1, 2, 4, 6, 8, 10, 12])
+    for ax, ylab, title in ((ax_t, "throughput (GB/s)", "Throughput = data / mean Lambda runtime"),
+                            (ax_w, "runtime (s)", "Mean Lambda runtime"),
+                            (ax_c, "cost (USD)", "Lambda cost of the run"),
+                            (ax_e, "efficiency (GB/s per USD)",
+                             "Efficiency = throughput / cost" + (f"\n({'; '.join(peaks)})" if peaks else ""))):
+        ax.set(title=title, xlabel="data size (GB)", ylabel=ylab, xticks=[1, 2, 4, 6, 8, 10, 12])
     fig.suptitle("Lambda: data size (study's formulas; projection billed at configured memory)")
     figure_legend(fig, ncols=1)
     return fig
 
 
 def fig_memory(recs: dict[str, pd.DataFrame], record: dict[str, Any] | None = None) -> plt.Figure | None:
-    """Lambda memory vs duration and $/GB of 75 MB partitions, per measured CPU (None without a record).
-
-    From ``lambda_projection.json`` ``by_cpu`` (:func:`~cosmic_utils.analysis.lambda_model.memory_table`),
-    so its cheapest memory is the one record, report and README name; bars are the low .. high range.
-    """
+    """Lambda memory vs duration and $/GB of 75 MB partitions, per measured CPU (None without a record),
+    from the projection record's ``by_cpu``, so its cheapest memory is the one report and README name."""
     rec = record if record is not None else projection.load()
     if not rec or not rec.get("by_cpu"):
         return None
@@ -221,10 +203,7 @@ def fig_memory(recs: dict[str, pd.DataFrame], record: dict[str, Any] | None = No
                                  "unexplained part kept; decomposition in the report)")
     for ax, ylab, title in ((ax_d, "duration per partition (s)", "Duration vs memory"),
                             (ax_c, "billed Lambda cost per GB (USD)", "Cost per GB vs memory (log)")):
-        ax.set_xlabel("configured Lambda memory (MB)")
-        ax.set_ylabel(ylab)
-        ax.set_title(title)
-    ax_c.set_yscale("log")
+        ax.set(xlabel="configured Lambda memory (MB)", ylabel=ylab, title=title)
     plain_log(ax_c, "y")
     claims = lambda_model.claims_of(measured, mb, bounds=("point", "high"))
     fig.suptitle("Lambda memory, x86_64 (arm64 not measured), projected:\n" + "\n".join(claims), fontsize=8.5)
@@ -267,16 +246,11 @@ def fig_scale(recs: dict[str, pd.DataFrame], fitted: tuple | None = None) -> plt
     spread = float(np.max((stack.max(axis=0) - stack.min(axis=0)) / stack.min(axis=0)))
     ax_c.plot([], [], " ", label=f"cost per GB of the four partition sizes differs by at most {spread:.0%} "
                                  "(markers staggered to keep each line visible)")
-    for ax in (ax_w, ax_c):
-        ax.set_xscale("log")
-        ax.set_xlabel("data size (GB)")
-    ax_w.set_yscale("log")  # cost per GB stays linear: its lines differ by a few percent
     plain_log(ax_w)
-    plain_log(ax_c, "x")
-    ax_w.set_ylabel("Step Functions wall clock (s)")
-    ax_c.set_ylabel("cost per GB (USD/GB)")
-    ax_w.set_title(f"Wall clock (effective concurrency {orch.account_concurrency:,})")
-    ax_c.set_title("Billed cost per GB")
+    plain_log(ax_c, "x")  # cost per GB stays linear: its lines differ by a few percent
+    ax_w.set(xlabel="data size (GB)", ylabel="Step Functions wall clock (s)",
+             title=f"Wall clock (effective concurrency {orch.account_concurrency:,})")
+    ax_c.set(xlabel="data size (GB)", ylabel="cost per GB (USD/GB)", title="Billed cost per GB")
     fig.suptitle("Scale simulation, 1 GB to 1 TB")
     figure_legend(fig, ncols=2)
     return fig
@@ -298,23 +272,16 @@ def fig_validation(recs: dict[str, pd.DataFrame]) -> plt.Figure | None:
     ax.plot(lim, lim, "k-", lw=0.8, label="simulated = published (reference line)")
     ax.plot(lim, [v * 1.2 for v in lim], "k:", lw=0.6, label="+-20% (reference lines)")
     ax.plot(lim, [v * 0.8 for v in lim], "k:", lw=0.6)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     plain_log(ax)
-    ax.set_xlabel("published wall clock (s)")
-    ax.set_ylabel("simulated wall clock (s)")
-    ax.set_title("Simulator vs published Step Functions runs")
+    ax.set(xlabel="published wall clock (s)", ylabel="simulated wall clock (s)",
+           title="Simulator vs published Step Functions runs")
     figure_legend(fig, ncols=1)
     return fig
 
 
 def fig_lambda_engine_projection(recs: Any = None, record: dict[str, Any] | None = None) -> plt.Figure | None:
-    """Left: billed $/GB vs configured memory (log y, points and lines only); right: 12.6 GB wall clock bars (linear):
-    one partition per invocation at the best-cost memory, the fastest configuration of the grid search
-    (memory x partitions per invocation, labelled with it) and the published runs.
-
-    ``record``: the projection record (default: the shipped one); None when there is none.
-    """
+    """Billed $/GB vs memory (left) and 12.6 GB wall clock bars (right) from ``record`` (default: the
+    shipped projection record); None when there is none."""
     rec = record if record is not None else projection.load()
     if not rec:
         return None
@@ -369,8 +336,7 @@ def _projection_cost_panel(ax: plt.Axes, rec: dict[str, Any], colors: list[str])
                                                                0.05, 0.1, 0.2, 0.5]))
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("configured Lambda memory (MB)")
-    ax.set_ylabel("billed Lambda cost ($ per GB of samples)")
+    ax.set(xlabel="configured Lambda memory (MB)", ylabel="billed Lambda cost ($ per GB of samples)")
     # the legend says which series are projected and which published: no extra tag beside this title
     ax.set_title(f"Lambda $/GB, {part:g} MB partitions (x86_64; arm64 not measured); projected:\n"
                  + "\n".join(claims), fontsize=8)
@@ -382,31 +348,26 @@ def _projection_wall_panel(bx: plt.Axes, rec: dict[str, Any], colors: list[str])
     best_mem = rec["best_memory_mb"]
     walls = [w for w in rec["wall_clock_12_6gb"] if w["memory_mb"] == best_mem]
     pubw = {w["partition_mb"]: w for w in pub["wall_12_6gb"]}
-    labels, heights, kinds = [], [], []
-    for w in walls:
-        labels.append(f"projected\n{w['partition_mb']:g} MB\n({w['partitions']} items)")
-        heights.append(w["wall_s"])
-        kinds.append("projection")
+    bars: list[tuple[str, float, str, list[float]]] = [  # (label, height, kind, published runs)
+        (f"projected\n{w['partition_mb']:g} MB\n({w['partitions']} items)", w["wall_s"], "projection", [])
+        for w in walls]
     for x in rec.get("wall_clock_12_6gb_fastest") or []:
         f = x["fastest"]
-        labels.append(f"fastest\n{f['partition_mb']:g} MB\n{f['memory_mb']:.0f} MB\n"
-                      f"{f['per_invocation']} per inv.\n{f['items']} items")
-        heights.append(f["wall_s"])
-        kinds.append("fastest")
+        bars.append((f"fastest\n{f['partition_mb']:g} MB\n{f['memory_mb']:.0f} MB\n"
+                     f"{f['per_invocation']} per inv.\n{f['items']} items", f["wall_s"], "fastest", []))
     for mb in sorted({w["partition_mb"] for w in walls} | {25.0}, reverse=True):
         if mb in pubw:
-            labels.append(f"published\n{mb:g} MB\n(median of {len(pubw[mb]['runs_s'])})")
-            heights.append(pubw[mb]["median_s"])
-            kinds.append("published")
-    pos = np.arange(len(labels))
-    tops = list(heights)
-    for i, mb in enumerate(labels):
-        if kinds[i] == "published":
-            runs = next(pubw[m]["runs_s"] for m in pubw if f"\n{m:g} MB\n" in mb)
+            runs = pubw[mb]["runs_s"]
+            bars.append((f"published\n{mb:g} MB\n(median of {len(runs)})", pubw[mb]["median_s"], "published", runs))
+    labels = [label for label, *_ in bars]
+    pos = np.arange(len(bars))
+    tops = [max([h, *runs]) for _, h, _, runs in bars]
+    runs_label: str | None = "published runs (12.6 GB) [published]"  # on the first published bar only
+    for i, (_, h, k, runs) in enumerate(bars):
+        if runs:
             bx.plot([pos[i]] * len(runs), runs, "s", markerfacecolor="none", color=colors[3], markersize=5,
-                    label="published runs (12.6 GB) [published]" if i == kinds.index("published") else None)
-            tops[i] = max(tops[i], *runs)
-    for i, (h, k) in enumerate(zip(heights, kinds, strict=True)):
+                    label=runs_label)
+            runs_label = None
         face = {"projection": colors[0], "fastest": colors[1]}.get(k, "white")
         bx.bar(pos[i], h, width=0.6, color=face, edgecolor=colors[3] if k == "published" else face,
                hatch="//" if k == "published" else "", linewidth=1.2)
@@ -416,8 +377,7 @@ def _projection_wall_panel(bx: plt.Axes, rec: dict[str, Any], colors: list[str])
     bx.set_xlim(-0.5, pos[-1] + 1.05)
     bx.text(pos[-1] + 1.0, wt + 1.0, f"target {wt:g} s", fontsize=8, color="0.35", ha="right")
     bx.set_xticks(pos, labels, fontsize=7 if len(labels) > 4 else 8)
-    bx.set_ylim(0, max(tops) * 1.3)
-    bx.set_ylabel("end-to-end wall clock (s)")
+    bx.set(ylim=(0, max(tops) * 1.3), ylabel="end-to-end wall clock (s)")
     bx.set_xlabel("12.6 GB run [partition size, Lambda memory, partitions per invocation]", fontsize=8)
     bx.set_title(f"12.6 GB end to end, concurrency {rec['inputs']['orchestration']['account_concurrency']}: "
                  f"1 partition/inv. at {best_mem:.0f} MB,\nand the fastest grid configuration "

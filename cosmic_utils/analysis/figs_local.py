@@ -1,11 +1,8 @@
 """Figures of what this repository measured on its own machine, and the device comparison.
 
-Why apart from the Lambda figures: the local backend runs every "Lambda" of a sweep on the same
-few cores of one machine, so its sweeps say how this machine behaves, not how Lambda does (its
-efficiency even rises with partition size, the opposite of the study's Lambda runs). They get a
-figure of their own, labelled with the machine named in the records, and never share axes with
-a Lambda series. Where a comparison is drawn (local vs GPU vs Lambda), the pairing is stated on
-the figure: same precision, and the data size each number comes from.
+The local backend's sweeps describe this machine, not Lambda (every "Lambda" shares its cores),
+so they never share axes with a Lambda series; a comparison states its pairing (precision, data
+size) on the figure. Reasoning: docs/figures.md ("The local backend is not Lambda").
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from cosmic_utils.analysis.figstyle import (
     STYLES,
     color,
     figure_legend,
-    log2_x,
+    log_x,
     note,
     plain_log,
     plot_range,
@@ -44,11 +41,8 @@ LOCAL_SWEEPS: tuple[tuple[str, str, str, str, str], ...] = (
 
 
 def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
-    """The local backend's four sweeps (median and min-max over repeats), one series per machine.
-
-    Shipped records first; scratch runs (``cosmic figures --include-runs``) are drawn as their own
-    series, labelled "scratch run" (and UNTRAINED when their model was), never merged into a shipped point.
-    """
+    """The local backend's four sweeps (median and min-max over repeats), one series per machine and
+    origin: scratch runs (``--include-runs``) are their own series, never merged into a shipped point."""
     fig, axes = plt.subplots(2, 2, figsize=(10.5, 7.8), layout="constrained")
     pts_all = recs.get("sweep_points", pd.DataFrame())
     local = pts_all[pts_all["backend"].astype(str) == "local"] if not pts_all.empty else pts_all
@@ -57,14 +51,11 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     machines = sorted(set(shipped["cpu"])) if not shipped.empty else []
     machine = "; ".join(machines) if machines else "machine not named in these records"
     for ax, (sweep, param, xlab, metric, ylab) in zip(axes.ravel(), LOCAL_SWEEPS, strict=True):
-        ax.set_xlabel(xlab)
-        ax.set_ylabel(ylab)
+        ax.set(xlabel=xlab, ylabel=ylab)
         series = figdata.sweep_series(sub, sweep)
         if not series:
             note(ax, f"not measured yet (run: cosmic sweep sweeps/{sweep}.yaml)")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{sweep.replace('_', ' ')} sweep")
+            ax.set(xticks=[], yticks=[], title=f"{sweep.replace('_', ' ')} sweep")
             continue
         xs: set[float] = set()
         gbs: list[float] = []
@@ -88,16 +79,12 @@ def fig_local_backend_sweeps(recs: dict[str, pd.DataFrame]) -> plt.Figure:
             what += f" ({min(gbs):.2g} GB)" if np.isclose(min(gbs), max(gbs), rtol=0.05) else \
                 f" ({min(gbs):.2g}-{max(gbs):.2g} GB)"
         ax.set_title(what)
-        ticks = sorted(xs)
-        if param in ("batch_size",):
-            log2_x(ax, sorted(int(v) for v in ticks))
+        if param == "batch_size":
+            log_x(ax, sorted(int(v) for v in xs), base=2)
         elif param in ("partition_mb", "data_gb"):
-            ax.set_xscale("log")
-            ax.set_xticks(ticks, [f"{round(v, 3):g}" for v in ticks])
-            ax.xaxis.set_minor_locator(plt.NullLocator())
+            log_x(ax, sorted(xs))
         else:  # memory: the local backend does not give a function more CPU with more memory
-            ax.set_ylim(0, ymax * 1.15)
-            ax.set_title(what + ": flat, no CPU share per memory locally")
+            ax.set(ylim=(0, ymax * 1.15), title=what + ": flat, no CPU share per memory locally")
     fig.suptitle(f"Local backend [measured: {machine}]: every Lambda shares this machine's cores\n"
                  "(this machine's behaviour, not Lambda's; Lambda series are in the lambda_* figures)", fontsize=10)
     figure_legend(fig, ncols=1)
@@ -154,11 +141,9 @@ def fig_local_batch_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
             ax.plot([r["batch_size"]], [figdata.gbit_to_gb(r["throughput"])], "s", mfc="white", color="0.2", ms=8,
                     label=series_label("published", f"the study's laptop, {r['data_gb']:g} GB "
                                        f"({r['throughput']:g} Gbit/s in its table)", "team6"))
-    log2_x(ax, sizes)
-    ax.set_yscale("log")
+    log_x(ax, sizes, base=2)
     plain_log(ax, "y")
-    ax.set_xlabel("batch size (samples)")
-    ax.set_ylabel("throughput (GB/s)")
+    ax.set(xlabel="batch size (samples)", ylabel="throughput (GB/s)")
     figure_legend(fig, ncols=2)
     return fig
 
@@ -197,8 +182,7 @@ def fig_local_data_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     raw = recs.get("local_data_size", pd.DataFrame())
     if pts.empty:
         for ax in (ax_t, ax_m):
-            note(ax, "not measured yet\n(the streamed local data-size study writes data/records/local_data_size.csv)",
-                 y=0.5)
+            note(ax, "not measured yet\n(the streamed local data-size study writes data/records/local_data_size.csv)")
     else:
         machine = figdata.machine_of(raw)
         eng = ", ".join(sorted({f"{e} {p}" for e, p in zip(raw.get("engine", ["?"]), raw.get("precision", ["?"]),
@@ -222,19 +206,14 @@ def fig_local_data_size(recs: dict[str, pd.DataFrame]) -> plt.Figure:
             ax.axvline(float(oom["data_gb_from"]), color=color(3), ls="--", lw=1.2, zorder=1,
                        label=series_label("published", f"the study's laptop: out of memory at "
                                           f"{float(oom['data_gb_from']):g} GB", "team6"))
-    for ax, ylab, title in ((ax_t, "throughput (GB/s)", "Throughput vs data size"),
-                            (ax_m, "peak resident memory (MB)", "Peak memory vs data size")):
-        ax.set_xlabel("data size (GB)")
-        ax.set_ylabel(ylab)
-        ax.set_title(title)
     right = max([float(pts["data_gb"].max()) if not pts.empty else 0.0,
                  *(float(c["data_gb_to"]) for c in (lap, oom) if c is not None)], default=8.0)
-    for ax in (ax_t, ax_m):
-        ax.set_xlim(0, right + 1)
+    for ax, ylab, title in ((ax_t, "throughput (GB/s)", "Throughput vs data size"),
+                            (ax_m, "peak resident memory (MB)", "Peak memory vs data size")):
+        ax.set(xlabel="data size (GB)", ylabel=ylab, title=title, xlim=(0, right + 1))
     if pts.empty:
         ax_t.set_ylim(bottom=0)
     else:
-        ax_t.set_yscale("log")
         plain_log(ax_t, "y")
         ax_m.set_ylim(0, float(pts["peak_rss_mb_max"].max()) * 1.15)  # from 0: flat memory must look flat
     note_text = ""
@@ -320,14 +299,12 @@ def fig_local_gpu_lambda(recs: dict[str, pd.DataFrame], fitted: tuple | None = N
                     mfc="white" if kind == "published" else color(i), color=color(i),
                     label=series_label(kind, "throughput", where[kind]))
     ax.set_yticks(ys, [f"{r[0]}\n= {r[1]:.3g} GB/s" if np.isfinite(r[1]) else r[0] for r in rows], fontsize=7.5)
-    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xscale("log")
     vals = [r[1] for r in rows if np.isfinite(r[1])]
     if vals:
         ax.set_xlim(min(vals) / 1.6, max(vals) * 1.6)
     plain_log(ax, "x")
-    ax.set_xlabel("throughput (GB/s)")
-    ax.set_ylabel("device (row)")
+    ax.set(xlabel="throughput (GB/s)", ylabel="device (row)", ylim=(-0.7, len(rows) - 0.3))
     ax.set_title("Local CPU vs GPU vs Lambda: fp32 unless a row says otherwise; each row states its data size"
                  + (f"\n(engines that failed their accuracy check left out: {', '.join(sorted(failed))})"
                     if failed else ""), fontsize=9)
@@ -356,9 +333,7 @@ def fig_redshift(recs: dict[str, pd.DataFrame]) -> plt.Figure:
     pred = recs.get("predictions", pd.DataFrame())
     if pred.empty:
         note(ax, "no measured records yet (run: cosmic predict / make demo)")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title("z_pred vs z_spec")
+        ax.set(xticks=[], yticks=[], title="z_pred vs z_spec")
     else:
         zs, zp = pred["z_spec"].astype(float), pred["z_pred"].astype(float)
         if len(pred) > 2000:
@@ -374,8 +349,7 @@ def fig_redshift(recs: dict[str, pd.DataFrame]) -> plt.Figure:
         src = Path(str(pred["source_file"].iloc[0])).stem if "source_file" in pred.columns else "predictions"
         fig.suptitle(f"z_pred vs z_spec [measured: {src}]\n{len(pred):,} predictions of {_galaxy_count(pred)}\n"
                      f"sigma_NMAD = {nmad:.4f}; black line: z_pred = z_spec", fontsize=8.5)
-    ax.set_xlabel("spectroscopic redshift z_spec (unitless)")
-    ax.set_ylabel("predicted redshift z_pred (unitless)")
+    ax.set(xlabel="spectroscopic redshift z_spec (unitless)", ylabel="predicted redshift z_pred (unitless)")
     return fig
 
 
@@ -387,8 +361,7 @@ def fig_cutouts(cutouts: np.ndarray, bands: tuple[str, ...] = ("u", "g", "r", "i
     for i in range(n):
         for b, band in enumerate(bands):
             axes[i, b].imshow(np.arcsinh(cutouts[i, b] / stretch), cmap="gray", origin="lower")
-            axes[i, b].set_xticks([])
-            axes[i, b].set_yticks([])
+            axes[i, b].set(xticks=[], yticks=[])
             if i == 0:
                 axes[i, b].set_title(band)
     fig.tight_layout()

@@ -1,17 +1,9 @@
 """One look for every figure of the report: palette, series styles, series names, legends, saving.
 
-Why a module of its own: a reader compares figures with each other, so a measured value must
-look the same everywhere (filled circle, solid line), a published one too (open square, dashed),
-and every legend entry must say where its number comes from. :func:`series_label` is the only way
-the figures name a series, so the naming cannot drift from one figure to the next.
-
-* **measured** (this repository's runs; the machine or backend is named): filled circles, solid;
-* **published** (the source is named: the team6 study, Cosmic AI): open squares, dashed;
-* **projected** (this repository's measured compute run through the simulator): triangles, dash-dot;
-* **simulated** (the scale simulator fitted to the published runs): small dots, dotted.
-
-Legends are drawn OUTSIDE the axes (below the panels, :func:`figure_legend`), so they can never
-cover a data point; the quality test (:mod:`cosmic_utils.analysis.figcheck`) enforces it.
+A value looks the same in every figure by its kind (:data:`STYLES`: measured, published,
+projected, simulated), every legend entry says where its number comes from (:func:`series_label`,
+the only way figures name a series) and legends sit below the panels, never over data
+(:func:`figure_legend`). Reasoning: docs/figures.md ("Decisions").
 """
 
 from __future__ import annotations
@@ -30,7 +22,8 @@ from cosmic_utils import config
 #: Okabe-Ito colour-blind-safe palette (the order used for series of one figure).
 OKABE_ITO: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
                               "#000000")
-#: Line and marker style of each kind of value.
+#: Line and marker style of each kind of value: measured (this repository's runs), published (the
+#: team6 study, Cosmic AI), projected (measured compute through the simulator), simulated.
 STYLES: dict[str, dict[str, Any]] = {
     "measured": {"marker": "o", "linestyle": "-"},
     "published": {"marker": "s", "linestyle": "--", "markerfacecolor": "white"},
@@ -39,10 +32,7 @@ STYLES: dict[str, dict[str, Any]] = {
 }
 KINDS: tuple[str, ...] = tuple(STYLES)
 #: Named sources of published numbers (the words used in legends).
-SOURCES: dict[str, str] = {
-    "team6": "team6 study",
-    "cai": "Cosmic AI",
-}
+SOURCES: dict[str, str] = {"team6": "team6 study", "cai": "Cosmic AI"}
 
 
 def color(i: int) -> str:
@@ -59,11 +49,7 @@ def set_style() -> None:
 
 
 def series_label(kind: str, what: str, where: str = "") -> str:
-    """The legend name of a series: ``what [kind: where]``.
-
-    ``where`` is the machine/backend (measured), the source (published) or the basis (projected,
-    simulated); a published source key ("team6", "cai") is spelled out.
-    """
+    """``what [kind: where]``, ``where`` the machine, the source ("team6", "cai" spelled out) or basis."""
     if kind not in STYLES:
         raise ValueError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
     where = SOURCES.get(where, where)
@@ -87,25 +73,27 @@ def plot_range(ax: plt.Axes, x: Any, med: Any, lo: Any, hi: Any, kind: str, labe
 
 
 def plain_log(ax: plt.Axes, axis: str = "both") -> None:
-    """Log axes with plain numbers (20, 50, 100) instead of 2x10^1; call it after plotting.
+    """Log scale with plain numbers (20, 50, 100) instead of 2x10^1 on ``axis``; call it after plotting.
 
     An axis whose data span less than a factor of 5 goes back to linear: on a log scale it would
     show one or two labelled ticks and tell the reader less than a linear one."""
     axes = (ax.xaxis, ax.yaxis) if axis == "both" else ((ax.xaxis,) if axis == "x" else (ax.yaxis,))
     for a in axes:
+        set_scale = ax.set_xscale if a is ax.xaxis else ax.set_yscale
+        set_scale("log")
         lo, hi = sorted(ax.get_xlim() if a is ax.xaxis else ax.get_ylim())
         if lo > 0 and hi / lo < 5:
-            (ax.set_xscale if a is ax.xaxis else ax.set_yscale)("linear")
+            set_scale("linear")
             continue
         a.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         a.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         a.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def log2_x(ax: plt.Axes, ticks: Any) -> None:
-    """Base-2 log x axis with exactly ``ticks`` (batch sizes) as plain numbers."""
-    ax.set_xscale("log", base=2)
-    ax.set_xticks([float(t) for t in ticks], [f"{t:g}" for t in ticks])
+def log_x(ax: plt.Axes, ticks: Any, base: int = 10) -> None:
+    """Log x axis (base 2 for batch sizes) with exactly ``ticks`` as plain numbers (at most 3 decimals)."""
+    ax.set_xscale("log", base=base)
+    ax.set_xticks([float(t) for t in ticks], [f"{round(t, 3):g}" for t in ticks])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
@@ -122,16 +110,14 @@ def figure_legend(fig: plt.Figure, ncols: int = 2, axes: Any = None) -> None:
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=ncols, frameon=True)
 
 
-def note(ax: plt.Axes, text: str, y: float = 0.5) -> None:
-    """A boxed note in an EMPTY panel (e.g. "not measured yet (run: ...)"), at height ``y`` of the axes."""
-    ax.text(0.5, y, text, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.25",
+def note(ax: plt.Axes, text: str) -> None:
+    """A boxed note in the middle of an EMPTY panel (e.g. "not measured yet (run: ...)")."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.25",
             wrap=True, bbox={"facecolor": "0.96", "edgecolor": "0.7", "boxstyle": "round"})
 
 
-#: Metadata written into each format. Everything time- or version-dependent is dropped (None
-#: removes a key), so ``make figures`` on an unchanged checkout writes the same bytes and git stays
-#: clean: PDF CreationDate (the only timestamp matplotlib writes by default), the Producer/Creator
-#: and PNG Software strings (they name the matplotlib version), SVG Date.
+#: Metadata of each format: every time- or version-dependent key removed (None), so ``make figures``
+#: on an unchanged checkout writes the same bytes.
 SAVE_METADATA: dict[str, dict[str, Any]] = {
     "png": {"Software": None},
     "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
@@ -141,9 +127,7 @@ SAVE_METADATA: dict[str, dict[str, Any]] = {
 
 def save(fig: plt.Figure, name: str, out_dir: Path | None = None,
          formats: tuple[str, ...] = ("png", "pdf"), close: bool = True) -> list[Path]:
-    """Write ``name``.png and ``name``.pdf into the figures folder, byte-reproducibly; returns the paths.
-
-    ``close=False`` keeps the figure open (a notebook displays it afterwards)."""
+    """Write ``name``.png and .pdf (default: into figures/) byte-reproducibly; ``close=False`` keeps it open."""
     out = Path(out_dir or config.FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.{fmt}" for fmt in formats]

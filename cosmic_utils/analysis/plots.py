@@ -1,9 +1,7 @@
 """The registry of the report's figures (file stem -> drawing function) and the loop that saves them.
 
-Figures are drawn from stored records only, in one style (:mod:`~cosmic_utils.analysis.figstyle`);
-the drawing lives in :mod:`~cosmic_utils.analysis.figs_lambda` and
-:mod:`~cosmic_utils.analysis.figs_local`. A figure with nothing to draw is skipped with a log line.
-Reasoning and the quality checks: docs/figures.md.
+Drawing: :mod:`~cosmic_utils.analysis.figs_lambda`, :mod:`~cosmic_utils.analysis.figs_local`; a
+figure with nothing to draw is skipped with a log line. Reasoning and quality checks: docs/figures.md.
 """
 
 from __future__ import annotations
@@ -41,12 +39,9 @@ NEEDS_FIT = ("lambda_batch_size", "lambda_partition_size", "lambda_data_size", "
 
 def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
                      only: list[str] | None = None, include_runs: bool = False) -> dict[str, plt.Figure]:
-    """Every figure drawn from stored records, by name (figures without data are left out).
-
-    ``recs`` default: the shipped records only (``include_runs`` adds runs/ as scratch series).
-    Returned, not shown: notebook 04 displays them inline, :func:`make_all_figures` saves them. No
-    backend is chosen here (the CLI picks a non-interactive one for itself, JupyterLab its inline one).
-    """
+    """Every figure drawn from stored records (default: the shipped ones; ``include_runs`` adds runs/
+    as scratch series), by name, figures without data left out. Returned, not shown, and no backend
+    chosen: notebook 04 displays them inline, :func:`make_all_figures` saves them."""
     from cosmic_utils.analysis.records import load_all_records
 
     set_style()
@@ -56,9 +51,7 @@ def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
     for name, func in FIGURES.items():
         if only and name not in only:
             continue
-        kwargs: dict[str, Any] = {}
-        if name in NEEDS_FIT:
-            kwargs["fitted"] = fitted
+        kwargs: dict[str, Any] = {"fitted": fitted} if name in NEEDS_FIT else {}
         before = set(plt.get_fignums())
         try:
             fig = func(recs, **kwargs)

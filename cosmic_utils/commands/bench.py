@@ -1,8 +1,5 @@
-"""``cosmic bench``: engines x batch sizes against the published loop (see :mod:`cosmic_utils.inference.bench`).
-
-``make bench`` runs ``--threads 1 2 --budget-s ...`` (both thread counts in one run); ``--quick``
-takes a minute or two; ``--stream-gb 1`` adds the streaming memory check (docs/inference.md).
-"""
+"""``cosmic bench``: engines x batch sizes against the published loop (:mod:`cosmic_utils.inference.bench`;
+what ``make bench`` runs and how long it takes: docs/inference.md)."""
 
 from __future__ import annotations
 
@@ -13,8 +10,6 @@ from pathlib import Path
 
 from cosmic_utils.commands import cli_types
 from cosmic_utils.inference.engines import ENGINE_NAMES
-
-log = logging.getLogger(__name__)
 
 
 def _csv_ints(text: str) -> list[int]:

@@ -1,9 +1,6 @@
-"""Argument types of the ``cosmic`` command line: out-of-range values are usage errors (exit 2).
-
-Each is an argparse ``type=`` raising ``argparse.ArgumentTypeError`` (printed as ``cosmic <cmd>:
-error: argument --x: <message>``) before any work starts: counts are digits (``"1.0"``, ``"true"``,
-``"1e3"`` refused), sizes finite. Why (a batch size of -1 once filled a prediction file from an
-unfilled buffer): docs/reliability.md ("Exit status and interruption").
+"""Argument types of the ``cosmic`` command line: out-of-range values are usage errors (exit 2),
+refused before any work starts; counts are digits ("1.0", "true", "1e3" refused), sizes finite.
+Why (a batch size of -1 once read an unfilled buffer): docs/reliability.md, docs/bench.md.
 """
 
 from __future__ import annotations
@@ -50,11 +47,8 @@ def nonnegative_int(text: str) -> int:
 
 
 def _float(text: str, what: str, ok: Callable[[float], bool], bound: str) -> float:
-    s = str(text).strip()
-    if s.lower() in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     try:
-        value = float(s)
+        value = float(str(text).strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     if not math.isfinite(value):

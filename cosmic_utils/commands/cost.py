@@ -20,9 +20,8 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
             return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.0f}"
         return str(v)
 
-    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
-    print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
+    cells = [columns, *([fmt(r.get(c, "")) for c in columns] for r in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
 

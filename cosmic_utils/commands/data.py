@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
 import time
@@ -16,8 +15,6 @@ from typing import Any
 
 from cosmic_utils.commands import cli_types
 from cosmic_utils.progress import progress as progress_bar
-
-log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,14 +1,10 @@
-"""``cosmic model``: train | export | load-published | upload | evaluate (docs/training.md).
-
-Logic lives in :mod:`cosmic_utils.model.train`, :mod:`cosmic_utils.model.export` and
-:mod:`cosmic_utils.runtime.artifact`; the evaluation figures are drawn here with the report's style.
-"""
+"""``cosmic model``: train | export | load-published | upload | evaluate (docs/training.md). The logic is
+in :mod:`cosmic_utils.model` and :mod:`cosmic_utils.runtime.artifact`; the evaluation figure is drawn here."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -18,8 +14,6 @@ import numpy as np
 
 from cosmic_utils.commands import cli_types
 from cosmic_utils.model import artifacts
-
-log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -154,12 +148,14 @@ def _load_published(args: argparse.Namespace) -> int:
     return 0
 
 
-def _density(x: np.ndarray, y: np.ndarray, bins: int = 80) -> np.ndarray:
-    """Point density from a 2-D histogram (counts of each point's bin), for colouring scatter plots."""
+def _density_scatter(ax: Any, x: np.ndarray, y: np.ndarray, bins: int = 80) -> Any:
+    """Scatter coloured by point density (counts of each point's 2-D histogram bin), densest on top."""
     h, xe, ye = np.histogram2d(x, y, bins=bins)
     ix = np.clip(np.searchsorted(xe, x, side="right") - 1, 0, bins - 1)
     iy = np.clip(np.searchsorted(ye, y, side="right") - 1, 0, bins - 1)
-    return h[ix, iy]
+    dens = h[ix, iy]
+    order = np.argsort(dens)
+    return ax.scatter(x[order], y[order], c=dens[order], s=5, cmap="viridis", lw=0)
 
 
 def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray, title: str) -> Any:
@@ -174,27 +170,19 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
     m = redshift_metrics(z_spec, z_pred)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
     ax = axes[0]
-    dens = _density(z_spec, z_pred)
-    order = np.argsort(dens)
-    sc = ax.scatter(z_spec[order], z_pred[order], c=dens[order], s=5, cmap="viridis", lw=0)
-    fig.colorbar(sc, ax=ax, label="galaxies per bin")
+    fig.colorbar(_density_scatter(ax, z_spec, z_pred), ax=ax, label="galaxies per bin")
     hi = float(max(z_spec.max(), z_pred.max())) * 1.02
     ax.plot([0, hi], [0, hi], "k-", lw=0.8)
     grid = np.linspace(0, hi, 50)
     for sign in (-1, 1):
         ax.plot(grid, grid + sign * 0.05 * (1 + grid), "k:", lw=0.6)
-    ax.set_xlim(0, hi)
-    ax.set_ylim(0, hi)
+    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="z_spec", ylabel="z_pred")
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("z_spec")
-    ax.set_ylabel("z_pred")
     ax.text(0.03, 0.97, f"N = {m['n']:,}\nsigma_NMAD = {m['sigma_nmad']:.4f}\n"
             f"|dz|>0.05: {100 * m['outlier_005']:.2f} %\nbias = {m['bias']:+.4f}",
             transform=ax.transAxes, va="top", fontsize=9)
     for ax, x, label in ((axes[1], z_spec, "z_spec"), (axes[2], r_mag, "r magnitude (AB)")):
-        dens = _density(x, dz)
-        order = np.argsort(dens)
-        ax.scatter(x[order], dz[order], c=dens[order], s=5, cmap="viridis", lw=0)
+        _density_scatter(ax, x, dz)
         ax.axhline(0, color="k", lw=0.8)
         for t in (-0.05, 0.05):
             ax.axhline(t, color="k", ls=":", lw=0.6)
@@ -207,9 +195,7 @@ def evaluation_figure(z_spec: np.ndarray, z_pred: np.ndarray, r_mag: np.ndarray,
         ax.plot(c, md, "r-", lw=1.2, label="running median")
         ax.plot(c, md + nm, "r--", lw=0.9, label="median +- sigma_NMAD")
         ax.plot(c, md - nm, "r--", lw=0.9)
-        ax.set_ylim(-0.15, 0.15)
-        ax.set_xlabel(label)
-        ax.set_ylabel("dz = (z_pred - z_spec) / (1 + z_spec)")
+        ax.set(ylim=(-0.15, 0.15), xlabel=label, ylabel="dz = (z_pred - z_spec) / (1 + z_spec)")
         ax.legend(loc="upper right", fontsize=8)
     fig.suptitle(title)
     return fig

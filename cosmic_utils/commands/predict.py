@@ -56,11 +56,8 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"cosmic predict: {len(flagged)} predictions flagged (row {flagged[0]}: {result.flags[flagged[0]]}); "
               f"see the flag column of {args.out}", file=sys.stderr)
     bad = result.nonfinite_rows
-    if missing and not bad:
-        return exits.PARTIAL
     if bad:
         print(f"cosmic predict: {len(bad)} of {n} predictions are not finite (NaN/inf): rows "
               f"{', '.join(map(str, bad[:20]))}{' ...' if len(bad) > 20 else ''}; written as empty z_pred in "
               f"{args.out} and left out of the accuracy table", file=sys.stderr)
-        return exits.PARTIAL
-    return exits.OK
+    return exits.PARTIAL if missing or bad else exits.OK

@@ -1,8 +1,5 @@
 """``cosmic reliability``: every bad-input and fault scenario, then the load test; prints the table.
-
-Writes ``<out>/reliability.csv``, ``.md`` and ``.json``; exit 0 only when every scenario passed
-and no partition was lost (docs/reliability.md).
-"""
+Exit 0 only when every scenario passed and no partition was lost (docs/reliability.md)."""
 
 from __future__ import annotations
 

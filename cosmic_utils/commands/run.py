@@ -118,36 +118,28 @@ def _request_from_args(args: argparse.Namespace) -> Any:
         "engine": args.engine, "memory_mb": args.memory_mb, "timeout_s": args.timeout_s,
         "tolerated_failure_percentage": args.tolerated_failure_percentage,
     }
-    if args.partition_limit is not None:
-        fields["partition_limit"] = args.partition_limit
-    if args.world_size is not None:
-        fields["world_size"] = args.world_size
-    if args.threads is not None:
-        fields["threads"] = args.threads
+    for key in ("partition_limit", "world_size", "threads"):  # unset: the request model's default
+        if getattr(args, key) is not None:
+            fields[key] = getattr(args, key)
     if args.overwrite:
         fields["overwrite"] = True
     return parse_request(fields)
 
 
-def run_exit_status(result: Any, prog: str = "cosmic run", err: Any = None) -> int:
-    """The exit status of a finished run (README "Exit status"), printing every failure on stderr.
-
-    0: the execution succeeded and every partition is ok; 3: one or more partitions failed (each
-    printed: id and first reason; ``--redrive`` re-runs them); 1: the execution failed before any
-    partition was accounted for (Init refused it, a timeout...), its reason printed.
-    """
+def run_exit_status(result: Any) -> int:
+    """The exit status of a finished run (0 ok, 3 partitions failed, 1 execution failed: README "Exit
+    status"), every failure printed on stderr."""
     from cosmic_utils import exits
 
-    err = err or sys.stderr
     summary = result.summary
     failed = summary.get("failed") or []
     if failed or int(summary.get("partitions_failed") or 0):
-        exits.print_failures(prog, failed, out=err)
-        print(f"{prog}: {len(failed)} of {summary.get('partitions')} partitions failed; re-run them with "
-              f"cosmic run --redrive {result.run_dir}", file=err)
+        exits.print_failures("cosmic run", failed)
+        print(f"cosmic run: {len(failed)} of {summary.get('partitions')} partitions failed; re-run them with "
+              f"cosmic run --redrive {result.run_dir}", file=sys.stderr)
         return exits.PARTIAL
     if result.status != "SUCCEEDED" or not summary.get("partitions"):
-        print(f"{prog}: error: execution {result.status}: {execution_reason(summary)}", file=err)
+        print(f"cosmic run: error: execution {result.status}: {execution_reason(summary)}", file=sys.stderr)
         return exits.FAILED
     return exits.OK
 
@@ -193,21 +185,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def billed_vs_projected(run_dir: Path, summary: dict[str, Any], projection: Any) -> str:
-    """The run's cost from its billed durations beside the projection it was admitted on.
-
-    The billed cost is the Summarize step's (durations x configured memory, requests, transitions);
-    ``records.csv``'s ``billed_source`` says how many durations came from CloudWatch REPORT lines
-    (``report``) and how many are the handler's own timing (``estimated``: no REPORT line found).
-    """
+    """The run's billed cost (the Summarize step's) beside the projection it was admitted on, with how
+    many durations came from CloudWatch REPORT lines and how many are estimated (``billed_source``)."""
     import csv
+    from collections import Counter
 
-    sources: dict[str, int] = {}
+    sources: Counter[str] = Counter()
     path = Path(run_dir) / "records.csv"
     if path.exists():
         with open(path, encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                key = row.get("billed_source") or "unknown"
-                sources[key] = sources.get(key, 0) + 1
+            sources.update(row.get("billed_source") or "unknown" for row in csv.DictReader(fh))
     billed = (summary.get("cost") or {}).get("total_usd")
     ratio = f" ({billed / projection.cost_usd:.2f}x the projection)" if billed and projection.cost_usd else ""
     origin = ", ".join(f"{n} {k}" for k, n in sorted(sources.items())) or "no records"
@@ -215,7 +202,7 @@ def billed_vs_projected(run_dir: Path, summary: dict[str, Any], projection: Any)
             f"PROJECTION {projection.cost_usd:.4g} USD it was admitted on{ratio}")
 
 
-def _project(request: Any, backend: str, max_usd: float | None, admitted: list[Any] | None = None) -> int | None:
+def _project(request: Any, backend: str, max_usd: float | None, admitted: list[Any]) -> int | None:
     """Print the projected cost and wall clock (aws, or whenever a budget is given); 1 when over budget.
     The projection is appended to ``admitted`` (printed again beside the billed cost after the run)."""
     if backend != "aws" and max_usd is None:
@@ -231,8 +218,7 @@ def _project(request: Any, backend: str, max_usd: float | None, admitted: list[A
         print(f"cosmic run: --max-usd {max_usd:g} cannot be checked: {exc}", file=sys.stderr)
         return 1  # refused (exit-status contract: 1)
     print(projection.one_line())
-    if admitted is not None:
-        admitted.append(projection)
+    admitted.append(projection)
     try:
         check_budget(projection, max_usd)
     except (BudgetExceeded, ValueError) as exc:

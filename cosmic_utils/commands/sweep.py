@@ -36,8 +36,10 @@ def _sweep(args: argparse.Namespace) -> int:
     from cosmic_utils import exits
     from cosmic_utils.analysis import sweep
 
-    if args.estimate:
-        return _estimate(args)
+    if args.estimate:  # --only applies to each grid that has its key
+        grids = [_kept(sweep.load_grid(path), args.only, single=len(args.grid) == 1) for path in args.grid]
+        _print_estimate(grids, args)
+        return exits.OK
     if len(args.grid) > 1:
         raise exits.UsageError("several grid files only with --estimate; run one sweep at a time")
     args.grid = args.grid[0]
@@ -87,15 +89,6 @@ def _project(args: argparse.Namespace) -> int | None:
               + ", ".join(over), file=sys.stderr)
         return 1  # refused (exit-status contract: 1)
     return None
-
-
-def _estimate(args: argparse.Namespace) -> int:
-    """``--estimate``: the grids' points (``--only`` applied to each grid that has the key) and totals."""
-    from cosmic_utils.analysis import sweep
-
-    grids = [_kept(sweep.load_grid(path), args.only, single=len(args.grid) == 1) for path in args.grid]
-    _print_estimate(grids, args)
-    return 0
 
 
 def _kept(grid: Any, only: list[str], single: bool) -> Any:
