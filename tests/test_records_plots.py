@@ -108,3 +108,16 @@ def test_pipeline_json_records_and_partition_predictions(tmp_path: Path) -> None
     recs = records.load_all_records(runs_dir=tmp_path / "runs", records_dir=tmp_path / "none")
     assert len(recs["pipeline"]) == 3 and set(recs["pipeline"]["run_id"]) == {"run-j"}
     assert len(recs["predictions"]) == 3
+
+
+def test_a_figure_that_fails_to_draw_is_named_and_exits_partial(tmp_path: Path, monkeypatch, capsys) -> None:
+    from cosmic_utils.cli import main
+
+    def broken(recs, **kwargs):
+        raise ValueError("a column went missing")
+
+    monkeypatch.setitem(plots.FIGURES, "local_batch_size", broken)
+    rc = main(["figures", "--out", str(tmp_path), "--only", "local_batch_size", "redshift_pred_vs_spec"])
+    assert rc == 3  # partial: the other figure is written, the broken one is named, not silently stale
+    assert (tmp_path / "redshift_pred_vs_spec.png").is_file() and not (tmp_path / "local_batch_size.png").exists()
+    assert "figure local_batch_size failed" in capsys.readouterr().err

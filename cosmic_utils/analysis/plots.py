@@ -37,11 +37,12 @@ FIGURES: dict[str, Callable[..., plt.Figure | None]] = {
 NEEDS_FIT = ("lambda_batch_size", "lambda_partition_size", "lambda_data_size", "scale_simulation", "local_gpu_lambda")
 
 
-def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
-                     only: list[str] | None = None, include_runs: bool = False) -> dict[str, plt.Figure]:
+def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None, only: list[str] | None = None,
+                     include_runs: bool = False, failed: list[str] | None = None) -> dict[str, plt.Figure]:
     """Every figure drawn from stored records (default: the shipped ones; ``include_runs`` adds runs/
     as scratch series), by name, figures without data left out. Returned, not shown, and no backend
-    chosen: notebook 04 displays them inline, :func:`make_all_figures` saves them."""
+    chosen: notebook 04 displays them inline, :func:`make_all_figures` saves them. A figure whose
+    drawing raises is logged, left out and its name appended to ``failed``; the others still draw."""
     from cosmic_utils.analysis.records import load_all_records
 
     set_style()
@@ -57,6 +58,8 @@ def draw_all_figures(recs: dict[str, pd.DataFrame] | None = None,
             fig = func(recs, **kwargs)
         except Exception:  # noqa: BLE001 - one broken figure must not stop the others
             log.exception("figure %s failed", name)
+            if failed is not None:
+                failed.append(name)
             for num in set(plt.get_fignums()) - before:  # its half-drawn figure only, not the others
                 plt.close(num)
             continue
@@ -76,6 +79,8 @@ def save_figures(figures: dict[str, plt.Figure], out_dir: Path | None = None, cl
 
 
 def make_all_figures(recs: dict[str, pd.DataFrame] | None = None, out_dir: Path | None = None,
-                     only: list[str] | None = None, include_runs: bool = False) -> list[Path]:
-    """Draw every figure from stored records into ``out_dir`` (PNG + PDF); returns the files written."""
-    return save_figures(draw_all_figures(recs, only, include_runs=include_runs), out_dir)
+                     only: list[str] | None = None, include_runs: bool = False,
+                     failed: list[str] | None = None) -> list[Path]:
+    """Draw every figure from stored records into ``out_dir`` (PNG + PDF); returns the files written
+    (``failed``: as in :func:`draw_all_figures`)."""
+    return save_figures(draw_all_figures(recs, only, include_runs=include_runs, failed=failed), out_dir)

@@ -41,4 +41,6 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"cosmic demo: error: execution {summary.get('execution_status')}: "
               f"{summary.get('execution_cause') or summary.get('execution_error')}", file=sys.stderr)
         return exits.FAILED
-    return exits.OK
+    for name in summary["figures_failed"]:
+        print(f"cosmic demo: figure {name} failed (not redrawn; `cosmic figures -v` shows why)", file=sys.stderr)
+    return exits.PARTIAL if summary["figures_failed"] else exits.OK

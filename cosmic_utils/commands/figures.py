@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from cosmic_utils import exits
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,8 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _figures(args: argparse.Namespace) -> int:
     from cosmic_utils.analysis import plots
 
-    paths = plots.make_all_figures(out_dir=args.out, only=args.only, include_runs=args.include_runs)
+    failed: list[str] = []
+    paths = plots.make_all_figures(out_dir=args.out, only=args.only, include_runs=args.include_runs, failed=failed)
     for p in paths:
         print(p)
     print(f"{len(paths)} files written")
-    return 0
+    for name in failed:  # its old file, if any, is stale: say so and exit partial (3)
+        print(f"cosmic figures: figure {name} failed (not redrawn; rerun with -v for the traceback)", file=sys.stderr)
+    return exits.PARTIAL if failed else exits.OK

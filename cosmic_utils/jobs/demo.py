@@ -75,9 +75,10 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
     with _timed("pipeline", timings):
         result = runner.run_pipeline(request, backend="local", run_dir=run_dir, progress=True)
 
+    figures_failed: list[str] = []
     if cfg.figures:
         from cosmic_utils.analysis.plots import make_all_figures
 
         with _timed("figures", timings):
-            make_all_figures()
-    return {**result.summary, "demo_timings_s": timings, "run_dir": str(run_dir)}
+            make_all_figures(failed=figures_failed)
+    return {**result.summary, "demo_timings_s": timings, "run_dir": str(run_dir), "figures_failed": figures_failed}
