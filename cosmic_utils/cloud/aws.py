@@ -536,12 +536,16 @@ def check_locations(cfg: DeployConfig) -> None:
         raise DeployError("deployment refused: " + "; ".join(problems))
 
 
+def price_region(region: str | None) -> str:
+    """The region whose prices apply: ``region``, else AWS_REGION / AWS_DEFAULT_REGION, else us-east-1."""
+    return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 def plan(cfg: DeployConfig, request: Any | None = None, partitions: int | None = None) -> dict[str, Any]:
     """The dry run (no AWS call): what deploy would create and a run's cost ceiling (its ``assumption``)."""
     names = cfg.names
     check_locations(cfg)
-    price_region = cfg.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    table = prices.region_prices(price_region)  # UnknownRegion: refused, saying how to add it
+    table = prices.region_prices(price_region(cfg.region))  # UnknownRegion: refused, saying how to add it
     account, region = "<account>", "<region>"
     function_arns = [f"arn:aws:lambda:{region}:{account}:function:{names.function(n)}" for n in lambda_zip.FUNCTIONS]
     resources = [

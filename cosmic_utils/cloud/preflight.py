@@ -9,7 +9,7 @@ concurrency. Reasoning: docs/aws.md#0-credentials-and-region, docs/aws.md#3-quot
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 #: Service Quotas code of Lambda's "Concurrent executions" quota.
@@ -88,16 +88,3 @@ def check_points(points: Iterable[tuple[str, Mapping[str, Any], int]], conc: Con
             check.warning += f"; above the Distributed Map's {DISTRIBUTED_MAP_MAX_CONCURRENCY:,} child executions"
         out.append(check)
     return out
-
-
-@dataclass
-class Report:
-    account: str
-    region: str
-    prices: str
-    concurrency: Concurrency
-    points: list[PointCheck] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def warnings(self) -> list[str]:
-        return [f"{p.slug}: {p.warning}" for p in self.points if p.warning]

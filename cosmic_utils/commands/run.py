@@ -287,13 +287,11 @@ def _teardown(args: argparse.Namespace) -> int:
 
 def _known_region(region: str | None, prog: str) -> int | None:
     """1 (refused, with how to add it) when the region has no row in the price table; else None."""
-    import os
-
+    from cosmic_utils.cloud.aws import price_region
     from cosmic_utils.runtime import prices
 
-    name = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     try:
-        prices.region_prices(name)
+        prices.region_prices(price_region(region))
     except prices.UnknownRegion as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
