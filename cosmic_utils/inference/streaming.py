@@ -15,10 +15,12 @@ import json
 import logging
 import os
 import queue
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -243,6 +245,17 @@ def run_local(engine_name: str, dataset: Any, batch_size: int = 256, model_dir: 
     if write:
         write_records([row], run_dir=run_dir, run_id=run_id)
     return row
+
+
+def run_child(args: Sequence[str]) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    """``python -m cosmic_utils.inference.streaming ARGS`` in a fresh process (its peak RSS its own): the
+    finished process and the record it wrote as ``--json`` (None when it wrote none)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "record.json"
+        path = os.pathsep.join(p for p in (str(config.PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        proc = subprocess.run([sys.executable, "-m", "cosmic_utils.inference.streaming", *args, "--json", str(out)],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}, check=False)
+        return proc, (json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None)
 
 
 def main(argv: list[str] | None = None) -> int:
