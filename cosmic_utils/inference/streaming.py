@@ -164,10 +164,6 @@ class StreamResult:
     z_true: np.ndarray | None = None
     partitions: int = 0
 
-    @property
-    def samples_per_s(self) -> float:
-        return self.samples / self.wall_s if self.wall_s > 0 else float("nan")
-
 
 def stream_predict(engine: Any, dataset: Any, batch_size: int = 256, prefetch_depth: int = 2,
                    max_samples: int | None = None, keep_predictions: bool = True,
