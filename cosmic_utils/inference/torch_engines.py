@@ -147,10 +147,9 @@ class TorchCompiledEngine(_TorchEngine):
 
     def _shape(self, n: int) -> int:
         top = max(self.chunk or self.default_chunk, self.min_shape)
-        shape = self.min_shape
-        while shape < min(n, top):
-            shape *= 2
-        return min(shape, top) if n <= top else n
+        if n > top:
+            return n
+        return min(max(self.min_shape, 1 << (n - 1).bit_length()), top)
 
     def _call(self, image: Tensor, magnitude: Tensor) -> Tensor:
         import time
