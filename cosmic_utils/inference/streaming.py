@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -166,12 +166,11 @@ class StreamResult:
 
 
 def stream_predict(engine: Any, dataset: Any, batch_size: int = 256, prefetch_depth: int = 2,
-                   max_samples: int | None = None, keep_predictions: bool = True,
-                   on_batch: Callable[[Batch, np.ndarray], None] | None = None) -> StreamResult:
+                   max_samples: int | None = None, keep_predictions: bool = True) -> StreamResult:
     """Run ``engine.predict`` over a dataset, batch by batch, reading ahead in a thread. ``wall_s``: first
     request to last prediction (reading included, model loading not); ``batch_seconds``: ``engine.predict``
     alone; ``read_wait_s``: time the engine waited for data. ``keep_predictions`` keeps one float32 per sample
-    (and label); ``on_batch(batch, z)`` sees each batch."""
+    (and label)."""
     result = StreamResult()
     preds: list[np.ndarray] = []
     trues: list[np.ndarray] = []
@@ -196,8 +195,6 @@ def stream_predict(engine: Any, dataset: Any, batch_size: int = 256, prefetch_de
             if keep_predictions:
                 preds.append(np.asarray(z, dtype=np.float32))
                 trues.append(np.asarray(batch.redshift, dtype=np.float32))
-            if on_batch is not None:
-                on_batch(batch, z)
     result.wall_s = time.perf_counter() - t0
     result.partitions = len(seen)
     if keep_predictions:
