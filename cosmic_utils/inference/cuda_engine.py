@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cosmic_utils.inference.torch_engines import FastAstro, load_torch_artifact
+from cosmic_utils.model.export import Preprocess
 from cosmic_utils.runtime.engine import Engine, EngineUnavailableError, resolve_threads
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,6 @@ class CudaEngine(Engine):
         self.threads = resolve_threads(threads)
         self.name = "torch-cuda" if precision == "fp32" else f"torch-cuda-{precision}"
         require_cuda(self.name)
-        from cosmic_utils.model.export import Preprocess
-
         self.precision = precision
         self.batch_size = int(batch_size)
         self.autocast_dtype = AUTOCAST_DTYPES[precision]
@@ -107,8 +107,6 @@ class CudaEngine(Engine):
         eager model run the same way, else the eager model."""
         fast: nn.Module | None = None
         try:  # built on the CPU (its BatchNorm folding makes CPU tensors), then moved
-            from cosmic_utils.inference.torch_engines import FastAstro
-
             fast = FastAstro(model).eval()
         except Exception as exc:  # pragma: no cover - FastAstro builds wherever the CPU engines run
             log.warning("%s: FastAstro could not be built (%s): using the eager ViTAstro", self.name, exc)
@@ -195,8 +193,6 @@ class CudaEngine(Engine):
         """The engine on an artifact folder; refuses (before loading anything) without CUDA."""
         check_arguments(precision, batch_size)
         require_cuda("torch-cuda" if precision == "fp32" else f"torch-cuda-{precision}")
-        from cosmic_utils.inference.torch_engines import load_torch_artifact
-
         return cls(*load_torch_artifact(artifact_dir), precision=precision, batch_size=batch_size, threads=threads,
                    **kwargs)
 
