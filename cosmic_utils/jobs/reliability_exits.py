@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from cosmic_utils.jobs.fault_kit import Outcome, _short, account, make_dataset, read_json, write_tiny_artifact
 
 #: The folder holding the ``cosmic_utils`` package (PYTHONPATH of the child processes).
@@ -72,8 +74,6 @@ def cli_child(argv: Sequence[str], env: dict[str, str], cwd: Path, timeout_s: fl
 
 
 def _descendants(pid: int) -> list[int]:
-    import psutil
-
     try:
         return [c.pid for c in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
@@ -81,8 +81,6 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _alive(pids: list[int]) -> list[int]:
-    import psutil
-
     out = []
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess):
