@@ -71,6 +71,7 @@ def predict_arrays(image: np.ndarray, magnitude: np.ndarray, model_dir: str | os
     """Run ``engine`` of :mod:`cosmic_utils.inference.engines` on raw arrays -> float32 ``[N]``."""
     from cosmic_utils.inference.engines import create_engine
 
+    _check_batch_size(batch_size)  # before the engine loads
     if len(image) != len(magnitude):
         raise PredictError(f"{len(image)} images but {len(magnitude)} magnitude rows")
     with create_engine(engine, model_dir, threads=threads) as eng:
@@ -80,8 +81,7 @@ def predict_arrays(image: np.ndarray, magnitude: np.ndarray, model_dir: str | os
 def predict_batches(engine: Any, image: np.ndarray, magnitude: np.ndarray, batch_size: int = 256,
                     name: str | None = None) -> np.ndarray:
     """``engine.predict`` in batches -> float32 ``[N]``; each batch must return one value per row."""
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise PredictError(f"batch size must be a whole number >= 1, got {batch_size!r}")
+    _check_batch_size(batch_size)
     name = name or engine.name
     # NaN-filled and every batch's length checked: np.empty once handed out uninitialised memory as redshifts
     out = np.full(len(image), np.nan, dtype=np.float32)
@@ -93,6 +93,11 @@ def predict_batches(engine: Any, image: np.ndarray, magnitude: np.ndarray, batch
                                f"({stop - start} rows)")
         out[start:stop] = z
     return out
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise PredictError(f"batch size must be a whole number >= 1, got {batch_size!r}")
 
 
 def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
