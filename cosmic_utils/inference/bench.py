@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from cosmic_utils.inference.engines import (
     cuda_available,
 )
 from cosmic_utils.inference.measure import (
+    PROBE_FIELDS,
     RunMeasurement,
     machine_info,
     matmul_peak_gflops,
@@ -53,6 +53,8 @@ from cosmic_utils.inference.measure import (
     utc_now,
     write_records,
 )
+from cosmic_utils.inference.predict import predict_batches
+from cosmic_utils.inference.streaming import run_child
 from cosmic_utils.model.artifacts import find_model
 from cosmic_utils.provenance import stamped
 from cosmic_utils.runtime import gating
@@ -60,8 +62,6 @@ from cosmic_utils.runtime.engine import Engine
 
 log = logging.getLogger(__name__)
 
-#: CPU probe fields copied into every bench row.
-PROBE_FIELDS: tuple[str, ...] = ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type")
 STREAM_RSS_TARGET_MB: float = 1.5e9 / 2**20  # 1.5 GB
 
 
@@ -73,28 +73,14 @@ def flops_per_sample() -> float:
 
 
 # --------------------------------------------------------------------------- accuracy
-def predict_all(engine: Engine, image: np.ndarray, magnitude: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """``engine.predict`` in batches -> float32 ``[N]``; each batch must return one value per row."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out = np.full(len(image), np.nan, dtype=np.float32)
-    for s in range(0, len(image), batch_size):
-        z = np.asarray(engine.predict(image[s:s + batch_size], magnitude[s:s + batch_size])).reshape(-1)
-        want = min(batch_size, len(image) - s)
-        if z.shape[0] != want:
-            raise ValueError(f"{engine.name}: {z.shape[0]} predictions for a batch of {want} rows")
-        out[s:s + want] = z
-    return out
-
-
 def _timed_predict_all(engine: Engine, image: np.ndarray, magnitude: np.ndarray,
                        batch_size: int = SUMMARY_BATCH) -> tuple[np.ndarray, float]:
-    """:func:`predict_all` and its samples/s after the first (one-off costs) batch: the budget guard's estimate."""
+    """:func:`.predict_batches` and its samples/s after the first (one-off costs) batch: the budget guard's estimate."""
     head = min(batch_size, len(image))
     t0 = time.perf_counter()
-    z_head = predict_all(engine, image[:head], magnitude[:head], batch_size)
+    z_head = predict_batches(engine, image[:head], magnitude[:head], batch_size)
     t1 = time.perf_counter()
-    z_rest = predict_all(engine, image[head:], magnitude[head:], batch_size)
+    z_rest = predict_batches(engine, image[head:], magnitude[head:], batch_size)
     t2 = time.perf_counter()
     rate = (len(image) - head) / (t2 - t1) if len(image) > head and t2 > t1 else head / max(t1 - t0, 1e-9)
     return np.concatenate([z_head, z_rest]), rate
@@ -214,15 +200,11 @@ def _run_stream_check(cfg: BenchConfig, model_dir: Path, engine: str, threads: i
     """Stream ``stream_gb`` of partitions through ``engine`` in a fresh process; its peak RSS."""
     gb = float(cfg.stream_gb or 1.0)
     data_dir = Path(cfg.stream_dataset) if cfg.stream_dataset else dataset.ensure_dataset(gb, 25, seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "stream.json"
-        cmd = [sys.executable, "-m", "cosmic_utils.inference.streaming", "--dataset", str(data_dir), "--engine", engine,
-               "--model", str(model_dir), "--batch-size", "256", "--threads", str(threads), "--json", str(out),
-               "--run-dir", str(config.RUNS_DIR / "local" / f"{cfg.run_id}-stream")]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"streaming check failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        rec = json.loads(out.read_text())
+    proc, rec = run_child(["--dataset", str(data_dir), "--engine", engine, "--model", str(model_dir),
+                           "--batch-size", "256", "--threads", str(threads),
+                           "--run-dir", str(config.RUNS_DIR / "local" / f"{cfg.run_id}-stream")])
+    if proc.returncode != 0 or rec is None:
+        raise RuntimeError(f"streaming check failed ({proc.returncode}): {proc.stderr[-2000:]}")
     rec["dataset"] = str(data_dir)
     rec["peak_rss_target_mb"] = STREAM_RSS_TARGET_MB
     rec["peak_rss_ok"] = bool(rec["peak_rss_mb"] < STREAM_RSS_TARGET_MB)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cosmic_utils.inference.torch_engines import FastAstro, load_torch_artifact
+from cosmic_utils.model.export import Preprocess
 from cosmic_utils.runtime.engine import Engine, EngineUnavailableError, resolve_threads
 
 log = logging.getLogger(__name__)
@@ -82,38 +84,32 @@ class CudaEngine(Engine):
     kind = "local_gpu"
 
     def __init__(self, model: nn.Module, preprocessing: Any = None, precision: str = "fp32",
-                 batch_size: int = DEFAULT_DEVICE_BATCH, threads: int | None = None,
-                 use_fast: bool = True) -> None:
+                 batch_size: int = DEFAULT_DEVICE_BATCH, threads: int | None = None) -> None:
         check_arguments(precision, batch_size)
         self.threads = resolve_threads(threads)
         self.name = "torch-cuda" if precision == "fp32" else f"torch-cuda-{precision}"
         require_cuda(self.name)
-        from cosmic_utils.model.export import Preprocess
-
         self.precision = precision
         self.batch_size = int(batch_size)
         self.autocast_dtype = AUTOCAST_DTYPES[precision]
         self.device = torch.device("cuda")
         self.device_name = torch.cuda.get_device_name(self.device)
         self.preprocess = Preprocess(preprocessing).eval().to(self.device)
-        self.module, self.network = self._choose_network(model.eval(), use_fast)
+        self.module, self.network = self._choose_network(model.eval())
         self.copy_stream = torch.cuda.Stream(self.device)
         self._host: list[tuple[Tensor, Tensor]] = [
             (torch.empty(self.batch_size, 5, 32, 32, dtype=torch.float32).pin_memory(),
              torch.empty(self.batch_size, 5, dtype=torch.float64).pin_memory()) for _ in range(2)]
         self._done: list[torch.cuda.Event | None] = [None, None]
 
-    def _choose_network(self, model: nn.Module, use_fast: bool) -> tuple[nn.Module, str]:
+    def _choose_network(self, model: nn.Module) -> tuple[nn.Module, str]:
         """FastAstro when it runs on the device (under this engine's autocast) and agrees with the
         eager model run the same way, else the eager model."""
         fast: nn.Module | None = None
-        if use_fast:
-            try:  # built on the CPU (its BatchNorm folding makes CPU tensors), then moved
-                from cosmic_utils.inference.torch_engines import FastAstro
-
-                fast = FastAstro(model).eval()
-            except Exception as exc:  # pragma: no cover - FastAstro builds wherever the CPU engines run
-                log.warning("%s: FastAstro could not be built (%s): using the eager ViTAstro", self.name, exc)
+        try:  # built on the CPU (its BatchNorm folding makes CPU tensors), then moved
+            fast = FastAstro(model).eval()
+        except Exception as exc:  # pragma: no cover - FastAstro builds wherever the CPU engines run
+            log.warning("%s: FastAstro could not be built (%s): using the eager ViTAstro", self.name, exc)
         eager = model.to(self.device)
         if fast is None:
             return eager, "eager"
@@ -197,8 +193,6 @@ class CudaEngine(Engine):
         """The engine on an artifact folder; refuses (before loading anything) without CUDA."""
         check_arguments(precision, batch_size)
         require_cuda("torch-cuda" if precision == "fp32" else f"torch-cuda-{precision}")
-        from cosmic_utils.inference.torch_engines import load_torch_artifact
-
         return cls(*load_torch_artifact(artifact_dir), precision=precision, batch_size=batch_size, threads=threads,
                    **kwargs)
 

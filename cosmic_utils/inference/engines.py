@@ -47,23 +47,12 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _artifact_dir(artifact_or_dir: Any) -> Path:
-    """A folder from a path or from an artifact object with a ``path`` / ``directory``."""
-    if isinstance(artifact_or_dir, (str, os.PathLike)):
-        return Path(artifact_or_dir)
-    for attr in ("path", "directory", "dir", "root"):
-        value = getattr(artifact_or_dir, attr, None)
-        if isinstance(value, (str, os.PathLike)):
-            return Path(value)
-    raise TypeError(f"expected an artifact folder or artifact object, got {type(artifact_or_dir).__name__}")
-
-
-def create_engine(name: str, artifact_or_dir: Any = None, threads: int | None = None, gate: bool = True) -> Engine:
-    """The engine ``name`` (``"default"``: :func:`default_engine`) on an artifact (default
+def create_engine(name: str, artifact_dir: str | os.PathLike[str] | None = None, threads: int | None = None, gate: bool = True) -> Engine:
+    """The engine ``name`` (``"default"``: :func:`default_engine`) on an artifact folder (default
     ``models/default``). ``gate``: a reduced-precision engine is refused (``EngineRefusedError`` /
     ``EngineAccuracyError``, engine closed) unless accurate on this CPU type; the bench passes ``gate=False``
     to measure them too."""
-    folder = _artifact_dir(artifact_or_dir if artifact_or_dir is not None else config.DEFAULT_MODEL_DIR)
+    folder = Path(artifact_dir if artifact_dir is not None else config.DEFAULT_MODEL_DIR)
     if name == "default":
         name = default_engine()
     engine: Engine

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_utils import config
-from cosmic_utils.provenance import library_version, model_fields, portable, provenance
+from cosmic_utils.provenance import LIBRARIES, library_version, model_fields, portable, provenance
 from cosmic_utils.runtime.memory import read_hwm_mb
 
 #: Columns of ``runs/local/<run-id>/records.csv`` (docs/architecture.md, "Run records"), in order.
@@ -35,6 +35,8 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "timestamp", "run_id",
 )
 LOCAL_RUNS_DIR: Path = config.RUNS_DIR / "local"
+#: CPU probe fields copied into every record and bench row.
+PROBE_FIELDS: tuple[str, ...] = ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type")
 
 
 def percentile_ms(seconds: Sequence[float], q: float) -> float:
@@ -117,10 +119,7 @@ def machine_info() -> dict[str, Any]:
         "flags": probe["cpu_flags"].split(),
         "platform": platform.platform(),
         "python_version": platform.python_version(),
-        "numpy_version": library_version("numpy"),
-        "torch_version": library_version("torch"),
-        "onnxruntime_version": library_version("onnxruntime"),
-        "onnx_version": library_version("onnx"),
+        **{f"{lib}_version": library_version(lib) for lib in (*LIBRARIES, "onnx")},
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
     }
 
@@ -196,8 +195,7 @@ class RunMeasurement:
             "batch_p50_ms": percentile_ms(self.batch_seconds, 50),
             "batch_p95_ms": percentile_ms(self.batch_seconds, 95),
             "peak_rss_mb": self.peak_rss_mb, "device": self.device,
-            **{k: info.get(k, "") for k in ("cpu_model", "isa", "cpu_flags", "isa_caps", "cpu_type",
-                                            "torch_version", "onnxruntime_version")},
+            **{k: info.get(k, "") for k in (*PROBE_FIELDS, "torch_version", "onnxruntime_version")},
             "timestamp": utc_now(), "run_id": run_id,
         }
         return {**row, **self.extra}

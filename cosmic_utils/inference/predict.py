@@ -71,21 +71,33 @@ def predict_arrays(image: np.ndarray, magnitude: np.ndarray, model_dir: str | os
     """Run ``engine`` of :mod:`cosmic_utils.inference.engines` on raw arrays -> float32 ``[N]``."""
     from cosmic_utils.inference.engines import create_engine
 
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise PredictError(f"batch size must be a whole number >= 1, got {batch_size!r}")
+    _check_batch_size(batch_size)  # before the engine loads
     if len(image) != len(magnitude):
         raise PredictError(f"{len(image)} images but {len(magnitude)} magnitude rows")
+    with create_engine(engine, model_dir, threads=threads) as eng:
+        return predict_batches(eng, image, magnitude, batch_size, engine)
+
+
+def predict_batches(engine: Any, image: np.ndarray, magnitude: np.ndarray, batch_size: int = 256,
+                    name: str | None = None) -> np.ndarray:
+    """``engine.predict`` in batches -> float32 ``[N]``; each batch must return one value per row."""
+    _check_batch_size(batch_size)
+    name = name or engine.name
     # NaN-filled and every batch's length checked: np.empty once handed out uninitialised memory as redshifts
     out = np.full(len(image), np.nan, dtype=np.float32)
-    with create_engine(engine, model_dir, threads=threads) as eng:
-        for start in range(0, len(image), int(batch_size)):
-            stop = min(start + int(batch_size), len(image))
-            z = np.asarray(eng.predict(image[start:stop], magnitude[start:stop])).reshape(-1)
-            if len(z) != stop - start:
-                raise PredictError(f"engine {engine} returned {len(z)} predictions for rows {start}..{stop - 1} "
-                                   f"({stop - start} rows)")
-            out[start:stop] = z
+    for start in range(0, len(image), int(batch_size)):
+        stop = min(start + int(batch_size), len(image))
+        z = np.asarray(engine.predict(image[start:stop], magnitude[start:stop])).reshape(-1)
+        if len(z) != stop - start:
+            raise PredictError(f"engine {name} returned {len(z)} predictions for rows {start}..{stop - 1} "
+                               f"({stop - start} rows)")
+        out[start:stop] = z
     return out
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise PredictError(f"batch size must be a whole number >= 1, got {batch_size!r}")
 
 
 def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:

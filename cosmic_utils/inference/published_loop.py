@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from cosmic_utils.data.pt_io import write_pt_partition as write_pt  # the .pt this loop reads (bench, tests)
 from cosmic_utils.inference.measure import PeakRSS, RunMeasurement
+from cosmic_utils.inference.torch_engines import load_torch_artifact
+from cosmic_utils.inference.tuning import malloc_tuned
+from cosmic_utils.model.export import Preprocess
 
 
 @dataclass
@@ -33,8 +41,6 @@ class PublishedLoopResult:
 
 def load_pt_dataset(path: str | os.PathLike[str]) -> Any:
     """``torch.load`` of a ``.pt`` TensorDataset (restricted unpickler, TensorDataset allowed)."""
-    from torch.utils.data import TensorDataset
-
     with torch.serialization.safe_globals([TensorDataset]):
         obj = torch.load(Path(path), map_location="cpu", weights_only=True)
     if isinstance(obj, (tuple, list)):
@@ -48,8 +54,6 @@ def load_published_model(model_or_dir: nn.Module | str | os.PathLike[str]) -> tu
     """The eager ``ViTAstro`` (eval mode) and the artifact's preprocessing (None for a module)."""
     if isinstance(model_or_dir, nn.Module):
         return model_or_dir.eval(), None
-    from cosmic_utils.inference.torch_engines import load_torch_artifact
-
     return load_torch_artifact(model_or_dir)
 
 
@@ -58,10 +62,6 @@ def run_published_loop(pt_path: str | os.PathLike[str], model_or_dir: nn.Module 
                        model: tuple[nn.Module, Any] | None = None) -> PublishedLoopResult:
     """One pass of the published loop over a ``.pt`` file. ``threads``: torch's intra-op threads
     (default: torch's); ``model``: a loaded ``(model, preprocessing)`` to reuse (``model_load_s`` 0)."""
-    from torch.utils.data import DataLoader
-
-    from cosmic_utils.model.export import Preprocess
-
     if threads:
         torch.set_num_threads(int(threads))
     with PeakRSS() as rss:
@@ -110,8 +110,6 @@ def _worker_main(conn: Any, model_dir: str, threads: int | None) -> None:
     try:
         if threads:
             torch.set_num_threads(int(threads))
-        from cosmic_utils.inference.tuning import malloc_tuned
-
         model = load_published_model(model_dir)
         conn.send(("ready", {"pid": os.getpid(), "malloc_tuned": malloc_tuned(),
                              "threads": torch.get_num_threads()}))
@@ -143,11 +141,6 @@ class PublishedLoopWorker:
 
     def __init__(self, model_dir: str | os.PathLike[str], threads: int | None = None,
                  start_timeout_s: float = 300.0) -> None:
-        import socket
-        import subprocess
-        import sys
-        from multiprocessing.connection import Connection
-
         parent, child = socket.socketpair()
         root = Path(__file__).resolve().parents[2]  # the folder holding cosmic_utils/
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
@@ -181,8 +174,6 @@ class PublishedLoopWorker:
 
     def close(self) -> None:
         """Stop the child (idempotent)."""
-        import subprocess
-
         if self._proc.poll() is None:
             with contextlib.suppress(OSError):
                 self._conn.send(None)
@@ -202,8 +193,6 @@ class PublishedLoopWorker:
 
 def _serve(argv: list[str]) -> int:
     """``--serve FD MODEL_DIR THREADS``: the child side of :class:`PublishedLoopWorker`."""
-    from multiprocessing.connection import Connection
-
     fd, model_dir, threads = int(argv[0]), argv[1], int(argv[2])
     conn = Connection(fd)
     try:
@@ -214,8 +203,6 @@ def _serve(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     if len(sys.argv) == 5 and sys.argv[1] == "--serve":
         # run the imported module's copy, so results pickle as cosmic_utils...PublishedLoopResult
         from cosmic_utils.inference.published_loop import _serve as serve
@@ -230,7 +217,7 @@ def published_batch_sweep(model_dir: str | os.PathLike[str], dataset_dir: str | 
                           threads: int | None = None, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The published loop on a rendered dataset at every batch size, one record each: the data is
     written once as a ``.pt`` in ``work_dir`` (removed afterwards) and run in one fresh child."""
-    from cosmic_utils.data.dataset import load_dataset
+    from cosmic_utils.data.dataset import load_dataset  # lazy: keeps pandas out of the child
 
     part = load_dataset(dataset_dir, verify=False)
     pt = write_pt(Path(work_dir) / "published.pt", part.image, part.magnitude, part.redshift)

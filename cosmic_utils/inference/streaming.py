@@ -15,10 +15,12 @@ import json
 import logging
 import os
 import queue
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -162,18 +164,13 @@ class StreamResult:
     z_true: np.ndarray | None = None
     partitions: int = 0
 
-    @property
-    def samples_per_s(self) -> float:
-        return self.samples / self.wall_s if self.wall_s > 0 else float("nan")
-
 
 def stream_predict(engine: Any, dataset: Any, batch_size: int = 256, prefetch_depth: int = 2,
-                   max_samples: int | None = None, keep_predictions: bool = True,
-                   on_batch: Callable[[Batch, np.ndarray], None] | None = None) -> StreamResult:
+                   max_samples: int | None = None, keep_predictions: bool = True) -> StreamResult:
     """Run ``engine.predict`` over a dataset, batch by batch, reading ahead in a thread. ``wall_s``: first
     request to last prediction (reading included, model loading not); ``batch_seconds``: ``engine.predict``
     alone; ``read_wait_s``: time the engine waited for data. ``keep_predictions`` keeps one float32 per sample
-    (and label); ``on_batch(batch, z)`` sees each batch."""
+    (and label)."""
     result = StreamResult()
     preds: list[np.ndarray] = []
     trues: list[np.ndarray] = []
@@ -198,8 +195,6 @@ def stream_predict(engine: Any, dataset: Any, batch_size: int = 256, prefetch_de
             if keep_predictions:
                 preds.append(np.asarray(z, dtype=np.float32))
                 trues.append(np.asarray(batch.redshift, dtype=np.float32))
-            if on_batch is not None:
-                on_batch(batch, z)
     result.wall_s = time.perf_counter() - t0
     result.partitions = len(seen)
     if keep_predictions:
@@ -243,6 +238,17 @@ def run_local(engine_name: str, dataset: Any, batch_size: int = 256, model_dir: 
     if write:
         write_records([row], run_dir=run_dir, run_id=run_id)
     return row
+
+
+def run_child(args: Sequence[str]) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    """``python -m cosmic_utils.inference.streaming ARGS`` in a fresh process (its peak RSS its own): the
+    finished process and the record it wrote as ``--json`` (None when it wrote none)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "record.json"
+        path = os.pathsep.join(p for p in (str(config.PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        proc = subprocess.run([sys.executable, "-m", "cosmic_utils.inference.streaming", *args, "--json", str(out)],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}, check=False)
+        return proc, (json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None)
 
 
 def main(argv: list[str] | None = None) -> int:

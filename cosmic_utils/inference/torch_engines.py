@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,18 +20,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cosmic_utils.inference.tuning import keep_freed_memory
+from cosmic_utils.model.astromae import build_model
+from cosmic_utils.model.export import Preprocess, RedshiftPredictor
 from cosmic_utils.model.fastastro import FastAstro
 from cosmic_utils.runtime.artifact import read_meta
 from cosmic_utils.runtime.engine import Engine, resolve_threads
+from cosmic_utils.runtime.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 
 
 def load_torch_artifact(artifact_dir: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
     """The ``ViTAstro`` of an artifact folder (weights loaded, eval mode) and its ``Preprocessing``."""
-    from cosmic_utils.model.astromae import build_model
-    from cosmic_utils.runtime.preprocess import Preprocessing
-
     folder = Path(artifact_dir)
     meta = read_meta(folder)
     rel = ((meta.get("files") or {}).get("state_dict") or {}).get("path", "model.pt")
@@ -54,9 +56,6 @@ class _TorchEngine(Engine):
 
     def __init__(self, model: nn.Module, preprocessing: Any = None, threads: int | None = None,
                  chunk: int | None = None) -> None:
-        from cosmic_utils.inference.tuning import keep_freed_memory
-        from cosmic_utils.model.export import Preprocess
-
         self.threads = resolve_threads(threads)
         torch.set_num_threads(self.threads)
         self.malloc_tuned = keep_freed_memory()
@@ -126,8 +125,6 @@ class TorchCompiledEngine(_TorchEngine):
     min_shape = 32
 
     def _prepare(self, model: nn.Module) -> nn.Module:
-        from cosmic_utils.model.export import RedshiftPredictor
-
         # preprocessing and network as one module, so one compiled graph (inductor vectorises
         # ``asinh``, which ATen runs at ~5 ms per 128 cutouts here)
         fast = RedshiftPredictor(FastAstro(model, pcm_vector=True), self.preprocess.preprocessing).eval()
@@ -147,14 +144,11 @@ class TorchCompiledEngine(_TorchEngine):
 
     def _shape(self, n: int) -> int:
         top = max(self.chunk or self.default_chunk, self.min_shape)
-        shape = self.min_shape
-        while shape < min(n, top):
-            shape *= 2
-        return min(shape, top) if n <= top else n
+        if n > top:
+            return n
+        return min(max(self.min_shape, 1 << (n - 1).bit_length()), top)
 
     def _call(self, image: Tensor, magnitude: Tensor) -> Tensor:
-        import time
-
         import torch._inductor.config as inductor_config
 
         shape = image.shape[0]

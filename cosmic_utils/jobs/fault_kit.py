@@ -166,13 +166,12 @@ def account(run_dir: Path, expected_ids: list[str], samples: dict[str, int] | No
     """Count ok / failed / lost partitions of a run folder against the harness's own list. ok: an
     ``ok`` record and a predictions file with one row per sample; failed: listed in
     ``summary.json["failed"]`` with a reason; lost: neither (or both, which would be a lie)."""
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+    summary = read_json(run_dir / "summary.json")
     failed = {str(f["partition_id"]): str(f.get("error") or "") for f in summary.get("failed", [])}
     ok = n_failed = 0
     lost: list[str] = []
     for pid in expected_ids:
-        rec_path = run_dir / "records" / f"{pid}.json"
-        rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
+        rec = read_json(run_dir / "records" / f"{pid}.json")
         pred = run_dir / "predictions" / f"{pid}.csv"
         rows = len(pred.read_text().splitlines()) - 1 if pred.exists() else -1
         want = (samples or {}).get(pid, rec.get("samples"))
@@ -185,6 +184,11 @@ def account(run_dir: Path, expected_ids: list[str], samples: dict[str, int] | No
         else:
             lost.append(pid)
     return {"ok": ok, "failed": n_failed, "lost": len(lost), "lost_ids": lost[:10], "failed_reasons": failed}
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, ``{}`` when there is no such file."""
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _short(text: str, limit: int = 220) -> str:

@@ -8,11 +8,7 @@ Reasoning: docs/inference.md#local-data-size-study-make-local-data-size
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,21 +71,16 @@ def tiled_dataset(base: Path, gb: float, out: Path | None = None) -> Path:
 def subprocess_point(dataset: Path, engine: str, batch_size: int, threads: int | None, max_samples: int,
                      model_dir: Path) -> dict[str, Any]:
     """One streaming run in a fresh Python process; its record (raises with stderr on failure)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "point.json"
-        cmd = [sys.executable, "-m", "cosmic_utils.inference.streaming", "--dataset", str(dataset), "--engine", engine,
-               "--model", str(model_dir), "--batch-size", str(batch_size), "--max-samples", str(max_samples),
-               "--no-write", "--json", str(out)]
-        if threads:
-            cmd += ["--threads", str(threads)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(config.PROJECT_ROOT),
-                                                                       os.environ.get("PYTHONPATH", "")) if p)}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if proc.returncode != 0 or not out.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            raise RuntimeError(f"streaming {max_samples} samples with {engine} failed (exit {proc.returncode}): "
-                               + " | ".join(tail))
-        return json.loads(out.read_text(encoding="utf-8"))
+    from cosmic_utils.inference.streaming import run_child
+
+    args = ["--dataset", str(dataset), "--engine", engine, "--model", str(model_dir), "--batch-size", str(batch_size),
+            "--max-samples", str(max_samples), "--no-write", *(["--threads", str(threads)] if threads else [])]
+    proc, rec = run_child(args)
+    if proc.returncode != 0 or rec is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"streaming {max_samples} samples with {engine} failed (exit {proc.returncode}): "
+                           + " | ".join(tail))
+    return rec
 
 
 def run_study(sizes_gb: Sequence[float], repeats: int = 1, engine: str = "auto", batch_size: int = 256,

@@ -15,6 +15,7 @@ import logging
 import os
 import resource
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
@@ -24,6 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from cosmic_utils.cloud import aws, runner
+from cosmic_utils.cloud.cloudwatch import parse_report_line
+from cosmic_utils.cloud.local import LocalStack
+from cosmic_utils.cloud.lock import LOCK_NAME, RunLockedError
+from cosmic_utils.data import catalog
 from cosmic_utils.jobs import reliability_exits
 from cosmic_utils.jobs.fault_kit import (  # noqa: F401  re-exported: tests import them from here
     COLUMNS,
@@ -40,6 +46,9 @@ from cosmic_utils.runtime.artifact import read_meta
 from cosmic_utils.runtime.items import partition_id_for
 from cosmic_utils.runtime.manifest import Manifest, ManifestEntry
 from cosmic_utils.runtime.partition import partition_name
+from cosmic_utils.runtime.request import RequestError, parse_request
+from cosmic_utils.runtime.steps.init import invalid_partition_id
+from cosmic_utils.runtime.storage import open_storage
 
 log = logging.getLogger(__name__)
 IDS = ["part-00000", "part-00001", "part-00002"]  # the shared "good" dataset's partitions
@@ -49,8 +58,6 @@ class Harness:
     """One local backend (moto server + hook) shared by every scenario, and their inputs."""
 
     def __init__(self, workdir: Path, concurrency: int = 4) -> None:
-        from cosmic_utils.cloud.local import LocalStack
-
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stack = LocalStack(concurrency=concurrency, workdir=self.workdir / "local")
@@ -81,8 +88,6 @@ class Harness:
             **kwargs: Any) -> tuple[Any, Path]:
         """Run ``request`` with ``faults``; returns (RunResult, run folder). Waits 600 s, or ``wait_s``
         when longer (10,000 load partitions take ~20 min on 2 cores)."""
-        from cosmic_utils.cloud import runner
-
         run_dir = self.workdir / "runs" / request["run_id"]
         wait_s = max(600.0, float(kwargs.pop("wait_s", 0.0)))
         self.stack.set_faults(faults)
@@ -95,8 +100,6 @@ class Harness:
         return result, run_dir
 
     def redrive(self, run_dir: Path) -> Any:
-        from cosmic_utils.cloud import runner
-
         return runner.redrive(run_dir, backend="local", progress=False, timeout_s=600, local_stack=self.stack)
 
 
@@ -186,8 +189,6 @@ def duplicate_ids_keys(h: Harness) -> Outcome:
 
 def _request_refusal(name: str, what: str, update: dict[str, Any], expect: str) -> Callable[[Harness], Outcome]:
     def scenario(h: Harness) -> Outcome:
-        from cosmic_utils.runtime.request import RequestError, parse_request
-
         req = {k: v for k, v in {**h.request(_rid(name), h.good), **update}.items() if v is not None}  # None: drop
         return _must_refuse(Outcome(name, "bad input: request", what), lambda: parse_request(req), RequestError,
                             expect)
@@ -206,8 +207,6 @@ def outside_allow_list(h: Harness) -> Outcome:
 
 
 def run_id_reuse(h: Harness) -> Outcome:
-    from cosmic_utils.cloud import runner
-
     out = Outcome("run_id_reuse", "bad input: request",
                   "a second run with an existing run id (runner, then StartExecution directly)")
     data = h.good
@@ -284,10 +283,6 @@ def _fault(name: str, what: str, faults: list[dict[str, Any]], expect_failed: bo
 
 def concurrent_writers(h: Harness) -> Outcome:
     """Two runs into one run folder at once: the second is refused naming the holder's pid."""
-    import threading
-
-    from cosmic_utils.cloud.lock import LOCK_NAME, RunLockedError
-
     out = Outcome("concurrent_writers", "run identity", "two `cosmic run` into the same --out at once")
     data = h.good
     run_dir = h.workdir / "runs" / "rel-concurrent"
@@ -298,8 +293,6 @@ def concurrent_writers(h: Harness) -> Outcome:
     deadline = time.time() + 60
     while time.time() < deadline and not ((run_dir / LOCK_NAME).exists() and (run_dir / LOCK_NAME).read_text().strip()):
         time.sleep(0.05)
-    from cosmic_utils.cloud import runner
-
     refused = ""
     try:
         runner.run_pipeline(h.request("rel-concurrent-2", h.workdir / "inputs" / "elsewhere-2"), backend="local",
@@ -316,8 +309,6 @@ def concurrent_writers(h: Harness) -> Outcome:
 
 def overwrite_direct_crash(h: Harness) -> Outcome:
     """The reproduction: StartExecution with overwrite=true over an earlier run, one partition crashes."""
-    from cosmic_utils.runtime.storage import open_storage
-
     out = Outcome("overwrite_counts_only_own_records", "run identity",
                   "direct StartExecution with overwrite=true over an earlier ok run; partition 1 crashes")
     data = h.good
@@ -372,8 +363,6 @@ def model_replaced(h: Harness) -> Outcome:
 
 def _deploy_refusal(name: str, what: str, reads: list[str], results: str, expect: str) -> Callable[[Harness], Outcome]:
     def scenario(h: Harness) -> Outcome:
-        from cosmic_utils.cloud import aws
-
         return _must_refuse(Outcome(name, "bad input: deploy", what),
                             lambda: aws.check_locations(aws.DeployConfig(results_uri=results, read_uris=reads)),
                             aws.DeployError, expect)
@@ -383,8 +372,6 @@ def _deploy_refusal(name: str, what: str, reads: list[str], results: str, expect
 
 def manifest_bad_key(h: Harness) -> Outcome:
     """A manifest key '../x' is that partition's failure record; the redrive of the others goes on."""
-    from cosmic_utils.runtime.steps.init import invalid_partition_id
-
     out = Outcome("manifest_bad_key", "bad input: partition",
                   "manifest key '../x.cpart' for partition 1, and partition 2 crashes; then redrive")
     data = h.folder("bad-key")
@@ -434,14 +421,12 @@ def partition_fifo(h: Harness) -> Outcome:
 
 def catalogue_extra_field(h: Harness) -> Outcome:
     """A catalogue row with one field more than the header declares is refused with its line number."""
-    from cosmic_utils.data.catalog import COLUMNS, CatalogError, load_catalog
-
     out = Outcome("catalogue_extra_field", "bad input: catalogue", "line 3 of a catalogue has 20 fields for 19 columns")
     path = h.folder("catalogue") / "cat.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     row = " ".join(["0.1"] + ["18.0"] * 9 + ["0.05"] * 9)
-    path.write_text("# " + " ".join(COLUMNS) + "\n" + row + "\n7 " + row + "\n")
-    return _must_refuse(out, lambda: load_catalog(path), CatalogError, "line 3 has 20 fields")
+    path.write_text("# " + " ".join(catalog.COLUMNS) + "\n" + row + "\n7 " + row + "\n")
+    return _must_refuse(out, lambda: catalog.load_catalog(path), catalog.CatalogError, "line 3 has 20 fields")
 
 
 SCENARIOS: list[Callable[[Harness], Outcome]] = [
@@ -544,8 +529,6 @@ def load_test(workdir: Path, partitions: int = 2000, max_concurrency: int = 8, c
     """``partitions`` tiny partitions (1-4 samples) through the Map, one per invocation, MaxConcurrency
     above the core count: wall time, Summarize's peak RSS (it streams every record), this process's.
     ``harness``: run on an already started one (one moto hook per process) instead of a new one."""
-    from cosmic_utils.cloud.cloudwatch import parse_report_line
-
     t0 = time.perf_counter()
     out = Outcome("load", "load", f"{partitions:,} partitions of {min(samples)}-{max(samples)} samples, "
                                   f"MaxConcurrency {max_concurrency} on {os.cpu_count()} cores")

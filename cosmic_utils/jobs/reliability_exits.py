@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import shutil
 import signal
@@ -22,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cosmic_utils.jobs.fault_kit import Outcome, _short, account, make_dataset, write_tiny_artifact
+import psutil
+
+from cosmic_utils.jobs.fault_kit import Outcome, _short, account, make_dataset, read_json, write_tiny_artifact
 
 #: The folder holding the ``cosmic_utils`` package (PYTHONPATH of the child processes).
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
@@ -73,8 +74,6 @@ def cli_child(argv: Sequence[str], env: dict[str, str], cwd: Path, timeout_s: fl
 
 
 def _descendants(pid: int) -> list[int]:
-    import psutil
-
     try:
         return [c.pid for c in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
@@ -82,8 +81,6 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _alive(pids: list[int]) -> list[int]:
-    import psutil
-
     out = []
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -122,11 +119,7 @@ def run_and_interrupt(argv: Sequence[str], env: dict[str, str], cwd: Path, signu
                   sorted(p.name for p in tmp.iterdir() if p.name.startswith("cosmic-")))
 
 
-def _outcome(name: str, what: str) -> Any:
-    return Outcome(name, "exit status", what)
-
-
-def _judge(out: Any, runs: list[tuple[CliRun, int, str]]) -> Any:
+def _judge(out: Outcome, runs: list[tuple[CliRun, int, str]]) -> Outcome:
     """Every (run, expected status, expected text) must match, without a traceback."""
     shown = [(r.err.strip().splitlines() or r.out.strip().splitlines() or [""])[-1] for r, _, _ in runs]
     out.outcome = "; ".join(f"exit {r.status}" + (" + traceback" if r.traceback else "") for r, _, _ in runs)
@@ -135,8 +128,8 @@ def _judge(out: Any, runs: list[tuple[CliRun, int, str]]) -> Any:
     return out
 
 
-def exit_out_of_range_arguments(h: Any) -> Any:
-    out = _outcome("exit_out_of_range_arguments",
+def exit_out_of_range_arguments(h: Any) -> Outcome:
+    out = Outcome("exit_out_of_range_arguments", "exit status",
                    "predict --batch-size -1 / 0; data prepare --gb 0 / -1 / nan, --partition-mb 0; run --batch-size true")
     work = h.folder("exit-args")
     work.mkdir(parents=True)
@@ -156,9 +149,9 @@ def exit_out_of_range_arguments(h: Any) -> Any:
     return out
 
 
-def exit_missing_inputs(h: Any) -> Any:
-    out = _outcome("exit_missing_inputs", "verify a missing dataset, redrive an unknown run, predict a missing "
-                                          "catalogue")
+def exit_missing_inputs(h: Any) -> Outcome:
+    out = Outcome("exit_missing_inputs", "exit status",
+                  "verify a missing dataset, redrive an unknown run, predict a missing catalogue")
     work = h.folder("exit-missing")
     runs = [(cli_in_process(["data", "verify", str(work / "nothing")]), 1, "manifest not found"),
             (cli_in_process(["run", "--redrive", "no-such-run-13"]), 1, "no run folder 'no-such-run-13'"),
@@ -167,10 +160,10 @@ def exit_missing_inputs(h: Any) -> Any:
     return _judge(out, runs)
 
 
-def exit_predict_nonfinite(h: Any) -> Any:
+def exit_predict_nonfinite(h: Any) -> Outcome:
     from cosmic_utils.data import catalog
 
-    out = _outcome("exit_predict_nonfinite", "cosmic predict with a model whose every prediction is NaN")
+    out = Outcome("exit_predict_nonfinite", "exit status", "cosmic predict with a model whose every prediction is NaN")
     work = h.folder("exit-nan-predict")
     model = write_tiny_artifact(work / "nan-model", scale=float("nan"))
     df = catalog.valid_catalog().iloc[:5]
@@ -185,8 +178,8 @@ def exit_predict_nonfinite(h: Any) -> Any:
     return out
 
 
-def exit_all_partitions_fail(h: Any) -> Any:
-    out = _outcome("exit_all_partitions_fail", "cosmic run with a model folder that does not exist")
+def exit_all_partitions_fail(h: Any) -> Outcome:
+    out = Outcome("exit_all_partitions_fail", "exit status", "cosmic run with a model folder that does not exist")
     work = h.folder("exit-all-fail")
     tmp, runs = work / "tmp", work / "runs"
     tmp.mkdir(parents=True)
@@ -201,11 +194,11 @@ def exit_all_partitions_fail(h: Any) -> Any:
     return out
 
 
-def _interrupt(name: str, signum: int) -> Callable[[Any], Any]:
-    def scenario(h: Any) -> Any:
+def _interrupt(name: str, signum: int) -> Callable[[Any], Outcome]:
+    def scenario(h: Any) -> Outcome:
         signame = signal.Signals(signum).name
-        out = _outcome(name, f"{signame} to `cosmic run` after its first partition finished, then "
-                             "`cosmic run --redrive RUN_ID` from another directory")
+        out = Outcome(name, "exit status", f"{signame} to `cosmic run` after its first partition finished, then "
+                                           "`cosmic run --redrive RUN_ID` from another directory")
         work = h.folder(f"exit-{name}")
         tmp, runs, elsewhere = work / "tmp", work / "runs", work / "elsewhere"
         for d in (tmp, elsewhere):
@@ -216,8 +209,7 @@ def _interrupt(name: str, signum: int) -> Callable[[Any], Any]:
                                  "--batch-size", "4", "--threads", "1", "--max-concurrency", "1",
                                  "--memory-mb", "512", "--no-progress"], env, work, signum)
         want = 128 + signum
-        summary = json.loads((runs / name / "summary.json").read_text()) if (runs / name / "summary.json").exists() \
-            else {}
+        summary = read_json(runs / name / "summary.json")
         kept = int((summary.get("interrupted") or {}).get("partitions_kept") or 0)
         redrive = cli_child(["run", "--redrive", name, "--no-progress"], env, elsewhere)
         acc = account(runs / name, ids)
@@ -236,8 +228,9 @@ def _interrupt(name: str, signum: int) -> Callable[[Any], Any]:
     return scenario
 
 
-def exit_convert_pt_partial(h: Any) -> Any:
-    out = _outcome("exit_convert_pt_partial", "convert-pt on a folder of 2 good .pt files, 1 garbage, 1 empty")
+def exit_convert_pt_partial(h: Any) -> Outcome:
+    out = Outcome("exit_convert_pt_partial", "exit status",
+                  "convert-pt on a folder of 2 good .pt files, 1 garbage, 1 empty")
     work = h.folder("exit-convert")
     src = work / "pt"
     src.mkdir(parents=True)
@@ -256,19 +249,18 @@ def exit_convert_pt_partial(h: Any) -> Any:
     (src / "d.pt").write_bytes(b"")
     run = cli_in_process(["data", "convert-pt", str(src), "--out", str(work / "out")])
     _judge(out, [(run, 3, "2 of 4 files could not be converted")])
-    manifest = json.loads((work / "out" / "manifest.json").read_text()) if (work / "out" / "manifest.json").exists() \
-        else {}
+    manifest = read_json(work / "out" / "manifest.json")
     lines = [ln for ln in run.err.splitlines() if ln.startswith("cosmic data convert-pt: file ")]
     out.partitions, out.ok, out.failed = 4, len(manifest.get("entries", [])), len(lines)
     out.passed = out.passed and out.ok == 2 and out.failed == 2
     return out
 
 
-def exit_sweep_failed_point(h: Any) -> Any:
+def exit_sweep_failed_point(h: Any) -> Outcome:
     import nbformat
     import yaml
 
-    out = _outcome("exit_sweep_failed_point", "cosmic sweep where one point's run has a failed partition")
+    out = Outcome("exit_sweep_failed_point", "exit status", "cosmic sweep where one point's run has a failed partition")
     work = h.folder("exit-sweep")
     work.mkdir(parents=True)
     nb = nbformat.v4.new_notebook()
@@ -288,7 +280,7 @@ def exit_sweep_failed_point(h: Any) -> Any:
 
 
 #: In the order `cosmic reliability` runs them (after the earlier scenarios).
-SCENARIOS: list[Callable[[Any], Any]] = [
+SCENARIOS: list[Callable[[Any], Outcome]] = [
     exit_out_of_range_arguments,
     exit_missing_inputs,
     exit_predict_nonfinite,
