@@ -155,12 +155,8 @@ def _portable(path: Path) -> str:
 
 def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bool = False,
                       engine: str | None = None, batch_size: int | None = None) -> EngineSpeed:
-    """An engine's samples/s at one thread from a bench record (default data/records/bench.json).
-
-    The engine the bench names for Lambda unless ``engine`` is given, at the summary's batch size
-    (or the nearest measured one, noted). :class:`ProjectionRefused` without a usable ``threads=1``
-    row, unless ``allow_two_thread`` (then the labelled ``threads=2`` row).
-    """
+    """The Lambda engine's (or ``engine``'s) samples/s at one thread and the bench's batch size (else the nearest,
+    noted) from a bench record; :class:`ProjectionRefused` without a ``threads=1`` row (unless ``allow_two_thread``)."""
     path = Path(bench_path or config.RECORDS_DIR / "bench.json")
     if not path.exists():
         raise ProjectionRefused(f"{path}: no bench record (run `cosmic bench --threads 1` or `make bench`)")
@@ -266,11 +262,7 @@ def scaling_from(speed: EngineSpeed, beyond_two: str = "flat") -> Scaling:
 # ------------------------------------------------------------------ per-phase inputs
 @dataclass(frozen=True)
 class Phases:
-    """Per-phase inputs of a partition's duration: published where published, else measured here.
-
-    ``*_lo`` / ``*_hi`` are the ends of each input's range. ``residual_s_per_mb*`` is the part of
-    the published REPORT duration that no phase explains (per MB of the published 75 MB partition).
-    """
+    """Per-phase inputs of a partition's duration (published, else measured here); ``*_lo`` / ``*_hi``: range ends."""
 
     s3_s_per_mb: float  #: download, per MB (published mean)
     s3_s_per_mb_lo: float
@@ -377,12 +369,7 @@ def measured_cpus(records_dir: Path | None = None) -> list[CpuType]:
 
 def decompose(reference_dir: Path | None = None, records_dir: Path | None = None,
               phases: Phases | None = None) -> dict[str, Any]:
-    """The published warm REPORT Duration (median, 75 MB at 10,240 MB) split into its phases, with ranges.
-
-    Returns ``{"duration_s", "cold_duration_s", "cold_excess_s", "vcpu", "partition_mb", "samples",
-    "rows": [{"phase", "low", "point", "high", "in_warm", "kind", "source"}], "explained_s",
-    "unexplained_s", "unexplained_share"}``; each range is ``{"low", "point", "high"}`` seconds.
-    """
+    """The published warm REPORT Duration (median, 75 MB at 10,240 MB) split into its phases, each a low/point/high."""
     ph = phases or published_phases(reference_dir, records_dir, residual=False)
     reports = published_lambda_durations(reference_dir)
     warm = [r["duration"] for r in reports if math.isnan(r["init_duration"])]
@@ -461,11 +448,7 @@ def partition_gb(partition_mb: float) -> float:
 def partition_duration_s(speed: EngineSpeed, scaling: Scaling, phases: Phases, memory_mb: float,
                          partition_mb: float, beyond_two: str | None = None, bound: str = "point") -> dict[str, float]:
     """THE per-partition duration: warm (download + decode + compute + upload [+ residual]) and the cold extra.
-
-    ``bound`` is ``low`` / ``point`` / ``high`` (module docstring); ``beyond_two`` overrides the
-    scaling above 2 vCPU (``low`` uses Amdahl). ``s3_s`` is the I/O that the Inference step's
-    prefetch can overlap with compute (download + decode + upload).
-    """
+    ``s3_s`` is the I/O the Inference step's prefetch overlaps with compute; ``low`` scales by Amdahl."""
     if bound not in BOUNDS:
         raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
     vcpu = cost.vcpus_for_memory(memory_mb)
@@ -473,12 +456,11 @@ def partition_duration_s(speed: EngineSpeed, scaling: Scaling, phases: Phases, m
     samples = config.samples_per_partition(partition_mb)
     inference = samples / (speed.samples_per_s_1t * rel)
     sliced = 1.0 / min(1.0, vcpu)  # below one vCPU every CPU-bound phase is time-sliced
-    pick = {"low": 1, "point": 0, "high": 2}[bound]
-    s3_per_mb = (phases.s3_s_per_mb, phases.s3_s_per_mb_lo, phases.s3_s_per_mb_hi)[pick]
-    dec_per_mb = (phases.decode_s_per_mb, phases.decode_s_per_mb_lo, phases.decode_s_per_mb_hi)[pick]
-    upload = (phases.upload_s, phases.upload_s_lo, phases.upload_s_hi)[pick]
-    download = s3_per_mb * partition_mb
-    decode = dec_per_mb * partition_mb * sliced
+    suffix = {"low": "_lo", "point": "", "high": "_hi"}[bound]
+    download = getattr(phases, f"s3_s_per_mb{suffix}") * partition_mb
+    decode = getattr(phases, f"decode_s_per_mb{suffix}") * partition_mb * sliced
+    upload = getattr(phases, f"upload_s{suffix}")
+
     residual = phases.residual_s_per_mb_hi * partition_mb * sliced if bound == "high" else 0.0
     load = (speed.model_load_s or 0.0) / min(1.0, vcpu)
     io = download + decode + upload

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import cost, lambda_model, schemas, sweep, sweep_points
+from cosmic_utils.analysis import cost, lambda_model, schemas, simulate, sweep, sweep_points
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]
         out[key] = df
     sfn = out["published_cai_sfn"]
     if not sfn.empty and "duration" in sfn.columns:
-        sfn["wall_s"] = sfn["duration"].map(lambda s: sum(float(x) * 60**i for i, x in enumerate(reversed(str(s).split(":")))))
+        sfn["wall_s"] = sfn["duration"].map(simulate.duration_s)
     local = pd.concat([_published_local_totals(ref / "cai" / "local_cpu_total.json", "published_local_cpu"),
                        _published_local_totals(ref / "cai" / "local_gpu_total.json", "published_local_gpu")],
                       ignore_index=True)
