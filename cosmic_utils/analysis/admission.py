@@ -1,10 +1,6 @@
-"""Which records may enter ``data/records/``, and the one command that ships them (``cosmic records ship``).
-
-Nothing else writes into ``data/records/``: a run in ``runs/`` is shipped only through :func:`ship`,
-which applies :data:`RULES` (trained-model, data-size, machine-named, repeats, complete, immutable)
-and refuses a failing run with one line naming the rule. Other machines' records go to
-``data/records/machines/<machine>/``; records older than the rules are listed by name
-(:func:`grandfathered`). Rules and reasoning: docs/records.md, "Admission rules".
+"""Which records may enter ``data/records/``, and the one command that ships them (``cosmic records ship``):
+:func:`ship` applies :data:`RULES` and refuses a failing run with one line naming the rule. Other machines'
+records go to ``machines/<machine>/``. Rules and reasoning: docs/records.md, "Admission rules".
 """
 
 from __future__ import annotations
@@ -53,8 +49,7 @@ def machine_slug(cpu_model: str, isa: str = "") -> str:
 
 
 def machine_dir(slug: str, records_dir: Path | None = None) -> Path:
-    """Where a machine's records live: the top of data/records/ for the primary one (the machine its
-    bench.json names, or any when none does yet), else ``machines/<slug>/``."""
+    """data/records/ for the primary machine (the one its bench.json names, or any if none), else ``machines/<slug>/``."""
     recs = Path(records_dir or config.RECORDS_DIR)
     prov = schemas.read_object(recs / "bench.json").get("provenance") or {}
     primary = machine_slug(prov["cpu_model"], prov.get("isa", "")) if prov.get("cpu_model") else ""
@@ -168,8 +163,7 @@ def _single(kind: str, src: Path, prov_of: Path) -> Candidate:
 
 
 def candidates(runs_dir: Path | None = None, records_dir: Path | None = None) -> list[Candidate]:
-    """Every finished run under ``runs_dir`` (default runs/) that could be shipped into ``records_dir``
-    (default data/records/), rules applied; the repeats rule counts what ``records_dir`` already holds."""
+    """Every finished run in ``runs_dir`` that could be shipped, rules applied (repeats count the shipped too)."""
     runs = Path(runs_dir or config.RUNS_DIR)
     out = [_local(run) for run in sorted(p.parent for p in runs.glob("local/*/records.csv"))]
     out += [_sweep_point(combo) for combo in sorted(p.parent for p in runs.glob("sweeps/*/*/_done.json"))]
@@ -282,9 +276,7 @@ class ShipResult:
 
 
 def ship(runs_dir: Path | None = None, records_dir: Path | None = None, dry_run: bool = False) -> ShipResult:
-    """Apply the rules to every run in runs/ and copy the admitted ones into data/records/.
-    A refused run leaves data/records/ untouched; an admitted run that would overwrite a
-    different shipped file is refused under ``immutable``."""
+    """Copy every run in runs/ that the rules admit into data/records/ (overwriting nothing: ``immutable``)."""
     recs = Path(records_dir or config.RECORDS_DIR)
     shipped, refused = [], []
     for c in candidates(runs_dir, recs):
@@ -304,9 +296,8 @@ def ship(runs_dir: Path | None = None, records_dir: Path | None = None, dry_run:
 
 # ------------------------------------------------------------------ checking what is shipped
 def check_shipped(records_dir: Path | None = None) -> list[str]:
-    """Problems of the shipped set: a file neither grandfathered nor carrying passing model fields.
-    Summaries pass on ``model_info``, a local CSV when every row does (``trained-model``); other kinds
-    (bench, reliability, reference-derived) carry no model rule."""
+    """Shipped files neither grandfathered nor passing ``trained-model`` (summaries and local CSVs only)."""
+
     recs = Path(records_dir or config.RECORDS_DIR)
     old = grandfathered(recs)
     problems = []

@@ -1,6 +1,5 @@
-"""Load every run record the analysis reads, as tidy pandas DataFrames (:func:`load_all_records`), one
-function per source. A missing or unreadable source is an EMPTY frame and a log line, so a figure says
-"no measured records yet" instead of failing. Sources: docs/architecture.md, "Run records"; docs/records.md.
+"""Every run record the analysis reads as pandas DataFrames (:func:`load_all_records`); a missing or unreadable
+source is an EMPTY frame and a log line. Sources: docs/architecture.md, "Run records"; docs/records.md.
 """
 
 from __future__ import annotations
@@ -74,8 +73,7 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
 
 
 def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.DataFrame:
-    """Columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` of ``value`` over the repeats of each point (NaN
-    values left out; records without a ``repeat`` column count as one repeat each)."""
+    """Columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` of ``value`` over the repeats of each point (NaN left out)."""
     by = list(by)
     missing = [c for c in [*by, value] if c not in df.columns]
     if missing:
@@ -97,8 +95,7 @@ def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
 
 
 def load_pipeline(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
-    """Pipeline runs, one row per partition: ``runs/<run-id>/records.csv``, else its per-partition JSON
-    records, plus the shipped ``data/records/pipeline_*.csv`` and ``aws_*.csv``."""
+    """Pipeline runs (records.csv, else per-partition JSON) and shipped ``pipeline_*.csv`` / ``aws_*.csv``."""
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
     paths = [p for p in runs.glob("*/records.csv") if p.parent.name not in _NOT_PIPELINE]
@@ -131,8 +128,7 @@ def load_pipeline_summaries(runs_dir: Path | None = None, records_dir: Path | No
 
 
 def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tuple[Path, str, str]]:
-    """Every sweep point folder with its origin (scratch: runs/sweeps; shipped: data/records/sweeps and
-    machines/*/sweeps) and its ``point`` id, so a scratch point is never merged into a shipped one."""
+    """Every sweep point folder with its origin (scratch | shipped) and ``point`` id (origins never merge)."""
     bases: list[tuple[Path, str]] = [(Path(sweeps_dir or config.SWEEP_RUNS_DIR), "scratch")]
     if records_dir is not None or sweeps_dir is None:
         recs = Path(records_dir or config.RECORDS_DIR)
@@ -143,8 +139,7 @@ def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tup
 
 
 def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
-    """Every finished sweep point (:func:`.sweep_points.read_point`, the report's reader too), one row each;
-    a malformed point is left out with a warning."""
+    """Every finished sweep point (:func:`.sweep_points.read_point`); a malformed one is logged and left out."""
     rows = []
     for combo, origin, point_id in _sweep_combos(sweeps_dir, records_dir):
         if not (combo / "_done.json").is_file():
@@ -160,8 +155,7 @@ def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None =
 
 
 def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sweep records and summaries with the sweep name, slug, parameters and ``point`` (:func:`_sweep_combos`)
-    as columns."""
+    """Sweep records and summaries with sweep, slug, parameters and ``point`` columns."""
     rec_frames, summaries = [], []
     for combo, origin, point_id in _sweep_combos(sweeps_dir, records_dir):
         point_status, marker = sweep.point_status(combo)
@@ -303,8 +297,7 @@ NO_RUNS = Path("/nonexistent-cosmic-runs")
 def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = None,
                      reference_dir: Path | None = None, sweeps_dir: Path | None = None,
                      include_runs: bool = False) -> dict[str, pd.DataFrame]:
-    """Every source above in one dict of DataFrames (missing ones empty): shipped records and published
-    references, plus scratch runs with ``include_runs`` (or a ``runs_dir`` / ``sweeps_dir``), column ``origin``."""
+    """Every source above (missing ones empty), plus scratch runs with ``include_runs``, ``runs_dir`` or ``sweeps_dir``."""
     include_runs = include_runs or runs_dir is not None or sweeps_dir is not None
     runs = Path(runs_dir or config.RUNS_DIR) if include_runs else NO_RUNS
     recs = Path(records_dir or config.RECORDS_DIR)
@@ -350,8 +343,8 @@ def _wall_from_summary(row: pd.Series) -> float:
 
 def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
                group: Iterable[str] = ("run_id",), memory_mb: float | None = None) -> pd.DataFrame:
-    """One row per run (``group``: ``run_id``; sweeps: ``sweep``, ``slug``) of per-partition records: data,
-    durations, throughputs, wall clock (:data:`WALL_KEYS` of its summary), cost (``cost.summarize_pipeline_cost``)."""
+    """One row per run (``group``) of per-partition records: data, durations, wall clock and cost."""
+
     group = [g for g in group if g in records.columns]
     if records.empty or not group:
         return pd.DataFrame()
