@@ -119,30 +119,31 @@ class EngineSpeed:
         return f"{self.cpu_model} ({self.isa})" if self.isa else self.cpu_model
 
 
+def _one_thread(summary: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The bench summary's ``by_threads[1]`` entry (``{}`` without one)."""
+    by_threads = summary.get("by_threads") or {}
+    return (by_threads.get("1") or by_threads.get(1) or {}) if isinstance(by_threads, Mapping) else {}
+
+
 def _lambda_engine_choice(doc: Mapping[str, Any]) -> tuple[str, str]:
     """The engine the bench says Lambda runs (1-thread verdict first), and why."""
     summary = doc.get("summary") or {}
-    by_threads = summary.get("by_threads") or {}
-    for key in ("1", 1):
-        lam = (by_threads.get(key) or {}).get("lambda_engine") if isinstance(by_threads, Mapping) else None
+    for where, lam in (("summary.by_threads[1].lambda_engine", _one_thread(summary).get("lambda_engine")),
+                       ("summary.lambda_engine", summary.get("lambda_engine"))):
         if lam and lam.get("engine"):
-            return str(lam["engine"]), f"bench summary.by_threads[1].lambda_engine: {lam.get('why', '')}".strip()
-    lam = summary.get("lambda_engine") or {}
-    if lam.get("engine"):
-        return str(lam["engine"]), f"bench summary.lambda_engine: {lam.get('why', '')}".strip()
+            return str(lam["engine"]), f"bench {where}: {lam.get('why', '')}".strip()
     return "onnx", "the bench names no Lambda engine: onnx (fp32) assumed"
 
 
 def _batch_size(doc: Mapping[str, Any]) -> int:
     summary = doc.get("summary") or {}
-    by_threads = summary.get("by_threads") or {}
-    one = (by_threads.get("1") or by_threads.get(1) or {}) if isinstance(by_threads, Mapping) else {}
-    for value in (one.get("batch_size"), summary.get("batch_size")):
+    for value in (_one_thread(summary).get("batch_size"), summary.get("batch_size")):
         if value:
             return int(value)
     from cosmic_utils.runtime.request import RunRequest
 
     return int(RunRequest.model_fields["batch_size"].default)
+
 
 
 def _portable(path: Path) -> str:
@@ -486,12 +487,10 @@ def memory_table(speed: EngineSpeed, scaling: Scaling, phases: Phases,
     out = []
     for mem in memory_mbs:
         d = partition_duration_s(speed, scaling, phases, mem, partition_mb)
-        lo = partition_duration_s(speed, scaling, phases, mem, partition_mb, bound="low")
-        hi = partition_duration_s(speed, scaling, phases, mem, partition_mb, bound="high")
+        lo, hi = (partition_duration_s(speed, scaling, phases, mem, partition_mb, bound=b) for b in ("low", "high"))
         d_amdahl = partition_duration_s(speed, scaling, phases, mem, partition_mb, beyond_two="amdahl")
-        warm = usd_per_gb(d["warm_s"], mem, partition_mb, prices=p)
-        cold = usd_per_gb(d["warm_s"] + d["cold_extra_s"], mem, partition_mb, prices=p)
-        amd = usd_per_gb(d_amdahl["warm_s"], mem, partition_mb, prices=p)
+        warm, cold, amd, usd_lo, usd_hi = (usd_per_gb(s, mem, partition_mb, prices=p) for s in (
+            d["warm_s"], d["warm_s"] + d["cold_extra_s"], d_amdahl["warm_s"], lo["warm_s"], hi["warm_s"]))
         out.append({
             "kind": "projected", "memory_mb": float(mem), "vcpu": d["vcpu"], "partition_mb": partition_mb,
             "samples_per_partition": int(d["samples"]), "engine_speed_rel": d["engine_speed_rel"],
@@ -502,9 +501,9 @@ def memory_table(speed: EngineSpeed, scaling: Scaling, phases: Phases,
             "cost_scope": "Lambda only (billed duration + request charge, one partition per invocation)",
             "duration_s_cold": d["warm_s"] + d["cold_extra_s"], "usd_per_gb_cold": cold["usd_per_gb"],
             "duration_s_amdahl": d_amdahl["warm_s"], "usd_per_gb_amdahl": amd["usd_per_gb"],
-            "duration_s_low": lo["warm_s"], "usd_per_gb_low": usd_per_gb(lo["warm_s"], mem, partition_mb, prices=p)["usd_per_gb"],
-            "duration_s_high": hi["warm_s"], "residual_s_high": hi["residual_s"],
-            "usd_per_gb_high": usd_per_gb(hi["warm_s"], mem, partition_mb, prices=p)["usd_per_gb"],
+            "duration_s_low": lo["warm_s"], "usd_per_gb_low": usd_lo["usd_per_gb"], "duration_s_high": hi["warm_s"],
+            "residual_s_high": hi["residual_s"], "usd_per_gb_high": usd_hi["usd_per_gb"],
+
             "arch": "x86_64",
             "arm64": {"usd_per_gb": ARM64_NOT_MEASURED, "speed": ARM64_NOT_MEASURED,
                       "gb_second_usd": float(p["lambda"]["gb_second_usd"]["arm64"])},

@@ -56,6 +56,11 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _objects(paths: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, flattened object)`` of each of ``paths`` that holds a JSON object."""
+    return [(p, _flatten(data)) for p in paths if isinstance(data := _read_json(p), dict)]
+
+
 # ------------------------------------------------------------------ measured
 def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
     """Local engine runs (``kind`` local_cpu | local_gpu), one row per run."""
@@ -84,14 +89,8 @@ def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.Dat
 
 def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
     """Per-partition JSON records (``<run>/records/<partition>.json``) of runs without a records.csv."""
-    rows = []
-    for p in sorted(folder.rglob("records/*.json")):
-        if (p.parent.parent / "records.csv").exists():
-            continue
-        data = _read_json(p)
-        if isinstance(data, dict):
-            rows.append({**_flatten(data), "source_file": str(p), **extra})
-    return pd.DataFrame(rows)
+    paths = [p for p in sorted(folder.rglob("records/*.json")) if not (p.parent.parent / "records.csv").exists()]
+    return pd.DataFrame([{**flat, "source_file": str(p), **extra} for p, flat in _objects(paths)])
 
 
 def load_pipeline(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
@@ -115,16 +114,10 @@ def load_pipeline_summaries(runs_dir: Path | None = None, records_dir: Path | No
     """``summary.json`` of every pipeline run (flattened to columns), one row per run."""
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
-    rows = []
     paths = [p for p in runs.glob("*/summary.json") if p.parent.name not in _NOT_PIPELINE]
-    for p in sorted([*paths, *recs.glob("pipeline_*summary*.json")]):
-        data = _read_json(p)
-        if isinstance(data, dict):
-            row = _flatten(data)
-            row.setdefault("run_id", p.parent.name)
-            row["source_file"] = str(p)
-            rows.append(row)
-    return pd.DataFrame(rows)
+    found = _objects(sorted([*paths, *recs.glob("pipeline_*summary*.json")]))
+    return pd.DataFrame([{**flat, "run_id": flat.get("run_id", p.parent.name), "source_file": str(p)}
+                         for p, flat in found])
 
 
 def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tuple[Path, str, str]]:
@@ -169,10 +162,8 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
             df = _json_records(combo, **tags)
         if not df.empty:
             rec_frames.append(df)
-        for sp in combo.rglob("summary.json"):
-            data = _read_json(sp)
-            if isinstance(data, dict):
-                summaries.append({**_flatten(data), **tags, "source_file": str(sp)})
+        summaries += [{**flat, **tags, "source_file": str(p)} for p, flat in _objects(combo.rglob("summary.json"))]
+
     recs = pd.concat(rec_frames, ignore_index=True, sort=False) if rec_frames else pd.DataFrame()
     return recs, pd.DataFrame(summaries)
 
