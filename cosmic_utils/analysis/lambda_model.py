@@ -22,6 +22,7 @@ import numpy as np
 from cosmic_utils import config
 from cosmic_utils.analysis import cost, schemas
 from cosmic_utils.cloud import cloudwatch
+from cosmic_utils.provenance import portable_path
 from cosmic_utils.runtime.prices import ASSUMED_PUBLISHED_MEMORY_MB
 from cosmic_utils.runtime.request import LAMBDA_ENGINES
 from cosmic_utils.runtime.strict import RecordError, check_number
@@ -146,14 +147,6 @@ def _batch_size(doc: Mapping[str, Any]) -> int:
 
 
 
-def _portable(path: Path) -> str:
-    """``path`` relative to the project root when it lies inside it (records must not name this machine's paths)."""
-    try:
-        return path.resolve().relative_to(config.PROJECT_ROOT.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bool = False,
                       engine: str | None = None, batch_size: int | None = None) -> EngineSpeed:
     """The Lambda engine's (or ``engine``'s) samples/s at one thread and the bench's batch size (else the nearest,
@@ -210,7 +203,7 @@ def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bo
         engine=name, batch_size=batch, samples_per_s_1t=float(row["samples_per_s"]), samples_per_s_2t=sps2,
         threads_used=threads_used, cpu_model=str(row.get("cpu_model") or meta.get("cpu_model") or "unknown CPU"),
         cpu_type=str(row.get("cpu_type") or meta.get("cpu_type") or ""),
-        bench_run_id=str(row.get("run_id") or meta.get("run_id") or ""), bench_path=_portable(path),
+        bench_run_id=str(row.get("run_id") or meta.get("run_id") or ""), bench_path=portable_path(path),
         model_load_s=float(load) if load is not None else None, engine_choice=why, note=note,
         isa=str(meta.get("isa") or ""),
     )
@@ -320,7 +313,7 @@ def local_phases(records_dir: Path | None = None) -> dict[str, Any] | None:
         machine = str(prov and prov.cpu_model or machine)
     return {"decode_s_per_mb": (min(dec), float(np.median(dec)), max(dec)),
             "upload_s": (min(up), float(np.median(up)), max(up)), "partitions": len(rows),
-            "backend": str(rows[0].get("backend") or "local"), "machine": machine, "path": _portable(path)}
+            "backend": str(rows[0].get("backend") or "local"), "machine": machine, "path": portable_path(path)}
 
 
 def published_phases(reference_dir: Path | None = None, records_dir: Path | None = None,
