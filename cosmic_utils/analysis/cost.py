@@ -29,11 +29,6 @@ def published_efficiency(throughput_gb_s: float, cost_usd: float) -> float:
     return throughput_gb_s / cost_usd if cost_usd > 0 else float("nan")
 
 
-def end_to_end_efficiency(data_gb: float, wall_s: float, total_usd: float) -> float:
-    """End-to-end efficiency: data / wall clock of the whole run (GB/s) per dollar of the whole run."""
-    return data_gb / wall_s / total_usd if wall_s > 0 and total_usd > 0 else float("nan")
-
-
 # ------------------------------------------------------------------ published (seed) formulas
 @dataclass(frozen=True)
 class PublishedRow:
@@ -145,6 +140,7 @@ def summarize_pipeline_cost(
     lambda_usd = lam.total_usd + lam_extra.total_usd
     total = lambda_usd + sfn + s3
     data_gb, thr_pw = data_bytes / 1e9, per_worker / 1e9
+    thr_e2e = data_gb / wall_s if wall_s and wall_s > 0 else float("nan")
     return {
         "prices_as_of": str(p.get("as_of")), "region": str(p.get("region")), "partitions": items,
         "partitions_ok": ok, "cold_starts": cold, "memory_mb_configured": float(memory_mb), "arch": arch,
@@ -152,8 +148,8 @@ def summarize_pipeline_cost(
         "gb_seconds": lam.gb_seconds + lam_extra.gb_seconds,
         "lambda_usd": lambda_usd, "stepfunctions_usd": sfn, "s3_usd": s3, "total_usd": total, "data_gb": data_gb,
         "wall_s": float(wall_s) if wall_s else float("nan"),
-        "throughput_e2e_gb_s": data_gb / wall_s if wall_s and wall_s > 0 else float("nan"),
+        "throughput_e2e_gb_s": thr_e2e,
         "throughput_per_worker_gb_s": thr_pw, "usd_per_gb": total / data_gb if data_gb > 0 else float("nan"),
-        "efficiency_e2e_gb_s_per_usd": end_to_end_efficiency(data_gb, wall_s or 0.0, total),
+        "efficiency_e2e_gb_s_per_usd": thr_e2e / total if total > 0 else float("nan"),  # end to end, per USD
         "efficiency_published_gb_s_per_usd": published_efficiency(thr_pw, total),
     }

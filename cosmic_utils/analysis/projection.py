@@ -10,6 +10,7 @@ decomposition, published comparison points, 12.6 GB wall clock) from THE Lambda 
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -356,12 +357,8 @@ def describe(record: Mapping[str, Any]) -> list[str]:
 
 def best_per_invocation(search: Mapping[str, Any]) -> list[dict[str, Any]]:
     """For one partition size, the fastest grid row at each partitions-per-invocation value (ties: cheaper)."""
-    best: dict[int, dict[str, Any]] = {}
-    for r in search["grid"]:
-        k = int(r["per_invocation"])
-        if k not in best or (r["wall_s"], r["usd_per_gb"]) < (best[k]["wall_s"], best[k]["usd_per_gb"]):
-            best[k] = dict(r)
-    return [best[k] for k in sorted(best)]
+    rows = sorted(search["grid"], key=lambda r: (int(r["per_invocation"]), r["wall_s"], r["usd_per_gb"]))
+    return [dict(next(group)) for _, group in itertools.groupby(rows, key=lambda r: int(r["per_invocation"]))]
 
 
 def describe_fastest(record: Mapping[str, Any]) -> list[str]:
