@@ -1,11 +1,8 @@
-"""PROJECTION of this repository's engine in AWS Lambda: the shipped record and the pre-run budget.
-
-:func:`project` assembles ``data/records/lambda_projection.json`` (per-memory table, per-CPU tables,
-decomposition, published comparison points, 12.6 GB wall clock) from THE Lambda model,
-:mod:`cosmic_utils.analysis.lambda_model`, scheduled by the scale simulator
-(:mod:`cosmic_utils.analysis.simulate`); :func:`project_run` / :func:`check_budget` are ``cosmic run
---max-usd``. Everything here is ``kind: "projected"``. Reasoning: docs/cost_and_simulation.md.
+"""PROJECTION of this repository's engine in AWS Lambda: :func:`project` assembles the shipped
+``lambda_projection.json`` from THE Lambda model (:mod:`.lambda_model`) and the scale simulator;
+:func:`project_run` / :func:`check_budget` are ``cosmic run --max-usd``. Reasoning: docs/cost_and_simulation.md.
 """
+
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
-"""Scale simulator: wall clock and cost of a serverless run at any data size and partition size.
-
-Event-driven and seeded: the Distributed Map's ramping dispatch rate, account concurrency,
-Lambda's burst and scaling rate, cold starts and a fixed orchestration overhead, FITTED on the
-published Cosmic AI runs (:func:`fit`) and reported on held-out rows (:func:`validate`). It
-schedules per-partition durations; those of this repository's engine come from THE Lambda model
-(:mod:`cosmic_utils.analysis.lambda_model`). Model and fit: docs/cost_and_simulation.md, "Scale simulator".
+"""Scale simulator: wall clock and cost of a serverless run at any data size and partition size, event-driven
+and seeded, FITTED on the published Cosmic AI runs (:func:`fit`) and reported on held-out rows (:func:`validate`).
+Model and fit: docs/cost_and_simulation.md, "Scale simulator".
 """
+
 
 from __future__ import annotations
 
