@@ -102,7 +102,10 @@ def _model_rule(c: Candidate, info: Mapping[str, Any]) -> None:
                                             f"anchor's {float(knn):.4f}"))
 
 
-def _machine_rule(c: Candidate, cpu: Any) -> None:
+def _machine_rule(c: Candidate, prov: Mapping[str, Any]) -> None:
+    """Keep the machine ``prov`` names in ``c.fields``; ``machine-named`` fails when it names none."""
+    cpu = prov.get("cpu_model")
+    c.fields.update(cpu_model=cpu, isa=prov.get("isa", ""))
     if not cpu or (isinstance(cpu, float) and pd.isna(cpu)):
         c.failures.append(("machine-named", "no cpu_model in the record's provenance"))
 
@@ -114,30 +117,28 @@ def _local(run: Path) -> Candidate:
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         c.failures.append(("complete", f"records.csv unreadable: {exc}"))
         return c
-    first = df.iloc[0].to_dict() if not df.empty else {}
-    c.fields = {"rows": df, "cpu_model": first.get("cpu_model"), "isa": first.get("isa", "")}
+    c.fields["rows"] = df
     if df.empty:
         c.failures.append(("complete", "records.csv has no rows"))
         return c
+    first = df.iloc[0].to_dict()
     _model_rule(c, first)
     small = df[df["samples"].astype(float) < MIN_SAMPLES] if "samples" in df.columns else df
     if not small.empty:
         c.failures.append(("data-size", f"{len(small)} row(s) with fewer than {MIN_SAMPLES} samples (smallest "
                                         f"{int(small['samples'].min()) if 'samples' in small else 0})"))
-    _machine_rule(c, first.get("cpu_model"))
+    _machine_rule(c, first)
     return c
 
 
 def _summary_checks(c: Candidate, summ: Mapping[str, Any], min_gb: float) -> None:
-    prov = summ.get("provenance") or {}
-    c.fields.update(cpu_model=prov.get("cpu_model"), isa=prov.get("isa", ""))
     _model_rule(c, summ.get("model_info") or {})
     gb = float(summ.get("data_gb") or 0.0)
     if gb < min_gb * 0.99:
         c.failures.append(("data-size", f"{gb:.3g} GB is under the {min_gb:g} GB its section uses"))
     if int(summ.get("partitions_ok") or 0) < int(summ.get("partitions") or 1) or summ.get("partitions", 0) == 0:
         c.failures.append(("complete", f"{summ.get('partitions_ok')}/{summ.get('partitions')} partitions ok"))
-    _machine_rule(c, prov.get("cpu_model"))
+    _machine_rule(c, summ.get("provenance") or {})
 
 
 def _pipeline(run: Path) -> Candidate:
@@ -156,9 +157,7 @@ def _sweep_point(combo: Path) -> Candidate:
 
 def _single(kind: str, src: Path, prov_of: Path) -> Candidate:
     c = Candidate(kind, src.name, src)
-    prov = schemas.read_object(prov_of).get("provenance") or schemas.read_object(prov_of)
-    c.fields.update(cpu_model=prov.get("cpu_model"), isa=prov.get("isa", ""))
-    _machine_rule(c, prov.get("cpu_model"))
+    _machine_rule(c, schemas.read_object(prov_of).get("provenance") or schemas.read_object(prov_of))
     return c
 
 
