@@ -1,10 +1,6 @@
-"""Which records may enter ``data/records/``, and the one command that ships them (``cosmic records ship``).
-
-Nothing else writes into ``data/records/``: a run in ``runs/`` is shipped only through :func:`ship`,
-which applies :data:`RULES` (trained-model, data-size, machine-named, repeats, complete, immutable)
-and refuses a failing run with one line naming the rule. Other machines' records go to
-``data/records/machines/<machine>/``; records older than the rules are listed by name
-(:func:`grandfathered`). Rules and reasoning: docs/records.md, "Admission rules".
+"""Which records may enter ``data/records/``, and the one command that ships them (``cosmic records ship``):
+:func:`ship` applies :data:`RULES` and refuses a failing run with one line naming the rule. Other machines'
+records go to ``machines/<machine>/``. Rules and reasoning: docs/records.md, "Admission rules".
 """
 
 from __future__ import annotations
@@ -53,8 +49,7 @@ def machine_slug(cpu_model: str, isa: str = "") -> str:
 
 
 def machine_dir(slug: str, records_dir: Path | None = None) -> Path:
-    """Where a machine's records live: the top of data/records/ for the primary one (the machine its
-    bench.json names, or any when none does yet), else ``machines/<slug>/``."""
+    """data/records/ for the primary machine (the one its bench.json names, or any if none), else ``machines/<slug>/``."""
     recs = Path(records_dir or config.RECORDS_DIR)
     prov = schemas.read_object(recs / "bench.json").get("provenance") or {}
     primary = machine_slug(prov["cpu_model"], prov.get("isa", "")) if prov.get("cpu_model") else ""
@@ -107,7 +102,10 @@ def _model_rule(c: Candidate, info: Mapping[str, Any]) -> None:
                                             f"anchor's {float(knn):.4f}"))
 
 
-def _machine_rule(c: Candidate, cpu: Any) -> None:
+def _machine_rule(c: Candidate, prov: Mapping[str, Any]) -> None:
+    """Keep the machine ``prov`` names in ``c.fields``; ``machine-named`` fails when it names none."""
+    cpu = prov.get("cpu_model")
+    c.fields.update(cpu_model=cpu, isa=prov.get("isa", ""))
     if not cpu or (isinstance(cpu, float) and pd.isna(cpu)):
         c.failures.append(("machine-named", "no cpu_model in the record's provenance"))
 
@@ -119,30 +117,28 @@ def _local(run: Path) -> Candidate:
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         c.failures.append(("complete", f"records.csv unreadable: {exc}"))
         return c
-    first = df.iloc[0].to_dict() if not df.empty else {}
-    c.fields = {"rows": df, "cpu_model": first.get("cpu_model"), "isa": first.get("isa", "")}
+    c.fields["rows"] = df
     if df.empty:
         c.failures.append(("complete", "records.csv has no rows"))
         return c
+    first = df.iloc[0].to_dict()
     _model_rule(c, first)
     small = df[df["samples"].astype(float) < MIN_SAMPLES] if "samples" in df.columns else df
     if not small.empty:
         c.failures.append(("data-size", f"{len(small)} row(s) with fewer than {MIN_SAMPLES} samples (smallest "
                                         f"{int(small['samples'].min()) if 'samples' in small else 0})"))
-    _machine_rule(c, first.get("cpu_model"))
+    _machine_rule(c, first)
     return c
 
 
 def _summary_checks(c: Candidate, summ: Mapping[str, Any], min_gb: float) -> None:
-    prov = summ.get("provenance") or {}
-    c.fields.update(cpu_model=prov.get("cpu_model"), isa=prov.get("isa", ""))
     _model_rule(c, summ.get("model_info") or {})
     gb = float(summ.get("data_gb") or 0.0)
     if gb < min_gb * 0.99:
         c.failures.append(("data-size", f"{gb:.3g} GB is under the {min_gb:g} GB its section uses"))
     if int(summ.get("partitions_ok") or 0) < int(summ.get("partitions") or 1) or summ.get("partitions", 0) == 0:
         c.failures.append(("complete", f"{summ.get('partitions_ok')}/{summ.get('partitions')} partitions ok"))
-    _machine_rule(c, prov.get("cpu_model"))
+    _machine_rule(c, summ.get("provenance") or {})
 
 
 def _pipeline(run: Path) -> Candidate:
@@ -161,15 +157,12 @@ def _sweep_point(combo: Path) -> Candidate:
 
 def _single(kind: str, src: Path, prov_of: Path) -> Candidate:
     c = Candidate(kind, src.name, src)
-    prov = schemas.read_object(prov_of).get("provenance") or schemas.read_object(prov_of)
-    c.fields.update(cpu_model=prov.get("cpu_model"), isa=prov.get("isa", ""))
-    _machine_rule(c, prov.get("cpu_model"))
+    _machine_rule(c, schemas.read_object(prov_of).get("provenance") or schemas.read_object(prov_of))
     return c
 
 
 def candidates(runs_dir: Path | None = None, records_dir: Path | None = None) -> list[Candidate]:
-    """Every finished run under ``runs_dir`` (default runs/) that could be shipped into ``records_dir``
-    (default data/records/), rules applied; the repeats rule counts what ``records_dir`` already holds."""
+    """Every finished run in ``runs_dir`` that could be shipped, rules applied (repeats count the shipped too)."""
     runs = Path(runs_dir or config.RUNS_DIR)
     out = [_local(run) for run in sorted(p.parent for p in runs.glob("local/*/records.csv"))]
     out += [_sweep_point(combo) for combo in sorted(p.parent for p in runs.glob("sweeps/*/*/_done.json"))]
@@ -282,9 +275,7 @@ class ShipResult:
 
 
 def ship(runs_dir: Path | None = None, records_dir: Path | None = None, dry_run: bool = False) -> ShipResult:
-    """Apply the rules to every run in runs/ and copy the admitted ones into data/records/.
-    A refused run leaves data/records/ untouched; an admitted run that would overwrite a
-    different shipped file is refused under ``immutable``."""
+    """Copy every run in runs/ that the rules admit into data/records/ (overwriting nothing: ``immutable``)."""
     recs = Path(records_dir or config.RECORDS_DIR)
     shipped, refused = [], []
     for c in candidates(runs_dir, recs):
@@ -304,9 +295,8 @@ def ship(runs_dir: Path | None = None, records_dir: Path | None = None, dry_run:
 
 # ------------------------------------------------------------------ checking what is shipped
 def check_shipped(records_dir: Path | None = None) -> list[str]:
-    """Problems of the shipped set: a file neither grandfathered nor carrying passing model fields.
-    Summaries pass on ``model_info``, a local CSV when every row does (``trained-model``); other kinds
-    (bench, reliability, reference-derived) carry no model rule."""
+    """Shipped files neither grandfathered nor passing ``trained-model`` (summaries and local CSVs only)."""
+
     recs = Path(records_dir or config.RECORDS_DIR)
     old = grandfathered(recs)
     problems = []

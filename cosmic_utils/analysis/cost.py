@@ -1,10 +1,5 @@
-"""What a run costs on AWS, and the seed project's published cost formulas, always labelled apart.
-
-*Billed*: configured memory x billed duration (1 ms granularity), requests, Step Functions
-transitions, S3 requests, from the dated table ``runtime/prices.yaml``. *Published*: the seed
-table's formulas (average used memory, per-Lambda runtime), reproduced only to compare.
-Plain Python, so the Summarize Lambda can call :func:`summarize_pipeline_cost`.
-Definitions: docs/cost_and_simulation.md.
+"""What a run costs on AWS (*billed*, from ``runtime/prices.yaml``) and the seed project's *published* cost
+formulas, always labelled apart. Plain Python. Definitions: docs/cost_and_simulation.md.
 """
 
 from __future__ import annotations
@@ -34,11 +29,6 @@ def published_efficiency(throughput_gb_s: float, cost_usd: float) -> float:
     return throughput_gb_s / cost_usd if cost_usd > 0 else float("nan")
 
 
-def end_to_end_efficiency(data_gb: float, wall_s: float, total_usd: float) -> float:
-    """End-to-end efficiency: data / wall clock of the whole run (GB/s) per dollar of the whole run."""
-    return data_gb / wall_s / total_usd if wall_s > 0 and total_usd > 0 else float("nan")
-
-
 # ------------------------------------------------------------------ published (seed) formulas
 @dataclass(frozen=True)
 class PublishedRow:
@@ -56,9 +46,7 @@ class PublishedRow:
 
 def published_formulas(partition_mb: float, lambdas: int, avg_runtime_s: float, avg_memory_mb: float,
                        prices: Mapping[str, Any] | str | Path | None = None) -> PublishedRow:
-    """The seed formulas (reproduce data/reference/team6/lambda_table.csv): ``data_gb = partition_mb
-    * lambdas / 1024``; ``cost = lambdas * avg_runtime_s * avg_memory_mb / 1024 * 0.00001667`` (used
-    memory); ``throughput = data_gb / avg_runtime_s`` (per-Lambda runtime); ``efficiency = thr / cost``."""
+    """The seed formulas that reproduce data/reference/team6/lambda_table.csv (used memory, per-Lambda runtime)."""
     price = float(_prices(prices)["published"]["gb_second_usd"])
     data_gb = partition_mb * lambdas / 1024.0
     cost = lambdas * avg_runtime_s * avg_memory_mb / 1024.0 * price
@@ -71,9 +59,8 @@ def billed_for_published_row(partition_mb: float, lambdas: int, avg_runtime_s: f
                              configured_memory_mb: float = ASSUMED_PUBLISHED_MEMORY_MB,
                              arch: str = "x86_64",
                              prices: Mapping[str, Any] | str | Path | None = None) -> dict[str, float]:
-    """What AWS would have billed for one published row (Lambda + requests + Step Functions + S3), ASSUMING
-    ``configured_memory_mb`` (default 10,240 MB, the published Cosmic AI configuration; the table states
-    neither it nor each invocation's duration) and every invocation lasting ``avg_runtime_s``."""
+    """What AWS would have billed for one published row, ASSUMING ``configured_memory_mb`` (the table states
+    none) and every invocation lasting ``avg_runtime_s``."""
     lam = lambda_cost([avg_runtime_s * 1000.0] * int(lambdas), configured_memory_mb, arch, prices=prices)
     sfn = stepfunctions_cost(int(lambdas), prices=prices)
     s3 = s3_cost(**pipeline_s3_requests(int(lambdas)), prices=prices)
@@ -87,9 +74,7 @@ def billed_for_published_row(partition_mb: float, lambdas: int, avg_runtime_s: f
 def reproduce_published_table(rows: Iterable[Mapping[str, Any]],
                               configured_memory_mb: float = ASSUMED_PUBLISHED_MEMORY_MB,
                               prices: Mapping[str, Any] | str | Path | None = None) -> list[dict[str, Any]]:
-    """Recompute every row of the seed table (published formulas) with the billed cost next to it.
-    ``rows`` are dicts with partition_mb, lambdas, avg_runtime_s, avg_memory_mb (other keys kept).
-    Output columns: the input keys, ``published_*`` recomputed values, ``billed_*`` values."""
+    """Every row of the seed table with its ``published_*`` values recomputed and the ``billed_*`` cost beside."""
     out = []
     for row in rows:
         mb, n, run_s = float(row["partition_mb"]), int(row["lambdas"]), float(row["avg_runtime_s"])
@@ -120,9 +105,9 @@ def summarize_pipeline_cost(
     retries: int = 0,
     prices: Mapping[str, Any] | str | Path | None = None,
 ) -> dict[str, Any]:
-    """Cost, throughput and efficiency of one pipeline run from its per-partition record dicts.
-    ``memory_mb``: CONFIGURED memory; ``extra_lambda_ms``: Init / Summarize; ``wall_s``: Step Functions
-    wall clock (end-to-end NaN without it). Failed partitions are billed, carry no data."""
+    """Cost, throughput and efficiency of one run from its per-partition records (``memory_mb`` configured;
+    ``extra_lambda_ms``: Init / Summarize); failed partitions are billed, carry no data."""
+
     p = _prices(prices)
     if hasattr(records, "to_dict"):  # a pandas DataFrame (analysis code); Lambda passes dicts
         records = records.to_dict("records")  # type: ignore[union-attr]
@@ -155,6 +140,7 @@ def summarize_pipeline_cost(
     lambda_usd = lam.total_usd + lam_extra.total_usd
     total = lambda_usd + sfn + s3
     data_gb, thr_pw = data_bytes / 1e9, per_worker / 1e9
+    thr_e2e = data_gb / wall_s if wall_s and wall_s > 0 else float("nan")
     return {
         "prices_as_of": str(p.get("as_of")), "region": str(p.get("region")), "partitions": items,
         "partitions_ok": ok, "cold_starts": cold, "memory_mb_configured": float(memory_mb), "arch": arch,
@@ -162,8 +148,8 @@ def summarize_pipeline_cost(
         "gb_seconds": lam.gb_seconds + lam_extra.gb_seconds,
         "lambda_usd": lambda_usd, "stepfunctions_usd": sfn, "s3_usd": s3, "total_usd": total, "data_gb": data_gb,
         "wall_s": float(wall_s) if wall_s else float("nan"),
-        "throughput_e2e_gb_s": data_gb / wall_s if wall_s and wall_s > 0 else float("nan"),
+        "throughput_e2e_gb_s": thr_e2e,
         "throughput_per_worker_gb_s": thr_pw, "usd_per_gb": total / data_gb if data_gb > 0 else float("nan"),
-        "efficiency_e2e_gb_s_per_usd": end_to_end_efficiency(data_gb, wall_s or 0.0, total),
+        "efficiency_e2e_gb_s_per_usd": thr_e2e / total if total > 0 else float("nan"),  # end to end, per USD
         "efficiency_published_gb_s_per_usd": published_efficiency(thr_pw, total),
     }

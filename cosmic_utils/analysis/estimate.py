@@ -1,10 +1,6 @@
-"""``cosmic sweep GRID... --estimate``: the whole study's cost and time before anything runs.
-
-aws points: :func:`cosmic_utils.analysis.projection.project_point`; local points: 0 USD and a
-lower-bound wall clock from the measured ``local_data_size.csv`` rate; each distinct dataset
-prepared and uploaded once, at the rates given (unprojected without them). Points and repeats
-run one after another, so the study's wall clock is their sum. Reasoning:
-docs/cost_and_simulation.md, "Estimating a study".
+"""``cosmic sweep GRID... --estimate``: the whole study's cost and time before anything runs (aws points:
+:func:`cosmic_utils.analysis.projection.project_point`; local points: 0 USD, wall clock from the measured
+``local_data_size.csv`` rate). Reasoning: docs/cost_and_simulation.md, "Estimating a study".
 """
 
 from __future__ import annotations
@@ -50,7 +46,7 @@ def local_rate(path: Path | None = None) -> tuple[float, str] | None:
 def estimate_points(grids: Iterable[Any], repeats: int | None = None) -> list[PointEstimate]:
     """One estimate per point of each grid (``sweep.Grid``); ``repeats`` overrides the grids'."""
     from cosmic_utils.analysis import simulate, sweep
-    from cosmic_utils.analysis.projection import project_point
+    from cosmic_utils.analysis.projection import project_parameters
 
     rate = local_rate()
     out = []
@@ -68,11 +64,10 @@ def estimate_points(grids: Iterable[Any], repeats: int | None = None) -> list[Po
             dataset = None if p.get("data_location") else (gb, mb, int(p.get("seed") or 0))
             n = simulate.partitions_for(gb, mb)
             if backend == "aws":
-                proj = project_point(gb, mb, float(p.get("memory_mb") or 2048), int(p.get("max_concurrency") or 0),
-                                     int(p.get("world_size") or 0) or None, p.get("engine"))
-                out.append(PointEstimate(*head, proj.partitions, proj.cost_usd, proj.wall_s,
-                                         "projection.project_point", dataset,
-                                         bool(dataset and p.get("data_upload"))))
+                proj = project_parameters(p)
+                assert proj is not None  # data_gb and partition_mb are given
+                out.append(PointEstimate(*head, proj.partitions, proj.cost_usd, proj.wall_s, "projection.project_point",
+                                         dataset, bool(dataset and p.get("data_upload"))))
             else:
                 wall = config.samples_for_gb(gb) / rate[0] if rate else None
                 out.append(PointEstimate(*head, n, 0.0, wall, "local: samples / measured rate" if rate else

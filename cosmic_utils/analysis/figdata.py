@@ -87,7 +87,7 @@ def project_partition(rate: MeasuredRate, data_gb: float, partition_mb: float, f
                       n_partitions: int | None = None) -> dict[str, Any]:
     """One projected run: measured compute per partition through the fitted simulator, on a Lambda with the
     vCPU share the rate was measured with (no CPU scaling); throughput, efficiency, data size as the study's."""
-    timing, orch = fitted or (simulate.PartitionTiming(), simulate.Orchestration())
+    timing, orch = fitted or simulate.DEFAULTS
     lam = cost.load_prices()["lambda"]  # memory whose vCPU share (price table's MB per vCPU) is the rate's threads
     mem = float(min(float(lam["max_memory_mb"]), max(1.0, rate.threads) * float(lam["mb_per_vcpu"])))
     timing = replace(timing, reference_memory_mb=mem, inference_samples_s_per_mb=())

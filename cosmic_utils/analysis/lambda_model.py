@@ -22,6 +22,7 @@ import numpy as np
 from cosmic_utils import config
 from cosmic_utils.analysis import cost, schemas
 from cosmic_utils.cloud import cloudwatch
+from cosmic_utils.provenance import portable_path
 from cosmic_utils.runtime.prices import ASSUMED_PUBLISHED_MEMORY_MB
 from cosmic_utils.runtime.request import LAMBDA_ENGINES
 from cosmic_utils.runtime.strict import RecordError, check_number
@@ -119,25 +120,25 @@ class EngineSpeed:
         return f"{self.cpu_model} ({self.isa})" if self.isa else self.cpu_model
 
 
+def _one_thread(summary: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The bench summary's ``by_threads[1]`` entry (``{}`` without one)."""
+    by_threads = summary.get("by_threads") or {}
+    return (by_threads.get("1") or by_threads.get(1) or {}) if isinstance(by_threads, Mapping) else {}
+
+
 def _lambda_engine_choice(doc: Mapping[str, Any]) -> tuple[str, str]:
     """The engine the bench says Lambda runs (1-thread verdict first), and why."""
     summary = doc.get("summary") or {}
-    by_threads = summary.get("by_threads") or {}
-    for key in ("1", 1):
-        lam = (by_threads.get(key) or {}).get("lambda_engine") if isinstance(by_threads, Mapping) else None
+    for where, lam in (("summary.by_threads[1].lambda_engine", _one_thread(summary).get("lambda_engine")),
+                       ("summary.lambda_engine", summary.get("lambda_engine"))):
         if lam and lam.get("engine"):
-            return str(lam["engine"]), f"bench summary.by_threads[1].lambda_engine: {lam.get('why', '')}".strip()
-    lam = summary.get("lambda_engine") or {}
-    if lam.get("engine"):
-        return str(lam["engine"]), f"bench summary.lambda_engine: {lam.get('why', '')}".strip()
+            return str(lam["engine"]), f"bench {where}: {lam.get('why', '')}".strip()
     return "onnx", "the bench names no Lambda engine: onnx (fp32) assumed"
 
 
 def _batch_size(doc: Mapping[str, Any]) -> int:
     summary = doc.get("summary") or {}
-    by_threads = summary.get("by_threads") or {}
-    one = (by_threads.get("1") or by_threads.get(1) or {}) if isinstance(by_threads, Mapping) else {}
-    for value in (one.get("batch_size"), summary.get("batch_size")):
+    for value in (_one_thread(summary).get("batch_size"), summary.get("batch_size")):
         if value:
             return int(value)
     from cosmic_utils.runtime.request import RunRequest
@@ -145,22 +146,11 @@ def _batch_size(doc: Mapping[str, Any]) -> int:
     return int(RunRequest.model_fields["batch_size"].default)
 
 
-def _portable(path: Path) -> str:
-    """``path`` relative to the project root when it lies inside it (records must not name this machine's paths)."""
-    try:
-        return path.resolve().relative_to(config.PROJECT_ROOT.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
 
 def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bool = False,
                       engine: str | None = None, batch_size: int | None = None) -> EngineSpeed:
-    """An engine's samples/s at one thread from a bench record (default data/records/bench.json).
-
-    The engine the bench names for Lambda unless ``engine`` is given, at the summary's batch size
-    (or the nearest measured one, noted). :class:`ProjectionRefused` without a usable ``threads=1``
-    row, unless ``allow_two_thread`` (then the labelled ``threads=2`` row).
-    """
+    """The Lambda engine's (or ``engine``'s) samples/s at one thread and the bench's batch size (else the nearest,
+    noted) from a bench record; :class:`ProjectionRefused` without a ``threads=1`` row (unless ``allow_two_thread``)."""
     path = Path(bench_path or config.RECORDS_DIR / "bench.json")
     if not path.exists():
         raise ProjectionRefused(f"{path}: no bench record (run `cosmic bench --threads 1` or `make bench`)")
@@ -213,7 +203,7 @@ def read_engine_speed(bench_path: Path | str | None = None, allow_two_thread: bo
         engine=name, batch_size=batch, samples_per_s_1t=float(row["samples_per_s"]), samples_per_s_2t=sps2,
         threads_used=threads_used, cpu_model=str(row.get("cpu_model") or meta.get("cpu_model") or "unknown CPU"),
         cpu_type=str(row.get("cpu_type") or meta.get("cpu_type") or ""),
-        bench_run_id=str(row.get("run_id") or meta.get("run_id") or ""), bench_path=_portable(path),
+        bench_run_id=str(row.get("run_id") or meta.get("run_id") or ""), bench_path=portable_path(path),
         model_load_s=float(load) if load is not None else None, engine_choice=why, note=note,
         isa=str(meta.get("isa") or ""),
     )
@@ -266,11 +256,7 @@ def scaling_from(speed: EngineSpeed, beyond_two: str = "flat") -> Scaling:
 # ------------------------------------------------------------------ per-phase inputs
 @dataclass(frozen=True)
 class Phases:
-    """Per-phase inputs of a partition's duration: published where published, else measured here.
-
-    ``*_lo`` / ``*_hi`` are the ends of each input's range. ``residual_s_per_mb*`` is the part of
-    the published REPORT duration that no phase explains (per MB of the published 75 MB partition).
-    """
+    """Per-phase inputs of a partition's duration (published, else measured here); ``*_lo`` / ``*_hi``: range ends."""
 
     s3_s_per_mb: float  #: download, per MB (published mean)
     s3_s_per_mb_lo: float
@@ -327,7 +313,7 @@ def local_phases(records_dir: Path | None = None) -> dict[str, Any] | None:
         machine = str(prov and prov.cpu_model or machine)
     return {"decode_s_per_mb": (min(dec), float(np.median(dec)), max(dec)),
             "upload_s": (min(up), float(np.median(up)), max(up)), "partitions": len(rows),
-            "backend": str(rows[0].get("backend") or "local"), "machine": machine, "path": _portable(path)}
+            "backend": str(rows[0].get("backend") or "local"), "machine": machine, "path": portable_path(path)}
 
 
 def published_phases(reference_dir: Path | None = None, records_dir: Path | None = None,
@@ -377,12 +363,7 @@ def measured_cpus(records_dir: Path | None = None) -> list[CpuType]:
 
 def decompose(reference_dir: Path | None = None, records_dir: Path | None = None,
               phases: Phases | None = None) -> dict[str, Any]:
-    """The published warm REPORT Duration (median, 75 MB at 10,240 MB) split into its phases, with ranges.
-
-    Returns ``{"duration_s", "cold_duration_s", "cold_excess_s", "vcpu", "partition_mb", "samples",
-    "rows": [{"phase", "low", "point", "high", "in_warm", "kind", "source"}], "explained_s",
-    "unexplained_s", "unexplained_share"}``; each range is ``{"low", "point", "high"}`` seconds.
-    """
+    """The published warm REPORT Duration (median, 75 MB at 10,240 MB) split into its phases, each a low/point/high."""
     ph = phases or published_phases(reference_dir, records_dir, residual=False)
     reports = published_lambda_durations(reference_dir)
     warm = [r["duration"] for r in reports if math.isnan(r["init_duration"])]
@@ -461,11 +442,7 @@ def partition_gb(partition_mb: float) -> float:
 def partition_duration_s(speed: EngineSpeed, scaling: Scaling, phases: Phases, memory_mb: float,
                          partition_mb: float, beyond_two: str | None = None, bound: str = "point") -> dict[str, float]:
     """THE per-partition duration: warm (download + decode + compute + upload [+ residual]) and the cold extra.
-
-    ``bound`` is ``low`` / ``point`` / ``high`` (module docstring); ``beyond_two`` overrides the
-    scaling above 2 vCPU (``low`` uses Amdahl). ``s3_s`` is the I/O that the Inference step's
-    prefetch can overlap with compute (download + decode + upload).
-    """
+    ``s3_s`` is the I/O the Inference step's prefetch overlaps with compute; ``low`` scales by Amdahl."""
     if bound not in BOUNDS:
         raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
     vcpu = cost.vcpus_for_memory(memory_mb)
@@ -473,12 +450,11 @@ def partition_duration_s(speed: EngineSpeed, scaling: Scaling, phases: Phases, m
     samples = config.samples_per_partition(partition_mb)
     inference = samples / (speed.samples_per_s_1t * rel)
     sliced = 1.0 / min(1.0, vcpu)  # below one vCPU every CPU-bound phase is time-sliced
-    pick = {"low": 1, "point": 0, "high": 2}[bound]
-    s3_per_mb = (phases.s3_s_per_mb, phases.s3_s_per_mb_lo, phases.s3_s_per_mb_hi)[pick]
-    dec_per_mb = (phases.decode_s_per_mb, phases.decode_s_per_mb_lo, phases.decode_s_per_mb_hi)[pick]
-    upload = (phases.upload_s, phases.upload_s_lo, phases.upload_s_hi)[pick]
-    download = s3_per_mb * partition_mb
-    decode = dec_per_mb * partition_mb * sliced
+    suffix = {"low": "_lo", "point": "", "high": "_hi"}[bound]
+    download = getattr(phases, f"s3_s_per_mb{suffix}") * partition_mb
+    decode = getattr(phases, f"decode_s_per_mb{suffix}") * partition_mb * sliced
+    upload = getattr(phases, f"upload_s{suffix}")
+
     residual = phases.residual_s_per_mb_hi * partition_mb * sliced if bound == "high" else 0.0
     load = (speed.model_load_s or 0.0) / min(1.0, vcpu)
     io = download + decode + upload
@@ -504,12 +480,10 @@ def memory_table(speed: EngineSpeed, scaling: Scaling, phases: Phases,
     out = []
     for mem in memory_mbs:
         d = partition_duration_s(speed, scaling, phases, mem, partition_mb)
-        lo = partition_duration_s(speed, scaling, phases, mem, partition_mb, bound="low")
-        hi = partition_duration_s(speed, scaling, phases, mem, partition_mb, bound="high")
+        lo, hi = (partition_duration_s(speed, scaling, phases, mem, partition_mb, bound=b) for b in ("low", "high"))
         d_amdahl = partition_duration_s(speed, scaling, phases, mem, partition_mb, beyond_two="amdahl")
-        warm = usd_per_gb(d["warm_s"], mem, partition_mb, prices=p)
-        cold = usd_per_gb(d["warm_s"] + d["cold_extra_s"], mem, partition_mb, prices=p)
-        amd = usd_per_gb(d_amdahl["warm_s"], mem, partition_mb, prices=p)
+        warm, cold, amd, usd_lo, usd_hi = (usd_per_gb(s, mem, partition_mb, prices=p) for s in (
+            d["warm_s"], d["warm_s"] + d["cold_extra_s"], d_amdahl["warm_s"], lo["warm_s"], hi["warm_s"]))
         out.append({
             "kind": "projected", "memory_mb": float(mem), "vcpu": d["vcpu"], "partition_mb": partition_mb,
             "samples_per_partition": int(d["samples"]), "engine_speed_rel": d["engine_speed_rel"],
@@ -520,9 +494,9 @@ def memory_table(speed: EngineSpeed, scaling: Scaling, phases: Phases,
             "cost_scope": "Lambda only (billed duration + request charge, one partition per invocation)",
             "duration_s_cold": d["warm_s"] + d["cold_extra_s"], "usd_per_gb_cold": cold["usd_per_gb"],
             "duration_s_amdahl": d_amdahl["warm_s"], "usd_per_gb_amdahl": amd["usd_per_gb"],
-            "duration_s_low": lo["warm_s"], "usd_per_gb_low": usd_per_gb(lo["warm_s"], mem, partition_mb, prices=p)["usd_per_gb"],
-            "duration_s_high": hi["warm_s"], "residual_s_high": hi["residual_s"],
-            "usd_per_gb_high": usd_per_gb(hi["warm_s"], mem, partition_mb, prices=p)["usd_per_gb"],
+            "duration_s_low": lo["warm_s"], "usd_per_gb_low": usd_lo["usd_per_gb"], "duration_s_high": hi["warm_s"],
+            "residual_s_high": hi["residual_s"], "usd_per_gb_high": usd_hi["usd_per_gb"],
+
             "arch": "x86_64",
             "arm64": {"usd_per_gb": ARM64_NOT_MEASURED, "speed": ARM64_NOT_MEASURED,
                       "gb_second_usd": float(p["lambda"]["gb_second_usd"]["arm64"])},

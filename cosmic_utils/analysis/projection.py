@@ -1,15 +1,13 @@
-"""PROJECTION of this repository's engine in AWS Lambda: the shipped record and the pre-run budget.
-
-:func:`project` assembles ``data/records/lambda_projection.json`` (per-memory table, per-CPU tables,
-decomposition, published comparison points, 12.6 GB wall clock) from THE Lambda model,
-:mod:`cosmic_utils.analysis.lambda_model`, scheduled by the scale simulator
-(:mod:`cosmic_utils.analysis.simulate`); :func:`project_run` / :func:`check_budget` are ``cosmic run
---max-usd``. Everything here is ``kind: "projected"``. Reasoning: docs/cost_and_simulation.md.
+"""PROJECTION of this repository's engine in AWS Lambda: :func:`project` assembles the shipped
+``lambda_projection.json`` from THE Lambda model (:mod:`.lambda_model`) and the scale simulator;
+:func:`project_run` / :func:`check_budget` are ``cosmic run --max-usd``. Reasoning: docs/cost_and_simulation.md.
 """
+
 
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -63,11 +61,8 @@ def map_plan(items: int, orch: simulate.Orchestration) -> dict[str, Any]:
 
 
 def invocation_durations(inference_s: np.ndarray, s3_s: float, world_size: int | None) -> np.ndarray:
-    """Warm duration of each Map item when Init groups the partitions into ``world_size`` items.
-
-    Grouped as :func:`~cosmic_utils.runtime.items.split_even` does; the Inference step prefetches
-    partition ``i + 1`` while it runs ``i``, so ``c_1 .. c_k`` take ``s3 + sum_{i<k} max(c_i, s3) + c_k``.
-    """
+    """Warm duration of each Map item when Init groups the partitions (:func:`split_even`) into ``world_size``
+    items; with prefetch, ``c_1 .. c_k`` take ``s3 + sum_{i<k} max(c_i, s3) + c_k``."""
     shares = split_even(list(range(len(inference_s))), world_size)
     out = np.empty(len(shares))
     for j, share in enumerate(shares):
@@ -79,15 +74,11 @@ def invocation_durations(inference_s: np.ndarray, s3_s: float, world_size: int |
 def wall_clock(speed: EngineSpeed, scaling: Scaling, phases: Phases, memory_mb: float,
                partition_mb: float, concurrency: int = ACCOUNT_CONCURRENCY,
                orch: simulate.Orchestration | None = None, seed: int = 0, per_invocation: int = 1) -> dict[str, Any]:
-    """End-to-end wall clock and cost of the 12.6 GB run (published units) on the scale simulator's schedule.
-
-    ``per_invocation`` partitions per Map item (the request's ``world_size``); 1 draws the same
-    inference times as :func:`~cosmic_utils.analysis.simulate.simulate_run` and gives its numbers.
-    Reasoning: docs/cost_and_simulation.md, "The fastest 12.6 GB configuration".
-    """
+    """Wall clock and cost of the 12.6 GB run (published units), ``per_invocation`` partitions per Map item, on
+    the simulator's schedule (docs/cost_and_simulation.md, "The fastest 12.6 GB configuration")."""
     if per_invocation < 1:
         raise ValueError(f"per_invocation must be >= 1, got {per_invocation}")
-    base_timing, base_orch = simulate.load_fitted() or (simulate.PartitionTiming(), simulate.Orchestration())
+    base_timing, base_orch = simulate.load_fitted() or simulate.DEFAULTS
     orch = replace(orch or base_orch, account_concurrency=int(concurrency), max_concurrency=0)
     d = partition_duration_s(speed, scaling, phases, memory_mb, partition_mb)
     n = simulate.partitions_for(LARGEST_PUBLISHED_GB, partition_mb, published_units=True)
@@ -96,10 +87,7 @@ def wall_clock(speed: EngineSpeed, scaling: Scaling, phases: Phases, memory_mb: 
     world = math.ceil(n / per_invocation) if per_invocation > 1 else None
     warm = invocation_durations(inf, d["s3_s"], world)
     items = len(warm)
-    disp = simulate.dispatch_times(items, orch.dispatch_rate0, orch.dispatch_ramp)
-    last, peak = simulate.schedule(warm, d["cold_extra_s"], orch, disp)
-    wall = orch.overhead_s + orch.per_item_summarize_s * n + last
-    lam, sfn, s3 = simulate.run_cost(warm, memory_mb, n, peak)
+    disp, last, peak, wall, (lam, sfn, s3) = simulate.run_schedule(warm, d["cold_extra_s"], orch, n, memory_mb)
     gb = n * partition_mb * config.PARTITION_MB / config.GB
     total = lam + sfn + s3
     k_max = max(len(s) for s in split_even(list(range(n)), world))
@@ -121,11 +109,7 @@ def wall_clock(speed: EngineSpeed, scaling: Scaling, phases: Phases, memory_mb: 
 
 
 def memory_grid(memory_mbs: Sequence[float], prices: Mapping[str, Any] | None = None) -> list[float]:
-    """Memory sizes of the fastest-configuration search: the table's sizes plus the 2-vCPU point.
-
-    ``2 x mb_per_vcpu`` (published: 1 vCPU per 1,769 MB) is where the conservative scaling stops
-    gaining speed, so it is the cheapest memory with the highest projected speed.
-    """
+    """The table's memory sizes plus 2 vCPU (``2 x mb_per_vcpu``: the cheapest at the highest projected speed)."""
     lam = (prices or cost.load_prices())["lambda"]
     return sorted({float(m) for m in memory_mbs} | {2.0 * float(lam["mb_per_vcpu"])})
 
@@ -134,11 +118,8 @@ def fastest_configuration(speed: EngineSpeed, scaling: Scaling, phases: Phases, 
                           memory_mbs: Sequence[float], per_invocation: Sequence[int] = PER_INVOCATION_GRID,
                           concurrency: int = ACCOUNT_CONCURRENCY, orch: simulate.Orchestration | None = None,
                           seed: int = 0, target_s: float = TARGET_WALL_S) -> dict[str, Any]:
-    """The 12.6 GB wall clock over memory x partitions per invocation, for one partition size.
-
-    Returns ``grid`` (compact rows), ``fastest``, ``cheapest_meeting_target`` (or None) and ``bound``
-    (what limits the fastest); each row says which ``world_size`` to request.
-    """
+    """The 12.6 GB wall clock over memory x partitions per invocation for one partition size: ``grid``,
+    ``fastest``, ``cheapest_meeting_target`` (or None) and ``bound`` (what limits the fastest)."""
     rows = []
     for mem in memory_mbs:
         for k in dict.fromkeys(int(x) for x in per_invocation):
@@ -230,8 +211,7 @@ def project(bench_path: Path | str | None = None, allow_two_thread: bool = False
     per_cpu = lambda_model.by_cpu(memory_mbs, tuple(dict.fromkeys([partition_mb, *lambda_model.PROJECTED_PARTITIONS_MB])),
                                   phases, prices=prices, engine=engine)
     fitted = simulate.load_fitted()
-    orch = replace(fitted[1] if fitted else simulate.Orchestration(), account_concurrency=concurrency,
-                   max_concurrency=0)
+    orch = replace((fitted or simulate.DEFAULTS)[1], account_concurrency=concurrency, max_concurrency=0)
     wall_memories = dict.fromkeys([best["memory_mb"], float(simulate.PUBLISHED_MEMORY_MB)])
     walls = [wall_clock(speed, scaling, phases, mem, mb, concurrency=concurrency, orch=orch, seed=seed)
              for mem in wall_memories for mb in wall_partitions_mb]
@@ -374,12 +354,8 @@ def describe(record: Mapping[str, Any]) -> list[str]:
 
 def best_per_invocation(search: Mapping[str, Any]) -> list[dict[str, Any]]:
     """For one partition size, the fastest grid row at each partitions-per-invocation value (ties: cheaper)."""
-    best: dict[int, dict[str, Any]] = {}
-    for r in search["grid"]:
-        k = int(r["per_invocation"])
-        if k not in best or (r["wall_s"], r["usd_per_gb"]) < (best[k]["wall_s"], best[k]["usd_per_gb"]):
-            best[k] = dict(r)
-    return [best[k] for k in sorted(best)]
+    rows = sorted(search["grid"], key=lambda r: (int(r["per_invocation"]), r["wall_s"], r["usd_per_gb"]))
+    return [dict(next(group)) for _, group in itertools.groupby(rows, key=lambda r: int(r["per_invocation"]))]
 
 
 def describe_fastest(record: Mapping[str, Any]) -> list[str]:
@@ -498,6 +474,14 @@ def project_point(data_gb: float, partition_mb: float, memory_mb: float, max_con
     return _project(n, partition_mb, data_gb, float(memory_mb), int(max_concurrency or 0), world_size, engine)
 
 
+def project_parameters(p: Mapping[str, Any]) -> RunProjection | None:
+    """:func:`project_point` of a sweep point's merged parameters (None when it lacks data_gb/partition_mb)."""
+    if p.get("data_gb") is None or p.get("partition_mb") is None:
+        return None
+    return project_point(float(p["data_gb"]), float(p["partition_mb"]), float(p.get("memory_mb") or 2048),
+                         int(p.get("max_concurrency") or 0), int(p.get("world_size") or 0) or None, p.get("engine"))
+
+
 def _project(partitions: int, mb: float, data_gb: float, memory_mb: float, max_concurrency: int,
              world_size: int | None, engine: str | None = None) -> RunProjection:
     if engine not in lambda_model.LAMBDA_ENGINES:
@@ -506,7 +490,7 @@ def _project(partitions: int, mb: float, data_gb: float, memory_mb: float, max_c
     invocations = min(n, world_size) if world_size else n
     item_mb = max(mb * n / invocations, 1e-9)
     fitted = simulate.load_fitted()
-    base, orch = fitted if fitted else (simulate.PartitionTiming(), simulate.Orchestration())
+    base, orch = fitted or simulate.DEFAULTS
     orch = replace(orch, max_concurrency=max_concurrency)
     phases = lambda_model.published_phases()
     cpus = lambda_model.measured_cpus()
@@ -549,13 +533,5 @@ def check_budget(projection: RunProjection, max_usd: float | None) -> None:
 def project_sweep(parameters: Mapping[str, Any], combinations: Iterable[Mapping[str, Any]],
                   ) -> list[tuple[dict[str, Any], RunProjection | None]]:
     """Each sweep point's projection from its parameters (None when it lacks data_gb/partition_mb)."""
-    out: list[tuple[dict[str, Any], RunProjection | None]] = []
-    for combo in combinations:
-        p = {**parameters, **combo}
-        if p.get("data_gb") is None or p.get("partition_mb") is None:
-            out.append((dict(combo), None))
-            continue
-        out.append((dict(combo), project_point(float(p["data_gb"]), float(p["partition_mb"]),
-                                               float(p.get("memory_mb") or 2048), int(p.get("max_concurrency") or 0),
-                                               int(p.get("world_size") or 0) or None, p.get("engine"))))
-    return out
+    return [(dict(combo), project_parameters({**parameters, **combo})) for combo in combinations]
+

@@ -1,10 +1,8 @@
-"""The README's "What it measures" table, generated from the shipped records in data/records/.
-
-The table between :data:`BEGIN` / :data:`END` is written only by :func:`update_readme` (``cosmic
-readme``, ``make readme``); a test fails when it differs from what the records give. Each number
-names its record and machine; a missing record gives a "not measured" row, never a number.
+"""The README's "What it measures" table between :data:`BEGIN` / :data:`END`, written only by
+:func:`update_readme` from data/records/ (a missing record gives a "not measured" row, never a number).
 Reasoning: docs/records.md#the-readme-table-and-the-report-are-generated.
 """
+
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Load every run record the analysis reads, as tidy pandas DataFrames (:func:`load_all_records`), one
-function per source. A missing or unreadable source is an EMPTY frame and a log line, so a figure says
-"no measured records yet" instead of failing. Sources: docs/architecture.md, "Run records"; docs/records.md.
+"""Every run record the analysis reads as pandas DataFrames (:func:`load_all_records`); a missing or unreadable
+source is an EMPTY frame and a log line. Sources: docs/architecture.md, "Run records"; docs/records.md.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from cosmic_utils import config
-from cosmic_utils.analysis import cost, lambda_model, schemas, sweep, sweep_points
+from cosmic_utils.analysis import cost, lambda_model, schemas, simulate, sweep, sweep_points
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,11 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _objects(paths: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, flattened object)`` of each of ``paths`` that holds a JSON object."""
+    return [(p, _flatten(data)) for p in paths if isinstance(data := _read_json(p), dict)]
+
+
 # ------------------------------------------------------------------ measured
 def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
     """Local engine runs (``kind`` local_cpu | local_gpu), one row per run."""
@@ -74,8 +78,7 @@ def load_local(runs_dir: Path | None = None, records_dir: Path | None = None) ->
 
 
 def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.DataFrame:
-    """Columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` of ``value`` over the repeats of each point (NaN
-    values left out; records without a ``repeat`` column count as one repeat each)."""
+    """Columns ``*by``, ``median``, ``lo``, ``hi``, ``n`` of ``value`` over the repeats of each point (NaN left out)."""
     by = list(by)
     missing = [c for c in [*by, value] if c not in df.columns]
     if missing:
@@ -86,19 +89,12 @@ def aggregate_repeats(df: pd.DataFrame, by: Iterable[str], value: str) -> pd.Dat
 
 def _json_records(folder: Path, **extra: Any) -> pd.DataFrame:
     """Per-partition JSON records (``<run>/records/<partition>.json``) of runs without a records.csv."""
-    rows = []
-    for p in sorted(folder.rglob("records/*.json")):
-        if (p.parent.parent / "records.csv").exists():
-            continue
-        data = _read_json(p)
-        if isinstance(data, dict):
-            rows.append({**_flatten(data), "source_file": str(p), **extra})
-    return pd.DataFrame(rows)
+    paths = [p for p in sorted(folder.rglob("records/*.json")) if not (p.parent.parent / "records.csv").exists()]
+    return pd.DataFrame([{**flat, "source_file": str(p), **extra} for p, flat in _objects(paths)])
 
 
 def load_pipeline(runs_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
-    """Pipeline runs, one row per partition: ``runs/<run-id>/records.csv``, else its per-partition JSON
-    records, plus the shipped ``data/records/pipeline_*.csv`` and ``aws_*.csv``."""
+    """Pipeline runs (records.csv, else per-partition JSON) and shipped ``pipeline_*.csv`` / ``aws_*.csv``."""
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
     paths = [p for p in runs.glob("*/records.csv") if p.parent.name not in _NOT_PIPELINE]
@@ -118,21 +114,14 @@ def load_pipeline_summaries(runs_dir: Path | None = None, records_dir: Path | No
     """``summary.json`` of every pipeline run (flattened to columns), one row per run."""
     runs = Path(runs_dir or config.RUNS_DIR)
     recs = Path(records_dir or config.RECORDS_DIR)
-    rows = []
     paths = [p for p in runs.glob("*/summary.json") if p.parent.name not in _NOT_PIPELINE]
-    for p in sorted([*paths, *recs.glob("pipeline_*summary*.json")]):
-        data = _read_json(p)
-        if isinstance(data, dict):
-            row = _flatten(data)
-            row.setdefault("run_id", p.parent.name)
-            row["source_file"] = str(p)
-            rows.append(row)
-    return pd.DataFrame(rows)
+    found = _objects(sorted([*paths, *recs.glob("pipeline_*summary*.json")]))
+    return pd.DataFrame([{**flat, "run_id": flat.get("run_id", p.parent.name), "source_file": str(p)}
+                         for p, flat in found])
 
 
 def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tuple[Path, str, str]]:
-    """Every sweep point folder with its origin (scratch: runs/sweeps; shipped: data/records/sweeps and
-    machines/*/sweeps) and its ``point`` id, so a scratch point is never merged into a shipped one."""
+    """Every sweep point folder with its origin (scratch | shipped) and ``point`` id (origins never merge)."""
     bases: list[tuple[Path, str]] = [(Path(sweeps_dir or config.SWEEP_RUNS_DIR), "scratch")]
     if records_dir is not None or sweeps_dir is None:
         recs = Path(records_dir or config.RECORDS_DIR)
@@ -143,8 +132,7 @@ def _sweep_combos(sweeps_dir: Path | None, records_dir: Path | None) -> list[tup
 
 
 def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> pd.DataFrame:
-    """Every finished sweep point (:func:`.sweep_points.read_point`, the report's reader too), one row each;
-    a malformed point is left out with a warning."""
+    """Every finished sweep point (:func:`.sweep_points.read_point`); a malformed one is logged and left out."""
     rows = []
     for combo, origin, point_id in _sweep_combos(sweeps_dir, records_dir):
         if not (combo / "_done.json").is_file():
@@ -160,8 +148,7 @@ def load_sweep_points(sweeps_dir: Path | None = None, records_dir: Path | None =
 
 
 def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sweep records and summaries with the sweep name, slug, parameters and ``point`` (:func:`_sweep_combos`)
-    as columns."""
+    """Sweep records and summaries with sweep, slug, parameters and ``point`` columns."""
     rec_frames, summaries = [], []
     for combo, origin, point_id in _sweep_combos(sweeps_dir, records_dir):
         point_status, marker = sweep.point_status(combo)
@@ -175,10 +162,8 @@ def load_sweeps(sweeps_dir: Path | None = None, records_dir: Path | None = None)
             df = _json_records(combo, **tags)
         if not df.empty:
             rec_frames.append(df)
-        for sp in combo.rglob("summary.json"):
-            data = _read_json(sp)
-            if isinstance(data, dict):
-                summaries.append({**_flatten(data), **tags, "source_file": str(sp)})
+        summaries += [{**flat, **tags, "source_file": str(p)} for p, flat in _objects(combo.rglob("summary.json"))]
+
     recs = pd.concat(rec_frames, ignore_index=True, sort=False) if rec_frames else pd.DataFrame()
     return recs, pd.DataFrame(summaries)
 
@@ -283,7 +268,7 @@ def load_published(reference_dir: Path | None = None) -> dict[str, pd.DataFrame]
         out[key] = df
     sfn = out["published_cai_sfn"]
     if not sfn.empty and "duration" in sfn.columns:
-        sfn["wall_s"] = sfn["duration"].map(lambda s: sum(float(x) * 60**i for i, x in enumerate(reversed(str(s).split(":")))))
+        sfn["wall_s"] = sfn["duration"].map(simulate.duration_s)
     local = pd.concat([_published_local_totals(ref / "cai" / "local_cpu_total.json", "published_local_cpu"),
                        _published_local_totals(ref / "cai" / "local_gpu_total.json", "published_local_gpu")],
                       ignore_index=True)
@@ -303,8 +288,7 @@ NO_RUNS = Path("/nonexistent-cosmic-runs")
 def load_all_records(runs_dir: Path | None = None, records_dir: Path | None = None,
                      reference_dir: Path | None = None, sweeps_dir: Path | None = None,
                      include_runs: bool = False) -> dict[str, pd.DataFrame]:
-    """Every source above in one dict of DataFrames (missing ones empty): shipped records and published
-    references, plus scratch runs with ``include_runs`` (or a ``runs_dir`` / ``sweeps_dir``), column ``origin``."""
+    """Every source above (missing ones empty), plus scratch runs with ``include_runs``, ``runs_dir`` or ``sweeps_dir``."""
     include_runs = include_runs or runs_dir is not None or sweeps_dir is not None
     runs = Path(runs_dir or config.RUNS_DIR) if include_runs else NO_RUNS
     recs = Path(records_dir or config.RECORDS_DIR)
@@ -350,8 +334,8 @@ def _wall_from_summary(row: pd.Series) -> float:
 
 def runs_table(records: pd.DataFrame, summaries: pd.DataFrame | None = None,
                group: Iterable[str] = ("run_id",), memory_mb: float | None = None) -> pd.DataFrame:
-    """One row per run (``group``: ``run_id``; sweeps: ``sweep``, ``slug``) of per-partition records: data,
-    durations, throughputs, wall clock (:data:`WALL_KEYS` of its summary), cost (``cost.summarize_pipeline_cost``)."""
+    """One row per run (``group``) of per-partition records: data, durations, wall clock and cost."""
+
     group = [g for g in group if g in records.columns]
     if records.empty or not group:
         return pd.DataFrame()

@@ -240,12 +240,6 @@ def _rel_spread(values: pd.Series) -> float:
     return float((values.max() - values.min()) / values.median())
 
 
-def _monotone_down(series: pd.Series) -> bool:
-    """Each value at or below the previous one (by index order)."""
-    vals = series.sort_index().to_numpy()
-    return bool(all(b <= a for a, b in zip(vals, vals[1:], strict=False)))
-
-
 # ------------------------------------------------------------------ sections (values for the template)
 def section_batch(src: Sources) -> dict[str, Any]:
     pub = _published(src, "batch_size").set_index("batch_size")
@@ -287,7 +281,8 @@ def section_partition(src: Sources) -> dict[str, Any]:
     xs = sorted(set(pub.index) | set(pf.index) | set(eff.index))
     pub_lab, loc_lab = "published (team6 `lambda_table.csv`, section partition)", local_label(ours)
     v = dict(proj=proj, pub_lo=pub["data_gb"].min(), pub_hi=pub["data_gb"].max(), ours_gb=ours["data_gb"].iloc[0],
-             pub_down=_monotone_down(pub["perf_efficiency_gb_s_per_usd"]), pr_down=_monotone_down(pf["efficiency"]),
+             pub_down=pub["perf_efficiency_gb_s_per_usd"].sort_index().is_monotonic_decreasing,
+             pr_down=pf["efficiency"].sort_index().is_monotonic_decreasing,
              usd_spread=_rel_spread(pf["lambda_usd"]), eff=pf["efficiency"], pub_eff=pub["perf_efficiency_gb_s_per_usd"],
              usd_table=series_table("Lambda USD of the run, by partition MB", xs, [
                  (pub_lab, _fmt(pub["cost_usd"], pub_g)), (proj.short, _fmt(pf["lambda_usd"])),

@@ -1,11 +1,8 @@
-"""Scale simulator: wall clock and cost of a serverless run at any data size and partition size.
-
-Event-driven and seeded: the Distributed Map's ramping dispatch rate, account concurrency,
-Lambda's burst and scaling rate, cold starts and a fixed orchestration overhead, FITTED on the
-published Cosmic AI runs (:func:`fit`) and reported on held-out rows (:func:`validate`). It
-schedules per-partition durations; those of this repository's engine come from THE Lambda model
-(:mod:`cosmic_utils.analysis.lambda_model`). Model and fit: docs/cost_and_simulation.md, "Scale simulator".
+"""Scale simulator: wall clock and cost of a serverless run at any data size and partition size, event-driven
+and seeded, FITTED on the published Cosmic AI runs (:func:`fit`) and reported on held-out rows (:func:`validate`).
+Model and fit: docs/cost_and_simulation.md, "Scale simulator".
 """
+
 
 from __future__ import annotations
 
@@ -69,11 +66,7 @@ class PartitionTiming:
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]], **overrides: Any) -> PartitionTiming:
-        """Timing fitted to measured per-partition records (local runs or AWS records).
-
-        Uses the run-record columns (data_bytes, inference_s, download_s, load_s, upload_s,
-        memory_mb): inference seconds per MB (mean and spread), the rest as startup + per MB.
-        """
+        """Timing fitted to per-partition run records: inference s/MB (mean, spread), load + upload as startup."""
         inf, rest, mbs, mem = [], [], [], []
         for r in records:
             try:
@@ -103,6 +96,10 @@ class PartitionTiming:
             kwargs["reference_memory_mb"] = float(np.median(mem))
         kwargs.update(overrides)
         return cls(**kwargs)
+
+
+#: The simulator's parameters when no fit is stored (:func:`load_fitted` returns None).
+DEFAULTS: tuple[PartitionTiming, Orchestration] = (PartitionTiming(), Orchestration())
 
 
 @dataclass(frozen=True)
@@ -137,11 +134,8 @@ def cpu_speed(memory_mb: float, parallel_fraction: float = 0.9) -> float:
 
 
 def partitions_for(data_gb: float, partition_mb: float, published_units: bool = False) -> int:
-    """Number of partitions of ``partition_mb`` for ``data_gb``.
-
-    Project units (default): GB = 1e9 bytes, partitions of whole samples (config). Published
-    units: ``ceil(data_gb * 1024 / partition_mb)`` (1 GB of 25 MB partitions -> 41 workers).
-    """
+    """Partitions of ``partition_mb`` for ``data_gb``: whole samples of 1e9-byte GB, or with ``published_units``
+    ``ceil(data_gb * 1024 / partition_mb)`` (1 GB of 25 MB partitions -> 41 workers)."""
     if published_units:
         return max(1, math.ceil(round(data_gb * 1024.0 / partition_mb, 9)))
     return max(1, math.ceil(config.samples_for_gb(data_gb) / config.samples_per_partition(partition_mb)))
@@ -189,10 +183,7 @@ def run_cost(warm_s: np.ndarray, memory_mb: float, partitions: int, peak: int, a
 
 def schedule(durations_warm: np.ndarray, cold_extra_s: float, orch: Orchestration,
              dispatch: np.ndarray) -> tuple[float, int]:
-    """Finish time of the last item and the peak concurrency (event-driven over concurrency slots).
-
-    Each slot is a Lambda container: its first invocation pays ``cold_extra_s``.
-    """
+    """Finish time of the last item and the peak concurrency; a slot's (container's) first item pays ``cold_extra_s``."""
     n = len(durations_warm)
     limit = slot_limit(orch, n)
     if n <= limit and orch.burst >= n:  # every item has its own container: no queueing
@@ -210,17 +201,22 @@ def schedule(durations_warm: np.ndarray, cold_extra_s: float, orch: Orchestratio
     return last, limit
 
 
+def run_schedule(warm_s: np.ndarray, cold_extra_s: float, orch: Orchestration, partitions: int, memory_mb: float,
+                 arch: str = "x86_64", prices: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
+    """Dispatch times, Map finish, peak concurrency, wall clock and :func:`run_cost` of Map items ``warm_s``."""
+    disp = dispatch_times(len(warm_s), orch.dispatch_rate0, orch.dispatch_ramp)
+    last, peak = schedule(warm_s, cold_extra_s, orch, disp)
+    wall = orch.overhead_s + orch.per_item_summarize_s * partitions + last
+    return disp, last, peak, wall, run_cost(warm_s, memory_mb, partitions, peak, arch, prices)
+
+
 # ------------------------------------------------------------------ simulate
 def simulate_run(data_gb: float, partition_mb: float, memory_mb: float = PUBLISHED_MEMORY_MB,
                  timing: PartitionTiming | None = None, orch: Orchestration | None = None,
                  n_partitions: int | None = None, published_units: bool = False,
                  inference_s_mean: float | None = None, arch: str = "x86_64", seed: int = 0,
                  prices: Mapping[str, Any] | None = None) -> SimResult:
-    """Simulate one run: wall clock, cost (billed by configured memory) and throughput.
-
-    ``inference_s_mean`` overrides the per-partition mean inference time at the reference memory
-    (the validation passes the published per-worker time of each run).
-    """
+    """One run's wall clock, cost and throughput; ``inference_s_mean`` overrides the mean inference time."""
     timing = timing or PartitionTiming()
     orch = orch or Orchestration()
     n = n_partitions or partitions_for(data_gb, partition_mb, published_units)
@@ -236,10 +232,7 @@ def simulate_run(data_gb: float, partition_mb: float, memory_mb: float = PUBLISH
     # startup and per-MB work are CPU-bound too; below one vCPU they slow down
     slow = 1.0 / min(1.0, cpu_speed(memory_mb, timing.parallel_fraction))
     warm = (timing.startup_s + timing.per_mb_s * partition_mb) * slow + partition_mb / timing.s3_mb_s + inf
-    disp = dispatch_times(n, orch.dispatch_rate0, orch.dispatch_ramp)
-    last, peak = schedule(warm, timing.cold_init_s, orch, disp)
-    wall = orch.overhead_s + orch.per_item_summarize_s * n + last
-    lam, sfn, s3 = run_cost(warm, memory_mb, n, peak, arch, prices)
+    _, last, peak, wall, (lam, sfn, s3) = run_schedule(warm, timing.cold_init_s, orch, n, memory_mb, arch, prices)
     total = lam + sfn + s3
     gb = n * partition_mb * config.PARTITION_MB / config.GB if n_partitions or published_units else data_gb
     return SimResult(
@@ -258,19 +251,13 @@ def sweep_scale(data_gbs: Sequence[float], partition_mbs: Sequence[float],
 
 
 # ------------------------------------------------------------------ published runs
-def _duration_s(text: str) -> float:
-    secs = 0.0
-    for part in str(text).strip().split(":"):
-        secs = secs * 60.0 + float(part)
-    return secs
+def duration_s(text: str) -> float:
+    """Seconds of ``[[h:]m:]s``."""
+    return sum(float(x) * 60**i for i, x in enumerate(reversed(str(text).strip().split(":"))))
 
 
 def published_runs(reference_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Every published Step Functions run with its wall clock, workers and per-worker inference time.
-
-    ``total_execution_time.csv`` (1 .. 12.6 GB) joined with ``result_stats.csv``, and
-    ``state_machine_logs.csv`` (100 GB .. 1 TB); rows without a data size are left out.
-    """
+    """Every published Step Functions run (1 GB .. 1 TB) with wall clock, workers, per-worker inference time."""
     ref = Path(reference_dir or config.REFERENCE_DIR) / "cai"
     stats: dict[tuple[float, float, str], float] = {}
     with open(ref / "result_stats.csv", encoding="utf-8") as fh:
@@ -283,7 +270,8 @@ def published_runs(reference_dir: Path | None = None) -> list[dict[str, Any]]:
             inf = stats.get((mb, gb, run), stats.get((mb, gb, "mean")))
             rows.append({"source": "total_execution_time", "partition_mb": mb, "data_gb": gb, "run": run,
                          "workers": int(float(r["num_worlds"])), "inference_s": inf,
-                         "wall_s": _duration_s(r["duration"]), "map_s": float("nan")})
+                         "wall_s": duration_s(r["duration"]), "map_s": float("nan")})
+
     with open(ref / "state_machine_logs.csv", encoding="utf-8") as fh:
         for r in csv.DictReader(fh):
             m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(GB|TB)", r["data (GB)"].strip())
@@ -313,10 +301,7 @@ FIT_GRID: dict[str, Sequence[float]] = {
 
 
 def is_training_row(row: Mapping[str, Any]) -> bool:
-    """The fit split: 25 and 75 MB rows of 1 .. 12.6 GB, and run 1 of every 100 GB .. 1 TB size.
-
-    Held out: every 50 and 100 MB row of 1 .. 12.6 GB and the other runs at 100 GB .. 1 TB.
-    """
+    """The fit split (docs/cost_and_simulation.md, "Fit and validation")."""
     if row["source"] == "total_execution_time":
         return row["partition_mb"] in (25.0, 75.0)
     return str(row["run"]) == "1"
@@ -342,12 +327,7 @@ class FitResult:
 
 
 def fit(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> FitResult:
-    """Fit the orchestration and non-inference parameters on ``rows`` (coordinate grid search).
-
-    Minimises the mean absolute log error of the predicted wall clock (every row counts, the
-    few large runs included, and over- and under-prediction weigh alike); the search is a few
-    rounds of coordinate descent over :data:`FIT_GRID`, deterministic for a seed.
-    """
+    """Fit :data:`FIT_GRID` on ``rows`` by coordinate descent, minimising the mean absolute log error of wall clock."""
     timing, orch = PartitionTiming(inference_cv=0.1), Orchestration()
     obs = [float(r["wall_s"]) for r in rows]
 
@@ -372,8 +352,7 @@ def fit(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> FitResult:
 
 def validate(reference_dir: Path | None = None, seed: int = 0,
              fitted: FitResult | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Fit on the training split, predict every published run: the per-row table (``split`` train |
-    held_out, predicted wall clock, relative error) and a summary (median absolute errors, fit)."""
+    """Fit on the training split, predict every published run: per-row table and summary of errors."""
     rows = published_runs(reference_dir)
     train = [r for r in rows if is_training_row(r)]
     fitted = fitted or fit(train, seed=seed)
@@ -427,8 +406,7 @@ def load_fitted(path: Path | None = None) -> tuple[PartitionTiming, Orchestratio
 # ------------------------------------------------------------------ right-sizing
 def right_size_memory(data_gb: float, partition_mb: float, deadline_s: float,
                       memory_mbs: Sequence[float] = MEMORY_SIZES_MB, **kwargs: Any) -> dict[str, Any]:
-    """Cheapest memory size whose simulated wall clock meets ``deadline_s``, else the fastest one
-    (``meets_deadline`` False); ``candidates`` holds every simulated run."""
+    """Cheapest memory meeting ``deadline_s``, else the fastest (``meets_deadline`` False), with every candidate."""
     cands = [simulate_run(data_gb, partition_mb, m, **kwargs).to_dict() for m in memory_mbs]
     ok = [c for c in cands if c["wall_s"] <= deadline_s]
     best = min(ok, key=lambda c: c["cost_usd"]) if ok else min(cands, key=lambda c: c["wall_s"])

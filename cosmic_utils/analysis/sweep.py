@@ -91,8 +91,8 @@ def _fmt(value: Any) -> str:
 
 
 def slug(combination: Mapping[str, Any]) -> str:
-    """Folder name of a combination: sorted ``key-value`` pairs joined with ``__``, values sanitised to
-    ``[A-Za-z0-9.-]``, plus a short hash of the exact values when that was lossy or the name is long."""
+    """Folder name of a combination: sorted ``key-value`` pairs joined with ``__``, plus a short hash of the exact
+    values when sanitising them was lossy or the name is long."""
     items = sorted(combination.items())
     text = "__".join(f"{re.sub(r'[^A-Za-z0-9_]+', '_', str(k))}-{_fmt(v)}" for k, v in items)
     exact = json.dumps([[k, repr(v)] for k, v in items])
@@ -112,8 +112,7 @@ def repeat_slug(point_slug: str, repeat: int) -> str:
 
 
 def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
-    """``(why, failed partitions)`` when the run's ``summary.json`` is not a clean success; None when it is,
-    or when there is no summary (a notebook that is not a pipeline run)."""
+    """``(why, failed partitions)`` when the run's ``summary.json`` is not a clean success, else None."""
     path = out_dir / "summary.json"
     if not path.exists():
         return None
@@ -138,8 +137,8 @@ def run_failures(out_dir: Path) -> tuple[str, list[dict[str, Any]]] | None:
 
 def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path, kernel: str | None = None,
                     repeat: int = 1) -> dict[str, Any]:
-    """Execute the notebook for one combination into ``out_dir`` and write its done/failed marker, whose
-    ``parameters`` carry ``repeat`` (the notebook does not get it: a repeat is the same point again)."""
+    """Execute the notebook for one combination into ``out_dir`` and write its done/failed marker (with
+    ``repeat``, which the notebook does not get: a repeat is the same point again)."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,22 +156,25 @@ def run_combination(grid: Grid, combination: Mapping[str, Any], out_dir: Path, k
     failures = run_failures(out_dir)
     if failures is not None:
         return _failed(grid, out_dir, marked, started, failures[0], failures[1])
-    info = {"status": "done", "parameters": marked, "seconds": time.time() - started,
-            "finished": datetime.now(timezone.utc).isoformat()}
-    (out_dir / DONE_MARKER).write_text(json.dumps(stamped(info), indent=2, default=str), encoding="utf-8")
+    return _mark(out_dir, DONE_MARKER, {"status": "done", "parameters": marked}, started)
+
+
+def _mark(out_dir: Path, marker: str, info: dict[str, Any], started: float) -> dict[str, Any]:
+    """Write ``marker`` (``info`` with its seconds and finish time, stamped) and return that ``info``."""
+    info.update(seconds=time.time() - started, finished=datetime.now(timezone.utc).isoformat())
+    (out_dir / marker).write_text(json.dumps(stamped(info), indent=2, default=str), encoding="utf-8")
     return info
 
 
 def _failed(grid: Grid, out_dir: Path, params: Mapping[str, Any], started: float, error: str,
             partitions: list[dict[str, Any]]) -> dict[str, Any]:
     """Write ``_failed.json`` (the point's reason and every failed partition) and return it."""
-    info = {"status": "failed", "error": error[:4000], "parameters": dict(params),
-            "failed_partitions": [{"partition_id": f.get("partition_id"), "error": f.get("error")} for f in partitions],
-            "seconds": time.time() - started, "finished": datetime.now(timezone.utc).isoformat()}
     (out_dir / DONE_MARKER).unlink(missing_ok=True)
-    (out_dir / FAILED_MARKER).write_text(json.dumps(stamped(info), indent=2, default=str), encoding="utf-8")
     log.warning("sweep %s: %s failed: %s", grid.name, out_dir.name, (error.splitlines() or [""])[0][:200])
-    return info
+    return _mark(out_dir, FAILED_MARKER, {
+        "status": "failed", "error": error[:4000], "parameters": dict(params),
+        "failed_partitions": [{"partition_id": f.get("partition_id"), "error": f.get("error")} for f in partitions]},
+        started)
 
 
 def _parse_only(only: Sequence[str] | None) -> dict[str, set[str]]:
@@ -197,8 +199,7 @@ def select(grid: Grid, only: Sequence[str] | None) -> list[dict[str, Any]]:
 
 
 def validate_grid(path: str | Path) -> Grid:
-    """:func:`load_grid` plus: the notebook exists and every fixed or grid parameter is one of its
-    parameters (a misspelt key would otherwise be passed to papermill and silently ignored)."""
+    """:func:`load_grid` plus: the notebook exists and takes every parameter (papermill ignores a misspelt one)."""
     grid = load_grid(path)
     if not grid.notebook.exists():
         raise ValueError(f"{path}: notebook {grid.notebook} does not exist")
@@ -214,8 +215,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
               sweeps_dir: Path | None = None, kernel: str | None = None,
               extra_parameters: Mapping[str, Any] | None = None,
               repeats: int | None = None) -> list[dict[str, Any]]:
-    """Run every combination (:func:`select`) of a grid file ``repeats`` times, resumable; one row per
-    (combination, repeat) with ``status`` done | skipped | failed | planned (``dry_run`` only plans)."""
+    """Run every combination (:func:`select`) ``repeats`` times, resumable; one row per (combination, repeat)
+    with ``status`` done | skipped | failed | planned."""
     grid = load_grid(grid_path)
     if repeats is not None:
         if repeats < 1:
@@ -252,8 +253,8 @@ def run_sweep(grid_path: str | Path, dry_run: bool = False, only: Sequence[str] 
 
 
 def point_status(folder: Path) -> tuple[str, Path | None]:
-    """A point folder's status, done | failed (notebook error or failed partitions: :func:`run_failures`) |
-    incomplete, and the marker file that says so (None when incomplete)."""
+    """A point folder's status (done | failed | incomplete) and the marker file that says so (None: incomplete)."""
+
     for marker, status in ((DONE_MARKER, "done"), (FAILED_MARKER, "failed")):
         if (folder / marker).exists():
             return status, folder / marker
