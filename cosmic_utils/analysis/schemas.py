@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cosmic_utils.runtime.strict import RecordError
 
@@ -30,11 +30,21 @@ class Provenance(Record):
     cpu_count: int | None = None
 
 
-#: The parts of a run summary the readers use (every one a non-negative number).
-_Throughput = create_model("_Throughput", __base__=Record, end_to_end_gb_s=NonNeg)
-_Timing = create_model("_Timing", __base__=Record, sum_duration_s=NonNeg)
-_Cost = create_model("_Cost", __base__=Record, lambda_usd=NonNeg, total_usd=NonNeg)
-_Billing = create_model("_Billing", __base__=Record, memory_mb_configured=NonNeg)
+class _Throughput(Record):
+    end_to_end_gb_s: NonNeg
+
+
+class _Timing(Record):
+    sum_duration_s: NonNeg
+
+
+class _Cost(Record):
+    lambda_usd: NonNeg
+    total_usd: NonNeg
+
+
+class _Billing(Record):
+    memory_mb_configured: NonNeg
 
 
 class _Accuracy(Record):
@@ -75,8 +85,12 @@ class SweepDone(Record):
     cpus: int | None = None
 
 
-_BenchMeta = create_model("_BenchMeta", __base__=Record, cpu_model=str)
-_BenchSummary = create_model("_BenchSummary", __base__=Record, batch_size=Annotated[int, Field(gt=0)])
+class _BenchMeta(Record):
+    cpu_model: str
+
+
+class _BenchSummary(Record):
+    batch_size: Annotated[int, Field(gt=0)]
 
 
 class BenchRecord(Record):
