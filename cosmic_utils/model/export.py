@@ -169,7 +169,9 @@ def export_onnx(predictor: RedshiftPredictor, path: str | os.PathLike[str],
     if stray.exists():
         raise ExportError(f"ONNX export wrote external data {stray}; expected one self-contained file")
     if graph_form:
-        _stamp(path, {GRAPH_FORM_KEY: graph_form})
+        from cosmic_utils.runtime.onnx_engine import stamp_graph
+
+        stamp_graph(path, {GRAPH_FORM_KEY: graph_form})
     ref_module = (reference if reference is not None else predictor).eval()
     with torch.inference_mode():
         ref = ref_module(image, magnitude).numpy()
@@ -190,17 +192,6 @@ def parity(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
         return 0.0, 0.0
     diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
     return diff, diff / max(float(np.max(np.abs(ref))), 1e-3)
-
-
-def _stamp(path: Path, props: dict[str, str]) -> None:
-    """Add metadata entries to a saved ONNX graph (rewritten in place, atomically)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **props})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
 
 
 def export_graph(model: nn.Module, preprocessing: Preprocessing | None, path: str | os.PathLike[str],

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cosmic_utils.runtime.preprocess import Preprocessing, PreprocessingError
+from cosmic_utils.runtime.storage import durable_write
 
 #: Version of the artifact layout this code writes and reads.
 FORMAT_VERSION: int = 1
@@ -205,11 +206,9 @@ class ModelArtifact:
 
     def save(self) -> Path:
         """Write ``artifact.json`` (atomically: temp file + rename); returns its path."""
-        self.path.mkdir(parents=True, exist_ok=True)
         meta_path = self.path / META_FILE
-        tmp = meta_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, meta_path)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        durable_write(meta_path, text.encode("utf-8"), sync_dir=False)
         return meta_path
 
 

@@ -31,6 +31,7 @@ from cosmic_utils.runtime.artifact import (
 )
 from cosmic_utils.runtime.engine import ONNX_ENGINE_NAMES, Engine, artifact_meta, resolve_threads
 from cosmic_utils.runtime.gating import gated
+from cosmic_utils.runtime.storage import replacing
 
 log = logging.getLogger(__name__)
 
@@ -94,24 +95,28 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     dst = Path(dst)
     if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime and _graph_variant(dst) == variant:
         return dst
-    model = onnx.load(str(src))
-    weight, other = _weight_matmuls(model)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    weight, other = _weight_matmuls(onnx.load(str(src)))
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor to root
     try:
-        _run_quantiser(variant, src, tmp, other)
-        quantised = onnx.load(str(tmp))
-        onnx.helper.set_model_props(quantised, {**{p.key: p.value for p in quantised.metadata_props},
-                                                VARIANT_KEY: variant})
-        onnx.save(quantised, str(tmp))
-        os.replace(tmp, dst)
+        with replacing(dst) as tmp:
+            _run_quantiser(variant, src, Path(tmp), other)
+            stamp_graph(Path(tmp), {VARIANT_KEY: variant})
     finally:
         root.setLevel(level)
-        tmp.unlink(missing_ok=True)
     log.info("quantised %s -> %s (%s, %d weight MatMul/Gemm nodes int8)", src, dst, variant, len(weight))
     return dst
+
+
+def stamp_graph(path: Path, props: dict[str, str]) -> None:
+    """Add metadata entries to a saved ONNX graph (rewritten in place, atomically)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **props})
+    with replacing(path) as tmp:
+        onnx.save(model, tmp)
 
 
 def _run_quantiser(variant: str, src: Path, dst: Path, exclude: list[str]) -> None:

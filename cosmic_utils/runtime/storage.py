@@ -275,7 +275,7 @@ def durable_write(path: str | os.PathLike[str], data: bytes, sync_dir: bool = Tr
     """Write ``data`` to ``path`` complete or not at all: temp file, ``fsync``, rename, ``fsync`` of
     the folder (``sync_dir``). ENOSPC or a read-only folder raises ``OSError``, leaving no file."""
     dst = Path(path)
-    with _replacing(dst) as tmp, open(tmp, "wb") as fh:
+    with replacing(dst) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -292,7 +292,7 @@ def durable_write(path: str | os.PathLike[str], data: bytes, sync_dir: bool = Tr
 
 
 @contextmanager
-def _replacing(dst: Path) -> Iterator[str]:
+def replacing(dst: Path) -> Iterator[str]:
     """A temp file beside ``dst``, given ordinary permissions (mkstemp makes it 0600) and renamed
     over ``dst`` when the block succeeds; removed in any case."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -316,7 +316,7 @@ _FILE_MODE: int = _default_mode()
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    with _replacing(dst) as tmp:
+    with replacing(dst) as tmp:
         shutil.copyfile(src, tmp)
 
 
@@ -451,7 +451,7 @@ class S3Storage(Storage):
 
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
         full = self._full(key)
-        with _replacing(Path(local_path)) as tmp, self._call(key):
+        with replacing(Path(local_path)) as tmp, self._call(key):
             self.client.download_file(self.bucket, full, tmp)
 
     def exists(self, key: str) -> bool:
