@@ -224,8 +224,7 @@ class LocalStorage(Storage):
             raise self._missing(key) from exc
 
     def read_bytes(self, key: str) -> bytes:
-        with self._reading(key):
-            return bytes(read_regular_into(self._path(key), self.uri(key)))
+        return bytes(self.read_buffer(key))
 
     def read_buffer(self, key: str) -> bytearray:
         with self._reading(key):
@@ -333,20 +332,17 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def make_s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client with the default configuration; ``endpoint_url`` for moto servers."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=endpoint_url or os.environ.get(ENDPOINT_ENV) or None)
-
-
 class S3Storage(Storage):
     """Keys are objects ``prefix/key`` in ``bucket``."""
 
     def __init__(self, bucket: str, prefix: str = "", client: Any = None, endpoint_url: str | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.client = client if client is not None else make_s3_client(endpoint_url)
+        if client is None:  # the default configuration; ``endpoint_url`` for moto servers
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=endpoint_url or os.environ.get(ENDPOINT_ENV) or None)
+        self.client = client
         self.root_uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
 
     def _full(self, key: str) -> str:
