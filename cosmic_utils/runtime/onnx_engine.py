@@ -9,7 +9,6 @@ docs/portability.md "Reduced-precision engines across CPUs".
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -28,6 +27,7 @@ from cosmic_utils.runtime.artifact import (
     ArtifactError,
     ModelArtifact,
     onnx_graph_form,
+    sha256_file,
 )
 from cosmic_utils.runtime.engine import ONNX_ENGINE_NAMES, Engine, artifact_meta, resolve_threads
 from cosmic_utils.runtime.gating import gated
@@ -90,8 +90,7 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     if dst is None:
         dst = src.with_name(src.name[: -len(".onnx")] + INT8_SUFFIX)
         if not os.access(src.parent, os.W_OK):
-            digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-            dst = Path(tempfile.gettempdir()) / f"cosmic-int8-{digest}-{variant}{INT8_SUFFIX}"
+            dst = Path(tempfile.gettempdir()) / f"cosmic-int8-{sha256_file(src)[:16]}-{variant}{INT8_SUFFIX}"
     dst = Path(dst)
     if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime and _graph_variant(dst) == variant:
         return dst
