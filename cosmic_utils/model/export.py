@@ -193,21 +193,12 @@ def parity(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 def onnx_predict(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray, batch_size: int = 512,
                  threads: int | None = None) -> np.ndarray:
-    """Run an exported graph with ONNX Runtime (CPU) on raw arrays -> float32 ``[N]``."""
-    import onnxruntime as ort
+    """Run an exported graph with ONNX Runtime (CPU) on raw arrays -> float32 ``[N]`` (the Lambda engine, one
+    ``session.run`` per ``batch_size`` rows)."""
+    from cosmic_utils.runtime.onnx_engine import OnnxEngine
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    out = np.empty(len(image), dtype=np.float32)
-    for start in range(0, len(image), batch_size):
-        feeds = {
-            INPUT_NAMES[0]: np.ascontiguousarray(image[start:start + batch_size], dtype=np.float32),
-            INPUT_NAMES[1]: np.ascontiguousarray(magnitude[start:start + batch_size], dtype=np.float64),
-        }
-        out[start:start + len(feeds["image"])] = session.run([OUTPUT_NAME], feeds)[0].reshape(-1)
-    return out
+    with OnnxEngine(path, threads=threads, chunk=batch_size, parallel="intra") as engine:
+        return engine.predict(image, magnitude)
 
 
 def compare_onnx_torch(predictor: RedshiftPredictor, onnx_path: str | os.PathLike[str], image: np.ndarray,
