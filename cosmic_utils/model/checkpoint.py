@@ -153,10 +153,7 @@ def load_model(path: PathLike, map_location: str | torch.device = "cpu") -> ViTA
     state = load_state_dict_file(path, map_location=map_location)
     model = build_model()
     model.load_state_dict(state, strict=True)
-    device = torch.device(map_location)
-    if device.type != "cpu":
-        model = model.to(device)
-    return model.eval()
+    return model.to(torch.device(map_location)).eval()  # on the CPU: the same module, nothing copied
 
 
 # --------------------------------------------------------------------------- published pickle
