@@ -117,13 +117,6 @@ def graph_predictor(model: nn.Module, preprocessing: Preprocessing | None = None
     return pred.eval()
 
 
-def _example_inputs(batch: int = 2, seed: int = 0) -> tuple[Tensor, Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    image = torch.randn(batch, 5, 32, 32, generator=g) * 0.1
-    magnitude = 17.0 + torch.randn(batch, 5, generator=g, dtype=torch.float64)
-    return image, magnitude
-
-
 def export_graph(model: nn.Module, preprocessing: Preprocessing | None, path: str | os.PathLike[str],
                  example: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Export :func:`graph_predictor` of ``model`` as one ONNX file (dynamic batch axis, graph form in its
@@ -134,8 +127,10 @@ def export_graph(model: nn.Module, preprocessing: Preprocessing | None, path: st
     path.parent.mkdir(parents=True, exist_ok=True)
     predictor = graph_predictor(model, preprocessing)
     eager = RedshiftPredictor(model.eval(), preprocessing).eval()
-    if example is None:
-        image, magnitude = _example_inputs()
+    if example is None:  # two seeded random rows
+        g = torch.Generator().manual_seed(0)
+        image = torch.randn(2, 5, 32, 32, generator=g) * 0.1
+        magnitude = 17.0 + torch.randn(2, 5, generator=g, dtype=torch.float64)
     else:
         image = torch.from_numpy(np.ascontiguousarray(example[0], dtype=np.float32))
         magnitude = torch.from_numpy(np.ascontiguousarray(example[1], dtype=np.float64))
