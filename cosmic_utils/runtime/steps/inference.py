@@ -72,14 +72,6 @@ def model_identity(model: str) -> tuple[str, Any]:
     return sha, fingerprint
 
 
-def model_sha256_of(request: RunRequest) -> str | None:
-    """The sha256 of the model the cached engine for ``request`` was loaded from (None if unknown)."""
-    for (model, sha, engine, threads) in _ENGINES:
-        if (model, engine, threads) == (request.model, request.engine, request.threads):
-            return sha
-    return None
-
-
 def _model_dir(model: str, sha256: str | None = None) -> Path:
     """A local folder holding the artifact (an S3 one downloaded to /tmp once per artifact.json sha256)."""
     if not model.startswith("s3://"):
@@ -142,6 +134,7 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
         engine = create_engine_with_fallback(request.engine, folder, threads=request.threads, create=create_onnx_engine)
     except Exception as exc:
         raise _infra(f"loading model {request.model} with engine {request.engine}", exc) from exc
+    engine.model_sha256 = sha
     _ENGINES.clear()  # one model per container: a new request model (or a replaced one) replaces the old
     _ENGINES[key] = engine
     return engine, time.perf_counter() - t0, True
@@ -240,7 +233,7 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
         part = fetched.part
         engine, model_load_s, _ = get_engine(request)  # ModelError (a DataError) -> failure record
         rec["model_load_s"] = model_load_s
-        rec["model_sha256"] = model_sha256_of(request)
+        rec["model_sha256"] = getattr(engine, "model_sha256", None)
         rec.update(engine_fields(engine, request.engine))
         t0 = time.perf_counter()
         preds = []
