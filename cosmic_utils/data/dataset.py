@@ -69,13 +69,10 @@ def put_partition(store: Storage, key: str, image: np.ndarray, magnitude: np.nda
     path = store.local_path(key)
     if path is not None:
         return write_partition(path, image, magnitude, redshift, meta)
-    fd, tmp = tempfile.mkstemp(suffix=".cpart")
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder) / "upload.cpart"
         info = write_partition(tmp, image, magnitude, redshift, meta)
         store.upload_file(tmp, key)  # managed (multipart) transfer
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return info
 
 

@@ -44,6 +44,7 @@ from cosmic_utils.runtime.artifact import (
 )
 from cosmic_utils.runtime.gating import CALIBRATION_ROWS
 from cosmic_utils.runtime.preprocess import Preprocessing, default_preprocessing, identity
+from cosmic_utils.runtime.storage import replacing
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +167,8 @@ def add_calibration(artifact: ModelArtifact, rows: int | None = None, model: Red
     z_spec = np.asarray(inputs[2], dtype=np.float64).reshape(-1)
     net = model if model is not None else predictor(artifact)
     z_fp32 = net.predict_numpy(image, magnitude).astype(np.float64)
-    path = artifact.path / CALIBRATION_FILE
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    with replacing(artifact.path / CALIBRATION_FILE) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, image=image, magnitude=magnitude, z_spec=z_spec, z_fp32=z_fp32)
-    os.replace(tmp, path)
     artifact.add_file(ROLE_CALIBRATION, CALIBRATION_FILE)
     artifact.extra["calibration"] = {"rows": int(len(image)), "reference": "eager fp32 (torch)",
                                      "source": source}

@@ -9,6 +9,7 @@ command line ``--trust-pickle``). Reasoning: docs/model.md "Loading weights".
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import types
@@ -152,10 +153,7 @@ def load_model(path: PathLike, map_location: str | torch.device = "cpu") -> ViTA
     state = load_state_dict_file(path, map_location=map_location)
     model = build_model()
     model.load_state_dict(state, strict=True)
-    device = torch.device(map_location)
-    if device.type != "cpu":
-        model = model.to(device)
-    return model.eval()
+    return model.to(torch.device(map_location)).eval()  # on the CPU: the same module, nothing copied
 
 
 # --------------------------------------------------------------------------- published pickle
@@ -172,17 +170,11 @@ class StandInModule(nn.Module):
                            "cosmic_utils.model.astromae.build_model()")
 
 
-_STAND_INS: dict[str, type[StandInModule]] = {}
-
-
+@functools.cache
 def _stand_in(full_name: str) -> type[StandInModule]:
-    cls = _STAND_INS.get(full_name)
-    if cls is None:
-        short = full_name.rsplit(".", 1)[-1]
-        cls = type(f"StandIn_{short}", (StandInModule,),
-                   {"published_class": full_name, "__module__": __name__, "__doc__": f"Stand-in for {full_name}."})
-        _STAND_INS[full_name] = cls
-    return cls
+    short = full_name.rsplit(".", 1)[-1]
+    return type(f"StandIn_{short}", (StandInModule,),
+                {"published_class": full_name, "__module__": __name__, "__doc__": f"Stand-in for {full_name}."})
 
 
 def _rebuild_parameter_with_state_checked(data: Tensor, requires_grad: bool, backward_hooks: Any, state: Any) -> Any:

@@ -117,26 +117,20 @@ def graph_predictor(model: nn.Module, preprocessing: Preprocessing | None = None
     return pred.eval()
 
 
-def _example_inputs(batch: int = 2, seed: int = 0) -> tuple[Tensor, Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    image = torch.randn(batch, 5, 32, 32, generator=g) * 0.1
-    magnitude = 17.0 + torch.randn(batch, 5, generator=g, dtype=torch.float64)
-    return image, magnitude
-
-
-def export_onnx(predictor: RedshiftPredictor, path: str | os.PathLike[str],
-                example: tuple[np.ndarray, np.ndarray] | None = None, atol: float = EXPORT_ATOL,
-                opset: int = ONNX_OPSET, reference: nn.Module | None = None, rtol: float = EXPORT_RTOL,
-                graph_form: str | None = None) -> dict[str, Any]:
-    """Export ``predictor`` to a single-file ONNX graph with a dynamic batch axis and verify it on
-    ``example``. ``reference``: the module the graph must reproduce within ``atol`` / ``rtol`` (default
-    ``predictor``), else :class:`ExportError`; ``graph_form`` goes into the graph's metadata. Returns
-    ``{"path", "opset", "export_s", "max_abs_diff", "max_rel_diff", "verified_samples", "graph_form"}``."""
+def export_graph(model: nn.Module, preprocessing: Preprocessing | None, path: str | os.PathLike[str],
+                 example: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Export :func:`graph_predictor` of ``model`` as one ONNX file (dynamic batch axis, graph form in its
+    metadata), checked on ``example`` against the eager model (:data:`EXPORT_ATOL` / :data:`EXPORT_RTOL`,
+    else :class:`ExportError`). Returns ``{"path", "opset", "export_s", "max_abs_diff", "max_rel_diff",
+    "verified_samples", "graph_form"}``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    predictor = predictor.eval()
-    if example is None:
-        image, magnitude = _example_inputs()
+    predictor = graph_predictor(model, preprocessing)
+    eager = RedshiftPredictor(model.eval(), preprocessing).eval()
+    if example is None:  # two seeded random rows
+        g = torch.Generator().manual_seed(0)
+        image = torch.randn(2, 5, 32, 32, generator=g) * 0.1
+        magnitude = 17.0 + torch.randn(2, 5, generator=g, dtype=torch.float64)
     else:
         image = torch.from_numpy(np.ascontiguousarray(example[0], dtype=np.float32))
         magnitude = torch.from_numpy(np.ascontiguousarray(example[1], dtype=np.float64))
@@ -156,7 +150,7 @@ def export_onnx(predictor: RedshiftPredictor, path: str | os.PathLike[str],
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
             warnings.simplefilter("ignore")
             torch.onnx.export(predictor, (image, magnitude), str(path), input_names=list(INPUT_NAMES),
-                              output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch}, {0: batch}), opset_version=opset,
+                              output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch}, {0: batch}), opset_version=ONNX_OPSET,
                               dynamo=True, external_data=False, verbose=False,
                               custom_translation_table=ONNX_TRANSLATIONS)
     except Exception as exc:  # the exporter raises many types; keep its message
@@ -168,20 +162,20 @@ def export_onnx(predictor: RedshiftPredictor, path: str | os.PathLike[str],
     stray = path.with_name(path.name + ".data")
     if stray.exists():
         raise ExportError(f"ONNX export wrote external data {stray}; expected one self-contained file")
-    if graph_form:
-        _stamp(path, {GRAPH_FORM_KEY: graph_form})
-    ref_module = (reference if reference is not None else predictor).eval()
+    from cosmic_utils.runtime.onnx_engine import stamp_graph
+
+    stamp_graph(path, {GRAPH_FORM_KEY: ONNX_GRAPH_FORM})
     with torch.inference_mode():
-        ref = ref_module(image, magnitude).numpy()
+        ref = eager(image, magnitude).numpy()
     got = onnx_predict(path, image.numpy(), magnitude.numpy())
     diff, rel = parity(got, ref)
-    if not np.isfinite(diff) or diff > atol or rel > rtol:
+    if not np.isfinite(diff) or diff > EXPORT_ATOL or rel > EXPORT_RTOL:
         raise ExportError(f"ONNX graph {path} differs from the reference torch model by {diff:.3g} "
-                          f"({rel:.3g} relative; limits {atol} absolute, {rtol} relative) on the example batch")
+                          f"({rel:.3g} relative; limits {EXPORT_ATOL} absolute, {EXPORT_RTOL} relative) on the example batch")
     log.info("exported %s in %.1f s (opset %d, max |onnx - torch| = %.2e, %.2e relative)", path, export_s,
-             opset, diff, rel)
-    return {"path": str(path), "opset": opset, "export_s": export_s, "max_abs_diff": diff, "max_rel_diff": rel,
-            "verified_samples": int(len(ref)), "graph_form": graph_form}
+             ONNX_OPSET, diff, rel)
+    return {"path": str(path), "opset": ONNX_OPSET, "export_s": export_s, "max_abs_diff": diff,
+            "max_rel_diff": rel, "verified_samples": int(len(ref)), "graph_form": ONNX_GRAPH_FORM}
 
 
 def parity(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -192,42 +186,14 @@ def parity(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return diff, diff / max(float(np.max(np.abs(ref))), 1e-3)
 
 
-def _stamp(path: Path, props: dict[str, str]) -> None:
-    """Add metadata entries to a saved ONNX graph (rewritten in place, atomically)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **props})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
-
-
-def export_graph(model: nn.Module, preprocessing: Preprocessing | None, path: str | os.PathLike[str],
-                 example: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
-    """Export the artifact graph (:func:`graph_predictor` of ``model``) and check it against the eager model."""
-    eager = RedshiftPredictor(model.eval(), preprocessing).eval()
-    return export_onnx(graph_predictor(model, preprocessing), path, example=example, reference=eager,
-                       graph_form=ONNX_GRAPH_FORM)
-
-
 def onnx_predict(path: str | os.PathLike[str], image: np.ndarray, magnitude: np.ndarray, batch_size: int = 512,
                  threads: int | None = None) -> np.ndarray:
-    """Run an exported graph with ONNX Runtime (CPU) on raw arrays -> float32 ``[N]``."""
-    import onnxruntime as ort
+    """Run an exported graph with ONNX Runtime (CPU) on raw arrays -> float32 ``[N]`` (the Lambda engine, one
+    ``session.run`` per ``batch_size`` rows)."""
+    from cosmic_utils.runtime.onnx_engine import OnnxEngine
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    out = np.empty(len(image), dtype=np.float32)
-    for start in range(0, len(image), batch_size):
-        feeds = {
-            INPUT_NAMES[0]: np.ascontiguousarray(image[start:start + batch_size], dtype=np.float32),
-            INPUT_NAMES[1]: np.ascontiguousarray(magnitude[start:start + batch_size], dtype=np.float64),
-        }
-        out[start:start + len(feeds["image"])] = session.run([OUTPUT_NAME], feeds)[0].reshape(-1)
-    return out
+    with OnnxEngine(path, threads=threads, chunk=batch_size, parallel="intra") as engine:
+        return engine.predict(image, magnitude)
 
 
 def compare_onnx_torch(predictor: RedshiftPredictor, onnx_path: str | os.PathLike[str], image: np.ndarray,

@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from cosmic_utils.model.numerics import ISA_CAPS
@@ -176,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.raw:
         print(raw, end="")
         return 0
-    out: Mapping[str, object] = {"cap": args.cap, "qemu_cpu": args.qemu_cpu, **asdict(report)}
-    print(json.dumps(out, indent=2))
+    print(json.dumps({"cap": args.cap, "qemu_cpu": args.qemu_cpu, **asdict(report)}, indent=2))
     return 0
 
 

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -125,20 +125,14 @@ def mismatches(deviations: dict[str, float], tol: float = FIXTURE_TOL) -> list[s
 # Each patches a fixture model (instances only) into a plausible mis-rebuild the checks must reject.
 
 
-def _set_attr(kind: type[nn.Module], attr: str, value: Any) -> Callable[[nn.Module], None]:
-    def apply(model: nn.Module) -> None:
-        for module in model.modules():
-            if isinstance(module, kind):
-                setattr(module, attr, value)
-
-    return apply
+def _set_attr(model: nn.Module, kind: type[nn.Module], attr: str, value: Any) -> None:
+    for module in model.modules():
+        if isinstance(module, kind):
+            setattr(module, attr, value)
 
 
-def _skip_block(index: int) -> Callable[[nn.Module], None]:
-    def apply(model: nn.Module) -> None:
-        model.blocks[index].forward = lambda x: x  # type: ignore[index, method-assign]
-
-    return apply
+def _skip_block(model: nn.Module, index: int) -> None:
+    model.blocks[index].forward = lambda x: x  # type: ignore[index, method-assign]
 
 
 def _no_pcm(model: nn.Module) -> None:
@@ -183,14 +177,14 @@ def _post_norm(model: nn.Module) -> None:
 
 
 VARIANTS: dict[str, Callable[[nn.Module], None]] = {
-    "tanh GELU": _set_attr(nn.GELU, "approximate", "tanh"),
-    "LayerNorm eps 1e-5": _set_attr(nn.LayerNorm, "eps", 1e-5),
-    "LayerNorm eps 1e-12": _set_attr(nn.LayerNorm, "eps", 1e-12),
-    "BatchNorm eps 1e-3": _set_attr(nn.BatchNorm2d, "eps", 1e-3),
-    "BatchNorm eps 1e-6": _set_attr(nn.BatchNorm2d, "eps", 1e-6),
-    "frozen block 0 skipped": _skip_block(0),
-    "frozen block 6 skipped": _skip_block(6),
-    "frozen block 11 skipped": _skip_block(11),
+    "tanh GELU": partial(_set_attr, kind=nn.GELU, attr="approximate", value="tanh"),
+    "LayerNorm eps 1e-5": partial(_set_attr, kind=nn.LayerNorm, attr="eps", value=1e-5),
+    "LayerNorm eps 1e-12": partial(_set_attr, kind=nn.LayerNorm, attr="eps", value=1e-12),
+    "BatchNorm eps 1e-3": partial(_set_attr, kind=nn.BatchNorm2d, attr="eps", value=1e-3),
+    "BatchNorm eps 1e-6": partial(_set_attr, kind=nn.BatchNorm2d, attr="eps", value=1e-6),
+    "frozen block 0 skipped": partial(_skip_block, index=0),
+    "frozen block 6 skipped": partial(_skip_block, index=6),
+    "frozen block 11 skipped": partial(_skip_block, index=11),
     "PCM branch missing": _no_pcm,
     "PCM SiLU -> GELU": _pcm_gelu,
     "cls token in the mean pool": _pool_with_cls,

@@ -325,8 +325,7 @@ def train(cfg: TrainConfig | str = "default", out_dir: str | os.PathLike[str] | 
     timings["evaluate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    valid_df = catalog.valid_catalog().iloc[:64]
-    example = (render_catalog(valid_df, cfg.valid_render_seed)[0], catalog.magnitudes(valid_df))
+    example = dataset.validation_rows(64, cfg.valid_render_seed)[:2]
     timings_so_far = dict(timings, total_before_export_s=time.perf_counter() - t_start)
     trainable = sum(p.numel() for p in trainer.params)
     art = write_artifact(

@@ -11,14 +11,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cosmic_utils.runtime.preprocess import Preprocessing, PreprocessingError
+from cosmic_utils.runtime.storage import durable_write
+from cosmic_utils.runtime.strict import jsonable
 
 #: Version of the artifact layout this code writes and reads.
 FORMAT_VERSION: int = 1
@@ -63,23 +64,6 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types (numpy scalars -> float/int, NaN/inf -> None, tuples -> lists)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:  # numpy / torch arrays
-        return _jsonable(value.tolist())
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _now() -> str:
@@ -191,7 +175,7 @@ class ModelArtifact:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``artifact.json`` content."""
-        return _jsonable({"format_version": self.format_version, "name": self.name, "created": self.created,
+        return jsonable({"format_version": self.format_version, "name": self.name, "created": self.created,
                           "architecture": self.architecture, "preprocessing": self.preprocessing.to_dict(),
                           "config": self.config, "training_data_sha256": self.training_data_sha256,
                           "metrics": self.metrics, "files": self.files, **self.extra})
@@ -205,11 +189,9 @@ class ModelArtifact:
 
     def save(self) -> Path:
         """Write ``artifact.json`` (atomically: temp file + rename); returns its path."""
-        self.path.mkdir(parents=True, exist_ok=True)
         meta_path = self.path / META_FILE
-        tmp = meta_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, meta_path)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        durable_write(meta_path, text.encode("utf-8"), sync_dir=False)
         return meta_path
 
 

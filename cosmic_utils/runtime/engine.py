@@ -50,6 +50,8 @@ class Engine(ABC):
     gate: dict[str, Any] | None = None
     requested_name: str = ""
     fallback_reason: str = ""
+    #: Set by the inference step: sha256 of the ``artifact.json`` the engine was loaded from.
+    model_sha256: str | None = None
 
     @abstractmethod
     def predict(self, image: np.ndarray, magnitude: np.ndarray) -> np.ndarray:

@@ -139,12 +139,10 @@ class Manifest:
         """Write ``manifest.json`` into a storage, dataset folder / URI or ``.json`` path; returns where."""
         storage = _as_storage(target)
         if storage is None:
-            path = Path(target)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            tmp.write_text(self.to_json())
-            os.replace(tmp, path)
-            return str(path)
+            from cosmic_utils.runtime.storage import durable_write
+
+            durable_write(target, self.to_json().encode(), sync_dir=False)
+            return str(Path(target))
         storage.write_text(MANIFEST_NAME, self.to_json())
         return storage.uri(MANIFEST_NAME)
 

@@ -9,7 +9,6 @@ docs/portability.md "Reduced-precision engines across CPUs".
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -28,9 +27,11 @@ from cosmic_utils.runtime.artifact import (
     ArtifactError,
     ModelArtifact,
     onnx_graph_form,
+    sha256_file,
 )
 from cosmic_utils.runtime.engine import ONNX_ENGINE_NAMES, Engine, artifact_meta, resolve_threads
 from cosmic_utils.runtime.gating import gated
+from cosmic_utils.runtime.storage import replacing
 
 log = logging.getLogger(__name__)
 
@@ -89,29 +90,32 @@ def quantize_onnx_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str] 
     if dst is None:
         dst = src.with_name(src.name[: -len(".onnx")] + INT8_SUFFIX)
         if not os.access(src.parent, os.W_OK):
-            digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-            dst = Path(tempfile.gettempdir()) / f"cosmic-int8-{digest}-{variant}{INT8_SUFFIX}"
+            dst = Path(tempfile.gettempdir()) / f"cosmic-int8-{sha256_file(src)[:16]}-{variant}{INT8_SUFFIX}"
     dst = Path(dst)
     if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime and _graph_variant(dst) == variant:
         return dst
-    model = onnx.load(str(src))
-    weight, other = _weight_matmuls(model)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    weight, other = _weight_matmuls(onnx.load(str(src)))
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor to root
     try:
-        _run_quantiser(variant, src, tmp, other)
-        quantised = onnx.load(str(tmp))
-        onnx.helper.set_model_props(quantised, {**{p.key: p.value for p in quantised.metadata_props},
-                                                VARIANT_KEY: variant})
-        onnx.save(quantised, str(tmp))
-        os.replace(tmp, dst)
+        with replacing(dst) as tmp:
+            _run_quantiser(variant, src, Path(tmp), other)
+            stamp_graph(Path(tmp), {VARIANT_KEY: variant})
     finally:
         root.setLevel(level)
-        tmp.unlink(missing_ok=True)
     log.info("quantised %s -> %s (%s, %d weight MatMul/Gemm nodes int8)", src, dst, variant, len(weight))
     return dst
+
+
+def stamp_graph(path: Path, props: dict[str, str]) -> None:
+    """Add metadata entries to a saved ONNX graph (rewritten in place, atomically)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **props})
+    with replacing(path) as tmp:
+        onnx.save(model, tmp)
 
 
 def _run_quantiser(variant: str, src: Path, dst: Path, exclude: list[str]) -> None:

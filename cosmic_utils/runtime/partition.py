@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from cosmic_utils.runtime.storage import NotRegularFileError, open_regular, replacing
+
 MAGIC: bytes = b"CPART\x00\x01\x00"
 VERSION: int = 1
 ALIGN: int = 64
@@ -221,16 +223,8 @@ def write_partition(target: str | os.PathLike[str] | BinaryIO, image: np.ndarray
     the sample count, size and sha256 of the whole file (what a manifest entry records)."""
     if isinstance(target, (str, os.PathLike)):
         path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as fh:
-                info = _write_to(fh, image, magnitude, redshift, meta, name=path.name)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return info
+        with replacing(path) as tmp, open(tmp, "wb") as fh:
+            return _write_to(fh, image, magnitude, redshift, meta, name=path.name)
     return _write_to(target, image, magnitude, redshift, meta, name=_display_name(target, None))
 
 
@@ -336,8 +330,6 @@ def _check_expected(name: str, expected: Any, samples: int | None, nbytes: int |
 
 def _open_fd(path: Path, label: str, shown: str | None = None) -> int:
     """``storage.open_regular``; a missing or non-regular file as :class:`PartitionError` naming ``label``."""
-    from cosmic_utils.runtime.storage import NotRegularFileError, open_regular
-
     try:
         return open_regular(path, shown)
     except NotRegularFileError as exc:  # before FileNotFoundError, its base class

@@ -224,8 +224,7 @@ class LocalStorage(Storage):
             raise self._missing(key) from exc
 
     def read_bytes(self, key: str) -> bytes:
-        with self._reading(key):
-            return bytes(read_regular_into(self._path(key), self.uri(key)))
+        return bytes(self.read_buffer(key))
 
     def read_buffer(self, key: str) -> bytearray:
         with self._reading(key):
@@ -275,7 +274,7 @@ def durable_write(path: str | os.PathLike[str], data: bytes, sync_dir: bool = Tr
     """Write ``data`` to ``path`` complete or not at all: temp file, ``fsync``, rename, ``fsync`` of
     the folder (``sync_dir``). ENOSPC or a read-only folder raises ``OSError``, leaving no file."""
     dst = Path(path)
-    with _replacing(dst) as tmp, open(tmp, "wb") as fh:
+    with replacing(dst) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -292,7 +291,7 @@ def durable_write(path: str | os.PathLike[str], data: bytes, sync_dir: bool = Tr
 
 
 @contextmanager
-def _replacing(dst: Path) -> Iterator[str]:
+def replacing(dst: Path) -> Iterator[str]:
     """A temp file beside ``dst``, given ordinary permissions (mkstemp makes it 0600) and renamed
     over ``dst`` when the block succeeds; removed in any case."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -316,7 +315,7 @@ _FILE_MODE: int = _default_mode()
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    with _replacing(dst) as tmp:
+    with replacing(dst) as tmp:
         shutil.copyfile(src, tmp)
 
 
@@ -333,20 +332,17 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def make_s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client with the default configuration; ``endpoint_url`` for moto servers."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=endpoint_url or os.environ.get(ENDPOINT_ENV) or None)
-
-
 class S3Storage(Storage):
     """Keys are objects ``prefix/key`` in ``bucket``."""
 
     def __init__(self, bucket: str, prefix: str = "", client: Any = None, endpoint_url: str | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.client = client if client is not None else make_s3_client(endpoint_url)
+        if client is None:  # the default configuration; ``endpoint_url`` for moto servers
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=endpoint_url or os.environ.get(ENDPOINT_ENV) or None)
+        self.client = client
         self.root_uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
 
     def _full(self, key: str) -> str:
@@ -451,7 +447,7 @@ class S3Storage(Storage):
 
     def download_file(self, key: str, local_path: str | os.PathLike[str]) -> None:
         full = self._full(key)
-        with _replacing(Path(local_path)) as tmp, self._call(key):
+        with replacing(Path(local_path)) as tmp, self._call(key):
             self.client.download_file(self.bucket, full, tmp)
 
     def exists(self, key: str) -> bool:

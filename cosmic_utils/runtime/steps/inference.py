@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,6 @@ def model_identity(model: str) -> tuple[str, Any]:
     sha = hashlib.sha256(raw).hexdigest()
     _MODEL_IDS[model] = (fingerprint, sha)
     return sha, fingerprint
-
-
-def model_sha256_of(request: RunRequest) -> str | None:
-    """The sha256 of the model the cached engine for ``request`` was loaded from (None if unknown)."""
-    for (model, sha, engine, threads) in _ENGINES:
-        if (model, engine, threads) == (request.model, request.engine, request.threads):
-            return sha
-    return None
 
 
 def _model_dir(model: str, sha256: str | None = None) -> Path:
@@ -141,6 +134,7 @@ def get_engine(request: RunRequest) -> tuple[Any, float, bool]:
         engine = create_engine_with_fallback(request.engine, folder, threads=request.threads, create=create_onnx_engine)
     except Exception as exc:
         raise _infra(f"loading model {request.model} with engine {request.engine}", exc) from exc
+    engine.model_sha256 = sha
     _ENGINES.clear()  # one model per container: a new request model (or a replaced one) replaces the old
     _ENGINES[key] = engine
     return engine, time.perf_counter() - t0, True
@@ -220,37 +214,6 @@ def fetch_partition(request: RunRequest, entry: Mapping[str, Any], data: Any, pr
     return out
 
 
-class Prefetcher:
-    """Fetch the next partition on one thread while the current one runs (docs/pipeline.md "Prefetch")."""
-
-    def __init__(self, request: RunRequest, data: Any) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._request, self._data = request, data
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cosmic-prefetch")
-        self._pending: Any = None
-
-    def submit(self, entry: Mapping[str, Any]) -> None:
-        """Start fetching ``entry`` (one fetch in flight at most)."""
-        if self._pending is not None:
-            raise RuntimeError("Prefetcher: one fetch in flight at most (queue depth 1)")
-        self._pending = self._pool.submit(fetch_partition, self._request, entry, self._data, True)
-
-    def take(self) -> tuple[Fetched, float]:
-        """The fetched partition and the seconds spent waiting for it here."""
-        t0 = time.perf_counter()
-        fetched = self._pending.result()
-        self._pending = None
-        return fetched, time.perf_counter() - t0
-
-    def close(self) -> None:
-        """Drop a fetch not taken (its partition is not processed: the state machine retries it)."""
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: int, context: Any, cold: bool,
                       results: Any, execution: Mapping[str, Any] | None, fetched: Fetched,
                       fetch_wait_s: float) -> dict[str, Any]:
@@ -270,7 +233,7 @@ def process_partition(request: RunRequest, entry: Mapping[str, Any], worker_id: 
         part = fetched.part
         engine, model_load_s, _ = get_engine(request)  # ModelError (a DataError) -> failure record
         rec["model_load_s"] = model_load_s
-        rec["model_sha256"] = model_sha256_of(request)
+        rec["model_sha256"] = getattr(engine, "model_sha256", None)
         rec.update(engine_fields(engine, request.engine))
         t0 = time.perf_counter()
         preds = []
@@ -344,22 +307,23 @@ def inference_step(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     data = open_storage(request.data)
     results = open_storage(request.results)
     ok = failed = 0
-    prefetch = Prefetcher(request, data) if len(entries) > 1 else None
+    # the next partition is fetched on one thread while the current one runs (docs/pipeline.md "Prefetch")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cosmic-prefetch")
+    pending: Future[Fetched] | None = None
     try:
         for i, entry in enumerate(entries):
-            if i == 0 or prefetch is None:
-                current, wait_s = fetch_partition(request, entry, data), 0.0
-            else:
-                current, wait_s = prefetch.take()
-            if prefetch is not None and i + 1 < len(entries):
-                prefetch.submit(entries[i + 1])
+            t0 = time.perf_counter()
+            current = fetch_partition(request, entry, data) if pending is None else pending.result()
+            wait_s = 0.0 if pending is None else time.perf_counter() - t0
+            pending = None
+            if i + 1 < len(entries):
+                pending = pool.submit(fetch_partition, request, entries[i + 1], data, True)
             rec = process_partition(request, entry, int(item.get("worker_id", 0)), context,
                                     cold and i == 0, results, execution=event.get("execution"),
                                     fetched=current, fetch_wait_s=wait_s)
             del current  # its arrays go before the next partition is taken: two partitions at most
             ok += rec["status"] == "ok"
             failed += rec["status"] != "ok"
-    finally:
-        if prefetch is not None:
-            prefetch.close()
+    finally:  # a fetch not taken is dropped: the state machine retries its partition
+        pool.shutdown(wait=True, cancel_futures=True)
     return {"ok": ok, "failed": failed}

@@ -25,6 +25,7 @@ from cosmic_utils.runtime.steps.common import (
 )
 from cosmic_utils.runtime.steps.init import execution_chain
 from cosmic_utils.runtime.storage import StorageError, open_storage
+from cosmic_utils.runtime.strict import jsonable
 from cosmic_utils.runtime.units import NMAD_FACTOR
 
 log = logging.getLogger(__name__)
@@ -146,16 +147,6 @@ class RunAggregate:
                 for pid, e in self.expected.items() if pid not in self.seen]
 
 
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
 def summarize_records(records: Iterable[Mapping[str, Any]], expected: Iterable[Mapping[str, Any]],
                       request: RunRequest, wall_s: float | None, extra: Mapping[str, Any] | None = None,
                       executions: Iterable[str] | None = None) -> dict[str, Any]:
@@ -220,7 +211,7 @@ def summarize_records(records: Iterable[Mapping[str, Any]], expected: Iterable[M
                                   "each record's model_sha256 says which")
     if extra:
         summary.update(extra)
-    return _nan_to_none(summary)
+    return jsonable(summary)
 
 
 def iter_records(results: Any, run_id: str) -> Iterable[dict[str, Any]]:
